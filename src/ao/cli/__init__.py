@@ -1,0 +1,1 @@
+"""The `ao` command line: thin modules that parse, call a service, and print."""

@@ -1,0 +1,87 @@
+"""`ao config show` and `ao init`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+
+from .. import config as cfgmod
+from .. import paths, workspace
+from ..errors import BadInput
+from .output import emit_json, table
+
+app = typer.Typer(help="Show the effective configuration and where each value came from.",
+                  no_args_is_help=True)
+
+
+@app.command("show")
+def show(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Print every effective setting with its source (default, a file, or an env var)."""
+    cfg = cfgmod.load()
+    rows = cfgmod.effective(cfg)
+    if json_out:
+        emit_json([{"key": k, "value": v, "source": s} for k, v, s in rows])
+        return
+    typer.echo(table(["key", "value", "source"], [(k, _fmt(v), s) for k, v, s in rows]))
+    if not cfg.projects:
+        typer.echo("\nno projects configured: run `ao init` in a repository", err=True)
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "-"
+    return str(value)
+
+
+STARTER = """\
+# ao configuration for this repository (docs/configuration.md lists every key).
+# Settings here override ~/.agent-orchestrator/config.yaml; AO_* env vars override both.
+# tmux: {{socket: ao}}            # ao's own tmux server (AO_TMUX_SOCKET overrides)
+# poll_interval: 30s
+projects:
+  {name}:
+    path: .                       # this clone
+{repo_line}
+    default_branch: {branch}
+    forge: {forge}                 # github (PRs, checks, reviews) or local (no account needed)
+    agent: claude-code            # codex | aider | gemini | demo | {{command: "x {{prompt_file}}"}}
+    max_concurrent: 5             # sessions running at once; the rest wait, critical path first
+    # session_prefix: {prefix}     # session ids: {prefix}-1, {prefix}-2, ...
+    # plan: plans/{name}.yaml
+    # ci: {{command: "pytest -q", timeout: 10m}}    # local forge: CI run on each pushed head
+    # post_create: ["pip install -e ."]           # run in each new worktree
+    # symlinks: [.env]                             # linked from this clone into each worktree
+    # reactions:
+    #   ci-failed: {{retries: 3}}
+    #   approved-and-green: {{auto: false}}
+"""
+
+
+def init(
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+    name: str = typer.Option("", "--name", help="Project name (default: the folder's name)."),
+) -> None:
+    """Write a commented starter agent-orchestrator.yaml for the repository you stand in."""
+    root = workspace.repo_root(Path.cwd())
+    target = root / cfgmod.REPO_CONFIG_NAME
+    if target.exists() and not force:
+        raise BadInput(f"{paths.display(target)} already exists", "edit it, or pass --force")
+    project = name or re.sub(r"[^A-Za-z0-9_.-]", "-", root.name)
+    slug = workspace.github_slug(workspace.remote_url(root))
+    prefix = re.sub(r"[^a-z0-9]", "", project.lower())[:3] or "ses"
+    text = STARTER.format(
+        name=project,
+        repo_line=f"    repo: {slug}" if slug else "    # repo: owner/name        # forge: github",
+        branch=workspace.default_branch(root),
+        forge="github" if slug else "local",
+        prefix=prefix,
+    )
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    typer.echo(f"wrote {paths.display(target)} (project {project}, forge "
+               f"{'github ' + slug if slug else 'local'})")

@@ -1,0 +1,106 @@
+"""`ao plan check | show | import`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .. import paths
+from .. import plan as planmod
+from ..errors import BadInput, PlanError
+from ..plan_import import import_file
+from .output import days, emit_json, note
+
+app = typer.Typer(help="Check, show and import plans (tasks and their dependency graph).",
+                  no_args_is_help=True)
+
+
+@app.command("check")
+def check(
+    file: Path = typer.Argument(..., help="The plan file (plans/*.yaml)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
+) -> None:
+    """Validate a plan: unknown or self dependencies, cycles, unsafe keys, contradicting waves."""
+    p = planmod.load(file)
+    if json_out:
+        emit_json({"file": str(file), "tasks": len(p.tasks),
+                   "problems": [{"kind": x.kind, "task": x.task, "message": x.message}
+                                for x in p.problems]})
+    else:
+        for x in p.problems:
+            typer.echo(f"{file}: {x.message}")
+        if not p.problems:
+            typer.echo(f"{file}: ok, {len(p.tasks)} tasks")
+    if p.problems:
+        kinds = sorted({x.kind for x in p.problems})
+        note(f"ao: {len(p.problems)} problem(s) in {file} ({', '.join(kinds)})")
+        raise typer.Exit(2)
+
+
+@app.command("show")
+def show(
+    file: Path = typer.Argument(..., help="The plan file (plans/*.yaml)."),
+    max_concurrent: int = typer.Option(5, "--max-concurrent", "-n", min=1,
+                                       help="Agents at once, for the makespan simulation."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Waves, critical path, total work and simulated makespan of a plan."""
+    p = planmod.load(file)
+    s = planmod.summary(p, max_concurrent)
+    if json_out:
+        emit_json(s)
+        return
+    tail = planmod.tails(p)
+    crit = set(s["critical_path"]["tasks"])
+    for i, layer in enumerate(s["layers"], start=1):
+        typer.echo(f"wave {i}:")
+        for key in planmod.priority_order(p, layer):
+            t = p.tasks[key]
+            mark = "*" if key in crit else " "
+            deps = f"  <- {', '.join(t.deps)}" if t.deps else ""
+            typer.echo(f"  {mark} {key:<14} {days(t.days):>5}  chain {days(tail[key]):>4}  "
+                       f"{t.title}{deps}")
+    cp = s["critical_path"]
+    m = s["makespan"]
+    typer.echo("")
+    typer.echo(f"critical path ({days(cp['length'])}): {' -> '.join(cp['tasks'])}")
+    typer.echo(f"total work: {days(s['total_work'])} over {s['tasks']} tasks")
+    typer.echo(f"makespan with {m['max_concurrent']} at once: {days(m['dependency_driven'])} "
+               "starting each task when its own deps are done")
+    if m["waves_as_barriers"] is not None:
+        typer.echo(f"  versus {days(m['waves_as_barriers'])} running the plan's "
+                   f"{len(p.waves or ())} explicit waves as barriers")
+    if s["wave_problems"]:
+        note(f"note: the plan's waves contradict its graph in {len(s['wave_problems'])} places; "
+             f"`ao plan check {file}` lists them")
+
+
+@app.command("import")
+def import_(
+    document: Path = typer.Argument(..., help="A markdown document with a mermaid graph TD."),
+    output: Path | None = typer.Option(None, "--output", "-o",
+                                       help="Where to write the plan (default: stdout)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+) -> None:
+    """Turn a planning document (mermaid `graph TD` + bracketed issue keys) into a plan file."""
+    p = import_file(document)
+    graph = p.graph_problems()
+    if graph:
+        raise PlanError(f"{document}: {graph[0]}", "fix the diagram and import again")
+    text = planmod.to_yaml(p)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        if output.exists() and not force:
+            raise BadInput(f"{paths.display(output)} already exists", "pass --force to replace it")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(output.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(output)
+        note(f"wrote {paths.display(output)}: {len(p.tasks)} tasks"
+             + (f", {len(p.waves)} waves" if p.waves else ""))
+    waves = [x for x in p.problems if x.kind == "wave"]
+    if waves:
+        note(f"note: the document's phases contradict its graph in {len(waves)} places "
+             "(`ao plan check` lists them); ao schedules by the graph")

@@ -1,0 +1,410 @@
+"""Typed configuration: the global file, a repo's own file, and `AO_*` environment variables.
+
+Later sources override earlier ones key by key: defaults < `AO_HOME/config.yaml` < the repo's
+`agent-orchestrator.yaml` (found searching upward from the current directory) < environment.
+Every effective value remembers where it came from, for `ao config show`. Unknown keys are
+rejected with the file, the dotted key and the nearest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import paths
+from .errors import ConfigError, NotFound
+
+REPO_CONFIG_NAME = "agent-orchestrator.yaml"
+REACTION_NAMES = (
+    "ci-failed",
+    "changes-requested",
+    "merge-conflict",
+    "approved-and-green",
+    "agent-stuck",
+    "agent-needs-input",
+    "agent-exited",
+    "merged",
+    "all-complete",
+)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def parse_duration(value: object, where: str = "duration") -> float:
+    """Seconds from `30s`, `5m`, `2h`, `7d`, `250ms` or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a duration, got {value!r}", "write e.g. 30s, 5m, 2h")
+    if isinstance(value, int | float):
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ConfigError(f"{where}: {value!r} is not a duration", "write e.g. 30s, 5m, 2h, 7d")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+@dataclass(frozen=True)
+class ReactionConfig:
+    auto: bool = True
+    retries: int | None = None
+    escalate_after: str | None = None  # a count ("3") or a duration ("30m")
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """A named profile (`claude-code`) or a custom command template."""
+
+    name: str = "claude-code"
+    command: str | None = None
+    permission_mode: str | None = None
+
+    @property
+    def label(self) -> str:
+        return "command" if self.command else self.name
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    name: str
+    path: Path
+    repo: str | None = None
+    default_branch: str = "main"
+    remote: str = "origin"
+    forge: str = "local"
+    agent: AgentSpec = field(default_factory=AgentSpec)
+    max_concurrent: int = 5
+    plan: str | None = None
+    ci_command: str | None = None
+    ci_timeout: float = 600.0
+    session_prefix: str = ""
+    sandboxed: bool = False
+    auto_merge: bool = False
+    reactions: dict[str, ReactionConfig] = field(default_factory=dict)
+    post_create: tuple[str, ...] = ()
+    symlinks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    tmux_socket: str = "ao"
+    poll_interval: float = 30.0
+    projects: dict[str, ProjectConfig] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+    files: tuple[Path, ...] = ()
+
+    def project(self, name: str) -> ProjectConfig:
+        try:
+            return self.projects[name]
+        except KeyError:
+            known = ", ".join(sorted(self.projects)) or "none"
+            raise NotFound(
+                f"no project {name!r}; projects: {known}",
+                "add it under `projects:` in config.yaml or run `ao init` in its repo",
+            ) from None
+
+
+# ---- reading -------------------------------------------------------------------------------
+
+_TOP_KEYS = ("tmux", "poll_interval", "projects")
+_TMUX_KEYS = ("socket",)
+_PROJECT_KEYS = (
+    "path", "repo", "default_branch", "remote", "forge", "agent", "max_concurrent", "plan", "ci",
+    "session_prefix", "sandboxed", "auto_merge", "reactions", "post_create", "symlinks",
+)
+_AGENT_KEYS = ("name", "command", "permission_mode")
+_CI_KEYS = ("command", "timeout")
+_REACTION_KEYS = ("auto", "retries", "escalate_after", "message")
+# environment variables for the global scalars; `AO_HOME` is not config (it locates config)
+ENV_VARS = {"AO_TMUX_SOCKET": "tmux.socket", "AO_POLL_INTERVAL": "poll_interval"}
+
+
+class _Merged:
+    """Raw mappings merged key by key, remembering which source set each leaf."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.origins: dict[str, str] = {}
+
+    def merge(self, raw: Mapping[str, Any], source: str) -> None:
+        self._merge(self.data, raw, source, "")
+
+    def _merge(self, into: dict[str, Any], raw: Mapping[str, Any], source: str,
+               prefix: str) -> None:
+        for key, value in raw.items():
+            dotted = f"{prefix}{key}"
+            # `agent`, `ci` and reaction entries are replaced whole by a later source when they
+            # change form (string <-> mapping), otherwise merged
+            if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+                self._merge(into[key], value, source, dotted + ".")
+            else:
+                into[key] = _plain(value)
+                self._mark(value, source, dotted)
+
+    def _mark(self, value: Any, source: str, dotted: str) -> None:
+        for k in [k for k in self.origins if k == dotted or k.startswith(dotted + ".")]:
+            del self.origins[k]
+        if isinstance(value, Mapping) and value:
+            for k, v in value.items():
+                self._mark(v, source, f"{dotted}.{k}")
+        else:
+            self.origins[dotted] = source
+
+    def source_of(self, dotted: str) -> str:
+        for key, src in self.origins.items():
+            if key == dotted or key.startswith(dotted + "."):
+                return src
+        return "config"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str, m: _Merged) -> None:
+    for key in raw:
+        if key not in allowed:
+            dotted = f"{where}.{key}" if where else str(key)
+            near = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean `{near[0]}`?" if near else f"valid keys: {', '.join(allowed)}"
+            raise ConfigError(f"{paths.display(m.source_of(dotted))}: unknown key `{dotted}`", hint)
+
+
+def _mapping(value: Any, where: str, m: _Merged) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        src = paths.display(m.source_of(where))
+        raise ConfigError(f"{src}: `{where}` must be a mapping", "see docs/configuration.md")
+    return value
+
+
+def _typed(value: Any, kind: type | tuple[type, ...], where: str, m: _Merged) -> Any:
+    ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is int)
+    if not ok:
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        src = paths.display(m.source_of(where))
+        raise ConfigError(f"{src}: `{where}` must be {names}, got {value!r}",
+                          "see docs/configuration.md")
+    return value
+
+
+def _str_list(value: Any, where: str, m: _Merged) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = _typed(value, list, where, m)
+    return tuple(str(_typed(v, str, where, m)) for v in items)
+
+
+def _agent(value: Any, where: str, m: _Merged) -> AgentSpec:
+    if value is None:
+        return AgentSpec()
+    if isinstance(value, str):
+        return AgentSpec(name=value)
+    raw = _mapping(value, where, m)
+    _check_keys(raw, _AGENT_KEYS, where, m)
+    command = raw.get("command")
+    if command is not None:
+        _typed(command, str, f"{where}.command", m)
+    return AgentSpec(
+        name=str(raw.get("name", "command" if command else "claude-code")),
+        command=command,
+        permission_mode=raw.get("permission_mode"),
+    )
+
+
+def _reactions(value: Any, where: str, m: _Merged) -> dict[str, ReactionConfig]:
+    out: dict[str, ReactionConfig] = {}
+    raw = _mapping(value, where, m)
+    _check_keys(raw, REACTION_NAMES, where, m)
+    for name, spec in raw.items():
+        w = f"{where}.{name}"
+        r = _mapping(spec, w, m)
+        _check_keys(r, _REACTION_KEYS, w, m)
+        retries = r.get("retries")
+        if retries is not None:
+            _typed(retries, int, f"{w}.retries", m)
+        esc = r.get("escalate_after")
+        if esc is not None and not str(esc).isdigit():
+            parse_duration(esc, f"{w}.escalate_after")
+        out[str(name)] = ReactionConfig(
+            auto=bool(_typed(r.get("auto", True), bool, f"{w}.auto", m)),
+            retries=retries,
+            escalate_after=None if esc is None else str(esc),
+            message=r.get("message"),
+        )
+    return out
+
+
+def _project(name: str, raw: Mapping[str, Any], m: _Merged, base: Path) -> ProjectConfig:
+    where = f"projects.{name}"
+    if not _NAME.match(name):
+        raise ConfigError(f"project name {name!r} is not usable as a folder name",
+                          "use letters, digits, '-', '_' and '.'")
+    _check_keys(raw, _PROJECT_KEYS, where, m)
+    if "path" not in raw:
+        raise ConfigError(f"{paths.display(m.source_of(where))}: `{where}.path` is missing",
+                          "set it to the project's local clone")
+    path = Path(str(_typed(raw["path"], str, f"{where}.path", m))).expanduser()
+    if not path.is_absolute():
+        path = (base / path).resolve()
+    repo = raw.get("repo")
+    if repo is not None and not re.match(r"^[\w.-]+/[\w.-]+$", str(repo)):
+        raise ConfigError(f"`{where}.repo` must be owner/name, got {repo!r}", "e.g. acme/workflow")
+    forge = str(raw.get("forge", "github" if repo else "local"))
+    if forge not in ("github", "local"):
+        raise ConfigError(f"`{where}.forge` must be github or local, got {forge!r}",
+                          "local needs no account; github needs `repo`")
+    if forge == "github" and not repo:
+        raise ConfigError(f"`{where}.forge` is github but `repo` is not set",
+                          "set repo: owner/name, or forge: local")
+    max_concurrent = _typed(raw.get("max_concurrent", 5), int, f"{where}.max_concurrent", m)
+    if max_concurrent < 1:
+        raise ConfigError(f"`{where}.max_concurrent` must be at least 1", "the default is 5")
+    ci = raw.get("ci")
+    ci_command: str | None = None
+    ci_timeout = 600.0
+    if isinstance(ci, str):
+        ci_command = ci
+    elif ci is not None:
+        ci_raw = _mapping(ci, f"{where}.ci", m)
+        _check_keys(ci_raw, _CI_KEYS, f"{where}.ci", m)
+        ci_command = ci_raw.get("command")
+        ci_timeout = parse_duration(ci_raw.get("timeout", 600), f"{where}.ci.timeout")
+    prefix = str(raw.get("session_prefix") or re.sub(r"[^a-z0-9]", "", name.lower())[:3] or "ses")
+    if not re.match(r"^[a-z0-9][a-z0-9_]*$", prefix):
+        raise ConfigError(f"`{where}.session_prefix` {prefix!r} is not a safe tmux name",
+                          "use lower-case letters and digits")
+    return ProjectConfig(
+        name=name,
+        path=path,
+        repo=repo,
+        default_branch=str(raw.get("default_branch", "main")),
+        remote=str(raw.get("remote", "origin")),
+        forge=forge,
+        agent=_agent(raw.get("agent"), f"{where}.agent", m),
+        max_concurrent=max_concurrent,
+        plan=raw.get("plan"),
+        ci_command=ci_command,
+        ci_timeout=ci_timeout,
+        session_prefix=prefix,
+        sandboxed=bool(_typed(raw.get("sandboxed", False), bool, f"{where}.sandboxed", m)),
+        auto_merge=bool(_typed(raw.get("auto_merge", False), bool, f"{where}.auto_merge", m)),
+        reactions=_reactions(raw.get("reactions"), f"{where}.reactions", m),
+        post_create=_str_list(raw.get("post_create"), f"{where}.post_create", m),
+        symlinks=_str_list(raw.get("symlinks"), f"{where}.symlinks", m),
+    )
+
+
+def _read_yaml(path: Path) -> Mapping[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{paths.display(path)}{line}: not valid YAML",
+                          "fix the syntax or move the file away") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{paths.display(path)}: expected a mapping at the top",
+                          "see docs/configuration.md")
+    return data
+
+
+def find_repo_config(start: Path | None = None) -> Path | None:
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        candidate = d / REPO_CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    m = _Merged()
+    files: list[Path] = []
+    global_file = paths.config_file()
+    bases: dict[str, Path] = {}
+    for f in (global_file, find_repo_config(cwd)):
+        if f is not None and f.is_file():
+            raw = _read_yaml(f)
+            m.merge(raw, str(f))
+            files.append(f)
+            for name in _mapping(raw.get("projects"), "projects", m):
+                bases[str(name)] = f.parent
+    for var, dotted in ENV_VARS.items():
+        if var in env:
+            section, _, key = dotted.rpartition(".")
+            m.merge({section: {key: env[var]}} if section else {key: env[var]}, f"env {var}")
+
+    data = m.data
+    _check_keys(data, _TOP_KEYS, "", m)
+    tmux = _mapping(data.get("tmux"), "tmux", m)
+    _check_keys(tmux, _TMUX_KEYS, "tmux", m)
+    projects = {
+        str(name): _project(str(name), _mapping(raw, f"projects.{name}", m), m,
+                            bases.get(str(name), Path.cwd()))
+        for name, raw in _mapping(data.get("projects"), "projects", m).items()
+    }
+    prefixes: dict[str, str] = {}
+    for p in projects.values():
+        if p.session_prefix in prefixes:
+            raise ConfigError(
+                f"projects {prefixes[p.session_prefix]} and {p.name} share the session prefix "
+                f"{p.session_prefix!r}",
+                "set `session_prefix` on one of them",
+            )
+        prefixes[p.session_prefix] = p.name
+    return Config(
+        tmux_socket=str(tmux.get("socket", "ao")),
+        poll_interval=parse_duration(data.get("poll_interval", 30), "poll_interval"),
+        projects=projects,
+        origins=dict(m.origins),
+        files=tuple(files),
+    )
+
+
+def effective(cfg: Config) -> list[tuple[str, object, str]]:
+    """(dotted key, value, source) for every effective setting, defaults included."""
+    rows: list[tuple[str, object, str]] = []
+
+    def add(key: str, value: object) -> None:
+        src = cfg.origins.get(key)
+        if src is None:
+            src = next((s for k, s in cfg.origins.items() if k.startswith(key + ".")), "default")
+        rows.append((key, value, src if src.startswith("env ") or src == "default"
+                     else paths.display(src)))
+
+    add("tmux.socket", cfg.tmux_socket)
+    add("poll_interval", f"{cfg.poll_interval:g}s")
+    for p in cfg.projects.values():
+        pre = f"projects.{p.name}"
+        add(f"{pre}.path", paths.display(p.path))
+        add(f"{pre}.repo", p.repo)
+        add(f"{pre}.default_branch", p.default_branch)
+        add(f"{pre}.remote", p.remote)
+        add(f"{pre}.forge", p.forge)
+        add(f"{pre}.agent", p.agent.command or p.agent.name)
+        add(f"{pre}.max_concurrent", p.max_concurrent)
+        add(f"{pre}.plan", p.plan)
+        add(f"{pre}.ci", p.ci_command)
+        add(f"{pre}.session_prefix", p.session_prefix)
+        add(f"{pre}.sandboxed", p.sandboxed)
+        add(f"{pre}.auto_merge", p.auto_merge)
+        add(f"{pre}.post_create", list(p.post_create))
+        add(f"{pre}.symlinks", list(p.symlinks))
+        for name, r in sorted(p.reactions.items()):
+            add(f"{pre}.reactions.{name}", r.__dict__)
+    return rows
+

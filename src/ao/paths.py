@@ -1,0 +1,67 @@
+"""Where `ao` keeps its files (DESIGN.md "Files"). Everything is created on first use, mode 0700."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def ao_home() -> Path:
+    env = os.environ.get("AO_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".agent-orchestrator"
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create `path` (and missing parents below AO_HOME) with mode 0700."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def home() -> Path:
+    h = ao_home()
+    if not h.exists():
+        h.mkdir(parents=True, mode=0o700)
+    return h
+
+
+def config_file() -> Path:
+    return ao_home() / "config.yaml"
+
+
+def state_db() -> Path:
+    return home() / "state.db"
+
+
+def logs_dir() -> Path:
+    return ensure_dir(home() / "logs")
+
+
+def events_log() -> Path:
+    return logs_dir() / "events.log"
+
+
+def session_dir(project: str, session_id: str) -> Path:
+    return ensure_dir(home() / "sessions" / project / session_id)
+
+
+def worktrees_dir(project: str) -> Path:
+    return ensure_dir(home() / "worktrees" / project)
+
+
+def worktree_path(project: str, session_id: str) -> Path:
+    return worktrees_dir(project) / session_id
+
+
+def daemon_pid() -> Path:
+    return home() / "daemon.pid"
+
+
+def display(path: Path | str) -> str:
+    """A path for people: $HOME shown as `~`."""
+    p = str(path)
+    h = str(Path.home())
+    if p == h:
+        return "~"
+    if p.startswith(h + os.sep):
+        return "~" + p[len(h):]
+    return p

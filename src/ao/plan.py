@@ -1,0 +1,502 @@
+"""Plans: tasks and the dependency graph between them. Pure: parsing, checks, layers,
+critical path and makespan simulation. No I/O beyond reading the plan file.
+
+Figures are in days. An estimate given as a range (`3-4d`) counts as its upper bound; hours
+count as a working day of 8 hours, weeks as 5 days; a task without estimate counts as 1 day.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import PlanError
+
+HOURS_PER_DAY = 8.0
+DEFAULT_DAYS = 1.0
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ESTIMATE = re.compile(
+    r"^\s*(\d+(?:\.\d+)?)(?:\s*-\s*(\d+(?:\.\d+)?))?\s*"
+    r"(h|hr|hrs|hours?|d|days?|w|wk|weeks?)\s*$",
+    re.IGNORECASE,
+)
+_TASK_KEYS = ("title", "body", "deps", "estimate", "agent")
+_PLAN_KEYS = ("project", "tasks", "waves", "context", "decisions")
+
+
+@dataclass(frozen=True)
+class Task:
+    key: str
+    title: str
+    body: str = ""
+    deps: tuple[str, ...] = ()
+    estimate: str | None = None
+    agent: str | None = None
+
+    @property
+    def days(self) -> float:
+        return estimate_days(self.estimate)
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # unknown-dep, self-dep, cycle, unsafe-key, duplicate-key, wave, ...
+    task: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Plan:
+    tasks: dict[str, Task]
+    waves: tuple[tuple[str, ...], ...] | None = None
+    project: str | None = None
+    context: tuple[str, ...] = ()
+    decisions: tuple[str, ...] = ()
+    source: Path | None = None
+    problems: tuple[Problem, ...] = field(default=(), compare=False)
+
+    def graph_problems(self) -> list[Problem]:
+        return [p for p in self.problems if p.kind != "wave"]
+
+    def dependents(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {k: [] for k in self.tasks}
+        for t in self.tasks.values():
+            for d in t.deps:
+                if d in out:
+                    out[d].append(t.key)
+        return out
+
+
+def estimate_days(estimate: str | None) -> float:
+    if estimate is None:
+        return DEFAULT_DAYS
+    m = _ESTIMATE.match(estimate)
+    if not m:
+        raise PlanError(f"estimate {estimate!r} is not understood", "write e.g. 3-4d, 2d, 6h, 1w")
+    value = float(m.group(2) or m.group(1))
+    unit = m.group(3).lower()[0]
+    return value / HOURS_PER_DAY if unit == "h" else value * 5 if unit == "w" else value
+
+
+def normalize_key(raw: object) -> str:
+    """`#123` and `123` name issue 123; keys are kept as written otherwise."""
+    key = str(raw).strip()
+    return key[1:] if key.startswith("#") and key[1:].isdigit() else key
+
+
+def is_safe_key(key: str) -> bool:
+    return bool(_SAFE_KEY.match(key)) and ".." not in key and not key.endswith((".lock", "."))
+
+
+# ---- parsing -------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that reports a key written twice in one mapping instead of keeping the last."""
+
+    duplicates: list[tuple[str, int]]
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[object] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            loader.duplicates.append((str(key), key_node.start_mark.line + 1))
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,
+)
+
+
+def parse(text: str, source: Path | None = None) -> Plan:
+    """Parse a plan. Structural errors raise PlanError; graph problems are collected on the plan."""
+    where = str(source) if source else "plan"
+    loader = _StrictLoader(text)
+    loader.duplicates = []
+    try:
+        data = loader.get_single_data()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise PlanError(f"{where}{line}: not valid YAML", "fix the syntax") from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, Mapping) or "tasks" not in data:
+        raise PlanError(f"{where}: a plan is a mapping with a `tasks:` key", "see docs/plans.md")
+    for key in data:
+        if key not in _PLAN_KEYS:
+            raise PlanError(f"{where}: unknown key `{key}`", f"valid keys: {', '.join(_PLAN_KEYS)}")
+    raw_tasks = data["tasks"]
+    if not isinstance(raw_tasks, Mapping) or not raw_tasks:
+        raise PlanError(f"{where}: `tasks` must map task keys to tasks", "see docs/plans.md")
+
+    problems = [
+        Problem("duplicate-key", normalize_key(k), f"{normalize_key(k)}: defined twice (line {ln})")
+        for k, ln in loader.duplicates
+    ]
+    tasks: dict[str, Task] = {}
+    for raw_key, spec in raw_tasks.items():
+        key = normalize_key(raw_key)
+        if not is_safe_key(key):
+            problems.append(Problem("unsafe-key", key, f"{key!r}: not safe as a branch or folder "
+                                    "name (letters, digits, '.', '_', '-'; no '..')"))
+        tasks[key] = _task(key, spec, where)
+    for t in tasks.values():
+        for d in t.deps:
+            if d == t.key:
+                problems.append(Problem("self-dep", t.key, f"{t.key}: depends on itself"))
+            elif d not in tasks:
+                problems.append(Problem("unknown-dep", t.key,
+                                        f"{t.key}: depends on unknown task {d}"))
+    plan = Plan(
+        tasks=tasks,
+        waves=_waves(data.get("waves"), where),
+        project=None if data.get("project") is None else str(data["project"]),
+        context=tuple(str(c) for c in data.get("context") or ()),
+        decisions=tuple(str(c) for c in data.get("decisions") or ()),
+        source=source,
+    )
+    problems += [Problem("cycle", c[0], "cycle: " + " -> ".join([*c, c[0]]))
+                 for c in find_cycles(plan)]
+    if plan.waves is not None:
+        problems += wave_problems(plan)
+    return replace(plan, problems=tuple(problems))
+
+
+def _task(key: str, spec: Any, where: str) -> Task:
+    if isinstance(spec, str):
+        spec = {"title": spec}
+    if not isinstance(spec, Mapping):
+        raise PlanError(f"{where}: task {key} must be a mapping with a title", "see docs/plans.md")
+    for k in spec:
+        if k not in _TASK_KEYS:
+            raise PlanError(f"{where}: task {key} has unknown key `{k}`",
+                            f"valid keys: {', '.join(_TASK_KEYS)}")
+    title = spec.get("title")
+    if not title or not isinstance(title, str):
+        raise PlanError(f"{where}: task {key} has no title", "add `title: ...`")
+    deps = spec.get("deps") or []
+    if isinstance(deps, str | int):
+        deps = [deps]
+    if not isinstance(deps, list):
+        raise PlanError(f"{where}: task {key}: `deps` must be a list of task keys", "e.g. [DB-001]")
+    estimate = spec.get("estimate")
+    if estimate is not None:
+        estimate = str(estimate)
+        try:
+            estimate_days(estimate)
+        except PlanError as e:
+            raise PlanError(f"{where}: task {key}: {e.message}", e.hint) from None
+    agent = spec.get("agent")
+    return Task(
+        key=key,
+        title=title.strip(),
+        body=str(spec.get("body") or "").strip(),
+        deps=tuple(dict.fromkeys(normalize_key(d) for d in deps)),
+        estimate=estimate,
+        agent=None if agent is None else str(agent),
+    )
+
+
+def _waves(raw: Any, where: str) -> tuple[tuple[str, ...], ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(w, list) for w in raw):
+        raise PlanError(f"{where}: `waves` must be a list of lists of task keys",
+                        "e.g. waves: [[DB-001], [AUTH-001, USERS-001]]")
+    return tuple(tuple(normalize_key(k) for k in w) for w in raw)
+
+
+def load(path: Path) -> Plan:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError(f"no plan file {path}",
+                        "check the path; plans live in plans/*.yaml") from None
+    except (IsADirectoryError, UnicodeDecodeError):
+        raise PlanError(f"{path} is not a readable plan file", "give a YAML file") from None
+    return parse(text, path)
+
+
+def load_valid(path: Path) -> Plan:
+    """A plan whose graph can be scheduled: no unknown deps, cycles or unsafe keys."""
+    plan = load(path)
+    errors = plan.graph_problems()
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise PlanError(f"{path}: {errors[0]}{more}", f"run `ao plan check {path}`")
+    return plan
+
+
+# ---- graph ---------------------------------------------------------------------------------
+
+
+def find_cycles(plan: Plan) -> list[list[str]]:
+    """One cycle per strongly connected component that has one, in plan order."""
+    order = list(plan.tasks)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    comps: list[list[str]] = []
+    counter = 0
+
+    def deps(k: str) -> list[str]:
+        return [d for d in plan.tasks[k].deps if d in plan.tasks and d != k]
+
+    for root in order:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            ds = deps(node)
+            if i < len(ds):
+                work.append((node, i + 1))
+                nxt = ds[i]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            for d in ds:
+                if d in on_stack:
+                    low[node] = min(low[node], low[d])
+            if low[node] == index[node]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == node:
+                        break
+                if len(comp) > 1:
+                    comps.append(comp)
+    cycles = []
+    for comp in comps:
+        members = set(comp)
+        start = min(comp, key=order.index)
+        # walk dependencies inside the component until we come back to a seen node
+        path = [start]
+        seen = {start: 0}
+        node = start
+        while True:
+            node = next(d for d in deps(node) if d in members)
+            if node in seen:
+                # print in the direction work flows (dependency first), from the task that
+                # comes first in the plan
+                cyc = list(reversed(path[seen[node]:]))
+                first = min(range(len(cyc)), key=lambda i: order.index(cyc[i]))
+                cycles.append(cyc[first:] + cyc[:first])
+                break
+            seen[node] = len(path)
+            path.append(node)
+    return cycles
+
+
+def _require_dag(plan: Plan) -> None:
+    errors = plan.graph_problems()
+    if errors:
+        raise PlanError(f"the plan's graph is not usable: {errors[0]}", "run `ao plan check`")
+
+
+def layers(plan: Plan) -> list[list[str]]:
+    """Topological layers: a task sits one layer after its deepest dependency."""
+    _require_dag(plan)
+    depth: dict[str, int] = {}
+    for key in topo_order(plan):
+        deps = plan.tasks[key].deps
+        depth[key] = 1 + max((depth[d] for d in deps), default=-1)
+    out: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for key in plan.tasks:
+        out[depth[key]].append(key)
+    return out
+
+
+def topo_order(plan: Plan) -> list[str]:
+    indeg = {k: len(t.deps) for k, t in plan.tasks.items()}
+    dependents = plan.dependents()
+    ready = [k for k in plan.tasks if indeg[k] == 0]
+    out: list[str] = []
+    while ready:
+        k = ready.pop(0)
+        out.append(k)
+        for d in dependents[k]:
+            indeg[d] -= 1
+            if indeg[d] == 0:
+                ready.append(d)
+    return out
+
+
+def tails(plan: Plan) -> dict[str, float]:
+    """Length of the longest chain starting at each task (its own days included)."""
+    _require_dag(plan)
+    dependents = plan.dependents()
+    tail: dict[str, float] = {}
+    for key in reversed(topo_order(plan)):
+        tail[key] = plan.tasks[key].days + max((tail[d] for d in dependents[key]), default=0.0)
+    return tail
+
+
+def priority_order(plan: Plan, keys: Iterable[str]) -> list[str]:
+    """Critical-path-first: longest remaining chain first, then plan order."""
+    tail = tails(plan)
+    pos = {k: i for i, k in enumerate(plan.tasks)}
+    return sorted(keys, key=lambda k: (-tail[k], pos[k]))
+
+
+def critical_path(plan: Plan) -> tuple[list[str], float]:
+    tail = tails(plan)
+    if not tail:
+        return [], 0.0
+    dependents = plan.dependents()
+    roots = [k for k in plan.tasks if not plan.tasks[k].deps]
+    path = [priority_order(plan, roots)[0]]
+    while dependents[path[-1]]:
+        path.append(priority_order(plan, dependents[path[-1]])[0])
+    return path, tail[path[0]]
+
+
+def total_work(plan: Plan) -> float:
+    return sum(t.days for t in plan.tasks.values())
+
+
+def simulate(plan: Plan, max_concurrent: int) -> float:
+    """Makespan when each task starts as soon as its own deps are done, critical-path-first."""
+    return _simulate(plan, list(plan.tasks), max_concurrent)
+
+
+def simulate_waves(plan: Plan, max_concurrent: int) -> float | None:
+    """Makespan when the explicit waves run as barriers, as a phase-by-phase user runs them.
+
+    Inside a wave a task still waits for its own dependencies: work started on top of code
+    that does not exist yet is not progress, so contradictory waves cost time here.
+    """
+    if plan.waves is None:
+        return None
+    return sum(_simulate(plan, [k for k in w if k in plan.tasks], max_concurrent)
+               for w in plan.waves)
+
+
+def _simulate(plan: Plan, keys: list[str], max_concurrent: int) -> float:
+    """List scheduling of `keys`; dependencies outside `keys` count as already done."""
+    if max_concurrent < 1:
+        raise PlanError("max concurrent must be at least 1", "e.g. --max-concurrent 5")
+    tail = tails(plan)
+    pos = {k: i for i, k in enumerate(plan.tasks)}
+    members = set(keys)
+    dependents = {k: [d for d in ds if d in members] for k, ds in plan.dependents().items()}
+    waiting = {k: sum(1 for d in plan.tasks[k].deps if d in members) for k in keys}
+    ready = [(-tail[k], pos[k], k) for k, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    running: list[tuple[float, int, str]] = []
+    now = 0.0
+    while ready or running:
+        while ready and len(running) < max_concurrent:
+            _, _, k = heapq.heappop(ready)
+            heapq.heappush(running, (now + plan.tasks[k].days, pos[k], k))
+        now, _, done = heapq.heappop(running)
+        for d in dependents[done]:
+            waiting[d] -= 1
+            if waiting[d] == 0:
+                heapq.heappush(ready, (-tail[d], pos[d], d))
+    return now
+
+
+def wave_problems(plan: Plan) -> list[Problem]:
+    assert plan.waves is not None
+    problems: list[Problem] = []
+    wave_of: dict[str, int] = {}
+    for i, wave in enumerate(plan.waves, start=1):
+        for k in wave:
+            if k not in plan.tasks:
+                problems.append(Problem("wave", k, f"wave {i}: unknown task {k}"))
+            elif k in wave_of:
+                problems.append(Problem("wave", k, f"{k}: in wave {wave_of[k]} and wave {i}"))
+            else:
+                wave_of[k] = i
+    for k in plan.tasks:
+        if k not in wave_of:
+            problems.append(Problem("wave", k, f"{k}: in no wave"))
+    for t in plan.tasks.values():
+        for d in t.deps:
+            if t.key in wave_of and d in wave_of and wave_of[t.key] <= wave_of[d]:
+                same = wave_of[t.key] == wave_of[d]
+                where = "the same wave as" if same else "an earlier wave than"
+                problems.append(Problem(
+                    "wave", t.key,
+                    f"{t.key}: in wave {wave_of[t.key]}, {where} {d} (wave {wave_of[d]}), "
+                    f"which it depends on",
+                ))
+    return problems
+
+
+def summary(plan: Plan, max_concurrent: int) -> dict[str, Any]:
+    """The figures `ao plan show` prints (and `--json` emits)."""
+    path, length = critical_path(plan)
+    return {
+        "tasks": len(plan.tasks),
+        "layers": layers(plan),
+        "critical_path": {"tasks": path, "length": length},
+        "total_work": total_work(plan),
+        "makespan": {
+            "dependency_driven": simulate(plan, max_concurrent),
+            "waves_as_barriers": simulate_waves(plan, max_concurrent),
+            "max_concurrent": max_concurrent,
+        },
+        "wave_problems": [p.message for p in plan.problems if p.kind == "wave"],
+    }
+
+
+def to_yaml(plan: Plan) -> str:
+    """Write a plan back as YAML in the documented format (one flow mapping per short task)."""
+    out: list[str] = []
+    if plan.project:
+        out.append(f"project: {_dump(plan.project)}")
+    out.append("tasks:")
+    for t in plan.tasks.values():
+        spec: dict[str, Any] = {"title": t.title}
+        if t.deps:
+            spec["deps"] = list(t.deps)
+        if t.estimate:
+            spec["estimate"] = t.estimate
+        if t.agent:
+            spec["agent"] = t.agent
+        if t.body:
+            spec["body"] = t.body
+            block = yaml.safe_dump({t.key: spec}, sort_keys=False, width=100, allow_unicode=True)
+            out.extend("  " + line for line in block.splitlines())
+        else:
+            out.append(f"  {_dump(t.key)}: {_dump(spec)}")
+    for name, items in (("context", plan.context), ("decisions", plan.decisions)):
+        if items:
+            out.append(yaml.safe_dump({name: list(items)}, sort_keys=False, width=100).rstrip())
+    if plan.waves:
+        out.append("waves:")
+        out.extend(f"  - {_dump(list(w))}" for w in plan.waves)
+    return "\n".join(out) + "\n"
+
+
+def _dump(value: Any) -> str:
+    text: str = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000,
+                               allow_unicode=True)
+    return text.strip().removesuffix("...").strip()

@@ -1,0 +1,59 @@
+"""The session lifecycle: one StrEnum, one transition table, one function that enforces it.
+
+The store repeats the allowed states as a CHECK constraint, so no write can bypass this.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from .errors import StateError
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    SPAWNING = "spawning"
+    WORKING = "working"
+    PR_OPEN = "pr_open"
+    MERGED = "merged"
+    CLEANED = "cleaned"
+    NEEDS_HUMAN = "needs_human"
+    KILLED = "killed"
+    FAILED = "failed"
+
+
+class Activity(StrEnum):
+    ACTIVE = "active"
+    IDLE = "idle"
+    WAITING_INPUT = "waiting_input"
+    EXITED = "exited"
+    UNKNOWN = "unknown"
+
+
+S = State
+TRANSITIONS: dict[State, frozenset[State]] = {
+    S.QUEUED: frozenset({S.SPAWNING, S.KILLED}),
+    S.SPAWNING: frozenset({S.WORKING, S.FAILED, S.KILLED}),
+    S.WORKING: frozenset({S.PR_OPEN, S.MERGED, S.NEEDS_HUMAN, S.KILLED, S.FAILED}),
+    S.PR_OPEN: frozenset({S.WORKING, S.MERGED, S.NEEDS_HUMAN, S.KILLED}),
+    S.NEEDS_HUMAN: frozenset({S.WORKING, S.PR_OPEN, S.MERGED, S.KILLED, S.FAILED}),
+    S.MERGED: frozenset({S.CLEANED}),
+    # a killed session can be restored in place, or its leftovers cleaned
+    S.KILLED: frozenset({S.WORKING, S.CLEANED}),
+    S.FAILED: frozenset({S.CLEANED}),
+    S.CLEANED: frozenset(),
+}
+# states in which a session occupies its task (at most one such session per task)
+LIVE: frozenset[State] = frozenset({S.QUEUED, S.SPAWNING, S.WORKING, S.PR_OPEN, S.NEEDS_HUMAN})
+# states that count against max_concurrent (a queued session has no agent yet)
+RUNNING: frozenset[State] = LIVE - {S.QUEUED}
+DONE: frozenset[State] = frozenset({S.MERGED, S.CLEANED})
+
+
+def check_transition(current: State | str, new: State | str) -> State:
+    """Return `new` as a State if the table allows current -> new; raise StateError otherwise."""
+    cur, nxt = State(current), State(new)
+    if nxt not in TRANSITIONS[cur]:
+        allowed = ", ".join(sorted(TRANSITIONS[cur])) or "none (final)"
+        raise StateError(f"a session cannot go from {cur} to {nxt}", f"from {cur}: {allowed}")
+    return nxt

@@ -1,0 +1,406 @@
+"""The one SQLite file (`state.db`, WAL) and the only module that writes SQL.
+
+Schema changes are ordered, named migrations recorded in `migrations`; a migration runs once,
+inside a transaction, and a failure rolls it back whole (no `try/except: pass` around DDL).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from . import paths
+from .errors import AoError, NotFound
+from .state import LIVE, RUNNING, State, check_transition
+
+_STATES = ", ".join(f"'{s.value}'" for s in State)
+_LIVE = ", ".join(f"'{s.value}'" for s in sorted(LIVE))
+
+
+def _m001_initial(conn: sqlite3.Connection) -> None:
+    _execute_all(conn, f"""
+    CREATE TABLE projects (
+        name TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        repo TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE counters (
+        project TEXT PRIMARY KEY,
+        next_id INTEGER NOT NULL
+    );
+    CREATE TABLE tasks (
+        project TEXT NOT NULL,
+        key TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL DEFAULT '',
+        deps TEXT NOT NULL DEFAULT '[]',
+        estimate TEXT,
+        plan TEXT,
+        issue_number INTEGER,
+        issue_state TEXT,
+        PRIMARY KEY (project, key)
+    );
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        task TEXT NOT NULL,
+        title TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL CHECK (state IN ({_STATES})),
+        agent TEXT NOT NULL DEFAULT '',
+        branch TEXT,
+        worktree TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        activity TEXT NOT NULL DEFAULT 'unknown',
+        activity_at REAL,
+        pr_number INTEGER,
+        pr_url TEXT,
+        pr_state TEXT,
+        pr_head_sha TEXT,
+        pr_checks TEXT,
+        pr_review TEXT,
+        pr_mergeable TEXT,
+        pr_seen_at REAL,
+        pane_alive INTEGER,
+        exit_status INTEGER,
+        runtime_seen_at REAL,
+        note TEXT
+    );
+    CREATE UNIQUE INDEX sessions_one_live_per_task ON sessions (project, task)
+        WHERE state IN ({_LIVE});
+    CREATE INDEX sessions_by_project_state ON sessions (project, state);
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session TEXT NOT NULL REFERENCES sessions (id),
+        reaction TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        data TEXT NOT NULL DEFAULT '{{}}',
+        UNIQUE (session, reaction, fingerprint)
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session TEXT NOT NULL REFERENCES sessions (id),
+        body TEXT NOT NULL,
+        source TEXT NOT NULL DEFAULT 'user',
+        status TEXT NOT NULL CHECK (status IN ('queued', 'delivered', 'failed')),
+        created_at REAL NOT NULL,
+        delivered_at REAL,
+        error TEXT
+    );
+    CREATE INDEX messages_by_session_status ON messages (session, status);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts TEXT NOT NULL,
+        type TEXT NOT NULL,
+        project TEXT,
+        session TEXT,
+        task TEXT,
+        data TEXT NOT NULL DEFAULT '{{}}'
+    );
+    CREATE INDEX events_by_session ON events (session, id);
+    """)
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("001_initial", _m001_initial),
+]
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    project: str
+    task: str
+    title: str
+    state: State
+    agent: str
+    branch: str | None
+    worktree: str | None
+    created_at: float
+    updated_at: float
+    activity: str
+    activity_at: float | None
+    pr_number: int | None
+    pr_url: str | None
+    pr_state: str | None
+    pr_head_sha: str | None
+    pr_checks: str | None
+    pr_review: str | None
+    pr_mergeable: str | None
+    pr_seen_at: float | None
+    pane_alive: int | None
+    exit_status: int | None
+    runtime_seen_at: float | None
+    note: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Session:
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["state"] = State(values["state"])
+        return cls(**values)
+
+
+class Store:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or paths.state_db()
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves where atomicity matters
+        conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self.migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An IMMEDIATE transaction: takes the write lock up front, so read-then-write is atomic
+        across processes."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # ---- migrations ----------------------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        applied: list[str] = []
+        with self.transaction() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS migrations "
+                      "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        done = {r[0] for r in self.conn.execute("SELECT name FROM migrations")}
+        for name, fn in MIGRATIONS:
+            if name in done:
+                continue
+            with self.transaction() as c:
+                # re-check under the write lock: another process may have just applied it
+                if c.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
+                    continue
+                fn(c)
+                c.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+            applied.append(name)
+        return applied
+
+    def schema(self) -> list[tuple[str, str, str]]:
+        rows = self.conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY type, name"
+        )
+        return [(t, n, " ".join(s.split())) for t, n, s in rows]
+
+    # ---- projects and tasks --------------------------------------------------------------
+
+    def ensure_project(self, name: str, path: str, repo: str | None) -> None:
+        self.db.table("projects").upsert({"name": name, "path": path, "repo": repo,
+                                    "created_at": time.time()}, pk="name")
+
+    def put_task(self, project: str, key: str, title: str, **extra: Any) -> None:
+        row = {"project": project, "key": key, "title": title, **extra}
+        if "deps" in row:
+            row["deps"] = json.dumps(list(row["deps"]))
+        table = self.db.table("tasks")
+        try:
+            table.get((project, key))
+        except sqlite_utils.db.NotFoundError:
+            table.insert(row, pk=("project", "key"))
+        else:
+            table.update((project, key), row)
+
+    def task(self, project: str, key: str) -> dict[str, Any] | None:
+        try:
+            row: dict[str, Any] = self.db.table("tasks").get((project, key))
+        except sqlite_utils.db.NotFoundError:
+            return None
+        return row
+
+    # ---- sessions ------------------------------------------------------------------------
+
+    def create_session(self, project: str, prefix: str, task: str, *, title: str = "",
+                       agent: str = "", state: State = State.SPAWNING,
+                       max_running: int | None = None) -> Session:
+        """Allocate `<prefix>-<n>` and insert the session in one write transaction.
+
+        Raises AoError if the task already has a live session, or (with `max_running`) if the
+        project already runs that many: both checked under the same lock, so two processes
+        spawning at once can neither double-spawn a task nor overshoot the limit.
+        """
+        now = time.time()
+        with self.transaction() as c:
+            live = c.execute(
+                f"SELECT id, state FROM sessions WHERE project = ? AND task = ? "
+                f"AND state IN ({_LIVE})", (project, task)).fetchone()
+            if live:
+                raise TaskBusy(task, live[0], live[1])
+            if max_running is not None and state in RUNNING:
+                marks = ", ".join("?" * len(RUNNING))
+                (n,) = c.execute(f"SELECT count(*) FROM sessions WHERE project = ? AND state IN "
+                                 f"({marks})", (project, *RUNNING)).fetchone()
+                if n >= max_running:
+                    raise AtCapacity(project, n)
+            c.execute("INSERT OR IGNORE INTO counters VALUES (?, 1)", (project,))
+            (n,) = c.execute("SELECT next_id FROM counters WHERE project = ?",
+                             (project,)).fetchone()
+            c.execute("UPDATE counters SET next_id = next_id + 1 WHERE project = ?", (project,))
+            sid = f"{prefix}-{n}"
+            c.execute(
+                "INSERT INTO sessions (id, project, task, title, state, agent, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (sid, project, task, title, state.value, agent, now, now),
+            )
+        return self.session(sid)
+
+    def session(self, sid: str) -> Session:
+        row = self.conn.execute("SELECT * FROM sessions WHERE id = ?", (sid,))
+        cols = [d[0] for d in row.description]
+        found = row.fetchone()
+        if found is None:
+            raise NotFound(f"no session {sid}", self._known_hint(sid))
+        return Session.from_row(dict(zip(cols, found, strict=True)))
+
+    def _known_hint(self, sid: str) -> str:
+        project = self.conn.execute(
+            "SELECT project FROM sessions WHERE id LIKE ? LIMIT 1", (sid.split("-")[0] + "-%",)
+        ).fetchone()
+        where = "WHERE project = ?" if project else ""
+        ids = [r[0] for r in self.conn.execute(
+            f"SELECT id FROM sessions {where} ORDER BY created_at DESC LIMIT 8",
+            (project[0],) if project else ())]
+        return f"sessions: {', '.join(ids)}" if ids else "no sessions yet; see `ao spawn`"
+
+    def sessions(self, project: str | None = None, states: set[State] | None = None,
+                 task: str | None = None) -> list[Session]:
+        where, args = [], []
+        if project:
+            where.append("project = ?")
+            args.append(project)
+        if task:
+            where.append("task = ?")
+            args.append(task)
+        if states is not None:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            args.extend(s.value for s in states)
+        sql = "SELECT * FROM sessions" + (" WHERE " + " AND ".join(where) if where else "")
+        cur = self.conn.execute(sql + " ORDER BY created_at, id", args)
+        cols = [d[0] for d in cur.description]
+        return [Session.from_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
+
+    def update_session(self, sid: str, **values: Any) -> Session:
+        """Partial update of observations and details; the state goes through `set_state`."""
+        if "state" in values:
+            raise ValueError("use set_state to change a session's state")
+        values["updated_at"] = time.time()
+        self.db.table("sessions").update(sid, values)
+        return self.session(sid)
+
+    def set_state(self, sid: str, new: State, **values: Any) -> Session:
+        with self.transaction() as c:
+            row = c.execute("SELECT state FROM sessions WHERE id = ?", (sid,)).fetchone()
+            if row is None:
+                raise NotFound(f"no session {sid}", self._known_hint(sid))
+            if row[0] != new.value:
+                check_transition(row[0], new)
+            values.update(state=new.value, updated_at=time.time())
+            cols = ", ".join(f"{k} = ?" for k in values)
+            c.execute(f"UPDATE sessions SET {cols} WHERE id = ?", (*values.values(), sid))
+        return self.session(sid)
+
+    def delete_session(self, sid: str) -> None:
+        """Only for rolling back a spawn that never got going: no history worth keeping."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM messages WHERE session = ?", (sid,))
+            c.execute("DELETE FROM attempts WHERE session = ?", (sid,))
+            c.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+
+    # ---- attempts, messages, events ------------------------------------------------------
+
+    def record_attempt(self, sid: str, reaction: str, fingerprint: str,
+                       data: dict[str, Any] | None = None) -> bool:
+        """True if this (reaction, fingerprint) is new for the session; False if seen before."""
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO attempts (session, reaction, fingerprint, created_at, data) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (sid, reaction, fingerprint, time.time(), json.dumps(data or {})))
+        return cur.rowcount == 1
+
+    def attempts(self, sid: str, reaction: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM attempts WHERE session = ?"
+        args: list[Any] = [sid]
+        if reaction:
+            sql += " AND reaction = ?"
+            args.append(reaction)
+        return list(self.db.query(sql + " ORDER BY id", args))
+
+    def queue_message(self, sid: str, body: str, source: str = "user") -> int:
+        cur = self.conn.execute(
+            "INSERT INTO messages (session, body, source, status, created_at) "
+            "VALUES (?, ?, ?, 'queued', ?)", (sid, body, source, time.time()))
+        return int(cur.lastrowid or 0)
+
+    def messages(self, sid: str, status: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM messages WHERE session = ?"
+        args: list[Any] = [sid]
+        if status:
+            sql += " AND status = ?"
+            args.append(status)
+        return list(self.db.query(sql + " ORDER BY id", args))
+
+    def set_message(self, mid: int, status: str, error: str | None = None) -> None:
+        done = time.time() if status == "delivered" else None
+        self.db.table("messages").update(
+            mid, {"status": status, "error": error, "delivered_at": done})
+
+    def add_event(self, ts: str, type_: str, project: str | None, session: str | None,
+                  task: str | None, data: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT INTO events (ts, type, project, session, task, data) VALUES (?,?,?,?,?,?)",
+            (ts, type_, project, session, task, json.dumps(data, default=str)))
+
+
+def _execute_all(conn: sqlite3.Connection, script: str) -> None:
+    """Run a script's statements inside the caller's transaction (executescript would COMMIT
+    first, so a failing migration could leave half a schema behind)."""
+    for stmt in _split_sql(script):
+        conn.execute(stmt)
+
+
+def _split_sql(script: str) -> list[str]:
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+class TaskBusy(AoError):
+    def __init__(self, task: str, sid: str, state: str) -> None:
+        super().__init__(f"{task} already has session {sid} ({state})",
+                         f"see `ao session ls`; `ao session kill {sid}` to start over")
+        self.session_id = sid
+
+
+class AtCapacity(AoError):
+    def __init__(self, project: str, running: int) -> None:
+        super().__init__(f"{project} already runs {running} sessions (max_concurrent)",
+                         "the task is queued; raise max_concurrent to run more")

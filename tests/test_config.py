@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ao import config
+from ao.errors import ConfigError
+
+from .conftest import git, run_ao
+
+
+def write_global(home: Path, text: str) -> Path:
+    d = home / ".agent-orchestrator"
+    d.mkdir(exist_ok=True)
+    f = d / "config.yaml"
+    f.write_text(text)
+    return f
+
+
+def test_defaults_and_prefix(isolated_home: Path, tmp_path: Path) -> None:
+    write_global(isolated_home, f"projects:\n  workflow:\n    path: {tmp_path}\n")
+    cfg = config.load()
+    p = cfg.project("workflow")
+    assert p.session_prefix == "wor"
+    assert p.max_concurrent == 5
+    assert p.forge == "local"
+    assert p.agent.name == "claude-code"
+    assert cfg.poll_interval == 30.0
+    assert cfg.tmux_socket == "ao"
+
+
+def test_unknown_key_names_file_key_and_nearest(isolated_home: Path, tmp_path: Path) -> None:
+    f = write_global(isolated_home,
+                     f"projects:\n  workflow:\n    path: {tmp_path}\n    max_concurent: 3\n")
+    with pytest.raises(ConfigError) as e:
+        config.load()
+    assert "unknown key `projects.workflow.max_concurent`" in e.value.message
+    assert "config.yaml" in e.value.message and str(f).startswith(str(isolated_home))
+    assert e.value.hint == "did you mean `max_concurrent`?"
+
+
+def test_unknown_top_level_key(isolated_home: Path) -> None:
+    write_global(isolated_home, "pol_interval: 5s\n")
+    with pytest.raises(ConfigError, match="unknown key `pol_interval`") as e:
+        config.load()
+    assert "poll_interval" in e.value.hint
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("projects:\n  w:\n    path: /x\n    max_concurrent: many\n", "must be int"),
+    ("projects:\n  w:\n    path: /x\n    max_concurrent: 0\n", "at least 1"),
+    ("projects:\n  w:\n    path: /x\n    forge: gitlab\n", "github or local"),
+    ("projects:\n  w:\n    path: /x\n    forge: github\n", "`repo` is not set"),
+    ("projects:\n  w:\n    path: /x\n    repo: not a slug\n", "owner/name"),
+    ("projects:\n  w: {}\n", "path` is missing"),
+    ("poll_interval: soon\n", "not a duration"),
+    ("projects:\n  w:\n    path: /x\n    reactions: {ci-fail: {retries: 3}}\n",
+     "unknown key `projects.w.reactions.ci-fail`"),
+    ("projects:\n  work:\n    path: /x\n  workshop:\n    path: /y\n", "share the session prefix"),
+    ("projects: [\n", "not valid YAML"),
+])
+def test_bad_config(isolated_home: Path, text: str, match: str) -> None:
+    write_global(isolated_home, text)
+    with pytest.raises(ConfigError, match=match):
+        config.load()
+
+
+def test_repo_file_overrides_global_and_env_overrides_both(
+        isolated_home: Path, tmp_path: Path) -> None:
+    write_global(isolated_home, "poll_interval: 45s\ntmux: {socket: mine}\n"
+                 f"projects:\n  workflow:\n    path: {tmp_path}\n    max_concurrent: 3\n")
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    (repo / "agent-orchestrator.yaml").write_text(
+        "projects:\n  workflow:\n    max_concurrent: 8\n"
+        "    agent: {command: 'run {prompt_file}'}\n")
+    cfg = config.load(cwd=repo / "sub", env={"AO_POLL_INTERVAL": "2m"})
+    p = cfg.project("workflow")
+    assert p.max_concurrent == 8
+    assert p.path == tmp_path  # kept from the global file
+    assert p.agent.command == "run {prompt_file}"
+    assert cfg.poll_interval == 120.0
+    rows = {k: (v, s) for k, v, s in config.effective(cfg)}
+    assert rows["poll_interval"] == ("120s", "env AO_POLL_INTERVAL")
+    assert rows["tmux.socket"][1].endswith("config.yaml")
+    assert rows["projects.workflow.max_concurrent"][1].endswith("repo/agent-orchestrator.yaml")
+    assert rows["projects.workflow.default_branch"] == ("main", "default")
+
+
+def test_durations() -> None:
+    assert config.parse_duration("30s") == 30
+    assert config.parse_duration("5m") == 300
+    assert config.parse_duration("2h") == 7200
+    assert config.parse_duration("7d") == 7 * 86400
+    assert config.parse_duration(12) == 12
+    with pytest.raises(ConfigError):
+        config.parse_duration("later")
+
+
+def test_cli_bad_config_is_one_line_exit_2(isolated_home: Path) -> None:
+    write_global(isolated_home, "projects:\n  w:\n    path: /x\n    agnet: codex\n")
+    r = run_ao("config", "show")
+    assert r.code == 2
+    assert r.err.strip().count("\n") == 0
+    assert "unknown key `projects.w.agnet`" in r.err and "did you mean `agent`?" in r.err
+    assert "Traceback" not in r.err
+
+
+def test_config_show_json(isolated_home: Path, tmp_path: Path) -> None:
+    write_global(isolated_home, f"projects:\n  workflow:\n    path: {tmp_path}\n")
+    r = run_ao("config", "show", "--json")
+    assert r.code == 0, r.err
+    rows = {row["key"]: row for row in json.loads(r.out)}
+    assert rows["projects.workflow.session_prefix"]["value"] == "wor"
+    assert rows["projects.workflow.path"]["source"] == "~/.agent-orchestrator/config.yaml"
+
+
+def test_init_detects_origin_and_branch(repo: Path) -> None:
+    git(repo, "remote", "set-url", "origin", "git@github.com:acme/work-flow.git")
+    r = run_ao("init", cwd=repo)
+    assert r.code == 0, r.err
+    text = (repo / "agent-orchestrator.yaml").read_text()
+    assert "repo: acme/work-flow" in text and "default_branch: main" in text
+    cfg = config.load(cwd=repo)
+    p = cfg.project("work")
+    assert p.forge == "github" and p.repo == "acme/work-flow" and p.path == repo
+    again = run_ao("init", cwd=repo)
+    assert again.code == 2 and "--force" in again.err
+
+
+def test_init_without_github_uses_local_forge(repo: Path) -> None:
+    r = run_ao("init", "--name", "shop", cwd=repo)
+    assert r.code == 0, r.err
+    p = config.load(cwd=repo).project("shop")
+    assert p.forge == "local" and p.repo is None and p.session_prefix == "sho"
+
+
+def test_init_outside_a_repo(tmp_path: Path) -> None:
+    r = run_ao("init", cwd=tmp_path)
+    assert r.code == 2 and "not inside a git repository" in r.err

@@ -1,0 +1,16 @@
+"""The docs name every configuration key the code accepts, so they cannot drift apart."""
+
+from __future__ import annotations
+
+from ao import config
+
+from .conftest import REPO
+
+
+def test_configuration_doc_names_every_key() -> None:
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    keys = [*config._TOP_KEYS, *(f"tmux.{k}" for k in config._TMUX_KEYS),
+            *config._PROJECT_KEYS, *config._REACTION_KEYS, *config.REACTION_NAMES,
+            *config.ENV_VARS]
+    missing = [k for k in keys if f"`{k}`" not in doc]
+    assert missing == []

@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ao.errors import StateError
+from ao.state import State, check_transition
+from ao.store import AtCapacity, Store, TaskBusy
+
+EXPECTED_SCHEMA = [
+    ("index", "events_by_session", "CREATE INDEX events_by_session ON events (session, id)"),
+    ("index", "messages_by_session_status",
+     "CREATE INDEX messages_by_session_status ON messages (session, status)"),
+    ("index", "sessions_by_project_state",
+     "CREATE INDEX sessions_by_project_state ON sessions (project, state)"),
+    ("index", "sessions_one_live_per_task",
+     "CREATE UNIQUE INDEX sessions_one_live_per_task ON sessions (project, task) WHERE state IN "
+     "('needs_human', 'pr_open', 'queued', 'spawning', 'working')"),
+    ("table", "attempts",
+     "CREATE TABLE attempts ( id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL "
+     "REFERENCES sessions (id), reaction TEXT NOT NULL, fingerprint TEXT NOT NULL, created_at "
+     "REAL NOT NULL, data TEXT NOT NULL DEFAULT '{}', UNIQUE (session, reaction, fingerprint) )"),
+    ("table", "counters",
+     "CREATE TABLE counters ( project TEXT PRIMARY KEY, next_id INTEGER NOT NULL )"),
+    ("table", "events",
+     "CREATE TABLE events ( id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, type TEXT "
+     "NOT NULL, project TEXT, session TEXT, task TEXT, data TEXT NOT NULL DEFAULT '{}' )"),
+    ("table", "messages",
+     "CREATE TABLE messages ( id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL "
+     "REFERENCES sessions (id), body TEXT NOT NULL, source TEXT NOT NULL DEFAULT 'user', status "
+     "TEXT NOT NULL CHECK (status IN ('queued', 'delivered', 'failed')), created_at REAL NOT "
+     "NULL, delivered_at REAL, error TEXT )"),
+    ("table", "migrations",
+     "CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"),
+    ("table", "projects",
+     "CREATE TABLE projects ( name TEXT PRIMARY KEY, path TEXT NOT NULL, repo TEXT, created_at "
+     "REAL NOT NULL )"),
+    ("table", "sessions",
+     "CREATE TABLE sessions ( id TEXT PRIMARY KEY, project TEXT NOT NULL, task TEXT NOT NULL, "
+     "title TEXT NOT NULL DEFAULT '', state TEXT NOT NULL CHECK (state IN ('queued', 'spawning', "
+     "'working', 'pr_open', 'merged', 'cleaned', 'needs_human', 'killed', 'failed')), agent TEXT "
+     "NOT NULL DEFAULT '', branch TEXT, worktree TEXT, created_at REAL NOT NULL, updated_at REAL "
+     "NOT NULL, activity TEXT NOT NULL DEFAULT 'unknown', activity_at REAL, pr_number INTEGER, "
+     "pr_url TEXT, pr_state TEXT, pr_head_sha TEXT, pr_checks TEXT, pr_review TEXT, "
+     "pr_mergeable TEXT, pr_seen_at REAL, pane_alive INTEGER, exit_status INTEGER, "
+     "runtime_seen_at REAL, note TEXT )"),
+    ("table", "tasks",
+     "CREATE TABLE tasks ( project TEXT NOT NULL, key TEXT NOT NULL, title TEXT NOT NULL, body "
+     "TEXT NOT NULL DEFAULT '', deps TEXT NOT NULL DEFAULT '[]', estimate TEXT, plan TEXT, "
+     "issue_number INTEGER, issue_state TEXT, PRIMARY KEY (project, key) )"),
+]
+
+
+def test_blank_database_migrates_to_the_exact_schema(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    assert store.schema() == EXPECTED_SCHEMA
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # migrating again is a no-op
+    assert store.migrate() == []
+    assert [r[0] for r in store.conn.execute("SELECT name FROM migrations")] == ["001_initial"]
+
+
+def test_failed_migration_leaves_nothing_behind(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from ao import store as storemod
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE half (x)")
+        conn.execute("THIS IS NOT SQL")
+
+    monkeypatch.setattr(storemod, "MIGRATIONS", [*storemod.MIGRATIONS, ("002_broken", broken)])
+    with pytest.raises(sqlite3.OperationalError):
+        Store(tmp_path / "state.db")
+    monkeypatch.setattr(storemod, "MIGRATIONS", storemod.MIGRATIONS[:1])
+    store = Store(tmp_path / "state.db")
+    assert "half" not in {n for _, n, _ in store.schema()}
+
+
+def test_transitions_are_enforced() -> None:
+    assert check_transition("queued", "spawning") is State.SPAWNING
+    with pytest.raises(StateError, match="cannot go from merged to working"):
+        check_transition(State.MERGED, State.WORKING)
+    with pytest.raises(ValueError):
+        check_transition("queued", "flying")
+
+
+def test_store_enforces_states(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    s = store.create_session("workflow", "wor", "AUTH-001")
+    assert s.id == "wor-1" and s.state is State.SPAWNING
+    store.set_state(s.id, State.WORKING)
+    with pytest.raises(StateError):
+        store.set_state(s.id, State.CLEANED)
+    assert store.session(s.id).state is State.WORKING
+    # the CHECK constraint stops a write that bypasses the enum
+    with pytest.raises(sqlite3.IntegrityError):
+        store.conn.execute("UPDATE sessions SET state = 'done' WHERE id = ?", (s.id,))
+    with pytest.raises(ValueError):
+        store.update_session(s.id, state="merged")
+
+
+def test_one_live_session_per_task_and_capacity(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    a = store.create_session("workflow", "wor", "AUTH-001")
+    with pytest.raises(TaskBusy, match="AUTH-001 already has session wor-1"):
+        store.create_session("workflow", "wor", "AUTH-001")
+    store.set_state(a.id, State.KILLED)
+    b = store.create_session("workflow", "wor", "AUTH-001")
+    assert b.id == "wor-2"  # ids are never reused
+    store.create_session("workflow", "wor", "DB-001", max_running=2)
+    with pytest.raises(AtCapacity):
+        store.create_session("workflow", "wor", "USERS-001", max_running=2)
+    queued = store.create_session("workflow", "wor", "USERS-001", state=State.QUEUED,
+                                  max_running=2)
+    assert queued.state is State.QUEUED
+
+
+def _allocate(db: str, worker: int, n: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    store = Store(Path(db))
+    ids = [store.create_session("workflow", "wor", f"T-{worker}-{i}").id for i in range(n)]
+    out.put(ids)
+
+
+def test_id_allocation_is_atomic_across_processes(tmp_path: Path) -> None:
+    db = str(tmp_path / "state.db")
+    Store(Path(db)).close()
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_allocate, args=(db, w, 25, out)) for w in range(4)]
+    for p in procs:
+        p.start()
+    ids = [i for _ in procs for i in out.get(timeout=60)]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert len(ids) == 100
+    assert sorted(ids, key=lambda s: int(s.split("-")[1])) == [f"wor-{n}" for n in range(1, 101)]
+
+
+def _spawn_same(db: str, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    store = Store(Path(db))
+    won = []
+    for i in range(20):
+        with contextlib.suppress(TaskBusy):
+            won.append(store.create_session("workflow", "wor", f"T-{i}").task)
+    out.put(won)
+
+
+def test_two_processes_never_both_take_a_task(tmp_path: Path) -> None:
+    db = str(tmp_path / "state.db")
+    Store(Path(db)).close()
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_spawn_same, args=(db, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    won = [t for _ in procs for t in out.get(timeout=60)]
+    for p in procs:
+        p.join(timeout=60)
+    assert sorted(won) == sorted(f"T-{i}" for i in range(20))
+
+
+def test_attempts_and_messages(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    s = store.create_session("workflow", "wor", "AUTH-001")
+    assert store.record_attempt(s.id, "ci-failed", "sha1") is True
+    assert store.record_attempt(s.id, "ci-failed", "sha1") is False
+    assert store.record_attempt(s.id, "ci-failed", "sha2") is True
+    assert len(store.attempts(s.id, "ci-failed")) == 2
+    mid = store.queue_message(s.id, "hello")
+    assert [m["status"] for m in store.messages(s.id)] == ["queued"]
+    store.set_message(mid, "delivered")
+    assert store.messages(s.id, "delivered")[0]["delivered_at"] is not None
