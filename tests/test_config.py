@@ -8,7 +8,7 @@ import pytest
 from ao import config
 from ao.errors import ConfigError
 
-from .conftest import git, run_ao
+from .helpers import git, run_ao
 
 
 def write_global(home: Path, text: str) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ao import config
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 def test_configuration_doc_names_every_key() -> None:

@@ -10,7 +10,7 @@ from ao import events, paths
 from ao.events import Event
 from ao.store import Store
 
-from .conftest import retry_until, run_ao
+from .helpers import retry_until, run_ao
 
 
 def _writer(home: str, worker: int, n: int) -> None:

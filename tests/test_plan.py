@@ -10,7 +10,7 @@ from ao import plan as planmod
 from ao.errors import PlanError
 from ao.plan import Plan, Task
 
-from .conftest import REPO
+from .helpers import REPO
 
 WORKFLOW = REPO / "plans" / "workflow.yaml"
 

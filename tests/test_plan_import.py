@@ -8,7 +8,7 @@ from ao import plan as planmod
 from ao.errors import PlanError
 from ao.plan_import import import_markdown
 
-from .conftest import run_ao
+from .helpers import run_ao
 
 DOC = """\
 # Shop rebuild

@@ -62,6 +62,8 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
         updated_at REAL NOT NULL,
         activity TEXT NOT NULL DEFAULT 'unknown',
         activity_at REAL,
+        screen_hash TEXT,
+        screen_changed_at REAL,
         pr_number INTEGER,
         pr_url TEXT,
         pr_state TEXT,
@@ -130,6 +132,8 @@ class Session:
     updated_at: float
     activity: str
     activity_at: float | None
+    screen_hash: str | None
+    screen_changed_at: float | None
     pr_number: int | None
     pr_url: str | None
     pr_state: str | None
@@ -157,7 +161,7 @@ class Store:
         conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
                                check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(conn)
         conn.execute("PRAGMA foreign_keys = ON")
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
@@ -208,20 +212,22 @@ class Store:
     # ---- projects and tasks --------------------------------------------------------------
 
     def ensure_project(self, name: str, path: str, repo: str | None) -> None:
-        self.db.table("projects").upsert({"name": name, "path": path, "repo": repo,
-                                    "created_at": time.time()}, pk="name")
+        self.conn.execute(
+            "INSERT INTO projects (name, path, repo, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET path = excluded.path, repo = excluded.repo",
+            (name, path, repo, time.time()))
 
     def put_task(self, project: str, key: str, title: str, **extra: Any) -> None:
+        """Insert the task, or update just the given columns (others, like the issue number a
+        forge recorded, are kept). One statement, so concurrent writers cannot collide."""
         row = {"project": project, "key": key, "title": title, **extra}
         if "deps" in row:
             row["deps"] = json.dumps(list(row["deps"]))
-        table = self.db.table("tasks")
-        try:
-            table.get((project, key))
-        except sqlite_utils.db.NotFoundError:
-            table.insert(row, pk=("project", "key"))
-        else:
-            table.update((project, key), row)
+        cols = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+        sets = ", ".join(f"{c} = excluded.{c}" for c in row if c not in ("project", "key"))
+        self.conn.execute(f"INSERT INTO tasks ({cols}) VALUES ({marks}) "
+                          f"ON CONFLICT (project, key) DO UPDATE SET {sets}", list(row.values()))
 
     def task(self, project: str, key: str) -> dict[str, Any] | None:
         try:
@@ -366,11 +372,37 @@ class Store:
         self.db.table("messages").update(
             mid, {"status": status, "error": error, "delivered_at": done})
 
+    def last_event_id(self) -> int:
+        (n,) = self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+        return int(n)
+
+    def hook_seen(self, sid: str, hook: str, after_id: int) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM events WHERE id > ? AND session = ? AND type = 'agent.hook' "
+            "AND json_extract(data, '$.event') = ? LIMIT 1", (after_id, sid, hook)).fetchone()
+        return row is not None
+
     def add_event(self, ts: str, type_: str, project: str | None, session: str | None,
                   task: str | None, data: dict[str, Any]) -> None:
         self.conn.execute(
             "INSERT INTO events (ts, type, project, session, task, data) VALUES (?,?,?,?,?,?)",
             (ts, type_, project, session, task, json.dumps(data, default=str)))
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout: float = 30.0) -> None:
+    """Switch to WAL. The switch needs an exclusive lock and SQLite does not wait for it (no
+    busy handler), so two processes creating the database at once must retry."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _execute_all(conn: sqlite3.Connection, script: str) -> None:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
 import re
+import shutil
 import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from . import paths
 from .errors import BadInput, ExternalError
 
 _GITHUB = re.compile(r"github\.com[:/]([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
@@ -30,8 +39,6 @@ def git(cwd: Path, *args: str, check: bool = True, timeout: float = 120,
 
 
 def _env() -> dict[str, str]:
-    import os
-
     env = dict(os.environ)
     # never let git stop to ask for credentials or an editor: ao runs unattended
     env.update(GIT_TERMINAL_PROMPT="0", GIT_EDITOR="true", GIT_MERGE_AUTOEDIT="no")
@@ -68,3 +75,163 @@ def default_branch(repo: Path, remote: str = "origin") -> str:
             return name
     proc = git(repo, "branch", "--show-current", check=False)
     return proc.stdout.strip() or "main"
+
+
+# ---- branches and worktrees ------------------------------------------------------------------
+
+
+@contextmanager
+def locked(repo: Path) -> Iterator[None]:
+    """Serialise ref-changing git commands (fetch, worktree add) on one repository across
+    processes: concurrent fetches into the same remote-tracking ref fail with "cannot lock ref"."""
+    key = hashlib.sha1(str(repo.resolve()).encode()).hexdigest()[:16]
+    lockdir = paths.ensure_dir(paths.home() / "locks")
+    fd = os.open(str(lockdir / f"repo-{key}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def branch_name(task: str) -> str:
+    return f"ao/{task.lower()}"
+
+
+def has_remote(repo: Path, remote: str) -> bool:
+    return remote_url(repo, remote) is not None
+
+
+def local_branch_exists(repo: Path, branch: str) -> bool:
+    return git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}",
+               check=False).returncode == 0
+
+
+def remote_branch_exists(repo: Path, remote: str, branch: str) -> bool:
+    if not has_remote(repo, remote):
+        return False
+    proc = git(repo, "ls-remote", "--heads", remote, f"refs/heads/{branch}", check=False)
+    return bool(proc.stdout.strip())
+
+
+def fresh_base(repo: Path, remote: str, default_branch: str) -> str:
+    """Fetch the default branch and return the ref new work starts from."""
+    if has_remote(repo, remote):
+        git(repo, "fetch", "-q", remote, f"+refs/heads/{default_branch}:"
+            f"refs/remotes/{remote}/{default_branch}")
+        return f"refs/remotes/{remote}/{default_branch}"
+    if not local_branch_exists(repo, default_branch):
+        raise BadInput(f"{repo} has no branch {default_branch} and no remote {remote}",
+                       "set default_branch in the project's config")
+    return f"refs/heads/{default_branch}"
+
+
+def add_worktree(repo: Path, path: Path, branch: str, base: str, reuse: bool = False) -> None:
+    if path.exists():
+        raise ExternalError(f"{path} already exists", "remove it, or run `ao session cleanup`")
+    if reuse:
+        if local_branch_exists(repo, branch):
+            git(repo, "worktree", "add", "-q", str(path), branch)
+        else:  # continue from the remote copy of the branch
+            git(repo, "worktree", "add", "-q", "--track", "-b", branch, str(path),
+                base.rsplit("/", 1)[0] + "/" + branch if base.startswith("refs/remotes/")
+                else branch)
+    else:
+        git(repo, "worktree", "add", "-q", "--no-track", "-b", branch, str(path), base)
+
+
+def remove_worktree(repo: Path, path: Path) -> None:
+    if path.exists():
+        git(repo, "worktree", "remove", "--force", "--force", str(path), check=False)
+    if path.exists():  # not a registered worktree (half made): remove the folder itself
+        shutil.rmtree(path, ignore_errors=True)
+    git(repo, "worktree", "prune", check=False)
+
+
+def delete_branch(repo: Path, branch: str) -> None:
+    if local_branch_exists(repo, branch):
+        git(repo, "branch", "-D", branch)
+
+
+def exclude(repo: Path, pattern: str) -> None:
+    """Add `pattern` to the repository's info/exclude (shared by all worktrees)."""
+    common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir")
+                  .stdout.strip())
+    f = common / "info" / "exclude"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    lines = f.read_text().splitlines() if f.exists() else []
+    if pattern not in lines:
+        with f.open("a") as fh:
+            fh.write(("\n" if lines and lines[-1] else "") + pattern + "\n")
+
+
+def link_into(repo: Path, worktree: Path, rel: str) -> None:
+    src = (repo / rel).resolve()
+    if not src.is_relative_to(repo.resolve()) or not src.exists():
+        raise BadInput(f"symlink {rel!r}: no such path inside {repo}",
+                       "fix `symlinks` in the project's config")
+    dst = worktree / rel
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_symlink() or dst.is_file():
+        dst.unlink()
+    elif dst.exists():
+        raise BadInput(f"symlink {rel!r}: the worktree already has a folder there",
+                       "remove it from `symlinks` or from the repository")
+    dst.symlink_to(src)
+
+
+def unpushed(worktree: Path, remote: str, default_branch: str) -> list[str]:
+    """Commits on HEAD that no remote branch and no local default branch has."""
+    refs = [f"--remotes={remote}"] if has_remote(worktree, remote) else []
+    proc = git(worktree, "rev-list", "HEAD", "--not", *refs, f"refs/heads/{default_branch}",
+               check=False)
+    return proc.stdout.split() if proc.returncode == 0 else []
+
+
+def dirty(worktree: Path) -> list[str]:
+    """Uncommitted changes and untracked files that are not ignored."""
+    proc = git(worktree, "status", "--porcelain", "--untracked-files=all", check=False)
+    return [ln[3:] for ln in proc.stdout.splitlines() if ln.strip()]
+
+
+def work_at_risk(worktree: Path, remote: str, default_branch: str) -> list[str]:
+    """Why removing this worktree would lose work; empty when it is safe."""
+    if not (worktree / ".git").exists():
+        return []
+    reasons = []
+    changed = dirty(worktree)
+    if changed:
+        reasons.append(f"{len(changed)} uncommitted or untracked file(s)")
+    commits = unpushed(worktree, remote, default_branch)
+    if commits:
+        reasons.append(f"{len(commits)} commit(s) not on the remote")
+    return reasons
+
+
+def save_work(worktree: Path, dest: Path, remote: str, default_branch: str) -> list[Path]:
+    """Save uncommitted work as a patch and unpushed commits as a bundle under `dest`."""
+    saved: list[Path] = []
+    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if dirty(worktree):
+        with tempfile.TemporaryDirectory() as tmp:
+            env_index = os.path.join(tmp, "index")
+            env = {**_env(), "GIT_INDEX_FILE": env_index}
+            subprocess.run(["git", "read-tree", "HEAD"], cwd=worktree, env=env, check=True)
+            subprocess.run(["git", "add", "-A"], cwd=worktree, env=env, check=True)
+            diff = subprocess.run(["git", "diff", "--cached", "--binary", "HEAD"], cwd=worktree,
+                                  env=env, check=True, capture_output=True).stdout
+        patch = dest / f"uncommitted-{stamp}.patch"
+        patch.write_bytes(diff)
+        saved.append(patch)
+    if unpushed(worktree, remote, default_branch):
+        bundle = dest / f"unpushed-{stamp}.bundle"
+        refs = [f"--remotes={remote}"] if has_remote(worktree, remote) else []
+        git(worktree, "bundle", "create", str(bundle), "HEAD", "--not", *refs,
+            f"refs/heads/{default_branch}")
+        saved.append(bundle)
+    return saved
+
+
+def head(worktree: Path) -> str:
+    return git(worktree, "rev-parse", "HEAD").stdout.strip()

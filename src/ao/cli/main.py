@@ -8,7 +8,7 @@ import typer
 
 from .. import __version__
 from ..errors import AoError
-from . import config_cmd, events_cmd, plan_cmd
+from . import config_cmd, events_cmd, logs_cmd, plan_cmd, send_cmd, session_cmd, spawn_cmd
 
 app = typer.Typer(
     name="ao",
@@ -38,6 +38,15 @@ app.add_typer(config_cmd.app, name="config")
 app.command("init", help=config_cmd.init.__doc__)(config_cmd.init)
 app.add_typer(plan_cmd.app, name="plan")
 app.command("events", help=events_cmd.events.__doc__)(events_cmd.events)
+app.command("spawn", help=spawn_cmd.spawn.__doc__)(spawn_cmd.spawn)
+app.command("batch-spawn", help=spawn_cmd.batch_spawn.__doc__)(spawn_cmd.batch_spawn)
+app.add_typer(session_cmd.app, name="session")
+app.command("send", help=send_cmd.send.__doc__)(send_cmd.send)
+app.command("logs", help=logs_cmd.logs.__doc__)(logs_cmd.logs)
+app.command("open", help=logs_cmd.open_.__doc__)(logs_cmd.open_)
+app.command("status", help=logs_cmd.status.__doc__)(logs_cmd.status)
+app.command("agents", help=logs_cmd.agents_.__doc__)(logs_cmd.agents_)
+app.command("hook", help=logs_cmd.hook.__doc__, hidden=True)(logs_cmd.hook)
 
 
 def run() -> None:

@@ -1,0 +1,33 @@
+"""Agent profiles by name, from the `ao.agents` entry point group (built-ins included)."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from ..config import AgentSpec
+from ..errors import BadInput
+from .base import LaunchContext, Profile
+
+__all__ = ["LaunchContext", "Profile", "get", "names"]
+
+
+def _registry() -> dict[str, type[Profile]]:
+    found: dict[str, type[Profile]] = {}
+    for ep in entry_points(group="ao.agents"):
+        cls = ep.load()
+        if isinstance(cls, type) and issubclass(cls, Profile):
+            found[ep.name] = cls
+    return found
+
+
+def names() -> list[str]:
+    return sorted(_registry())
+
+
+def get(spec: AgentSpec | str) -> Profile:
+    name = spec if isinstance(spec, str) else ("command" if spec.command else spec.name)
+    registry = _registry()
+    if name not in registry:
+        raise BadInput(f"unknown agent {name!r}; agents: {', '.join(sorted(registry))}",
+                       'or set agent: {command: "..."} for any command line')
+    return registry[name]()

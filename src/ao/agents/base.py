@@ -1,0 +1,106 @@
+"""The agent protocol: what `ao` needs to know to start an agent CLI, give it work, and tell
+what it is doing. Profiles are registered through the `ao.agents` entry point group, built-ins
+included, so a third-party profile is installed the same way.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from ..state import Activity
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    session_id: str
+    project: str
+    task: str
+    worktree: Path
+    prompt_file: Path
+    session_dir: Path
+    default_branch: str = "main"
+    remote: str = "origin"
+    sandboxed: bool = False
+    permission_mode: str | None = None
+    command_template: str | None = None
+
+    def hook_command(self, agent: str, event: str) -> str:
+        """How an agent's hook calls back into this same `ao` (whatever is on PATH)."""
+        return f"{shlex.quote(sys.executable)} -m ao hook {agent} {event}"
+
+
+@dataclass
+class Profile:
+    """Defaults fit a line-oriented CLI; profiles override what differs."""
+
+    name: ClassVar[str] = "base"
+    binary: ClassVar[str | None] = None
+    description: ClassVar[str] = ""
+    # keys that empty the agent's input box (tmux key names)
+    clear_keys: ClassVar[tuple[str, ...]] = ("C-u",)
+    clear_gap: ClassVar[float] = 0.0  # pause between clear keys
+    # pause between the paste and Enter, so the agent has taken the paste in
+    submit_delay: ClassVar[float] = 0.2
+    ready_timeout: ClassVar[float] = 30.0
+    # the agent reports UserPromptSubmit / Stop / ... through `ao hook`
+    uses_hooks: ClassVar[bool] = False
+    # screen texts meaning "blocked on a question to the human"
+    waiting_texts: ClassVar[tuple[str, ...]] = (
+        "Do you want to proceed?", "(y/n)", "[y/N]", "[Y/n]", "Allow command?", "Approve?",
+    )
+    busy_texts: ClassVar[tuple[str, ...]] = ()
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def installed(self) -> bool:
+        return self.binary is None or shutil.which(self.binary) is not None
+
+    def command(self, ctx: LaunchContext) -> str:
+        raise NotImplementedError
+
+    def resume_command(self, ctx: LaunchContext) -> str:
+        return self.command(ctx)
+
+    def pastes_prompt(self, ctx: LaunchContext) -> bool:
+        """The first prompt is pasted once the agent is ready (False: its command carries it)."""
+        return True
+
+    def env(self, ctx: LaunchContext) -> dict[str, str]:
+        return {"AO_SESSION": ctx.session_id, "AO_PROJECT": ctx.project, "AO_TASK": ctx.task,
+                "AO_SESSION_DIR": str(ctx.session_dir), "AO_DEFAULT_BRANCH": ctx.default_branch,
+                "AO_REMOTE": ctx.remote, **self.extra_env}
+
+    def prepare(self, ctx: LaunchContext) -> None:
+        """Pre-answer first-run dialogs and install hooks before the agent starts."""
+
+    def is_ready(self, screen: str) -> bool:
+        """The input is drawn and will take a paste."""
+        return bool(screen.strip())
+
+    def activity(self, screen: str) -> Activity | None:
+        """What the screen says, or None when the screen alone cannot tell."""
+        if any(t in screen for t in self.waiting_texts):
+            return Activity.WAITING_INPUT
+        if self.busy_texts and any(t in screen for t in self.busy_texts):
+            return Activity.ACTIVE
+        return None
+
+    def draft_pending(self, screen: str, text: str) -> bool:
+        """The text we pasted still sits in the input (Enter not taken)."""
+        tail = _last_words(text)
+        last = [ln for ln in screen.splitlines() if ln.strip()][-3:]
+        return bool(tail) and any(tail in ln for ln in last)
+
+    def submitted(self, before: str, after: str, text: str) -> bool:
+        """The screen shows the message was taken (used when there are no hooks)."""
+        return after != before and not self.draft_pending(after, text)
+
+
+def _last_words(text: str) -> str:
+    words = re.findall(r"\S+", text.strip().splitlines()[-1] if text.strip() else "")
+    return " ".join(words[-3:])[-40:]

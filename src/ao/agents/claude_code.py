@@ -1,0 +1,165 @@
+"""Claude Code, built from what was measured with the real CLI in tmux (docs/agents.md):
+pre-answered first-run dialogs, hooks for state, Escape-twice to clear, readiness by the input
+box, and never a paste while a permission prompt is up."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import BadInput
+from ..state import Activity
+from .base import LaunchContext, Profile
+from .profiles import running_as_root
+
+HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse",
+               "PermissionRequest", "Notification", "Stop", "SessionEnd")
+_RULE = re.compile(r"^\s*─{20,}\s*$", re.M)
+_PERMISSION = ("Do you want to proceed?", "Esc to cancel · Tab to amend", "Do you want to create",
+               "Do you want to make this edit", "Do you want to allow")
+BYPASS = ("bypassPermissions", "dangerously-skip-permissions")
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(str(path.with_name(path.name + ".ao-lock")), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def update_json(path: Path, change: Any) -> None:
+    """Read-modify-write a JSON file other processes share: under a lock, replaced atomically,
+    every key we do not own kept as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                data = {}
+        except FileNotFoundError:
+            data = {}
+        except json.JSONDecodeError:
+            raise BadInput(f"{path} is not valid JSON", "fix or move it; ao will not "
+                           "overwrite a file it cannot read") from None
+        change(data)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+
+
+@dataclass
+class ClaudeCode(Profile):
+    name: ClassVar[str] = "claude-code"
+    binary: ClassVar[str | None] = "claude"
+    description: ClassVar[str] = "Anthropic Claude Code"
+    clear_keys: ClassVar[tuple[str, ...]] = ("Escape", "Escape")
+    clear_gap: ClassVar[float] = 0.15
+    submit_delay: ClassVar[float] = 0.2
+    ready_timeout: ClassVar[float] = 45.0
+    uses_hooks: ClassVar[bool] = True
+    waiting_texts: ClassVar[tuple[str, ...]] = _PERMISSION
+
+    def _bypass(self, ctx: LaunchContext) -> bool:
+        return ctx.permission_mode in BYPASS
+
+    def command(self, ctx: LaunchContext) -> str:
+        if self._bypass(ctx):
+            if running_as_root() and not ctx.sandboxed:
+                raise BadInput(
+                    "Claude Code refuses --dangerously-skip-permissions as root unless "
+                    "IS_SANDBOX=1",
+                    "set `sandboxed: true` for the project if its sessions really run in a "
+                    "sandbox, or choose another permission_mode",
+                )
+            return "claude --dangerously-skip-permissions"
+        if ctx.permission_mode:
+            return f"claude --permission-mode {ctx.permission_mode}"
+        return "claude"
+
+    def resume_command(self, ctx: LaunchContext) -> str:
+        return self.command(ctx) + " --continue"
+
+    def env(self, ctx: LaunchContext) -> dict[str, str]:
+        env = super().env(ctx)
+        if ctx.sandboxed:
+            env["IS_SANDBOX"] = "1"
+        return env
+
+    def prepare(self, ctx: LaunchContext) -> None:
+        home = Path(os.environ.get("HOME", str(Path.home())))
+        trusted = str(ctx.worktree.resolve())
+        key = os.environ.get("ANTHROPIC_API_KEY", "")
+
+        def answer(data: dict[str, Any]) -> None:
+            data["hasCompletedOnboarding"] = True
+            data["hasSeenAutoDefaultNotice"] = True
+            if key:
+                responses = data.setdefault("customApiKeyResponses",
+                                            {"approved": [], "rejected": []})
+                approved = responses.setdefault("approved", [])
+                if key[-20:] not in approved:
+                    approved.append(key[-20:])
+                rejected = responses.setdefault("rejected", [])
+                if key[-20:] in rejected:
+                    rejected.remove(key[-20:])
+            project = data.setdefault("projects", {}).setdefault(trusted, {})
+            project["hasTrustDialogAccepted"] = True
+
+        update_json(home / ".claude.json", answer)
+        if self._bypass(ctx):
+            update_json(home / ".claude" / "settings.json",
+                        lambda d: d.__setitem__("skipDangerousModePermissionPrompt", True))
+        self.write_hooks(ctx)
+
+    def write_hooks(self, ctx: LaunchContext) -> None:
+        def hooks(data: dict[str, Any]) -> None:
+            table = data.setdefault("hooks", {})
+            for event in HOOK_EVENTS:
+                entry: dict[str, Any] = {"hooks": [{"type": "command",
+                                                    "command": ctx.hook_command(self.name, event)}]}
+                if event in ("PreToolUse", "PostToolUse"):
+                    entry["matcher"] = "*"
+                # keep the user's own hooks for the event; replace only ours
+                kept = [h for h in table.get(event, [])
+                        if not any(" -m ao hook " in c.get("command", "")
+                                   for c in h.get("hooks", []))]
+                table[event] = [*kept, entry]
+
+        update_json(ctx.worktree / ".claude" / "settings.local.json", hooks)
+
+    def _box(self, screen: str) -> str | None:
+        """The text in the input box, or None when no input box is drawn."""
+        if any(t in screen for t in _PERMISSION) or len(_RULE.findall(screen)) < 2:
+            return None
+        for line in reversed(screen.splitlines()):
+            s = line.strip()
+            if s.startswith("❯"):
+                return s[1:].strip()
+        return None
+
+    def is_ready(self, screen: str) -> bool:
+        return self._box(screen) is not None
+
+    def activity(self, screen: str) -> Activity | None:
+        if any(t in screen for t in _PERMISSION):
+            return Activity.WAITING_INPUT
+        if "esc to interrupt" in screen:
+            return Activity.ACTIVE
+        if self._box(screen) is not None:
+            return Activity.IDLE
+        return None
+
+    def draft_pending(self, screen: str, text: str) -> bool:
+        box = self._box(screen)
+        return box is not None and box != "" and not box.startswith("Press up to edit")

@@ -1,0 +1,261 @@
+"""The demo agent: a deterministic scripted coding agent that runs in a terminal like the real
+ones. It draws an input line (`demo› `), takes bracketed pastes and typed text as a draft, clears
+the draft on Escape, and on Enter does what the message says:
+
+- ```` ```demo ```` blocks are scripts run at once;
+- ```` ```demo-on KEYWORD ```` blocks are remembered and run once, when a later message
+  contains KEYWORD (how the demo plays "fix the failing test" or "address the review");
+- a message with neither is noted in `notes/<task>.md`, committed and pushed.
+
+Script commands, one a line: `write PATH` / `append PATH` (content lines up to `EOF`),
+`replace PATH OLD => NEW`, `sh COMMAND`, `commit MESSAGE`, `push`, `rebase`, `sleep SECONDS`,
+`ask QUESTION` (a permission prompt: Enter or 1 answers yes, 2 or Escape no), `exit [CODE]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import termios
+import time
+import tty
+from pathlib import Path
+
+PROMPT = "demo› "
+PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
+_BLOCK = re.compile(r"```demo(?:-on[ \t]+(?P<on>[^\n`]+))?[ \t]*\n(?P<body>.*?)```", re.S)
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], capture_output=True, text=True, timeout=120)
+
+
+class Agent:
+    def __init__(self) -> None:
+        self.task = os.environ.get("AO_TASK", "task")
+        self.rules_file = Path(os.environ.get("AO_SESSION_DIR", ".")) / "demo-rules.json"
+        try:
+            self.rules: list[dict[str, str]] = json.loads(self.rules_file.read_text())
+        except (OSError, ValueError):
+            self.rules = []
+        self.default_branch = os.environ.get("AO_DEFAULT_BRANCH", "main")
+        self.remote = os.environ.get("AO_REMOTE", "origin")
+
+    # ---- terminal -------------------------------------------------------------------------
+
+    def read_key(self, timeout: float | None = None) -> str:
+        r, _, _ = select.select([sys.stdin], [], [], timeout)
+        if not r:
+            return ""
+        return os.read(sys.stdin.fileno(), 65536).decode("utf-8", "replace")
+
+    def draw(self, draft: str) -> None:
+        if "\n" in draft or len(draft) > 60:
+            shown = f"[pasted {len(draft)} chars, {draft.count(chr(10)) + 1} lines]"
+        else:
+            shown = draft
+        out(f"\r\x1b[K{PROMPT}{shown}")
+
+    def loop(self) -> None:
+        out(f"ao demo agent · task {self.task}\r\n")
+        out("\x1b[?2004h")  # ask the terminal for bracketed paste
+        draft = ""
+        pending = ""
+        in_paste = False
+        self.draw(draft)
+        while True:
+            chunk = self.read_key()
+            if not chunk:
+                continue
+            pending += chunk
+            while pending:
+                if in_paste:
+                    end = pending.find(PASTE_END)
+                    if end < 0:
+                        draft += pending.replace("\r", "\n")
+                        pending = ""
+                        break
+                    draft += pending[:end].replace("\r", "\n")
+                    pending = pending[end + len(PASTE_END):]
+                    in_paste = False
+                    continue
+                if pending.startswith(PASTE_START):
+                    in_paste, pending = True, pending[len(PASTE_START):]
+                    continue
+                if PASTE_START.startswith(pending):  # a marker split across reads
+                    more = self.read_key(0.05)
+                    if more:
+                        pending += more
+                        continue
+                ch, pending = pending[0], pending[1:]
+                if ch == "\x1b":
+                    draft = ""  # Escape clears the input, as real agents do
+                elif ch in "\r\n":
+                    if draft.strip():
+                        out("\r\n")
+                        self.handle(draft)
+                    draft = ""
+                elif ch == "\x15":  # C-u
+                    draft = ""
+                elif ch in "\x7f\x08":
+                    draft = draft[:-1]
+                elif ch >= " " or ch == "\t":
+                    draft += ch
+            self.draw(draft)
+
+    # ---- work -----------------------------------------------------------------------------
+
+    def handle(self, message: str) -> None:
+        out(f"● received {len(message)} chars\r\n")
+        self.log_received(message)
+        out("working… (esc to interrupt)\r\n")
+        scripts = []
+        for m in _BLOCK.finditer(message):
+            if m.group("on"):
+                self.rules.append({"on": m.group("on").strip(), "script": m.group("body")})
+            else:
+                scripts.append(m.group("body"))
+        text_only = _BLOCK.sub("", message)
+        for rule in list(self.rules):
+            if rule["on"] in text_only:
+                scripts.append(rule["script"])
+                self.rules.remove(rule)
+        self.save_rules()
+        if not scripts:
+            scripts.append(self.default_script(message))
+        for script in scripts:
+            self.run(script)
+        out(f"✓ done · {time.strftime('%H:%M:%S')}\r\n")
+
+    def log_received(self, message: str) -> None:
+        """Every message exactly as it arrived, one JSON line each (what tests compare)."""
+        with contextlib.suppress(OSError), (self.rules_file.parent / "demo-inbox.jsonl").open(
+                "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"ts": time.time(), "text": message}) + "\n")
+
+    def save_rules(self) -> None:
+        with contextlib.suppress(OSError):
+            self.rules_file.write_text(json.dumps(self.rules))
+
+    def default_script(self, message: str) -> str:
+        first = next((ln.strip().lstrip("#").strip() for ln in message.splitlines()
+                      if ln.strip().lstrip("#").strip()), "note")[:72]
+        path = f"notes/{self.task.lower()}.md"
+        return f"append {path}\n- {first}\nEOF\ncommit {self.task}: {first}\npush\n"
+
+    def run(self, script: str) -> None:
+        lines = script.splitlines()
+        i = 0
+        while i < len(lines):
+            line = lines[i].rstrip()
+            i += 1
+            cmd, _, arg = line.strip().partition(" ")
+            if not cmd or cmd.startswith("#"):
+                continue
+            if cmd in ("write", "append"):
+                body = []
+                while i < len(lines) and lines[i].rstrip() != "EOF":
+                    body.append(lines[i])
+                    i += 1
+                i += 1
+                path = Path(arg.strip())
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("w" if cmd == "write" else "a", encoding="utf-8") as fh:
+                    fh.write("\n".join(body) + "\n")
+                out(f"  {cmd} {path}\r\n")
+            elif cmd == "replace":
+                path_s, _, rest = arg.partition(" ")
+                old, _, new = rest.partition(" => ")
+                path = Path(path_s)
+                path.write_text(path.read_text(encoding="utf-8").replace(old, new, 1),
+                                encoding="utf-8")
+                out(f"  edit {path}\r\n")
+            elif cmd == "sh":
+                r = subprocess.run(arg, shell=True, capture_output=True, text=True, timeout=300)
+                out(f"  $ {arg} -> {r.returncode}\r\n")
+            elif cmd == "commit":
+                git("add", "-A")
+                r = git("commit", "-q", "-m", arg or f"{self.task}: work")
+                out(f"  commit: {arg if r.returncode == 0 else 'nothing to commit'}\r\n")
+            elif cmd == "push":
+                r = git("push", "-q", "--force-with-lease", "-u", self.remote, "HEAD")
+                out(f"  push: {'ok' if r.returncode == 0 else r.stderr.strip()[-120:]}\r\n")
+            elif cmd == "rebase":
+                self.rebase()
+            elif cmd == "sleep":
+                time.sleep(min(float(arg or 1), 30))
+            elif cmd == "ask":
+                self.ask(arg or "Run the command?")
+            elif cmd == "exit":
+                out("bye\r\n")
+                raise SystemExit(int(arg or 0))
+            else:
+                out(f"  ? unknown step: {line.strip()[:60]}\r\n")
+
+    def rebase(self) -> None:
+        git("fetch", "-q", self.remote, self.default_branch)
+        r = git("rebase", f"{self.remote}/{self.default_branch}")
+        rounds = 0
+        while r.returncode != 0 and rounds < 20:
+            rounds += 1
+            conflicted = git("diff", "--name-only", "--diff-filter=U").stdout.split()
+            if not conflicted:
+                git("rebase", "--abort")
+                out("  rebase: failed\r\n")
+                return
+            for name in conflicted:
+                p = Path(name)
+                p.write_text(union(p.read_text(encoding="utf-8")), encoding="utf-8")
+                git("add", name)
+            r = subprocess.run(["git", "-c", "core.editor=true", "rebase", "--continue"],
+                               capture_output=True, text=True)
+        out(f"  rebase: {'ok' if r.returncode == 0 else 'failed'}\r\n")
+
+    def ask(self, question: str) -> None:
+        out(f"\r\n{question}\r\nDo you want to proceed?\r\n❯ 1. Yes\r\n  2. No\r\n"
+            "Esc to cancel\r\n")
+        while True:
+            key = self.read_key()
+            if PASTE_START in key:
+                continue  # a paste during the prompt is dropped, as with the real agents
+            if key.startswith(("\r", "\n", "1", "y")):
+                out("  answered: yes\r\n")
+                return
+            if key.startswith(("2", "n", "\x1b")):
+                out("  answered: no\r\n")
+                return
+
+
+def union(text: str) -> str:
+    """Resolve conflict markers by keeping both sides, ours first."""
+    return re.sub(r"<<<<<<< [^\n]*\n(.*?)=======\n(.*?)>>>>>>> [^\n]*\n", r"\1\2", text,
+                  flags=re.S)
+
+
+def main() -> None:
+    fd = sys.stdin.fileno()
+    old = termios.tcgetattr(fd) if os.isatty(fd) else None
+    if old is not None:
+        tty.setcbreak(fd)
+    try:
+        Agent().loop()
+    except (KeyboardInterrupt, EOFError):
+        pass
+    finally:
+        out("\x1b[?2004l")
+        if old is not None:
+            termios.tcsetattr(fd, termios.TCSADRAIN, old)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""`ao logs`, `ao open`, `ao status`, `ao agents` and the agents' `ao hook`."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import typer
+
+from .. import agent_hooks, agents, events, paths, tmux
+from ..errors import BadInput
+from ..sanitize import transcript
+from ..state import RUNNING, State
+from . import services
+from .output import emit_json, note, table
+
+
+def logs(
+    session: str = typer.Argument(..., help="Session id, e.g. wor-1."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new output."),
+    show_events: bool = typer.Option(False, "--events", "-e",
+                                     help="The session's event timeline instead."),
+    lines: int = typer.Option(200, "--lines", "-n", min=1, help="How many recent lines."),
+) -> None:
+    """The agent's terminal transcript (escape sequences stripped), or its events."""
+    s = services.store().session(session)
+    sdir = paths.session_dir(s.project, s.id)
+    if show_events:
+        log = sdir / "events.log"
+        for e in list(events.read(log, include_rotated=False))[-lines:]:
+            typer.echo(f"{e.ts[:19].replace('T', ' ')}  {e.type:<20} {_brief(e.data)}")
+        if follow:
+            for e in events.follow(log):
+                typer.echo(f"{e.ts[:19].replace('T', ' ')}  {e.type:<20} {_brief(e.data)}")
+        return
+    pane = sdir / "pane.log"
+    if not pane.exists():
+        note(f"no transcript yet at {paths.display(pane)}")
+        return
+    with pane.open("rb") as fh:
+        text = transcript(fh.read())
+        for line in text.splitlines()[-lines:]:
+            typer.echo(line)
+        while follow:
+            chunk = fh.read()
+            if chunk:
+                sys.stdout.write(transcript(chunk))
+                sys.stdout.flush()
+            else:
+                time.sleep(0.2)
+
+
+def _brief(data: dict[str, object]) -> str:
+    return " ".join(f"{k}={v}" for k, v in data.items())[:160]
+
+
+def open_(project: str = typer.Argument(..., help="Project name.")) -> None:
+    """One tmux window per live session of the project, in an overview session; attach to it."""
+    services.cfg().project(project)
+    srv = services.fleet().srv
+    names = [s.id for s in services.store().sessions(project, set(RUNNING))
+             if tmux.has_session(srv, s.id)]
+    if not names:
+        raise BadInput(f"{project} has no running sessions", "start some with `ao spawn`")
+    overview = f"ao-{project}"
+    tmux.link_windows(srv, overview, names)
+    argv = tmux.attach_argv(services.cfg().tmux_socket, overview)
+    if not sys.stdin.isatty():
+        typer.echo(f"{overview}: {len(names)} windows ({', '.join(names)}); attach with: "
+                   + " ".join(argv))
+        return
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+    os.execvpe(argv[0], argv, env)
+
+
+def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Per project: sessions by state, queued tasks, and what runs next."""
+    cfg = services.cfg()
+    store = services.store()
+    pid_file = paths.ao_home() / "daemon.pid"
+    daemon = "running" if pid_file.exists() else "not running (`ao start`)"
+    out: dict[str, object] = {"daemon": daemon, "projects": {}}
+    for name, p in cfg.projects.items():
+        sessions = store.sessions(name)
+        by_state: dict[str, int] = {}
+        for s in sessions:
+            by_state[s.state.value] = by_state.get(s.state.value, 0) + 1
+        queued = [s for s in sessions if s.state is State.QUEUED]
+        running = sum(1 for s in sessions if s.state in RUNNING)
+        out["projects"][name] = {  # type: ignore[index]
+            "by_state": by_state, "running": running, "max_concurrent": p.max_concurrent,
+            "queued": [{"id": s.id, "task": s.task} for s in queued],
+            "needs_human": [s.id for s in sessions if s.state is State.NEEDS_HUMAN],
+        }
+    if json_out:
+        emit_json(out)
+        return
+    typer.echo(f"daemon: {daemon}")
+    for name, info in out["projects"].items():  # type: ignore[attr-defined]
+        states = ", ".join(f"{n} {k}" for k, n in sorted(info["by_state"].items())) or "none"
+        typer.echo(f"{name}: {info['running']}/{info['max_concurrent']} running; {states}")
+        if info["queued"]:
+            typer.echo("  queued: " + ", ".join(f"{q['id']} {q['task']}" for q in info["queued"]))
+        if info["needs_human"]:
+            typer.echo("  needs a human: " + ", ".join(info["needs_human"]))
+    if not cfg.projects:
+        note("no projects configured: run `ao init` in a repository")
+
+
+def agents_(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The agent profiles and whether each CLI is installed."""
+    rows = []
+    for name in agents.names():
+        p = agents.get(name)
+        rows.append({"name": name, "binary": p.binary or "-", "installed": p.installed(),
+                     "description": p.description})
+    if json_out:
+        emit_json(rows)
+        return
+    typer.echo(table(["agent", "binary", "installed", "description"],
+                     [(r["name"], r["binary"], "yes" if r["installed"] else "no",
+                       r["description"]) for r in rows]))
+
+
+def hook(
+    agent: str = typer.Argument(..., help="The agent calling (claude-code)."),
+    event: str = typer.Argument(..., help="The hook event (Stop, UserPromptSubmit, ...)."),
+) -> None:
+    """Called by an agent's own hooks: records the event for its session."""
+    try:
+        raw = "" if sys.stdin.isatty() else sys.stdin.read()
+        agent_hooks.record(agent, event, raw)
+    except Exception as e:  # a hook must never break the agent it runs in
+        sys.stderr.write(f"ao hook: {e}\n")
+
+
+

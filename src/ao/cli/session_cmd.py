@@ -1,0 +1,93 @@
+"""`ao session ls | attach | kill | restore`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from .. import tmux
+from ..errors import BadInput
+from ..state import LIVE, State
+from . import services
+from .output import emit_json, note, table
+
+app = typer.Typer(help="List, attach to, kill and restore sessions.", no_args_is_help=True)
+
+
+@app.command("ls")
+def ls(
+    project: str | None = typer.Option(None, "--project", "-p", help="Only this project."),
+    all_: bool = typer.Option(False, "--all", "-a", help="Include ended sessions."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Sessions with their task, state, agent activity, branch, PR and age."""
+    if project:
+        services.cfg().project(project)  # a clear error for an unknown project
+    fleet = services.fleet()
+    store = services.store()
+    rows = []
+    for s in store.sessions(project, None if all_ else set(LIVE)):
+        if s.state in LIVE and s.state is not State.QUEUED:
+            fleet.observe(s)
+            s = store.session(s.id)
+        rows.append(s)
+    if json_out:
+        emit_json([{"id": s.id, "project": s.project, "task": s.task, "title": s.title,
+                    "state": s.state.value, "activity": s.activity, "branch": s.branch,
+                    "pr": s.pr_number, "pr_url": s.pr_url, "checks": s.pr_checks,
+                    "created_at": s.created_at, "agent": s.agent} for s in rows])
+        return
+    if not rows:
+        note("no sessions" + ("" if all_ else " running; --all shows ended ones"))
+        return
+    typer.echo(table(
+        ["id", "task", "title", "state", "activity", "branch", "pr", "age"],
+        [(s.id, s.task, s.title[:40], s.state.value,
+          s.activity if s.state is not State.QUEUED else "-", s.branch or "-",
+          f"#{s.pr_number}" if s.pr_number else "-", services.age(s.created_at))
+         for s in rows]))
+
+
+@app.command("attach")
+def attach(session: str = typer.Argument(..., help="Session id, e.g. wor-1.")) -> None:
+    """Attach your terminal to the session's tmux (detach with the tmux prefix, then d)."""
+    s = services.store().session(session)
+    srv = services.fleet().srv
+    if not tmux.has_session(srv, s.id):
+        raise BadInput(f"{s.id} has no running terminal ({s.state})",
+                       f"`ao session restore {s.id}` starts it again")
+    argv = tmux.attach_argv(services.cfg().tmux_socket, s.id)
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+    if not sys.stdin.isatty():
+        raise BadInput("attach needs a terminal", " ".join(argv))
+    os.execvpe(argv[0], argv, env)
+
+
+@app.command("kill")
+def kill(
+    session: str = typer.Argument(..., help="Session id, e.g. wor-1."),
+    force: bool = typer.Option(False, "--force",
+                               help="Save uncommitted/unpushed work under the session folder, "
+                                    "then remove the worktree anyway."),
+) -> None:
+    """End a session. Its worktree is removed only if it holds no unsaved work."""
+    out = services.fleet().kill(session, force=force)
+    if out["worktree"] == "kept":
+        why = out.get("why")
+        reasons = "; ".join(why) if isinstance(why, list) else str(why)
+        typer.echo(f"{session} killed; worktree kept: {reasons} "
+                   f"(push it, or `ao session kill {session} --force` to save a patch and "
+                   "remove it)")
+    else:
+        saved = out.get("saved")
+        extra = f"; saved {', '.join(saved)}" if isinstance(saved, list) and saved else ""
+        typer.echo(f"{session} killed; worktree {out['worktree']}{extra}")
+
+
+@app.command("restore")
+def restore(session: str = typer.Argument(..., help="Session id, e.g. wor-1.")) -> None:
+    """Relaunch a session's agent in place with its resume command."""
+    s = services.fleet().restore(session)
+    typer.echo(f"{s.id} restored ({s.state})")

@@ -1,0 +1,61 @@
+"""`ao spawn` and `ao batch-spawn`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..fleet import SpawnResult
+from ..plan import Plan
+from . import services
+from .output import note
+
+EXIT_SOME_FAILED = 1
+
+
+def _line(r: SpawnResult) -> None:
+    sid = r.session or "-"
+    reason = f"  ({r.reason})" if r.reason else ""
+    typer.echo(f"{sid:<8} {r.task:<14} {r.status}{reason}")
+
+
+def _plan(project: str, plan_file: Path | None) -> Plan | None:
+    f = services.fleet()
+    return f.plan_for(services.cfg().project(project), plan_file)
+
+
+def spawn(
+    project: str = typer.Argument(..., help="Project name from the config."),
+    task: str = typer.Argument(..., help="Task key (AUTH-001) or issue number (#123)."),
+    plan_file: Path | None = typer.Option(None, "--plan", help="Plan file with the task."),
+    force: bool = typer.Option(False, "--force", help="Start even if dependencies are not done."),
+    reuse_branch: bool = typer.Option(False, "--reuse-branch",
+                                      help="Continue on the task's existing branch."),
+) -> None:
+    """Start one agent on one task, in its own worktree and tmux session."""
+    batch_spawn(project, [task], plan_file, force, reuse_branch)
+
+
+def batch_spawn(
+    project: str = typer.Argument(..., help="Project name from the config."),
+    tasks: list[str] = typer.Argument(None, help="Task keys; omit with --plan for all tasks."),
+    plan_file: Path | None = typer.Option(None, "--plan", help="Plan file with the tasks."),
+    force: bool = typer.Option(False, "--force", help="Start even if dependencies are not done."),
+    reuse_branch: bool = typer.Option(False, "--reuse-branch",
+                                      help="Continue on existing branches."),
+) -> None:
+    """Start agents on several tasks (deps respected, the rest queued critical path first)."""
+    plan = _plan(project, plan_file)
+    keys = list(tasks or [])
+    if not keys:
+        if plan is None:
+            raise typer.BadParameter("name tasks, or give --plan FILE to take all of its tasks")
+        keys = list(plan.tasks)
+    results = services.fleet().batch_spawn(project, keys, plan, force=force,
+                                           reuse_branch=reuse_branch, on_result=_line)
+    counts = {k: sum(1 for r in results if r.status == k)
+              for k in ("spawned", "skipped", "queued", "failed")}
+    note(", ".join(f"{n} {k}" for k, n in counts.items()))
+    if counts["failed"]:
+        raise typer.Exit(EXIT_SOME_FAILED)

@@ -1,0 +1,373 @@
+"""Spawn, kill, restore and observe sessions: each step in order, and a failed spawn undone
+whole. Sending messages lives in `messaging.py`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from libtmux import Server
+
+from . import agents, paths, prompts, tmux, workspace
+from . import plan as planmod
+from .agents import LaunchContext, Profile
+from .config import Config, ProjectConfig
+from .errors import AoError, BadInput, ExternalError, NotFound
+from .events import Event, emit
+from .plan import Plan, Task
+from .state import DONE, LIVE, RUNNING, Activity, State
+from .store import AtCapacity, Session, Store, TaskBusy
+
+IDLE_AFTER = 5.0  # seconds of an unchanged screen that count as idle, for agents without hooks
+
+
+@dataclass(frozen=True)
+class SpawnResult:
+    task: str
+    status: str  # spawned | queued | skipped | failed
+    session: str | None = None
+    reason: str = ""
+
+
+class Fleet:
+    def __init__(self, cfg: Config, store: Store, srv: Server | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.srv = srv or tmux.server(cfg.tmux_socket)
+
+    # ---- tasks ----------------------------------------------------------------------------
+
+    def plan_for(self, project: ProjectConfig, plan_file: Path | None = None) -> Plan | None:
+        f = plan_file or (project.path / project.plan if project.plan else None)
+        return planmod.load_valid(f) if f is not None else None
+
+    def task(self, project: ProjectConfig, key: str, plan: Plan | None) -> Task:
+        key = planmod.normalize_key(key)
+        if not planmod.is_safe_key(key):
+            raise BadInput(f"task key {key!r} is not safe as a branch or folder name",
+                           "use letters, digits, '.', '_' and '-'")
+        if plan is not None and key in plan.tasks:
+            return plan.tasks[key]
+        row = self.store.task(project.name, key)
+        if row is not None:
+            return Task(key=key, title=row["title"], body=row["body"],
+                        deps=tuple(json.loads(row["deps"])), estimate=row["estimate"])
+        known = ", ".join(list(plan.tasks)[:10]) if plan else "no plan loaded"
+        raise NotFound(f"no task {key} in project {project.name}; tasks: {known}",
+                       "pass --plan FILE, or set `plan` in the project's config")
+
+    def pending_deps(self, project: str, task: Task) -> list[str]:
+        """Dependencies not yet done: no merged session and no closed issue."""
+        waiting = []
+        for dep in task.deps:
+            done = self.store.sessions(project, states=set(DONE), task=dep)
+            row = self.store.task(project, dep)
+            if not done and not (row and row.get("issue_state") == "closed"):
+                waiting.append(dep)
+        return waiting
+
+    def _remember(self, project: ProjectConfig, task: Task, plan: Plan | None) -> None:
+        self.store.ensure_project(project.name, str(project.path), project.repo)
+        self.store.put_task(project.name, task.key, task.title, body=task.body, deps=task.deps,
+                            estimate=task.estimate,
+                            plan=str(plan.source) if plan and plan.source else None)
+
+    # ---- spawning -------------------------------------------------------------------------
+
+    def batch_spawn(self, project_name: str, keys: list[str], plan: Plan | None = None, *,
+                    force: bool = False, reuse_branch: bool = False,
+                    on_result: Callable[[SpawnResult], None] | None = None) -> list[SpawnResult]:
+        project = self.cfg.project(project_name)
+        tasks = [self.task(project, k, plan) for k in keys]  # all keys checked before any work
+        if plan is not None:
+            order = planmod.priority_order(plan, [t.key for t in tasks if t.key in plan.tasks])
+            tasks = [plan.tasks[k] for k in order] + [t for t in tasks if t.key not in order]
+        results = []
+        for t in tasks:
+            r = self._spawn_one(project, t, plan, force=force, reuse_branch=reuse_branch)
+            results.append(r)
+            if on_result:
+                on_result(r)
+        return results
+
+    def spawn(self, project_name: str, key: str, plan: Plan | None = None, *,
+              force: bool = False, reuse_branch: bool = False) -> SpawnResult:
+        return self.batch_spawn(project_name, [key], plan, force=force,
+                                reuse_branch=reuse_branch)[0]
+
+    def _spawn_one(self, project: ProjectConfig, task: Task, plan: Plan | None, *, force: bool,
+                   reuse_branch: bool) -> SpawnResult:
+        self._remember(project, task, plan)
+        waiting = [] if force else self.pending_deps(project.name, task)
+        profile = agents.get(task.agent or project.agent)
+        try:
+            if waiting:
+                s = self.store.create_session(project.name, project.session_prefix, task.key,
+                                              title=task.title, agent=profile.name,
+                                              state=State.QUEUED)
+                emit(Event("session.queued", project.name, s.id, task.key,
+                           {"waits_on": waiting}), self.store)
+                return SpawnResult(task.key, "queued", s.id, "waits on " + ", ".join(waiting))
+            try:
+                s = self.store.create_session(project.name, project.session_prefix, task.key,
+                                              title=task.title, agent=profile.name,
+                                              max_running=project.max_concurrent)
+            except AtCapacity:
+                s = self.store.create_session(project.name, project.session_prefix, task.key,
+                                              title=task.title, agent=profile.name,
+                                              state=State.QUEUED)
+                emit(Event("session.queued", project.name, s.id, task.key,
+                           {"reason": "max_concurrent"}), self.store)
+                return SpawnResult(task.key, "queued", s.id,
+                                   f"{project.max_concurrent} sessions running (max_concurrent)")
+        except TaskBusy as e:
+            return SpawnResult(task.key, "skipped", e.session_id, e.message)
+        try:
+            self.launch(s, task, plan, reuse_branch=reuse_branch, fresh=True)
+        except AoError as e:
+            return SpawnResult(task.key, "failed", None, str(e))
+        return SpawnResult(task.key, "spawned", s.id)
+
+    def start_queued(self, sid: str, plan: Plan | None = None) -> SpawnResult:
+        """Start a queued session in place (the daemon does this when its deps are done)."""
+        s = self.store.session(sid)
+        project = self.cfg.project(s.project)
+        task = self.task(project, s.task, plan)
+        running = self.store.sessions(project.name, states=set(RUNNING))
+        if len(running) >= project.max_concurrent:
+            return SpawnResult(task.key, "queued", sid, "max_concurrent reached")
+        self.store.set_state(sid, State.SPAWNING)
+        try:
+            self.launch(self.store.session(sid), task, plan, reuse_branch=False, fresh=False)
+        except AoError as e:
+            return SpawnResult(task.key, "failed", sid, str(e))
+        return SpawnResult(task.key, "spawned", sid)
+
+    def _context(self, project: ProjectConfig, s: Session, profile: Profile) -> LaunchContext:
+        sdir = paths.session_dir(project.name, s.id)
+        return LaunchContext(
+            session_id=s.id, project=project.name, task=s.task,
+            worktree=paths.worktree_path(project.name, s.id), prompt_file=sdir / "prompt.md",
+            session_dir=sdir, default_branch=project.default_branch, remote=project.remote,
+            sandboxed=project.sandboxed, permission_mode=project.agent.permission_mode,
+            command_template=project.agent.command,
+        )
+
+    def _env(self, profile: Profile, ctx: LaunchContext) -> dict[str, str]:
+        return {**profile.env(ctx), "AO_HOME": str(paths.ao_home())}
+
+    def launch(self, s: Session, task: Task, plan: Plan | None, *, reuse_branch: bool,
+               fresh: bool) -> None:
+        """Make the worktree, start the agent, deliver the first prompt; on any failure undo
+        every step taken, in reverse, and leave no trace but a `spawn.failed` event."""
+        project = self.cfg.project(s.project)
+        profile = agents.get(task.agent or project.agent)
+        ctx = self._context(project, s, profile)
+        undo: list[Callable[[], object]] = []
+        branch = workspace.branch_name(task.key)
+        try:
+            tmux.require_tmux()
+            command = profile.command(ctx)  # may refuse (e.g. root without a sandbox)
+            if not profile.installed():
+                raise ExternalError(f"agent {profile.name}: `{profile.binary}` is not installed",
+                                    "install it, or choose another agent (`ao agents`)")
+            exists = workspace.local_branch_exists(project.path, branch) or \
+                workspace.remote_branch_exists(project.path, project.remote, branch)
+            if exists and not reuse_branch:
+                raise BadInput(f"branch {branch} already exists (from an earlier session?)",
+                               f"pass --reuse-branch to continue on it, or delete it: "
+                               f"git branch -D {branch}")
+            with workspace.locked(project.path):
+                base = workspace.fresh_base(project.path, project.remote, project.default_branch)
+                had_branch = workspace.local_branch_exists(project.path, branch)
+                workspace.add_worktree(project.path, ctx.worktree, branch, base,
+                                       reuse=reuse_branch)
+            # undo runs in reverse: the worktree goes first, then the branch it had checked out
+            if not had_branch:
+                undo.append(lambda: workspace.delete_branch(project.path, branch))
+            undo.append(lambda: workspace.remove_worktree(project.path, ctx.worktree))
+            self.store.update_session(s.id, branch=branch, worktree=str(ctx.worktree))
+            for rel in project.symlinks:
+                workspace.link_into(project.path, ctx.worktree, rel)
+            for cmd in project.post_create:
+                _run_post_create(cmd, ctx.worktree)
+            if profile.uses_hooks:
+                workspace.exclude(project.path, ".claude/settings.local.json")
+            profile.prepare(ctx)
+            prompt = prompts.first_prompt(project, task, plan, branch)
+            prompts.write(ctx.prompt_file, prompt)
+            tmux.new_session(self.srv, s.id, ctx.worktree, command, self._env(profile, ctx))
+            undo.append(lambda: tmux.kill_session(self.srv, s.id))
+            tmux.pipe_to(self.srv, s.id, ctx.session_dir / "pane.log")
+            self.store.set_state(s.id, State.WORKING)
+            emit(Event("session.started", project.name, s.id, task.key,
+                       {"agent": profile.name, "branch": branch, "command": command}), self.store)
+            if profile.pastes_prompt(ctx):
+                self._await_ready(s.id, profile)
+                from .messaging import Messenger
+
+                m = Messenger(self)
+                current = self.store.session(s.id)
+                result = m.deliver(current, m.prepare(current, prompt), "prompt")
+                if result.status != "delivered":
+                    raise ExternalError(f"the first prompt was not delivered: {result.detail}",
+                                        f"see {paths.display(ctx.session_dir / 'pane.log')}")
+            else:
+                self._await_alive(s.id, profile)
+            emit(Event("session.spawned", project.name, s.id, task.key,
+                       {"agent": profile.name, "branch": branch}), self.store)
+        except BaseException as e:
+            undo_errors = []
+            for step in reversed(undo):
+                try:
+                    step()
+                except Exception as undo_error:  # undo goes on; the original error is raised
+                    undo_errors.append(str(undo_error))
+            emit(Event("spawn.failed", project.name, None, task.key,
+                       {"session": s.id, "error": str(e), "undo_errors": undo_errors}),
+                 self.store)
+            if fresh:
+                self.store.delete_session(s.id)
+                shutil.rmtree(ctx.session_dir, ignore_errors=True)
+            else:
+                self.store.update_session(s.id, note=f"spawn failed: {e}")
+                self.store.set_state(s.id, State.FAILED)
+            raise
+
+    def _await_ready(self, sid: str, profile: Profile) -> None:
+        screen = tmux.wait_screen(self.srv, sid, profile.is_ready, profile.ready_timeout)
+        if screen is None:
+            p = tmux.pane(self.srv, sid)
+            last = tmux.capture(self.srv, sid).strip().splitlines()[-3:]
+            if p is None or p.dead:
+                raise ExternalError(
+                    f"agent {profile.name} exited (status {p.exit_status if p else '?'}) before "
+                    f"it was ready: {' | '.join(last) or 'no output'}",
+                    "check the agent's command and that it runs in this worktree")
+            raise ExternalError(f"agent {profile.name} was not ready after "
+                                f"{profile.ready_timeout:g}s: {' | '.join(last)}",
+                                "a first-run dialog may be waiting; attach to see it")
+
+    def _await_alive(self, sid: str, profile: Profile) -> None:
+        # a command that cannot start (not found, bad flags) dies within moments
+        tmux.wait_screen(self.srv, sid, lambda _s: False, 0.5)
+        p = tmux.pane(self.srv, sid)
+        if p is None or (p.dead and p.exit_status not in (0, None)):
+            last = tmux.capture(self.srv, sid).strip().splitlines()[-3:]
+            raise ExternalError(f"agent command exited at once (status "
+                                f"{p.exit_status if p else '?'}): {' | '.join(last)}",
+                                "check the command template in the project's config")
+
+    # ---- observing ------------------------------------------------------------------------
+
+    def observe(self, s: Session) -> Activity:
+        """Look at the session's pane and record what it shows (hooks first, then screen)."""
+        now = time.time()
+        p = tmux.pane(self.srv, s.id)
+        if p is None or p.dead:
+            activity = Activity.EXITED
+            self.store.update_session(s.id, activity=activity.value, activity_at=now,
+                                      pane_alive=0, exit_status=p.exit_status if p else None,
+                                      runtime_seen_at=now)
+            return activity
+        profile = agents.get(s.agent or "command")
+        screen = tmux.capture(self.srv, s.id)
+        digest = tmux.screen_hash(screen)
+        changed_at = s.screen_changed_at if digest == s.screen_hash and s.screen_changed_at \
+            else now
+        seen = profile.activity(screen)
+        if seen is Activity.WAITING_INPUT:
+            activity = seen  # a prompt on screen outranks whatever a hook said last
+        elif profile.uses_hooks and s.activity in (Activity.ACTIVE, Activity.IDLE) \
+                and s.activity_at and (s.screen_changed_at or 0) <= s.activity_at:
+            activity = Activity(s.activity)
+        elif seen is not None:
+            activity = seen
+        else:
+            activity = Activity.IDLE if now - changed_at >= IDLE_AFTER else Activity.ACTIVE
+        self.store.update_session(s.id, activity=activity.value, activity_at=now,
+                                  screen_hash=digest, screen_changed_at=changed_at, pane_alive=1,
+                                  exit_status=None, runtime_seen_at=now)
+        return activity
+
+    # ---- ending and restoring -------------------------------------------------------------
+
+    def kill(self, sid: str, force: bool = False) -> dict[str, object]:
+        s = self.store.session(sid)
+        if s.state not in LIVE and s.state is not State.KILLED:
+            raise BadInput(f"{sid} is {s.state}, not running", "see `ao session ls --all`")
+        project = self.cfg.project(s.project)
+        tmux.kill_session(self.srv, sid)
+        outcome: dict[str, object] = {"worktree": "none", "saved": []}
+        wt = Path(s.worktree) if s.worktree else None
+        if wt is not None and wt.exists():
+            risk = workspace.work_at_risk(wt, project.remote, project.default_branch)
+            if risk and not force:
+                outcome.update(worktree="kept", why=risk)
+            else:
+                if risk:
+                    saved = workspace.save_work(wt, paths.session_dir(s.project, sid) / "saved",
+                                                project.remote, project.default_branch)
+                    outcome["saved"] = [paths.display(f) for f in saved]
+                workspace.remove_worktree(project.path, wt)
+                if s.branch and not workspace.remote_branch_exists(project.path, project.remote,
+                                                                   s.branch):
+                    # nothing of it is on the remote: the branch only held what was saved above
+                    workspace.delete_branch(project.path, s.branch)
+                outcome["worktree"] = "removed"
+        if s.state is not State.KILLED:
+            self.store.set_state(sid, State.KILLED)
+        emit(Event("session.killed", s.project, sid, s.task, outcome), self.store)
+        return outcome
+
+    def restore(self, sid: str) -> Session:
+        s = self.store.session(sid)
+        if s.state not in (State.KILLED, State.WORKING, State.PR_OPEN, State.NEEDS_HUMAN):
+            raise BadInput(f"{sid} is {s.state}; only a killed or running session can be "
+                           "restored", "see `ao session ls --all`")
+        p = tmux.pane(self.srv, sid)
+        if p is not None and not p.dead:
+            raise BadInput(f"{sid} is already running", f"attach with `ao session attach {sid}`")
+        project = self.cfg.project(s.project)
+        profile = agents.get(s.agent or project.agent)
+        ctx = self._context(project, s, profile)
+        if not ctx.worktree.exists():
+            branch = s.branch or workspace.branch_name(s.task)
+            if not (workspace.local_branch_exists(project.path, branch)
+                    or workspace.remote_branch_exists(project.path, project.remote, branch)):
+                raise BadInput(f"{sid}'s worktree and branch {branch} are gone",
+                               f"start over with `ao spawn {s.project} {s.task}`")
+            with workspace.locked(project.path):
+                base = workspace.fresh_base(project.path, project.remote, project.default_branch)
+                workspace.add_worktree(project.path, ctx.worktree, branch, base, reuse=True)
+            profile.prepare(ctx)
+        command = profile.resume_command(ctx)
+        if p is not None:
+            tmux.respawn(self.srv, sid, ctx.worktree, command, self._env(profile, ctx))
+        else:
+            tmux.new_session(self.srv, sid, ctx.worktree, command, self._env(profile, ctx))
+            tmux.pipe_to(self.srv, sid, ctx.session_dir / "pane.log")
+        if s.state is State.KILLED:
+            self.store.set_state(sid, State.WORKING)
+        emit(Event("session.restored", s.project, sid, s.task, {"command": command}),
+             self.store)
+        return self.store.session(sid)
+
+
+def _run_post_create(cmd: str, cwd: Path) -> None:
+    try:
+        proc = subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True,
+                              timeout=600)
+    except subprocess.TimeoutExpired:
+        raise ExternalError(f"post_create `{cmd}` timed out after 600s",
+                            "fix the command") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+        raise ExternalError(f"post_create `{cmd}` failed (exit {proc.returncode}): {tail[0]}",
+                            "fix the command in the project's config")
+

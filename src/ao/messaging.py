@@ -1,0 +1,155 @@
+"""Typing into agents: clear, paste through a named buffer, wait, Enter, confirm.
+
+A message is `delivered` only when the agent is seen to take it (its hook fires, or the draft
+leaves its input); `queued` when the agent is busy or blocked on a permission prompt (pasting
+then would lose the text, or worse, answer the prompt); `failed` otherwise, with why.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import agents, paths, tmux
+from .events import Event, emit
+from .sanitize import clean
+from .state import LIVE, Activity
+from .store import Session
+
+if TYPE_CHECKING:
+    from .fleet import Fleet
+
+INLINE_LIMIT = 8000  # longer messages go to a file the agent is pointed to
+CONFIRM_TIMEOUT = 5.0
+ENTER_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class SendResult:
+    status: str  # delivered | queued | failed
+    detail: str = ""
+    message_id: int | None = None
+
+
+class Messenger:
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.store = fleet.store
+        self.srv = fleet.srv
+
+    def prepare(self, s: Session, text: str) -> str:
+        """Sanitize; put a long message in a file and send a pointer to it instead."""
+        text = clean(text).strip("\n")
+        if len(text) <= INLINE_LIMIT:
+            return text
+        d = paths.session_dir(s.project, s.id) / "messages"
+        d.mkdir(exist_ok=True, mode=0o700)
+        f = d / f"message-{int(time.time() * 1000)}.md"
+        f.write_text(text + "\n", encoding="utf-8")
+        head = text[:600].rsplit("\n", 1)[0]
+        return (f"The full message ({len(text)} characters) is in {f} - read it all before "
+                f"acting. It begins:\n\n{head}\n")
+
+    def send(self, sid: str, text: str, now: bool = False, source: str = "user") -> SendResult:
+        s = self.store.session(sid)
+        if s.state not in LIVE or s.state.value == "queued":
+            return SendResult("failed", f"{sid} is {s.state}; nothing is running to read it")
+        body = self.prepare(s, text)
+        if not body.strip():
+            return SendResult("failed", "the message is empty once control characters are "
+                              "removed")
+        activity = self.fleet.observe(s)
+        if activity is Activity.EXITED:
+            return SendResult("failed", f"the agent has exited; `ao session restore {sid}`")
+        hold = activity is Activity.WAITING_INPUT or (activity is Activity.ACTIVE and not now)
+        if hold or self.store.messages(sid, "queued"):
+            mid = self.store.queue_message(sid, body, source)
+            why = "waiting on a permission prompt" if activity is Activity.WAITING_INPUT \
+                else "busy" if activity is Activity.ACTIVE else "earlier messages first"
+            emit(Event("message.queued", s.project, sid, s.task, {"id": mid, "why": why,
+                                                                 "source": source}), self.store)
+            if not hold:
+                self.deliver_queued(sid)
+                status = {m["id"]: m["status"] for m in self.store.messages(sid)}[mid]
+                return SendResult(status, "" if status == "delivered" else why, mid)
+            return SendResult("queued", why, mid)
+        return self.deliver(s, body, source)
+
+    def deliver_queued(self, sid: str) -> list[SendResult]:
+        """Deliver held messages in order while the agent is idle; stop at the first that
+        cannot go."""
+        results = []
+        for m in self.store.messages(sid, "queued"):
+            s = self.store.session(sid)
+            activity = self.fleet.observe(s)
+            if activity in (Activity.ACTIVE, Activity.WAITING_INPUT, Activity.EXITED):
+                break
+            r = self.deliver(s, m["body"], m["source"], message_id=m["id"])
+            results.append(r)
+            if r.status != "delivered":
+                break
+        return results
+
+    def deliver(self, s: Session, body: str, source: str,
+                message_id: int | None = None) -> SendResult:
+        profile = agents.get(s.agent or "command")
+        mid = message_id if message_id is not None else self.store.queue_message(s.id, body,
+                                                                                  source)
+        before = tmux.capture(self.srv, s.id)
+        for i, key in enumerate(profile.clear_keys):
+            if i and profile.clear_gap:
+                time.sleep(profile.clear_gap)
+            tmux.send_keys(self.srv, s.id, key)
+        tmux.paste(self.srv, s.id, body)
+        # the agent shows the draft once it has taken the paste; then its own settle delay
+        shown = tmux.wait_screen(self.srv, s.id, lambda sc: profile.draft_pending(sc, body),
+                                 timeout=3.0)
+        if shown is None:
+            if self.fleet.observe(self.store.session(s.id)) is Activity.WAITING_INPUT:
+                # a prompt came up under us: the paste went to it and was dropped. Enter was
+                # not pressed, so nothing was answered; keep the message for later.
+                self._requeue(s, mid, "a permission prompt appeared")
+                return SendResult("queued", "a permission prompt appeared", mid)
+            return self._failed(s, mid, "the paste did not show in the agent's input")
+        time.sleep(profile.submit_delay)
+        mark = self.store.last_event_id()
+        for attempt in range(1 + ENTER_RETRIES):
+            tmux.send_keys(self.srv, s.id, "Enter")
+            how = self._confirm(s, profile, before, body, mark)
+            if how:
+                self.store.set_message(mid, "delivered")
+                emit(Event("message.delivered", s.project, s.id, s.task,
+                           {"id": mid, "source": source, "chars": len(body),
+                            "confirmed_by": how, "enters": attempt + 1}), self.store)
+                return SendResult("delivered", how, mid)
+            screen = tmux.capture(self.srv, s.id)
+            if not profile.draft_pending(screen, body):
+                break  # the draft left the input but nothing confirmed: don't press again
+        return self._failed(s, mid, "the agent did not take the message (no hook, no change)")
+
+    def _confirm(self, s: Session, profile: agents.Profile, before: str, body: str,
+                 mark: int) -> str:
+        deadline = time.monotonic() + CONFIRM_TIMEOUT
+        while time.monotonic() < deadline:
+            if profile.uses_hooks and self.store.hook_seen(s.id, "UserPromptSubmit", mark):
+                return "hook"
+            screen = tmux.capture(self.srv, s.id)
+            if profile.draft_pending(screen, body):
+                # still in the input: give the agent a moment, then the caller presses again
+                if time.monotonic() > deadline - CONFIRM_TIMEOUT + 1.0:
+                    return ""
+            elif not profile.uses_hooks and profile.submitted(before, screen, body):
+                return "screen"
+            time.sleep(0.05)
+        return ""
+
+    def _requeue(self, s: Session, mid: int, why: str) -> None:
+        emit(Event("message.queued", s.project, s.id, s.task, {"id": mid, "why": why}),
+             self.store)
+
+    def _failed(self, s: Session, mid: int, why: str) -> SendResult:
+        self.store.set_message(mid, "failed", why)
+        emit(Event("message.failed", s.project, s.id, s.task, {"id": mid, "why": why}),
+             self.store)
+        return SendResult("failed", why, mid)

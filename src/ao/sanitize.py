@@ -1,0 +1,51 @@
+"""Text from outside (issue bodies, CI logs, review comments, agent transcripts) is untrusted:
+before it reaches a terminal, escape sequences and control characters are removed and its length
+is capped."""
+
+from __future__ import annotations
+
+import re
+
+# CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), DCS/SOS/PM/APC (ESC P|X|^|_ ... ST),
+# two-character escapes (ESC + one char), and their 8-bit C1 forms
+_ESCAPES = re.compile(
+    r"""
+    (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]                 # CSI
+  | (?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)? # OSC, terminated or not
+  | (?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]*(?:\x1b\\|\x9c)?  # DCS SOS PM APC
+  | \x1b[@-Z\\-_]                                    # other Fe escapes
+  | \x1b[ -/]*[0-~]                                  # nF / Fp / Fs escapes
+  | \x1b
+    """,
+    re.VERBOSE,
+)
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_escapes(text: str) -> str:
+    """Remove terminal escape sequences; keep everything else (for reading transcripts)."""
+    return _ESCAPES.sub("", text)
+
+
+def clean(text: str) -> str:
+    """Safe to paste into an agent's terminal: no escapes, no control characters but newline
+    and tab, line endings normalised."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROLS.sub("", strip_escapes(text))
+
+
+def cap(text: str, limit: int, marker: str = "\n[... cut: {n} more characters]") -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + marker.format(n=len(text) - limit)
+
+
+def transcript(raw: bytes) -> str:
+    """A pane log made readable: escapes stripped, carriage-return overdraws collapsed."""
+    text = strip_escapes(raw.decode("utf-8", "replace"))
+    lines = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        # a bare CR returns to column 0: what is visible is the last overdraw
+        line = line.rsplit("\r", 1)[-1] if "\r" in line.rstrip("\r") else line.rstrip("\r")
+        lines.append(_CONTROLS.sub("", line))
+    return "\n".join(lines)

@@ -1,0 +1,183 @@
+"""tmux: sessions, paste, keys, capture, pipe-pane, pane liveness. The only module that talks to
+tmux. Callers pass a libtmux `Server` in; `server()` builds the one `ao` uses by default: its own
+socket (`tmux -L ao`) and its own config file, so the user's tmux setup cannot leak in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from libtmux import Server
+
+from . import paths
+from .errors import ExternalError
+
+WIDTH, HEIGHT = 200, 50
+_CONF = """\
+# written by ao: the settings of ao's own tmux server
+set -g remain-on-exit on
+set -g history-limit 50000
+set -g default-terminal "tmux-256color"
+set -g escape-time 10
+set -g status-left "[ao] #S "
+set -g status-left-length 40
+set -g set-titles off
+"""
+
+
+def server(socket: str) -> Server:
+    conf = paths.home() / "tmux.conf"
+    if not conf.exists() or conf.read_text() != _CONF:
+        tmp = conf.with_name(conf.name + f".{os.getpid()}.tmp")
+        tmp.write_text(_CONF)
+        tmp.replace(conf)
+    return Server(socket_name=socket, config_file=str(conf))
+
+
+def require_tmux() -> None:
+    if shutil.which("tmux") is None:
+        raise ExternalError("tmux is not installed", "install it: apt-get install tmux")
+
+
+def _run(srv: Server, *args: str) -> list[str]:
+    r = srv.cmd(*args)
+    if r.returncode != 0:
+        err = " ".join(r.stderr).strip() or f"exit {r.returncode}"
+        raise ExternalError(f"tmux {args[0]} failed: {err}", "is tmux working? `tmux -V`")
+    return list(r.stdout)
+
+
+def has_session(srv: Server, name: str) -> bool:
+    return srv.cmd("has-session", "-t", f"={name}").returncode == 0
+
+
+def sessions(srv: Server) -> list[str]:
+    r = srv.cmd("list-sessions", "-F", "#{session_name}")
+    return list(r.stdout) if r.returncode == 0 else []
+
+
+def new_session(srv: Server, name: str, cwd: Path, command: str,
+                env: Mapping[str, str] | None = None) -> None:
+    args = ["new-session", "-d", "-s", name, "-c", str(cwd), "-x", str(WIDTH), "-y", str(HEIGHT)]
+    for k, v in (env or {}).items():
+        args += ["-e", f"{k}={v}"]
+    # remain-on-exit is in our config, but a session started before it was written (or a user's
+    # older server on the same socket) still gets it set explicitly
+    _run(srv, *args, command, ";", "set-option", "-w", "-t", f"={name}:", "remain-on-exit", "on")
+
+
+def respawn(srv: Server, name: str, cwd: Path, command: str,
+            env: Mapping[str, str] | None = None) -> None:
+    args = ["respawn-pane", "-k", "-t", f"={name}:", "-c", str(cwd)]
+    for k, v in (env or {}).items():
+        args += ["-e", f"{k}={v}"]
+    _run(srv, *args, command)
+
+
+def pipe_to(srv: Server, name: str, logfile: Path) -> None:
+    _run(srv, "pipe-pane", "-o", "-t", f"={name}:", f"cat >> {shlex.quote(str(logfile))}")
+
+
+def kill_session(srv: Server, name: str) -> bool:
+    return srv.cmd("kill-session", "-t", f"={name}").returncode == 0
+
+
+@dataclass(frozen=True)
+class Pane:
+    dead: bool
+    pid: int | None
+    exit_status: int | None
+    command: str
+    title: str
+
+
+def pane(srv: Server, name: str) -> Pane | None:
+    r = srv.cmd("display-message", "-p", "-t", f"={name}:",
+                "#{pane_dead}\t#{pane_pid}\t#{pane_dead_status}\t#{pane_current_command}\t"
+                "#{pane_title}")
+    if r.returncode != 0 or not r.stdout:
+        return None
+    dead, pid, status, cmd, title = (r.stdout[0].split("\t") + [""] * 5)[:5]
+    return Pane(dead == "1", int(pid) if pid.isdigit() else None,
+                int(status) if status.lstrip("-").isdigit() else None, cmd, title)
+
+
+def capture(srv: Server, name: str, history: int = 0) -> str:
+    """The visible screen (plus `history` lines above it), trailing blank lines removed."""
+    args = ["capture-pane", "-p", "-t", f"={name}:"]
+    if history:
+        args += ["-S", str(-history)]
+    r = srv.cmd(*args)
+    if r.returncode != 0:
+        return ""
+    lines = list(r.stdout)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines)
+
+
+def screen_hash(screen: str) -> str:
+    return hashlib.sha1(screen.encode()).hexdigest()[:16]
+
+
+def send_keys(srv: Server, name: str, *keys: str) -> None:
+    _run(srv, "send-keys", "-t", f"={name}:", *keys)
+
+
+def paste(srv: Server, name: str, text: str) -> None:
+    """Paste `text` through a uniquely named buffer with bracketed paste (`paste-buffer -p`).
+
+    The buffer is loaded from a file, so its size and content never meet argument parsing,
+    and deleted after pasting (`-d`), so nothing is left for a later paste to pick up.
+    """
+    buf = f"ao-{name}-{uuid.uuid4().hex[:12]}"
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False, prefix="ao-paste-",
+                                     dir=paths.home()) as fh:
+        fh.write(text)
+        tmp = fh.name
+    try:
+        _run(srv, "load-buffer", "-b", buf, tmp)
+        _run(srv, "paste-buffer", "-p", "-d", "-b", buf, "-t", f"={name}:")
+    finally:
+        os.unlink(tmp)
+        srv.cmd("delete-buffer", "-b", buf)  # already gone after -d; harmless if so
+
+
+def wait_screen(srv: Server, name: str, predicate: Callable[[str], bool], timeout: float,
+                interval: float = 0.05) -> str | None:
+    """Poll the screen until `predicate` holds; None on timeout or when the pane dies."""
+    deadline = time.monotonic() + timeout
+    while True:
+        screen = capture(srv, name)
+        if predicate(screen):
+            return screen
+        p = pane(srv, name)
+        if p is None or p.dead or time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
+
+
+def attach_argv(socket: str, name: str) -> list[str]:
+    """The command that attaches the user's terminal, inside or outside their own tmux."""
+    conf = paths.home() / "tmux.conf"
+    return ["tmux", "-L", socket, "-f", str(conf), "attach-session", "-t", f"={name}"]
+
+
+def link_windows(srv: Server, overview: str, names: list[str]) -> None:
+    """An overview session with one window per named session: linked, not copied, so typing in
+    a window types into the agent's own pane."""
+    srv.cmd("kill-session", "-t", f"={overview}")
+    _run(srv, "new-session", "-d", "-s", overview, "-x", str(WIDTH), "-y", str(HEIGHT))
+    (placeholder,) = _run(srv, "display-message", "-p", "-t", f"={overview}:", "#{window_id}")
+    for i, n in enumerate(names, start=1):
+        _run(srv, "link-window", "-s", f"={n}:", "-t", f"={overview}:{i}")
+    _run(srv, "kill-window", "-t", placeholder)

@@ -1,0 +1,69 @@
+"""Fixtures for tests that run real sessions: a repository with a bare remote, a project
+configured for it, and a private tmux server per test."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from libtmux import Server
+
+from ao import config, paths, tmux
+from ao.fleet import Fleet
+from ao.store import Store
+
+from .helpers import git
+
+PLAN = """\
+tasks:
+  A-1: {title: First task}
+  B-1: {title: Second task, deps: [A-1]}
+  C-1: {title: Third task}
+  D-1: {title: Fourth task}
+"""
+
+
+@dataclass
+class Env:
+    repo: Path
+    remote: Path
+    plan_file: Path
+    socket: str
+
+    def write_config(self, **project: object) -> None:
+        spec = {"path": str(self.repo), "agent": "demo", "plan": "plans/p.yaml", **project}
+        f = paths.config_file()
+        paths.home()
+        f.write_text(json.dumps({"projects": {"shop": spec}}))
+
+    def fleet(self) -> Fleet:
+        return Fleet(config.load(), Store(), tmux.server(self.socket))
+
+    def server(self) -> Server:
+        return tmux.server(self.socket)
+
+    def inbox(self, sid: str) -> list[str]:
+        f = paths.session_dir("shop", sid) / "demo-inbox.jsonl"
+        if not f.exists():
+            return []
+        return [json.loads(line)["text"] for line in f.read_text().splitlines()]
+
+
+@pytest.fixture
+def env(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    socket = f"ao-test-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("AO_TMUX_SOCKET", socket)
+    (repo / "plans").mkdir()
+    (repo / "plans" / "p.yaml").write_text(PLAN)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "plan")
+    git(repo, "push", "-q", "origin", "main")
+    e = Env(repo=repo, remote=tmp_path / "remote.git", plan_file=repo / "plans" / "p.yaml",
+            socket=socket)
+    e.write_config()
+    yield e
+    tmux.server(socket).kill()
