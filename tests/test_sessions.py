@@ -301,7 +301,7 @@ def test_hook_records_agent_state(env: Env) -> None:
                env={"AO_SESSION": sid})
     assert r.code == 0, r.err
     s = env.fleet().store.session(sid)
-    assert s.activity == "active"
+    assert s.hook_activity == "active"
     assert env.fleet().store.hook_seen(sid, "UserPromptSubmit", 0)
     # outside an ao session the hook does nothing and never fails the agent
     r = run_ao("hook", "claude-code", "Stop", input="not json", env={"AO_SESSION": ""})

@@ -45,7 +45,7 @@ EXPECTED_SCHEMA = [
      "'working', 'pr_open', 'merged', 'cleaned', 'needs_human', 'killed', 'failed')), agent TEXT "
      "NOT NULL DEFAULT '', branch TEXT, worktree TEXT, created_at REAL NOT NULL, updated_at REAL "
      "NOT NULL, activity TEXT NOT NULL DEFAULT 'unknown', activity_at REAL, screen_hash TEXT, "
-     "screen_changed_at REAL, pr_number INTEGER, "
+     "screen_changed_at REAL, hook_activity TEXT, hook_at REAL, pr_number INTEGER, "
      "pr_url TEXT, pr_state TEXT, pr_head_sha TEXT, pr_checks TEXT, pr_review TEXT, "
      "pr_mergeable TEXT, pr_seen_at REAL, pane_alive INTEGER, exit_status INTEGER, "
      "runtime_seen_at REAL, note TEXT )"),

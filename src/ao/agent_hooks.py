@@ -42,7 +42,9 @@ def record(agent: str, event: str, raw: str, store: Store | None = None) -> bool
         activity = Activity.WAITING_INPUT if payload.get("notification_type") == \
             "permission_prompt" else None
     if activity is not None:
-        store.update_session(sid, activity=activity.value, activity_at=time.time())
+        # hooks write their own columns: `observe` combines them with the screen, so neither
+        # can overwrite the other with a stale value
+        store.update_session(sid, hook_activity=activity.value, hook_at=time.time())
     data = {"agent": agent, "event": event,
             **{k: str(payload[k])[:200] for k in KEPT_FIELDS if k in payload}}
     emit(Event("agent.hook", s.project, sid, s.task, data), store)

@@ -283,9 +283,13 @@ class Fleet:
         seen = profile.activity(screen)
         if seen is Activity.WAITING_INPUT:
             activity = seen  # a prompt on screen outranks whatever a hook said last
-        elif profile.uses_hooks and s.activity in (Activity.ACTIVE, Activity.IDLE) \
-                and s.activity_at and (s.screen_changed_at or 0) <= s.activity_at:
-            activity = Activity(s.activity)
+        elif profile.uses_hooks and s.hook_activity:
+            # the agent's own word comes first; the screen overrules it only when it disagrees
+            # and has held still since the hook for IDLE_AFTER (e.g. no Stop after an Escape)
+            activity = Activity(s.hook_activity)
+            if seen is not None and seen is not activity and changed_at > (s.hook_at or 0) \
+                    and now - changed_at >= IDLE_AFTER:
+                activity = seen
         elif seen is not None:
             activity = seen
         else:

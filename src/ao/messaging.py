@@ -97,10 +97,12 @@ class Messenger:
         mid = message_id if message_id is not None else self.store.queue_message(s.id, body,
                                                                                   source)
         before = tmux.capture(self.srv, s.id)
-        for i, key in enumerate(profile.clear_keys):
-            if i and profile.clear_gap:
-                time.sleep(profile.clear_gap)
-            tmux.send_keys(self.srv, s.id, key)
+        if not profile.clear_only_drafts or profile.draft_pending(before, ""):
+            for i, key in enumerate(profile.clear_keys):
+                if i and profile.clear_gap:
+                    time.sleep(profile.clear_gap)
+                tmux.send_keys(self.srv, s.id, key)
+            before = tmux.capture(self.srv, s.id)
         tmux.paste(self.srv, s.id, body)
         # the agent shows the draft once it has taken the paste; then its own settle delay
         shown = tmux.wait_screen(self.srv, s.id, lambda sc: profile.draft_pending(sc, body),

@@ -64,6 +64,8 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
         activity_at REAL,
         screen_hash TEXT,
         screen_changed_at REAL,
+        hook_activity TEXT,
+        hook_at REAL,
         pr_number INTEGER,
         pr_url TEXT,
         pr_state TEXT,
@@ -134,6 +136,8 @@ class Session:
     activity_at: float | None
     screen_hash: str | None
     screen_changed_at: float | None
+    hook_activity: str | None
+    hook_at: float | None
     pr_number: int | None
     pr_url: str | None
     pr_state: str | None

@@ -45,6 +45,9 @@ class Profile:
     # keys that empty the agent's input box (tmux key names)
     clear_keys: ClassVar[tuple[str, ...]] = ("C-u",)
     clear_gap: ClassVar[float] = 0.0  # pause between clear keys
+    # press the clear keys only when the input holds text: on an empty input they can mean
+    # something else (Escape twice in Claude Code opens its rewind menu)
+    clear_only_drafts: ClassVar[bool] = False
     # pause between the paste and Enter, so the agent has taken the paste in
     submit_delay: ClassVar[float] = 0.2
     ready_timeout: ClassVar[float] = 30.0

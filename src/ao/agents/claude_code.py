@@ -65,6 +65,7 @@ class ClaudeCode(Profile):
     description: ClassVar[str] = "Anthropic Claude Code"
     clear_keys: ClassVar[tuple[str, ...]] = ("Escape", "Escape")
     clear_gap: ClassVar[float] = 0.15
+    clear_only_drafts: ClassVar[bool] = True
     submit_delay: ClassVar[float] = 0.2
     ready_timeout: ClassVar[float] = 45.0
     uses_hooks: ClassVar[bool] = True

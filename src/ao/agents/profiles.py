@@ -115,6 +115,7 @@ class GeminiAgent(Profile):
     binary: ClassVar[str | None] = "gemini"
     description: ClassVar[str] = "Google Gemini CLI"
     clear_keys: ClassVar[tuple[str, ...]] = ("Escape", "Escape")
+    clear_only_drafts: ClassVar[bool] = True
     busy_texts: ClassVar[tuple[str, ...]] = ("esc to cancel",)
     waiting_texts: ClassVar[tuple[str, ...]] = ("Allow execution", "Apply this change?")
 

@@ -1,0 +1,164 @@
+"""The real Claude Code CLI in tmux, offline, against a local Messages API server.
+
+Skipped (with the reason) where the `claude` CLI is not installed; `.ci/run` installs the
+pinned version from npm."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ao import paths, tmux
+from ao.agents.claude_code import ClaudeCode
+from ao.messaging import Messenger
+from ao.state import Activity, State
+
+from .fake_anthropic import FakeAnthropic, Reply, serve
+from .fleet_helpers import Env
+from .helpers import retry_until
+
+pytestmark = [
+    pytest.mark.claude,
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(shutil.which("claude") is None,
+                       reason="the Claude Code CLI (`claude`) is not installed; "
+                              "`.ci/run` installs @anthropic-ai/claude-code from npm"),
+]
+KEY = "sk-ant-test-0123456789abcdefghijklmnop"
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAnthropic]:
+    with serve() as f:
+        # the tmux server is started by this process, so the agent inherits these
+        for k, v in {"ANTHROPIC_BASE_URL": f.url, "ANTHROPIC_API_KEY": KEY,
+                     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
+                     "DISABLE_AUTOUPDATER": "1"}.items():
+            monkeypatch.setenv(k, v)
+        yield f
+
+
+def spawn_claude(env: Env, **agent: str) -> str:
+    env.write_config(agent={"name": "claude-code", **agent})
+    fleet = env.fleet()
+    r = fleet.spawn("shop", "A-1", fleet.plan_for(fleet.cfg.project("shop")))
+    assert r.status == "spawned", r.reason
+    assert r.session
+    return r.session
+
+
+def activity(env: Env, sid: str) -> Activity:
+    fleet = env.fleet()
+    return fleet.observe(fleet.store.session(sid))
+
+
+def delivered_events(sid: str) -> list[dict[str, object]]:
+    log = paths.session_dir("shop", sid) / "events.log"
+    return [e["data"] for e in map(json.loads, log.read_text().splitlines())
+            if e["type"] == "message.delivered"]
+
+
+def drain(m: Messenger, sid: str) -> list[str]:
+    """Deliver held messages as the daemon does: whenever the agent is idle, until none wait."""
+    statuses: list[str] = []
+
+    def step() -> bool:
+        statuses.extend(r.status for r in m.deliver_queued(sid))
+        return not m.store.messages(sid, "queued")
+
+    retry_until(step, timeout=30, message="the held messages")
+    return statuses
+
+
+def test_first_start_prompt_hooks_and_kill(env: Env, fake: FakeAnthropic) -> None:
+    fake.script = [Reply(text="Working on A-1", delay=1.5)]
+    sid = spawn_claude(env)
+    fleet = env.fleet()
+    # no dialog was shown: trust, onboarding and the API key were pre-answered
+    claude_json = json.loads((Path(os.environ["HOME"]) / ".claude.json").read_text())
+    wt = Path(fleet.store.session(sid).worktree or "")
+    assert claude_json["projects"][str(wt.resolve())]["hasTrustDialogAccepted"] is True
+    assert KEY[-20:] in claude_json["customApiKeyResponses"]["approved"]
+    # the first prompt reached the model, confirmed by Claude Code's own UserPromptSubmit hook
+    assert delivered_events(sid)[0]["confirmed_by"] == "hook"
+    retry_until(lambda: fake.user_texts(), message="the model request")
+    assert "A-1: First task" in fake.user_texts()[0]
+    # active while the model answers, idle after its Stop hook
+    assert activity(env, sid) is Activity.ACTIVE
+    retry_until(lambda: activity(env, sid) is Activity.IDLE, timeout=20, message="idle")
+    assert fleet.store.hook_seen(sid, "Stop", 0)
+    out = fleet.kill(sid)
+    assert out["worktree"] in ("removed", "kept")
+    assert not tmux.has_session(fleet.srv, sid)
+    assert fleet.store.session(sid).state is State.KILLED
+
+
+def test_message_while_working_is_queued_then_delivered(env: Env, fake: FakeAnthropic) -> None:
+    fake.script = [Reply(text="thinking hard", delay=4)]
+    sid = spawn_claude(env)
+    fleet = env.fleet()
+    m = Messenger(fleet)
+    retry_until(lambda: activity(env, sid) is Activity.ACTIVE, message="busy")
+    r = m.send(sid, "Please add tests for the login function")
+    assert (r.status, r.detail) == ("queued", "busy")
+    assert drain(m, sid) == ["delivered"]
+    retry_until(lambda: any("login function" in t for t in fake.user_texts()),
+                message="the message at the model")
+    assert delivered_events(sid)[-1]["confirmed_by"] == "hook"
+
+
+def test_message_during_permission_prompt_is_held(env: Env, fake: FakeAnthropic) -> None:
+    fake.script = [Reply(text="I will create a file.", tool="Bash",
+                         tool_input={"command": "touch made-by-claude.txt",
+                                     "description": "Create a file"}),
+                   Reply(text="Created it.")]
+    sid = spawn_claude(env, permission_mode="default")
+    fleet = env.fleet()
+    m = Messenger(fleet)
+    retry_until(lambda: activity(env, sid) is Activity.WAITING_INPUT, timeout=30,
+                message="the permission prompt")
+    requests_before = len(fake.requests)
+    for now in (False, True):
+        r = m.send(sid, "hello during the prompt", now=now)
+        assert r.status == "queued" and "permission" in r.detail
+    screen = tmux.capture(fleet.srv, sid)
+    assert "Do you want to proceed?" in screen  # nothing answered it
+    wt = Path(fleet.store.session(sid).worktree or "")
+    assert not (wt / "made-by-claude.txt").exists()
+    assert len(fake.requests) == requests_before
+    tmux.send_keys(fleet.srv, sid, "Enter")  # the human says yes
+    retry_until(lambda: (wt / "made-by-claude.txt").exists(), timeout=20, message="the tool")
+    assert drain(m, sid) == ["delivered", "delivered"]
+    retry_until(lambda: any("hello during the prompt" in t for t in fake.user_texts()),
+                message="the held message at the model")
+
+
+def test_profile_keeps_other_keys_and_user_hooks(env: Env, tmp_path: Path) -> None:
+    home = Path(os.environ["HOME"])
+    (home / ".claude.json").write_text(json.dumps({"theme": "dark", "projects": {
+        "/elsewhere": {"hasTrustDialogAccepted": False}}}))
+    wt = tmp_path / "wt"
+    (wt / ".claude").mkdir(parents=True)
+    (wt / ".claude" / "settings.local.json").write_text(json.dumps(
+        {"permissions": {"allow": ["Bash(ls)"]},
+         "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "notify-me"}]}]}}))
+    from ao.agents import LaunchContext
+
+    ctx = LaunchContext(session_id="sho-1", project="shop", task="A-1", worktree=wt,
+                        prompt_file=wt / "p.md", session_dir=tmp_path)
+    ClaudeCode().prepare(ctx)
+    ClaudeCode().prepare(ctx)  # twice: still one ao hook per event
+    data = json.loads((home / ".claude.json").read_text())
+    assert data["theme"] == "dark"
+    assert data["projects"]["/elsewhere"] == {"hasTrustDialogAccepted": False}
+    assert data["projects"][str(wt.resolve())]["hasTrustDialogAccepted"] is True
+    settings = json.loads((wt / ".claude" / "settings.local.json").read_text())
+    assert settings["permissions"] == {"allow": ["Bash(ls)"]}
+    stop = [h["command"] for e in settings["hooks"]["Stop"] for h in e["hooks"]]
+    assert stop[0] == "notify-me" and stop[1].endswith("-m ao hook claude-code Stop")
+    assert len(stop) == 2
