@@ -3,8 +3,10 @@ identity, so nothing of the developer's machine leaks in or gets touched."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,15 @@ from .fleet_helpers import env
 from .helpers import Result, git, run_ao
 
 __all__ = ["env"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_tmux(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """tmux sockets in a private folder (short: socket paths are limited to ~100 bytes)."""
+    d = tempfile.mkdtemp(prefix="aot-")
+    monkeypatch.setenv("TMUX_TMPDIR", d)
+    yield
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from libtmux import Server
@@ -34,11 +36,30 @@ class SpawnResult:
     reason: str = ""
 
 
+@dataclass
+class _Launch:
+    """A spawn in progress: what it made so far, to undo on failure."""
+
+    session: Session
+    task: Task
+    project: ProjectConfig
+    profile: Profile
+    ctx: LaunchContext
+    branch: str
+    fresh: bool
+    prompt: str = ""
+    undo: list[Callable[[], object]] = field(default_factory=list)
+
+
 class Fleet:
     def __init__(self, cfg: Config, store: Store, srv: Server | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.srv = srv or tmux.server(cfg.tmux_socket)
+        # per-batch caches: one fetch and one remote listing per repository per batch
+        self._bases: dict[str, str] = {}
+        self._remote_heads: dict[str, set[str]] = {}
+        self._caching = False
 
     # ---- tasks ----------------------------------------------------------------------------
 
@@ -82,17 +103,47 @@ class Fleet:
     def batch_spawn(self, project_name: str, keys: list[str], plan: Plan | None = None, *,
                     force: bool = False, reuse_branch: bool = False,
                     on_result: Callable[[SpawnResult], None] | None = None) -> list[SpawnResult]:
+        """Spawn several tasks. Worktrees and tmux sessions are made one after another; the
+        agents' start-up and first prompts overlap, each on a worker with its own store."""
         project = self.cfg.project(project_name)
         tasks = [self.task(project, k, plan) for k in keys]  # all keys checked before any work
         if plan is not None:
             order = planmod.priority_order(plan, [t.key for t in tasks if t.key in plan.tasks])
             tasks = [plan.tasks[k] for k in order] + [t for t in tasks if t.key not in order]
-        results = []
-        for t in tasks:
-            r = self._spawn_one(project, t, plan, force=force, reuse_branch=reuse_branch)
-            results.append(r)
-            if on_result:
-                on_result(r)
+        local = threading.local()
+        workers: list[Store] = []
+
+        def finish(launch: _Launch) -> SpawnResult:
+            if not hasattr(local, "fleet"):
+                local.fleet = Fleet(self.cfg, Store(self.store.path), self.srv)
+                workers.append(local.fleet.store)
+            try:
+                local.fleet._finish(launch)
+            except AoError as e:
+                return SpawnResult(launch.task.key, "failed", None, str(e))
+            return SpawnResult(launch.task.key, "spawned", launch.session.id)
+
+        pending: list[SpawnResult | Future[SpawnResult]] = []
+        self._caching = True
+        try:
+            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="ao-spawn") as pool:
+                for t in tasks:
+                    started = self._spawn_start(project, t, plan, force=force,
+                                                reuse_branch=reuse_branch)
+                    pending.append(pool.submit(finish, started)
+                                   if isinstance(started, _Launch) else started)
+                results = []
+                for item in pending:
+                    r = item.result() if isinstance(item, Future) else item
+                    results.append(r)
+                    if on_result:
+                        on_result(r)
+        finally:
+            self._caching = False
+            self._bases.clear()
+            self._remote_heads.clear()
+            for st in workers:
+                st.close()
         return results
 
     def spawn(self, project_name: str, key: str, plan: Plan | None = None, *,
@@ -100,8 +151,9 @@ class Fleet:
         return self.batch_spawn(project_name, [key], plan, force=force,
                                 reuse_branch=reuse_branch)[0]
 
-    def _spawn_one(self, project: ProjectConfig, task: Task, plan: Plan | None, *, force: bool,
-                   reuse_branch: bool) -> SpawnResult:
+    def _spawn_start(self, project: ProjectConfig, task: Task, plan: Plan | None, *, force: bool,
+                     reuse_branch: bool) -> SpawnResult | _Launch:
+        """Queue, skip, or start the task; a started one still needs `_finish`."""
         self._remember(project, task, plan)
         waiting = [] if force else self.pending_deps(project.name, task)
         profile = agents.get(task.agent or project.agent)
@@ -128,10 +180,9 @@ class Fleet:
         except TaskBusy as e:
             return SpawnResult(task.key, "skipped", e.session_id, e.message)
         try:
-            self.launch(s, task, plan, reuse_branch=reuse_branch, fresh=True)
+            return self._start(s, task, plan, reuse_branch=reuse_branch, fresh=True)
         except AoError as e:
             return SpawnResult(task.key, "failed", None, str(e))
-        return SpawnResult(task.key, "spawned", s.id)
 
     def start_queued(self, sid: str, plan: Plan | None = None) -> SpawnResult:
         """Start a queued session in place (the daemon does this when its deps are done)."""
@@ -165,11 +216,16 @@ class Fleet:
                fresh: bool) -> None:
         """Make the worktree, start the agent, deliver the first prompt; on any failure undo
         every step taken, in reverse, and leave no trace but a `spawn.failed` event."""
+        self._finish(self._start(s, task, plan, reuse_branch=reuse_branch, fresh=fresh))
+
+    def _start(self, s: Session, task: Task, plan: Plan | None, *, reuse_branch: bool,
+               fresh: bool) -> _Launch:
+        """Everything up to a running agent: checks, worktree, post_create, tmux."""
         project = self.cfg.project(s.project)
         profile = agents.get(task.agent or project.agent)
         ctx = self._context(project, s, profile)
-        undo: list[Callable[[], object]] = []
         branch = workspace.branch_name(task.key)
+        launch = _Launch(s, task, project, profile, ctx, branch, fresh)
         try:
             tmux.require_tmux()
             command = profile.command(ctx)  # may refuse (e.g. root without a sandbox)
@@ -177,20 +233,20 @@ class Fleet:
                 raise ExternalError(f"agent {profile.name}: `{profile.binary}` is not installed",
                                     "install it, or choose another agent (`ao agents`)")
             exists = workspace.local_branch_exists(project.path, branch) or \
-                workspace.remote_branch_exists(project.path, project.remote, branch)
+                self._remote_has(project, branch)
             if exists and not reuse_branch:
                 raise BadInput(f"branch {branch} already exists (from an earlier session?)",
                                f"pass --reuse-branch to continue on it, or delete it: "
                                f"git branch -D {branch}")
             with workspace.locked(project.path):
-                base = workspace.fresh_base(project.path, project.remote, project.default_branch)
+                base = self._base(project)
                 had_branch = workspace.local_branch_exists(project.path, branch)
                 workspace.add_worktree(project.path, ctx.worktree, branch, base,
                                        reuse=reuse_branch)
             # undo runs in reverse: the worktree goes first, then the branch it had checked out
             if not had_branch:
-                undo.append(lambda: workspace.delete_branch(project.path, branch))
-            undo.append(lambda: workspace.remove_worktree(project.path, ctx.worktree))
+                launch.undo.append(lambda: workspace.delete_branch(project.path, branch))
+            launch.undo.append(lambda: workspace.remove_worktree(project.path, ctx.worktree))
             self.store.update_session(s.id, branch=branch, worktree=str(ctx.worktree))
             for rel in project.symlinks:
                 workspace.link_into(project.path, ctx.worktree, rel)
@@ -199,45 +255,74 @@ class Fleet:
             if profile.uses_hooks:
                 workspace.exclude(project.path, ".claude/settings.local.json")
             profile.prepare(ctx)
-            prompt = prompts.first_prompt(project, task, plan, branch)
-            prompts.write(ctx.prompt_file, prompt)
+            launch.prompt = prompts.first_prompt(project, task, plan, branch)
+            prompts.write(ctx.prompt_file, launch.prompt)
             tmux.new_session(self.srv, s.id, ctx.worktree, command, self._env(profile, ctx))
-            undo.append(lambda: tmux.kill_session(self.srv, s.id))
+            launch.undo.append(lambda: tmux.kill_session(self.srv, s.id))
             tmux.pipe_to(self.srv, s.id, ctx.session_dir / "pane.log")
             self.store.set_state(s.id, State.WORKING)
             emit(Event("session.started", project.name, s.id, task.key,
                        {"agent": profile.name, "branch": branch, "command": command}), self.store)
+        except BaseException as e:
+            self._rollback(launch, e)
+            raise
+        return launch
+
+    def _finish(self, launch: _Launch) -> None:
+        """Wait for the agent to be ready and deliver the first prompt (safe in a thread with
+        its own Fleet)."""
+        s, ctx, profile = launch.session, launch.ctx, launch.profile
+        try:
             if profile.pastes_prompt(ctx):
                 self._await_ready(s.id, profile)
                 from .messaging import Messenger
 
                 m = Messenger(self)
                 current = self.store.session(s.id)
-                result = m.deliver(current, m.prepare(current, prompt), "prompt")
+                result = m.deliver(current, m.prepare(current, launch.prompt), "prompt")
                 if result.status != "delivered":
                     raise ExternalError(f"the first prompt was not delivered: {result.detail}",
                                         f"see {paths.display(ctx.session_dir / 'pane.log')}")
             else:
                 self._await_alive(s.id, profile)
-            emit(Event("session.spawned", project.name, s.id, task.key,
-                       {"agent": profile.name, "branch": branch}), self.store)
+            emit(Event("session.spawned", s.project, s.id, launch.task.key,
+                       {"agent": profile.name, "branch": launch.branch}), self.store)
         except BaseException as e:
-            undo_errors = []
-            for step in reversed(undo):
-                try:
-                    step()
-                except Exception as undo_error:  # undo goes on; the original error is raised
-                    undo_errors.append(str(undo_error))
-            emit(Event("spawn.failed", project.name, None, task.key,
-                       {"session": s.id, "error": str(e), "undo_errors": undo_errors}),
-                 self.store)
-            if fresh:
-                self.store.delete_session(s.id)
-                shutil.rmtree(ctx.session_dir, ignore_errors=True)
-            else:
-                self.store.update_session(s.id, note=f"spawn failed: {e}")
-                self.store.set_state(s.id, State.FAILED)
+            self._rollback(launch, e)
             raise
+
+    def _rollback(self, launch: _Launch, error: BaseException) -> None:
+        s = launch.session
+        undo_errors = []
+        for step in reversed(launch.undo):
+            try:
+                step()
+            except Exception as undo_error:  # undo goes on; the original error is raised
+                undo_errors.append(str(undo_error))
+        emit(Event("spawn.failed", s.project, None, launch.task.key,
+                   {"session": s.id, "error": str(error), "undo_errors": undo_errors}),
+             self.store)
+        if launch.fresh:
+            self.store.delete_session(s.id)
+            shutil.rmtree(launch.ctx.session_dir, ignore_errors=True)
+        else:
+            self.store.update_session(s.id, note=f"spawn failed: {error}")
+            self.store.set_state(s.id, State.FAILED)
+
+    def _base(self, project: ProjectConfig) -> str:
+        """The freshly fetched default branch: fetched once per batch, not once per task."""
+        key = str(project.path)
+        if key not in self._bases or not self._caching:
+            self._bases[key] = workspace.fresh_base(project.path, project.remote,
+                                                    project.default_branch)
+        return self._bases[key]
+
+    def _remote_has(self, project: ProjectConfig, branch: str) -> bool:
+        key = str(project.path)
+        if key not in self._remote_heads or not self._caching:
+            self._remote_heads[key] = workspace.remote_heads(project.path, project.remote,
+                                                             "ao/")
+        return branch in self._remote_heads[key]
 
     def _await_ready(self, sid: str, profile: Profile) -> None:
         screen = tmux.wait_screen(self.srv, sid, profile.is_ready, profile.ready_timeout)

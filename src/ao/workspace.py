@@ -114,6 +114,15 @@ def remote_branch_exists(repo: Path, remote: str, branch: str) -> bool:
     return bool(proc.stdout.strip())
 
 
+def remote_heads(repo: Path, remote: str, prefix: str) -> set[str]:
+    """Branch names under `prefix` on the remote, in one round trip."""
+    if not has_remote(repo, remote):
+        return set()
+    proc = git(repo, "ls-remote", "--heads", remote, f"refs/heads/{prefix}*", check=False)
+    return {line.split("refs/heads/", 1)[1] for line in proc.stdout.splitlines()
+            if "refs/heads/" in line}
+
+
 def fresh_base(repo: Path, remote: str, default_branch: str) -> str:
     """Fetch the default branch and return the ref new work starts from."""
     if has_remote(repo, remote):

@@ -1,0 +1,118 @@
+"""Batch-spawn the 24 tasks of plans/workflow.yaml against the floor measured in the same run.
+
+ao: `ao batch-spawn workflow --plan plans/workflow.yaml --force` (max_concurrent 24, the demo
+agent, a generated repository of 2,000 files): worktrees, branches, tmux sessions, agents
+started, first prompts delivered and confirmed.
+floor: the same number of plain `git worktree add -b` + `tmux new-session -d` in a shell loop.
+
+Run: python benchmarks/spawn.py [--files 2000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET = 1.5
+
+
+def sh(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def make_repo(root: Path, files: int) -> tuple[Path, Path]:
+    bare, work = root / "remote.git", root / "work"
+    sh("git", "init", "-q", "--bare", "-b", "main", str(bare))
+    sh("git", "init", "-q", "-b", "main", str(work))
+    for i in range(files):
+        d = work / "src" / f"pkg{i // 100:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"mod{i:04d}.py").write_text(f"VALUE_{i} = {i}\n" * 20)
+    (work / "plans").mkdir()
+    shutil.copy(REPO / "plans" / "workflow.yaml", work / "plans" / "workflow.yaml")
+    sh("git", "add", "-A", cwd=work)
+    sh("git", "commit", "-q", "-m", "initial", cwd=work)
+    sh("git", "remote", "add", "origin", str(bare), cwd=work)
+    sh("git", "push", "-q", "-u", "origin", "main", cwd=work)
+    return bare, work
+
+
+def run_ao(root: Path, work: Path, socket: str, env: dict[str, str]) -> float:
+    home = root / "ao-home"
+    home.mkdir(mode=0o700)
+    (home / "config.yaml").write_text(json.dumps({"projects": {"workflow": {
+        "path": str(work), "agent": "demo", "max_concurrent": 24,
+        "plan": "plans/workflow.yaml"}}}))
+    env = {**env, "AO_HOME": str(home), "AO_TMUX_SOCKET": socket}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "ao", "batch-spawn", "workflow", "--plan",
+                           str(work / "plans" / "workflow.yaml"), "--force"],
+                          cwd=work, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    spawned = proc.stdout.count(" spawned")
+    if proc.returncode != 0 or spawned != 24:
+        raise SystemExit(f"ao batch-spawn failed ({spawned}/24 spawned):\n{proc.stdout}\n"
+                         f"{proc.stderr}")
+    return elapsed
+
+
+def run_floor(root: Path, work: Path, socket: str, env: dict[str, str]) -> float:
+    script = (
+        'for i in $(seq 1 24); do '
+        'git -C "$W" worktree add -q -b "floor/t$i" "$R/floor-wt/t$i" origin/main && '
+        'tmux -L "$S" new-session -d -s "t$i" -c "$R/floor-wt/t$i" "sleep 600"; done'
+    )
+    t0 = time.perf_counter()
+    subprocess.run(["bash", "-c", script], check=True, capture_output=True,
+                   env={**env, "W": str(work), "R": str(root), "S": socket})
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+    ours, floors = [], []
+    for i in range(args.repeat):
+        with tempfile.TemporaryDirectory(prefix="ao-bench-spawn-") as tmp:
+            root = Path(tmp)
+            env_i = {**env, "HOME": str(root), "GIT_CONFIG_GLOBAL": str(root / "gitconfig")}
+            (root / "gitconfig").write_text("[user]\n\tname = bench\n\temail = b@example.invalid\n")
+            _, work = make_repo(root, args.files)
+            s_ao, s_floor = f"ao-bench-{os.getpid()}-{i}", f"ao-floor-{os.getpid()}-{i}"
+            try:
+                # alternate the order so neither side always runs on a warm cache
+                # and stop ao's agents before the floor runs, so their work cannot slow it
+                if i % 2:
+                    floors.append(run_floor(root, work, s_floor, env_i))
+                    ours.append(run_ao(root, work, s_ao, env_i))
+                else:
+                    ours.append(run_ao(root, work, s_ao, env_i))
+                    subprocess.run(["tmux", "-L", s_ao, "kill-server"], capture_output=True)
+                    floors.append(run_floor(root, work, s_floor, env_i))
+            finally:
+                for s in (s_ao, s_floor):
+                    subprocess.run(["tmux", "-L", s, "kill-server"], capture_output=True)
+    value, baseline = min(ours), min(floors)
+    ratio = value / baseline
+    print(f"{'run':<6}{'ao batch-spawn (s)':>20}{'floor (s)':>12}")
+    for i, (a, f) in enumerate(zip(ours, floors, strict=True), start=1):
+        print(f"{i:<6}{a:>20.2f}{f:>12.2f}")
+    print(f"best: ao {value:.2f}s, floor {baseline:.2f}s, ratio {ratio:.2f} (target <= {TARGET})")
+    print(json.dumps({"benchmark": "spawn", "metric": "batch-spawn 24 tasks, 2,000-file repo",
+                      "unit": "s", "value": round(value, 3), "baseline": round(baseline, 3),
+                      "ratio": round(ratio, 3), "target": TARGET, "target_on": "ratio"}))
+
+
+if __name__ == "__main__":
+    main()
