@@ -13,6 +13,8 @@ from ao.store import AtCapacity, Store, TaskBusy
 
 EXPECTED_SCHEMA = [
     ("index", "events_by_session", "CREATE INDEX events_by_session ON events (session, id)"),
+    ("index", "local_prs_by_branch",
+     "CREATE INDEX local_prs_by_branch ON local_prs (project, branch)"),
     ("index", "messages_by_session_status",
      "CREATE INDEX messages_by_session_status ON messages (session, status)"),
     ("index", "sessions_by_project_state",
@@ -29,6 +31,20 @@ EXPECTED_SCHEMA = [
     ("table", "events",
      "CREATE TABLE events ( id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, type TEXT "
      "NOT NULL, project TEXT, session TEXT, task TEXT, data TEXT NOT NULL DEFAULT '{}' )"),
+    ("table", "local_ci",
+     "CREATE TABLE local_ci ( project TEXT NOT NULL, sha TEXT NOT NULL, status TEXT NOT NULL "
+     "CHECK (status IN ('pending', 'passing', 'failing', 'error')), exit_code INTEGER, log TEXT, "
+     "pid INTEGER, started_at REAL NOT NULL, finished_at REAL, PRIMARY KEY (project, sha) )"),
+    ("table", "local_prs",
+     "CREATE TABLE local_prs ( project TEXT NOT NULL, number INTEGER NOT NULL, branch TEXT NOT "
+     "NULL, state TEXT NOT NULL CHECK (state IN ('open', 'closed', 'merged')), title TEXT NOT "
+     "NULL DEFAULT '', created_at REAL NOT NULL, merged_sha TEXT, PRIMARY KEY (project, "
+     "number) )"),
+    ("table", "local_reviews",
+     "CREATE TABLE local_reviews ( id INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT NOT NULL, "
+     "pr INTEGER NOT NULL, state TEXT NOT NULL CHECK (state IN ('approved', "
+     "'changes_requested', 'commented')), body TEXT NOT NULL DEFAULT '', path TEXT, line "
+     "INTEGER, sha TEXT, created_at REAL NOT NULL )"),
     ("table", "messages",
      "CREATE TABLE messages ( id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL "
      "REFERENCES sessions (id), body TEXT NOT NULL, source TEXT NOT NULL DEFAULT 'user', status "
@@ -62,7 +78,8 @@ def test_blank_database_migrates_to_the_exact_schema(tmp_path: Path) -> None:
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # migrating again is a no-op
     assert store.migrate() == []
-    assert [r[0] for r in store.conn.execute("SELECT name FROM migrations")] == ["001_initial"]
+    assert [r[0] for r in store.conn.execute("SELECT name FROM migrations")] == [
+        "001_initial", "002_local_forge"]
 
 
 def test_failed_migration_leaves_nothing_behind(tmp_path: Path,
@@ -76,7 +93,7 @@ def test_failed_migration_leaves_nothing_behind(tmp_path: Path,
     monkeypatch.setattr(storemod, "MIGRATIONS", [*storemod.MIGRATIONS, ("002_broken", broken)])
     with pytest.raises(sqlite3.OperationalError):
         Store(tmp_path / "state.db")
-    monkeypatch.setattr(storemod, "MIGRATIONS", storemod.MIGRATIONS[:1])
+    monkeypatch.setattr(storemod, "MIGRATIONS", storemod.MIGRATIONS[:2])
     store = Store(tmp_path / "state.db")
     assert "half" not in {n for _, n, _ in store.schema()}
 

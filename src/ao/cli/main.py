@@ -8,7 +8,16 @@ import typer
 
 from .. import __version__
 from ..errors import AoError
-from . import config_cmd, events_cmd, logs_cmd, plan_cmd, send_cmd, session_cmd, spawn_cmd
+from . import (
+    config_cmd,
+    events_cmd,
+    logs_cmd,
+    plan_cmd,
+    pr_cmd,
+    send_cmd,
+    session_cmd,
+    spawn_cmd,
+)
 
 app = typer.Typer(
     name="ao",
@@ -46,6 +55,8 @@ app.command("logs", help=logs_cmd.logs.__doc__)(logs_cmd.logs)
 app.command("open", help=logs_cmd.open_.__doc__)(logs_cmd.open_)
 app.command("status", help=logs_cmd.status.__doc__)(logs_cmd.status)
 app.command("agents", help=logs_cmd.agents_.__doc__)(logs_cmd.agents_)
+app.add_typer(pr_cmd.app, name="pr")
+app.command("review", help=pr_cmd.review.__doc__)(pr_cmd.review)
 app.command("hook", help=logs_cmd.hook.__doc__, hidden=True)(logs_cmd.hook)
 
 

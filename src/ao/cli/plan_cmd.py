@@ -104,3 +104,22 @@ def import_(
     if waves:
         note(f"note: the document's phases contradict its graph in {len(waves)} places "
              "(`ao plan check` lists them); ao schedules by the graph")
+
+
+@app.command("push")
+def push(
+    file: Path = typer.Argument(..., help="The plan file."),
+    project: str = typer.Option(..., "--project", "-p", help="The project (forge: github)."),
+) -> None:
+    """Create the plan's issues on GitHub as `[KEY] title` (idempotent: existing ones kept)."""
+    from ..forge.github import GitHubForge, push_plan
+    from . import services
+
+    p = planmod.load_valid(file)
+    cfg = services.cfg().project(project)
+    if cfg.forge != "github":
+        raise BadInput(f"{project} uses the local forge: its tasks come from the plan itself",
+                       "set forge: github and repo: owner/name to push issues")
+    forge = GitHubForge.from_env(cfg, services.store())
+    for key, number, what in push_plan(forge, p, services.store()):
+        typer.echo(f"{key:<14} #{number:<5} {what}")

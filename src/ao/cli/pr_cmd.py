@@ -1,0 +1,101 @@
+"""`ao pr ls | merge` and `ao review`: pull requests on the project's forge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .. import forge as forgemod
+from ..errors import BadInput
+from ..forge.base import Forge, PullRequest
+from ..forge.local import LocalForge
+from ..store import Session
+from . import services
+from .output import emit_json, table
+
+app = typer.Typer(help="Pull requests of the project's sessions: list and merge.",
+                  no_args_is_help=True)
+
+
+def _tracked(project: str | None) -> dict[str, list[Session]]:
+    out: dict[str, list[Session]] = {}
+    for s in services.store().sessions(project):
+        if s.branch:
+            out.setdefault(s.project, []).append(s)
+    return out
+
+
+@app.command("ls")
+def ls(
+    project: str | None = typer.Option(None, "--project", "-p", help="Only this project."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Each session's PR with its CI and review state (one poll of the forge per project)."""
+    cfg = services.cfg()
+    rows = []
+    for name, sessions in _tracked(project).items():
+        p = cfg.project(name)
+        forge = forgemod.for_project(p, services.store(), services.fleet().plan_for(p))
+        result = forge.poll([s.branch for s in sessions if s.branch])
+        for s in sessions:
+            pr = result.prs.get(s.branch or "")
+            if pr is None:
+                continue
+            rows.append({"session": s.id, "task": s.task, "pr": pr.number, "state": pr.state,
+                         "ci": pr.checks.overall, "review": pr.review_decision,
+                         "mergeable": pr.mergeable, "head": pr.head_sha[:10], "url": pr.url})
+        for err in result.errors:
+            typer.echo(f"ao: {name}: {err}", err=True)
+    if json_out:
+        emit_json(rows)
+        return
+    if not rows:
+        typer.echo("no pull requests yet", err=True)
+        return
+    typer.echo(table(["session", "task", "pr", "state", "ci", "review", "mergeable", "head"],
+                     [(r["session"], r["task"], f"#{r['pr']}", r["state"], r["ci"],
+                       r["review"] or "-", r["mergeable"], r["head"]) for r in rows]))
+
+
+def _session_pr(session: str) -> tuple[Session, Forge, PullRequest]:
+    s = services.store().session(session)
+    p = services.cfg().project(s.project)
+    forge = forgemod.for_project(p, services.store(), services.fleet().plan_for(p))
+    pr = forge.find_pr(s.branch or "") if s.branch else None
+    if pr is None:
+        raise BadInput(f"{s.id} has no pull request yet", "its agent must push its branch")
+    return s, forge, pr
+
+
+@app.command("merge")
+def merge(session: str = typer.Argument(..., help="Session id, e.g. wor-1.")) -> None:
+    """Merge a session's PR now (guarded by the head sha ao saw)."""
+    s, forge, pr = _session_pr(session)
+    sha = forge.merge(pr, pr.head_sha)
+    typer.echo(f"{s.id}: PR #{pr.number} merged as {sha[:10]}")
+
+
+def review(
+    session: str = typer.Argument(..., help="Session id, e.g. wor-1."),
+    approve: bool = typer.Option(False, "--approve", help="Approve the PR."),
+    request_changes: str | None = typer.Option(None, "--request-changes", "-r",
+                                               help="Request changes, with this comment."),
+    comment: str | None = typer.Option(None, "--comment", "-c", help="Just comment."),
+    file: Path | None = typer.Option(None, "--file", help="The file the comment is about."),
+    line: int | None = typer.Option(None, "--line", help="The line the comment is about."),
+) -> None:
+    """Review a session's PR on the local forge (approve, request changes, comment)."""
+    chosen = [x for x in (approve, request_changes is not None, comment is not None) if x]
+    if len(chosen) != 1:
+        raise BadInput("choose one of --approve, --request-changes TEXT, --comment TEXT",
+                       "e.g. ao review wor-1 --request-changes 'rename foo'")
+    if line is not None and file is None:
+        raise BadInput("--line needs --file", "name the file the line is in")
+    s, forge, pr = _session_pr(session)
+    if not isinstance(forge, LocalForge):
+        raise BadInput(f"{s.project} uses GitHub", "review on GitHub; ao reads it from there")
+    state = "approved" if approve else "changes_requested" if request_changes else "commented"
+    body = request_changes or comment or ""
+    forge.review(pr.number, state, body, str(file) if file else None, line, pr.head_sha)
+    typer.echo(f"{s.id}: PR #{pr.number} {state.replace('_', ' ')}")

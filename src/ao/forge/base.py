@@ -1,0 +1,132 @@
+"""The forge protocol: issues, pull requests, CI and reviews, wherever they live.
+
+`poll` is the hot path: one call per project per daemon tick returns every tracked branch's PR
+facts at once. Details (failed check output, log tails, review comments) are fetched only when
+a reaction needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+PENDING, PASSING, FAILING, NONE = "pending", "passing", "failing", "none"
+
+
+@dataclass(frozen=True)
+class Issue:
+    number: int
+    title: str
+    body: str = ""
+    state: str = "open"  # open | closed
+    state_reason: str | None = None  # completed | not_planned | None
+    url: str = ""
+    labels: tuple[str, ...] = ()
+
+    @property
+    def completed(self) -> bool:
+        return self.state == "closed" and self.state_reason in (None, "completed")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    conclusion: str  # success | failure | pending | neutral | skipped | cancelled | error ...
+    url: str = ""
+    summary: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.conclusion in ("failure", "error", "timed_out", "cancelled",
+                                   "action_required", "startup_failure")
+
+
+@dataclass(frozen=True)
+class CheckSummary:
+    overall: str = NONE  # pending | passing | failing | none
+    checks: tuple[Check, ...] = ()
+
+    @staticmethod
+    def of(checks: list[Check]) -> CheckSummary:
+        if not checks:
+            return CheckSummary(NONE, ())
+        if any(c.failed for c in checks):
+            overall = FAILING
+        elif any(c.conclusion in ("pending", "queued", "in_progress", "expected")
+                 for c in checks):
+            overall = PENDING
+        else:
+            overall = PASSING
+        return CheckSummary(overall, tuple(checks))
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    url: str
+    state: str  # open | closed | merged
+    head_branch: str
+    head_sha: str
+    base: str = "main"
+    title: str = ""
+    mergeable: str = "unknown"  # mergeable | conflicting | unknown
+    review_decision: str | None = None  # approved | changes_requested | review_required
+    checks: CheckSummary = field(default_factory=CheckSummary)
+
+
+@dataclass(frozen=True)
+class Annotation:
+    path: str
+    line: int | None
+    message: str
+    level: str = "failure"
+
+
+@dataclass(frozen=True)
+class FailureDetail:
+    check: str
+    url: str = ""
+    output: str = ""
+    annotations: tuple[Annotation, ...] = ()
+    log_tail: str = ""
+
+
+@dataclass(frozen=True)
+class ReviewComment:
+    id: str
+    author: str
+    body: str
+    path: str | None = None
+    line: int | None = None
+    resolved: bool = False
+    created_at: str = ""
+
+
+@dataclass
+class PollResult:
+    """PR facts by branch (None: no PR for that branch yet), and what could not be seen."""
+
+    prs: dict[str, PullRequest | None] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    requests: int = 0
+    rate_remaining: int | None = None
+
+
+class Forge(Protocol):
+    name: str
+
+    def resolve_task(self, key: str) -> Issue: ...
+
+    def poll(self, branches: list[str]) -> PollResult: ...
+
+    def find_pr(self, branch: str) -> PullRequest | None: ...
+
+    def failure_details(self, pr: PullRequest) -> list[FailureDetail]: ...
+
+    def review_comments(self, pr: PullRequest) -> list[ReviewComment]: ...
+
+    def comment(self, number: int, body: str) -> None: ...
+
+    def merge(self, pr: PullRequest, expected_sha: str) -> str: ...
+
+    def close_issue(self, number: int) -> None: ...

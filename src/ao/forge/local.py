@@ -1,0 +1,278 @@
+"""The local forge: pull requests, CI and reviews for a repository with no GitHub.
+
+- a branch `ao/...` pushed to the project's remote with commits ahead of the default branch is
+  an open PR (numbered when first seen);
+- CI is the project's `ci.command`, run by a background runner in a clean temporary checkout
+  of the PR head, once per sha, output kept under the session folder;
+- reviews come from `ao review`;
+- merging writes a merge commit with `git merge-tree --write-tree` + `commit-tree` and pushes
+  it to the default branch, refusing if the head moved or the merge conflicts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from .. import paths, workspace
+from ..config import ProjectConfig
+from ..errors import BadInput, ExternalError
+from ..plan import Plan
+from ..store import Store
+from .base import (
+    FAILING,
+    NONE,
+    PASSING,
+    PENDING,
+    Annotation,
+    Check,
+    CheckSummary,
+    FailureDetail,
+    Issue,
+    PollResult,
+    PullRequest,
+    ReviewComment,
+)
+
+PREFIX = "ao/"
+LOG_TAIL_LINES = 80
+_ANNOTATION = re.compile(r"^(?:[A-Z]+\s+)?([\w./-]+\.\w+):(\d+):?\s*(.*)$")
+
+
+class LocalForge:
+    name = "local"
+
+    def __init__(self, project: ProjectConfig, store: Store, plan: Plan | None = None) -> None:
+        self.project = project
+        self.store = store
+        self.plan = plan
+        self.repo = project.path
+        self.ns = f"refs/ao-forge/{project.name}"
+
+    # ---- tasks ----------------------------------------------------------------------------
+
+    def resolve_task(self, key: str) -> Issue:
+        if self.plan is None or key not in self.plan.tasks:
+            raise BadInput(f"no task {key} in the plan", "the local forge takes tasks from the "
+                           "project's plan")
+        t = self.plan.tasks[key]
+        row = self.store.task(self.project.name, key)
+        state = row["issue_state"] if row and row.get("issue_state") else "open"
+        return Issue(number=0, title=t.title, body=t.body, state=state)
+
+    def close_issue(self, number: int) -> None:
+        """Tasks are closed through the store by the daemon; nothing lives elsewhere."""
+
+    def comment(self, number: int, body: str) -> None:
+        pr = next((p for p in self.store.local_prs(self.project.name) if p["number"] == number),
+                  None)
+        if pr is None:
+            raise BadInput(f"no local PR #{number}", "see `ao pr ls`")
+        self.store.add_local_review(self.project.name, number, "commented", body)
+
+    # ---- polling --------------------------------------------------------------------------
+
+    def _heads(self) -> dict[str, str]:
+        """Every branch on the remote with its sha: one round trip."""
+        proc = workspace.git(self.repo, "ls-remote", "--heads", self.project.remote,
+                             check=False, timeout=60)
+        if proc.returncode != 0:
+            raise ExternalError(f"cannot list {self.project.remote}'s branches",
+                                proc.stderr.strip()[-200:])
+        heads = {}
+        for line in proc.stdout.splitlines():
+            sha, _, ref = line.partition("\t")
+            heads[ref.removeprefix("refs/heads/")] = sha
+        return heads
+
+    def _fetch(self) -> None:
+        workspace.git(self.repo, "fetch", "-q", "--no-tags", self.project.remote,
+                      f"+refs/heads/{PREFIX}*:{self.ns}/{PREFIX}*",
+                      f"+refs/heads/{self.project.default_branch}:"
+                      f"{self.ns}/{self.project.default_branch}", timeout=120)
+
+    def poll(self, branches: list[str]) -> PollResult:
+        result = PollResult()
+        try:
+            heads = self._heads()
+            self._fetch()
+        except ExternalError as e:
+            result.errors.append(str(e))
+            return result
+        base = heads.get(self.project.default_branch)
+        for branch in branches:
+            try:
+                result.prs[branch] = self._pr(branch, heads.get(branch), base)
+            except ExternalError as e:
+                result.errors.append(f"{branch}: {e}")
+        return result
+
+    def find_pr(self, branch: str) -> PullRequest | None:
+        return self.poll([branch]).prs.get(branch)
+
+    def _pr(self, branch: str, sha: str | None, base: str | None) -> PullRequest | None:
+        row = self.store.local_pr(self.project.name, branch)
+        if row is not None and row["state"] == "merged":
+            return self._to_pr(row, row["merged_sha"] or sha or "", "merged", NONE_CHECKS)
+        if sha is None or base is None:
+            if row is not None and row["state"] == "open":
+                self.store.set_local_pr(self.project.name, row["number"], state="closed")
+                return self._to_pr(row, "", "closed", NONE_CHECKS)
+            return None
+        ahead = workspace.git(self.repo, "rev-list", "--count", f"{base}..{sha}").stdout.strip()
+        if row is None and ahead == "0":
+            return None  # pushed, but nothing to review yet
+        if row is None or row["state"] != "open":
+            row = self.store.open_local_pr(self.project.name, branch, self._title(branch))
+        mergeable = "mergeable" if self._merge_tree(base, sha)[0] else "conflicting"
+        return self._to_pr(row, sha, "open", self._checks(branch, sha), mergeable)
+
+    def _title(self, branch: str) -> str:
+        key = branch.removeprefix(PREFIX).upper()
+        if self.plan is not None:
+            for k, t in self.plan.tasks.items():
+                if k.lower() == branch.removeprefix(PREFIX):
+                    return f"[{k}] {t.title}"
+        return key
+
+    def _to_pr(self, row: dict[str, object], sha: str, state: str, checks: CheckSummary,
+               mergeable: str = "unknown") -> PullRequest:
+        number = int(str(row["number"]))
+        return PullRequest(
+            number=number, url=f"local://{self.project.name}/pr/{number}", state=state,
+            head_branch=str(row["branch"]), head_sha=sha, base=self.project.default_branch,
+            title=str(row["title"]), mergeable=mergeable,
+            review_decision=self._decision(number), checks=checks)
+
+    def _decision(self, number: int) -> str | None:
+        decision = None
+        for r in self.store.local_reviews(self.project.name, number):
+            if r["state"] in ("approved", "changes_requested"):
+                decision = r["state"]
+        return decision
+
+    def _merge_tree(self, base: str, head: str) -> tuple[bool, str]:
+        proc = workspace.git(self.repo, "merge-tree", "--write-tree", base, head, check=False)
+        first = proc.stdout.split("\n", 1)[0].strip()
+        return proc.returncode == 0, first
+
+    # ---- CI -------------------------------------------------------------------------------
+
+    def ci_log(self, branch: str, sha: str) -> Path:
+        owner = next((s for s in self.store.sessions(self.project.name) if s.branch == branch),
+                     None)
+        d = paths.session_dir(self.project.name, owner.id) / "ci" if owner else \
+            paths.home() / "forge" / self.project.name / "ci"
+        paths.ensure_dir(d)
+        return d / f"{sha}.log"
+
+    def _checks(self, branch: str, sha: str) -> CheckSummary:
+        if not self.project.ci_command:
+            return NONE_CHECKS
+        row = self.store.local_ci(self.project.name, sha)
+        if row is None:
+            log = self.ci_log(branch, sha)
+            if self.store.claim_local_ci(self.project.name, sha, str(log)):
+                self._start_ci(sha, log)
+            row = self.store.local_ci(self.project.name, sha)
+        elif row["status"] == "pending" and row["pid"] and not _alive(int(row["pid"])):
+            # the runner died without a verdict (machine restart, kill -9): run it again
+            self.store.reset_local_ci(self.project.name, sha)
+            return self._checks(branch, sha)
+        status = str(row["status"]) if row else "pending"
+        conclusion = {"passing": "success", "failing": "failure", "error": "error"}.get(
+            status, "pending")
+        return CheckSummary.of([Check("ci", conclusion, f"file://{row['log'] if row else ''}",
+                                      self.project.ci_command)])
+
+    def _start_ci(self, sha: str, log: Path) -> None:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ao.forge.ci_runner", "--repo", str(self.repo), "--project",
+             self.project.name, "--sha", sha, "--log", str(log), "--timeout",
+             str(self.project.ci_timeout), "--command", self.project.ci_command or "true"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, "AO_HOME": str(paths.ao_home())})
+        self.store.set_local_ci(self.project.name, sha, pid=proc.pid)
+
+    def failure_details(self, pr: PullRequest) -> list[FailureDetail]:
+        row = self.store.local_ci(self.project.name, pr.head_sha)
+        if row is None or row["status"] not in ("failing", "error"):
+            return []
+        try:
+            text = Path(str(row["log"])).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+        lines = text.splitlines()
+        annotations = []
+        for line in lines:
+            m = _ANNOTATION.match(line.strip())
+            if m and not m.group(1).startswith(("http", "/usr", "<")):
+                annotations.append(Annotation(m.group(1), int(m.group(2)), m.group(3)[:300]))
+        return [FailureDetail(
+            check="ci", url=f"file://{row['log']}",
+            output=f"`{self.project.ci_command}` exited {row['exit_code']}",
+            annotations=tuple(annotations[:20]), log_tail="\n".join(lines[-LOG_TAIL_LINES:]))]
+
+    # ---- reviews and merging --------------------------------------------------------------
+
+    def review_comments(self, pr: PullRequest) -> list[ReviewComment]:
+        return [ReviewComment(id=f"local-{r['id']}", author="reviewer", body=str(r["body"]),
+                              path=r["path"], line=r["line"], created_at=str(r["created_at"]))
+                for r in self.store.local_reviews(self.project.name, pr.number)
+                if r["body"] and r["state"] in ("changes_requested", "commented")]
+
+    def review(self, pr_number: int, state: str, body: str = "", path: str | None = None,
+               line: int | None = None, sha: str | None = None) -> int:
+        return self.store.add_local_review(self.project.name, pr_number, state, body, path,
+                                           line, sha)
+
+    def merge(self, pr: PullRequest, expected_sha: str) -> str:
+        heads = self._heads()
+        current = heads.get(pr.head_branch)
+        if current != expected_sha:
+            raise ExternalError(f"PR #{pr.number}'s head moved ({(current or 'gone')[:10]} is "
+                                f"not {expected_sha[:10]})", "not merged; look again")
+        base = heads.get(self.project.default_branch)
+        if base is None:
+            raise ExternalError(f"the remote has no {self.project.default_branch}",
+                                "check the project's default_branch")
+        self._fetch()
+        clean, tree = self._merge_tree(base, expected_sha)
+        if not clean:
+            raise ExternalError(f"PR #{pr.number} conflicts with {self.project.default_branch}",
+                                "not merged; the agent must rebase")
+        merged = workspace.git(
+            self.repo, "commit-tree", tree, "-p", base, "-p", expected_sha, "-m",
+            f"Merge pull request #{pr.number} from {pr.head_branch}\n\n{pr.title}",
+        ).stdout.strip()
+        # a plain push: it fast-forwards the default branch or is refused if that moved
+        push = workspace.git(self.repo, "push", "-q", self.project.remote,
+                             f"{merged}:refs/heads/{self.project.default_branch}", check=False)
+        if push.returncode != 0:
+            raise ExternalError(f"PR #{pr.number}: {self.project.default_branch} moved while "
+                                "merging", "not merged; it is tried again on the next poll")
+        self.store.set_local_pr(self.project.name, pr.number, state="merged", merged_sha=merged)
+        return merged
+
+
+NONE_CHECKS = CheckSummary(NONE, ())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours counts as finished
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+__all__ = ["FAILING", "PASSING", "PENDING", "LocalForge"]

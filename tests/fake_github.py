@@ -1,0 +1,476 @@
+"""A small git-backed fake GitHub that PyGithub talks to over real HTTP on 127.0.0.1.
+
+PR head shas are read live from a real bare repository (an agent's `git push` moves the PR),
+mergeability comes from `git merge-tree --write-tree`, and a merge writes a real merge commit.
+It serves issues, labels, comments, pulls (with the `head=` filter), merges guarded by sha,
+commit statuses, check runs with output and annotations, Actions job logs, reviews, review
+comments and threads, "Closes #N" on merge, rate-limit headers, ETags, and the GraphQL queries
+ao sends. It counts requests by kind and can fail a chosen fraction of them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+
+def _git(bare: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(bare), *args], capture_output=True, text=True,
+                          check=check)
+
+
+@dataclass
+class Repo:
+    owner: str
+    name: str
+    bare: Path
+    default_branch: str = "main"
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)
+    pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    next_number: int = 1
+    check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    threads: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    job_logs: dict[int, str] = field(default_factory=dict)
+    comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def full(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+    def head_sha(self, branch: str) -> str | None:
+        p = _git(self.bare, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}",
+                 check=False)
+        return p.stdout.strip() or None
+
+
+@dataclass
+class FakeGitHub:
+    url: str = ""
+    repos: dict[str, Repo] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = ("500", "timeout", "secondary")
+    rate_limit: int = 5000
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    ids: Iterator[int] = field(default_factory=lambda: iter(range(1000, 10**9)))
+
+    # ---- set-up helpers for tests --------------------------------------------------------
+
+    def add_repo(self, full: str, bare: Path, default_branch: str = "main") -> Repo:
+        owner, name = full.split("/")
+        r = Repo(owner, name, bare, default_branch)
+        self.repos[full] = r
+        return r
+
+    def api(self, path: str) -> str:
+        return f"{self.url}{path}"
+
+    def add_issue(self, repo: Repo, title: str, body: str = "") -> dict[str, Any]:
+        with self.lock:
+            n = repo.next_number
+            repo.next_number += 1
+            issue = {"number": n, "title": title, "body": body, "state": "open",
+                     "state_reason": None, "labels": [], "user": {"login": "someone"}}
+            repo.issues[n] = issue
+            return issue
+
+    def add_check_run(self, repo: Repo, sha: str, name: str, conclusion: str | None,
+                      summary: str = "", annotations: list[dict[str, Any]] | None = None,
+                      log: str = "") -> int:
+        rid = next(self.ids)
+        repo.check_runs.setdefault(sha, []).append({
+            "id": rid, "name": name, "status": "completed" if conclusion else "in_progress",
+            "conclusion": conclusion, "summary": summary, "annotations": annotations or []})
+        if log:
+            repo.job_logs[rid] = log
+        return rid
+
+    def add_status(self, repo: Repo, sha: str, context: str, state: str,
+                   description: str = "") -> None:
+        repo.statuses.setdefault(sha, []).append(
+            {"context": context, "state": state, "description": description,
+             "target_url": f"{self.url}/ci/{context}"})
+
+    def add_review(self, repo: Repo, pr: int, state: str, body: str = "",
+                   comments: list[tuple[str, int, str]] = ()) -> None:  # type: ignore[assignment]
+        repo.reviews.setdefault(pr, []).append(
+            {"id": f"R_{next(self.ids)}", "state": state, "body": body,
+             "user": {"login": "reviewer"}, "submitted_at": _now()})
+        for path, line, text in comments:
+            repo.threads.setdefault(pr, []).append(
+                {"isResolved": False, "comments": {"nodes": [{
+                    "id": f"C_{next(self.ids)}", "body": text, "path": path, "line": line,
+                    "author": {"login": "reviewer"}, "createdAt": _now()}]}})
+
+    # ---- JSON shapes ---------------------------------------------------------------------
+
+    def _issue_json(self, repo: Repo, i: dict[str, Any]) -> dict[str, Any]:
+        base = f"/repos/{repo.full}/issues/{i['number']}"
+        return {**i, "id": i["number"], "url": self.api(base),
+                "html_url": f"{self.url}/{repo.full}/issues/{i['number']}",
+                "labels": [{"name": n, "url": self.api(f"/repos/{repo.full}/labels/{n}")}
+                           for n in i["labels"]],
+                "comments_url": self.api(base + "/comments"),
+                "repository_url": self.api(f"/repos/{repo.full}")}
+
+    def _pr_live(self, repo: Repo, pr: dict[str, Any]) -> dict[str, Any]:
+        if pr["state"] == "open":
+            live = repo.head_sha(pr["head"])
+            if live:
+                pr["head_sha"] = live
+        return pr
+
+    def _mergeable(self, repo: Repo, pr: dict[str, Any]) -> bool | None:
+        if pr["state"] != "open":
+            return None
+        base = repo.head_sha(repo.default_branch)
+        p = _git(repo.bare, "merge-tree", "--write-tree", base or "", pr["head_sha"],
+                 check=False)
+        return p.returncode == 0
+
+    def _pr_json(self, repo: Repo, pr: dict[str, Any]) -> dict[str, Any]:
+        pr = self._pr_live(repo, pr)
+        n = pr["number"]
+        return {
+            "id": n, "number": n, "url": self.api(f"/repos/{repo.full}/pulls/{n}"),
+            "html_url": f"{self.url}/{repo.full}/pull/{n}", "state": pr["state"] if
+            pr["state"] != "merged" else "closed", "title": pr["title"], "body": pr["body"],
+            "merged": pr["state"] == "merged", "mergeable": self._mergeable(repo, pr),
+            "merge_commit_sha": pr.get("merge_sha"), "user": {"login": "agent"},
+            "head": {"ref": pr["head"], "sha": pr["head_sha"],
+                     "label": f"{repo.owner}:{pr['head']}"},
+            "base": {"ref": repo.default_branch,
+                     "sha": repo.head_sha(repo.default_branch) or ""},
+        }
+
+    def _check_run_json(self, repo: Repo, sha: str, c: dict[str, Any]) -> dict[str, Any]:
+        rid = c["id"]
+        url = self.api(f"/repos/{repo.full}/check-runs/{rid}")
+        return {"id": rid, "name": c["name"], "status": c["status"],
+                "conclusion": c["conclusion"], "head_sha": sha, "url": url,
+                "html_url": f"{self.url}/{repo.full}/actions/runs/1/job/{rid}",
+                "details_url": f"{self.url}/{repo.full}/actions/runs/1/job/{rid}",
+                "output": {"title": c["name"], "summary": c["summary"], "text": None,
+                           "annotations_count": len(c["annotations"]),
+                           "annotations_url": url + "/annotations"}}
+
+    def _rollup(self, repo: Repo, sha: str) -> dict[str, Any] | None:
+        nodes: list[dict[str, Any]] = []
+        for c in repo.check_runs.get(sha, []):
+            nodes.append({"__typename": "CheckRun", "name": c["name"],
+                          "status": c["status"].upper(),
+                          "conclusion": (c["conclusion"] or "").upper() or None,
+                          "detailsUrl": f"{self.url}/job/{c['id']}", "databaseId": c["id"]})
+        for s in repo.statuses.get(sha, []):
+            nodes.append({"__typename": "StatusContext", "context": s["context"],
+                          "state": s["state"].upper(), "targetUrl": s["target_url"],
+                          "description": s["description"]})
+        if not nodes:
+            return None
+        states = [n.get("conclusion") or n.get("state") for n in nodes]
+        if any(x in ("FAILURE", "ERROR", "TIMED_OUT", "CANCELLED") for x in states):
+            overall = "FAILURE"
+        elif any(x in (None, "PENDING") for x in states):
+            overall = "PENDING"
+        else:
+            overall = "SUCCESS"
+        return {"state": overall, "contexts": {"nodes": nodes}}
+
+    def _decision(self, repo: Repo, n: int) -> str | None:
+        decision = None
+        for r in repo.reviews.get(n, []):
+            if r["state"] in ("APPROVED", "CHANGES_REQUESTED"):
+                decision = r["state"]
+        return decision
+
+    def _pr_graphql(self, repo: Repo, pr: dict[str, Any]) -> dict[str, Any]:
+        pr = self._pr_live(repo, pr)
+        m = self._mergeable(repo, pr)
+        return {
+            "number": pr["number"], "url": f"{self.url}/{repo.full}/pull/{pr['number']}",
+            "state": pr["state"].upper(), "title": pr["title"], "headRefName": pr["head"],
+            "headRefOid": pr["head_sha"], "baseRefName": repo.default_branch,
+            "mergeable": "UNKNOWN" if m is None else "MERGEABLE" if m else "CONFLICTING",
+            "reviewDecision": self._decision(repo, pr["number"]),
+            "commits": {"nodes": [{"commit": {
+                "statusCheckRollup": self._rollup(repo, pr["head_sha"])}}]},
+        }
+
+    # ---- request handling ----------------------------------------------------------------
+
+    def handle(self, method: str, path: str, query: dict[str, list[str]],
+               body: Any) -> tuple[int, Any, dict[str, str]]:
+        if path == "/graphql":
+            return self._graphql(body)
+        if path == "/rate_limit":
+            return 200, {"resources": {"core": {"remaining": self.rate_limit}}}, {}
+        m = re.match(r"^/_logs/(\d+)$", path)
+        if m:
+            for repo in self.repos.values():
+                if int(m.group(1)) in repo.job_logs:
+                    return 200, repo.job_logs[int(m.group(1))], {"content-type": "text/plain"}
+            return 404, {"message": "Not Found"}, {}
+        m = re.match(r"^/repos/([^/]+/[^/]+)(/.*)?$", path)
+        if not m or m.group(1) not in self.repos:
+            return 404, {"message": "Not Found"}, {}
+        repo = self.repos[m.group(1)]
+        rest = m.group(2) or ""
+        with self.lock:
+            return self._repo_route(repo, method, rest, query, body)
+
+    def _repo_route(self, repo: Repo, method: str, rest: str, query: dict[str, list[str]],
+                    body: Any) -> tuple[int, Any, dict[str, str]]:
+        q = {k: v[0] for k, v in query.items()}
+        if rest == "" and method == "GET":
+            return 200, {"full_name": repo.full, "name": repo.name, "owner": {
+                "login": repo.owner}, "url": self.api(f"/repos/{repo.full}"),
+                "default_branch": repo.default_branch}, {}
+        if rest == "/issues" and method == "GET":
+            items = [self._issue_json(repo, i) for i in sorted(repo.issues.values(),
+                                                                key=lambda i: -i["number"])
+                     if q.get("state", "open") in ("all", i["state"])]
+            return self._page(f"/repos/{repo.full}/issues", items, q)
+        if rest == "/issues" and method == "POST":
+            issue = self.add_issue(repo, body["title"], body.get("body") or "")
+            issue["labels"] = list(body.get("labels") or [])
+            return 201, self._issue_json(repo, issue), {}
+        m = re.match(r"^/issues/(\d+)(/comments|/labels)?$", rest)
+        if m:
+            n = int(m.group(1))
+            issue = repo.issues.get(n)
+            if issue is None:
+                return 404, {"message": "Not Found"}, {}
+            if m.group(2) == "/comments" and method == "POST":
+                repo.comments.setdefault(n, []).append({"body": body["body"]})
+                return 201, {"id": next(self.ids), "body": body["body"],
+                             "url": self.api(f"/repos/{repo.full}/issues/comments/1")}, {}
+            if m.group(2) == "/labels" and method == "POST":
+                names = body if isinstance(body, list) else body.get("labels", [])
+                issue["labels"] = sorted(set(issue["labels"]) | set(names))
+                return 200, self._issue_json(repo, issue)["labels"], {}
+            if method == "PATCH":
+                for k in ("state", "state_reason", "title", "body"):
+                    if k in body:
+                        issue[k] = body[k]
+            return 200, self._issue_json(repo, issue), {}
+        if rest == "/pulls" and method == "GET":
+            head = q.get("head", "")
+            branch = head.split(":", 1)[1] if ":" in head else head
+            items = [self._pr_json(repo, p) for p in repo.pulls.values()
+                     if (not branch or p["head"] == branch)
+                     and q.get("state", "open") in ("all", self._pr_json(repo, p)["state"])]
+            return self._page(f"/repos/{repo.full}/pulls", items, q)
+        if rest == "/pulls" and method == "POST":
+            sha = repo.head_sha(body["head"])
+            if sha is None:
+                return 422, {"message": "Validation Failed", "errors": [
+                    {"message": f"No commits between main and {body['head']}"}]}, {}
+            n = repo.next_number
+            repo.next_number += 1
+            repo.pulls[n] = {"number": n, "title": body["title"], "body": body.get("body") or "",
+                             "head": body["head"], "head_sha": sha, "state": "open"}
+            return 201, self._pr_json(repo, repo.pulls[n]), {}
+        m = re.match(r"^/pulls/(\d+)(/merge|/reviews|/comments)?$", rest)
+        if m:
+            pr = repo.pulls.get(int(m.group(1)))
+            if pr is None:
+                return 404, {"message": "Not Found"}, {}
+            if m.group(2) == "/merge" and method == "PUT":
+                return self._merge(repo, pr, body or {})
+            if m.group(2) == "/reviews":
+                return 200, [{"id": i, "state": r["state"], "body": r["body"],
+                              "user": r["user"]} for i, r in
+                             enumerate(repo.reviews.get(pr["number"], []))], {}
+            if m.group(2) == "/comments":
+                return 200, [c for t in repo.threads.get(pr["number"], [])
+                             for c in t["comments"]["nodes"]], {}
+            return 200, self._pr_json(repo, pr), {}
+        m = re.match(r"^/commits/([0-9a-f]{7,40})(/check-runs|/status)?$", rest)
+        if m:
+            sha = m.group(1)
+            if m.group(2) == "/check-runs":
+                runs = [self._check_run_json(repo, sha, c) for c in repo.check_runs.get(sha, [])]
+                return 200, {"total_count": len(runs), "check_runs": runs}, {}
+            if m.group(2) == "/status":
+                sts = repo.statuses.get(sha, [])
+                state = "failure" if any(s["state"] in ("failure", "error") for s in sts) \
+                    else "pending" if any(s["state"] == "pending" for s in sts) else "success"
+                return 200, {"state": state, "sha": sha, "total_count": len(sts),
+                             "statuses": sts, "url": self.api(
+                                 f"/repos/{repo.full}/commits/{sha}/status")}, {}
+            return 200, {"sha": sha, "url": self.api(f"/repos/{repo.full}/commits/{sha}"),
+                         "commit": {"message": ""}}, {}
+        m = re.match(r"^/check-runs/(\d+)/annotations$", rest)
+        if m:
+            for runs in repo.check_runs.values():
+                for c in runs:
+                    if c["id"] == int(m.group(1)):
+                        return 200, c["annotations"], {}
+            return 404, {"message": "Not Found"}, {}
+        m = re.match(r"^/actions/jobs/(\d+)/logs$", rest)
+        if m:
+            return 302, "", {"location": f"{self.url}/_logs/{m.group(1)}"}
+        return 404, {"message": f"fake GitHub has no {method} {rest}"}, {}
+
+    def _page(self, path: str, items: list[Any], q: dict[str, str]
+              ) -> tuple[int, Any, dict[str, str]]:
+        per = int(q.get("per_page", 30))
+        page = int(q.get("page", 1))
+        chunk = items[(page - 1) * per: page * per]
+        headers = {}
+        if page * per < len(items):
+            rest = "&".join(f"{k}={v}" for k, v in q.items() if k != "page")
+            headers["link"] = f'<{self.api(path)}?{rest}&page={page + 1}>; rel="next"'
+        return 200, chunk, headers
+
+    def _merge(self, repo: Repo, pr: dict[str, Any], body: dict[str, Any]
+               ) -> tuple[int, Any, dict[str, str]]:
+        self._pr_live(repo, pr)
+        if pr["state"] != "open":
+            return 405, {"message": "Pull Request is not mergeable"}, {}
+        if body.get("sha") and body["sha"] != pr["head_sha"]:
+            return 409, {"message": "Head branch was modified. Review and try the merge again."}, {}
+        base = repo.head_sha(repo.default_branch) or ""
+        p = _git(repo.bare, "merge-tree", "--write-tree", base, pr["head_sha"], check=False)
+        if p.returncode != 0:
+            return 405, {"message": "Pull Request is not mergeable"}, {}
+        tree = p.stdout.split("\n", 1)[0].strip()
+        env_msg = f"Merge pull request #{pr['number']} from {pr['head']}"
+        commit = subprocess.run(
+            ["git", "-C", str(repo.bare), "-c", "user.name=fake", "-c",
+             "user.email=fake@example.invalid", "commit-tree", tree, "-p", base, "-p",
+             pr["head_sha"], "-m", env_msg], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        _git(repo.bare, "update-ref", f"refs/heads/{repo.default_branch}", commit, base)
+        pr.update(state="merged", merge_sha=commit)
+        for n in re.findall(r"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s+#(\d+)",
+                            pr["body"]):
+            if int(n) in repo.issues:
+                repo.issues[int(n)].update(state="closed", state_reason="completed")
+        return 200, {"sha": commit, "merged": True,
+                     "message": "Pull Request successfully merged"}, {}
+
+    def _graphql(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        query, variables = body["query"], body.get("variables") or {}
+        repo = self.repos.get(f"{variables.get('owner')}/{variables.get('name')}")
+        if repo is None:
+            return 200, {"errors": [{"type": "NOT_FOUND", "message": "no such repository"}]}, {}
+        with self.lock:
+            if "query AoPoll" in query:
+                out: dict[str, Any] = {}
+                for alias, var in re.findall(r"(\w+): pullRequests\(headRefName: \$(\w+)", query):
+                    prs = [p for p in repo.pulls.values() if p["head"] == variables[var]]
+                    prs.sort(key=lambda p: -p["number"])
+                    out[alias] = {"nodes": [self._pr_graphql(repo, p) for p in prs[:1]]}
+                return 200, {"data": {"rateLimit": {"remaining": self.rate_limit,
+                                                    "resetAt": "2030-01-01T00:00:00Z"},
+                                      "repository": out}}, {}
+            if "query AoThreads" in query:
+                n = int(variables["number"])
+                reviews = [{"id": r["id"], "state": r["state"], "body": r["body"],
+                            "author": {"login": r["user"]["login"]},
+                            "submittedAt": r["submitted_at"]} for r in repo.reviews.get(n, [])]
+                return 200, {"data": {"repository": {"pullRequest": {
+                    "reviews": {"nodes": reviews},
+                    "reviewThreads": {"nodes": repo.threads.get(n, [])}}}}}, {}
+        return 200, {"errors": [{"message": "fake GitHub does not know this query"}]}, {}
+
+
+_ID = re.compile(r"/[0-9a-f]{40}|/\d+")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _serve(self, method: str) -> None:
+            url = urlparse(self.path)
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else None
+            kind = f"{method} {_ID.sub('/N', url.path)}"
+            with fake.lock:
+                fake.counts[kind] += 1
+                fake.counts["total"] += 1
+                fake.rate_limit = max(0, fake.rate_limit - 1)
+                fault = fake.fault_rate and fake.rng.random() < fake.fault_rate \
+                    and not url.path.startswith("/_logs")
+                kind_of_fault = fake.rng.choice(fake.fault_kinds) if fault else ""
+            if kind_of_fault == "timeout":
+                self.close_connection = True
+                self.connection.close()  # the client sees the connection drop
+                return
+            if kind_of_fault == "500":
+                status, payload, headers = 500, {"message": "Server Error"}, {}
+            elif kind_of_fault == "secondary":
+                status, payload, headers = 403, {"message": "You have exceeded a secondary rate "
+                                                 "limit. Please wait a few minutes."}, {}
+            else:
+                status, payload, headers = fake.handle(method, url.path, parse_qs(url.query),
+                                                       body)
+            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+            etag = '"' + hashlib.sha1(data).hexdigest() + '"'
+            if method == "GET" and status == 200 and self.headers.get("if-none-match") == etag:
+                status, data = 304, b""
+            self.send_response(status)
+            self.send_header("content-type", headers.pop("content-type", "application/json"))
+            self.send_header("content-length", str(len(data)))
+            self.send_header("etag", etag)
+            self.send_header("x-ratelimit-limit", "5000")
+            self.send_header("x-ratelimit-remaining", str(fake.rate_limit))
+            self.send_header("x-ratelimit-reset", str(int(time.time()) + 3600))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+        def do_PATCH(self) -> None:
+            self._serve("PATCH")
+
+        def do_PUT(self) -> None:
+            self._serve("PUT")
+
+    return Handler
+
+
+@contextmanager
+def serve(fake: FakeGitHub | None = None) -> Iterator[FakeGitHub]:
+    fake = fake or FakeGitHub()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    httpd.daemon_threads = True
+    fake.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield fake
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -1,0 +1,145 @@
+"""The local forge end to end with real git: PRs from pushed branches, CI per sha, reviews,
+sha-guarded merges and conflict refusal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ao import config
+from ao.errors import ExternalError
+from ao.forge.local import LocalForge
+from ao.store import Store
+
+from .fleet_helpers import Env
+from .helpers import git, retry_until, run_ao
+
+CI = "test -f ok.txt || { echo 'src/app.py:3: AssertionError: ok.txt is missing'; exit 1; }"
+
+
+@pytest.fixture
+def clone(env: Env, tmp_path: Path) -> Path:
+    c = tmp_path / "agent-clone"
+    git(tmp_path, "clone", "-q", str(env.remote), str(c))
+    return c
+
+
+def push(clone: Path, branch: str, files: dict[str, str], message: str = "work",
+         base: str = "origin/main") -> str:
+    git(clone, "fetch", "-q", "origin")
+    if git(clone, "branch", "--list", branch):
+        git(clone, "checkout", "-q", branch)
+    else:
+        git(clone, "checkout", "-q", "-b", branch, base)
+    for name, text in files.items():
+        p = clone / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "-m", message)
+    git(clone, "push", "-q", "-f", "origin", f"{branch}:{branch}")
+    return git(clone, "rev-parse", "HEAD")
+
+
+def forge(env: Env) -> LocalForge:
+    env.write_config(ci={"command": CI, "timeout": "60s"})
+    return LocalForge(config.load().project("shop"), Store())
+
+
+def wait_ci(f: LocalForge, branch: str, want: str) -> None:
+    retry_until(lambda: (pr := f.poll([branch]).prs[branch]) and pr.checks.overall == want,
+                timeout=30, message=f"CI {want}")
+
+
+def test_pull_request_lifecycle(env: Env, clone: Path) -> None:
+    f = forge(env)
+    assert f.poll(["ao/a-1"]).prs == {"ao/a-1": None}
+    sha1 = push(clone, "ao/a-1", {"feature.txt": "v1\n"})
+    pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
+    assert pr is not None
+    assert (pr.number, pr.state, pr.head_sha, pr.mergeable) == (1, "open", sha1, "mergeable")
+    assert pr.checks.overall in ("pending", "failing")
+    wait_ci(f, "ao/a-1", "failing")
+    details = f.failure_details(f.poll(["ao/a-1"]).prs["ao/a-1"])  # type: ignore[arg-type]
+    assert details[0].annotations[0].path == "src/app.py"
+    assert details[0].annotations[0].line == 3
+    assert "ok.txt is missing" in details[0].log_tail
+    # a fix pushed: CI runs again for the new sha only, and passes
+    sha2 = push(clone, "ao/a-1", {"ok.txt": "fixed\n"}, "fix")
+    wait_ci(f, "ao/a-1", "passing")
+    pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
+    assert pr is not None and pr.head_sha == sha2 and pr.number == 1
+    store = Store()
+    assert store.local_ci("shop", sha1)["status"] == "failing"  # type: ignore[index]
+    # reviews
+    f.review(pr.number, "changes_requested", "rename the file", "feature.txt", 1, sha2)
+    pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
+    assert pr is not None and pr.review_decision == "changes_requested"
+    assert [(c.body, c.path, c.line) for c in f.review_comments(pr)] == [
+        ("rename the file", "feature.txt", 1)]
+    f.review(pr.number, "approved")
+    pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
+    assert pr is not None and pr.review_decision == "approved"
+    # merge, guarded by the sha
+    with pytest.raises(ExternalError, match="head moved"):
+        f.merge(pr, sha1)
+    merged = f.merge(pr, sha2)
+    assert git(env.remote, "rev-parse", "main") == merged
+    parents = git(env.remote, "log", "-1", "--format=%P", "main").split()
+    assert parents[1] == sha2
+    assert f.poll(["ao/a-1"]).prs["ao/a-1"].state == "merged"  # type: ignore[union-attr]
+
+
+def test_conflicting_merge_is_refused(env: Env, clone: Path) -> None:
+    f = forge(env)
+    a = push(clone, "ao/a-1", {"README.md": "# from a\n", "ok.txt": "ok"}, "a")
+    b = push(clone, "ao/c-1", {"README.md": "# from c\n", "ok.txt": "ok"}, "c")
+    prs = f.poll(["ao/a-1", "ao/c-1"]).prs
+    assert prs["ao/a-1"] and prs["ao/c-1"]
+    f.merge(prs["ao/a-1"], a)
+    pr_c = f.poll(["ao/c-1"]).prs["ao/c-1"]
+    assert pr_c is not None and pr_c.mergeable == "conflicting"
+    before = git(env.remote, "rev-parse", "main")
+    with pytest.raises(ExternalError, match="conflicts"):
+        f.merge(pr_c, b)
+    assert git(env.remote, "rev-parse", "main") == before
+
+
+def test_ci_runner_that_died_is_run_again(env: Env, clone: Path) -> None:
+    f = forge(env)
+    sha = push(clone, "ao/a-1", {"ok.txt": "ok"})
+    store = Store()
+    store.claim_local_ci("shop", sha, str(f.ci_log("ao/a-1", sha)))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    store.set_local_ci("shop", sha, pid=dead.pid)
+    wait_ci(f, "ao/a-1", "passing")
+
+
+def test_branch_without_new_commits_is_not_a_pr(env: Env, clone: Path) -> None:
+    f = forge(env)
+    git(clone, "push", "-q", "origin", "origin/main:refs/heads/ao/a-1")
+    assert f.poll(["ao/a-1"]).prs["ao/a-1"] is None
+
+
+def test_cli_pr_ls_review_and_merge(env: Env, clone: Path) -> None:
+    from .test_sessions import spawned
+
+    env.write_config(ci={"command": "true"})
+    sid = spawned(env)  # the demo agent pushes ao/a-1 with a note
+    retry_until(lambda: json.loads(run_ao("pr", "ls", "--json").out or "[]"), timeout=20,
+                message="the PR")
+    retry_until(lambda: json.loads(run_ao("pr", "ls", "--json").out)[0]["ci"] == "passing",
+                timeout=30, message="CI")
+    r = run_ao("review", sid, "--request-changes", "add a docstring", "--file", "x.py",
+               "--line", "2")
+    assert r.code == 0 and "changes requested" in r.out, r.err
+    row = json.loads(run_ao("pr", "ls", "--json").out)[0]
+    assert (row["session"], row["review"]) == (sid, "changes_requested")
+    bad = run_ao("review", sid, "--approve", "--comment", "x")
+    assert bad.code == 2 and "choose one" in bad.err
+    r = run_ao("pr", "merge", sid)
+    assert r.code == 0 and "merged as" in r.out, r.err
