@@ -48,13 +48,17 @@ EXPECTED_SCHEMA = [
     ("table", "messages",
      "CREATE TABLE messages ( id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL "
      "REFERENCES sessions (id), body TEXT NOT NULL, source TEXT NOT NULL DEFAULT 'user', status "
-     "TEXT NOT NULL CHECK (status IN ('queued', 'delivered', 'failed')), created_at REAL NOT "
+     "TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'delivered', 'failed')), created_at "
+     "REAL NOT "
      "NULL, delivered_at REAL, error TEXT )"),
     ("table", "migrations",
      "CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"),
+    ("table", "plan_runs",
+     "CREATE TABLE plan_runs ( project TEXT NOT NULL, plan TEXT NOT NULL, started_at REAL NOT "
+     "NULL, finished_at REAL, PRIMARY KEY (project, plan) )"),
     ("table", "projects",
      "CREATE TABLE projects ( name TEXT PRIMARY KEY, path TEXT NOT NULL, repo TEXT, created_at "
-     "REAL NOT NULL )"),
+     "REAL NOT NULL, paused INTEGER NOT NULL DEFAULT 0 )"),
     ("table", "sessions",
      "CREATE TABLE sessions ( id TEXT PRIMARY KEY, project TEXT NOT NULL, task TEXT NOT NULL, "
      "title TEXT NOT NULL DEFAULT '', state TEXT NOT NULL CHECK (state IN ('queued', 'spawning', "

@@ -93,9 +93,19 @@ class ProjectConfig:
 
 
 @dataclass(frozen=True)
+class NotifyConfig:
+    desktop: bool = False
+    webhook: str | None = None
+    command: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     tmux_socket: str = "ao"
     poll_interval: float = 30.0
+    cleanup_grace: float = 300.0
+    nightly_at: str | None = None
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     projects: dict[str, ProjectConfig] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
     files: tuple[Path, ...] = ()
@@ -113,7 +123,9 @@ class Config:
 
 # ---- reading -------------------------------------------------------------------------------
 
-_TOP_KEYS = ("tmux", "poll_interval", "projects")
+_TOP_KEYS = ("tmux", "poll_interval", "projects", "notify", "cleanup")
+_NOTIFY_KEYS = ("desktop", "webhook", "command")
+_CLEANUP_KEYS = ("grace", "nightly_at")
 _TMUX_KEYS = ("socket",)
 _PROJECT_KEYS = (
     "path", "repo", "default_branch", "remote", "forge", "agent", "max_concurrent", "plan", "ci",
@@ -366,9 +378,21 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
                 "set `session_prefix` on one of them",
             )
         prefixes[p.session_prefix] = p.name
+    notify = _mapping(data.get("notify"), "notify", m)
+    _check_keys(notify, _NOTIFY_KEYS, "notify", m)
+    cleanup = _mapping(data.get("cleanup"), "cleanup", m)
+    _check_keys(cleanup, _CLEANUP_KEYS, "cleanup", m)
+    nightly = cleanup.get("nightly_at")
+    if nightly is not None and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", str(nightly)):
+        raise ConfigError(f"`cleanup.nightly_at` must be HH:MM, got {nightly!r}", "e.g. 03:00")
     return Config(
         tmux_socket=str(tmux.get("socket", "ao")),
         poll_interval=parse_duration(data.get("poll_interval", 30), "poll_interval"),
+        cleanup_grace=parse_duration(cleanup.get("grace", 300), "cleanup.grace"),
+        nightly_at=None if nightly is None else str(nightly),
+        notify=NotifyConfig(
+            desktop=bool(_typed(notify.get("desktop", False), bool, "notify.desktop", m)),
+            webhook=notify.get("webhook"), command=notify.get("command")),
         projects=projects,
         origins=dict(m.origins),
         files=tuple(files),
@@ -388,6 +412,11 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
 
     add("tmux.socket", cfg.tmux_socket)
     add("poll_interval", f"{cfg.poll_interval:g}s")
+    add("cleanup.grace", f"{cfg.cleanup_grace:g}s")
+    add("cleanup.nightly_at", cfg.nightly_at)
+    add("notify.desktop", cfg.notify.desktop)
+    add("notify.webhook", "(set)" if cfg.notify.webhook else None)
+    add("notify.command", cfg.notify.command)
     for p in cfg.projects.values():
         pre = f"projects.{p.name}"
         add(f"{pre}.path", paths.display(p.path))

@@ -11,7 +11,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,6 +85,14 @@ def append_line(path: Path, line: str, max_bytes: int = MAX_BYTES, keep: int = K
             os.close(fd)
 
 
+_listeners: list[Callable[[Event], None]] = []
+
+
+def add_listener(fn: Callable[[Event], None]) -> None:
+    """Call `fn` with every event this process emits (the daemon echoes them to its log)."""
+    _listeners.append(fn)
+
+
 def emit(event: Event, store: Store | None = None) -> Event:
     """Record an event everywhere it belongs: the global log, the session's log, the store."""
     line = event.to_json()
@@ -93,6 +101,8 @@ def emit(event: Event, store: Store | None = None) -> Event:
         append_line(paths.session_dir(event.project, event.session) / "events.log", line)
     if store is not None:
         store.add_event(event.ts, event.type, event.project, event.session, event.task, event.data)
+    for fn in _listeners:
+        fn(event)
     return event
 
 

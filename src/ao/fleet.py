@@ -184,6 +184,19 @@ class Fleet:
         except AoError as e:
             return SpawnResult(task.key, "failed", None, str(e))
 
+    def queue(self, project: ProjectConfig, task: Task, plan: Plan | None) -> Session | None:
+        """A queued record for the task, unless it has a live one already."""
+        self._remember(project, task, plan)
+        profile = agents.get(task.agent or project.agent)
+        try:
+            s = self.store.create_session(project.name, project.session_prefix, task.key,
+                                          title=task.title, agent=profile.name,
+                                          state=State.QUEUED)
+        except TaskBusy:
+            return None
+        emit(Event("session.queued", project.name, s.id, task.key, {}), self.store)
+        return s
+
     def start_queued(self, sid: str, plan: Plan | None = None) -> SpawnResult:
         """Start a queued session in place (the daemon does this when its deps are done)."""
         s = self.store.session(sid)

@@ -96,6 +96,8 @@ class Messenger:
         profile = agents.get(s.agent or "command")
         mid = message_id if message_id is not None else self.store.queue_message(s.id, body,
                                                                                   source)
+        if not self.store.claim_message(mid):
+            return SendResult("failed", "another process is delivering this message", mid)
         before = tmux.capture(self.srv, s.id)
         if not profile.clear_only_drafts or profile.draft_pending(before, ""):
             for i, key in enumerate(profile.clear_keys):
@@ -111,6 +113,7 @@ class Messenger:
             if self.fleet.observe(self.store.session(s.id)) is Activity.WAITING_INPUT:
                 # a prompt came up under us: the paste went to it and was dropped. Enter was
                 # not pressed, so nothing was answered; keep the message for later.
+                self.store.set_message(mid, "queued")
                 self._requeue(s, mid, "a permission prompt appeared")
                 return SendResult("queued", "a permission prompt appeared", mid)
             return self._failed(s, mid, "the paste did not show in the agent's input")

@@ -31,7 +31,15 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
         name TEXT PRIMARY KEY,
         path TEXT NOT NULL,
         repo TEXT,
-        created_at REAL NOT NULL
+        created_at REAL NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE plan_runs (
+        project TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        PRIMARY KEY (project, plan)
     );
     CREATE TABLE counters (
         project TEXT PRIMARY KEY,
@@ -96,7 +104,7 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
         session TEXT NOT NULL REFERENCES sessions (id),
         body TEXT NOT NULL,
         source TEXT NOT NULL DEFAULT 'user',
-        status TEXT NOT NULL CHECK (status IN ('queued', 'delivered', 'failed')),
+        status TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'delivered', 'failed')),
         created_at REAL NOT NULL,
         delivered_at REAL,
         error TEXT
@@ -260,6 +268,35 @@ class Store:
             "ON CONFLICT (name) DO UPDATE SET path = excluded.path, repo = excluded.repo",
             (name, path, repo, time.time()))
 
+    def set_paused(self, project: str, paused: bool) -> None:
+        self.conn.execute("UPDATE projects SET paused = ? WHERE name = ?", (int(paused), project))
+
+    def paused(self, project: str) -> bool:
+        row = self.conn.execute("SELECT paused FROM projects WHERE name = ?",
+                                (project,)).fetchone()
+        return bool(row and row[0])
+
+    def start_plan_run(self, project: str, plan: str) -> None:
+        self.conn.execute(
+            "INSERT INTO plan_runs (project, plan, started_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (project, plan) DO UPDATE SET finished_at = NULL",
+            (project, plan, time.time()))
+
+    def plan_runs(self, project: str | None = None, active: bool = True) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM plan_runs WHERE 1 = 1"
+        args: list[Any] = []
+        if project:
+            sql += " AND project = ?"
+            args.append(project)
+        if active:
+            sql += " AND finished_at IS NULL"
+        return list(self.db.query(sql + " ORDER BY started_at", args))
+
+    def finish_plan_run(self, project: str, plan: str) -> bool:
+        cur = self.conn.execute("UPDATE plan_runs SET finished_at = ? WHERE project = ? AND "
+                                "plan = ? AND finished_at IS NULL", (time.time(), project, plan))
+        return cur.rowcount == 1
+
     def put_task(self, project: str, key: str, title: str, **extra: Any) -> None:
         """Insert the task, or update just the given columns (others, like the issue number a
         forge recorded, are kept). One statement, so concurrent writers cannot collide."""
@@ -388,6 +425,26 @@ class Store:
             (sid, reaction, fingerprint, time.time(), json.dumps(data or {})))
         return cur.rowcount == 1
 
+    def record_and_queue(self, sid: str, fingerprints: list[tuple[str, str]], body: str | None,
+                         source: str, data: dict[str, Any] | None = None) -> bool:
+        """Record reaction attempts and queue their message in one transaction, so a crash
+        leaves either both or neither: no round counted without its message, no message
+        queued twice. False (and nothing written) if the first fingerprint was seen before."""
+        now = time.time()
+        with self.transaction() as c:
+            first = fingerprints[0]
+            if c.execute("SELECT 1 FROM attempts WHERE session = ? AND reaction = ? AND "
+                         "fingerprint = ?", (sid, *first)).fetchone():
+                return False
+            for reaction, fp in fingerprints:
+                c.execute("INSERT OR IGNORE INTO attempts (session, reaction, fingerprint, "
+                          "created_at, data) VALUES (?, ?, ?, ?, ?)",
+                          (sid, reaction, fp, now, json.dumps(data or {})))
+            if body is not None:
+                c.execute("INSERT INTO messages (session, body, source, status, created_at) "
+                          "VALUES (?, ?, ?, 'queued', ?)", (sid, body, source, now))
+        return True
+
     def attempts(self, sid: str, reaction: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM attempts WHERE session = ?"
         args: list[Any] = [sid]
@@ -409,6 +466,25 @@ class Store:
             sql += " AND status = ?"
             args.append(status)
         return list(self.db.query(sql + " ORDER BY id", args))
+
+    def claim_message(self, mid: int) -> bool:
+        """queued -> sending, atomically: only one deliverer ever pastes a message."""
+        cur = self.conn.execute("UPDATE messages SET status = 'sending' WHERE id = ? AND "
+                                "status = 'queued'", (mid,))
+        return cur.rowcount == 1
+
+    def abandon_sending(self, sid: str | None = None) -> list[int]:
+        """Messages left `sending` by a process that died mid-delivery: whether they reached the
+        agent is unknown, and pasting again could repeat them, so they are marked failed."""
+        sql = "SELECT id FROM messages WHERE status = 'sending'"
+        args: list[Any] = []
+        if sid:
+            sql += " AND session = ?"
+            args.append(sid)
+        ids = [r[0] for r in self.conn.execute(sql, args)]
+        for mid in ids:
+            self.set_message(mid, "failed", "delivery interrupted (process died); not repeated")
+        return ids
 
     def set_message(self, mid: int, status: str, error: str | None = None) -> None:
         done = time.time() if status == "delivered" else None

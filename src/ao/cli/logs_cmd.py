@@ -78,8 +78,15 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
     """Per project: sessions by state, queued tasks, and what runs next."""
     cfg = services.cfg()
     store = services.store()
-    pid_file = paths.ao_home() / "daemon.pid"
-    daemon = "running" if pid_file.exists() else "not running (`ao start`)"
+    from ..daemon import read_state
+
+    state = read_state()
+    if state:
+        last = state.get("last_poll")
+        daemon = (f"running (pid {state['pid']}, since {services.age(state['started_at'])} "
+                  f"ago, last poll {services.age(last) + ' ago' if last else 'pending'})")
+    else:
+        daemon = "not running (`ao start`)"
     out: dict[str, object] = {"daemon": daemon, "projects": {}}
     for name, p in cfg.projects.items():
         sessions = store.sessions(name)

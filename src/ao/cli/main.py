@@ -10,6 +10,7 @@ from .. import __version__
 from ..errors import AoError
 from . import (
     config_cmd,
+    daemon_cmd,
     events_cmd,
     logs_cmd,
     plan_cmd,
@@ -57,6 +58,11 @@ app.command("status", help=logs_cmd.status.__doc__)(logs_cmd.status)
 app.command("agents", help=logs_cmd.agents_.__doc__)(logs_cmd.agents_)
 app.add_typer(pr_cmd.app, name="pr")
 app.command("review", help=pr_cmd.review.__doc__)(pr_cmd.review)
+app.command("start", help=daemon_cmd.start.__doc__)(daemon_cmd.start)
+app.command("stop", help=daemon_cmd.stop.__doc__)(daemon_cmd.stop)
+app.add_typer(daemon_cmd.app, name="daemon")
+app.command("pause", help=daemon_cmd.pause.__doc__)(daemon_cmd.pause)
+app.command("resume", help=daemon_cmd.resume.__doc__)(daemon_cmd.resume)
 app.command("hook", help=logs_cmd.hook.__doc__, hidden=True)(logs_cmd.hook)
 
 

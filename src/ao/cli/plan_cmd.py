@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -10,7 +11,9 @@ from .. import paths
 from .. import plan as planmod
 from ..errors import BadInput, PlanError
 from ..plan_import import import_file
-from .output import days, emit_json, note
+from ..state import State
+from ..store import Session
+from .output import days, emit_json, note, table
 
 app = typer.Typer(help="Check, show and import plans (tasks and their dependency graph).",
                   no_args_is_help=True)
@@ -123,3 +126,67 @@ def push(
     forge = GitHubForge.from_env(cfg, services.store())
     for key, number, what in push_plan(forge, p, services.store()):
         typer.echo(f"{key:<14} #{number:<5} {what}")
+
+
+@app.command("run")
+def run(
+    file: Path = typer.Argument(..., help="The plan file."),
+    project: str = typer.Option(..., "--project", "-p", help="The project to run it on."),
+) -> None:
+    """Queue every task of a plan; the daemon starts each as soon as its deps are done."""
+    from ..daemon import read_state
+    from . import services
+
+    p = planmod.load_valid(file)
+    cfg = services.cfg().project(project)
+    fleet = services.fleet()
+    store = services.store()
+    store.ensure_project(cfg.name, str(cfg.path), cfg.repo)
+    store.start_plan_run(cfg.name, str(file.resolve()))
+    queued = sum(1 for t in p.tasks.values() if fleet.queue(cfg, t, p) is not None)
+    typer.echo(f"{file}: {len(p.tasks)} tasks, {queued} newly queued on {project}")
+    if not read_state():
+        note("the daemon is not running: `ao start` to begin")
+
+
+@app.command("status")
+def status(
+    file: Path = typer.Argument(..., help="The plan file."),
+    project: str | None = typer.Option(None, "--project", "-p", help="The project."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Each task's state, session, PR and what it waits on."""
+    from ..scheduler import done_tasks, waiting_on
+    from . import services
+
+    p = planmod.load_valid(file)
+    name = project or p.project
+    if not name:
+        raise BadInput("which project?", "pass --project, or set `project:` in the plan")
+    services.cfg().project(name)
+    store = services.store()
+    states: dict[str, set[State]] = {}
+    latest: dict[str, Session] = {}
+    for sess in store.sessions(name):
+        states.setdefault(sess.task, set()).add(sess.state)
+        latest[sess.task] = sess
+    closed = {k for k in p.tasks if (r := store.task(name, k)) and r.get("issue_state") ==
+              "closed"}
+    done = done_tasks(states, closed)
+    rows: list[dict[str, Any]] = []
+    for key in p.tasks:
+        s = latest.get(key)
+        rows.append({"task": key,
+                     "state": "done" if key in done else (s.state.value if s else "not queued"),
+                     "session": s.id if s else None, "pr": s.pr_number if s else None,
+                     "ci": s.pr_checks if s else None,
+                     "waits_on": [] if key in done else waiting_on(p, key, done)})
+    if json_out:
+        emit_json(rows)
+        return
+    typer.echo(table(["task", "state", "session", "pr", "ci", "waits on"],
+                     [(r["task"], r["state"], r["session"] or "-",
+                       f"#{r['pr']}" if r["pr"] else "-", r["ci"] or "-",
+                       ", ".join(r["waits_on"]) or "-") for r in rows]))
+    n_done = sum(1 for r in rows if r["state"] == "done")
+    typer.echo(f"{n_done}/{len(rows)} done")

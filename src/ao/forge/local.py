@@ -113,6 +113,15 @@ class LocalForge:
     def find_pr(self, branch: str) -> PullRequest | None:
         return self.poll([branch]).prs.get(branch)
 
+    def create_pr(self, branch: str, title: str, body: str) -> PullRequest:
+        """Pushing opens a local PR by itself; this only names it."""
+        pr = self.find_pr(branch)
+        if pr is None:
+            raise BadInput(f"{branch} has no commits ahead of {self.project.default_branch}",
+                           "push work to the branch first")
+        self.store.set_local_pr(self.project.name, pr.number, title=title)
+        return pr
+
     def _pr(self, branch: str, sha: str | None, base: str | None) -> PullRequest | None:
         row = self.store.local_pr(self.project.name, branch)
         if row is not None and row["state"] == "merged":

@@ -1,0 +1,123 @@
+"""`ao start | stop`, `ao daemon run | attach`, `ao pause | resume`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import typer
+
+from .. import events, paths, tmux
+from ..daemon import Daemon, read_state
+from ..errors import BadInput, ExternalError
+from ..events import Event
+from . import services
+
+app = typer.Typer(help="The daemon: run it in the foreground or attach to it.",
+                  no_args_is_help=True)
+DAEMON_SESSION = "ao-daemon"
+
+
+def _echo(e: Event) -> None:
+    who = " ".join(x for x in (e.project, e.session, e.task) if x)
+    line = f"{e.ts[11:19]} {e.type:<22} {who} {events_brief(e.data)}".rstrip()
+    print(line, flush=True)
+    with (paths.logs_dir() / "daemon.log").open("a", encoding="utf-8") as fh:
+        fh.write(f"{e.ts} {e.type} {who} {events_brief(e.data)}\n")
+
+
+def events_brief(data: dict[str, object]) -> str:
+    return " ".join(f"{k}={v}" for k, v in data.items())[:200]
+
+
+@app.command("run")
+def run() -> None:
+    """Run the daemon in this terminal (what `ao start` runs inside tmux)."""
+    events.add_listener(_echo)
+    d = Daemon(services.cfg(), services.store(), services.fleet().srv)
+    print(f"ao daemon: pid {os.getpid()}, poll every {services.cfg().poll_interval:g}s, "
+          f"{len(services.cfg().projects)} project(s)", flush=True)
+    d.run()
+
+
+@app.command("attach")
+def attach() -> None:
+    """Watch the running daemon live (detach with the tmux prefix, then d)."""
+    srv = services.fleet().srv
+    if not tmux.has_session(srv, DAEMON_SESSION):
+        raise BadInput("the daemon is not running in tmux", "start it with `ao start`")
+    argv = tmux.attach_argv(services.cfg().tmux_socket, DAEMON_SESSION)
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+    os.execvpe(argv[0], argv, env)
+
+
+def start(foreground: bool = typer.Option(False, "--foreground",
+                                          help="Run here (for systemd or launchd).")) -> None:
+    """Start the daemon in the background (in tmux session ao-daemon)."""
+    state = read_state()
+    if state:
+        typer.echo(f"the daemon is already running (pid {state['pid']})")
+        return
+    if foreground:
+        run()
+        return
+    srv = services.fleet().srv
+    tmux.kill_session(srv, DAEMON_SESSION)  # a dead one left by a crash
+    cmd = f"{sys.executable} -m ao daemon run"
+    tmux.new_session(srv, DAEMON_SESSION, paths.home(), cmd,
+                     {"AO_HOME": str(paths.ao_home()), **_passthrough()})
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        state = read_state()
+        if state:
+            typer.echo(f"daemon started (pid {state['pid']}); `ao daemon attach` to watch it")
+            return
+        pane = tmux.pane(srv, DAEMON_SESSION)
+        if pane is None or pane.dead:
+            last = tmux.capture(srv, DAEMON_SESSION).strip().splitlines()[-2:]
+            raise ExternalError(f"the daemon exited at once: {' | '.join(last)}",
+                                "run `ao daemon run` to see why")
+        time.sleep(0.1)
+    raise ExternalError("the daemon did not start within 15s", "`ao daemon attach` to look")
+
+
+def _passthrough() -> dict[str, str]:
+    keep = ("GITHUB_TOKEN", "GH_TOKEN", "AO_GITHUB_API_URL", "ANTHROPIC_API_KEY",
+            "AO_TMUX_SOCKET", "PATH")
+    return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+def stop() -> None:
+    """Stop the daemon; agent sessions keep running."""
+    state = read_state()
+    if not state:
+        typer.echo("the daemon is not running")
+        return
+    os.kill(int(state["pid"]), signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and read_state():
+        time.sleep(0.1)
+    if read_state():
+        raise ExternalError(f"the daemon (pid {state['pid']}) did not stop within 30s",
+                            f"kill {state['pid']}")
+    typer.echo("daemon stopped; agent sessions keep running")
+
+
+def pause(project: str = typer.Argument(..., help="Project name.")) -> None:
+    """Stop starting new sessions and sending automatic messages for a project."""
+    p = services.cfg().project(project)
+    services.store().ensure_project(p.name, str(p.path), p.repo)
+    services.store().set_paused(project, True)
+    events.emit(Event("project.paused", project), services.store())
+    typer.echo(f"{project} paused: no new sessions, no automatic messages")
+
+
+def resume(project: str = typer.Argument(..., help="Project name.")) -> None:
+    """Undo `ao pause`."""
+    p = services.cfg().project(project)
+    services.store().ensure_project(p.name, str(p.path), p.repo)
+    services.store().set_paused(project, False)
+    events.emit(Event("project.resumed", project), services.store())
+    typer.echo(f"{project} resumed")

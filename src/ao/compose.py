@@ -1,0 +1,48 @@
+"""The messages the daemon sends to agents. Everything quoted from outside (CI output, log
+lines, review comments) is sanitized and capped here."""
+
+from __future__ import annotations
+
+from .forge.base import FailureDetail, ReviewComment
+from .sanitize import cap, clean
+
+OUTPUT_CAP = 1500
+LOG_CAP = 3000
+
+
+def ci_fix(round_: int, rounds: int, sha: str, details: list[FailureDetail]) -> str:
+    lines = [f"CI failed on {sha[:10]} (fix round {round_} of {rounds}). Please fix it, run "
+             "the tests locally, commit and push."]
+    if not details:
+        lines.append("\n(ao could not fetch the failing checks' details; run the test suite.)")
+    for d in details:
+        lines.append(f"\n## Failing check: {clean(d.check)}")
+        if d.output:
+            lines.append(cap(clean(d.output), OUTPUT_CAP))
+        for a in d.annotations:
+            where = f"{a.path}:{a.line}" if a.line else a.path
+            lines.append(f"- {clean(where)}: {cap(clean(a.message), 300)}")
+        if d.log_tail:
+            lines += ["", "Log tail:", "```", cap(clean(d.log_tail)[-LOG_CAP:], LOG_CAP), "```"]
+    return "\n".join(lines)
+
+
+def review(comments: list[ReviewComment], round_: int) -> str:
+    lines = [f"Review feedback (round {round_}). Please address each point, commit and push:"]
+    for c in comments:
+        where = f" ({clean(c.path)}:{c.line})" if c.path and c.line else \
+            f" ({clean(c.path)})" if c.path else ""
+        lines.append(f"- {clean(c.author)}{where}: {cap(clean(c.body), 1000)}")
+    return "\n".join(lines)
+
+
+def rebase(default_branch: str, remote: str) -> str:
+    return (f"Your branch conflicts with {default_branch}. Please rebase it on "
+            f"{remote}/{default_branch} (git fetch {remote} && git rebase "
+            f"{remote}/{default_branch}), resolve the conflicts, run the tests, and push "
+            "(git push --force-with-lease).")
+
+
+def nudge(reason: str) -> str:
+    return (f"ao here: you seem stuck ({reason}). Please continue with the task; if you are "
+            "blocked, say what you need. When done, commit and push your branch.")

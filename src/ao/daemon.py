@@ -1,0 +1,437 @@
+"""The daemon: one supervised loop. Every poll, per project: observe each live session, poll
+the forge once, decide (reactions.py, scheduler.py), act (fleet, messaging, forge), record.
+
+Crash safety comes from the store, not from memory: reaction attempts and their messages are
+written together before anything is sent; a message is claimed before it is pasted; sessions
+start from queued records. A daemon killed at any point and started again carries on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from libtmux import Server
+
+from . import compose, paths, scheduler, tmux, workspace
+from . import config as cfgmod
+from . import forge as forgemod
+from . import plan as planmod
+from .config import Config, ProjectConfig
+from .errors import AoError, ExternalError
+from .events import Event, emit
+from .fleet import Fleet
+from .forge.base import Forge, PullRequest
+from .messaging import Messenger
+from .notify import Notifier
+from .plan import Plan
+from .reactions import Action, History, Observation, Policy, decide
+from .state import DONE, LIVE, Activity, State
+from .store import Session, Store
+
+LOCK_NAME = "daemon.lock"
+
+
+class AlreadyRunning(AoError):
+    pass
+
+
+def read_state() -> dict[str, Any] | None:
+    """The running daemon's state file, or None when no daemon runs (a stale file is ignored)."""
+    f = paths.ao_home() / "daemon.pid"
+    try:
+        data: dict[str, Any] = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(int(data["pid"]), 0)
+    except (ProcessLookupError, ValueError, KeyError):
+        return None
+    except PermissionError:
+        pass
+    return data
+
+
+class Daemon:
+    def __init__(self, cfg: Config, store: Store, srv: Server | None = None,
+                 forges: dict[str, Forge] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.fleet = Fleet(cfg, store, srv)
+        self.messenger = Messenger(self.fleet)
+        self.notifier = Notifier(cfg, store)
+        self.forges = dict(forges or {})
+        self.clock = clock
+        self.plans: dict[tuple[str, str], Plan] = {}
+        self._plan_mtimes: dict[tuple[str, str], float] = {}
+        self.stop = threading.Event()
+        self.started_at = clock()
+        self.polls = 0
+        self._lock_fd: int | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def acquire(self) -> None:
+        """One daemon at a time: an flock, which dies with its holder, so a lock left by a
+        killed daemon is simply taken over."""
+        fd = os.open(str(paths.home() / LOCK_NAME), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            other = read_state()
+            pid = other["pid"] if other else "?"
+            raise AlreadyRunning(f"a daemon is already running (pid {pid})",
+                                 "`ao status` shows it; `ao stop` stops it") from None
+        self._lock_fd = fd
+        # messages a killed daemon was pasting: unknown whether they arrived; never repeated
+        for mid in self.store.abandon_sending():
+            emit(Event("message.abandoned", data={"id": mid}), self.store)
+        self._write_state()
+        emit(Event("daemon.started", data={"pid": os.getpid()}), self.store)
+
+    def release(self) -> None:
+        emit(Event("daemon.stopped", data={"pid": os.getpid(), "polls": self.polls}), self.store)
+        with contextlib.suppress(OSError):
+            (paths.ao_home() / "daemon.pid").unlink()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _write_state(self) -> None:
+        f = paths.ao_home() / "daemon.pid"
+        tmp = f.with_name(f".daemon.pid.{os.getpid()}")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "started_at": self.started_at,
+                                   "last_poll": self.clock() if self.polls else None,
+                                   "polls": self.polls,
+                                   "poll_interval": self.cfg.poll_interval}))
+        tmp.replace(f)
+
+    def run(self) -> None:
+        self.acquire()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop.set())
+        try:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                self.tick()
+                interval = self.cfg.poll_interval * (4 if self._low_budget() else 1)
+                self.stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        finally:
+            self.release()
+
+    def _low_budget(self) -> bool:
+        low = [n for n, f in self.forges.items() if getattr(f, "low_budget", lambda: False)()]
+        if low:
+            emit(Event("forge.rate_low", data={"projects": low}), self.store)
+        return bool(low)
+
+    # ---- one poll -------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        for name, project in self.cfg.projects.items():
+            try:
+                self.tick_project(project)
+            except Exception as e:  # one project's trouble never stops the others
+                emit(Event("daemon.error", name, data={"error": f"{type(e).__name__}: {e}"}),
+                     self.store)
+        self.polls += 1
+        self._write_state()
+
+    def forge(self, project: ProjectConfig, plan: Plan | None) -> Forge:
+        if project.name not in self.forges:
+            self.forges[project.name] = forgemod.for_project(project, self.store, plan)
+        return self.forges[project.name]
+
+    def active_plans(self, project: ProjectConfig) -> list[Plan]:
+        out = []
+        for run in self.store.plan_runs(project.name):
+            plan = self._load_plan(project, run["plan"])
+            if plan is not None:
+                out.append(plan)
+        return out
+
+    def _load_plan(self, project: ProjectConfig, path: str) -> Plan | None:
+        """The plan as last read, re-read when its file changes; an invalid edit is reported
+        once and the last good plan kept."""
+        key = (project.name, path)
+        try:
+            mtime = Path(path).stat().st_mtime
+        except OSError:
+            return self.plans.get(key)
+        if self._plan_mtimes.get(key) == mtime:
+            return self.plans.get(key)
+        self._plan_mtimes[key] = mtime
+        try:
+            plan = planmod.load_valid(Path(path))
+        except AoError as e:
+            emit(Event("plan.invalid", project.name, data={"plan": path, "error": str(e),
+                                                           "kept": key in self.plans}),
+                 self.store)
+            return self.plans.get(key)
+        if key in self.plans:
+            emit(Event("plan.reloaded", project.name, data={"plan": path,
+                                                            "tasks": len(plan.tasks)}),
+                 self.store)
+        self.plans[key] = plan
+        return plan
+
+    def tick_project(self, project: ProjectConfig) -> None:
+        plans = self.active_plans(project)
+        plan = plans[0] if plans else None
+        sessions = self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED})
+        for s in sessions:
+            self.fleet.observe(s)
+        tracked = [s for s in sessions if s.branch]
+        forge = self.forge(project, plan)
+        result = forge.poll([s.branch for s in tracked if s.branch])
+        for err in result.errors:
+            emit(Event("forge.error", project.name, data={"error": err}), self.store)
+        if project.forge == "github":
+            self._open_missing_prs(project, forge, tracked, result.prs)
+        policy = Policy.for_project(project)
+        paused = self.store.paused(project.name)
+        for s in tracked:
+            if s.branch not in result.prs:
+                continue  # the forge could not see it this time: decide nothing
+            try:
+                self.handle(project, forge, policy, self.store.session(s.id),
+                            result.prs[s.branch], paused)
+            except AoError as e:
+                emit(Event("reaction.error", project.name, s.id, s.task,
+                           {"error": str(e)}), self.store)
+        if not paused:
+            for s in self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED}):
+                if self.store.messages(s.id, "queued"):
+                    self.messenger.deliver_queued(s.id)
+        for p in plans:
+            self.schedule(project, p, paused)
+        self.cleanup_merged(project)
+
+    def _open_missing_prs(self, project: ProjectConfig, forge: Forge, sessions: list[Session],
+                          prs: dict[str, PullRequest | None]) -> None:
+        """On GitHub, ao opens the PR for a pushed branch that has none, for every agent alike."""
+        missing = [s for s in sessions if s.branch in prs and prs[s.branch or ""] is None
+                   and s.state is State.WORKING]
+        if not missing:
+            return
+        heads = workspace.remote_heads(project.path, project.remote, "ao/")
+        for s in missing:
+            if s.branch not in heads:
+                continue
+            row = self.store.task(project.name, s.task)
+            issue = row.get("issue_number") if row else None
+            body = f"Closes #{issue}\n\nOpened by ao for session {s.id}." if issue else \
+                f"Task {s.task}, opened by ao for session {s.id}."
+            try:
+                pr = forge.create_pr(s.branch or "", f"[{s.task}] {s.title}", body)
+            except ExternalError as e:
+                emit(Event("pr.create_failed", project.name, s.id, s.task, {"error": str(e)}),
+                     self.store)
+                continue
+            prs[s.branch or ""] = pr
+            emit(Event("pr.opened", project.name, s.id, s.task, {"pr": pr.number}), self.store)
+
+    # ---- reactions ------------------------------------------------------------------------
+
+    def history(self, sid: str) -> History:
+        rows = self.store.attempts(sid)
+        return History(
+            ci_rounds=tuple(r["fingerprint"].split(":", 1)[1] for r in rows
+                            if r["reaction"] == "fix-ci"),
+            done=frozenset(r["fingerprint"] for r in rows),
+            restores=sum(1 for r in rows if r["reaction"] == "restore"))
+
+    def observation(self, s: Session, pr: PullRequest | None) -> Observation:
+        now = self.clock()
+        activity = Activity(s.activity) if s.activity in Activity.__members__.values() \
+            else Activity.UNKNOWN
+        since = max(s.screen_changed_at or 0, s.hook_at or 0) or now
+        return Observation(state=s.state, activity=activity,
+                           idle_for=now - since if activity is Activity.IDLE else 0.0, pr=pr,
+                           waiting_since=since if activity is Activity.WAITING_INPUT else None)
+
+    def handle(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
+               pr: PullRequest | None, paused: bool) -> None:
+        if pr is not None:
+            self.store.update_session(
+                s.id, pr_number=pr.number, pr_url=pr.url, pr_state=pr.state,
+                pr_head_sha=pr.head_sha, pr_checks=pr.checks.overall,
+                pr_review=pr.review_decision, pr_mergeable=pr.mergeable,
+                pr_seen_at=self.clock())
+        if paused:
+            policy = replace(policy, auto=frozenset(), auto_merge=False)
+        for action in decide(self.observation(s, pr), self.history(s.id), policy):
+            self.act(project, forge, policy, self.store.session(s.id), pr, action)
+
+    def act(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
+            pr: PullRequest | None, a: Action) -> None:
+        ev = {"project": project.name, "session": s.id, "task": s.task}
+        if a.kind == "set-state" and a.state is not None:
+            self.store.set_state(s.id, a.state)
+            emit(Event(f"session.{a.state.value}", **ev, data={"reason": a.reason}), self.store)
+            if a.state is State.MERGED:
+                self._merged(project, forge, s, a.sha)
+        elif a.kind == "fix-ci" and pr is not None:
+            details = forge.failure_details(pr)
+            body = compose.ci_fix(a.round, policy.ci_retries, a.sha, details)
+            if self.store.record_and_queue(s.id, [("fix-ci", a.fingerprint)], body, "ci-failed",
+                                           {"round": a.round}):
+                event = emit(Event("ci.failed", **ev, data={"sha": a.sha, "round": a.round,
+                                                        "checks": [d.check for d in details]}),
+                         self.store)
+                self.notifier.hooks(event)
+        elif a.kind == "forward-review" and pr is not None:
+            self._forward_review(forge, policy, s, pr, ev)
+        elif a.kind == "ask-rebase":
+            if self.store.record_and_queue(s.id, [("ask-rebase", a.fingerprint)],
+                                           compose.rebase(project.default_branch,
+                                                          project.remote), "merge-conflict"):
+                emit(Event("pr.conflict", **ev, data={"sha": a.sha}), self.store)
+        elif a.kind == "merge" and pr is not None:
+            try:
+                merged = forge.merge(pr, a.sha)
+            except ExternalError as e:
+                emit(Event("merge.failed", **ev, data={"error": str(e)}), self.store)
+                return
+            self.store.record_attempt(s.id, "merge", a.fingerprint, {"merge": merged})
+            emit(Event("pr.merged_by_ao", **ev, data={"sha": a.sha, "merge": merged}),
+                 self.store)
+        elif a.kind == "notify":
+            if self.store.record_attempt(s.id, "notify", a.fingerprint):
+                kind = a.fingerprint.split(":", 1)[0]
+                event = emit(Event(f"attention.{kind}", **ev, data={"reason": a.reason}),
+                         self.store)
+                self.notifier.notify(event, f"{s.id} {s.task}", a.reason)
+        elif a.kind == "escalate":
+            if self.store.record_attempt(s.id, "escalate", a.fingerprint):
+                self.store.set_state(s.id, State.NEEDS_HUMAN, note=a.reason)
+                event = emit(Event("escalated", **ev, data={"reason": a.reason}), self.store)
+                self.notifier.notify(event, f"{s.id} {s.task} needs a human", a.reason)
+        elif a.kind == "nudge":
+            self.store.record_and_queue(s.id, [("nudge", a.fingerprint)], compose.nudge(a.reason),
+                                        "agent-stuck")
+            emit(Event("agent.nudged", **ev, data={"reason": a.reason}), self.store)
+        elif a.kind == "restore":
+            self.store.record_attempt(s.id, "restore", a.fingerprint)
+            try:
+                self.fleet.restore(s.id)
+                emit(Event("agent.restored", **ev, data={"reason": a.reason}), self.store)
+            except AoError as e:
+                emit(Event("restore.failed", **ev, data={"error": str(e)}), self.store)
+
+    def _forward_review(self, forge: Forge, policy: Policy, s: Session, pr: PullRequest,
+                        ev: dict[str, Any]) -> None:
+        hist = self.history(s.id)
+        new = [c for c in forge.review_comments(pr) if not hist.has(f"review:{c.id}")]
+        if not new:
+            return
+        rounds = sum(1 for fp in hist.done if fp.startswith("review-round:"))
+        if rounds >= policy.review_rounds:
+            self.act(self.cfg.project(s.project), forge, policy, s, pr, Action(
+                "escalate", "escalate:review", f"review feedback after {rounds} rounds"))
+            return
+        fps = [("review-round", f"review-round:{rounds + 1}")] + [
+            ("review", f"review:{c.id}") for c in new]
+        if self.store.record_and_queue(s.id, fps, compose.review(new, rounds + 1),
+                                       "changes-requested"):
+            emit(Event("review.forwarded", **ev, data={"comments": len(new),
+                                                       "round": rounds + 1}), self.store)
+
+    def _merged(self, project: ProjectConfig, forge: Forge, s: Session, sha: str) -> None:
+        row = self.store.task(project.name, s.task)
+        self.store.put_task(project.name, s.task, s.title, issue_state="closed")
+        if project.forge == "github" and row and row.get("issue_number"):
+            try:
+                forge.close_issue(int(row["issue_number"]))
+            except AoError as e:
+                emit(Event("issue.close_failed", project.name, s.id, s.task,
+                           {"error": str(e)}), self.store)
+        event = emit(Event("merged", project.name, s.id, s.task, {"sha": sha}), self.store)
+        self.notifier.hooks(event)
+
+    # ---- scheduling and cleanup -----------------------------------------------------------
+
+    def schedule(self, project: ProjectConfig, plan: Plan, paused: bool) -> None:
+        states: dict[str, set[State]] = {}
+        for s in self.store.sessions(project.name):
+            states.setdefault(s.task, set()).add(s.state)
+        closed = {k for k in plan.tasks
+                  if (row := self.store.task(project.name, k)) and row.get("issue_state") ==
+                  "closed"}
+        # a task added to the plan while it runs gets its queued record here
+        for key, task in plan.tasks.items():
+            if not (states.get(key, set()) & (LIVE | DONE)) and key not in closed:
+                self.fleet.queue(project, task, plan)
+                states.setdefault(key, set()).add(State.QUEUED)
+        if scheduler.complete(plan, states, closed):
+            self._complete(project, plan)
+            return
+        start = scheduler.next_to_start(plan, states, closed, project.max_concurrent, paused)
+        started = []
+        for key in start:
+            queued = self.store.sessions(project.name, states={State.QUEUED}, task=key)
+            if not queued:
+                continue
+            r = self.fleet.start_queued(queued[0].id, plan)
+            if r.status == "spawned":
+                started.append(key)
+            elif r.status == "failed":
+                emit(Event("spawn.failed", project.name, queued[0].id, key,
+                           {"error": r.reason}), self.store)
+        if started:
+            event = emit(Event("wave.started", project.name, data={"tasks": started}), self.store)
+            self.notifier.hooks(event)
+
+    def _complete(self, project: ProjectConfig, plan: Plan) -> None:
+        path = str(plan.source)
+        if not self.store.finish_plan_run(project.name, path):
+            return
+        sessions = [s for s in self.store.sessions(project.name) if s.task in plan.tasks]
+        merged = [s for s in sessions if s.state in DONE]
+        rounds = {s.task: len(self.store.attempts(s.id, "fix-ci")) for s in merged}
+        escalations = sum(len(self.store.attempts(s.id, "escalate")) for s in sessions)
+        span = max((s.updated_at for s in merged), default=0) - \
+            min((s.created_at for s in sessions), default=0)
+        data = {"plan": path, "tasks": len(plan.tasks), "merged": len(merged),
+                "fix_rounds": rounds, "escalations": escalations, "seconds": round(span, 1)}
+        event = emit(Event("all-complete", project.name, data=data), self.store)
+        self.notifier.notify(event, f"{project.name}: plan complete",
+                             f"{len(merged)} tasks merged, {sum(rounds.values())} fix rounds, "
+                             f"{escalations} escalations")
+
+    def cleanup_merged(self, project: ProjectConfig) -> None:
+        now = self.clock()
+        for s in self.store.sessions(project.name, states={State.MERGED}):
+            if now - s.updated_at < self.cfg.cleanup_grace:
+                continue
+            tmux.kill_session(self.fleet.srv, s.id)
+            kept = []
+            if s.worktree and Path(s.worktree).exists():
+                risk = workspace.work_at_risk(Path(s.worktree), project.remote,
+                                              project.default_branch)
+                if risk:
+                    kept = risk
+                else:
+                    workspace.remove_worktree(project.path, Path(s.worktree))
+                    if s.branch:
+                        with contextlib.suppress(AoError):
+                            workspace.delete_branch(project.path, s.branch)
+            self.store.set_state(s.id, State.CLEANED, note="; ".join(kept) or None)
+            emit(Event("session.cleaned", project.name, s.id, s.task,
+                       {"worktree": "kept" if kept else "removed", "why": kept}), self.store)
+
+
+def load_daemon() -> Daemon:
+    cfg = cfgmod.load()
+    return Daemon(cfg, Store())

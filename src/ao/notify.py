@@ -1,0 +1,81 @@
+"""Telling people: desktop notifications, a Slack-compatible webhook, a command, and user event
+hooks (executables named after an event, in the repo's `hooks/` or `AO_HOME/hooks/`, that get
+the event as JSON on stdin). A failing notifier or hook is recorded and never stops the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+
+from . import paths
+from .config import Config
+from .events import Event, emit
+from .store import Store
+
+HOOK_TIMEOUT = 30.0
+HOOK_EVENTS = ("ci-failed", "escalated", "merged", "wave-started", "all-complete",
+               "post-create", "merge-ready", "needs-input")
+
+
+class Notifier:
+    def __init__(self, cfg: Config, store: Store | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+
+    def notify(self, event: Event, title: str, text: str) -> None:
+        """Tell a human: every configured channel, then the event's hooks."""
+        n = self.cfg.notify
+        if n.desktop and shutil.which("notify-send"):
+            self._run(["notify-send", "--app-name=ao", title, text], event, "desktop")
+        if n.webhook:
+            self._webhook(n.webhook, f"*{title}*\n{text}", event)
+        if n.command:
+            self._run(["sh", "-c", n.command], event, "command",
+                      stdin=json.dumps({"title": title, "text": text, "event": _plain(event)}))
+        self.hooks(event)
+
+    def hooks(self, event: Event) -> None:
+        name = event.type.replace(".", "-")
+        for d in self._hook_dirs(event.project):
+            hook = d / name
+            if hook.is_file() and os.access(hook, os.X_OK):
+                self._run([str(hook)], event, f"hook {paths.display(hook)}",
+                          stdin=json.dumps(_plain(event)))
+
+    def _hook_dirs(self, project: str | None) -> list[Path]:
+        dirs = [paths.ao_home() / "hooks"]
+        if project and project in self.cfg.projects:
+            dirs.insert(0, self.cfg.projects[project].path / "hooks")
+        return dirs
+
+    def _run(self, argv: list[str], event: Event, what: str, stdin: str = "") -> None:
+        try:
+            proc = subprocess.run(argv, input=stdin, capture_output=True, text=True,
+                                  timeout=HOOK_TIMEOUT)
+            if proc.returncode != 0:
+                self._failed(event, what, f"exit {proc.returncode}: "
+                             f"{(proc.stderr or proc.stdout).strip()[-200:]}")
+        except (OSError, subprocess.TimeoutExpired) as e:
+            self._failed(event, what, type(e).__name__)
+
+    def _webhook(self, url: str, text: str, event: Event) -> None:
+        body = json.dumps({"text": text}).encode()
+        req = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                resp.read()
+        except OSError as e:
+            self._failed(event, "webhook", type(e).__name__)
+
+    def _failed(self, event: Event, what: str, why: str) -> None:
+        emit(Event("notify.failed", event.project, event.session, event.task,
+                   {"notifier": what, "why": why, "for": event.type}), self.store)
+
+
+def _plain(event: Event) -> dict[str, object]:
+    return json.loads(event.to_json())  # type: ignore[no-any-return]

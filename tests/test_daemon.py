@@ -1,0 +1,197 @@
+"""The daemon end to end: real git, real tmux, the demo agent and the local forge."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ao import config, paths, tmux
+from ao.daemon import Daemon
+from ao.state import State
+from ao.store import Store
+
+from .fleet_helpers import Env
+from .helpers import git, retry_until
+
+pytestmark = pytest.mark.timeout(180)
+
+TEST_A = """\
+import unittest
+
+import mod_a
+
+
+class T(unittest.TestCase):
+    def test_a(self):
+        self.assertEqual(mod_a.a(), 1)
+"""
+TEST_B = TEST_A.replace("mod_a", "mod_b").replace("a()", "b()").replace("1)", "2)") \
+    .replace("test_a", "test_b")
+
+
+def demo(script: str) -> str:
+    return f"```demo\n{script}\n```"
+
+
+def write(path: str, text: str) -> str:
+    return f"write {path}\n{text.rstrip()}\nEOF"
+
+
+PLAN = {
+    "tasks": {
+        "A-1": {"title": "Add a", "body": demo("\n".join([
+            write("mod_a.py", "def a():\n    return 1"), write("test_a.py", TEST_A),
+            "commit A-1: add a", "push"]))},
+        "B-1": {"title": "Add b", "deps": ["A-1"], "body": demo("\n".join([
+            write("mod_b.py", "def b():\n    return 3"), write("test_b.py", TEST_B),
+            "commit B-1: add b", "push"])) + "\n" + "```demo-on CI failed\n" + "\n".join([
+                "replace mod_b.py return 3 => return 2", "commit B-1: fix b", "push"]) + "\n```"},
+    }
+}
+
+
+def setup(env: Env, plan: dict[str, object], **project: object) -> Path:
+    plan_file = env.repo / "plans" / "run.yaml"
+    plan_file.write_text(json.dumps(plan))
+    env.write_config(ci={"command": f"{sys.executable} -m unittest -q", "timeout": "60s"},
+                     auto_merge=True, max_concurrent=2, **project)
+    cfg = paths.config_file()
+    data = json.loads(cfg.read_text())
+    data.update(poll_interval="0.2s", cleanup={"grace": "0s"})
+    cfg.write_text(json.dumps(data))
+    return plan_file
+
+
+def daemon(env: Env) -> Daemon:
+    return Daemon(config.load(), Store(), env.server())
+
+
+def run_until(env: Env, done: object, timeout: float = 120, restart_every: int = 0) -> Daemon:
+    d = daemon(env)
+    deadline = time.monotonic() + timeout
+    ticks = 0
+    while time.monotonic() < deadline:
+        d.tick()
+        ticks += 1
+        if callable(done) and done():
+            return d
+        if restart_every and ticks % restart_every == 0:
+            d = daemon(env)  # a restart: nothing but the store carries over
+        time.sleep(0.1)
+    events = [json.loads(x)["type"] for x in paths.events_log().read_text().splitlines()]
+    raise AssertionError(f"not done after {timeout}s; events: {events[-40:]}")
+
+
+def event_types(project: str = "shop") -> list[dict[str, object]]:
+    return [e for e in map(json.loads, paths.events_log().read_text().splitlines())
+            if e.get("project") in (project, None)]
+
+
+def test_full_loop_on_the_local_forge(env: Env) -> None:
+    from .helpers import run_ao
+
+    plan_file = setup(env, PLAN)
+    r = run_ao("plan", "run", str(plan_file), "--project", "shop")
+    assert r.code == 0 and "2 newly queued" in r.out, r.err
+    store = Store()
+
+    def finished() -> bool:
+        return all(s.state is State.CLEANED for s in store.sessions("shop")) and \
+            not store.plan_runs("shop")
+
+    run_until(env, finished)
+    sessions = {s.task: s for s in store.sessions("shop")}
+    assert set(sessions) == {"A-1", "B-1"}
+    # B-1 waited for A-1: it started only after A-1 merged
+    evs = event_types()
+    order = [(e["type"], e.get("task")) for e in evs]
+    assert order.index(("merged", "A-1")) < order.index(("session.started", "B-1"))
+    # B-1's CI failed once, the agent was told, fixed it, and it merged
+    fix = [e for e in evs if e["type"] == "ci.failed"]
+    assert [(e["task"], e["data"]["round"]) for e in fix] == [("B-1", 1)]
+    assert len(store.attempts(sessions["B-1"].id, "fix-ci")) == 1
+    msgs = store.messages(sessions["B-1"].id)
+    assert [m["source"] for m in msgs] == ["prompt", "ci-failed"]
+    assert all(m["status"] == "delivered" for m in msgs)
+    assert "mod_b" in msgs[1]["body"] or "test_b" in msgs[1]["body"]
+    # both merged into main on the remote, with the fix
+    main = git(env.remote, "show", "main:mod_b.py")
+    assert "return 2" in main
+    assert git(env.remote, "show", "main:mod_a.py").strip().endswith("return 1")
+    # cleaned up: no agents, no worktrees
+    assert tmux.sessions(env.server()) == []
+    assert len(git(env.repo, "worktree", "list").splitlines()) == 1
+    complete = [e for e in evs if e["type"] == "all-complete"]
+    assert len(complete) == 1 and complete[0]["data"]["merged"] == 2
+    assert complete[0]["data"]["fix_rounds"] == {"A-1": 0, "B-1": 1}
+    waves = [e["data"]["tasks"] for e in evs if e["type"] == "wave.started"]
+    assert waves == [["A-1"], ["B-1"]]
+
+
+def test_retry_discipline_survives_restarts_and_pending(env: Env) -> None:
+    """CI failing on 4 successive heads: exactly 3 fix messages and 1 escalation, with the
+    daemon restarted every few polls (CI goes pending on every new head in between)."""
+    plan = {"tasks": {"B-1": {"title": "Never green", "body": demo("\n".join([
+        write("mod_b.py", "def b():\n    return 3"), write("test_b.py", TEST_B),
+        "commit B-1: add b", "push"]))}}}
+    plan_file = setup(env, plan)
+    from .helpers import run_ao
+
+    assert run_ao("plan", "run", str(plan_file), "--project", "shop").code == 0
+    store = Store()
+
+    def escalated() -> bool:
+        return any(s.state is State.NEEDS_HUMAN for s in store.sessions("shop"))
+
+    run_until(env, escalated, restart_every=3)
+    d = daemon(env)
+    for _ in range(10):  # more polls change nothing once a human has it
+        d.tick()
+    s = store.sessions("shop")[0]
+    fixes = [m for m in store.messages(s.id) if m["source"] == "ci-failed"]
+    assert len(fixes) == 3
+    assert [json.loads(a["data"])["round"] for a in store.attempts(s.id, "fix-ci")] == [1, 2, 3]
+    assert len(store.attempts(s.id, "escalate")) == 1
+    heads = {a["fingerprint"] for a in store.attempts(s.id, "fix-ci")}
+    assert len(heads) == 3  # one round per failing head
+    assert [e["type"] for e in event_types()].count("escalated") == 1
+    assert store.session(s.id).note == "CI failed after 3 fix rounds"
+
+
+def test_paused_project_starts_nothing(env: Env) -> None:
+    from .helpers import run_ao
+
+    plan_file = setup(env, PLAN)
+    assert run_ao("pause", "shop").code == 0
+    assert run_ao("plan", "run", str(plan_file), "--project", "shop").code == 0
+    d = daemon(env)
+    for _ in range(3):
+        d.tick()
+    assert {s.state for s in Store().sessions("shop")} == {State.QUEUED}
+    assert run_ao("resume", "shop").code == 0
+    d.tick()
+    retry_until(lambda: any(s.state is State.WORKING for s in Store().sessions("shop")),
+                message="a start after resume")
+
+
+def test_invalid_plan_edit_keeps_the_last_good_plan(env: Env) -> None:
+    plan_file = setup(env, {"tasks": {"A-1": {"title": "a"}}})
+    from .helpers import run_ao
+
+    env.write_config(agent={"command": "sleep 600 # {prompt_file}"})
+    assert run_ao("plan", "run", str(plan_file), "--project", "shop").code == 0
+    d = daemon(env)
+    d.tick()
+    plan_file.write_text("tasks: {A-1: {title: a, deps: [NOPE]}}")
+    d.tick()
+    invalid = [e for e in event_types() if e["type"] == "plan.invalid"]
+    assert len(invalid) == 1 and invalid[0]["data"]["kept"] is True
+    plan_file.write_text(json.dumps({"tasks": {"A-1": {"title": "a"},
+                                               "C-1": {"title": "c", "deps": ["A-1"]}}}))
+    d.tick()
+    assert [e["type"] for e in event_types()].count("plan.reloaded") == 1
+    assert {s.task for s in Store().sessions("shop")} == {"A-1", "C-1"}
