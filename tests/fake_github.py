@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -68,6 +68,9 @@ class FakeGitHub:
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     lock: threading.RLock = field(default_factory=threading.RLock)
     ids: Iterator[int] = field(default_factory=lambda: iter(range(1000, 10**9)))
+    # a stand-in for GitHub Actions: called once for each new PR head, it returns
+    # (conclusion, summary, log) and the result is posted as a check run named "ci"
+    auto_ci: Callable[[Repo, str], tuple[str, str, str]] | None = None
 
     # ---- set-up helpers for tests --------------------------------------------------------
 
@@ -200,6 +203,9 @@ class FakeGitHub:
 
     def _pr_graphql(self, repo: Repo, pr: dict[str, Any]) -> dict[str, Any]:
         pr = self._pr_live(repo, pr)
+        if self.auto_ci and pr["state"] == "open" and pr["head_sha"] not in repo.check_runs:
+            conclusion, summary, log = self.auto_ci(repo, pr["head_sha"])
+            self.add_check_run(repo, pr["head_sha"], "ci", conclusion, summary, log=log)
         m = self._mergeable(repo, pr)
         return {
             "number": pr["number"], "url": f"{self.url}/{repo.full}/pull/{pr['number']}",

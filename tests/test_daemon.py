@@ -195,3 +195,111 @@ def test_invalid_plan_edit_keeps_the_last_good_plan(env: Env) -> None:
     d.tick()
     assert [e["type"] for e in event_types()].count("plan.reloaded") == 1
     assert {s.task for s in Store().sessions("shop")} == {"A-1", "C-1"}
+
+
+def github_ci(repo: object, sha: str) -> tuple[str, str, str]:
+    """Run the unit tests of `sha` from the fake's bare repository, as Actions would."""
+    import subprocess
+    import tempfile
+
+    bare = repo.bare  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["git", "clone", "-q", str(bare), tmp], check=True)
+        subprocess.run(["git", "-C", tmp, "checkout", "-q", sha], check=True)
+        proc = subprocess.run([sys.executable, "-m", "unittest", "-q"], cwd=tmp,
+                              capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    return ("success" if proc.returncode == 0 else "failure",
+            "tests passed" if proc.returncode == 0 else "tests failed", log)
+
+
+@pytest.mark.parametrize("fault_rate", [0.0, 0.2])
+def test_full_loop_on_fake_github(env: Env, fault_rate: float,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from ao.forge.github import GitHubForge
+
+    from .fake_github import serve
+
+    with serve() as fake:
+        repo = fake.add_repo("acme/shop", env.remote)
+        fake.auto_ci = github_ci
+        fake.add_issue(repo, "[A-1] Add a")
+        fake.add_issue(repo, "[B-1] Add b")
+        setup(env, PLAN, repo="acme/shop", forge="github")
+        fake.fault_rate = fault_rate
+        store = Store()
+        cfg = config.load()
+        store.put_task("shop", "A-1", "Add a", issue_number=1)
+        store.put_task("shop", "B-1", "Add b", issue_number=2)
+        project = cfg.project("shop")
+        gh = GitHubForge(project, store, "t0ken", base_url=fake.url, sleep=lambda _s: None)
+        plan_file = env.repo / "plans" / "run.yaml"
+        store.ensure_project("shop", str(env.repo), "acme/shop")
+        store.start_plan_run("shop", str(plan_file))
+        d = Daemon(cfg, store, env.server(), forges={"shop": gh})
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            d.tick()
+            if not store.plan_runs("shop") and all(
+                    s.state is State.CLEANED for s in store.sessions("shop")):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError([(e["type"], e.get("data")) for e in event_types()][-30:])
+        # GitHub's side: both PRs merged by ao, their issues closed
+        assert sorted(p["state"] for p in repo.pulls.values()) == ["merged", "merged"]
+        assert all(i["state"] == "closed" for i in repo.issues.values())
+        b = next(p for p in repo.pulls.values() if p["head"] == "ao/b-1")
+        assert "Closes #2" in b["body"]
+        assert "return 2" in git(env.remote, "show", "main:mod_b.py")
+        fixes = [e for e in event_types() if e["type"] == "ci.failed"]
+        assert [e["task"] for e in fixes] == ["B-1"]
+        if fault_rate:
+            assert fake.counts["total"] > 0
+
+
+def test_kill_9_at_random_points_loses_nothing(env: Env) -> None:
+    """The daemon killed with SIGKILL at random moments and started again each time: every task
+    ends merged, no task gets two sessions, no message is sent twice, no round is lost."""
+    import os
+    import random
+    import signal
+    import subprocess
+
+    from .helpers import run_ao
+
+    plan_file = setup(env, PLAN)
+    assert run_ao("plan", "run", str(plan_file), "--project", "shop").code == 0
+    store = Store()
+    rng = random.Random(1234)
+    kills = 0
+    deadline = time.monotonic() + 150
+    log = open(paths.logs_dir() / "chaos.log", "ab")  # noqa: SIM115
+    try:
+        while time.monotonic() < deadline:
+            proc = subprocess.Popen([sys.executable, "-m", "ao", "daemon", "run"],
+                                    stdout=log, stderr=log, start_new_session=True)
+            try:
+                proc.wait(timeout=rng.uniform(0.3, 2.0))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                kills += 1
+            if not store.plan_runs("shop") and all(
+                    s.state is State.CLEANED for s in store.sessions("shop")):
+                break
+        else:
+            raise AssertionError([(e["type"], e.get("task")) for e in event_types()][-30:])
+    finally:
+        log.close()
+    assert kills >= 3
+    sessions = store.sessions("shop")
+    assert sorted(s.task for s in sessions) == ["A-1", "B-1"]  # one session per task
+    for s in sessions:
+        inbox = env.inbox(s.id)
+        assert len(inbox) == len(set(inbox)), f"{s.id} got a message twice"
+        delivered = [m for m in store.messages(s.id) if m["status"] == "delivered"]
+        assert len(delivered) == len(inbox)
+    b = next(s for s in sessions if s.task == "B-1")
+    assert len(store.attempts(b.id, "fix-ci")) == 1
+    assert "return 2" in git(env.remote, "show", "main:mod_b.py")

@@ -75,6 +75,8 @@ class Daemon:
         self.plans: dict[tuple[str, str], Plan] = {}
         self._plan_mtimes: dict[tuple[str, str], float] = {}
         self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.config_dirty = False
         self.started_at = clock()
         self.polls = 0
         self._lock_fd: int | None = None
@@ -119,16 +121,65 @@ class Daemon:
 
     def run(self) -> None:
         self.acquire()
+        def on_signal(*_: object) -> None:
+            self.stop.set()
+            self.wake.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop.set())
+            signal.signal(sig, on_signal)
+        observer = self._watch()
         try:
             while not self.stop.is_set():
                 started = time.monotonic()
                 self.tick()
                 interval = self.cfg.poll_interval * (4 if self._low_budget() else 1)
-                self.stop.wait(max(0.0, interval - (time.monotonic() - started)))
+                self.wake.wait(max(0.0, interval - (time.monotonic() - started)))
+                self.wake.clear()
         finally:
+            if observer is not None:
+                observer.stop()
             self.release()
+
+    def _watch(self) -> Any:
+        """watchdog wakes the loop when a plan or the config changes, so an edit is picked up
+        at once instead of at the next poll (and without a restart)."""
+        try:
+            from watchdog.events import FileSystemEvent, FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError:  # pragma: no cover - watchdog is a dependency
+            return None
+        daemon = self
+        watched = {str(f.resolve()) for f in self.cfg.files} | {
+            str(Path(r["plan"]).resolve()) for r in self.store.plan_runs()}
+        config_files = {str(f.resolve()) for f in self.cfg.files}
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                paths_seen = {str(event.src_path), str(getattr(event, "dest_path", "") or "")}
+                if paths_seen & config_files:
+                    daemon.config_dirty = True
+                if paths_seen & watched:
+                    daemon.wake.set()
+
+        observer = Observer()
+        for d in {str(Path(f).parent) for f in watched | {str(paths.config_file())}}:
+            if Path(d).is_dir():
+                observer.schedule(Handler(), d, recursive=False)
+        observer.daemon = True
+        observer.start()
+        return observer
+
+    def reload_config(self) -> None:
+        self.config_dirty = False
+        try:
+            cfg = cfgmod.load()
+        except AoError as e:
+            emit(Event("config.invalid", data={"error": str(e), "kept": "the last good config"}),
+                 self.store)
+            return
+        self.cfg = self.fleet.cfg = self.notifier.cfg = cfg
+        self.forges.clear()
+        emit(Event("config.reloaded", data={"projects": sorted(cfg.projects)}), self.store)
 
     def _low_budget(self) -> bool:
         low = [n for n, f in self.forges.items() if getattr(f, "low_budget", lambda: False)()]
@@ -139,6 +190,8 @@ class Daemon:
     # ---- one poll -------------------------------------------------------------------------
 
     def tick(self) -> None:
+        if self.config_dirty:
+            self.reload_config()
         for name, project in self.cfg.projects.items():
             try:
                 self.tick_project(project)

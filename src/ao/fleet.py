@@ -265,6 +265,7 @@ class Fleet:
                 workspace.link_into(project.path, ctx.worktree, rel)
             for cmd in project.post_create:
                 _run_post_create(cmd, ctx.worktree)
+            self._post_create_hooks(project, s, task, ctx)
             if profile.uses_hooks:
                 workspace.exclude(project.path, ".claude/settings.local.json")
             profile.prepare(ctx)
@@ -280,6 +281,24 @@ class Fleet:
             self._rollback(launch, e)
             raise
         return launch
+
+    def _post_create_hooks(self, project: ProjectConfig, s: Session, task: Task,
+                           ctx: LaunchContext) -> None:
+        """User hooks named `post-create` (repo's hooks/ or AO_HOME/hooks/): a failing one
+        fails the spawn, like a failing post_create command."""
+        from .notify import Notifier
+
+        event = emit(Event("post-create", project.name, s.id, task.key,
+                           {"worktree": str(ctx.worktree), "branch": workspace.branch_name(
+                               task.key)}), self.store)
+        before = self.store.last_event_id()
+        Notifier(self.cfg, self.store).hooks(event)
+        failed = [e for e in self.store.db.query(
+            "SELECT data FROM events WHERE id > ? AND type = 'notify.failed' AND session = ?",
+            [before, s.id])]
+        if failed:
+            why = json.loads(failed[0]["data"]).get("why", "")
+            raise ExternalError(f"post-create hook failed: {why}", "fix the hook")
 
     def _finish(self, launch: _Launch) -> None:
         """Wait for the agent to be ready and deliver the first prompt (safe in a thread with

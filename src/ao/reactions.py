@@ -24,7 +24,6 @@ class Policy:
     review_rounds: int = DEFAULT_REVIEW_ROUNDS
     stuck_after: float = DEFAULT_STUCK_AFTER
     auto_merge: bool = False
-    needs_approval: bool = True
     auto: frozenset[str] = frozenset({"ci-failed", "changes-requested", "merge-conflict",
                                       "agent-stuck", "agent-exited"})
 
@@ -51,7 +50,7 @@ class Policy:
                    review_rounds=count("changes-requested", DEFAULT_REVIEW_ROUNDS),
                    stuck_after=stuck_after,
                    auto_merge=p.auto_merge and (merge is None or merge.auto),
-                   needs_approval=p.forge == "github", auto=frozenset(auto))
+                   auto=frozenset(auto))
 
 
 @dataclass(frozen=True)
@@ -122,8 +121,9 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
     if pr.review_decision == "changes_requested" and "changes-requested" in policy.auto:
         actions.append(Action("forward-review", sha=sha))
     green = pr.checks.overall in (PASSING, NONE)
-    approved = pr.review_decision == "approved" or (
-        not policy.needs_approval and pr.review_decision != "changes_requested")
+    # no decision means the forge requires no review (GitHub says REVIEW_REQUIRED when the
+    # branch protection does); an outstanding change request always blocks
+    approved = pr.review_decision in ("approved", None)
     if green and approved and pr.mergeable == "mergeable":
         if policy.auto_merge:
             if not hist.has(f"merge:{sha}"):
