@@ -431,20 +431,17 @@ class Daemon:
             self._complete(project, plan)
             return
         start = scheduler.next_to_start(plan, states, closed, project.max_concurrent, paused)
-        started = []
+        if start:
+            event = emit(Event("wave.started", project.name, data={"tasks": start}), self.store)
+            self.notifier.hooks(event)
         for key in start:
             queued = self.store.sessions(project.name, states={State.QUEUED}, task=key)
             if not queued:
                 continue
             r = self.fleet.start_queued(queued[0].id, plan)
-            if r.status == "spawned":
-                started.append(key)
-            elif r.status == "failed":
+            if r.status == "failed":
                 emit(Event("spawn.failed", project.name, queued[0].id, key,
                            {"error": r.reason}), self.store)
-        if started:
-            event = emit(Event("wave.started", project.name, data={"tasks": started}), self.store)
-            self.notifier.hooks(event)
 
     def _complete(self, project: ProjectConfig, plan: Plan) -> None:
         path = str(plan.source)

@@ -15,6 +15,7 @@ from .state import Activity, State
 
 DEFAULT_CI_RETRIES = 3
 DEFAULT_REVIEW_ROUNDS = 3
+DEFAULT_REBASE_RETRIES = 3
 DEFAULT_STUCK_AFTER = 600.0
 
 
@@ -22,6 +23,7 @@ DEFAULT_STUCK_AFTER = 600.0
 class Policy:
     ci_retries: int = DEFAULT_CI_RETRIES
     review_rounds: int = DEFAULT_REVIEW_ROUNDS
+    rebase_retries: int = DEFAULT_REBASE_RETRIES
     stuck_after: float = DEFAULT_STUCK_AFTER
     auto_merge: bool = False
     auto: frozenset[str] = frozenset({"ci-failed", "changes-requested", "merge-conflict",
@@ -48,6 +50,7 @@ class Policy:
         merge = r.get("approved-and-green")
         return cls(ci_retries=count("ci-failed", DEFAULT_CI_RETRIES),
                    review_rounds=count("changes-requested", DEFAULT_REVIEW_ROUNDS),
+                   rebase_retries=count("merge-conflict", DEFAULT_REBASE_RETRIES),
                    stuck_after=stuck_after,
                    auto_merge=p.auto_merge and (merge is None or merge.auto),
                    auto=frozenset(auto))
@@ -117,7 +120,12 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
                                    round=len(hist.ci_rounds) + 1))
     if pr.mergeable == "conflicting" and "merge-conflict" in policy.auto \
             and not hist.has(f"rebase:{sha}"):
-        actions.append(Action("ask-rebase", f"rebase:{sha}", sha=sha))
+        asked = sum(1 for fp in hist.done if fp.startswith("rebase:"))
+        if asked >= policy.rebase_retries:
+            actions.append(_escalate(hist, "conflict",
+                                     f"still conflicting after {asked} rebase requests"))
+        else:
+            actions.append(Action("ask-rebase", f"rebase:{sha}", sha=sha))
     if pr.review_decision == "changes_requested" and "changes-requested" in policy.auto:
         actions.append(Action("forward-review", sha=sha))
     green = pr.checks.overall in (PASSING, NONE)

@@ -268,6 +268,18 @@ class Store:
             "ON CONFLICT (name) DO UPDATE SET path = excluded.path, repo = excluded.repo",
             (name, path, repo, time.time()))
 
+    def forget_project(self, project: str) -> None:
+        """Delete every record of a project (the demo starts each run from nothing)."""
+        with self.transaction() as c:
+            ids = [r[0] for r in c.execute("SELECT id FROM sessions WHERE project = ?",
+                                           (project,))]
+            for sid in ids:
+                c.execute("DELETE FROM messages WHERE session = ?", (sid,))
+                c.execute("DELETE FROM attempts WHERE session = ?", (sid,))
+            for table in ("sessions", "tasks", "plan_runs", "local_prs", "local_ci",
+                          "local_reviews", "counters"):
+                c.execute(f"DELETE FROM {table} WHERE project = ?", (project,))
+
     def set_paused(self, project: str, paused: bool) -> None:
         self.conn.execute("UPDATE projects SET paused = ? WHERE name = ?", (int(paused), project))
 

@@ -120,16 +120,17 @@ class Agent:
         self.log_received(message)
         out("working… (esc to interrupt)\r\n")
         scripts = []
+        text_only = _BLOCK.sub("", message)
+        # rules from earlier messages first: a rule never fires on the message that made it
+        for rule in list(self.rules):
+            if rule["on"] in text_only:
+                scripts.append(rule["script"])
+                self.rules.remove(rule)
         for m in _BLOCK.finditer(message):
             if m.group("on"):
                 self.rules.append({"on": m.group("on").strip(), "script": m.group("body")})
             else:
                 scripts.append(m.group("body"))
-        text_only = _BLOCK.sub("", message)
-        for rule in list(self.rules):
-            if rule["on"] in text_only:
-                scripts.append(rule["script"])
-                self.rules.remove(rule)
         self.save_rules()
         if not scripts:
             scripts.append(self.default_script(message))

@@ -11,6 +11,7 @@ from ..errors import AoError
 from . import (
     config_cmd,
     daemon_cmd,
+    demo_cmd,
     events_cmd,
     logs_cmd,
     plan_cmd,
@@ -63,6 +64,7 @@ app.command("stop", help=daemon_cmd.stop.__doc__)(daemon_cmd.stop)
 app.add_typer(daemon_cmd.app, name="daemon")
 app.command("pause", help=daemon_cmd.pause.__doc__)(daemon_cmd.pause)
 app.command("resume", help=daemon_cmd.resume.__doc__)(daemon_cmd.resume)
+app.command("demo", help=demo_cmd.demo.__doc__)(demo_cmd.demo)
 app.command("hook", help=logs_cmd.hook.__doc__, hidden=True)(logs_cmd.hook)
 
 

@@ -23,8 +23,9 @@ def ls(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Sessions with their task, state, agent activity, branch, PR and age."""
-    if project:
-        services.cfg().project(project)  # a clear error for an unknown project
+    if project and project not in services.cfg().projects and \
+            not services.store().sessions(project):
+        services.cfg().project(project)  # a clear error naming the known projects
     fleet = services.fleet()
     store = services.store()
     rows = []

@@ -1,0 +1,265 @@
+"""`ao demo`: the whole loop, offline, in one command.
+
+It makes a small real project (a Python package with tests, a bare git remote, a plan of five
+tasks in which two parallel branches join) and runs the daemon on it with the demo agent and
+the local forge, telling the story as it happens: waves, spawns, PRs, a CI failure and its
+fix, a review asking for a change and the agent addressing it, a merge conflict between the
+two parallel tasks and the rebase, merges, dependents starting, cleanup, and a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from . import config as cfgmod
+from . import paths, tmux
+from .daemon import Daemon
+from .events import Event, add_listener, emit
+from .forge.local import LocalForge
+from .state import DONE, State
+from .store import Store
+
+PROJECT = "demo"
+
+OPS = '''"""Arithmetic for the demo project."""
+
+
+def add(a, b):
+    return a + b
+'''
+TEST_OPS = '''import unittest
+
+from calc import ops
+
+
+class TestAdd(unittest.TestCase):
+    def test_add(self):
+        self.assertEqual(ops.add(2, 3), 5)
+'''
+CHANGELOG = "# Changelog\n\n- add\n"
+
+
+def _script(*steps: str) -> str:
+    return "```demo\n" + "\n".join(steps) + "\n```"
+
+
+def _on(keyword: str, *steps: str) -> str:
+    return f"```demo-on {keyword}\n" + "\n".join(steps) + "\n```"
+
+
+def _write(path: str, text: str) -> str:
+    return f"write {path}\n{text.rstrip()}\nEOF"
+
+
+def _append(path: str, text: str) -> str:
+    return f"append {path}\n{text.rstrip()}\nEOF"
+
+
+def _test(name: str, call: str, want: str) -> str:
+    return (f"import unittest\n\nfrom calc import ops\n\n\nclass Test{name.title()}"
+            f"(unittest.TestCase):\n    def test_{name}(self):\n"
+            f"        self.assertEqual(ops.{call}, {want})")
+
+
+# the agents' scripts: what each "agent" does on its first prompt and on later messages
+PLAN: dict[str, Any] = {"project": PROJECT, "tasks": {
+    "CORE-1": {"title": "Add subtraction", "estimate": "1d", "body": _script(
+        _append("calc/ops.py", "\n\ndef sub(a, b):\n    return a - b"),
+        _write("tests/test_sub.py", _test("sub", "sub(5, 3)", "2")),
+        "commit CORE-1: subtraction", "push")},
+    "CORE-2": {"title": "Add multiplication", "deps": ["CORE-1"], "estimate": "2d",
+               "body": _script(
+                   _append("calc/ops.py", "\n\ndef mul(a, b):\n    return a * b + 1"),
+                   _write("tests/test_mul.py", _test("mul", "mul(3, 4)", "12")),
+                   _append("CHANGELOG.md", "- multiplication"),
+                   "commit CORE-2: multiplication", "push")
+               + "\n" + _on("CI failed", "replace calc/ops.py return a * b + 1 => return a * b",
+                             "commit CORE-2: fix mul", "push")
+               + "\n" + _on("conflicts", "rebase", "push")},
+    "DOCS-1": {"title": "Document the API", "deps": ["CORE-1"], "estimate": "1d",
+               "body": _script(
+                   _write("docs/api.md", "# API\n\n- add(a, b)\n- sub(a, b)"),
+                   _append("CHANGELOG.md", "- API documentation"),
+                   "commit DOCS-1: API docs", "push")
+               + "\n" + _on("Review feedback", _append("docs/api.md", "\nExample: add(2, 3) == 5"),
+                             "commit DOCS-1: an example, as asked", "push")
+               + "\n" + _on("conflicts", "rebase", "push")},
+    "CLI-1": {"title": "Add a command line", "deps": ["CORE-2", "DOCS-1"], "estimate": "1d",
+              "body": _script(
+                  _write("calc/__main__.py", "import sys\n\nfrom calc import ops\n\n"
+                         "print(ops.add(int(sys.argv[1]), int(sys.argv[2])))"),
+                  "commit CLI-1: python -m calc A B", "push")},
+    "REL-1": {"title": "Release notes", "deps": ["CLI-1"], "estimate": "1d",
+              "body": _script(_append("CHANGELOG.md", "- command line"),
+                              "commit REL-1: release notes", "push")},
+}}
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+
+
+def make_project(root: Path) -> Path:
+    """The demo repository and its bare remote, fresh."""
+    if root.exists():
+        shutil.rmtree(root)
+    work, bare = root / "calc", root / "remote.git"
+    (work / "calc").mkdir(parents=True)
+    (work / "tests").mkdir()
+    (work / "plans").mkdir()
+    (work / "calc" / "__init__.py").write_text("")
+    (work / "calc" / "ops.py").write_text(OPS)
+    (work / "tests" / "__init__.py").write_text("")
+    (work / "tests" / "test_add.py").write_text(TEST_OPS)
+    (work / "CHANGELOG.md").write_text(CHANGELOG)
+    (work / "plans" / "demo.yaml").write_text(json.dumps(PLAN, indent=2))
+    (work / "agent-orchestrator.yaml").write_text(json.dumps({
+        "poll_interval": "0.5s",
+        "cleanup": {"grace": "1s"},
+        "projects": {PROJECT: {
+            "path": ".", "agent": "demo", "forge": "local", "max_concurrent": 3,
+            "auto_merge": True, "plan": "plans/demo.yaml",
+            "ci": {"command": f"{sys.executable} -m unittest discover -q", "timeout": "60s"},
+        }}}, indent=2))
+    (work / ".gitignore").write_text("__pycache__/\n")
+    _git(root, "init", "-q", "--bare", "-b", "main", str(bare))
+    _git(root, "init", "-q", "-b", "main", str(work))
+    for k, v in (("user.name", "ao demo"), ("user.email", "demo@example.invalid")):
+        _git(work, "config", k, v)
+    _git(work, "add", "-A")
+    _git(work, "commit", "-q", "-m", "calc: add")
+    _git(work, "remote", "add", "origin", str(bare))
+    _git(work, "push", "-q", "-u", "origin", "main")
+    return work
+
+
+class Reviewer:
+    """The demo's human reviewer: asks DOCS-1 for a change once, approves its next head."""
+
+    def __init__(self, forge: LocalForge, store: Store) -> None:
+        self.forge = forge
+        self.store = store
+        self.asked_on: str | None = None
+        self.approved = False
+
+    def look(self) -> None:
+        if self.approved:
+            return
+        pr = self.forge.find_pr("ao/docs-1")
+        if pr is None or pr.state != "open":
+            return
+        if self.asked_on is None:
+            self.forge.review(pr.number, "changes_requested",
+                              "Please add a usage example.", "docs/api.md", 3, pr.head_sha)
+            self.asked_on = pr.head_sha
+            emit(Event("demo.review", PROJECT, data={"pr": pr.number,
+                                                     "state": "changes requested",
+                                                     "comment": "Please add a usage example."}),
+                 self.store)
+        elif pr.head_sha != self.asked_on:
+            self.forge.review(pr.number, "approved", sha=pr.head_sha)
+            self.approved = True
+            emit(Event("demo.review", PROJECT, data={"pr": pr.number, "state": "approved"}),
+                 self.store)
+
+
+STORY: dict[str, Callable[[Event], str]] = {
+    "wave.started": lambda e: f"▶ starting {', '.join(e.data['tasks'])} "
+                              "(everything they depend on has merged)",
+    "session.spawned": lambda e: f"  {e.session} {e.task}: agent spawned on {e.data['branch']}",
+    "session.pr_open": lambda e: f"  {e.session} {e.task}: pushed, {e.data['reason']} opened",
+    "ci.failed": lambda e: f"  ✗ {e.session} {e.task}: CI failed (fix round "
+                           f"{e.data['round']} of 3); the failure goes to the agent",
+    "demo.review": lambda e: f"  reviewer on PR #{e.data['pr']}: {e.data['state']}"
+                             + (f" — “{e.data['comment']}”" if e.data.get("comment") else ""),
+    "review.forwarded": lambda e: f"  → {e.session} {e.task}: review comments sent to the agent",
+    "pr.conflict": lambda e: f"  ⚠ {e.session} {e.task}: conflicts with main; agent asked to "
+                             "rebase",
+    "message.delivered": lambda e: f"  → {e.session}: {e.data['source']} message delivered"
+    if e.data.get("source") not in ("prompt", None) else "",
+    "pr.merged_by_ao": lambda e: f"  ✓ {e.session} {e.task}: green and approved, merged",
+    "session.cleaned": lambda e: f"  {e.session} {e.task}: cleaned up "
+                                 f"(worktree {e.data['worktree']})",
+    "all-complete": lambda e: f"■ plan complete: {e.data['merged']} of {e.data['tasks']} tasks "
+                              f"merged, {sum(e.data['fix_rounds'].values())} CI fix round(s), "
+                              f"{e.data['escalations']} escalation(s)",
+    "escalated": lambda e: f"  ! {e.session} {e.task}: needs a human: {e.data['reason']}",
+}
+
+
+def forget(store: Store, srv: Any) -> None:
+    """A previous demo's sessions and records go, so this run starts from nothing."""
+    for s in store.sessions(PROJECT):
+        tmux.kill_session(srv, s.id)
+    store.forget_project(PROJECT)
+
+
+def run(root: Path, keep: bool = False, timeout: float = 240.0,
+        out: Callable[[str], None] = print) -> dict[str, Any]:
+    started = time.monotonic()
+    out(f"ao demo: a small project in {paths.display(root)}, five tasks, the demo agent, "
+        "the local forge")
+    work = make_project(root)
+    cfg = cfgmod.load(cwd=work)
+    if keep:
+        cfg = replace(cfg, cleanup_grace=10.0**9)
+    store = Store()
+    srv = tmux.server(cfg.tmux_socket)
+    forget(store, srv)
+    project = cfg.project(PROJECT)
+    store.ensure_project(PROJECT, str(work), None)
+    plan_file = work / "plans" / "demo.yaml"
+    store.start_plan_run(PROJECT, str(plan_file.resolve()))
+    d = Daemon(cfg, store, srv)
+    forge = d.forge(project, d.active_plans(project)[0])
+    assert isinstance(forge, LocalForge)
+    reviewer = Reviewer(forge, store)
+
+    def tell(e: Event) -> None:
+        if e.project == PROJECT and e.type in STORY:
+            line = STORY[e.type](e)
+            if line:
+                out(line)
+
+    add_listener(tell)
+    out("plan: CORE-1 -> (CORE-2 | DOCS-1) -> CLI-1 -> REL-1\n")
+    while time.monotonic() - started < timeout:
+        reviewer.look()
+        d.tick()
+        sessions = store.sessions(PROJECT)
+        finished = not store.plan_runs(PROJECT) and all(
+            s.state in (DONE if keep else {State.CLEANED}) for s in sessions)
+        if finished or any(s.state is State.NEEDS_HUMAN for s in sessions):
+            break
+        time.sleep(cfg.poll_interval)
+    summary = _summary(store, srv, time.monotonic() - started)
+    out("")
+    for row in summary["tasks"]:
+        out(f"  {row['task']:<7} {row['session']:<7} {row['state']:<8} fix rounds "
+            f"{row['fix_rounds']}, review rounds {row['review_rounds']}, rebases "
+            f"{row['rebases']}")
+    out(f"\n{summary['merged']}/{summary['total']} tasks merged in {summary['seconds']:.0f}s; "
+        f"{summary['left_running']} sessions left running"
+        + ("" if not keep else " (--keep: `ao session ls -p demo`, `ao session attach ID`)"))
+    return summary
+
+
+def _summary(store: Store, srv: Any, seconds: float) -> dict[str, Any]:
+    rows = []
+    for s in store.sessions(PROJECT):
+        rows.append({"task": s.task, "session": s.id, "state": s.state.value,
+                     "fix_rounds": len(store.attempts(s.id, "fix-ci")),
+                     "review_rounds": len(store.attempts(s.id, "review-round")),
+                     "rebases": len(store.attempts(s.id, "ask-rebase"))})
+    alive = [s for s in store.sessions(PROJECT) if tmux.has_session(srv, s.id)]
+    return {"tasks": rows, "total": len(rows),
+            "merged": sum(1 for r in rows if r["state"] in ("merged", "cleaned")),
+            "seconds": seconds, "left_running": len(alive)}

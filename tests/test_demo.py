@@ -1,0 +1,33 @@
+"""`ao demo` itself, as a user runs it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from .helpers import run_ao
+
+pytestmark = pytest.mark.timeout(200)
+
+
+def test_demo_runs_the_whole_loop() -> None:
+    r = run_ao("demo", timeout=180)
+    assert r.code == 0, r.out + r.err
+    out = r.out
+    rows = dict(re.findall(r"^\s+([A-Z]+-\d)\s+\S+\s+(\S+)\s+fix rounds", out, re.M))
+    assert rows == {"CORE-1": "cleaned", "CORE-2": "cleaned", "DOCS-1": "cleaned",
+                    "CLI-1": "cleaned", "REL-1": "cleaned"}
+    fix = dict(re.findall(r"^\s+([A-Z]+-\d)\s+\S+\s+\S+\s+fix rounds (\d)", out, re.M))
+    assert fix == {"CORE-1": "0", "CORE-2": "1", "DOCS-1": "0", "CLI-1": "0", "REL-1": "0"}
+    rebases = [int(n) for n in re.findall(r"rebases (\d)", out)]
+    assert sum(rebases) == 1  # the two parallel tasks conflict once; the second rebases
+    assert "review rounds 1" in out
+    assert "5/5 tasks merged" in out and "0 sessions left running" in out
+    for story in ("▶ starting CORE-2, DOCS-1", "CI failed (fix round 1 of 3)",
+                  "changes requested", "conflicts with main", "green and approved, merged",
+                  "cleaned up", "■ plan complete"):
+        assert story in out, story
+    # the board's and ls's view of the same run
+    ls = run_ao("session", "ls", "--all", "-p", "demo")
+    assert ls.code == 0 and ls.out.count("cleaned") == 5
