@@ -198,8 +198,31 @@ class Daemon:
             except Exception as e:  # one project's trouble never stops the others
                 emit(Event("daemon.error", name, data={"error": f"{type(e).__name__}: {e}"}),
                      self.store)
+        self.nightly()
         self.polls += 1
         self._write_state()
+
+    def nightly(self) -> None:
+        """`cleanup.nightly_at`: the daemon runs the cleanup for every project once a day."""
+        if not self.cfg.nightly_at:
+            return
+        now = time.localtime(self.clock())
+        hour, minute = map(int, self.cfg.nightly_at.split(":"))
+        today = time.strftime("%Y-%m-%d", now)
+        marker = paths.home() / "nightly.last"
+        last = marker.read_text().strip() if marker.exists() else ""
+        if (now.tm_hour, now.tm_min) < (hour, minute) or last == today:
+            return
+        marker.write_text(today)
+        from .cleanup import Cleaner
+
+        cleaner = Cleaner(self.cfg, self.store, self.fleet.srv)
+        report = cleaner.run(cleaner.plan(list(self.cfg.projects.values())))
+        archived = cleaner.housekeeping()
+        emit(Event("cleanup.nightly", data={
+            "removed": sum(1 for i in report.items if not i.keep),
+            "kept": sum(1 for i in report.items if i.keep), "freed": report.freed,
+            "archived": archived}), self.store)
 
     def forge(self, project: ProjectConfig, plan: Plan | None) -> Forge:
         if project.name not in self.forges:

@@ -107,6 +107,8 @@ def pane(srv: Server, name: str) -> Pane | None:
     if r.returncode != 0 or not r.stdout:
         return None
     dead, pid, status, cmd, title = (r.stdout[0].split("\t") + [""] * 5)[:5]
+    if not pid.isdigit():
+        return None  # tmux may answer for a target that no longer exists with empty fields
     return Pane(dead == "1", int(pid) if pid.isdigit() else None,
                 int(status) if status.lstrip("-").isdigit() else None, cmd, title)
 

@@ -9,6 +9,7 @@ import typer
 from .. import __version__
 from ..errors import AoError
 from . import (
+    cleanup_cmd,
     config_cmd,
     daemon_cmd,
     demo_cmd,
@@ -51,6 +52,7 @@ app.add_typer(plan_cmd.app, name="plan")
 app.command("events", help=events_cmd.events.__doc__)(events_cmd.events)
 app.command("spawn", help=spawn_cmd.spawn.__doc__)(spawn_cmd.spawn)
 app.command("batch-spawn", help=spawn_cmd.batch_spawn.__doc__)(spawn_cmd.batch_spawn)
+session_cmd.app.command("cleanup", help=cleanup_cmd.cleanup.__doc__)(cleanup_cmd.cleanup)
 app.add_typer(session_cmd.app, name="session")
 app.command("send", help=send_cmd.send.__doc__)(send_cmd.send)
 app.command("logs", help=logs_cmd.logs.__doc__)(logs_cmd.logs)
@@ -65,6 +67,7 @@ app.add_typer(daemon_cmd.app, name="daemon")
 app.command("pause", help=daemon_cmd.pause.__doc__)(daemon_cmd.pause)
 app.command("resume", help=daemon_cmd.resume.__doc__)(daemon_cmd.resume)
 app.command("demo", help=demo_cmd.demo.__doc__)(demo_cmd.demo)
+app.add_typer(cleanup_cmd.cron_app, name="cron")
 app.command("hook", help=logs_cmd.hook.__doc__, hidden=True)(logs_cmd.hook)
 
 

@@ -92,3 +92,4 @@ def restore(session: str = typer.Argument(..., help="Session id, e.g. wor-1.")) 
     """Relaunch a session's agent in place with its resume command."""
     s = services.fleet().restore(session)
     typer.echo(f"{s.id} restored ({s.state})")
+

@@ -1,0 +1,217 @@
+"""Cleanup that never loses work. First a plan (what would go, what stays and why, the disk it
+frees: exactly what `--dry-run` prints), then the same plan carried out.
+
+A worktree with uncommitted changes, untracked files that are not ignored, or commits that are
+not on the remote is never removed: it is kept and listed, or with `force` its work is first
+saved as a patch and a bundle under the session folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from libtmux import Server
+
+from . import events as eventsmod
+from . import paths, tmux, workspace
+from .config import Config, ProjectConfig
+from .errors import AoError
+from .events import Event, emit
+from .state import LIVE, State
+from .store import Session, Store
+
+RETENTION = 30 * 86400.0
+KEEP_TMUX = ("ao-daemon",)
+
+
+@dataclass
+class Item:
+    kind: str  # session | orphan-worktree | orphan-tmux
+    name: str
+    project: str
+    why: str  # why it goes
+    worktree: Path | None = None
+    branch: str | None = None
+    bytes: int = 0
+    keep: list[str] = field(default_factory=list)  # why the worktree must stay
+    session: Session | None = None
+
+
+@dataclass
+class Report:
+    items: list[Item] = field(default_factory=list)
+    saved: list[str] = field(default_factory=list)
+    archived: int = 0
+
+    @property
+    def freed(self) -> int:
+        return sum(i.bytes for i in self.items if not i.keep)
+
+
+def du(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, f)).st_size
+    return total
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+class Cleaner:
+    def __init__(self, cfg: Config, store: Store, srv: Server) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.srv = srv
+
+    def plan(self, projects: list[ProjectConfig], older_than: float = 0.0) -> Report:
+        report = Report()
+        now = time.time()
+        for p in projects:
+            owned = set()
+            for s in self.store.sessions(p.name):
+                owned.add(s.id)
+                why = self._why(p, s)
+                if why is None or (older_than and now - s.updated_at < older_than):
+                    continue
+                wt = Path(s.worktree) if s.worktree else None
+                item = Item("session", s.id, p.name, why, wt, s.branch, session=s)
+                if wt is not None and wt.exists():
+                    item.bytes = du(wt)
+                    item.keep = workspace.work_at_risk(wt, p.remote, p.default_branch)
+                report.items.append(item)
+            report.items += self._orphan_worktrees(p, owned)
+        report.items += self._orphan_tmux()
+        return report
+
+    def _why(self, p: ProjectConfig, s: Session) -> str | None:
+        """Why this session should end now, or None to leave it alone."""
+        if s.state is State.CLEANED:
+            return None
+        if s.state is State.MERGED or s.pr_state == "merged":
+            return "its PR merged"
+        if s.pr_state == "closed":
+            return "its PR was closed"
+        row = self.store.task(p.name, s.task)
+        if row and row.get("issue_state") == "closed" and s.state in LIVE:
+            return "its issue was closed"
+        if s.state in (State.KILLED, State.FAILED):
+            return f"it was {s.state.value}"
+        if s.state in LIVE and s.state is not State.QUEUED:
+            pane = tmux.pane(self.srv, s.id)
+            if (pane is None or pane.dead) and s.pane_alive == 0:
+                return "its agent died and stayed dead"
+        return None
+
+    def _orphan_worktrees(self, p: ProjectConfig, owned: set[str]) -> list[Item]:
+        d = paths.ao_home() / "worktrees" / p.name
+        if not d.is_dir():
+            return []
+        out = []
+        live = {s.id for s in self.store.sessions(p.name) if s.state is not State.CLEANED}
+        for wt in sorted(d.iterdir()):
+            if wt.name in live or not wt.is_dir():
+                continue
+            item = Item("orphan-worktree", wt.name, p.name,
+                        "no session owns it" if wt.name not in owned else "its session ended",
+                        wt, bytes=du(wt))
+            item.keep = workspace.work_at_risk(wt, p.remote, p.default_branch)
+            out.append(item)
+        return out
+
+    def _orphan_tmux(self) -> list[Item]:
+        # a session that is not cleaned yet owns its tmux (its own item ends it, if it ends)
+        owners = {s.id for s in self.store.sessions() if s.state is not State.CLEANED}
+        overviews = {f"ao-{name}" for name in self.cfg.projects}
+        return [Item("orphan-tmux", name, "", "no live session owns it")
+                for name in tmux.sessions(self.srv)
+                if name not in owners and name not in KEEP_TMUX and name not in overviews]
+
+    # ---- carrying it out ------------------------------------------------------------------
+
+    def run(self, report: Report, force: bool = False, delete_remote: bool = False) -> Report:
+        for item in report.items:
+            try:
+                self._one(item, report, force, delete_remote)
+            except AoError as e:
+                item.keep.append(f"failed: {e}")
+        for name in {i.project for i in report.items if i.project in self.cfg.projects}:
+            workspace.git(self.cfg.projects[name].path, "worktree", "prune", check=False)
+        return report
+
+    def _one(self, item: Item, report: Report, force: bool, delete_remote: bool) -> None:
+        if item.kind == "orphan-tmux":
+            tmux.kill_session(self.srv, item.name)
+            emit(Event("cleanup.tmux", data={"session": item.name}), self.store)
+            return
+        p = self.cfg.projects.get(item.project)
+        if item.kind == "session" and item.session is not None:
+            tmux.kill_session(self.srv, item.name)
+        if item.worktree is not None and item.worktree.exists() and p is not None:
+            if item.keep and force:
+                saved = workspace.save_work(item.worktree,
+                                            paths.session_dir(item.project, item.name) / "saved",
+                                            p.remote, p.default_branch)
+                report.saved += [paths.display(f) for f in saved]
+                item.keep = []
+            if not item.keep:
+                workspace.remove_worktree(p.path, item.worktree)
+        if item.kind == "session" and item.session is not None and not item.keep:
+            s = item.session
+            if s.branch and p is not None:
+                self._branches(p, s, delete_remote)
+            if s.state not in (State.KILLED, State.FAILED, State.MERGED):
+                self.store.set_state(s.id, State.KILLED, note=item.why)
+            self.store.set_state(s.id, State.CLEANED)
+        emit(Event("cleanup.removed" if not item.keep else "cleanup.kept", item.project or None,
+                   item.name if item.kind == "session" else None,
+                   item.session.task if item.session else None,
+                   {"kind": item.kind, "why": item.why, "kept": item.keep,
+                    "bytes": item.bytes}), self.store)
+
+    def _branches(self, p: ProjectConfig, s: Session, delete_remote: bool) -> None:
+        branch = s.branch or ""
+        merged = s.state is State.MERGED or s.pr_state == "merged"
+        on_remote = workspace.remote_branch_exists(p.path, p.remote, branch)
+        if merged or on_remote or not workspace.local_branch_exists(p.path, branch):
+            workspace.delete_branch(p.path, branch)
+        if delete_remote and merged and on_remote:
+            workspace.git(p.path, "push", "-q", p.remote, "--delete", branch, check=False)
+
+    # ---- housekeeping ---------------------------------------------------------------------
+
+    def housekeeping(self, retention: float = RETENTION, dry_run: bool = False) -> int:
+        """Archive session folders of sessions cleaned more than `retention` ago, rotate the
+        event log, vacuum the store. Returns how many folders were archived."""
+        now = time.time()
+        archived = 0
+        for s in self.store.sessions(states={State.CLEANED}):
+            d = paths.ao_home() / "sessions" / s.project / s.id
+            if not d.is_dir() or now - s.updated_at < retention:
+                continue
+            archived += 1
+            if dry_run:
+                continue
+            target = d.with_name(f"{s.id}.tar.gz")
+            with tarfile.open(target, "w:gz") as tar:
+                tar.add(d, arcname=s.id)
+            shutil.rmtree(d)
+        if not dry_run:
+            log = paths.events_log()
+            if log.exists() and log.stat().st_size > eventsmod.MAX_BYTES // 2:
+                eventsmod.append_line(log, Event("log.rotated").to_json(), max_bytes=1)
+            self.store.conn.execute("VACUUM")
+        return archived

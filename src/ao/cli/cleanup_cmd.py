@@ -1,0 +1,109 @@
+"""`ao session cleanup` and `ao cron install | remove | show`."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .. import cron as cronmod
+from ..cleanup import Cleaner, human
+from ..config import parse_duration
+from ..errors import BadInput
+from . import services
+from .output import emit_json
+
+cron_app = typer.Typer(help="The nightly cleanup in your crontab.", no_args_is_help=True)
+
+
+def cleanup(
+    project: str | None = typer.Option(None, "--project", "-p", help="Only this project."),
+    all_: bool = typer.Option(False, "--all", help="Every configured project."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would go; change nothing."),
+    older_than: str | None = typer.Option(None, "--older-than",
+                                          help="Only sessions idle this long (e.g. 7d)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+    force: bool = typer.Option(False, "--force", help="Save unsaved work (patch and bundle) "
+                               "under the session folder, then remove its worktree too."),
+    delete_remote: bool = typer.Option(False, "--delete-remote",
+                                       help="Also delete merged PRs' remote branches."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """End finished sessions and remove their worktrees, never losing unpushed work."""
+    cfg = services.cfg()
+    if bool(project) == all_:
+        raise BadInput("say which: -p PROJECT or --all", "e.g. ao session cleanup --all --dry-run")
+    projects = list(cfg.projects.values()) if all_ else [cfg.project(project or "")]
+    age = parse_duration(older_than, "--older-than") if older_than else 0.0
+    cleaner = Cleaner(cfg, services.store(), services.fleet().srv)
+    report = cleaner.plan(projects, age)
+    going = [i for i in report.items if not i.keep]
+    if not dry_run and going and not yes:
+        if not sys.stdin.isatty():
+            raise BadInput(f"{len(going)} item(s) would be removed", "pass --yes, or --dry-run")
+        _print(report, dry_run=True)
+        if not typer.confirm(f"remove {len(going)} item(s)?"):
+            raise typer.Exit(1)
+    if not dry_run:
+        cleaner.run(report, force=force, delete_remote=delete_remote)
+        report.archived = cleaner.housekeeping()
+    if json_out:
+        emit_json({"dry_run": dry_run, "freed_bytes": report.freed, "saved": report.saved,
+                   "items": [{"kind": i.kind, "name": i.name, "project": i.project,
+                              "why": i.why, "kept": i.keep, "bytes": i.bytes,
+                              "worktree": str(i.worktree) if i.worktree else None}
+                             for i in report.items]})
+        return
+    _print(report, dry_run)
+
+
+def _print(report: object, dry_run: bool) -> None:
+    from ..cleanup import Report
+
+    assert isinstance(report, Report)
+    verb = "would remove" if dry_run else "removed"
+    for i in report.items:
+        what = {"session": "session", "orphan-worktree": "orphaned worktree",
+                "orphan-tmux": "orphaned tmux session"}[i.kind]
+        if i.keep:
+            typer.echo(f"kept     {what} {i.name}: {'; '.join(i.keep)} "
+                       "(push it, or --force to save it first)")
+        else:
+            size = f", {human(i.bytes)}" if i.bytes else ""
+            typer.echo(f"{verb:<8} {what} {i.name} ({i.why}{size})")
+    ended = sum(1 for i in report.items if i.kind == "session" and not i.keep)
+    wts = sum(1 for i in report.items if i.worktree is not None and not i.keep)
+    kept = sum(1 for i in report.items if i.keep)
+    typer.echo(f"{'would end' if dry_run else 'ended'} {ended} session(s), "
+               f"{verb} {wts} worktree(s), {'would free' if dry_run else 'freed'} "
+               f"{human(report.freed)}, kept {kept}"
+               + (f"; saved {', '.join(report.saved)}" if report.saved else "")
+               + (f"; archived {report.archived} old session folder(s)"
+                  if report.archived else ""))
+
+
+@cron_app.command("install")
+def install(at: str = typer.Option("03:00", "--at", help="Time of day, HH:MM.")) -> None:
+    """Add (or move) the one nightly cleanup line in your crontab."""
+    if not cronmod.available():
+        typer.echo("no `crontab` here; the equivalent systemd user timer:\n")
+        typer.echo(cronmod.systemd_units(at))
+        return
+    typer.echo(f"installed: {cronmod.install(at)}")
+
+
+@cron_app.command("remove")
+def remove() -> None:
+    """Remove ao's line from your crontab (others are kept)."""
+    if not cronmod.available():
+        raise BadInput("no `crontab` here", "remove the systemd timer instead")
+    typer.echo("removed" if cronmod.remove() else "nothing to remove")
+
+
+@cron_app.command("show")
+def show() -> None:
+    """Show ao's crontab line, if installed."""
+    if not cronmod.available():
+        raise BadInput("no `crontab` here", "`ao cron install` prints a systemd timer")
+    line = cronmod.show()
+    typer.echo(line or "not installed (`ao cron install`)")

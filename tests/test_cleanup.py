@@ -1,0 +1,145 @@
+"""Cleanup with real git, tmux and a bare remote: every removal criterion, work never lost,
+dry-run changes nothing, orphans found; the crontab round trip on a fake `crontab`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ao import paths, tmux
+from ao.state import State
+
+from .fleet_helpers import Env
+from .helpers import git, retry_until, run_ao
+from .test_sessions import spawned, worktrees
+
+
+def ended(env: Env, sid: str) -> None:
+    """Wait for the demo agent's first push, so the branch holds nothing unpushed."""
+    fleet = env.fleet()
+    retry_until(lambda: "push: ok" in tmux.capture(fleet.srv, sid), timeout=20,
+                message="the push")
+
+
+def cleanup(*args: str) -> dict[str, object]:
+    r = run_ao("session", "cleanup", *args, "--json")
+    assert r.code == 0, r.err
+    return json.loads(r.out)  # type: ignore[no-any-return]
+
+
+def test_each_criterion_and_dry_run(env: Env) -> None:
+    a, c, d = spawned(env, "A-1"), spawned(env, "C-1"), spawned(env, "D-1")
+    for sid in (a, c, d):
+        ended(env, sid)
+    store = env.fleet().store
+    store.set_state(a, State.PR_OPEN)
+    store.set_state(a, State.MERGED)  # A-1 merged
+    store.update_session(c, pr_state="closed")  # C-1's PR closed
+    tmux.kill_session(env.server(), d)  # D-1's agent died ...
+    store.update_session(d, pane_alive=0)  # ... and stayed dead
+    before = sorted(worktrees(env.repo))
+    dry = cleanup("-p", "shop", "--dry-run")
+    assert sorted((i["name"], i["why"]) for i in dry["items"]) == [  # type: ignore[union-attr]
+        (a, "its PR merged"), (c, "its PR was closed"),
+        (d, "its agent died and stayed dead")]
+    assert dry["freed_bytes"] > 0  # type: ignore[operator]
+    assert sorted(worktrees(env.repo)) == before  # dry run: nothing changed
+    assert {s.state for s in store.sessions("shop")} != {State.CLEANED}
+    out = run_ao("session", "cleanup", "-p", "shop", "--yes")
+    assert out.code == 0 and "ended 3 session(s), removed 3 worktree(s)" in out.out, out.out
+    assert len(worktrees(env.repo)) == 1
+    assert {s.state for s in store.sessions("shop")} == {State.CLEANED}
+    assert tmux.sessions(env.server()) == []
+    assert not (paths.worktrees_dir("shop") / a).exists()
+
+
+def test_unsaved_work_is_kept_or_saved_with_force(env: Env) -> None:
+    sid = spawned(env, "A-1")
+    ended(env, sid)
+    store = env.fleet().store
+    wt = Path(store.session(sid).worktree or "")
+    (wt / "draft.txt").write_text("not committed\n")
+    git(wt, "commit", "-q", "--allow-empty", "-m", "not pushed")
+    store.update_session(sid, pr_state="closed")
+    out = cleanup("-p", "shop", "--yes")
+    kept = out["items"][0]  # type: ignore[index]
+    assert kept["kept"] == ["1 uncommitted or untracked file(s)",
+                            "1 commit(s) not on the remote"]
+    assert wt.exists() and (wt / "draft.txt").exists()
+    assert store.session(sid).state is not State.CLEANED
+    r = run_ao("session", "cleanup", "-p", "shop", "--yes", "--force")
+    assert r.code == 0 and "saved" in r.out, r.out
+    assert not wt.exists()
+    saved = sorted((paths.session_dir("shop", sid) / "saved").iterdir())
+    assert {f.suffix for f in saved} == {".patch", ".bundle"}
+    assert "not committed" in next(f for f in saved if f.suffix == ".patch").read_text()
+
+
+def test_orphans_are_found(env: Env) -> None:
+    orphan = paths.worktrees_dir("shop") / "sho-77"
+    orphan.mkdir(parents=True)
+    (orphan / "junk.bin").write_bytes(b"x" * 4096)
+    srv = env.server()
+    tmux.new_session(srv, "stray", env.repo, "sleep 600")
+    out = cleanup("--all", "--yes")
+    kinds = {(i["kind"], i["name"]) for i in out["items"]}  # type: ignore[union-attr]
+    assert ("orphan-worktree", "sho-77") in kinds and ("orphan-tmux", "stray") in kinds
+    assert not orphan.exists() and not tmux.has_session(srv, "stray")
+
+
+def test_older_than_and_bad_input(env: Env) -> None:
+    sid = spawned(env, "A-1")
+    ended(env, sid)
+    env.fleet().store.update_session(sid, pr_state="closed")
+    out = cleanup("-p", "shop", "--older-than", "7d", "--dry-run")
+    assert out["items"] == []
+    r = run_ao("session", "cleanup")
+    assert r.code == 2 and "-p PROJECT or --all" in r.err
+    r = run_ao("session", "cleanup", "-p", "shop")  # not a tty, no --yes
+    assert r.code == 2 and "--yes" in r.err
+
+
+@pytest.fixture
+def fake_crontab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    store = tmp_path / "crontab.txt"
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "crontab").write_text(
+        "#!/bin/sh\n"
+        f'F="{store}"\n'
+        'if [ "$1" = "-l" ]; then [ -f "$F" ] || { echo "no crontab for $USER" >&2; exit 1; }; '
+        'cat "$F"; exit 0; fi\n'
+        'if [ "$1" = "-" ]; then cat > "$F"; exit 0; fi\n'
+        "exit 2\n")
+    (bin_ / "crontab").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
+    return store
+
+
+def test_cron_round_trip_keeps_other_lines(fake_crontab: Path) -> None:
+    assert "not installed" in run_ao("cron", "show").out
+    fake_crontab.write_text("MAILTO=me@example.invalid\n0 * * * * backup.sh\n")
+    assert run_ao("cron", "install", "--at", "03:30").code == 0
+    assert run_ao("cron", "install", "--at", "04:15").code == 0  # moved, not duplicated
+    lines = fake_crontab.read_text().splitlines()
+    assert lines[:2] == ["MAILTO=me@example.invalid", "0 * * * * backup.sh"]
+    ours = [x for x in lines if "ao-nightly-cleanup" in x]
+    assert len(ours) == 1 and ours[0].startswith("15 4 * * * ")
+    assert "session cleanup --all --yes" in ours[0] and "cleanup.log" in ours[0]
+    assert "ao-nightly-cleanup" in run_ao("cron", "show").out
+    assert run_ao("cron", "remove").out.strip() == "removed"
+    assert fake_crontab.read_text().splitlines() == lines[:2]
+    bad = run_ao("cron", "install", "--at", "25:00")
+    assert bad.code == 2 and "HH:MM" in bad.err
+
+
+def test_cron_without_crontab_prints_a_systemd_timer(tmp_path: Path) -> None:
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "ao", "cron", "install"], capture_output=True,
+                       text=True, env={**os.environ, "PATH": str(tmp_path)})
+    assert r.returncode == 0 and "OnCalendar=*-*-* 03:00:00" in r.stdout
