@@ -303,3 +303,29 @@ def test_kill_9_at_random_points_loses_nothing(env: Env) -> None:
     b = next(s for s in sessions if s.task == "B-1")
     assert len(store.attempts(b.id, "fix-ci")) == 1
     assert "return 2" in git(env.remote, "show", "main:mod_b.py")
+
+
+def test_a_start_cut_short_by_a_crash_is_undone_and_retried(env: Env) -> None:
+    from ao import workspace
+
+    from .helpers import run_ao
+
+    plan_file = setup(env, PLAN)
+    assert run_ao("plan", "run", str(plan_file), "--project", "shop").code == 0
+    fleet = env.fleet()
+    s = fleet.store.sessions("shop", task="A-1")[0]
+    # what a daemon killed in the middle of starting A-1 leaves behind
+    fleet.store.set_state(s.id, State.SPAWNING)
+    wt = paths.worktree_path("shop", s.id)
+    workspace.add_worktree(env.repo, wt, "ao/a-1", "refs/heads/main")
+    fleet.store.update_session(s.id, worktree=str(wt), branch="ao/a-1")
+    d = daemon(env)
+    d.acquire()
+    try:
+        assert fleet.store.session(s.id).state is State.QUEUED
+        assert not wt.exists() and not workspace.local_branch_exists(env.repo, "ao/a-1")
+        d.tick()
+        assert fleet.store.session(s.id).state in (State.WORKING, State.PR_OPEN)
+        assert [x.id for x in fleet.store.sessions("shop", task="A-1")] == [s.id]
+    finally:
+        d.release()

@@ -99,6 +99,7 @@ class Daemon:
         # messages a killed daemon was pasting: unknown whether they arrived; never repeated
         for mid in self.store.abandon_sending():
             emit(Event("message.abandoned", data={"id": mid}), self.store)
+        self.fleet.recover()
         self._write_state()
         emit(Event("daemon.started", data={"pid": os.getpid()}), self.store)
 

@@ -197,6 +197,51 @@ class Fleet:
         emit(Event("session.queued", project.name, s.id, task.key, {}), self.store)
         return s
 
+    def recover(self) -> list[tuple[str, str]]:
+        """After a crash: undo starts that were cut short (back to the queue, or failed if
+        they somehow hold work), and give a first prompt that was never sent to its agent."""
+        done: list[tuple[str, str]] = []
+        for s in self.store.sessions(states={State.SPAWNING}):
+            project = self.cfg.projects.get(s.project)
+            if project is None:
+                continue
+            tmux.kill_session(self.srv, s.id)
+            wt = Path(s.worktree) if s.worktree else paths.worktree_path(s.project, s.id)
+            risk = workspace.work_at_risk(wt, project.remote, project.default_branch) \
+                if wt.exists() else []
+            if risk:
+                self.store.set_state(s.id, State.FAILED, note="start interrupted; kept: " +
+                                     "; ".join(risk))
+                done.append((s.id, "failed"))
+                continue
+            if wt.exists():
+                workspace.remove_worktree(project.path, wt)
+            branch = workspace.branch_name(s.task)
+            if workspace.local_branch_exists(project.path, branch) and not \
+                    workspace.remote_branch_exists(project.path, project.remote, branch):
+                workspace.delete_branch(project.path, branch)
+            self.store.update_session(s.id, worktree=None, branch=None)
+            self.store.set_state(s.id, State.QUEUED)
+            done.append((s.id, "requeued"))
+        for s in self.store.sessions(states={State.WORKING}):
+            prompts_ = [m for m in self.store.messages(s.id) if m["source"] == "prompt"]
+            prompt_file = paths.session_dir(s.project, s.id) / "prompt.md"
+            if not prompts_ and prompt_file.exists():
+                from .messaging import Messenger
+
+                body = Messenger(self).prepare(s, prompt_file.read_text(encoding="utf-8"))
+                self.store.queue_message(s.id, body, "prompt")
+                done.append((s.id, "prompt queued"))
+            elif prompts_ and all(m["status"] == "failed" for m in prompts_):
+                self.store.set_state(s.id, State.NEEDS_HUMAN,
+                                     note="the first prompt's delivery was interrupted; check "
+                                     "whether the agent has it")
+                done.append((s.id, "escalated"))
+        for sid, what in done:
+            emit(Event("session.recovered", data={"session": sid, "outcome": what}),
+                 self.store)
+        return done
+
     def start_queued(self, sid: str, plan: Plan | None = None) -> SpawnResult:
         """Start a queued session in place (the daemon does this when its deps are done)."""
         s = self.store.session(sid)

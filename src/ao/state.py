@@ -33,7 +33,8 @@ class Activity(StrEnum):
 S = State
 TRANSITIONS: dict[State, frozenset[State]] = {
     S.QUEUED: frozenset({S.SPAWNING, S.KILLED}),
-    S.SPAWNING: frozenset({S.WORKING, S.FAILED, S.KILLED}),
+    # back to the queue: a start interrupted by a crash is undone and tried again
+    S.SPAWNING: frozenset({S.WORKING, S.FAILED, S.KILLED, S.QUEUED}),
     S.WORKING: frozenset({S.PR_OPEN, S.MERGED, S.NEEDS_HUMAN, S.KILLED, S.FAILED}),
     S.PR_OPEN: frozenset({S.WORKING, S.MERGED, S.NEEDS_HUMAN, S.KILLED}),
     S.NEEDS_HUMAN: frozenset({S.WORKING, S.PR_OPEN, S.MERGED, S.KILLED, S.FAILED}),

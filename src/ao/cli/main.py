@@ -9,6 +9,7 @@ import typer
 from .. import __version__
 from ..errors import AoError
 from . import (
+    board_cmd,
     cleanup_cmd,
     config_cmd,
     daemon_cmd,
@@ -68,6 +69,7 @@ app.command("pause", help=daemon_cmd.pause.__doc__)(daemon_cmd.pause)
 app.command("resume", help=daemon_cmd.resume.__doc__)(daemon_cmd.resume)
 app.command("demo", help=demo_cmd.demo.__doc__)(demo_cmd.demo)
 app.add_typer(cleanup_cmd.cron_app, name="cron")
+app.command("board", help=board_cmd.board.__doc__)(board_cmd.board)
 app.command("hook", help=logs_cmd.hook.__doc__, hidden=True)(logs_cmd.hook)
 
 

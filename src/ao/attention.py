@@ -1,0 +1,37 @@
+"""The board's attention zones, derived from a session's state and observations, never stored
+(DESIGN "State"): respond > merge > fixing > working > queued > done."""
+
+from __future__ import annotations
+
+import time
+
+from .state import Activity, State
+from .store import Session
+
+ZONES = ("respond", "merge", "fixing", "working", "queued", "done")
+STUCK_AFTER = 600.0
+
+
+def zone(s: Session, now: float | None = None, stuck_after: float = STUCK_AFTER) -> str:
+    now = time.time() if now is None else now
+    if s.state in (State.MERGED, State.CLEANED, State.KILLED, State.FAILED):
+        return "done"
+    if s.state is State.QUEUED:
+        return "queued"
+    if s.state is State.NEEDS_HUMAN or s.activity in (Activity.WAITING_INPUT, Activity.EXITED):
+        return "respond"
+    idle_since = max(s.screen_changed_at or 0, s.hook_at or 0)
+    if s.activity == Activity.IDLE and not s.pr_number and idle_since and \
+            now - idle_since >= stuck_after:
+        return "respond"  # stuck: idle with no PR
+    if s.pr_checks == "failing" or s.pr_review == "changes_requested" or \
+            s.pr_mergeable == "conflicting":
+        return "fixing"
+    if s.pr_number and s.pr_state == "open" and s.pr_checks in ("passing", "none") and \
+            s.pr_review in ("approved", None) and s.pr_mergeable == "mergeable":
+        return "merge"
+    return "working"
+
+
+def rank(s: Session, now: float | None = None) -> int:
+    return ZONES.index(zone(s, now))

@@ -1,0 +1,152 @@
+"""The board, driven by Textual's Pilot against a real store (and real tmux for send/kill)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ao import config
+from ao.state import State
+from ao.store import Store
+from ao.tui.app import SessionTable, make_app
+
+from .fleet_helpers import Env
+from .helpers import REPO, retry_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def seed(store: Store) -> dict[str, str]:
+    """One session in every zone; returns task -> session id."""
+    ids = {}
+
+    def make(task: str, *states: State, **values: object) -> None:
+        s = store.create_session("workflow", "wor", task, title=f"title of {task}",
+                                 agent="demo", state=State.QUEUED if states[0] is State.QUEUED
+                                 else State.SPAWNING)
+        for st in states:
+            if st not in (State.QUEUED, State.SPAWNING):
+                store.set_state(s.id, st)
+        if values:
+            store.update_session(s.id, **values)
+        ids[task] = s.id
+
+    make("Q-1", State.QUEUED)
+    make("W-1", State.SPAWNING, State.WORKING, activity="active")
+    make("F-1", State.SPAWNING, State.WORKING, State.PR_OPEN, pr_number=3, pr_state="open",
+         pr_checks="failing", pr_mergeable="mergeable")
+    make("M-1", State.SPAWNING, State.WORKING, State.PR_OPEN, pr_number=4, pr_state="open",
+         pr_checks="passing", pr_review="approved", pr_mergeable="mergeable", pr_head_sha="ab")
+    make("R-1", State.SPAWNING, State.WORKING, State.NEEDS_HUMAN, activity="idle")
+    make("D-1", State.SPAWNING, State.WORKING, State.MERGED)
+    return ids
+
+
+def zones(app: object) -> list[tuple[str, str]]:
+    table = app.query_one(SessionTable)  # type: ignore[attr-defined]
+    return [(str(table.get_row_at(i)[0]), str(table.get_row_at(i)[2]))
+            for i in range(table.row_count)]
+
+
+def test_grouping_filter_and_live_updates(tmp_path: Path) -> None:
+    store = Store()
+    seed(store)
+
+    async def go() -> None:
+        app = make_app(config.load(), store, None, refresh_every=0.05)
+        async with app.run_test(size=(120, 36)) as pilot:
+            assert zones(app) == [("respond", "R-1"), ("merge", "M-1"), ("fixing", "F-1"),
+                                  ("working", "W-1"), ("queued", "Q-1"), ("done", "D-1")]
+            # an update of one session moves just its row, within the refresh interval
+            sid = store.sessions(task="W-1")[0].id
+            store.update_session(sid, pr_number=9, pr_state="open", pr_checks="failing")
+            from ao.events import Event, emit
+
+            emit(Event("ci.failed", "workflow", sid, "W-1"), store)
+            for _ in range(40):
+                await pilot.pause(0.05)
+                if ("fixing", "W-1") in zones(app):
+                    break
+            assert ("fixing", "W-1") in zones(app)
+            # the filter
+            await pilot.press("slash")
+            await pilot.pause()
+            await pilot.press(*"M-1")
+            await pilot.press("enter")
+            await pilot.pause()
+            assert zones(app) == [("merge", "M-1")], (app.filter_text, app.focused)
+            await pilot.press("tab")
+            app.save_screenshot(str(tmp_path / "board.svg"))
+
+    asyncio.run(go())
+    svg = (tmp_path / "board.svg").read_text()
+    assert "M-1" in svg
+
+
+def test_plan_view_of_the_workflow_plan() -> None:
+    async def go() -> str:
+        app = make_app(config.load(), Store(), None, plan_file=REPO / "plans" / "workflow.yaml")
+        async with app.run_test(size=(120, 60)) as pilot:
+            await pilot.press("tab")
+            await pilot.pause()
+            from textual.widgets import Static
+
+            return str(app.query_one("#plan", Static).render())
+
+    text = asyncio.run(go())
+    assert "0/24 done" in text and "wave 7" in text and "BOT-004" in text
+    assert "* DB-001" in text  # the critical path is marked
+    assert "waits on DB-001" in text
+
+
+def test_send_dialog_and_kill_confirmation(env: Env) -> None:
+    from .test_sessions import spawned
+
+    sid = spawned(env)
+    fleet = env.fleet()
+
+    async def go() -> None:
+        app = make_app(config.load(), fleet.store, fleet, refresh_every=0.1)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("s")
+            await pilot.pause()
+            await pilot.press(*"hello from the board")
+            await pilot.press("enter")
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if "hello from the board" in env.inbox(sid):
+                    break
+            notes = [n.message for n in app._notifications] + [
+                (m["status"], m["body"][:20]) for m in fleet.store.messages(sid)] + [
+                str(w) for w in app.workers]
+            assert "hello from the board" in env.inbox(sid), (notes, app.screen)
+            await pilot.press("k")
+            await pilot.pause()
+            await pilot.press("n")  # no: nothing happens
+            await pilot.pause()
+            assert fleet.store.session(sid).state is State.WORKING
+            await pilot.press("k")
+            await pilot.pause()
+            await pilot.press("y")
+            await pilot.pause(0.3)
+
+    asyncio.run(go())
+    assert "hello from the board" in env.inbox(sid)
+    retry_until(lambda: fleet.store.session(sid).state is State.KILLED, message="the kill")
+
+
+def test_problems_are_notifications_not_tracebacks(tmp_path: Path) -> None:
+    store = Store()
+    seed(store)
+
+    async def go() -> list[str]:
+        app = make_app(config.load(), store, None)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("m")  # the selected (respond) session is not mergeable
+            await pilot.pause()
+            return [n.message for n in app._notifications]
+
+    notes = asyncio.run(go())
+    assert any("not approved and green" in n for n in notes)
