@@ -164,10 +164,13 @@ class BoardApp(App[None]):
         return rows
 
     def last_events(self, ids: list[str] | None = None) -> dict[str, str]:
-        sql = ("SELECT session, type FROM events WHERE id IN (SELECT max(id) FROM events "
-               "WHERE session IS NOT NULL GROUP BY session)")
-        out = {r["session"]: r["type"] for r in self.store.db.query(sql)}
-        return out if ids is None else {k: v for k, v in out.items() if k in ids}
+        where, args = "session IS NOT NULL", []
+        if ids is not None:
+            where = f"session IN ({', '.join('?' * len(ids))})"
+            args = list(ids)
+        sql = (f"SELECT session, type FROM events WHERE id IN (SELECT max(id) FROM events "
+               f"WHERE {where} GROUP BY session)")
+        return {r["session"]: r["type"] for r in self.store.db.query(sql, args)}
 
     def cells(self, s: Session, last: str, now: float) -> tuple[Any, ...]:
         z = attention.zone(s, now)
@@ -233,7 +236,9 @@ class BoardApp(App[None]):
             self.shown[sid] = cells
         if resort:
             table.sort("zone", key=lambda z: attention.ZONES.index(str(z)))
-        self.render_detail()
+        current = self.selected()
+        if current is not None and current.id in ids:
+            self.render_detail()
 
     def selected(self) -> Session | None:
         table = self.query_one(SessionTable)
