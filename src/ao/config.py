@@ -100,12 +100,22 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class LlmConfig:
+    model: str = "claude-sonnet-5-5"
+    max_tokens: int = 8000
+    budget_usd: float | None = None
+    condense_ci_logs: bool = False
+    timeout: float = 120.0
+
+
+@dataclass(frozen=True)
 class Config:
     tmux_socket: str = "ao"
     poll_interval: float = 30.0
     cleanup_grace: float = 300.0
     nightly_at: str | None = None
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
     projects: dict[str, ProjectConfig] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
     files: tuple[Path, ...] = ()
@@ -123,7 +133,8 @@ class Config:
 
 # ---- reading -------------------------------------------------------------------------------
 
-_TOP_KEYS = ("tmux", "poll_interval", "projects", "notify", "cleanup")
+_TOP_KEYS = ("tmux", "poll_interval", "projects", "notify", "cleanup", "llm")
+_LLM_KEYS = ("model", "max_tokens", "budget_usd", "condense_ci_logs", "timeout")
 _NOTIFY_KEYS = ("desktop", "webhook", "command")
 _CLEANUP_KEYS = ("grace", "nightly_at")
 _TMUX_KEYS = ("socket",)
@@ -385,7 +396,19 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
     nightly = cleanup.get("nightly_at")
     if nightly is not None and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", str(nightly)):
         raise ConfigError(f"`cleanup.nightly_at` must be HH:MM, got {nightly!r}", "e.g. 03:00")
+    llm = _mapping(data.get("llm"), "llm", m)
+    _check_keys(llm, _LLM_KEYS, "llm", m)
+    budget = llm.get("budget_usd")
+    if budget is not None:
+        _typed(budget, (int, float), "llm.budget_usd", m)
     return Config(
+        llm=LlmConfig(
+            model=str(llm.get("model", "claude-sonnet-5-5")),
+            max_tokens=int(_typed(llm.get("max_tokens", 8000), int, "llm.max_tokens", m)),
+            budget_usd=None if budget is None else float(budget),
+            condense_ci_logs=bool(_typed(llm.get("condense_ci_logs", False), bool,
+                                         "llm.condense_ci_logs", m)),
+            timeout=parse_duration(llm.get("timeout", 120), "llm.timeout")),
         tmux_socket=str(tmux.get("socket", "ao")),
         poll_interval=parse_duration(data.get("poll_interval", 30), "poll_interval"),
         cleanup_grace=parse_duration(cleanup.get("grace", 300), "cleanup.grace"),
@@ -417,6 +440,11 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
     add("notify.desktop", cfg.notify.desktop)
     add("notify.webhook", "(set)" if cfg.notify.webhook else None)
     add("notify.command", cfg.notify.command)
+    add("llm.model", cfg.llm.model)
+    add("llm.max_tokens", cfg.llm.max_tokens)
+    add("llm.budget_usd", cfg.llm.budget_usd)
+    add("llm.condense_ci_logs", cfg.llm.condense_ci_logs)
+    add("llm.timeout", f"{cfg.llm.timeout:g}s")
     for p in cfg.projects.values():
         pre = f"projects.{p.name}"
         add(f"{pre}.path", paths.display(p.path))

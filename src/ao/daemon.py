@@ -361,6 +361,11 @@ class Daemon:
                 self._merged(project, forge, s, a.sha)
         elif a.kind == "fix-ci" and pr is not None:
             details = forge.failure_details(pr)
+            if self.cfg.llm.condense_ci_logs:
+                from .planner import Planner
+
+                planner = Planner(self.cfg.llm, self.store, project.name)
+                details = [replace(d, log_tail=planner.condense(d.log_tail)) for d in details]
             body = compose.ci_fix(a.round, policy.ci_retries, a.sha, details)
             if self.store.record_and_queue(s.id, [("fix-ci", a.fingerprint)], body, "ci-failed",
                                            {"round": a.round}):

@@ -21,6 +21,7 @@ from . import (
     send_cmd,
     session_cmd,
     spawn_cmd,
+    usage_cmd,
 )
 
 app = typer.Typer(
@@ -70,6 +71,7 @@ app.command("resume", help=daemon_cmd.resume.__doc__)(daemon_cmd.resume)
 app.command("demo", help=demo_cmd.demo.__doc__)(demo_cmd.demo)
 app.add_typer(cleanup_cmd.cron_app, name="cron")
 app.command("board", help=board_cmd.board.__doc__)(board_cmd.board)
+app.command("usage", help=usage_cmd.usage.__doc__)(usage_cmd.usage)
 app.command("hook", help=logs_cmd.hook.__doc__, hidden=True)(logs_cmd.hook)
 
 

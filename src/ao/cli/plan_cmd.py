@@ -190,3 +190,35 @@ def status(
                        ", ".join(r["waits_on"]) or "-") for r in rows]))
     n_done = sum(1 for r in rows if r["state"] == "done")
     typer.echo(f"{n_done}/{len(rows)} done")
+
+
+@app.command("draft")
+def draft(
+    feature: str = typer.Argument(..., help="The feature, in a sentence or a paragraph."),
+    project: str = typer.Option(..., "--project", "-p", help="The project to plan for."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Where to write the plan "
+                                       "(default: plans/<project>-draft.yaml in the repo)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; write nothing."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Draft a plan for a feature with Claude: tasks, dependencies, estimates, decisions."""
+    from ..planner import Planner
+    from . import services
+
+    cfg = services.cfg()
+    p = cfg.project(project)
+    target = output or p.path / "plans" / f"{project}-draft.yaml"
+    if not dry_run and target.exists() and not force:
+        raise BadInput(f"{paths.display(target)} already exists", "pass --force or -o FILE")
+    plan = Planner(cfg.llm, services.store(), project).draft(feature, p.path)
+    text = planmod.to_yaml(plan)
+    if dry_run:
+        typer.echo(text, nl=False)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    layers = planmod.layers(plan)
+    note(f"wrote {paths.display(target)}: {len(plan.tasks)} tasks in {len(layers)} waves; "
+         f"`ao plan show {target}` to review it")
