@@ -77,7 +77,7 @@ def test_a_cycle_is_sent_back_once_then_fixed(env: Env, fake: FakeAnthropic) -> 
 
 def test_still_invalid_after_the_retry_fails_clearly(env: Env, fake: FakeAnthropic) -> None:
     fake.script = [Reply(text="", tool="write_plan", tool_input=CYCLE)] * 2
-    with pytest.raises(ExternalError, match="still invalid after a retry: .*unknown task Z-9"):
+    with pytest.raises(ExternalError, match=r"still invalid after a retry: .*unknown task Z-9"):
         planner().draft("auth", env.repo)
     r = run_ao("plan", "draft", "x", "--project", "shop", "--dry-run")  # script now empty
     assert r.code == 1 and "did not return a plan" in r.err
