@@ -172,6 +172,8 @@ def test_paused_project_starts_nothing(env: Env) -> None:
     for _ in range(3):
         d.tick()
     assert {s.state for s in Store().sessions("shop")} == {State.QUEUED}
+    status = run_ao("status")
+    assert "starts next: A-1" in status.out  # B-1 waits on A-1
     assert run_ao("resume", "shop").code == 0
     d.tick()
     retry_until(lambda: any(s.state is State.WORKING for s in Store().sessions("shop")),

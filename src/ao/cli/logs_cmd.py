@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 import typer
 
@@ -12,6 +13,7 @@ from .. import agent_hooks, agents, events, paths, tmux
 from ..errors import BadInput
 from ..sanitize import transcript
 from ..state import RUNNING, State
+from ..store import Session, Store
 from . import services
 from .output import emit_json, note, table
 
@@ -99,6 +101,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
             "by_state": by_state, "running": running, "max_concurrent": p.max_concurrent,
             "queued": [{"id": s.id, "task": s.task} for s in queued],
             "needs_human": [s.id for s in sessions if s.state is State.NEEDS_HUMAN],
+            "next": _next_startable(store, name, sessions),
         }
     if json_out:
         emit_json(out)
@@ -109,10 +112,35 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
         typer.echo(f"{name}: {info['running']}/{info['max_concurrent']} running; {states}")
         if info["queued"]:
             typer.echo("  queued: " + ", ".join(f"{q['id']} {q['task']}" for q in info["queued"]))
+        if info["next"]:
+            typer.echo("  starts next: " + ", ".join(info["next"]))
         if info["needs_human"]:
             typer.echo("  needs a human: " + ", ".join(info["needs_human"]))
     if not cfg.projects:
         note("no projects configured: run `ao init` in a repository")
+
+
+def _next_startable(store: Store, project: str, sessions: list[Session]) -> list[str]:
+    """Queued tasks of running plans whose dependencies are all done, critical path first
+    (what the daemon starts as soon as there is room)."""
+    from .. import plan as planmod
+    from ..errors import AoError
+    from ..scheduler import done_tasks, waiting_on
+
+    states: dict[str, set[State]] = {}
+    for s in sessions:
+        states.setdefault(s.task, set()).add(s.state)
+    out: list[str] = []
+    for run in store.plan_runs(project):
+        try:
+            p = planmod.load_valid(Path(run["plan"]))
+        except AoError:
+            continue
+        done = done_tasks(states, set())
+        ready = [k for k in p.tasks if State.QUEUED in states.get(k, set())
+                 and not waiting_on(p, k, done)]
+        out += planmod.priority_order(p, ready)
+    return out
 
 
 def agents_(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
