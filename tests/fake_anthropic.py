@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .helpers import http_server
 
 
 @dataclass
@@ -145,13 +147,6 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def serve(fake: FakeAnthropic | None = None) -> Iterator[FakeAnthropic]:
     fake = fake or FakeAnthropic()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    httpd.daemon_threads = True
-    fake.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    try:
+    with http_server(_handler(fake)) as url:
+        fake.url = url
         yield fake
-    finally:
-        httpd.shutdown()
-        httpd.server_close()

@@ -20,10 +20,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from .helpers import http_server
 
 
 def _git(bare: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -470,13 +472,6 @@ def _handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def serve(fake: FakeGitHub | None = None) -> Iterator[FakeGitHub]:
     fake = fake or FakeGitHub()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    httpd.daemon_threads = True
-    fake.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    try:
+    with http_server(_handler(fake)) as url:
+        fake.url = url
         yield fake
-    finally:
-        httpd.shutdown()
-        httpd.server_close()

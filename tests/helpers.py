@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +50,36 @@ def retry_until(check: Callable[[], Any], timeout: float = 10.0, interval: float
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
                           text=True).stdout.strip()
+
+
+@contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on a free port of 127.0.0.1 in a thread; yields the base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def push_branch(clone: Path, branch: str, files: dict[str, str], message: str = "work",
+                base: str = "origin/main") -> str:
+    """Commit `files` on `branch` (made from `base` if new) in `clone` and force-push it, as an
+    agent would; returns the new head sha."""
+    git(clone, "fetch", "-q", "origin")
+    if git(clone, "branch", "--list", branch):
+        git(clone, "checkout", "-q", branch)
+    else:
+        git(clone, "checkout", "-q", "-b", branch, base)
+    for name, text in files.items():
+        p = clone / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "-m", message)
+    git(clone, "push", "-q", "-f", "origin", f"{branch}:{branch}")
+    return git(clone, "rev-parse", "HEAD")

@@ -16,7 +16,7 @@ from ao.store import Store
 
 from .fake_github import FakeGitHub, Repo, serve
 from .fleet_helpers import Env
-from .helpers import git, run_ao
+from .helpers import git, push_branch, run_ao
 
 TOKEN = "ghp_secret_token_value_1234567890"
 GH = tuple[FakeGitHub, Repo]
@@ -41,20 +41,6 @@ def clone(env: Env, tmp_path: Path) -> Path:
     c = tmp_path / "agent-clone"
     git(tmp_path, "clone", "-q", str(env.remote), str(c))
     return c
-
-
-def push(clone: Path, branch: str, files: dict[str, str], base: str = "origin/main") -> str:
-    git(clone, "fetch", "-q", "origin")
-    if git(clone, "branch", "--list", branch):
-        git(clone, "checkout", "-q", branch)
-    else:
-        git(clone, "checkout", "-q", "-b", branch, base)
-    for name, text in files.items():
-        (clone / name).write_text(text)
-    git(clone, "add", "-A")
-    git(clone, "commit", "-q", "-m", "work")
-    git(clone, "push", "-q", "-f", "origin", f"{branch}:{branch}")
-    return git(clone, "rev-parse", "HEAD")
 
 
 def test_resolve_task_by_number_and_bracketed_key(f: GitHubForge, gh: GH) -> None:
@@ -83,7 +69,7 @@ def test_poll_is_one_request_for_many_branches(f: GitHubForge, gh: GH,
     fake, _repo = gh
     shas = {}
     for i in range(6):
-        shas[f"ao/t-{i}"] = push(clone, f"ao/t-{i}", {f"f{i}.txt": "x"})
+        shas[f"ao/t-{i}"] = push_branch(clone, f"ao/t-{i}", {f"f{i}.txt": "x"})
     for b in list(shas)[:4]:
         f.create_pr(b, f"[{b}] title", "body")
     fake.counts.clear()
@@ -95,14 +81,14 @@ def test_poll_is_one_request_for_many_branches(f: GitHubForge, gh: GH,
     assert pr is not None and pr.head_sha == shas["ao/t-0"] and pr.state == "open"
     assert pr.mergeable == "mergeable" and pr.checks.overall == "none"
     # an agent's push moves the PR: the head is read live from the bare repository
-    new = push(clone, "ao/t-0", {"more.txt": "y"})
+    new = push_branch(clone, "ao/t-0", {"more.txt": "y"})
     assert f.poll(["ao/t-0"]).prs["ao/t-0"].head_sha == new  # type: ignore[union-attr]
     assert result.rate_remaining is not None and result.rate_remaining < 5000
 
 
 def test_checks_failure_details_and_reviews(f: GitHubForge, gh: GH, clone: Path) -> None:
     fake, repo = gh
-    sha = push(clone, "ao/a-1", {"a.py": "x = 1\n"})
+    sha = push_branch(clone, "ao/a-1", {"a.py": "x = 1\n"})
     f.create_pr("ao/a-1", "[A-1] title", "Closes #1")
     fake.add_check_run(repo, sha, "lint", "success")
     fake.add_check_run(repo, sha, "tests", None)
@@ -140,9 +126,9 @@ def test_merge_is_sha_guarded_and_closes_issues(f: GitHubForge, gh: GH,
                                                clone: Path) -> None:
     fake, repo = gh
     fake.add_issue(repo, "[A-1] thing")
-    old = push(clone, "ao/a-1", {"a.txt": "1"})
+    old = push_branch(clone, "ao/a-1", {"a.txt": "1"})
     f.create_pr("ao/a-1", "[A-1] thing", "Closes #1")
-    new = push(clone, "ao/a-1", {"a.txt": "2"})
+    new = push_branch(clone, "ao/a-1", {"a.txt": "2"})
     pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
     assert pr is not None
     with pytest.raises(ExternalError, match="409"):
@@ -159,8 +145,8 @@ def env_remote(repo: Repo) -> Path:
 
 def test_conflict_is_seen(f: GitHubForge, gh: GH, clone: Path) -> None:
     _fake, _repo = gh
-    a = push(clone, "ao/a-1", {"README.md": "a\n"})
-    push(clone, "ao/b-1", {"README.md": "b\n"})
+    a = push_branch(clone, "ao/a-1", {"README.md": "a\n"})
+    push_branch(clone, "ao/b-1", {"README.md": "b\n"})
     f.create_pr("ao/a-1", "a", "")
     f.create_pr("ao/b-1", "b", "")
     f.merge(f.poll(["ao/a-1"]).prs["ao/a-1"], a)  # type: ignore[arg-type]
@@ -169,7 +155,7 @@ def test_conflict_is_seen(f: GitHubForge, gh: GH, clone: Path) -> None:
 
 def test_faults_never_escape_a_poll(f: GitHubForge, gh: GH, clone: Path) -> None:
     fake, _repo = gh
-    push(clone, "ao/a-1", {"a.txt": "1"})
+    push_branch(clone, "ao/a-1", {"a.txt": "1"})
     f.create_pr("ao/a-1", "a", "")
     fake.fault_rate = 0.2
     ok = 0

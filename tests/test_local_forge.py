@@ -15,7 +15,7 @@ from ao.forge.local import LocalForge
 from ao.store import Store
 
 from .fleet_helpers import Env
-from .helpers import git, retry_until, run_ao
+from .helpers import git, push_branch, retry_until, run_ao
 
 CI = "test -f ok.txt || { echo 'src/app.py:3: AssertionError: ok.txt is missing'; exit 1; }"
 
@@ -25,23 +25,6 @@ def clone(env: Env, tmp_path: Path) -> Path:
     c = tmp_path / "agent-clone"
     git(tmp_path, "clone", "-q", str(env.remote), str(c))
     return c
-
-
-def push(clone: Path, branch: str, files: dict[str, str], message: str = "work",
-         base: str = "origin/main") -> str:
-    git(clone, "fetch", "-q", "origin")
-    if git(clone, "branch", "--list", branch):
-        git(clone, "checkout", "-q", branch)
-    else:
-        git(clone, "checkout", "-q", "-b", branch, base)
-    for name, text in files.items():
-        p = clone / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    git(clone, "add", "-A")
-    git(clone, "commit", "-q", "-m", message)
-    git(clone, "push", "-q", "-f", "origin", f"{branch}:{branch}")
-    return git(clone, "rev-parse", "HEAD")
 
 
 def forge(env: Env) -> LocalForge:
@@ -57,7 +40,7 @@ def wait_ci(f: LocalForge, branch: str, want: str) -> None:
 def test_pull_request_lifecycle(env: Env, clone: Path) -> None:
     f = forge(env)
     assert f.poll(["ao/a-1"]).prs == {"ao/a-1": None}
-    sha1 = push(clone, "ao/a-1", {"feature.txt": "v1\n"})
+    sha1 = push_branch(clone, "ao/a-1", {"feature.txt": "v1\n"})
     pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
     assert pr is not None
     assert (pr.number, pr.state, pr.head_sha, pr.mergeable) == (1, "open", sha1, "mergeable")
@@ -68,7 +51,7 @@ def test_pull_request_lifecycle(env: Env, clone: Path) -> None:
     assert details[0].annotations[0].line == 3
     assert "ok.txt is missing" in details[0].log_tail
     # a fix pushed: CI runs again for the new sha only, and passes
-    sha2 = push(clone, "ao/a-1", {"ok.txt": "fixed\n"}, "fix")
+    sha2 = push_branch(clone, "ao/a-1", {"ok.txt": "fixed\n"}, "fix")
     wait_ci(f, "ao/a-1", "passing")
     pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
     assert pr is not None and pr.head_sha == sha2 and pr.number == 1
@@ -95,8 +78,8 @@ def test_pull_request_lifecycle(env: Env, clone: Path) -> None:
 
 def test_conflicting_merge_is_refused(env: Env, clone: Path) -> None:
     f = forge(env)
-    a = push(clone, "ao/a-1", {"README.md": "# from a\n", "ok.txt": "ok"}, "a")
-    b = push(clone, "ao/c-1", {"README.md": "# from c\n", "ok.txt": "ok"}, "c")
+    a = push_branch(clone, "ao/a-1", {"README.md": "# from a\n", "ok.txt": "ok"}, "a")
+    b = push_branch(clone, "ao/c-1", {"README.md": "# from c\n", "ok.txt": "ok"}, "c")
     prs = f.poll(["ao/a-1", "ao/c-1"]).prs
     assert prs["ao/a-1"] and prs["ao/c-1"]
     f.merge(prs["ao/a-1"], a)
@@ -110,7 +93,7 @@ def test_conflicting_merge_is_refused(env: Env, clone: Path) -> None:
 
 def test_ci_runner_that_died_is_run_again(env: Env, clone: Path) -> None:
     f = forge(env)
-    sha = push(clone, "ao/a-1", {"ok.txt": "ok"})
+    sha = push_branch(clone, "ao/a-1", {"ok.txt": "ok"})
     store = Store()
     store.claim_local_ci("shop", sha, str(f.ci_log("ao/a-1", sha)))
     dead = subprocess.Popen(["true"])

@@ -112,13 +112,10 @@ class Daemon:
             self._lock_fd = None
 
     def _write_state(self) -> None:
-        f = paths.ao_home() / "daemon.pid"
-        tmp = f.with_name(f".daemon.pid.{os.getpid()}")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "started_at": self.started_at,
-                                   "last_poll": self.clock() if self.polls else None,
-                                   "polls": self.polls,
-                                   "poll_interval": self.cfg.poll_interval}))
-        tmp.replace(f)
+        state = {"pid": os.getpid(), "started_at": self.started_at,
+                 "last_poll": self.clock() if self.polls else None, "polls": self.polls,
+                 "poll_interval": self.cfg.poll_interval}
+        paths.write_atomic(paths.ao_home() / "daemon.pid", json.dumps(state))
 
     def run(self) -> None:
         self.acquire()

@@ -65,3 +65,11 @@ def display(path: Path | str) -> str:
     if p.startswith(h + os.sep):
         return "~" + p[len(h):]
     return p
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a whole file or nothing: a temporary file beside it, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -37,9 +37,7 @@ set -g set-titles off
 def server(socket: str) -> Server:
     conf = paths.home() / "tmux.conf"
     if not conf.exists() or conf.read_text() != _CONF:
-        tmp = conf.with_name(conf.name + f".{os.getpid()}.tmp")
-        tmp.write_text(_CONF)
-        tmp.replace(conf)
+        paths.write_atomic(conf, _CONF)
     return Server(socket_name=socket, config_file=str(conf))
 
 

@@ -80,8 +80,6 @@ def init(
         forge="github" if slug else "local",
         prefix=prefix,
     )
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
+    paths.write_atomic(target, text)
     typer.echo(f"wrote {paths.display(target)} (project {project}, forge "
                f"{'github ' + slug if slug else 'local'})")

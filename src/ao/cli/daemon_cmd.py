@@ -105,19 +105,21 @@ def stop() -> None:
     typer.echo("daemon stopped; agent sessions keep running")
 
 
-def pause(project: str = typer.Argument(..., help="Project name.")) -> None:
-    """Stop starting new sessions and sending automatic messages for a project."""
+def _set_paused(project: str, paused: bool) -> None:
     p = services.cfg().project(project)
     services.store().ensure_project(p.name, str(p.path), p.repo)
-    services.store().set_paused(project, True)
-    events.emit(Event("project.paused", project), services.store())
+    services.store().set_paused(project, paused)
+    events.emit(Event("project.paused" if paused else "project.resumed", project),
+                services.store())
+
+
+def pause(project: str = typer.Argument(..., help="Project name.")) -> None:
+    """Stop starting new sessions and sending automatic messages for a project."""
+    _set_paused(project, True)
     typer.echo(f"{project} paused: no new sessions, no automatic messages")
 
 
 def resume(project: str = typer.Argument(..., help="Project name.")) -> None:
     """Undo `ao pause`."""
-    p = services.cfg().project(project)
-    services.store().ensure_project(p.name, str(p.path), p.repo)
-    services.store().set_paused(project, False)
-    events.emit(Event("project.resumed", project), services.store())
+    _set_paused(project, False)
     typer.echo(f"{project} resumed")

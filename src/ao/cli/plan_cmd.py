@@ -97,10 +97,7 @@ def import_(
     else:
         if output.exists() and not force:
             raise BadInput(f"{paths.display(output)} already exists", "pass --force to replace it")
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(output.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(output)
+        paths.write_atomic(output, text)
         note(f"wrote {paths.display(output)}: {len(p.tasks)} tasks"
              + (f", {len(p.waves)} waves" if p.waves else ""))
     waves = [x for x in p.problems if x.kind == "wave"]
@@ -215,10 +212,7 @@ def draft(
     if dry_run:
         typer.echo(text, nl=False)
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
+    paths.write_atomic(target, text)
     layers = planmod.layers(plan)
     note(f"wrote {paths.display(target)}: {len(plan.tasks)} tasks in {len(layers)} waves; "
          f"`ao plan show {target}` to review it")
