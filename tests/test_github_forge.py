@@ -213,3 +213,19 @@ def test_push_plan_in_dependency_order(f: GitHubForge, gh: GH) -> None:
     out = push_plan(f, plan, Store())
     assert out == [("A-1", 1, "created"), ("B-1", 2, "created")]
     assert repo.issues[2]["body"] == "Depends on #1"
+
+
+def test_low_rate_budget_is_noticed(f: GitHubForge, gh: GH, clone: Path) -> None:
+    fake, _ = gh
+    push_branch(clone, "ao/a-1", {"a.txt": "1"})
+    f.create_pr("ao/a-1", "a", "")
+    assert not f.low_budget()
+    fake.rate_limit = 150
+    f.poll(["ao/a-1"])
+    assert f.low_budget() and f.rate_remaining is not None and f.rate_remaining < 150
+    # the daemon stretches its interval and says so
+    from ao.daemon import Daemon
+
+    d = Daemon(config.load(), Store(), forges={"shop": f})
+    assert d._low_budget() is True
+    assert any(r["type"] == "forge.rate_low" for r in Store().db.query("SELECT type FROM events"))
