@@ -2,7 +2,8 @@
 
 ao: `ao batch-spawn workflow --plan plans/workflow.yaml --force` (max_concurrent 24, the demo
 agent, a generated repository of 2,000 files): worktrees, branches, tmux sessions, agents
-started, first prompts delivered and confirmed.
+started, first prompts delivered and confirmed. Each task's body tells the demo agent to do
+nothing more, so the agents' own work (commits, pushes) is not counted as spawning.
 floor: the same number of plain `git worktree add -b` + `tmux new-session -d` in a shell loop.
 
 Run: python benchmarks/spawn.py [--files 2000] [--repeat 3]
@@ -13,11 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,7 +38,13 @@ def make_repo(root: Path, files: int) -> tuple[Path, Path]:
         d.mkdir(parents=True, exist_ok=True)
         (d / f"mod{i:04d}.py").write_text(f"VALUE_{i} = {i}\n" * 20)
     (work / "plans").mkdir()
-    shutil.copy(REPO / "plans" / "workflow.yaml", work / "plans" / "workflow.yaml")
+    # the 24 tasks as they are, each told to do nothing once started: this measures spawning,
+    # not 24 agents committing and pushing 2,000-file worktrees on 2 cores at the same time
+    from ao import plan as planmod
+
+    plan = planmod.load(REPO / "plans" / "workflow.yaml")
+    idle = {k: replace(t, body="```demo\nsleep 0\n```") for k, t in plan.tasks.items()}
+    (work / "plans" / "workflow.yaml").write_text(planmod.to_yaml(replace(plan, tasks=idle)))
     sh("git", "add", "-A", cwd=work)
     sh("git", "commit", "-q", "-m", "initial", cwd=work)
     sh("git", "remote", "add", "origin", str(bare), cwd=work)

@@ -442,6 +442,8 @@ def _handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             etag = '"' + hashlib.sha1(data).hexdigest() + '"'
             if method == "GET" and status == 200 and self.headers.get("if-none-match") == etag:
                 status, data = 304, b""
+                with fake.lock:
+                    fake.counts["not modified"] += 1
             self.send_response(status)
             self.send_header("content-type", headers.pop("content-type", "application/json"))
             self.send_header("content-length", str(len(data)))

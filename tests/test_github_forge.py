@@ -111,6 +111,11 @@ def test_checks_failure_details_and_reviews(f: GitHubForge, gh: GH, clone: Path)
     assert "\x1b" not in t.annotations[0].message
     assert t.log_tail.splitlines()[-1] == "log 199" and len(t.log_tail.splitlines()) == 80
     assert details["ci/legacy"].output == "it broke"
+    # asked again for the same head: conditional requests, answered 304 Not Modified
+    fake.counts.clear()
+    again = {d.check: d for d in f.failure_details(pr)}
+    assert again["tests"].annotations == t.annotations
+    assert fake.counts["not modified"] == 3  # check runs, annotations, statuses
     fake.add_review(repo, pr.number, "CHANGES_REQUESTED", "please split this",
                     [("src/a.py", 3, "rename x")])
     pr = f.poll(["ao/a-1"]).prs["ao/a-1"]

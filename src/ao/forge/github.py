@@ -8,6 +8,7 @@ jittered backoff a few times, then reported, never raised out of `poll`.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -16,7 +17,6 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
-from functools import partial
 from typing import Any, TypeVar
 
 import github
@@ -101,6 +101,7 @@ class GitHubForge:
         self.requests = 0
         self.rate_remaining: int | None = None
         self._issues_by_key: dict[str, Issue] | None = None
+        self._etags: dict[str, tuple[str, Any]] = {}
 
     @classmethod
     def from_env(cls, project: ProjectConfig, store: Store) -> GitHubForge:
@@ -258,27 +259,56 @@ class GitHubForge:
                                 "look at the PR")
         return str(status.sha)
 
+    def _get(self, what: str, path: str) -> Any:
+        """A REST GET through PyGithub's requester, conditional on the ETag of the last answer
+        for the same URL: an unchanged resource costs a 304 and no rate budget."""
+        url = f"{self.repo.url}{path}"
+        cached = self._etags.get(url)
+
+        def get() -> tuple[int, dict[str, Any], str]:
+            headers = {"If-None-Match": cached[0]} if cached else {}
+            status, hdrs, body = self.gh.requester.requestJson("GET", url, headers=headers)
+            if status >= 400 and status != 404:
+                data = json.loads(body) if body.strip().startswith("{") else {"message": body}
+                raise GithubException(status, data, hdrs)
+            return status, hdrs, body
+
+        status, headers, body = self._call(what, get)
+        if status == 304 and cached:
+            return cached[1]
+        if status == 404:
+            raise ExternalError(f"GitHub {what}: not found", "")
+        data = json.loads(body)
+        etag = headers.get("etag")
+        if etag:
+            self._etags[url] = (etag, data)
+        return data
+
     def failure_details(self, pr: PullRequest) -> list[FailureDetail]:
         out = []
-        commit = self.repo.get_commit(pr.head_sha)
-        for run in self._call("check runs", lambda: list(commit.get_check_runs())):
-            if run.conclusion not in ("failure", "timed_out", "cancelled", "action_required"):
+        sha = pr.head_sha
+        runs = self._get("check runs", f"/commits/{sha}/check-runs?per_page=100")
+        for run in runs.get("check_runs", []):
+            if run.get("conclusion") not in ("failure", "timed_out", "cancelled",
+                                             "action_required"):
                 continue
-            raw_annotations: list[Any] = self._call("annotations",
-                                                    partial(_listing, run.get_annotations))
-            annotations = [Annotation(a.path, a.start_line, clean(a.message or "")[:300],
-                                      a.annotation_level) for a in raw_annotations]
-            output = run.output
-            text = "\n".join(x for x in (output.title, output.summary, output.text) if x)
-            out.append(FailureDetail(check=run.name, url=run.html_url or "",
+            raw = self._get("annotations", f"/check-runs/{run['id']}/annotations")
+            annotations = [Annotation(a.get("path", ""), a.get("start_line"),
+                                      clean(a.get("message") or "")[:300],
+                                      a.get("annotation_level", "failure")) for a in raw]
+            output = run.get("output") or {}
+            text = "\n".join(str(x) for x in (output.get("title"), output.get("summary"),
+                                               output.get("text")) if x)
+            out.append(FailureDetail(check=str(run.get("name")), url=run.get("html_url") or "",
                                      output=clean(text)[:4000],
                                      annotations=tuple(annotations[:30]),
-                                     log_tail=self._job_log_tail(run.id)))
-        status = self._call("statuses", commit.get_combined_status)
-        for st in status.statuses:
-            if st.state in ("failure", "error"):
-                out.append(FailureDetail(check=st.context, url=st.target_url or "",
-                                         output=clean(st.description or "")))
+                                     log_tail=self._job_log_tail(int(run["id"]))))
+        status = self._get("statuses", f"/commits/{sha}/status")
+        for st in status.get("statuses", []):
+            if st.get("state") in ("failure", "error"):
+                out.append(FailureDetail(check=str(st.get("context")),
+                                         url=st.get("target_url") or "",
+                                         output=clean(st.get("description") or "")))
         return out
 
     def _job_log_tail(self, job_id: int) -> str:
@@ -313,10 +343,6 @@ class GitHubForge:
                                          resolved=bool(thread.get("isResolved")),
                                          created_at=c.get("createdAt") or ""))
         return [c for c in out if not c.resolved]
-
-
-def _listing(fn: Callable[[], Any]) -> list[Any]:
-    return list(fn())
 
 
 def _login(node: dict[str, Any]) -> str:
