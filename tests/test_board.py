@@ -16,6 +16,8 @@ from .fleet_helpers import Env
 from .helpers import REPO, retry_until
 
 pytestmark = pytest.mark.timeout(120)
+T0 = 1_800_000_000.0
+SNAPSHOTS = REPO / "tests" / "snapshots"
 
 
 def seed(store: Store) -> dict[str, str]:
@@ -41,6 +43,8 @@ def seed(store: Store) -> dict[str, str]:
          pr_checks="passing", pr_review="approved", pr_mergeable="mergeable", pr_head_sha="ab")
     make("R-1", State.SPAWNING, State.WORKING, State.NEEDS_HUMAN, activity="idle")
     make("D-1", State.SPAWNING, State.WORKING, State.MERGED)
+    for i, sid in enumerate(ids.values()):  # fixed times, so ages render the same every run
+        store.update_session(sid, created_at=T0 + 60 * i)
     return ids
 
 
@@ -150,3 +154,33 @@ def test_problems_are_notifications_not_tracebacks(tmp_path: Path) -> None:
 
     notes = asyncio.run(go())
     assert any("not approved and green" in n for n in notes)
+
+
+def snapshot(name: str, svg: str, tmp_path: Path) -> None:
+    """Compare a screen with its stored SVG; AO_UPDATE_SNAPSHOTS=1 stores it anew."""
+    import os
+
+    f = SNAPSHOTS / f"{name}.svg"
+    if os.environ.get("AO_UPDATE_SNAPSHOTS") == "1" or not f.exists():
+        f.write_text(svg)
+    if f.read_text() != svg:
+        (tmp_path / f"{name}.svg").write_text(svg)
+        raise AssertionError(f"{name} differs from {f}; the new screen is "
+                             f"{tmp_path / (name + '.svg')} (AO_UPDATE_SNAPSHOTS=1 to accept)")
+
+
+@pytest.mark.parametrize("view", ["sessions", "plan"])
+def test_snapshots_of_the_main_screens(view: str, tmp_path: Path) -> None:
+    store = Store()
+    seed(store)
+
+    async def go() -> str:
+        app = make_app(config.load(), store, None, refresh_every=3600,
+                       plan_file=REPO / "plans" / "workflow.yaml", clock=lambda: T0 + 3600)
+        async with app.run_test(size=(100, 30)) as pilot:
+            if view == "plan":
+                await pilot.press("tab")
+            await pilot.pause()
+            return app.export_screenshot()
+
+    snapshot(f"board-{view}", asyncio.run(go()), tmp_path)

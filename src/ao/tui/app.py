@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,14 +116,15 @@ class BoardApp(App[None]):
         Binding("m", "merge", "Merge", id="merge"),
         Binding("p", "pause", "Pause", id="pause"),
         Binding("slash", "filter", "Filter", id="filter"),
-        Binding("tab", "switch", "View", id="switch"),
+        Binding("tab", "switch", "View", id="switch", priority=True),
         Binding("q", "quit", "Quit", id="quit"),
     ]
 
     def __init__(self, cfg: Config, store: Store, fleet: Fleet | None = None,
                  project: str | None = None, plan_file: Path | None = None,
-                 refresh_every: float = 0.5) -> None:
+                 refresh_every: float = 0.5, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
+        self.clock = clock
         self.cfg = cfg
         self.store = store
         self.fleet = fleet
@@ -186,7 +188,7 @@ class BoardApp(App[None]):
         table = self.query_one(SessionTable)
         table.clear()
         self.shown.clear()
-        now = time.time()
+        now = self.clock()
         last = self.last_events()
         for s in sorted(self.sessions(), key=lambda s: (attention.rank(s, now), s.created_at)):
             cells = self.cells(s, last.get(s.id, ""), now)
@@ -206,14 +208,14 @@ class BoardApp(App[None]):
         changed |= {r["id"] for r in self.store.db.query(
             "SELECT id FROM sessions WHERE updated_at >= ?", [self.last_seen])}
         self.last_event = eid
-        self.last_seen = time.time()
+        self.last_seen = self.clock()
         self.apply(sorted(changed))
         self.render_plan()
 
     def apply(self, ids: list[str]) -> None:
         """Update just these sessions' rows; re-sort only if a zone changed."""
         table = self.query_one(SessionTable)
-        now = time.time()
+        now = self.clock()
         last = self.last_events(ids)
         resort = False
         for sid in ids:
@@ -304,7 +306,7 @@ class BoardApp(App[None]):
         states: dict[str, str] = {}
         for s in self.store.sessions(self.project or p.project):
             states[s.task] = s.state.value
-        done = {k for k, v in states.items() if v in {d.value for d in DONE}}
+        done = {k for k, v in states.items() if v in {d.value for d in DONE} and k in p.tasks}
         crit, _ = planmod.critical_path(p)
         t = Text()
         t.append(f"{len(done)}/{len(p.tasks)} done", style="bold")
@@ -421,7 +423,7 @@ class BoardApp(App[None]):
         s = self._need()
         if s is None:
             return
-        if attention.zone(s) != "merge" or not s.pr_head_sha:
+        if attention.zone(s, self.clock()) != "merge" or not s.pr_head_sha:
             self.notify(f"{s.id} is not approved and green", severity="warning")
             return
         from .. import forge as forgemod
@@ -448,6 +450,7 @@ class BoardApp(App[None]):
 
 
 def make_app(cfg: Config, store: Store, fleet: Fleet | None = None, project: str | None = None,
-             plan_file: Path | None = None, refresh_every: float = 0.5) -> BoardApp:
+             plan_file: Path | None = None, refresh_every: float = 0.5,
+             clock: Callable[[], float] = time.time) -> BoardApp:
     """The one constructor the CLI and the tests use."""
-    return BoardApp(cfg, store, fleet, project, plan_file, refresh_every)
+    return BoardApp(cfg, store, fleet, project, plan_file, refresh_every, clock)
