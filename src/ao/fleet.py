@@ -336,14 +336,9 @@ class Fleet:
         event = emit(Event("post-create", project.name, s.id, task.key,
                            {"worktree": str(ctx.worktree), "branch": workspace.branch_name(
                                task.key)}), self.store)
-        before = self.store.last_event_id()
-        Notifier(self.cfg, self.store).hooks(event)
-        failed = [e for e in self.store.db.query(
-            "SELECT data FROM events WHERE id > ? AND type = 'notify.failed' AND session = ?",
-            [before, s.id])]
-        if failed:
-            why = json.loads(failed[0]["data"]).get("why", "")
-            raise ExternalError(f"post-create hook failed: {why}", "fix the hook")
+        failures = Notifier(self.cfg, self.store).hooks(event)
+        if failures:
+            raise ExternalError(f"post-create hook failed: {failures[0]}", "fix the hook")
 
     def _finish(self, launch: _Launch) -> None:
         """Wait for the agent to be ready and deliver the first prompt (safe in a thread with

@@ -39,13 +39,18 @@ class Notifier:
                       stdin=json.dumps({"title": title, "text": text, "event": _plain(event)}))
         self.hooks(event)
 
-    def hooks(self, event: Event) -> None:
+    def hooks(self, event: Event) -> list[str]:
+        """Run the event's hooks; returns why each failing one failed (also recorded)."""
         name = event.type.replace(".", "-")
+        failures = []
         for d in self._hook_dirs(event.project):
             hook = d / name
             if hook.is_file() and os.access(hook, os.X_OK):
-                self._run([str(hook)], event, f"hook {paths.display(hook)}",
-                          stdin=json.dumps(_plain(event)))
+                why = self._run([str(hook)], event, f"hook {paths.display(hook)}",
+                                stdin=json.dumps(_plain(event)))
+                if why:
+                    failures.append(why)
+        return failures
 
     def _hook_dirs(self, project: str | None) -> list[Path]:
         dirs = [paths.ao_home() / "hooks"]
@@ -53,15 +58,17 @@ class Notifier:
             dirs.insert(0, self.cfg.projects[project].path / "hooks")
         return dirs
 
-    def _run(self, argv: list[str], event: Event, what: str, stdin: str = "") -> None:
+    def _run(self, argv: list[str], event: Event, what: str, stdin: str = "") -> str | None:
+        """Run a notifier or hook; None on success, else why it failed (recorded as an event)."""
         try:
             proc = subprocess.run(argv, input=stdin, capture_output=True, text=True,
                                   timeout=HOOK_TIMEOUT)
-            if proc.returncode != 0:
-                self._failed(event, what, f"exit {proc.returncode}: "
-                             f"{(proc.stderr or proc.stdout).strip()[-200:]}")
         except (OSError, subprocess.TimeoutExpired) as e:
-            self._failed(event, what, type(e).__name__)
+            return self._failed(event, what, type(e).__name__)
+        if proc.returncode != 0:
+            return self._failed(event, what, f"exit {proc.returncode}: "
+                                f"{(proc.stderr or proc.stdout).strip()[-200:]}")
+        return None
 
     def _webhook(self, url: str, text: str, event: Event) -> None:
         body = json.dumps({"text": text}).encode()
@@ -72,9 +79,10 @@ class Notifier:
         except OSError as e:
             self._failed(event, "webhook", type(e).__name__)
 
-    def _failed(self, event: Event, what: str, why: str) -> None:
+    def _failed(self, event: Event, what: str, why: str) -> str:
         emit(Event("notify.failed", event.project, event.session, event.task,
                    {"notifier": what, "why": why, "for": event.type}), self.store)
+        return why
 
 
 def _plain(event: Event) -> dict[str, object]:
