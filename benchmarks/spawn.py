@@ -93,7 +93,9 @@ def main() -> None:
     for i in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="ao-bench-spawn-") as tmp:
             root = Path(tmp)
-            env_i = {**env, "HOME": str(root), "GIT_CONFIG_GLOBAL": str(root / "gitconfig")}
+            # TMUX_TMPDIR: both tmux servers' sockets live (and go) with the temporary folder
+            env_i = {**env, "HOME": str(root), "GIT_CONFIG_GLOBAL": str(root / "gitconfig"),
+                     "TMUX_TMPDIR": str(root)}
             (root / "gitconfig").write_text("[user]\n\tname = bench\n\temail = b@example.invalid\n")
             _, work = make_repo(root, args.files)
             s_ao, s_floor = f"ao-bench-{os.getpid()}-{i}", f"ao-floor-{os.getpid()}-{i}"
