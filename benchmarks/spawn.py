@@ -112,13 +112,18 @@ def main() -> None:
             finally:
                 for s in (s_ao, s_floor):
                     subprocess.run(["tmux", "-L", s, "kill-server"], capture_output=True)
-    value, baseline = min(ours), min(floors)
-    ratio = value / baseline
-    print(f"{'run':<6}{'ao batch-spawn (s)':>20}{'floor (s)':>12}")
+    # the disk here swings by 10x between runs, so each run's pair is compared (ao and the floor
+    # ran back to back on the same disk) and the median of those ratios is the figure
+    ratios = sorted(a / f for a, f in zip(ours, floors, strict=True))
+    ratio = ratios[len(ratios) // 2]
+    value, baseline = sorted(ours)[len(ours) // 2], sorted(floors)[len(floors) // 2]
+    print(f"{'run':<6}{'ao batch-spawn (s)':>20}{'floor (s)':>12}{'ratio':>8}")
     for i, (a, f) in enumerate(zip(ours, floors, strict=True), start=1):
-        print(f"{i:<6}{a:>20.2f}{f:>12.2f}")
-    print(f"best: ao {value:.2f}s, floor {baseline:.2f}s, ratio {ratio:.2f} (target <= {TARGET})")
-    print(json.dumps({"benchmark": "spawn", "metric": "batch-spawn 24 tasks, 2,000-file repo",
+        print(f"{i:<6}{a:>20.2f}{f:>12.2f}{a / f:>8.2f}")
+    print(f"median: ao {value:.2f}s, floor {baseline:.2f}s, ratio {ratio:.2f} "
+          f"(target <= {TARGET})")
+    metric = f"batch-spawn 24 tasks, {args.files}-file repo"
+    print(json.dumps({"benchmark": "spawn", "metric": metric,
                       "unit": "s", "value": round(value, 3), "baseline": round(baseline, 3),
                       "ratio": round(ratio, 3), "target": TARGET, "target_on": "ratio"}))
 

@@ -213,6 +213,10 @@ class Store:
                                check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 30000")
         _enable_wal(conn)
+        # WAL + NORMAL: a killed process loses nothing committed; only a power cut can lose
+        # the last transactions. FULL would fsync on every commit, and an fsync on a disk busy
+        # writing new worktrees can take hundreds of milliseconds
+        conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
