@@ -331,3 +331,16 @@ def test_a_start_cut_short_by_a_crash_is_undone_and_retried(env: Env) -> None:
         assert [x.id for x in fleet.store.sessions("shop", task="A-1")] == [s.id]
     finally:
         d.release()
+
+
+def test_status_counts_a_closed_issue_as_done(env: Env) -> None:
+    from .helpers import run_ao
+
+    plan_file = setup(env, PLAN)
+    assert run_ao("pause", "shop").code == 0
+    assert run_ao("plan", "run", str(plan_file), "--project", "shop").code == 0
+    Store().put_task("shop", "A-1", "Add a", issue_state="closed")  # closed as completed
+    out = run_ao("status").out
+    assert "starts next: B-1\n" in out  # A-1 is done by its closed issue; B-1 waits on nothing
+    rows = json.loads(run_ao("plan", "status", str(plan_file), "-p", "shop", "--json").out)
+    assert {r["task"]: r["waits_on"] for r in rows}["B-1"] == []

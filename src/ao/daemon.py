@@ -442,12 +442,8 @@ class Daemon:
     # ---- scheduling and cleanup -----------------------------------------------------------
 
     def schedule(self, project: ProjectConfig, plan: Plan, paused: bool) -> None:
-        states: dict[str, set[State]] = {}
-        for s in self.store.sessions(project.name):
-            states.setdefault(s.task, set()).add(s.state)
-        closed = {k for k in plan.tasks
-                  if (row := self.store.task(project.name, k)) and row.get("issue_state") ==
-                  "closed"}
+        states = scheduler.states_by_task(self.store.sessions(project.name))
+        closed = self.store.closed_tasks(project.name) & set(plan.tasks)
         # a task added to the plan while it runs gets its queued record here
         for key, task in plan.tasks.items():
             if not (states.get(key, set()) & (LIVE | DONE)) and key not in closed:

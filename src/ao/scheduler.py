@@ -6,10 +6,22 @@ above the project's max_concurrent. Waves are a view, never a barrier.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from .plan import Plan, priority_order
 from .state import DONE, RUNNING, State
+
+if TYPE_CHECKING:
+    from .store import Session
+
+
+def states_by_task(sessions: Iterable[Session]) -> dict[str, set[State]]:
+    """Every state each task's sessions are in (a task can have a killed and a live one)."""
+    out: dict[str, set[State]] = {}
+    for s in sessions:
+        out.setdefault(s.task, set()).add(s.state)
+    return out
 
 
 def done_tasks(states: Mapping[str, set[State]], closed_issues: set[str]) -> set[str]:

@@ -313,6 +313,11 @@ class Store:
                                 "plan = ? AND finished_at IS NULL", (time.time(), project, plan))
         return cur.rowcount == 1
 
+    def closed_tasks(self, project: str) -> set[str]:
+        """Tasks whose issue was closed (or that merged): done for scheduling."""
+        return {r[0] for r in self.conn.execute(
+            "SELECT key FROM tasks WHERE project = ? AND issue_state = 'closed'", (project,))}
+
     def put_task(self, project: str, key: str, title: str, **extra: Any) -> None:
         """Insert the task, or update just the given columns (others, like the issue number a
         forge recorded, are kept). One statement, so concurrent writers cannot collide."""

@@ -125,20 +125,18 @@ def _next_startable(store: Store, project: str, sessions: list[Session]) -> list
     (what the daemon starts as soon as there is room)."""
     from .. import plan as planmod
     from ..errors import AoError
-    from ..scheduler import done_tasks, waiting_on
+    from ..scheduler import done_tasks, states_by_task, waiting_on
 
-    states: dict[str, set[State]] = {}
-    for s in sessions:
-        states.setdefault(s.task, set()).add(s.state)
+    states = states_by_task(sessions)
+    done = done_tasks(states, store.closed_tasks(project))
     out: list[str] = []
     for run in store.plan_runs(project):
         try:
             p = planmod.load_valid(Path(run["plan"]))
         except AoError:
             continue
-        done = done_tasks(states, set())
         ready = [k for k in p.tasks if State.QUEUED in states.get(k, set())
-                 and not waiting_on(p, k, done)]
+                 and k not in done and not waiting_on(p, k, done)]
         out += planmod.priority_order(p, ready)
     return out
 

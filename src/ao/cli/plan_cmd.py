@@ -11,7 +11,6 @@ from .. import paths
 from .. import plan as planmod
 from ..errors import BadInput, PlanError
 from ..plan_import import import_file
-from ..state import State
 from ..store import Session
 from .output import days, emit_json, note, table
 
@@ -153,7 +152,7 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Each task's state, session, PR and what it waits on."""
-    from ..scheduler import done_tasks, waiting_on
+    from ..scheduler import done_tasks, states_by_task, waiting_on
     from . import services
 
     p = planmod.load_valid(file)
@@ -162,14 +161,10 @@ def status(
         raise BadInput("which project?", "pass --project, or set `project:` in the plan")
     services.cfg().project(name)
     store = services.store()
-    states: dict[str, set[State]] = {}
-    latest: dict[str, Session] = {}
-    for sess in store.sessions(name):
-        states.setdefault(sess.task, set()).add(sess.state)
-        latest[sess.task] = sess
-    closed = {k for k in p.tasks if (r := store.task(name, k)) and r.get("issue_state") ==
-              "closed"}
-    done = done_tasks(states, closed)
+    sessions = store.sessions(name)
+    states = states_by_task(sessions)
+    latest: dict[str, Session] = {sess.task: sess for sess in sessions}
+    done = done_tasks(states, store.closed_tasks(name))
     rows: list[dict[str, Any]] = []
     for key in p.tasks:
         s = latest.get(key)
