@@ -48,6 +48,16 @@ class Repo:
     threads: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     job_logs: dict[int, str] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    # branch protection, as GitHub documents it: with required reviews, reviewDecision is set
+    # (APPROVED / CHANGES_REQUESTED / REVIEW_REQUIRED) and merges without approval are refused
+    # with 405; without, reviewDecision is null whatever the reviews say
+    require_reviews: bool = False
+    require_up_to_date: bool = False
+    allowed_methods: tuple[str, ...] = ("merge", "squash", "rebase")
+    # GitHub computes mergeability in the background: `mergeable` reads UNKNOWN for this many
+    # polls after each new head
+    unknown_polls: int = 0
+    _unknown_left: dict[str, int] = field(default_factory=dict)
 
     @property
     def full(self) -> str:
@@ -196,12 +206,41 @@ class FakeGitHub:
             overall = "SUCCESS"
         return {"state": overall, "contexts": {"nodes": nodes}}
 
-    def _decision(self, repo: Repo, n: int) -> str | None:
-        decision = None
+    def _latest_opinions(self, repo: Repo, n: int) -> dict[str, str]:
+        """The latest APPROVED / CHANGES_REQUESTED review of each reviewer."""
+        out: dict[str, str] = {}
         for r in repo.reviews.get(n, []):
             if r["state"] in ("APPROVED", "CHANGES_REQUESTED"):
-                decision = r["state"]
-        return decision
+                out[r["user"]["login"]] = r["state"]
+        return out
+
+    def _decision(self, repo: Repo, n: int) -> str | None:
+        if not repo.require_reviews:
+            return None  # GitHub: null when the base branch requires no review
+        opinions = set(self._latest_opinions(repo, n).values())
+        if "CHANGES_REQUESTED" in opinions:
+            return "CHANGES_REQUESTED"
+        return "APPROVED" if "APPROVED" in opinions else "REVIEW_REQUIRED"
+
+    def _merge_state(self, repo: Repo, pr: dict[str, Any], mergeable: str,
+                     rollup: dict[str, Any] | None) -> str:
+        if pr["state"] != "open":
+            return "UNKNOWN"
+        if pr.get("draft"):
+            return "DRAFT"
+        if mergeable == "UNKNOWN":
+            return "UNKNOWN"
+        if mergeable == "CONFLICTING":
+            return "DIRTY"
+        if repo.require_reviews and self._decision(repo, pr["number"]) != "APPROVED":
+            return "BLOCKED"
+        base = repo.head_sha(repo.default_branch) or ""
+        if repo.require_up_to_date and _git(repo.bare, "merge-base", "--is-ancestor", base,
+                                            pr["head_sha"], check=False).returncode != 0:
+            return "BEHIND"
+        if rollup is not None and rollup["state"] in ("FAILURE", "ERROR"):
+            return "UNSTABLE"  # no required checks here: failing ones only make it unstable
+        return "CLEAN"
 
     def _pr_graphql(self, repo: Repo, pr: dict[str, Any]) -> dict[str, Any]:
         pr = self._pr_live(repo, pr)
@@ -209,14 +248,25 @@ class FakeGitHub:
             conclusion, summary, log = self.auto_ci(repo, pr["head_sha"])
             self.add_check_run(repo, pr["head_sha"], "ci", conclusion, summary, log=log)
         m = self._mergeable(repo, pr)
+        mergeable = "UNKNOWN" if m is None else "MERGEABLE" if m else "CONFLICTING"
+        left = repo._unknown_left.setdefault(pr["head_sha"], repo.unknown_polls)
+        if left > 0 and pr["state"] == "open":
+            repo._unknown_left[pr["head_sha"]] = left - 1
+            mergeable = "UNKNOWN"
+        rollup = self._rollup(repo, pr["head_sha"])
         return {
             "number": pr["number"], "url": f"{self.url}/{repo.full}/pull/{pr['number']}",
             "state": pr["state"].upper(), "title": pr["title"], "headRefName": pr["head"],
             "headRefOid": pr["head_sha"], "baseRefName": repo.default_branch,
-            "mergeable": "UNKNOWN" if m is None else "MERGEABLE" if m else "CONFLICTING",
+            "mergeable": mergeable,
             "reviewDecision": self._decision(repo, pr["number"]),
-            "commits": {"nodes": [{"commit": {
-                "statusCheckRollup": self._rollup(repo, pr["head_sha"])}}]},
+            "isDraft": bool(pr.get("draft")), "isCrossRepository": bool(pr.get("fork")),
+            "createdAt": pr.get("created_at") or "2026-01-01T00:00:00Z",
+            "mergeStateStatus": self._merge_state(repo, pr, mergeable, rollup),
+            "latestOpinionatedReviews": {"nodes": [
+                {"state": st, "author": {"login": who}}
+                for who, st in self._latest_opinions(repo, pr["number"]).items()]},
+            "commits": {"nodes": [{"commit": {"statusCheckRollup": rollup}}]},
         }
 
     # ---- request handling ----------------------------------------------------------------
@@ -291,7 +341,9 @@ class FakeGitHub:
             n = repo.next_number
             repo.next_number += 1
             repo.pulls[n] = {"number": n, "title": body["title"], "body": body.get("body") or "",
-                             "head": body["head"], "head_sha": sha, "state": "open"}
+                             "head": body["head"], "head_sha": sha, "state": "open",
+                             "draft": bool(body.get("draft")), "fork": False,
+                             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             return 201, self._pr_json(repo, repo.pulls[n]), {}
         m = re.match(r"^/pulls/(\d+)(/merge|/reviews|/comments)?$", rest)
         if m:
@@ -353,6 +405,16 @@ class FakeGitHub:
             return 405, {"message": "Pull Request is not mergeable"}, {}
         if body.get("sha") and body["sha"] != pr["head_sha"]:
             return 409, {"message": "Head branch was modified. Review and try the merge again."}, {}
+        method = body.get("merge_method") or "merge"
+        if method not in repo.allowed_methods:
+            what = {"merge": "Merge commits", "squash": "Squash merges",
+                    "rebase": "Rebase merges"}.get(method, method)
+            return 405, {"message": f"{what} are not allowed on this repository."}, {}
+        if pr.get("draft"):
+            return 405, {"message": "Pull Request is still a draft"}, {}
+        if repo.require_reviews and self._decision(repo, pr["number"]) != "APPROVED":
+            return 405, {"message": "At least 1 approving review is required by reviewers "
+                                    "with write access."}, {}
         base = repo.head_sha(repo.default_branch) or ""
         p = _git(repo.bare, "merge-tree", "--write-tree", base, pr["head_sha"], check=False)
         if p.returncode != 0:

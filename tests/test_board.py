@@ -40,7 +40,8 @@ def seed(store: Store) -> dict[str, str]:
     make("F-1", State.SPAWNING, State.WORKING, State.PR_OPEN, pr_number=3, pr_state="open",
          pr_checks="failing", pr_mergeable="mergeable")
     make("M-1", State.SPAWNING, State.WORKING, State.PR_OPEN, pr_number=4, pr_state="open",
-         pr_checks="passing", pr_review="approved", pr_mergeable="mergeable", pr_head_sha="ab")
+         pr_checks="passing", pr_review="approved", pr_mergeable="mergeable", pr_head_sha="ab",
+         pr_gate="approved and green", pr_gate_ok=1)
     make("R-1", State.SPAWNING, State.WORKING, State.NEEDS_HUMAN, activity="idle")
     make("D-1", State.SPAWNING, State.WORKING, State.MERGED)
     for i, sid in enumerate(ids.values()):  # fixed times, so ages render the same every run
@@ -153,7 +154,7 @@ def test_problems_are_notifications_not_tracebacks(tmp_path: Path) -> None:
             return [n.message for n in app._notifications]
 
     notes = asyncio.run(go())
-    assert any("not approved and green" in n for n in notes)
+    assert any("cannot merge: no pull request seen yet" in n for n in notes)
 
 
 def screen_text(svg: str) -> str:

@@ -7,6 +7,7 @@ import os
 import time
 from typing import Any
 
+from . import paths
 from .events import Event, emit
 from .state import Activity
 from .store import Store
@@ -48,4 +49,6 @@ def record(agent: str, event: str, raw: str, store: Store | None = None) -> bool
     data = {"agent": agent, "event": event,
             **{k: str(payload[k])[:200] for k in KEPT_FIELDS if k in payload}}
     emit(Event("agent.hook", s.project, sid, s.task, data), store)
+    if activity in (Activity.IDLE, Activity.WAITING_INPUT, Activity.EXITED):
+        paths.poke_daemon()  # queued messages and reactions need not wait for the next poll
     return True

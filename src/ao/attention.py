@@ -27,9 +27,8 @@ def zone(s: Session, now: float | None = None, stuck_after: float = STUCK_AFTER)
     if s.pr_checks == "failing" or s.pr_review == "changes_requested" or \
             s.pr_mergeable == "conflicting":
         return "fixing"
-    if s.pr_number and s.pr_state == "open" and s.pr_checks in ("passing", "none") and \
-            s.pr_review in ("approved", None) and s.pr_mergeable == "mergeable":
-        return "merge"
+    if s.pr_number and s.pr_state == "open" and s.pr_gate_ok:
+        return "merge"  # the merge gate said yes (gate.py), as the daemon last saw it
     return "working"
 
 

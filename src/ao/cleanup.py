@@ -23,8 +23,9 @@ from . import paths, tmux, workspace
 from .config import Config, ProjectConfig
 from .errors import AoError
 from .events import Event, emit
-from .state import LIVE, State
+from .state import LIVE, RUNNING, State
 from .store import Session, Store
+from .teardown import teardown
 
 RETENTION = 30 * 86400.0
 KEEP_TMUX = ("ao-daemon",)
@@ -158,9 +159,16 @@ class Cleaner:
             emit(Event("cleanup.tmux", data={"session": item.name}), self.store)
             return
         p = self.cfg.projects.get(item.project)
-        if item.kind == "session" and item.session is not None:
-            tmux.kill_session(self.srv, item.name)
-        if item.worktree is not None and item.worktree.exists() and p is not None:
+        if item.kind == "session" and item.session is not None and p is not None:
+            s = item.session
+            merged = s.state is State.MERGED or s.pr_state == "merged"
+            out = teardown(self.srv, self.store, p, s, force=force, delete_remote=delete_remote,
+                           end=State.MERGED if merged and s.state in RUNNING - {State.SPAWNING}
+                           else State.KILLED,
+                           note=item.why)
+            item.keep = out.why
+            report.saved += out.saved
+        elif item.worktree is not None and item.worktree.exists() and p is not None:
             if item.keep and force:
                 saved = workspace.save_work(item.worktree,
                                             paths.session_dir(item.project, item.name) / "saved",
@@ -169,27 +177,11 @@ class Cleaner:
                 item.keep = []
             if not item.keep:
                 workspace.remove_worktree(p.path, item.worktree)
-        if item.kind == "session" and item.session is not None and not item.keep:
-            s = item.session
-            if s.branch and p is not None:
-                self._branches(p, s, delete_remote)
-            if s.state not in (State.KILLED, State.FAILED, State.MERGED):
-                self.store.set_state(s.id, State.KILLED, note=item.why)
-            self.store.set_state(s.id, State.CLEANED)
         emit(Event("cleanup.removed" if not item.keep else "cleanup.kept", item.project or None,
                    item.name if item.kind == "session" else None,
                    item.session.task if item.session else None,
                    {"kind": item.kind, "why": item.why, "kept": item.keep,
                     "bytes": item.bytes}), self.store)
-
-    def _branches(self, p: ProjectConfig, s: Session, delete_remote: bool) -> None:
-        branch = s.branch or ""
-        merged = s.state is State.MERGED or s.pr_state == "merged"
-        on_remote = workspace.remote_branch_exists(p.path, p.remote, branch)
-        if merged or on_remote or not workspace.local_branch_exists(p.path, branch):
-            workspace.delete_branch(p.path, branch)
-        if delete_remote and merged and on_remote:
-            workspace.git(p.path, "push", "-q", p.remote, "--delete", branch, check=False)
 
     # ---- housekeeping ---------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ rejected with the file, the dotted key and the nearest valid key.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -18,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from . import paths
+from . import paths, yamlio
 from .errors import ConfigError, NotFound
 
 REPO_CONFIG_NAME = "agent-orchestrator.yaml"
@@ -90,6 +92,14 @@ class ProjectConfig:
     reactions: dict[str, ReactionConfig] = field(default_factory=dict)
     post_create: tuple[str, ...] = ()
     symlinks: tuple[str, ...] = ()
+    require_review: bool = True
+    require_checks: bool = True
+    merge_states: tuple[str, ...] = ()
+    merge_method: str = "merge"
+
+
+MERGE_METHODS = ("merge", "squash", "rebase", "auto")
+EXTRA_MERGE_STATES = ("has_hooks", "unstable")
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,7 @@ _TMUX_KEYS = ("socket",)
 _PROJECT_KEYS = (
     "path", "repo", "default_branch", "remote", "forge", "agent", "max_concurrent", "plan", "ci",
     "session_prefix", "sandboxed", "auto_merge", "reactions", "post_create", "symlinks",
+    "require_review", "require_checks", "merge_states", "merge_method",
 )
 _AGENT_KEYS = ("name", "command", "permission_mode")
 _CI_KEYS = ("command", "timeout")
@@ -303,6 +314,16 @@ def _project(name: str, raw: Mapping[str, Any], m: _Merged, base: Path) -> Proje
         _check_keys(ci_raw, _CI_KEYS, f"{where}.ci", m)
         ci_command = ci_raw.get("command")
         ci_timeout = parse_duration(ci_raw.get("timeout", 600), f"{where}.ci.timeout")
+    merge_method = str(_typed(raw.get("merge_method", "merge"), str, f"{where}.merge_method", m))
+    if merge_method not in MERGE_METHODS:
+        raise ConfigError(f"`{where}.merge_method` must be one of {', '.join(MERGE_METHODS)}, "
+                          f"got {merge_method!r}", "auto: the first method the repo allows")
+    merge_states = tuple(x.lower() for x in _str_list(raw.get("merge_states"),
+                                                        f"{where}.merge_states", m))
+    for st in merge_states:
+        if st not in EXTRA_MERGE_STATES:
+            raise ConfigError(f"`{where}.merge_states` may hold {', '.join(EXTRA_MERGE_STATES)}"
+                              f", not {st!r}", "clean is always accepted")
     prefix = str(raw.get("session_prefix") or re.sub(r"[^a-z0-9]", "", name.lower())[:3] or "ses")
     if not re.match(r"^[a-z0-9][a-z0-9_]*$", prefix):
         raise ConfigError(f"`{where}.session_prefix` {prefix!r} is not a safe tmux name",
@@ -325,17 +346,32 @@ def _project(name: str, raw: Mapping[str, Any], m: _Merged, base: Path) -> Proje
         reactions=_reactions(raw.get("reactions"), f"{where}.reactions", m),
         post_create=_str_list(raw.get("post_create"), f"{where}.post_create", m),
         symlinks=_str_list(raw.get("symlinks"), f"{where}.symlinks", m),
+        require_review=bool(_typed(raw.get("require_review", True), bool,
+                                   f"{where}.require_review", m)),
+        require_checks=bool(_typed(raw.get("require_checks", True), bool,
+                                   f"{where}.require_checks", m)),
+        merge_states=merge_states,
+        merge_method=merge_method,
     )
 
 
-def _read_yaml(path: Path) -> Mapping[str, Any]:
+def _read_yaml_any(path: Path) -> Any:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yamlio.load(path.read_bytes())[0]
+    except OSError as e:
+        raise ConfigError(f"{paths.display(path)}: cannot read it ({e.strerror})",
+                          "check the file's permissions") from None
+    except yamlio.YamlRefused as e:
+        raise ConfigError(f"{paths.display(path)}: {e}", "see docs/configuration.md") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{paths.display(path)}{line}: not valid YAML",
                           "fix the syntax or move the file away") from None
+
+
+def _read_yaml(path: Path) -> Mapping[str, Any]:
+    data = _read_yaml_any(path)
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -353,13 +389,79 @@ def find_repo_config(start: Path | None = None) -> Path | None:
     return None
 
 
+REGISTRY_NAME = "repos.yaml"
+_REGISTRY_HEAD = ("# Repositories registered by `ao init`: every `ao` command and the daemon read\n"
+                  "# each one's agent-orchestrator.yaml. `ao init --forget` removes one.\n")
+
+
+def registry_file() -> Path:
+    return paths.ao_home() / REGISTRY_NAME
+
+
+def registered_repos() -> list[Path]:
+    """Repository roots registered by `ao init`, in the order they were registered."""
+    f = registry_file()
+    if not f.is_file():
+        return []
+    raw = _read_yaml_any(f)
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise ConfigError(f"{paths.display(f)}: expected a list of repository paths",
+                          "fix the file, or delete it and run `ao init` in each repository")
+    return [Path(x) for x in raw]
+
+
+def register_repo(root: Path, forget: bool = False) -> bool:
+    """Add (or with `forget`, remove) a repository root; True if the registry changed."""
+    root = root.resolve()
+    with paths.locked(registry_file().with_name(REGISTRY_NAME + ".lock")):
+        repos = registered_repos()
+        if forget:
+            if root not in repos:
+                return False
+            repos.remove(root)
+        else:
+            if root in repos:
+                return False
+            repos.append(root)
+        body = "".join(f"- {json.dumps(str(r))}\n" for r in repos)
+        paths.write_atomic(registry_file(), _REGISTRY_HEAD + body)
+    return True
+
+
+def config_sources(cwd: Path | None = None) -> list[Path]:
+    """The files a load reads, in order: global, each registered repo's, then the one found
+    from the current directory (if it is not registered)."""
+    out: list[Path] = [paths.config_file()]
+    for root in registered_repos():
+        out.append(root / REPO_CONFIG_NAME)
+    here = find_repo_config(cwd)
+    if here is not None and here.resolve() not in {f.resolve() for f in out[1:]}:
+        out.append(here)
+    return out
+
+
+def content_digest(files: list[Path]) -> str:
+    """A hash of what the config files hold (a missing file counts as empty): the daemon
+    reloads only when this changes, never because a file was opened or touched."""
+    h = hashlib.sha256()
+    for f in [registry_file(), *files]:
+        h.update(str(f).encode() + b"\0")
+        try:
+            h.update(f.read_bytes())
+        except OSError:
+            h.update(b"\1missing")
+        h.update(b"\0")
+    return h.hexdigest()
+
+
 def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     m = _Merged()
     files: list[Path] = []
-    global_file = paths.config_file()
     bases: dict[str, Path] = {}
-    for f in (global_file, find_repo_config(cwd)):
+    for f in config_sources(cwd):
         if f is not None and f.is_file():
             raw = _read_yaml(f)
             m.merge(raw, str(f))
@@ -461,6 +563,10 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
         add(f"{pre}.auto_merge", p.auto_merge)
         add(f"{pre}.post_create", list(p.post_create))
         add(f"{pre}.symlinks", list(p.symlinks))
+        add(f"{pre}.require_review", p.require_review)
+        add(f"{pre}.require_checks", p.require_checks)
+        add(f"{pre}.merge_states", list(p.merge_states))
+        add(f"{pre}.merge_method", p.merge_method)
         for name, r in sorted(p.reactions.items()):
             add(f"{pre}.reactions.{name}", r.__dict__)
     return rows

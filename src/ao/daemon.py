@@ -22,7 +22,7 @@ from typing import Any
 
 from libtmux import Server
 
-from . import compose, paths, scheduler, tmux, workspace
+from . import compose, paths, scheduler, workspace
 from . import config as cfgmod
 from . import forge as forgemod
 from . import plan as planmod
@@ -31,14 +31,18 @@ from .errors import AoError, ExternalError
 from .events import Event, emit
 from .fleet import Fleet
 from .forge.base import Forge, PullRequest
+from .gate import approval, merge_gate
+from .merging import record_merged
 from .messaging import Messenger
 from .notify import Notifier
 from .plan import Plan
 from .reactions import Action, History, Observation, Policy, decide
-from .state import DONE, LIVE, Activity, State
+from .state import LIVE, Activity, Outcome, State
 from .store import Session, Store
+from .teardown import teardown
 
 LOCK_NAME = "daemon.lock"
+MIN_TICK_GAP = 0.25  # seconds: the shortest time between two ticks, however often woken
 
 
 class AlreadyRunning(AoError):
@@ -80,6 +84,7 @@ class Daemon:
         self.started_at = clock()
         self.polls = 0
         self._lock_fd: int | None = None
+        self._config_digest = cfgmod.content_digest(cfgmod.config_sources())
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -128,31 +133,43 @@ class Daemon:
         observer = self._watch()
         try:
             while not self.stop.is_set():
+                self.wake.clear()
                 started = time.monotonic()
+                if self.config_dirty and self.reload_config():
+                    # the set of files to watch may have changed (a repo registered)
+                    if observer is not None:
+                        observer.stop()
+                    observer = self._watch()
                 self.tick()
                 interval = self.cfg.poll_interval * (4 if self._low_budget() else 1)
                 self.wake.wait(max(0.0, interval - (time.monotonic() - started)))
-                self.wake.clear()
+                # a burst of wake-ups (many agents stopping at once) costs one tick, not many
+                self.stop.wait(max(0.0, MIN_TICK_GAP - (time.monotonic() - started)))
         finally:
             if observer is not None:
                 observer.stop()
             self.release()
 
     def _watch(self) -> Any:
-        """watchdog wakes the loop when a plan or the config changes, so an edit is picked up
-        at once instead of at the next poll (and without a restart)."""
+        """watchdog wakes the loop when a plan or a config file is written, so an edit is picked
+        up at once instead of at the next poll (and without a restart). Only writes count:
+        reading a file (every `ao` command reads the config) must never look like a change."""
         try:
             from watchdog.events import FileSystemEvent, FileSystemEventHandler
             from watchdog.observers import Observer
         except ImportError:  # pragma: no cover - watchdog is a dependency
             return None
         daemon = self
-        watched = {str(f.resolve()) for f in self.cfg.files} | {
-            str(Path(r["plan"]).resolve()) for r in self.store.plan_runs()}
-        config_files = {str(f.resolve()) for f in self.cfg.files}
+        config_files = {str(f.resolve()) for f in self._config_sources()}
+        watched = config_files | {str(Path(r["plan"]).resolve())
+                                  for r in self.store.plan_runs(active=False)} | {
+            str(paths.wake_file().resolve())}
+        writes = {"modified", "created", "deleted", "moved", "closed"}
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.event_type not in writes:
+                    return
                 paths_seen = {str(event.src_path), str(getattr(event, "dest_path", "") or "")}
                 if paths_seen & config_files:
                     daemon.config_dirty = True
@@ -160,24 +177,33 @@ class Daemon:
                     daemon.wake.set()
 
         observer = Observer()
-        for d in {str(Path(f).parent) for f in watched | {str(paths.config_file())}}:
+        for d in {str(Path(f).parent) for f in watched}:
             if Path(d).is_dir():
                 observer.schedule(Handler(), d, recursive=False)
         observer.daemon = True
         observer.start()
         return observer
 
-    def reload_config(self) -> None:
+    def _config_sources(self) -> list[Path]:
+        return [cfgmod.registry_file(), *cfgmod.config_sources()]
+
+    def reload_config(self) -> bool:
+        """Load the config again if what its files hold changed; True if it was replaced."""
         self.config_dirty = False
+        digest = cfgmod.content_digest(cfgmod.config_sources())
+        if digest == self._config_digest:
+            return False
+        self._config_digest = digest
         try:
             cfg = cfgmod.load()
         except AoError as e:
             emit(Event("config.invalid", data={"error": str(e), "kept": "the last good config"}),
                  self.store)
-            return
+            return False
         self.cfg = self.fleet.cfg = self.notifier.cfg = cfg
         self.forges.clear()
         emit(Event("config.reloaded", data={"projects": sorted(cfg.projects)}), self.store)
+        return True
 
     def _low_budget(self) -> bool:
         low = [n for n, f in self.forges.items() if getattr(f, "low_budget", lambda: False)()]
@@ -188,8 +214,6 @@ class Daemon:
     # ---- one poll -------------------------------------------------------------------------
 
     def tick(self) -> None:
-        if self.config_dirty:
-            self.reload_config()
         for name, project in self.cfg.projects.items():
             try:
                 self.tick_project(project)
@@ -228,8 +252,10 @@ class Daemon:
         return self.forges[project.name]
 
     def active_plans(self, project: ProjectConfig) -> list[Plan]:
+        """Every plan ever run on the project, finished ones included: a task added to a
+        completed plan is picked up like any other."""
         out = []
-        for run in self.store.plan_runs(project.name):
+        for run in self.store.plan_runs(project.name, active=False):
             plan = self._load_plan(project, run["plan"])
             if plan is not None:
                 out.append(plan)
@@ -278,9 +304,12 @@ class Daemon:
         for s in tracked:
             if s.branch not in result.prs:
                 continue  # the forge could not see it this time: decide nothing
+            pr = result.prs[s.branch]
+            if pr is not None and pr.state != "open" and pr.created_at is not None and \
+                    pr.created_at < s.created_at:
+                pr = None  # a PR that ended before this session began is an earlier session's
             try:
-                self.handle(project, forge, policy, self.store.session(s.id),
-                            result.prs[s.branch], paused)
+                self.handle(project, forge, policy, self.store.session(s.id), pr, paused)
             except AoError as e:
                 emit(Event("reaction.error", project.name, s.id, s.task,
                            {"error": str(e)}), self.store)
@@ -320,11 +349,15 @@ class Daemon:
 
     def history(self, sid: str) -> History:
         rows = self.store.attempts(sid)
+        escalations = [r["fingerprint"].removeprefix("escalate:") for r in rows
+                       if r["reaction"] == "escalate"]
         return History(
             ci_rounds=tuple(r["fingerprint"].split(":", 1)[1] for r in rows
                             if r["reaction"] == "fix-ci"),
             done=frozenset(r["fingerprint"] for r in rows),
-            restores=sum(1 for r in rows if r["reaction"] == "restore"))
+            restores=sum(1 for r in rows if r["reaction"] == "restore"),
+            resumes=sum(1 for r in rows if r["reaction"] == "resume"),
+            escalated_for=escalations[-1].rsplit(":", 1)[0] if escalations else None)
 
     def observation(self, s: Session, pr: PullRequest | None) -> Observation:
         now = self.clock()
@@ -338,11 +371,13 @@ class Daemon:
     def handle(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
                pr: PullRequest | None, paused: bool) -> None:
         if pr is not None:
+            verdict = merge_gate(pr, policy.gate, expected_sha=pr.head_sha)
             self.store.update_session(
                 s.id, pr_number=pr.number, pr_url=pr.url, pr_state=pr.state,
                 pr_head_sha=pr.head_sha, pr_checks=pr.checks.overall,
-                pr_review=pr.review_decision, pr_mergeable=pr.mergeable,
-                pr_seen_at=self.clock())
+                pr_review=approval(pr).value, pr_mergeable=pr.mergeable,
+                pr_gate=verdict.reason, pr_gate_ok=int(verdict.ok), pr_draft=int(pr.draft),
+                pr_merge_state=pr.merge_state, pr_seen_at=self.clock())
         if paused:
             policy = replace(policy, auto=frozenset(), auto_merge=False)
         for action in decide(self.observation(s, pr), self.history(s.id), policy):
@@ -355,7 +390,8 @@ class Daemon:
             self.store.set_state(s.id, a.state)
             emit(Event(f"session.{a.state.value}", **ev, data={"reason": a.reason}), self.store)
             if a.state is State.MERGED:
-                self._merged(project, forge, s, a.sha)
+                record_merged(self.cfg, self.store, self.fleet.srv, project, forge, s, a.sha,
+                              self.notifier)
         elif a.kind == "fix-ci" and pr is not None:
             details = forge.failure_details(pr)
             if self.cfg.llm.condense_ci_logs:
@@ -381,11 +417,21 @@ class Daemon:
             try:
                 merged = forge.merge(pr, a.sha)
             except ExternalError as e:
-                emit(Event("merge.failed", **ev, data={"error": str(e)}), self.store)
+                # counted per head: the gate escalates after `merge_retries` refusals
+                n = sum(1 for fp in self.history(s.id).done
+                        if fp.startswith(f"merge-failed:{a.sha}:")) + 1
+                self.store.record_attempt(s.id, "merge-failed", f"merge-failed:{a.sha}:{n}",
+                                          {"error": str(e)})
+                emit(Event("merge.failed", **ev, data={"error": str(e), "try": n}),
+                     self.store)
                 return
             self.store.record_attempt(s.id, "merge", a.fingerprint, {"merge": merged})
             emit(Event("pr.merged_by_ao", **ev, data={"sha": a.sha, "merge": merged}),
                  self.store)
+            # merged now, not at the next poll: dependents start in this same tick
+            self.store.update_session(s.id, pr_state="merged")
+            self.act(project, forge, policy, self.store.session(s.id), pr,
+                     Action("set-state", state=State.MERGED, reason="merged by ao", sha=a.sha))
         elif a.kind == "notify":
             if self.store.record_attempt(s.id, "notify", a.fingerprint):
                 kind = a.fingerprint.split(":", 1)[0]
@@ -397,6 +443,8 @@ class Daemon:
                 self.store.set_state(s.id, State.NEEDS_HUMAN, note=a.reason)
                 event = emit(Event("escalated", **ev, data={"reason": a.reason}), self.store)
                 self.notifier.notify(event, f"{s.id} {s.task} needs a human", a.reason)
+        elif a.kind == "resume" and a.state is not None:
+            self.fleet.resume(s.id, a.reason, by="ao")
         elif a.kind == "nudge":
             self.store.record_and_queue(s.id, [("nudge", a.fingerprint)], compose.nudge(a.reason),
                                         "agent-stuck")
@@ -415,10 +463,11 @@ class Daemon:
         new = [c for c in forge.review_comments(pr) if not hist.has(f"review:{c.id}")]
         if not new:
             return
-        rounds = sum(1 for fp in hist.done if fp.startswith("review-round:"))
-        if rounds >= policy.review_rounds:
+        rounds = hist.count("review-round:")
+        if rounds >= policy.review_rounds * (hist.resumes + 1):
             self.act(self.cfg.project(s.project), forge, policy, s, pr, Action(
-                "escalate", "escalate:review", f"review feedback after {rounds} rounds"))
+                "escalate", f"escalate:review:{hist.resumes}",
+                f"review feedback after {rounds} rounds"))
             return
         fps = [("review-round", f"review-round:{rounds + 1}")] + [
             ("review", f"review:{c.id}") for c in new]
@@ -427,32 +476,26 @@ class Daemon:
             emit(Event("review.forwarded", **ev, data={"comments": len(new),
                                                        "round": rounds + 1}), self.store)
 
-    def _merged(self, project: ProjectConfig, forge: Forge, s: Session, sha: str) -> None:
-        row = self.store.task(project.name, s.task)
-        self.store.put_task(project.name, s.task, s.title, issue_state="closed")
-        if project.forge == "github" and row and row.get("issue_number"):
-            try:
-                forge.close_issue(int(row["issue_number"]))
-            except AoError as e:
-                emit(Event("issue.close_failed", project.name, s.id, s.task,
-                           {"error": str(e)}), self.store)
-        event = emit(Event("merged", project.name, s.id, s.task, {"sha": sha}), self.store)
-        self.notifier.hooks(event)
-
     # ---- scheduling and cleanup -----------------------------------------------------------
 
     def schedule(self, project: ProjectConfig, plan: Plan, paused: bool) -> None:
-        states = scheduler.states_by_task(self.store.sessions(project.name))
+        sessions = self.store.sessions(project.name)
+        tasks = scheduler.by_task(sessions)
         closed = self.store.closed_tasks(project.name) & set(plan.tasks)
-        # a task added to the plan while it runs gets its queued record here
-        for key, task in plan.tasks.items():
-            if not (states.get(key, set()) & (LIVE | DONE)) and key not in closed:
-                self.fleet.queue(project, task, plan)
-                states.setdefault(key, set()).add(State.QUEUED)
-        if scheduler.complete(plan, states, closed):
+        self._spawn_escalations(project, plan, sessions, tasks)
+        # a task added to the plan while it runs (or after it completed) gets its queued
+        # record here; so does a task whose failed start has waited out its backoff
+        missing = scheduler.to_queue(plan, tasks, closed, self.clock())
+        if missing and plan.source is not None:
+            self.store.start_plan_run(project.name, str(plan.source))  # reopens a finished run
+        for key in missing:
+            self.fleet.queue(project, plan.tasks[key], plan)
+        if missing:
+            tasks = scheduler.by_task(self.store.sessions(project.name))
+        if scheduler.complete(plan, tasks, closed):
             self._complete(project, plan)
             return
-        start = scheduler.next_to_start(plan, states, closed, project.max_concurrent, paused)
+        start = scheduler.next_to_start(plan, tasks, closed, project.max_concurrent, paused)
         if start:
             event = emit(Event("wave.started", project.name, data={"tasks": start}), self.store)
             self.notifier.hooks(event)
@@ -462,18 +505,37 @@ class Daemon:
                 continue
             r = self.fleet.start_queued(queued[0].id, plan)
             if r.status == "failed":
+                n = len(tasks.get(key, scheduler.TaskStatus()).failures) + 1
                 emit(Event("spawn.failed", project.name, queued[0].id, key,
-                           {"error": r.reason}), self.store)
+                           {"error": r.reason, "try": n, "of": scheduler.SPAWN_TRIES}),
+                     self.store)
+
+    def _spawn_escalations(self, project: ProjectConfig, plan: Plan, sessions: list[Session],
+                           tasks: dict[str, scheduler.TaskStatus]) -> None:
+        """A task whose start failed SPAWN_TRIES times is not tried again: a human is told
+        once (with the last error), and `ao spawn` starts it by hand."""
+        for key in plan.tasks:
+            t = tasks.get(key)
+            if t is None or t.live or t.merged or not scheduler.spawn_gave_up(t):
+                continue
+            last = [s for s in sessions if s.task == key and s.outcome is Outcome.FAILED][-1]
+            if self.store.record_attempt(last.id, "escalate", "escalate:spawn"):
+                reason = (f"{key} failed to start {len(t.failures)} times; last: "
+                          f"{last.note or 'no reason recorded'}")
+                event = emit(Event("escalated", project.name, last.id, key,
+                                   {"reason": reason, "hint": f"fix it, then `ao spawn "
+                                    f"{project.name} {key}`"}), self.store)
+                self.notifier.notify(event, f"{key} cannot start", reason)
 
     def _complete(self, project: ProjectConfig, plan: Plan) -> None:
         path = str(plan.source)
         if not self.store.finish_plan_run(project.name, path):
             return
         sessions = [s for s in self.store.sessions(project.name) if s.task in plan.tasks]
-        merged = [s for s in sessions if s.state in DONE]
-        rounds = {s.task: len(self.store.attempts(s.id, "fix-ci")) for s in merged}
+        merged = {s.task: s for s in sessions if s.merged}
+        rounds = {k: len(self.store.attempts(s.id, "fix-ci")) for k, s in merged.items()}
         escalations = sum(len(self.store.attempts(s.id, "escalate")) for s in sessions)
-        span = max((s.updated_at for s in merged), default=0) - \
+        span = max((s.updated_at for s in merged.values()), default=0) - \
             min((s.created_at for s in sessions), default=0)
         data = {"plan": path, "tasks": len(plan.tasks), "merged": len(merged),
                 "fix_rounds": rounds, "escalations": escalations, "seconds": round(span, 1)}
@@ -483,25 +545,19 @@ class Daemon:
                              f"{escalations} escalations")
 
     def cleanup_merged(self, project: ProjectConfig) -> None:
+        """A merged session's agent was stopped at the merge; its worktree stays for the grace
+        period (to look at), then goes through the one teardown. Work that would be lost keeps
+        it, said once; the nightly cleanup reports it from then on."""
         now = self.clock()
         for s in self.store.sessions(project.name, states={State.MERGED}):
-            if now - s.updated_at < self.cfg.cleanup_grace:
+            if now - s.updated_at < self.cfg.cleanup_grace or \
+                    self.store.attempts(s.id, "cleanup-kept"):
                 continue
-            tmux.kill_session(self.fleet.srv, s.id)
-            kept = []
-            if s.worktree and Path(s.worktree).exists():
-                risk = workspace.work_at_risk(Path(s.worktree), project.remote,
-                                              project.default_branch)
-                if risk:
-                    kept = risk
-                else:
-                    workspace.remove_worktree(project.path, Path(s.worktree))
-                    if s.branch:
-                        with contextlib.suppress(AoError):
-                            workspace.delete_branch(project.path, s.branch)
-            self.store.set_state(s.id, State.CLEANED, note="; ".join(kept) or None)
-            emit(Event("session.cleaned", project.name, s.id, s.task,
-                       {"worktree": "kept" if kept else "removed", "why": kept}), self.store)
+            out = teardown(self.fleet.srv, self.store, project, s, end=None)
+            if out.worktree == "kept":
+                self.store.record_attempt(s.id, "cleanup-kept", "cleanup-kept")
+            emit(Event("session.cleaned" if out.worktree != "kept" else "cleanup.kept",
+                       project.name, s.id, s.task, out.as_dict()), self.store)
 
 
 def load_daemon() -> Daemon:

@@ -24,7 +24,7 @@ from . import paths, tmux
 from .daemon import Daemon
 from .events import Event, add_listener, emit
 from .forge.local import LocalForge
-from .state import DONE, State
+from .state import State
 from .store import Store
 
 PROJECT = "demo"
@@ -126,7 +126,7 @@ def make_project(root: Path) -> Path:
         "cleanup": {"grace": "1s"},
         "projects": {PROJECT: {
             "path": ".", "agent": "demo", "forge": "local", "max_concurrent": 3,
-            "auto_merge": True, "plan": "plans/demo.yaml",
+            "auto_merge": True, "require_review": False, "plan": "plans/demo.yaml",
             "ci": {"command": f"{sys.executable} -m unittest discover -q", "timeout": "60s"},
         }}}, indent=2))
     (work / ".gitignore").write_text("__pycache__/\n")
@@ -236,7 +236,8 @@ def run(root: Path, keep: bool = False, timeout: float = 240.0,
         d.tick()
         sessions = store.sessions(PROJECT)
         finished = not store.plan_runs(PROJECT) and all(
-            s.state in (DONE if keep else {State.CLEANED}) for s in sessions)
+            s.state in ({State.MERGED, State.CLEANED} if keep else {State.CLEANED})
+            for s in sessions)
         if finished or any(s.state is State.NEEDS_HUMAN for s in sessions):
             break
         time.sleep(cfg.poll_interval)

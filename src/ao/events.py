@@ -7,12 +7,11 @@ line with O_APPEND. Readers never need the lock: a line is written with a single
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,14 +53,8 @@ class Event:
                    task=d.get("task"), data=d.get("data") or {}, ts=d["ts"])
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(str(path.with_name("." + path.name + ".lock")), os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+def _locked(path: Path) -> AbstractContextManager[None]:
+    return paths.locked(path.with_name("." + path.name + ".lock"))
 
 
 def append_line(path: Path, line: str, max_bytes: int = MAX_BYTES, keep: int = KEEP) -> None:

@@ -10,20 +10,21 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from libtmux import Server
 
-from . import agents, paths, prompts, tmux, workspace
+from . import agents, paths, prompts, scheduler, tmux, workspace
 from . import plan as planmod
 from .agents import LaunchContext, Profile
 from .config import Config, ProjectConfig
 from .errors import AoError, BadInput, ExternalError, NotFound
 from .events import Event, emit
 from .plan import Plan, Task
-from .state import DONE, LIVE, RUNNING, Activity, State
+from .state import LIVE, RUNNING, Activity, State
 from .store import AtCapacity, Session, Store, TaskBusy
+from .teardown import teardown
 
 IDLE_AFTER = 5.0  # seconds of an unchanged screen that count as idle, for agents without hooks
 
@@ -48,6 +49,7 @@ class _Launch:
     branch: str
     fresh: bool
     prompt: str = ""
+    continued: str = ""  # what happened to a branch an earlier session left
     undo: list[Callable[[], object]] = field(default_factory=list)
 
 
@@ -83,14 +85,10 @@ class Fleet:
                        "pass --plan FILE, or set `plan` in the project's config")
 
     def pending_deps(self, project: str, task: Task) -> list[str]:
-        """Dependencies not yet done: no merged session and no closed issue."""
-        waiting = []
-        for dep in task.deps:
-            done = self.store.sessions(project, states=set(DONE), task=dep)
-            row = self.store.task(project, dep)
-            if not done and not (row and row.get("issue_state") == "closed"):
-                waiting.append(dep)
-        return waiting
+        """Dependencies not yet done (scheduler.done_tasks: merged, or issue closed)."""
+        done = scheduler.done_tasks(scheduler.by_task(self.store.sessions(project)),
+                                    self.store.closed_tasks(project))
+        return [d for d in task.deps if d not in done]
 
     def _remember(self, project: ProjectConfig, task: Task, plan: Plan | None) -> None:
         self.store.ensure_project(project.name, str(project.path), project.repo)
@@ -101,7 +99,7 @@ class Fleet:
     # ---- spawning -------------------------------------------------------------------------
 
     def batch_spawn(self, project_name: str, keys: list[str], plan: Plan | None = None, *,
-                    force: bool = False, reuse_branch: bool = False,
+                    force: bool = False, fresh: bool = False,
                     on_result: Callable[[SpawnResult], None] | None = None) -> list[SpawnResult]:
         """Spawn several tasks. Worktrees and tmux sessions are made one after another; the
         agents' start-up and first prompts overlap, each on a worker with its own store."""
@@ -121,20 +119,29 @@ class Fleet:
                 local.fleet._finish(launch)
             except AoError as e:
                 return SpawnResult(launch.task.key, "failed", None, str(e))
-            return SpawnResult(launch.task.key, "spawned", launch.session.id)
+            return SpawnResult(launch.task.key, "spawned", launch.session.id, launch.continued)
 
         pending: list[SpawnResult | Future[SpawnResult]] = []
         self._caching = True
         try:
             with ThreadPoolExecutor(max_workers=8, thread_name_prefix="ao-spawn") as pool:
-                for t in tasks:
-                    started = self._spawn_start(project, t, plan, force=force,
-                                                reuse_branch=reuse_branch)
+                for i, t in enumerate(tasks):
+                    try:
+                        started = self._spawn_start(project, t, plan, force=force,
+                                                    fresh=fresh)
+                    except KeyboardInterrupt:
+                        # Ctrl-C: the start in hand was rolled back by `_start`; the rest are
+                        # not begun; the ones handed to workers finish (or roll back) below
+                        pending.append(SpawnResult(t.key, "interrupted", None,
+                                                   "rolled back: interrupted"))
+                        pending += [SpawnResult(x.key, "interrupted", None,
+                                                "not started: interrupted") for x in tasks[i + 1:]]
+                        break
                     pending.append(pool.submit(finish, started)
                                    if isinstance(started, _Launch) else started)
                 results = []
                 for item in pending:
-                    r = item.result() if isinstance(item, Future) else item
+                    r = _wait(item)
                     results.append(r)
                     if on_result:
                         on_result(r)
@@ -147,14 +154,18 @@ class Fleet:
         return results
 
     def spawn(self, project_name: str, key: str, plan: Plan | None = None, *,
-              force: bool = False, reuse_branch: bool = False) -> SpawnResult:
+              force: bool = False, fresh: bool = False) -> SpawnResult:
         return self.batch_spawn(project_name, [key], plan, force=force,
-                                reuse_branch=reuse_branch)[0]
+                                fresh=fresh)[0]
 
     def _spawn_start(self, project: ProjectConfig, task: Task, plan: Plan | None, *, force: bool,
-                     reuse_branch: bool) -> SpawnResult | _Launch:
+                     fresh: bool) -> SpawnResult | _Launch:
         """Queue, skip, or start the task; a started one still needs `_finish`."""
         self._remember(project, task, plan)
+        merged = [s for s in self.store.sessions(project.name, task=task.key) if s.merged]
+        if merged and not force:
+            return SpawnResult(task.key, "skipped", merged[-1].id,
+                               f"already merged by {merged[-1].id}; --force starts it again")
         waiting = [] if force else self.pending_deps(project.name, task)
         profile = agents.get(task.agent or project.agent)
         try:
@@ -180,7 +191,7 @@ class Fleet:
         except TaskBusy as e:
             return SpawnResult(task.key, "skipped", e.session_id, e.message)
         try:
-            return self._start(s, task, plan, reuse_branch=reuse_branch, fresh=True)
+            return self._start(s, task, plan, fresh_branch=fresh, fresh=True)
         except AoError as e:
             return SpawnResult(task.key, "failed", None, str(e))
 
@@ -205,21 +216,14 @@ class Fleet:
             project = self.cfg.projects.get(s.project)
             if project is None:
                 continue
-            tmux.kill_session(self.srv, s.id)
-            wt = Path(s.worktree) if s.worktree else paths.worktree_path(s.project, s.id)
-            risk = workspace.work_at_risk(wt, project.remote, project.default_branch) \
-                if wt.exists() else []
-            if risk:
+            if s.branch is None:  # cut short before the record named it
+                s = replace(s, branch=workspace.branch_name(s.task))
+            out = teardown(self.srv, self.store, project, s, end=None, clean=False)
+            if out.worktree == "kept":
                 self.store.set_state(s.id, State.FAILED, note="start interrupted; kept: " +
-                                     "; ".join(risk))
+                                     "; ".join(out.why))
                 done.append((s.id, "failed"))
                 continue
-            if wt.exists():
-                workspace.remove_worktree(project.path, wt)
-            branch = workspace.branch_name(s.task)
-            if workspace.local_branch_exists(project.path, branch) and not \
-                    workspace.remote_branch_exists(project.path, project.remote, branch):
-                workspace.delete_branch(project.path, branch)
             self.store.update_session(s.id, worktree=None, branch=None)
             self.store.set_state(s.id, State.QUEUED)
             done.append((s.id, "requeued"))
@@ -252,7 +256,7 @@ class Fleet:
             return SpawnResult(task.key, "queued", sid, "max_concurrent reached")
         self.store.set_state(sid, State.SPAWNING)
         try:
-            self.launch(self.store.session(sid), task, plan, reuse_branch=False, fresh=False)
+            self.launch(self.store.session(sid), task, plan, fresh_branch=False, fresh=False)
         except AoError as e:
             return SpawnResult(task.key, "failed", sid, str(e))
         return SpawnResult(task.key, "spawned", sid)
@@ -270,15 +274,20 @@ class Fleet:
     def _env(self, profile: Profile, ctx: LaunchContext) -> dict[str, str]:
         return {**profile.env(ctx), "AO_HOME": str(paths.ao_home())}
 
-    def launch(self, s: Session, task: Task, plan: Plan | None, *, reuse_branch: bool,
+    def launch(self, s: Session, task: Task, plan: Plan | None, *, fresh_branch: bool,
                fresh: bool) -> None:
         """Make the worktree, start the agent, deliver the first prompt; on any failure undo
         every step taken, in reverse, and leave no trace but a `spawn.failed` event."""
-        self._finish(self._start(s, task, plan, reuse_branch=reuse_branch, fresh=fresh))
+        self._finish(self._start(s, task, plan, fresh_branch=fresh_branch, fresh=fresh))
 
-    def _start(self, s: Session, task: Task, plan: Plan | None, *, reuse_branch: bool,
+    def _start(self, s: Session, task: Task, plan: Plan | None, *, fresh_branch: bool,
                fresh: bool) -> _Launch:
-        """Everything up to a running agent: checks, worktree, post_create, tmux."""
+        """Everything up to a running agent: checks, worktree, post_create, tmux.
+
+        The task's branch is the task's, not the session's: a branch left by an earlier
+        session is continued when it holds commits (said in `session.started`), and with
+        `fresh_branch` moved to the attic first so the new session starts from the default
+        branch."""
         project = self.cfg.project(s.project)
         profile = agents.get(task.agent or project.agent)
         ctx = self._context(project, s, profile)
@@ -292,15 +301,21 @@ class Fleet:
                                     "install it, or choose another agent (`ao agents`)")
             exists = workspace.local_branch_exists(project.path, branch) or \
                 self._remote_has(project, branch)
-            if exists and not reuse_branch:
-                raise BadInput(f"branch {branch} already exists (from an earlier session?)",
-                               f"pass --reuse-branch to continue on it, or delete it: "
-                               f"git branch -D {branch}")
             with workspace.locked(project.path):
                 base = self._base(project)
+                if exists and fresh_branch:
+                    launch.continued = "moved to " + workspace.archive_branch(
+                        project.path, project.remote, branch)
+                    exists = False
+                elif exists:
+                    if not workspace.local_branch_exists(project.path, branch):
+                        workspace.fetch_branch(project.path, project.remote, branch)
+                    ahead = workspace.commits_ahead(project.path, project.remote, branch, base)
+                    launch.continued = f"continues {branch} ({ahead} commit(s) ahead of " \
+                        f"{project.default_branch}); --fresh starts over"
                 had_branch = workspace.local_branch_exists(project.path, branch)
                 workspace.add_worktree(project.path, ctx.worktree, branch, base,
-                                       reuse=reuse_branch)
+                                       reuse=exists)
             # undo runs in reverse: the worktree goes first, then the branch it had checked out
             if not had_branch:
                 launch.undo.append(lambda: workspace.delete_branch(project.path, branch))
@@ -321,7 +336,8 @@ class Fleet:
             tmux.pipe_to(self.srv, s.id, ctx.session_dir / "pane.log")
             self.store.set_state(s.id, State.WORKING)
             emit(Event("session.started", project.name, s.id, task.key,
-                       {"agent": profile.name, "branch": branch, "command": command}), self.store)
+                       {"agent": profile.name, "branch": branch, "command": command,
+                        "branch_note": launch.continued}), self.store)
         except BaseException as e:
             self._rollback(launch, e)
             raise
@@ -463,28 +479,27 @@ class Fleet:
         if s.state not in LIVE and s.state is not State.KILLED:
             raise BadInput(f"{sid} is {s.state}, not running", "see `ao session ls --all`")
         project = self.cfg.project(s.project)
-        tmux.kill_session(self.srv, sid)
-        outcome: dict[str, object] = {"worktree": "none", "saved": []}
-        wt = Path(s.worktree) if s.worktree else None
-        if wt is not None and wt.exists():
-            risk = workspace.work_at_risk(wt, project.remote, project.default_branch)
-            if risk and not force:
-                outcome.update(worktree="kept", why=risk)
-            else:
-                if risk:
-                    saved = workspace.save_work(wt, paths.session_dir(s.project, sid) / "saved",
-                                                project.remote, project.default_branch)
-                    outcome["saved"] = [paths.display(f) for f in saved]
-                workspace.remove_worktree(project.path, wt)
-                if s.branch and not workspace.remote_branch_exists(project.path, project.remote,
-                                                                   s.branch):
-                    # nothing of it is on the remote: the branch only held what was saved above
-                    workspace.delete_branch(project.path, s.branch)
-                outcome["worktree"] = "removed"
-        if s.state is not State.KILLED:
-            self.store.set_state(sid, State.KILLED)
+        # killed, not cleaned: `ao session restore` can bring it back from its branch
+        outcome = teardown(self.srv, self.store, project, s, end=State.KILLED, force=force,
+                           clean=False).as_dict()
         emit(Event("session.killed", s.project, sid, s.task, outcome), self.store)
         return outcome
+
+    def resume(self, sid: str, reason: str, by: str = "human") -> Session:
+        """Hand an escalated session back to automatic handling (a human says so, or the
+        daemon sees that what caused the escalation is gone). Each hand-back grants a fresh
+        budget of fix rounds, and the same trouble can escalate again."""
+        s = self.store.session(sid)
+        if s.state is not State.NEEDS_HUMAN:
+            raise BadInput(f"{sid} is {s.state}, not waiting for a human",
+                           "only an escalated (needs_human) session can be resumed")
+        n = len(self.store.attempts(sid, "resume")) + 1
+        back = State.PR_OPEN if s.pr_number and s.pr_state == "open" else State.WORKING
+        self.store.record_attempt(sid, "resume", f"resume:{n}", {"by": by, "reason": reason})
+        s = self.store.set_state(sid, back, note=None)
+        emit(Event("session.resumed", s.project, sid, s.task, {"by": by, "reason": reason,
+                                                              "state": back.value}), self.store)
+        return s
 
     def restore(self, sid: str) -> Session:
         s = self.store.session(sid)
@@ -518,6 +533,17 @@ class Fleet:
         emit(Event("session.restored", s.project, sid, s.task, {"command": command}),
              self.store)
         return self.store.session(sid)
+
+
+def _wait(item: SpawnResult | Future[SpawnResult]) -> SpawnResult:
+    """A start's result; a Ctrl-C while waiting does not abandon a start a worker is making
+    (it finishes or rolls itself back, and is reported)."""
+    while isinstance(item, Future):
+        try:
+            return item.result()
+        except KeyboardInterrupt:
+            continue
+    return item
 
 
 def _run_post_create(cmd: str, cwd: Path) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -56,6 +59,17 @@ def daemon_pid() -> Path:
     return home() / "daemon.pid"
 
 
+def wake_file() -> Path:
+    return home() / "wake"
+
+
+def poke_daemon() -> None:
+    """Wake the daemon now instead of at its next poll (it watches this file): CI finished,
+    an agent stopped, a message or a plan was queued. Harmless when no daemon runs."""
+    with suppress(OSError):
+        wake_file().write_text(f"{os.getpid()}\n", encoding="utf-8")
+
+
 def display(path: Path | str) -> str:
     """A path for people: $HOME shown as `~`."""
     p = str(path)
@@ -73,3 +87,16 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+@contextmanager
+def locked(lockfile: Path) -> Iterator[None]:
+    """An exclusive flock on `lockfile` (created 0600), held for the block. The one file lock
+    of the house: it dies with its holder, so a killed process never leaves it stuck."""
+    lockfile.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(str(lockfile), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from . import yamlio
 from .errors import PlanError
 
 HOURS_PER_DAY = 8.0
@@ -100,41 +101,17 @@ def is_safe_key(key: str) -> bool:
 # ---- parsing -------------------------------------------------------------------------------
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that reports a key written twice in one mapping instead of keeping the last."""
-
-    duplicates: list[tuple[str, int]]
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    seen: set[object] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            loader.duplicates.append((str(key), key_node.start_mark.line + 1))
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
-
-
 def parse(text: str, source: Path | None = None) -> Plan:
     """Parse a plan. Structural errors raise PlanError; graph problems are collected on the plan."""
     where = str(source) if source else "plan"
-    loader = _StrictLoader(text)
-    loader.duplicates = []
     try:
-        data = loader.get_single_data()
+        data, duplicates = yamlio.load(text)
+    except yamlio.YamlRefused as e:
+        raise PlanError(f"{where}: {e}", "see docs/plans.md") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise PlanError(f"{where}{line}: not valid YAML", "fix the syntax") from None
-    finally:
-        loader.dispose()
     if not isinstance(data, Mapping) or "tasks" not in data:
         raise PlanError(f"{where}: a plan is a mapping with a `tasks:` key", "see docs/plans.md")
     for key in data:
@@ -146,14 +123,23 @@ def parse(text: str, source: Path | None = None) -> Plan:
 
     problems = [
         Problem("duplicate-key", normalize_key(k), f"{normalize_key(k)}: defined twice (line {ln})")
-        for k, ln in loader.duplicates
+        for k, ln in duplicates
     ]
     tasks: dict[str, Task] = {}
+    branches: dict[str, str] = {}
     for raw_key, spec in raw_tasks.items():
         key = normalize_key(raw_key)
         if not is_safe_key(key):
             problems.append(Problem("unsafe-key", key, f"{key!r}: not safe as a branch or folder "
                                     "name (letters, digits, '.', '_', '-'; no '..')"))
+        # `1` and `#1`, `X-1` and `x-1`: different keys, one branch (ao/x-1) and one session
+        slug = key.lower()
+        if slug in branches:
+            problems.append(Problem("duplicate-key", key,
+                                    f"{raw_key}: the same task as {branches[slug]} (keys must "
+                                    "differ by more than case or a leading '#')"))
+            continue
+        branches[slug] = str(raw_key)
         tasks[key] = _task(key, spec, where)
     for t in tasks.values():
         for d in t.deps:

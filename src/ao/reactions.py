@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .config import ProjectConfig, parse_duration
-from .forge.base import FAILING, NONE, PASSING, PullRequest
+from .forge.base import FAILING, PASSING, PullRequest
+from .gate import Approval, GatePolicy, approval, merge_gate
 from .state import Activity, State
 
 DEFAULT_CI_RETRIES = 3
 DEFAULT_REVIEW_ROUNDS = 3
 DEFAULT_REBASE_RETRIES = 3
 DEFAULT_STUCK_AFTER = 600.0
+DEFAULT_MERGE_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class Policy:
     auto_merge: bool = False
     auto: frozenset[str] = frozenset({"ci-failed", "changes-requested", "merge-conflict",
                                       "agent-stuck", "agent-exited"})
+    gate: GatePolicy = field(default_factory=GatePolicy)
+    merge_retries: int = DEFAULT_MERGE_RETRIES
 
     @classmethod
     def for_project(cls, p: ProjectConfig) -> Policy:
@@ -53,7 +57,11 @@ class Policy:
                    rebase_retries=count("merge-conflict", DEFAULT_REBASE_RETRIES),
                    stuck_after=stuck_after,
                    auto_merge=p.auto_merge and (merge is None or merge.auto),
-                   auto=frozenset(auto))
+                   auto=frozenset(auto),
+                   gate=GatePolicy(require_review=p.require_review,
+                                   require_checks=p.require_checks,
+                                   accept_states=frozenset({"clean", *p.merge_states})),
+                   merge_retries=count("approved-and-green", DEFAULT_MERGE_RETRIES))
 
 
 @dataclass(frozen=True)
@@ -70,15 +78,22 @@ class History:
     ci_rounds: tuple[str, ...] = ()  # head shas that got a fix message, in order
     done: frozenset[str] = frozenset()  # every other reaction fingerprint already acted on
     restores: int = 0
+    # times a human (or the cause going away) handed an escalated session back: each hand-back
+    # grants a fresh budget of fix rounds and lets the same trouble escalate again
+    resumes: int = 0
+    escalated_for: str | None = None  # the key of the latest escalation
 
     def has(self, fingerprint: str) -> bool:
         return fingerprint in self.done
+
+    def count(self, prefix: str) -> int:
+        return sum(1 for fp in self.done if fp.startswith(prefix))
 
 
 @dataclass(frozen=True)
 class Action:
     kind: str  # set-state | fix-ci | forward-review | ask-rebase | merge | notify | escalate
-    #          | nudge | restore
+    #          | nudge | restore | resume
     fingerprint: str = ""
     reason: str = ""
     state: State | None = None
@@ -87,12 +102,38 @@ class Action:
     data: dict[str, object] = field(default_factory=dict)
 
 
+def resolved(obs: Observation, hist: History, policy: Policy) -> str | None:
+    """Why an escalated session can go back to automatic handling (what caused the escalation
+    is gone), or None while a human still has it."""
+    pr, key = obs.pr, (hist.escalated_for or "")
+    if pr is not None and pr.state == "open" and merge_gate(pr, policy.gate):
+        return "the PR is approved and green"
+    if pr is not None and pr.state == "open":
+        if key == "ci-exhausted" and pr.checks.overall == PASSING:
+            return "CI passes again"
+        if key == "conflict" and pr.mergeable == "mergeable":
+            return "the conflict is gone"
+        if key == "review" and approval(pr) is not Approval.CHANGES_REQUESTED:
+            return "no changes are requested any more"
+        if key == "pr-closed":
+            return "the PR was reopened"
+    if key == "exited" and obs.activity not in (Activity.EXITED, Activity.UNKNOWN):
+        return "the agent runs again"
+    if key.startswith("stuck") and obs.activity is Activity.ACTIVE:
+        return "the agent is working again"
+    return None
+
+
 def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
     pr = obs.pr
     if pr is not None and pr.state == "merged":
         return [Action("set-state", state=State.MERGED, reason="PR merged", sha=pr.head_sha)]
     if obs.state is State.NEEDS_HUMAN:
-        return []  # a human has it until they hand it back
+        why = resolved(obs, hist, policy)
+        if why is None:
+            return []  # a human has it until they hand it back, or the cause goes away
+        back = State.PR_OPEN if pr is not None and pr.state == "open" else State.WORKING
+        return [Action("resume", f"resume:{hist.resumes + 1}", why, state=back)]
     actions: list[Action] = []
     if obs.activity is Activity.WAITING_INPUT:
         fp = f"needs-input:{int(obs.waiting_since or 0)}"
@@ -112,7 +153,7 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
         if sha in hist.ci_rounds:
             actions += _stuck(obs, hist, policy, f"ci:{sha}",
                               "CI still fails and no new commits since the fix request")
-        elif len(hist.ci_rounds) >= policy.ci_retries:
+        elif len(hist.ci_rounds) >= policy.ci_retries * (hist.resumes + 1):
             actions.append(_escalate(hist, "ci-exhausted",
                                      f"CI failed after {len(hist.ci_rounds)} fix rounds"))
         elif "ci-failed" in policy.auto:
@@ -120,25 +161,28 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
                                    round=len(hist.ci_rounds) + 1))
     if pr.mergeable == "conflicting" and "merge-conflict" in policy.auto \
             and not hist.has(f"rebase:{sha}"):
-        asked = sum(1 for fp in hist.done if fp.startswith("rebase:"))
-        if asked >= policy.rebase_retries:
+        asked = hist.count("rebase:")
+        if asked >= policy.rebase_retries * (hist.resumes + 1):
             actions.append(_escalate(hist, "conflict",
                                      f"still conflicting after {asked} rebase requests"))
         else:
             actions.append(Action("ask-rebase", f"rebase:{sha}", sha=sha))
-    if pr.review_decision == "changes_requested" and "changes-requested" in policy.auto:
+    # forwarded whatever reviewDecision says: it is null on repositories that require no review
+    if approval(pr) is Approval.CHANGES_REQUESTED and "changes-requested" in policy.auto:
         actions.append(Action("forward-review", sha=sha))
-    green = pr.checks.overall in (PASSING, NONE)
-    # no decision means the forge requires no review (GitHub says REVIEW_REQUIRED when the
-    # branch protection does); an outstanding change request always blocks
-    approved = pr.review_decision in ("approved", None)
-    if green and approved and pr.mergeable == "mergeable":
-        if policy.auto_merge:
+    verdict = merge_gate(pr, policy.gate, expected_sha=sha)
+    if verdict:
+        refused = hist.count(f"merge-failed:{sha}:")
+        if policy.auto_merge and refused >= policy.merge_retries:
+            actions.append(_escalate(hist, f"merge:{sha}",
+                                     f"the forge refused to merge PR #{pr.number} "
+                                     f"{refused} times"))
+        elif policy.auto_merge:
             if not hist.has(f"merge:{sha}"):
                 actions.append(Action("merge", f"merge:{sha}", sha=sha))
         elif not hist.has(f"merge-ready:{sha}"):
             actions.append(Action("notify", f"merge-ready:{sha}",
-                                  f"PR #{pr.number} is approved and green"))
+                                  f"PR #{pr.number} can merge: {verdict.reason}"))
     return actions
 
 
@@ -149,7 +193,7 @@ def _without_pr(obs: Observation, hist: History, policy: Policy) -> list[Action]
 
 
 def _exited(hist: History, reason: str) -> list[Action]:
-    if hist.restores < 1:
+    if hist.restores < 1 + hist.resumes:
         return [Action("restore", f"restore:{hist.restores + 1}", reason)]
     return [_escalate(hist, "exited", reason + " again after a restore")]
 
@@ -166,4 +210,6 @@ def _stuck(obs: Observation, hist: History, policy: Policy, key: str,
 
 
 def _escalate(hist: History, key: str, reason: str) -> Action:
-    return Action("escalate", f"escalate:{key}", reason)
+    # the hand-back count is part of the fingerprint: once resumed, the same trouble escalates
+    # again instead of being taken for the escalation already made
+    return Action("escalate", f"escalate:{key}:{hist.resumes}", reason)

@@ -1,56 +1,109 @@
-"""Which queued tasks start now. Pure: plain data in, task keys out.
+"""Which tasks are done, which start now, which need a queued record. Pure: plain data in,
+task keys out; the daemon, `ao status`, `ao plan status` and the board all ask here.
 
-A task starts as soon as all of its own dependencies are done, critical path first, never
-above the project's max_concurrent. Waves are a view, never a barrier.
+A task is done when one of its sessions merged (its outcome, kept beside `cleaned`) or its
+issue was closed as completed; killed or failed work never unblocks a dependent. A task starts
+as soon as all of its own dependencies are done, critical path first, never above the
+project's max_concurrent. Waves are a view, never a barrier.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .plan import Plan, priority_order
-from .state import DONE, RUNNING, State
+from .state import LIVE, RUNNING, Outcome, State
 
 if TYPE_CHECKING:
     from .store import Session
 
+SPAWN_TRIES = 3  # failed starts of one task before the daemon stops and asks a human
+SPAWN_BACKOFF = 30.0  # seconds before the first retry of a failed start; doubles each time
 
-def states_by_task(sessions: Iterable[Session]) -> dict[str, set[State]]:
-    """Every state each task's sessions are in (a task can have a killed and a live one)."""
-    out: dict[str, set[State]] = {}
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """What a task's sessions add up to."""
+
+    states: frozenset[State] = frozenset()
+    merged: bool = False
+    failures: tuple[float, ...] = ()  # when each failed session of the task ended, in order
+
+    @property
+    def live(self) -> bool:
+        return bool(self.states & LIVE)
+
+    @property
+    def running(self) -> bool:
+        return bool(self.states & RUNNING)
+
+
+def by_task(sessions: Iterable[Session]) -> dict[str, TaskStatus]:
+    states: dict[str, set[State]] = {}
+    merged: set[str] = set()
+    failures: dict[str, list[float]] = {}
     for s in sessions:
-        out.setdefault(s.task, set()).add(s.state)
-    return out
+        states.setdefault(s.task, set()).add(s.state)
+        if s.outcome is Outcome.MERGED:
+            merged.add(s.task)
+        elif s.outcome is Outcome.FAILED:
+            failures.setdefault(s.task, []).append(s.updated_at)
+    return {k: TaskStatus(frozenset(v), k in merged, tuple(sorted(failures.get(k, ()))))
+            for k, v in states.items()}
 
 
-def done_tasks(states: Mapping[str, set[State]], closed_issues: set[str]) -> set[str]:
-    """Tasks with a merged (or cleaned-after-merge) session, or whose issue was closed."""
-    return {k for k, ss in states.items() if ss & DONE} | closed_issues
+def done_tasks(tasks: Mapping[str, TaskStatus], closed_issues: set[str]) -> set[str]:
+    """Tasks with a merged session, or whose issue was closed as completed."""
+    return {k for k, t in tasks.items() if t.merged} | closed_issues
 
 
 def waiting_on(plan: Plan, key: str, done: set[str]) -> list[str]:
     return [d for d in plan.tasks[key].deps if d not in done]
 
 
-def next_to_start(plan: Plan, states: Mapping[str, set[State]], closed_issues: set[str],
-                  max_concurrent: int, paused: bool = False) -> list[str]:
-    """Queued tasks of `plan` to start now, in start order.
+def ready(plan: Plan, tasks: Mapping[str, TaskStatus], closed_issues: set[str]) -> list[str]:
+    """Queued tasks whose dependencies are all done, critical path first (what starts as soon
+    as there is room)."""
+    done = done_tasks(tasks, closed_issues)
+    out = [k for k in plan.tasks
+           if k in tasks and State.QUEUED in tasks[k].states and not tasks[k].running
+           and k not in done and not waiting_on(plan, k, done)]
+    return priority_order(plan, out)
 
-    `states` maps a task key to the states of all its sessions (a task with a queued session
-    is a candidate; a task with a running one is not)."""
+
+def next_to_start(plan: Plan, tasks: Mapping[str, TaskStatus], closed_issues: set[str],
+                  max_concurrent: int, paused: bool = False) -> list[str]:
+    """Queued tasks of `plan` to start now, in start order."""
     if paused:
         return []
-    running = sum(1 for ss in states.values() for s in ss if s in RUNNING)
+    running = sum(1 for t in tasks.values() for s in t.states if s in RUNNING)
     room = max_concurrent - running
     if room <= 0:
         return []
-    done = done_tasks(states, closed_issues)
-    ready = [k for k in plan.tasks
-             if State.QUEUED in states.get(k, set()) and not (states[k] & RUNNING)
-             and k not in done and not waiting_on(plan, k, done)]
-    return priority_order(plan, ready)[:room]
+    return ready(plan, tasks, closed_issues)[:room]
 
 
-def complete(plan: Plan, states: Mapping[str, set[State]], closed_issues: set[str]) -> bool:
-    return set(plan.tasks) <= done_tasks(states, closed_issues)
+def spawn_gave_up(t: TaskStatus, tries: int = SPAWN_TRIES) -> bool:
+    return len(t.failures) >= tries
+
+
+def to_queue(plan: Plan, tasks: Mapping[str, TaskStatus], closed_issues: set[str], now: float,
+             tries: int = SPAWN_TRIES, backoff: float = SPAWN_BACKOFF) -> list[str]:
+    """Tasks of the plan that need a queued record: not done, no live session, and not
+    failing to start (a failed start is retried after a doubling backoff, `tries` times)."""
+    done = done_tasks(tasks, closed_issues)
+    out = []
+    for key in plan.tasks:
+        t = tasks.get(key, TaskStatus())
+        if key in done or t.live or spawn_gave_up(t, tries):
+            continue
+        if t.failures and now - t.failures[-1] < backoff * 2 ** (len(t.failures) - 1):
+            continue
+        out.append(key)
+    return out
+
+
+def complete(plan: Plan, tasks: Mapping[str, TaskStatus], closed_issues: set[str]) -> bool:
+    return set(plan.tasks) <= done_tasks(tasks, closed_issues)

@@ -48,7 +48,22 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 LIVE: frozenset[State] = frozenset({S.QUEUED, S.SPAWNING, S.WORKING, S.PR_OPEN, S.NEEDS_HUMAN})
 # states that count against max_concurrent (a queued session has no agent yet)
 RUNNING: frozenset[State] = LIVE - {S.QUEUED}
-DONE: frozenset[State] = frozenset({S.MERGED, S.CLEANED})
+# states a session ends in (cleaned is the last step of each, not an outcome)
+ENDED: frozenset[State] = frozenset({S.MERGED, S.CLEANED, S.KILLED, S.FAILED})
+
+
+class Outcome(StrEnum):
+    """How a session's work ended, kept beside `cleaned`: only `merged` makes a task done."""
+
+    MERGED = "merged"
+    ABANDONED = "abandoned"
+    FAILED = "failed"
+
+
+# entering one of these states records the session's outcome (leaving killed by a restore
+# clears it again)
+OUTCOME_OF: dict[State, Outcome] = {S.MERGED: Outcome.MERGED, S.KILLED: Outcome.ABANDONED,
+                                    S.FAILED: Outcome.FAILED}
 
 
 def check_transition(current: State | str, new: State | str) -> State:

@@ -18,8 +18,8 @@ from typing import Any
 import sqlite_utils
 
 from . import paths
-from .errors import AoError, NotFound
-from .state import LIVE, RUNNING, State, check_transition
+from .errors import AoError, BadInput, NotFound
+from .state import LIVE, OUTCOME_OF, RUNNING, Outcome, State, check_transition
 
 _STATES = ", ".join(f"'{s.value}'" for s in State)
 _LIVE = ", ".join(f"'{s.value}'" for s in sorted(LIVE))
@@ -161,9 +161,28 @@ def _m002_local_forge(conn: sqlite3.Connection) -> None:
     """)
 
 
+def _m003_outcome(conn: sqlite3.Connection) -> None:
+    """A session's outcome beside `cleaned`, so cleanup never turns a failure into a success.
+    Sessions cleaned before this migration are judged by the PR state they last saw."""
+    _execute_all(conn, """
+    ALTER TABLE sessions ADD COLUMN outcome TEXT
+        CHECK (outcome IS NULL OR outcome IN ('merged', 'abandoned', 'failed'));
+    UPDATE sessions SET outcome = 'merged'
+        WHERE state = 'merged' OR (state = 'cleaned' AND pr_state = 'merged');
+    UPDATE sessions SET outcome = 'failed' WHERE state = 'failed';
+    UPDATE sessions SET outcome = 'abandoned'
+        WHERE outcome IS NULL AND state IN ('killed', 'cleaned');
+    ALTER TABLE sessions ADD COLUMN pr_gate TEXT;
+    ALTER TABLE sessions ADD COLUMN pr_gate_ok INTEGER;
+    ALTER TABLE sessions ADD COLUMN pr_draft INTEGER;
+    ALTER TABLE sessions ADD COLUMN pr_merge_state TEXT;
+    """)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_local_forge", _m002_local_forge),
+    ("003_outcome", _m003_outcome),
 ]
 
 
@@ -197,11 +216,22 @@ class Session:
     exit_status: int | None
     runtime_seen_at: float | None
     note: str | None
+    outcome: Outcome | None = None
+    pr_gate: str | None = None  # the merge gate's verdict on the PR as last seen
+    pr_gate_ok: int | None = None
+    pr_draft: int | None = None
+    pr_merge_state: str | None = None
+
+    @property
+    def merged(self) -> bool:
+        """Done means merged: the one predicate dependents, plan status and the board read."""
+        return self.outcome is Outcome.MERGED
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Session:
         values = {f.name: row[f.name] for f in fields(cls)}
         values["state"] = State(values["state"])
+        values["outcome"] = Outcome(values["outcome"]) if values["outcome"] else None
         return cls(**values)
 
 
@@ -381,6 +411,29 @@ class Store:
             raise NotFound(f"no session {sid}", self._known_hint(sid))
         return Session.from_row(dict(zip(cols, found, strict=True)))
 
+    def find_session(self, ref: str) -> Session:
+        """A session by id (`wor-3`), by task key (`AUTH-001`: its live session, else its
+        latest), or by `project/KEY` when several projects have the key."""
+        ref = ref.strip()
+        row = self.conn.execute("SELECT id FROM sessions WHERE id = ?", (ref,)).fetchone()
+        if row:
+            return self.session(row[0])
+        project, _, key = ref.rpartition("/")
+        args: list[Any] = [key.upper()]
+        sql = "SELECT id, project FROM sessions WHERE upper(task) = ?"
+        if project:
+            sql += " AND project = ?"
+            args.append(project)
+        rows = self.conn.execute(
+            sql + f" ORDER BY state IN ({_LIVE}) DESC, created_at DESC, id DESC", args).fetchall()
+        if not rows:
+            raise NotFound(f"no session or task {ref}", self._known_hint(ref))
+        projects = sorted({r[1] for r in rows})
+        if len(projects) > 1:
+            raise BadInput(f"task {key} is in several projects: {', '.join(projects)}",
+                           f"name one: {projects[0]}/{key}")
+        return self.session(rows[0][0])
+
     def _known_hint(self, sid: str) -> str:
         project = self.conn.execute(
             "SELECT project FROM sessions WHERE id LIKE ? LIMIT 1", (sid.split("-")[0] + "-%",)
@@ -423,6 +476,10 @@ class Store:
                 raise NotFound(f"no session {sid}", self._known_hint(sid))
             if row[0] != new.value:
                 check_transition(row[0], new)
+                if new in OUTCOME_OF:
+                    values.setdefault("outcome", OUTCOME_OF[new].value)
+                elif new is not State.CLEANED:
+                    values.setdefault("outcome", None)  # a restored session has no outcome yet
             values.update(state=new.value, updated_at=time.time())
             cols = ", ".join(f"{k} = ?" for k in values)
             c.execute(f"UPDATE sessions SET {cols} WHERE id = ?", (*values.values(), sid))

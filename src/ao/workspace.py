@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
@@ -85,13 +84,8 @@ def locked(repo: Path) -> Iterator[None]:
     """Serialise ref-changing git commands (fetch, worktree add) on one repository across
     processes: concurrent fetches into the same remote-tracking ref fail with "cannot lock ref"."""
     key = hashlib.sha1(str(repo.resolve()).encode()).hexdigest()[:16]
-    lockdir = paths.ensure_dir(paths.home() / "locks")
-    fd = os.open(str(lockdir / f"repo-{key}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with paths.locked(paths.home() / "locks" / f"repo-{key}.lock"):
         yield
-    finally:
-        os.close(fd)
 
 
 def branch_name(task: str) -> str:
@@ -162,6 +156,33 @@ def delete_branch(repo: Path, branch: str) -> None:
         git(repo, "branch", "-D", branch)
 
 
+def commits_ahead(repo: Path, remote: str, branch: str, base: str) -> int:
+    """Commits on the branch (local, else the remote's copy) that `base` does not have."""
+    ref = f"refs/heads/{branch}" if local_branch_exists(repo, branch) else \
+        f"refs/remotes/{remote}/{branch}"
+    proc = git(repo, "rev-list", "--count", f"{base}..{ref}", check=False)
+    return int(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else 0
+
+
+def fetch_branch(repo: Path, remote: str, branch: str) -> None:
+    if has_remote(repo, remote):
+        git(repo, "fetch", "-q", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}",
+            check=False)
+
+
+def archive_branch(repo: Path, remote: str, branch: str) -> str:
+    """Move a branch out of the way without losing it: locally and on the remote it becomes
+    `attic/<branch>-<time>` (outside `ao/`, so no forge takes it for a PR). Returns the name."""
+    attic = f"attic/{branch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if local_branch_exists(repo, branch):
+        git(repo, "branch", "-m", branch, attic)
+    if remote_branch_exists(repo, remote, branch):
+        fetch_branch(repo, remote, branch)
+        git(repo, "push", "-q", remote, f"refs/remotes/{remote}/{branch}:refs/heads/{attic}")
+        git(repo, "push", "-q", remote, "--delete", branch)
+    return attic
+
+
 def exclude(repo: Path, pattern: str) -> None:
     """Add `pattern` to the repository's info/exclude (shared by all worktrees)."""
     common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir")
@@ -205,8 +226,13 @@ def dirty(worktree: Path) -> list[str]:
 
 def work_at_risk(worktree: Path, remote: str, default_branch: str) -> list[str]:
     """Why removing this worktree would lose work; empty when it is safe."""
-    if not (worktree / ".git").exists():
+    if not worktree.exists():
         return []
+    if not (worktree / ".git").exists() or \
+            git(worktree, "rev-parse", "--git-dir", check=False).returncode != 0:
+        # without git we cannot tell new files from old: whatever is there stays
+        return ["no usable .git, so its files cannot be checked"] if any(worktree.iterdir()) \
+            else []
     reasons = []
     changed = dirty(worktree)
     if changed:

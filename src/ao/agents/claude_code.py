@@ -4,16 +4,16 @@ box, and never a paste while a permission prompt is up."""
 
 from __future__ import annotations
 
-import fcntl
+import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .. import paths
 from ..errors import BadInput
 from ..state import Activity
 from .base import LaunchContext, Profile
@@ -27,14 +27,11 @@ _PERMISSION = ("Do you want to proceed?", "Esc to cancel · Tab to amend", "Do y
 BYPASS = ("bypassPermissions", "dangerously-skip-permissions")
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(str(path.with_name(path.name + ".ao-lock")), os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+def _locked(path: Path) -> AbstractContextManager[None]:
+    # the lock lives under AO_HOME, never beside the file: a lock file in a worktree would show
+    # in `git status`, keep every killed worktree and end up in an agent's `git add -A`
+    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    return paths.locked(paths.home() / "locks" / f"json-{key}.lock")
 
 
 def update_json(path: Path, change: Any) -> None:

@@ -9,7 +9,6 @@ import typer
 
 from .. import config as cfgmod
 from .. import paths, workspace
-from ..errors import BadInput
 from .output import emit_json, table
 
 app = typer.Typer(help="Show the effective configuration and where each value came from.",
@@ -64,12 +63,25 @@ projects:
 def init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
     name: str = typer.Option("", "--name", help="Project name (default: the folder's name)."),
+    forget: bool = typer.Option(False, "--forget",
+                                help="Unregister this repository (its file is left alone)."),
 ) -> None:
-    """Write a commented starter agent-orchestrator.yaml for the repository you stand in."""
+    """Write a starter agent-orchestrator.yaml for this repository and register the repository,
+    so the daemon and every `ao` command, wherever they run, see its projects."""
     root = workspace.repo_root(Path.cwd())
     target = root / cfgmod.REPO_CONFIG_NAME
+    if forget:
+        changed = cfgmod.register_repo(root, forget=True)
+        typer.echo(f"{paths.display(root)} " + ("unregistered" if changed else
+                                                 "was not registered"))
+        return
     if target.exists() and not force:
-        raise BadInput(f"{paths.display(target)} already exists", "edit it, or pass --force")
+        cfgmod.load(cwd=root)  # refuse to register a file that does not load
+        added = cfgmod.register_repo(root)
+        typer.echo(f"{paths.display(target)} already exists; "
+                   + ("registered it" if added else "it is registered")
+                   + " (edit it, or pass --force to rewrite it)")
+        return
     project = name or re.sub(r"[^A-Za-z0-9_.-]", "-", root.name)
     slug = workspace.github_slug(workspace.remote_url(root))
     prefix = re.sub(r"[^a-z0-9]", "", project.lower())[:3] or "ses"
@@ -81,5 +93,6 @@ def init(
         prefix=prefix,
     )
     paths.write_atomic(target, text)
+    cfgmod.register_repo(root)
     typer.echo(f"wrote {paths.display(target)} (project {project}, forge "
-               f"{'github ' + slug if slug else 'local'})")
+               f"{'github ' + slug if slug else 'local'}) and registered the repository")

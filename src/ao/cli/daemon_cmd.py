@@ -33,12 +33,23 @@ def events_brief(data: dict[str, object]) -> str:
 
 
 @app.command("run")
-def run() -> None:
+def run(once: bool = typer.Option(False, "--once",
+                                  help="Run one tick of every project and exit (for cron or "
+                                       "scripts; refused while a daemon runs).")) -> None:
     """Run the daemon in this terminal (what `ao start` runs inside tmux)."""
     events.add_listener(_echo)
-    d = Daemon(services.cfg(), services.store(), services.fleet().srv)
-    print(f"ao daemon: pid {os.getpid()}, poll every {services.cfg().poll_interval:g}s, "
-          f"{len(services.cfg().projects)} project(s)", flush=True)
+    cfg = services.cfg()
+    d = Daemon(cfg, services.store(), services.fleet().srv)
+    names = ", ".join(sorted(cfg.projects)) or "none: run `ao init` in a repository"
+    if once:
+        d.acquire()
+        try:
+            d.tick()
+        finally:
+            d.release()
+        return
+    print(f"ao daemon: pid {os.getpid()}, poll every {cfg.poll_interval:g}s, "
+          f"{len(cfg.projects)} project(s): {names}", flush=True)
     d.run()
 
 
@@ -60,6 +71,7 @@ def start(foreground: bool = typer.Option(False, "--foreground",
     if state:
         typer.echo(f"the daemon is already running (pid {state['pid']})")
         return
+    _register_here()
     if foreground:
         run()
         return
@@ -81,6 +93,17 @@ def start(foreground: bool = typer.Option(False, "--foreground",
                                 "run `ao daemon run` to see why")
         time.sleep(0.1)
     raise ExternalError("the daemon did not start within 15s", "`ao daemon attach` to look")
+
+
+def _register_here() -> None:
+    """`ao start` run inside a repository whose config is not registered registers it: the
+    daemon runs elsewhere and would not see it otherwise."""
+    from .. import config as cfgmod
+
+    found = cfgmod.find_repo_config()
+    if found is not None and cfgmod.register_repo(found.parent):
+        typer.echo(f"registered {paths.display(found.parent)} (its projects are run by the "
+                   "daemon)")
 
 
 def _passthrough() -> dict[str, str]:

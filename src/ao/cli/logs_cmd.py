@@ -16,17 +16,18 @@ from ..state import RUNNING, State
 from ..store import Session, Store
 from . import services
 from .output import emit_json, note, table
+from .services import SESSION_HELP
 
 
 def logs(
-    session: str = typer.Argument(..., help="Session id, e.g. wor-1."),
+    session: str = typer.Argument(..., help=SESSION_HELP),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new output."),
     show_events: bool = typer.Option(False, "--events", "-e",
                                      help="The session's event timeline instead."),
     lines: int = typer.Option(200, "--lines", "-n", min=1, help="How many recent lines."),
 ) -> None:
     """The agent's terminal transcript (escape sequences stripped), or its events."""
-    s = services.store().session(session)
+    s = services.session(session)
     sdir = paths.session_dir(s.project, s.id)
     if show_events:
         log = sdir / "events.log"
@@ -124,20 +125,18 @@ def _next_startable(store: Store, project: str, sessions: list[Session]) -> list
     """Queued tasks of running plans whose dependencies are all done, critical path first
     (what the daemon starts as soon as there is room)."""
     from .. import plan as planmod
+    from .. import scheduler
     from ..errors import AoError
-    from ..scheduler import done_tasks, states_by_task, waiting_on
 
-    states = states_by_task(sessions)
-    done = done_tasks(states, store.closed_tasks(project))
+    tasks = scheduler.by_task(sessions)
+    closed = store.closed_tasks(project)
     out: list[str] = []
     for run in store.plan_runs(project):
         try:
             p = planmod.load_valid(Path(run["plan"]))
         except AoError:
             continue
-        ready = [k for k in p.tasks if State.QUEUED in states.get(k, set())
-                 and k not in done and not waiting_on(p, k, done)]
-        out += planmod.priority_order(p, ready)
+        out += scheduler.ready(p, tasks, closed)
     return out
 
 

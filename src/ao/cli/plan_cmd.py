@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from .. import paths
+from .. import paths, scheduler
 from .. import plan as planmod
 from ..errors import BadInput, PlanError
 from ..plan_import import import_file
@@ -127,20 +129,31 @@ def push(
 @app.command("run")
 def run(
     file: Path = typer.Argument(..., help="The plan file."),
-    project: str = typer.Option(..., "--project", "-p", help="The project to run it on."),
+    project: str | None = typer.Option(None, "--project", "-p",
+                                       help="The project (default: the plan's `project:`)."),
 ) -> None:
     """Queue every task of a plan; the daemon starts each as soon as its deps are done."""
     from ..daemon import read_state
     from . import services
 
     p = planmod.load_valid(file)
+    project = project or p.project
+    if not project:
+        raise BadInput("which project?", "pass --project, or set `project:` in the plan")
     cfg = services.cfg().project(project)
     fleet = services.fleet()
     store = services.store()
     store.ensure_project(cfg.name, str(cfg.path), cfg.repo)
     store.start_plan_run(cfg.name, str(file.resolve()))
-    queued = sum(1 for t in p.tasks.values() if fleet.queue(cfg, t, p) is not None)
-    typer.echo(f"{file}: {len(p.tasks)} tasks, {queued} newly queued on {project}")
+    # idempotent: a task that is done or has a live session is not queued again
+    tasks = scheduler.by_task(store.sessions(cfg.name))
+    closed = store.closed_tasks(cfg.name)
+    # (a task that gave up starting is tried again: running the plan is a human asking)
+    keys = scheduler.to_queue(p, tasks, closed, time.time(), tries=sys.maxsize, backoff=0.0)
+    queued = sum(1 for k in keys if fleet.queue(cfg, p.tasks[k], p) is not None)
+    done = scheduler.done_tasks(tasks, closed) & set(p.tasks)
+    typer.echo(f"{file}: {len(p.tasks)} tasks, {queued} newly queued on {project}"
+               + (f", {len(done)} already done" if done else ""))
     if not read_state():
         note("the daemon is not running: `ao start` to begin")
 
@@ -152,7 +165,7 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Each task's state, session, PR and what it waits on."""
-    from ..scheduler import done_tasks, states_by_task, waiting_on
+    from ..scheduler import by_task, done_tasks, waiting_on
     from . import services
 
     p = planmod.load_valid(file)
@@ -162,9 +175,9 @@ def status(
     services.cfg().project(name)
     store = services.store()
     sessions = store.sessions(name)
-    states = states_by_task(sessions)
+    tasks = by_task(sessions)
     latest: dict[str, Session] = {sess.task: sess for sess in sessions}
-    done = done_tasks(states, store.closed_tasks(name))
+    done = done_tasks(tasks, store.closed_tasks(name))
     rows: list[dict[str, Any]] = []
     for key in p.tasks:
         s = latest.get(key)

@@ -13,6 +13,7 @@ from ..forge.local import LocalForge
 from ..store import Session
 from . import services
 from .output import emit_json, table
+from .services import SESSION_HELP
 
 app = typer.Typer(help="Pull requests of the project's sessions: list and merge.",
                   no_args_is_help=True)
@@ -59,7 +60,7 @@ def ls(
 
 
 def _session_pr(session: str) -> tuple[Session, Forge, PullRequest]:
-    s = services.store().session(session)
+    s = services.session(session)
     p = services.cfg().project(s.project)
     forge = forgemod.for_project(p, services.store(), services.fleet().plan_for(p))
     pr = forge.find_pr(s.branch or "") if s.branch else None
@@ -69,15 +70,17 @@ def _session_pr(session: str) -> tuple[Session, Forge, PullRequest]:
 
 
 @app.command("merge")
-def merge(session: str = typer.Argument(..., help="Session id, e.g. wor-1.")) -> None:
-    """Merge a session's PR now (guarded by the head sha ao saw)."""
-    s, forge, pr = _session_pr(session)
-    sha = forge.merge(pr, pr.head_sha)
-    typer.echo(f"{s.id}: PR #{pr.number} merged as {sha[:10]}")
+def merge(session: str = typer.Argument(..., help=SESSION_HELP)) -> None:
+    """Merge a session's PR now, if the merge gate allows it (docs/forges.md)."""
+    from ..merging import merge_now
+
+    s = services.session(session)
+    number, sha = merge_now(services.cfg(), services.store(), services.fleet().srv, s)
+    typer.echo(f"{s.id}: PR #{number} merged as {sha[:10]}")
 
 
 def review(
-    session: str = typer.Argument(..., help="Session id, e.g. wor-1."),
+    session: str = typer.Argument(..., help=SESSION_HELP),
     approve: bool = typer.Option(False, "--approve", help="Approve the PR."),
     request_changes: str | None = typer.Option(None, "--request-changes", "-r",
                                                help="Request changes, with this comment."),

@@ -10,12 +10,13 @@ import typer
 from ..errors import BadInput
 from ..messaging import Messenger
 from . import services
+from .services import SESSION_HELP
 
 EXIT_QUEUED = 3
 
 
 def send(
-    session: str = typer.Argument(..., help="Session id, e.g. wor-1."),
+    session: str = typer.Argument(..., help=SESSION_HELP),
     message: str | None = typer.Argument(None, help="The message; or -f FILE, or stdin."),
     file: Path | None = typer.Option(None, "--file", "-f", help="Read the message from a file."),
     now: bool = typer.Option(False, "--now",
@@ -34,7 +35,7 @@ def send(
         message = sys.stdin.read()
     if not message.strip():
         raise BadInput("the message is empty", "say something")
-    r = Messenger(services.fleet()).send(session, message, now=now)
+    r = Messenger(services.fleet()).send(services.session(session).id, message, now=now)
     if r.status == "delivered":
         typer.echo("delivered")
     elif r.status == "queued":

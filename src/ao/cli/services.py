@@ -7,7 +7,9 @@ import time
 
 from .. import config
 from ..fleet import Fleet
-from ..store import Store
+from ..store import Session, Store
+
+SESSION_HELP = "Session id (wor-1), task key (AUTH-001) or project/KEY."
 
 
 @functools.cache
@@ -23,6 +25,11 @@ def store() -> Store:
 @functools.cache
 def fleet() -> Fleet:
     return Fleet(cfg(), store())
+
+
+def session(ref: str) -> Session:
+    """The session a command names: by id, task key, or project/KEY."""
+    return store().find_session(ref)
 
 
 def age(ts: float | None) -> str:

@@ -12,6 +12,7 @@ from ..errors import BadInput
 from ..state import LIVE, State
 from . import services
 from .output import emit_json, note, table
+from .services import SESSION_HELP
 
 app = typer.Typer(help="List, attach to, kill and restore sessions.", no_args_is_help=True)
 
@@ -52,9 +53,9 @@ def ls(
 
 
 @app.command("attach")
-def attach(session: str = typer.Argument(..., help="Session id, e.g. wor-1.")) -> None:
+def attach(session: str = typer.Argument(..., help=SESSION_HELP)) -> None:
     """Attach your terminal to the session's tmux (detach with the tmux prefix, then d)."""
-    s = services.store().session(session)
+    s = services.session(session)
     srv = services.fleet().srv
     if not tmux.has_session(srv, s.id):
         raise BadInput(f"{s.id} has no running terminal ({s.state})",
@@ -68,12 +69,13 @@ def attach(session: str = typer.Argument(..., help="Session id, e.g. wor-1.")) -
 
 @app.command("kill")
 def kill(
-    session: str = typer.Argument(..., help="Session id, e.g. wor-1."),
+    session: str = typer.Argument(..., help=SESSION_HELP),
     force: bool = typer.Option(False, "--force",
                                help="Save uncommitted/unpushed work under the session folder, "
                                     "then remove the worktree anyway."),
 ) -> None:
     """End a session. Its worktree is removed only if it holds no unsaved work."""
+    session = services.session(session).id
     out = services.fleet().kill(session, force=force)
     if out["worktree"] == "kept":
         why = out.get("why")
@@ -88,8 +90,16 @@ def kill(
 
 
 @app.command("restore")
-def restore(session: str = typer.Argument(..., help="Session id, e.g. wor-1.")) -> None:
+def restore(session: str = typer.Argument(..., help=SESSION_HELP)) -> None:
     """Relaunch a session's agent in place with its resume command."""
-    s = services.fleet().restore(session)
+    s = services.fleet().restore(services.session(session).id)
     typer.echo(f"{s.id} restored ({s.state})")
 
+
+
+@app.command("resume")
+def resume(session: str = typer.Argument(..., help=SESSION_HELP)) -> None:
+    """Hand an escalated session back to ao: automatic fixes, reviews and merging go on, with a
+    fresh budget of fix rounds."""
+    s = services.fleet().resume(services.session(session).id, "resumed by hand")
+    typer.echo(f"{s.id} resumed ({s.state}); ao handles it again")

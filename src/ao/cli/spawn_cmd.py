@@ -30,11 +30,13 @@ def spawn(
     task: str = typer.Argument(..., help="Task key (AUTH-001) or issue number (#123)."),
     plan_file: Path | None = typer.Option(None, "--plan", help="Plan file with the task."),
     force: bool = typer.Option(False, "--force", help="Start even if dependencies are not done."),
-    reuse_branch: bool = typer.Option(False, "--reuse-branch",
-                                      help="Continue on the task's existing branch."),
+    fresh: bool = typer.Option(False, "--fresh",
+                               help="Start over from the default branch (an earlier session's "
+                                    "branch is moved to attic/, not deleted)."),
 ) -> None:
-    """Start one agent on one task, in its own worktree and tmux session."""
-    batch_spawn(project, [task], plan_file, force, reuse_branch)
+    """Start one agent on one task, in its own worktree and tmux session. A branch an earlier
+    session of the task left is continued; a merged task needs --force."""
+    batch_spawn(project, [task], plan_file, force, fresh)
 
 
 def batch_spawn(
@@ -42,8 +44,8 @@ def batch_spawn(
     tasks: list[str] = typer.Argument(None, help="Task keys; omit with --plan for all tasks."),
     plan_file: Path | None = typer.Option(None, "--plan", help="Plan file with the tasks."),
     force: bool = typer.Option(False, "--force", help="Start even if dependencies are not done."),
-    reuse_branch: bool = typer.Option(False, "--reuse-branch",
-                                      help="Continue on existing branches."),
+    fresh: bool = typer.Option(False, "--fresh",
+                               help="Start over from the default branch."),
 ) -> None:
     """Start agents on several tasks (deps respected, the rest queued critical path first)."""
     plan = _plan(project, plan_file)
@@ -52,10 +54,12 @@ def batch_spawn(
         if plan is None:
             raise typer.BadParameter("name tasks, or give --plan FILE to take all of its tasks")
         keys = list(plan.tasks)
-    results = services.fleet().batch_spawn(project, keys, plan, force=force,
-                                           reuse_branch=reuse_branch, on_result=_line)
+    results = services.fleet().batch_spawn(project, keys, plan, force=force, fresh=fresh,
+                                           on_result=_line)
     counts = {k: sum(1 for r in results if r.status == k)
-              for k in ("spawned", "skipped", "queued", "failed")}
-    note(", ".join(f"{n} {k}" for k, n in counts.items()))
+              for k in ("spawned", "skipped", "queued", "failed", "interrupted")}
+    note(", ".join(f"{n} {k}" for k, n in counts.items() if n or k != "interrupted"))
+    if counts["interrupted"]:
+        raise typer.Exit(130)
     if counts["failed"]:
         raise typer.Exit(EXIT_SOME_FAILED)

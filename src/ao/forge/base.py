@@ -70,8 +70,18 @@ class PullRequest:
     base: str = "main"
     title: str = ""
     mergeable: str = "unknown"  # mergeable | conflicting | unknown
-    review_decision: str | None = None  # approved | changes_requested | review_required
+    # GitHub's reviewDecision, lower-cased: approved | changes_requested | review_required, or
+    # None when the repository requires no review (then `reviews` decides)
+    review_decision: str | None = None
     checks: CheckSummary = field(default_factory=CheckSummary)
+    draft: bool = False
+    # GitHub's mergeStateStatus, lower-cased (clean, blocked, behind, dirty, draft, unstable,
+    # has_hooks, unknown); None where the forge has no such notion (the local forge)
+    merge_state: str | None = None
+    # the latest opinionated review of each reviewer: (login, approved | changes_requested)
+    reviews: tuple[tuple[str, str], ...] = ()
+    created_at: float | None = None  # epoch seconds
+    cross_repository: bool = False
 
 
 @dataclass(frozen=True)

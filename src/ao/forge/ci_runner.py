@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import paths
 from ..store import Store
 
 
@@ -45,6 +46,7 @@ def run(repo: Path, project: str, sha: str, command: str, timeout: float, log: P
         out.write(f"\n# exit {code} -> {status}\n")
     shutil.rmtree(tmp, ignore_errors=True)
     store.set_local_ci(project, sha, status=status, exit_code=code, finished_at=time.time())
+    paths.poke_daemon()
     return status
 
 

@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import github
@@ -49,10 +50,13 @@ POLL_QUERY = """query AoPoll($owner: String!, $name: String!, {params}) {{
 {fields}
   }}
 }}"""
-PR_FIELDS = """    {alias}: pullRequests(headRefName: ${var}, first: 1,
+# several nodes per branch: a fork's PR can carry the same head branch name, and only a
+# same-repository PR is ours (isCrossRepository false)
+PR_FIELDS = """    {alias}: pullRequests(headRefName: ${var}, first: 5,
         orderBy: {{field: CREATED_AT, direction: DESC}}) {{
       nodes {{ number url state title headRefName headRefOid baseRefName mergeable
-        reviewDecision
+        reviewDecision isDraft mergeStateStatus isCrossRepository createdAt
+        latestOpinionatedReviews(first: 20) {{ nodes {{ state author {{ login }} }} }}
         commits(last: 1) {{ nodes {{ commit {{ statusCheckRollup {{ state
           contexts(first: 100) {{ nodes {{ __typename
             ... on CheckRun {{ name status conclusion detailsUrl databaseId }}
@@ -102,6 +106,7 @@ class GitHubForge:
         self.rate_remaining: int | None = None
         self._issues_by_key: dict[str, Issue] | None = None
         self._etags: dict[str, tuple[str, Any]] = {}
+        self._method: str | None = None
 
     @classmethod
     def from_env(cls, project: ProjectConfig, store: Store) -> GitHubForge:
@@ -234,7 +239,8 @@ class GitHubForge:
             self.rate_remaining = rate["remaining"]
         repo = data.get("repository") or {}
         for i, branch in enumerate(branches):
-            nodes = (repo.get(f"b{i}") or {}).get("nodes") or []
+            nodes = [n for n in (repo.get(f"b{i}") or {}).get("nodes") or []
+                     if n and not n.get("isCrossRepository")]
             result.prs[branch] = _pr_from_graphql(nodes[0]) if nodes else None
         result.requests = self.requests - before
         result.rate_remaining = self.rate_remaining
@@ -252,12 +258,26 @@ class GitHubForge:
 
     def merge(self, pr: PullRequest, expected_sha: str) -> str:
         raw = self.repo.get_pull(pr.number)
+        method = self._merge_method()
         status = self._call(f"merge #{pr.number}", lambda: raw.merge(
-            sha=expected_sha, merge_method="merge"))
+            sha=expected_sha, merge_method=method))
         if not status.merged:
             raise ExternalError(f"PR #{pr.number} was not merged: {status.message}",
                                 "look at the PR")
         return str(status.sha)
+
+    def _merge_method(self) -> str:
+        """The configured method; `auto` is the first the repository allows (read once)."""
+        if self.project.merge_method != "auto":
+            return self.project.merge_method
+        if self._method is None:
+            flags = self._call("read the repository's merge methods", lambda: (
+                self.repo.allow_merge_commit, self.repo.allow_squash_merge,
+                self.repo.allow_rebase_merge))
+            allowed = [m for m, ok in zip(("merge", "squash", "rebase"), flags, strict=True)
+                       if ok]
+            self._method = allowed[0] if allowed else "merge"
+        return self._method
 
     def _get(self, what: str, path: str) -> Any:
         """A REST GET through PyGithub's requester, conditional on the ETag of the last answer
@@ -381,13 +401,36 @@ def _pr_from_graphql(n: dict[str, Any]) -> PullRequest:
                                 _CHECK_STATE.get(c.get("state") or "", "pending"),
                                 c.get("targetUrl") or "", c.get("description") or ""))
     decision = n.get("reviewDecision")
+    reviews = tuple(((r.get("author") or {}).get("login") or "ghost", str(r["state"]).lower())
+                    for r in (n.get("latestOpinionatedReviews") or {}).get("nodes") or []
+                    if r and r.get("state") in ("APPROVED", "CHANGES_REQUESTED"))
+    summary = CheckSummary.of(checks)
+    # the rollup's own state is the truth: contexts are only the first page of them
+    state = (rollup or {}).get("state")
+    if state in ("FAILURE", "ERROR") and summary.overall != "failing":
+        summary = CheckSummary("failing", summary.checks)
+    elif state in ("PENDING", "EXPECTED") and summary.overall == "passing":
+        summary = CheckSummary("pending", summary.checks)
+    merge_state = n.get("mergeStateStatus")
     return PullRequest(
         number=int(n["number"]), url=n.get("url") or "", state=_STATE.get(n["state"], "open"),
         head_branch=n.get("headRefName") or "", head_sha=n.get("headRefOid") or "",
         base=n.get("baseRefName") or "main", title=n.get("title") or "",
         mergeable=_MERGEABLE.get(n.get("mergeable") or "", "unknown"),
         review_decision=decision.lower() if decision else None,
-        checks=CheckSummary.of(checks))
+        checks=summary, draft=bool(n.get("isDraft")),
+        merge_state=merge_state.lower() if merge_state else "unknown", reviews=reviews,
+        created_at=_epoch(n.get("createdAt")),
+        cross_repository=bool(n.get("isCrossRepository")))
+
+
+def _epoch(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def push_plan(forge: GitHubForge, plan: Any, store: Store) -> list[tuple[str, int, str]]:

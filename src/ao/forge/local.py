@@ -125,7 +125,11 @@ class LocalForge:
     def _pr(self, branch: str, sha: str | None, base: str | None) -> PullRequest | None:
         row = self.store.local_pr(self.project.name, branch)
         if row is not None and row["state"] == "merged":
-            return self._to_pr(row, row["merged_sha"] or sha or "", "merged", NONE_CHECKS)
+            new_work = sha is not None and base is not None and workspace.git(
+                self.repo, "merge-base", "--is-ancestor", sha, base, check=False).returncode != 0
+            if not new_work:
+                return self._to_pr(row, row["merged_sha"] or sha or "", "merged", NONE_CHECKS)
+            row = None  # the branch was pushed again after its merge: that is a new PR
         if sha is None or base is None:
             if row is not None and row["state"] == "open":
                 self.store.set_local_pr(self.project.name, row["number"], state="closed")
@@ -154,7 +158,8 @@ class LocalForge:
             number=number, url=f"local://{self.project.name}/pr/{number}", state=state,
             head_branch=str(row["branch"]), head_sha=sha, base=self.project.default_branch,
             title=str(row["title"]), mergeable=mergeable,
-            review_decision=self._decision(number), checks=checks)
+            review_decision=self._decision(number), checks=checks,
+            created_at=float(str(row["created_at"])))
 
     def _decision(self, number: int) -> str | None:
         decision = None
@@ -249,6 +254,12 @@ class LocalForge:
             raise ExternalError(f"the remote has no {self.project.default_branch}",
                                 "check the project's default_branch")
         self._fetch()
+        if workspace.git(self.repo, "merge-base", "--is-ancestor", expected_sha, base,
+                         check=False).returncode == 0:
+            # merged already: a merge pushed by a process killed before it could record it
+            self.store.set_local_pr(self.project.name, pr.number, state="merged",
+                                    merged_sha=base)
+            return base
         clean, tree = self._merge_tree(base, expected_sha)
         if not clean:
             raise ExternalError(f"PR #{pr.number} conflicts with {self.project.default_branch}",

@@ -28,14 +28,13 @@ from textual.widgets import (
     TabPane,
 )
 
-from .. import attention, events, paths, tmux
+from .. import attention, events, paths, scheduler, tmux
 from .. import plan as planmod
 from ..config import Config
 from ..errors import AoError
 from ..fleet import Fleet
 from ..messaging import Messenger
 from ..sanitize import clean
-from ..state import DONE
 from ..store import Session, Store
 
 COLUMNS = ("zone", "id", "task", "title", "activity", "pr", "review", "round", "age", "last")
@@ -304,9 +303,12 @@ class BoardApp(App[None]):
                           "`ao board --plan FILE`)")
             return
         states: dict[str, str] = {}
-        for s in self.store.sessions(self.project or p.project):
+        project = self.project or p.project or ""
+        sessions = self.store.sessions(project)
+        for s in sessions:
             states[s.task] = s.state.value
-        done = {k for k, v in states.items() if v in {d.value for d in DONE} and k in p.tasks}
+        done = scheduler.done_tasks(scheduler.by_task(sessions),
+                                    self.store.closed_tasks(project)) & set(p.tasks)
         crit, _ = planmod.critical_path(p)
         t = Text()
         t.append(f"{len(done)}/{len(p.tasks)} done", style="bold")
@@ -423,18 +425,19 @@ class BoardApp(App[None]):
         s = self._need()
         if s is None:
             return
-        if attention.zone(s, self.clock()) != "merge" or not s.pr_head_sha:
-            self.notify(f"{s.id} is not approved and green", severity="warning")
+        if not s.pr_gate_ok:
+            # what the merge gate said when the daemon last looked; merge_now asks it again
+            self.notify(f"{s.id} cannot merge: {s.pr_gate or 'no pull request seen yet'}",
+                        severity="warning")
             return
-        from .. import forge as forgemod
+        if self.fleet is None:
+            return
+        from ..merging import merge_now
 
         try:
-            f = forgemod.for_project(self.cfg.project(s.project), self.store)
-            pr = f.find_pr(s.branch or "")
-            if pr is None:
-                raise AoError(f"{s.id} has no PR")
-            f.merge(pr, s.pr_head_sha)
-            self.notify(f"{s.id}: PR #{pr.number} merged")
+            # the same gate as `ao pr merge` and the daemon, on the PR as it is now
+            number, _sha = merge_now(self.cfg, self.store, self.fleet.srv, s)
+            self.notify(f"{s.id}: PR #{number} merged")
         except AoError as e:
             self.notify(str(e), severity="error")
 

@@ -1,0 +1,99 @@
+"""The merge gate: may this PR be merged now, and if not, why. Pure, and the one answer used by
+the daemon's auto-merge, `ao pr merge`, `ao pr ls`, the board and the web alike.
+
+It follows what GitHub itself calls mergeable: open, not a draft, the head `ao` saw, checks
+rolled up to success (no checks at all is "no checks", not green), approved, no conflict, and
+`mergeStateStatus` CLEAN (HAS_HOOKS and UNSTABLE only where the project accepts them).
+"Approved" is `reviewDecision == APPROVED`; when GitHub reports no decision (a repository that
+requires no review) it is computed from the latest opinionated review of each reviewer: any
+standing request for changes blocks, and no review at all is "not reviewed", which merges only
+where the project says `require_review: false`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .forge.base import FAILING, NONE, PASSING, PENDING, PullRequest
+
+
+class Approval(StrEnum):
+    APPROVED = "approved"
+    CHANGES_REQUESTED = "changes_requested"
+    NOT_REVIEWED = "not_reviewed"
+    REVIEW_REQUIRED = "review_required"
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    require_review: bool = True
+    require_checks: bool = True
+    accept_states: frozenset[str] = frozenset({"clean"})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str  # why not (or "approved and green")
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+_STATE_REASONS = {
+    "behind": "behind the base branch (the repository requires it up to date)",
+    "blocked": "blocked by branch protection (required reviews or checks)",
+    "dirty": "conflicts with the base branch",
+    "draft": "a draft",
+    "unknown": "GitHub is still computing mergeability",
+    "unstable": "non-required checks are failing (accept with merge_states: [unstable])",
+    "has_hooks": "the repository has pre-receive hooks (accept with merge_states: [has_hooks])",
+}
+
+
+def approval(pr: PullRequest) -> Approval:
+    if pr.review_decision == "approved":
+        return Approval.APPROVED
+    if pr.review_decision == "changes_requested":
+        return Approval.CHANGES_REQUESTED
+    opinions = {state for _login, state in pr.reviews}
+    if "changes_requested" in opinions:
+        return Approval.CHANGES_REQUESTED  # a standing request blocks whatever the decision
+    if pr.review_decision == "review_required":
+        return Approval.REVIEW_REQUIRED
+    return Approval.APPROVED if "approved" in opinions else Approval.NOT_REVIEWED
+
+
+def merge_gate(pr: PullRequest, policy: GatePolicy, expected_sha: str | None = None) -> Verdict:
+    if pr.state != "open":
+        return Verdict(False, f"the PR is {pr.state}")
+    if pr.draft or pr.merge_state == "draft":
+        return Verdict(False, "the PR is a draft")
+    if expected_sha is not None and pr.head_sha != expected_sha:
+        return Verdict(False, f"the head moved to {pr.head_sha[:10]} since it was checked")
+    checks = pr.checks.overall
+    if checks == FAILING:
+        return Verdict(False, "CI is failing")
+    if checks == PENDING:
+        return Verdict(False, "CI is pending")
+    if checks == NONE and policy.require_checks:
+        return Verdict(False, "no checks have run (require_checks: false merges without)")
+    a = approval(pr)
+    if a is Approval.CHANGES_REQUESTED:
+        return Verdict(False, "changes are requested")
+    if a is Approval.REVIEW_REQUIRED:
+        return Verdict(False, "a review is required")
+    if a is Approval.NOT_REVIEWED and policy.require_review:
+        return Verdict(False, "not reviewed (require_review: false merges without)")
+    if pr.mergeable == "conflicting":
+        return Verdict(False, "conflicts with the base branch")
+    if pr.merge_state is None:
+        if pr.mergeable != "mergeable":
+            return Verdict(False, "mergeability is not known yet")
+    elif pr.merge_state not in policy.accept_states:
+        return Verdict(False, "the PR is " + _STATE_REASONS.get(
+            pr.merge_state, f"in merge state {pr.merge_state}"))
+    green = "green" if checks == PASSING else "no checks"
+    review = "approved" if a is Approval.APPROVED else "not reviewed"
+    return Verdict(True, f"{review} and {green}")

@@ -1,0 +1,82 @@
+"""Ending a session, in one place: used by `ao session kill`, cleanup, the daemon's merged-PR
+cleanup and crash recovery alike.
+
+Steps, each idempotent, so an interrupted teardown is finished by the next one:
+1. stop the agent (its tmux session);
+2. the worktree: kept when removing it would lose work (uncommitted, untracked, unpushed,
+   or no usable .git), unless `force`, which first saves that work under the session folder;
+3. the local branch, by one rule: deleted once the worktree is gone, because by then all it
+   held is merged, on the remote, or saved; kept with the worktree otherwise;
+4. the remote branch, only on request and only when merged;
+5. the record: the session's end state (its outcome follows from it) and `cleaned` once
+   nothing of it is left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from libtmux import Server
+
+from . import paths, tmux, workspace
+from .config import ProjectConfig
+from .state import ENDED, State
+from .store import Session, Store
+
+
+@dataclass
+class Teardown:
+    worktree: str = "none"  # none | kept | removed
+    why: list[str] = field(default_factory=list)  # why the worktree was kept
+    saved: list[str] = field(default_factory=list)
+    branch: str = "none"  # none | kept | deleted
+
+    def as_dict(self) -> dict[str, object]:
+        return {"worktree": self.worktree, "why": self.why, "saved": self.saved,
+                "branch": self.branch}
+
+
+def stop_agent(srv: Server, s: Session) -> None:
+    tmux.kill_session(srv, s.id)
+
+
+def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
+             end: State | None, force: bool = False, clean: bool = True,
+             delete_remote: bool = False, note: str | None = None) -> Teardown:
+    """Stop, keep or save work, remove the worktree and branch, record. `end` is the state a
+    live session ends in (killed, failed, merged); `clean` marks it cleaned when nothing is
+    left. Returns what happened."""
+    stop_agent(srv, s)
+    out = Teardown()
+    wt = Path(s.worktree) if s.worktree else paths.worktree_path(s.project, s.id)
+    if wt.exists():
+        risk = workspace.work_at_risk(wt, project.remote, project.default_branch)
+        if risk and force and (wt / ".git").exists():
+            saved = workspace.save_work(wt, paths.session_dir(s.project, s.id) / "saved",
+                                        project.remote, project.default_branch)
+            out.saved = [paths.display(f) for f in saved]
+            risk = []
+        if risk:
+            out.worktree, out.why = "kept", risk
+        else:
+            workspace.remove_worktree(project.path, wt)
+            out.worktree = "removed"
+    branch = s.branch
+    if branch and workspace.local_branch_exists(project.path, branch):
+        if out.worktree == "kept":
+            out.branch = "kept"
+        else:
+            workspace.delete_branch(project.path, branch)
+            out.branch = "deleted"
+    merged = s.merged or s.state is State.MERGED or end is State.MERGED
+    if delete_remote and merged and branch and \
+            workspace.remote_branch_exists(project.path, project.remote, branch):
+        workspace.git(project.path, "push", "-q", project.remote, "--delete", branch,
+                      check=False)
+    current = store.session(s.id)
+    if end is not None and current.state not in ENDED:
+        current = store.set_state(s.id, end, note=note)
+    if clean and out.worktree != "kept" and current.state in ENDED - {State.CLEANED}:
+        store.set_state(s.id, State.CLEANED)
+    return out
