@@ -88,7 +88,13 @@ def test_orphans_are_found(env: Env) -> None:
     out = cleanup("--all", "--yes")
     kinds = {(i["kind"], i["name"]) for i in out["items"]}  # type: ignore[union-attr]
     assert ("orphan-worktree", "sho-77") in kinds and ("orphan-tmux", "stray") in kinds
-    assert not orphan.exists() and not tmux.has_session(srv, "stray")
+    # a folder without a usable .git cannot be checked for work: it stays, and says why
+    assert orphan.exists() and not tmux.has_session(srv, "stray")
+    item = next(i for i in out["items"] if i["name"] == "sho-77")  # type: ignore[union-attr]
+    assert "no usable .git" in " ".join(item["kept"])
+    (orphan / "junk.bin").unlink()
+    cleanup("--all", "--yes")
+    assert not orphan.exists()
 
 
 def test_older_than_and_bad_input(env: Env) -> None:

@@ -127,7 +127,8 @@ def test_init_detects_origin_and_branch(repo: Path) -> None:
     p = cfg.project("work")
     assert p.forge == "github" and p.repo == "acme/work-flow" and p.path == repo
     again = run_ao("init", cwd=repo)
-    assert again.code == 2 and "--force" in again.err
+    assert again.code == 0 and "already exists" in again.out and "--force" in again.out
+    assert config.registered_repos() == [repo.resolve()]
 
 
 def test_init_without_github_uses_local_forge(repo: Path) -> None:

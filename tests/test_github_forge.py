@@ -11,6 +11,7 @@ import pytest
 from ao import config
 from ao.errors import BadInput, ExternalError, NotFound
 from ao.forge.github import GitHubForge, push_plan
+from ao.gate import Approval, GatePolicy, approval, merge_gate
 from ao.plan import parse
 from ao.store import Store
 
@@ -119,7 +120,9 @@ def test_checks_failure_details_and_reviews(f: GitHubForge, gh: GH, clone: Path)
     fake.add_review(repo, pr.number, "CHANGES_REQUESTED", "please split this",
                     [("src/a.py", 3, "rename x")])
     pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
-    assert pr is not None and pr.review_decision == "changes_requested"
+    # no branch protection: GitHub's reviewDecision is null, the latest reviews still say no
+    assert pr is not None and pr.review_decision is None
+    assert approval(pr) is Approval.CHANGES_REQUESTED and not merge_gate(pr, GatePolicy())
     comments = f.review_comments(pr)
     assert [(c.body, c.path, c.line) for c in comments] == [
         ("please split this", None, None), ("rename x", "src/a.py", 3)]

@@ -124,5 +124,8 @@ def test_cli_pr_ls_review_and_merge(env: Env, clone: Path) -> None:
     assert (row["session"], row["review"]) == (sid, "changes_requested")
     bad = run_ao("review", sid, "--approve", "--comment", "x")
     assert bad.code == 2 and "choose one" in bad.err
+    r = run_ao("pr", "merge", sid)  # the same merge gate as the daemon: changes requested
+    assert r.code == 2 and "cannot merge: changes are requested" in r.err, r.err
+    assert run_ao("review", sid, "--approve").code == 0
     r = run_ao("pr", "merge", sid)
     assert r.code == 0 and "merged as" in r.out, r.err

@@ -98,14 +98,32 @@ def test_unsafe_task_key_refused_before_anything_is_made(env: Env, key: str) -> 
     assert r.code == 2 and "not safe" in r.err and r.err.count("\n") == 1
 
 
-def test_existing_branch_is_reported_not_reused(env: Env) -> None:
-    git(env.repo, "branch", "ao/a-1")
+def test_existing_branch_is_continued_or_moved_aside(env: Env) -> None:
+    git(env.repo, "checkout", "-q", "-b", "ao/a-1")
+    (env.repo / "earlier.txt").write_text("an earlier session's work\n")
+    git(env.repo, "add", "-A")
+    git(env.repo, "commit", "-q", "-m", "earlier work")
+    git(env.repo, "push", "-q", "origin", "ao/a-1")
+    git(env.repo, "checkout", "-q", "main")
     fleet = env.fleet()
-    r = fleet.spawn("shop", "A-1", fleet.plan_for(fleet.cfg.project("shop")))
-    assert r.status == "failed" and "already exists" in r.reason and "--reuse-branch" in r.reason
-    assert fleet.store.sessions() == []
-    ok = fleet.spawn("shop", "A-1", fleet.plan_for(fleet.cfg.project("shop")), reuse_branch=True)
-    assert ok.status == "spawned", ok.reason
+    plan = fleet.plan_for(fleet.cfg.project("shop"))
+    r = fleet.spawn("shop", "A-1", plan)
+    assert r.status == "spawned" and "continues ao/a-1 (1 commit(s) ahead" in r.reason, r.reason
+    wt = Path(fleet.store.session(r.session or "").worktree or "")
+    assert (wt / "earlier.txt").exists()
+    # killed: what the agent left is saved, the earlier work is on the remote; the worktree and
+    # the local branch go
+    assert fleet.kill(r.session or "", force=True)["branch"] == "deleted"
+    again = fleet.spawn("shop", "A-1", plan)
+    assert again.status == "spawned" and "continues ao/a-1" in again.reason, again.reason
+    assert (Path(fleet.store.session(again.session or "").worktree or "") / "earlier.txt").exists()
+    fleet.kill(again.session or "", force=True)
+    fresh = fleet.spawn("shop", "A-1", plan, fresh=True)
+    assert fresh.status == "spawned" and "moved to attic/ao/a-1-" in fresh.reason, fresh.reason
+    wt = Path(fleet.store.session(fresh.session or "").worktree or "")
+    assert not (wt / "earlier.txt").exists()
+    # nothing was lost: the old branch is on the remote under attic/
+    assert "attic/ao/a-1-" in git(env.repo, "ls-remote", "--heads", "origin")
 
 
 @pytest.mark.parametrize("breakage", ["post_create", "symlink", "worktree_path", "agent_exits",
@@ -283,7 +301,7 @@ def test_cli_session_commands(env: Env) -> None:
     r = run_ao("send", sid, "Please add tests for the login function")
     assert (r.code, r.out.strip()) == (0, "delivered")
     r = run_ao("send", "sho-99", "hi")
-    assert r.code == 2 and "no session sho-99" in r.err and sid in r.err
+    assert r.code == 2 and "no session or task sho-99" in r.err and sid in r.err
     retry_until(lambda: "login function" in run_ao("logs", sid).out, message="the transcript")
     logs = run_ao("logs", sid).out
     assert "\x1b" not in logs and "● received" in logs

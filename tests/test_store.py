@@ -68,7 +68,9 @@ EXPECTED_SCHEMA = [
      "screen_changed_at REAL, hook_activity TEXT, hook_at REAL, pr_number INTEGER, "
      "pr_url TEXT, pr_state TEXT, pr_head_sha TEXT, pr_checks TEXT, pr_review TEXT, "
      "pr_mergeable TEXT, pr_seen_at REAL, pane_alive INTEGER, exit_status INTEGER, "
-     "runtime_seen_at REAL, note TEXT )"),
+     "runtime_seen_at REAL, note TEXT , outcome TEXT CHECK (outcome IS NULL OR outcome IN "
+     "('merged', 'abandoned', 'failed')), pr_gate TEXT, pr_gate_ok INTEGER, pr_draft INTEGER, "
+     "pr_merge_state TEXT)"),
     ("table", "tasks",
      "CREATE TABLE tasks ( project TEXT NOT NULL, key TEXT NOT NULL, title TEXT NOT NULL, body "
      "TEXT NOT NULL DEFAULT '', deps TEXT NOT NULL DEFAULT '[]', estimate TEXT, plan TEXT, "
@@ -83,7 +85,7 @@ def test_blank_database_migrates_to_the_exact_schema(tmp_path: Path) -> None:
     # migrating again is a no-op
     assert store.migrate() == []
     assert [r[0] for r in store.conn.execute("SELECT name FROM migrations")] == [
-        "001_initial", "002_local_forge"]
+        "001_initial", "002_local_forge", "003_outcome"]
 
 
 def test_failed_migration_leaves_nothing_behind(tmp_path: Path,

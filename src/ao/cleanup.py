@@ -169,7 +169,7 @@ class Cleaner:
             item.keep = out.why
             report.saved += out.saved
         elif item.worktree is not None and item.worktree.exists() and p is not None:
-            if item.keep and force:
+            if item.keep and force and (item.worktree / ".git").exists():
                 saved = workspace.save_work(item.worktree,
                                             paths.session_dir(item.project, item.name) / "saved",
                                             p.remote, p.default_branch)
