@@ -1,0 +1,67 @@
+"""A throwaway world for a benchmark: its own HOME, AO_HOME, git identity, tmux socket and a
+repository with a bare remote. Used by the benchmarks that run a real daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Sandbox:
+    root: Path
+    work: Path
+    bare: Path
+    env: dict[str, str]
+
+    def ao(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ao", *args], env=self.env, cwd=self.work,
+                              check=check, capture_output=True, text=True)
+
+    def config(self, poll: float, **project: object) -> None:
+        (self.root / "ao" / "config.yaml").write_text(json.dumps({
+            "poll_interval": f"{poll}s", "cleanup": {"grace": "600s"},
+            "projects": {"bench": {"path": str(self.work), **project}}}))
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@contextmanager
+def sandbox(prefix: str) -> Iterator[Sandbox]:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        root = Path(tmp)
+        env = {**os.environ, "HOME": str(root), "AO_HOME": str(root / "ao"),
+               "GIT_CONFIG_GLOBAL": str(root / "gitconfig"), "TMUX_TMPDIR": str(root),
+               "AO_TMUX_SOCKET": "bench"}
+        env.pop("TMUX", None)
+        saved = {k: os.environ.get(k) for k in ("HOME", "AO_HOME", "GIT_CONFIG_GLOBAL")}
+        os.environ.update({k: env[k] for k in saved})
+        (root / "gitconfig").write_text("[user]\n\tname = b\n\temail = b@example.invalid\n")
+        bare, work = root / "remote.git", root / "work"
+        git(root, "init", "-q", "--bare", "-b", "main", str(bare))
+        git(root, "init", "-q", "-b", "main", str(work))
+        (work / "README.md").write_text("x\n")
+        git(work, "add", "-A")
+        git(work, "commit", "-q", "-m", "init")
+        git(work, "remote", "add", "origin", str(bare))
+        git(work, "push", "-q", "origin", "main")
+        (root / "ao").mkdir(mode=0o700)
+        try:
+            yield Sandbox(root, work, bare, env)
+        finally:
+            subprocess.run(["tmux", "-L", "bench", "kill-server"], env=env, capture_output=True)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
