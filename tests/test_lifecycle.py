@@ -4,6 +4,7 @@ re-running a plan, escalations that resolve, a spawn that always fails, sessions
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -68,6 +69,7 @@ def test_readme_path_from_a_fresh_home_ends_with_the_plan_merged(repo: Path,
         assert log.count('"type": "config.reloaded"') == 0  # reading is not a change
     finally:
         run_ao("stop", cwd=repo)
+        subprocess.run(["tmux", "-L", "ao", "kill-server"], capture_output=True)
     merges = git(repo.parent / "remote.git", "log", "--merges", "--format=%s", "main")
     assert len(merges.splitlines()) == 2, merges
 

@@ -46,11 +46,10 @@ EXPECTED_SCHEMA = [
      "'changes_requested', 'commented')), body TEXT NOT NULL DEFAULT '', path TEXT, line "
      "INTEGER, sha TEXT, created_at REAL NOT NULL )"),
     ("table", "messages",
-     "CREATE TABLE messages ( id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL "
-     "REFERENCES sessions (id), body TEXT NOT NULL, source TEXT NOT NULL DEFAULT 'user', status "
-     "TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'delivered', 'failed')), created_at "
-     "REAL NOT "
-     "NULL, delivered_at REAL, error TEXT )"),
+     'CREATE TABLE messages ( id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL '
+     "REFERENCES sessions (id), body TEXT NOT NULL, source TEXT NOT NULL DEFAULT 'user', "
+     "status TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'delivered', 'failed')), "
+     'created_at REAL NOT NULL, delivered_at REAL, error TEXT , stage TEXT, mark INTEGER)'),
     ("table", "migrations",
      "CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"),
     ("table", "plan_runs",
@@ -60,17 +59,17 @@ EXPECTED_SCHEMA = [
      "CREATE TABLE projects ( name TEXT PRIMARY KEY, path TEXT NOT NULL, repo TEXT, created_at "
      "REAL NOT NULL, paused INTEGER NOT NULL DEFAULT 0 )"),
     ("table", "sessions",
-     "CREATE TABLE sessions ( id TEXT PRIMARY KEY, project TEXT NOT NULL, task TEXT NOT NULL, "
-     "title TEXT NOT NULL DEFAULT '', state TEXT NOT NULL CHECK (state IN ('queued', 'spawning', "
-     "'working', 'pr_open', 'merged', 'cleaned', 'needs_human', 'killed', 'failed')), agent TEXT "
-     "NOT NULL DEFAULT '', branch TEXT, worktree TEXT, created_at REAL NOT NULL, updated_at REAL "
-     "NOT NULL, activity TEXT NOT NULL DEFAULT 'unknown', activity_at REAL, screen_hash TEXT, "
-     "screen_changed_at REAL, hook_activity TEXT, hook_at REAL, pr_number INTEGER, "
-     "pr_url TEXT, pr_state TEXT, pr_head_sha TEXT, pr_checks TEXT, pr_review TEXT, "
-     "pr_mergeable TEXT, pr_seen_at REAL, pane_alive INTEGER, exit_status INTEGER, "
-     "runtime_seen_at REAL, note TEXT , outcome TEXT CHECK (outcome IS NULL OR outcome IN "
-     "('merged', 'abandoned', 'failed')), pr_gate TEXT, pr_gate_ok INTEGER, pr_draft INTEGER, "
-     "pr_merge_state TEXT)"),
+     'CREATE TABLE sessions ( id TEXT PRIMARY KEY, project TEXT NOT NULL, task TEXT NOT '
+     "NULL, title TEXT NOT NULL DEFAULT '', state TEXT NOT NULL CHECK (state IN ('queued', "
+     "'spawning', 'working', 'pr_open', 'merged', 'cleaned', 'needs_human', 'killed', "
+     "'failed')), agent TEXT NOT NULL DEFAULT '', branch TEXT, worktree TEXT, created_at "
+     "REAL NOT NULL, updated_at REAL NOT NULL, activity TEXT NOT NULL DEFAULT 'unknown', "
+     'activity_at REAL, screen_hash TEXT, screen_changed_at REAL, hook_activity TEXT, '
+     'hook_at REAL, pr_number INTEGER, pr_url TEXT, pr_state TEXT, pr_head_sha TEXT, '
+     'pr_checks TEXT, pr_review TEXT, pr_mergeable TEXT, pr_seen_at REAL, pane_alive '
+     'INTEGER, exit_status INTEGER, runtime_seen_at REAL, note TEXT , outcome TEXT CHECK '
+     "(outcome IS NULL OR outcome IN ('merged', 'abandoned', 'failed')), pr_gate TEXT, "
+     'pr_gate_ok INTEGER, pr_draft INTEGER, pr_merge_state TEXT, owner_pid INTEGER)'),
     ("table", "tasks",
      "CREATE TABLE tasks ( project TEXT NOT NULL, key TEXT NOT NULL, title TEXT NOT NULL, body "
      "TEXT NOT NULL DEFAULT '', deps TEXT NOT NULL DEFAULT '[]', estimate TEXT, plan TEXT, "
@@ -85,7 +84,7 @@ def test_blank_database_migrates_to_the_exact_schema(tmp_path: Path) -> None:
     # migrating again is a no-op
     assert store.migrate() == []
     assert [r[0] for r in store.conn.execute("SELECT name FROM migrations")] == [
-        "001_initial", "002_local_forge", "003_outcome"]
+        "001_initial", "002_local_forge", "003_outcome", "004_message_stage"]
 
 
 def test_failed_migration_leaves_nothing_behind(tmp_path: Path,

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from . import paths, yamlio
+from . import environment, paths, yamlio
 from .errors import ConfigError, NotFound
 
 REPO_CONFIG_NAME = "agent-orchestrator.yaml"
@@ -67,6 +67,7 @@ class AgentSpec:
     name: str = "claude-code"
     command: str | None = None
     permission_mode: str | None = None
+    env: tuple[tuple[str, str], ...] = ()  # passed to this agent (`${VAR}` from ao's env)
 
     @property
     def label(self) -> str:
@@ -96,6 +97,7 @@ class ProjectConfig:
     require_checks: bool = True
     merge_states: tuple[str, ...] = ()
     merge_method: str = "merge"
+    env: tuple[tuple[str, str], ...] = ()  # passed to agents and CI (`${VAR}` from ao's env)
 
 
 MERGE_METHODS = ("merge", "squash", "rebase", "auto")
@@ -151,9 +153,9 @@ _TMUX_KEYS = ("socket",)
 _PROJECT_KEYS = (
     "path", "repo", "default_branch", "remote", "forge", "agent", "max_concurrent", "plan", "ci",
     "session_prefix", "sandboxed", "auto_merge", "reactions", "post_create", "symlinks",
-    "require_review", "require_checks", "merge_states", "merge_method",
+    "require_review", "require_checks", "merge_states", "merge_method", "env",
 )
-_AGENT_KEYS = ("name", "command", "permission_mode")
+_AGENT_KEYS = ("name", "command", "permission_mode", "env")
 _CI_KEYS = ("command", "timeout")
 _REACTION_KEYS = ("auto", "retries", "escalate_after", "message")
 # environment variables for the global scalars; `AO_HOME` is not config (it locates config)
@@ -249,11 +251,31 @@ def _agent(value: Any, where: str, m: _Merged) -> AgentSpec:
     command = raw.get("command")
     if command is not None:
         _typed(command, str, f"{where}.command", m)
-    return AgentSpec(
-        name=str(raw.get("name", "command" if command else "claude-code")),
-        command=command,
-        permission_mode=raw.get("permission_mode"),
-    )
+    mode = raw.get("permission_mode")
+    if mode is not None:
+        _typed(mode, str, f"{where}.permission_mode", m)
+        if not re.match(r"^[A-Za-z]+$", mode):
+            raise ConfigError(f"`{where}.permission_mode` {mode!r} is not a mode name",
+                              "e.g. acceptEdits, plan, default")
+    name = _typed(raw.get("name", "command" if command else "claude-code"), str,
+                  f"{where}.name", m)
+    return AgentSpec(name=name, command=command, permission_mode=mode,
+                     env=_env(raw.get("env"), f"{where}.env", m))
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _env(value: Any, where: str, m: _Merged) -> tuple[tuple[str, str], ...]:
+    out = []
+    for k, v in _mapping(value, where, m).items():
+        if not _ENV_NAME.match(str(k)):
+            raise ConfigError(f"`{where}`: {k!r} is not a variable name", "e.g. NODE_ENV")
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise ConfigError(f"`{where}.{k}` must be a string, got {v!r}",
+                              'quote it, or pass one through: "${NAME}"')
+        out.append((str(k), str(v)))
+    return tuple(out)
 
 
 def _reactions(value: Any, where: str, m: _Merged) -> dict[str, ReactionConfig]:
@@ -352,6 +374,7 @@ def _project(name: str, raw: Mapping[str, Any], m: _Merged, base: Path) -> Proje
                                    f"{where}.require_checks", m)),
         merge_states=merge_states,
         merge_method=merge_method,
+        env=_env(raw.get("env"), f"{where}.env", m),
     )
 
 
@@ -567,6 +590,7 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
         add(f"{pre}.require_checks", p.require_checks)
         add(f"{pre}.merge_states", list(p.merge_states))
         add(f"{pre}.merge_method", p.merge_method)
+        add(f"{pre}.env", {k: environment.masked(k, v) for k, v in (*p.env, *p.agent.env)})
         for name, r in sorted(p.reactions.items()):
             add(f"{pre}.reactions.{name}", r.__dict__)
     return rows

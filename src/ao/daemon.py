@@ -22,7 +22,7 @@ from typing import Any
 
 from libtmux import Server
 
-from . import compose, paths, scheduler, workspace
+from . import agents, compose, paths, scheduler, workspace
 from . import config as cfgmod
 from . import forge as forgemod
 from . import plan as planmod
@@ -57,12 +57,10 @@ def read_state() -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     try:
-        os.kill(int(data["pid"]), 0)
-    except (ProcessLookupError, ValueError, KeyError):
+        alive = paths.pid_alive(int(data["pid"]))
+    except (ValueError, KeyError, TypeError):
         return None
-    except PermissionError:
-        pass
-    return data
+    return data if alive else None
 
 
 class Daemon:
@@ -101,10 +99,9 @@ class Daemon:
             raise AlreadyRunning(f"a daemon is already running (pid {pid})",
                                  "`ao status` shows it; `ao stop` stops it") from None
         self._lock_fd = fd
-        # messages a killed daemon was pasting: unknown whether they arrived; never repeated
-        for mid in self.store.abandon_sending():
-            emit(Event("message.abandoned", data={"id": mid}), self.store)
         self.fleet.recover()
+        # deliveries a killed process was making: finished, queued again or escalated
+        self.messenger.recover()
         self._write_state()
         emit(Event("daemon.started", data={"pid": os.getpid()}), self.store)
 
@@ -202,6 +199,7 @@ class Daemon:
             return False
         self.cfg = self.fleet.cfg = self.notifier.cfg = cfg
         self.forges.clear()
+        agents.reload()
         emit(Event("config.reloaded", data={"projects": sorted(cfg.projects)}), self.store)
         return True
 
@@ -290,8 +288,7 @@ class Daemon:
         plans = self.active_plans(project)
         plan = plans[0] if plans else None
         sessions = self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED})
-        for s in sessions:
-            self.fleet.observe(s)
+        self.fleet.observe_all(sessions)
         tracked = [s for s in sessions if s.branch]
         forge = self.forge(project, plan)
         result = forge.poll([s.branch for s in tracked if s.branch])

@@ -30,6 +30,8 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_C1_ESCAPES = {c: f"\\u{c:04x}" for c in range(0x7f, 0xa0)}
+
 @dataclass(frozen=True)
 class Event:
     type: str
@@ -40,11 +42,13 @@ class Event:
     ts: str = field(default_factory=now_iso)
 
     def to_json(self) -> str:
+        """One JSON line; C1 controls escaped too (json escapes only C0), so a terminal that
+        shows the log cannot be steered by them."""
         return json.dumps(
             {"ts": self.ts, "type": self.type, "project": self.project, "session": self.session,
              "task": self.task, "data": self.data},
             ensure_ascii=False, default=str, separators=(",", ":"),
-        )
+        ).translate(_C1_ESCAPES)
 
     @classmethod
     def from_json(cls, line: str) -> Event:

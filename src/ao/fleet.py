@@ -4,6 +4,7 @@ whole. Sending messages lives in `messaging.py`."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from libtmux import Server
 
-from . import agents, paths, prompts, scheduler, tmux, workspace
+from . import activity, agents, environment, paths, prompts, scheduler, tmux, workspace
 from . import plan as planmod
 from .agents import LaunchContext, Profile
 from .config import Config, ProjectConfig
@@ -25,8 +26,6 @@ from .plan import Plan, Task
 from .state import LIVE, RUNNING, Activity, State
 from .store import AtCapacity, Session, Store, TaskBusy
 from .teardown import teardown
-
-IDLE_AFTER = 5.0  # seconds of an unchanged screen that count as idle, for agents without hooks
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,8 @@ class Fleet:
         self._bases: dict[str, str] = {}
         self._remote_heads: dict[str, set[str]] = {}
         self._caching = False
+        # per session: (pane output time, capture time, screen hash, what the screen shows)
+        self._screens: dict[str, tuple[int, float, str, Activity | None]] = {}
 
     # ---- tasks ----------------------------------------------------------------------------
 
@@ -210,11 +211,13 @@ class Fleet:
 
     def recover(self) -> list[tuple[str, str]]:
         """After a crash: undo starts that were cut short (back to the queue, or failed if
-        they somehow hold work), and give a first prompt that was never sent to its agent."""
+        they somehow hold work), and give a first prompt that was never sent to its agent.
+        A start whose process is alive (a `batch-spawn` running now) is left to it."""
         done: list[tuple[str, str]] = []
         for s in self.store.sessions(states={State.SPAWNING}):
             project = self.cfg.projects.get(s.project)
-            if project is None:
+            if project is None or (s.owner_pid and s.owner_pid != os.getpid()
+                                   and paths.pid_alive(s.owner_pid)):
                 continue
             if s.branch is None:  # cut short before the record named it
                 s = replace(s, branch=workspace.branch_name(s.task))
@@ -228,6 +231,8 @@ class Fleet:
             self.store.set_state(s.id, State.QUEUED)
             done.append((s.id, "requeued"))
         for s in self.store.sessions(states={State.WORKING}):
+            if s.owner_pid and s.owner_pid != os.getpid() and paths.pid_alive(s.owner_pid):
+                continue  # its start is still being finished by a live process
             prompts_ = [m for m in self.store.messages(s.id) if m["source"] == "prompt"]
             prompt_file = paths.session_dir(s.project, s.id) / "prompt.md"
             if not prompts_ and prompt_file.exists():
@@ -237,9 +242,15 @@ class Fleet:
                 self.store.queue_message(s.id, body, "prompt")
                 done.append((s.id, "prompt queued"))
             elif prompts_ and all(m["status"] == "failed" for m in prompts_):
-                self.store.set_state(s.id, State.NEEDS_HUMAN,
-                                     note="the first prompt's delivery was interrupted; check "
-                                     "whether the agent has it")
+                reason = ("the first prompt was not delivered; check whether the agent has "
+                          f"it, then `ao send {s.id}` it or `ao session resume {s.id}`")
+                self.store.record_attempt(s.id, "escalate", "escalate:delivery:prompt")
+                self.store.set_state(s.id, State.NEEDS_HUMAN, note=reason)
+                from .notify import Notifier
+
+                event = emit(Event("escalated", s.project, s.id, s.task, {"reason": reason}),
+                             self.store)
+                Notifier(self.cfg, self.store).notify(event, f"{s.id} needs a human", reason)
                 done.append((s.id, "escalated"))
         for sid, what in done:
             emit(Event("session.recovered", data={"session": sid, "outcome": what}),
@@ -254,7 +265,7 @@ class Fleet:
         running = self.store.sessions(project.name, states=set(RUNNING))
         if len(running) >= project.max_concurrent:
             return SpawnResult(task.key, "queued", sid, "max_concurrent reached")
-        self.store.set_state(sid, State.SPAWNING)
+        self.store.set_state(sid, State.SPAWNING, owner_pid=os.getpid())
         try:
             self.launch(self.store.session(sid), task, plan, fresh_branch=False, fresh=False)
         except AoError as e:
@@ -272,7 +283,11 @@ class Fleet:
         )
 
     def _env(self, profile: Profile, ctx: LaunchContext) -> dict[str, str]:
-        return {**profile.env(ctx), "AO_HOME": str(paths.ao_home())}
+        """The agent's whole environment (environment.py): least privilege, and current."""
+        project = self.cfg.project(ctx.project)
+        return environment.build(os.environ, profile.passthrough,
+                                 {**profile.env(ctx), "AO_HOME": str(paths.ao_home())},
+                                 dict((*project.env, *project.agent.env)))
 
     def launch(self, s: Session, task: Task, plan: Plan | None, *, fresh_branch: bool,
                fresh: bool) -> None:
@@ -439,38 +454,52 @@ class Fleet:
     # ---- observing ------------------------------------------------------------------------
 
     def observe(self, s: Session) -> Activity:
-        """Look at the session's pane and record what it shows (hooks first, then screen)."""
+        """Look at one session's pane and record what it shows (hooks first, then screen)."""
+        return self.observe_all([s])[s.id]
+
+    def observe_all(self, sessions: list[Session]) -> dict[str, Activity]:
+        """Observe many sessions for the price of one: one `list-panes -a` for liveness and
+        last output, a `capture-pane` only for a pane whose output moved since this process
+        last looked, and one transaction for the rows whose observations changed."""
         now = time.time()
-        p = tmux.pane(self.srv, s.id)
-        if p is None or p.dead:
-            activity = Activity.EXITED
-            self.store.update_session(s.id, activity=activity.value, activity_at=now,
-                                      pane_alive=0, exit_status=p.exit_status if p else None,
-                                      runtime_seen_at=now)
-            return activity
-        profile = agents.get(s.agent or "command")
+        states = tmux.panes(self.srv) if sessions else {}
+        changes: dict[str, dict[str, object]] = {}
+        out: dict[str, Activity] = {}
+        for s in sessions:
+            p = states.get(s.id)
+            if p is None or p.dead:
+                new: dict[str, object] = {"activity": Activity.EXITED.value, "pane_alive": 0,
+                                          "exit_status": p.exit_status if p else None}
+                out[s.id] = Activity.EXITED
+            else:
+                profile = agents.get(s.agent or "command")
+                digest, seen = self._screen(s, p)
+                changed_at = s.screen_changed_at if digest == s.screen_hash and \
+                    s.screen_changed_at else now
+                hook = Activity(s.hook_activity) if s.hook_activity else None
+                out[s.id] = activity.infer(seen, hook, s.hook_at, profile.uses_hooks,
+                                           changed_at, now)
+                new = {"activity": out[s.id].value, "screen_hash": digest,
+                       "screen_changed_at": changed_at, "pane_alive": 1, "exit_status": None}
+            diff = {k: v for k, v in new.items() if getattr(s, k) != v}
+            if diff:
+                changes[s.id] = {**diff, "activity_at": now, "runtime_seen_at": now}
+        self.store.update_many(changes)
+        return out
+
+    def _screen(self, s: Session, p: tmux.PaneState) -> tuple[str, Activity | None]:
+        """The screen's hash and what the profile reads on it, captured again only when the
+        pane printed something since the last capture (tmux keeps output times in seconds, so
+        output in the second of the capture counts as new)."""
+        cached = self._screens.get(s.id)
+        if cached is not None and cached[0] == p.activity and p.activity < cached[1] - 1:
+            return cached[2], cached[3]
+        taken = time.time()
         screen = tmux.capture(self.srv, s.id)
+        seen = agents.get(s.agent or "command").activity(screen)
         digest = tmux.screen_hash(screen)
-        changed_at = s.screen_changed_at if digest == s.screen_hash and s.screen_changed_at \
-            else now
-        seen = profile.activity(screen)
-        if seen is Activity.WAITING_INPUT:
-            activity = seen  # a prompt on screen outranks whatever a hook said last
-        elif profile.uses_hooks and s.hook_activity:
-            # the agent's own word comes first; the screen overrules it only when it disagrees
-            # and has held still since the hook for IDLE_AFTER (e.g. no Stop after an Escape)
-            activity = Activity(s.hook_activity)
-            if seen is not None and seen is not activity and changed_at > (s.hook_at or 0) \
-                    and now - changed_at >= IDLE_AFTER:
-                activity = seen
-        elif seen is not None:
-            activity = seen
-        else:
-            activity = Activity.IDLE if now - changed_at >= IDLE_AFTER else Activity.ACTIVE
-        self.store.update_session(s.id, activity=activity.value, activity_at=now,
-                                  screen_hash=digest, screen_changed_at=changed_at, pane_alive=1,
-                                  exit_status=None, runtime_seen_at=now)
-        return activity
+        self._screens[s.id] = (p.activity, taken, digest, seen)
+        return digest, seen
 
     # ---- ending and restoring -------------------------------------------------------------
 

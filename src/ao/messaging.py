@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from . import agents, paths, tmux
 from .events import Event, emit
 from .sanitize import clean
-from .state import LIVE, Activity
+from .state import LIVE, Activity, State
 from .store import Session
 
 if TYPE_CHECKING:
@@ -93,11 +93,17 @@ class Messenger:
 
     def deliver(self, s: Session, body: str, source: str,
                 message_id: int | None = None) -> SendResult:
-        profile = agents.get(s.agent or "command")
         mid = message_id if message_id is not None else self.store.queue_message(s.id, body,
                                                                                   source)
-        if not self.store.claim_message(mid):
-            return SendResult("failed", "another process is delivering this message", mid)
+        # one sender per session: clear, paste, Enter and confirm happen under this lock, so
+        # two senders (two `ao send`, or a user and the daemon) never glue messages together
+        with paths.locked(paths.send_lock(s.id)):
+            if not self.store.claim_message(mid):
+                return SendResult("failed", "another process is delivering this message", mid)
+            return self._deliver(s, body, source, mid)
+
+    def _deliver(self, s: Session, body: str, source: str, mid: int) -> SendResult:
+        profile = agents.get(s.agent or "command")
         before = tmux.capture(self.srv, s.id)
         if not profile.clear_only_drafts or profile.draft_pending(before, ""):
             for i, key in enumerate(profile.clear_keys):
@@ -117,8 +123,14 @@ class Messenger:
                 self._requeue(s, mid, "a permission prompt appeared")
                 return SendResult("queued", "a permission prompt appeared", mid)
             return self._failed(s, mid, "the paste did not show in the agent's input")
+        self.store.set_stage(mid, "pasted")
         time.sleep(profile.submit_delay)
         mark = self.store.last_event_id()
+        self.store.set_stage(mid, "entered", mark)
+        return self._enter(s, profile, before, body, source, mid, mark)
+
+    def _enter(self, s: Session, profile: agents.Profile, before: str, body: str, source: str,
+               mid: int, mark: int, recovered: bool = False) -> SendResult:
         for attempt in range(1 + ENTER_RETRIES):
             tmux.send_keys(self.srv, s.id, "Enter")
             how = self._confirm(s, profile, before, body, mark)
@@ -126,7 +138,8 @@ class Messenger:
                 self.store.set_message(mid, "delivered")
                 emit(Event("message.delivered", s.project, s.id, s.task,
                            {"id": mid, "source": source, "chars": len(body),
-                            "confirmed_by": how, "enters": attempt + 1}), self.store)
+                            "confirmed_by": how, "enters": attempt + 1,
+                            **({"recovered": True} if recovered else {})}), self.store)
                 return SendResult("delivered", how, mid)
             screen = tmux.capture(self.srv, s.id)
             if not profile.draft_pending(screen, body):
@@ -148,6 +161,64 @@ class Messenger:
                 return "screen"
             time.sleep(0.05)
         return ""
+
+    def recover(self, sid: str | None = None) -> list[tuple[int, str]]:
+        """Finish or escalate deliveries whose sender died (its send lock is free while the
+        message is still `sending`), by how far each got:
+        - claimed, or pasted with the draft gone: nothing was submitted; queued again;
+        - pasted or entered with the draft still in the input: Enter, and confirm;
+        - entered, the draft gone: taken, if the agent's hook says so (or, for an agent
+          without hooks, by the draft having left the input after Enter);
+        - otherwise unknown: failed, and the session escalates with an event and a
+          notification. Nothing is pasted twice."""
+        done: list[tuple[int, str]] = []
+        for m in self.store.sending(sid):
+            with paths.try_locked(paths.send_lock(m["session"])) as free:
+                if not free:
+                    continue  # its sender is alive and at it
+                s = self.store.session(m["session"])
+                done.append((m["id"], self._recover_one(s, m)))
+        return done
+
+    def _recover_one(self, s: Session, m: dict[str, object]) -> str:
+        mid, body, source = int(str(m["id"])), str(m["body"]), str(m["source"])
+        stage, mark = m.get("stage"), int(str(m["mark"])) if m.get("mark") is not None else 0
+        profile = agents.get(s.agent or "command")
+        pane = tmux.pane(self.srv, s.id)
+        if s.state not in LIVE or pane is None or pane.dead:
+            self._failed(s, mid, "delivery interrupted and the agent is gone")
+            return "failed"
+        screen = tmux.capture(self.srv, s.id)
+        draft = profile.draft_pending(screen, body)
+        if stage in (None, "claimed") or (stage == "pasted" and not draft):
+            self.store.set_message(mid, "queued")
+            self._requeue(s, mid, "delivery interrupted before it was submitted")
+            return "queued"
+        if draft:
+            r = self._enter(s, profile, screen, body, source, mid, mark or
+                            self.store.last_event_id(), recovered=True)
+            return r.status
+        if (profile.uses_hooks and self.store.hook_seen(s.id, "UserPromptSubmit", mark)) \
+                or not profile.uses_hooks:
+            self.store.set_message(mid, "delivered")
+            emit(Event("message.delivered", s.project, s.id, s.task,
+                       {"id": mid, "source": source, "chars": len(body), "recovered": True,
+                        "confirmed_by": "hook" if profile.uses_hooks else "screen"}),
+                 self.store)
+            return "delivered"
+        self._failed(s, mid, "delivery interrupted; whether the agent has it is unknown")
+        from .notify import Notifier
+
+        reason = (f"a {source} message's delivery was interrupted and the agent shows no sign "
+                  f"of it; check, then `ao send {s.id}` it again or `ao session resume {s.id}`")
+        if s.state is not State.NEEDS_HUMAN:
+            self.store.record_attempt(s.id, "escalate", f"escalate:delivery:{mid}")
+            self.store.set_state(s.id, State.NEEDS_HUMAN, note=reason)
+        event = emit(Event("escalated", s.project, s.id, s.task, {"reason": reason}),
+                     self.store)
+        Notifier(self.fleet.cfg, self.store).notify(event, f"{s.id} {s.task} needs a human",
+                                                    reason)
+        return "escalated"
 
     def _requeue(self, s: Session, mid: int, why: str) -> None:
         emit(Event("message.queued", s.project, s.id, s.task, {"id": mid, "why": why}),

@@ -59,6 +59,20 @@ def daemon_pid() -> Path:
     return home() / "daemon.pid"
 
 
+def pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def wake_file() -> Path:
     return home() / "wake"
 
@@ -87,6 +101,28 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+@contextmanager
+def try_locked(lockfile: Path) -> Iterator[bool]:
+    """Like `locked`, without waiting: yields False when another process holds the lock."""
+    lockfile.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(str(lockfile), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def send_lock(session_id: str) -> Path:
+    """Held by whoever is typing into a session's agent, from clearing its input to the
+    confirmation: one sender at a time, so two messages are never glued together."""
+    return home() / "locks" / f"send-{session_id}.lock"
 
 
 @contextmanager

@@ -121,6 +121,9 @@ def resolved(obs: Observation, hist: History, policy: Policy) -> str | None:
         return "the agent runs again"
     if key.startswith("stuck") and obs.activity is Activity.ACTIVE:
         return "the agent is working again"
+    if key.startswith("delivery") and (obs.activity is Activity.ACTIVE or (
+            pr is not None and pr.state == "open")):
+        return "the agent is working on it"
     return None
 
 

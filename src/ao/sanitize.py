@@ -14,7 +14,8 @@ _ESCAPES = re.compile(
   | (?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)? # OSC, terminated or not
   | (?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]*(?:\x1b\\|\x9c)?  # DCS SOS PM APC
   | \x1b[@-Z\\-_]                                    # other Fe escapes
-  | \x1b[ -/]*[0-~]                                  # nF / Fp / Fs escapes
+  | \x1b[!-/]*[0-~]                                  # nF / Fp / Fs escapes (a space after
+                                                     # a lone ESC is text: keep what follows)
   | \x1b
     """,
     re.VERBOSE,
@@ -32,6 +33,16 @@ def clean(text: str) -> str:
     and tab, line endings normalised."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROLS.sub("", strip_escapes(text))
+
+
+_C1 = re.compile(r"[\x7f-\x9f]")
+
+
+def json_text(text: str) -> str:
+    """JSON as written by `json.dumps(ensure_ascii=False)`, with DEL and the C1 controls
+    (U+0080-U+009F, e.g. U+009B, a one-character CSI) escaped as \\uXXXX: JSON escapes only
+    C0 itself, and a terminal showing the line would obey them."""
+    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def cap(text: str, limit: int, marker: str = "\n[... cut: {n} more characters]") -> str:

@@ -7,6 +7,7 @@ inside a transaction, and a failure rolls it back whole (no `try/except: pass` a
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -179,10 +180,21 @@ def _m003_outcome(conn: sqlite3.Connection) -> None:
     """)
 
 
+def _m004_message_stage(conn: sqlite3.Connection) -> None:
+    """How far a delivery got (claimed, pasted, entered) and the event id at the Enter, so a
+    delivery cut short by a crash is finished or escalated, never repeated blindly."""
+    _execute_all(conn, """
+    ALTER TABLE messages ADD COLUMN stage TEXT;
+    ALTER TABLE messages ADD COLUMN mark INTEGER;
+    ALTER TABLE sessions ADD COLUMN owner_pid INTEGER;
+    """)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_local_forge", _m002_local_forge),
     ("003_outcome", _m003_outcome),
+    ("004_message_stage", _m004_message_stage),
 ]
 
 
@@ -221,6 +233,7 @@ class Session:
     pr_gate_ok: int | None = None
     pr_draft: int | None = None
     pr_merge_state: str | None = None
+    owner_pid: int | None = None  # the process starting it, while `spawning`
 
     @property
     def merged(self) -> bool:
@@ -398,8 +411,8 @@ class Store:
             sid = f"{prefix}-{n}"
             c.execute(
                 "INSERT INTO sessions (id, project, task, title, state, agent, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (sid, project, task, title, state.value, agent, now, now),
+                "updated_at, owner_pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (sid, project, task, title, state.value, agent, now, now, os.getpid()),
             )
         return self.session(sid)
 
@@ -468,6 +481,20 @@ class Store:
         values["updated_at"] = time.time()
         self.db.table("sessions").update(sid, values)
         return self.session(sid)
+
+    def update_many(self, changes: dict[str, dict[str, Any]]) -> None:
+        """Several sessions' observations in one transaction, without reading them back (the
+        daemon's tick writes only what changed, all at once)."""
+        if not changes:
+            return
+        now = time.time()
+        with self.transaction() as c:
+            for sid, values in changes.items():
+                if "state" in values:
+                    raise ValueError("use set_state to change a session's state")
+                values = {**values, "updated_at": now}
+                cols = ", ".join(f"{k} = ?" for k in values)
+                c.execute(f"UPDATE sessions SET {cols} WHERE id = ?", (*values.values(), sid))
 
     def set_state(self, sid: str, new: State, **values: Any) -> Session:
         with self.transaction() as c:
@@ -547,22 +574,22 @@ class Store:
 
     def claim_message(self, mid: int) -> bool:
         """queued -> sending, atomically: only one deliverer ever pastes a message."""
-        cur = self.conn.execute("UPDATE messages SET status = 'sending' WHERE id = ? AND "
-                                "status = 'queued'", (mid,))
+        cur = self.conn.execute("UPDATE messages SET status = 'sending', stage = 'claimed', "
+                                "mark = NULL WHERE id = ? AND status = 'queued'", (mid,))
         return cur.rowcount == 1
 
-    def abandon_sending(self, sid: str | None = None) -> list[int]:
-        """Messages left `sending` by a process that died mid-delivery: whether they reached the
-        agent is unknown, and pasting again could repeat them, so they are marked failed."""
-        sql = "SELECT id FROM messages WHERE status = 'sending'"
+    def sending(self, sid: str | None = None) -> list[dict[str, Any]]:
+        """Messages some process is delivering, or was when it died (messaging.recover)."""
+        sql = "SELECT * FROM messages WHERE status = 'sending'"
         args: list[Any] = []
         if sid:
             sql += " AND session = ?"
             args.append(sid)
-        ids = [r[0] for r in self.conn.execute(sql, args)]
-        for mid in ids:
-            self.set_message(mid, "failed", "delivery interrupted (process died); not repeated")
-        return ids
+        return list(self.db.query(sql + " ORDER BY id", args))
+
+    def set_stage(self, mid: int, stage: str, mark: int | None = None) -> None:
+        self.conn.execute("UPDATE messages SET stage = ?, mark = coalesce(?, mark) WHERE id = ?",
+                          (stage, mark, mid))
 
     def set_message(self, mid: int, status: str, error: str | None = None) -> None:
         done = time.time() if status == "delivered" else None

@@ -54,6 +54,10 @@ def _run(srv: Server, *args: str) -> list[str]:
     return list(r.stdout)
 
 
+def has_server(srv: Server) -> bool:
+    return srv.cmd("list-sessions", "-F", "x").returncode == 0
+
+
 def has_session(srv: Server, name: str) -> bool:
     return srv.cmd("has-session", "-t", f"={name}").returncode == 0
 
@@ -63,11 +67,28 @@ def sessions(srv: Server) -> list[str]:
     return list(r.stdout) if r.returncode == 0 else []
 
 
+def _only(srv: Server, command: str, env: Mapping[str, str] | None) -> str:
+    """The command, run with `env` alone: the variables the tmux server holds in its global
+    environment (from whoever started it, maybe long ago) are unset first. Values travel as
+    `-e` (not visible in `ps`); only names appear on the command line."""
+    if env is None:
+        return command
+    if has_server(srv):
+        r = srv.cmd("show-environment", "-g")
+        names = {line.split("=", 1)[0].lstrip("-") for line in r.stdout}
+    else:  # this very command starts the server: its global environment will be ours
+        names = set(os.environ)
+    drop = sorted(n for n in names if n and n not in env and n not in ("TMUX", "TMUX_PANE"))
+    unset = " ".join(f"-u {shlex.quote(n)}" for n in drop)
+    return f"exec env {unset} sh -c {shlex.quote(command)}" if drop else command
+
+
 def new_session(srv: Server, name: str, cwd: Path, command: str,
                 env: Mapping[str, str] | None = None) -> None:
     args = ["new-session", "-d", "-s", name, "-c", str(cwd), "-x", str(WIDTH), "-y", str(HEIGHT)]
     for k, v in (env or {}).items():
         args += ["-e", f"{k}={v}"]
+    command = _only(srv, command, env)
     # remain-on-exit is in our config, but a session started before it was written (or a user's
     # older server on the same socket) still gets it set explicitly
     _run(srv, *args, command, ";", "set-option", "-w", "-t", f"={name}:", "remain-on-exit", "on")
@@ -78,7 +99,7 @@ def respawn(srv: Server, name: str, cwd: Path, command: str,
     args = ["respawn-pane", "-k", "-t", f"={name}:", "-c", str(cwd)]
     for k, v in (env or {}).items():
         args += ["-e", f"{k}={v}"]
-    _run(srv, *args, command)
+    _run(srv, *args, _only(srv, command, env))
 
 
 def pipe_to(srv: Server, name: str, logfile: Path) -> None:
@@ -109,6 +130,34 @@ def pane(srv: Server, name: str) -> Pane | None:
         return None  # tmux may answer for a target that no longer exists with empty fields
     return Pane(dead == "1", int(pid) if pid.isdigit() else None,
                 int(status) if status.lstrip("-").isdigit() else None, cmd, title)
+
+
+@dataclass(frozen=True)
+class PaneState:
+    """One line of `list-panes -a`: what a tick needs to know of every session at once."""
+
+    dead: bool
+    pid: int | None
+    exit_status: int | None
+    activity: int  # the window's last output, epoch seconds
+
+
+def panes(srv: Server) -> dict[str, PaneState]:
+    """Every session's first pane in one tmux round trip (liveness, exit status, last output),
+    so a tick costs one command however many sessions there are."""
+    r = srv.cmd("list-panes", "-a", "-F", "#{session_name}\t#{window_index}\t#{pane_index}\t"
+                "#{pane_dead}\t#{pane_pid}\t#{pane_dead_status}\t#{window_activity}")
+    out: dict[str, PaneState] = {}
+    if r.returncode != 0:
+        return out
+    for line in r.stdout:
+        name, _w, _p, dead, pid, status, act = (line.split("\t") + [""] * 7)[:7]
+        if name in out:
+            continue  # the session's first pane speaks for it
+        out[name] = PaneState(dead == "1", int(pid) if pid.isdigit() else None,
+                              int(status) if status.lstrip("-").isdigit() else None,
+                              int(act) if act.isdigit() else 0)
+    return out
 
 
 def capture(srv: Server, name: str, history: int = 0) -> str:

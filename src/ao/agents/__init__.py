@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib.metadata import entry_points
 
 from ..config import AgentSpec
@@ -11,13 +12,20 @@ from .base import LaunchContext, Profile
 __all__ = ["LaunchContext", "Profile", "get", "names"]
 
 
+@functools.cache
 def _registry() -> dict[str, type[Profile]]:
+    """Read once per process: scanning entry points costs milliseconds, and grows with every
+    installed package (`reload()` reads them again)."""
     found: dict[str, type[Profile]] = {}
     for ep in entry_points(group="ao.agents"):
         cls = ep.load()
         if isinstance(cls, type) and issubclass(cls, Profile):
             found[ep.name] = cls
     return found
+
+
+def reload() -> None:
+    _registry.cache_clear()
 
 
 def names() -> list[str]:

@@ -58,6 +58,10 @@ class Profile:
         "Do you want to proceed?", "(y/n)", "[y/N]", "[Y/n]", "Allow command?", "Approve?",
     )
     busy_texts: ClassVar[tuple[str, ...]] = ()
+    # variables of ao's own environment the agent needs (its API key and endpoint): passed
+    # through when set; nothing else of the user's environment reaches an agent but BASE_ENV
+    # and what the project's config names (`env:`)
+    passthrough: ClassVar[tuple[str, ...]] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def installed(self) -> bool:

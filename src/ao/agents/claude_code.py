@@ -67,6 +67,11 @@ class ClaudeCode(Profile):
     ready_timeout: ClassVar[float] = 45.0
     uses_hooks: ClassVar[bool] = True
     waiting_texts: ClassVar[tuple[str, ...]] = _PERMISSION
+    passthrough: ClassVar[tuple[str, ...]] = (
+        "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL",
+        "CLAUDE_CONFIG_DIR", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX",
+        "DISABLE_AUTOUPDATER", "DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "NODE_EXTRA_CA_CERTS")
 
     def _bypass(self, ctx: LaunchContext) -> bool:
         return ctx.permission_mode in BYPASS

@@ -77,6 +77,7 @@ class DemoAgent(Profile):
 class CodexAgent(Profile):
     name: ClassVar[str] = "codex"
     binary: ClassVar[str | None] = "codex"
+    passthrough: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_HOME")
     description: ClassVar[str] = "OpenAI Codex CLI"
     busy_texts: ClassVar[tuple[str, ...]] = ("Esc to interrupt", "esc to interrupt")
 
@@ -95,6 +96,9 @@ class CodexAgent(Profile):
 class AiderAgent(Profile):
     name: ClassVar[str] = "aider"
     binary: ClassVar[str | None] = "aider"
+    passthrough: ClassVar[tuple[str, ...]] = (
+        "OPENAI_API_KEY", "OPENAI_API_BASE", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+        "GEMINI_API_KEY", "AIDER_MODEL")
     description: ClassVar[str] = "Aider"
     waiting_texts: ClassVar[tuple[str, ...]] = ("(Y)es/(N)o", "[Yes]:")
 
@@ -113,6 +117,8 @@ class AiderAgent(Profile):
 class GeminiAgent(Profile):
     name: ClassVar[str] = "gemini"
     binary: ClassVar[str | None] = "gemini"
+    passthrough: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY",
+                                              "GOOGLE_CLOUD_PROJECT", "GOOGLE_GENAI_USE_VERTEXAI")
     description: ClassVar[str] = "Google Gemini CLI"
     clear_keys: ClassVar[tuple[str, ...]] = ("Escape", "Escape")
     clear_only_drafts: ClassVar[bool] = True

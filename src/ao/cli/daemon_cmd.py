@@ -78,8 +78,11 @@ def start(foreground: bool = typer.Option(False, "--foreground",
     srv = services.fleet().srv
     tmux.kill_session(srv, DAEMON_SESSION)  # a dead one left by a crash
     cmd = f"{sys.executable} -m ao daemon run"
+    # the daemon is ao itself: it gets this shell's environment as it is now (the tmux
+    # server's own may be days old); agents get far less (environment.py)
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
     tmux.new_session(srv, DAEMON_SESSION, paths.home(), cmd,
-                     {"AO_HOME": str(paths.ao_home()), **_passthrough()})
+                     {**env, "AO_HOME": str(paths.ao_home())})
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         state = read_state()
@@ -104,12 +107,6 @@ def _register_here() -> None:
     if found is not None and cfgmod.register_repo(found.parent):
         typer.echo(f"registered {paths.display(found.parent)} (its projects are run by the "
                    "daemon)")
-
-
-def _passthrough() -> dict[str, str]:
-    keep = ("GITHUB_TOKEN", "GH_TOKEN", "AO_GITHUB_API_URL", "ANTHROPIC_API_KEY",
-            "AO_TMUX_SOCKET", "PATH")
-    return {k: os.environ[k] for k in keep if k in os.environ}
 
 
 def stop() -> None:

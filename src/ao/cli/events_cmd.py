@@ -8,11 +8,13 @@ from collections import deque
 import typer
 
 from .. import events as ev
+from ..sanitize import json_text
 
 
 def _line(e: ev.Event) -> str:
     who = " ".join(x for x in (e.project, e.session, e.task) if x)
-    data = json.dumps(e.data, ensure_ascii=False, separators=(",", ":")) if e.data else ""
+    data = json_text(json.dumps(e.data, ensure_ascii=False, separators=(",", ":"))) \
+        if e.data else ""
     return f"{e.ts[:19].replace('T', ' ')}  {e.type:<22} {who}  {data}".rstrip()
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import sys
 
 import typer
 
-from .. import __version__
+try:  # typer 0.2x carries its own copy of click
+    from typer._click import exceptions as cx
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as cx  # type: ignore[no-redef]
+
+from .. import __version__, paths
 from ..errors import AoError
 from . import (
     board_cmd,
@@ -76,11 +83,42 @@ app.command("hook", help=logs_cmd.hook.__doc__, hidden=True)(logs_cmd.hook)
 
 
 def run() -> None:
+    # everything ao creates (state.db, logs, locks, worktrees, saved patches) is the user's
+    # alone: 0600 files, 0700 folders
+    os.umask(0o077)
     try:
-        app()
+        code = app(standalone_mode=False)
+    except cx.NoArgsIsHelpError as e:
+        sys.stdout.write(e.ctx.get_help() + "\n") if e.ctx else None
+        code = 0
+    except cx.UsageError as e:
+        # one line, like every other error, naming the way out
+        cmd = e.ctx.command_path if e.ctx else "ao"
+        sys.stderr.write(f"ao: {e.format_message()} (see `{cmd} --help`)\n")
+        code = 2
+    except typer.Abort:
+        sys.stderr.write("ao: interrupted\n")
+        code = 130
     except AoError as e:
         sys.stderr.write(f"ao: {e}\n")
-        sys.exit(e.exit_code)
+        code = e.exit_code
+    except sqlite3.OperationalError as e:
+        sys.stderr.write(f"ao: {store_fault(e)}\n")
+        code = 1
     except KeyboardInterrupt:
         sys.stderr.write("ao: interrupted\n")
-        sys.exit(130)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def store_fault(e: sqlite3.OperationalError) -> str:
+    """A store that cannot be written, in one line with the way out."""
+    where = paths.display(paths.ao_home() / "state.db")
+    text = str(e)
+    if "readonly" in text or "read-only" in text:
+        return f"{where} is read-only ({text}) (make it and its folder writable: chmod u+w)"
+    if "disk" in text and "full" in text:
+        return f"{where}: the disk is full ({text}) (free some space, then run it again)"
+    if "locked" in text:
+        return f"{where} is locked by another process ({text}) (try again in a moment)"
+    return f"{where}: {text} (check the file and its folder)"

@@ -7,9 +7,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ..sanitize import json_text
+
 
 def emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+                     + "\n")
 
 
 def note(message: str) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+import sys
 import time
 
-from .. import config
+from .. import config, paths
+from ..errors import AoError
 from ..fleet import Fleet
+from ..messaging import Messenger
 from ..store import Session, Store
 
 SESSION_HELP = "Session id (wor-1), task key (AUTH-001) or project/KEY."
@@ -19,7 +22,26 @@ def cfg() -> config.Config:
 
 @functools.cache
 def store() -> Store:
-    return Store()
+    s = Store()
+    _repair(s)
+    return s
+
+
+def _repair(s: Store) -> None:
+    """Repair on open: a start or a delivery whose process died is finished, undone or
+    escalated by whichever `ao` command looks next, not only by a daemon restart."""
+    from ..state import State
+
+    dead = [x for x in s.sessions(states={State.SPAWNING})
+            if not x.owner_pid or not paths.pid_alive(x.owner_pid)]
+    if not dead and not s.sending():
+        return
+    f = Fleet(cfg(), s)
+    try:
+        f.recover()
+        Messenger(f).recover()
+    except AoError as e:
+        sys.stderr.write(f"ao: could not repair an interrupted step: {e}\n")
 
 
 @functools.cache

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .. import paths, workspace
+from .. import environment, paths, workspace
 from ..config import ProjectConfig
 from ..errors import BadInput, ExternalError
 from ..plan import Plan
@@ -192,7 +192,7 @@ class LocalForge:
             if self.store.claim_local_ci(self.project.name, sha, str(log)):
                 self._start_ci(sha, log)
             row = self.store.local_ci(self.project.name, sha)
-        elif row["status"] == "pending" and row["pid"] and not _alive(int(row["pid"])):
+        elif row["status"] == "pending" and row["pid"] and not paths.pid_alive(int(row["pid"])):
             # the runner died without a verdict (machine restart, kill -9): run it again
             self.store.reset_local_ci(self.project.name, sha)
             return self._checks(branch, sha)
@@ -208,7 +208,10 @@ class LocalForge:
              self.project.name, "--sha", sha, "--log", str(log), "--timeout",
              str(self.project.ci_timeout), "--command", self.project.ci_command or "true"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, "AO_HOME": str(paths.ao_home())})
+            start_new_session=True,
+            # code the agent wrote runs here: no tokens, only what the project passes
+            env=environment.build(os.environ, (), {"AO_HOME": str(paths.ao_home())},
+                                  dict(self.project.env)))
         self.store.set_local_ci(self.project.name, sha, pid=proc.pid)
 
     def failure_details(self, pr: PullRequest) -> list[FailureDetail]:
@@ -279,20 +282,6 @@ class LocalForge:
 
 
 NONE_CHECKS = CheckSummary(NONE, ())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours counts as finished
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 __all__ = ["FAILING", "PASSING", "PENDING", "LocalForge"]

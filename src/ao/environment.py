@@ -1,0 +1,44 @@
+"""What an agent's process and a CI run are given of the environment: least privilege.
+
+An agent gets BASE_ENV (what any program needs to run as the user), the variables its profile
+names (its API key and endpoint), ao's own session variables, and what the project's config
+passes (`env:`, literal values or `${VAR}` from ao's environment). Nothing else: a GitHub token
+or another agent's key in the user's shell never reaches it. The environment is computed at
+each spawn from ao's environment as it is then, never inherited from the tmux server (which
+keeps the environment of whoever started it first).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_ALL",
+            "LC_CTYPE", "LC_MESSAGES", "TERM", "COLORTERM", "TMPDIR", "TZ", "XDG_RUNTIME_DIR",
+            "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME",
+            "GIT_CONFIG_GLOBAL", "SSH_AUTH_SOCK", "AO_HOME", "AO_TMUX_SOCKET", "TMUX_TMPDIR",
+            "VIRTUAL_ENV", "PYTHONPATH")
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.I)
+
+
+def expand(values: Mapping[str, str], source: Mapping[str, str]) -> dict[str, str]:
+    """`${VAR}` in a value is VAR from `source` (empty when unset)."""
+    return {k: _REF.sub(lambda m: source.get(m.group(1), ""), v) for k, v in values.items()}
+
+
+def build(source: Mapping[str, str], passthrough: Iterable[str] = (),
+          extra: Mapping[str, str] | None = None,
+          configured: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: source[k] for k in (*BASE_ENV, *passthrough) if k in source}
+    env.update(extra or {})
+    env.update(expand(configured or {}, source))
+    return env
+
+
+def masked(name: str, value: str) -> str:
+    """A value fit to show: secrets (by name, or pulled from a variable whose name says so)
+    are masked."""
+    if _SECRET.search(name) or any(_SECRET.search(m) for m in _REF.findall(value)):
+        return "${…}" if _REF.search(value) else "****"
+    return value
