@@ -149,3 +149,24 @@ def test_cron_without_crontab_prints_a_systemd_timer(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "ao", "cron", "install"], capture_output=True,
                        text=True, env={**os.environ, "PATH": str(tmp_path)})
     assert r.returncode == 0 and "OnCalendar=*-*-* 03:00:00" in r.stdout
+
+
+def test_ignored_files_are_work_and_disposable_ones_are_not(env: Env) -> None:
+    (env.repo / ".gitignore").write_text("local.env\nnode_modules/\n")
+    git(env.repo, "add", "-A")
+    git(env.repo, "commit", "-q", "-m", "ignore")
+    git(env.repo, "push", "-q", "origin", "main")
+    sid = spawned(env, "A-1")
+    ended(env, sid)
+    wt = paths.worktree_path("shop", sid)
+    (wt / "node_modules" / "pkg").mkdir(parents=True)
+    (wt / "node_modules" / "pkg" / "index.js").write_text("rebuilt on install\n")
+    (wt / "local.env").write_text("SECRET_THING=only-here\n")
+    r = run_ao("session", "kill", sid)
+    assert r.code == 0 and "worktree kept" in r.out and "local.env" in r.out, r.out
+    assert (wt / "local.env").exists()
+    r = run_ao("session", "kill", sid, "--force")
+    assert r.code == 0 and "saved" in r.out, r.out
+    patch = next((paths.session_dir("shop", sid) / "saved").glob("*.patch")).read_text()
+    assert "SECRET_THING=only-here" in patch and "rebuilt on install" not in patch
+    assert not wt.exists()

@@ -25,7 +25,7 @@ from .errors import AoError
 from .events import Event, emit
 from .state import LIVE, RUNNING, State
 from .store import Session, Store
-from .teardown import teardown
+from .teardown import disposable, teardown
 
 RETENTION = 30 * 86400.0
 KEEP_TMUX = ("ao-daemon",)
@@ -92,7 +92,8 @@ class Cleaner:
                 item = Item("session", s.id, p.name, why, wt, s.branch, session=s)
                 if wt is not None and wt.exists():
                     item.bytes = du(wt)
-                    item.keep = workspace.work_at_risk(wt, p.remote, p.default_branch)
+                    item.keep = workspace.work_at_risk(wt, p.remote, p.default_branch,
+                                                    disposable(p))
                 report.items.append(item)
             report.items += self._orphan_worktrees(p, owned)
         report.items += self._orphan_tmux()
@@ -129,7 +130,8 @@ class Cleaner:
             item = Item("orphan-worktree", wt.name, p.name,
                         "no session owns it" if wt.name not in owned else "its session ended",
                         wt, bytes=du(wt))
-            item.keep = workspace.work_at_risk(wt, p.remote, p.default_branch)
+            item.keep = workspace.work_at_risk(wt, p.remote, p.default_branch,
+                                                    disposable(p))
             out.append(item)
         return out
 
@@ -172,7 +174,7 @@ class Cleaner:
             if item.keep and force and (item.worktree / ".git").exists():
                 saved = workspace.save_work(item.worktree,
                                             paths.session_dir(item.project, item.name) / "saved",
-                                            p.remote, p.default_branch)
+                                            p.remote, p.default_branch, disposable(p))
                 report.saved += [paths.display(f) for f in saved]
                 item.keep = []
             if not item.keep:

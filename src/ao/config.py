@@ -98,6 +98,7 @@ class ProjectConfig:
     merge_states: tuple[str, ...] = ()
     merge_method: str = "merge"
     env: tuple[tuple[str, str], ...] = ()  # passed to agents and CI (`${VAR}` from ao's env)
+    disposable: tuple[str, ...] = ()  # ignored paths cleanup may delete, besides the defaults
 
 
 MERGE_METHODS = ("merge", "squash", "rebase", "auto")
@@ -153,7 +154,7 @@ _TMUX_KEYS = ("socket",)
 _PROJECT_KEYS = (
     "path", "repo", "default_branch", "remote", "forge", "agent", "max_concurrent", "plan", "ci",
     "session_prefix", "sandboxed", "auto_merge", "reactions", "post_create", "symlinks",
-    "require_review", "require_checks", "merge_states", "merge_method", "env",
+    "require_review", "require_checks", "merge_states", "merge_method", "env", "disposable",
 )
 _AGENT_KEYS = ("name", "command", "permission_mode", "env")
 _CI_KEYS = ("command", "timeout")
@@ -375,6 +376,7 @@ def _project(name: str, raw: Mapping[str, Any], m: _Merged, base: Path) -> Proje
         merge_states=merge_states,
         merge_method=merge_method,
         env=_env(raw.get("env"), f"{where}.env", m),
+        disposable=_str_list(raw.get("disposable"), f"{where}.disposable", m),
     )
 
 
@@ -590,6 +592,7 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
         add(f"{pre}.require_checks", p.require_checks)
         add(f"{pre}.merge_states", list(p.merge_states))
         add(f"{pre}.merge_method", p.merge_method)
+        add(f"{pre}.disposable", list(p.disposable))
         add(f"{pre}.env", {k: environment.masked(k, v) for k, v in (*p.env, *p.agent.env)})
         for name, r in sorted(p.reactions.items()):
             add(f"{pre}.reactions.{name}", r.__dict__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -20,10 +21,25 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+_checked: set[Path] = set()
+
+
 def home() -> Path:
+    """AO_HOME, made 0700 when new and tightened (with a warning) when an earlier version or
+    a copy left it readable by others: it holds prompts, transcripts and CI logs."""
     h = ao_home()
     if not h.exists():
         h.mkdir(parents=True, mode=0o700)
+    if h not in _checked:
+        _checked.add(h)
+        try:
+            mode = h.stat().st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(h, 0o700)
+                sys.stderr.write(f"ao: {display(h)} was readable by others (mode {mode:o}); "
+                                 "made it 0700\n")
+        except OSError:
+            pass
     return h
 
 

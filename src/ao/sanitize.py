@@ -5,14 +5,15 @@ is capped."""
 from __future__ import annotations
 
 import re
+from typing import Any, TextIO
 
 # CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), DCS/SOS/PM/APC (ESC P|X|^|_ ... ST),
 # two-character escapes (ESC + one char), and their 8-bit C1 forms
 _ESCAPES = re.compile(
     r"""
     (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]                 # CSI
-  | (?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)? # OSC, terminated or not
-  | (?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]*(?:\x1b\\|\x9c)?  # DCS SOS PM APC
+  | (?:\x1b\]|\x9d)[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)? # OSC (an unterminated one
+  | (?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c\n]*(?:\x1b\\|\x9c)?  # ends at the line)
   | \x1b[@-Z\\-_]                                    # other Fe escapes
   | \x1b[!-/]*[0-~]                                  # nF / Fp / Fs escapes (a space after
                                                      # a lone ESC is text: keep what follows)
@@ -43,6 +44,28 @@ def json_text(text: str) -> str:
     (U+0080-U+009F, e.g. U+009B, a one-character CSI) escaped as \\uXXXX: JSON escapes only
     C0 itself, and a terminal showing the line would obey them."""
     return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def for_terminal(text: str) -> str:
+    """What may reach a person's terminal: no escape sequences (OSC 52 clipboard writes,
+    clear-screen, window titles, links), no control characters but newline and tab."""
+    return _CONTROLS.sub("", strip_escapes(text.replace("\r\n", "\n")))
+
+
+class TerminalGate:
+    """A text stream that passes everything through `for_terminal`: installed on stdout and
+    stderr by the CLI, so no title, key, body, CI log or event field can steer the terminal,
+    whichever command prints it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(for_terminal(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def cap(text: str, limit: int, marker: str = "\n[... cut: {n} more characters]") -> str:

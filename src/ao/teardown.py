@@ -37,6 +37,10 @@ class Teardown:
                 "branch": self.branch}
 
 
+def disposable(project: ProjectConfig) -> tuple[str, ...]:
+    return (*workspace.DISPOSABLE, *project.disposable)
+
+
 def stop_agent(srv: Server, s: Session) -> None:
     tmux.kill_session(srv, s.id)
 
@@ -51,10 +55,12 @@ def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
     out = Teardown()
     wt = Path(s.worktree) if s.worktree else paths.worktree_path(s.project, s.id)
     if wt.exists():
-        risk = workspace.work_at_risk(wt, project.remote, project.default_branch)
+        risk = workspace.work_at_risk(wt, project.remote, project.default_branch,
+                                      disposable(project))
         if risk and force and (wt / ".git").exists():
             saved = workspace.save_work(wt, paths.session_dir(s.project, s.id) / "saved",
-                                        project.remote, project.default_branch)
+                                        project.remote, project.default_branch,
+                                        disposable(project))
             out.saved = [paths.display(f) for f in saved]
             risk = []
         if risk:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import re
@@ -224,7 +225,32 @@ def dirty(worktree: Path) -> list[str]:
     return [ln[3:] for ln in proc.stdout.splitlines() if ln.strip()]
 
 
-def work_at_risk(worktree: Path, remote: str, default_branch: str) -> list[str]:
+# ignored paths that are rebuilt, not written: losing them loses nothing (a project can say
+# more with `disposable:`); any other ignored file (a local.env, notes) is work at risk
+DISPOSABLE = ("node_modules/", ".venv/", "venv/", "__pycache__/", "*.pyc", ".pytest_cache/",
+              ".mypy_cache/", ".ruff_cache/", ".tox/", "dist/", "build/", "target/", ".next/",
+              ".cache/", "*.egg-info/", ".coverage", ".claude/settings.local.json", ".ao/")
+
+
+def ignored_at_risk(worktree: Path, disposable: tuple[str, ...] = DISPOSABLE) -> list[str]:
+    """Ignored files and folders that are not disposable (folders collapsed, so a
+    node_modules costs one line)."""
+    proc = git(worktree, "status", "--porcelain", "--ignored=traditional",
+               "--untracked-files=normal", check=False)
+    out = []
+    for ln in proc.stdout.splitlines():
+        if not ln.startswith("!! "):
+            continue
+        path = ln[3:].strip('"')
+        name = path.rstrip("/").rsplit("/", 1)[-1] + ("/" if path.endswith("/") else "")
+        if not any(fnmatch.fnmatch(path, pat) or fnmatch.fnmatch(name, pat)
+                   or path.startswith(pat) for pat in disposable):
+            out.append(path)
+    return out
+
+
+def work_at_risk(worktree: Path, remote: str, default_branch: str,
+                 disposable: tuple[str, ...] = DISPOSABLE) -> list[str]:
     """Why removing this worktree would lose work; empty when it is safe."""
     if not worktree.exists():
         return []
@@ -240,20 +266,39 @@ def work_at_risk(worktree: Path, remote: str, default_branch: str) -> list[str]:
     commits = unpushed(worktree, remote, default_branch)
     if commits:
         reasons.append(f"{len(commits)} commit(s) not on the remote")
+    ignored = ignored_at_risk(worktree, disposable)
+    if ignored:
+        reasons.append(f"{len(ignored)} ignored file(s) that are not disposable "
+                       f"({', '.join(ignored[:3])}{', ...' if len(ignored) > 3 else ''})")
+    stashes = git(worktree, "stash", "list", check=False).stdout.splitlines()
+    mine = [ln for ln in stashes if f"On {current_branch(worktree)}:" in ln
+            or f"WIP on {current_branch(worktree)}:" in ln]
+    if mine:
+        reasons.append(f"{len(mine)} stash(es) made on its branch (kept in the main clone)")
     return reasons
 
 
-def save_work(worktree: Path, dest: Path, remote: str, default_branch: str) -> list[Path]:
-    """Save uncommitted work as a patch and unpushed commits as a bundle under `dest`."""
+def current_branch(worktree: Path) -> str:
+    return git(worktree, "branch", "--show-current", check=False).stdout.strip() or "HEAD"
+
+
+def save_work(worktree: Path, dest: Path, remote: str, default_branch: str,
+              disposable: tuple[str, ...] = DISPOSABLE) -> list[Path]:
+    """Save uncommitted work (ignored files that are not disposable included) as a patch and
+    unpushed commits as a bundle under `dest`."""
     saved: list[Path] = []
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    if dirty(worktree):
+    ignored = ignored_at_risk(worktree, disposable)
+    if dirty(worktree) or ignored:
         with tempfile.TemporaryDirectory() as tmp:
             env_index = os.path.join(tmp, "index")
             env = {**_env(), "GIT_INDEX_FILE": env_index}
             subprocess.run(["git", "read-tree", "HEAD"], cwd=worktree, env=env, check=True)
             subprocess.run(["git", "add", "-A"], cwd=worktree, env=env, check=True)
+            if ignored:
+                subprocess.run(["git", "add", "-f", "--", *ignored], cwd=worktree, env=env,
+                               check=True)
             diff = subprocess.run(["git", "diff", "--cached", "--binary", "HEAD"], cwd=worktree,
                                   env=env, check=True, capture_output=True).stdout
         patch = dest / f"uncommitted-{stamp}.patch"

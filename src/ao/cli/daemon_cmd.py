@@ -13,6 +13,7 @@ from .. import events, paths, tmux
 from ..daemon import Daemon, read_state
 from ..errors import BadInput, ExternalError
 from ..events import Event
+from ..sanitize import for_terminal
 from . import services
 
 app = typer.Typer(help="The daemon: run it in the foreground or attach to it.",
@@ -25,7 +26,7 @@ def _echo(e: Event) -> None:
     line = f"{e.ts[11:19]} {e.type:<22} {who} {events_brief(e.data)}".rstrip()
     print(line, flush=True)
     with (paths.logs_dir() / "daemon.log").open("a", encoding="utf-8") as fh:
-        fh.write(f"{e.ts} {e.type} {who} {events_brief(e.data)}\n")
+        fh.write(for_terminal(f"{e.ts} {e.type} {who} {events_brief(e.data)}") + "\n")
 
 
 def events_brief(data: dict[str, object]) -> str:

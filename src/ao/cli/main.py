@@ -15,6 +15,7 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 
 from .. import __version__, paths
 from ..errors import AoError
+from ..sanitize import TerminalGate
 from . import (
     board_cmd,
     cleanup_cmd,
@@ -86,6 +87,11 @@ def run() -> None:
     # everything ao creates (state.db, logs, locks, worktrees, saved patches) is the user's
     # alone: 0600 files, 0700 folders
     os.umask(0o077)
+    # the one output gate: nothing printed can carry an escape sequence to the terminal
+    # (the board draws its own screen, and attach hands the terminal to tmux)
+    if not {"board", "attach"} & set(sys.argv[1:3]):
+        sys.stdout = TerminalGate(sys.stdout)
+        sys.stderr = TerminalGate(sys.stderr)
     try:
         code = app(standalone_mode=False)
     except cx.NoArgsIsHelpError as e:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..sanitize import json_text
+from ..sanitize import for_terminal, json_text
 
 
 def emit_json(value: Any) -> None:
@@ -21,7 +21,10 @@ def note(message: str) -> None:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[("" if c is None else str(c)) for c in r] for r in rows]
+    # cells are cleaned before they are measured: an escape cut in half by a column width
+    # could otherwise swallow the rest of the line
+    cells = [[("" if c is None else for_terminal(str(c)).replace("\n", " ")) for c in r]
+             for r in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]

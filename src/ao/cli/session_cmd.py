@@ -9,6 +9,7 @@ import typer
 
 from .. import tmux
 from ..errors import BadInput
+from ..sanitize import for_terminal
 from ..state import LIVE, State
 from . import services
 from .output import emit_json, note, table
@@ -46,7 +47,7 @@ def ls(
         return
     typer.echo(table(
         ["id", "task", "title", "state", "activity", "branch", "pr", "age"],
-        [(s.id, s.task, s.title[:40], s.state.value,
+        [(s.id, s.task, for_terminal(s.title)[:40], s.state.value,
           s.activity if s.state is not State.QUEUED else "-", s.branch or "-",
           f"#{s.pr_number}" if s.pr_number else "-", services.age(s.created_at))
          for s in rows]))

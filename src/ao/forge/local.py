@@ -21,6 +21,7 @@ from .. import environment, paths, workspace
 from ..config import ProjectConfig
 from ..errors import BadInput, ExternalError
 from ..plan import Plan
+from ..sanitize import for_terminal
 from ..store import Store
 from .base import (
     FAILING,
@@ -269,7 +270,8 @@ class LocalForge:
                                 "not merged; the agent must rebase")
         merged = workspace.git(
             self.repo, "commit-tree", tree, "-p", base, "-p", expected_sha, "-m",
-            f"Merge pull request #{pr.number} from {pr.head_branch}\n\n{pr.title}",
+            f"Merge pull request #{pr.number} from {pr.head_branch}\n\n"
+            f"{for_terminal(pr.title)[:200]}",
         ).stdout.strip()
         # a plain push: it fast-forwards the default branch or is refused if that moved
         push = workspace.git(self.repo, "push", "-q", self.project.remote,

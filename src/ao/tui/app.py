@@ -34,7 +34,7 @@ from ..config import Config
 from ..errors import AoError
 from ..fleet import Fleet
 from ..messaging import Messenger
-from ..sanitize import clean
+from ..sanitize import clean, for_terminal
 from ..store import Session, Store
 
 COLUMNS = ("zone", "id", "task", "title", "activity", "pr", "review", "round", "age", "last")
@@ -177,10 +177,11 @@ class BoardApp(App[None]):
         z = attention.zone(s, now)
         rounds = len(self.store.attempts(s.id, "fix-ci"))
         pr = f"#{s.pr_number} {s.pr_checks or ''}".strip() if s.pr_number else "-"
-        return (Text(z, style=ZONE_STYLE[z]), s.id, s.task, s.title[:36],
-                s.activity if s.state.value != "queued" else "-", pr,
-                (s.pr_review or "-").replace("_", " "), f"{rounds}/3" if rounds else "-",
-                _age(s.created_at, now), last or "-")
+        # plain Text, never markup: a title like "[/bold] x" is text, and escapes are gone
+        return (Text(z, style=ZONE_STYLE[z]), *(Text(for_terminal(str(x))) for x in (
+                s.id, s.task, s.title[:36], s.activity if s.state.value != "queued" else "-",
+                pr, (s.pr_review or "-").replace("_", " "), f"{rounds}/3" if rounds else "-",
+                _age(s.created_at, now), last or "-")))
 
     def rebuild(self) -> None:
         """The whole table from scratch (start, filter change)."""
@@ -264,7 +265,7 @@ class BoardApp(App[None]):
             return
         t = Text()
         t.append(f"{s.id}  {s.task}  {s.state.value}\n", style="bold")
-        t.append(f"{s.title}\n")
+        t.append(f"{for_terminal(s.title)}\n")
         if s.pr_number:
             t.append(f"PR #{s.pr_number} {s.pr_state or ''}  CI {s.pr_checks or '-'}  review "
                      f"{s.pr_review or '-'}  {s.pr_mergeable or ''}\n")
@@ -328,7 +329,7 @@ class BoardApp(App[None]):
                 waits = [d for d in p.tasks[k].deps if d not in done]
                 style = "green" if k in done else "bold magenta" if k in crit else ""
                 t.append(f"  {'*' if k in crit else ' '} {k:<14} {state:<11}", style=style)
-                t.append(f" {p.tasks[k].title[:40]}")
+                t.append(f" {for_terminal(p.tasks[k].title[:40])}")
                 if waits and k not in done:
                     t.append(f"  waits on {', '.join(waits)}", style="dim")
                 t.append("\n")
