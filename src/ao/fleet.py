@@ -341,6 +341,8 @@ class Fleet:
             for cmd in project.post_create:
                 _run_post_create(cmd, ctx.worktree)
             self._post_create_hooks(project, s, task, ctx)
+            # nothing ao writes into a worktree shows in its `git status`
+            workspace.exclude(project.path, ".ao/")
             if profile.uses_hooks:
                 workspace.exclude(project.path, ".claude/settings.local.json")
             profile.prepare(ctx)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import agents, paths, tmux
+from .errors import BadInput
 from .events import Event, emit
 from .sanitize import clean
 from .state import LIVE, Activity, State
@@ -43,18 +45,26 @@ class Messenger:
         text = clean(text).strip("\n")
         if len(text) <= INLINE_LIMIT:
             return text
-        d = paths.session_dir(s.project, s.id) / "messages"
-        d.mkdir(exist_ok=True, mode=0o700)
+        # inside the worktree (under `.ao/`, excluded from git), so the agent can read it
+        # without a permission prompt; the session folder when there is no worktree yet
+        wt = Path(s.worktree) if s.worktree else None
+        d = wt / ".ao" / "messages" if wt is not None and wt.is_dir() else \
+            paths.session_dir(s.project, s.id) / "messages"
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
         f = d / f"message-{int(time.time() * 1000)}.md"
         f.write_text(text + "\n", encoding="utf-8")
         head = text[:600].rsplit("\n", 1)[0]
         return (f"The full message ({len(text)} characters) is in {f} - read it all before "
                 f"acting. It begins:\n\n{head}\n")
 
-    def send(self, sid: str, text: str, now: bool = False, source: str = "user") -> SendResult:
+    def send(self, sid: str, text: str, now: bool = False, source: str = "user",
+             raw: bool = False) -> SendResult:
         s = self.store.session(sid)
         if s.state not in LIVE or s.state.value == "queued":
             return SendResult("failed", f"{sid} is {s.state}; nothing is running to read it")
+        if text.lstrip().startswith("!") and not raw:
+            raise BadInput("a message starting with `!` runs a shell command in the agent, "
+                           "with no permission prompt", "pass --raw to send it anyway")
         body = self.prepare(s, text)
         if not body.strip():
             return SendResult("failed", "the message is empty once control characters are "
@@ -62,10 +72,16 @@ class Messenger:
         activity = self.fleet.observe(s)
         if activity is Activity.EXITED:
             return SendResult("failed", f"the agent has exited; `ao session restore {sid}`")
-        hold = activity is Activity.WAITING_INPUT or (activity is Activity.ACTIVE and not now)
+        profile = agents.get(s.agent or "command")
+        # a draft in the input means a human is typing there: never clear or glue it, wait
+        typing = profile.clear_only_drafts and profile.draft_pending(
+            tmux.capture(self.srv, s.id), "")
+        hold = activity is Activity.WAITING_INPUT or typing or (
+            activity is Activity.ACTIVE and not now)
         if hold or self.store.messages(sid, "queued"):
             mid = self.store.queue_message(sid, body, source)
             why = "waiting on a permission prompt" if activity is Activity.WAITING_INPUT \
+                else "someone is typing in the agent's input" if typing \
                 else "busy" if activity is Activity.ACTIVE else "earlier messages first"
             emit(Event("message.queued", s.project, sid, s.task, {"id": mid, "why": why,
                                                                  "source": source}), self.store)
@@ -104,6 +120,7 @@ class Messenger:
 
     def _deliver(self, s: Session, body: str, source: str, mid: int) -> SendResult:
         profile = agents.get(s.agent or "command")
+        tmux.leave_mode(self.srv, s.id)  # a human scrolled back (copy mode) would eat the keys
         before = tmux.capture(self.srv, s.id)
         if not profile.clear_only_drafts or profile.draft_pending(before, ""):
             for i, key in enumerate(profile.clear_keys):
@@ -157,7 +174,9 @@ class Messenger:
                 # still in the input: give the agent a moment, then the caller presses again
                 if time.monotonic() > deadline - CONFIRM_TIMEOUT + 1.0:
                     return ""
-            elif not profile.uses_hooks and profile.submitted(before, screen, body):
+            elif (not profile.uses_hooks or body.lstrip().startswith("/")) and \
+                    profile.submitted(before, screen, body):
+                # a slash command is the agent's own: it fires no prompt hook, its effect shows
                 return "screen"
             time.sleep(0.05)
         return ""

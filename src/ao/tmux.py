@@ -31,6 +31,7 @@ set -g escape-time 10
 set -g status-left "[ao] #S "
 set -g status-left-length 40
 set -g set-titles off
+set -g focus-events on
 """
 
 
@@ -158,6 +159,13 @@ def panes(srv: Server) -> dict[str, PaneState]:
                               int(status) if status.lstrip("-").isdigit() else None,
                               int(act) if act.isdigit() else 0)
     return out
+
+
+def leave_mode(srv: Server, name: str) -> None:
+    """Leave copy mode (a human scrolled back): keys sent in it are eaten by the mode."""
+    r = srv.cmd("display-message", "-p", "-t", f"={name}:", "#{pane_in_mode}")
+    if r.returncode == 0 and r.stdout and r.stdout[0].strip() == "1":
+        srv.cmd("send-keys", "-t", f"={name}:", "-X", "cancel")
 
 
 def capture(srv: Server, name: str, history: int = 0) -> str:

@@ -10,7 +10,8 @@ import typer
 from .. import tmux
 from ..errors import BadInput
 from ..sanitize import for_terminal
-from ..state import LIVE, State
+from ..state import ENDED, LIVE, RUNNING, State
+from ..store import Session
 from . import services
 from .output import emit_json, note, table
 from .services import SESSION_HELP
@@ -30,25 +31,30 @@ def ls(
         services.cfg().project(project)  # a clear error naming the known projects
     fleet = services.fleet()
     store = services.store()
-    rows = []
-    for s in store.sessions(project, None if all_ else set(LIVE)):
-        if s.state in LIVE and s.state is not State.QUEUED:
-            fleet.observe(s)
-            s = store.session(s.id)
-        rows.append(s)
+    listed = store.sessions(project, None if all_ else set(LIVE))
+    fleet.observe_all([s for s in listed if s.state in RUNNING])
+    rows = [store.session(s.id) for s in listed]
+    queued = {s.id: len(store.messages(s.id, "queued")) for s in rows}
+
+    def activity(s: Session) -> str:
+        if s.state is State.QUEUED:
+            return "-"
+        return "exited" if s.state in ENDED else s.activity
+
     if json_out:
         emit_json([{"id": s.id, "project": s.project, "task": s.task, "title": s.title,
-                    "state": s.state.value, "activity": s.activity, "branch": s.branch,
+                    "state": s.state.value, "activity": activity(s), "branch": s.branch,
                     "pr": s.pr_number, "pr_url": s.pr_url, "checks": s.pr_checks,
+                    "merge_gate": s.pr_gate, "outcome": s.outcome, "queued": queued[s.id],
                     "created_at": s.created_at, "agent": s.agent} for s in rows])
         return
     if not rows:
         note("no sessions" + ("" if all_ else " running; --all shows ended ones"))
         return
     typer.echo(table(
-        ["id", "task", "title", "state", "activity", "branch", "pr", "age"],
-        [(s.id, s.task, for_terminal(s.title)[:40], s.state.value,
-          s.activity if s.state is not State.QUEUED else "-", s.branch or "-",
+        ["id", "task", "title", "state", "activity", "queued", "branch", "pr", "age"],
+        [(s.id, s.task, for_terminal(s.title)[:40], s.state.value, activity(s),
+          queued[s.id] or "-", s.branch or "-",
           f"#{s.pr_number}" if s.pr_number else "-", services.age(s.created_at))
          for s in rows]))
 
