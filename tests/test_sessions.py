@@ -341,3 +341,18 @@ def test_claude_code_root_without_sandbox_is_refused(env: Env) -> None:
 def test_no_tmux_server_leaks(env: Env) -> None:
     with pytest.raises(ExternalError):
         tmux._run(env.server(), "no-such-command")
+
+
+def test_a_plain_command_is_an_agent(env: Env) -> None:
+    """`cat` draws nothing until it gets input: it is ready once alive, and a message is
+    confirmed by the screen changing after its one Enter."""
+    env.write_config(agent={"command": "cat"})
+    fleet = env.fleet()
+    r = fleet.spawn("shop", "A-1", fleet.plan_for(fleet.cfg.project("shop")))
+    assert r.status == "spawned", r.reason
+    retry_until(lambda: json.loads(run_ao("session", "ls", "--json").out)[0]["activity"]
+                == "idle", timeout=20, interval=0.5, message="cat idle")
+    out = run_ao("send", r.session or "", "hello cat")
+    assert (out.code, out.out.strip()) == (0, "delivered"), out.err
+    screen = tmux.capture(fleet.srv, r.session or "")
+    assert screen.count("hello cat") == 2  # the echo of the typing, and cat's own output

@@ -68,6 +68,7 @@ class AgentSpec:
     command: str | None = None
     permission_mode: str | None = None
     env: tuple[tuple[str, str], ...] = ()  # passed to this agent (`${VAR}` from ao's env)
+    ready: str | None = None  # a regex: a command agent is ready when its screen shows it
 
     @property
     def label(self) -> str:
@@ -156,7 +157,7 @@ _PROJECT_KEYS = (
     "session_prefix", "sandboxed", "auto_merge", "reactions", "post_create", "symlinks",
     "require_review", "require_checks", "merge_states", "merge_method", "env", "disposable",
 )
-_AGENT_KEYS = ("name", "command", "permission_mode", "env")
+_AGENT_KEYS = ("name", "command", "permission_mode", "env", "ready")
 _CI_KEYS = ("command", "timeout")
 _REACTION_KEYS = ("auto", "retries", "escalate_after", "message")
 # environment variables for the global scalars; `AO_HOME` is not config (it locates config)
@@ -260,8 +261,16 @@ def _agent(value: Any, where: str, m: _Merged) -> AgentSpec:
                               "e.g. acceptEdits, plan, default")
     name = _typed(raw.get("name", "command" if command else "claude-code"), str,
                   f"{where}.name", m)
+    ready = raw.get("ready")
+    if ready is not None:
+        _typed(ready, str, f"{where}.ready", m)
+        try:
+            re.compile(ready)
+        except re.error as e:
+            raise ConfigError(f"`{where}.ready` is not a regular expression: {e}",
+                              "e.g. ready: '^> '") from None
     return AgentSpec(name=name, command=command, permission_mode=mode,
-                     env=_env(raw.get("env"), f"{where}.env", m))
+                     env=_env(raw.get("env"), f"{where}.env", m), ready=ready)
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -279,7 +280,7 @@ class Fleet:
             worktree=paths.worktree_path(project.name, s.id), prompt_file=sdir / "prompt.md",
             session_dir=sdir, default_branch=project.default_branch, remote=project.remote,
             sandboxed=project.sandboxed, permission_mode=project.agent.permission_mode,
-            command_template=project.agent.command,
+            command_template=project.agent.command, ready_pattern=project.agent.ready,
         )
 
     def _env(self, profile: Profile, ctx: LaunchContext) -> dict[str, str]:
@@ -379,7 +380,7 @@ class Fleet:
         s, ctx, profile = launch.session, launch.ctx, launch.profile
         try:
             if profile.pastes_prompt(ctx):
-                self._await_ready(s.id, profile)
+                self._await_ready(s.id, profile, ctx)
                 from .messaging import Messenger
 
                 m = Messenger(self)
@@ -429,8 +430,19 @@ class Fleet:
                                                              "ao/")
         return branch in self._remote_heads[key]
 
-    def _await_ready(self, sid: str, profile: Profile) -> None:
-        screen = tmux.wait_screen(self.srv, sid, profile.is_ready, profile.ready_timeout)
+    def _await_ready(self, sid: str, profile: Profile, ctx: LaunchContext) -> None:
+        if ctx.ready_pattern:
+            pattern = re.compile(ctx.ready_pattern, re.M)
+            screen = tmux.wait_screen(self.srv, sid, lambda sc: bool(pattern.search(sc)),
+                                      profile.ready_timeout)
+        elif profile.ready_when_alive_after:
+            # a plain command may draw nothing until it gets input: alive after a settle time
+            # is ready (one that dies at once is caught below)
+            tmux.wait_screen(self.srv, sid, lambda _s: False, profile.ready_when_alive_after)
+            p = tmux.pane(self.srv, sid)
+            screen = tmux.capture(self.srv, sid) if p is not None and not p.dead else None
+        else:
+            screen = tmux.wait_screen(self.srv, sid, profile.is_ready, profile.ready_timeout)
         if screen is None:
             p = tmux.pane(self.srv, sid)
             last = tmux.capture(self.srv, sid).strip().splitlines()[-3:]

@@ -130,8 +130,10 @@ class Messenger:
             before = tmux.capture(self.srv, s.id)
         tmux.paste(self.srv, s.id, body)
         # the agent shows the draft once it has taken the paste; then its own settle delay
-        shown = tmux.wait_screen(self.srv, s.id, lambda sc: profile.draft_pending(sc, body),
-                                 timeout=3.0)
+        # (a line-oriented program: any change; its echo and output interleave)
+        shown = tmux.wait_screen(
+            self.srv, s.id, (lambda sc: sc != before) if profile.line_oriented
+            else (lambda sc: profile.draft_pending(sc, body)), timeout=3.0)
         if shown is None:
             if self.fleet.observe(self.store.session(s.id)) is Activity.WAITING_INPUT:
                 # a prompt came up under us: the paste went to it and was dropped. Enter was
@@ -144,11 +146,14 @@ class Messenger:
         time.sleep(profile.submit_delay)
         mark = self.store.last_event_id()
         self.store.set_stage(mid, "entered", mark)
+        if profile.line_oriented:
+            before = tmux.capture(self.srv, s.id)  # what Enter must change
         return self._enter(s, profile, before, body, source, mid, mark)
 
     def _enter(self, s: Session, profile: agents.Profile, before: str, body: str, source: str,
                mid: int, mark: int, recovered: bool = False) -> SendResult:
-        for attempt in range(1 + ENTER_RETRIES):
+        # a line-oriented program takes every Enter as a line: it gets exactly one
+        for attempt in range(1 if profile.line_oriented else 1 + ENTER_RETRIES):
             tmux.send_keys(self.srv, s.id, "Enter")
             how = self._confirm(s, profile, before, body, mark)
             if how:
@@ -158,8 +163,7 @@ class Messenger:
                             "confirmed_by": how, "enters": attempt + 1,
                             **({"recovered": True} if recovered else {})}), self.store)
                 return SendResult("delivered", how, mid)
-            screen = tmux.capture(self.srv, s.id)
-            if not profile.draft_pending(screen, body):
+            if not profile.draft_pending(tmux.capture(self.srv, s.id), body):
                 break  # the draft left the input but nothing confirmed: don't press again
         return self._failed(s, mid, "the agent did not take the message (no hook, no change)")
 
@@ -170,7 +174,10 @@ class Messenger:
             if profile.uses_hooks and self.store.hook_seen(s.id, "UserPromptSubmit", mark):
                 return "hook"
             screen = tmux.capture(self.srv, s.id)
-            if profile.draft_pending(screen, body):
+            if profile.line_oriented:
+                if screen != before:
+                    return "screen"  # the program took the line (echo, output, prompt)
+            elif profile.draft_pending(screen, body):
                 # still in the input: give the agent a moment, then the caller presses again
                 if time.monotonic() > deadline - CONFIRM_TIMEOUT + 1.0:
                     return ""

@@ -29,6 +29,7 @@ class LaunchContext:
     sandboxed: bool = False
     permission_mode: str | None = None
     command_template: str | None = None
+    ready_pattern: str | None = None  # a command agent is ready when this regex shows
 
     def hook_command(self, agent: str, event: str) -> str:
         """How an agent's hook calls back into this same `ao` (whatever is on PATH)."""
@@ -53,6 +54,12 @@ class Profile:
     ready_timeout: ClassVar[float] = 30.0
     # the agent reports UserPromptSubmit / Stop / ... through `ao hook`
     uses_hooks: ClassVar[bool] = False
+    # seconds after which a live process counts as ready when its screen cannot tell (a
+    # plain command that draws nothing until it gets input); 0: readiness is the screen's
+    ready_when_alive_after: ClassVar[float] = 0.0
+    # a line-oriented program (no input box: what is typed is echoed like output): a message
+    # gets exactly one Enter, confirmed by the screen changing after it
+    line_oriented: ClassVar[bool] = False
     # screen texts meaning "blocked on a question to the human"
     waiting_texts: ClassVar[tuple[str, ...]] = (
         "Do you want to proceed?", "(y/n)", "[y/N]", "[Y/n]", "Allow command?", "Approve?",

@@ -24,6 +24,8 @@ class CommandAgent(Profile):
 
     name: ClassVar[str] = "command"
     description: ClassVar[str] = "any command line, from a template"
+    ready_when_alive_after: ClassVar[float] = 1.0
+    line_oriented: ClassVar[bool] = True
 
     def command(self, ctx: LaunchContext) -> str:
         if not ctx.command_template:
