@@ -232,3 +232,15 @@ def test_merge_by_ao_starts_dependents_in_the_same_tick(env: Env) -> None:
     # the merged agent was stopped at once; its worktree stays for the grace period
     assert not env.server().has_session(a.id)
 
+
+
+def test_a_one_off_task_needs_no_plan_entry(env: Env) -> None:
+    r = run_ao("spawn", "shop", "--prompt", "Tidy the README\nand nothing else",
+               "--title", "Tidy")
+    assert r.code == 0 and "TASK-1" in r.out and "spawned" in r.out, (r.out, r.err)
+    s = Store().find_session("TASK-1")
+    assert (s.title, s.branch) == ("Tidy", "ao/task-1")
+    prompt = (paths.session_dir("shop", s.id) / "prompt.md").read_text()
+    assert "Tidy the README" in prompt
+    bad = run_ao("spawn", "shop")
+    assert bad.code == 2 and "--prompt" in bad.err

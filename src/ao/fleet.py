@@ -24,6 +24,7 @@ from .config import Config, ProjectConfig
 from .errors import AoError, BadInput, ExternalError, NotFound
 from .events import Event, emit
 from .plan import Plan, Task
+from .sanitize import clean
 from .state import LIVE, RUNNING, Activity, State
 from .store import AtCapacity, Session, Store, TaskBusy
 from .teardown import teardown
@@ -85,6 +86,28 @@ class Fleet:
         known = ", ".join(list(plan.tasks)[:10]) if plan else "no plan loaded"
         raise NotFound(f"no task {key} in project {project.name}; tasks: {known}",
                        "pass --plan FILE, or set `plan` in the project's config")
+
+    def one_off(self, project_name: str, prompt: str, title: str | None,
+                key: str | None = None) -> str:
+        """Record a task that no plan has (`ao spawn P --prompt ...`); returns its key."""
+        project = self.cfg.project(project_name)
+        if not prompt.strip():
+            raise BadInput("the prompt is empty", "say what the agent should do")
+        if key is None:
+            taken = {r.upper() for r in self.store.task_keys(project.name)}
+            n = 1
+            while f"TASK-{n}" in taken:
+                n += 1
+            key = f"TASK-{n}"
+        key = planmod.normalize_key(key)
+        if not planmod.is_safe_key(key):
+            raise BadInput(f"task key {key!r} is not safe as a branch or folder name",
+                           "use letters, digits, '.', '_' and '-'")
+        first = clean(prompt).strip().splitlines()[0][:60]
+        self.store.ensure_project(project.name, str(project.path), project.repo)
+        self.store.put_task(project.name, key, clean(title or first), body=clean(prompt),
+                            deps=())
+        return key
 
     def pending_deps(self, project: str, task: Task) -> list[str]:
         """Dependencies not yet done (scheduler.done_tasks: merged, or issue closed)."""

@@ -373,6 +373,10 @@ class Store:
         self.conn.execute(f"INSERT INTO tasks ({cols}) VALUES ({marks}) "
                           f"ON CONFLICT (project, key) DO UPDATE SET {sets}", list(row.values()))
 
+    def task_keys(self, project: str) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT key FROM tasks WHERE project = ?",
+                                                (project,))]
+
     def task(self, project: str, key: str) -> dict[str, Any] | None:
         try:
             row: dict[str, Any] = self.db.table("tasks").get((project, key))

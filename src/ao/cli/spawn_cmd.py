@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ..errors import BadInput
 from ..fleet import SpawnResult
 from ..plan import Plan
 from . import services
@@ -27,15 +28,23 @@ def _plan(project: str, plan_file: Path | None) -> Plan | None:
 
 def spawn(
     project: str = typer.Argument(..., help="Project name from the config."),
-    task: str = typer.Argument(..., help="Task key (AUTH-001) or issue number (#123)."),
+    task: str | None = typer.Argument(None, help="Task key (AUTH-001) or issue number (#123); "
+                                      "omit with --prompt for a one-off task."),
     plan_file: Path | None = typer.Option(None, "--plan", help="Plan file with the task."),
     force: bool = typer.Option(False, "--force", help="Start even if dependencies are not done."),
     fresh: bool = typer.Option(False, "--fresh",
                                help="Start over from the default branch (an earlier session's "
                                     "branch is moved to attic/, not deleted)."),
+    prompt: str | None = typer.Option(None, "--prompt",
+                                      help="A one-off task with no plan entry: what to do."),
+    title: str | None = typer.Option(None, "--title", help="The one-off task's title."),
 ) -> None:
     """Start one agent on one task, in its own worktree and tmux session. A branch an earlier
     session of the task left is continued; a merged task needs --force."""
+    if prompt is not None:
+        task = services.fleet().one_off(project, prompt, title, task)
+    elif task is None:
+        raise BadInput("which task?", "name a task key, or give --prompt TEXT for a one-off")
     batch_spawn(project, [task], plan_file, force, fresh)
 
 
