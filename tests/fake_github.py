@@ -77,6 +77,7 @@ class FakeGitHub:
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = ("500", "timeout", "secondary")
     rate_limit: int = 5000
+    valid_token: str | None = None  # when set, any other token is answered 401
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     lock: threading.RLock = field(default_factory=threading.RLock)
     ids: Iterator[int] = field(default_factory=lambda: iter(range(1000, 10**9)))
@@ -122,10 +123,11 @@ class FakeGitHub:
              "target_url": f"{self.url}/ci/{context}"})
 
     def add_review(self, repo: Repo, pr: int, state: str, body: str = "",
-                   comments: list[tuple[str, int, str]] = ()) -> None:  # type: ignore[assignment]
+                   comments: list[tuple[str, int, str]] = (),  # type: ignore[assignment]
+                   login: str = "reviewer") -> None:
         repo.reviews.setdefault(pr, []).append(
             {"id": f"R_{next(self.ids)}", "state": state, "body": body,
-             "user": {"login": "reviewer"}, "submitted_at": _now()})
+             "user": {"login": login}, "submitted_at": _now()})
         for path, line, text in comments:
             repo.threads.setdefault(pr, []).append(
                 {"isResolved": False, "comments": {"nodes": [{
@@ -249,9 +251,10 @@ class FakeGitHub:
             self.add_check_run(repo, pr["head_sha"], "ci", conclusion, summary, log=log)
         m = self._mergeable(repo, pr)
         mergeable = "UNKNOWN" if m is None else "MERGEABLE" if m else "CONFLICTING"
-        left = repo._unknown_left.setdefault(pr["head_sha"], repo.unknown_polls)
+        key = f"{pr['number']}:{pr['head_sha']}"
+        left = repo._unknown_left.setdefault(key, repo.unknown_polls)
         if left > 0 and pr["state"] == "open":
-            repo._unknown_left[pr["head_sha"]] = left - 1
+            repo._unknown_left[key] = left - 1
             mergeable = "UNKNOWN"
         rollup = self._rollup(repo, pr["head_sha"])
         return {
@@ -297,7 +300,10 @@ class FakeGitHub:
         if rest == "" and method == "GET":
             return 200, {"full_name": repo.full, "name": repo.name, "owner": {
                 "login": repo.owner}, "url": self.api(f"/repos/{repo.full}"),
-                "default_branch": repo.default_branch}, {}
+                "default_branch": repo.default_branch,
+                "allow_merge_commit": "merge" in repo.allowed_methods,
+                "allow_squash_merge": "squash" in repo.allowed_methods,
+                "allow_rebase_merge": "rebase" in repo.allowed_methods}, {}
         if rest == "/issues" and method == "GET":
             items = [self._issue_json(repo, i) for i in sorted(repo.issues.values(),
                                                                 key=lambda i: -i["number"])
@@ -444,9 +450,12 @@ class FakeGitHub:
             if "query AoPoll" in query:
                 out: dict[str, Any] = {}
                 for alias, var in re.findall(r"(\w+): pullRequests\(headRefName: \$(\w+)", query):
+                    # GitHub matches headRefName in forks too: a stranger's PR can be here
                     prs = [p for p in repo.pulls.values() if p["head"] == variables[var]]
                     prs.sort(key=lambda p: -p["number"])
-                    out[alias] = {"nodes": [self._pr_graphql(repo, p) for p in prs[:1]]}
+                    found = re.search(rf"headRefName: \${var}, first: (\d+)", query)
+                    first = int(found.group(1)) if found else 1
+                    out[alias] = {"nodes": [self._pr_graphql(repo, p) for p in prs[:first]]}
                 return 200, {"data": {"rateLimit": {"remaining": self.rate_limit,
                                                     "resetAt": "2030-01-01T00:00:00Z"},
                                       "repository": out}}, {}
@@ -488,15 +497,28 @@ def _handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 fault = fake.fault_rate and fake.rng.random() < fake.fault_rate \
                     and not url.path.startswith("/_logs")
                 kind_of_fault = fake.rng.choice(fake.fault_kinds) if fault else ""
+            auth = self.headers.get("authorization", "")
+            if fake.valid_token and auth.split()[-1:] != [fake.valid_token]:
+                kind_of_fault = "bad-token"
             if kind_of_fault == "timeout":
                 self.close_connection = True
                 self.connection.close()  # the client sees the connection drop
                 return
-            if kind_of_fault == "500":
+            if kind_of_fault == "bad-token":
+                status, payload, headers = 401, {
+                    "message": "Bad credentials",
+                    "documentation_url": "https://docs.github.com/rest"}, {}
+            elif kind_of_fault == "500":
                 status, payload, headers = 500, {"message": "Server Error"}, {}
             elif kind_of_fault == "secondary":
-                status, payload, headers = 403, {"message": "You have exceeded a secondary rate "
-                                                 "limit. Please wait a few minutes."}, {}
+                # GitHub's documented secondary limit: 403 (or 429) with Retry-After
+                status, payload, headers = 403, {
+                    "message": "You have exceeded a secondary rate limit. Please wait a few "
+                               "minutes before you try again."}, {"retry-after": "60"}
+            elif kind_of_fault == "applied-502" and method != "GET":
+                # the write happens, and the answer is still a 502
+                fake.handle(method, url.path, parse_qs(url.query), body)
+                status, payload, headers = 502, {"message": "Server Error"}, {}
             else:
                 status, payload, headers = fake.handle(method, url.path, parse_qs(url.query),
                                                        body)
@@ -511,6 +533,8 @@ def _handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             self.send_header("content-length", str(len(data)))
             self.send_header("etag", etag)
             self.send_header("x-ratelimit-limit", "5000")
+            self.send_header("x-ratelimit-resource",
+                             "graphql" if url.path == "/graphql" else "core")
             self.send_header("x-ratelimit-remaining", str(fake.rate_limit))
             self.send_header("x-ratelimit-reset", str(int(time.time()) + 3600))
             for k, v in headers.items():

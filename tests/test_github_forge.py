@@ -201,7 +201,7 @@ def test_plan_push_is_idempotent(f: GitHubForge, gh: GH, tmp_path: Path) -> None
     assert r.code == 0, r.err
     assert "DB-001         #1     exists" in r.out and "AUTH-001       #2     created" in r.out
     assert repo.issues[2]["title"] == "[AUTH-001] Auth"
-    assert repo.issues[2]["body"] == "use JWT\n\nDepends on #1"
+    assert repo.issues[2]["body"] == "use JWT\n\nDepends on #1\n\n<!-- ao:shop/AUTH-001 -->"
     again = run_ao("plan", "push", str(plan_file), "--project", "shop", env=env)
     assert again.code == 0 and again.out.count("exists") == 2 and len(repo.issues) == 2
     assert Store().task("shop", "AUTH-001")["issue_number"] == 2  # type: ignore[index]
@@ -220,7 +220,7 @@ def test_push_plan_in_dependency_order(f: GitHubForge, gh: GH) -> None:
     plan = parse("tasks:\n  B-1: {title: b, deps: [A-1]}\n  A-1: {title: a}\n")
     out = push_plan(f, plan, Store())
     assert out == [("A-1", 1, "created"), ("B-1", 2, "created")]
-    assert repo.issues[2]["body"] == "Depends on #1"
+    assert repo.issues[2]["body"] == "Depends on #1\n\n<!-- ao:shop/B-1 -->"
 
 
 def test_low_rate_budget_is_noticed(f: GitHubForge, gh: GH, clone: Path) -> None:

@@ -246,7 +246,10 @@ class Daemon:
 
     def forge(self, project: ProjectConfig, plan: Plan | None) -> Forge:
         if project.name not in self.forges:
-            self.forges[project.name] = forgemod.for_project(project, self.store, plan)
+            f = forgemod.for_project(project, self.store, plan)
+            if hasattr(f, "max_wait"):
+                f.max_wait = 0.0  # never sit out a rate limit inside a tick: skip, go on
+            self.forges[project.name] = f
         return self.forges[project.name]
 
     def active_plans(self, project: ProjectConfig) -> list[Plan]:
@@ -291,6 +294,10 @@ class Daemon:
         self.fleet.observe_all(sessions)
         tracked = [s for s in sessions if s.branch]
         forge = self.forge(project, plan)
+        blocked = getattr(forge, "blocked_until", 0.0)
+        if blocked > time.time():
+            # GitHub asked us to wait: no poll until then (the other projects go on)
+            tracked = []
         result = forge.poll([s.branch for s in tracked if s.branch])
         for err in result.errors:
             emit(Event("forge.error", project.name, data={"error": err}), self.store)

@@ -10,6 +10,8 @@ from .. import forge as forgemod
 from ..errors import BadInput
 from ..forge.base import Forge, PullRequest
 from ..forge.local import LocalForge
+from ..gate import approval, merge_gate
+from ..reactions import Policy
 from ..store import Session
 from . import services
 from .output import emit_json, table
@@ -35,6 +37,7 @@ def ls(
     """Each session's PR with its CI and review state (one poll of the forge per project)."""
     cfg = services.cfg()
     rows = []
+    failed = False
     for name, sessions in _tracked(project).items():
         p = cfg.project(name)
         forge = forgemod.for_project(p, services.store(), services.fleet().plan_for(p))
@@ -43,20 +46,27 @@ def ls(
             pr = result.prs.get(s.branch or "")
             if pr is None:
                 continue
+            verdict = merge_gate(pr, Policy.for_project(p).gate, expected_sha=pr.head_sha)
             rows.append({"session": s.id, "task": s.task, "pr": pr.number, "state": pr.state,
-                         "ci": pr.checks.overall, "review": pr.review_decision,
-                         "mergeable": pr.mergeable, "head": pr.head_sha[:10], "url": pr.url})
+                         "ci": pr.checks.overall, "review": approval(pr).value,
+                         "mergeable": pr.mergeable, "merge_state": pr.merge_state,
+                         "draft": pr.draft, "gate": verdict.reason if not verdict else
+                         "can merge", "head": pr.head_sha[:10], "url": pr.url})
         for err in result.errors:
             typer.echo(f"ao: {name}: {err}", err=True)
+            failed = True
     if json_out:
         emit_json(rows)
-        return
-    if not rows:
-        typer.echo("no pull requests yet", err=True)
-        return
-    typer.echo(table(["session", "task", "pr", "state", "ci", "review", "mergeable", "head"],
-                     [(r["session"], r["task"], f"#{r['pr']}", r["state"], r["ci"],
-                       r["review"] or "-", r["mergeable"], r["head"]) for r in rows]))
+    elif not rows:
+        typer.echo("no pull requests yet" if not failed else "could not read the forge",
+                   err=True)
+    else:
+        typer.echo(table(["session", "task", "pr", "state", "ci", "review", "gate", "head"],
+                         [(r["session"], r["task"], f"#{r['pr']}", r["state"], r["ci"],
+                           r["review"], r["gate"], r["head"]) for r in rows]))
+    if failed:
+        raise typer.Exit(1)
+
 
 
 def _session_pr(session: str) -> tuple[Session, Forge, PullRequest]:

@@ -14,6 +14,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -24,7 +25,7 @@ import github
 from github import Auth, Github, GithubException
 
 from ..config import ProjectConfig
-from ..errors import BadInput, ExternalError, NotFound
+from ..errors import BadInput, ConfigError, ExternalError, NotFound
 from ..sanitize import clean
 from ..store import Store
 from .base import (
@@ -107,52 +108,114 @@ class GitHubForge:
         self._issues_by_key: dict[str, Issue] | None = None
         self._etags: dict[str, tuple[str, Any]] = {}
         self._method: str | None = None
+        self.budgets: dict[str, int] = {}
+        self.blocked_until = 0.0  # a rate limit asked to wait until then
+        # longest rate-limit wait a call sits out itself; the daemon sets 0 and skips the
+        # project's polls until `blocked_until` instead
+        self.max_wait = 120.0
 
     @classmethod
     def from_env(cls, project: ProjectConfig, store: Store) -> GitHubForge:
-        base = os.environ.get("AO_GITHUB_API_URL", "https://api.github.com")
+        base = os.environ.get("AO_GITHUB_API_URL", "https://api.github.com").rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", base):
+            raise ConfigError(f"AO_GITHUB_API_URL {base!r} is not an http(s) URL",
+                              "e.g. https://github.example.com/api/v3, or unset it")
         return cls(project, store, token_from_env(), base)
 
     # ---- calling GitHub -------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one API call with bounded, jittered retries on 5xx, timeouts and secondary
-        rate limits; other errors (404, 422) go straight to the caller."""
+        """A read: bounded, jittered retries on 5xx and timeouts; a rate limit is waited out
+        as GitHub asks (`Retry-After`, the reset time; a secondary limit at least a minute)
+        when that is short enough, else reported; other errors go straight to the caller."""
         delay = 0.5
         for attempt in range(RETRIES + 1):
-            self.requests += 1
             try:
-                out = fn()
-                self._note_rate()
-                return out
-            except GithubException as e:
-                retryable = e.status >= 500 or (e.status in (403, 429) and _secondary(e))
-                if not retryable or attempt == RETRIES:
-                    raise ExternalError(f"GitHub {what} failed: {e.status} "
-                                        f"{_message(e)}", "see `ao events -t forge`") from None
-            except (OSError, github.GithubException) as e:  # timeouts, resets
+                return self._once(what, fn)
+            except _Transient as t:
                 if attempt == RETRIES:
-                    raise ExternalError(f"GitHub {what} failed: {type(e).__name__}",
-                                        "is the network up?") from None
-            self._sleep(delay * (1 + random.random()))
-            delay *= 2
+                    raise t.error from None
+                wait = t.wait if t.wait is not None else delay * (1 + random.random())
+                self._sleep(wait)
+                delay *= 2
         raise AssertionError("unreachable")
 
+    def _write(self, what: str, fn: Callable[[], T], applied: Callable[[], T | None]) -> T:
+        """A write, never repeated blindly: GitHub may apply a write and still answer 502 or
+        time out, so before trying again `applied` looks for what the first try would have
+        made (an issue or PR with our marker, a merged PR), and returns it if it is there."""
+        try:
+            return self._once(what, fn)
+        except _Transient as t:
+            if t.wait is not None:
+                self._sleep(t.wait)
+            found = self._call(f"check whether {what} happened", applied)
+            if found is not None:
+                return found
+            try:
+                return self._once(what, fn)
+            except _Transient as again:
+                raise again.error from None
+
+    def _once(self, what: str, fn: Callable[[], T]) -> T:
+        self.requests += 1
+        try:
+            out = fn()
+            self._note_rate()
+            return out
+        except GithubException as e:
+            headers = {k.lower(): v for k, v in (e.headers or {}).items()}
+            if e.status == 401:
+                raise ExternalError("GitHub rejected the token (401 Bad credentials)",
+                                    "set GITHUB_TOKEN or GH_TOKEN to a valid token, or run "
+                                    "`gh auth login`") from None
+            limited = e.status == 429 or (e.status == 403 and (
+                _secondary(e) or headers.get("x-ratelimit-remaining") == "0"))
+            error = ExternalError(f"GitHub {what} failed: {e.status} {_message(e)}",
+                                  _hint(e.status))
+            if limited:
+                wait = _wait(headers, secondary=_secondary(e))
+                self.blocked_until = time.time() + wait
+                resource = headers.get("x-ratelimit-resource", "core")
+                error = ExternalError(f"GitHub rate limit ({resource}): it asks to wait "
+                                      f"{wait:.0f}s before {what}", "ao waits and goes on")
+                if wait > self.max_wait:
+                    raise error from None
+                sys.stderr.write(f"ao: GitHub rate limit: waiting {wait:.0f}s as it asks\n")
+                raise _Transient(error, wait) from None
+            if e.status >= 500:
+                raise _Transient(error, None) from None
+            raise error from None
+        except (OSError, github.GithubException) as e:  # timeouts, resets
+            raise _Transient(ExternalError(f"GitHub {what} failed: {type(e).__name__}",
+                                           "is the network up?"), None) from None
+
     def _note_rate(self) -> None:
+        """Remember the budget left, per resource (REST `core` and `graphql` are apart)."""
         headers = getattr(self.gh.requester, "_Requester__last_headers", None) or {}
         remaining = headers.get("x-ratelimit-remaining")
         if remaining is not None and str(remaining).isdigit():
-            self.rate_remaining = int(remaining)
+            resource = str(headers.get("x-ratelimit-resource") or "core")
+            self.budgets[resource] = int(remaining)
+            self.rate_remaining = min(self.budgets.values())
 
     def low_budget(self) -> bool:
         return self.rate_remaining is not None and self.rate_remaining < LOW_BUDGET
 
-    def _graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    def _graphql(self, query: str, variables: dict[str, Any],
+                 errors: list[str] | None = None) -> dict[str, Any]:
+        """The data of a GraphQL answer. Its `errors[]` (type and message each) are raised
+        when there is no data; with partial data they go to `errors` and the data is used."""
         _, data = self._call("graphql", lambda: self.gh.requester.graphql_query(query,
                                                                                  variables))
-        if data.get("errors"):
-            raise ExternalError(f"GitHub GraphQL: {data['errors'][0].get('message')}", "")
+        problems = ["{}: {}".format(x.get("type") or "ERROR", x.get("message") or "")
+                    for x in data.get("errors") or []]
         result: dict[str, Any] = data.get("data") or {}
+        if problems and (not result or errors is None):
+            raise ExternalError("GitHub GraphQL: " + "; ".join(problems)[:300],
+                                "check the token's scopes and the repository name")
+        if problems and errors is not None:
+            errors.extend(problems)
         return result
 
     # ---- tasks ----------------------------------------------------------------------------
@@ -177,16 +240,11 @@ class GitHubForge:
         if self._issues_by_key is None:
             found: dict[str, Issue] = {}
             dupes: dict[str, list[int]] = {}
-
-            def listing() -> list[Any]:
-                return [i for i in self.repo.get_issues(state="all") if not i.pull_request]
-
-            for raw in self._call("issues", listing):
-                m = _KEY_IN_TITLE.match(raw.title)
-                if m:
-                    k = m.group(1)
-                    dupes.setdefault(k, []).append(raw.number)
-                    found.setdefault(k, self._issue(raw))
+            for raw in self._list_issues():
+                k = self._key_of(raw)
+                if k:
+                    dupes.setdefault(k, []).append(int(raw["number"]))
+                    found.setdefault(k, _issue_json(raw))
             self._dupes = {k: v for k, v in dupes.items() if len(v) > 1}
             self._issues_by_key = found
         if key in getattr(self, "_dupes", {}):
@@ -198,19 +256,68 @@ class GitHubForge:
                            f"candidates: {', '.join(near)}" if near else "run `ao plan push`")
         return self._issues_by_key[key]
 
-    def create_issue(self, title: str, body: str, labels: list[str] | None = None) -> Issue:
-        raw = self._call("create issue", lambda: self.repo.create_issue(
-            title=title, body=body, labels=labels or []))
-        self._issues_by_key = None
-        return self._issue(raw)
+    def _list_issues(self, pages: int | None = None) -> list[dict[str, Any]]:
+        """Issues (not PRs), newest first, 100 a page, as GitHub's JSON: one request a page
+        (reading PyGithub's `pull_request` would fetch every issue again)."""
+        out: list[dict[str, Any]] = []
+        page = 1
+        while pages is None or page <= pages:
+            _, batch = self._call("list issues", lambda p=page: self.gh.requester.  # type: ignore[misc]
+                                  requestJsonAndCheck(
+                                      "GET", f"/repos/{self.project.repo}/issues",
+                                      parameters={"state": "all", "per_page": 100, "page": p,
+                                                  "sort": "created", "direction": "desc"}))
+            if not isinstance(batch, list):
+                break
+            out += [i for i in batch if not i.get("pull_request")]
+            if len(batch) < 100:
+                break
+            page += 1
+        return out
+
+    def marker(self, key: str) -> str:
+        """Hidden in what ao creates, so a create that GitHub applied but answered with an
+        error is found instead of made twice."""
+        return f"<!-- ao:{self.project.name}/{key} -->"
+
+    def _key_of(self, raw: dict[str, Any]) -> str | None:
+        m = re.search(r"<!-- ao:[^/]+/([A-Za-z0-9._-]+) -->", raw.get("body") or "")
+        if m:
+            return m.group(1)
+        t = _KEY_IN_TITLE.match(raw.get("title") or "")
+        return t.group(1) if t else None
+
+    def create_issue(self, title: str, body: str, labels: list[str] | None = None,
+                     key: str | None = None) -> Issue:
+        if key:
+            body = f"{body}\n\n{self.marker(key)}".strip()
+
+        def applied() -> Issue | None:
+            if not key:
+                return None
+            for raw in self._list_issues(pages=1):
+                if self.marker(key) in (raw.get("body") or ""):
+                    return _issue_json(raw)
+            return None
+
+        issue = self._write("create issue", lambda: self._issue(self.repo.create_issue(
+            title=title, body=body, labels=labels or [])), applied)
+        if key and self._issues_by_key is not None:
+            self._issues_by_key[key] = issue  # known now: no listing again
+        return issue
 
     def close_issue(self, number: int) -> None:
+        # setting a state is idempotent: a plain retry is safe
         self._call(f"close #{number}", lambda: self.repo.get_issue(number).edit(
             state="closed", state_reason="completed"))
 
     def comment(self, number: int, body: str) -> None:
-        self._call(f"comment on #{number}",
-                   lambda: self.repo.get_issue(number).create_comment(body))
+        def applied() -> bool | None:
+            recent = self.repo.get_issue(number).get_comments()
+            return True if any(c.body == body for c in list(recent)[-10:]) else None
+
+        self._write(f"comment on #{number}",
+                    lambda: bool(self.repo.get_issue(number).create_comment(body)), applied)
 
     def label(self, number: int, labels: list[str]) -> None:
         self._call(f"label #{number}", lambda: self.repo.get_issue(number).add_to_labels(*labels))
@@ -229,7 +336,8 @@ class GitHubForge:
         variables: dict[str, Any] = {"owner": self.owner, "name": self.repo_name,
                                      **{f"h{i}": b for i, b in enumerate(branches)}}
         try:
-            data = self._graphql(POLL_QUERY.format(params=params, fields=fields), variables)
+            data = self._graphql(POLL_QUERY.format(params=params, fields=fields), variables,
+                                 errors=result.errors)
         except ExternalError as e:
             result.errors.append(str(e))
             result.requests = self.requests - before
@@ -247,24 +355,39 @@ class GitHubForge:
         return result
 
     def find_pr(self, branch: str) -> PullRequest | None:
-        return self.poll([branch]).prs.get(branch)
+        result = self.poll([branch])
+        if result.errors:  # "no PR" must not stand in for "could not look"
+            raise ExternalError(result.errors[0], "see `ao events -t forge`")
+        return result.prs.get(branch)
 
     def create_pr(self, branch: str, title: str, body: str) -> PullRequest:
-        raw = self._call("create PR", lambda: self.repo.create_pull(
-            title=title, body=body, head=branch, base=self.project.default_branch))
-        return PullRequest(number=raw.number, url=raw.html_url, state="open",
-                           head_branch=branch, head_sha=raw.head.sha,
-                           base=self.project.default_branch, title=title)
+        def made(raw: Any) -> PullRequest:
+            return PullRequest(number=raw.number, url=raw.html_url, state="open",
+                               head_branch=branch, head_sha=raw.head.sha,
+                               base=self.project.default_branch, title=title)
+
+        def applied() -> PullRequest | None:
+            found = list(self.repo.get_pulls(state="open", head=f"{self.owner}:{branch}"))
+            return made(found[0]) if found else None
+
+        return self._write("create PR", lambda: made(self.repo.create_pull(
+            title=title, body=body, head=branch, base=self.project.default_branch)), applied)
 
     def merge(self, pr: PullRequest, expected_sha: str) -> str:
-        raw = self.repo.get_pull(pr.number)
         method = self._merge_method()
-        status = self._call(f"merge #{pr.number}", lambda: raw.merge(
-            sha=expected_sha, merge_method=method))
-        if not status.merged:
-            raise ExternalError(f"PR #{pr.number} was not merged: {status.message}",
-                                "look at the PR")
-        return str(status.sha)
+
+        def applied() -> str | None:
+            raw = self.repo.get_pull(pr.number)
+            return str(raw.merge_commit_sha) if raw.merged else None
+
+        def do() -> str:
+            status = self.repo.get_pull(pr.number).merge(sha=expected_sha, merge_method=method)
+            if not status.merged:
+                raise ExternalError(f"PR #{pr.number} was not merged: {status.message}",
+                                    "look at the PR")
+            return str(status.sha)
+
+        return self._write(f"merge #{pr.number}", do, applied)
 
     def _merge_method(self) -> str:
         """The configured method; `auto` is the first the repository allows (read once)."""
@@ -369,15 +492,58 @@ def _login(node: dict[str, Any]) -> str:
     return str((node.get("author") or {}).get("login") or "someone")
 
 
+class _Transient(Exception):
+    """A failure worth another try, after `wait` seconds when GitHub said how long."""
+
+    def __init__(self, error: ExternalError, wait: float | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.wait = wait
+
+
+def _wait(headers: dict[str, str], secondary: bool) -> float:
+    """How long GitHub asks us to wait: Retry-After, else the reset time when the budget is
+    spent; a secondary limit at least 60 s (GitHub's documented minimum)."""
+    retry_after = headers.get("retry-after", "")
+    if retry_after.isdigit():
+        wait = float(retry_after)
+    elif headers.get("x-ratelimit-remaining") == "0" and \
+            headers.get("x-ratelimit-reset", "").isdigit():
+        wait = max(1.0, float(headers["x-ratelimit-reset"]) - time.time())
+    else:
+        wait = 60.0
+    return max(wait, 60.0) if secondary else wait
+
+
+def _hint(status: int) -> str:
+    return {403: "the token may lack a scope (repo, workflow) or access to the repository",
+            404: "check `repo` in the config and the token's access to it",
+            405: "GitHub refused: see the message (branch protection, merge method)",
+            409: "the PR's head moved; ao looks again",
+            422: "GitHub rejected the request: see the details"}.get(
+        status, "see `ao events -t forge`")
+
+
 def _secondary(e: GithubException) -> bool:
     text = str(e.data).lower() if e.data else ""
     return "secondary rate limit" in text or "abuse" in text or e.status == 429
 
 
 def _message(e: GithubException) -> str:
-    if isinstance(e.data, dict):
-        return str(e.data.get("message", ""))[:200]
-    return ""
+    """GitHub's message with the nested `errors[]` details REST puts beside it (422)."""
+    if not isinstance(e.data, dict):
+        return ""
+    text = str(e.data.get("message", ""))
+    details = []
+    for d in e.data.get("errors") or []:
+        if isinstance(d, dict):
+            details.append(d.get("message") or " ".join(
+                str(d.get(k)) for k in ("resource", "field", "code") if d.get(k)))
+        else:
+            details.append(str(d))
+    if details:
+        text += ": " + "; ".join(x for x in details if x)
+    return clean(text)[:300]
 
 
 _STATE = {"OPEN": "open", "CLOSED": "closed", "MERGED": "merged"}
@@ -424,6 +590,13 @@ def _pr_from_graphql(n: dict[str, Any]) -> PullRequest:
         cross_repository=bool(n.get("isCrossRepository")))
 
 
+def _issue_json(raw: dict[str, Any]) -> Issue:
+    return Issue(number=int(raw["number"]), title=raw.get("title") or "",
+                 body=raw.get("body") or "", state=raw.get("state") or "open",
+                 state_reason=raw.get("state_reason"), url=raw.get("html_url") or "",
+                 labels=tuple(x.get("name", "") for x in raw.get("labels") or []))
+
+
 def _epoch(iso: str | None) -> float | None:
     if not iso:
         return None
@@ -450,7 +623,7 @@ def push_plan(forge: GitHubForge, plan: Any, store: Store) -> list[tuple[str, in
             deps = [f"#{numbers[d]}" for d in t.deps if d in numbers]
             body = t.body + ("\n\n" if t.body else "") + (
                 f"Depends on {', '.join(deps)}" if deps else "")
-            issue = forge.create_issue(f"[{key}] {t.title}", body.strip(), ["ao"])
+            issue = forge.create_issue(f"[{key}] {t.title}", body.strip(), ["ao"], key=key)
             numbers[key] = issue.number
             out.append((key, issue.number, "created"))
         store.put_task(forge.project.name, key, t.title, body=t.body, deps=t.deps,

@@ -1,0 +1,198 @@
+"""Safe on real GitHub: the merge gate against the fake server made to behave as GitHub's docs
+and schema say (null reviewDecision without branch protection, drafts, forks, UNKNOWN after a
+push, secondary limits with Retry-After, writes applied and answered 502, 401)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ao import config
+from ao.forge.base import PullRequest
+from ao.forge.github import GitHubForge, push_plan
+from ao.gate import Approval, GatePolicy, approval, merge_gate
+from ao.plan import parse
+from ao.reactions import History, Observation, Policy, decide
+from ao.state import Activity, State
+from ao.store import Store
+
+from .fake_github import FakeGitHub, Repo, serve
+from .fleet_helpers import Env
+from .helpers import git, push_branch, run_ao
+
+TOKEN = "ghp_gate_test_token"
+GH = tuple[FakeGitHub, Repo]
+
+
+@pytest.fixture
+def gh(env: Env) -> Iterator[GH]:
+    with serve() as fake:
+        repo = fake.add_repo("acme/shop", env.remote)
+        env.write_config(repo="acme/shop", forge="github", auto_merge=True)
+        yield fake, repo
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def f(gh: GH, sleeps: list[float]) -> GitHubForge:
+    return GitHubForge(config.load().project("shop"), Store(), TOKEN, base_url=gh[0].url,
+                       sleep=sleeps.append)
+
+
+@pytest.fixture
+def clone(env: Env, tmp_path: Path) -> Path:
+    c = tmp_path / "agent-clone"
+    git(tmp_path, "clone", "-q", str(env.remote), str(c))
+    return c
+
+
+def opened(f: GitHubForge, gh: GH, clone: Path, ci: str | None = "success") -> PullRequest:
+    fake, repo = gh
+    sha = push_branch(clone, "ao/a-1", {"a.txt": "1"})
+    f.create_pr("ao/a-1", "[A-1] a", "")
+    if ci:
+        fake.add_check_run(repo, sha, "tests", ci)
+    pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
+    assert pr is not None
+    return pr
+
+
+def act(pr: PullRequest) -> list[str]:
+    obs = Observation(State.PR_OPEN, Activity.IDLE, 0, pr)
+    return [a.kind for a in decide(obs, History(), Policy(auto_merge=True))]
+
+
+def test_changes_requested_without_branch_protection_is_never_merged(
+        f: GitHubForge, gh: GH, clone: Path) -> None:
+    fake, repo = gh
+    pr = opened(f, gh, clone)
+    fake.add_review(repo, pr.number, "APPROVED", "lgtm", login="alice")
+    fake.add_review(repo, pr.number, "CHANGES_REQUESTED", "this leaks passwords", login="bob")
+    pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
+    assert pr is not None and pr.review_decision is None  # GitHub: null, no required review
+    assert approval(pr) is Approval.CHANGES_REQUESTED
+    assert "merge" not in act(pr) and "forward-review" in act(pr)
+    # bob approves after the fix: every reviewer's latest opinion is approval
+    fake.add_review(repo, pr.number, "APPROVED", "fixed", login="bob")
+    pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
+    assert pr is not None and approval(pr) is Approval.APPROVED and "merge" in act(pr)
+
+
+def test_no_review_and_no_checks_are_not_approved_and_green(
+        f: GitHubForge, gh: GH, clone: Path) -> None:
+    pr = opened(f, gh, clone, ci=None)
+    assert pr.checks.overall == "none"
+    verdict = merge_gate(pr, GatePolicy())
+    assert not verdict and "no checks" in verdict.reason
+    verdict = merge_gate(pr, GatePolicy(require_checks=False))
+    assert not verdict and "not reviewed" in verdict.reason
+    assert merge_gate(pr, GatePolicy(require_checks=False, require_review=False))
+
+
+def test_drafts_forks_and_unknown_mergeability(f: GitHubForge, gh: GH, clone: Path) -> None:
+    fake, repo = gh
+    pr = opened(f, gh, clone)
+    fake.add_review(repo, pr.number, "APPROVED")
+    repo.pulls[pr.number]["draft"] = True
+    pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
+    assert pr is not None and pr.draft and "draft" in merge_gate(pr, GatePolicy()).reason
+    repo.pulls[pr.number]["draft"] = False
+    # a stranger's fork PR with the same head branch name, opened later, is not ours
+    n = repo.next_number
+    repo.next_number += 1
+    repo.pulls[n] = {**repo.pulls[pr.number], "number": n, "fork": True, "title": "evil"}
+    ours = f.poll(["ao/a-1"]).prs["ao/a-1"]
+    assert ours is not None and ours.number == pr.number
+    # GitHub computes mergeability after a push: UNKNOWN first, then the answer
+    repo.unknown_polls = 1
+    sha = push_branch(clone, "ao/a-1", {"b.txt": "2"})
+    fake.add_check_run(repo, sha, "tests", "success")
+    first = f.poll(["ao/a-1"]).prs["ao/a-1"]
+    assert first is not None and first.merge_state == "unknown"
+    assert "still computing" in merge_gate(first, GatePolicy()).reason
+    then = f.poll(["ao/a-1"]).prs["ao/a-1"]
+    assert then is not None and then.merge_state == "clean" and merge_gate(then, GatePolicy())
+
+
+def test_branch_protection_blocks_and_says_why(f: GitHubForge, gh: GH, clone: Path) -> None:
+    _fake, repo = gh
+    repo.require_reviews = True
+    pr = opened(f, gh, clone)
+    assert pr.review_decision == "review_required" and pr.merge_state == "blocked"
+    assert "review is required" in merge_gate(pr, GatePolicy()).reason
+
+
+def test_a_write_applied_and_answered_502_is_not_made_twice(
+        f: GitHubForge, gh: GH) -> None:
+    fake, repo = gh
+    plan = parse("tasks:\n  A-1: {title: a}\n")
+    fake.fault_kinds = ("applied-502",)
+    fake.fault_rate = 1.0  # every write is applied, and answered 502 (reads are fine)
+    try:
+        push_plan(f, plan, Store())
+    finally:
+        fake.fault_rate = 0.0
+    assert len(repo.issues) == 1 and "<!-- ao:shop/A-1 -->" in repo.issues[1]["body"]
+
+
+def test_secondary_limits_are_waited_out_as_github_asks(
+        f: GitHubForge, gh: GH, clone: Path, sleeps: list[float]) -> None:
+    fake, _repo = gh
+    push_branch(clone, "ao/a-1", {"a.txt": "1"})
+    f.create_pr("ao/a-1", "a", "")
+    fake.fault_kinds = ("secondary",)
+    fake.fault_rate = 1.0
+    result = f.poll(["ao/a-1"])
+    assert result.errors and "rate limit" in result.errors[0]
+    assert sleeps and min(sleeps) >= 60  # Retry-After, and never under a minute
+    # the daemon does not sit it out inside a tick: it skips the project until then
+    f.max_wait = 0
+    sleeps.clear()
+    assert f.poll(["ao/a-1"]).errors and sleeps == [] and f.blocked_until > 0
+
+
+def test_a_rejected_token_is_named_and_fails_the_command(gh: GH, env: Env,
+                                                          clone: Path) -> None:
+    fake, _repo = gh
+    fake.valid_token = "the-right-one"
+    store = Store()
+    s = store.create_session("shop", "sho", "A-1", state=State.SPAWNING)
+    store.update_session(s.id, branch="ao/a-1")
+    r = run_ao("pr", "ls", env={"GITHUB_TOKEN": "wrong", "AO_GITHUB_API_URL": fake.url})
+    assert r.code == 1 and "rejected the token" in r.err, (r.out, r.err)
+    r = run_ao("pr", "merge", "A-1", env={"GITHUB_TOKEN": "wrong",
+                                          "AO_GITHUB_API_URL": fake.url})
+    assert r.code == 1 and "rejected the token" in r.err and "no pull request" not in r.err
+    r = run_ao("pr", "ls", env={"GITHUB_TOKEN": "x", "AO_GITHUB_API_URL": "api.example"})
+    assert r.code == 2 and "not an http(s) URL" in r.err and r.err.count("\n") == 1
+
+
+def test_merge_method_auto_uses_what_the_repository_allows(
+        f: GitHubForge, gh: GH, clone: Path, env: Env) -> None:
+    fake, repo = gh
+    repo.allowed_methods = ("squash",)
+    pr = opened(f, gh, clone)
+    with pytest.raises(Exception, match="Merge commits are not allowed"):
+        f.merge(pr, pr.head_sha)
+    env.write_config(repo="acme/shop", forge="github", merge_method="auto")
+    auto = GitHubForge(config.load().project("shop"), Store(), TOKEN, base_url=fake.url)
+    assert auto.merge(pr, pr.head_sha)
+    assert repo.pulls[pr.number]["state"] == "merged"
+
+
+def test_plan_push_lists_once(f: GitHubForge, gh: GH) -> None:
+    fake, repo = gh
+    for i in range(250):
+        fake.add_issue(repo, f"old issue {i}")
+    plan = parse("tasks:\n" + "".join(f"  T-{i}: {{title: t{i}}}\n" for i in range(10)))
+    fake.counts.clear()
+    push_plan(f, plan, Store())
+    assert fake.counts["GET /repos/acme/shop/issues"] == 3  # 250 issues, 100 a page
+    assert fake.counts["POST /repos/acme/shop/issues"] == 10
+    assert fake.counts["total"] == 13
