@@ -244,3 +244,39 @@ def test_a_one_off_task_needs_no_plan_entry(env: Env) -> None:
     assert "Tidy the README" in prompt
     bad = run_ao("spawn", "shop")
     assert bad.code == 2 and "--prompt" in bad.err
+
+
+def test_a_usage_limit_holds_the_agent_and_new_spawns_then_continues(env: Env) -> None:
+    """The demo agent prints Claude Code's limit line: the session is `limited` until the
+    reset (no nudge, no escalation), one notification says so, no new session of that agent
+    starts, and at the reset the agent is told to continue."""
+    plan = {"tasks": {
+        "A-1": {"title": "a", "body": demo("limit 30") + "\n```demo-on continue\n"
+                + "\n".join([write("a.txt", "a"), "commit A-1: a", "push"]) + "\n```"},
+        "B-1": {"title": "b", "body": "independent"}}}
+    env.plan_file.write_text(json.dumps(plan))
+    env.write_config(max_concurrent=1)
+    store = Store()
+    assert run_ao("plan", "run", str(env.plan_file), "-p", "shop").code == 0
+    now = [time.time()]
+    d = Daemon(config.load(), store, env.server(), clock=lambda: now[0])
+    d.tick()
+    a = store.sessions("shop", task="A-1")[0]
+
+    def limited() -> bool:
+        d.tick()
+        return store.session(a.id).activity == "limited"
+
+    retry_until(limited, timeout=30, interval=0.3, message="the limit seen")
+    s = store.session(a.id)
+    assert s.limited_until and s.limited_until - time.time() > 25 * 60
+    env.write_config(max_concurrent=2)
+    d.reload_config()
+    d.tick()
+    assert [x.state for x in store.sessions("shop", task="B-1")] == [State.QUEUED]
+    log = paths.events_log().read_text()
+    assert log.count('"attention.limited"') == 1 and '"spawn.held"' in log
+    now[0] = s.limited_until + 1  # the reset: the daemon says continue
+    d.tick()
+    msgs = [m for m in store.messages(a.id) if m["source"] == "limit-reset"]
+    assert [m["body"] for m in msgs] == ["continue"]

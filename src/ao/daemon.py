@@ -291,7 +291,7 @@ class Daemon:
         plans = self.active_plans(project)
         plan = plans[0] if plans else None
         sessions = self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED})
-        self.fleet.observe_all(sessions)
+        self.fleet.observe_all(sessions, self.clock())
         tracked = [s for s in sessions if s.branch]
         forge = self.forge(project, plan)
         blocked = getattr(forge, "blocked_until", 0.0)
@@ -305,6 +305,10 @@ class Daemon:
             self._open_missing_prs(project, forge, tracked, result.prs)
         policy = Policy.for_project(project)
         paused = self.store.paused(project.name)
+        # a limited session with no PR yet still needs its "continue" at the reset
+        for s in sessions:
+            if s.branch not in result.prs and s.limited_until:
+                self.handle(project, forge, policy, self.store.session(s.id), None, paused)
         for s in tracked:
             if s.branch not in result.prs:
                 continue  # the forge could not see it this time: decide nothing
@@ -370,7 +374,8 @@ class Daemon:
         since = max(s.screen_changed_at or 0, s.hook_at or 0) or now
         return Observation(state=s.state, activity=activity,
                            idle_for=now - since if activity is Activity.IDLE else 0.0, pr=pr,
-                           waiting_since=since if activity is Activity.WAITING_INPUT else None)
+                           waiting_since=since if activity is Activity.WAITING_INPUT else None,
+                           limited_until=s.limited_until, now=now)
 
     def handle(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
                pr: PullRequest | None, paused: bool) -> None:
@@ -449,6 +454,12 @@ class Daemon:
                 self.notifier.notify(event, f"{s.id} {s.task} needs a human", a.reason)
         elif a.kind == "resume" and a.state is not None:
             self.fleet.resume(s.id, a.reason, by="ao")
+        elif a.kind == "limit-continue":
+            if self.store.record_and_queue(s.id, [("limit-continue", a.fingerprint)], "continue",
+                                           "limit-reset"):
+                event = emit(Event("agent.limit_reset", **ev, data={"reason": a.reason}),
+                             self.store)
+                self.notifier.hooks(event)
         elif a.kind == "nudge":
             self.store.record_and_queue(s.id, [("nudge", a.fingerprint)], compose.nudge(a.reason),
                                         "agent-stuck")
@@ -500,6 +511,15 @@ class Daemon:
             self._complete(project, plan)
             return
         start = scheduler.next_to_start(plan, tasks, closed, project.max_concurrent, paused)
+        held = self._limited_agents(project)
+        if held:
+            # no new session of an agent that is at its usage limit: it would hit the same wall
+            waiting = [k for k in start if (plan.tasks[k].agent or project.agent.label) in held]
+            start = [k for k in start if k not in waiting]
+            if waiting:
+                emit(Event("spawn.held", project.name, data={
+                    "tasks": waiting, "agents": sorted(held), "until": max(held.values())}),
+                    self.store)
         if start:
             event = emit(Event("wave.started", project.name, data={"tasks": start}), self.store)
             self.notifier.hooks(event)
@@ -513,6 +533,15 @@ class Daemon:
                 emit(Event("spawn.failed", project.name, queued[0].id, key,
                            {"error": r.reason, "try": n, "of": scheduler.SPAWN_TRIES}),
                      self.store)
+
+    def _limited_agents(self, project: ProjectConfig) -> dict[str, float]:
+        """Agents of the project's live sessions at their usage limit, with the reset."""
+        now = time.time()
+        out: dict[str, float] = {}
+        for s in self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED}):
+            if s.limited_until and s.limited_until > now:
+                out[s.agent] = max(out.get(s.agent, 0.0), s.limited_until)
+        return out
 
     def _spawn_escalations(self, project: ProjectConfig, plan: Plan, sessions: list[Session],
                            tasks: dict[str, scheduler.TaskStatus]) -> None:

@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from libtmux import Server
 
-from . import activity, agents, environment, paths, prompts, scheduler, tmux, workspace
+from . import activity, agents, environment, limits, paths, prompts, scheduler, tmux, workspace
 from . import plan as planmod
 from .agents import LaunchContext, Profile
 from .config import Config, ProjectConfig
@@ -64,7 +65,7 @@ class Fleet:
         self._remote_heads: dict[str, set[str]] = {}
         self._caching = False
         # per session: (pane output time, capture time, screen hash, what the screen shows)
-        self._screens: dict[str, tuple[int, float, str, Activity | None]] = {}
+        self._screens: dict[str, tuple[int, float, str, Activity | None, float | None]] = {}
 
     # ---- tasks ----------------------------------------------------------------------------
 
@@ -494,11 +495,12 @@ class Fleet:
         """Look at one session's pane and record what it shows (hooks first, then screen)."""
         return self.observe_all([s])[s.id]
 
-    def observe_all(self, sessions: list[Session]) -> dict[str, Activity]:
+    def observe_all(self, sessions: list[Session],
+                    now: float | None = None) -> dict[str, Activity]:
         """Observe many sessions for the price of one: one `list-panes -a` for liveness and
         last output, a `capture-pane` only for a pane whose output moved since this process
         last looked, and one transaction for the rows whose observations changed."""
-        now = time.time()
+        now = time.time() if now is None else now
         states = tmux.panes(self.srv) if sessions else {}
         changes: dict[str, dict[str, object]] = {}
         out: dict[str, Activity] = {}
@@ -510,7 +512,7 @@ class Fleet:
                 out[s.id] = Activity.EXITED
             else:
                 profile = agents.get(s.agent or "command")
-                digest, seen = self._screen(s, p)
+                digest, seen, until = self._screen(s, p)
                 changed_at = s.screen_changed_at if digest == s.screen_hash and \
                     s.screen_changed_at else now
                 hook = Activity(s.hook_activity) if s.hook_activity else None
@@ -518,25 +520,35 @@ class Fleet:
                                            changed_at, now)
                 new = {"activity": out[s.id].value, "screen_hash": digest,
                        "screen_changed_at": changed_at, "pane_alive": 1, "exit_status": None}
+                if until is not None and until > now:
+                    # the usage limit outranks everything: the agent can do nothing till then
+                    out[s.id] = Activity.LIMITED
+                    new.update(activity=Activity.LIMITED.value, limited_until=until)
             diff = {k: v for k, v in new.items() if getattr(s, k) != v}
             if diff:
                 changes[s.id] = {**diff, "activity_at": now, "runtime_seen_at": now}
         self.store.update_many(changes)
         return out
 
-    def _screen(self, s: Session, p: tmux.PaneState) -> tuple[str, Activity | None]:
-        """The screen's hash and what the profile reads on it, captured again only when the
-        pane printed something since the last capture (tmux keeps output times in seconds, so
-        output in the second of the capture counts as new)."""
+    def _screen(self, s: Session, p: tmux.PaneState
+                ) -> tuple[str, Activity | None, float | None]:
+        """The screen's hash, what the profile reads on it and when a usage limit shown on
+        it resets; captured again only when the pane printed something since the last
+        capture (tmux keeps output times in seconds, so output in the second of the capture
+        counts as new)."""
         cached = self._screens.get(s.id)
         if cached is not None and cached[0] == p.activity and p.activity < cached[1] - 1:
-            return cached[2], cached[3]
+            return cached[2], cached[3], cached[4]
         taken = time.time()
         screen = tmux.capture(self.srv, s.id)
-        seen = agents.get(s.agent or "command").activity(screen)
+        profile = agents.get(s.agent or "command")
+        seen = profile.activity(screen)
+        line = limits.limit_line("\n".join(screen.splitlines()[-12:])) \
+            if profile.shows_limits else None
+        until = limits.reset_at(line, datetime.now().astimezone()) if line else None
         digest = tmux.screen_hash(screen)
-        self._screens[s.id] = (p.activity, taken, digest, seen)
-        return digest, seen
+        self._screens[s.id] = (p.activity, taken, digest, seen, until)
+        return digest, seen, until
 
     # ---- ending and restoring -------------------------------------------------------------
 

@@ -71,6 +71,8 @@ class Observation:
     idle_for: float  # seconds the agent has been idle (0 when not idle)
     pr: PullRequest | None
     waiting_since: float | None = None
+    limited_until: float | None = None  # the agent's usage limit resets then
+    now: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class History:
 @dataclass(frozen=True)
 class Action:
     kind: str  # set-state | fix-ci | forward-review | ask-rebase | merge | notify | escalate
-    #          | nudge | restore | resume
+    #          | nudge | restore | resume | limit-continue
     fingerprint: str = ""
     reason: str = ""
     state: State | None = None
@@ -138,6 +140,16 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
         back = State.PR_OPEN if pr is not None and pr.state == "open" else State.WORKING
         return [Action("resume", f"resume:{hist.resumes + 1}", why, state=back)]
     actions: list[Action] = []
+    if obs.limited_until:
+        until = int(obs.limited_until)
+        if obs.activity is Activity.LIMITED:
+            # nothing to nudge or escalate: the agent waits for its reset, and so do we
+            fp = f"limited:{until}"
+            return [] if hist.has(fp) else [Action("notify", fp, "the agent hit its usage "
+                                                   f"limit; it resets at {_clock(until)}")]
+        if obs.now >= obs.limited_until and not hist.has(f"limit-continue:{until}"):
+            actions.append(Action("limit-continue", f"limit-continue:{until}",
+                                  "the usage limit has reset"))
     if obs.activity is Activity.WAITING_INPUT:
         fp = f"needs-input:{int(obs.waiting_since or 0)}"
         if not hist.has(fp):
@@ -187,6 +199,12 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
             actions.append(Action("notify", f"merge-ready:{sha}",
                                   f"PR #{pr.number} can merge: {verdict.reason}"))
     return actions
+
+
+def _clock(epoch: float) -> str:
+    import time
+
+    return time.strftime("%H:%M %Z", time.localtime(epoch))
 
 
 def _without_pr(obs: Observation, hist: History, policy: Policy) -> list[Action]:

@@ -27,6 +27,7 @@ class Activity(StrEnum):
     IDLE = "idle"
     WAITING_INPUT = "waiting_input"
     EXITED = "exited"
+    LIMITED = "limited"  # the agent hit its usage limit and waits for the reset
     UNKNOWN = "unknown"
 
 

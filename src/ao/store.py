@@ -190,11 +190,18 @@ def _m004_message_stage(conn: sqlite3.Connection) -> None:
     """)
 
 
+def _m005_usage_limits(conn: sqlite3.Connection) -> None:
+    """When the agent's usage limit resets, as its screen said (the session is `limited`
+    until then)."""
+    _execute_all(conn, "ALTER TABLE sessions ADD COLUMN limited_until REAL;")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_local_forge", _m002_local_forge),
     ("003_outcome", _m003_outcome),
     ("004_message_stage", _m004_message_stage),
+    ("005_usage_limits", _m005_usage_limits),
 ]
 
 
@@ -234,6 +241,7 @@ class Session:
     pr_draft: int | None = None
     pr_merge_state: str | None = None
     owner_pid: int | None = None  # the process starting it, while `spawning`
+    limited_until: float | None = None  # its agent's usage limit resets then
 
     @property
     def merged(self) -> bool:

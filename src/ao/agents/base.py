@@ -60,6 +60,8 @@ class Profile:
     # a line-oriented program (no input box: what is typed is echoed like output): a message
     # gets exactly one Enter, confirmed by the screen changing after it
     line_oriented: ClassVar[bool] = False
+    # the agent prints a usage-limit message with its reset time (limits.py reads it)
+    shows_limits: ClassVar[bool] = False
     # screen texts meaning "blocked on a question to the human"
     waiting_texts: ClassVar[tuple[str, ...]] = (
         "Do you want to proceed?", "(y/n)", "[y/N]", "[Y/n]", "Allow command?", "Approve?",

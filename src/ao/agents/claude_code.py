@@ -66,6 +66,7 @@ class ClaudeCode(Profile):
     submit_delay: ClassVar[float] = 0.2
     ready_timeout: ClassVar[float] = 45.0
     uses_hooks: ClassVar[bool] = True
+    shows_limits: ClassVar[bool] = True
     waiting_texts: ClassVar[tuple[str, ...]] = _PERMISSION
     passthrough: ClassVar[tuple[str, ...]] = (
         "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL",

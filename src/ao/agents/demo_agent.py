@@ -9,7 +9,9 @@ the draft on Escape, and on Enter does what the message says:
 
 Script commands, one a line: `write PATH` / `append PATH` (content lines up to `EOF`),
 `replace PATH OLD => NEW`, `sh COMMAND`, `commit MESSAGE`, `push`, `rebase`, `sleep SECONDS`,
-`ask QUESTION` (a permission prompt: Enter or 1 answers yes, 2 or Escape no), `exit [CODE]`.
+`ask QUESTION` (a permission prompt: Enter or 1 answers yes, 2 or Escape no), `exit [CODE]`,
+`limit MINUTES` (prints a usage-limit message resetting then, as Claude Code does, and ends the
+turn: the rest of the script is not run).
 """
 
 from __future__ import annotations
@@ -197,6 +199,13 @@ class Agent:
                 time.sleep(min(float(arg or 1), 30))
             elif cmd == "ask":
                 self.ask(arg or "Run the command?")
+            elif cmd == "limit":
+                reset = time.gmtime(time.time() + float(arg or 60) * 60)
+                hour = reset.tm_hour % 12 or 12
+                ampm = "am" if reset.tm_hour < 12 else "pm"
+                out(f"You've hit your session limit · resets {hour}:{reset.tm_min:02d}{ampm}"
+                    " (UTC)\r\n")
+                return
             elif cmd == "exit":
                 out("bye\r\n")
                 raise SystemExit(int(arg or 0))

@@ -51,6 +51,7 @@ class DemoAgent(Profile):
     submit_delay: ClassVar[float] = 0.05
     ready_timeout: ClassVar[float] = 20.0
     PROMPT: ClassVar[str] = "demo› "
+    shows_limits: ClassVar[bool] = True
 
     def command(self, ctx: LaunchContext) -> str:
         return f"{shlex.quote(sys.executable)} -m ao.agents.demo_agent"
@@ -79,6 +80,7 @@ class DemoAgent(Profile):
 class CodexAgent(Profile):
     name: ClassVar[str] = "codex"
     binary: ClassVar[str | None] = "codex"
+    shows_limits: ClassVar[bool] = True
     passthrough: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_HOME")
     description: ClassVar[str] = "OpenAI Codex CLI"
     busy_texts: ClassVar[tuple[str, ...]] = ("Esc to interrupt", "esc to interrupt")

@@ -102,6 +102,10 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
             "by_state": by_state, "running": running, "max_concurrent": p.max_concurrent,
             "queued": [{"id": s.id, "task": s.task} for s in queued],
             "needs_human": [s.id for s in sessions if s.state is State.NEEDS_HUMAN],
+            "limited": [{"id": s.id, "agent": s.agent, "until": s.limited_until}
+                        for s in sessions if s.state in RUNNING and s.limited_until
+                        and s.limited_until > time.time()],
+            "paused": store.paused(name),
             "next": _next_startable(store, name, sessions),
         }
     if json_out:
@@ -110,13 +114,19 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
     typer.echo(f"daemon: {daemon}")
     for name, info in out["projects"].items():  # type: ignore[attr-defined]
         states = ", ".join(f"{n} {k}" for k, n in sorted(info["by_state"].items())) or "none"
-        typer.echo(f"{name}: {info['running']}/{info['max_concurrent']} running; {states}")
+        paused = " (paused: `ao resume` to go on)" if info["paused"] else ""
+        typer.echo(f"{name}{paused}: {info['running']}/{info['max_concurrent']} running; "
+                   f"{states}")
         if info["queued"]:
             typer.echo("  queued: " + ", ".join(f"{q['id']} {q['task']}" for q in info["queued"]))
         if info["next"]:
             typer.echo("  starts next: " + ", ".join(info["next"]))
         if info["needs_human"]:
             typer.echo("  needs a human: " + ", ".join(info["needs_human"]))
+        for x in info["limited"]:
+            until = time.strftime("%H:%M", time.localtime(x["until"]))
+            typer.echo(f"  usage limit: {x['id']} ({x['agent']}) until {until}; no new "
+                       f"{x['agent']} sessions start before then")
     if not cfg.projects:
         note("no projects configured: run `ao init` in a repository")
 
