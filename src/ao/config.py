@@ -123,6 +123,12 @@ class LlmConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    port: int | None = None  # the daemon serves the board, the API and metrics when set
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class Config:
     tmux_socket: str = "ao"
     poll_interval: float = 30.0
@@ -130,6 +136,7 @@ class Config:
     nightly_at: str | None = None
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     llm: LlmConfig = field(default_factory=LlmConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     projects: dict[str, ProjectConfig] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
     files: tuple[Path, ...] = ()
@@ -147,7 +154,8 @@ class Config:
 
 # ---- reading -------------------------------------------------------------------------------
 
-_TOP_KEYS = ("tmux", "poll_interval", "projects", "notify", "cleanup", "llm")
+_TOP_KEYS = ("tmux", "poll_interval", "projects", "notify", "cleanup", "llm", "web")
+_WEB_KEYS = ("port", "host")
 _LLM_KEYS = ("model", "max_tokens", "budget_usd", "condense_ci_logs", "timeout")
 _NOTIFY_KEYS = ("desktop", "webhook", "command")
 _CLEANUP_KEYS = ("grace", "nightly_at")
@@ -161,7 +169,8 @@ _AGENT_KEYS = ("name", "command", "permission_mode", "env", "ready")
 _CI_KEYS = ("command", "timeout")
 _REACTION_KEYS = ("auto", "retries", "escalate_after", "message")
 # environment variables for the global scalars; `AO_HOME` is not config (it locates config)
-ENV_VARS = {"AO_TMUX_SOCKET": "tmux.socket", "AO_POLL_INTERVAL": "poll_interval"}
+ENV_VARS = {"AO_TMUX_SOCKET": "tmux.socket", "AO_POLL_INTERVAL": "poll_interval",
+            "PORT": "web.port"}
 
 
 class _Merged:
@@ -532,6 +541,16 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
     nightly = cleanup.get("nightly_at")
     if nightly is not None and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", str(nightly)):
         raise ConfigError(f"`cleanup.nightly_at` must be HH:MM, got {nightly!r}", "e.g. 03:00")
+    web = _mapping(data.get("web"), "web", m)
+    _check_keys(web, _WEB_KEYS, "web", m)
+    port = web.get("port")
+    if port is not None:
+        if isinstance(port, str) and port.isdigit():
+            port = int(port)
+        _typed(port, int, "web.port", m)
+        if not 0 < port < 65536:
+            raise ConfigError(f"`web.port` must be a port number, got {port}", "e.g. 3001")
+    host = str(_typed(web.get("host", "127.0.0.1"), str, "web.host", m))
     llm = _mapping(data.get("llm"), "llm", m)
     _check_keys(llm, _LLM_KEYS, "llm", m)
     budget = llm.get("budget_usd")
@@ -546,6 +565,7 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
                                          "llm.condense_ci_logs", m)),
             timeout=parse_duration(llm.get("timeout", 120), "llm.timeout")),
         tmux_socket=str(tmux.get("socket", "ao")),
+        web=WebConfig(port=port, host=host),
         poll_interval=parse_duration(data.get("poll_interval", 30), "poll_interval"),
         cleanup_grace=parse_duration(cleanup.get("grace", 300), "cleanup.grace"),
         nightly_at=None if nightly is None else str(nightly),
@@ -581,6 +601,8 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
     add("llm.budget_usd", cfg.llm.budget_usd)
     add("llm.condense_ci_logs", cfg.llm.condense_ci_logs)
     add("llm.timeout", f"{cfg.llm.timeout:g}s")
+    add("web.port", cfg.web.port)
+    add("web.host", cfg.web.host)
     for p in cfg.projects.values():
         pre = f"projects.{p.name}"
         add(f"{pre}.path", paths.display(p.path))

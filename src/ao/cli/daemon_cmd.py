@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import time
@@ -36,7 +37,11 @@ def events_brief(data: dict[str, object]) -> str:
 @app.command("run")
 def run(once: bool = typer.Option(False, "--once",
                                   help="Run one tick of every project and exit (for cron or "
-                                       "scripts; refused while a daemon runs).")) -> None:
+                                       "scripts; refused while a daemon runs)."),
+        port: int | None = typer.Option(None, "--port", help="Serve the board, the API and "
+                                        "metrics on this port (also PORT or web.port)."),
+        host: str | None = typer.Option(None, "--host", help="Address to serve on "
+                                        "(default 127.0.0.1, or web.host).")) -> None:
     """Run the daemon in this terminal (what `ao start` runs inside tmux)."""
     events.add_listener(_echo)
     cfg = services.cfg()
@@ -51,7 +56,19 @@ def run(once: bool = typer.Option(False, "--once",
         return
     print(f"ao daemon: pid {os.getpid()}, poll every {cfg.poll_interval:g}s, "
           f"{len(cfg.projects)} project(s): {names}", flush=True)
-    d.run()
+    port = port or cfg.web.port
+    server = None
+    if port:
+        from ..web import WebServer
+
+        server = WebServer(cfg, host or cfg.web.host, port, daemon=d)
+        server.start()
+        print(f"ao daemon: the board and the API on http://{server.host}:{port}/", flush=True)
+    try:
+        d.run()
+    finally:
+        if server is not None:
+            server.stop()
 
 
 @app.command("attach")
@@ -66,7 +83,13 @@ def attach() -> None:
 
 
 def start(foreground: bool = typer.Option(False, "--foreground",
-                                          help="Run here (for systemd or launchd).")) -> None:
+                                          help="Run here (for systemd or launchd)."),
+          port: int | None = typer.Option(None, "--port", help="Serve the board in a browser, "
+                                          "the HTTP API and metrics on this port (also PORT "
+                                          "or web.port)."),
+          host: str | None = typer.Option(None, "--host",
+                                          help="Address to serve on (default 127.0.0.1).")
+          ) -> None:
     """Start the daemon in the background (in tmux session ao-daemon)."""
     state = read_state()
     if state:
@@ -74,11 +97,15 @@ def start(foreground: bool = typer.Option(False, "--foreground",
         return
     _register_here()
     if foreground:
-        run()
+        run(once=False, port=port, host=host)
         return
     srv = services.fleet().srv
     tmux.kill_session(srv, DAEMON_SESSION)  # a dead one left by a crash
     cmd = f"{sys.executable} -m ao daemon run"
+    if port:
+        cmd += f" --port {int(port)}"
+    if host:
+        cmd += f" --host {shlex.quote(host)}"
     # the daemon is ao itself: it gets this shell's environment as it is now (the tmux
     # server's own may be days old); agents get far less (environment.py)
     env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
@@ -88,7 +115,11 @@ def start(foreground: bool = typer.Option(False, "--foreground",
     while time.monotonic() < deadline:
         state = read_state()
         if state:
-            typer.echo(f"daemon started (pid {state['pid']}); `ao daemon attach` to watch it")
+            web = port or services.cfg().web.port
+            where = f"; the board on http://{host or services.cfg().web.host}:{web}/" if web \
+                else ""
+            typer.echo(f"daemon started (pid {state['pid']}){where}; `ao daemon attach` to "
+                       "watch it")
             return
         pane = tmux.pane(srv, DAEMON_SESSION)
         if pane is None or pane.dead:

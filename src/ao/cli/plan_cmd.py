@@ -13,7 +13,6 @@ from .. import paths, scheduler
 from .. import plan as planmod
 from ..errors import BadInput, PlanError
 from ..plan_import import import_file
-from ..store import Session
 from .output import days, emit_json, note, table
 
 app = typer.Typer(help="Check, show and import plans (tasks and their dependency graph).",
@@ -165,7 +164,7 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Each task's state, session, PR and what it waits on."""
-    from ..scheduler import by_task, done_tasks, waiting_on
+    from .. import views
     from . import services
 
     p = planmod.load_valid(file)
@@ -173,19 +172,7 @@ def status(
     if not name:
         raise BadInput("which project?", "pass --project, or set `project:` in the plan")
     services.cfg().project(name)
-    store = services.store()
-    sessions = store.sessions(name)
-    tasks = by_task(sessions)
-    latest: dict[str, Session] = {sess.task: sess for sess in sessions}
-    done = done_tasks(tasks, store.closed_tasks(name))
-    rows: list[dict[str, Any]] = []
-    for key in p.tasks:
-        s = latest.get(key)
-        rows.append({"task": key,
-                     "state": "done" if key in done else (s.state.value if s else "not queued"),
-                     "session": s.id if s else None, "pr": s.pr_number if s else None,
-                     "ci": s.pr_checks if s else None,
-                     "waits_on": [] if key in done else waiting_on(p, key, done)})
+    rows: list[dict[str, Any]] = views.plan_status(services.store(), p, name)["tasks"]
     if json_out:
         emit_json(rows)
         return

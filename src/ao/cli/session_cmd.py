@@ -7,11 +7,10 @@ import sys
 
 import typer
 
-from .. import tmux
+from .. import tmux, views
 from ..errors import BadInput
 from ..sanitize import for_terminal
-from ..state import ENDED, LIVE, RUNNING, State
-from ..store import Session
+from ..state import LIVE, RUNNING
 from . import services
 from .output import emit_json, note, table
 from .services import SESSION_HELP
@@ -35,18 +34,9 @@ def ls(
     fleet.observe_all([s for s in listed if s.state in RUNNING])
     rows = [store.session(s.id) for s in listed]
     queued = {s.id: len(store.messages(s.id, "queued")) for s in rows}
-
-    def activity(s: Session) -> str:
-        if s.state is State.QUEUED:
-            return "-"
-        return "exited" if s.state in ENDED else s.activity
-
+    activity = views.activity
     if json_out:
-        emit_json([{"id": s.id, "project": s.project, "task": s.task, "title": s.title,
-                    "state": s.state.value, "activity": activity(s), "branch": s.branch,
-                    "pr": s.pr_number, "pr_url": s.pr_url, "checks": s.pr_checks,
-                    "merge_gate": s.pr_gate, "outcome": s.outcome, "queued": queued[s.id],
-                    "created_at": s.created_at, "agent": s.agent} for s in rows])
+        emit_json([views.session(store, s) for s in rows])
         return
     if not rows:
         note("no sessions" + ("" if all_ else " running; --all shows ended ones"))

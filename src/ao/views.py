@@ -1,0 +1,77 @@
+"""The records people read, as plain dicts: one shape for `--json`, the HTTP API and metrics,
+so a field has the same name everywhere."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import attention, scheduler
+from . import plan as planmod
+from .state import ENDED, RUNNING, Outcome, State
+from .store import Session, Store
+
+
+def activity(s: Session) -> str:
+    if s.state is State.QUEUED:
+        return "-"
+    return "exited" if s.state in ENDED else s.activity
+
+
+def session(store: Store, s: Session, now: float | None = None) -> dict[str, Any]:
+    rounds = len(store.attempts(s.id, "fix-ci"))
+    return {"id": s.id, "project": s.project, "task": s.task, "title": s.title,
+            "state": s.state.value, "activity": activity(s), "agent": s.agent,
+            "branch": s.branch, "pr": s.pr_number, "pr_url": s.pr_url, "pr_state": s.pr_state,
+            "checks": s.pr_checks, "review": s.pr_review, "mergeable": s.pr_mergeable,
+            "merge_gate": s.pr_gate, "zone": attention.zone(s, now), "fix_rounds": rounds,
+            "outcome": s.outcome.value if s.outcome else None,
+            "queued": len(store.messages(s.id, "queued")),
+            "limited_until": s.limited_until, "created_at": s.created_at,
+            "updated_at": s.updated_at, "note": s.note}
+
+
+def plan_status(store: Store, plan: planmod.Plan, project: str) -> dict[str, Any]:
+    sessions = store.sessions(project)
+    tasks = scheduler.by_task(sessions)
+    closed = store.closed_tasks(project)
+    done = scheduler.done_tasks(tasks, closed)
+    latest: dict[str, Session] = {s.task: s for s in sessions}
+    rows = []
+    for key in plan.tasks:
+        s = latest.get(key)
+        rows.append({"task": key, "title": plan.tasks[key].title,
+                     "state": "done" if key in done else (s.state.value if s else "not queued"),
+                     "session": s.id if s else None, "pr": s.pr_number if s else None,
+                     "ci": s.pr_checks if s else None,
+                     "waits_on": [] if key in done else scheduler.waiting_on(plan, key, done)})
+    crit, length = planmod.critical_path(plan)
+    merged = sum(1 for r in rows if r["state"] == "done")
+    return {"plan": str(plan.source) if plan.source else None, "project": project,
+            "tasks": rows, "critical_path": crit, "critical_path_days": length,
+            "progress": {"merged": merged, "total": len(rows),
+                         "running": sum(1 for r in rows if r["state"] in
+                                        {x.value for x in RUNNING}),
+                         "queued": sum(1 for r in rows if r["state"] == "queued"),
+                         "escalated": sum(1 for r in rows if r["state"] == "needs_human")}}
+
+
+def stats(store: Store, project: str, max_concurrent: int) -> dict[str, Any]:
+    """Execution time, success and error rates, agent utilisation."""
+    sessions = store.sessions(project)
+    ended = [s for s in sessions if s.outcome is not None]
+    merged = [s for s in ended if s.outcome is Outcome.MERGED]
+    failed = [s for s in ended if s.outcome is Outcome.FAILED]
+    running = sum(1 for s in sessions if s.state in RUNNING)
+    durations = sorted(s.updated_at - s.created_at for s in merged)
+    return {"project": project, "sessions": len(sessions), "running": running,
+            "max_concurrent": max_concurrent,
+            "utilisation": round(running / max_concurrent, 3) if max_concurrent else 0.0,
+            "merged": len(merged), "failed": len(failed),
+            "abandoned": sum(1 for s in ended if s.outcome is Outcome.ABANDONED),
+            "success_rate": round(len(merged) / len(ended), 3) if ended else None,
+            "error_rate": round(len(failed) / len(ended), 3) if ended else None,
+            "median_seconds_to_merge": durations[len(durations) // 2] if durations else None,
+            "fix_rounds": sum(len(store.attempts(s.id, "fix-ci")) for s in sessions),
+            "escalations": sum(len(store.attempts(s.id, "escalate")) for s in sessions),
+            "at": time.time()}

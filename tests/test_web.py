@@ -1,0 +1,116 @@
+"""The daemon over HTTP, with real sockets: the JSON API (same fields as `--json`), the live
+event stream (filters, Last-Event-ID), actions, metrics, and the board page."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from ao import config, events
+from ao.events import Event
+from ao.state import State
+from ao.store import Store
+from ao.web import WebServer
+
+from .fleet_helpers import Env
+from .helpers import run_ao
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def web(env: Env) -> Iterator[str]:
+    server = WebServer(config.load(), "127.0.0.1", free_port())
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+
+
+def get(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def post(url: str, body: object) -> tuple[int, object]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_api_has_the_cli_fields_and_the_stream_resumes(env: Env, web: str) -> None:
+    store = Store()
+    s = store.create_session("shop", "sho", "A-1", title="Add a", state=State.SPAWNING)
+    store.set_state(s.id, State.WORKING)
+    cli = json.loads(run_ao("session", "ls", "--json").out)
+    api = get(f"{web}/api/sessions")
+    assert isinstance(api, list) and set(api[0]) == set(cli[0])
+    assert get(f"{web}/api/sessions/A-1")["timeline"] == []  # type: ignore[index]
+    assert [p["name"] for p in get(f"{web}/api/projects")] == ["shop"]  # type: ignore[attr-defined]
+    first = events.emit(Event("ci.failed", "shop", s.id, "A-1", {"n": 1}), store)
+    events.emit(Event("pr.opened", "shop", s.id, "A-1", {"pr": 3}), store)
+    events.emit(Event("ci.failed", "other", None, None, {"n": 2}), store)
+    last_id = store.last_event_id()
+    with urllib.request.urlopen(f"{web}/api/events?after=0&project=shop&type=ci.&limit=1",
+                                timeout=10) as r:
+        body = r.read().decode()
+    assert "event: ci.failed" in body and '"n": 1' in body and "pr.opened" not in body
+    ident = int(body.split("id: ")[1].split("\n")[0])
+    req = urllib.request.Request(f"{web}/api/events?limit=2",
+                                 headers={"Last-Event-ID": str(ident)})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        rest = r.read().decode()
+    assert "pr.opened" in rest and f"id: {last_id}" in rest and first.type == "ci.failed"
+
+
+def test_actions_answer_what_the_cli_would(env: Env, web: str) -> None:
+    status, out = post(f"{web}/api/projects/shop/pause", {})
+    assert status == 200 and out == {"project": "shop", "paused": True}
+    assert Store().paused("shop")
+    status, out = post(f"{web}/api/sessions/NOPE-1/send", {"message": "hi"})
+    assert status == 404 and "no session or task NOPE-1" in out["error"]  # type: ignore[index]
+    status, out = post(f"{web}/api/projects/shop/explode", {})
+    assert status == 400 and "no action" in out["error"]  # type: ignore[index]
+
+
+def test_metrics_are_prometheus_text(env: Env, web: str) -> None:
+    store = Store()
+    s = store.create_session("shop", "sho", "A-1", state=State.SPAWNING)
+    store.set_state(s.id, State.WORKING)
+    store.set_state(s.id, State.MERGED)
+    with urllib.request.urlopen(f"{web}/metrics", timeout=10) as r:
+        text = r.read().decode()
+        assert r.headers["content-type"].startswith("text/plain")
+    assert 'ao_sessions{project="shop",state="merged"} 1' in text
+    assert 'ao_merged_total{project="shop"} 1' in text
+    assert "# TYPE ao_utilisation gauge" in text
+
+
+def test_the_board_page_is_served(env: Env, web: str) -> None:
+    with urllib.request.urlopen(f"{web}/", timeout=10) as r:
+        page = r.read().decode()
+    assert "ao board" in page and "/ws" in page
+
+
+def test_start_with_a_port_serves_it(env: Env) -> None:
+    port = free_port()
+    try:
+        r = run_ao("start", "--port", str(port))
+        assert r.code == 0 and f":{port}/" in r.out, r.err
+        assert get(f"http://127.0.0.1:{port}/api/projects")
+    finally:
+        run_ao("stop")
