@@ -28,18 +28,22 @@ from textual.widgets import (
     TabPane,
 )
 
-from .. import attention, events, paths, scheduler, tmux
+from .. import attention, events, paths, scheduler, tmux, views
 from .. import plan as planmod
 from ..config import Config
 from ..errors import AoError
 from ..fleet import Fleet
 from ..messaging import Messenger
+from ..reactions import DEFAULT_CI_RETRIES, Policy
 from ..sanitize import clean, for_terminal
 from ..store import Session, Store
 
 COLUMNS = ("zone", "id", "task", "title", "activity", "pr", "review", "round", "age", "last")
 ZONE_STYLE = {"respond": "bold red", "merge": "bold green", "fixing": "yellow",
               "working": "cyan", "queued": "dim", "done": "dim green"}
+
+
+AGE_EVERY = 5.0  # seconds between age refreshes when nothing else changed
 
 
 def _age(ts: float, now: float) -> str:
@@ -134,6 +138,7 @@ class BoardApp(App[None]):
         self.last_event = 0
         self.last_seen = 0.0
         self.shown: dict[str, tuple[Any, ...]] = {}
+        self.last_aged = 0.0
 
     # ---- layout ---------------------------------------------------------------------------
 
@@ -152,6 +157,7 @@ class BoardApp(App[None]):
         self.query_one(SessionTable).focus()
         self.rebuild()
         self.render_plan()
+        self.render_header()
         self.set_interval(self.refresh_every, self.poll)
 
     # ---- data -----------------------------------------------------------------------------
@@ -176,11 +182,14 @@ class BoardApp(App[None]):
     def cells(self, s: Session, last: str, now: float) -> tuple[Any, ...]:
         z = attention.zone(s, now)
         rounds = len(self.store.attempts(s.id, "fix-ci"))
+        project = self.cfg.projects.get(s.project)
+        limit = Policy.for_project(project).ci_retries if project else DEFAULT_CI_RETRIES
         pr = f"#{s.pr_number} {s.pr_checks or ''}".strip() if s.pr_number else "-"
         # plain Text, never markup: a title like "[/bold] x" is text, and escapes are gone
         return (Text(z, style=ZONE_STYLE[z]), *(Text(for_terminal(str(x))) for x in (
                 s.id, s.task, s.title[:36], s.activity if s.state.value != "queued" else "-",
-                pr, (s.pr_review or "-").replace("_", " "), f"{rounds}/3" if rounds else "-",
+                pr, (s.pr_review or "-").replace("_", " "),
+                f"{rounds}/{limit}" if rounds else "-",
                 _age(s.created_at, now), last or "-")))
 
     def rebuild(self) -> None:
@@ -199,8 +208,15 @@ class BoardApp(App[None]):
         self.render_detail()
 
     def poll(self) -> None:
+        """Rows whose session changed (an event, or an observation written without one, such
+        as activity or CI going pending -> passing); ages tick every few seconds."""
         eid = self.store.last_event_id()
-        if eid == self.last_event:
+        row = self.store.conn.execute("SELECT max(updated_at) FROM sessions").fetchone()
+        newest = float(row[0] or 0.0)
+        now = self.clock()
+        if eid == self.last_event and newest < self.last_seen:
+            if now - self.last_aged >= AGE_EVERY:
+                self.tick_ages(now)
             return
         changed = {r["session"] for r in self.store.db.query(
             "SELECT DISTINCT session FROM events WHERE id > ? AND session IS NOT NULL",
@@ -208,9 +224,40 @@ class BoardApp(App[None]):
         changed |= {r["id"] for r in self.store.db.query(
             "SELECT id FROM sessions WHERE updated_at >= ?", [self.last_seen])}
         self.last_event = eid
-        self.last_seen = self.clock()
+        self.last_seen = now
         self.apply(sorted(changed))
         self.render_plan()
+        self.render_header()
+
+    def tick_ages(self, now: float) -> None:
+        table = self.query_one(SessionTable)
+        for sid, cells in list(self.shown.items()):
+            try:
+                created = self.store.session(sid).created_at
+            except AoError:
+                continue
+            age = Text(_age(created, now))
+            if str(cells[COLUMNS.index("age")]) != str(age):
+                table.update_cell(sid, "age", age)
+                self.shown[sid] = (*cells[:COLUMNS.index("age")], age,
+                                   *cells[COLUMNS.index("age") + 1:])
+        self.last_aged = now
+
+    def render_header(self) -> None:
+        """The plan's progress in the header: merged/total, running, queued, escalated."""
+        try:
+            p = self.plan()
+        except AoError:
+            p = None
+        if p is None:
+            self.sub_title = ""
+            return
+        project = self.project or p.project or ""
+        prog = views.plan_status(self.store, p, project)["progress"]
+        paused = " · paused" if project and self.store.paused(project) else ""
+        self.sub_title = (f"{project}: {prog['merged']}/{prog['total']} merged · "
+                          f"{prog['running']} running · {prog['queued']} queued · "
+                          f"{prog['escalated']} escalated{paused}")
 
     def apply(self, ids: list[str]) -> None:
         """Update just these sessions' rows; re-sort only if a zone changed."""
