@@ -245,6 +245,10 @@ def _typed(value: Any, kind: type | tuple[type, ...], where: str, m: _Merged) ->
     return value
 
 
+def _opt_str(value: Any, where: str, m: _Merged) -> str | None:
+    return None if value is None else str(_typed(value, str, where, m))
+
+
 def _str_list(value: Any, where: str, m: _Merged) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -315,7 +319,7 @@ def _reactions(value: Any, where: str, m: _Merged) -> dict[str, ReactionConfig]:
             auto=bool(_typed(r.get("auto", True), bool, f"{w}.auto", m)),
             retries=retries,
             escalate_after=None if esc is None else str(esc),
-            message=r.get("message"),
+            message=_opt_str(r.get("message"), f"{w}.message", m),
         )
     return out
 
@@ -332,6 +336,12 @@ def _project(name: str, raw: Mapping[str, Any], m: _Merged, base: Path) -> Proje
     path = Path(str(_typed(raw["path"], str, f"{where}.path", m))).expanduser()
     if not path.is_absolute():
         path = (base / path).resolve()
+    if not path.is_dir() or not (path / ".git").exists():
+        what = "does not exist" if not path.exists() else "is not a folder" \
+            if not path.is_dir() else "is not a git work tree"
+        raise ConfigError(f"{paths.display(m.source_of(where))}: `{where}.path` "
+                          f"{paths.display(path)} {what}",
+                          "point it at the project's local clone (`git clone ...` first)")
     repo = raw.get("repo")
     if repo is not None and not re.match(r"^[\w.-]+/[\w.-]+$", str(repo)):
         raise ConfigError(f"`{where}.repo` must be owner/name, got {repo!r}", "e.g. acme/workflow")
@@ -353,7 +363,7 @@ def _project(name: str, raw: Mapping[str, Any], m: _Merged, base: Path) -> Proje
     elif ci is not None:
         ci_raw = _mapping(ci, f"{where}.ci", m)
         _check_keys(ci_raw, _CI_KEYS, f"{where}.ci", m)
-        ci_command = ci_raw.get("command")
+        ci_command = _opt_str(ci_raw.get("command"), f"{where}.ci.command", m)
         ci_timeout = parse_duration(ci_raw.get("timeout", 600), f"{where}.ci.timeout")
     merge_method = str(_typed(raw.get("merge_method", "merge"), str, f"{where}.merge_method", m))
     if merge_method not in MERGE_METHODS:
@@ -373,12 +383,13 @@ def _project(name: str, raw: Mapping[str, Any], m: _Merged, base: Path) -> Proje
         name=name,
         path=path,
         repo=repo,
-        default_branch=str(raw.get("default_branch", "main")),
-        remote=str(raw.get("remote", "origin")),
+        default_branch=str(_typed(raw.get("default_branch", "main"), str,
+                                  f"{where}.default_branch", m)),
+        remote=str(_typed(raw.get("remote", "origin"), str, f"{where}.remote", m)),
         forge=forge,
         agent=_agent(raw.get("agent"), f"{where}.agent", m),
         max_concurrent=max_concurrent,
-        plan=raw.get("plan"),
+        plan=_opt_str(raw.get("plan"), f"{where}.plan", m),
         ci_command=ci_command,
         ci_timeout=ci_timeout,
         session_prefix=prefix,
@@ -571,7 +582,8 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
         nightly_at=None if nightly is None else str(nightly),
         notify=NotifyConfig(
             desktop=bool(_typed(notify.get("desktop", False), bool, "notify.desktop", m)),
-            webhook=notify.get("webhook"), command=notify.get("command")),
+            webhook=_opt_str(notify.get("webhook"), "notify.webhook", m),
+            command=_opt_str(notify.get("command"), "notify.command", m)),
         projects=projects,
         origins=dict(m.origins),
         files=tuple(files),

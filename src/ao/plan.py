@@ -88,6 +88,9 @@ def estimate_days(estimate: str | None) -> float:
     return value / HOURS_PER_DAY if unit == "h" else value * 5 if unit == "w" else value
 
 
+MAX_TASKS = 1000  # a plan beyond this is a mistake (docs/plans.md)
+
+
 def normalize_key(raw: object) -> str:
     """`#123` and `123` name issue 123; keys are kept as written otherwise."""
     key = str(raw).strip()
@@ -120,6 +123,9 @@ def parse(text: str, source: Path | None = None) -> Plan:
     raw_tasks = data["tasks"]
     if not isinstance(raw_tasks, Mapping) or not raw_tasks:
         raise PlanError(f"{where}: `tasks` must map task keys to tasks", "see docs/plans.md")
+    if len(raw_tasks) > MAX_TASKS:
+        raise PlanError(f"{where}: {len(raw_tasks)} tasks; a plan holds at most {MAX_TASKS}",
+                        "split it into several plans")
 
     problems = [
         Problem("duplicate-key", normalize_key(k), f"{normalize_key(k)}: defined twice (line {ln})")
