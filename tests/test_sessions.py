@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from ao import paths, tmux, workspace
 from ao.errors import BadInput, ExternalError
 from ao.messaging import Messenger
 from ao.state import Activity, State
+from ao.store import Store
 
 from .fleet_helpers import Env
 from .helpers import git, retry_until, run_ao
@@ -356,3 +358,53 @@ def test_a_plain_command_is_an_agent(env: Env) -> None:
     assert (out.code, out.out.strip()) == (0, "delivered"), out.err
     screen = tmux.capture(fleet.srv, r.session or "")
     assert screen.count("hello cat") == 2  # the echo of the typing, and cat's own output
+
+
+def test_concurrent_sends_are_never_glued(env: Env) -> None:
+    """Five `ao send` at once to one agent: one sender types at a time (a lock held from the
+    clear to the confirmation); every message arrives whole and once."""
+    import subprocess
+    import sys as _sys
+
+    sid = spawned(env)
+    texts = [f"message number {i} for the agent" for i in range(5)]
+    procs = [subprocess.Popen([_sys.executable, "-m", "ao", "send", sid, t],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for t in texts]
+    codes = [p.wait(timeout=90) for p in procs]
+    assert all(c in (0, 3) for c in codes), [p.stderr.read() for p in procs]  # type: ignore[union-attr]
+    r = run_ao("send", sid, "--flush")
+    assert r.code == 0, (r.out, r.err)
+    inbox = [m for m in env.inbox(sid) if m.startswith("message number")]
+    assert sorted(inbox) == sorted(texts), inbox  # whole, once each, nothing glued
+
+
+def test_kill_9_of_batch_spawn_is_repaired_by_the_next_command(env: Env) -> None:
+    """`ao batch-spawn` killed with SIGKILL at random moments: the next `ao` command finishes
+    or undoes what it left (no session stuck in `spawning`, no half-made worktree), and
+    running batch-spawn again starts what is left."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys as _sys
+
+    rng = random.Random(7)
+    for _round in range(3):
+        proc = subprocess.Popen([_sys.executable, "-m", "ao", "batch-spawn", "shop", "--plan",
+                                 str(env.plan_file), "--force"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 2.5))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        rows = json.loads(run_ao("session", "ls", "--all", "--json").out)
+        assert not [r for r in rows if r["state"] == "spawning"], rows
+        owned = {r["id"] for r in rows if r["state"] not in ("cleaned", "queued")}
+        wts = {p.name for p in (paths.ao_home() / "worktrees" / "shop").glob("*")} \
+            if (paths.ao_home() / "worktrees" / "shop").exists() else set()
+        assert wts <= owned, (wts, owned)  # no worktree without a live session
+        assert not [m for r in rows for m in Store().messages(r["id"], "sending")]
+    r = run_ao("batch-spawn", "shop", "--plan", str(env.plan_file), "--force")
+    rows = json.loads(run_ao("session", "ls", "--json").out)
+    live = {x["task"] for x in rows if x["state"] in ("working", "pr_open")}
+    assert live == {"A-1", "B-1", "C-1", "D-1"}, (r.out, rows)

@@ -215,7 +215,18 @@ class Fleet:
                 return SpawnResult(task.key, "queued", s.id,
                                    f"{project.max_concurrent} sessions running (max_concurrent)")
         except TaskBusy as e:
-            return SpawnResult(task.key, "skipped", e.session_id, e.message)
+            queued = self.store.session(e.session_id)
+            if queued.state is not State.QUEUED or (waiting and not force):
+                return SpawnResult(task.key, "skipped", e.session_id, e.message)
+            # a queued record (a plan run, or a start a crash undid) is started in place
+            running = self.store.sessions(project.name, states=set(RUNNING))
+            if len(running) >= project.max_concurrent:
+                return SpawnResult(task.key, "queued", queued.id, "max_concurrent reached")
+            s = self.store.set_state(queued.id, State.SPAWNING, owner_pid=os.getpid())
+            try:
+                return self._start(s, task, plan, fresh_branch=fresh, fresh=False)
+            except AoError as err:
+                return SpawnResult(task.key, "failed", s.id, str(err))
         try:
             return self._start(s, task, plan, fresh_branch=fresh, fresh=True)
         except AoError as e:
