@@ -22,9 +22,12 @@ app = typer.Typer(help="Pull requests of the project's sessions: list and merge.
 
 
 def _tracked(project: str | None) -> dict[str, list[Session]]:
+    """Sessions with a branch, by project; sessions of a project no longer configured (an
+    old `ao demo`, a forgotten repo) are left out rather than failing the listing."""
     out: dict[str, list[Session]] = {}
+    known = services.cfg().projects
     for s in services.store().sessions(project):
-        if s.branch:
+        if s.branch and (project or s.project in known):
             out.setdefault(s.project, []).append(s)
     return out
 

@@ -175,11 +175,11 @@ class GitHubForge:
                                   _hint(e.status))
             if limited:
                 wait = _wait(headers, secondary=_secondary(e))
-                self.blocked_until = time.time() + wait
                 resource = headers.get("x-ratelimit-resource", "core")
                 error = ExternalError(f"GitHub rate limit ({resource}): it asks to wait "
                                       f"{wait:.0f}s before {what}", "ao waits and goes on")
                 if wait > self.max_wait:
+                    self.blocked_until = time.time() + wait  # the caller skips until then
                     raise error from None
                 sys.stderr.write(f"ao: GitHub rate limit: waiting {wait:.0f}s as it asks\n")
                 raise _Transient(error, wait) from None
