@@ -408,3 +408,46 @@ def test_kill_9_of_batch_spawn_is_repaired_by_the_next_command(env: Env) -> None
     rows = json.loads(run_ao("session", "ls", "--json").out)
     live = {x["task"] for x in rows if x["state"] in ("working", "pr_open")}
     assert live == {"A-1", "B-1", "C-1", "D-1"}, (r.out, rows)
+
+
+def test_logs_reads_the_agents_own_transcript(env: Env, tmp_path: Path) -> None:
+    """A full-screen agent's pane log is cursor moves; when its hooks named a transcript
+    (Claude Code's JSONL), `ao logs` prints that instead, readably."""
+    from ao import events
+    from ao.events import Event
+
+    store = Store()
+    s = store.create_session("shop", "sho", "A-1", state=State.SPAWNING)
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text("\n".join(json.dumps(x) for x in [
+        {"type": "user", "message": {"role": "user", "content": "Add a login form"}},
+        {"type": "assistant", "message": {"content": [
+            {"type": "text", "text": "I will add it.\x1b]52;c;aGk=\x07"},
+            {"type": "tool_use", "name": "Bash", "input": {"command": "pytest -q"}}]}},
+        {"type": "system", "subtype": "turn_duration"}]) + "\n")
+    events.emit(Event("agent.hook", "shop", s.id, "A-1",
+                      {"event": "Stop", "transcript_path": str(jsonl)}), store)
+    r = run_ao("logs", s.id)
+    assert r.out.splitlines() == ["you: Add a login form", "agent: I will add it.",
+                                  'agent runs Bash: {"command": "pytest -q"}'], r.out
+
+
+def test_restore_relaunches_what_the_session_was_started_with(env: Env) -> None:
+    env.write_config(agent={"command": "cat"}, env={"GREETING": "first"})
+    fleet = env.fleet()
+    r = fleet.spawn("shop", "A-1", fleet.plan_for(fleet.cfg.project("shop")))
+    assert r.status == "spawned", r.reason
+    sid = r.session or ""
+    env.write_config(agent={"command": "sleep 1000"}, env={"GREETING": "changed"})
+    tmux.kill_session(fleet.srv, sid)  # the agent died
+    r2 = run_ao("session", "restore", sid)
+    assert r2.code == 0, r2.err
+    pane = tmux.pane(fleet.srv, sid)
+    assert pane is not None and pane.pid is not None
+    children = Path(f"/proc/{pane.pid}/task/{pane.pid}/children").read_text().split()
+    cmdlines = [Path(f"/proc/{pane.pid}/cmdline").read_bytes()] + \
+        [Path(f"/proc/{c}/cmdline").read_bytes() for c in children]
+    assert any(b"cat" in c for c in cmdlines) and not any(b"sleep" in c for c in cmdlines)
+    env_of = dict(x.split(b"=", 1) for x in Path(f"/proc/{pane.pid}/environ").read_bytes()
+                  .split(b"\0") if b"=" in x)
+    assert env_of[b"GREETING"] == b"first"

@@ -21,7 +21,8 @@ ACTIVITY = {
     "Stop": Activity.IDLE,
     "SessionEnd": Activity.EXITED,
 }
-KEPT_FIELDS = ("notification_type", "tool_name", "source", "reason", "session_id")
+KEPT_FIELDS = ("notification_type", "tool_name", "source", "reason", "session_id",
+               "transcript_path")
 
 
 def record(agent: str, event: str, raw: str, store: Store | None = None) -> bool:

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from libtmux import Server
 
@@ -308,22 +309,49 @@ class Fleet:
             return SpawnResult(task.key, "failed", sid, str(e))
         return SpawnResult(task.key, "spawned", sid)
 
-    def _context(self, project: ProjectConfig, s: Session, profile: Profile) -> LaunchContext:
+    def _context(self, project: ProjectConfig, s: Session, profile: Profile,
+                 recorded: dict[str, Any] | None = None) -> LaunchContext:
+        """How the agent is launched: from the config, or (`recorded`, for a restore) from
+        what the session was started with."""
         sdir = paths.session_dir(project.name, s.id)
+        r = recorded or {}
         return LaunchContext(
             session_id=s.id, project=project.name, task=s.task,
             worktree=paths.worktree_path(project.name, s.id), prompt_file=sdir / "prompt.md",
             session_dir=sdir, default_branch=project.default_branch, remote=project.remote,
-            sandboxed=project.sandboxed, permission_mode=project.agent.permission_mode,
-            command_template=project.agent.command, ready_pattern=project.agent.ready,
+            sandboxed=r.get("sandboxed", project.sandboxed),
+            permission_mode=r.get("permission_mode", project.agent.permission_mode),
+            command_template=r.get("command_template", project.agent.command),
+            ready_pattern=r.get("ready_pattern", project.agent.ready),
         )
 
-    def _env(self, profile: Profile, ctx: LaunchContext) -> dict[str, str]:
+    def _configured_env(self, project: ProjectConfig) -> dict[str, str]:
+        return dict((*project.env, *project.agent.env))
+
+    def _env(self, profile: Profile, ctx: LaunchContext,
+             configured: dict[str, str] | None = None) -> dict[str, str]:
         """The agent's whole environment (environment.py): least privilege, and current."""
         project = self.cfg.project(ctx.project)
         return environment.build(os.environ, profile.passthrough,
                                  {**profile.env(ctx), "AO_HOME": str(paths.ao_home())},
-                                 dict((*project.env, *project.agent.env)))
+                                 self._configured_env(project) if configured is None
+                                 else configured)
+
+    def _record_launch(self, project: ProjectConfig, profile: Profile,
+                       ctx: LaunchContext) -> None:
+        """What the session was started with, so a restore relaunches the same agent the
+        same way even after the config changed."""
+        paths.write_atomic(ctx.session_dir / "launch.json", json.dumps({
+            "agent": profile.name, "command_template": ctx.command_template,
+            "permission_mode": ctx.permission_mode, "sandboxed": ctx.sandboxed,
+            "ready_pattern": ctx.ready_pattern, "env": self._configured_env(project)}))
+
+    def _recorded_launch(self, project: str, sid: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads((paths.session_dir(project, sid) / "launch.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def launch(self, s: Session, task: Task, plan: Plan | None, *, fresh_branch: bool,
                fresh: bool) -> None:
@@ -384,6 +412,7 @@ class Fleet:
             profile.prepare(ctx)
             launch.prompt = prompts.first_prompt(project, task, plan, branch)
             prompts.write(ctx.prompt_file, launch.prompt)
+            self._record_launch(project, profile, ctx)
             tmux.new_session(self.srv, s.id, ctx.worktree, command, self._env(profile, ctx))
             launch.undo.append(lambda: tmux.kill_session(self.srv, s.id))
             tmux.pipe_to(self.srv, s.id, ctx.session_dir / "pane.log")
@@ -599,8 +628,10 @@ class Fleet:
         if p is not None and not p.dead:
             raise BadInput(f"{sid} is already running", f"attach with `ao session attach {sid}`")
         project = self.cfg.project(s.project)
+        recorded = self._recorded_launch(project.name, sid)
         profile = agents.get(s.agent or project.agent)
-        ctx = self._context(project, s, profile)
+        ctx = self._context(project, s, profile, recorded)
+        env = self._env(profile, ctx, recorded.get("env") if recorded else None)
         if not ctx.worktree.exists():
             branch = s.branch or workspace.branch_name(s.task)
             if not (workspace.local_branch_exists(project.path, branch)
@@ -613,9 +644,9 @@ class Fleet:
             profile.prepare(ctx)
         command = profile.resume_command(ctx)
         if p is not None:
-            tmux.respawn(self.srv, sid, ctx.worktree, command, self._env(profile, ctx))
+            tmux.respawn(self.srv, sid, ctx.worktree, command, env)
         else:
-            tmux.new_session(self.srv, sid, ctx.worktree, command, self._env(profile, ctx))
+            tmux.new_session(self.srv, sid, ctx.worktree, command, env)
             tmux.pipe_to(self.srv, sid, ctx.session_dir / "pane.log")
         if s.state is State.KILLED:
             self.store.set_state(sid, State.WORKING)

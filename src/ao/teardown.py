@@ -14,13 +14,15 @@ Steps, each idempotent, so an interrupted teardown is finished by the next one:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from libtmux import Server
 
-from . import paths, tmux, workspace
+from . import agents, paths, tmux, workspace
 from .config import ProjectConfig
+from .errors import AoError
 from .state import ENDED, State
 from .store import Session, Store
 
@@ -68,6 +70,8 @@ def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
         else:
             workspace.remove_worktree(project.path, wt)
             out.worktree = "removed"
+            with contextlib.suppress(AoError):
+                agents.get(s.agent or "command").forget(wt)
     branch = s.branch
     if branch and workspace.local_branch_exists(project.path, branch):
         if out.worktree == "kept":

@@ -94,6 +94,10 @@ class Profile:
     def prepare(self, ctx: LaunchContext) -> None:
         """Pre-answer first-run dialogs and install hooks before the agent starts."""
 
+    def forget(self, worktree: Path) -> None:
+        """Undo what `prepare` recorded outside the worktree (a trust entry), once the
+        worktree is gone."""
+
     def is_ready(self, screen: str) -> bool:
         """The input is drawn and will take a paste."""
         return bool(screen.strip())

@@ -23,7 +23,9 @@ HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse",
                "PermissionRequest", "Notification", "Stop", "SessionEnd")
 _RULE = re.compile(r"^\s*─{20,}\s*$", re.M)
 _PERMISSION = ("Do you want to proceed?", "Esc to cancel · Tab to amend", "Do you want to create",
-               "Do you want to make this edit", "Do you want to allow")
+               "Do you want to make this edit", "Do you want to allow",
+               # menus that wait on a human: AskUserQuestion, the /model picker and the like
+               "Enter to select · ↑/↓ to navigate", "↑/↓ to navigate", "Enter to confirm · Esc")
 BYPASS = ("bypassPermissions", "dangerously-skip-permissions")
 
 
@@ -125,6 +127,20 @@ class ClaudeCode(Profile):
             update_json(home / ".claude" / "settings.json",
                         lambda d: d.__setitem__("skipDangerousModePermissionPrompt", True))
         self.write_hooks(ctx)
+
+    def forget(self, worktree: Path) -> None:
+        """The trust entry `prepare` added for this worktree, removed with it (else
+        ~/.claude.json grows by one entry per session for ever)."""
+        home = Path(os.environ.get("HOME", str(Path.home())))
+        f = home / ".claude.json"
+        if not f.exists():
+            return
+        path = str(worktree.resolve()) if worktree.exists() else str(worktree)
+
+        def drop(data: dict[str, Any]) -> None:
+            (data.get("projects") or {}).pop(path, None)
+
+        update_json(f, drop)
 
     def write_hooks(self, ctx: LaunchContext) -> None:
         def hooks(data: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -11,7 +12,7 @@ import typer
 
 from .. import agent_hooks, agents, events, paths, tmux
 from ..errors import BadInput
-from ..sanitize import transcript
+from ..sanitize import clean, transcript
 from ..state import RUNNING, State
 from ..store import Session, Store
 from . import services
@@ -37,6 +38,12 @@ def logs(
             for e in events.follow(log):
                 typer.echo(f"{e.ts[:19].replace('T', ' ')}  {e.type:<20} {_brief(e.data)}")
         return
+    jsonl = _agent_transcript(sdir)
+    if jsonl is not None and not follow:
+        # a full-screen agent's pane log is cursor moves; its own transcript reads well
+        for line in agent_transcript(jsonl)[-lines:]:
+            typer.echo(line)
+        return
     pane = sdir / "pane.log"
     if not pane.exists():
         note(f"no transcript yet at {paths.display(pane)}")
@@ -52,6 +59,46 @@ def logs(
                 sys.stdout.flush()
             else:
                 time.sleep(0.2)
+
+
+def _agent_transcript(sdir: Path) -> Path | None:
+    """The transcript file the agent's hooks named (Claude Code's JSONL), if it exists."""
+    log = sdir / "events.log"
+    if not log.exists():
+        return None
+    found = None
+    for e in events.read(log, include_rotated=False):
+        p = e.data.get("transcript_path") if e.type == "agent.hook" else None
+        if isinstance(p, str) and p:
+            found = p
+    return Path(found) if found and Path(found).is_file() else None
+
+
+def agent_transcript(path: Path) -> list[str]:
+    """Claude Code's JSONL as lines to read: who said what, and the tools it ran."""
+    out: list[str] = []
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue
+        if rec.get("type") not in ("user", "assistant"):
+            continue
+        who = "you" if rec["type"] == "user" else "agent"
+        content = (rec.get("message") or {}).get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else \
+            content if isinstance(content, list) else []
+        for part in parts:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "text" and str(part.get("text", "")).strip():
+                text = clean(str(part["text"])).strip()
+                out += [f"{who}: {text.splitlines()[0]}"] + \
+                    [f"  {ln}" for ln in text.splitlines()[1:]]
+            elif part.get("type") == "tool_use":
+                arg = json.dumps(part.get("input") or {}, ensure_ascii=False)[:100]
+                out.append(f"{who} runs {part.get('name')}: {clean(arg)}")
+    return out
 
 
 def _brief(data: dict[str, object]) -> str:
