@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,13 @@ def write_global(home: Path, text: str) -> Path:
     return f
 
 
+def git_init(path: Path) -> None:
+    """Project paths must be git work trees."""
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+
+
 def test_defaults_and_prefix(isolated_home: Path, tmp_path: Path) -> None:
+    git_init(tmp_path)
     write_global(isolated_home, f"projects:\n  workflow:\n    path: {tmp_path}\n")
     cfg = config.load()
     p = cfg.project("workflow")
@@ -69,6 +76,7 @@ def test_bad_config(isolated_home: Path, text: str, match: str) -> None:
 
 def test_repo_file_overrides_global_and_env_overrides_both(
         isolated_home: Path, tmp_path: Path) -> None:
+    git_init(tmp_path)
     write_global(isolated_home, "poll_interval: 45s\ntmux: {socket: mine}\n"
                  f"projects:\n  workflow:\n    path: {tmp_path}\n    max_concurrent: 3\n")
     repo = tmp_path / "repo"
@@ -109,6 +117,7 @@ def test_cli_bad_config_is_one_line_exit_2(isolated_home: Path) -> None:
 
 
 def test_config_show_json(isolated_home: Path, tmp_path: Path) -> None:
+    git_init(tmp_path)
     write_global(isolated_home, f"projects:\n  workflow:\n    path: {tmp_path}\n")
     r = run_ao("config", "show", "--json")
     assert r.code == 0, r.err

@@ -336,12 +336,7 @@ def _project(name: str, raw: Mapping[str, Any], m: _Merged, base: Path) -> Proje
     path = Path(str(_typed(raw["path"], str, f"{where}.path", m))).expanduser()
     if not path.is_absolute():
         path = (base / path).resolve()
-    if not path.is_dir() or not (path / ".git").exists():
-        what = "does not exist" if not path.exists() else "is not a folder" \
-            if not path.is_dir() else "is not a git work tree"
-        raise ConfigError(f"{paths.display(m.source_of(where))}: `{where}.path` "
-                          f"{paths.display(path)} {what}",
-                          "point it at the project's local clone (`git clone ...` first)")
+
     repo = raw.get("repo")
     if repo is not None and not re.match(r"^[\w.-]+/[\w.-]+$", str(repo)):
         raise ConfigError(f"`{where}.repo` must be owner/name, got {repo!r}", "e.g. acme/workflow")
@@ -545,6 +540,14 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
                 "set `session_prefix` on one of them",
             )
         prefixes[p.session_prefix] = p.name
+    for p in projects.values():  # last: the other mistakes in a file are named first
+        if not p.path.is_dir() or not (p.path / ".git").exists():
+            what = "does not exist" if not p.path.exists() else "is not a folder" \
+                if not p.path.is_dir() else "is not a git work tree"
+            where = f"projects.{p.name}"
+            raise ConfigError(f"{paths.display(m.source_of(where))}: `{where}.path` "
+                              f"{paths.display(p.path)} {what}",
+                              "point it at the project's local clone (`git clone ...` first)")
     notify = _mapping(data.get("notify"), "notify", m)
     _check_keys(notify, _NOTIFY_KEYS, "notify", m)
     cleanup = _mapping(data.get("cleanup"), "cleanup", m)
