@@ -44,7 +44,8 @@ def sandbox(prefix: str) -> Iterator[Sandbox]:
                "GIT_CONFIG_GLOBAL": str(root / "gitconfig"), "TMUX_TMPDIR": str(root),
                "AO_TMUX_SOCKET": "bench"}
         env.pop("TMUX", None)
-        saved = {k: os.environ.get(k) for k in ("HOME", "AO_HOME", "GIT_CONFIG_GLOBAL")}
+        saved = {k: os.environ.get(k) for k in ("HOME", "AO_HOME", "GIT_CONFIG_GLOBAL",
+                                                "TMUX_TMPDIR", "AO_TMUX_SOCKET")}
         os.environ.update({k: env[k] for k in saved})
         (root / "gitconfig").write_text("[user]\n\tname = b\n\temail = b@example.invalid\n")
         bare, work = root / "remote.git", root / "work"

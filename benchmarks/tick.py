@@ -1,0 +1,106 @@
+"""One daemon tick over N idle live sessions (real tmux sessions), against the floor measured
+in the same run: one `tmux list-panes -a` round trip, which tells the liveness and last output
+of every pane at once.
+
+For N in 10, 50, 100, 200 (real `sleep` agents on ao's tmux server, recorded as working
+sessions of a command agent): the median wall time of `Daemon.tick` after a warm-up tick, and
+the processes it spawned. Prints the fitted growth law.
+
+Run: python benchmarks/tick.py [--sizes 10,50,100,200] [--ticks 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sandbox import sandbox
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+
+class Spawned:
+    """Counts the processes started through subprocess (libtmux and git both use it)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._orig = subprocess.Popen.__init__
+
+        def counting(popen: subprocess.Popen[bytes], *a: object, **k: object) -> None:
+            self.n += 1
+            self._orig(popen, *a, **k)  # type: ignore[arg-type]
+
+        subprocess.Popen.__init__ = counting  # type: ignore[method-assign]
+
+
+def measure(n: int, ticks: int) -> tuple[float, float, float]:
+    from ao import config, tmux
+    from ao.daemon import Daemon
+    from ao.state import State
+    from ao.store import Store
+
+    with sandbox(f"ao-bench-tick-{n}-") as sb:
+        sb.config(30, agent={"command": "sleep 100000"}, max_concurrent=n + 1)
+        cfg = config.load()
+        store = Store()
+        srv = tmux.server(cfg.tmux_socket)
+        for i in range(n):
+            s = store.create_session("bench", "ben", f"T-{i}", agent="command",
+                                     state=State.SPAWNING)
+            store.set_state(s.id, State.WORKING)
+            tmux.new_session(srv, s.id, sb.work, "sleep 100000")
+        d = Daemon(cfg, store, srv)
+        time.sleep(1.5)  # output in the second of a capture counts as new: let it pass
+        d.tick()  # warm-up: first captures, caches
+        counter = Spawned()
+        walls = []
+        for _ in range(ticks):
+            t0 = time.perf_counter()
+            d.tick()
+            walls.append(time.perf_counter() - t0)
+        procs = counter.n / ticks
+        subprocess.Popen.__init__ = counter._orig  # type: ignore[method-assign]
+        floors = []
+        for _ in range(ticks):
+            t0 = time.perf_counter()
+            srv.cmd("list-panes", "-a", "-F", "#{session_name} #{pane_dead} #{window_activity}")
+            floors.append(time.perf_counter() - t0)
+        return statistics.median(walls), procs, statistics.median(floors)
+
+
+def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least squares y = a + b·x."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / \
+        sum((x - mx) ** 2 for x in xs)
+    return my - b * mx, b
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="10,50,100,200")
+    ap.add_argument("--ticks", type=int, default=5)
+    args = ap.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",")]
+    rows = [(n, *measure(n, args.ticks)) for n in sizes]
+    print(f"{'sessions':>9}{'tick ms':>10}{'processes':>11}{'floor ms':>10}{'ratio':>8}")
+    for n, wall, procs, floor in rows:
+        print(f"{n:>9}{wall * 1000:>10.1f}{procs:>11.1f}{floor * 1000:>10.2f}"
+              f"{wall / floor:>8.1f}")
+    a, b = fit([float(r[0]) for r in rows], [r[1] * 1000 for r in rows])
+    print(f"fitted: tick ≈ {a:.1f} + {b:.3f}·N ms")
+    n, wall, procs, floor = rows[-1]
+    print(json.dumps({"benchmark": "tick", "metric": f"one tick over {n} idle sessions",
+                      "unit": "s", "value": round(wall, 4), "baseline": round(floor, 4),
+                      "ratio": round(wall / floor, 2), "target": 3, "target_on": "ratio",
+                      "processes": procs}))
+
+
+if __name__ == "__main__":
+    main()
