@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from sandbox import Sandbox, git, sandbox
 
@@ -24,7 +25,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 def cpu(pid: int) -> float:
     """utime + stime of the process and of its waited-for children, in seconds."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return sum(int(x) for x in fields[11:15]) / TICK
 
 

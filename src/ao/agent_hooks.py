@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from . import paths
+from .errors import AoError
 from .events import Event, emit
 from .state import Activity
 from .store import Store
@@ -37,7 +38,7 @@ def record(agent: str, event: str, raw: str, store: Store | None = None) -> bool
     store = store or Store()
     try:
         s = store.session(sid)
-    except Exception:
+    except AoError:
         return False
     activity = ACTIVITY.get(event)
     if event == "Notification":

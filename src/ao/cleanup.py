@@ -15,8 +15,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from libtmux import Server
+from typing import TYPE_CHECKING
 
 from . import events as eventsmod
 from . import paths, tmux, workspace
@@ -26,6 +25,9 @@ from .events import Event, emit
 from .state import LIVE, RUNNING, State
 from .store import Session, Store
 from .teardown import disposable, teardown
+
+if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
+    from libtmux import Server
 
 RETENTION = 30 * 86400.0
 KEEP_TMUX = ("ao-daemon",)

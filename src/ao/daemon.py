@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import signal
 import threading
@@ -18,9 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
-from libtmux import Server
+from typing import TYPE_CHECKING, Any
 
 from . import agents, compose, paths, scheduler, workspace
 from . import config as cfgmod
@@ -41,7 +40,11 @@ from .state import LIVE, Activity, Outcome, State
 from .store import Session, Store
 from .teardown import teardown
 
+if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
+    from libtmux import Server
+
 LOCK_NAME = "daemon.lock"
+log = logging.getLogger(__name__)
 MIN_TICK_GAP = 0.25  # seconds: the shortest time between two ticks, however often woken
 
 
@@ -216,8 +219,12 @@ class Daemon:
             try:
                 self.tick_project(project)
             except Exception as e:  # one project's trouble never stops the others
-                emit(Event("daemon.error", name, data={"error": f"{type(e).__name__}: {e}"}),
-                     self.store)
+                log.exception("tick of project %s failed", name)  # the traceback, for us
+                try:
+                    emit(Event("daemon.error", name,
+                               data={"error": f"{type(e).__name__}: {e}"}), self.store)
+                except Exception:  # a full disk: the daemon goes on, and says so on stderr
+                    log.exception("could not record daemon.error")
         self.nightly()
         self.polls += 1
         self._write_state()

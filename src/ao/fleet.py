@@ -15,9 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from libtmux import Server
+from typing import TYPE_CHECKING, Any
 
 from . import activity, agents, environment, limits, paths, prompts, scheduler, tmux, workspace
 from . import plan as planmod
@@ -30,6 +28,9 @@ from .sanitize import clean
 from .state import LIVE, RUNNING, Activity, State
 from .store import AtCapacity, Session, Store, TaskBusy
 from .teardown import teardown
+
+if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
+    from libtmux import Server
 
 
 @dataclass(frozen=True)

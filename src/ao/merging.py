@@ -4,7 +4,7 @@ whoever made it (stop the agent, close the task, tell the hooks)."""
 
 from __future__ import annotations
 
-from libtmux import Server
+from typing import TYPE_CHECKING
 
 from . import forge as forgemod
 from . import paths
@@ -18,6 +18,9 @@ from .reactions import Policy
 from .state import State
 from .store import Session, Store
 from .teardown import stop_agent
+
+if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
+    from libtmux import Server
 
 
 def merge_now(cfg: Config, store: Store, srv: Server, s: Session,

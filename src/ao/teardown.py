@@ -17,14 +17,16 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from libtmux import Server
+from typing import TYPE_CHECKING
 
 from . import agents, paths, tmux, workspace
 from .config import ProjectConfig
 from .errors import AoError
 from .state import ENDED, State
 from .store import Session, Store
+
+if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
+    from libtmux import Server
 
 
 @dataclass

@@ -30,6 +30,20 @@ def _echo(e: Event) -> None:
         fh.write(for_terminal(f"{e.ts} {e.type} {who} {events_brief(e.data)}") + "\n")
 
 
+def _logging() -> None:
+    """Python logging for the daemon's own troubles (tracebacks included) into
+    logs/daemon.log beside the event lines; the event log stays the user-facing record."""
+    import logging
+    from logging.handlers import RotatingFileHandler
+
+    handler = RotatingFileHandler(paths.logs_dir() / "daemon.log", maxBytes=5_000_000,
+                                  backupCount=3, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("ao")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
 def events_brief(data: dict[str, object]) -> str:
     return " ".join(f"{k}={v}" for k, v in data.items())[:200]
 
@@ -43,6 +57,7 @@ def run(once: bool = typer.Option(False, "--once",
         host: str | None = typer.Option(None, "--host", help="Address to serve on "
                                         "(default 127.0.0.1, or web.host).")) -> None:
     """Run the daemon in this terminal (what `ao start` runs inside tmux)."""
+    _logging()
     events.add_listener(_echo)
     cfg = services.cfg()
     d = Daemon(cfg, services.store(), services.fleet().srv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -220,8 +221,14 @@ def hook(
     try:
         raw = "" if sys.stdin.isatty() else sys.stdin.read()
         agent_hooks.record(agent, event, raw)
-    except Exception as e:  # a hook must never break the agent it runs in
+    except Exception as e:  # a hook must never break the agent it runs in; it is kept, though
         sys.stderr.write(f"ao hook: {e}\n")
+        import traceback
+
+        with contextlib.suppress(OSError), (paths.logs_dir() / "hooks.log").open(
+                "a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {agent} {event}: "
+                     f"{traceback.format_exc()}\n")
 
 
 

@@ -97,6 +97,8 @@ class LocalForge:
 
     def poll(self, branches: list[str]) -> PollResult:
         result = PollResult()
+        if not branches:
+            return result  # nothing tracked: no round trip to the remote
         try:
             heads = self._heads()
             self._fetch()
