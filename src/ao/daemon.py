@@ -329,9 +329,9 @@ class Daemon:
                 emit(Event("reaction.error", project.name, s.id, s.task,
                            {"error": str(e)}), self.store)
         if not paused:
-            for s in self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED}):
-                if self.store.messages(s.id, "queued"):
-                    self.messenger.deliver_queued(s.id)
+            for sid in self.store.with_queued_messages(project.name):
+                if self.store.session(sid).state in LIVE - {State.QUEUED}:
+                    self.messenger.deliver_queued(sid)
         for p in plans:
             self.schedule(project, p, paused)
         self.cleanup_merged(project)

@@ -584,6 +584,12 @@ class Store:
             args.append(status)
         return list(self.db.query(sql + " ORDER BY id", args))
 
+    def with_queued_messages(self, project: str) -> list[str]:
+        """Sessions of the project with messages waiting, in one query."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT m.session FROM messages m JOIN sessions s ON s.id = m.session "
+            "WHERE s.project = ? AND m.status = 'queued' ORDER BY m.session", (project,))]
+
     def claim_message(self, mid: int) -> bool:
         """queued -> sending, atomically: only one deliverer ever pastes a message."""
         cur = self.conn.execute("UPDATE messages SET status = 'sending', stage = 'claimed', "
