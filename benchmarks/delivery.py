@@ -6,7 +6,7 @@ A real daemon (`ao daemon run`) and the demo agent in tmux. The agent works for 
 hook is called as Claude Code's settings would call it (`ao hook claude-code Stop`), which
 wakes the daemon at once instead of at its next poll.
 
-Run: python benchmarks/queue.py [--runs 3] [--interval 30]
+Run: python benchmarks/delivery.py [--runs 3] [--interval 30]
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main() -> None:
         print(f"run {i}: Stop hook -> queued message delivered in {t:.2f}s")
     value = statistics.median(times)
     print(f"median {value:.2f}s with a {args.interval:g}s poll (target <= 1.5s)")
-    print(json.dumps({"benchmark": "queue", "metric": "Stop hook -> next queued message "
+    print(json.dumps({"benchmark": "delivery", "metric": "Stop hook -> next queued message "
                       "delivered", "unit": "s", "value": round(value, 3),
                       "baseline": args.interval, "ratio": round(value / args.interval, 4),
                       "target": 1.5, "target_on": "value"}))
