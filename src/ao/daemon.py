@@ -334,7 +334,30 @@ class Daemon:
                     self.messenger.deliver_queued(sid)
         for p in plans:
             self.schedule(project, p, paused)
+        if not paused:
+            self.start_unplanned(project, {k for p in plans for k in p.tasks})
         self.cleanup_merged(project)
+
+    def start_unplanned(self, project: ProjectConfig, planned: set[str]) -> None:
+        """Queued records no running plan owns (a one-off `--prompt` task or a `batch-spawn`
+        task that waited for room or for its dependencies, a start a crash undid): started
+        when their recorded dependencies are done and there is room."""
+        for s in self.store.sessions(project.name, states={State.QUEUED}):
+            if s.task in planned:
+                continue
+            try:
+                task = self.fleet.task(project, s.task, None)
+            except AoError:
+                continue
+            if self.fleet.pending_deps(project.name, task):
+                continue
+            running = self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED})
+            if len(running) >= project.max_concurrent:
+                return
+            r = self.fleet.start_queued(s.id, None)
+            if r.status == "failed":
+                emit(Event("spawn.failed", project.name, s.id, s.task, {"error": r.reason}),
+                     self.store)
 
     def _open_missing_prs(self, project: ProjectConfig, forge: Forge, sessions: list[Session],
                           prs: dict[str, PullRequest | None]) -> None:

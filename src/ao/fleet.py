@@ -224,7 +224,10 @@ class Fleet:
             running = self.store.sessions(project.name, states=set(RUNNING))
             if len(running) >= project.max_concurrent:
                 return SpawnResult(task.key, "queued", queued.id, "max_concurrent reached")
-            s = self.store.set_state(queued.id, State.SPAWNING, owner_pid=os.getpid())
+            if not self.store.claim_queued(queued.id):
+                return SpawnResult(task.key, "skipped", queued.id,
+                                   "another process is starting it")
+            s = self.store.session(queued.id)
             try:
                 return self._start(s, task, plan, fresh_branch=fresh, fresh=False)
             except AoError as err:
@@ -271,9 +274,16 @@ class Fleet:
         for s in self.store.sessions(states={State.WORKING}):
             if s.owner_pid and s.owner_pid != os.getpid() and paths.pid_alive(s.owner_pid):
                 continue  # its start is still being finished by a live process
+            project = self.cfg.projects.get(s.project)
+            if project is None:
+                continue
             prompts_ = [m for m in self.store.messages(s.id) if m["source"] == "prompt"]
             prompt_file = paths.session_dir(s.project, s.id) / "prompt.md"
-            if not prompts_ and prompt_file.exists():
+            profile = agents.get(s.agent or "command")
+            # an agent whose command carried the prompt (`{prompt_file}`) never gets it pasted
+            pasted = profile.pastes_prompt(self._context(
+                project, s, profile, self._recorded_launch(s.project, s.id)))
+            if pasted and not prompts_ and prompt_file.exists():
                 from .messaging import Messenger
 
                 body = Messenger(self).prepare(s, prompt_file.read_text(encoding="utf-8"))
@@ -303,7 +313,8 @@ class Fleet:
         running = self.store.sessions(project.name, states=set(RUNNING))
         if len(running) >= project.max_concurrent:
             return SpawnResult(task.key, "queued", sid, "max_concurrent reached")
-        self.store.set_state(sid, State.SPAWNING, owner_pid=os.getpid())
+        if not self.store.claim_queued(sid):
+            return SpawnResult(task.key, "skipped", sid, "another process is starting it")
         try:
             self.launch(self.store.session(sid), task, plan, fresh_branch=False, fresh=False)
         except AoError as e:

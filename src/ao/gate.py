@@ -53,13 +53,11 @@ _STATE_REASONS = {
 
 
 def approval(pr: PullRequest) -> Approval:
+    opinions = {state for _login, state in pr.reviews}
+    if pr.review_decision == "changes_requested" or "changes_requested" in opinions:
+        return Approval.CHANGES_REQUESTED  # a standing request blocks whatever the decision
     if pr.review_decision == "approved":
         return Approval.APPROVED
-    if pr.review_decision == "changes_requested":
-        return Approval.CHANGES_REQUESTED
-    opinions = {state for _login, state in pr.reviews}
-    if "changes_requested" in opinions:
-        return Approval.CHANGES_REQUESTED  # a standing request blocks whatever the decision
     if pr.review_decision == "review_required":
         return Approval.REVIEW_REQUIRED
     return Approval.APPROVED if "approved" in opinions else Approval.NOT_REVIEWED

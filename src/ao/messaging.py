@@ -109,13 +109,17 @@ class Messenger:
 
     def deliver(self, s: Session, body: str, source: str,
                 message_id: int | None = None) -> SendResult:
-        mid = message_id if message_id is not None else self.store.queue_message(s.id, body,
-                                                                                  source)
         # one sender per session: clear, paste, Enter and confirm happen under this lock, so
         # two senders (two `ao send`, or a user and the daemon) never glue messages together
         with paths.locked(paths.send_lock(s.id)):
-            if not self.store.claim_message(mid):
-                return SendResult("failed", "another process is delivering this message", mid)
+            if message_id is None:
+                # made already claimed, under the lock: nobody else can take it first
+                mid = self.store.queue_message(s.id, body, source, status="sending")
+            else:
+                mid = message_id
+                if not self.store.claim_message(mid):
+                    return SendResult("failed", "another process is delivering this message",
+                                      mid)
             return self._deliver(s, body, source, mid)
 
     def _deliver(self, s: Session, body: str, source: str, mid: int) -> SendResult:
@@ -202,8 +206,13 @@ class Messenger:
             with paths.try_locked(paths.send_lock(m["session"])) as free:
                 if not free:
                     continue  # its sender is alive and at it
+                # read again under the lock: its sender may have finished just before
+                now = next((x for x in self.store.messages(m["session"])
+                            if x["id"] == m["id"]), None)
+                if now is None or now["status"] != "sending":
+                    continue
                 s = self.store.session(m["session"])
-                done.append((m["id"], self._recover_one(s, m)))
+                done.append((now["id"], self._recover_one(s, now)))
         return done
 
     def _recover_one(self, s: Session, m: dict[str, object]) -> str:

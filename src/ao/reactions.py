@@ -108,7 +108,10 @@ def resolved(obs: Observation, hist: History, policy: Policy) -> str | None:
     """Why an escalated session can go back to automatic handling (what caused the escalation
     is gone), or None while a human still has it."""
     pr, key = obs.pr, (hist.escalated_for or "")
-    if pr is not None and pr.state == "open" and merge_gate(pr, policy.gate):
+    if key.startswith("merge:"):
+        return None  # the forge refused a merge the gate allowed: only a human knows why
+    if pr is not None and pr.state == "open" and merge_gate(pr, policy.gate) and \
+            not key.startswith("delivery"):
         return "the PR is approved and green"
     if pr is not None and pr.state == "open":
         if key == "ci-exhausted" and pr.checks.overall == PASSING:
@@ -123,8 +126,7 @@ def resolved(obs: Observation, hist: History, policy: Policy) -> str | None:
         return "the agent runs again"
     if key.startswith("stuck") and obs.activity is Activity.ACTIVE:
         return "the agent is working again"
-    if key.startswith("delivery") and (obs.activity is Activity.ACTIVE or (
-            pr is not None and pr.state == "open")):
+    if key.startswith("delivery") and obs.activity is Activity.ACTIVE:
         return "the agent is working on it"
     return None
 

@@ -570,11 +570,20 @@ class Store:
             args.append(reaction)
         return list(self.db.query(sql + " ORDER BY id", args))
 
-    def queue_message(self, sid: str, body: str, source: str = "user") -> int:
+    def queue_message(self, sid: str, body: str, source: str = "user",
+                      status: str = "queued") -> int:
+        stage = "claimed" if status == "sending" else None
         cur = self.conn.execute(
-            "INSERT INTO messages (session, body, source, status, created_at) "
-            "VALUES (?, ?, ?, 'queued', ?)", (sid, body, source, time.time()))
+            "INSERT INTO messages (session, body, source, status, created_at, stage) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (sid, body, source, status, time.time(), stage))
         return int(cur.lastrowid or 0)
+
+    def claim_queued(self, sid: str) -> bool:
+        """queued -> spawning for this process, atomically: one starter per queued record."""
+        cur = self.conn.execute(
+            "UPDATE sessions SET state = 'spawning', owner_pid = ?, updated_at = ? "
+            "WHERE id = ? AND state = 'queued'", (os.getpid(), time.time(), sid))
+        return cur.rowcount == 1
 
     def messages(self, sid: str, status: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM messages WHERE session = ?"

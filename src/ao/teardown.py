@@ -15,6 +15,7 @@ Steps, each idempotent, so an interrupted teardown is finished by the next one:
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,11 +61,11 @@ def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
     wt = Path(s.worktree) if s.worktree else paths.worktree_path(s.project, s.id)
     if wt.exists():
         risk = workspace.work_at_risk(wt, project.remote, project.default_branch,
-                                      disposable(project))
+                                      disposable(project), branch=s.branch)
         if risk and force and (wt / ".git").exists():
             saved = workspace.save_work(wt, paths.session_dir(s.project, s.id) / "saved",
                                         project.remote, project.default_branch,
-                                        disposable(project))
+                                        disposable(project), branch=s.branch)
             out.saved = [paths.display(f) for f in saved]
             risk = []
         if risk:
@@ -76,11 +77,32 @@ def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
                 agents.get(s.agent or "command").forget(wt)
     branch = s.branch
     if branch and workspace.local_branch_exists(project.path, branch):
-        if out.worktree == "kept":
+        # the branch's own commits are checked too: its worktree may have been gone before
+        # this teardown (deleted by hand, a start cut short), so "removed above" proves nothing
+        lone = workspace.branch_unpushed(project.path, project.remote, project.default_branch,
+                                         branch)
+        if lone and out.worktree == "removed" and any(x.endswith(".bundle") for x in out.saved):
+            lone = []  # saved above with the worktree's work (its bundle holds the branch)
+        if lone and force and out.worktree != "kept":
+            bundle = workspace.bundle_commits(
+                project.path, paths.session_dir(s.project, s.id) / "saved" /
+                f"branch-{time.strftime('%Y%m%d-%H%M%S')}.bundle", project.remote,
+                project.default_branch, [f"refs/heads/{branch}"])
+            out.saved.append(paths.display(bundle))
+            lone = []
+        if out.worktree == "kept" or lone:
             out.branch = "kept"
+            if lone and out.worktree != "kept":
+                out.why.append(f"branch {branch} has {len(lone)} commit(s) not on the remote")
         else:
-            workspace.delete_branch(project.path, branch)
-            out.branch = "deleted"
+            try:
+                # a worktree folder removed by hand is still registered, and holds the branch
+                workspace.git(project.path, "worktree", "prune", check=False)
+                workspace.delete_branch(project.path, branch)
+                out.branch = "deleted"
+            except AoError as e:  # e.g. checked out by a worktree a human made
+                out.branch = "kept"
+                out.why.append(f"branch {branch} not deleted: {e.message}")
     merged = s.merged or s.state is State.MERGED or end is State.MERGED
     if delete_remote and merged and branch and \
             workspace.remote_branch_exists(project.path, project.remote, branch):
@@ -89,6 +111,6 @@ def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
     current = store.session(s.id)
     if end is not None and current.state not in ENDED:
         current = store.set_state(s.id, end, note=note)
-    if clean and out.worktree != "kept" and current.state in ENDED - {State.CLEANED}:
+    if clean and not out.why and current.state in ENDED - {State.CLEANED}:
         store.set_state(s.id, State.CLEANED)
     return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import threading
 import time
@@ -28,14 +29,15 @@ from aiohttp import web
 from textual_serve.server import Server as TextualServer
 
 from . import config as cfgmod
+from . import paths, views
 from . import plan as planmod
-from . import views
 from .errors import AoError, BadInput, NotFound
 from .sanitize import json_text
 from .state import State
 from .store import Store
 
 KEEPALIVE = 15.0
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 STREAM_POLL = 0.2
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,6 +62,8 @@ class WebServer(TextualServer):
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
         self.error: BaseException | None = None
+        # beyond loopback every request needs the token (generated once, 0600 under AO_HOME)
+        self.token = None if host in LOOPBACK else web_token()
 
     # ---- app -----------------------------------------------------------------------------
 
@@ -256,6 +260,27 @@ class WebServer(TextualServer):
         except AoError as e:
             return _error(e)
 
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """A POST must come from this page's origin (no other site's form or script can act
+        on your agents); beyond loopback every request needs the token."""
+        if request.method == "POST":
+            origin = request.headers.get("Origin")
+            if origin is not None and origin.split("://", 1)[-1] != request.host:
+                return _json({"error": "cross-origin request refused",
+                              "hint": "use the dashboard's own page"}, 403)
+        if self.token is not None:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() \
+                or request.query.get("token", "") or request.cookies.get("ao_token", "")
+            if not secrets_equal(given, self.token):
+                return _json({"error": "a token is required",
+                              "hint": "Authorization: Bearer <AO_HOME/web.token>"}, 401)
+        response = await handler(request)
+        if self.token is not None and request.query.get("token"):
+            # the page's own websocket and API calls then carry it as a cookie
+            response.set_cookie("ao_token", self.token, httponly=True, samesite="Strict")
+        return response
+
     # ---- running in a thread beside the daemon ---------------------------------------------
 
     def start(self) -> None:
@@ -273,6 +298,7 @@ class WebServer(TextualServer):
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         app = await self._make_app()
+        app.middlewares.append(self._guard)
         app.middlewares.append(_errors)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
@@ -294,6 +320,20 @@ class WebServer(TextualServer):
             self._thread.join(10)
 
 
+def web_token() -> str:
+    """The dashboard's token, made on first use and kept 0600 in AO_HOME/web.token."""
+    import secrets
+
+    f = paths.home() / "web.token"
+    if f.exists():
+        return f.read_text().strip()
+    token = secrets.token_urlsafe(24)
+    fd = os.open(str(f), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -308,6 +348,12 @@ def _error(e: AoError) -> web.Response:
     """404 for what does not exist, 400 for other bad input, 409 for a failure of the world."""
     status = 404 if isinstance(e, NotFound) else 400 if e.exit_code == 2 else 409
     return _json({"error": e.message, "hint": e.hint}, status=status)
+
+
+def secrets_equal(a: str, b: str) -> bool:
+    import hmac
+
+    return bool(a) and hmac.compare_digest(a.encode(), b.encode())
 
 
 def _label(value: object) -> str:

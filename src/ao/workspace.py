@@ -211,12 +211,30 @@ def link_into(repo: Path, worktree: Path, rel: str) -> None:
     dst.symlink_to(src)
 
 
-def unpushed(worktree: Path, remote: str, default_branch: str) -> list[str]:
-    """Commits on HEAD that no remote branch and no local default branch has."""
+UNKNOWN_COMMITS = "(could not be checked)"
+
+
+def unpushed(worktree: Path, remote: str, default_branch: str,
+             tips: tuple[str, ...] = ("HEAD",)) -> list[str]:
+    """Commits on `tips` (HEAD, and the session's branch) that no remote branch and no
+    default branch has. When git cannot tell, that is a risk, not a clean bill."""
     refs = [f"--remotes={remote}"] if has_remote(worktree, remote) else []
-    proc = git(worktree, "rev-list", "HEAD", "--not", *refs, f"refs/heads/{default_branch}",
-               check=False)
-    return proc.stdout.split() if proc.returncode == 0 else []
+    for base in (f"refs/heads/{default_branch}", f"refs/remotes/{remote}/{default_branch}"):
+        if git(worktree, "rev-parse", "--verify", "--quiet", base, check=False).returncode == 0:
+            refs.append(base)
+    present = [t for t in tips if t == "HEAD" or git(
+        worktree, "rev-parse", "--verify", "--quiet", t, check=False).returncode == 0]
+    proc = git(worktree, "rev-list", *present, "--not", *refs, check=False)
+    if proc.returncode != 0:
+        return [UNKNOWN_COMMITS]
+    return proc.stdout.split()
+
+
+def branch_unpushed(repo: Path, remote: str, default_branch: str, branch: str) -> list[str]:
+    """Commits on a local branch that are nowhere else (for a branch whose worktree is gone)."""
+    if not local_branch_exists(repo, branch):
+        return []
+    return unpushed(repo, remote, default_branch, tips=(f"refs/heads/{branch}",))
 
 
 def dirty(worktree: Path) -> list[str]:
@@ -250,7 +268,8 @@ def ignored_at_risk(worktree: Path, disposable: tuple[str, ...] = DISPOSABLE) ->
 
 
 def work_at_risk(worktree: Path, remote: str, default_branch: str,
-                 disposable: tuple[str, ...] = DISPOSABLE) -> list[str]:
+                 disposable: tuple[str, ...] = DISPOSABLE, branch: str | None = None
+                 ) -> list[str]:
     """Why removing this worktree would lose work; empty when it is safe."""
     if not worktree.exists():
         return []
@@ -263,7 +282,8 @@ def work_at_risk(worktree: Path, remote: str, default_branch: str,
     changed = dirty(worktree)
     if changed:
         reasons.append(f"{len(changed)} uncommitted or untracked file(s)")
-    commits = unpushed(worktree, remote, default_branch)
+    tips = ("HEAD", f"refs/heads/{branch}") if branch else ("HEAD",)
+    commits = unpushed(worktree, remote, default_branch, tips)
     if commits:
         reasons.append(f"{len(commits)} commit(s) not on the remote")
     ignored = ignored_at_risk(worktree, disposable)
@@ -283,7 +303,8 @@ def current_branch(worktree: Path) -> str:
 
 
 def save_work(worktree: Path, dest: Path, remote: str, default_branch: str,
-              disposable: tuple[str, ...] = DISPOSABLE) -> list[Path]:
+              disposable: tuple[str, ...] = DISPOSABLE, branch: str | None = None
+              ) -> list[Path]:
     """Save uncommitted work (ignored files that are not disposable included) as a patch and
     unpushed commits as a bundle under `dest`."""
     saved: list[Path] = []
@@ -304,13 +325,29 @@ def save_work(worktree: Path, dest: Path, remote: str, default_branch: str,
         patch = dest / f"uncommitted-{stamp}.patch"
         patch.write_bytes(diff)
         saved.append(patch)
-    if unpushed(worktree, remote, default_branch):
-        bundle = dest / f"unpushed-{stamp}.bundle"
-        refs = [f"--remotes={remote}"] if has_remote(worktree, remote) else []
-        git(worktree, "bundle", "create", str(bundle), "HEAD", "--not", *refs,
-            f"refs/heads/{default_branch}")
-        saved.append(bundle)
+    tips = ["HEAD"]
+    if branch and git(worktree, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}",
+                      check=False).returncode == 0:
+        tips.append(f"refs/heads/{branch}")
+    if unpushed(worktree, remote, default_branch, tuple(tips)):
+        saved.append(bundle_commits(worktree, dest / f"unpushed-{stamp}.bundle", remote,
+                                    default_branch, tips))
     return saved
+
+
+def bundle_commits(repo: Path, bundle: Path, remote: str, default_branch: str,
+                   tips: list[str]) -> Path:
+    """A bundle of what `tips` have that the remote and the default branch do not (all of
+    `tips` when those cannot be told apart)."""
+    bundle.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    nots = [f"--remotes={remote}"] if has_remote(repo, remote) else []
+    for base in (f"refs/heads/{default_branch}", f"refs/remotes/{remote}/{default_branch}"):
+        if git(repo, "rev-parse", "--verify", "--quiet", base, check=False).returncode == 0:
+            nots.append(base)
+    proc = git(repo, "bundle", "create", str(bundle), *tips, "--not", *nots, check=False)
+    if proc.returncode != 0:
+        git(repo, "bundle", "create", str(bundle), *tips)
+    return bundle
 
 
 def head(worktree: Path) -> str:

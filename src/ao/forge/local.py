@@ -162,6 +162,8 @@ class LocalForge:
             head_branch=str(row["branch"]), head_sha=sha, base=self.project.default_branch,
             title=str(row["title"]), mergeable=mergeable,
             review_decision=self._decision(number), checks=checks,
+            # the local forge has one reviewer (`ao review`): its latest opinion stands
+            reviews=(("reviewer", d),) if (d := self._decision(number)) else (),
             created_at=float(str(row["created_at"])))
 
     def _decision(self, number: int) -> str | None:
