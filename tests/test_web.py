@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ao import config, events
+from ao import config, events, paths
 from ao.events import Event
 from ao.state import State
 from ao.store import Store
@@ -114,3 +114,31 @@ def test_start_with_a_port_serves_it(env: Env) -> None:
         assert get(f"http://127.0.0.1:{port}/api/projects")
     finally:
         run_ao("stop")
+
+
+def test_other_origins_and_missing_tokens_are_refused(env: Env) -> None:
+    # bound beyond 127.0.0.1 (127.0.0.2 is still this machine): a token is required
+    server = WebServer(config.load(), "127.0.0.2", free_port())
+    server.start()
+    base = f"http://127.0.0.2:{server.port}"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"{base}/api/projects", timeout=10)
+        assert e.value.code == 401
+        token = (paths.ao_home() / "web.token").read_text().strip()
+        assert oct((paths.ao_home() / "web.token").stat().st_mode & 0o777) == "0o600"
+        req = urllib.request.Request(f"{base}/api/projects",
+                                     headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert json.loads(r.read())[0]["name"] == "shop"
+    finally:
+        server.stop()
+
+
+def test_a_post_from_another_origin_is_refused(env: Env, web: str) -> None:
+    req = urllib.request.Request(f"{web}/api/projects/shop/pause", data=b"{}", method="POST",
+                                 headers={"Origin": "http://evil.example",
+                                          "content-type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    assert e.value.code == 403 and not Store().paused("shop")

@@ -86,6 +86,7 @@ class Daemon:
         self.polls = 0
         self._lock_fd: int | None = None
         self._config_digest = cfgmod.content_digest(cfgmod.config_sources())
+        self.web_url: str | None = None  # set when the daemon serves the dashboard
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -119,7 +120,7 @@ class Daemon:
     def _write_state(self) -> None:
         state = {"pid": os.getpid(), "started_at": self.started_at,
                  "last_poll": self.clock() if self.polls else None, "polls": self.polls,
-                 "poll_interval": self.cfg.poll_interval}
+                 "poll_interval": self.cfg.poll_interval, "web": self.web_url}
         paths.write_atomic(paths.ao_home() / "daemon.pid", json.dumps(state))
 
     def run(self) -> None:

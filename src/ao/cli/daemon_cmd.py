@@ -78,6 +78,7 @@ def run(once: bool = typer.Option(False, "--once",
 
         server = WebServer(cfg, host or cfg.web.host, port, daemon=d)
         server.start()
+        d.web_url = f"http://{server.host}:{port}/"
         print(f"ao daemon: the board and the API on http://{server.host}:{port}/", flush=True)
     try:
         d.run()

@@ -138,7 +138,8 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
                   f"ago, last poll {services.age(last) + ' ago' if last else 'pending'})")
     else:
         daemon = "not running (`ao start`)"
-    out: dict[str, object] = {"daemon": daemon, "projects": {}}
+    out: dict[str, object] = {"daemon": daemon, "dashboard": (state or {}).get("web"),
+                              "projects": {}}
     for name, p in cfg.projects.items():
         sessions = store.sessions(name)
         by_state: dict[str, int] = {}
@@ -160,6 +161,8 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
         emit_json(out)
         return
     typer.echo(f"daemon: {daemon}")
+    if state and state.get("web"):
+        typer.echo(f"dashboard: {state['web']}")
     for name, info in out["projects"].items():  # type: ignore[attr-defined]
         states = ", ".join(f"{n} {k}" for k, n in sorted(info["by_state"].items())) or "none"
         paused = " (paused: `ao resume` to go on)" if info["paused"] else ""
@@ -177,6 +180,34 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
                        f"{x['agent']} sessions start before then")
     if not cfg.projects:
         note("no projects configured: run `ao init` in a repository")
+
+
+def stats(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+          project: str | None = typer.Option(None, "--project", "-p",
+                                             help="Only this project.")) -> None:
+    """Per project: tasks merged and failed, success and error rates, time to merge, fix
+    rounds, escalations and utilisation (the same figures as /api/stats and /metrics)."""
+    from .. import views
+
+    cfg = services.cfg()
+    names = [project] if project else list(cfg.projects)
+    rows = [views.stats(services.store(), n, cfg.project(n).max_concurrent) for n in names]
+    if json_out:
+        emit_json(rows)
+        return
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x * 100:.0f}%"
+
+    def dur(x: float | None) -> str:
+        return "-" if x is None else services.age(time.time() - x)
+
+    typer.echo(table(["project", "sessions", "running", "merged", "failed", "abandoned",
+                      "success", "errors", "to merge", "fix rounds", "escalations"],
+                     [(r["project"], r["sessions"], f"{r['running']}/{r['max_concurrent']}",
+                       r["merged"], r["failed"], r["abandoned"], pct(r["success_rate"]),
+                       pct(r["error_rate"]), dur(r["median_seconds_to_merge"]),
+                       r["fix_rounds"], r["escalations"]) for r in rows]))
 
 
 def _next_startable(store: Store, project: str, sessions: list[Session]) -> list[str]:
