@@ -496,6 +496,9 @@ class BoardApp(App[None]):
             self.notify("no project to pause", severity="warning")
             return
         paused = not self.store.paused(project)
+        if project in self.cfg.projects:
+            p = self.cfg.projects[project]
+            self.store.ensure_project(p.name, str(p.path), p.repo)
         self.store.set_paused(project, paused)
         self.notify(f"{project} {'paused' if paused else 'resumed'}")
 

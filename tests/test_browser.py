@@ -1,0 +1,65 @@
+"""The board in a real browser: headless Chromium (Debian's package), driven by Playwright
+with its executable path (no browser download), opens the dashboard, the board draws, a key
+pressed in the page changes something that the API then shows; a hostile task title runs no
+script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ao import config
+from ao.state import State
+from ao.store import Store
+from ao.web import WebServer
+
+from .fleet_helpers import Env
+from .helpers import retry_until
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
+                                "(.ci/run installs it)")
+
+
+def test_the_board_in_chromium_takes_keys(env: Env, tmp_path: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    store = Store()
+    s = store.create_session("shop", "sho", "A-1", state=State.SPAWNING,
+                             title="<img src=x onerror=alert(1)> [/bold] \x1b]52;c;aGk=\x07x")
+    store.set_state(s.id, State.WORKING)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = WebServer(config.load(), "127.0.0.1", port)
+    server.start()
+    base = f"http://127.0.0.1:{port}"
+    dialogs: list[str] = []
+    try:
+        with playwright.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(base + "/")
+            page.wait_for_selector(".xterm-screen", timeout=30_000)
+            page.wait_for_timeout(4000)  # the board starts and draws its first frame
+            page.locator(".xterm-helper-textarea").focus()
+            page.keyboard.press("p")  # pause the selected session's project
+
+            def paused() -> bool:
+                with urllib.request.urlopen(f"{base}/api/projects", timeout=10) as r:
+                    return bool(json.loads(r.read())[0]["paused"])
+
+            retry_until(paused, timeout=20, interval=0.3, message="the key's effect")
+            page.screenshot(path=str(tmp_path / "board.png"))
+            browser.close()
+    finally:
+        server.stop()
+    assert dialogs == []  # the hostile title was text: no script ran
+    assert (tmp_path / "board.png").stat().st_size > 10_000
