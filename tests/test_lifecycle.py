@@ -280,3 +280,29 @@ def test_a_usage_limit_holds_the_agent_and_new_spawns_then_continues(env: Env) -
     d.tick()
     msgs = [m for m in store.messages(a.id) if m["source"] == "limit-reset"]
     assert [m["body"] for m in msgs] == ["continue"]
+
+
+def test_ctrl_c_in_batch_spawn_rolls_back_and_reports(env: Env) -> None:
+    """A real SIGINT to a real `ao batch-spawn`: the start in hand is rolled back, the ones
+    handed to agents finish, the rest are reported as not started, the summary is printed,
+    exit 130; nothing is left half-made."""
+    import signal
+
+    env.write_config(post_create=["sleep 1"])
+    proc = subprocess.Popen([sys.executable, "-m", "ao", "batch-spawn", "shop", "--plan",
+                             str(env.plan_file), "--force"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)  # the first task or two started, one in hand
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err and "spawned" in err, err  # the summary
+    assert "not started: interrupted" in out, out
+    store = Store()
+    assert not store.sessions("shop", states={State.SPAWNING})
+    alive = [s for s in store.sessions("shop") if s.state is not State.CLEANED]
+    wts = paths.ao_home() / "worktrees" / "shop"
+    made = {p.name for p in wts.iterdir()} if wts.exists() else set()
+    assert made <= {s.id for s in alive}, (made, alive)  # no half-made worktree
+    branches = {b.strip(" *+") for b in git(env.repo, "branch", "--list", "ao/*").splitlines()}
+    assert branches <= {f"ao/{s.task.lower()}" for s in alive}, branches  # no stray branch

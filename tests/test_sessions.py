@@ -313,6 +313,8 @@ def test_cli_session_commands(env: Env) -> None:
     assert "shop: 1/5 running" in st
     op = run_ao("open", "shop")
     assert op.code == 0 and "ao-shop: 1 windows" in op.out
+    names = env.server().cmd("list-windows", "-t", "=ao-shop", "-F", "#{window_name}").stdout
+    assert names == [f"{sid} A-1"]  # each window named by its session and task
 
 
 def test_hook_records_agent_state(env: Env) -> None:

@@ -229,12 +229,17 @@ def attach_argv(socket: str, name: str) -> list[str]:
     return ["tmux", "-L", socket, "-f", str(conf), "attach-session", "-t", f"={name}"]
 
 
-def link_windows(srv: Server, overview: str, names: list[str]) -> None:
+def link_windows(srv: Server, overview: str, names: list[str],
+                 labels: dict[str, str] | None = None) -> None:
     """An overview session with one window per named session: linked, not copied, so typing in
-    a window types into the agent's own pane."""
+    a window types into the agent's own pane. Each window is named by its label (session and
+    task) instead of whatever command runs in it."""
     srv.cmd("kill-session", "-t", f"={overview}")
     _run(srv, "new-session", "-d", "-s", overview, "-x", str(WIDTH), "-y", str(HEIGHT))
     (placeholder,) = _run(srv, "display-message", "-p", "-t", f"={overview}:", "#{window_id}")
     for i, n in enumerate(names, start=1):
         _run(srv, "link-window", "-s", f"={n}:", "-t", f"={overview}:{i}")
+        if labels and n in labels:
+            _run(srv, "set-option", "-w", "-t", f"={overview}:{i}", "automatic-rename", "off")
+            _run(srv, "rename-window", "-t", f"={overview}:{i}", labels[n])
     _run(srv, "kill-window", "-t", placeholder)

@@ -118,11 +118,27 @@ def remote_heads(repo: Path, remote: str, prefix: str) -> set[str]:
             if "refs/heads/" in line}
 
 
+def fetch_retrying(repo: Path, *args: str, timeout: float = 120,
+                   tries: int = 3) -> subprocess.CompletedProcess[str]:
+    """`git fetch`, tried again when it lost a race for a ref lock (an agent pushing from a
+    worktree of the same repository updates its remote-tracking refs at the same moment)."""
+    for attempt in range(tries):
+        proc = git(repo, "fetch", *args, check=False, timeout=timeout)
+        if proc.returncode == 0:
+            return proc
+        if ("cannot lock ref" not in proc.stderr and "Unable to create" not in proc.stderr) \
+                or attempt == tries - 1:
+            raise ExternalError(f"git fetch failed: {proc.stderr.strip()[-300:]}",
+                                "check the remote")
+        time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def fresh_base(repo: Path, remote: str, default_branch: str) -> str:
     """Fetch the default branch and return the ref new work starts from."""
     if has_remote(repo, remote):
-        git(repo, "fetch", "-q", remote, f"+refs/heads/{default_branch}:"
-            f"refs/remotes/{remote}/{default_branch}")
+        fetch_retrying(repo, "-q", remote, f"+refs/heads/{default_branch}:"
+                       f"refs/remotes/{remote}/{default_branch}")
         return f"refs/remotes/{remote}/{default_branch}"
     if not local_branch_exists(repo, default_branch):
         raise BadInput(f"{repo} has no branch {default_branch} and no remote {remote}",

@@ -110,12 +110,13 @@ def open_(project: str = typer.Argument(..., help="Project name.")) -> None:
     """One tmux window per live session of the project, in an overview session; attach to it."""
     services.cfg().project(project)
     srv = services.fleet().srv
-    names = [s.id for s in services.store().sessions(project, set(RUNNING))
-             if tmux.has_session(srv, s.id)]
+    live = [s for s in services.store().sessions(project, set(RUNNING))
+            if tmux.has_session(srv, s.id)]
+    names = [s.id for s in live]
     if not names:
         raise BadInput(f"{project} has no running sessions", "start some with `ao spawn`")
     overview = f"ao-{project}"
-    tmux.link_windows(srv, overview, names)
+    tmux.link_windows(srv, overview, names, {s.id: f"{s.id} {s.task}" for s in live})
     argv = tmux.attach_argv(services.cfg().tmux_socket, overview)
     if not sys.stdin.isatty():
         typer.echo(f"{overview}: {len(names)} windows ({', '.join(names)}); attach with: "

@@ -52,6 +52,7 @@ class LocalForge:
         self.plan = plan
         self.repo = project.path
         self.ns = f"refs/ao-forge/{project.name}"
+        self._pair_cache: dict[tuple[str, str], tuple[str, str]] = {}
 
     # ---- tasks ----------------------------------------------------------------------------
 
@@ -90,7 +91,7 @@ class LocalForge:
         return heads
 
     def _fetch(self) -> None:
-        workspace.git(self.repo, "fetch", "-q", "--no-tags", self.project.remote,
+        workspace.fetch_retrying(self.repo, "-q", "--no-tags", self.project.remote,
                       f"+refs/heads/{PREFIX}*:{self.ns}/{PREFIX}*",
                       f"+refs/heads/{self.project.default_branch}:"
                       f"{self.ns}/{self.project.default_branch}", timeout=120)
@@ -138,12 +139,18 @@ class LocalForge:
                 self.store.set_local_pr(self.project.name, row["number"], state="closed")
                 return self._to_pr(row, "", "closed", NONE_CHECKS)
             return None
-        ahead = workspace.git(self.repo, "rev-list", "--count", f"{base}..{sha}").stdout.strip()
+        # the git work for a head depends only on the pair of shas: done once per pair
+        cached = self._pair_cache.get((base, sha))
+        if cached is None:
+            ahead = workspace.git(self.repo, "rev-list", "--count",
+                                  f"{base}..{sha}").stdout.strip()
+            mergeable = "mergeable" if self._merge_tree(base, sha)[0] else "conflicting"
+            cached = self._pair_cache[(base, sha)] = (ahead, mergeable)
+        ahead, mergeable = cached
         if row is None and ahead == "0":
             return None  # pushed, but nothing to review yet
         if row is None or row["state"] != "open":
             row = self.store.open_local_pr(self.project.name, branch, self._title(branch))
-        mergeable = "mergeable" if self._merge_tree(base, sha)[0] else "conflicting"
         return self._to_pr(row, sha, "open", self._checks(branch, sha), mergeable)
 
     def _title(self, branch: str) -> str:
