@@ -38,7 +38,7 @@ from .store import Store
 
 KEEPALIVE = 15.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-STREAM_POLL = 0.2
+STREAM_POLL = 0.1  # an indexed query per client, ten times a second
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
