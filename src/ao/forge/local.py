@@ -53,6 +53,7 @@ class LocalForge:
         self.repo = project.path
         self.ns = f"refs/ao-forge/{project.name}"
         self._pair_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        self._fetched: dict[str, str] | None = None  # the remote's heads at the last fetch
 
     # ---- tasks ----------------------------------------------------------------------------
 
@@ -102,7 +103,9 @@ class LocalForge:
             return result  # nothing tracked: no round trip to the remote
         try:
             heads = self._heads()
-            self._fetch()
+            if heads != self._fetched:  # nothing moved on the remote: nothing to fetch
+                self._fetch()
+                self._fetched = heads
         except ExternalError as e:
             result.errors.append(str(e))
             return result
