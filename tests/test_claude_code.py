@@ -162,3 +162,88 @@ def test_profile_keeps_other_keys_and_user_hooks(env: Env, tmp_path: Path) -> No
     stop = [h["command"] for e in settings["hooks"]["Stop"] for h in e["hooks"]]
     assert stop[0] == "notify-me" and stop[1].endswith("-m ao hook claude-code Stop")
     assert len(stop) == 2
+
+
+def test_worktree_stays_clean_and_commands_are_honest(env: Env, fake: FakeAnthropic) -> None:
+    """ao's own files never show in `git status`; a `!` command is refused without --raw; a
+    slash command (no UserPromptSubmit hook) is confirmed by the screen."""
+    from ao.errors import BadInput
+
+    from .helpers import git
+
+    fake.script = [Reply(text="Done with A-1")]
+    sid = spawn_claude(env)
+    fleet = env.fleet()
+    wt = Path(fleet.store.session(sid).worktree or "")
+    assert git(wt, "status", "--porcelain") == ""
+    retry_until(lambda: activity(env, sid) is Activity.IDLE, timeout=30, message="idle")
+    m = Messenger(fleet)
+    with pytest.raises(BadInput, match="pass --raw"):
+        m.send(sid, "!touch nope.txt")
+    assert not (wt / "nope.txt").exists()
+    r = m.send(sid, "/clear")
+    assert r.status == "delivered", r.detail
+    assert delivered_events(sid)[-1]["confirmed_by"] == "screen"
+
+
+def test_a_humans_draft_is_never_cleared_or_glued(env: Env, fake: FakeAnthropic) -> None:
+    fake.script = [Reply(text="thinking", delay=6)]
+    sid = spawn_claude(env)
+    fleet = env.fleet()
+    retry_until(lambda: activity(env, sid) is Activity.ACTIVE, message="busy")
+    tmux.send_keys(fleet.srv, sid, "human draft")  # someone typing in the agent's input
+    retry_until(lambda: "human draft" in tmux.capture(fleet.srv, sid), message="the draft")
+    r = Messenger(fleet).send(sid, "now-msg", now=True)
+    assert r.status == "queued" and "typing" in r.detail
+    screen = tmux.capture(fleet.srv, sid)
+    assert "human draft" in screen and "now-msg" not in screen and "Interrupted" not in screen
+
+
+def test_new_spawns_get_the_current_api_endpoint(env: Env, fake: FakeAnthropic,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent's environment is computed at each spawn, never the tmux server's old one."""
+    fake.script = [Reply(text="first")]
+    sid = spawn_claude(env)
+    retry_until(lambda: fake.user_texts(), message="the first server")
+    env.fleet().kill(sid, force=True)
+    with serve() as second:
+        second.script = [Reply(text="second")]
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", second.url)
+        fleet = env.fleet()
+        r = fleet.spawn("shop", "C-1", fleet.plan_for(fleet.cfg.project("shop")))
+        assert r.status == "spawned", r.reason
+        retry_until(lambda: second.user_texts(), message="the new endpoint")
+        assert "C-1" in second.user_texts()[0]
+
+
+def test_a_usage_limit_on_screen_marks_the_session_limited(env: Env,
+                                                           fake: FakeAnthropic) -> None:
+    fake.script = [Reply(text="You've hit your session limit · resets 11:58pm (UTC)")]
+    sid = spawn_claude(env)
+    try:
+        retry_until(lambda: activity(env, sid) is Activity.LIMITED, timeout=30,
+                    message="the limit on screen")
+    except AssertionError:
+        raise AssertionError(tmux.capture(env.fleet().srv, sid)) from None
+    s = env.fleet().store.session(sid)
+    assert s.limited_until is not None and s.limited_until > s.created_at
+
+
+def test_a_question_menu_is_waiting_and_holds_messages(env: Env, fake: FakeAnthropic) -> None:
+    """Claude's AskUserQuestion menu waits on a human: never typed into."""
+    fake.script = [Reply(text="One question first.", tool="AskUserQuestion", tool_input={
+        "questions": [{"question": "Which database should I use?", "header": "Database",
+                       "multiSelect": False, "options": [
+                           {"label": "Postgres", "description": "the server one"},
+                           {"label": "SQLite", "description": "the file one"}]}]}),
+                   Reply(text="Thanks.")]
+    sid = spawn_claude(env)
+    fleet = env.fleet()
+    try:
+        retry_until(lambda: activity(env, sid) is Activity.WAITING_INPUT, timeout=30,
+                    message="the question menu")
+    except AssertionError:
+        raise AssertionError(tmux.capture(fleet.srv, sid)) from None
+    r = Messenger(fleet).send(sid, "use whatever", now=True)
+    assert r.status == "queued"
+    assert "Which database" in tmux.capture(fleet.srv, sid)  # the question is still there

@@ -595,7 +595,7 @@ class Fleet:
         screen = tmux.capture(self.srv, s.id)
         profile = agents.get(s.agent or "command")
         seen = profile.activity(screen)
-        line = limits.limit_line("\n".join(screen.splitlines()[-12:])) \
+        line = limits.limit_line("\n".join(screen.splitlines()[-40:])) \
             if profile.shows_limits else None
         until = limits.reset_at(line, datetime.now().astimezone()) if line else None
         digest = tmux.screen_hash(screen)

@@ -28,7 +28,7 @@ UNKNOWN_RESET = 3600.0  # a limit whose reset cannot be read is looked at again 
 
 def limit_line(screen: str) -> str | None:
     """The limit message on the screen's last lines, if any."""
-    for line in reversed(screen.splitlines()[-20:]):
+    for line in reversed(screen.splitlines()[-40:]):
         if re.search(r"hit your (?:[\w-]+ )?(?:usage )?limit|usage limit reached", line, re.I):
             return line.strip()
     return None
