@@ -612,6 +612,8 @@ class Fleet:
         # killed, not cleaned: `ao session restore` can bring it back from its branch
         outcome = teardown(self.srv, self.store, project, s, end=State.KILLED, force=force,
                            clean=False).as_dict()
+        for m in self.store.messages(sid, "queued"):  # a restore starts afresh
+            self.store.set_message(m["id"], "failed", "the session was killed")
         emit(Event("session.killed", s.project, sid, s.task, outcome), self.store)
         return outcome
 

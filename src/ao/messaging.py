@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .fleet import Fleet
 
 INLINE_LIMIT = 8000  # longer messages go to a file the agent is pointed to
+MESSAGE_TTL = 3600.0  # a queued message older than this is dropped (with an event), not sent
 CONFIRM_TIMEOUT = 5.0
 ENTER_RETRIES = 2
 
@@ -98,6 +99,12 @@ class Messenger:
         results = []
         for m in self.store.messages(sid, "queued"):
             s = self.store.session(sid)
+            if time.time() - float(m["created_at"]) > MESSAGE_TTL:
+                # stale advice is worse than none: the agent has moved on since
+                self.store.set_message(m["id"], "failed", "expired before the agent was free")
+                emit(Event("message.expired", s.project, sid, s.task,
+                           {"id": m["id"], "source": m["source"]}), self.store)
+                continue
             activity = self.fleet.observe(s)
             if activity in (Activity.ACTIVE, Activity.WAITING_INPUT, Activity.EXITED):
                 break
