@@ -306,3 +306,29 @@ def test_ctrl_c_in_batch_spawn_rolls_back_and_reports(env: Env) -> None:
     assert made <= {s.id for s in alive}, (made, alive)  # no half-made worktree
     branches = {b.strip(" *+") for b in git(env.repo, "branch", "--list", "ao/*").splitlines()}
     assert branches <= {f"ao/{s.task.lower()}" for s in alive}, branches  # no stray branch
+
+
+def test_new_sessions_take_the_fallback_agent_while_limited(env: Env) -> None:
+    plan = {"tasks": {"A-1": {"title": "a", "body": demo("limit 30")},
+                      "B-1": {"title": "b", "body": "independent"}}}
+    env.plan_file.write_text(json.dumps(plan))
+    env.write_config(max_concurrent=1,
+                     agent={"name": "demo", "command": "cat", "fallback": "command"})
+    store = Store()
+    assert run_ao("plan", "run", str(env.plan_file), "-p", "shop").code == 0
+    d = Daemon(config.load(), store, env.server())
+    d.tick()
+    a = store.sessions("shop", task="A-1")[0]
+
+    def limited() -> bool:
+        d.tick()
+        return store.session(a.id).activity == "limited"
+
+    retry_until(limited, timeout=30, interval=0.3, message="the limit seen")
+    env.write_config(max_concurrent=2,
+                     agent={"name": "demo", "command": "cat", "fallback": "command"})
+    d.reload_config()
+    d.tick()
+    b = store.sessions("shop", task="B-1")[-1]
+    assert (b.state, b.agent) == (State.WORKING, "command"), (b.state, b.agent)
+    assert '"spawn.fallback"' in paths.events_log().read_text()

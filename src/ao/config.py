@@ -69,10 +69,11 @@ class AgentSpec:
     permission_mode: str | None = None
     env: tuple[tuple[str, str], ...] = ()  # passed to this agent (`${VAR}` from ao's env)
     ready: str | None = None  # a regex: a command agent is ready when its screen shows it
+    fallback: str | None = None  # the agent new sessions use while this one is limited
 
     @property
     def label(self) -> str:
-        return "command" if self.command else self.name
+        return self.name
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ _PROJECT_KEYS = (
     "session_prefix", "sandboxed", "auto_merge", "reactions", "post_create", "symlinks",
     "require_review", "require_checks", "merge_states", "merge_method", "env", "disposable",
 )
-_AGENT_KEYS = ("name", "command", "permission_mode", "env", "ready")
+_AGENT_KEYS = ("name", "command", "permission_mode", "env", "ready", "fallback")
 _CI_KEYS = ("command", "timeout")
 _REACTION_KEYS = ("auto", "retries", "escalate_after", "message")
 # environment variables for the global scalars; `AO_HOME` is not config (it locates config)
@@ -283,7 +284,8 @@ def _agent(value: Any, where: str, m: _Merged) -> AgentSpec:
             raise ConfigError(f"`{where}.ready` is not a regular expression: {e}",
                               "e.g. ready: '^> '") from None
     return AgentSpec(name=name, command=command, permission_mode=mode,
-                     env=_env(raw.get("env"), f"{where}.env", m), ready=ready)
+                     env=_env(raw.get("env"), f"{where}.env", m), ready=ready,
+                     fallback=_opt_str(raw.get("fallback"), f"{where}.fallback", m))
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -547,6 +547,17 @@ class Daemon:
             # no new session of an agent that is at its usage limit: it would hit the same wall
             waiting = [k for k in start if (plan.tasks[k].agent or project.agent.label) in held]
             start = [k for k in start if k not in waiting]
+            fallback = project.agent.fallback
+            if waiting and fallback and fallback not in held:
+                # the configured fallback takes the new sessions until the reset
+                for key in waiting:
+                    queued = self.store.sessions(project.name, states={State.QUEUED}, task=key)
+                    if queued:
+                        r = self.fleet.start_queued(queued[0].id, plan, agent=fallback)
+                        emit(Event("spawn.fallback", project.name, queued[0].id, key,
+                                   {"agent": fallback, "status": r.status,
+                                    "limited": sorted(held)}), self.store)
+                waiting = []
             if waiting:
                 emit(Event("spawn.held", project.name, data={
                     "tasks": waiting, "agents": sorted(held), "until": max(held.values())}),

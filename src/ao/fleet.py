@@ -305,11 +305,15 @@ class Fleet:
                  self.store)
         return done
 
-    def start_queued(self, sid: str, plan: Plan | None = None) -> SpawnResult:
-        """Start a queued session in place (the daemon does this when its deps are done)."""
+    def start_queued(self, sid: str, plan: Plan | None = None,
+                     agent: str | None = None) -> SpawnResult:
+        """Start a queued session in place (the daemon does this when its deps are done);
+        `agent` overrides the task's agent (the fallback while the usual one is limited)."""
         s = self.store.session(sid)
         project = self.cfg.project(s.project)
         task = self.task(project, s.task, plan)
+        if agent:
+            task = replace(task, agent=agent)
         running = self.store.sessions(project.name, states=set(RUNNING))
         if len(running) >= project.max_concurrent:
             return SpawnResult(task.key, "queued", sid, "max_concurrent reached")
@@ -411,7 +415,8 @@ class Fleet:
             if not had_branch:
                 launch.undo.append(lambda: workspace.delete_branch(project.path, branch))
             launch.undo.append(lambda: workspace.remove_worktree(project.path, ctx.worktree))
-            self.store.update_session(s.id, branch=branch, worktree=str(ctx.worktree))
+            self.store.update_session(s.id, branch=branch, worktree=str(ctx.worktree),
+                                      agent=profile.name)
             for rel in project.symlinks:
                 workspace.link_into(project.path, ctx.worktree, rel)
             for cmd in project.post_create:

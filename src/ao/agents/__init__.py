@@ -33,7 +33,9 @@ def names() -> list[str]:
 
 
 def get(spec: AgentSpec | str) -> Profile:
-    name = spec if isinstance(spec, str) else ("command" if spec.command else spec.name)
+    # a spec's name is "command" when only a command was given; a named profile with a
+    # command too (the command a `command` fallback would run) stays that profile
+    name = spec if isinstance(spec, str) else spec.name
     registry = _registry()
     if name not in registry:
         raise BadInput(f"unknown agent {name!r}; agents: {', '.join(sorted(registry))}",
