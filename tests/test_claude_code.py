@@ -10,6 +10,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -247,3 +248,38 @@ def test_a_question_menu_is_waiting_and_holds_messages(env: Env, fake: FakeAnthr
     r = Messenger(fleet).send(sid, "use whatever", now=True)
     assert r.status == "queued"
     assert "Which database" in tmux.capture(fleet.srv, sid)  # the question is still there
+
+
+def test_a_long_message_is_read_from_the_worktree_without_a_prompt(
+        env: Env, fake: FakeAnthropic) -> None:
+    """A 20 KB message goes to the worktree's excluded `.ao/messages/`; the agent reads it
+    with its Read tool in the default permission mode, with no prompt for a human."""
+    import re
+
+    def read_the_file(body: dict[str, Any]) -> Reply:
+        text = json.dumps(body)
+        path = re.search(r"is in (/[^ ]+?\.md)", text)
+        assert path, "no pointer to the message file"
+        return Reply(text="Reading it.", tool="Read", tool_input={"file_path": path.group(1)})
+
+    fake.script = [Reply(text="Ready."), read_the_file, Reply(text="Read it all.")]
+    sid = spawn_claude(env, permission_mode="default")
+    fleet = env.fleet()
+    retry_until(lambda: activity(env, sid) is Activity.IDLE, timeout=30, message="idle")
+    body = "\n".join(f"line {i:04d} of the long message" for i in range(700)) + \
+        "\nMARKER-20K-END"
+    assert len(body) > 20_000
+    r = Messenger(fleet).send(sid, body)
+    assert r.status == "delivered", r.detail
+    waited = []
+
+    def read_back() -> bool:
+        waited.append(activity(env, sid) is Activity.WAITING_INPUT)
+        return any("MARKER-20K-END" in json.dumps(b) for b in fake.requests[2:])
+
+    retry_until(read_back, timeout=60, interval=0.3, message="the file's text at the model")
+    assert not any(waited)  # nobody had to approve the read
+    wt = Path(fleet.store.session(sid).worktree or "")
+    from .helpers import git
+
+    assert git(wt, "status", "--porcelain") == ""  # .ao/ is excluded

@@ -426,6 +426,7 @@ class Fleet:
             workspace.exclude(project.path, ".ao/")
             if profile.uses_hooks:
                 workspace.exclude(project.path, ".claude/settings.local.json")
+            ctx = launch.ctx = replace(ctx, agent_env=self._env(profile, ctx))
             profile.prepare(ctx)
             launch.prompt = prompts.first_prompt(project, task, plan, branch)
             prompts.write(ctx.prompt_file, launch.prompt)

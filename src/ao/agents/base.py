@@ -30,6 +30,8 @@ class LaunchContext:
     permission_mode: str | None = None
     command_template: str | None = None
     ready_pattern: str | None = None  # a command agent is ready when this regex shows
+    # the environment the agent will get (set before `prepare`, so pre-answers match it)
+    agent_env: dict[str, str] | None = None
 
     def hook_command(self, agent: str, event: str) -> str:
         """How an agent's hook calls back into this same `ao` (whatever is on PATH)."""

@@ -105,7 +105,9 @@ class ClaudeCode(Profile):
     def prepare(self, ctx: LaunchContext) -> None:
         home = Path(os.environ.get("HOME", str(Path.home())))
         trusted = str(ctx.worktree.resolve())
-        key = os.environ.get("ANTHROPIC_API_KEY", "")
+        # the key the agent will actually get, which the project's `env:` may remap
+        key = (ctx.agent_env if ctx.agent_env is not None else os.environ).get(
+            "ANTHROPIC_API_KEY", "")
 
         def answer(data: dict[str, Any]) -> None:
             data["hasCompletedOnboarding"] = True
