@@ -283,3 +283,23 @@ def test_a_long_message_is_read_from_the_worktree_without_a_prompt(
     from .helpers import git
 
     assert git(wt, "status", "--porcelain") == ""  # .ao/ is excluded
+
+
+def test_an_escape_settles_the_state_at_once(env: Env, fake: FakeAnthropic) -> None:
+    """An Escape interrupts the turn and fires no Stop hook; the screen says so, and ao
+    reads the agent as idle within an observation, not after the 5 s stillness rule."""
+    import time as _time
+
+    fake.script = [Reply(text="a long answer", delay=15)]
+    sid = spawn_claude(env)
+    fleet = env.fleet()
+    retry_until(lambda: activity(env, sid) is Activity.ACTIVE, message="busy")
+    retry_until(lambda: "esc to interrupt" in tmux.capture(fleet.srv, sid), message="spinner")
+    tmux.send_keys(fleet.srv, sid, "Escape")
+    t0 = _time.monotonic()
+    try:
+        retry_until(lambda: activity(env, sid) is Activity.IDLE, timeout=4.5, interval=0.2,
+                    message="idle after the Escape")
+    except AssertionError:
+        raise AssertionError(tmux.capture(fleet.srv, sid)) from None
+    assert _time.monotonic() - t0 < 4.5

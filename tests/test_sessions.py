@@ -453,3 +453,16 @@ def test_restore_relaunches_what_the_session_was_started_with(env: Env) -> None:
     env_of = dict(x.split(b"=", 1) for x in Path(f"/proc/{pane.pid}/environ").read_bytes()
                   .split(b"\0") if b"=" in x)
     assert env_of[b"GREETING"] == b"first"
+
+
+def test_copy_mode_is_left_before_typing(env: Env) -> None:
+    """A human scrolled back in the agent's pane (copy mode): the keys would be eaten by the
+    mode; ao leaves it first, and the message arrives."""
+    sid = spawned(env)
+    fleet = env.fleet()
+    fleet.srv.cmd("copy-mode", "-t", f"={sid}:")
+    mode = fleet.srv.cmd("display-message", "-p", "-t", f"={sid}:", "#{pane_in_mode}").stdout
+    assert mode == ["1"]
+    r = run_ao("send", sid, "after the scroll back")
+    assert (r.code, r.out.strip()) == (0, "delivered"), r.err
+    assert "after the scroll back" in env.inbox(sid)

@@ -15,14 +15,16 @@ IDLE_AFTER = 5.0  # seconds of an unchanged screen that count as idle
 
 
 def infer(seen: Activity | None, hook: Activity | None, hook_at: float | None,
-          uses_hooks: bool, changed_at: float, now: float) -> Activity:
+          uses_hooks: bool, changed_at: float, now: float, settled: bool = False) -> Activity:
     """`seen`: what the profile reads on the screen (None: nothing it knows); `hook`: the
-    latest state a hook reported, at `hook_at`; `changed_at`: when the screen last changed."""
+    latest state a hook reported, at `hook_at`; `changed_at`: when the screen last changed;
+    `settled`: the screen itself says the turn ended without a hook (an Escape)."""
     if seen is Activity.WAITING_INPUT:
         return seen
     if uses_hooks and hook is not None:
         moved = seen is not None and seen is not hook and changed_at > (hook_at or 0)
-        if moved and (hook is Activity.WAITING_INPUT or now - changed_at >= IDLE_AFTER):
+        if moved and (hook is Activity.WAITING_INPUT or settled
+                      or now - changed_at >= IDLE_AFTER):
             return seen  # type: ignore[return-value]
         return hook
     if seen is not None:

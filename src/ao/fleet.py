@@ -67,7 +67,8 @@ class Fleet:
         self._remote_heads: dict[str, set[str]] = {}
         self._caching = False
         # per session: (pane output time, capture time, screen hash, what the screen shows)
-        self._screens: dict[str, tuple[int, float, str, Activity | None, float | None]] = {}
+        self._screens: dict[str, tuple[int, float, str, Activity | None, float | None,
+                                       bool]] = {}
 
     # ---- tasks ----------------------------------------------------------------------------
 
@@ -570,12 +571,12 @@ class Fleet:
                 out[s.id] = Activity.EXITED
             else:
                 profile = agents.get(s.agent or "command")
-                digest, seen, until = self._screen(s, p)
+                digest, seen, until, settled = self._screen(s, p)
                 changed_at = s.screen_changed_at if digest == s.screen_hash and \
                     s.screen_changed_at else now
                 hook = Activity(s.hook_activity) if s.hook_activity else None
                 out[s.id] = activity.infer(seen, hook, s.hook_at, profile.uses_hooks,
-                                           changed_at, now)
+                                           changed_at, now, settled)
                 new = {"activity": out[s.id].value, "screen_hash": digest,
                        "screen_changed_at": changed_at, "pane_alive": 1, "exit_status": None}
                 if until is not None and until > now:
@@ -589,14 +590,14 @@ class Fleet:
         return out
 
     def _screen(self, s: Session, p: tmux.PaneState
-                ) -> tuple[str, Activity | None, float | None]:
+                ) -> tuple[str, Activity | None, float | None, bool]:
         """The screen's hash, what the profile reads on it and when a usage limit shown on
         it resets; captured again only when the pane printed something since the last
         capture (tmux keeps output times in seconds, so output in the second of the capture
         counts as new)."""
         cached = self._screens.get(s.id)
         if cached is not None and cached[0] == p.activity and p.activity < cached[1] - 1:
-            return cached[2], cached[3], cached[4]
+            return cached[2], cached[3], cached[4], cached[5]
         taken = time.time()
         screen = tmux.capture(self.srv, s.id)
         profile = agents.get(s.agent or "command")
@@ -605,8 +606,9 @@ class Fleet:
             if profile.shows_limits else None
         until = limits.reset_at(line, datetime.now().astimezone()) if line else None
         digest = tmux.screen_hash(screen)
-        self._screens[s.id] = (p.activity, taken, digest, seen, until)
-        return digest, seen, until
+        settled = profile.settled(screen)
+        self._screens[s.id] = (p.activity, taken, digest, seen, until, settled)
+        return digest, seen, until, settled
 
     # ---- ending and restoring -------------------------------------------------------------
 

@@ -112,6 +112,11 @@ class Profile:
             return Activity.ACTIVE
         return None
 
+    def settled(self, screen: str) -> bool:
+        """The screen shows the turn ended with no hook to say so (Claude Code after an
+        Escape: "Interrupted"); the screen's state is then taken at once."""
+        return False
+
     def draft_pending(self, screen: str, text: str) -> bool:
         """The text we pasted still sits in the input (Enter not taken)."""
         tail = _last_words(text)

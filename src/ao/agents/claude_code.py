@@ -182,6 +182,14 @@ class ClaudeCode(Profile):
             return Activity.IDLE
         return None
 
+    def settled(self, screen: str) -> bool:
+        """An Escape interrupt fires no Stop hook: Claude puts the prompt back in the box
+        (or says "Interrupted"). A box holding text with no spinner is a turn that ended."""
+        if "esc to interrupt" in screen:
+            return False
+        box = self._box(screen)
+        return "What should Claude do instead" in screen or bool(box and box.strip())
+
     def draft_pending(self, screen: str, text: str) -> bool:
         box = self._box(screen)
         return box is not None and box != "" and not box.startswith("Press up to edit")
