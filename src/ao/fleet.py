@@ -424,7 +424,8 @@ class Fleet:
                 _run_post_create(cmd, ctx.worktree)
             self._post_create_hooks(project, s, task, ctx)
             # nothing ao writes into a worktree shows in its `git status`
-            workspace.exclude(project.path, ".ao/")
+            for pattern in (".ao/", *profile.excludes):
+                workspace.exclude(project.path, pattern)
             if profile.uses_hooks:
                 workspace.exclude(project.path, ".claude/settings.local.json")
             ctx = launch.ctx = replace(ctx, agent_env=self._env(profile, ctx))

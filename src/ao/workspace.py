@@ -263,7 +263,8 @@ def dirty(worktree: Path) -> list[str]:
 # more with `disposable:`); any other ignored file (a local.env, notes) is work at risk
 DISPOSABLE = ("node_modules/", ".venv/", "venv/", "__pycache__/", "*.pyc", ".pytest_cache/",
               ".mypy_cache/", ".ruff_cache/", ".tox/", "dist/", "build/", "target/", ".next/",
-              ".cache/", "*.egg-info/", ".coverage", ".claude/settings.local.json", ".ao/")
+              ".cache/", "*.egg-info/", ".coverage", ".claude/settings.local.json", ".ao/",
+              ".aider*")
 
 
 def ignored_at_risk(worktree: Path, disposable: tuple[str, ...] = DISPOSABLE) -> list[str]:

@@ -62,6 +62,8 @@ class Profile:
     # a line-oriented program (no input box: what is typed is echoed like output): a message
     # gets exactly one Enter, confirmed by the screen changing after it
     line_oriented: ClassVar[bool] = False
+    # files the agent writes into a worktree, kept out of `git status` (info/exclude)
+    excludes: ClassVar[tuple[str, ...]] = ()
     # the agent prints a usage-limit message with its reset time (limits.py reads it)
     shows_limits: ClassVar[bool] = False
     # screen texts meaning "blocked on a question to the human"

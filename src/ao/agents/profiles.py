@@ -8,6 +8,7 @@ import re
 import shlex
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from ..errors import BadInput
@@ -84,16 +85,36 @@ class CodexAgent(Profile):
     passthrough: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_HOME")
     description: ClassVar[str] = "OpenAI Codex CLI"
     busy_texts: ClassVar[tuple[str, ...]] = ("Esc to interrupt", "esc to interrupt")
+    waiting_texts: ClassVar[tuple[str, ...]] = (
+        "Would you like to run the following command?", "Press enter to confirm or esc to cancel",
+        "Trust this folder?")
+    # C-c clears a draft, but exits on an empty input: only with a draft
+    clear_keys: ClassVar[tuple[str, ...]] = ("C-c",)
+    clear_only_drafts: ClassVar[bool] = True
 
     def command(self, ctx: LaunchContext) -> str:
-        mode = "--full-auto" if ctx.sandboxed else ""
-        return f"codex {mode}".strip()
+        # --no-daemon: the default background app-server outlives the session and is shared
+        # by every later one with the first one's environment; the title tells the run state
+        flags = ["--no-daemon", "-c", shlex.quote('tui.terminal_title=["spinner","run-state"]')]
+        if ctx.sandboxed:
+            flags.append("--dangerously-bypass-approvals-and-sandbox")  # --full-auto is gone
+        return "codex " + " ".join(flags)
 
     def resume_command(self, ctx: LaunchContext) -> str:
-        return "codex resume --last"
+        return self.command(ctx).replace("codex ", "codex resume --last ", 1)
 
     def is_ready(self, screen: str) -> bool:
-        return "›" in screen or "▌" in screen
+        # the early input (footer only "? for shortcuts") comes before startup ends
+        return "Ask Codex to do anything" in screen and "default ·" in screen \
+            and not any(t in screen for t in self.waiting_texts)
+
+    def draft_pending(self, screen: str, text: str) -> bool:
+        line = next((ln for ln in reversed(screen.splitlines()) if ln.startswith("› ")), "")
+        body = line[2:].strip()
+        if not body or body == "Ask Codex to do anything":
+            return False
+        return not text or body.startswith("[Pasted Content") or super().draft_pending(
+            line, text)
 
 
 @dataclass
@@ -104,17 +125,46 @@ class AiderAgent(Profile):
         "OPENAI_API_KEY", "OPENAI_API_BASE", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
         "GEMINI_API_KEY", "AIDER_MODEL")
     description: ClassVar[str] = "Aider"
-    waiting_texts: ClassVar[tuple[str, ...]] = ("(Y)es/(N)o", "[Yes]:")
+    waiting_texts: ClassVar[tuple[str, ...]] = ("(Y)es/(N)o",)
+    # aider takes every Enter: one typed while it works answers its next question (a shell
+    # command approved by nobody). One Enter per message, confirmed by the screen.
+    line_oriented: ClassVar[bool] = True
+    excludes: ClassVar[tuple[str, ...]] = (".aider*",)
+    FLAGS: ClassVar[str] = ("--no-gitignore --no-show-model-warnings --no-show-release-notes "
+                            "--analytics-disable --no-check-update")
 
     def command(self, ctx: LaunchContext) -> str:
-        return "aider --yes-always" if ctx.sandboxed else "aider"
+        return f"aider {self.FLAGS}" + (" --yes-always" if ctx.sandboxed else "")
 
     def resume_command(self, ctx: LaunchContext) -> str:
         return self.command(ctx) + " --restore-chat-history"
 
+    def env(self, ctx: LaunchContext) -> dict[str, str]:
+        return {**super().env(ctx), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+
+    @staticmethod
+    def _last(screen: str) -> str:
+        lines = [ln for ln in screen.splitlines() if ln.strip()]
+        return lines[-1].strip() if lines else ""
+
     def is_ready(self, screen: str) -> bool:
-        return bool(re.search(r"^\S*> ?$", screen.rstrip().splitlines()[-1] if screen.strip()
-                              else "", re.M))
+        return bool(re.fullmatch(r"\S*>", self._last(screen)))
+
+    def activity(self, screen: str) -> Activity | None:
+        last = self._last(screen)
+        # a question counts only while it is the last line: an answered one stays on screen
+        if "(Y)es/(N)o" in last and last.endswith("]:"):
+            return Activity.WAITING_INPUT
+        if re.fullmatch(r"\S*>", last):
+            return Activity.IDLE
+        if "Waiting for" in last:
+            return Activity.ACTIVE
+        return None
+
+    def draft_pending(self, screen: str, text: str) -> bool:
+        last = self._last(screen)
+        m = re.fullmatch(r"\S*> (.+)", last)
+        return bool(m) and (not text or super().draft_pending(last, text))
 
 
 @dataclass
@@ -127,13 +177,37 @@ class GeminiAgent(Profile):
     clear_keys: ClassVar[tuple[str, ...]] = ("Escape", "Escape")
     clear_only_drafts: ClassVar[bool] = True
     busy_texts: ClassVar[tuple[str, ...]] = ("esc to cancel",)
-    waiting_texts: ClassVar[tuple[str, ...]] = ("Allow execution", "Apply this change?")
+    waiting_texts: ClassVar[tuple[str, ...]] = ("Allow execution", "Apply this change?",
+                                                "Do you trust the files in this folder?",
+                                                "How would you like to authenticate")
 
     def command(self, ctx: LaunchContext) -> str:
         return "gemini --yolo" if ctx.sandboxed else "gemini"
 
+    def env(self, ctx: LaunchContext) -> dict[str, str]:
+        # the trust dialog pre-answered (a gemini left on it survives the tmux session)
+        return {**super().env(ctx), "GEMINI_CLI_TRUST_WORKSPACE": "true"}
+
+    def prepare(self, ctx: LaunchContext) -> None:
+        from .claude_code import update_json
+
+        home = Path(os.environ.get("HOME", str(Path.home())))
+        update_json(home / ".gemini" / "settings.json", lambda d: d.setdefault(
+            "security", {}).setdefault("auth", {}).setdefault("selectedType",
+                                                               "gemini-api-key"))
+
     def is_ready(self, screen: str) -> bool:
-        return "Type your message" in screen or ">" in screen
+        return "Type your message" in screen and not any(
+            t in screen for t in self.waiting_texts)
+
+    def draft_pending(self, screen: str, text: str) -> bool:
+        line = next((ln.strip() for ln in reversed(screen.splitlines())
+                     if ln.strip().startswith((">", "*"))), "")
+        body = line[1:].strip()
+        if not body or body.startswith("Type your message"):
+            return False
+        return not text or body.startswith("[Pasted Text") or super().draft_pending(
+            line, text)
 
 
 def running_as_root() -> bool:
