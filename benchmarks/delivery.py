@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,10 +29,7 @@ def one_run(interval: float) -> float:
         git(sb.work, "add", "-A")
         git(sb.work, "commit", "-q", "-m", "plan")
         sb.config(interval, agent="demo")
-        daemon = subprocess.Popen([sys.executable, "-m", "ao", "daemon", "run"], env=sb.env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
-        try:
+        with sb.daemon():
             from ao.store import Store
 
             time.sleep(1.0)
@@ -62,9 +57,6 @@ def one_run(interval: float) -> float:
                     return float(rows[0]["delivered_at"]) - hooked
                 time.sleep(0.02)
             raise SystemExit("the queued message was not delivered")
-        finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            daemon.wait(timeout=30)
 
 
 def main() -> None:

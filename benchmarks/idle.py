@@ -12,9 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,10 +27,7 @@ def cpu(pid: int) -> float:
 
 
 def measure(sb: Sandbox, window: float) -> float:
-    daemon = subprocess.Popen([sys.executable, "-m", "ao", "daemon", "run"], env=sb.env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    try:
+    with sb.daemon() as daemon:
         time.sleep(3)  # start-up (imports, recovery, the first tick) is not idle time
         before = cpu(daemon.pid)
         t0 = time.monotonic()
@@ -41,9 +35,6 @@ def measure(sb: Sandbox, window: float) -> float:
             sb.ao("status", check=False)  # reading the config must not wake a reload
             time.sleep(window / 5)
         return (cpu(daemon.pid) - before) / (time.monotonic() - t0) * 60
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=60)
 
 
 def main() -> None:

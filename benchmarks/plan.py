@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,11 +40,8 @@ def run(interval: float) -> tuple[float, int]:
         sb.config(interval, agent="demo", max_concurrent=24, auto_merge=True,
                   require_review=False, ci={"command": "true"})
         sb.ao("plan", "run", str(sb.work / "plan.yaml"))
-        daemon = subprocess.Popen([sys.executable, "-m", "ao", "daemon", "run"], env=sb.env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
-        started = time.monotonic()
-        try:
+        with sb.daemon():
+            started = time.monotonic()
             deadline = started + levels * interval * 6 + 120
             while time.monotonic() < deadline:
                 rows = json.loads(sb.ao("plan", "status", str(sb.work / "plan.yaml"),
@@ -56,9 +50,6 @@ def run(interval: float) -> tuple[float, int]:
                     return time.monotonic() - started, levels
                 time.sleep(0.2)
             raise SystemExit("the plan did not merge in time")
-        finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            daemon.wait(timeout=60)
 
 
 def main() -> None:

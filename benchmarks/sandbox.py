@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,19 @@ class Sandbox:
         (self.root / "ao" / "config.yaml").write_text(json.dumps({
             "poll_interval": f"{poll}s", "cleanup": {"grace": "600s"},
             "projects": {"bench": {"path": str(self.work), **project}}}))
+
+
+    @contextmanager
+    def daemon(self, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+        """A real `ao daemon run` for the length of the block, stopped as `ao stop` would."""
+        proc = subprocess.Popen([sys.executable, "-m", "ao", "daemon", "run", *args],
+                                env=self.env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -246,6 +246,14 @@ def test_a_one_off_task_needs_no_plan_entry(env: Env) -> None:
     assert bad.code == 2 and "--prompt" in bad.err
 
 
+def tick_until_limited(d: Daemon, store: Store, sid: str) -> None:
+    def limited() -> bool:
+        d.tick()
+        return store.session(sid).activity == "limited"
+
+    retry_until(limited, timeout=30, interval=0.3, message="the limit seen")
+
+
 def test_a_usage_limit_holds_the_agent_and_new_spawns_then_continues(env: Env) -> None:
     """The demo agent prints Claude Code's limit line: the session is `limited` until the
     reset (no nudge, no escalation), one notification says so, no new session of that agent
@@ -263,11 +271,7 @@ def test_a_usage_limit_holds_the_agent_and_new_spawns_then_continues(env: Env) -
     d.tick()
     a = store.sessions("shop", task="A-1")[0]
 
-    def limited() -> bool:
-        d.tick()
-        return store.session(a.id).activity == "limited"
-
-    retry_until(limited, timeout=30, interval=0.3, message="the limit seen")
+    tick_until_limited(d, store, a.id)
     s = store.session(a.id)
     assert s.limited_until and s.limited_until - time.time() > 25 * 60
     env.write_config(max_concurrent=2)
@@ -320,11 +324,7 @@ def test_new_sessions_take_the_fallback_agent_while_limited(env: Env) -> None:
     d.tick()
     a = store.sessions("shop", task="A-1")[0]
 
-    def limited() -> bool:
-        d.tick()
-        return store.session(a.id).activity == "limited"
-
-    retry_until(limited, timeout=30, interval=0.3, message="the limit seen")
+    tick_until_limited(d, store, a.id)
     env.write_config(max_concurrent=2,
                      agent={"name": "demo", "command": "cat", "fallback": "command"})
     d.reload_config()
