@@ -142,3 +142,18 @@ def test_a_post_from_another_origin_is_refused(env: Env, web: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=10)
     assert e.value.code == 403 and not Store().paused("shop")
+
+
+def test_stats_count_outcomes_rounds_and_time_to_merge(env: Env) -> None:
+    store = Store()
+    for task, end in (("A-1", State.MERGED), ("C-1", State.MERGED), ("D-1", State.KILLED)):
+        s = store.create_session("shop", "sho", task, state=State.SPAWNING)
+        store.set_state(s.id, State.WORKING)
+        store.record_attempt(s.id, "fix-ci", f"ci:{task}")
+        store.set_state(s.id, end)
+    r = run_ao("stats", "--json")
+    assert r.code == 0, r.err
+    (row,) = json.loads(r.out)
+    assert (row["merged"], row["abandoned"], row["fix_rounds"]) == (2, 1, 3)
+    assert row["success_rate"] == round(2 / 3, 3) and row["p90_seconds_to_merge"] is not None
+    assert "shop" in run_ao("stats").out

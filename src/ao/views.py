@@ -64,6 +64,8 @@ def stats(store: Store, project: str, max_concurrent: int) -> dict[str, Any]:
     failed = [s for s in ended if s.outcome is Outcome.FAILED]
     running = sum(1 for s in sessions if s.state in RUNNING)
     durations = sorted(s.updated_at - s.created_at for s in merged)
+    attempts = [a for s in sessions for a in store.attempts(s.id)]
+    messages = [m for s in sessions for m in store.messages(s.id)]
     return {"project": project, "sessions": len(sessions), "running": running,
             "max_concurrent": max_concurrent,
             "utilisation": round(running / max_concurrent, 3) if max_concurrent else 0.0,
@@ -72,6 +74,14 @@ def stats(store: Store, project: str, max_concurrent: int) -> dict[str, Any]:
             "success_rate": round(len(merged) / len(ended), 3) if ended else None,
             "error_rate": round(len(failed) / len(ended), 3) if ended else None,
             "median_seconds_to_merge": durations[len(durations) // 2] if durations else None,
-            "fix_rounds": sum(len(store.attempts(s.id, "fix-ci")) for s in sessions),
-            "escalations": sum(len(store.attempts(s.id, "escalate")) for s in sessions),
+            "p90_seconds_to_merge": durations[min(len(durations) - 1,
+                                                  int(len(durations) * 0.9))]
+            if durations else None,
+            "fix_rounds": sum(1 for a in attempts if a["reaction"] == "fix-ci"),
+            "review_rounds": sum(1 for a in attempts if a["reaction"] == "review-round"),
+            "rebases": sum(1 for a in attempts if a["reaction"] == "ask-rebase"),
+            "escalations": sum(1 for a in attempts if a["reaction"] == "escalate"),
+            "limited": sum(1 for s in sessions if s.limited_until),
+            "messages": {status: sum(1 for m in messages if m["status"] == status)
+                         for status in ("delivered", "queued", "failed")},
             "at": time.time()}
