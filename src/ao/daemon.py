@@ -35,7 +35,7 @@ from .merging import record_merged
 from .messaging import Messenger
 from .notify import Notifier
 from .plan import Plan
-from .reactions import Action, History, Observation, Policy, decide
+from .reactions import Action, ActionKind, History, Observation, Policy, decide
 from .state import LIVE, Activity, Outcome, State
 from .store import Session, Store
 from .teardown import teardown
@@ -426,13 +426,13 @@ class Daemon:
     def act(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
             pr: PullRequest | None, a: Action) -> None:
         ev = {"project": project.name, "session": s.id, "task": s.task}
-        if a.kind == "set-state" and a.state is not None:
+        if a.kind is ActionKind.SET_STATE and a.state is not None:
             self.store.set_state(s.id, a.state)
             emit(Event(f"session.{a.state.value}", **ev, data={"reason": a.reason}), self.store)
             if a.state is State.MERGED:
                 record_merged(self.cfg, self.store, self.fleet.srv, project, forge, s, a.sha,
                               self.notifier)
-        elif a.kind == "fix-ci" and pr is not None:
+        elif a.kind is ActionKind.FIX_CI and pr is not None:
             details = forge.failure_details(pr)
             if self.cfg.llm.condense_ci_logs:
                 from .planner import Planner
@@ -446,14 +446,14 @@ class Daemon:
                                                         "checks": [d.check for d in details]}),
                          self.store)
                 self.notifier.hooks(event)
-        elif a.kind == "forward-review" and pr is not None:
+        elif a.kind is ActionKind.FORWARD_REVIEW and pr is not None:
             self._forward_review(forge, policy, s, pr, ev)
-        elif a.kind == "ask-rebase":
+        elif a.kind is ActionKind.ASK_REBASE:
             if self.store.record_and_queue(s.id, [("ask-rebase", a.fingerprint)],
                                            compose.rebase(project.default_branch,
                                                           project.remote), "merge-conflict"):
                 emit(Event("pr.conflict", **ev, data={"sha": a.sha}), self.store)
-        elif a.kind == "merge" and pr is not None:
+        elif a.kind is ActionKind.MERGE and pr is not None:
             try:
                 merged = forge.merge(pr, a.sha)
             except ExternalError as e:
@@ -471,31 +471,32 @@ class Daemon:
             # merged now, not at the next poll: dependents start in this same tick
             self.store.update_session(s.id, pr_state="merged")
             self.act(project, forge, policy, self.store.session(s.id), pr,
-                     Action("set-state", state=State.MERGED, reason="merged by ao", sha=a.sha))
-        elif a.kind == "notify":
+                     Action(ActionKind.SET_STATE, state=State.MERGED, reason="merged by ao",
+                            sha=a.sha))
+        elif a.kind is ActionKind.NOTIFY:
             if self.store.record_attempt(s.id, "notify", a.fingerprint):
                 kind = a.fingerprint.split(":", 1)[0]
                 event = emit(Event(f"attention.{kind}", **ev, data={"reason": a.reason}),
                          self.store)
                 self.notifier.notify(event, f"{s.id} {s.task}", a.reason)
-        elif a.kind == "escalate":
+        elif a.kind is ActionKind.ESCALATE:
             if self.store.record_attempt(s.id, "escalate", a.fingerprint):
                 self.store.set_state(s.id, State.NEEDS_HUMAN, note=a.reason)
                 event = emit(Event("escalated", **ev, data={"reason": a.reason}), self.store)
                 self.notifier.notify(event, f"{s.id} {s.task} needs a human", a.reason)
-        elif a.kind == "resume" and a.state is not None:
+        elif a.kind is ActionKind.RESUME and a.state is not None:
             self.fleet.resume(s.id, a.reason, by="ao")
-        elif a.kind == "limit-continue":
+        elif a.kind is ActionKind.LIMIT_CONTINUE:
             if self.store.record_and_queue(s.id, [("limit-continue", a.fingerprint)], "continue",
                                            "limit-reset"):
                 event = emit(Event("agent.limit_reset", **ev, data={"reason": a.reason}),
                              self.store)
                 self.notifier.hooks(event)
-        elif a.kind == "nudge":
+        elif a.kind is ActionKind.NUDGE:
             self.store.record_and_queue(s.id, [("nudge", a.fingerprint)], compose.nudge(a.reason),
                                         "agent-stuck")
             emit(Event("agent.nudged", **ev, data={"reason": a.reason}), self.store)
-        elif a.kind == "restore":
+        elif a.kind is ActionKind.RESTORE:
             self.store.record_attempt(s.id, "restore", a.fingerprint)
             try:
                 self.fleet.restore(s.id)
@@ -512,7 +513,7 @@ class Daemon:
         rounds = hist.count("review-round:")
         if rounds >= policy.review_rounds * (hist.resumes + 1):
             self.act(self.cfg.project(s.project), forge, policy, s, pr, Action(
-                "escalate", f"escalate:review:{hist.resumes}",
+                ActionKind.ESCALATE, f"escalate:review:{hist.resumes}",
                 f"review feedback after {rounds} rounds"))
             return
         fps = [("review-round", f"review-round:{rounds + 1}")] + [

@@ -8,6 +8,7 @@ pending, a restart, or the same failure seen twice never adds or loses a round.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from .config import ProjectConfig, parse_duration
 from .forge.base import FAILING, PASSING, PullRequest
@@ -92,10 +93,25 @@ class History:
         return sum(1 for fp in self.done if fp.startswith(prefix))
 
 
+class ActionKind(StrEnum):
+    """What the daemon can do about a session; `Daemon.act` has one branch per kind."""
+
+    SET_STATE = "set-state"
+    FIX_CI = "fix-ci"
+    FORWARD_REVIEW = "forward-review"
+    ASK_REBASE = "ask-rebase"
+    MERGE = "merge"
+    NOTIFY = "notify"
+    ESCALATE = "escalate"
+    NUDGE = "nudge"
+    RESTORE = "restore"
+    RESUME = "resume"
+    LIMIT_CONTINUE = "limit-continue"
+
+
 @dataclass(frozen=True)
 class Action:
-    kind: str  # set-state | fix-ci | forward-review | ask-rebase | merge | notify | escalate
-    #          | nudge | restore | resume | limit-continue
+    kind: ActionKind
     fingerprint: str = ""
     reason: str = ""
     state: State | None = None
@@ -134,32 +150,34 @@ def resolved(obs: Observation, hist: History, policy: Policy) -> str | None:
 def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
     pr = obs.pr
     if pr is not None and pr.state == "merged":
-        return [Action("set-state", state=State.MERGED, reason="PR merged", sha=pr.head_sha)]
+        return [Action(ActionKind.SET_STATE, state=State.MERGED, reason="PR merged",
+                       sha=pr.head_sha)]
     if obs.state is State.NEEDS_HUMAN:
         why = resolved(obs, hist, policy)
         if why is None:
             return []  # a human has it until they hand it back, or the cause goes away
         back = State.PR_OPEN if pr is not None and pr.state == "open" else State.WORKING
-        return [Action("resume", f"resume:{hist.resumes + 1}", why, state=back)]
+        return [Action(ActionKind.RESUME, f"resume:{hist.resumes + 1}", why, state=back)]
     actions: list[Action] = []
     if obs.limited_until:
         until = int(obs.limited_until)
         if obs.activity is Activity.LIMITED:
             # nothing to nudge or escalate: the agent waits for its reset, and so do we
             fp = f"limited:{until}"
-            return [] if hist.has(fp) else [Action("notify", fp, "the agent hit its usage "
+            return [] if hist.has(fp) else [Action(ActionKind.NOTIFY, fp, "the agent hit its usage "
                                                    f"limit; it resets at {_clock(until)}")]
         if obs.now >= obs.limited_until and not hist.has(f"limit-continue:{until}"):
-            actions.append(Action("limit-continue", f"limit-continue:{until}",
+            actions.append(Action(ActionKind.LIMIT_CONTINUE, f"limit-continue:{until}",
                                   "the usage limit has reset"))
     if obs.activity is Activity.WAITING_INPUT:
         fp = f"needs-input:{int(obs.waiting_since or 0)}"
         if not hist.has(fp):
-            actions.append(Action("notify", fp, "the agent is waiting on a permission prompt"))
+            actions.append(Action(ActionKind.NOTIFY, fp,
+                                  "the agent is waiting on a permission prompt"))
     if pr is None:
         return actions + _without_pr(obs, hist, policy)
     if obs.state is State.WORKING:
-        actions.append(Action("set-state", state=State.PR_OPEN, reason=f"PR #{pr.number}"))
+        actions.append(Action(ActionKind.SET_STATE, state=State.PR_OPEN, reason=f"PR #{pr.number}"))
     if pr.state == "closed":
         closed = f"PR #{pr.number} was closed without merging"
         return [*actions, _escalate(hist, "pr-closed", closed)]
@@ -174,7 +192,7 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
             actions.append(_escalate(hist, "ci-exhausted",
                                      f"CI failed after {len(hist.ci_rounds)} fix rounds"))
         elif "ci-failed" in policy.auto:
-            actions.append(Action("fix-ci", f"ci:{sha}", sha=sha,
+            actions.append(Action(ActionKind.FIX_CI, f"ci:{sha}", sha=sha,
                                    round=len(hist.ci_rounds) + 1))
     if pr.mergeable == "conflicting" and "merge-conflict" in policy.auto \
             and not hist.has(f"rebase:{sha}"):
@@ -183,10 +201,10 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
             actions.append(_escalate(hist, "conflict",
                                      f"still conflicting after {asked} rebase requests"))
         else:
-            actions.append(Action("ask-rebase", f"rebase:{sha}", sha=sha))
+            actions.append(Action(ActionKind.ASK_REBASE, f"rebase:{sha}", sha=sha))
     # forwarded whatever reviewDecision says: it is null on repositories that require no review
     if approval(pr) is Approval.CHANGES_REQUESTED and "changes-requested" in policy.auto:
-        actions.append(Action("forward-review", sha=sha))
+        actions.append(Action(ActionKind.FORWARD_REVIEW, sha=sha))
     verdict = merge_gate(pr, policy.gate, expected_sha=sha)
     if verdict:
         refused = hist.count(f"merge-failed:{sha}:")
@@ -196,9 +214,9 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
                                      f"{refused} times"))
         elif policy.auto_merge:
             if not hist.has(f"merge:{sha}"):
-                actions.append(Action("merge", f"merge:{sha}", sha=sha))
+                actions.append(Action(ActionKind.MERGE, f"merge:{sha}", sha=sha))
         elif not hist.has(f"merge-ready:{sha}"):
-            actions.append(Action("notify", f"merge-ready:{sha}",
+            actions.append(Action(ActionKind.NOTIFY, f"merge-ready:{sha}",
                                   f"PR #{pr.number} can merge: {verdict.reason}"))
     return actions
 
@@ -217,7 +235,7 @@ def _without_pr(obs: Observation, hist: History, policy: Policy) -> list[Action]
 
 def _exited(hist: History, reason: str) -> list[Action]:
     if hist.restores < 1 + hist.resumes:
-        return [Action("restore", f"restore:{hist.restores + 1}", reason)]
+        return [Action(ActionKind.RESTORE, f"restore:{hist.restores + 1}", reason)]
     return [_escalate(hist, "exited", reason + " again after a restore")]
 
 
@@ -226,7 +244,9 @@ def _stuck(obs: Observation, hist: History, policy: Policy, key: str,
     if obs.activity is not Activity.IDLE or obs.idle_for < policy.stuck_after:
         return []
     if not hist.has(f"nudge:{key}"):
-        return [Action("nudge", f"nudge:{key}", reason)] if "agent-stuck" in policy.auto else []
+        if "agent-stuck" not in policy.auto:
+            return []
+        return [Action(ActionKind.NUDGE, f"nudge:{key}", reason)]
     if obs.idle_for >= 2 * policy.stuck_after:
         return [_escalate(hist, f"stuck:{key}", reason + ", after a nudge")]
     return []
@@ -235,4 +255,4 @@ def _stuck(obs: Observation, hist: History, policy: Policy, key: str,
 def _escalate(hist: History, key: str, reason: str) -> Action:
     # the hand-back count is part of the fingerprint: once resumed, the same trouble escalates
     # again instead of being taken for the escalation already made
-    return Action("escalate", f"escalate:{key}:{hist.resumes}", reason)
+    return Action(ActionKind.ESCALATE, f"escalate:{key}:{hist.resumes}", reason)
