@@ -157,3 +157,25 @@ def test_stats_count_outcomes_rounds_and_time_to_merge(env: Env) -> None:
     assert (row["merged"], row["abandoned"], row["fix_rounds"]) == (2, 1, 3)
     assert row["success_rate"] == round(2 / 3, 3) and row["p90_seconds_to_merge"] is not None
     assert "shop" in run_ao("stats").out
+
+
+def test_a_stream_resumed_after_a_disconnect_loses_and_repeats_nothing(env: Env,
+                                                                       web: str) -> None:
+    store = Store()
+    for i in range(5):
+        events.emit(Event("bench.x", "shop", data={"n": i}), store)
+    first = store.last_event_id() - 4
+
+    def read(last_id: int, limit: int) -> list[int]:
+        req = urllib.request.Request(f"{web}/api/events?type=bench.&limit={limit}",
+                                     headers={"Last-Event-ID": str(last_id)})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            text = r.read().decode()
+        return [json.loads(ln[6:])["data"]["n"] for ln in text.splitlines()
+                if ln.startswith("data: ")]
+
+    got = read(first - 1, 2)  # the connection drops after two events
+    for i in range(5, 8):  # more happen while it is away
+        events.emit(Event("bench.x", "shop", data={"n": i}), store)
+    got += read(first + 1, 6)  # the client resumes from the last id it saw
+    assert got == list(range(8))

@@ -191,8 +191,8 @@ class WebServer(TextualServer):
                                  .encode())
                 sent += 1
                 quiet_since = time.monotonic()
-            if limit is not None and sent >= limit:
-                return resp
+                if limit is not None and sent >= limit:
+                    return resp  # exactly `limit` events, so a resume neither skips nor repeats
             if time.monotonic() - quiet_since > KEEPALIVE:
                 await resp.write(b": keep-alive\n\n")
                 quiet_since = time.monotonic()
