@@ -70,8 +70,7 @@ def default_branch(repo: Path, remote: str = "origin") -> str:
     if proc.returncode == 0 and "/" in proc.stdout:
         return proc.stdout.strip().split("/", 1)[1]
     for name in ("main", "master"):
-        if git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}",
-               check=False).returncode == 0:
+        if local_branch_exists(repo, name):
             return name
     proc = git(repo, "branch", "--show-current", check=False)
     return proc.stdout.strip() or "main"
@@ -97,9 +96,12 @@ def has_remote(repo: Path, remote: str) -> bool:
     return remote_url(repo, remote) is not None
 
 
+def ref_exists(repo: Path, ref: str) -> bool:
+    return git(repo, "rev-parse", "--verify", "--quiet", ref, check=False).returncode == 0
+
+
 def local_branch_exists(repo: Path, branch: str) -> bool:
-    return git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}",
-               check=False).returncode == 0
+    return ref_exists(repo, f"refs/heads/{branch}")
 
 
 def remote_branch_exists(repo: Path, remote: str, branch: str) -> bool:
@@ -230,17 +232,21 @@ def link_into(repo: Path, worktree: Path, rel: str) -> None:
 UNKNOWN_COMMITS = "(could not be checked)"
 
 
+def _elsewhere(repo: Path, remote: str, default_branch: str) -> list[str]:
+    """`rev-list` arguments for what is safe elsewhere: every remote branch, and the default
+    branch (local or remote-tracking, whichever exists)."""
+    refs = [f"--remotes={remote}"] if has_remote(repo, remote) else []
+    return refs + [b for b in (f"refs/heads/{default_branch}",
+                               f"refs/remotes/{remote}/{default_branch}") if ref_exists(repo, b)]
+
+
 def unpushed(worktree: Path, remote: str, default_branch: str,
              tips: tuple[str, ...] = ("HEAD",)) -> list[str]:
     """Commits on `tips` (HEAD, and the session's branch) that no remote branch and no
     default branch has. When git cannot tell, that is a risk, not a clean bill."""
-    refs = [f"--remotes={remote}"] if has_remote(worktree, remote) else []
-    for base in (f"refs/heads/{default_branch}", f"refs/remotes/{remote}/{default_branch}"):
-        if git(worktree, "rev-parse", "--verify", "--quiet", base, check=False).returncode == 0:
-            refs.append(base)
-    present = [t for t in tips if t == "HEAD" or git(
-        worktree, "rev-parse", "--verify", "--quiet", t, check=False).returncode == 0]
-    proc = git(worktree, "rev-list", *present, "--not", *refs, check=False)
+    present = [t for t in tips if t == "HEAD" or ref_exists(worktree, t)]
+    proc = git(worktree, "rev-list", *present, "--not",
+               *_elsewhere(worktree, remote, default_branch), check=False)
     if proc.returncode != 0:
         return [UNKNOWN_COMMITS]
     return proc.stdout.split()
@@ -343,8 +349,7 @@ def save_work(worktree: Path, dest: Path, remote: str, default_branch: str,
         patch.write_bytes(diff)
         saved.append(patch)
     tips = ["HEAD"]
-    if branch and git(worktree, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}",
-                      check=False).returncode == 0:
+    if branch and local_branch_exists(worktree, branch):
         tips.append(f"refs/heads/{branch}")
     if unpushed(worktree, remote, default_branch, tuple(tips)):
         saved.append(bundle_commits(worktree, dest / f"unpushed-{stamp}.bundle", remote,
@@ -357,11 +362,8 @@ def bundle_commits(repo: Path, bundle: Path, remote: str, default_branch: str,
     """A bundle of what `tips` have that the remote and the default branch do not (all of
     `tips` when those cannot be told apart)."""
     bundle.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    nots = [f"--remotes={remote}"] if has_remote(repo, remote) else []
-    for base in (f"refs/heads/{default_branch}", f"refs/remotes/{remote}/{default_branch}"):
-        if git(repo, "rev-parse", "--verify", "--quiet", base, check=False).returncode == 0:
-            nots.append(base)
-    proc = git(repo, "bundle", "create", str(bundle), *tips, "--not", *nots, check=False)
+    proc = git(repo, "bundle", "create", str(bundle), *tips, "--not",
+               *_elsewhere(repo, remote, default_branch), check=False)
     if proc.returncode != 0:
         git(repo, "bundle", "create", str(bundle), *tips)
     return bundle
