@@ -480,10 +480,7 @@ class Daemon:
                          self.store)
                 self.notifier.notify(event, f"{s.id} {s.task}", a.reason)
         elif a.kind is ActionKind.ESCALATE:
-            if self.store.record_attempt(s.id, "escalate", a.fingerprint):
-                self.store.set_state(s.id, State.NEEDS_HUMAN, note=a.reason)
-                event = emit(Event("escalated", **ev, data={"reason": a.reason}), self.store)
-                self.notifier.notify(event, f"{s.id} {s.task} needs a human", a.reason)
+            self.fleet.escalate(s, a.fingerprint, a.reason, self.notifier)
         elif a.kind is ActionKind.RESUME and a.state is not None:
             self.fleet.resume(s.id, a.reason, by="ao")
         elif a.kind is ActionKind.LIMIT_CONTINUE:

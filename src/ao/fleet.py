@@ -32,6 +32,8 @@ from .teardown import teardown
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
 
+    from .notify import Notifier
+
 
 @dataclass(frozen=True)
 class SpawnResult:
@@ -293,13 +295,7 @@ class Fleet:
             elif prompts_ and all(m["status"] == "failed" for m in prompts_):
                 reason = ("the first prompt was not delivered; check whether the agent has "
                           f"it, then `ao send {s.id}` it or `ao session resume {s.id}`")
-                self.store.record_attempt(s.id, "escalate", "escalate:delivery:prompt")
-                self.store.set_state(s.id, State.NEEDS_HUMAN, note=reason)
-                from .notify import Notifier
-
-                event = emit(Event("escalated", s.project, s.id, s.task, {"reason": reason}),
-                             self.store)
-                Notifier(self.cfg, self.store).notify(event, f"{s.id} needs a human", reason)
+                self.escalate(s, "escalate:delivery:prompt", reason)
                 done.append((s.id, "escalated"))
         for sid, what in done:
             emit(Event("session.recovered", data={"session": sid, "outcome": what}),
@@ -625,6 +621,24 @@ class Fleet:
             self.store.set_message(m["id"], "failed", "the session was killed")
         emit(Event("session.killed", s.project, sid, s.task, outcome), self.store)
         return outcome
+
+    def escalate(self, s: Session, fingerprint: str, reason: str,
+                 notifier: Notifier | None = None) -> bool:
+        """Stop automatic handling and ask a human, once per fingerprint: the session goes to
+        needs_human, an `escalated` event is recorded and the notifiers are told. False if
+        this trouble was escalated before."""
+        if not self.store.record_attempt(s.id, "escalate", fingerprint):
+            return False
+        if s.state is not State.NEEDS_HUMAN:
+            self.store.set_state(s.id, State.NEEDS_HUMAN, note=reason)
+        event = emit(Event("escalated", s.project, s.id, s.task, {"reason": reason}),
+                     self.store)
+        if notifier is None:
+            from .notify import Notifier
+
+            notifier = Notifier(self.cfg, self.store)
+        notifier.notify(event, f"{s.id} {s.task} needs a human", reason)
+        return True
 
     def resume(self, sid: str, reason: str, by: str = "human") -> Session:
         """Hand an escalated session back to automatic handling (a human says so, or the

@@ -16,7 +16,7 @@ from . import agents, paths, tmux
 from .errors import BadInput
 from .events import Event, emit
 from .sanitize import clean
-from .state import LIVE, Activity, State
+from .state import LIVE, Activity
 from .store import Session
 
 if TYPE_CHECKING:
@@ -240,8 +240,7 @@ class Messenger:
             r = self._enter(s, profile, screen, body, source, mid, mark or
                             self.store.last_event_id(), recovered=True)
             return r.status
-        if (profile.uses_hooks and self.store.hook_seen(s.id, "UserPromptSubmit", mark)) \
-                or not profile.uses_hooks:
+        if not profile.uses_hooks or self.store.hook_seen(s.id, "UserPromptSubmit", mark):
             self.store.set_message(mid, "delivered")
             emit(Event("message.delivered", s.project, s.id, s.task,
                        {"id": mid, "source": source, "chars": len(body), "recovered": True,
@@ -249,17 +248,9 @@ class Messenger:
                  self.store)
             return "delivered"
         self._failed(s, mid, "delivery interrupted; whether the agent has it is unknown")
-        from .notify import Notifier
-
         reason = (f"a {source} message's delivery was interrupted and the agent shows no sign "
                   f"of it; check, then `ao send {s.id}` it again or `ao session resume {s.id}`")
-        if s.state is not State.NEEDS_HUMAN:
-            self.store.record_attempt(s.id, "escalate", f"escalate:delivery:{mid}")
-            self.store.set_state(s.id, State.NEEDS_HUMAN, note=reason)
-        event = emit(Event("escalated", s.project, s.id, s.task, {"reason": reason}),
-                     self.store)
-        Notifier(self.fleet.cfg, self.store).notify(event, f"{s.id} {s.task} needs a human",
-                                                    reason)
+        self.fleet.escalate(s, f"escalate:delivery:{mid}", reason)
         return "escalated"
 
     def _requeue(self, s: Session, mid: int, why: str) -> None:
