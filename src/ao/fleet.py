@@ -224,12 +224,9 @@ class Fleet:
             if queued.state is not State.QUEUED or (waiting and not force):
                 return SpawnResult(task.key, "skipped", e.session_id, e.message)
             # a queued record (a plan run, or a start a crash undid) is started in place
-            running = self.store.sessions(project.name, states=set(RUNNING))
-            if len(running) >= project.max_concurrent:
-                return SpawnResult(task.key, "queued", queued.id, "max_concurrent reached")
-            if not self.store.claim_queued(queued.id):
-                return SpawnResult(task.key, "skipped", queued.id,
-                                   "another process is starting it")
+            refused = self._claim(project, queued.id, task.key)
+            if refused is not None:
+                return refused
             s = self.store.session(queued.id)
             try:
                 return self._start(s, task, plan, fresh_branch=fresh, fresh=False)
@@ -260,8 +257,7 @@ class Fleet:
         done: list[tuple[str, str]] = []
         for s in self.store.sessions(states={State.SPAWNING}):
             project = self.cfg.projects.get(s.project)
-            if project is None or (s.owner_pid and s.owner_pid != os.getpid()
-                                   and paths.pid_alive(s.owner_pid)):
+            if project is None or started_elsewhere(s):
                 continue
             if s.branch is None:  # cut short before the record named it
                 s = replace(s, branch=workspace.branch_name(s.task))
@@ -275,7 +271,7 @@ class Fleet:
             self.store.set_state(s.id, State.QUEUED)
             done.append((s.id, "requeued"))
         for s in self.store.sessions(states={State.WORKING}):
-            if s.owner_pid and s.owner_pid != os.getpid() and paths.pid_alive(s.owner_pid):
+            if started_elsewhere(s):
                 continue  # its start is still being finished by a live process
             project = self.cfg.projects.get(s.project)
             if project is None:
@@ -311,16 +307,23 @@ class Fleet:
         task = self.task(project, s.task, plan)
         if agent:
             task = replace(task, agent=agent)
-        running = self.store.sessions(project.name, states=set(RUNNING))
-        if len(running) >= project.max_concurrent:
-            return SpawnResult(task.key, "queued", sid, "max_concurrent reached")
-        if not self.store.claim_queued(sid):
-            return SpawnResult(task.key, "skipped", sid, "another process is starting it")
+        refused = self._claim(project, sid, task.key)
+        if refused is not None:
+            return refused
         try:
             self.launch(self.store.session(sid), task, plan, fresh_branch=False, fresh=False)
         except AoError as e:
             return SpawnResult(task.key, "failed", sid, str(e))
         return SpawnResult(task.key, "spawned", sid)
+
+    def _claim(self, project: ProjectConfig, sid: str, key: str) -> SpawnResult | None:
+        """Take a queued record for this process to start; why not, if it cannot."""
+        running = self.store.sessions(project.name, states=set(RUNNING))
+        if len(running) >= project.max_concurrent:
+            return SpawnResult(key, "queued", sid, "max_concurrent reached")
+        if not self.store.claim_queued(sid):
+            return SpawnResult(key, "skipped", sid, "another process is starting it")
+        return None
 
     def _context(self, project: ProjectConfig, s: Session, profile: Profile,
                  recorded: dict[str, Any] | None = None) -> LaunchContext:
@@ -429,7 +432,7 @@ class Fleet:
             launch.prompt = prompts.first_prompt(project, task, plan, branch)
             prompts.write(ctx.prompt_file, launch.prompt)
             self._record_launch(project, profile, ctx)
-            tmux.new_session(self.srv, s.id, ctx.worktree, command, self._env(profile, ctx))
+            tmux.new_session(self.srv, s.id, ctx.worktree, command, ctx.agent_env)
             launch.undo.append(lambda: tmux.kill_session(self.srv, s.id))
             tmux.pipe_to(self.srv, s.id, ctx.session_dir / "pane.log")
             self.store.set_state(s.id, State.WORKING)
@@ -568,7 +571,7 @@ class Fleet:
                 out[s.id] = Activity.EXITED
             else:
                 profile = agents.get(s.agent or "command")
-                digest, seen, until, settled = self._screen(s, p)
+                digest, seen, until, settled = self._screen(s, p, profile)
                 changed_at = s.screen_changed_at if digest == s.screen_hash and \
                     s.screen_changed_at else now
                 hook = Activity(s.hook_activity) if s.hook_activity else None
@@ -586,7 +589,7 @@ class Fleet:
         self.store.update_many(changes)
         return out
 
-    def _screen(self, s: Session, p: tmux.PaneState
+    def _screen(self, s: Session, p: tmux.PaneState, profile: Profile
                 ) -> tuple[str, Activity | None, float | None, bool]:
         """The screen's hash, what the profile reads on it and when a usage limit shown on
         it resets; captured again only when the pane printed something since the last
@@ -597,7 +600,6 @@ class Fleet:
             return cached[2], cached[3], cached[4], cached[5]
         taken = time.time()
         screen = tmux.capture(self.srv, s.id)
-        profile = agents.get(s.agent or "command")
         seen = profile.activity(screen)
         line = limits.limit_line("\n".join(screen.splitlines()[-40:])) \
             if profile.shows_limits else None
@@ -690,6 +692,12 @@ class Fleet:
         emit(Event("session.restored", s.project, sid, s.task, {"command": command}),
              self.store)
         return self.store.session(sid)
+
+
+def started_elsewhere(s: Session) -> bool:
+    """The session's start belongs to another process that is still alive."""
+    return bool(s.owner_pid) and s.owner_pid != os.getpid() and \
+        paths.pid_alive(s.owner_pid or 0)
 
 
 def _wait(item: SpawnResult | Future[SpawnResult]) -> SpawnResult:

@@ -6,9 +6,9 @@ import functools
 import sys
 import time
 
-from .. import config, paths
+from .. import config
 from ..errors import AoError
-from ..fleet import Fleet
+from ..fleet import Fleet, started_elsewhere
 from ..messaging import Messenger
 from ..store import Session, Store
 
@@ -32,8 +32,7 @@ def _repair(s: Store) -> None:
     escalated by whichever `ao` command looks next, not only by a daemon restart."""
     from ..state import State
 
-    dead = [x for x in s.sessions(states={State.SPAWNING})
-            if not x.owner_pid or not paths.pid_alive(x.owner_pid)]
+    dead = [x for x in s.sessions(states={State.SPAWNING}) if not started_elsewhere(x)]
     if not dead and not s.sending():
         return
     f = Fleet(cfg(), s)
