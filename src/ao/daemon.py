@@ -352,10 +352,9 @@ class Daemon:
                 continue
             if self.fleet.pending_deps(project.name, task):
                 continue
-            running = self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED})
-            if len(running) >= project.max_concurrent:
-                return
             r = self.fleet.start_queued(s.id, None)
+            if r.status == "queued":
+                return  # no room (start_queued checks max_concurrent)
             if r.status == "failed":
                 emit(Event("spawn.failed", project.name, s.id, s.task, {"error": r.reason}),
                      self.store)
@@ -458,8 +457,7 @@ class Daemon:
                 merged = forge.merge(pr, a.sha)
             except ExternalError as e:
                 # counted per head: the gate escalates after `merge_retries` refusals
-                n = sum(1 for fp in self.history(s.id).done
-                        if fp.startswith(f"merge-failed:{a.sha}:")) + 1
+                n = self.history(s.id).count(f"merge-failed:{a.sha}:") + 1
                 self.store.record_attempt(s.id, "merge-failed", f"merge-failed:{a.sha}:{n}",
                                           {"error": str(e)})
                 emit(Event("merge.failed", **ev, data={"error": str(e), "try": n}),
@@ -576,7 +574,7 @@ class Daemon:
 
     def _limited_agents(self, project: ProjectConfig) -> dict[str, float]:
         """Agents of the project's live sessions at their usage limit, with the reset."""
-        now = time.time()
+        now = self.clock()
         out: dict[str, float] = {}
         for s in self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED}):
             if s.limited_until and s.limited_until > now:
