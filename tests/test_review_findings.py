@@ -95,3 +95,24 @@ def test_a_queued_one_off_task_starts_without_a_plan(env: Env) -> None:
     Daemon(config.load(), Store(), env.server()).tick()
     assert Store().session(s.id).state in (State.WORKING, State.PR_OPEN)
     assert paths.session_dir("shop", s.id).exists()
+
+
+def test_a_merged_session_whose_branch_keeps_commits_is_reported_once(env: Env) -> None:
+    """After the grace period the merged session's teardown keeps a branch that holds commits
+    found nowhere else: said once (`cleanup.kept`), not taken for cleaned on every tick."""
+    import json
+
+    fleet = env.fleet()
+    s = fleet.store.session(spawned(env, "C-1"))
+    wt = Path(s.worktree or "")
+    commit_in(wt, "after-merge.txt")  # committed, never pushed
+    shutil.rmtree(wt)
+    fleet.store.set_state(s.id, State.MERGED)
+    d = Daemon(config.load(), Store(), env.server(), clock=lambda: 10**10)
+    for _ in range(3):
+        d.cleanup_merged(config.load().project("shop"))
+    log = [json.loads(x) for x in paths.events_log().read_text().splitlines()]
+    mine = [e["type"] for e in log if e.get("session") == s.id]
+    assert mine.count("cleanup.kept") == 1 and "session.cleaned" not in mine, mine
+    assert Store().session(s.id).state is State.MERGED
+    assert workspace.local_branch_exists(env.repo, s.branch or "")

@@ -625,9 +625,9 @@ class Daemon:
                     self.store.attempts(s.id, "cleanup-kept"):
                 continue
             out = teardown(self.fleet.srv, self.store, project, s, end=None)
-            if out.worktree == "kept":
+            if out.why:  # the worktree, or a branch with commits nowhere else, was kept
                 self.store.record_attempt(s.id, "cleanup-kept", "cleanup-kept")
-            emit(Event("session.cleaned" if out.worktree != "kept" else "cleanup.kept",
+            emit(Event("cleanup.kept" if out.why else "session.cleaned",
                        project.name, s.id, s.task, out.as_dict()), self.store)
 
 
