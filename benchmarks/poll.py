@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,12 +19,9 @@ sys.path.insert(0, str(REPO))
 
 from tests.fake_github import FakeGitHub, serve  # noqa: E402
 
+from sandbox import git, sandbox  # noqa: E402
+
 TARGET = 2
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout.strip()
 
 
 def main() -> None:
@@ -35,19 +29,8 @@ def main() -> None:
     ap.add_argument("--prs", type=int, default=24)
     ap.add_argument("--polls", type=int, default=5)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="ao-bench-poll-") as tmp:
-        root = Path(tmp)
-        os.environ.update(HOME=str(root), AO_HOME=str(root / "ao"),
-                          GIT_CONFIG_GLOBAL=str(root / "gitconfig"))
-        (root / "gitconfig").write_text("[user]\n\tname = b\n\temail = b@example.invalid\n")
-        bare, work = root / "remote.git", root / "work"
-        git(root, "init", "-q", "--bare", "-b", "main", str(bare))
-        git(root, "init", "-q", "-b", "main", str(work))
-        (work / "README.md").write_text("x\n")
-        git(work, "add", "-A")
-        git(work, "commit", "-q", "-m", "init")
-        git(work, "remote", "add", "origin", str(bare))
-        git(work, "push", "-q", "origin", "main")
+    with sandbox("ao-bench-poll-") as sb:
+        bare, work = sb.bare, sb.work
         branches = []
         for i in range(args.prs):
             b = f"ao/task-{i}"
