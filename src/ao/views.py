@@ -12,6 +12,15 @@ from .state import ENDED, RUNNING, Outcome, State
 from .store import Session, Store
 
 
+def duration(seconds: float) -> str:
+    """A span for people, in its largest unit: 45s, 12m, 3h, 2d."""
+    s = max(0, int(seconds))
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= n:
+            return f"{s // n}{unit}"
+    return f"{s}s"
+
+
 def activity(s: Session) -> str:
     if s.state is State.QUEUED:
         return "-"

@@ -201,7 +201,7 @@ def stats(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
         return "-" if x is None else f"{x * 100:.0f}%"
 
     def dur(x: float | None) -> str:
-        return "-" if x is None else services.age(time.time() - x)
+        return "-" if x is None else views.duration(x)
 
     typer.echo(table(["project", "sessions", "running", "merged", "failed", "abandoned",
                       "success", "errors", "to merge", "fix rounds", "escalations"],

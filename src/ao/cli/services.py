@@ -6,7 +6,7 @@ import functools
 import sys
 import time
 
-from .. import config
+from .. import config, views
 from ..errors import AoError
 from ..fleet import Fleet, started_elsewhere
 from ..messaging import Messenger
@@ -54,10 +54,4 @@ def session(ref: str) -> Session:
 
 
 def age(ts: float | None) -> str:
-    if not ts:
-        return "-"
-    s = max(0, int(time.time() - ts))
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= n:
-            return f"{s // n}{unit}"
-    return f"{s}s"
+    return views.duration(time.time() - ts) if ts else "-"

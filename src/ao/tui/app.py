@@ -47,11 +47,7 @@ AGE_EVERY = 5.0  # seconds between age refreshes when nothing else changed
 
 
 def _age(ts: float, now: float) -> str:
-    s = max(0, int(now - ts))
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= n:
-            return f"{s // n}{unit}"
-    return f"{s}s"
+    return views.duration(now - ts)
 
 
 class SendScreen(ModalScreen[str | None]):
