@@ -488,10 +488,7 @@ class Store:
 
     def update_session(self, sid: str, **values: Any) -> Session:
         """Partial update of observations and details; the state goes through `set_state`."""
-        if "state" in values:
-            raise ValueError("use set_state to change a session's state")
-        values["updated_at"] = time.time()
-        self.db.table("sessions").update(sid, values)
+        self.update_many({sid: values})
         return self.session(sid)
 
     def update_many(self, changes: dict[str, dict[str, Any]]) -> None:
