@@ -167,13 +167,14 @@ class LocalForge:
     def _to_pr(self, row: dict[str, object], sha: str, state: str, checks: CheckSummary,
                mergeable: str = "unknown") -> PullRequest:
         number = int(str(row["number"]))
+        decision = self._decision(number)
         return PullRequest(
             number=number, url=f"local://{self.project.name}/pr/{number}", state=state,
             head_branch=str(row["branch"]), head_sha=sha, base=self.project.default_branch,
             title=str(row["title"]), mergeable=mergeable,
-            review_decision=self._decision(number), checks=checks,
+            review_decision=decision, checks=checks,
             # the local forge has one reviewer (`ao review`): its latest opinion stands
-            reviews=(("reviewer", d),) if (d := self._decision(number)) else (),
+            reviews=(("reviewer", decision),) if decision else (),
             created_at=float(str(row["created_at"])))
 
     def _decision(self, number: int) -> str | None:
