@@ -28,8 +28,8 @@ def home() -> Path:
     """AO_HOME, made 0700 when new and tightened (with a warning) when an earlier version or
     a copy left it readable by others: it holds prompts, transcripts and CI logs."""
     h = ao_home()
-    if not h.exists():
-        h.mkdir(parents=True, mode=0o700)
+    # exist_ok: two processes starting at once on a fresh AO_HOME both see it missing
+    h.mkdir(parents=True, exist_ok=True, mode=0o700)
     if h not in _checked:
         _checked.add(h)
         try:
