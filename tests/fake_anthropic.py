@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from .helpers import http_server
+from .helpers import JsonHandler, http_server
 
 
 @dataclass
@@ -94,20 +94,8 @@ def _events(reply: Reply, model: str) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _json(self, status: int, obj: Any) -> None:
-            data = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.send_header("request-id", "req_fake")
-            self.end_headers()
-            self.wfile.write(data)
+    class Handler(JsonHandler):
+        extra_headers = (("request-id", "req_fake"),)
 
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)

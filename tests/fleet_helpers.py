@@ -46,6 +46,14 @@ class Env:
     def server(self) -> Server:
         return tmux.server(self.socket)
 
+    def spawn(self, task: str = "A-1") -> str:
+        """Spawn `task` of the project as the daemon would; the session's id."""
+        fleet = self.fleet()
+        r = fleet.spawn("shop", task, fleet.plan_for(fleet.cfg.project("shop")))
+        assert r.status == "spawned", r.reason
+        assert r.session
+        return r.session
+
     def inbox(self, sid: str) -> list[str]:
         f = paths.session_dir("shop", sid) / "demo-inbox.jsonl"
         if not f.exists():

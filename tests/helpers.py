@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,6 +50,28 @@ def retry_until(check: Callable[[], Any], timeout: float = 10.0, interval: float
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
                           text=True).stdout.strip()
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet HTTP/1.1 handler that answers JSON (the base of the fake model servers)."""
+
+    protocol_version = "HTTP/1.1"
+    extra_headers: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _json(self, status: int, obj: Any) -> None:
+        import json
+
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        for k, v in self.extra_headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
 
 
 @contextmanager

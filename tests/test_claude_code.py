@@ -46,11 +46,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAnthropic]:
 
 def spawn_claude(env: Env, **agent: str) -> str:
     env.write_config(agent={"name": "claude-code", **agent})
-    fleet = env.fleet()
-    r = fleet.spawn("shop", "A-1", fleet.plan_for(fleet.cfg.project("shop")))
-    assert r.status == "spawned", r.reason
-    assert r.session
-    return r.session
+    return env.spawn()
 
 
 def activity(env: Env, sid: str) -> Activity:

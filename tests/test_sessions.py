@@ -158,7 +158,16 @@ def test_failure_at_each_step_rolls_back_completely(env: Env, breakage: str) -> 
     assert len(failed) == 1 and failed[0]["data"]["undo_errors"] == []
 
 
-def test_agent_not_installed_fails_cleanly(env: Env) -> None:
+def test_agent_not_installed_fails_cleanly(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import shutil
+
+    # the gemini CLI is installed where `.ci/run` ran: take its folder off PATH
+    gemini = shutil.which("gemini")
+    if gemini:
+        folder = os.path.dirname(gemini)
+        monkeypatch.setenv("PATH", os.pathsep.join(
+            d for d in os.environ["PATH"].split(os.pathsep) if d != folder))
     env.write_config(agent="gemini")
     fleet = env.fleet()
     r = fleet.spawn("shop", "A-1", fleet.plan_for(fleet.cfg.project("shop")))

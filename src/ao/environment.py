@@ -30,7 +30,9 @@ def expand(values: Mapping[str, str], source: Mapping[str, str]) -> dict[str, st
 def build(source: Mapping[str, str], passthrough: Iterable[str] = (),
           extra: Mapping[str, str] | None = None,
           configured: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: source[k] for k in (*BASE_ENV, *passthrough) if k in source}
+    names = (*BASE_ENV, *passthrough)
+    prefixes = tuple(n[:-1] for n in names if n.endswith("*"))  # "AIDER_*": every AIDER_ var
+    env = {k: v for k, v in source.items() if k in names or (prefixes and k.startswith(prefixes))}
     env.update(extra or {})
     env.update(expand(configured or {}, source))
     return env

@@ -572,6 +572,7 @@ class Fleet:
             else:
                 profile = agents.get(s.agent or "command")
                 digest, seen, until, settled = self._screen(s, p, profile)
+                seen = profile.title_activity(p.title) or seen
                 changed_at = s.screen_changed_at if digest == s.screen_hash and \
                     s.screen_changed_at else now
                 hook = Activity(s.hook_activity) if s.hook_activity else None

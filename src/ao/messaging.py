@@ -77,8 +77,9 @@ class Messenger:
         # a draft in the input means a human is typing there: never clear or glue it, wait
         typing = profile.clear_only_drafts and profile.draft_pending(
             tmux.capture(self.srv, s.id), "")
+        # --now types into a working agent only where Enter queues there (not codex, aider)
         hold = activity is Activity.WAITING_INPUT or typing or (
-            activity is Activity.ACTIVE and not now)
+            activity is Activity.ACTIVE and not (now and profile.enter_while_busy))
         if hold or self.store.messages(sid, "queued"):
             mid = self.store.queue_message(sid, body, source)
             why = "waiting on a permission prompt" if activity is Activity.WAITING_INPUT \
@@ -165,6 +166,14 @@ class Messenger:
                mid: int, mark: int, recovered: bool = False) -> SendResult:
         # a line-oriented program takes every Enter as a line: it gets exactly one
         for attempt in range(1 if profile.line_oriented else 1 + ENTER_RETRIES):
+            blocked = self._blocked(s, profile)
+            if blocked:
+                # an Enter now would steer a running turn (codex), be replayed as the answer
+                # to the next question (aider) or answer a prompt: the draft waits, and the
+                # next delivery clears it and pastes again
+                self.store.set_message(mid, "queued")
+                self._requeue(s, mid, blocked)
+                return SendResult("queued", blocked, mid)
             tmux.send_keys(self.srv, s.id, "Enter")
             how = self._confirm(s, profile, before, body, mark)
             if how:
@@ -177,6 +186,17 @@ class Messenger:
             if not profile.draft_pending(tmux.capture(self.srv, s.id), body):
                 break  # the draft left the input but nothing confirmed: don't press again
         return self._failed(s, mid, "the agent did not take the message (no hook, no change)")
+
+    def _blocked(self, s: Session, profile: agents.Profile) -> str:
+        """Why Enter must not be pressed now, from what the agent itself shows (its title,
+        or a screen the profile recognises; never the stillness rule, which a paste trips)."""
+        p = tmux.pane(self.srv, s.id)
+        seen = profile.title_activity(p.title) if p is not None else None
+        if seen is None:
+            seen = profile.activity(tmux.capture(self.srv, s.id))
+        if seen is Activity.WAITING_INPUT:
+            return "a permission prompt appeared"
+        return "busy" if seen is Activity.ACTIVE and not profile.enter_while_busy else ""
 
     def _confirm(self, s: Session, profile: agents.Profile, before: str, body: str,
                  mark: int) -> str:

@@ -5,6 +5,7 @@ socket (`tmux -L ao`) and its own config file, so the user's tmux setup cannot l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from libtmux import Server
 
 from . import paths
@@ -107,8 +109,44 @@ def pipe_to(srv: Server, name: str, logfile: Path) -> None:
     _run(srv, "pipe-pane", "-o", "-t", f"={name}:", f"cat >> {shlex.quote(str(logfile))}")
 
 
-def kill_session(srv: Server, name: str) -> bool:
-    return srv.cmd("kill-session", "-t", f"={name}").returncode == 0
+def kill_session(srv: Server, name: str, grace: float = 2.0) -> bool:
+    """End a session and every process its panes started. tmux's hangup reaches the pane's
+    process, and an agent's helpers in their own process groups outlive it (a gemini left on
+    its trust dialog, a codex app-server, a dev server the agent started): those found under
+    the pane before the kill get `grace` seconds to exit, then SIGTERM, then SIGKILL."""
+    # a dead pane's pid is not looked at: the system may have given it to another process
+    r = srv.cmd("list-panes", "-s", "-t", f"={name}", "-F", "#{pane_dead} #{pane_pid}")
+    live = [int(line[2:]) for line in r.stdout if line.startswith("0 ") and line[2:].isdigit()]
+    procs = _tree(live) if r.returncode == 0 else []
+    ok = srv.cmd("kill-session", "-t", f"={name}").returncode == 0
+    _end(procs, grace)
+    return ok
+
+
+def _tree(pids: list[int]) -> list[psutil.Process]:
+    out: list[psutil.Process] = []
+    for pid in pids:
+        try:
+            top = psutil.Process(pid)
+            out += [top, *top.children(recursive=True)]
+        except psutil.Error:
+            continue  # a dead pane's process is gone already
+    return out
+
+
+def _end(procs: list[psutil.Process], grace: float) -> None:
+    """psutil checks each process's start time before signalling it: a pid the system has
+    given to a new process since is left alone."""
+    if not procs:
+        return
+    _gone, alive = psutil.wait_procs(procs, timeout=grace)
+    for sig in ("terminate", "kill"):
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                getattr(p, sig)()
+        _gone, alive = psutil.wait_procs(alive, timeout=1.0)
+        if not alive:
+            return
 
 
 @dataclass(frozen=True)
@@ -141,23 +179,25 @@ class PaneState:
     pid: int | None
     exit_status: int | None
     activity: int  # the window's last output, epoch seconds
+    title: str = ""  # the pane title (a CLI that sets its run state there)
 
 
 def panes(srv: Server) -> dict[str, PaneState]:
     """Every session's first pane in one tmux round trip (liveness, exit status, last output),
     so a tick costs one command however many sessions there are."""
     r = srv.cmd("list-panes", "-a", "-F", "#{session_name}\t#{window_index}\t#{pane_index}\t"
-                "#{pane_dead}\t#{pane_pid}\t#{pane_dead_status}\t#{window_activity}")
+                "#{pane_dead}\t#{pane_pid}\t#{pane_dead_status}\t#{window_activity}\t"
+                "#{pane_title}")
     out: dict[str, PaneState] = {}
     if r.returncode != 0:
         return out
     for line in r.stdout:
-        name, _w, _p, dead, pid, status, act = (line.split("\t") + [""] * 7)[:7]
+        name, _w, _p, dead, pid, status, act, *title = (line.split("\t") + [""] * 8)
         if name in out:
             continue  # the session's first pane speaks for it
         out[name] = PaneState(dead == "1", int(pid) if pid.isdigit() else None,
                               int(status) if status.lstrip("-").isdigit() else None,
-                              int(act) if act.isdigit() else 0)
+                              int(act) if act.isdigit() else 0, "\t".join(title).rstrip("\t"))
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,9 @@ class Profile:
     # a line-oriented program (no input box: what is typed is echoed like output): a message
     # gets exactly one Enter, confirmed by the screen changing after it
     line_oriented: ClassVar[bool] = False
+    # Enter while the agent works queues the message (Claude Code, Gemini CLI); False where it
+    # would steer the running turn (codex) or be replayed as the next question's answer (aider)
+    enter_while_busy: ClassVar[bool] = True
     # files the agent writes into a worktree, kept out of `git status` (info/exclude)
     excludes: ClassVar[tuple[str, ...]] = ()
     # the agent prints a usage-limit message with its reset time (limits.py reads it)
@@ -75,10 +79,38 @@ class Profile:
     # through when set; nothing else of the user's environment reaches an agent but BASE_ENV
     # and what the project's config names (`env:`)
     passthrough: ClassVar[tuple[str, ...]] = ()
+    # the versions of the CLI this profile was measured with (docs/agents.md); `ao agents`
+    # warns for an installed version outside [min, max]
+    measured: ClassVar[tuple[str, str] | None] = None
+    version_flag: ClassVar[str] = "--version"
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def installed(self) -> bool:
         return self.binary is None or shutil.which(self.binary) is not None
+
+    def version(self) -> str | None:
+        """The installed CLI's version (`<binary> --version`), or None."""
+        path = shutil.which(self.binary) if self.binary else None
+        if path is None:
+            return None
+        try:
+            r = subprocess.run([path, self.version_flag], capture_output=True, text=True,
+                               timeout=20, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        m = re.search(r"\d+\.\d+\.\d+", r.stdout + r.stderr)
+        return m.group(0) if m else None
+
+    def version_ok(self, version: str | None) -> bool | None:
+        """Whether `version` lies in the measured range; None when either is unknown."""
+        if version is None or self.measured is None:
+            return None
+
+        def key(v: str) -> tuple[int, ...]:
+            return tuple(int(x) for x in v.split("."))
+
+        lo, hi = self.measured
+        return key(lo) <= key(version) <= key(hi)
 
     def command(self, ctx: LaunchContext) -> str:
         raise NotImplementedError
@@ -112,6 +144,12 @@ class Profile:
             return Activity.WAITING_INPUT
         if self.busy_texts and any(t in screen for t in self.busy_texts):
             return Activity.ACTIVE
+        return None
+
+    def title_activity(self, title: str) -> Activity | None:
+        """What the pane title says (a CLI that sets its run state there), or None. Read on
+        every observation and trusted over the screen: it changes with the state, also while a
+        reply streams and the screen looks idle."""
         return None
 
     def settled(self, screen: str) -> bool:

@@ -4,20 +4,17 @@ box, and never a paste while a permission prompt is up."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .. import paths
 from ..errors import BadInput
 from ..state import Activity
 from .base import LaunchContext, Profile
-from .profiles import running_as_root
+from .profiles import config_lock, running_as_root
 
 HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse",
                "PermissionRequest", "Notification", "Stop", "SessionEnd")
@@ -29,18 +26,11 @@ _PERMISSION = ("Do you want to proceed?", "Esc to cancel · Tab to amend", "Do y
 BYPASS = ("bypassPermissions", "dangerously-skip-permissions")
 
 
-def _locked(path: Path) -> AbstractContextManager[None]:
-    # the lock lives under AO_HOME, never beside the file: a lock file in a worktree would show
-    # in `git status`, keep every killed worktree and end up in an agent's `git add -A`
-    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
-    return paths.locked(paths.home() / "locks" / f"json-{key}.lock")
-
-
 def update_json(path: Path, change: Any) -> None:
     """Read-modify-write a JSON file other processes share: under a lock, replaced atomically,
     every key we do not own kept as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path):
+    with config_lock(path):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict):
@@ -62,6 +52,7 @@ class ClaudeCode(Profile):
     name: ClassVar[str] = "claude-code"
     binary: ClassVar[str | None] = "claude"
     description: ClassVar[str] = "Anthropic Claude Code"
+    measured: ClassVar[tuple[str, str] | None] = ("2.1.329", "2.1.329")
     clear_keys: ClassVar[tuple[str, ...]] = ("Escape", "Escape")
     clear_gap: ClassVar[float] = 0.15
     clear_only_drafts: ClassVar[bool] = True

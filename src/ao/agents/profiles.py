@@ -3,14 +3,18 @@ exactly as a third-party package would register its own."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
+import subprocess
 import sys
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from .. import paths
 from ..errors import BadInput
 from ..state import Activity
 from .base import LaunchContext, Profile
@@ -84,6 +88,7 @@ class CodexAgent(Profile):
     shows_limits: ClassVar[bool] = True
     passthrough: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_HOME")
     description: ClassVar[str] = "OpenAI Codex CLI"
+    measured: ClassVar[tuple[str, str] | None] = ("0.169.0", "0.169.0")
     busy_texts: ClassVar[tuple[str, ...]] = ("Esc to interrupt", "esc to interrupt")
     waiting_texts: ClassVar[tuple[str, ...]] = (
         "Would you like to run the following command?", "Press enter to confirm or esc to cancel",
@@ -91,6 +96,7 @@ class CodexAgent(Profile):
     # C-c clears a draft, but exits on an empty input: only with a draft
     clear_keys: ClassVar[tuple[str, ...]] = ("C-c",)
     clear_only_drafts: ClassVar[bool] = True
+    enter_while_busy: ClassVar[bool] = False  # Enter steers the running turn
 
     def command(self, ctx: LaunchContext) -> str:
         # --no-daemon: the default background app-server outlives the session and is shared
@@ -103,18 +109,68 @@ class CodexAgent(Profile):
     def resume_command(self, ctx: LaunchContext) -> str:
         return self.command(ctx).replace("codex ", "codex resume --last ", 1)
 
+    def prepare(self, ctx: LaunchContext) -> None:
+        """Trust the project's main repository root in codex's config.toml (the `-c` flag
+        does not reach this setting; in a worktree codex asks about the main root)."""
+        import tomlkit
+
+        root = _main_root(ctx.worktree)
+        home = Path(os.environ.get("CODEX_HOME") or Path(os.environ.get(
+            "HOME", str(Path.home()))) / ".codex")
+        path = home / "config.toml"
+        with config_lock(path):
+            text = path.read_text(encoding="utf-8") if path.exists() else ""
+            try:
+                doc = tomlkit.parse(text)
+            except tomlkit.exceptions.ParseError as e:
+                raise BadInput(f"{path} is not valid TOML ({e})", "fix or move it; ao will "
+                               "not overwrite a file it cannot read") from None
+            projects = doc.get("projects")
+            if projects is None:
+                projects = tomlkit.table(is_super_table=True)
+                doc["projects"] = projects
+            entry = projects.get(str(root))
+            if entry is not None and entry.get("trust_level") == "trusted":
+                return
+            if entry is None:
+                entry = tomlkit.table()
+                projects[str(root)] = entry
+            entry["trust_level"] = "trusted"  # keeps the entry's other keys
+            path.parent.mkdir(parents=True, exist_ok=True)
+            paths.write_atomic(path, tomlkit.dumps(doc))
+
+    def title_activity(self, title: str) -> Activity | None:
+        # with the run-state title: "Ready", "⠦ Working" (also while a reply streams),
+        # "[ ! ] Action Required"
+        t = title.strip()
+        if t.endswith("Action Required"):
+            return Activity.WAITING_INPUT
+        if t.endswith("Working"):
+            return Activity.ACTIVE
+        return Activity.IDLE if t == "Ready" else None
+
     def is_ready(self, screen: str) -> bool:
         # the early input (footer only "? for shortcuts") comes before startup ends
         return "Ask Codex to do anything" in screen and "default ·" in screen \
             and not any(t in screen for t in self.waiting_texts)
 
     def draft_pending(self, screen: str, text: str) -> bool:
-        line = next((ln for ln in reversed(screen.splitlines()) if ln.startswith("› ")), "")
-        body = line[2:].strip()
+        # the input runs from the last "› " line down to the footer; a multi-line draft
+        # continues on indented lines
+        lines = screen.splitlines()
+        start = max((i for i, ln in enumerate(lines) if ln.startswith("› ")), default=None)
+        if start is None:
+            return False
+        block = []
+        for ln in lines[start:]:
+            if " default · " in ln or "? for shortcuts" in ln:
+                break
+            block.append(ln)
+        body = "\n".join(block)[2:].strip()
         if not body or body == "Ask Codex to do anything":
             return False
         return not text or body.startswith("[Pasted Content") or super().draft_pending(
-            line, text)
+            body, text)
 
 
 @dataclass
@@ -123,12 +179,18 @@ class AiderAgent(Profile):
     binary: ClassVar[str | None] = "aider"
     passthrough: ClassVar[tuple[str, ...]] = (
         "OPENAI_API_KEY", "OPENAI_API_BASE", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
-        "GEMINI_API_KEY", "AIDER_MODEL")
+        "GEMINI_API_KEY", "AIDER_*", "LITELLM_*")
     description: ClassVar[str] = "Aider"
+    measured: ClassVar[tuple[str, str] | None] = ("0.86.2", "0.86.2")
     waiting_texts: ClassVar[tuple[str, ...]] = ("(Y)es/(N)o",)
     # aider takes every Enter: one typed while it works answers its next question (a shell
     # command approved by nobody). One Enter per message, confirmed by the screen.
     line_oriented: ClassVar[bool] = True
+    enter_while_busy: ClassVar[bool] = False
+    # C-u clears one line of a multi-line draft; C-c the whole of it, and on an empty prompt
+    # it starts exiting ("^C again to exit"): only with a draft
+    clear_keys: ClassVar[tuple[str, ...]] = ("C-c",)
+    clear_only_drafts: ClassVar[bool] = True
     excludes: ClassVar[tuple[str, ...]] = (".aider*",)
     FLAGS: ClassVar[str] = ("--no-gitignore --no-show-model-warnings --no-show-release-notes "
                             "--analytics-disable --no-check-update")
@@ -172,8 +234,10 @@ class GeminiAgent(Profile):
     name: ClassVar[str] = "gemini"
     binary: ClassVar[str | None] = "gemini"
     passthrough: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY",
-                                              "GOOGLE_CLOUD_PROJECT", "GOOGLE_GENAI_USE_VERTEXAI")
+                                              "GOOGLE_CLOUD_PROJECT", "GOOGLE_GENAI_USE_VERTEXAI",
+                                              "GOOGLE_GEMINI_BASE_URL", "GEMINI_MODEL")
     description: ClassVar[str] = "Google Gemini CLI"
+    measured: ClassVar[tuple[str, str] | None] = ("0.61.0", "0.61.0")
     clear_keys: ClassVar[tuple[str, ...]] = ("Escape", "Escape")
     clear_only_drafts: ClassVar[bool] = True
     busy_texts: ClassVar[tuple[str, ...]] = ("esc to cancel",)
@@ -196,18 +260,52 @@ class GeminiAgent(Profile):
             "security", {}).setdefault("auth", {}).setdefault("selectedType",
                                                                "gemini-api-key"))
 
+    def title_activity(self, title: str) -> Activity | None:
+        # "◇  Ready (<dir>)", "✦  Working… (<dir>)", "✋  Action Required (<dir>)"
+        t = re.sub(r"\s*\([^)]*\)\s*$", "", title).strip()
+        if t.endswith("Action Required"):
+            return Activity.WAITING_INPUT
+        if t.endswith("Working…"):
+            return Activity.ACTIVE
+        return Activity.IDLE if t.endswith("Ready") else None
+
     def is_ready(self, screen: str) -> bool:
         return "Type your message" in screen and not any(
             t in screen for t in self.waiting_texts)
 
     def draft_pending(self, screen: str, text: str) -> bool:
-        line = next((ln.strip() for ln in reversed(screen.splitlines())
-                     if ln.strip().startswith((">", "*"))), "")
-        body = line[1:].strip()
+        # the input runs from the last " > " (" * " under --yolo) line down to the footer; a
+        # multi-line draft continues on indented lines
+        lines = screen.splitlines()
+        start = max((i for i, ln in enumerate(lines) if ln.strip().startswith((">", "*"))),
+                    default=None)
+        if start is None:
+            return False
+        block = []
+        for ln in lines[start:]:
+            if "workspace (/directory)" in ln or ln.lstrip().startswith("─"):
+                break
+            block.append(ln.strip())
+        body = "\n".join(block)[1:].strip()
         if not body or body.startswith("Type your message"):
             return False
         return not text or body.startswith("[Pasted Text") or super().draft_pending(
-            line, text)
+            body, text)
+
+
+def _main_root(worktree: Path) -> Path:
+    """The main repository a worktree belongs to (the folder holding the common .git)."""
+    r = subprocess.run(["git", "-C", str(worktree), "rev-parse", "--path-format=absolute",
+                        "--git-common-dir"], capture_output=True, text=True)
+    common = Path(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip() else None
+    return (common.parent if common and common.name == ".git" else worktree).resolve()
+
+
+def config_lock(path: Path) -> AbstractContextManager[None]:
+    # the lock lives under AO_HOME, never beside the file: a lock file in a worktree would
+    # show in `git status`, keep every killed worktree and end up in an agent's `git add -A`
+    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    return paths.locked(paths.home() / "locks" / f"cfg-{key}.lock")
 
 
 def running_as_root() -> bool:

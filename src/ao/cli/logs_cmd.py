@@ -231,18 +231,29 @@ def _next_startable(store: Store, project: str, sessions: list[Session]) -> list
 
 
 def agents_(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """The agent profiles and whether each CLI is installed."""
+    """The agent profiles, whether each CLI is installed, and its version against the range
+    its profile was measured with (docs/agents.md)."""
     rows = []
     for name in agents.names():
         p = agents.get(name)
-        rows.append({"name": name, "binary": p.binary or "-", "installed": p.installed(),
+        installed = p.installed()
+        version = p.version() if installed and p.binary else None
+        rows.append({"name": name, "binary": p.binary or "-", "installed": installed,
+                     "version": version, "measured": "-".join(dict.fromkeys(p.measured))
+                     if p.measured else None, "version_ok": p.version_ok(version),
                      "description": p.description})
     if json_out:
         emit_json(rows)
         return
-    typer.echo(table(["agent", "binary", "installed", "description"],
+    typer.echo(table(["agent", "binary", "installed", "version", "measured", "description"],
                      [(r["name"], r["binary"], "yes" if r["installed"] else "no",
-                       r["description"]) for r in rows]))
+                       r["version"] or "-", r["measured"] or "-", r["description"])
+                      for r in rows]))
+    for r in rows:
+        if r["version_ok"] is False:
+            typer.echo(f"warning: {r['binary']} {r['version']} is outside the versions the "
+                       f"{r['name']} profile was measured with ({r['measured']}); screens and "
+                       "keys may differ", err=True)
 
 
 def hook(

@@ -1,0 +1,230 @@
+"""The real Codex, Gemini CLI and Aider in tmux, offline, each against a local fake of its
+model API (tests/fake_models.py), driven through ao's own spawn, send, observe and kill.
+
+Skipped (with the reason) where a CLI is not installed; `.ci/run` installs each at the
+version its profile was measured with (docs/agents.md)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ao import agents, paths, tmux
+from ao.messaging import Messenger
+from ao.state import Activity
+
+from .fake_models import FakeModels, Reply, serve
+from .fleet_helpers import Env
+from .helpers import git, retry_until
+
+pytestmark = [pytest.mark.timeout(240)]
+
+
+@dataclass(frozen=True)
+class Cli:
+    agent: str
+    binary: str
+    package: str
+
+
+CLIS = [Cli("codex", "codex", "@openai/codex (npm)"),
+        Cli("gemini", "gemini", "@google/gemini-cli (npm)"),
+        Cli("aider", "aider", "aider-chat (PyPI)")]
+
+
+def _configure(cli: Cli, url: str, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the CLI at the fake, as a user points it at a proxy: its own settings and the
+    environment variables its profile passes through. Nothing here answers a first-run
+    dialog: that is the profile's job."""
+    if cli.agent == "codex":
+        codex_home = home / ".codex"
+        codex_home.mkdir(parents=True, exist_ok=True)
+        # a user's config with keys of their own, which ao's trust entry must keep
+        (codex_home / "config.toml").write_text(
+            '# my codex settings\nmodel = "gpt-5"\nmodel_provider = "fake"\n\n'
+            '[model_providers.fake]\nname = "fake"\n'
+            f'base_url = "{url}/v1"\nenv_key = "OPENAI_API_KEY"\nwire_api = "responses"\n')
+        monkeypatch.setenv("CODEX_HOME", str(codex_home))
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-0123456789")
+    elif cli.agent == "gemini":
+        monkeypatch.setenv("GEMINI_API_KEY", "fake-gemini-key")
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", url)
+    else:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-0123456789")
+        monkeypatch.setenv("OPENAI_API_BASE", f"{url}/v1")
+        monkeypatch.setenv("AIDER_MODEL", "openai/fake-model")
+        monkeypatch.setenv("AIDER_EDIT_FORMAT", "diff")  # asks before shell commands
+
+
+@pytest.fixture(params=CLIS, ids=[c.agent for c in CLIS])
+def cli(request: pytest.FixtureRequest) -> Cli:
+    c: Cli = request.param
+    if shutil.which(c.binary) is None:
+        pytest.skip(f"`{c.binary}` is not installed; `.ci/run` installs {c.package}")
+    return c
+
+
+@pytest.fixture
+def fake(cli: Cli, env: Env, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeModels]:
+    import os
+
+    with serve() as f:
+        _configure(cli, f.url, Path(os.environ["HOME"]), monkeypatch)
+        env.write_config(agent={"name": cli.agent})
+        yield f
+        srv = env.server()
+        for name in tmux.sessions(srv):
+            tmux.kill_session(srv, name)  # the agent's whole process tree, before the server
+
+
+def activity(env: Env, sid: str) -> Activity:
+    fleet = env.fleet()
+    return fleet.observe(fleet.store.session(sid))
+
+
+def wait_activity(env: Env, sid: str, want: Activity, timeout: float = 30) -> None:
+    try:
+        retry_until(lambda: activity(env, sid) is want, timeout=timeout, interval=0.2,
+                    message=str(want))
+    except AssertionError:
+        raise AssertionError(f"not {want}:\n{tmux.capture(env.server(), sid)}") from None
+
+
+def events(sid: str, kind: str) -> list[dict[str, object]]:
+    log = paths.session_dir("shop", sid) / "events.log"
+    return [e["data"] for e in map(json.loads, log.read_text().splitlines())
+            if e["type"] == kind]
+
+
+def count(fake: FakeModels, marker: str) -> int:
+    """How many model requests carried `marker` in their newest input (a marker from an
+    earlier turn is repeated in every later request's history, so only the last message of
+    each request is looked at)."""
+    n = 0
+    for _path, body in list(fake.requests):
+        last = (body.get("input") or body.get("contents") or body.get("messages") or [])[-1:]
+        n += marker in json.dumps(last)
+    return n
+
+
+def drain(m: Messenger, sid: str) -> list[str]:
+    statuses: list[str] = []
+
+    def step() -> bool:
+        statuses.extend(r.status for r in m.deliver_queued(sid))
+        return not m.store.messages(sid, "queued")
+
+    retry_until(step, timeout=60, interval=0.3, message="the held messages")
+    return statuses
+
+
+def test_spawn_first_prompt_activity_and_kill(cli: Cli, env: Env, fake: FakeModels) -> None:
+    """No first-run dialog; the first prompt reaches the model exactly once; busy while the
+    reply streams, idle after; a kill leaves no process of the agent behind."""
+    fake.script = [Reply(text=" ".join(f"step{i}" for i in range(30)), delay=5)]
+    sid = env.spawn()
+    fleet = env.fleet()
+    assert events(sid, "message.delivered")[0]["enters"] == 1
+    retry_until(lambda: count(fake, "A-1: First task"), timeout=20, message="the first turn")
+    wait_activity(env, sid, Activity.ACTIVE, timeout=5)
+    wait_activity(env, sid, Activity.IDLE, timeout=30)
+    assert count(fake, "A-1: First task") == 1
+    screen = tmux.capture(fleet.srv, sid)
+    assert "Trust" not in screen and "(Y)es/(N)o" not in screen
+    wt = Path(fleet.store.session(sid).worktree or "")
+    assert git(wt, "status", "--porcelain") == ""  # nothing of the agent's shows in git
+    r = fleet.srv.cmd("display-message", "-p", "-t", f"={sid}:", "#{pane_pid}")
+    top = psutil.Process(int(r.stdout[0]))
+    tree = [top, *top.children(recursive=True)]
+    assert any(p.name() != "bash" for p in tree)
+    fleet.kill(sid, force=True)
+    alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [p.cmdline() for p in alive]
+
+
+def test_a_long_multiline_message_arrives_once(cli: Cli, env: Env, fake: FakeModels) -> None:
+    """Over ~1000 characters or 5 lines the CLIs collapse a paste into a placeholder
+    (`[Pasted Content N chars]`, `[Pasted Text: N lines]`): it counts as the text shown."""
+    fake.script = [Reply(text="ready")]
+    sid = env.spawn()
+    wait_activity(env, sid, Activity.IDLE)
+    body = "\n".join(f"line {i:02d} of a long message to the agent, padded out" for i in
+                     range(30)) + "\nLONG-MESSAGE-END"
+    r = Messenger(env.fleet()).send(sid, body)
+    assert r.status == "delivered", r.detail
+    retry_until(lambda: count(fake, "LONG-MESSAGE-END"), timeout=30, message="the long message")
+    wait_activity(env, sid, Activity.IDLE)
+    assert count(fake, "LONG-MESSAGE-END") == 1
+
+
+def test_a_message_while_busy_is_held_and_sent_once(cli: Cli, env: Env,
+                                                    fake: FakeModels) -> None:
+    """Never Enter into a running turn (codex steers, aider buffers the keys into its next
+    question): held while the reply streams, delivered once the agent is idle."""
+    # words that do not repeat: gemini halts a reply it takes for a loop
+    fake.script = [Reply(text=" ".join(f"part{i}" for i in range(60)), delay=8),
+                   Reply(text="noted")]
+    sid = env.spawn()
+    retry_until(lambda: count(fake, "A-1: First task"), timeout=20, message="the first turn")
+    wait_activity(env, sid, Activity.ACTIVE, timeout=5)
+    m = Messenger(env.fleet())
+    # --now types into a working agent only where Enter queues (gemini); never into codex
+    # or aider
+    now = not agents.get(cli.agent).enter_while_busy
+    r = m.send(sid, "BUSY-MARKER please also add tests", now=now)
+    assert (r.status, r.detail) == ("queued", "busy"), r
+    assert drain(m, sid) == ["delivered"]
+    retry_until(lambda: count(fake, "BUSY-MARKER"), timeout=30, message="the held message")
+    wait_activity(env, sid, Activity.IDLE)
+    assert count(fake, "BUSY-MARKER") == 1
+    assert count(fake, "A-1: First task") == 1  # the first turn was not steered or resent
+
+
+def test_an_approval_prompt_holds_messages_and_nothing_is_approved(
+        cli: Cli, env: Env, fake: FakeModels) -> None:
+    fake.script = [Reply(text="I will create a file.", shell="touch made-by-agent.txt"),
+                   Reply(text="Done.")]
+    sid = env.spawn()
+    wait_activity(env, sid, Activity.WAITING_INPUT)
+    fleet = env.fleet()
+    before = len(fake.requests)
+    m = Messenger(fleet)
+    for now in (False, True):
+        r = m.send(sid, "hello during the prompt", now=now)
+        assert r.status == "queued" and "permission" in r.detail, r
+    wt = Path(fleet.store.session(sid).worktree or "")
+    retry_until(lambda: activity(env, sid) is Activity.WAITING_INPUT, timeout=3)
+    assert not (wt / "made-by-agent.txt").exists()
+    assert len(fake.requests) == before
+    assert "hello during the prompt" not in tmux.capture(fleet.srv, sid)
+
+
+def test_a_humans_draft_is_never_cleared_or_glued(cli: Cli, env: Env,
+                                                  fake: FakeModels) -> None:
+    fake.script = [Reply(text="ready")]
+    sid = env.spawn()
+    wait_activity(env, sid, Activity.IDLE)
+    fleet = env.fleet()
+    tmux.send_keys(fleet.srv, sid, "human draft")
+    retry_until(lambda: "human draft" in tmux.capture(fleet.srv, sid), message="the draft")
+    r = Messenger(fleet).send(sid, "machine-msg", now=True)
+    assert r.status == "queued" and "typing" in r.detail, r
+    screen = tmux.capture(fleet.srv, sid)
+    assert "human draft" in screen and "machine-msg" not in screen
+    assert activity(env, sid) is not Activity.EXITED  # no clear key ended the agent
+
+
+def test_ao_agents_shows_the_measured_version(cli: Cli, env: Env, fake: FakeModels) -> None:
+    from .helpers import run_ao
+
+    r = run_ao("agents", "--json")
+    assert r.code == 0, r.err
+    row = next(a for a in json.loads(r.out) if a["name"] == cli.agent)
+    assert row["installed"] and row["version"] and row["measured"]
+    assert row["version_ok"] is True, row
