@@ -96,6 +96,13 @@ def wait_activity(env: Env, sid: str, want: Activity, timeout: float = 30) -> No
         raise AssertionError(f"not {want}:\n{tmux.capture(env.server(), sid)}") from None
 
 
+def settled(env: Env, sid: str, fake: FakeModels) -> None:
+    """The first prompt's turn has reached the model and ended (right after the paste the
+    CLI can still look idle: its title says Ready until the turn starts)."""
+    retry_until(lambda: count(fake, "A-1: First task"), timeout=20, message="the first turn")
+    wait_activity(env, sid, Activity.IDLE)
+
+
 def events(sid: str, kind: str) -> list[dict[str, object]]:
     log = paths.session_dir("shop", sid) / "events.log"
     return [e["data"] for e in map(json.loads, log.read_text().splitlines())
@@ -153,7 +160,7 @@ def test_a_long_multiline_message_arrives_once(cli: Cli, env: Env, fake: FakeMod
     (`[Pasted Content N chars]`, `[Pasted Text: N lines]`): it counts as the text shown."""
     fake.script = [Reply(text="ready")]
     sid = env.spawn()
-    wait_activity(env, sid, Activity.IDLE)
+    settled(env, sid, fake)
     body = "\n".join(f"line {i:02d} of a long message to the agent, padded out" for i in
                      range(30)) + "\nLONG-MESSAGE-END"
     r = Messenger(env.fleet()).send(sid, body)
@@ -209,7 +216,7 @@ def test_a_humans_draft_is_never_cleared_or_glued(cli: Cli, env: Env,
                                                   fake: FakeModels) -> None:
     fake.script = [Reply(text="ready")]
     sid = env.spawn()
-    wait_activity(env, sid, Activity.IDLE)
+    settled(env, sid, fake)
     fleet = env.fleet()
     tmux.send_keys(fleet.srv, sid, "human draft")
     retry_until(lambda: "human draft" in tmux.capture(fleet.srv, sid), message="the draft")

@@ -57,8 +57,9 @@ PLAN = {
 def setup(env: Env, plan: dict[str, object], **project: object) -> Path:
     plan_file = env.repo / "plans" / "run.yaml"
     plan_file.write_text(json.dumps(plan))
-    env.write_config(ci={"command": f"{sys.executable} -m unittest -q", "timeout": "60s"},
-                     auto_merge=True, require_review=False, max_concurrent=2, **project)
+    env.write_config(**{"ci": {"command": f"{sys.executable} -m unittest -q",
+                               "timeout": "60s"}, "auto_merge": True, "require_review": False,
+                        "max_concurrent": 2, **project})
     cfg = paths.config_file()
     data = json.loads(cfg.read_text())
     data.update(poll_interval="0.2s", cleanup={"grace": "0s"})

@@ -25,7 +25,10 @@ def test_demo_runs_the_whole_loop() -> None:
     assert "review rounds 1" in out
     assert "5/5 tasks merged" in out and "0 sessions left running" in out
     for story in ("▶ starting CORE-2, DOCS-1", "CI failed (fix round 1 of 3)",
-                  "changes requested", "conflicts with main", "green and approved, merged",
+                  "a reviewer agent reads DOCS-1's PR (round 1)",
+                  "reviewer on DOCS-1: request changes", "reviewer on DOCS-1: approve",
+                  "conflicts with main", "REL-1: green, waits for a human's approval",
+                  "REL-1: approved by the demo's human", "green and approved, merged",
                   "cleaned up", "■ plan complete"):
         assert story in out, story
     # the board's and ls's view of the same run

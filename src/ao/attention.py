@@ -8,7 +8,7 @@ import time
 from .state import Activity, State
 from .store import Session
 
-ZONES = ("respond", "merge", "fixing", "working", "queued", "done")
+ZONES = ("respond", "gate", "merge", "fixing", "working", "queued", "done")
 STUCK_AFTER = 600.0
 
 
@@ -29,6 +29,8 @@ def zone(s: Session, now: float | None = None, stuck_after: float = STUCK_AFTER)
         return "fixing"
     if s.pr_number and s.pr_state == "open" and s.pr_gate_ok:
         return "merge"  # the merge gate said yes (gate.py), as the daemon last saw it
+    if s.pr_number and s.pr_state == "open" and s.step == "approve":
+        return "gate"  # only a human's approval holds it (`ao approve`, steps.py)
     return "working"
 
 

@@ -46,3 +46,10 @@ def rebase(default_branch: str, remote: str) -> str:
 def nudge(reason: str) -> str:
     return (f"ao here: you seem stuck ({reason}). Please continue with the task; if you are "
             "blocked, say what you need. When done, commit and push your branch.")
+
+
+def check_failed(label: str, code: int, output: str, round_: int, rounds: int) -> str:
+    """A failed check step's report to the agent (round N of M)."""
+    return (f"The check `{clean(label)}` failed (exit {code}) on your latest push - round "
+            f"{round_} of {rounds}. Fix it, commit and push; it runs again on the new head.\n\n"
+            f"Its output ends with:\n```\n{cap(clean(output), 3000)}\n```\n")

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import agents, compose, paths, scheduler, workspace
+from . import agents, compose, paths, scheduler, steps, workspace
 from . import config as cfgmod
 from . import forge as forgemod
 from . import plan as planmod
@@ -37,6 +37,7 @@ from .notify import Notifier
 from .plan import Plan
 from .reactions import Action, ActionKind, History, Observation, Policy, decide
 from .state import LIVE, Activity, Outcome, State
+from .stepwork import StepWork
 from .store import Session, Store
 from .teardown import teardown
 
@@ -74,6 +75,7 @@ class Daemon:
         self.store = store
         self.fleet = Fleet(cfg, store, srv)
         self.messenger = Messenger(self.fleet)
+        self.stepwork = StepWork(self.fleet)
         self.notifier = Notifier(cfg, store)
         self.forges = dict(forges or {})
         self.clock = clock
@@ -409,18 +411,130 @@ class Daemon:
 
     def handle(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
                pr: PullRequest | None, paused: bool) -> None:
+        task_steps = self._task_steps(project, s)
         if pr is not None:
-            verdict = merge_gate(pr, policy.gate, expected_sha=pr.head_sha)
+            if pr.state == "open":
+                self._step_results(project, forge, policy, s, pr)
+            passed = self.history(s.id).passed(pr.head_sha)
+            verdict = merge_gate(pr, policy.gate, expected_sha=pr.head_sha,
+                                 required=steps.gates(task_steps), passed=passed)
             self.store.update_session(
                 s.id, pr_number=pr.number, pr_url=pr.url, pr_state=pr.state,
                 pr_head_sha=pr.head_sha, pr_checks=pr.checks.overall,
                 pr_review=approval(pr).value, pr_mergeable=pr.mergeable,
                 pr_gate=verdict.reason, pr_gate_ok=int(verdict.ok), pr_draft=int(pr.draft),
-                pr_merge_state=pr.merge_state, pr_seen_at=self.clock())
+                pr_merge_state=pr.merge_state, pr_seen_at=self.clock(),
+                step=steps.holding(task_steps, pr.state, verdict.ok, verdict.waiting_for))
         if paused:
             policy = replace(policy, auto=frozenset(), auto_merge=False)
-        for action in decide(self.observation(s, pr), self.history(s.id), policy):
+        obs = replace(self.observation(s, pr), steps=task_steps)
+        for action in decide(obs, self.history(s.id), policy):
             self.act(project, forge, policy, self.store.session(s.id), pr, action)
+
+    def _task_steps(self, project: ProjectConfig, s: Session) -> tuple[steps.Step, ...]:
+        """The task's steps from its plan as it is now (an edit takes effect at the next
+        poll), recorded for every other reader; the recorded ones if no plan has it."""
+        for plan in self.active_plans(project):
+            if s.task in plan.tasks:
+                current = plan.steps(s.task)
+                if current != self.store.task_steps(project.name, s.task):
+                    self.store.put_task(project.name, s.task, s.title,
+                                        steps=json.dumps(steps.raw(current)))
+                return current
+        return self.store.task_steps(project.name, s.task)
+
+    def _step_results(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
+                      pr: PullRequest) -> None:
+        """Collect what the running steps (stepwork.py) produced since the last poll: a
+        reviewer's verdict posted and recorded, a check's exit code. A step of a head that
+        is no longer the PR's is stopped."""
+        ev = {"project": project.name, "session": s.id, "task": s.task}
+        hist = self.history(s.id)
+        sha = pr.head_sha
+        for row in self.store.attempts(s.id, "start-review"):
+            run_sha = str(row["fingerprint"]).split(":", 1)[1]
+            if hist.has(f"review-ended:{run_sha}") or any(
+                    hist.has(f"verdict:{run_sha}:{v}") for v in ("approve", "request_changes")):
+                continue
+            if run_sha != sha:
+                self.stepwork.stop_review(project, s)
+                self.store.record_attempt(s.id, "review-ended", f"review-ended:{run_sha}")
+                continue
+            data = json.loads(row.get("data") or "{}")
+            state, verdict = self.stepwork.collect_review(
+                project, forge, s, pr, sha, float(row["created_at"]), time.time())
+            if state == "running":
+                continue
+            if verdict is not None:
+                fps = [("verdict", f"verdict:{sha}:{verdict.verdict}")]
+                if verdict.verdict == "approve":
+                    fps.append(("gate", f"gate:review:{sha}"))
+                for reaction, fp in fps:
+                    self.store.record_attempt(s.id, reaction, fp, {"round": data.get("round")})
+                self.stepwork.stop_review(project, s)
+                continue
+            # gone without a verdict, an unreadable one, or silent too long: once more, then
+            # a human
+            if state != "timeout" and self.store.record_attempt(
+                    s.id, "review-retry", f"review-retry:{sha}"):
+                emit(Event("review.retried", **ev, data={"sha": sha, "why": state}),
+                     self.store)
+                self._start_review(project, s, pr, sha, int(data.get("round") or 1),
+                                   data.get("agent") or None)
+                continue
+            self.store.record_attempt(s.id, "review-ended", f"review-ended:{sha}")
+            self.fleet.escalate(s, f"escalate:reviewer:{sha}",
+                                f"the reviewer agent gave no verdict on {sha[:10]} ({state})",
+                                self.notifier)
+        task_steps = self.store.task_steps(project.name, s.task)
+        for row in self.store.attempts(s.id, "run-check"):
+            _check, idx, run_sha = str(row["fingerprint"]).split(":", 2)
+            i = int(idx)
+            if hist.has(f"check-done:{i}:{run_sha}") or i >= len(task_steps):
+                continue
+            if run_sha != sha:
+                self.store.record_attempt(s.id, "check-done", f"check-done:{i}:{run_sha}")
+                continue
+            result = self.stepwork.collect_check(project, s, sha, i)
+            if result is None:
+                continue
+            code, tail = result
+            label = task_steps[i].label
+            if code == 0:
+                self.store.record_attempt(s.id, "gate", f"gate:check:{i}:{sha}")
+                self.store.record_attempt(s.id, "check-done", f"check-done:{i}:{sha}")
+                emit(Event("check.passed", **ev, data={"check": label, "sha": sha}),
+                     self.store)
+                continue
+            failed = hist.count(f"check-failed:{i}:")
+            if failed >= policy.ci_retries * (hist.resumes + 1):
+                self.store.record_attempt(s.id, "check-done", f"check-done:{i}:{sha}")
+                self.fleet.escalate(s, f"escalate:check:{i}:{hist.resumes}",
+                                    f"the check `{label}` failed {failed + 1} times",
+                                    self.notifier)
+                continue
+            body = compose.check_failed(label, code, tail, failed + 1, policy.ci_retries)
+            if self.store.record_and_queue(s.id, [("check-failed", f"check-failed:{i}:{sha}"),
+                                                  ("check-done", f"check-done:{i}:{sha}")],
+                                           body, "check-failed"):
+                emit(Event("check.failed", **ev, data={"check": label, "sha": sha,
+                                                       "exit": code}), self.store)
+
+    def _start_review(self, project: ProjectConfig, s: Session, pr: PullRequest, sha: str,
+                      round_: int, agent: str | None) -> None:
+        task = self.fleet.task(project, s.task, self.plan_of(project, s.task))
+        try:
+            self.stepwork.start_review(project, s, task, pr, sha, round_, agent)
+            emit(Event("review.started", project.name, s.id, s.task,
+                       {"sha": sha, "round": round_, "agent": agent or s.agent}), self.store)
+        except AoError as e:
+            self.stepwork.stop_review(project, s)
+            emit(Event("review.failed", project.name, s.id, s.task,
+                       {"sha": sha, "error": str(e)}), self.store)
+            # the next poll finds no reviewer and starts it once more, then asks a human
+
+    def plan_of(self, project: ProjectConfig, task: str) -> Plan | None:
+        return next((p for p in self.active_plans(project) if task in p.tasks), None)
 
     def act(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
             pr: PullRequest | None, a: Action) -> None:
@@ -491,6 +605,22 @@ class Daemon:
             self.store.record_and_queue(s.id, [("nudge", a.fingerprint)], compose.nudge(a.reason),
                                         "agent-stuck")
             emit(Event("agent.nudged", **ev, data={"reason": a.reason}), self.store)
+        elif a.kind is ActionKind.START_REVIEW and pr is not None:
+            agent = str(a.data.get("agent") or "") or None
+            if self.store.record_attempt(s.id, "start-review", a.fingerprint,
+                                         {"round": a.round, "agent": agent}):
+                self._start_review(project, s, pr, a.sha, a.round, agent)
+        elif a.kind is ActionKind.RUN_CHECK and pr is not None:
+            step = self.store.task_steps(project.name, s.task)[a.round]
+            if step.run and self.store.record_attempt(s.id, "run-check", a.fingerprint):
+                try:
+                    self.stepwork.start_check(project, s, pr, a.sha, a.round, step.run)
+                    emit(Event("check.started", **ev, data={"check": step.label,
+                                                            "sha": a.sha}), self.store)
+                except AoError as e:
+                    self.fleet.escalate(s, f"escalate:check-start:{a.sha}",
+                                        f"the check `{step.label}` could not start: {e}",
+                                        self.notifier)
         elif a.kind is ActionKind.RESTORE:
             self.store.record_attempt(s.id, "restore", a.fingerprint)
             try:

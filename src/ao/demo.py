@@ -3,8 +3,9 @@
 It makes a small real project (a Python package with tests, a bare git remote, a plan of five
 tasks in which two parallel branches join) and runs the daemon on it with the demo agent and
 the local forge, telling the story as it happens: waves, spawns, PRs, a CI failure and its
-fix, a review asking for a change and the agent addressing it, a merge conflict between the
-two parallel tasks and the rebase, merges, dependents starting, cleanup, and a summary.
+fix, a reviewer agent asking for a change and the agent addressing it, a merge conflict
+between the two parallel tasks and the rebase, an approval gate, merges, dependents starting,
+cleanup, and a summary.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from . import config as cfgmod
 from . import paths, tmux
 from .daemon import Daemon
-from .events import Event, add_listener, emit
+from .events import Event, add_listener
 from .forge.local import LocalForge
 from .state import State
 from .store import Store
@@ -91,7 +92,12 @@ PLAN: dict[str, Any] = {"project": PROJECT, "tasks": {
                    "commit DOCS-1: API docs", "push")
                + "\n" + _on("Review feedback", _append("docs/api.md", "\nExample: add(2, 3) == 5"),
                              "commit DOCS-1: an example, as asked", "push")
-               + "\n" + _on("conflicts", "rebase", "push")},
+               + "\n" + _on("conflicts", "rebase", "push")
+               # the reviewer agent's verdicts, round by round (docs/steps.md)
+               + "\n```demo-review\n"
+               "1: request_changes docs/api.md:3 Please add a usage example.\n"
+               "2: approve The example makes it clear.\n```",
+               "steps": ["implement", "review"]},
     "CLI-1": {"title": "Add a command line", "deps": ["CORE-2", "DOCS-1"], "estimate": "1d",
               "body": _script(
                   _write("calc/__main__.py", "import sys\n\nfrom calc import ops\n\n"
@@ -99,7 +105,8 @@ PLAN: dict[str, Any] = {"project": PROJECT, "tasks": {
                   "commit CLI-1: python -m calc A B", "push")},
     "REL-1": {"title": "Release notes", "deps": ["CLI-1"], "estimate": "1d",
               "body": _script(_append("CHANGELOG.md", "- command line"),
-                              "commit REL-1: release notes", "push")},
+                              "commit REL-1: release notes", "push"),
+              "steps": ["implement", "approve"]},  # a human approves the release
 }}
 
 
@@ -141,36 +148,6 @@ def make_project(root: Path) -> Path:
     return work
 
 
-class Reviewer:
-    """The demo's human reviewer: asks DOCS-1 for a change once, approves its next head."""
-
-    def __init__(self, forge: LocalForge, store: Store) -> None:
-        self.forge = forge
-        self.store = store
-        self.asked_on: str | None = None
-        self.approved = False
-
-    def look(self) -> None:
-        if self.approved:
-            return
-        pr = self.forge.find_pr("ao/docs-1")
-        if pr is None or pr.state != "open":
-            return
-        if self.asked_on is None:
-            self.forge.review(pr.number, "changes_requested",
-                              "Please add a usage example.", "docs/api.md", 3, pr.head_sha)
-            self.asked_on = pr.head_sha
-            emit(Event("demo.review", PROJECT, data={"pr": pr.number,
-                                                     "state": "changes requested",
-                                                     "comment": "Please add a usage example."}),
-                 self.store)
-        elif pr.head_sha != self.asked_on:
-            self.forge.review(pr.number, "approved", sha=pr.head_sha)
-            self.approved = True
-            emit(Event("demo.review", PROJECT, data={"pr": pr.number, "state": "approved"}),
-                 self.store)
-
-
 STORY: dict[str, Callable[[Event], str]] = {
     "wave.started": lambda e: f"▶ starting {', '.join(e.data['tasks'])} "
                               "(everything they depend on has merged)",
@@ -178,8 +155,13 @@ STORY: dict[str, Callable[[Event], str]] = {
     "session.pr_open": lambda e: f"  {e.session} {e.task}: pushed, {e.data['reason']} opened",
     "ci.failed": lambda e: f"  ✗ {e.session} {e.task}: CI failed (fix round "
                            f"{e.data['round']} of 3); the failure goes to the agent",
-    "demo.review": lambda e: f"  reviewer on PR #{e.data['pr']}: {e.data['state']}"
-                             + (f" — “{e.data['comment']}”" if e.data.get("comment") else ""),
+    "review.started": lambda e: f"  {e.session}-review: a reviewer agent reads {e.task}'s PR "
+                                f"(round {e.data['round']})",
+    "review.posted": lambda e: f"  reviewer on {e.task}: "
+                               f"{e.data['verdict'].replace('_', ' ')}",
+    "attention.approval-asked": lambda e: f"  ⏸ {e.session} {e.task}: green, waits for a "
+                                          f"human's approval (ao approve {e.session})",
+    "gate.approved": lambda e: f"  ✓ {e.session} {e.task}: approved by {e.data['by']}",
     "review.forwarded": lambda e: f"  → {e.session} {e.task}: review comments sent to the agent",
     "pr.conflict": lambda e: f"  ⚠ {e.session} {e.task}: conflicts with main; agent asked to "
                              "rebase",
@@ -221,7 +203,6 @@ def run(root: Path, keep: bool = False, timeout: float = 240.0,
     d = Daemon(cfg, store, srv)
     forge = d.forge(project, d.active_plans(project)[0])
     assert isinstance(forge, LocalForge)
-    reviewer = Reviewer(forge, store)
 
     def tell(e: Event) -> None:
         if e.project == PROJECT and e.type in STORY:
@@ -230,10 +211,11 @@ def run(root: Path, keep: bool = False, timeout: float = 240.0,
                 out(line)
 
     add_listener(tell)
-    out("plan: CORE-1 -> (CORE-2 | DOCS-1) -> CLI-1 -> REL-1\n")
+    out("plan: CORE-1 -> (CORE-2 | DOCS-1) -> CLI-1 -> REL-1; DOCS-1 has a reviewer agent, "
+        "REL-1 an approval gate\n")
     while time.monotonic() - started < timeout:
-        reviewer.look()
         d.tick()
+        _approve_as_a_human(d, store, forge)
         sessions = store.sessions(PROJECT)
         finished = not store.plan_runs(PROJECT) and all(
             s.state in ({State.MERGED, State.CLEANED} if keep else {State.CLEANED})
@@ -251,6 +233,19 @@ def run(root: Path, keep: bool = False, timeout: float = 240.0,
         f"{summary['left_running']} sessions left running"
         + ("" if not keep else " (--keep: `ao session ls -p demo`, `ao session attach ID`)"))
     return summary
+
+
+def _approve_as_a_human(d: Daemon, store: Store, forge: LocalForge) -> None:
+    """The demo's human: approves a session held at its approval gate, as `ao approve` would
+    (once the notification went out, so the story shows the wait)."""
+    from .stepwork import approve_gate
+
+    for s in store.sessions(PROJECT):
+        if s.step == "approve" and s.branch and any(
+                r["fingerprint"].startswith("approval-asked:") for r in store.attempts(s.id)):
+            pr = forge.find_pr(s.branch)
+            if pr is not None and pr.state == "open":
+                approve_gate(d.fleet, s, pr, "the demo's human")
 
 
 def _summary(store: Store, srv: Any, seconds: float) -> dict[str, Any]:

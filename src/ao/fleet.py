@@ -17,7 +17,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import activity, agents, environment, limits, paths, prompts, scheduler, tmux, workspace
+from . import (
+    activity,
+    agents,
+    environment,
+    limits,
+    paths,
+    prompts,
+    scheduler,
+    steps,
+    tmux,
+    workspace,
+)
 from . import plan as planmod
 from .agents import LaunchContext, Profile
 from .config import Config, ProjectConfig
@@ -88,7 +99,8 @@ class Fleet:
         row = self.store.task(project.name, key)
         if row is not None:
             return Task(key=key, title=row["title"], body=row["body"],
-                        deps=tuple(json.loads(row["deps"])), estimate=row["estimate"])
+                        deps=tuple(json.loads(row["deps"])), estimate=row["estimate"],
+                        steps=self.store.task_steps(project.name, key))
         known = ", ".join(list(plan.tasks)[:10]) if plan else "no plan loaded"
         raise NotFound(f"no task {key} in project {project.name}; tasks: {known}",
                        "pass --plan FILE, or set `plan` in the project's config")
@@ -123,9 +135,12 @@ class Fleet:
 
     def _remember(self, project: ProjectConfig, task: Task, plan: Plan | None) -> None:
         self.store.ensure_project(project.name, str(project.path), project.repo)
+        task_steps = plan.steps(task.key) if plan is not None and task.key in plan.tasks \
+            else task.steps or steps.DEFAULT
         self.store.put_task(project.name, task.key, task.title, body=task.body, deps=task.deps,
                             estimate=task.estimate,
-                            plan=str(plan.source) if plan and plan.source else None)
+                            plan=str(plan.source) if plan and plan.source else None,
+                            steps=json.dumps(steps.raw(task_steps)))
 
     # ---- spawning -------------------------------------------------------------------------
 
@@ -344,7 +359,7 @@ class Fleet:
     def _configured_env(self, project: ProjectConfig) -> dict[str, str]:
         return dict((*project.env, *project.agent.env))
 
-    def _env(self, profile: Profile, ctx: LaunchContext,
+    def agent_env(self, profile: Profile, ctx: LaunchContext,
              configured: dict[str, str] | None = None) -> dict[str, str]:
         """The agent's whole environment (environment.py): least privilege, and current."""
         project = self.cfg.project(ctx.project)
@@ -427,7 +442,7 @@ class Fleet:
                 workspace.exclude(project.path, pattern)
             if profile.uses_hooks:
                 workspace.exclude(project.path, ".claude/settings.local.json")
-            ctx = launch.ctx = replace(ctx, agent_env=self._env(profile, ctx))
+            ctx = launch.ctx = replace(ctx, agent_env=self.agent_env(profile, ctx))
             profile.prepare(ctx)
             launch.prompt = prompts.first_prompt(project, task, plan, branch)
             prompts.write(ctx.prompt_file, launch.prompt)
@@ -671,7 +686,7 @@ class Fleet:
         recorded = self._recorded_launch(project.name, sid)
         profile = agents.get(s.agent or project.agent)
         ctx = self._context(project, s, profile, recorded)
-        env = self._env(profile, ctx, recorded.get("env") if recorded else None)
+        env = self.agent_env(profile, ctx, recorded.get("env") if recorded else None)
         if not ctx.worktree.exists():
             branch = s.branch or workspace.branch_name(s.task)
             if not (workspace.local_branch_exists(project.path, branch)

@@ -36,6 +36,8 @@ class GatePolicy:
 class Verdict:
     ok: bool
     reason: str  # why not (or "approved and green")
+    waiting_for: str = ""  # a step gate (steps.py) that alone holds the merge: review, approve
+
 
     def __bool__(self) -> bool:
         return self.ok
@@ -63,7 +65,17 @@ def approval(pr: PullRequest) -> Approval:
     return Approval.APPROVED if "approved" in opinions else Approval.NOT_REVIEWED
 
 
-def merge_gate(pr: PullRequest, policy: GatePolicy, expected_sha: str | None = None) -> Verdict:
+_GATE_REASONS = {
+    "review": "waiting for the reviewer agent's verdict",
+    "approve": "waiting for a human's approval (ao approve)",
+}
+
+
+def merge_gate(pr: PullRequest, policy: GatePolicy, expected_sha: str | None = None,
+               required: frozenset[str] = frozenset(),
+               passed: frozenset[str] = frozenset()) -> Verdict:
+    """`required`: the step gates of the task (steps.gates); `passed`: those passed for the
+    PR's head. A reviewer agent's approval counts as the review `require_review` asks for."""
     if pr.state != "open":
         return Verdict(False, f"the PR is {pr.state}")
     if pr.draft or pr.merge_state == "draft":
@@ -82,7 +94,8 @@ def merge_gate(pr: PullRequest, policy: GatePolicy, expected_sha: str | None = N
         return Verdict(False, "changes are requested")
     if a is Approval.REVIEW_REQUIRED:
         return Verdict(False, "a review is required")
-    if a is Approval.NOT_REVIEWED and policy.require_review:
+    # with a review step the reviewer agent gives the review (its gate below says so)
+    if a is Approval.NOT_REVIEWED and policy.require_review and "review" not in required:
         return Verdict(False, "not reviewed (require_review: false merges without)")
     if pr.mergeable == "conflicting":
         return Verdict(False, "conflicts with the base branch")
@@ -92,6 +105,10 @@ def merge_gate(pr: PullRequest, policy: GatePolicy, expected_sha: str | None = N
     elif pr.merge_state not in policy.accept_states:
         return Verdict(False, "the PR is " + _STATE_REASONS.get(
             pr.merge_state, f"in merge state {pr.merge_state}"))
+    missing = sorted(required - passed, key=lambda g: (g == "approve", g))  # the human last
+    if missing:
+        return Verdict(False, _GATE_REASONS.get(missing[0], f"waiting for {missing[0]}"),
+                       missing[0])
     green = "green" if checks == PASSING else "no checks"
-    review = "approved" if a is Approval.APPROVED else "not reviewed"
+    review = "approved" if a is Approval.APPROVED or "review" in passed else "not reviewed"
     return Verdict(True, f"{review} and {green}")

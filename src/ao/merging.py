@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import forge as forgemod
-from . import paths
+from . import paths, steps
 from .config import Config, ProjectConfig
 from .errors import AoError, BadInput
 from .events import Event, emit
-from .forge.base import Forge
-from .gate import merge_gate
+from .forge.base import Forge, PullRequest
+from .gate import Verdict, merge_gate
 from .notify import Notifier
 from .reactions import Policy
 from .state import State
@@ -23,6 +23,16 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
 
 
+def session_gate(store: Store, project: ProjectConfig, s: Session,
+                 pr: PullRequest) -> Verdict:
+    """The merge gate for a session's PR, its task's steps included (steps.py): the one
+    answer the daemon, `ao pr merge`, `ao pr ls`, the board and the web share."""
+    task_steps = store.task_steps(project.name, s.task)
+    done = {str(r["fingerprint"]) for r in store.attempts(s.id)}
+    return merge_gate(pr, Policy.for_project(project).gate, expected_sha=pr.head_sha,
+                      required=steps.gates(task_steps), passed=steps.passed(done, pr.head_sha))
+
+
 def merge_now(cfg: Config, store: Store, srv: Server, s: Session,
               forge: Forge | None = None) -> tuple[int, str]:
     """Merge the session's PR if the gate allows it now; (PR number, merge sha)."""
@@ -31,7 +41,7 @@ def merge_now(cfg: Config, store: Store, srv: Server, s: Session,
     pr = forge.find_pr(s.branch) if s.branch else None
     if pr is None:
         raise BadInput(f"{s.id} has no pull request yet", "its agent must push its branch")
-    verdict = merge_gate(pr, Policy.for_project(project).gate, expected_sha=pr.head_sha)
+    verdict = session_gate(store, project, s, pr)
     if not verdict:
         raise BadInput(f"{s.id}: PR #{pr.number} cannot merge: {verdict.reason}",
                        "`ao pr ls` shows every PR's state; see docs/forges.md (the merge gate)")
@@ -53,6 +63,7 @@ def record_merged(cfg: Config, store: Store, srv: Server, project: ProjectConfig
     """What follows a merge: the agent stops now (its worktree stays for the grace period),
     the task is closed (and its GitHub issue), and the `merged` event reaches the hooks."""
     stop_agent(srv, s)
+    store.update_session(s.id, step="merged")
     row = store.task(project.name, s.task)
     store.put_task(project.name, s.task, s.title, issue_state="closed")
     if project.forge == "github" and row and row.get("issue_number"):

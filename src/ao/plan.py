@@ -16,8 +16,10 @@ from typing import Any
 
 import yaml
 
+from . import steps as steps_mod
 from . import yamlio
-from .errors import PlanError
+from .errors import BadInput, PlanError
+from .steps import Step
 
 HOURS_PER_DAY = 8.0
 DEFAULT_DAYS = 1.0
@@ -27,8 +29,9 @@ _ESTIMATE = re.compile(
     r"(h|hr|hrs|hours?|d|days?|w|wk|weeks?)\s*$",
     re.IGNORECASE,
 )
-_TASK_KEYS = ("title", "body", "deps", "estimate", "agent")
-_PLAN_KEYS = ("project", "tasks", "waves", "context", "decisions")
+_TASK_KEYS = ("title", "body", "deps", "estimate", "agent", "steps")
+_PLAN_KEYS = ("project", "tasks", "waves", "context", "decisions", "defaults")
+_DEFAULT_KEYS = ("steps",)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Task:
     deps: tuple[str, ...] = ()
     estimate: str | None = None
     agent: str | None = None
+    steps: tuple[Step, ...] | None = None  # None: the plan's default steps
 
     @property
     def days(self) -> float:
@@ -64,6 +68,13 @@ class Plan:
     decisions: tuple[str, ...] = ()
     source: Path | None = None
     problems: tuple[Problem, ...] = field(default=(), compare=False)
+    default_steps: tuple[Step, ...] = steps_mod.DEFAULT
+
+    def steps(self, key: str) -> tuple[Step, ...]:
+        """The steps of a task's work (docs/steps.md): its own, else the plan's default."""
+        t = self.tasks.get(key)
+        return (t.steps if t is not None and t.steps is not None else None) or \
+            self.default_steps
 
     def graph_problems(self) -> list[Problem]:
         return [p for p in self.problems if p.kind != "wave"]
@@ -161,6 +172,7 @@ def parse(text: str, source: Path | None = None) -> Plan:
         context=tuple(str(c) for c in data.get("context") or ()),
         decisions=tuple(str(c) for c in data.get("decisions") or ()),
         source=source,
+        default_steps=_defaults(data.get("defaults"), where),
     )
     problems += [Problem("cycle", c[0], "cycle: " + " -> ".join([*c, c[0]]))
                  for c in find_cycles(plan)]
@@ -201,7 +213,28 @@ def _task(key: str, spec: Any, where: str) -> Task:
         deps=tuple(dict.fromkeys(normalize_key(d) for d in deps)),
         estimate=estimate,
         agent=None if agent is None else str(agent),
+        steps=None if spec.get("steps") is None else _steps(spec["steps"], f"{where}: task {key}"),
     )
+
+
+def _steps(raw: Any, where: str) -> tuple[Step, ...]:
+    try:
+        return steps_mod.parse(raw, where)
+    except BadInput as e:
+        raise PlanError(e.message, e.hint) from None
+
+
+def _defaults(raw: Any, where: str) -> tuple[Step, ...]:
+    if raw is None:
+        return steps_mod.DEFAULT
+    if not isinstance(raw, Mapping):
+        raise PlanError(f"{where}: `defaults` must be a mapping", "e.g. defaults: {steps: "
+                        "[implement, review]}")
+    for k in raw:
+        if k not in _DEFAULT_KEYS:
+            raise PlanError(f"{where}: defaults has unknown key `{k}`",
+                            f"valid keys: {', '.join(_DEFAULT_KEYS)}")
+    return _steps(raw.get("steps"), f"{where}: defaults")
 
 
 def _waves(raw: Any, where: str) -> tuple[tuple[str, ...], ...] | None:

@@ -14,6 +14,9 @@ from .config import ProjectConfig, parse_duration
 from .forge.base import FAILING, PASSING, PullRequest
 from .gate import Approval, GatePolicy, approval, merge_gate
 from .state import Activity, State
+from .steps import DEFAULT as DEFAULT_STEPS
+from .steps import Step, gate_id, gates
+from .steps import passed as steps_passed
 
 DEFAULT_CI_RETRIES = 3
 DEFAULT_REVIEW_ROUNDS = 3
@@ -74,6 +77,7 @@ class Observation:
     waiting_since: float | None = None
     limited_until: float | None = None  # the agent's usage limit resets then
     now: float = 0.0
+    steps: tuple[Step, ...] = DEFAULT_STEPS  # the task's steps (steps.py)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,10 @@ class History:
     def count(self, prefix: str) -> int:
         return sum(1 for fp in self.done if fp.startswith(prefix))
 
+    def passed(self, sha: str) -> frozenset[str]:
+        """The step gates passed for this head (steps.passed)."""
+        return steps_passed(self.done, sha)
+
 
 class ActionKind(StrEnum):
     """What the daemon can do about a session; `Daemon.act` has one branch per kind."""
@@ -107,6 +115,8 @@ class ActionKind(StrEnum):
     RESTORE = "restore"
     RESUME = "resume"
     LIMIT_CONTINUE = "limit-continue"
+    START_REVIEW = "start-review"  # a reviewer agent on the PR's head (steps.py)
+    RUN_CHECK = "run-check"  # a check step's command on the PR's head
 
 
 @dataclass(frozen=True)
@@ -126,7 +136,8 @@ def resolved(obs: Observation, hist: History, policy: Policy) -> str | None:
     pr, key = obs.pr, (hist.escalated_for or "")
     if key.startswith("merge:"):
         return None  # the forge refused a merge the gate allowed: only a human knows why
-    if pr is not None and pr.state == "open" and merge_gate(pr, policy.gate) and \
+    if pr is not None and pr.state == "open" and merge_gate(
+            pr, policy.gate, required=gates(obs.steps), passed=hist.passed(pr.head_sha)) and \
             not key.startswith("delivery"):
         return "the PR is approved and green"
     if pr is not None and pr.state == "open":
@@ -202,10 +213,21 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
                                      f"still conflicting after {asked} rebase requests"))
         else:
             actions.append(Action(ActionKind.ASK_REBASE, f"rebase:{sha}", sha=sha))
-    # forwarded whatever reviewDecision says: it is null on repositories that require no review
-    if approval(pr) is Approval.CHANGES_REQUESTED and "changes-requested" in policy.auto:
+    # forwarded whatever reviewDecision says: it is null on repositories that require no
+    # review; and whatever the forge made of a reviewer agent's verdict (on GitHub a PR's
+    # author may only comment on it)
+    asked = approval(pr) is Approval.CHANGES_REQUESTED or \
+        hist.has(f"verdict:{sha}:request_changes")
+    if asked and "changes-requested" in policy.auto:
         actions.append(Action(ActionKind.FORWARD_REVIEW, sha=sha))
-    verdict = merge_gate(pr, policy.gate, expected_sha=sha)
+    passed = hist.passed(sha)
+    if pr.checks.overall == PASSING and pr.mergeable != "conflicting" and not pr.draft:
+        actions += _steps(obs, hist, sha, passed)
+    verdict = merge_gate(pr, policy.gate, expected_sha=sha, required=gates(obs.steps),
+                         passed=passed)
+    if verdict.waiting_for == "approve" and not hist.has(f"approval-asked:{sha}"):
+        actions.append(Action(ActionKind.NOTIFY, f"approval-asked:{sha}",
+                              f"PR #{pr.number} is ready and waits for a human's approval"))
     if verdict:
         refused = hist.count(f"merge-failed:{sha}:")
         if policy.auto_merge and refused >= policy.merge_retries:
@@ -219,6 +241,26 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
             actions.append(Action(ActionKind.NOTIFY, f"merge-ready:{sha}",
                                   f"PR #{pr.number} can merge: {verdict.reason}"))
     return actions
+
+
+def _steps(obs: Observation, hist: History, sha: str, passed: frozenset[str]) -> list[Action]:
+    """Start the steps that run on a green head: checks first (cheap, and a failing one goes
+    back to the agent), then the reviewer agent once every check passed."""
+    out: list[Action] = []
+    checks_ok = True
+    for i, step in enumerate(obs.steps):
+        if step.kind == "check" and gate_id(i, step) not in passed:
+            checks_ok = False
+            if not hist.has(f"check-run:{i}:{sha}"):
+                out.append(Action(ActionKind.RUN_CHECK, f"check-run:{i}:{sha}", step.label,
+                                  sha=sha, round=i))
+    review = next((s for s in obs.steps if s.kind == "review"), None)
+    if review is not None and checks_ok and "review" not in passed and \
+            not hist.has(f"review-run:{sha}"):
+        out.append(Action(ActionKind.START_REVIEW, f"review-run:{sha}", "the PR is green",
+                          sha=sha, round=hist.count("review-run:") + 1,
+                          data={"agent": review.agent or ""}))
+    return out
 
 
 def _clock(epoch: float) -> str:

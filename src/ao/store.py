@@ -19,8 +19,10 @@ from typing import Any
 import sqlite_utils
 
 from . import paths
+from . import steps as steps_mod
 from .errors import AoError, BadInput, NotFound
 from .state import LIVE, OUTCOME_OF, RUNNING, Outcome, State, check_transition
+from .steps import Step
 
 _STATES = ", ".join(f"'{s.value}'" for s in State)
 _LIVE = ", ".join(f"'{s.value}'" for s in sorted(LIVE))
@@ -196,12 +198,22 @@ def _m005_usage_limits(conn: sqlite3.Connection) -> None:
     _execute_all(conn, "ALTER TABLE sessions ADD COLUMN limited_until REAL;")
 
 
+def _m006_step(conn: sqlite3.Connection) -> None:
+    """The step of its task's work a session is at (implement, review, approve, merge...), and
+    each task's steps (JSON, as the plan wrote them) so every reader judges the same gates."""
+    _execute_all(conn, """
+    ALTER TABLE sessions ADD COLUMN step TEXT;
+    ALTER TABLE tasks ADD COLUMN steps TEXT;
+    """)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_local_forge", _m002_local_forge),
     ("003_outcome", _m003_outcome),
     ("004_message_stage", _m004_message_stage),
     ("005_usage_limits", _m005_usage_limits),
+    ("006_step", _m006_step),
 ]
 
 
@@ -242,6 +254,7 @@ class Session:
     pr_merge_state: str | None = None
     owner_pid: int | None = None  # the process starting it, while `spawning`
     limited_until: float | None = None  # its agent's usage limit resets then
+    step: str | None = None  # the step of the task's work it is at (steps.py)
 
     @property
     def merged(self) -> bool:
@@ -380,6 +393,15 @@ class Store:
         sets = ", ".join(f"{c} = excluded.{c}" for c in row if c not in ("project", "key"))
         self.conn.execute(f"INSERT INTO tasks ({cols}) VALUES ({marks}) "
                           f"ON CONFLICT (project, key) DO UPDATE SET {sets}", list(row.values()))
+
+    def task_steps(self, project: str, key: str) -> tuple[Step, ...]:
+        """The task's steps as last recorded from its plan (the default when none were)."""
+        row = self.conn.execute("SELECT steps FROM tasks WHERE project = ? AND key = ?",
+                                (project, key)).fetchone()
+        if not row or not row[0]:
+            return steps_mod.DEFAULT
+        # written from a parsed plan: a row that does not parse is an error, never "no gates"
+        return steps_mod.parse(json.loads(row[0]), f"task {key}")
 
     def task_keys(self, project: str) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT key FROM tasks WHERE project = ?",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import attention, scheduler
+from . import attention, scheduler, steps
 from . import plan as planmod
 from .state import ENDED, RUNNING, Outcome, State
 from .store import Session, Store
@@ -33,7 +33,9 @@ def session(store: Store, s: Session, now: float | None = None) -> dict[str, Any
             "state": s.state.value, "activity": activity(s), "agent": s.agent,
             "branch": s.branch, "pr": s.pr_number, "pr_url": s.pr_url, "pr_state": s.pr_state,
             "checks": s.pr_checks, "review": s.pr_review, "mergeable": s.pr_mergeable,
-            "merge_gate": s.pr_gate, "zone": attention.zone(s, now), "fix_rounds": rounds,
+            "merge_gate": s.pr_gate, "step": s.step or ("implement" if s.state.value != "queued"
+                                                         else None),
+            "zone": attention.zone(s, now), "fix_rounds": rounds,
             "outcome": s.outcome.value if s.outcome else None,
             "queued": len(store.messages(s.id, "queued")),
             "limited_until": s.limited_until, "created_at": s.created_at,
@@ -53,6 +55,9 @@ def plan_status(store: Store, plan: planmod.Plan, project: str) -> dict[str, Any
                      "state": "done" if key in done else (s.state.value if s else "not queued"),
                      "session": s.id if s else None, "pr": s.pr_number if s else None,
                      "ci": s.pr_checks if s else None,
+                     "step": ("merged" if key in done else s.step or "implement")
+                     if s and s.state.value != "queued" else None,
+                     "steps": steps.raw(plan.steps(key)),
                      "waits_on": [] if key in done else scheduler.waiting_on(plan, key, done)})
     crit, length = planmod.critical_path(plan)
     merged = sum(1 for r in rows if r["state"] == "done")

@@ -231,7 +231,19 @@ class WebServer(TextualServer):
             if action == "merge":
                 number, sha = merge_now(self.cfg, store, fleet.srv, s)
                 return {"merged": s.id, "pr": number, "sha": sha}
-            raise BadInput(f"no action {action!r}", "send, kill, restore, resume, merge")
+            if action == "approve":
+                from . import forge as forgemod
+                from .stepwork import approve_gate
+
+                pr = forgemod.for_project(self.cfg.project(s.project), store).find_pr(
+                    s.branch or "") if s.branch else None
+                if pr is None:
+                    raise BadInput(f"{s.id} has no pull request yet", "nothing to approve")
+                reject = body.get("reject")
+                return {"result": approve_gate(fleet, s, pr, "web",
+                                               None if reject is None else str(reject))}
+            raise BadInput(f"no action {action!r}",
+                           "send, kill, restore, resume, merge, approve")
         finally:
             store.close()
 

@@ -30,6 +30,9 @@ from pathlib import Path
 
 PROMPT = "demo› "
 PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
+_REVIEW_ROUND = re.compile(r"^AO-REVIEW-ROUND (\d+)\s*$", re.M)
+_VERDICT_TO = re.compile(r"Write your verdict as JSON to (\S+) \(and nothing")
+_REVIEW_BLOCK = re.compile(r"```demo-review[ \t]*\n(.*?)```", re.S)
 _BLOCK = re.compile(r"```demo(?:-on[ \t]+(?P<on>[^\n`]+))?[ \t]*\n(?P<body>.*?)```", re.S)
 
 
@@ -121,6 +124,11 @@ class Agent:
         out(f"● received {len(message)} chars\r\n")
         self.log_received(message)
         out("working… (esc to interrupt)\r\n")
+        review = _REVIEW_ROUND.search(message)
+        if review:  # the reviewer: reads, runs nothing of the task's scripts, answers
+            self.review(message, int(review.group(1)))
+            out(f"✓ done · {time.strftime('%H:%M:%S')}\r\n")
+            return
         scripts = []
         text_only = _BLOCK.sub("", message)
         # rules from earlier messages first: a rule never fires on the message that made it
@@ -139,6 +147,37 @@ class Agent:
         for script in scripts:
             self.run(script)
         out(f"✓ done · {time.strftime('%H:%M:%S')}\r\n")
+
+    def review(self, message: str, round_: int) -> None:
+        """A verdict from the task's ```demo-review block: lines `N: approve SUMMARY` or
+        `N: request_changes PATH:LINE COMMENT`; round N's line, else the last; approve when
+        there is no block."""
+        target = _VERDICT_TO.search(message)
+        if not target:
+            out("  no verdict file named\r\n")
+            return
+        block = _REVIEW_BLOCK.search(message)
+        rules = {}
+        for line in (block.group(1) if block else "").splitlines():
+            n, _, rest = line.strip().partition(":")
+            if n.strip().isdigit():
+                rules[int(n)] = rest.strip()
+        rule = rules.get(round_) or (rules[max(rules)] if rules else "approve Looks right.")
+        verdict, _, rest = rule.partition(" ")
+        answer: dict[str, object] = {"verdict": verdict, "summary": rest, "comments": []}
+        if verdict == "request_changes":
+            where, _, comment = rest.partition(" ")
+            path, _, line = where.partition(":")
+            answer = {"verdict": verdict, "summary": comment, "comments": [
+                {"path": path, "line": int(line) if line.isdigit() else None,
+                 "body": comment}]}
+        time.sleep(0.5)
+        f = Path(target.group(1))
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_name(f.name + ".tmp")
+        tmp.write_text(json.dumps(answer), encoding="utf-8")
+        tmp.replace(f)  # whole or not at all: ao may read it at any moment
+        out(f"  verdict: {verdict} (round {round_})\r\n")
 
     def log_received(self, message: str) -> None:
         """Every message exactly as it arrived, one JSON line each (what tests compare)."""

@@ -176,8 +176,8 @@ def status(
     if json_out:
         emit_json(rows)
         return
-    typer.echo(table(["task", "state", "session", "pr", "ci", "waits on"],
-                     [(r["task"], r["state"], r["session"] or "-",
+    typer.echo(table(["task", "state", "step", "session", "pr", "ci", "waits on"],
+                     [(r["task"], r["state"], r["step"] or "-", r["session"] or "-",
                        f"#{r['pr']}" if r["pr"] else "-", r["ci"] or "-",
                        ", ".join(r["waits_on"]) or "-") for r in rows]))
     n_done = sum(1 for r in rows if r["state"] == "done")

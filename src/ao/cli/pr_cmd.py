@@ -10,8 +10,8 @@ from .. import forge as forgemod
 from ..errors import BadInput
 from ..forge.base import Forge, PullRequest
 from ..forge.local import LocalForge
-from ..gate import approval, merge_gate
-from ..reactions import Policy
+from ..gate import approval
+from ..merging import session_gate
 from ..store import Session
 from . import services
 from .output import emit_json, table
@@ -49,7 +49,7 @@ def ls(
             pr = result.prs.get(s.branch or "")
             if pr is None:
                 continue
-            verdict = merge_gate(pr, Policy.for_project(p).gate, expected_sha=pr.head_sha)
+            verdict = session_gate(services.store(), p, s, pr)
             rows.append({"session": s.id, "task": s.task, "pr": pr.number, "state": pr.state,
                          "ci": pr.checks.overall, "review": approval(pr).value,
                          "mergeable": pr.mergeable, "merge_state": pr.merge_state,
@@ -80,6 +80,21 @@ def _session_pr(session: str) -> tuple[Session, Forge, PullRequest]:
     if pr is None:
         raise BadInput(f"{s.id} has no pull request yet", "its agent must push its branch")
     return s, forge, pr
+
+
+def approve(
+    session: str = typer.Argument(..., help=SESSION_HELP),
+    reject: str | None = typer.Option(None, "--reject", help="Reject, with this reason (sent "
+                                      "to the agent as a review)."),
+) -> None:
+    """Pass a task's approval gate (`approve` in its steps) for its PR's current head, or
+    reject it (docs/steps.md)."""
+    import getpass
+
+    from ..stepwork import approve_gate
+
+    s, _forge, pr = _session_pr(session)
+    typer.echo(approve_gate(services.fleet(), s, pr, getpass.getuser(), reject))
 
 
 @app.command("merge")

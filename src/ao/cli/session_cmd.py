@@ -42,8 +42,8 @@ def ls(
         note("no sessions" + ("" if all_ else " running; --all shows ended ones"))
         return
     typer.echo(table(
-        ["id", "task", "title", "state", "activity", "queued", "branch", "pr", "age"],
-        [(s.id, s.task, for_terminal(s.title)[:40], s.state.value, activity(s),
+        ["id", "task", "title", "state", "step", "activity", "queued", "branch", "pr", "age"],
+        [(s.id, s.task, for_terminal(s.title)[:40], s.state.value, s.step or "-", activity(s),
           queued[s.id] or "-", s.branch or "-",
           f"#{s.pr_number}" if s.pr_number else "-", services.age(s.created_at))
          for s in rows]))

@@ -112,6 +112,16 @@ class ReviewComment:
     created_at: str = ""
 
 
+@dataclass(frozen=True)
+class AgentReview:
+    """A reviewer agent's verdict, to post as a review on the PR's head (steps.py)."""
+
+    verdict: str  # approve | request_changes
+    body: str
+    comments: tuple[tuple[str, int | None, str], ...] = ()  # (path, line, text)
+    marker: str = ""  # in the body: finds a review already posted (no second post)
+
+
 @dataclass
 class PollResult:
     """PR facts by branch (None: no PR for that branch yet), and what could not be seen."""
@@ -136,6 +146,11 @@ class Forge(Protocol):
     def review_comments(self, pr: PullRequest) -> list[ReviewComment]: ...
 
     def comment(self, number: int, body: str) -> None: ...
+
+    def submit_review(self, pr: PullRequest, review: AgentReview, sha: str) -> str:
+        """Post a reviewer agent's verdict as a review; returns how it was posted (the
+        review event used). Posting twice posts once (the marker)."""
+        ...
 
     def merge(self, pr: PullRequest, expected_sha: str) -> str: ...
 

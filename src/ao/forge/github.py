@@ -29,6 +29,7 @@ from ..errors import BadInput, ConfigError, ExternalError, NotFound
 from ..sanitize import clean
 from ..store import Store
 from .base import (
+    AgentReview,
     Annotation,
     Check,
     CheckSummary,
@@ -319,6 +320,38 @@ class GitHubForge:
         self._write(f"comment on #{number}",
                     lambda: bool(self.repo.get_issue(number).create_comment(body)), applied)
 
+    def submit_review(self, pr: PullRequest, review: AgentReview, sha: str) -> str:
+        """POST /pulls/{n}/reviews on the head sha, inline comments on the diff's right side.
+        GitHub refuses a PR's author an APPROVE or REQUEST_CHANGES on their own PR (422): ao's
+        token usually opened the PR, so the verdict is then posted as a COMMENT review (ao
+        keeps the verdict itself and gates the merge on it)."""
+        body = f"{review.body}\n\n{review.marker}".strip()
+        comments = [{"path": p, "body": t, **({"line": ln, "side": "RIGHT"} if ln else
+                                               {"subject_type": "file"})}
+                    for p, ln, t in review.comments]
+
+        def applied() -> str | None:
+            found = any(review.marker in (r.body or "")
+                        for r in self.repo.get_pull(pr.number).get_reviews())
+            return "already posted" if found else None
+
+        if applied_before := self._call("check for an earlier review", applied):
+            return applied_before
+        event = "APPROVE" if review.verdict == "approve" else "REQUEST_CHANGES"
+
+        def post(ev: str) -> str:
+            gh = self.repo.get_pull(pr.number)
+            gh.create_review(commit=self.repo.get_commit(sha), body=body, event=ev,
+                             comments=comments)  # type: ignore[arg-type]
+            return ev
+
+        try:
+            return self._write(f"review of PR #{pr.number}", lambda: post(event), applied)
+        except ExternalError as e:
+            if "own pull request" not in str(e):
+                raise
+            return self._write(f"review of PR #{pr.number}", lambda: post("COMMENT"), applied)
+
     def label(self, number: int, labels: list[str]) -> None:
         self._call(f"label #{number}", lambda: self.repo.get_issue(number).add_to_labels(*labels))
 
@@ -475,7 +508,12 @@ class GitHubForge:
         node = ((data.get("repository") or {}).get("pullRequest") or {})
         out = []
         for review in (node.get("reviews") or {}).get("nodes") or []:
-            if review.get("state") == "CHANGES_REQUESTED" and review.get("body"):
+            body = review.get("body") or ""
+            # a reviewer agent's request posted as a COMMENT (GitHub lets no author request
+            # changes on their own PR) counts as one
+            agent_asked = review.get("state") == "COMMENTED" and AGENT_MARK in body and \
+                CHANGES_REQUESTED_HEAD in body
+            if body and (review.get("state") == "CHANGES_REQUESTED" or agent_asked):
                 out.append(ReviewComment(id=str(review["id"]), author=_login(review),
                                          body=review["body"],
                                          created_at=review.get("submittedAt") or ""))
@@ -486,6 +524,10 @@ class GitHubForge:
                                          resolved=bool(thread.get("isResolved")),
                                          created_at=c.get("createdAt") or ""))
         return [c for c in out if not c.resolved]
+
+
+AGENT_MARK = "<!-- ao-review "
+CHANGES_REQUESTED_HEAD = "**Changes requested**"
 
 
 def _login(node: dict[str, Any]) -> str:

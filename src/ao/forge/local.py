@@ -28,6 +28,7 @@ from .base import (
     NONE,
     PASSING,
     PENDING,
+    AgentReview,
     Annotation,
     Check,
     CheckSummary,
@@ -261,6 +262,19 @@ class LocalForge:
                line: int | None = None, sha: str | None = None) -> int:
         return self.store.add_local_review(self.project.name, pr_number, state, body, path,
                                            line, sha)
+
+    def submit_review(self, pr: PullRequest, review: AgentReview, sha: str) -> str:
+        body = f"{review.body}\n\n{review.marker}".strip()
+        state = "approved" if review.verdict == "approve" else "changes_requested"
+        # one transaction: the comments and the verdict are posted together or not at all
+        with self.store.transaction():
+            if any(review.marker and review.marker in str(r["body"])
+                   for r in self.store.local_reviews(self.project.name, pr.number)):
+                return "already posted"
+            for path, line, text in review.comments:
+                self.review(pr.number, "commented", text, path, line, sha)
+            self.review(pr.number, state, body, sha=sha)  # last: its opinion stands
+        return state
 
     def merge(self, pr: PullRequest, expected_sha: str) -> str:
         heads = self._heads()

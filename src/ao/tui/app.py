@@ -39,7 +39,8 @@ from ..sanitize import clean, for_terminal
 from ..store import Session, Store
 
 COLUMNS = ("zone", "id", "task", "title", "activity", "pr", "review", "round", "age", "last")
-ZONE_STYLE = {"respond": "bold red", "merge": "bold green", "fixing": "yellow",
+ZONE_STYLE = {"respond": "bold red", "gate": "bold magenta", "merge": "bold green",
+              "fixing": "yellow",
               "working": "cyan", "queued": "dim", "done": "dim green"}
 
 
@@ -181,10 +182,13 @@ class BoardApp(App[None]):
         project = self.cfg.projects.get(s.project)
         limit = Policy.for_project(project).ci_retries if project else DEFAULT_CI_RETRIES
         pr = f"#{s.pr_number} {s.pr_checks or ''}".strip() if s.pr_number else "-"
+        review = (s.pr_review or "-").replace("_", " ")
+        if s.step and s.step not in ("implement", "merge", "merged"):
+            review = f"{review} → {s.step}"  # the step that holds the merge (steps.py)
         # plain Text, never markup: a title like "[/bold] x" is text, and escapes are gone
         return (Text(z, style=ZONE_STYLE[z]), *(Text(for_terminal(str(x))) for x in (
                 s.id, s.task, s.title[:36], s.activity if s.state.value != "queued" else "-",
-                pr, (s.pr_review or "-").replace("_", " "),
+                pr, review,
                 f"{rounds}/{limit}" if rounds else "-",
                 _age(s.created_at, now), last or "-")))
 

@@ -1,0 +1,135 @@
+"""Steps and gates: the ordered stages a task's work goes through before its PR merges. Pure.
+
+    steps: [implement, review, approve]
+    steps: [implement, {review: {agent: codex}}, {check: {run: "make deploy-check"}}, approve]
+
+- `implement`: the task's agent writes the change and opens the PR (always first, implied).
+- `review`: once CI is green, a reviewer agent reads the PR at its head and answers with a
+  verdict (approve / request changes, with comments on path and line); ao posts it as a
+  review on the forge. Re-run on each new head, up to the review-round limit.
+- `check`: a command run in the session's worktree at the PR head once CI is green; its exit
+  code passes or fails the step, and its output goes to the agent on failure.
+- `approve`: a human gate before merge (`ao approve SID`, or `--reject "why"`).
+
+A step is passed for one head sha: a new push runs review and checks again and asks the human
+again, so what merges is always what was reviewed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadInput
+
+KINDS = ("implement", "review", "check", "approve")
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # implement | review | check | approve
+    agent: str | None = None  # review: the reviewer's agent profile (default: the task's)
+    run: str | None = None  # check: the command
+    name: str = ""  # check: how it is shown (default: the command)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+DEFAULT: tuple[Step, ...] = (Step("implement"),)
+
+
+def parse(raw: Any, where: str) -> tuple[Step, ...]:
+    """Steps from a plan (`steps:` of a task or of `defaults:`); `implement` is put first
+    when it is left out."""
+    if raw is None:
+        return DEFAULT
+    if not isinstance(raw, list) or not raw:
+        raise BadInput(f"{where}: `steps` must be a non-empty list",
+                       "e.g. steps: [implement, review, approve]")
+    out: list[Step] = []
+    for item in raw:
+        opts: Mapping[str, Any]
+        if isinstance(item, str):
+            kind, opts = item, {}
+        elif isinstance(item, Mapping) and len(item) == 1:
+            kind, opts = next(iter(item.items()))
+            opts = opts or {}
+            if not isinstance(opts, Mapping):
+                raise BadInput(f"{where}: step {kind}: options must be a mapping",
+                               "e.g. {review: {agent: codex}}")
+        else:
+            raise BadInput(f"{where}: a step is a name or a one-key mapping, not {item!r}",
+                           "e.g. implement, review, {check: {run: make lint}}, approve")
+        kind = str(kind)
+        if kind not in KINDS:
+            raise BadInput(f"{where}: unknown step `{kind}`", f"steps: {', '.join(KINDS)}")
+        known = {"review": {"agent"}, "check": {"run", "name"}}.get(kind, set())
+        extra = set(opts) - known
+        if extra:
+            raise BadInput(f"{where}: step {kind}: unknown option `{sorted(extra)[0]}`",
+                           f"options of {kind}: {', '.join(sorted(known)) or 'none'}")
+        if kind == "check" and not str(opts.get("run") or "").strip():
+            raise BadInput(f"{where}: a check step needs `run: COMMAND`",
+                           'e.g. {check: {run: "make deploy-check"}}')
+        step = Step(kind, agent=str(opts["agent"]) if opts.get("agent") else None,
+                    run=str(opts["run"]) if opts.get("run") else None,
+                    name=str(opts.get("name") or opts.get("run") or ""))
+        if kind != "check" and any(s.kind == kind for s in out):
+            raise BadInput(f"{where}: step `{kind}` is listed twice", "list each step once")
+        out.append(step)
+    if out[0].kind != "implement":
+        if any(s.kind == "implement" for s in out):
+            raise BadInput(f"{where}: `implement` must come first", "the work comes first")
+        out.insert(0, Step("implement"))
+    return tuple(out)
+
+
+def raw(steps: tuple[Step, ...]) -> list[Any]:
+    """Back to the plan's form (for `ao plan show --json` and the API)."""
+    out: list[Any] = []
+    for s in steps:
+        if s.kind == "review" and s.agent:
+            out.append({"review": {"agent": s.agent}})
+        elif s.kind == "check":
+            out.append({"check": {"run": s.run, **({"name": s.name} if s.name != s.run
+                                                  else {})}})
+        else:
+            out.append(s.kind)
+    return out
+
+
+def gates(steps: tuple[Step, ...]) -> frozenset[str]:
+    """The gates a PR of these steps must pass before it may merge: `review`, `approve`,
+    and `check:<index>` per check."""
+    return frozenset(gate_id(i, s) for i, s in enumerate(steps) if s.kind != "implement")
+
+
+def gate_id(index: int, step: Step) -> str:
+    return f"check:{index}" if step.kind == "check" else step.kind
+
+
+def holding(steps: tuple[Step, ...], pr_state: str | None, gate_ok: bool,
+            waiting_for: str) -> str:
+    """The step a task is at, as shown everywhere: `implement` until the PR is green and
+    clean, then the step whose gate alone holds the merge, `merge`, and `merged`."""
+    if pr_state == "merged":
+        return "merged"
+    if pr_state != "open":
+        return "implement"
+    if gate_ok:
+        return "merge"
+    for i, s in enumerate(steps):
+        if waiting_for and gate_id(i, s) == waiting_for:
+            return s.label
+    return "implement"
+
+
+def passed(fingerprints: frozenset[str] | set[str], sha: str) -> frozenset[str]:
+    """The gates passed for one head, from a session's reaction fingerprints
+    (`gate:<gate>:<sha>`)."""
+    end = f":{sha}"
+    return frozenset(fp[5:-len(end)] for fp in fingerprints
+                     if fp.startswith("gate:") and fp.endswith(end))
