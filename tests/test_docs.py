@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ao import config
+from ao import config, hosts
 
 from .helpers import REPO
 
@@ -13,7 +13,8 @@ def test_configuration_doc_names_every_key() -> None:
             *config._PROJECT_KEYS, *config._REACTION_KEYS, *config.REACTION_NAMES,
             *config.ENV_VARS, *(f"notify.{k}" for k in config._NOTIFY_KEYS),
             *(f"cleanup.{k}" for k in config._CLEANUP_KEYS),
-            *(f"llm.{k}" for k in config._LLM_KEYS)]
+            *(f"llm.{k}" for k in config._LLM_KEYS),
+            *(f"hosts.<name>.{k}" for k in hosts.HOST_KEYS)]
     missing = [k for k in keys if f"`{k}`" not in doc]
     assert missing == []
 

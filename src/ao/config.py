@@ -21,7 +21,9 @@ from typing import Any
 import yaml
 
 from . import environment, paths, yamlio
+from . import hosts as hostsmod
 from .errors import ConfigError, NotFound
+from .hosts import Host
 
 REPO_CONFIG_NAME = "agent-orchestrator.yaml"
 REACTION_NAMES = (
@@ -139,6 +141,7 @@ class Config:
     llm: LlmConfig = field(default_factory=LlmConfig)
     web: WebConfig = field(default_factory=WebConfig)
     projects: dict[str, ProjectConfig] = field(default_factory=dict)
+    hosts: dict[str, Host] = field(default_factory=lambda: hostsmod.parse(None))
     origins: dict[str, str] = field(default_factory=dict)
     files: tuple[Path, ...] = ()
 
@@ -155,7 +158,7 @@ class Config:
 
 # ---- reading -------------------------------------------------------------------------------
 
-_TOP_KEYS = ("tmux", "poll_interval", "projects", "notify", "cleanup", "llm", "web")
+_TOP_KEYS = ("tmux", "poll_interval", "projects", "notify", "cleanup", "llm", "web", "hosts")
 _WEB_KEYS = ("port", "host")
 _LLM_KEYS = ("model", "max_tokens", "budget_usd", "condense_ci_logs", "timeout")
 _NOTIFY_KEYS = ("desktop", "webhook", "command")
@@ -590,6 +593,7 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
             webhook=_opt_str(notify.get("webhook"), "notify.webhook", m),
             command=_opt_str(notify.get("command"), "notify.command", m)),
         projects=projects,
+        hosts=hostsmod.parse(data.get("hosts"), "config"),
         origins=dict(m.origins),
         files=tuple(files),
     )

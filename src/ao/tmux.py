@@ -16,15 +16,17 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 from libtmux import Server
+from libtmux.common import tmux_cmd
 
 from . import paths
 from .errors import ExternalError
 
 WIDTH, HEIGHT = 200, 50
-_CONF = """\
+CONF = """\
 # written by ao: the settings of ao's own tmux server
 set -g remain-on-exit on
 set -g history-limit 50000
@@ -37,11 +39,35 @@ set -g focus-events on
 """
 
 
-def server(socket: str) -> Server:
+class AoServer(Server):
+    """Every command with `-u`: without a UTF-8 locale (cron, a service manager, a plain ssh
+    command) tmux writes tabs and non-ASCII text in `-F` output as "_", and the
+    tab-separated answers a poll parses would come back as one field."""
+
+    def cmd(self, cmd: str, *args: Any, target: str | int | None = None) -> tmux_cmd:
+        if target is not None:
+            return super().cmd(cmd, *args, target=target)
+        return super().cmd("-u", cmd, *args)
+
+
+class HostServer(AoServer):
+    """ao's tmux server on another machine, reached through `tmux_bin` (hosts.py)."""
+
+
+def server(socket: str, tmux_bin: str | None = None, config_file: str | None = None) -> Server:
+    """ao's tmux server on `socket`: here, or on a host through `tmux_bin` (hosts.py), whose
+    own config file `config_file` holds CONF."""
+    if tmux_bin is not None:
+        return HostServer(socket_name=socket, config_file=config_file, tmux_bin=tmux_bin)
     conf = paths.home() / "tmux.conf"
-    if not conf.exists() or conf.read_text() != _CONF:
-        paths.write_atomic(conf, _CONF)
-    return Server(socket_name=socket, config_file=str(conf))
+    if not conf.exists() or conf.read_text() != CONF:
+        paths.write_atomic(conf, CONF)
+    return AoServer(socket_name=socket, config_file=str(conf))
+
+
+def remote(srv: Server) -> bool:
+    """The server runs on another machine (its pids and files are not this machine's)."""
+    return isinstance(srv, HostServer)
 
 
 def require_tmux() -> None:
@@ -114,10 +140,12 @@ def kill_session(srv: Server, name: str, grace: float = 2.0) -> bool:
     process, and an agent's helpers in their own process groups outlive it (a gemini left on
     its trust dialog, a codex app-server, a dev server the agent started): those found under
     the pane before the kill get `grace` seconds to exit, then SIGTERM, then SIGKILL."""
-    # a dead pane's pid is not looked at: the system may have given it to another process
-    r = srv.cmd("list-panes", "-s", "-t", f"={name}", "-F", "#{pane_dead} #{pane_pid}")
-    live = [int(line[2:]) for line in r.stdout if line.startswith("0 ") and line[2:].isdigit()]
-    procs = _tree(live) if r.returncode == 0 else []
+    procs: list[psutil.Process] = []
+    if not remote(srv):  # a host's pids are not this machine's: never signal them here
+        # a dead pane's pid is not looked at: the system may have given it to another process
+        r = srv.cmd("list-panes", "-s", "-t", f"={name}", "-F", "#{pane_dead} #{pane_pid}")
+        live = [int(ln[2:]) for ln in r.stdout if ln.startswith("0 ") and ln[2:].isdigit()]
+        procs = _tree(live) if r.returncode == 0 else []
     ok = srv.cmd("kill-session", "-t", f"={name}").returncode == 0
     _end(procs, grace)
     return ok
@@ -237,6 +265,15 @@ def paste(srv: Server, name: str, text: str) -> None:
     and deleted after pasting (`-d`), so nothing is left for a later paste to pick up.
     """
     buf = f"ao-{name}-{uuid.uuid4().hex[:12]}"
+    if remote(srv):
+        # this machine's files are not the host's: the text goes with the command (`--`:
+        # a text starting with "-" is not an option); messages over INLINE_LIMIT are files
+        try:
+            _run(srv, "set-buffer", "-b", buf, "--", text)
+            _run(srv, "paste-buffer", "-p", "-d", "-b", buf, "-t", f"={name}:")
+        finally:
+            srv.cmd("delete-buffer", "-b", buf)
+        return
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False, prefix="ao-paste-",
                                      dir=paths.home()) as fh:
         fh.write(text)

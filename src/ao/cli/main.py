@@ -23,6 +23,7 @@ from . import (
     daemon_cmd,
     demo_cmd,
     events_cmd,
+    hosts_cmd,
     logs_cmd,
     plan_cmd,
     pr_cmd,
@@ -71,6 +72,7 @@ app.command("status", help=logs_cmd.status.__doc__)(logs_cmd.status)
 app.command("stats", help=logs_cmd.stats.__doc__)(logs_cmd.stats)
 app.command("agents", help=logs_cmd.agents_.__doc__)(logs_cmd.agents_)
 app.add_typer(pr_cmd.app, name="pr")
+app.add_typer(hosts_cmd.app, name="hosts")
 app.command("review", help=pr_cmd.review.__doc__)(pr_cmd.review)
 app.command("approve", help=pr_cmd.approve.__doc__)(pr_cmd.approve)
 app.command("start", help=daemon_cmd.start.__doc__)(daemon_cmd.start)

@@ -1,0 +1,97 @@
+"""`ao hosts`: the machines agents can run on (docs/hosts.md)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import typer
+
+from .. import agents, hosts
+from ..config import AgentSpec
+from ..errors import AoError
+from ..state import RUNNING
+from . import services
+from .output import emit_json, table
+
+app = typer.Typer(help="The machines agents can run on: reachability, load, memory, tools.",
+                  invoke_without_command=True, no_args_is_help=False)
+
+
+def _agent_binaries() -> tuple[str, ...]:
+    """The CLIs the configured projects' agents need."""
+    out = []
+    for p in services.cfg().projects.values():
+        names: list[AgentSpec | str] = [p.agent]
+        if p.agent.fallback:
+            names.append(p.agent.fallback)
+        for spec in names:
+            try:
+                binary = agents.get(spec).binary
+            except AoError:  # an unknown agent is `ao config check`'s to report
+                continue
+            if binary and binary not in out:
+                out.append(binary)
+    return tuple(out)
+
+
+def _probes(binaries: tuple[str, ...]) -> list[tuple[hosts.Host, hosts.Probe]]:
+    pool = list(services.cfg().hosts.values())
+    # one round trip per host, all hosts at once
+    with ThreadPoolExecutor(max_workers=min(8, len(pool))) as ex:
+        return list(zip(pool, ex.map(lambda h: hosts.probe(h, binaries), pool), strict=True))
+
+
+@app.callback()
+def ls(ctx: typer.Context,
+       json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Each host with its reachability, CPUs, load, free memory and sessions."""
+    if ctx.invoked_subcommand is not None:
+        return
+    running = sum(1 for s in services.store().sessions() if s.state in RUNNING)
+    rows: list[dict[str, Any]] = []
+    for h, p in _probes(()):
+        rows.append({"host": h.name, "ssh": h.ssh, "port": h.port, "reachable": p.reachable,
+                     "error": p.error or None, "cpus": p.cpus, "load": p.load,
+                     "mem_available_mb": p.mem_available_mb,
+                     # every session runs here until placement on hosts is built
+                     "sessions": running if h.local else 0,
+                     "max_sessions": h.max_sessions, "round_trip_ms": round(p.seconds * 1000)})
+    if json_out:
+        emit_json(rows)
+        return
+    typer.echo(table(["host", "ssh", "reachable", "cpus", "load", "free mem", "sessions",
+                      "round trip"],
+                     [(r["host"], r["ssh"] or "-", "yes" if r["reachable"] else
+                       f"no: {r['error']}", r["cpus"] or "-", r["load"] if r["load"] is not None
+                       else "-", f"{r['mem_available_mb']} MB" if r["mem_available_mb"]
+                       is not None else "-", r["sessions"], f"{r['round_trip_ms']} ms")
+                      for r in rows]))
+
+
+@app.command("check")
+def check(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Verify ssh, tmux, git and the projects' agent CLIs on every host; exit 1 if any is
+    missing."""
+    binaries = _agent_binaries()
+    rows: list[dict[str, Any]] = []
+    for h, p in _probes(binaries):
+        if not p.reachable:
+            rows.append({"host": h.name, "check": "ssh", "ok": False, "detail": p.error})
+            continue
+        rows.append({"host": h.name, "check": "ssh", "ok": True,
+                     "detail": "this machine" if h.local else f"{p.seconds * 1000:.0f} ms"})
+        for tool in ("tmux", "git", *binaries):
+            version = p.tools.get(tool, "")
+            rows.append({"host": h.name, "check": tool, "ok": bool(version),
+                         "detail": version if version not in ("", "yes") else
+                         ("installed" if version else "not found on PATH")})
+    failed = [r for r in rows if not r["ok"]]
+    if json_out:
+        emit_json(rows)
+    else:
+        typer.echo(table(["host", "check", "ok", "detail"],
+                         [(r["host"], r["check"], "yes" if r["ok"] else "NO", r["detail"])
+                          for r in rows]))
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,243 @@
+"""Hosts: the machines agents can run on, and the runner that reaches them (docs/hosts.md).
+
+`local` is this machine. An SSH host is reached with OpenSSH's own client and connection
+multiplexing (ControlMaster/ControlPersist): the first command opens one connection, every
+later one rides it, so a command costs one round trip on an open channel, not a handshake.
+A host's tmux server is driven through the same connection: `tmux_server()` gives libtmux a
+`tmux` that runs on the host (a small wrapper that quotes its arguments for the remote
+shell), so everything in tmux.py works on a host unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import paths
+from .errors import BadInput, ExternalError
+
+if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
+    from libtmux import Server
+
+LOCAL = "local"
+HOST_KEYS = ("ssh", "port", "identity", "max_sessions", "workdir", "env", "ssh_options")
+CONNECT_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    ssh: str | None = None  # user@host; None: this machine
+    port: int | None = None
+    identity: Path | None = None
+    max_sessions: int | None = None
+    workdir: str = ".agent-orchestrator"  # on the host; relative paths are under its $HOME
+    env: tuple[tuple[str, str], ...] = ()
+    options: tuple[str, ...] = ()  # more `-o` options for ssh (known hosts files and the like)
+
+    @property
+    def local(self) -> bool:
+        return self.ssh is None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One round trip's worth of a host's state."""
+
+    host: str
+    reachable: bool
+    error: str = ""
+    cpus: int | None = None
+    load: float | None = None
+    mem_available_mb: int | None = None
+    tools: dict[str, str] = field(default_factory=dict)  # name -> version ("" if missing)
+    seconds: float = 0.0
+
+
+def parse(raw: Any, where: str = "config") -> dict[str, Host]:
+    """`hosts:` from the config. `local` is always there (and may only set max_sessions)."""
+    hosts = {LOCAL: Host(LOCAL)}
+    if raw is None:
+        return hosts
+    if not isinstance(raw, Mapping):
+        raise BadInput(f"{where}: `hosts` must map host names to settings",
+                       "e.g. hosts: {build-1: {ssh: ao@build-1, max_sessions: 8}}")
+    known = set(HOST_KEYS)
+    for name, spec in raw.items():
+        name = str(name)
+        at = f"{where}: hosts.{name}"
+        if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise BadInput(f"{at}: a host name is letters, digits, '-', '_' and '.'",
+                           "rename it")
+        spec = spec or {}
+        if not isinstance(spec, Mapping):
+            raise BadInput(f"{at} must be a mapping", "e.g. {ssh: ao@build-1}")
+        extra = set(spec) - known
+        if extra:
+            raise BadInput(f"{at}: unknown key `{sorted(extra)[0]}`",
+                           f"valid keys: {', '.join(sorted(known))}")
+        ssh = spec.get("ssh")
+        if name == LOCAL and ssh:
+            raise BadInput(f"{at}: `local` is this machine; it has no ssh", "name it otherwise")
+        if name != LOCAL and not (isinstance(ssh, str) and ssh.strip()):
+            raise BadInput(f"{at}: needs `ssh: user@host`", "e.g. ssh: ao@build-1")
+        if isinstance(ssh, str) and (ssh.startswith("-") or any(c.isspace() for c in ssh)):
+            raise BadInput(f"{at}: ssh target {ssh!r} is not a user@host", "e.g. ao@build-1")
+        port = spec.get("port")
+        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
+            raise BadInput(f"{at}: port must be a number from 1 to 65535", "e.g. port: 2222")
+        limit = spec.get("max_sessions")
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise BadInput(f"{at}: max_sessions must be a whole number", "e.g. max_sessions: 8")
+        env = spec.get("env") or {}
+        opts = spec.get("ssh_options") or []
+        if not isinstance(env, Mapping) or not isinstance(opts, list):
+            raise BadInput(f"{at}: env is a mapping and ssh_options a list",
+                           'e.g. ssh_options: ["UserKnownHostsFile=~/.ssh/ao_known_hosts"]')
+        identity = spec.get("identity")
+        hosts[name] = Host(
+            name=name, ssh=str(ssh).strip() if ssh else None, port=port,
+            identity=Path(str(identity)).expanduser() if identity else None,
+            max_sessions=limit, workdir=str(spec.get("workdir") or ".agent-orchestrator"),
+            env=tuple((str(k), str(v)) for k, v in env.items()),
+            options=tuple(str(o) for o in opts))
+    return hosts
+
+
+def control_dir() -> Path:
+    """Where the master connections' sockets live: a unix socket path is limited to about
+    100 bytes (104 on macOS), and ssh names it %C (40 hex digits) plus a 17-character
+    suffix while it is made; a long AO_HOME gets a short private folder under /tmp."""
+    here = paths.home() / "ssh"
+    if len(str(here)) <= 40:
+        return paths.ensure_dir(here)
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha1(str(paths.home()).encode()).hexdigest()[:10]
+    short = Path(tempfile.gettempdir()) / f"ao-ssh-{os.getuid()}-{key}"
+    short.mkdir(mode=0o700, exist_ok=True)
+    st = short.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise ExternalError(f"{short} is not a private folder of yours",
+                            "remove it; ao makes it again")
+    return short
+
+
+def ssh_argv(host: Host) -> list[str]:
+    """OpenSSH with multiplexing: the first call opens the master connection, later ones ride
+    it; BatchMode, so a host that wants a password fails at once instead of waiting."""
+    if host.ssh is None:
+        raise ValueError("the local host has no ssh")
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ControlMaster=auto",
+            "-o", f"ControlPath={control_dir()}/%C", "-o", "ControlPersist=300",
+            "-o", f"ConnectTimeout={CONNECT_TIMEOUT}", "-o", "ServerAliveInterval=15",
+            "-o", "ServerAliveCountMax=2"]
+    if host.port:
+        argv += ["-p", str(host.port)]
+    if host.identity:
+        argv += ["-i", str(host.identity), "-o", "IdentitiesOnly=yes"]
+    for o in host.options:
+        argv += ["-o", o]
+    return [*argv, host.ssh]
+
+
+def run(host: Host, argv: list[str], input: str | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a command on the host (here for `local`): the runner seam."""
+    full = argv if host.local else [*ssh_argv(host), "--", shlex.join(argv)]
+    try:
+        return subprocess.run(full, input=input, capture_output=True, text=True,
+                              timeout=timeout, stdin=None if input is not None
+                              else subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise ExternalError(f"host {host.name}: `{argv[0]}` did not answer in {timeout:g}s",
+                            f"is {host.ssh or 'this machine'} reachable?") from None
+
+
+_WRAPPER = """#!{python}
+# written by ao: tmux on host {name}, over ssh (hosts.py)
+import os, shlex, sys
+argv = {ssh!r}
+os.execvp(argv[0], [*argv, "--", "tmux " + shlex.join(sys.argv[1:])])
+"""
+
+
+def tmux_server(host: Host, socket: str) -> Server:
+    """A libtmux Server for the host's own tmux server on ao's socket."""
+    from . import tmux
+
+    if host.local:
+        return tmux.server(socket)
+    folder = paths.ensure_dir(paths.home() / "hosts" / host.name)
+    wrapper = folder / "tmux"
+    text = _WRAPPER.format(python=sys.executable, name=host.name, ssh=ssh_argv(host))
+    if not wrapper.exists() or wrapper.read_text() != text:
+        paths.write_atomic(wrapper, text)
+        os.chmod(wrapper, 0o700)
+    conf = f"{host.workdir}/tmux.conf"
+    r = run(host, ["sh", "-c", f"mkdir -p {shlex.quote(host.workdir)} && "
+                   f"cat > {shlex.quote(conf)}"], input=tmux.CONF)
+    if r.returncode != 0:
+        raise ExternalError(f"host {host.name}: cannot write {conf}: "
+                            f"{(r.stderr or '').strip()[-200:]}", "run `ao hosts check`")
+    return tmux.server(socket, tmux_bin=str(wrapper), config_file=conf)
+
+
+_PROBE = r"""
+echo "cpus $(nproc 2>/dev/null)"
+echo "load $(cut -d' ' -f1 /proc/loadavg 2>/dev/null)"
+echo "mem $(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo 2>/dev/null)"
+for t in tmux git; do
+  if command -v "$t" >/dev/null 2>&1; then
+    echo "tool $t $("$t" -V 2>/dev/null || "$t" --version 2>/dev/null | head -1)"
+  else
+    echo "tool $t"
+  fi
+done
+for t in "$@"; do
+  if command -v "$t" >/dev/null 2>&1; then echo "tool $t yes"; else echo "tool $t"; fi
+done
+"""
+
+
+def probe(host: Host, binaries: tuple[str, ...] = ()) -> Probe:
+    """Reachability, CPUs, load, free memory and the tools ao needs, in one round trip."""
+    import time
+
+    t0 = time.monotonic()
+    try:
+        r = run(host, ["sh", "-c", _PROBE, "probe", *binaries], timeout=CONNECT_TIMEOUT + 20)
+    except ExternalError as e:
+        return Probe(host.name, False, str(e), seconds=time.monotonic() - t0)
+    seconds = time.monotonic() - t0
+    if r.returncode != 0:
+        err = (r.stderr or "").strip().splitlines()
+        return Probe(host.name, False, err[-1] if err else f"exit {r.returncode}",
+                     seconds=seconds)
+    values: dict[str, str] = {}
+    tools: dict[str, str] = {}
+    for line in r.stdout.splitlines():
+        key, _, rest = line.partition(" ")
+        if key == "tool":
+            name, _, version = rest.partition(" ")
+            tools[name] = version.strip()
+        else:
+            values[key] = rest.strip()
+
+    def num(key: str) -> float | None:
+        try:
+            return float(values.get(key, ""))
+        except ValueError:
+            return None
+
+    cpus, load, mem = num("cpus"), num("load"), num("mem")
+    return Probe(host.name, True, cpus=int(cpus) if cpus else None, load=load,
+                 mem_available_mb=int(mem) if mem is not None else None, tools=tools,
+                 seconds=seconds)

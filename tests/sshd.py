@@ -1,0 +1,83 @@
+"""A real OpenSSH server on 127.0.0.1 for the hosts tests: its own host key, key-only login as
+the user running the tests, its own port, config and log, stopped at the end. Debian's
+`openssh-server` (`.ci/run` installs it)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
+
+
+@dataclass(frozen=True)
+class SshServer:
+    port: int
+    user: str
+    identity: Path  # the client's private key
+    known_hosts: Path
+    log: Path
+
+    @property
+    def target(self) -> str:
+        return f"{self.user}@127.0.0.1"
+
+    def host_config(self) -> dict[str, object]:
+        """The `hosts:` entry a user would write for it."""
+        return {"ssh": self.target, "port": self.port, "identity": str(self.identity),
+                "ssh_options": [f"UserKnownHostsFile={self.known_hosts}",
+                                "StrictHostKeyChecking=yes"]}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def sshd(folder: Path) -> Iterator[SshServer]:
+    assert SSHD is not None
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(folder / name)], check=True)
+    (folder / "authorized_keys").write_text((folder / "client_key.pub").read_text())
+    os.chmod(folder / "authorized_keys", 0o600)
+    port = _free_port()
+    host_pub = (folder / "host_key.pub").read_text().split()[:2]
+    (folder / "known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(host_pub)}\n")
+    log = folder / "sshd.log"
+    (folder / "sshd_config").write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {folder / 'host_key'}",
+        f"AuthorizedKeysFile {folder / 'authorized_keys'}", "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
+        "PermitRootLogin prohibit-password", "StrictModes no", "UsePAM no",
+        f"PidFile {folder / 'sshd.pid'}", "MaxSessions 50", "MaxStartups 50",
+        "LogLevel VERBOSE", ""]))
+    Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation folder
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
+                            stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sshd did not start: {log.read_text()[-500:]}")
+            time.sleep(0.05)
+        yield SshServer(port, getpass.getuser(), folder / "client_key",
+                        folder / "known_hosts", log)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -1,0 +1,144 @@
+"""Hosts over real OpenSSH (tests/sshd.py): the config, `ao hosts`, `ao hosts check`, and
+ao's tmux functions driving a host's own tmux server through one multiplexed connection."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ao import hosts, paths, tmux
+from ao.errors import BadInput
+
+from .helpers import retry_until, run_ao
+from .sshd import SSHD, SshServer, sshd
+
+needs_sshd = pytest.mark.skipif(SSHD is None, reason="OpenSSH's sshd is not installed; "
+                                "`.ci/run` installs Debian's openssh-server")
+
+
+@pytest.fixture
+def server(tmp_path: Path, isolated_home: Path) -> Iterator[SshServer]:
+    with sshd(tmp_path / "sshd") as s:
+        yield s
+
+
+def write_hosts(spec: dict[str, object]) -> None:
+    f = paths.config_file()
+    paths.home()
+    data = json.loads(f.read_text()) if f.exists() else {}
+    data["hosts"] = spec
+    f.write_text(json.dumps(data))
+
+
+def host_of(server: SshServer, name: str = "build-1") -> hosts.Host:
+    return hosts.parse({name: server.host_config()})[name]
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ({"b": {}}, "needs `ssh: user@host`"),
+    ({"b": {"ssh": "-oProxyCommand=x"}}, "is not a user@host"),
+    ({"b": {"ssh": "a@b", "port": 70000}}, "port must be"),
+    ({"b": {"ssh": "a@b", "max_sessions": "many"}}, "max_sessions must be"),
+    ({"b": {"ssh": "a@b", "user": "x"}}, "unknown key `user`"),
+    ({"local": {"ssh": "a@b"}}, "`local` is this machine"),
+    ({"b c": {"ssh": "a@b"}}, "a host name is"),
+])
+def test_bad_hosts_are_refused_with_the_way_out(spec: dict[str, object], says: str) -> None:
+    with pytest.raises(BadInput, match=says):
+        hosts.parse(spec)
+
+
+def test_bad_hosts_config_is_exit_2(isolated_home: Path) -> None:
+    write_hosts({"build-1": {"ssh": "ao@build-1", "port": "ssh"}})
+    r = run_ao("hosts")
+    assert r.code == 2 and "port must be" in r.err
+
+
+@needs_sshd
+def test_probe_runs_over_one_multiplexed_connection(server: SshServer) -> None:
+    h = host_of(server)
+    first = hosts.probe(h)
+    assert first.reachable, first.error
+    assert first.tools["tmux"].startswith("tmux ") and first.tools["git"].startswith("git ")
+    assert first.cpus and first.cpus >= 1 and first.mem_available_mb
+    sockets = list(hosts.control_dir().iterdir())
+    assert len(sockets) == 1  # the master connection, shared by every later command
+    logins = server.log.read_text().count("Accepted publickey")
+    for _ in range(5):
+        assert hosts.probe(h).reachable
+    assert server.log.read_text().count("Accepted publickey") == logins  # no new logins
+
+
+@needs_sshd
+def test_an_unreachable_host_says_so(server: SshServer, tmp_path: Path) -> None:
+    spec = {**server.host_config(), "port": 1}
+    p = hosts.probe(hosts.parse({"gone": spec})["gone"])
+    assert not p.reachable and p.error
+
+
+@needs_sshd
+def test_tmux_on_a_host_through_the_runner(server: SshServer) -> None:
+    """tmux.py unchanged against the host's own tmux server: a session, a paste that shows,
+    a capture, every pane in one list-panes, and a kill that touches no local process."""
+    h = host_of(server)
+    socket = f"ao-host-test-{os.getpid()}"
+    srv = hosts.tmux_server(h, socket)
+    try:
+        workdir = Path(hosts.run(h, ["sh", "-c", "mkdir -p ao-t && cd ao-t && pwd"])
+                       .stdout.strip())
+        tmux.new_session(srv, "rem-1", workdir, "cat", {"AO_SESSION": "rem-1"})
+        assert tmux.has_session(srv, "rem-1")
+        tmux.paste(srv, "rem-1", "hello from ao\nsecond line")
+        retry_until(lambda: "second line" in tmux.capture(srv, "rem-1"), timeout=10,
+                    message="the paste on the host")
+        panes = tmux.panes(srv)
+        assert "rem-1" in panes and not panes["rem-1"].dead
+        # the pane's pid is the host's; a pid here with the same number is never signalled
+        assert tmux.kill_session(srv, "rem-1")
+        assert not tmux.has_session(srv, "rem-1")
+    finally:
+        srv.cmd("kill-server")
+
+
+@needs_sshd
+def test_ao_hosts_and_hosts_check(server: SshServer) -> None:
+    write_hosts({"build-1": server.host_config(),
+                 "gone": {**server.host_config(), "port": 1}})
+    r = run_ao("hosts", "--json")
+    assert r.code == 0, r.err
+    rows = {row["host"]: row for row in json.loads(r.out)}
+    assert set(rows) == {"local", "build-1", "gone"}
+    assert rows["build-1"]["reachable"] and rows["build-1"]["cpus"]
+    assert not rows["gone"]["reachable"] and rows["gone"]["error"]
+    r = run_ao("hosts", "check")
+    assert r.code == 1  # `gone` fails its ssh check
+    assert "build-1" in r.out and "tmux" in r.out and "NO" in r.out
+    write_hosts({"build-1": server.host_config()})
+    t0 = time.monotonic()
+    r = run_ao("hosts", "check", "--json")
+    assert r.code == 0, r.out + r.err
+    checks = {(c["host"], c["check"]): c["ok"] for c in json.loads(r.out)}
+    assert checks[("build-1", "ssh")] and checks[("build-1", "tmux")] and \
+        checks[("build-1", "git")]
+    assert time.monotonic() - t0 < 60
+
+
+def test_a_poll_reads_panes_without_a_utf8_locale(isolated_home: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """cron, a service manager or a plain ssh command runs ao with no UTF-8 locale: tmux
+    would then write the tab-separated fields of `list-panes -F` joined by "_"."""
+    for var in ("LANG", "LC_ALL", "LC_CTYPE"):
+        monkeypatch.delenv(var, raising=False)
+    socket = f"ao-locale-test-{os.getpid()}"
+    srv = tmux.server(socket)
+    try:
+        tmux.new_session(srv, "loc-1", Path.cwd(), "sleep 30", {})
+        panes = tmux.panes(srv)
+        assert "loc-1" in panes and panes["loc-1"].pid and not panes["loc-1"].dead
+    finally:
+        srv.cmd("kill-server")
