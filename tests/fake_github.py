@@ -78,6 +78,9 @@ class FakeGitHub:
     fault_kinds: tuple[str, ...] = ("500", "timeout", "secondary")
     rate_limit: int = 5000
     valid_token: str | None = None  # when set, any other token is answered 401
+    # the token's user: PRs opened through the API are theirs, and GitHub answers 422 to
+    # their APPROVE or REQUEST_CHANGES on them ("Can not approve your own pull request")
+    token_login: str = "ao-bot"
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     lock: threading.RLock = field(default_factory=threading.RLock)
     ids: Iterator[int] = field(default_factory=lambda: iter(range(1000, 10**9)))
@@ -160,6 +163,38 @@ class FakeGitHub:
                  check=False)
         return p.returncode == 0
 
+    def _create_review(self, repo: Repo, pr: dict[str, Any], body: dict[str, Any]
+                       ) -> tuple[int, Any, dict[str, str]]:
+        """POST /repos/{o}/{r}/pulls/{n}/reviews as GitHub documents it: event APPROVE,
+        REQUEST_CHANGES or COMMENT; a body is required for the last two; each comment needs
+        path, body and line (or subject_type file); a PR's author cannot approve or request
+        changes on their own PR (422)."""
+        event = body.get("event")
+        if event not in ("APPROVE", "REQUEST_CHANGES", "COMMENT"):
+            return 422, {"message": "Unprocessable Entity",
+                         "errors": ["event must be APPROVE, REQUEST_CHANGES or COMMENT"]}, {}
+        if event != "APPROVE" and not (body.get("body") or "").strip():
+            return 422, {"message": "Unprocessable Entity",
+                         "errors": [f"Body is required for {event}"]}, {}
+        if event != "COMMENT" and pr.get("user", "agent") == self.token_login:
+            verb = "approve" if event == "APPROVE" else "request changes on"
+            return 422, {"message": "Unprocessable Entity",
+                         "errors": [f"Can not {verb} your own pull request"]}, {}
+        for c in body.get("comments") or []:
+            if not c.get("path") or not c.get("body") or (
+                    not c.get("line") and c.get("subject_type") != "file"):
+                return 422, {"message": "Unprocessable Entity",
+                             "errors": ["Pull request review thread line must be part of "
+                                        "the diff"]}, {}
+        state = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED",
+                 "COMMENT": "COMMENTED"}[event]
+        self.add_review(repo, pr["number"], state, body.get("body") or "",
+                        [(c["path"], c.get("line"), c["body"]) for c in
+                         body.get("comments") or []], login=self.token_login)
+        r = repo.reviews[pr["number"]][-1]
+        return 200, {"id": r["id"], "state": state, "body": r["body"],
+                     "user": r["user"], "commit_id": body.get("commit_id")}, {}
+
     def _pr_json(self, repo: Repo, pr: dict[str, Any]) -> dict[str, Any]:
         pr = self._pr_live(repo, pr)
         n = pr["number"]
@@ -168,7 +203,7 @@ class FakeGitHub:
             "html_url": f"{self.url}/{repo.full}/pull/{n}", "state": pr["state"] if
             pr["state"] != "merged" else "closed", "title": pr["title"], "body": pr["body"],
             "merged": pr["state"] == "merged", "mergeable": self._mergeable(repo, pr),
-            "merge_commit_sha": pr.get("merge_sha"), "user": {"login": "agent"},
+            "merge_commit_sha": pr.get("merge_sha"), "user": {"login": pr.get("user", "agent")},
             "head": {"ref": pr["head"], "sha": pr["head_sha"],
                      "label": f"{repo.owner}:{pr['head']}"},
             "base": {"ref": repo.default_branch,
@@ -349,6 +384,7 @@ class FakeGitHub:
             repo.pulls[n] = {"number": n, "title": body["title"], "body": body.get("body") or "",
                              "head": body["head"], "head_sha": sha, "state": "open",
                              "draft": bool(body.get("draft")), "fork": False,
+                             "user": self.token_login,
                              "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             return 201, self._pr_json(repo, repo.pulls[n]), {}
         m = re.match(r"^/pulls/(\d+)(/merge|/reviews|/comments)?$", rest)
@@ -358,6 +394,8 @@ class FakeGitHub:
                 return 404, {"message": "Not Found"}, {}
             if m.group(2) == "/merge" and method == "PUT":
                 return self._merge(repo, pr, body or {})
+            if m.group(2) == "/reviews" and method == "POST":
+                return self._create_review(repo, pr, body or {})
             if m.group(2) == "/reviews":
                 return 200, [{"id": i, "state": r["state"], "body": r["body"],
                               "user": r["user"]} for i, r in

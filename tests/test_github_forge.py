@@ -237,3 +237,36 @@ def test_low_rate_budget_is_noticed(f: GitHubForge, gh: GH, clone: Path) -> None
     d = Daemon(config.load(), Store(), forges={"shop": f})
     assert d._low_budget() is True
     assert any(r["type"] == "forge.rate_low" for r in Store().db.query("SELECT type FROM events"))
+
+
+def test_a_reviewer_verdict_is_posted_once_as_github_allows(f: GitHubForge, gh: GH,
+                                                            clone: Path) -> None:
+    """POST /pulls/{n}/reviews on the head commit. On a PR ao's own token opened, GitHub
+    refuses the author an APPROVE or REQUEST_CHANGES (422): the verdict goes as a COMMENT
+    headed with it, the comments folded into its body; ao's own record holds the gate. A
+    second post finds the first by its marker."""
+    from ao.forge.base import AgentReview
+
+    fake, repo = gh
+    sha = push_branch(clone, "ao/r-1", {"r.py": "x = 1\n"})
+    pr = f.create_pr("ao/r-1", "[R-1] review me", "body")  # opened by the token's user
+    review = AgentReview("request_changes", "**Changes requested** by ao's reviewer agent.",
+                         (("r.py", 1, "name x better"), ("README.md", None, "mention r")),
+                         marker="<!-- ao-review rev-1 abc -->")
+    assert f.submit_review(pr, review, sha) == "COMMENT"
+    posted = fake.repos[repo.full].reviews[pr.number]
+    assert [r["state"] for r in posted] == ["COMMENTED"]
+    assert "name x better" in posted[0]["body"] and "mention r" in posted[0]["body"]
+    assert f.submit_review(pr, review, sha) == "already posted"
+    assert len(fake.repos[repo.full].reviews[pr.number]) == 1
+    # the agent gets the request through the usual loop
+    comments = f.review_comments(pr)
+    assert any("name x better" in c.body for c in comments)
+    # a PR someone else opened takes the real verdict, its line comments inline
+    fake.repos[repo.full].pulls[pr.number]["user"] = "a-human"
+    again = AgentReview("request_changes", "**Changes requested** by ao's reviewer agent.",
+                        (("r.py", 1, "and add a test"),), marker="<!-- ao-review rev-1 def -->")
+    assert f.submit_review(pr, again, sha) == "REQUEST_CHANGES"
+    assert fake.repos[repo.full].reviews[pr.number][-1]["state"] == "CHANGES_REQUESTED"
+    threads = fake.repos[repo.full].threads[pr.number]
+    assert threads[-1]["comments"]["nodes"][0]["path"] == "r.py"

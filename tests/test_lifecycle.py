@@ -332,3 +332,21 @@ def test_new_sessions_take_the_fallback_agent_while_limited(env: Env) -> None:
     b = store.sessions("shop", task="B-1")[-1]
     assert (b.state, b.agent) == (State.WORKING, "command"), (b.state, b.agent)
     assert '"spawn.fallback"' in paths.events_log().read_text()
+
+
+def test_a_killed_task_stays_stopped_until_someone_starts_it(env: Env) -> None:
+    """Kill means stop: the daemon does not queue a task again whose latest session a human
+    killed (before, a killed plan task came back as a new session at the next tick)."""
+    fleet = env.fleet()
+    plan = fleet.plan_for(fleet.cfg.project("shop"))
+    assert plan is not None
+    r = fleet.spawn("shop", "C-1", plan)
+    assert r.status == "spawned", r.reason
+    fleet.kill(r.session or "", force=True)
+    tasks = scheduler.by_task(fleet.store.sessions("shop"))
+    assert tasks["C-1"].held
+    assert "C-1" not in scheduler.to_queue(plan, tasks, set(), time.time())
+    again = fleet.spawn("shop", "C-1", plan)  # a human starts it again
+    assert again.status == "spawned", again.reason
+    tasks = scheduler.by_task(fleet.store.sessions("shop"))
+    assert not tasks["C-1"].held

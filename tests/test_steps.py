@@ -126,6 +126,21 @@ def test_an_approval_gate_holds_the_merge_until_a_human_approves(env: Env) -> No
     assert len(msgs) == 1 and "rollback plan" in msgs[0]["body"]
     d.tick()
     assert not store.session(s.id).merged
+
+    def new_head_at_gate(old: str | None) -> bool:
+        now = store.session(s.id)
+        return now.pr_head_sha != old and now.step == "approve"
+
+    # the agent answers the rejection with a push: the new head is asked about again
+    first = s.pr_head_sha
+    d = run_until(env, lambda: new_head_at_gate(first), timeout=60)
+    # an approval taken back by a rejection of the same head no longer counts
+    assert run_ao("approve", s.id).code == 0
+    assert run_ao("approve", s.id, "--reject", "On second thought: no.").code == 0
+    assert not any(str(a["fingerprint"]).startswith("gate:approve:")
+                   for a in store.attempts(s.id))
+    second = store.session(s.id).pr_head_sha
+    run_until(env, lambda: new_head_at_gate(second), timeout=60)
     r = run_ao("approve", s.id)
     assert r.code == 0 and "approved at" in r.out, r.err
     assert "already" in run_ao("approve", s.id).out
@@ -145,14 +160,36 @@ def test_approve_refuses_a_task_without_the_gate(env: Env) -> None:
     assert r.code == 2 and "has no approval gate" in r.err
 
 
-def test_a_failing_check_step_goes_back_to_the_agent(env: Env) -> None:
+def test_check_gates_follow_their_command_and_verdicts_are_checked() -> None:
+    """A check's pass belongs to its command, not its place in the list: a check inserted
+    before it later is not passed by it. A verdict's comment paths are cleaned first, then
+    judged."""
+    from ao.stepwork import parse_verdict
+
+    lint = steps.parse(["implement", {"check": {"run": "make lint"}}], "t")
+    both = steps.parse(["implement", {"check": {"run": "make scan"}},
+                        {"check": {"run": "make lint"}}], "t")
+    passed = frozenset(steps.gates(lint) - {"implement"})
+    assert steps.gates(both) - passed == {steps.gate_id(both[1])}
+    for bad in ('{"verdict": "approve", "comments": [{"path": ".\u0007./.\u0007./etc/passwd",'
+                ' "body": "x"}]}',
+                '{"verdict": "approve", "comments": [{"path": "a.py", "line": true, "body": "x"}]}',
+                '{"verdict": "merge it"}'):
+        with pytest.raises(ValueError):
+            parse_verdict(bad)
+
+
+def test_a_failing_check_step_goes_back_to_the_agent(env: Env,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_the_daemons_own_secret")
     body = demo("\n".join([write("mod_c.py", "def c():\n    return 3"),
                            write("test_c.py", TEST_C), "commit C-1: add c", "push"]))
     body += "\n```demo-on deploy-check\n" + "\n".join([
         write("DEPLOY.md", "rollback: git revert"), "commit C-1: deploy notes", "push"]) + \
         "\n```\n"
     plan = {"tasks": {"C-1": {"title": "Add c", "body": body, "steps": [
-        "implement", {"check": {"run": "test -f DEPLOY.md || { echo no DEPLOY.md; exit 3; }",
+        "implement", {"check": {"run": 'test -z "$GITHUB_TOKEN" && '
+                                "{ test -f DEPLOY.md || { echo no DEPLOY.md; exit 3; }; }",
                                 "name": "deploy-check"}}]}}}
     plan_file = setup(env, plan)
     assert run_ao("plan", "run", str(plan_file), "--project", "shop").code == 0

@@ -23,6 +23,7 @@ from .config import Config, ProjectConfig
 from .errors import AoError
 from .events import Event, emit
 from .state import LIVE, RUNNING, State
+from .stepwork import owner_of_step
 from .store import Session, Store
 from .teardown import disposable, teardown
 
@@ -127,8 +128,8 @@ class Cleaner:
         out = []
         live = {s.id for s in self.store.sessions(p.name) if s.state is not State.CLEANED}
         for wt in sorted(d.iterdir()):
-            if wt.name in live or not wt.is_dir():
-                continue
+            if wt.name in live or owner_of_step(wt.name) in live or not wt.is_dir():
+                continue  # a live session's own, or its reviewer's or check's (stepwork.py)
             item = Item("orphan-worktree", wt.name, p.name,
                         "no session owns it" if wt.name not in owned else "its session ended",
                         wt, bytes=du(wt))
@@ -143,7 +144,8 @@ class Cleaner:
         overviews = {f"ao-{name}" for name in self.cfg.projects}
         return [Item("orphan-tmux", name, "", "no live session owns it")
                 for name in tmux.sessions(self.srv)
-                if name not in owners and name not in KEEP_TMUX and name not in overviews]
+                if name not in owners and owner_of_step(name) not in owners
+                and name not in KEEP_TMUX and name not in overviews]
 
     # ---- carrying it out ------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import agents, compose, paths, scheduler, steps, workspace
+from . import agents, compose, paths, scheduler, steps, stepwork, workspace
 from . import config as cfgmod
 from . import forge as forgemod
 from . import plan as planmod
@@ -37,7 +37,7 @@ from .notify import Notifier
 from .plan import Plan
 from .reactions import Action, ActionKind, History, Observation, Policy, decide
 from .state import LIVE, Activity, Outcome, State
-from .stepwork import StepWork
+from .stepwork import VERDICTS, StepWork
 from .store import Session, Store
 from .teardown import teardown
 
@@ -413,7 +413,7 @@ class Daemon:
                pr: PullRequest | None, paused: bool) -> None:
         task_steps = self._task_steps(project, s)
         if pr is not None:
-            if pr.state == "open":
+            if pr.state == "open" and not paused:
                 self._step_results(project, forge, policy, s, pr)
             passed = self.history(s.id).passed(pr.head_sha)
             verdict = merge_gate(pr, policy.gate, expected_sha=pr.head_sha,
@@ -426,98 +426,154 @@ class Daemon:
                 pr_merge_state=pr.merge_state, pr_seen_at=self.clock(),
                 step=steps.holding(task_steps, pr.state, verdict.ok, verdict.waiting_for))
         if paused:
-            policy = replace(policy, auto=frozenset(), auto_merge=False)
+            policy = replace(policy, auto=frozenset(), auto_merge=False, run_steps=False)
         obs = replace(self.observation(s, pr), steps=task_steps)
         for action in decide(obs, self.history(s.id), policy):
             self.act(project, forge, policy, self.store.session(s.id), pr, action)
 
     def _task_steps(self, project: ProjectConfig, s: Session) -> tuple[steps.Step, ...]:
-        """The task's steps from its plan as it is now (an edit takes effect at the next
-        poll), recorded for every other reader; the recorded ones if no plan has it."""
-        for plan in self.active_plans(project):
-            if s.task in plan.tasks:
-                current = plan.steps(s.task)
-                if current != self.store.task_steps(project.name, s.task):
-                    self.store.put_task(project.name, s.task, s.title,
-                                        steps=json.dumps(steps.raw(current)))
-                return current
-        return self.store.task_steps(project.name, s.task)
+        """The task's steps from its newest plan as it is now (an edit takes effect at the
+        next poll), recorded for every other reader; the recorded ones if no plan has it."""
+        plan = self.plan_of(project, s.task)
+        if plan is None:
+            return self.store.task_steps(project.name, s.task)
+        current = plan.steps(s.task)
+        if current != self.store.task_steps(project.name, s.task):
+            self.store.put_task(project.name, s.task, s.title,
+                                steps=json.dumps(steps.raw(current)))
+        return current
 
     def _step_results(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
                       pr: PullRequest) -> None:
-        """Collect what the running steps (stepwork.py) produced since the last poll: a
-        reviewer's verdict posted and recorded, a check's exit code. A step of a head that
-        is no longer the PR's is stopped."""
+        """Collect what the running steps (stepwork.py) produced since the last poll. A step
+        run of a head the PR has left is stopped and forgotten (a head it comes back to runs
+        it again). Nothing here may hold up the rest of the session's handling: a failure is
+        an event, and repeated failures a human."""
+        try:
+            self._review_results(project, forge, policy, s, pr)
+        except AoError as e:
+            emit(Event("review.error", project.name, s.id, s.task, {"error": str(e)[:300]}),
+                 self.store)
+        try:
+            self._check_results(project, policy, s, pr)
+        except AoError as e:
+            emit(Event("check.error", project.name, s.id, s.task, {"error": str(e)[:300]}),
+                 self.store)
+
+    def _review_results(self, project: ProjectConfig, forge: Forge, policy: Policy,
+                        s: Session, pr: PullRequest) -> None:
         ev = {"project": project.name, "session": s.id, "task": s.task}
-        hist = self.history(s.id)
         sha = pr.head_sha
         for row in self.store.attempts(s.id, "start-review"):
-            run_sha = str(row["fingerprint"]).split(":", 1)[1]
-            if hist.has(f"review-ended:{run_sha}") or any(
-                    hist.has(f"verdict:{run_sha}:{v}") for v in ("approve", "request_changes")):
+            fp = str(row["fingerprint"])
+            run_sha = fp.split(":")[1]
+            data = json.loads(row.get("data") or "{}")
+            hist = self.history(s.id)
+            if hist.has(f"review-posted:{run_sha}") or hist.has(f"review-ended:{fp}"):
                 continue
             if run_sha != sha:
-                self.stepwork.stop_review(project, s)
-                self.store.record_attempt(s.id, "review-ended", f"review-ended:{run_sha}")
+                if not any(hist.has(f"verdict:{run_sha}:{v}") for v in VERDICTS):
+                    self.stepwork.stop_review(project, s)
+                    self.store.forget_attempt(s.id, fp)  # superseded: not a run that ended
                 continue
-            data = json.loads(row.get("data") or "{}")
-            state, verdict = self.stepwork.collect_review(
-                project, forge, s, pr, sha, float(row["created_at"]), time.time())
-            if state == "running":
-                continue
-            if verdict is not None:
-                fps = [("verdict", f"verdict:{sha}:{verdict.verdict}")]
+            verdict = self._recorded_verdict(s.id, sha)
+            if verdict is None:
+                state, verdict = self.stepwork.collect_review(
+                    project, s, sha, float(row["created_at"]), time.time())
+                if state == "running":
+                    continue
+                if verdict is None:
+                    self._review_failed(project, s, pr, fp, state, data)
+                    continue
+                # recorded before it is posted: a crash between the two posts it from here
+                self.store.record_attempt(s.id, "verdict", f"verdict:{sha}:{verdict.verdict}",
+                                          {"round": data.get("round"),
+                                           "verdict": stepwork.as_data(verdict)})
                 if verdict.verdict == "approve":
-                    fps.append(("gate", f"gate:review:{sha}"))
-                for reaction, fp in fps:
-                    self.store.record_attempt(s.id, reaction, fp, {"round": data.get("round")})
-                self.stepwork.stop_review(project, s)
-                continue
-            # gone without a verdict, an unreadable one, or silent too long: once more, then
-            # a human
-            if state != "timeout" and self.store.record_attempt(
-                    s.id, "review-retry", f"review-retry:{sha}"):
-                emit(Event("review.retried", **ev, data={"sha": sha, "why": state}),
+                    self.store.record_attempt(s.id, "gate", f"gate:review:{sha}")
+            try:
+                how = self.stepwork.post_review(s, forge, pr, sha, verdict)
+            except AoError as e:
+                n = self.history(s.id).count(f"review-post-failed:{sha}:") + 1
+                self.store.record_attempt(s.id, "review-post-failed",
+                                          f"review-post-failed:{sha}:{n}", {"error": str(e)})
+                emit(Event("review.post_failed", **ev, data={"sha": sha, "try": n,
+                                                             "error": str(e)[:300]}),
                      self.store)
-                self._start_review(project, s, pr, sha, int(data.get("round") or 1),
-                                   data.get("agent") or None)
+                if n >= 3:
+                    self.fleet.escalate(s, f"escalate:review-post:{sha}",
+                                        f"the reviewer's verdict could not be posted: {e}",
+                                        self.notifier)
                 continue
-            self.store.record_attempt(s.id, "review-ended", f"review-ended:{sha}")
-            self.fleet.escalate(s, f"escalate:reviewer:{sha}",
-                                f"the reviewer agent gave no verdict on {sha[:10]} ({state})",
-                                self.notifier)
+            self.store.record_attempt(s.id, "review-posted", f"review-posted:{sha}")
+            emit(Event("review.posted", **ev, data={
+                "sha": sha, "verdict": verdict.verdict, "as": how,
+                "comments": len(verdict.comments)}), self.store)
+            self.stepwork.stop_review(project, s)
+
+    def _recorded_verdict(self, sid: str, sha: str) -> stepwork.Verdict | None:
+        for row in self.store.attempts(sid, "verdict"):
+            if str(row["fingerprint"]).startswith(f"verdict:{sha}:"):
+                return stepwork.from_data(json.loads(row.get("data") or "{}").get("verdict"))
+        return None
+
+    def _review_failed(self, project: ProjectConfig, s: Session, pr: PullRequest, fp: str,
+                       state: str, data: dict[str, Any]) -> None:
+        """Gone without a verdict, an unreadable one, or silent too long: once more, then a
+        human."""
+        sha = pr.head_sha
+        self.stepwork.stop_review(project, s)
+        if state != "timeout" and self.store.record_attempt(s.id, "review-retry",
+                                                            f"review-retry:{fp}"):
+            emit(Event("review.retried", project.name, s.id, s.task,
+                       {"sha": sha, "why": state}), self.store)
+            self._start_review(project, s, pr, sha, int(data.get("round") or 1),
+                               data.get("agent") or None)
+            return
+        self.store.record_attempt(s.id, "review-ended", f"review-ended:{fp}")
+        self.fleet.escalate(s, f"escalate:reviewer:{fp}",
+                            f"the reviewer agent gave no verdict on {sha[:10]} ({state})",
+                            self.notifier)
+
+    def _check_results(self, project: ProjectConfig, policy: Policy, s: Session,
+                       pr: PullRequest) -> None:
+        ev = {"project": project.name, "session": s.id, "task": s.task}
+        sha = pr.head_sha
         task_steps = self.store.task_steps(project.name, s.task)
         for row in self.store.attempts(s.id, "run-check"):
-            _check, idx, run_sha = str(row["fingerprint"]).split(":", 2)
-            i = int(idx)
-            if hist.has(f"check-done:{i}:{run_sha}") or i >= len(task_steps):
+            fp = str(row["fingerprint"])
+            _kind, h, run_sha, _r = fp.split(":")
+            gate = f"check:{h}"
+            hist = self.history(s.id)
+            if hist.has(f"check-done:{fp}"):
                 continue
-            if run_sha != sha:
-                self.store.record_attempt(s.id, "check-done", f"check-done:{i}:{run_sha}")
+            step = steps.check_for(task_steps, gate)
+            if run_sha != sha or step is None:
+                self.stepwork.stop_check(project, s, gate)
+                self.store.forget_attempt(s.id, fp)  # superseded, or no longer in the plan
                 continue
-            result = self.stepwork.collect_check(project, s, sha, i)
+            result = self.stepwork.collect_check(project, s, sha, gate)
             if result is None:
                 continue
             code, tail = result
-            label = task_steps[i].label
             if code == 0:
-                self.store.record_attempt(s.id, "gate", f"gate:check:{i}:{sha}")
-                self.store.record_attempt(s.id, "check-done", f"check-done:{i}:{sha}")
-                emit(Event("check.passed", **ev, data={"check": label, "sha": sha}),
+                self.store.record_attempt(s.id, "gate", f"gate:{gate}:{sha}")
+                self.store.record_attempt(s.id, "check-done", f"check-done:{fp}")
+                emit(Event("check.passed", **ev, data={"check": step.label, "sha": sha}),
                      self.store)
                 continue
-            failed = hist.count(f"check-failed:{i}:")
+            failed = hist.count(f"check-failed:{h}:")
             if failed >= policy.ci_retries * (hist.resumes + 1):
-                self.store.record_attempt(s.id, "check-done", f"check-done:{i}:{sha}")
-                self.fleet.escalate(s, f"escalate:check:{i}:{hist.resumes}",
-                                    f"the check `{label}` failed {failed + 1} times",
+                self.store.record_attempt(s.id, "check-done", f"check-done:{fp}")
+                self.fleet.escalate(s, f"escalate:check:{h}:{hist.resumes}",
+                                    f"the check `{step.label}` failed {failed + 1} times",
                                     self.notifier)
                 continue
-            body = compose.check_failed(label, code, tail, failed + 1, policy.ci_retries)
-            if self.store.record_and_queue(s.id, [("check-failed", f"check-failed:{i}:{sha}"),
-                                                  ("check-done", f"check-done:{i}:{sha}")],
+            body = compose.check_failed(step.label, code, tail, failed + 1, policy.ci_retries)
+            if self.store.record_and_queue(s.id, [("check-failed", f"check-failed:{h}:{sha}"),
+                                                  ("check-done", f"check-done:{fp}")],
                                            body, "check-failed"):
-                emit(Event("check.failed", **ev, data={"check": label, "sha": sha,
+                emit(Event("check.failed", **ev, data={"check": step.label, "sha": sha,
                                                        "exit": code}), self.store)
 
     def _start_review(self, project: ProjectConfig, s: Session, pr: PullRequest, sha: str,
@@ -530,11 +586,12 @@ class Daemon:
         except AoError as e:
             self.stepwork.stop_review(project, s)
             emit(Event("review.failed", project.name, s.id, s.task,
-                       {"sha": sha, "error": str(e)}), self.store)
+                       {"sha": sha, "error": str(e)[:300]}), self.store)
             # the next poll finds no reviewer and starts it once more, then asks a human
 
     def plan_of(self, project: ProjectConfig, task: str) -> Plan | None:
-        return next((p for p in self.active_plans(project) if task in p.tasks), None)
+        """The newest plan run holding the task (a later plan's steps are the ones meant)."""
+        return next((p for p in reversed(self.active_plans(project)) if task in p.tasks), None)
 
     def act(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
             pr: PullRequest | None, a: Action) -> None:
@@ -611,14 +668,17 @@ class Daemon:
                                          {"round": a.round, "agent": agent}):
                 self._start_review(project, s, pr, a.sha, a.round, agent)
         elif a.kind is ActionKind.RUN_CHECK and pr is not None:
-            step = self.store.task_steps(project.name, s.task)[a.round]
-            if step.run and self.store.record_attempt(s.id, "run-check", a.fingerprint):
+            gate = str(a.data.get("gate") or "")
+            step = steps.check_for(self.store.task_steps(project.name, s.task), gate)
+            if step and step.run and self.store.record_attempt(s.id, "run-check",
+                                                               a.fingerprint):
                 try:
-                    self.stepwork.start_check(project, s, pr, a.sha, a.round, step.run)
+                    self.stepwork.start_check(project, s, pr, a.sha, gate, step.run)
                     emit(Event("check.started", **ev, data={"check": step.label,
                                                             "sha": a.sha}), self.store)
                 except AoError as e:
-                    self.fleet.escalate(s, f"escalate:check-start:{a.sha}",
+                    self.store.record_attempt(s.id, "check-done", f"check-done:{a.fingerprint}")
+                    self.fleet.escalate(s, f"escalate:check-start:{a.fingerprint}",
                                         f"the check `{step.label}` could not start: {e}",
                                         self.notifier)
         elif a.kind is ActionKind.RESTORE:

@@ -94,9 +94,12 @@ def merge_gate(pr: PullRequest, policy: GatePolicy, expected_sha: str | None = N
         return Verdict(False, "changes are requested")
     if a is Approval.REVIEW_REQUIRED:
         return Verdict(False, "a review is required")
-    # with a review step the reviewer agent gives the review (its gate below says so)
-    if a is Approval.NOT_REVIEWED and policy.require_review and "review" not in required:
-        return Verdict(False, "not reviewed (require_review: false merges without)")
+    # with a review step or an approval gate, the reviewer agent or the human at the gate
+    # gives the review (its gate below says what is missing)
+    if a is Approval.NOT_REVIEWED and policy.require_review and \
+            not {"review", "approve"} & required:
+        return Verdict(False, "not reviewed: approve it on the forge (`ao review SID "
+                       "--approve` on the local forge), or set require_review: false")
     if pr.mergeable == "conflicting":
         return Verdict(False, "conflicts with the base branch")
     if pr.merge_state is None:
@@ -110,5 +113,6 @@ def merge_gate(pr: PullRequest, policy: GatePolicy, expected_sha: str | None = N
         return Verdict(False, _GATE_REASONS.get(missing[0], f"waiting for {missing[0]}"),
                        missing[0])
     green = "green" if checks == PASSING else "no checks"
-    review = "approved" if a is Approval.APPROVED or "review" in passed else "not reviewed"
+    review = "approved" if a is Approval.APPROVED or {"review", "approve"} & passed \
+        else "not reviewed"
     return Verdict(True, f"{review} and {green}")

@@ -62,7 +62,7 @@ def record_merged(cfg: Config, store: Store, srv: Server, project: ProjectConfig
                   s: Session, sha: str, notifier: Notifier) -> None:
     """What follows a merge: the agent stops now (its worktree stays for the grace period),
     the task is closed (and its GitHub issue), and the `merged` event reaches the hooks."""
-    stop_agent(srv, s)
+    stop_agent(srv, s, project.path)
     store.update_session(s.id, step="merged")
     row = store.task(project.name, s.task)
     store.put_task(project.name, s.task, s.title, issue_state="closed")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .config import ProjectConfig, parse_duration
-from .forge.base import FAILING, PASSING, PullRequest
+from .forge.base import FAILING, NONE, PASSING, PullRequest
 from .gate import Approval, GatePolicy, approval, merge_gate
 from .state import Activity, State
 from .steps import DEFAULT as DEFAULT_STEPS
@@ -36,6 +36,7 @@ class Policy:
                                       "agent-stuck", "agent-exited"})
     gate: GatePolicy = field(default_factory=GatePolicy)
     merge_retries: int = DEFAULT_MERGE_RETRIES
+    run_steps: bool = True  # reviewers and checks start (not while the project is paused)
 
     @classmethod
     def for_project(cls, p: ProjectConfig) -> Policy:
@@ -145,7 +146,8 @@ def resolved(obs: Observation, hist: History, policy: Policy) -> str | None:
             return "CI passes again"
         if key == "conflict" and pr.mergeable == "mergeable":
             return "the conflict is gone"
-        if key == "review" and approval(pr) is not Approval.CHANGES_REQUESTED:
+        if key == "review" and approval(pr) is not Approval.CHANGES_REQUESTED and \
+                not hist.has(f"verdict:{pr.head_sha}:request_changes"):
             return "no changes are requested any more"
         if key == "pr-closed":
             return "the PR was reopened"
@@ -221,8 +223,10 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
     if asked and "changes-requested" in policy.auto:
         actions.append(Action(ActionKind.FORWARD_REVIEW, sha=sha))
     passed = hist.passed(sha)
-    if pr.checks.overall == PASSING and pr.mergeable != "conflicting" and not pr.draft:
-        actions += _steps(obs, hist, sha, passed)
+    green = pr.checks.overall == PASSING or (pr.checks.overall == NONE
+                                             and not policy.gate.require_checks)
+    if green and pr.mergeable != "conflicting" and not pr.draft and policy.run_steps:
+        actions += _steps(obs, hist, policy, sha, passed)
     verdict = merge_gate(pr, policy.gate, expected_sha=sha, required=gates(obs.steps),
                          passed=passed)
     if verdict.waiting_for == "approve" and not hist.has(f"approval-asked:{sha}"):
@@ -243,23 +247,32 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
     return actions
 
 
-def _steps(obs: Observation, hist: History, sha: str, passed: frozenset[str]) -> list[Action]:
+def _steps(obs: Observation, hist: History, policy: Policy, sha: str,
+           passed: frozenset[str]) -> list[Action]:
     """Start the steps that run on a green head: checks first (cheap, and a failing one goes
-    back to the agent), then the reviewer agent once every check passed."""
+    back to the agent), then the reviewer agent once every check passed. A run is once per
+    head and per hand-back: after a human resumes an escalated session the steps run again."""
     out: list[Action] = []
     checks_ok = True
-    for i, step in enumerate(obs.steps):
-        if step.kind == "check" and gate_id(i, step) not in passed:
+    r = hist.resumes
+    for step in obs.steps:
+        gate = gate_id(step)
+        if step.kind == "check" and gate not in passed:
             checks_ok = False
-            if not hist.has(f"check-run:{i}:{sha}"):
-                out.append(Action(ActionKind.RUN_CHECK, f"check-run:{i}:{sha}", step.label,
-                                  sha=sha, round=i))
+            h = gate.split(":", 1)[1]
+            if not hist.has(f"check-run:{h}:{sha}:{r}"):
+                out.append(Action(ActionKind.RUN_CHECK, f"check-run:{h}:{sha}:{r}", step.label,
+                                  sha=sha, data={"gate": gate}))
     review = next((s for s in obs.steps if s.kind == "review"), None)
-    if review is not None and checks_ok and "review" not in passed and \
-            not hist.has(f"review-run:{sha}"):
-        out.append(Action(ActionKind.START_REVIEW, f"review-run:{sha}", "the PR is green",
-                          sha=sha, round=hist.count("review-run:") + 1,
-                          data={"agent": review.agent or ""}))
+    if review is None or not checks_ok or "review" in passed or \
+            hist.has(f"review-run:{sha}:{r}"):
+        return out
+    runs = hist.count("review-run:")
+    if runs >= policy.review_rounds * (r + 1):
+        return [*out, _escalate(hist, "reviewer-rounds",
+                                f"the reviewer agent ran {runs} times without approving")]
+    out.append(Action(ActionKind.START_REVIEW, f"review-run:{sha}:{r}", "the PR is green",
+                      sha=sha, round=runs + 1, data={"agent": review.agent or ""}))
     return out
 
 

@@ -30,6 +30,9 @@ class TaskStatus:
     states: frozenset[State] = frozenset()
     merged: bool = False
     failures: tuple[float, ...] = ()  # when each failed session of the task ended, in order
+    # its latest session was killed or given up by a human: it stays stopped (not queued
+    # again) until someone starts it (`ao spawn`, `ao session restore`)
+    held: bool = False
 
     @property
     def live(self) -> bool:
@@ -44,13 +47,18 @@ def by_task(sessions: Iterable[Session]) -> dict[str, TaskStatus]:
     states: dict[str, set[State]] = {}
     merged: set[str] = set()
     failures: dict[str, list[float]] = {}
+    latest: dict[str, Session] = {}
     for s in sessions:
         states.setdefault(s.task, set()).add(s.state)
         if s.outcome is Outcome.MERGED:
             merged.add(s.task)
         elif s.outcome is Outcome.FAILED:
             failures.setdefault(s.task, []).append(s.updated_at)
-    return {k: TaskStatus(frozenset(v), k in merged, tuple(sorted(failures.get(k, ()))))
+        if s.task not in latest or s.created_at >= latest[s.task].created_at:
+            latest[s.task] = s
+    return {k: TaskStatus(frozenset(v), k in merged, tuple(sorted(failures.get(k, ()))),
+                          held=latest[k].state is State.KILLED
+                          or latest[k].outcome is Outcome.ABANDONED)
             for k, v in states.items()}
 
 
@@ -97,7 +105,7 @@ def to_queue(plan: Plan, tasks: Mapping[str, TaskStatus], closed_issues: set[str
     out = []
     for key in plan.tasks:
         t = tasks.get(key, TaskStatus())
-        if key in done or t.live or spawn_gave_up(t, tries):
+        if key in done or t.live or t.held or spawn_gave_up(t, tries):
             continue
         if t.failures and now - t.failures[-1] < backoff * 2 ** (len(t.failures) - 1):
             continue

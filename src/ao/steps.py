@@ -17,6 +17,7 @@ again, so what merges is always what was reviewed.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -103,12 +104,19 @@ def raw(steps: tuple[Step, ...]) -> list[Any]:
 
 def gates(steps: tuple[Step, ...]) -> frozenset[str]:
     """The gates a PR of these steps must pass before it may merge: `review`, `approve`,
-    and `check:<index>` per check."""
-    return frozenset(gate_id(i, s) for i, s in enumerate(steps) if s.kind != "implement")
+    and `check:<hash of its command>` per check (a plan edit that inserts or changes a check
+    never hands it another check's pass)."""
+    return frozenset(gate_id(s) for s in steps if s.kind != "implement")
 
 
-def gate_id(index: int, step: Step) -> str:
-    return f"check:{index}" if step.kind == "check" else step.kind
+def gate_id(step: Step) -> str:
+    if step.kind != "check":
+        return step.kind
+    return "check:" + hashlib.sha1((step.run or "").encode()).hexdigest()[:10]
+
+
+def check_for(steps: tuple[Step, ...], gate: str) -> Step | None:
+    return next((s for s in steps if s.kind == "check" and gate_id(s) == gate), None)
 
 
 def holding(steps: tuple[Step, ...], pr_state: str | None, gate_ok: bool,
@@ -121,8 +129,8 @@ def holding(steps: tuple[Step, ...], pr_state: str | None, gate_ok: bool,
         return "implement"
     if gate_ok:
         return "merge"
-    for i, s in enumerate(steps):
-        if waiting_for and gate_id(i, s) == waiting_for:
+    for s in steps:
+        if waiting_for and gate_id(s) == waiting_for:
             return s.label
     return "implement"
 

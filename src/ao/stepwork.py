@@ -4,30 +4,38 @@ on every tick, so a daemon killed mid-step resumes it: nothing is lost, nothing 
 
 A reviewer runs in its own tmux session (`<session>-review`) on its own detached worktree at
 the PR's head, with a prompt holding the task, the diff against the base and the CI summary.
-It answers by writing its verdict to `.ao/verdict.json` in that worktree:
+It answers by writing its verdict to `.ao/verdict-<random>.json` in that worktree (a name
+made for that run and told only in its prompt; `.ao/` is emptied after the checkout, so a
+file committed in the PR can never pass for a verdict):
 
     {"verdict": "approve" | "request_changes", "summary": "...",
      "comments": [{"path": "src/x.py", "line": 12, "body": "..."}]}
 
-ao posts it on the forge as a review (once: the body carries a marker looked for before
-posting), records `verdict:<sha>:<verdict>` (and `gate:review:<sha>` for an approval), and
-stops the reviewer. A check runs its command in the background in a detached worktree at the
-head; its exit code passes (`gate:check:<i>:<sha>`) or fails the step, and on failure its
-output's tail goes to the implementing agent.
+ao records it (`verdict:<sha>:<verdict>`, and `gate:review:<sha>` for an approval), then
+posts it on the forge as a review (once: the body carries a marker looked for before
+posting; a crash between the two posts it from the record), and stops the reviewer.
+
+A check runs its command in the background in a detached worktree at the head, with the
+environment an agent gets (never ao's own tokens); its exit code passes
+(`gate:check:<hash>:<sha>`) or fails the step, and on failure its output's tail goes to the
+implementing agent. A check whose runner died counts as failed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shlex
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import agents, paths, tmux, workspace
+from . import agents, environment, paths, tmux, workspace
 from .agents import LaunchContext
 from .config import ProjectConfig
 from .errors import BadInput, ExternalError
@@ -40,7 +48,7 @@ from .store import Session
 if TYPE_CHECKING:
     from .fleet import Fleet
 
-VERDICT_FILE = ".ao/verdict.json"
+VERDICTS = ("approve", "request_changes")
 REVIEW_TIMEOUT = 1800.0  # a reviewer silent this long is given up on (escalated)
 DIFF_LIMIT = 40_000
 CHECK_TIMEOUT = 1800.0
@@ -64,16 +72,18 @@ def parse_verdict(text: str) -> Verdict:
         raise ValueError('"verdict" must be "approve" or "request_changes"')
     comments = []
     for c in data.get("comments") or []:
-        if not isinstance(c, dict) or not str(c.get("body") or "").strip() or \
-                not str(c.get("path") or "").strip():
+        if not isinstance(c, dict):
+            raise ValueError("each comment must be an object with a path and a body")
+        # cleaned first, then judged: control characters could hide a ".." otherwise
+        path, body = clean(str(c.get("path") or "")).strip(), clean(str(c.get("body") or ""))
+        if not path or not body.strip():
             raise ValueError("each comment needs a path and a body")
         line = c.get("line")
-        if line is not None and (not isinstance(line, int) or line < 1):
-            raise ValueError(f"comment on {c['path']}: line must be a positive number")
-        path = str(c["path"]).strip()
+        if line is not None and (type(line) is not int or line < 1):
+            raise ValueError(f"comment on {path[:100]!r}: line must be a positive number")
         if path.startswith("/") or ".." in Path(path).parts:
-            raise ValueError(f"comment path {path!r} must be relative to the repository")
-        comments.append((clean(path)[:300], line, cap(clean(str(c["body"])), 4000)))
+            raise ValueError(f"comment path {path[:100]!r} must be inside the repository")
+        comments.append((path[:300], line, cap(body, 4000)))
     summary = cap(clean(str(data.get("summary") or "")), 8000)
     if verdict == "request_changes" and not summary and not comments:
         raise ValueError("a request for changes needs a summary or comments")
@@ -82,6 +92,16 @@ def parse_verdict(text: str) -> Verdict:
 
 def reviewer_name(sid: str) -> str:
     return f"{sid}-review"
+
+
+def check_name(sid: str, gate: str) -> str:
+    return f"{sid}-check-{gate.split(':', 1)[1]}"
+
+
+def owner_of_step(name: str) -> str | None:
+    """The session a reviewer's or a check's tmux session or worktree belongs to."""
+    m = re.fullmatch(r"(.+)-(?:review|check-[0-9a-f]+)", name)
+    return m.group(1) if m else None
 
 
 def _dir(project: str, sid: str) -> Path:
@@ -111,12 +131,15 @@ class StepWork:
         wt = paths.worktrees_dir(project.name) / name
         tmux.kill_session(self.srv, name)  # one left by a crash, or by an earlier head
         _checkout(project, pr, sha, wt)
+        shutil.rmtree(wt / ".ao", ignore_errors=True)  # nothing the PR carries counts
         workspace.exclude(project.path, ".ao/")
-        profile = agents.get(agent or s.agent or project.agent)
+        verdict_file = wt / ".ao" / f"verdict-{secrets.token_hex(8)}.json"
         sdir = _dir(project.name, s.id)
+        (sdir / "review-verdict-path").write_text(str(verdict_file), encoding="utf-8")
+        profile = agents.get(agent or s.agent or project.agent)
         diff = workspace.git(project.path, "diff", f"{project.remote}/"
                              f"{project.default_branch}...{sha}", check=False).stdout
-        prompt = review_prompt(task, pr, sha, round_, diff, wt / VERDICT_FILE)
+        prompt = review_prompt(task, pr, sha, round_, diff, verdict_file)
         prompt_file = sdir / f"review-{round_}.md"
         prompt_file.write_text(prompt, encoding="utf-8")
         ctx = LaunchContext(session_id=name, project=project.name, task=task.key, worktree=wt,
@@ -153,38 +176,33 @@ class StepWork:
                 return
         raise ExternalError("the reviewer did not take its prompt", "attach to see why")
 
-    def collect_review(self, project: ProjectConfig, forge: Forge, s: Session,
-                       pr: PullRequest, sha: str, started_at: float, now: float
-                       ) -> tuple[str, Verdict | None]:
-        """Where the reviewer of `sha` is: ("running", None), ("verdict", v) once posted,
-        ("bad", None) for an unreadable verdict (its reason in an event), ("gone", None) if
-        the reviewer ended without one, ("timeout", None)."""
+    def collect_review(self, project: ProjectConfig, s: Session, sha: str,
+                       started_at: float, now: float) -> tuple[str, Verdict | None]:
+        """Where the reviewer of `sha` is: ("running", None), ("verdict", v), ("bad", None)
+        for an unreadable verdict (its reason in an event), ("gone", None) if the reviewer
+        ended without one, ("timeout", None)."""
         name = reviewer_name(s.id)
-        f = paths.worktrees_dir(project.name) / name / VERDICT_FILE
-        if f.exists():
+        pointer = _dir(project.name, s.id) / "review-verdict-path"
+        f = Path(pointer.read_text(encoding="utf-8")) if pointer.exists() else None
+        if f is not None and f.exists() and f.stat().st_mtime >= started_at - 1:
             try:
-                verdict = parse_verdict(f.read_text(encoding="utf-8"))
+                return "verdict", parse_verdict(f.read_text(encoding="utf-8"))
             except (ValueError, UnicodeDecodeError) as e:
                 emit(Event("review.invalid", project.name, s.id, s.task,
-                           {"sha": sha, "why": str(e)[:300]}), self.store)
-                self.stop_review(project, s)
+                           {"sha": sha, "why": clean(str(e))[:300]}), self.store)
                 return "bad", None
-            how = forge.submit_review(pr, AgentReview(
-                verdict.verdict, review_body(verdict), verdict.comments,
-                marker=f"<!-- ao-review {s.id} {sha} -->"), sha)
-            emit(Event("review.posted", project.name, s.id, s.task,
-                       {"sha": sha, "verdict": verdict.verdict, "as": how,
-                        "comments": len(verdict.comments)}), self.store)
-            self.stop_review(project, s)
-            return "verdict", verdict
         p = tmux.pane(self.srv, name)
         if p is None or p.dead:
-            self.stop_review(project, s)
             return "gone", None
         if now - started_at > REVIEW_TIMEOUT:
-            self.stop_review(project, s)
             return "timeout", None
         return "running", None
+
+    def post_review(self, s: Session, forge: Forge, pr: PullRequest, sha: str,
+                    verdict: Verdict) -> str:
+        return forge.submit_review(pr, AgentReview(
+            verdict.verdict, review_body(verdict), verdict.comments,
+            marker=f"<!-- ao-review {s.id} {sha} -->"), sha)
 
     def stop_review(self, project: ProjectConfig, s: Session) -> None:
         """The reviewer's session and worktree go (a detached checkout of pushed commits:
@@ -196,65 +214,128 @@ class StepWork:
     # ---- check commands -------------------------------------------------------------------
 
     def start_check(self, project: ProjectConfig, s: Session, pr: PullRequest, sha: str,
-                    index: int, command: str) -> None:
-        wt = paths.worktrees_dir(project.name) / f"{s.id}-check-{index}"
+                    gate: str, command: str) -> None:
+        wt = paths.worktrees_dir(project.name) / check_name(s.id, gate)
         _checkout(project, pr, sha, wt)
-        base = _dir(project.name, s.id) / f"check-{index}-{sha[:12]}"
-        for suffix in (".out", ".rc"):
+        base = self._check_base(project, s, gate, sha)
+        for suffix in (".out", ".rc", ".tmp", ".pid"):
             Path(f"{base}{suffix}").unlink(missing_ok=True)
         # the exit code is written last, atomically: a half-written one is never read
-        script = (f"timeout {int(CHECK_TIMEOUT)} sh -c {shlex.quote(command)} "
-                  f"> {shlex.quote(f'{base}.out')} 2>&1; echo $? > {shlex.quote(f'{base}.tmp')}"
-                  f" && mv {shlex.quote(f'{base}.tmp')} {shlex.quote(f'{base}.rc')}")
-        subprocess.Popen(["sh", "-c", script], cwd=wt, start_new_session=True,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, env={**os.environ, "AO_SESSION": s.id,
-                                                         "AO_SHA": sha})
+        q = shlex.quote
+        script = (f"timeout {int(CHECK_TIMEOUT)} sh -c {q(command)} > {q(f'{base}.out')} 2>&1;"
+                  f" echo $? > {q(f'{base}.tmp')} && mv {q(f'{base}.tmp')} {q(f'{base}.rc')}")
+        # the agent's code runs here: it gets what an agent gets, never ao's own secrets
+        env = environment.build(os.environ, (), {"AO_SESSION": s.id, "AO_SHA": sha},
+                                dict((*project.env, *project.agent.env)))
+        proc = subprocess.Popen(["sh", "-c", script], cwd=wt, start_new_session=True,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env)
+        Path(f"{base}.pid").write_text(f"{proc.pid} {time.time()}", encoding="utf-8")
 
-    def collect_check(self, project: ProjectConfig, s: Session, sha: str, index: int
+    def _check_base(self, project: ProjectConfig, s: Session, gate: str, sha: str) -> Path:
+        return _dir(project.name, s.id) / f"{check_name(s.id, gate)}-{sha[:12]}"
+
+    def collect_check(self, project: ProjectConfig, s: Session, sha: str, gate: str
                       ) -> tuple[int, str] | None:
-        """(exit code, output tail) once the check is done, else None."""
-        base = _dir(project.name, s.id) / f"check-{index}-{sha[:12]}"
+        """(exit code, output tail) once the check is done, else None. A check whose runner
+        died (a reboot, the OOM killer) or that outlived its timeout counts as failed."""
+        base = self._check_base(project, s, gate, sha)
         rc = Path(f"{base}.rc")
+        out = Path(f"{base}.out")
         if not rc.exists():
-            return None
+            pid, started = _pid_file(Path(f"{base}.pid"))
+            alive = pid is not None and paths.pid_alive(pid)
+            if alive and time.time() - started < CHECK_TIMEOUT + 60:
+                return None
+            if not rc.exists():  # not finished between the two looks either
+                if alive and pid is not None:
+                    _end_group(pid, started)
+                self.stop_check(project, s, gate)
+                return 125, ("the check ran out of time" if alive else
+                             "the check's runner ended without an exit code (killed?)")
         try:
             code = int(rc.read_text().strip() or "1")
         except ValueError:
             code = 1
-        out = Path(f"{base}.out")
         tail = out.read_text(encoding="utf-8", errors="replace")[-4000:] if out.exists() else ""
-        workspace.remove_worktree(project.path,
-                                  paths.worktrees_dir(project.name) / f"{s.id}-check-{index}")
+        self.stop_check(project, s, gate)
         return code, clean(tail)
+
+    def stop_check(self, project: ProjectConfig, s: Session, gate: str) -> None:
+        workspace.remove_worktree(project.path,
+                                  paths.worktrees_dir(project.name) / check_name(s.id, gate))
+
+
+def _end_group(pid: int, started: float) -> None:
+    """End a check that outlived its timeout: its whole process group, if the pid is still
+    the process that was started (not one the system gave the number to since)."""
+    import signal
+
+    import psutil
+
+    try:
+        if abs(psutil.Process(pid).create_time() - started) > 5:
+            return
+        os.killpg(pid, signal.SIGKILL)
+    except (psutil.Error, OSError):
+        pass
+
+
+def _pid_file(f: Path) -> tuple[int | None, float]:
+    try:
+        pid, started = f.read_text(encoding="utf-8").split()
+        return int(pid), float(started)
+    except (OSError, ValueError):
+        return None, 0.0
+
+
+def as_data(v: Verdict) -> dict[str, object]:
+    return {"verdict": v.verdict, "summary": v.summary,
+            "comments": [list(c) for c in v.comments]}
+
+
+def from_data(d: object) -> Verdict | None:
+    if not isinstance(d, dict) or d.get("verdict") not in VERDICTS:
+        return None
+    return Verdict(str(d["verdict"]), str(d.get("summary") or ""), tuple(
+        (str(p), ln if isinstance(ln, int) else None, str(b))
+        for p, ln, b in d.get("comments") or []))
 
 
 def approve_gate(fleet: Fleet, s: Session, pr: PullRequest, by: str,
                  reject: str | None = None) -> str:
-    """A human's answer at a task's approval gate, for the PR's current head: approved (the
-    merge may go on once the rest of the gate passes), or rejected with a reason the agent
-    gets as a review. What `ao approve` and the web's approve action print."""
+    """A human's answer at a task's approval gate, for the head ao last showed (the PR's
+    current head, or the answer is refused: nobody approves a push they have not seen):
+    approved (the merge may go on once the rest of the gate passes), or rejected with a
+    reason the agent gets as review feedback, which also takes back an approval of that
+    head. What `ao approve` and the web's approve action print."""
     from .messaging import Messenger
 
     store = fleet.store
     if not any(st.kind == "approve" for st in store.task_steps(s.project, s.task)):
         raise BadInput(f"{s.id}'s task {s.task} has no approval gate",
-                       "add `approve` to its `steps:` in the plan (docs/steps.md)")
+                       "add `approve` to its `steps:` in the plan; see docs/steps.md")
     if pr.state != "open":
         raise BadInput(f"{s.id}: PR #{pr.number} is {pr.state}", "nothing to approve")
     sha = pr.head_sha
+    if s.pr_head_sha and s.pr_head_sha != sha:
+        raise BadInput(f"{s.id}: PR #{pr.number}'s head moved to {sha[:10]} since ao showed "
+                       f"{s.pr_head_sha[:10]}", "look at the new head (`ao pr ls`), then "
+                       "answer again after the next poll")
     if reject is not None:
         why = clean(reject).strip()
         if not why:
             raise BadInput("--reject needs a reason", 'e.g. --reject "no rollback plan"')
         n = len(store.attempts(s.id, "approval-rejected")) + 1
+        store.forget_attempt(s.id, f"gate:approve:{sha}")
         store.record_attempt(s.id, "approval-rejected", f"approval-rejected:{sha}:{n}",
                              {"by": by, "why": why})
         emit(Event("gate.rejected", s.project, s.id, s.task, {"sha": sha, "by": by,
                                                              "why": why}), store)
-        r = Messenger(fleet).send(s.id, f"A human rejected PR #{pr.number} at its approval "
-                                  f"gate:\n\n{why}\n\nAddress this, commit and push; the new "
-                                  "head goes through the gate again.", source="review")
+        r = Messenger(fleet).send(s.id, f"Review feedback: a human rejected PR #{pr.number} "
+                                  f"at its approval gate.\n\n{why}\n\nAddress this, commit "
+                                  "and push; the new head goes through the gate again.",
+                                  source="review")
         return f"{s.id}: PR #{pr.number} rejected at {sha[:10]}; the agent's message is {r.status}"
     if not store.record_attempt(s.id, "gate", f"gate:approve:{sha}", {"by": by}):
         return f"{s.id}: PR #{pr.number} was approved at {sha[:10]} already"

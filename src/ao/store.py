@@ -561,6 +561,13 @@ class Store:
             (sid, reaction, fingerprint, time.time(), json.dumps(data or {})))
         return cur.rowcount == 1
 
+    def forget_attempt(self, sid: str, fingerprint: str) -> bool:
+        """Take back a recorded attempt (a step run whose head the PR left, an approval a
+        human took back); True if there was one."""
+        cur = self.conn.execute("DELETE FROM attempts WHERE session = ? AND fingerprint = ?",
+                                (sid, fingerprint))
+        return cur.rowcount > 0
+
     def record_and_queue(self, sid: str, fingerprints: list[tuple[str, str]], body: str | None,
                          source: str, data: dict[str, Any] | None = None) -> bool:
         """Record reaction attempts and queue their message in one transaction, so a crash

@@ -46,8 +46,16 @@ def disposable(project: ProjectConfig) -> tuple[str, ...]:
     return (*workspace.DISPOSABLE, *project.disposable)
 
 
-def stop_agent(srv: Server, s: Session) -> None:
+def stop_agent(srv: Server, s: Session, repo: Path | None = None) -> None:
+    """The agent ends, and with it its steps' work: a reviewer agent and, given the project's
+    repository, the check and review worktrees (detached checkouts of pushed commits:
+    nothing of anyone's is in them)."""
     tmux.kill_session(srv, s.id)
+    tmux.kill_session(srv, f"{s.id}-review")
+    d = paths.worktrees_dir(s.project)
+    if repo is not None and d.is_dir():
+        for wt in [*d.glob(f"{s.id}-review"), *d.glob(f"{s.id}-check-*")]:
+            workspace.remove_worktree(repo, wt)
 
 
 def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
@@ -56,7 +64,7 @@ def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
     """Stop, keep or save work, remove the worktree and branch, record. `end` is the state a
     live session ends in (killed, failed, merged); `clean` marks it cleaned when nothing is
     left. Returns what happened."""
-    stop_agent(srv, s)
+    stop_agent(srv, s, project.path)
     out = Teardown()
     wt = Path(s.worktree) if s.worktree else paths.worktree_path(s.project, s.id)
     if wt.exists():

@@ -142,13 +142,24 @@ def kill_session(srv: Server, name: str, grace: float = 2.0) -> bool:
     the pane before the kill get `grace` seconds to exit, then SIGTERM, then SIGKILL."""
     procs: list[psutil.Process] = []
     if not remote(srv):  # a host's pids are not this machine's: never signal them here
-        # a dead pane's pid is not looked at: the system may have given it to another process
-        r = srv.cmd("list-panes", "-s", "-t", f"={name}", "-F", "#{pane_dead} #{pane_pid}")
-        live = [int(ln[2:]) for ln in r.stdout if ln.startswith("0 ") and ln[2:].isdigit()]
+        # a dead pane's pid is not looked at (the system may have given it to another
+        # process), nor a live one whose parent is not this tmux server
+        r = srv.cmd("list-panes", "-s", "-t", f"={name}", "-F",
+                    "#{pane_dead} #{pane_pid} #{pid}")
+        live = [int(f[1]) for f in (ln.split() for ln in r.stdout)
+                if len(f) == 3 and f[0] == "0" and f[1].isdigit() and f[2].isdigit()
+                and _child_of(int(f[1]), int(f[2]))]
         procs = _tree(live) if r.returncode == 0 else []
     ok = srv.cmd("kill-session", "-t", f"={name}").returncode == 0
     _end(procs, grace)
     return ok
+
+
+def _child_of(pid: int, parent: int) -> bool:
+    try:
+        return psutil.Process(pid).ppid() == parent
+    except psutil.Error:
+        return False
 
 
 def _tree(pids: list[int]) -> list[psutil.Process]:

@@ -193,7 +193,8 @@ class Agent:
         first = next((ln.strip().lstrip("#").strip() for ln in message.splitlines()
                       if ln.strip().lstrip("#").strip()), "note")[:72]
         path = f"notes/{self.task.lower()}.md"
-        return f"append {path}\n- {first}\nEOF\ncommit {self.task}: {first}\npush\n"
+        subject = first.removeprefix(f"{self.task}:").strip() or first  # "# X-1: title"
+        return f"append {path}\n- {first}\nEOF\ncommit {self.task}: {subject}\npush\n"
 
     def run(self, script: str) -> None:
         lines = script.splitlines()

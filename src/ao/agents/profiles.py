@@ -115,8 +115,9 @@ class CodexAgent(Profile):
         import tomlkit
 
         root = _main_root(ctx.worktree)
-        home = Path(os.environ.get("CODEX_HOME") or Path(os.environ.get(
-            "HOME", str(Path.home()))) / ".codex")
+        env = ctx.agent_env or os.environ  # where the agent will look, not where ao runs
+        home = Path(env.get("CODEX_HOME") or Path(env.get("HOME", str(Path.home())))
+                    / ".codex")
         path = home / "config.toml"
         with config_lock(path):
             text = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -132,6 +133,10 @@ class CodexAgent(Profile):
             entry = projects.get(str(root))
             if entry is not None and entry.get("trust_level") == "trusted":
                 return
+            if entry is not None and entry.get("trust_level") not in (None, "trusted"):
+                raise BadInput(f"{path} marks {root} as {entry.get('trust_level')}; codex "
+                               "would stop at its trust dialog", "trust it there (ao does not "
+                               "override your choice), or pick another agent")
             if entry is None:
                 entry = tomlkit.table()
                 projects[str(root)] = entry
@@ -217,11 +222,11 @@ class AiderAgent(Profile):
         # a question counts only while it is the last line: an answered one stays on screen
         if "(Y)es/(N)o" in last and last.endswith("]:"):
             return Activity.WAITING_INPUT
-        if re.fullmatch(r"\S*>", last):
-            return Activity.IDLE
-        if "Waiting for" in last:
-            return Activity.ACTIVE
-        return None
+        if re.fullmatch(r"\S*>( .*)?", last):
+            return Activity.IDLE  # its prompt, empty or with a draft typed at it
+        # no prompt at the bottom: aider is thinking ("Waiting for <model>") or streaming a
+        # reply; an idle aider always ends its screen with its `>` prompt
+        return Activity.ACTIVE if last else None
 
     def draft_pending(self, screen: str, text: str) -> bool:
         last = self._last(screen)

@@ -170,6 +170,10 @@ def stop() -> None:
     if read_state():
         raise ExternalError(f"the daemon (pid {state['pid']}) did not stop within 30s",
                             f"kill {state['pid']}")
+    srv = tmux.server(services.cfg().tmux_socket)
+    p = tmux.pane(srv, DAEMON_SESSION)
+    if p is not None and p.dead:
+        tmux.kill_session(srv, DAEMON_SESSION)  # its pane, left by remain-on-exit
     typer.echo("daemon stopped; agent sessions keep running")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from .. import agent_hooks, agents, events, paths, tmux
+from .. import agent_hooks, agents, attention, events, paths, tmux
 from ..errors import BadInput
 from ..sanitize import clean, transcript
 from ..state import RUNNING, State
@@ -152,6 +152,8 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
             "by_state": by_state, "running": running, "max_concurrent": p.max_concurrent,
             "queued": [{"id": s.id, "task": s.task} for s in queued],
             "needs_human": [s.id for s in sessions if s.state is State.NEEDS_HUMAN],
+            # held at an approval gate: `ao approve` (steps.py)
+            "gate": [s.id for s in sessions if attention.zone(s) == "gate"],
             "limited": [{"id": s.id, "agent": s.agent, "until": s.limited_until}
                         for s in sessions if s.state in RUNNING and s.limited_until
                         and s.limited_until > time.time()],
@@ -175,6 +177,9 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
             typer.echo("  starts next: " + ", ".join(info["next"]))
         if info["needs_human"]:
             typer.echo("  needs a human: " + ", ".join(info["needs_human"]))
+        if info["gate"]:
+            typer.echo("  waits for your approval: " + ", ".join(info["gate"])
+                       + " (`ao approve ID`, or `--reject \"why\"`)")
         for x in info["limited"]:
             until = time.strftime("%H:%M", time.localtime(x["until"]))
             typer.echo(f"  usage limit: {x['id']} ({x['agent']}) until {until}; no new "

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from .. import paths, scheduler
+from .. import agents, paths, scheduler
 from .. import plan as planmod
 from ..errors import BadInput, PlanError
 from ..plan_import import import_file
@@ -24,8 +25,10 @@ def check(
     file: Path = typer.Argument(..., help="The plan file (plans/*.yaml)."),
     json_out: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
 ) -> None:
-    """Validate a plan: unknown or self dependencies, cycles, unsafe keys, contradicting waves."""
+    """Validate a plan: unknown or self dependencies, cycles, unsafe keys, contradicting waves,
+    unknown agents."""
     p = planmod.load(file)
+    p = replace(p, problems=(*p.problems, *_agent_problems(p)))
     if json_out:
         emit_json({"file": str(file), "tasks": len(p.tasks),
                    "problems": [{"kind": x.kind, "task": x.task, "message": x.message}
@@ -34,11 +37,25 @@ def check(
         for x in p.problems:
             typer.echo(f"{file}: {x.message}")
         if not p.problems:
-            typer.echo(f"{file}: ok, {len(p.tasks)} tasks")
+            typer.echo(f"{file}: ok, {len(p.tasks)} task{'s' if len(p.tasks) != 1 else ''}")
     if p.problems:
         kinds = sorted({x.kind for x in p.problems})
         note(f"ao: {len(p.problems)} problem(s) in {file} ({', '.join(kinds)})")
         raise typer.Exit(2)
+
+
+def _agent_problems(p: planmod.Plan) -> list[planmod.Problem]:
+    """A task's or a reviewer's agent that no profile answers to (`ao agents`)."""
+    known = set(agents.names())
+    out = []
+    for key in p.tasks:
+        named = [("agent", p.tasks[key].agent)] + [
+            ("reviewer agent", st.agent) for st in p.steps(key) if st.kind == "review"]
+        for what, name in named:
+            if name and name not in known:
+                out.append(planmod.Problem("unknown-agent", key, f"{key}: unknown {what} "
+                                           f"{name!r}; agents: {', '.join(sorted(known))}"))
+    return out
 
 
 @app.command("show")
@@ -62,8 +79,10 @@ def show(
             t = p.tasks[key]
             mark = "*" if key in crit else " "
             deps = f"  <- {', '.join(t.deps)}" if t.deps else ""
+            more = [st.label for st in p.steps(key) if st.kind != "implement"]
+            gates = f"  [then {', '.join(more)}]" if more else ""
             typer.echo(f"  {mark} {key:<14} {days(t.days):>5}  chain {days(tail[key]):>4}  "
-                       f"{t.title}{deps}")
+                       f"{t.title}{deps}{gates}")
     cp = s["critical_path"]
     m = s["makespan"]
     typer.echo("")
@@ -136,6 +155,9 @@ def run(
     from . import services
 
     p = planmod.load_valid(file)
+    unknown = _agent_problems(p)
+    if unknown:
+        raise BadInput(f"{file}: {unknown[0]}", f"run `ao plan check {file}`")
     project = project or p.project
     if not project:
         raise BadInput("which project?", "pass --project, or set `project:` in the plan")

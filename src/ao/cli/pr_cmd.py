@@ -24,11 +24,17 @@ app = typer.Typer(help="Pull requests of the project's sessions: list and merge.
 def _tracked(project: str | None) -> dict[str, list[Session]]:
     """Sessions with a branch, by project; sessions of a project no longer configured (an
     old `ao demo`, a forgotten repo) are left out rather than failing the listing."""
-    out: dict[str, list[Session]] = {}
+    newest: dict[tuple[str, str], Session] = {}
     known = services.cfg().projects
     for s in services.store().sessions(project):
         if s.branch and (project or s.project in known):
-            out.setdefault(s.project, []).append(s)
+            key = (s.project, s.branch)
+            # a task's branch outlives a killed session: its PR is the newest session's
+            if key not in newest or s.created_at >= newest[key].created_at:
+                newest[key] = s
+    out: dict[str, list[Session]] = {}
+    for s in newest.values():
+        out.setdefault(s.project, []).append(s)
     return out
 
 

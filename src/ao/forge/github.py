@@ -325,10 +325,13 @@ class GitHubForge:
         GitHub refuses a PR's author an APPROVE or REQUEST_CHANGES on their own PR (422): ao's
         token usually opened the PR, so the verdict is then posted as a COMMENT review (ao
         keeps the verdict itself and gates the merge on it)."""
-        body = f"{review.body}\n\n{review.marker}".strip()
-        comments = [{"path": p, "body": t, **({"line": ln, "side": "RIGHT"} if ln else
-                                               {"subject_type": "file"})}
-                    for p, ln, t in review.comments]
+        inline: list[tuple[str, int | None, str]] = [c for c in review.comments if c[1]]
+        # a comment on a whole file is not an inline review comment: it goes in the body
+        loose = [f"- `{p}`: {t}" for p, ln, t in review.comments if not ln]
+
+        def body_of(folded: list[tuple[str, int | None, str]]) -> str:
+            extra = loose + [f"- `{p}` line {ln}: {t}" for p, ln, t in folded]
+            return "\n\n".join(x for x in (review.body, "\n".join(extra), review.marker) if x)
 
         def applied() -> str | None:
             found = any(review.marker in (r.body or "")
@@ -339,18 +342,24 @@ class GitHubForge:
             return applied_before
         event = "APPROVE" if review.verdict == "approve" else "REQUEST_CHANGES"
 
-        def post(ev: str) -> str:
+        def post(ev: str, with_inline: bool) -> str:
             gh = self.repo.get_pull(pr.number)
-            gh.create_review(commit=self.repo.get_commit(sha), body=body, event=ev,
+            comments = [{"path": p, "line": ln, "side": "RIGHT", "body": t}
+                        for p, ln, t in inline] if with_inline else []
+            gh.create_review(commit=self.repo.get_commit(sha),
+                             body=body_of([] if with_inline else inline), event=ev,
                              comments=comments)  # type: ignore[arg-type]
             return ev
 
         try:
-            return self._write(f"review of PR #{pr.number}", lambda: post(event), applied)
+            return self._write(f"review of PR #{pr.number}", lambda: post(event, True), applied)
         except ExternalError as e:
-            if "own pull request" not in str(e):
+            if ": 422 " not in str(e):
                 raise
-            return self._write(f"review of PR #{pr.number}", lambda: post("COMMENT"), applied)
+        # 422: GitHub refuses an author's APPROVE or REQUEST_CHANGES on their own PR, and an
+        # inline comment on a line outside the diff; ao keeps the verdict and gates on it
+        return self._write(f"review of PR #{pr.number}", lambda: post("COMMENT", False),
+                           applied)
 
     def label(self, number: int, labels: list[str]) -> None:
         self._call(f"label #{number}", lambda: self.repo.get_issue(number).add_to_labels(*labels))
