@@ -269,6 +269,8 @@ def test_kill_9_at_random_points_loses_nothing(env: Env) -> None:
     import signal
     import subprocess
 
+    from ao.daemon import read_state
+
     from .helpers import run_ao
 
     # the agents take their time (they go on while the daemon is dead), so the daemon is
@@ -286,8 +288,15 @@ def test_kill_9_at_random_points_loses_nothing(env: Env) -> None:
         while time.monotonic() < deadline:
             proc = subprocess.Popen([sys.executable, "-m", "ao", "daemon", "run"],
                                     stdout=log, stderr=log, start_new_session=True)
+            # the random moment is counted from the daemon being up, not from its start:
+            # on a loaded machine (the suite runs on every core) starting alone can take
+            # longer than the whole window, and then no kill would land in a tick
+            up = time.monotonic() + 20
+            while time.monotonic() < up and proc.poll() is None and \
+                    (read_state() or {}).get("pid") != proc.pid:
+                time.sleep(0.02)
             try:
-                proc.wait(timeout=rng.uniform(0.3, 1.2))
+                proc.wait(timeout=rng.uniform(0.2, 1.2))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()

@@ -78,6 +78,7 @@ class Daemon:
         self.messenger = Messenger(self.fleet)
         self.stepwork = StepWork(self.fleet)
         self.notifier = Notifier(cfg, store)
+        self._steps_written: dict[tuple[str, str], tuple[steps.Step, ...]] = {}
         self.step_results = StepResults(self.fleet, self.stepwork, self.notifier,
                                         self.history, self.plan_of)
         self.forges = dict(forges or {})
@@ -416,7 +417,7 @@ class Daemon:
                pr: PullRequest | None, paused: bool) -> None:
         task_steps = self._task_steps(project, s)
         if pr is not None:
-            if pr.state == "open" and not paused:
+            if pr.state == "open" and not paused and task_steps != steps.DEFAULT:
                 self.step_results.collect(project, forge, policy, s, pr)
             passed = self.history(s.id).passed(pr.head_sha)
             verdict = merge_gate(pr, policy.gate, expected_sha=pr.head_sha,
@@ -441,9 +442,13 @@ class Daemon:
         if plan is None:
             return self.store.task_steps(project.name, s.task)
         current = plan.steps(s.task)
-        if current != self.store.task_steps(project.name, s.task):
-            self.store.put_task(project.name, s.task, s.title,
-                                steps=json.dumps(steps.raw(current)))
+        key = (project.name, s.task)
+        # written when it changes; what this process wrote last spares a read per tick
+        if self._steps_written.get(key) != current:
+            if current != self.store.task_steps(project.name, s.task):
+                self.store.put_task(project.name, s.task, s.title,
+                                    steps=json.dumps(steps.raw(current)))
+            self._steps_written[key] = current
         return current
 
     def plan_of(self, project: ProjectConfig, task: str) -> Plan | None:
