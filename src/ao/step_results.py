@@ -18,7 +18,7 @@ from .forge.base import Forge, PullRequest
 from .notify import Notifier
 from .plan import Plan
 from .reactions import History, Policy
-from .stepwork import VERDICTS, StepWork
+from .stepwork import StepWork
 from .store import Session
 
 
@@ -59,14 +59,15 @@ class StepResults:
             run_sha = fp.split(":")[1]
             data = json.loads(row.get("data") or "{}")
             hist = self.history(s.id)
-            if hist.has(f"review-posted:{run_sha}") or hist.has(f"review-ended:{fp}"):
+            # each run (a head, and a hand-back) is collected and posted on its own
+            if hist.has(f"review-posted:{fp}") or hist.has(f"review-ended:{fp}"):
                 continue
             if run_sha != sha:
-                if not any(hist.has(f"verdict:{run_sha}:{v}") for v in VERDICTS):
+                if not hist.has(f"verdict-run:{fp}"):
                     self.stepwork.stop_review(project, s)
                     self.store.forget_attempt(s.id, fp)  # superseded: not a run that ended
                 continue
-            verdict = self._recorded_verdict(s.id, sha)
+            verdict = self._recorded_verdict(s.id, fp)
             if verdict is None:
                 state, verdict = self.stepwork.collect_review(
                     project, s, sha, float(row["created_at"]), time.time())
@@ -76,34 +77,35 @@ class StepResults:
                     self._review_failed(project, s, pr, fp, state, data)
                     continue
                 # recorded before it is posted: a crash between the two posts it from here
-                self.store.record_attempt(s.id, "verdict", f"verdict:{sha}:{verdict.verdict}",
+                self.store.record_attempt(s.id, "verdict-run", f"verdict-run:{fp}",
                                           {"round": data.get("round"),
                                            "verdict": stepwork.as_data(verdict)})
+                self.store.record_attempt(s.id, "verdict", f"verdict:{sha}:{verdict.verdict}")
                 if verdict.verdict == "approve":
                     self.store.record_attempt(s.id, "gate", f"gate:review:{sha}")
             try:
-                how = self.stepwork.post_review(s, forge, pr, sha, verdict)
+                how = self.stepwork.post_review(s, forge, pr, fp, verdict)
             except AoError as e:
-                n = self.history(s.id).count(f"review-post-failed:{sha}:") + 1
+                n = self.history(s.id).count(f"review-post-failed:{fp}:") + 1
                 self.store.record_attempt(s.id, "review-post-failed",
-                                          f"review-post-failed:{sha}:{n}", {"error": str(e)})
+                                          f"review-post-failed:{fp}:{n}", {"error": str(e)})
                 emit(Event("review.post_failed", **ev, data={"sha": sha, "try": n,
                                                              "error": str(e)[:300]}),
                      self.store)
                 if n >= 3:
-                    self.fleet.escalate(s, f"escalate:review-post:{sha}",
+                    self.fleet.escalate(s, f"escalate:review-post:{fp}",
                                         f"the reviewer's verdict could not be posted: {e}",
                                         self.notifier)
                 continue
-            self.store.record_attempt(s.id, "review-posted", f"review-posted:{sha}")
+            self.store.record_attempt(s.id, "review-posted", f"review-posted:{fp}")
             emit(Event("review.posted", **ev, data={
                 "sha": sha, "verdict": verdict.verdict, "as": how,
                 "comments": len(verdict.comments)}), self.store)
             self.stepwork.stop_review(project, s)
 
-    def _recorded_verdict(self, sid: str, sha: str) -> stepwork.Verdict | None:
-        for row in self.store.attempts(sid, "verdict"):
-            if str(row["fingerprint"]).startswith(f"verdict:{sha}:"):
+    def _recorded_verdict(self, sid: str, fp: str) -> stepwork.Verdict | None:
+        for row in self.store.attempts(sid, "verdict-run"):
+            if row["fingerprint"] == f"verdict-run:{fp}":
                 return stepwork.from_data(json.loads(row.get("data") or "{}").get("verdict"))
         return None
 

@@ -198,11 +198,14 @@ class StepWork:
             return "timeout", None
         return "running", None
 
-    def post_review(self, s: Session, forge: Forge, pr: PullRequest, sha: str,
+    def post_review(self, s: Session, forge: Forge, pr: PullRequest, run: str,
                     verdict: Verdict) -> str:
+        """Post one run's verdict (`run`: its fingerprint, review-run:<sha>:<hand-back>); the
+        marker names the run, so each run posts once and a later run posts its own."""
+        sha = run.split(":")[1]
         return forge.submit_review(pr, AgentReview(
             verdict.verdict, review_body(verdict), verdict.comments,
-            marker=f"<!-- ao-review {s.id} {sha} -->"), sha)
+            marker=f"<!-- ao-review {s.id} {run.removeprefix('review-run:')} -->"), sha)
 
     def stop_review(self, project: ProjectConfig, s: Session) -> None:
         """The reviewer's session and worktree go (a detached checkout of pushed commits:
