@@ -94,6 +94,20 @@ def test_a_reviewer_requests_changes_once_then_approves(env: Env) -> None:
     assert '"""Three."""' in git(env.remote, "show", "main:mod_c.py")
     types = [e["type"] for e in event_types()]
     assert types.count("review.started") == 2 and types.count("review.posted") == 2
+    # a crash after a review was posted and before it was recorded posts nothing twice: the
+    # forge finds the run's marker
+    from ao import config
+    from ao.forge.base import AgentReview
+    from ao.forge.local import LocalForge
+
+    forge = LocalForge(config.load().project("shop"), store)
+    first = next(r for r in reviews if "<!-- ao-review" in r["body"])
+    marker = first["body"][first["body"].index("<!-- ao-review"):]
+    pr = forge.find_pr(s.branch or "")
+    assert pr is not None
+    again = AgentReview("request_changes", "posted again?", (("mod_c.py", 1, "x"),), marker)
+    assert forge.submit_review(pr, again, pr.head_sha) == "already posted"
+    assert len(store.local_reviews("shop", s.pr_number or 0)) == len(reviews)
     # the reviewer's session and worktree are gone; it never committed or pushed
     assert not any(n.endswith("-review") for n in
                    git(env.repo, "worktree", "list").split())
