@@ -215,3 +215,50 @@ def test_a_failing_check_step_goes_back_to_the_agent(env: Env,
     evs = [e["type"] for e in event_types()]
     assert evs.count("check.failed") == 1 and evs.count("check.passed") == 1
     assert "rollback" in git(env.remote, "show", "main:DEPLOY.md")
+
+
+def test_a_reviewer_on_github_reviews_through_the_reviews_api(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same reviewer loop against the fake GitHub: ao's token opened the PR, so GitHub
+    refuses it a REQUEST_CHANGES or APPROVE on it (422); the verdicts arrive as COMMENT
+    reviews on the PR, the request reaches the agent, and the PR merges after the approval."""
+    import time
+
+    from ao import config
+    from ao.daemon import Daemon
+    from ao.forge.github import GitHubForge
+
+    from .fake_github import serve
+    from .test_daemon import github_ci
+
+    with serve() as fake:
+        repo = fake.add_repo("acme/shop", env.remote)
+        fake.auto_ci = github_ci
+        fake.add_issue(repo, "[C-1] Add c")
+        setup(env, review_plan(), repo="acme/shop", forge="github")
+        store = Store()
+        cfg = config.load()
+        store.put_task("shop", "C-1", "Add c", issue_number=1)
+        gh = GitHubForge(cfg.project("shop"), store, "t0ken", base_url=fake.url,
+                         sleep=lambda _s: None)
+        store.ensure_project("shop", str(env.repo), "acme/shop")
+        store.start_plan_run("shop", str(env.repo / "plans" / "run.yaml"))
+        d = Daemon(cfg, store, env.server(), forges={"shop": gh})
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            d.tick()
+            if any(s.merged for s in store.sessions("shop")):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError([(e["type"], e.get("data")) for e in event_types()][-30:])
+        pr = next(iter(repo.pulls.values()))
+        reviews = repo.reviews[pr["number"]]
+        assert [r["state"] for r in reviews] == ["COMMENTED", "COMMENTED"]
+        assert reviews[0]["body"].startswith("**Changes requested**")
+        assert "Please add a docstring" in reviews[0]["body"]
+        assert reviews[1]["body"].startswith("**Approved**")
+        s = next(iter(store.sessions("shop")))
+        msgs = [m for m in store.messages(s.id) if m["source"] == "changes-requested"]
+        assert len(msgs) == 1 and "docstring" in msgs[0]["body"]
+        assert '"""Three."""' in git(env.remote, "show", "main:mod_c.py")
