@@ -14,7 +14,7 @@ def demo(
                                      "(default: ~/.agent-orchestrator/demo)."),
     keep: bool = typer.Option(False, "--keep", help="Leave the sessions for inspection."),
 ) -> None:
-    """Watch ao run a five-task plan end to end, offline, in about a minute."""
+    """Watch ao run a five-task plan end to end, offline, in about half a minute."""
     from ..demo import run
 
     summary = run((dir_ or paths.home() / "demo").resolve(), keep=keep)
