@@ -36,7 +36,7 @@ from .errors import AoError, BadInput, ExternalError, NotFound
 from .events import Event, emit
 from .plan import Plan, Task
 from .sanitize import clean
-from .state import LIVE, RUNNING, Activity, State
+from .state import KILLED_BY_HAND, LIVE, RUNNING, Activity, State
 from .store import AtCapacity, Session, Store, TaskBusy
 from .teardown import teardown
 
@@ -634,7 +634,7 @@ class Fleet:
         project = self.cfg.project(s.project)
         # killed, not cleaned: `ao session restore` can bring it back from its branch
         outcome = teardown(self.srv, self.store, project, s, end=State.KILLED, force=force,
-                           clean=False).as_dict()
+                           clean=False, note=KILLED_BY_HAND).as_dict()
         for m in self.store.messages(sid, "queued"):  # a restore starts afresh
             self.store.set_message(m["id"], "failed", "the session was killed")
         emit(Event("session.killed", s.project, sid, s.task, outcome), self.store)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .plan import Plan, priority_order
-from .state import LIVE, RUNNING, Outcome, State
+from .state import KILLED_BY_HAND, LIVE, RUNNING, Outcome, State
 
 if TYPE_CHECKING:
     from .store import Session
@@ -30,8 +30,9 @@ class TaskStatus:
     states: frozenset[State] = frozenset()
     merged: bool = False
     failures: tuple[float, ...] = ()  # when each failed session of the task ended, in order
-    # its latest session was killed or given up by a human: it stays stopped (not queued
-    # again) until someone starts it (`ao spawn`, `ao session restore`)
+    # its latest session was killed by a human: it stays stopped (not queued again) until
+    # someone starts it (`ao spawn`, `ao session restore`); one ao ended (a dead agent the
+    # cleanup took away) is queued again as before
     held: bool = False
 
     @property
@@ -57,8 +58,8 @@ def by_task(sessions: Iterable[Session]) -> dict[str, TaskStatus]:
         if s.task not in latest or s.created_at >= latest[s.task].created_at:
             latest[s.task] = s
     return {k: TaskStatus(frozenset(v), k in merged, tuple(sorted(failures.get(k, ()))),
-                          held=latest[k].state is State.KILLED
-                          or latest[k].outcome is Outcome.ABANDONED)
+                          held=latest[k].outcome is Outcome.ABANDONED
+                          and latest[k].note == KILLED_BY_HAND)
             for k, v in states.items()}
 
 

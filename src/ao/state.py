@@ -61,6 +61,10 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
+# the note of a session a human killed (`ao session kill`, the board, the web): its task stays
+# stopped until someone starts it again (scheduler.TaskStatus.held)
+KILLED_BY_HAND = "killed by hand; `ao spawn` or `ao session restore` starts the task again"
+
 # entering one of these states records the session's outcome (leaving killed by a restore
 # clears it again)
 OUTCOME_OF: dict[State, Outcome] = {S.MERGED: Outcome.MERGED, S.KILLED: Outcome.ABANDONED,
