@@ -93,9 +93,12 @@ def test_tmux_on_a_host_through_the_runner(server: SshServer) -> None:
                        .stdout.strip())
         tmux.new_session(srv, "rem-1", workdir, "cat", {"AO_SESSION": "rem-1"})
         assert tmux.has_session(srv, "rem-1")
-        tmux.paste(srv, "rem-1", "hello from ao\nsecond line")
-        retry_until(lambda: "second line" in tmux.capture(srv, "rem-1"), timeout=10,
+        # stdin through the connection: a trailing ";" (a tmux separator in an argument)
+        # and quotes arrive as they are
+        tmux.paste(srv, "rem-1", "hello 'from' ao;\nsecond line;")
+        retry_until(lambda: "second line;" in tmux.capture(srv, "rem-1"), timeout=10,
                     message="the paste on the host")
+        assert "hello 'from' ao;" in tmux.capture(srv, "rem-1")
         panes = tmux.panes(srv)
         assert "rem-1" in panes and not panes["rem-1"].dead
         # the pane's pid is the host's; a pid here with the same number is never signalled

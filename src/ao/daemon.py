@@ -78,7 +78,6 @@ class Daemon:
         self.messenger = Messenger(self.fleet)
         self.stepwork = StepWork(self.fleet)
         self.notifier = Notifier(cfg, store)
-        self._steps_written: dict[tuple[str, str], tuple[steps.Step, ...]] = {}
         self.step_results = StepResults(self.fleet, self.stepwork, self.notifier,
                                         self.history, self.plan_of)
         self.forges = dict(forges or {})
@@ -442,13 +441,9 @@ class Daemon:
         if plan is None:
             return self.store.task_steps(project.name, s.task)
         current = plan.steps(s.task)
-        key = (project.name, s.task)
-        # written when it changes; what this process wrote last spares a read per tick
-        if self._steps_written.get(key) != current:
-            if current != self.store.task_steps(project.name, s.task):
-                self.store.put_task(project.name, s.task, s.title,
-                                    steps=json.dumps(steps.raw(current)))
-            self._steps_written[key] = current
+        if current != self.store.task_steps(project.name, s.task):
+            self.store.put_task(project.name, s.task, s.title,
+                                steps=json.dumps(steps.raw(current)))
         return current
 
     def plan_of(self, project: ProjectConfig, task: str) -> Plan | None:

@@ -137,10 +137,13 @@ class Fleet:
         self.store.ensure_project(project.name, str(project.path), project.repo)
         task_steps = plan.steps(task.key) if plan is not None and task.key in plan.tasks \
             else task.steps or steps.DEFAULT
+        # a task's steps are recorded once here; after that the daemon keeps them those of
+        # the newest plan holding the task (an older plan queued later must not undo that)
+        extra = {} if self.store.has_task_steps(project.name, task.key) else \
+            {"steps": json.dumps(steps.raw(task_steps))}
         self.store.put_task(project.name, task.key, task.title, body=task.body, deps=task.deps,
                             estimate=task.estimate,
-                            plan=str(plan.source) if plan and plan.source else None,
-                            steps=json.dumps(steps.raw(task_steps)))
+                            plan=str(plan.source) if plan and plan.source else None, **extra)
 
     # ---- spawning -------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ shell), so everything in tmux.py works on a host unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -118,15 +119,18 @@ def control_dir() -> Path:
     if len(str(here)) <= 40:
         return paths.ensure_dir(here)
     import hashlib
+    import stat
     import tempfile
 
     key = hashlib.sha1(str(paths.home()).encode()).hexdigest()[:10]
-    short = Path(tempfile.gettempdir()) / f"ao-ssh-{os.getuid()}-{key}"
-    short.mkdir(mode=0o700, exist_ok=True)
-    st = short.stat()
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise ExternalError(f"{short} is not a private folder of yours",
-                            "remove it; ao makes it again")
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    short = Path(base) / f"ao-ssh-{os.getuid()}-{key}"
+    with contextlib.suppress(FileExistsError):
+        short.mkdir(mode=0o700)
+    st = os.lstat(short)  # never follow a link someone put there in a shared /tmp
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise ExternalError(f"{short} is not a private folder of yours (a link, or someone "
+                            "else's)", "set AO_HOME to a shorter path, or remove it")
     return short
 
 
@@ -161,11 +165,16 @@ def run(host: Host, argv: list[str], input: str | None = None,
                             f"is {host.ssh or 'this machine'} reachable?") from None
 
 
-_WRAPPER = """#!{python}
+_WRAPPER = """#!/bin/sh
 # written by ao: tmux on host {name}, over ssh (hosts.py)
-import os, shlex, sys
+exec {python} -c {code} "$@"
+"""
+# ssh reads no standard input (-n) unless the command takes a buffer from it (load-buffer -):
+# it would otherwise take keys meant for the board or the terminal
+_CODE = """import os, shlex, sys
 argv = {ssh!r}
-os.execvp(argv[0], [*argv, "--", "tmux " + shlex.join(sys.argv[1:])])
+n = [] if "load-buffer" in sys.argv[1:] else ["-n"]
+os.execvp(argv[0], [argv[0], *n, *argv[1:], "--", "tmux " + shlex.join(sys.argv[1:])])
 """
 
 
@@ -177,7 +186,9 @@ def tmux_server(host: Host, socket: str) -> Server:
         return tmux.server(socket)
     folder = paths.ensure_dir(paths.home() / "hosts" / host.name)
     wrapper = folder / "tmux"
-    text = _WRAPPER.format(python=sys.executable, name=host.name, ssh=ssh_argv(host))
+    code = _CODE.format(ssh=ssh_argv(host))
+    text = _WRAPPER.format(python=shlex.quote(sys.executable), name=host.name,
+                           code=shlex.quote(code))
     if not wrapper.exists() or wrapper.read_text() != text:
         paths.write_atomic(wrapper, text)
         os.chmod(wrapper, 0o700)

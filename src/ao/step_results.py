@@ -68,7 +68,9 @@ class StepResults:
                     self.store.forget_attempt(s.id, fp)  # superseded: not a run that ended
                 continue
             verdict = self._recorded_verdict(s.id, fp)
-            if verdict is None:
+            if verdict is not None:
+                self._record_verdict(s.id, sha, fp, verdict, data)  # a crash may have cut it
+            else:
                 state, verdict = self.stepwork.collect_review(
                     project, s, sha, float(row["created_at"]), time.time())
                 if state == "running":
@@ -77,12 +79,7 @@ class StepResults:
                     self._review_failed(project, s, pr, fp, state, data)
                     continue
                 # recorded before it is posted: a crash between the two posts it from here
-                self.store.record_attempt(s.id, "verdict-run", f"verdict-run:{fp}",
-                                          {"round": data.get("round"),
-                                           "verdict": stepwork.as_data(verdict)})
-                self.store.record_attempt(s.id, "verdict", f"verdict:{sha}:{verdict.verdict}")
-                if verdict.verdict == "approve":
-                    self.store.record_attempt(s.id, "gate", f"gate:review:{sha}")
+                self._record_verdict(s.id, sha, fp, verdict, data)
             try:
                 how = self.stepwork.post_review(s, forge, pr, fp, verdict)
             except AoError as e:
@@ -102,6 +99,18 @@ class StepResults:
                 "sha": sha, "verdict": verdict.verdict, "as": how,
                 "comments": len(verdict.comments)}), self.store)
             self.stepwork.stop_review(project, s)
+
+    def _record_verdict(self, sid: str, sha: str, fp: str, verdict: stepwork.Verdict,
+                        data: dict[str, Any]) -> None:
+        """The run's verdict, the head's verdict and (for an approval) its gate, in one
+        transaction; again is a no-op."""
+        with self.store.transaction():
+            self.store.record_attempt(sid, "verdict-run", f"verdict-run:{fp}",
+                                      {"round": data.get("round"),
+                                       "verdict": stepwork.as_data(verdict)})
+            self.store.record_attempt(sid, "verdict", f"verdict:{sha}:{verdict.verdict}")
+            if verdict.verdict == "approve":
+                self.store.record_attempt(sid, "gate", f"gate:review:{sha}")
 
     def _recorded_verdict(self, sid: str, fp: str) -> stepwork.Verdict | None:
         for row in self.store.attempts(sid, "verdict-run"):
@@ -141,13 +150,16 @@ class StepResults:
                 continue
             step = steps.check_for(task_steps, gate)
             if run_sha != sha or step is None:
-                self.stepwork.stop_check(project, s, gate)
+                self.stepwork.stop_check(project, s, gate, run_sha)
                 self.store.forget_attempt(s.id, fp)  # superseded, or no longer in the plan
                 continue
             result = self.stepwork.collect_check(project, s, sha, gate)
             if result is None:
                 continue
             code, tail = result
+            if code == stepwork.NEVER_STARTED:
+                self.store.forget_attempt(s.id, fp)  # the next poll starts it again
+                continue
             if code == 0:
                 self.store.record_attempt(s.id, "gate", f"gate:{gate}:{sha}")
                 self.store.record_attempt(s.id, "check-done", f"check-done:{fp}")

@@ -23,12 +23,14 @@ implementing agent. A check whose runner died counts as failed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import shlex
 import shutil
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, replace
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from .fleet import Fleet
 
 VERDICTS = ("approve", "request_changes")
+NEVER_STARTED = -1  # collect_check: the check was recorded but its runner never started
 REVIEW_TIMEOUT = 1800.0  # a reviewer silent this long is given up on (escalated)
 DIFF_LIMIT = 40_000
 CHECK_TIMEOUT = 1800.0
@@ -131,7 +134,7 @@ class StepWork:
         wt = paths.worktrees_dir(project.name) / name
         tmux.kill_session(self.srv, name)  # one left by a crash, or by an earlier head
         _checkout(project, pr, sha, wt)
-        shutil.rmtree(wt / ".ao", ignore_errors=True)  # nothing the PR carries counts
+        _fresh_dir(wt / ".ao")  # nothing the PR carries counts, a link least of all
         workspace.exclude(project.path, ".ao/")
         verdict_file = wt / ".ao" / f"verdict-{secrets.token_hex(8)}.json"
         sdir = _dir(project.name, s.id)
@@ -184,9 +187,10 @@ class StepWork:
         name = reviewer_name(s.id)
         pointer = _dir(project.name, s.id) / "review-verdict-path"
         f = Path(pointer.read_text(encoding="utf-8")) if pointer.exists() else None
-        if f is not None and f.exists() and f.stat().st_mtime >= started_at - 1:
+        text = _read_verdict(f, started_at) if f is not None else None
+        if text is not None:
             try:
-                return "verdict", parse_verdict(f.read_text(encoding="utf-8"))
+                return "verdict", parse_verdict(text)
             except (ValueError, UnicodeDecodeError) as e:
                 emit(Event("review.invalid", project.name, s.id, s.task,
                            {"sha": sha, "why": clean(str(e))[:300]}), self.store)
@@ -247,13 +251,13 @@ class StepWork:
         out = Path(f"{base}.out")
         if not rc.exists():
             pid, started = _pid_file(Path(f"{base}.pid"))
-            alive = pid is not None and paths.pid_alive(pid)
+            if pid is None:
+                return NEVER_STARTED, ""  # cut short before it ran: the caller runs it again
+            alive = paths.pid_alive(pid)
             if alive and time.time() - started < CHECK_TIMEOUT + 60:
                 return None
             if not rc.exists():  # not finished between the two looks either
-                if alive and pid is not None:
-                    _end_group(pid, started)
-                self.stop_check(project, s, gate)
+                self.stop_check(project, s, gate, sha)
                 return 125, ("the check ran out of time" if alive else
                              "the check's runner ended without an exit code (killed?)")
         try:
@@ -261,27 +265,80 @@ class StepWork:
         except ValueError:
             code = 1
         tail = out.read_text(encoding="utf-8", errors="replace")[-4000:] if out.exists() else ""
-        self.stop_check(project, s, gate)
+        self.stop_check(project, s, gate, sha)
         return code, clean(tail)
 
-    def stop_check(self, project: ProjectConfig, s: Session, gate: str) -> None:
+    def stop_check(self, project: ProjectConfig, s: Session, gate: str,
+                   sha: str | None = None) -> None:
+        """The check's processes (all of them: the command may start its own groups) and its
+        worktree go. Without `sha`, every run of that check of the session."""
+        d = _dir(project.name, s.id)
+        pattern = f"{check_name(s.id, gate)}-{sha[:12] if sha else '*'}.pid"
+        for f in d.glob(pattern):
+            pid, started = _pid_file(f)
+            if pid is not None:
+                _end_tree(pid, started)
         workspace.remove_worktree(project.path,
                                   paths.worktrees_dir(project.name) / check_name(s.id, gate))
 
 
-def _end_group(pid: int, started: float) -> None:
-    """End a check that outlived its timeout: its whole process group, if the pid is still
-    the process that was started (not one the system gave the number to since)."""
-    import signal
+def _fresh_dir(d: Path) -> None:
+    """`d` as a new, empty, real folder: a link or file in its place is removed, never
+    followed."""
+    try:
+        st = os.lstat(d)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(d)
+        else:
+            os.unlink(d)
+    d.mkdir(mode=0o700)
 
+
+def _read_verdict(f: Path, started_at: float) -> str | None:
+    """The verdict's text if a regular file (not a link, not a pipe) written by this run is
+    there; at most 256 KB."""
+    try:
+        fd = os.open(f, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_mtime < started_at - 1 or \
+                st.st_size > 256_000:
+            return None
+        return os.read(fd, 256_000).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
+def _end_tree(pid: int, started: float) -> None:
+    """End a check's runner and everything under it, if the pid is still the process that
+    was started (not one the system gave the number to since)."""
     import psutil
 
     try:
-        if abs(psutil.Process(pid).create_time() - started) > 5:
+        top = psutil.Process(pid)
+        if abs(top.create_time() - started) > 5:
             return
-        os.killpg(pid, signal.SIGKILL)
-    except (psutil.Error, OSError):
-        pass
+        procs = [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+
+
+def end_checks(project: str, sid: str) -> None:
+    """Every check process a session started (its session ends)."""
+    d = paths.session_dir(project, sid) / "steps"
+    if d.is_dir():
+        for f in d.glob("*.pid"):
+            pid, started = _pid_file(f)
+            if pid is not None:
+                _end_tree(pid, started)
 
 
 def _pid_file(f: Path) -> tuple[int | None, float]:

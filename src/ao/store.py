@@ -394,6 +394,11 @@ class Store:
         self.conn.execute(f"INSERT INTO tasks ({cols}) VALUES ({marks}) "
                           f"ON CONFLICT (project, key) DO UPDATE SET {sets}", list(row.values()))
 
+    def has_task_steps(self, project: str, key: str) -> bool:
+        row = self.conn.execute("SELECT steps FROM tasks WHERE project = ? AND key = ?",
+                                (project, key)).fetchone()
+        return bool(row and row[0])
+
     def task_steps(self, project: str, key: str) -> tuple[Step, ...]:
         """The task's steps as last recorded from its plan (the default when none were)."""
         row = self.conn.execute("SELECT steps FROM tasks WHERE project = ? AND key = ?",

@@ -50,8 +50,11 @@ def stop_agent(srv: Server, s: Session, repo: Path | None = None) -> None:
     """The agent ends, and with it its steps' work: a reviewer agent and, given the project's
     repository, the check and review worktrees (detached checkouts of pushed commits:
     nothing of anyone's is in them)."""
+    from .stepwork import end_checks
+
     tmux.kill_session(srv, s.id)
     tmux.kill_session(srv, f"{s.id}-review")
+    end_checks(s.project, s.id)
     d = paths.worktrees_dir(s.project)
     if repo is not None and d.is_dir():
         for wt in [*d.glob(f"{s.id}-review"), *d.glob(f"{s.id}-check-*")]:

@@ -10,6 +10,7 @@ import hashlib
 import os
 import shlex
 import shutil
+import subprocess
 import tempfile
 import time
 import uuid
@@ -277,10 +278,14 @@ def paste(srv: Server, name: str, text: str) -> None:
     """
     buf = f"ao-{name}-{uuid.uuid4().hex[:12]}"
     if remote(srv):
-        # this machine's files are not the host's: the text goes with the command (`--`:
-        # a text starting with "-" is not an option); messages over INLINE_LIMIT are files
+        # this machine's files are not the host's: the text goes on standard input through
+        # the connection (`load-buffer -`), never as an argument tmux would parse
+        args = [str(srv.tmux_bin), f"-L{srv.socket_name}", "-u", "load-buffer", "-b", buf, "-"]
+        r = subprocess.run(args, input=text, capture_output=True, text=True, timeout=60)
         try:
-            _run(srv, "set-buffer", "-b", buf, "--", text)
+            if r.returncode != 0:
+                raise ExternalError(f"tmux load-buffer failed: {r.stderr.strip()[-200:]}",
+                                    "is the host reachable? `ao hosts check`")
             _run(srv, "paste-buffer", "-p", "-d", "-b", buf, "-t", f"={name}:")
         finally:
             srv.cmd("delete-buffer", "-b", buf)
