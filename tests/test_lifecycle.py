@@ -346,6 +346,8 @@ def test_a_killed_task_stays_stopped_until_someone_starts_it(env: Env) -> None:
     tasks = scheduler.by_task(fleet.store.sessions("shop"))
     assert tasks["C-1"].held
     assert "C-1" not in scheduler.to_queue(plan, tasks, set(), time.time())
+    status = json.loads(run_ao("status", "--json").out)
+    assert status["projects"]["shop"]["stopped"] == ["C-1"]  # said, not silent
     again = fleet.spawn("shop", "C-1", plan)  # a human starts it again
     assert again.status == "spawned", again.reason
     tasks = scheduler.by_task(fleet.store.sessions("shop"))

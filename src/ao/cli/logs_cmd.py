@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from .. import agent_hooks, agents, attention, events, paths, tmux
+from .. import agent_hooks, agents, attention, events, paths, scheduler, tmux
 from ..errors import BadInput
 from ..sanitize import clean, transcript
 from ..state import RUNNING, State
@@ -154,6 +154,8 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
             "needs_human": [s.id for s in sessions if s.state is State.NEEDS_HUMAN],
             # held at an approval gate: `ao approve` (steps.py)
             "gate": [s.id for s in sessions if attention.zone(s) == "gate"],
+            # killed by hand: not queued again until someone starts them (scheduler.py)
+            "stopped": sorted(k for k, t in scheduler.by_task(sessions).items() if t.held),
             "limited": [{"id": s.id, "agent": s.agent, "until": s.limited_until}
                         for s in sessions if s.state in RUNNING and s.limited_until
                         and s.limited_until > time.time()],
@@ -177,6 +179,9 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
             typer.echo("  starts next: " + ", ".join(info["next"]))
         if info["needs_human"]:
             typer.echo("  needs a human: " + ", ".join(info["needs_human"]))
+        if info["stopped"]:
+            typer.echo("  stopped by hand: " + ", ".join(info["stopped"])
+                       + " (`ao spawn PROJECT KEY` starts one again)")
         if info["gate"]:
             typer.echo("  waits for your approval: " + ", ".join(info["gate"])
                        + " (`ao approve ID`, or `--reject \"why\"`)")
