@@ -24,7 +24,20 @@ needs_sshd = pytest.mark.skipif(SSHD is None, reason="OpenSSH's sshd is not inst
 @pytest.fixture
 def server(tmp_path: Path, isolated_home: Path) -> Iterator[SshServer]:
     with sshd(tmp_path / "sshd") as s:
-        yield s
+        try:
+            yield s
+        finally:
+            # the master connections would linger for ControlPersist: end them, and their
+            # folder when it is the short one under /tmp
+            import shutil
+            import subprocess
+
+            d = hosts.control_dir()
+            for sock in d.iterdir():
+                subprocess.run(["ssh", "-O", "exit", "-S", str(sock), "x"],
+                               capture_output=True, timeout=10)
+            if not str(d).startswith(str(paths.home())):
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def write_hosts(spec: dict[str, object]) -> None:
