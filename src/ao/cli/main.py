@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sqlite3
 import sys
@@ -85,6 +86,26 @@ app.add_typer(cleanup_cmd.cron_app, name="cron")
 app.command("board", help=board_cmd.board.__doc__)(board_cmd.board)
 app.command("usage", help=usage_cmd.usage.__doc__)(usage_cmd.usage)
 app.command("hook", help=logs_cmd.hook.__doc__, hidden=True)(logs_cmd.hook)
+
+
+def _reflow(doc: str) -> str:
+    """A docstring's paragraphs as single lines: the help's own renderer wraps them to the
+    terminal, and the docstring's line breaks would otherwise cut sentences in two."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def _tidy(typer_app: typer.Typer) -> None:
+    for c in typer_app.registered_commands:
+        doc = c.help or (inspect.getdoc(c.callback) if c.callback else None)
+        if doc:
+            c.help = _reflow(doc)
+    for g in typer_app.registered_groups:
+        if g.typer_instance is not None:
+            _tidy(g.typer_instance)
+
+
+_tidy(app)
 
 
 def run() -> None:
