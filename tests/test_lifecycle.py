@@ -78,11 +78,10 @@ def test_killed_then_cleaned_work_never_unblocks_a_dependent(env: Env) -> None:
     fleet = env.fleet()
     plan = fleet.plan_for(fleet.cfg.project("shop"))
     assert plan is not None
-    r = fleet.spawn("shop", "A-1", plan)
-    assert r.status == "spawned", r.reason
-    fleet.kill(r.session or "", force=True)
+    sid = env.spawn("A-1")
+    fleet.kill(sid, force=True)
     assert run_ao("session", "cleanup", "--all", "--yes").code == 0
-    s = fleet.store.session(r.session or "")
+    s = fleet.store.session(sid)
     assert (s.state, s.outcome) == (State.CLEANED, Outcome.ABANDONED)
     tasks = scheduler.by_task(fleet.store.sessions("shop"))
     assert scheduler.done_tasks(tasks, set()) == set()
@@ -340,9 +339,7 @@ def test_a_killed_task_stays_stopped_until_someone_starts_it(env: Env) -> None:
     fleet = env.fleet()
     plan = fleet.plan_for(fleet.cfg.project("shop"))
     assert plan is not None
-    r = fleet.spawn("shop", "C-1", plan)
-    assert r.status == "spawned", r.reason
-    fleet.kill(r.session or "", force=True)
+    fleet.kill(env.spawn("C-1"), force=True)
     tasks = scheduler.by_task(fleet.store.sessions("shop"))
     assert tasks["C-1"].held
     assert "C-1" not in scheduler.to_queue(plan, tasks, set(), time.time())

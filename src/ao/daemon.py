@@ -415,10 +415,12 @@ class Daemon:
     def handle(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
                pr: PullRequest | None, paused: bool) -> None:
         task_steps = self._task_steps(project, s)
+        if pr is not None and pr.state == "open" and not paused and \
+                task_steps != steps.DEFAULT:
+            self.step_results.collect(project, forge, policy, s, pr)
+        hist = self.history(s.id)  # read once, after the step results were recorded
         if pr is not None:
-            if pr.state == "open" and not paused and task_steps != steps.DEFAULT:
-                self.step_results.collect(project, forge, policy, s, pr)
-            passed = self.history(s.id).passed(pr.head_sha)
+            passed = hist.passed(pr.head_sha)
             verdict = merge_gate(pr, policy.gate, expected_sha=pr.head_sha,
                                  required=steps.gates(task_steps), passed=passed)
             self.store.update_session(
@@ -431,7 +433,7 @@ class Daemon:
         if paused:
             policy = replace(policy, auto=frozenset(), auto_merge=False, run_steps=False)
         obs = replace(self.observation(s, pr), steps=task_steps)
-        for action in decide(obs, self.history(s.id), policy):
+        for action in decide(obs, hist, policy):
             self.act(project, forge, policy, self.store.session(s.id), pr, action)
 
     def _task_steps(self, project: ProjectConfig, s: Session) -> tuple[steps.Step, ...]:

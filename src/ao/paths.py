@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+import psutil
 
 
 def ao_home() -> Path:
@@ -152,3 +155,31 @@ def locked(lockfile: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def process_tree(pids: list[int]) -> list[psutil.Process]:
+    """Each process and everything under it, as it is now."""
+    out: list[psutil.Process] = []
+    for pid in pids:
+        try:
+            top = psutil.Process(pid)
+            out += [top, *top.children(recursive=True)]
+        except psutil.Error:
+            continue  # gone already
+    return out
+
+
+def end_processes(procs: list[psutil.Process], grace: float) -> None:
+    """`grace` seconds to exit, then SIGTERM, then SIGKILL. psutil checks each process's
+    start time before signalling it: a pid the system has given to a new process since is
+    left alone."""
+    if not procs:
+        return
+    _gone, alive = psutil.wait_procs(procs, timeout=grace)
+    for sig in ("terminate", "kill"):
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                getattr(p, sig)()
+        _gone, alive = psutil.wait_procs(alive, timeout=1.0)
+        if not alive:
+            return

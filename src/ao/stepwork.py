@@ -23,7 +23,6 @@ implementing agent. A check whose runner died counts as failed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -36,6 +35,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import psutil
 
 from . import agents, environment, paths, tmux, workspace
 from .agents import LaunchContext
@@ -272,12 +273,7 @@ class StepWork:
                    sha: str | None = None) -> None:
         """The check's processes (all of them: the command may start its own groups) and its
         worktree go. Without `sha`, every run of that check of the session."""
-        d = _dir(project.name, s.id)
-        pattern = f"{check_name(s.id, gate)}-{sha[:12] if sha else '*'}.pid"
-        for f in d.glob(pattern):
-            pid, started = _pid_file(f)
-            if pid is not None:
-                _end_tree(pid, started)
+        end_checks(project.name, s.id, f"{check_name(s.id, gate)}-{sha[:12] if sha else '*'}.pid")
         workspace.remove_worktree(project.path,
                                   paths.worktrees_dir(project.name) / check_name(s.id, gate))
 
@@ -317,25 +313,21 @@ def _read_verdict(f: Path, started_at: float) -> str | None:
 def _end_tree(pid: int, started: float) -> None:
     """End a check's runner and everything under it, if the pid is still the process that
     was started (not one the system gave the number to since)."""
-    import psutil
-
+    procs = paths.process_tree([pid])
     try:
-        top = psutil.Process(pid)
-        if abs(top.create_time() - started) > 5:
+        if not procs or abs(procs[0].create_time() - started) > 5:
             return
-        procs = [top, *top.children(recursive=True)]
     except psutil.Error:
         return
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
+    paths.end_processes(procs, grace=0)
 
 
-def end_checks(project: str, sid: str) -> None:
-    """Every check process a session started (its session ends)."""
+def end_checks(project: str, sid: str, pattern: str = "*.pid") -> None:
+    """The check processes a session started whose pid files match `pattern` (all of them
+    when its session ends)."""
     d = paths.session_dir(project, sid) / "steps"
     if d.is_dir():
-        for f in d.glob("*.pid"):
+        for f in d.glob(pattern):
             pid, started = _pid_file(f)
             if pid is not None:
                 _end_tree(pid, started)

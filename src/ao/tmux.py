@@ -5,7 +5,6 @@ socket (`tmux -L ao`) and its own config file, so the user's tmux setup cannot l
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shlex
@@ -150,9 +149,9 @@ def kill_session(srv: Server, name: str, grace: float = 2.0) -> bool:
         live = [int(f[1]) for f in (ln.split() for ln in r.stdout)
                 if len(f) == 3 and f[0] == "0" and f[1].isdigit() and f[2].isdigit()
                 and _child_of(int(f[1]), int(f[2]))]
-        procs = _tree(live) if r.returncode == 0 else []
+        procs = paths.process_tree(live) if r.returncode == 0 else []
     ok = srv.cmd("kill-session", "-t", f"={name}").returncode == 0
-    _end(procs, grace)
+    paths.end_processes(procs, grace)
     return ok
 
 
@@ -161,32 +160,6 @@ def _child_of(pid: int, parent: int) -> bool:
         return psutil.Process(pid).ppid() == parent
     except psutil.Error:
         return False
-
-
-def _tree(pids: list[int]) -> list[psutil.Process]:
-    out: list[psutil.Process] = []
-    for pid in pids:
-        try:
-            top = psutil.Process(pid)
-            out += [top, *top.children(recursive=True)]
-        except psutil.Error:
-            continue  # a dead pane's process is gone already
-    return out
-
-
-def _end(procs: list[psutil.Process], grace: float) -> None:
-    """psutil checks each process's start time before signalling it: a pid the system has
-    given to a new process since is left alone."""
-    if not procs:
-        return
-    _gone, alive = psutil.wait_procs(procs, timeout=grace)
-    for sig in ("terminate", "kill"):
-        for p in alive:
-            with contextlib.suppress(psutil.Error):
-                getattr(p, sig)()
-        _gone, alive = psutil.wait_procs(alive, timeout=1.0)
-        if not alive:
-            return
 
 
 @dataclass(frozen=True)

@@ -202,10 +202,15 @@ def archive_branch(repo: Path, remote: str, branch: str) -> str:
     return attic
 
 
+def common_dir(path: Path) -> Path:
+    """The .git folder a repository shares with all its worktrees."""
+    return Path(git(path, "rev-parse", "--path-format=absolute", "--git-common-dir")
+                .stdout.strip())
+
+
 def exclude(repo: Path, pattern: str) -> None:
     """Add `pattern` to the repository's info/exclude (shared by all worktrees)."""
-    common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir")
-                  .stdout.strip())
+    common = common_dir(repo)
     f = common / "info" / "exclude"
     f.parent.mkdir(parents=True, exist_ok=True)
     lines = f.read_text().splitlines() if f.exists() else []

@@ -7,15 +7,14 @@ import hashlib
 import os
 import re
 import shlex
-import subprocess
 import sys
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from .. import paths
-from ..errors import BadInput
+from .. import paths, workspace
+from ..errors import AoError, BadInput
 from ..state import Activity
 from .base import LaunchContext, Profile
 
@@ -300,9 +299,10 @@ class GeminiAgent(Profile):
 
 def _main_root(worktree: Path) -> Path:
     """The main repository a worktree belongs to (the folder holding the common .git)."""
-    r = subprocess.run(["git", "-C", str(worktree), "rev-parse", "--path-format=absolute",
-                        "--git-common-dir"], capture_output=True, text=True)
-    common = Path(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip() else None
+    try:
+        common: Path | None = workspace.common_dir(worktree)
+    except AoError:
+        common = None
     return (common.parent if common and common.name == ".git" else worktree).resolve()
 
 
