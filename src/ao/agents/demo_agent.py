@@ -121,8 +121,9 @@ class Agent:
     # ---- work -----------------------------------------------------------------------------
 
     def handle(self, message: str) -> None:
-        out(f"● received {len(message)} chars\r\n")
+        # logged before anything shows: a send confirmed by the screen has reached the inbox
         self.log_received(message)
+        out(f"● received {len(message)} chars\r\n")
         out("working… (esc to interrupt)\r\n")
         review = _REVIEW_ROUND.search(message)
         if review:  # the reviewer: reads, runs nothing of the task's scripts, answers
