@@ -4,6 +4,7 @@ the user running the tests, its own port, config and log, stopped at the end. De
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -18,13 +19,42 @@ from pathlib import Path
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
 
 
-@dataclass(frozen=True)
+@dataclass
 class SshServer:
     port: int
     user: str
     identity: Path  # the client's private key
     known_hosts: Path
     log: Path
+    config: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert SSHD is not None
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)],
+                                     stdout=subprocess.DEVNULL, stderr=self.log.open("a"))
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sshd did not start: {self.log.read_text()[-500:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """The host goes away: the listener, and every connection it serves (sshd's
+        per-connection processes are its children, in its process group)."""
+        if self.proc is not None and self.proc.poll() is None:
+            import psutil
+
+            procs = [psutil.Process(self.proc.pid)]
+            procs += procs[0].children(recursive=True)
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+            psutil.wait_procs(procs, timeout=10)
+            self.proc.wait(timeout=10)
 
     @property
     def target(self) -> str:
@@ -44,7 +74,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def sshd(folder: Path) -> Iterator[SshServer]:
+def sshd(folder: Path, setenv: dict[str, str] | None = None) -> Iterator[SshServer]:
+    """`setenv`: variables every login gets (sshd's SetEnv), e.g. a TMUX_TMPDIR of its own,
+    so two "hosts" on this one machine keep separate tmux servers as two machines would."""
     assert SSHD is not None
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
@@ -63,21 +95,15 @@ def sshd(folder: Path) -> Iterator[SshServer]:
         "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
         "PermitRootLogin prohibit-password", "StrictModes no", "UsePAM no",
         f"PidFile {folder / 'sshd.pid'}", "MaxSessions 50", "MaxStartups 50",
-        "LogLevel VERBOSE", ""]))
+        "LogLevel VERBOSE",
+        *([f"SetEnv {' '.join(f'{k}={v}' for k, v in setenv.items())}"] if setenv else []),
+        ""]))
     Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation folder
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
-                            stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    log.write_text("")
+    server = SshServer(port, getpass.getuser(), folder / "client_key", folder / "known_hosts",
+                       log, folder / "sshd_config")
+    server.start()
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sshd did not start: {log.read_text()[-500:]}")
-            time.sleep(0.05)
-        yield SshServer(port, getpass.getuser(), folder / "client_key",
-                        folder / "known_hosts", log)
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()

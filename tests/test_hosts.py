@@ -158,3 +158,28 @@ def test_a_poll_reads_panes_without_a_utf8_locale(isolated_home: Path,
         assert "loc-1" in panes and panes["loc-1"].pid and not panes["loc-1"].dead
     finally:
         srv.cmd("kill-server")
+
+
+def test_placement_spreads_over_hosts_with_room() -> None:
+    from ao.placement import Room, choose, why_full
+
+    # least full first, this machine first on a tie
+    assert choose([Room("local", 1, 2), Room("a", 0, 2), Room("b", 1, 4)]) == "a"
+    assert choose([Room("b", 0, 2), Room("local", 0, 2)]) == "local"
+    assert choose([Room("local", 3, None), Room("a", 0, 2)]) == "local"  # no limit: empty
+    # full, away, or short of memory: no room
+    rooms = [Room("local", 2, 2), Room("a", 0, 2, reachable=False),
+             Room("b", 0, 2, free_mb=900, floor_mb=2048)]
+    assert choose(rooms) is None
+    assert why_full(rooms) == ("no host has room: local full (2/2), a unreachable, "
+                               "b low on memory (900 MB free)")
+    assert choose([*rooms, Room("c", 1, 2, free_mb=4096, floor_mb=2048)]) == "c"
+
+
+def test_a_project_naming_an_unknown_host_is_refused(isolated_home: Path, repo: Path) -> None:
+    f = paths.config_file()
+    paths.home()
+    f.write_text(json.dumps({"projects": {"shop": {"path": str(repo), "hosts": ["build-9"]}},
+                             "hosts": {"build-1": {"ssh": "ao@build-1"}}}))
+    r = run_ao("status")
+    assert r.code == 2 and "names 'build-9', which is not under `hosts:`" in r.err, r.err

@@ -13,6 +13,7 @@ import os
 import shutil
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,10 +77,12 @@ def human(n: float) -> str:
 
 
 class Cleaner:
-    def __init__(self, cfg: Config, store: Store, srv: Server) -> None:
+    def __init__(self, cfg: Config, store: Store, srv: Server,
+                 server_of: Callable[[Session], Server] | None = None) -> None:
         self.cfg = cfg
         self.store = store
-        self.srv = srv
+        self.srv = srv  # this machine's
+        self.server_of = server_of or (lambda _s: srv)  # a session's (its host's)
 
     def plan(self, projects: list[ProjectConfig], older_than: float = 0.0) -> Report:
         report = Report()
@@ -116,7 +119,7 @@ class Cleaner:
         if s.state in (State.KILLED, State.FAILED):
             return f"it was {s.state.value}"
         if s.state in LIVE and s.state is not State.QUEUED:
-            pane = tmux.pane(self.srv, s.id)
+            pane = tmux.pane(self.server_of(s), s.id)
             if (pane is None or pane.dead) and s.pane_alive == 0:
                 return "its agent died and stayed dead"
         return None
@@ -168,7 +171,8 @@ class Cleaner:
         if item.kind == "session" and item.session is not None and p is not None:
             s = item.session
             merged = s.state is State.MERGED or s.pr_state == "merged"
-            out = teardown(self.srv, self.store, p, s, force=force, delete_remote=delete_remote,
+            out = teardown(self.server_of(s), self.store, p, s, force=force,
+                           delete_remote=delete_remote,
                            end=State.MERGED if merged and s.state in RUNNING - {State.SPAWNING}
                            else State.KILLED,
                            note=item.why)

@@ -102,6 +102,7 @@ class ProjectConfig:
     merge_states: tuple[str, ...] = ()
     merge_method: str = "merge"
     env: tuple[tuple[str, str], ...] = ()  # passed to agents and CI (`${VAR}` from ao's env)
+    hosts: tuple[str, ...] = ("local",)  # where its sessions may run (names under `hosts:`)
     disposable: tuple[str, ...] = ()  # ignored paths cleanup may delete, besides the defaults
 
 
@@ -168,6 +169,7 @@ _PROJECT_KEYS = (
     "path", "repo", "default_branch", "remote", "forge", "agent", "max_concurrent", "plan", "ci",
     "session_prefix", "sandboxed", "auto_merge", "reactions", "post_create", "symlinks",
     "require_review", "require_checks", "merge_states", "merge_method", "env", "disposable",
+    "hosts",
 )
 _AGENT_KEYS = ("name", "command", "permission_mode", "env", "ready", "fallback")
 _CI_KEYS = ("command", "timeout")
@@ -398,6 +400,7 @@ def _project(name: str, raw: Mapping[str, Any], m: _Merged, base: Path) -> Proje
         reactions=_reactions(raw.get("reactions"), f"{where}.reactions", m),
         post_create=_str_list(raw.get("post_create"), f"{where}.post_create", m),
         symlinks=_str_list(raw.get("symlinks"), f"{where}.symlinks", m),
+        hosts=_str_list(raw.get("hosts"), f"{where}.hosts", m) or ("local",),
         require_review=bool(_typed(raw.get("require_review", True), bool,
                                    f"{where}.require_review", m)),
         require_checks=bool(_typed(raw.get("require_checks", True), bool,
@@ -575,6 +578,12 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
     budget = llm.get("budget_usd")
     if budget is not None:
         _typed(budget, (int, float), "llm.budget_usd", m)
+    pool = hostsmod.parse(data.get("hosts"), "config")
+    for p in projects.values():
+        unknown = [h for h in p.hosts if h not in pool]
+        if unknown:
+            raise ConfigError(f"`projects.{p.name}.hosts` names {unknown[0]!r}, which is not "
+                              "under `hosts:`", f"hosts: {', '.join(pool)}")
     return Config(
         llm=LlmConfig(
             model=str(llm.get("model", "claude-sonnet-5-5")),
@@ -593,7 +602,7 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
             webhook=_opt_str(notify.get("webhook"), "notify.webhook", m),
             command=_opt_str(notify.get("command"), "notify.command", m)),
         projects=projects,
-        hosts=hostsmod.parse(data.get("hosts"), "config"),
+        hosts=pool,
         origins=dict(m.origins),
         files=tuple(files),
     )

@@ -249,7 +249,7 @@ class Daemon:
         marker.write_text(today)
         from .cleanup import Cleaner
 
-        cleaner = Cleaner(self.cfg, self.store, self.fleet.srv)
+        cleaner = Cleaner(self.cfg, self.store, self.fleet.srv, self.fleet.server)
         report = cleaner.run(cleaner.plan(list(self.cfg.projects.values())))
         archived = cleaner.housekeeping()
         emit(Event("cleanup.nightly", data={
@@ -459,7 +459,7 @@ class Daemon:
             self.store.set_state(s.id, a.state)
             emit(Event(f"session.{a.state.value}", **ev, data={"reason": a.reason}), self.store)
             if a.state is State.MERGED:
-                record_merged(self.cfg, self.store, self.fleet.srv, project, forge, s, a.sha,
+                record_merged(self.cfg, self.store, self.fleet.server(s), project, forge, s, a.sha,
                               self.notifier)
         elif a.kind is ActionKind.FIX_CI and pr is not None:
             details = forge.failure_details(pr)
@@ -673,7 +673,7 @@ class Daemon:
             if now - s.updated_at < self.cfg.cleanup_grace or \
                     self.store.attempts(s.id, "cleanup-kept"):
                 continue
-            out = teardown(self.fleet.srv, self.store, project, s, end=None)
+            out = teardown(self.fleet.server(s), self.store, project, s, end=None)
             if out.why:  # the worktree, or a branch with commits nowhere else, was kept
                 self.store.record_attempt(s.id, "cleanup-kept", "cleanup-kept")
             emit(Event("cleanup.kept" if out.why else "session.cleaned",

@@ -14,26 +14,30 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from . import (
     activity,
     agents,
     environment,
+    hostwork,
     limits,
     paths,
+    placement,
     prompts,
     scheduler,
     steps,
     tmux,
     workspace,
 )
+from . import hosts as hostsmod
 from . import plan as planmod
 from .agents import LaunchContext, Profile
 from .config import Config, ProjectConfig
 from .errors import AoError, BadInput, ExternalError, NotFound
 from .events import Event, emit
+from .hosts import LOCAL, Host
 from .plan import Plan, Task
 from .sanitize import clean
 from .state import KILLED_BY_HAND, LIVE, RUNNING, Activity, State
@@ -75,6 +79,7 @@ class Fleet:
         self.cfg = cfg
         self.store = store
         self.srv = srv or tmux.server(cfg.tmux_socket)
+        self._servers: dict[str, Server] = {}  # SSH hosts' tmux servers, made on first use
         # per-batch caches: one fetch and one remote listing per repository per batch
         self._bases: dict[str, str] = {}
         self._remote_heads: dict[str, set[str]] = {}
@@ -82,6 +87,73 @@ class Fleet:
         # per session: (pane output time, capture time, screen hash, what the screen shows)
         self._screens: dict[str, tuple[int, float, str, Activity | None, float | None,
                                        bool]] = {}
+
+    # ---- hosts -----------------------------------------------------------------------------
+
+    def host(self, name: str) -> Host:
+        h = self.cfg.hosts.get(name)
+        if h is None:
+            raise ExternalError(f"host {name} is no longer under `hosts:` in the config",
+                                "add it back to reach its sessions")
+        return h
+
+    def server(self, s: Session | str) -> Server:
+        """The tmux server the session's agent runs on (here, or its host's)."""
+        return self.host_server(s.host if isinstance(s, Session) else self.store.session(s).host)
+
+    def host_server(self, name: str) -> Server:
+        if name == LOCAL:
+            return self.srv
+        if name not in self._servers:
+            self._servers[name] = hostsmod.tmux_server(self.host(name), self.cfg.tmux_socket)
+        return self._servers[name]
+
+    def place(self, project: ProjectConfig, profile: Profile) -> tuple[str | None, str]:
+        """The host a new session of the project goes to (placement.py), or None and why
+        not. A host in its unreachable backoff has no room; one with a memory floor is asked
+        for its free memory."""
+        if project.hosts == (LOCAL,):
+            return LOCAL, ""
+        now = time.time()
+        running: dict[str, int] = {}
+        for x in self.store.sessions(states=set(RUNNING)):
+            running[x.host] = running.get(x.host, 0) + 1
+        rooms = []
+        for name in project.hosts:
+            h = self.host(name)
+            if not h.local and not profile.on_hosts:
+                continue
+            reachable, free = h.local or hostsmod.due(name, now), None
+            if reachable and h.min_free_mb is not None:
+                pr = hostsmod.probe(h)
+                reachable, free = pr.reachable, pr.mem_available_mb
+                if not pr.reachable:
+                    self._host_down(h, pr.error, now)
+            rooms.append(placement.Room(name, running.get(name, 0), h.max_sessions,
+                                        reachable, free, h.min_free_mb))
+        if not rooms:
+            return None, f"agent {profile.name} runs on this machine only, and the project " \
+                "does not list `local` under its hosts"
+        choice = placement.choose(rooms)
+        return choice, "" if choice else placement.why_full(rooms)
+
+    def _host_down(self, h: Host, error: str, now: float) -> None:
+        if hostsmod.mark_down(h.name, error, now):
+            from .notify import Notifier
+
+            event = emit(Event("host.unreachable", data={"host": h.name, "error": error}),
+                         self.store)
+            Notifier(self.cfg, self.store).notify(
+                event, f"host {h.name} is unreachable",
+                f"{error}; its sessions wait, and nothing new is placed there")
+        self._servers.pop(h.name, None)
+
+    def _host_up(self, h: Host) -> None:
+        was = hostsmod.mark_up(h.name)
+        if was is not None:
+            emit(Event("host.reachable", data={"host": h.name,
+                                               "down_for": round(time.time() - was["since"])}),
+                 self.store)
 
     # ---- tasks ----------------------------------------------------------------------------
 
@@ -225,6 +297,14 @@ class Fleet:
                 emit(Event("session.queued", project.name, s.id, task.key,
                            {"waits_on": waiting}), self.store)
                 return SpawnResult(task.key, "queued", s.id, "waits on " + ", ".join(waiting))
+            host, why = self.place(project, profile)
+            if host is None:
+                s = self.store.create_session(project.name, project.session_prefix, task.key,
+                                              title=task.title, agent=profile.name,
+                                              state=State.QUEUED)
+                emit(Event("session.queued", project.name, s.id, task.key,
+                           {"reason": "hosts", "why": why}), self.store)
+                return SpawnResult(task.key, "queued", s.id, why)
             try:
                 s = self.store.create_session(project.name, project.session_prefix, task.key,
                                               title=task.title, agent=profile.name,
@@ -242,16 +322,16 @@ class Fleet:
             if queued.state is not State.QUEUED or (waiting and not force):
                 return SpawnResult(task.key, "skipped", e.session_id, e.message)
             # a queued record (a plan run, or a start a crash undid) is started in place
-            refused = self._claim(project, queued.id, task.key)
-            if refused is not None:
-                return refused
+            claim = self._claim(project, queued.id, task.key, profile)
+            if isinstance(claim, SpawnResult):
+                return claim
             s = self.store.session(queued.id)
             try:
-                return self._start(s, task, plan, fresh_branch=fresh, fresh=False)
+                return self._start(s, task, plan, fresh_branch=fresh, fresh=False, host=claim)
             except AoError as err:
                 return SpawnResult(task.key, "failed", s.id, str(err))
         try:
-            return self._start(s, task, plan, fresh_branch=fresh, fresh=True)
+            return self._start(s, task, plan, fresh_branch=fresh, fresh=True, host=host)
         except AoError as e:
             return SpawnResult(task.key, "failed", None, str(e))
 
@@ -279,7 +359,10 @@ class Fleet:
                 continue
             if s.branch is None:  # cut short before the record named it
                 s = replace(s, branch=workspace.branch_name(s.task))
-            out = teardown(self.srv, self.store, project, s, end=None, clean=False)
+            try:
+                out = teardown(self.server(s), self.store, project, s, end=None, clean=False)
+            except hostsmod.Unreachable:
+                continue  # its host is away: undone when it answers again
             if out.worktree == "kept":
                 self.store.set_state(s.id, State.FAILED, note="start interrupted; kept: " +
                                      "; ".join(out.why))
@@ -325,33 +408,44 @@ class Fleet:
         task = self.task(project, s.task, plan)
         if agent:
             task = replace(task, agent=agent)
-        refused = self._claim(project, sid, task.key)
-        if refused is not None:
-            return refused
+        claim = self._claim(project, sid, task.key, agents.get(task.agent or project.agent))
+        if isinstance(claim, SpawnResult):
+            return claim
         try:
-            self.launch(self.store.session(sid), task, plan, fresh_branch=False, fresh=False)
+            self.launch(self.store.session(sid), task, plan, fresh_branch=False, fresh=False,
+                        host=claim)
         except AoError as e:
             return SpawnResult(task.key, "failed", sid, str(e))
         return SpawnResult(task.key, "spawned", sid)
 
-    def _claim(self, project: ProjectConfig, sid: str, key: str) -> SpawnResult | None:
-        """Take a queued record for this process to start; why not, if it cannot."""
+    def _claim(self, project: ProjectConfig, sid: str, key: str,
+               profile: Profile) -> SpawnResult | str:
+        """Take a queued record for this process to start, and the host it goes to; why
+        not, if it cannot."""
         running = self.store.sessions(project.name, states=set(RUNNING))
         if len(running) >= project.max_concurrent:
             return SpawnResult(key, "queued", sid, "max_concurrent reached")
+        host, why = self.place(project, profile)
+        if host is None:
+            return SpawnResult(key, "queued", sid, why)
         if not self.store.claim_queued(sid):
             return SpawnResult(key, "skipped", sid, "another process is starting it")
-        return None
+        return host
 
     def _context(self, project: ProjectConfig, s: Session, profile: Profile,
                  recorded: dict[str, Any] | None = None) -> LaunchContext:
         """How the agent is launched: from the config, or (`recorded`, for a restore) from
         what the session was started with."""
-        sdir = paths.session_dir(project.name, s.id)
+        if s.host == LOCAL:
+            sdir = paths.session_dir(project.name, s.id)
+            wt = paths.worktree_path(project.name, s.id)
+        else:  # the paths on the host (hostwork.py)
+            where = hostwork.place(self.host(s.host), project.name, s.id)
+            sdir, wt = Path(str(where.session_dir)), Path(str(where.worktree))
         r = recorded or {}
         return LaunchContext(
             session_id=s.id, project=project.name, task=s.task,
-            worktree=paths.worktree_path(project.name, s.id), prompt_file=sdir / "prompt.md",
+            worktree=wt, prompt_file=sdir / "prompt.md",
             session_dir=sdir, default_branch=project.default_branch, remote=project.remote,
             sandboxed=r.get("sandboxed", project.sandboxed),
             permission_mode=r.get("permission_mode", project.agent.permission_mode),
@@ -372,13 +466,16 @@ class Fleet:
                                  else configured)
 
     def _record_launch(self, project: ProjectConfig, profile: Profile,
-                       ctx: LaunchContext) -> None:
+                       ctx: LaunchContext, s_host: str = LOCAL) -> None:
         """What the session was started with, so a restore relaunches the same agent the
         same way even after the config changed."""
-        paths.write_atomic(ctx.session_dir / "launch.json", json.dumps({
+        paths.write_atomic(paths.session_dir(project.name, ctx.session_id) / "launch.json",
+                           json.dumps({
             "agent": profile.name, "command_template": ctx.command_template,
             "permission_mode": ctx.permission_mode, "sandboxed": ctx.sandboxed,
-            "ready_pattern": ctx.ready_pattern, "env": self._configured_env(project)}))
+            "ready_pattern": ctx.ready_pattern,
+            "env": {**self._configured_env(project), **dict(self.host(s_host).env)}}))
+
 
     def _recorded_launch(self, project: str, sid: str) -> dict[str, Any] | None:
         try:
@@ -388,79 +485,127 @@ class Fleet:
         return data if isinstance(data, dict) else None
 
     def launch(self, s: Session, task: Task, plan: Plan | None, *, fresh_branch: bool,
-               fresh: bool) -> None:
+               fresh: bool, host: str = LOCAL) -> None:
         """Make the worktree, start the agent, deliver the first prompt; on any failure undo
         every step taken, in reverse, and leave no trace but a `spawn.failed` event."""
-        self._finish(self._start(s, task, plan, fresh_branch=fresh_branch, fresh=fresh))
+        self._finish(self._start(s, task, plan, fresh_branch=fresh_branch, fresh=fresh,
+                                 host=host))
 
     def _start(self, s: Session, task: Task, plan: Plan | None, *, fresh_branch: bool,
-               fresh: bool) -> _Launch:
+               fresh: bool, host: str = LOCAL) -> _Launch:
         """Everything up to a running agent: checks, worktree, post_create, tmux.
 
         The task's branch is the task's, not the session's: a branch left by an earlier
         session is continued when it holds commits (said in `session.started`), and with
         `fresh_branch` moved to the attic first so the new session starts from the default
-        branch."""
+        branch. On an SSH host the worktree is made in the host's clone (hostwork.py)."""
         project = self.cfg.project(s.project)
         profile = agents.get(task.agent or project.agent)
-        ctx = self._context(project, s, profile)
+        if host != s.host:
+            s = self.store.update_session(s.id, host=host)
         branch = workspace.branch_name(task.key)
-        launch = _Launch(s, task, project, profile, ctx, branch, fresh)
+        launch = _Launch(s, task, project, profile, self._context(project, replace(
+            s, host=LOCAL), profile), branch, fresh)
         try:
-            tmux.require_tmux()
+            ctx = launch.ctx = self._context(project, s, profile)
             command = profile.command(ctx)  # may refuse (e.g. root without a sandbox)
-            if not profile.installed():
-                raise ExternalError(f"agent {profile.name}: `{profile.binary}` is not installed",
-                                    "install it, or choose another agent (`ao agents`)")
-            exists = workspace.local_branch_exists(project.path, branch) or \
-                self._remote_has(project, branch)
-            with workspace.locked(project.path):
-                base = self._base(project)
-                if exists and fresh_branch:
-                    launch.continued = "moved to " + workspace.archive_branch(
-                        project.path, project.remote, branch)
-                    exists = False
-                elif exists:
-                    if not workspace.local_branch_exists(project.path, branch):
-                        workspace.fetch_branch(project.path, project.remote, branch)
-                    ahead = workspace.commits_ahead(project.path, project.remote, branch, base)
-                    launch.continued = f"continues {branch} ({ahead} commit(s) ahead of " \
-                        f"{project.default_branch}); --fresh starts over"
-                had_branch = workspace.local_branch_exists(project.path, branch)
-                workspace.add_worktree(project.path, ctx.worktree, branch, base,
-                                       reuse=exists)
-            # undo runs in reverse: the worktree goes first, then the branch it had checked out
-            if not had_branch:
-                launch.undo.append(lambda: workspace.delete_branch(project.path, branch))
-            launch.undo.append(lambda: workspace.remove_worktree(project.path, ctx.worktree))
+            if host == LOCAL:
+                tmux.require_tmux()
+                if not profile.installed():
+                    raise ExternalError(f"agent {profile.name}: `{profile.binary}` is not "
+                                        "installed", "install it, or choose another agent "
+                                        "(`ao agents`)")
+            exists = self._branch_start(launch, fresh_branch)
+            if host == LOCAL:
+                self._local_worktree(launch, exists)
+            else:
+                self._host_worktree(launch, self.host(host), exists)
             self.store.update_session(s.id, branch=branch, worktree=str(ctx.worktree),
                                       agent=profile.name)
-            for rel in project.symlinks:
-                workspace.link_into(project.path, ctx.worktree, rel)
-            for cmd in project.post_create:
-                _run_post_create(cmd, ctx.worktree)
             self._post_create_hooks(project, s, task, ctx)
-            # nothing ao writes into a worktree shows in its `git status`
-            for pattern in (".ao/", *profile.excludes):
-                workspace.exclude(project.path, pattern)
-            if profile.uses_hooks:
-                workspace.exclude(project.path, ".claude/settings.local.json")
-            ctx = launch.ctx = replace(ctx, agent_env=self.agent_env(profile, ctx))
+            # a host's own `env` (hosts.<name>.env) over the project's and the agent's
+            configured = {**self._configured_env(project), **dict(self.host(host).env)}
+            ctx = launch.ctx = replace(ctx, agent_env=self.agent_env(profile, ctx, configured))
             profile.prepare(ctx)
             launch.prompt = prompts.first_prompt(project, task, plan, branch)
-            prompts.write(ctx.prompt_file, launch.prompt)
-            self._record_launch(project, profile, ctx)
-            tmux.new_session(self.srv, s.id, ctx.worktree, command, ctx.agent_env)
-            launch.undo.append(lambda: tmux.kill_session(self.srv, s.id))
-            tmux.pipe_to(self.srv, s.id, ctx.session_dir / "pane.log")
+            local_prompt = paths.session_dir(project.name, s.id) / "prompt.md"
+            prompts.write(local_prompt, launch.prompt)  # recovery reads it here
+            if host != LOCAL:
+                hostwork.write(self.host(host), PurePosixPath(ctx.prompt_file),
+                               local_prompt.read_text(encoding="utf-8"))
+            self._record_launch(project, profile, ctx, host)
+            srv = self.server(s)
+            tmux.new_session(srv, s.id, ctx.worktree, command, ctx.agent_env)
+            launch.undo.append(lambda: tmux.kill_session(srv, s.id))
+            tmux.pipe_to(srv, s.id, ctx.session_dir / "pane.log")
             self.store.set_state(s.id, State.WORKING)
             emit(Event("session.started", project.name, s.id, task.key,
                        {"agent": profile.name, "branch": branch, "command": command,
-                        "branch_note": launch.continued}), self.store)
+                        "branch_note": launch.continued, "host": host}), self.store)
         except BaseException as e:
             self._rollback(launch, e)
             raise
         return launch
+
+    def _branch_start(self, launch: _Launch, fresh_branch: bool) -> bool:
+        """Whether the task's branch exists (here or on the remote) and is to be continued;
+        with `fresh_branch` an existing one goes to the attic first."""
+        project, branch = launch.project, launch.branch
+        exists = workspace.local_branch_exists(project.path, branch) or \
+            self._remote_has(project, branch)
+        with workspace.locked(project.path):
+            if exists and fresh_branch:
+                launch.continued = "moved to " + workspace.archive_branch(
+                    project.path, project.remote, branch)
+                return False
+            if exists:
+                base = self._base(project)
+                if not workspace.local_branch_exists(project.path, branch):
+                    workspace.fetch_branch(project.path, project.remote, branch)
+                ahead = workspace.commits_ahead(project.path, project.remote, branch, base)
+                launch.continued = f"continues {branch} ({ahead} commit(s) ahead of " \
+                    f"{project.default_branch}); --fresh starts over"
+        return exists
+
+    def _local_worktree(self, launch: _Launch, exists: bool) -> None:
+        project, branch, ctx, profile = launch.project, launch.branch, launch.ctx, \
+            launch.profile
+        with workspace.locked(project.path):
+            base = self._base(project)
+            had_branch = workspace.local_branch_exists(project.path, branch)
+            workspace.add_worktree(project.path, ctx.worktree, branch, base, reuse=exists)
+        # undo runs in reverse: the worktree goes first, then the branch it had checked out
+        if not had_branch:
+            launch.undo.append(lambda: workspace.delete_branch(project.path, branch))
+        launch.undo.append(lambda: workspace.remove_worktree(project.path, ctx.worktree))
+        for rel in project.symlinks:
+            workspace.link_into(project.path, ctx.worktree, rel)
+        for cmd in project.post_create:
+            _run_post_create(cmd, ctx.worktree)
+        # nothing ao writes into a worktree shows in its `git status`
+        for pattern in (".ao/", *profile.excludes):
+            workspace.exclude(project.path, pattern)
+        if profile.uses_hooks:
+            workspace.exclude(project.path, ".claude/settings.local.json")
+
+    def _host_worktree(self, launch: _Launch, h: Host, exists: bool) -> None:
+        """The worktree in the host's clone of the project's remote (symlinks point into
+        this machine's clone, so they are not made there)."""
+        project, branch, s = launch.project, launch.branch, launch.session
+        url = workspace.remote_url(project.path, project.remote)
+        if not url:
+            raise BadInput(f"project {project.name} has no remote `{project.remote}`, so a "
+                           f"host cannot clone it", "add the remote, or run it on `local`")
+        where = hostwork.place(h, project.name, s.id)
+        launch.undo.append(lambda: hostwork.remove_dir(h, where.session_dir))
+        how = hostwork.make_worktree(h, where, url, project.remote, project.default_branch,
+                                     branch, "fresh" if launch.continued.startswith("moved")
+                                     else "new", launch.profile.excludes)
+        launch.undo.append(lambda: hostwork.remove_worktree(
+            h, where, project.remote, project.default_branch,
+            branch if how == "new" else None, force=False))
+        for cmd in project.post_create:
+            hostwork.run_in(h, where.worktree, cmd)
 
     def _post_create_hooks(self, project: ProjectConfig, s: Session, task: Task,
                            ctx: LaunchContext) -> None:
@@ -481,7 +626,7 @@ class Fleet:
         s, ctx, profile = launch.session, launch.ctx, launch.profile
         try:
             if profile.pastes_prompt(ctx):
-                self._await_ready(s.id, profile, ctx)
+                self._await_ready(self.store.session(s.id), profile, ctx)
                 from .messaging import Messenger
 
                 m = Messenger(self)
@@ -491,7 +636,7 @@ class Fleet:
                     raise ExternalError(f"the first prompt was not delivered: {result.detail}",
                                         f"see {paths.display(ctx.session_dir / 'pane.log')}")
             else:
-                self._await_alive(s.id, profile)
+                self._await_alive(self.store.session(s.id), profile)
             emit(Event("session.spawned", s.project, s.id, launch.task.key,
                        {"agent": profile.name, "branch": launch.branch}), self.store)
         except BaseException as e:
@@ -509,9 +654,16 @@ class Fleet:
         emit(Event("spawn.failed", s.project, None, launch.task.key,
                    {"session": s.id, "error": str(error), "undo_errors": undo_errors}),
              self.store)
+        if isinstance(error, hostsmod.Unreachable) and s.host != LOCAL:
+            self._host_down(self.host(s.host), str(error), time.time())
         if launch.fresh:
             self.store.delete_session(s.id)
-            shutil.rmtree(launch.ctx.session_dir, ignore_errors=True)
+            shutil.rmtree(paths.session_dir(s.project, s.id), ignore_errors=True)
+        elif isinstance(error, hostsmod.Unreachable):
+            # the host went away, not the task: it waits in the queue for a host with room
+            self.store.update_session(s.id, note=f"start on {s.host} cut short: {error}",
+                                      worktree=None, branch=None, host=LOCAL)
+            self.store.set_state(s.id, State.QUEUED)
         else:
             self.store.update_session(s.id, note=f"spawn failed: {error}")
             self.store.set_state(s.id, State.FAILED)
@@ -531,22 +683,23 @@ class Fleet:
                                                              "ao/")
         return branch in self._remote_heads[key]
 
-    def _await_ready(self, sid: str, profile: Profile, ctx: LaunchContext) -> None:
+    def _await_ready(self, s: Session, profile: Profile, ctx: LaunchContext) -> None:
+        srv, sid = self.server(s), s.id
         if ctx.ready_pattern:
             pattern = re.compile(ctx.ready_pattern, re.M)
-            screen = tmux.wait_screen(self.srv, sid, lambda sc: bool(pattern.search(sc)),
+            screen = tmux.wait_screen(srv, sid, lambda sc: bool(pattern.search(sc)),
                                       profile.ready_timeout)
         elif profile.ready_when_alive_after:
             # a plain command may draw nothing until it gets input: alive after a settle time
             # is ready (one that dies at once is caught below)
-            tmux.wait_screen(self.srv, sid, lambda _s: False, profile.ready_when_alive_after)
-            p = tmux.pane(self.srv, sid)
-            screen = tmux.capture(self.srv, sid) if p is not None and not p.dead else None
+            tmux.wait_screen(srv, sid, lambda _s: False, profile.ready_when_alive_after)
+            p = tmux.pane(srv, sid)
+            screen = tmux.capture(srv, sid) if p is not None and not p.dead else None
         else:
-            screen = tmux.wait_screen(self.srv, sid, profile.is_ready, profile.ready_timeout)
+            screen = tmux.wait_screen(srv, sid, profile.is_ready, profile.ready_timeout)
         if screen is None:
-            p = tmux.pane(self.srv, sid)
-            last = tmux.capture(self.srv, sid).strip().splitlines()[-3:]
+            p = tmux.pane(srv, sid)
+            last = tmux.capture(srv, sid).strip().splitlines()[-3:]
             if p is None or p.dead:
                 raise ExternalError(
                     f"agent {profile.name} exited (status {p.exit_status if p else '?'}) before "
@@ -556,12 +709,13 @@ class Fleet:
                                 f"{profile.ready_timeout:g}s: {' | '.join(last)}",
                                 "a first-run dialog may be waiting; attach to see it")
 
-    def _await_alive(self, sid: str, profile: Profile) -> None:
+    def _await_alive(self, s: Session, profile: Profile) -> None:
+        srv, sid = self.server(s), s.id
         # a command that cannot start (not found, bad flags) dies within moments
-        tmux.wait_screen(self.srv, sid, lambda _s: False, 0.5)
-        p = tmux.pane(self.srv, sid)
+        tmux.wait_screen(srv, sid, lambda _s: False, 0.5)
+        p = tmux.pane(srv, sid)
         if p is None or (p.dead and p.exit_status not in (0, None)):
-            last = tmux.capture(self.srv, sid).strip().splitlines()[-3:]
+            last = tmux.capture(srv, sid).strip().splitlines()[-3:]
             raise ExternalError(f"agent command exited at once (status "
                                 f"{p.exit_status if p else '?'}): {' | '.join(last)}",
                                 "check the command template in the project's config")
@@ -576,16 +730,34 @@ class Fleet:
                     now: float | None = None) -> dict[str, Activity]:
         """Observe many sessions for the price of one: one `list-panes -a` for liveness and
         last output, a `capture-pane` only for a pane whose output moved since this process
-        last looked, and one transaction for the rows whose observations changed."""
+        last looked, and one transaction for the rows whose observations changed. That is
+        per machine: one `list-panes` per host with sessions, over its open connection. A host
+        that does not answer leaves its sessions `unreachable` (not exited: nothing is known
+        of them) and is asked again after its backoff."""
         now = time.time() if now is None else now
-        states = tmux.panes(self.srv) if sessions else {}
+        states: dict[str, tmux.PaneState] = {}
+        down: set[str] = set()
+        for name in sorted({s.host for s in sessions}):
+            try:
+                if name != LOCAL and not hostsmod.due(name, now):
+                    raise hostsmod.Unreachable(f"host {name} is in its retry backoff", "")
+                states.update(tmux.panes(self.host_server(name)))
+                if name != LOCAL:
+                    self._host_up(self.host(name))
+            except hostsmod.Unreachable as e:
+                down.add(name)
+                if name != LOCAL and hostsmod.due(name, now):
+                    self._host_down(self.host(name), e.message, now)
         changes: dict[str, dict[str, object]] = {}
         out: dict[str, Activity] = {}
         for s in sessions:
             p = states.get(s.id)
-            if p is None or p.dead:
-                new: dict[str, object] = {"activity": Activity.EXITED.value, "pane_alive": 0,
-                                          "exit_status": p.exit_status if p else None}
+            if s.host in down:
+                new: dict[str, object] = {"activity": Activity.UNREACHABLE.value}
+                out[s.id] = Activity.UNREACHABLE
+            elif p is None or p.dead:
+                new = {"activity": Activity.EXITED.value, "pane_alive": 0,
+                       "exit_status": p.exit_status if p else None}
                 out[s.id] = Activity.EXITED
             else:
                 profile = agents.get(s.agent or "command")
@@ -618,7 +790,7 @@ class Fleet:
         if cached is not None and cached[0] == p.activity and p.activity < cached[1] - 1:
             return cached[2], cached[3], cached[4], cached[5]
         taken = time.time()
-        screen = tmux.capture(self.srv, s.id)
+        screen = tmux.capture(self.server(s), s.id)
         seen = profile.activity(screen)
         line = limits.limit_line("\n".join(screen.splitlines()[-40:])) \
             if profile.shows_limits else None
@@ -636,7 +808,7 @@ class Fleet:
             raise BadInput(f"{sid} is {s.state}, not running", "see `ao session ls --all`")
         project = self.cfg.project(s.project)
         # killed, not cleaned: `ao session restore` can bring it back from its branch
-        outcome = teardown(self.srv, self.store, project, s, end=State.KILLED, force=force,
+        outcome = teardown(self.server(s), self.store, project, s, end=State.KILLED, force=force,
                            clean=False, note=KILLED_BY_HAND).as_dict()
         for m in self.store.messages(sid, "queued"):  # a restore starts afresh
             self.store.set_message(m["id"], "failed", "the session was killed")
@@ -682,7 +854,8 @@ class Fleet:
         if s.state not in (State.KILLED, State.WORKING, State.PR_OPEN, State.NEEDS_HUMAN):
             raise BadInput(f"{sid} is {s.state}; only a killed or running session can be "
                            "restored", "see `ao session ls --all`")
-        p = tmux.pane(self.srv, sid)
+        srv = self.server(s)
+        p = tmux.pane(srv, sid)
         if p is not None and not p.dead:
             raise BadInput(f"{sid} is already running", f"attach with `ao session attach {sid}`")
         project = self.cfg.project(s.project)
@@ -690,8 +863,13 @@ class Fleet:
         profile = agents.get(s.agent or project.agent)
         ctx = self._context(project, s, profile, recorded)
         env = self.agent_env(profile, ctx, recorded.get("env") if recorded else None)
-        if not ctx.worktree.exists():
-            branch = s.branch or workspace.branch_name(s.task)
+        branch = s.branch or workspace.branch_name(s.task)
+        if s.host != LOCAL:  # the worktree on the host, made again from the branch if gone
+            url = workspace.remote_url(project.path, project.remote) or ""
+            hostwork.make_worktree(self.host(s.host), hostwork.place(
+                self.host(s.host), project.name, sid), url, project.remote,
+                project.default_branch, branch, "reuse", profile.excludes)
+        elif not ctx.worktree.exists():
             if not (workspace.local_branch_exists(project.path, branch)
                     or workspace.remote_branch_exists(project.path, project.remote, branch)):
                 raise BadInput(f"{sid}'s worktree and branch {branch} are gone",
@@ -702,10 +880,10 @@ class Fleet:
             profile.prepare(ctx)
         command = profile.resume_command(ctx)
         if p is not None:
-            tmux.respawn(self.srv, sid, ctx.worktree, command, env)
+            tmux.respawn(srv, sid, ctx.worktree, command, env)
         else:
-            tmux.new_session(self.srv, sid, ctx.worktree, command, env)
-            tmux.pipe_to(self.srv, sid, ctx.session_dir / "pane.log")
+            tmux.new_session(srv, sid, ctx.worktree, command, env)
+            tmux.pipe_to(srv, sid, ctx.session_dir / "pane.log")
         if s.state is State.KILLED:
             self.store.set_state(sid, State.WORKING)
         emit(Event("session.restored", s.project, sid, s.task, {"command": command}),

@@ -27,7 +27,14 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
 
 LOCAL = "local"
-HOST_KEYS = ("ssh", "port", "identity", "max_sessions", "workdir", "env", "ssh_options")
+SSH_FAILED = 255  # what ssh exits with when the connection (not the command) failed
+
+
+class Unreachable(ExternalError):
+    """The host could not be reached (ssh itself failed): nothing is known of it."""
+
+HOST_KEYS = ("ssh", "port", "identity", "max_sessions", "min_free_mb", "workdir", "env",
+             "ssh_options")
 CONNECT_TIMEOUT = 10
 
 
@@ -38,6 +45,7 @@ class Host:
     port: int | None = None
     identity: Path | None = None
     max_sessions: int | None = None
+    min_free_mb: int | None = None  # place nothing here while less memory than this is free
     workdir: str = ".agent-orchestrator"  # on the host; relative paths are under its $HOME
     env: tuple[tuple[str, str], ...] = ()
     options: tuple[str, ...] = ()  # more `-o` options for ssh (known hosts files and the like)
@@ -84,8 +92,9 @@ def parse(raw: Any, where: str = "config") -> dict[str, Host]:
             raise BadInput(f"{at}: unknown key `{sorted(extra)[0]}`",
                            f"valid keys: {', '.join(sorted(known))}")
         ssh = spec.get("ssh")
-        if name == LOCAL and ssh:
-            raise BadInput(f"{at}: `local` is this machine; it has no ssh", "name it otherwise")
+        if name == LOCAL and (ssh or set(spec) - {"max_sessions", "min_free_mb"}):
+            raise BadInput(f"{at}: `local` is this machine; it takes only max_sessions and "
+                           "min_free_mb", "name an SSH host otherwise")
         if name != LOCAL and not (isinstance(ssh, str) and ssh.strip()):
             raise BadInput(f"{at}: needs `ssh: user@host`", "e.g. ssh: ao@build-1")
         if isinstance(ssh, str) and (ssh.startswith("-") or any(c.isspace() for c in ssh)):
@@ -96,6 +105,10 @@ def parse(raw: Any, where: str = "config") -> dict[str, Host]:
         limit = spec.get("max_sessions")
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise BadInput(f"{at}: max_sessions must be a whole number", "e.g. max_sessions: 8")
+        floor = spec.get("min_free_mb")
+        if floor is not None and (not isinstance(floor, int) or floor < 0):
+            raise BadInput(f"{at}: min_free_mb must be a whole number of megabytes",
+                           "e.g. min_free_mb: 4096")
         env = spec.get("env") or {}
         opts = spec.get("ssh_options") or []
         if not isinstance(env, Mapping) or not isinstance(opts, list):
@@ -105,7 +118,8 @@ def parse(raw: Any, where: str = "config") -> dict[str, Host]:
         hosts[name] = Host(
             name=name, ssh=str(ssh).strip() if ssh else None, port=port,
             identity=Path(str(identity)).expanduser() if identity else None,
-            max_sessions=limit, workdir=str(spec.get("workdir") or ".agent-orchestrator"),
+            max_sessions=limit, min_free_mb=floor,
+            workdir=str(spec.get("workdir") or ".agent-orchestrator"),
             env=tuple((str(k), str(v)) for k, v in env.items()),
             options=tuple(str(o) for o in opts))
     return hosts
@@ -157,12 +171,17 @@ def run(host: Host, argv: list[str], input: str | None = None,
     """Run a command on the host (here for `local`): the runner seam."""
     full = argv if host.local else [*ssh_argv(host), "--", shlex.join(argv)]
     try:
-        return subprocess.run(full, input=input, capture_output=True, text=True,
-                              timeout=timeout, stdin=None if input is not None
-                              else subprocess.DEVNULL)
+        r = subprocess.run(full, input=input, capture_output=True, text=True,
+                           timeout=timeout, stdin=None if input is not None
+                           else subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise ExternalError(f"host {host.name}: `{argv[0]}` did not answer in {timeout:g}s",
-                            f"is {host.ssh or 'this machine'} reachable?") from None
+        raise Unreachable(f"host {host.name}: `{argv[0]}` did not answer in {timeout:g}s",
+                          f"is {host.ssh or 'this machine'} reachable?") from None
+    if r.returncode == SSH_FAILED and not host.local:
+        err = (r.stderr or "").strip().splitlines()
+        raise Unreachable(f"host {host.name}: {err[-1] if err else 'ssh failed'}",
+                          "see `ao hosts check`")
+    return r
 
 
 _WRAPPER = """#!/bin/sh
@@ -198,7 +217,10 @@ def tmux_server(host: Host, socket: str) -> Server:
     if r.returncode != 0:
         raise ExternalError(f"host {host.name}: cannot write {conf}: "
                             f"{(r.stderr or '').strip()[-200:]}", "run `ao hosts check`")
-    return tmux.server(socket, tmux_bin=str(wrapper), config_file=conf)
+    srv = tmux.server(socket, tmux_bin=str(wrapper), config_file=conf)
+    if isinstance(srv, tmux.HostServer):
+        srv.ao_host = host
+    return srv
 
 
 _PROBE = r"""
@@ -225,7 +247,7 @@ def probe(host: Host, binaries: tuple[str, ...] = ()) -> Probe:
     t0 = time.monotonic()
     try:
         r = run(host, ["sh", "-c", _PROBE, "probe", *binaries], timeout=CONNECT_TIMEOUT + 20)
-    except ExternalError as e:
+    except Unreachable as e:
         return Probe(host.name, False, str(e), seconds=time.monotonic() - t0)
     seconds = time.monotonic() - t0
     if r.returncode != 0:
@@ -252,3 +274,52 @@ def probe(host: Host, binaries: tuple[str, ...] = ()) -> Probe:
     return Probe(host.name, True, cpus=int(cpus) if cpus else None, load=load,
                  mem_available_mb=int(mem) if mem is not None else None, tools=tools,
                  seconds=seconds)
+
+
+# ---- reachability: a host that stops answering is retried with backoff ----------------------
+
+BACKOFF_FIRST, BACKOFF_MAX = 5.0, 300.0
+
+
+def _down_file(name: str) -> Path:
+    return paths.home() / "hosts" / name / "down.json"
+
+
+def down(name: str) -> dict[str, Any] | None:
+    """Since when the host is unreachable, how often it failed, when to try it again."""
+    import json
+
+    try:
+        data = json.loads(_down_file(name).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def due(name: str, now: float) -> bool:
+    """Whether to talk to the host now: it is up, or its backoff has passed."""
+    d = down(name)
+    return d is None or now >= float(d.get("retry_at", 0))
+
+
+def mark_down(name: str, error: str, now: float) -> bool:
+    """Record a failed round trip; True when the host was up until now."""
+    import json
+
+    d = down(name)
+    failures = int(d["failures"]) + 1 if d else 1
+    wait = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
+    paths.ensure_dir(_down_file(name).parent)
+    paths.write_atomic(_down_file(name), json.dumps({
+        "since": d["since"] if d else now, "failures": failures, "retry_at": now + wait,
+        "error": error[-300:]}))
+    return d is None
+
+
+def mark_up(name: str) -> dict[str, Any] | None:
+    """The host answered; what its down record said, if it was down."""
+    d = down(name)
+    if d is not None:
+        with contextlib.suppress(FileNotFoundError):
+            _down_file(name).unlink()
+    return d

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from . import agents, paths, tmux
+from . import agents, hostwork, paths, tmux
 from .errors import BadInput
 from .events import Event, emit
+from .hosts import LOCAL
 from .sanitize import clean
 from .state import LIVE, Activity
 from .store import Session
@@ -39,7 +40,6 @@ class Messenger:
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
         self.store = fleet.store
-        self.srv = fleet.srv
 
     def prepare(self, s: Session, text: str) -> str:
         """Sanitize; put a long message in a file and send a pointer to it instead."""
@@ -48,12 +48,17 @@ class Messenger:
             return text
         # inside the worktree (under `.ao/`, excluded from git), so the agent can read it
         # without a permission prompt; the session folder when there is no worktree yet
-        wt = Path(s.worktree) if s.worktree else None
-        d = wt / ".ao" / "messages" if wt is not None and wt.is_dir() else \
-            paths.session_dir(s.project, s.id) / "messages"
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        f = d / f"message-{int(time.time() * 1000)}.md"
-        f.write_text(text + "\n", encoding="utf-8")
+        name = f"message-{int(time.time() * 1000)}.md"
+        if s.host != LOCAL and s.worktree:  # on the session's host, beside its worktree
+            f = Path(s.worktree) / ".ao" / "messages" / name
+            hostwork.write(self.fleet.host(s.host), PurePosixPath(f), text + "\n")
+        else:
+            wt = Path(s.worktree) if s.worktree else None
+            d = wt / ".ao" / "messages" if wt is not None and wt.is_dir() else \
+                paths.session_dir(s.project, s.id) / "messages"
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            f = d / name
+            f.write_text(text + "\n", encoding="utf-8")
         head = text[:600].rsplit("\n", 1)[0]
         return (f"The full message ({len(text)} characters) is in {f} - read it all before "
                 f"acting. It begins:\n\n{head}\n")
@@ -73,10 +78,17 @@ class Messenger:
         activity = self.fleet.observe(s)
         if activity is Activity.EXITED:
             return SendResult("failed", f"the agent has exited; `ao session restore {sid}`")
+        if activity is Activity.UNREACHABLE:
+            mid = self.store.queue_message(sid, body, source)
+            emit(Event("message.queued", s.project, sid, s.task, {
+                "id": mid, "why": f"host {s.host} is unreachable", "source": source}),
+                self.store)
+            return SendResult("queued", f"host {s.host} is unreachable; it is delivered when "
+                              "the host answers again", mid)
         profile = agents.get(s.agent or "command")
         # a draft in the input means a human is typing there: never clear or glue it, wait
         typing = profile.clear_only_drafts and profile.draft_pending(
-            tmux.capture(self.srv, s.id), "")
+            tmux.capture(self.fleet.server(s), s.id), "")
         # --now types into a working agent only where Enter queues there (not codex, aider)
         hold = activity is Activity.WAITING_INPUT or typing or (
             activity is Activity.ACTIVE and not (now and profile.enter_while_busy))
@@ -107,7 +119,8 @@ class Messenger:
                            {"id": m["id"], "source": m["source"]}), self.store)
                 continue
             activity = self.fleet.observe(s)
-            if activity in (Activity.ACTIVE, Activity.WAITING_INPUT, Activity.EXITED):
+            if activity in (Activity.ACTIVE, Activity.WAITING_INPUT, Activity.EXITED,
+                            Activity.UNREACHABLE):
                 break
             r = self.deliver(s, m["body"], m["source"], message_id=m["id"])
             results.append(r)
@@ -131,20 +144,21 @@ class Messenger:
             return self._deliver(s, body, source, mid)
 
     def _deliver(self, s: Session, body: str, source: str, mid: int) -> SendResult:
+        srv = self.fleet.server(s)
         profile = agents.get(s.agent or "command")
-        tmux.leave_mode(self.srv, s.id)  # a human scrolled back (copy mode) would eat the keys
-        before = tmux.capture(self.srv, s.id)
+        tmux.leave_mode(srv, s.id)  # a human scrolled back (copy mode) would eat the keys
+        before = tmux.capture(srv, s.id)
         if not profile.clear_only_drafts or profile.draft_pending(before, ""):
             for i, key in enumerate(profile.clear_keys):
                 if i and profile.clear_gap:
                     time.sleep(profile.clear_gap)
-                tmux.send_keys(self.srv, s.id, key)
-            before = tmux.capture(self.srv, s.id)
-        tmux.paste(self.srv, s.id, body)
+                tmux.send_keys(srv, s.id, key)
+            before = tmux.capture(srv, s.id)
+        tmux.paste(srv, s.id, body)
         # the agent shows the draft once it has taken the paste; then its own settle delay
         # (a line-oriented program: any change; its echo and output interleave)
         shown = tmux.wait_screen(
-            self.srv, s.id, (lambda sc: sc != before) if profile.line_oriented
+            srv, s.id, (lambda sc: sc != before) if profile.line_oriented
             else (lambda sc: profile.draft_pending(sc, body)), timeout=3.0)
         if shown is None:
             if self.fleet.observe(self.store.session(s.id)) is Activity.WAITING_INPUT:
@@ -159,11 +173,12 @@ class Messenger:
         mark = self.store.last_event_id()
         self.store.set_stage(mid, "entered", mark)
         if profile.line_oriented:
-            before = tmux.capture(self.srv, s.id)  # what Enter must change
+            before = tmux.capture(srv, s.id)  # what Enter must change
         return self._enter(s, profile, before, body, source, mid, mark)
 
     def _enter(self, s: Session, profile: agents.Profile, before: str, body: str, source: str,
                mid: int, mark: int, recovered: bool = False) -> SendResult:
+        srv = self.fleet.server(s)
         # a line-oriented program takes every Enter as a line: it gets exactly one
         for attempt in range(1 if profile.line_oriented else 1 + ENTER_RETRIES):
             blocked = self._blocked(s, profile)
@@ -174,7 +189,7 @@ class Messenger:
                 self.store.set_message(mid, "queued")
                 self._requeue(s, mid, blocked)
                 return SendResult("queued", blocked, mid)
-            tmux.send_keys(self.srv, s.id, "Enter")
+            tmux.send_keys(srv, s.id, "Enter")
             how = self._confirm(s, profile, before, body, mark)
             if how:
                 self.store.set_message(mid, "delivered")
@@ -183,17 +198,18 @@ class Messenger:
                             "confirmed_by": how, "enters": attempt + 1,
                             **({"recovered": True} if recovered else {})}), self.store)
                 return SendResult("delivered", how, mid)
-            if not profile.draft_pending(tmux.capture(self.srv, s.id), body):
+            if not profile.draft_pending(tmux.capture(srv, s.id), body):
                 break  # the draft left the input but nothing confirmed: don't press again
         return self._failed(s, mid, "the agent did not take the message (no hook, no change)")
 
     def _blocked(self, s: Session, profile: agents.Profile) -> str:
         """Why Enter must not be pressed now, from what the agent itself shows (its title,
         or a screen the profile recognises; never the stillness rule, which a paste trips)."""
-        p = tmux.pane(self.srv, s.id)
+        srv = self.fleet.server(s)
+        p = tmux.pane(srv, s.id)
         seen = profile.title_activity(p.title) if p is not None else None
         if seen is None:
-            seen = profile.activity(tmux.capture(self.srv, s.id))
+            seen = profile.activity(tmux.capture(srv, s.id))
         if seen is Activity.WAITING_INPUT:
             return "a permission prompt appeared"
         return "busy" if seen is Activity.ACTIVE and not profile.enter_while_busy else ""
@@ -204,7 +220,7 @@ class Messenger:
         while time.monotonic() < deadline:
             if profile.uses_hooks and self.store.hook_seen(s.id, "UserPromptSubmit", mark):
                 return "hook"
-            screen = tmux.capture(self.srv, s.id)
+            screen = tmux.capture(self.fleet.server(s), s.id)
             if profile.line_oriented:
                 if screen != before:
                     return "screen"  # the program took the line (echo, output, prompt)
@@ -243,14 +259,15 @@ class Messenger:
         return done
 
     def _recover_one(self, s: Session, m: dict[str, object]) -> str:
+        srv = self.fleet.server(s)
         mid, body, source = int(str(m["id"])), str(m["body"]), str(m["source"])
         stage, mark = m.get("stage"), int(str(m["mark"])) if m.get("mark") is not None else 0
         profile = agents.get(s.agent or "command")
-        pane = tmux.pane(self.srv, s.id)
+        pane = tmux.pane(srv, s.id)
         if s.state not in LIVE or pane is None or pane.dead:
             self._failed(s, mid, "delivery interrupted and the agent is gone")
             return "failed"
-        screen = tmux.capture(self.srv, s.id)
+        screen = tmux.capture(srv, s.id)
         draft = profile.draft_pending(screen, body)
         if stage in (None, "claimed") or (stage == "pasted" and not draft):
             self.store.set_message(mid, "queued")

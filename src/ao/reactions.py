@@ -165,6 +165,8 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
     if pr is not None and pr.state == "merged":
         return [Action(ActionKind.SET_STATE, state=State.MERGED, reason="PR merged",
                        sha=pr.head_sha)]
+    if obs.activity is Activity.UNREACHABLE:
+        return []  # its host does not answer: nothing is known of the agent (fleet.py)
     if obs.state is State.NEEDS_HUMAN:
         why = resolved(obs, hist, policy)
         if why is None:

@@ -28,6 +28,7 @@ class Activity(StrEnum):
     WAITING_INPUT = "waiting_input"
     EXITED = "exited"
     LIMITED = "limited"  # the agent hit its usage limit and waits for the reset
+    UNREACHABLE = "unreachable"  # its host does not answer: not failed, not done
     UNKNOWN = "unknown"
 
 

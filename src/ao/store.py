@@ -207,6 +207,11 @@ def _m006_step(conn: sqlite3.Connection) -> None:
     """)
 
 
+def _m007_host(conn: sqlite3.Connection) -> None:
+    """The machine a session's agent runs on (`local`, or a name under `hosts:`)."""
+    _execute_all(conn, "ALTER TABLE sessions ADD COLUMN host TEXT NOT NULL DEFAULT 'local';")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_local_forge", _m002_local_forge),
@@ -214,6 +219,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("004_message_stage", _m004_message_stage),
     ("005_usage_limits", _m005_usage_limits),
     ("006_step", _m006_step),
+    ("007_host", _m007_host),
 ]
 
 
@@ -255,6 +261,7 @@ class Session:
     owner_pid: int | None = None  # the process starting it, while `spawning`
     limited_until: float | None = None  # its agent's usage limit resets then
     step: str | None = None  # the step of the task's work it is at (steps.py)
+    host: str = "local"  # the machine its agent runs on (hosts.py)
 
     @property
     def merged(self) -> bool:

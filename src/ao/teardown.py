@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import agents, paths, tmux, workspace
+from . import agents, hostwork, paths, tmux, workspace
 from .config import ProjectConfig
-from .errors import AoError
+from .errors import AoError, ExternalError
+from .hosts import LOCAL
 from .state import ENDED, State
 from .store import Session, Store
 
@@ -53,7 +54,9 @@ def stop_agent(srv: Server, s: Session, repo: Path | None = None) -> None:
     from .stepwork import end_checks
 
     tmux.kill_session(srv, s.id)
-    tmux.kill_session(srv, f"{s.id}-review")
+    # the reviewer runs here even for a session on a host (stepwork.py)
+    here = tmux.server(srv.socket_name or "ao") if tmux.remote(srv) else srv
+    tmux.kill_session(here, f"{s.id}-review")
     end_checks(s.project, s.id)
     d = paths.worktrees_dir(s.project)
     if repo is not None and d.is_dir():
@@ -68,6 +71,34 @@ def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
     live session ends in (killed, failed, merged); `clean` marks it cleaned when nothing is
     left. Returns what happened."""
     stop_agent(srv, s, project.path)
+    out = _on_host(srv, project, s, force) if s.host != LOCAL else \
+        _here(project, s, force)
+    merged = s.merged or s.state is State.MERGED or end is State.MERGED
+    if delete_remote and merged and s.branch and \
+            workspace.remote_branch_exists(project.path, project.remote, s.branch):
+        workspace.git(project.path, "push", "-q", project.remote, "--delete", s.branch,
+                      check=False)
+    current = store.session(s.id)
+    if end is not None and current.state not in ENDED:
+        current = store.set_state(s.id, end, note=note)
+    if clean and not out.why and current.state in ENDED - {State.CLEANED}:
+        store.set_state(s.id, State.CLEANED)
+    return out
+
+
+def _on_host(srv: Server, project: ProjectConfig, s: Session, force: bool) -> Teardown:
+    """The worktree and branch on the session's SSH host, by the same rules (hostwork.py)."""
+    host = tmux.host_of(srv)
+    if host is None or host.name != s.host:
+        raise ExternalError(f"{s.id} runs on host {s.host}, not where this was asked",
+                            "a bug: report it")
+    r = hostwork.remove_worktree(host, hostwork.place(host, project.name, s.id),
+                                 project.remote, project.default_branch, s.branch, force)
+    return Teardown(worktree=r.worktree, why=r.why or [], saved=r.saved or [],
+                    branch=r.branch)
+
+
+def _here(project: ProjectConfig, s: Session, force: bool) -> Teardown:
     out = Teardown()
     wt = Path(s.worktree) if s.worktree else paths.worktree_path(s.project, s.id)
     if wt.exists():
@@ -114,14 +145,4 @@ def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
             except AoError as e:  # e.g. checked out by a worktree a human made
                 out.branch = "kept"
                 out.why.append(f"branch {branch} not deleted: {e.message}")
-    merged = s.merged or s.state is State.MERGED or end is State.MERGED
-    if delete_remote and merged and branch and \
-            workspace.remote_branch_exists(project.path, project.remote, branch):
-        workspace.git(project.path, "push", "-q", project.remote, "--delete", branch,
-                      check=False)
-    current = store.session(s.id)
-    if end is not None and current.state not in ENDED:
-        current = store.set_state(s.id, end, note=note)
-    if clean and not out.why and current.state in ENDED - {State.CLEANED}:
-        store.set_state(s.id, State.CLEANED)
     return out

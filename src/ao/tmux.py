@@ -24,6 +24,7 @@ from libtmux.common import tmux_cmd
 
 from . import paths
 from .errors import ExternalError
+from .hosts import SSH_FAILED, Host, Unreachable
 
 WIDTH, HEIGHT = 200, 50
 CONF = """\
@@ -52,6 +53,13 @@ class AoServer(Server):
 
 class HostServer(AoServer):
     """ao's tmux server on another machine, reached through `tmux_bin` (hosts.py)."""
+
+    ao_host: Host | None = None  # the host it runs on
+
+
+def host_of(srv: Server) -> Host | None:
+    """The SSH host a server runs on; None for this machine's."""
+    return srv.ao_host if isinstance(srv, HostServer) else None
 
 
 def server(socket: str, tmux_bin: str | None = None, config_file: str | None = None) -> Server:
@@ -197,11 +205,15 @@ class PaneState:
 
 def panes(srv: Server) -> dict[str, PaneState]:
     """Every session's first pane in one tmux round trip (liveness, exit status, last output),
-    so a tick costs one command however many sessions there are."""
+    so a tick costs one command however many sessions there are. Raises Unreachable when a
+    host's server could not be reached (its sessions are then not known dead)."""
     r = srv.cmd("list-panes", "-a", "-F", "#{session_name}\t#{window_index}\t#{pane_index}\t"
                 "#{pane_dead}\t#{pane_pid}\t#{pane_dead_status}\t#{window_activity}\t"
                 "#{pane_title}")
     out: dict[str, PaneState] = {}
+    if r.returncode == SSH_FAILED and remote(srv):  # the connection failed, not tmux
+        raise Unreachable(" ".join(r.stderr).strip()[-300:] or "ssh failed",
+                          "see `ao hosts check`")
     if r.returncode != 0:
         return out
     for line in r.stdout:
@@ -289,8 +301,16 @@ def wait_screen(srv: Server, name: str, predicate: Callable[[str], bool], timeou
         time.sleep(interval)
 
 
-def attach_argv(socket: str, name: str) -> list[str]:
-    """The command that attaches the user's terminal, inside or outside their own tmux."""
+def attach_argv(socket: str, name: str, srv: Server | None = None) -> list[str]:
+    """The command that attaches the user's terminal, inside or outside their own tmux; for
+    a session on a host, through ssh with a terminal (`ssh -t`)."""
+    host = host_of(srv) if srv is not None else None
+    if host is not None:
+        from .hosts import ssh_argv
+
+        argv = ssh_argv(host)
+        return [*argv[:-1], "-t", argv[-1], "--",
+                shlex.join(["tmux", "-L", socket, "attach-session", "-t", f"={name}"])]
     conf = paths.home() / "tmux.conf"
     return ["tmux", "-L", socket, "-f", str(conf), "attach-session", "-t", f"={name}"]
 

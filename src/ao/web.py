@@ -229,7 +229,7 @@ class WebServer(TextualServer):
                 return {"resumed": s.id, "state": fleet.resume(s.id, "resumed from the web")
                         .state.value}
             if action == "merge":
-                number, sha = merge_now(self.cfg, store, fleet.srv, s)
+                number, sha = merge_now(self.cfg, store, fleet.server(s), s)
                 return {"merged": s.id, "pr": number, "sha": sha}
             if action == "approve":
                 from . import forge as forgemod

@@ -57,6 +57,9 @@ class Profile:
     ready_timeout: ClassVar[float] = 30.0
     # the agent reports UserPromptSubmit / Stop / ... through `ao hook`
     uses_hooks: ClassVar[bool] = False
+    # it can run on an SSH host (hosts.py): it needs no hooks and `prepare` writes nothing
+    # on this machine (trust entries, settings) that the host's agent would have to read
+    on_hosts: ClassVar[bool] = False
     # seconds after which a live process counts as ready when its screen cannot tell (a
     # plain command that draws nothing until it gets input); 0: readiness is the screen's
     ready_when_alive_after: ClassVar[float] = 0.0

@@ -27,6 +27,7 @@ class CommandAgent(Profile):
     pasted; otherwise the first prompt is pasted once the command shows any output."""
 
     name: ClassVar[str] = "command"
+    on_hosts: ClassVar[bool] = True
     description: ClassVar[str] = "any command line, from a template"
     ready_when_alive_after: ClassVar[float] = 1.0
     line_oriented: ClassVar[bool] = True
@@ -50,6 +51,7 @@ class CommandAgent(Profile):
 @dataclass
 class DemoAgent(Profile):
     name: ClassVar[str] = "demo"
+    on_hosts: ClassVar[bool] = True
     description: ClassVar[str] = "deterministic scripted agent shipped with ao (demo and tests)"
     busy_texts: ClassVar[tuple[str, ...]] = ("working…",)
     submit_delay: ClassVar[float] = 0.05
@@ -180,6 +182,7 @@ class CodexAgent(Profile):
 @dataclass
 class AiderAgent(Profile):
     name: ClassVar[str] = "aider"
+    on_hosts: ClassVar[bool] = True
     binary: ClassVar[str | None] = "aider"
     passthrough: ClassVar[tuple[str, ...]] = (
         "OPENAI_API_KEY", "OPENAI_API_BASE", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",

@@ -35,7 +35,7 @@ def cleanup(
         raise BadInput("say which: -p PROJECT or --all", "e.g. ao session cleanup --all --dry-run")
     projects = list(cfg.projects.values()) if all_ else [cfg.project(project or "")]
     age = parse_duration(older_than, "--older-than") if older_than else 0.0
-    cleaner = Cleaner(cfg, services.store(), services.fleet().srv)
+    cleaner = Cleaner(cfg, services.store(), services.fleet().srv, services.fleet().server)
     report = cleaner.plan(projects, age)
     going = [i for i in report.items if not i.keep]
     if not dry_run and going and not yes:

@@ -48,14 +48,16 @@ def ls(ctx: typer.Context,
     """Each host with its reachability, CPUs, load, free memory and sessions."""
     if ctx.invoked_subcommand is not None:
         return
-    running = sum(1 for s in services.store().sessions() if s.state in RUNNING)
+    running: dict[str, int] = {}
+    for s in services.store().sessions(states=set(RUNNING)):
+        running[s.host] = running.get(s.host, 0) + 1
     rows: list[dict[str, Any]] = []
     for h, p in _probes(()):
         rows.append({"host": h.name, "ssh": h.ssh, "port": h.port, "reachable": p.reachable,
                      "error": p.error or None, "cpus": p.cpus, "load": p.load,
                      "mem_available_mb": p.mem_available_mb,
-                     # every session runs here until placement on hosts is built
-                     "sessions": running if h.local else 0,
+                     "sessions": running.get(h.name, 0),
+                     "down_since": (hosts.down(h.name) or {}).get("since"),
                      "max_sessions": h.max_sessions, "round_trip_ms": round(p.seconds * 1000)})
     if json_out:
         emit_json(rows)

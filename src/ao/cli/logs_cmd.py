@@ -5,14 +5,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import typer
 
-from .. import agent_hooks, agents, attention, events, paths, scheduler, tmux
+from .. import agent_hooks, agents, attention, events, hosts, hostwork, paths, scheduler, tmux
 from ..errors import BadInput
+from ..hosts import LOCAL
 from ..sanitize import clean, transcript
 from ..state import RUNNING, State
 from ..store import Session, Store
@@ -45,6 +48,9 @@ def logs(
         for line in agent_transcript(jsonl)[-lines:]:
             typer.echo(line)
         return
+    if s.host != LOCAL:
+        _host_log(s, lines, follow)
+        return
     pane = sdir / "pane.log"
     if not pane.exists():
         note(f"no transcript yet at {paths.display(pane)}")
@@ -60,6 +66,27 @@ def logs(
                 sys.stdout.flush()
             else:
                 time.sleep(0.2)
+
+
+def _host_log(s: Session, lines: int, follow: bool) -> None:
+    """The pane log in the session's folder on its host, read (and followed) over ssh."""
+    fleet = services.fleet()
+    host = fleet.host(s.host)
+    log = hostwork.place(host, s.project, s.id).session_dir / "pane.log"
+    r = hosts.run(host, ["tail", "-c", "2000000", str(log)], timeout=60)
+    if r.returncode != 0:
+        note(f"no transcript yet at {host.name}:{log}")
+        return
+    for line in transcript(r.stdout.encode()).splitlines()[-lines:]:
+        typer.echo(line)
+    if follow:
+        argv = [*hosts.ssh_argv(host), "--", f"tail -c 0 -f {shlex.quote(str(log))}"]
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) as p:
+            assert p.stdout is not None
+            fd = p.stdout.fileno()
+            for chunk in iter(lambda: os.read(fd, 65536), b""):
+                sys.stdout.write(transcript(chunk))
+                sys.stdout.flush()
 
 
 def _agent_transcript(sdir: Path) -> Path | None:
@@ -110,8 +137,11 @@ def open_(project: str = typer.Argument(..., help="Project name.")) -> None:
     """One tmux window per live session of the project, in an overview session; attach to it."""
     services.cfg().project(project)
     srv = services.fleet().srv
-    live = [s for s in services.store().sessions(project, set(RUNNING))
-            if tmux.has_session(srv, s.id)]
+    running = services.store().sessions(project, set(RUNNING))
+    away = [s.id for s in running if s.host != LOCAL]
+    if away:  # windows link only within one tmux server
+        note(f"on other hosts (attach with `ao session attach`): {', '.join(away)}")
+    live = [s for s in running if s.host == LOCAL and tmux.has_session(srv, s.id)]
     names = [s.id for s in live]
     if not names:
         raise BadInput(f"{project} has no running sessions", "start some with `ao spawn`")

@@ -109,7 +109,7 @@ def merge(session: str = typer.Argument(..., help=SESSION_HELP)) -> None:
     from ..merging import merge_now
 
     s = services.session(session)
-    number, sha = merge_now(services.cfg(), services.store(), services.fleet().srv, s)
+    number, sha = merge_now(services.cfg(), services.store(), services.fleet().server(s), s)
     typer.echo(f"{s.id}: PR #{number} merged as {sha[:10]}")
 
 

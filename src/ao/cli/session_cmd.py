@@ -41,10 +41,13 @@ def ls(
     if not rows:
         note("no sessions" + ("" if all_ else " running; --all shows ended ones"))
         return
+    # the host column once sessions run on more than this machine
+    hosted = any(s.host != "local" for s in rows)
     typer.echo(table(
-        ["id", "task", "title", "state", "step", "activity", "queued", "branch", "pr", "age"],
+        ["id", "task", "title", "state", "step", "activity", *(["host"] if hosted else []),
+         "queued", "branch", "pr", "age"],
         [(s.id, s.task, for_terminal(s.title)[:40], s.state.value, s.step or "-", activity(s),
-          queued[s.id] or "-", s.branch or "-",
+          *([s.host] if hosted else []), queued[s.id] or "-", s.branch or "-",
           f"#{s.pr_number}" if s.pr_number else "-", services.age(s.created_at))
          for s in rows]))
 
@@ -53,11 +56,11 @@ def ls(
 def attach(session: str = typer.Argument(..., help=SESSION_HELP)) -> None:
     """Attach your terminal to the session's tmux (detach with the tmux prefix, then d)."""
     s = services.session(session)
-    srv = services.fleet().srv
+    srv = services.fleet().server(s)
     if not tmux.has_session(srv, s.id):
         raise BadInput(f"{s.id} has no running terminal ({s.state})",
                        f"`ao session restore {s.id}` starts it again")
-    argv = tmux.attach_argv(services.cfg().tmux_socket, s.id)
+    argv = tmux.attach_argv(services.cfg().tmux_socket, s.id, srv)
     env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
     if not sys.stdin.isatty():
         raise BadInput("attach needs a terminal", " ".join(argv))

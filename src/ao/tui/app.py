@@ -322,7 +322,7 @@ class BoardApp(App[None]):
         t.append("\nscreen\n", style="bold")
         screen = ""
         if self.fleet is not None and s.state.value not in ("queued", "cleaned"):
-            screen = tmux.capture(self.fleet.srv, s.id)
+            screen = tmux.capture(self.fleet.server(s), s.id)
         lines = [ln for ln in clean(screen).splitlines() if ln.strip()][-10:]
         t.append("\n".join(ln[:70] for ln in lines) or "(no terminal)")
         t.append("\n\nevents\n", style="bold")
@@ -411,10 +411,10 @@ class BoardApp(App[None]):
         s = self._need()
         if s is None or self.fleet is None:
             return
-        if not tmux.has_session(self.fleet.srv, s.id):
+        if not tmux.has_session(self.fleet.server(s), s.id):
             self.notify(f"{s.id} has no running terminal", severity="warning")
             return
-        argv = tmux.attach_argv(self.cfg.tmux_socket, s.id)
+        argv = tmux.attach_argv(self.cfg.tmux_socket, s.id, self.fleet.server(s))
         with self.suspend():
             subprocess.run(argv, env={k: v for k, v in os.environ.items()
                                       if k not in ("TMUX", "TMUX_PANE")})
@@ -484,7 +484,7 @@ class BoardApp(App[None]):
 
         try:
             # the same gate as `ao pr merge` and the daemon, on the PR as it is now
-            number, _sha = merge_now(self.cfg, self.store, self.fleet.srv, s)
+            number, _sha = merge_now(self.cfg, self.store, self.fleet.server(s), s)
             self.notify(f"{s.id}: PR #{number} merged")
         except AoError as e:
             self.notify(str(e), severity="error")

@@ -1,0 +1,220 @@
+"""Sessions on SSH hosts, over real OpenSSH (tests/sshd.py): placement over the local machine
+and two hosts, a plan run to all-merged with the demo agent, `send`, `logs`, `kill` and
+cleanup on a remote session, and a host that goes away and comes back.
+
+Each "host" is its own sshd on 127.0.0.1 with its own workdir and (through sshd's SetEnv) its
+own TMUX_TMPDIR, so its tmux server is its own as on a separate machine. The demo agent runs
+on the host with this machine's Python, which a same-machine host has.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ao import config, hosts, hostwork, paths
+from ao.daemon import Daemon
+from ao.state import Activity, State
+from ao.store import Store
+
+from .fleet_helpers import Env
+from .helpers import git, retry_until, run_ao
+from .sshd import SSHD, SshServer, sshd
+
+pytestmark = pytest.mark.skipif(SSHD is None, reason="OpenSSH's sshd is not installed; "
+                                "`.ci/run` installs Debian's openssh-server")
+
+TEST_PLAN = {"tasks": {
+    key: {"title": f"Task {key}", **({"deps": deps} if deps else {}), "body": "\n".join([
+        "```demo", f"write {key.lower()}.txt", f"made by {key}", "EOF",
+        f"commit {key}: add {key.lower()}.txt", "push", "```"])}
+    for key, deps in (("A-1", []), ("B-1", ["A-1"]), ("C-1", []), ("D-1", []))}}
+
+
+class Pool:
+    def __init__(self, env: Env, servers: dict[str, SshServer], root: Path,
+                 tmux_dirs: dict[str, Path]) -> None:
+        self.env, self.servers, self.root, self.tmux_dirs = env, servers, root, tmux_dirs
+
+    def hosts_config(self, **limits: int) -> dict[str, object]:
+        spec: dict[str, object] = {"local": {"max_sessions": limits.get("local", 1)}}
+        for name, srv in self.servers.items():
+            spec[name] = {**srv.host_config(), "workdir": str(self.root / name),
+                          "max_sessions": limits.get(name, 1)}
+        return spec
+
+    def configure(self, project_hosts: list[str], **project: object) -> None:
+        f = paths.config_file()
+        spec = {"path": str(self.env.repo), "agent": "demo", "plan": "plans/p.yaml",
+                "hosts": project_hosts, **project}
+        f.write_text(json.dumps({"projects": {"shop": spec}, "hosts": self.hosts_config(),
+                                 "cleanup": {"grace": 0}}))
+
+    def host_tmux(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """tmux on the host's own server, as the host sees it."""
+        return subprocess.run(["tmux", "-L", self.env.socket, *args], capture_output=True,
+                              text=True, env={"PATH": "/usr/bin:/bin",
+                                              "TMUX_TMPDIR": str(self.tmux_dirs[name])})
+
+    def place(self, name: str, sid: str) -> hostwork.Place:
+        return hostwork.place(config.load().hosts[name], "shop", sid)
+
+
+@pytest.fixture
+def pool(env: Env, tmp_path: Path) -> Iterator[Pool]:
+    root = tmp_path / "hosts"
+    servers: dict[str, SshServer] = {}
+    # a unix socket's path is short (about 100 bytes): each host's tmux folder is under /tmp
+    tmux_dirs = {name: Path(tempfile.mkdtemp(prefix=f"ao-{name}-")) for name in
+                 ("build-a", "build-b")}
+    p = Pool(env, servers, root, tmux_dirs)
+    stack = []
+    try:
+        for name, folder in tmux_dirs.items():
+            cm = sshd(tmp_path / f"sshd-{name}", setenv={"TMUX_TMPDIR": str(folder)})
+            servers[name] = cm.__enter__()
+            stack.append(cm)
+        yield p
+    finally:
+        for name in servers:
+            p.host_tmux(name, "kill-server")
+        d = hosts.control_dir()
+        for sock in d.iterdir():
+            subprocess.run(["ssh", "-O", "exit", "-S", str(sock), "x"], capture_output=True,
+                           timeout=10)
+        if not str(d).startswith(str(paths.home())):
+            shutil.rmtree(d, ignore_errors=True)
+        for cm in reversed(stack):
+            cm.__exit__(None, None, None)
+        for folder in tmux_dirs.values():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_plan_spreads_over_this_machine_and_two_hosts_and_merges(pool: Pool) -> None:
+    """One session a machine (max_sessions 1 each): three independent tasks start on three
+    machines, the fourth waits for its dependency and its machine's room, and all four merge,
+    each once; cleanup then leaves nothing on any host."""
+    pool.env.plan_file.write_text(json.dumps(TEST_PLAN))
+    pool.configure(["local", "build-a", "build-b"], ci={"command": "true"}, auto_merge=True,
+                   require_review=False)
+    assert run_ao("plan", "run", str(pool.env.plan_file), "-p", "shop").code == 0
+    store = Store()
+    d = Daemon(config.load(), store, pool.env.server())
+    d.tick()
+    started = {s.task: s.host for s in store.sessions("shop") if s.state is not State.QUEUED}
+    assert sorted(started.values()) == ["build-a", "build-b", "local"], started
+
+    def merged() -> bool:
+        d.tick()
+        return {s.task for s in store.sessions("shop") if s.merged} == set(TEST_PLAN["tasks"])
+
+    retry_until(merged, timeout=150, interval=0.5, message="the plan merged")
+    per_task: dict[str, int] = {}
+    for s in store.sessions("shop"):
+        if s.merged:
+            per_task[s.task] = per_task.get(s.task, 0) + 1
+    assert per_task == {"A-1": 1, "B-1": 1, "C-1": 1, "D-1": 1}
+    log = git(pool.env.remote, "log", "--format=%s", "main")
+    for key in TEST_PLAN["tasks"]:
+        assert log.count(f"{key}: add") == 1, log
+    # the merged sessions are cleaned on their own machines: no worktree, no tmux session
+    retry_until(lambda: (d.tick(), all(s.state is State.CLEANED
+                                       for s in store.sessions("shop")))[1],
+                timeout=60, interval=0.5, message="all cleaned")
+    for s in store.sessions("shop"):
+        if s.host != "local":
+            assert not Path(str(pool.place(s.host, s.id).worktree)).exists()
+            assert pool.host_tmux(s.host, "has-session", "-t", f"={s.id}").returncode != 0
+    assert "host.unreachable" not in paths.events_log().read_text()
+
+
+def test_send_logs_kill_and_cleanup_on_a_remote_session(pool: Pool) -> None:
+    pool.configure(["build-a"])
+    r = run_ao("spawn", "shop", "C-1")
+    assert r.code == 0 and "spawned" in r.out, r.out + r.err
+    s = Store().find_session("C-1")
+    assert s.host == "build-a"
+    place = pool.place("build-a", s.id)
+    assert s.worktree == str(place.worktree) and Path(s.worktree).is_dir()
+    # listed with its host
+    rows = json.loads(run_ao("session", "ls", "--json").out)
+    assert [row["host"] for row in rows if row["id"] == s.id] == ["build-a"]
+    # its terminal is on the host's tmux server, not on this machine's
+    assert pool.host_tmux("build-a", "has-session", "-t", f"={s.id}").returncode == 0
+    assert not pool.env.server().has_session(s.id)
+    inbox = Path(str(place.session_dir)) / "demo-inbox.jsonl"
+    retry_until(lambda: inbox.exists(), timeout=20, message="the first prompt arrived")
+    r = run_ao("send", s.id, "hello from far away; with 'quotes'")
+    assert r.code == 0 and "delivered" in r.out, r.out + r.err
+    texts = [json.loads(line)["text"] for line in inbox.read_text().splitlines()]
+    assert texts[-1] == "hello from far away; with 'quotes'"
+    r = run_ao("logs", s.id, "-n", "50")
+    assert r.code == 0 and "hello from far away" in r.out, r.out + r.err
+    # work the agent has not committed is never deleted: the kill keeps the worktree
+    (Path(s.worktree) / "draft.txt").write_text("not committed")
+    r = run_ao("session", "kill", s.id)
+    assert r.code == 0, r.out + r.err
+    assert pool.host_tmux("build-a", "has-session", "-t", f"={s.id}").returncode != 0
+    assert (Path(s.worktree) / "draft.txt").exists()
+    r = run_ao("session", "cleanup", "-p", "shop")
+    assert (Path(s.worktree) / "draft.txt").exists(), r.out
+    assert Store().session(s.id).state is State.KILLED
+    # --force saves it on the host first, then removes the worktree
+    r = run_ao("session", "cleanup", "-p", "shop", "--force")
+    assert r.code == 0, r.out + r.err
+    assert not Path(s.worktree).exists()
+    saved = list((Path(str(place.session_dir)) / "saved").glob("work-*.patch"))
+    assert saved and "draft.txt" in saved[0].read_text()
+    assert Store().session(s.id).state is State.CLEANED
+
+
+def test_a_host_that_goes_away_leaves_its_sessions_unreachable_then_resumes(
+        pool: Pool) -> None:
+    pool.configure(["build-a"])
+    r = run_ao("spawn", "shop", "C-1")
+    assert r.code == 0 and "spawned" in r.out, r.out + r.err
+    store = Store()
+    s = store.find_session("C-1")
+    d = Daemon(config.load(), store, pool.env.server())
+    d.tick()
+    assert store.session(s.id).activity != Activity.UNREACHABLE.value
+    a = pool.servers["build-a"]
+    a.stop()
+    for sock in hosts.control_dir().iterdir():  # the open connection dies with the host
+        subprocess.run(["ssh", "-O", "exit", "-S", str(sock), "x"], capture_output=True,
+                       timeout=10)
+    d.tick()
+    now = store.session(s.id)
+    assert now.activity == Activity.UNREACHABLE.value
+    assert now.state in (State.WORKING, State.PR_OPEN)  # not failed, not exited, not done
+    r = run_ao("send", s.id, "are you there?")
+    assert r.code == 3 and "queued" in r.out and "unreachable" in r.out, r.out + r.err
+    # a second task finds no host with room: it waits in the queue
+    r = run_ao("spawn", "shop", "D-1")
+    assert "queued" in r.out and "build-a unreachable" in r.out, r.out + r.err
+    d.tick()
+    d.tick()
+    events = [json.loads(line) for line in paths.events_log().read_text().splitlines()]
+    assert [e["type"] for e in events].count("host.unreachable") == 1
+    a.start()
+    time.sleep(hosts.BACKOFF_FIRST + 0.5)  # its first retry is due after the backoff
+
+    def back() -> bool:
+        d.tick()
+        return store.session(s.id).activity not in (Activity.UNREACHABLE.value,)
+
+    retry_until(back, timeout=60, interval=0.5, message="the host seen again")
+    inbox = Path(str(pool.place("build-a", s.id).session_dir)) / "demo-inbox.jsonl"
+    retry_until(lambda: (d.tick(), "are you there?" in inbox.read_text())[1], timeout=30,
+                interval=0.5, message="the queued message delivered")
+    texts = [json.loads(line)["text"] for line in inbox.read_text().splitlines()]
+    assert texts.count("are you there?") == 1
+    assert '"host.reachable"' in paths.events_log().read_text()
+    assert len([x for x in store.sessions("shop") if x.task == "C-1"]) == 1
