@@ -1,11 +1,17 @@
-"""What observing a host's sessions costs over SSH, beside the floor of one round trip.
+"""Sessions on SSH hosts: what a poll costs, and what spreading a batch spawn costs.
 
-A real sshd on 127.0.0.1 (tests/sshd.py) plays the host; N sessions run in the host's own
-tmux server; the poll's observation is `tmux.panes` (one `list-panes -a` for every pane)
-through the multiplexed connection. The floor, measured in the same run, is `ssh host true`
-over the same connection. Target (issue 18): ratio <= 2.
+Real sshd servers on 127.0.0.1 (tests/sshd.py) play the hosts, each with its own tmux
+server (its own TMUX_TMPDIR through sshd's SetEnv), as separate machines would have.
 
-    python benchmarks/hosts.py [--sessions 30] [--rounds 20]
+poll: N sessions in a host's tmux server; ao's poll of that host (`hostwork.poll`: every
+pane and the new bytes of every hook file, one round trip) beside the floor of `ssh host
+true` over the same multiplexed connection. Target: ratio <= 2.
+
+spawn: `ao batch-spawn` of 12 tasks (demo agent, first prompt delivered and confirmed) on
+this machine alone, beside the same 12 spread over this machine and two hosts (4 each).
+Target: ratio <= 1.2.
+
+    python benchmarks/hosts.py [--sessions 30] [--rounds 20] [--tasks 12]
 """
 
 from __future__ import annotations
@@ -26,22 +32,38 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--tasks", type=int, default=12)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ao-bench-hosts-"))
-    os.environ.update(HOME=str(root / "home"), AO_HOME=str(root / "home" / ".ao"))
+    os.environ.update(HOME=str(root / "home"), AO_HOME=str(root / "home" / ".ao"),
+                      GIT_CONFIG_GLOBAL=str(root / "gitconfig"))
     (root / "home").mkdir()
+    (root / "gitconfig").write_text("[user]\n\tname = bench\n\temail = b@example.invalid\n")
+    poll(root, args)
+    spawn(root, args.tasks)
 
+
+def poll(root: Path, args: argparse.Namespace) -> None:
     from tests.sshd import sshd
 
-    from ao import hosts, tmux
+    from ao import hosts, hostwork, tmux
 
     with sshd(root / "sshd") as server:
-        h = hosts.parse({"bench": server.host_config()})["bench"]
-        srv = hosts.tmux_server(h, f"ao-bench-{os.getpid()}")
+        h = hosts.parse({"bench": {**server.host_config(),
+                                   "workdir": str(root / "bench-wd")}})["bench"]
+        hosts.install_tmux_conf(h)
+        socket = f"ao-bench-{os.getpid()}"
+        srv = hosts.tmux_server(h, socket)
         try:
             for i in range(args.sessions):
                 tmux.new_session(srv, f"b-{i}", Path("/tmp"), "sleep 600", {})
             assert len(tmux.panes(srv)) == args.sessions
+            hooks = root / "bench-wd" / "hooks"
+            hooks.mkdir(parents=True)
+            reads = []
+            for i in range(args.sessions):
+                (hooks / f"b-{i}.tsv").write_text("Stop\t1.0\t{}\n")
+                reads.append((f"b-{i}", hostwork.PurePosixPath(str(hooks / f"b-{i}.tsv")), 0))
 
             def timed(fn: object) -> float:
                 samples = []
@@ -53,12 +75,77 @@ def main() -> None:
 
             floor = timed(lambda: subprocess.run([*hosts.ssh_argv(h), "--", "true"],
                                                  check=True, capture_output=True))
-            poll = timed(lambda: tmux.panes(srv))
+            polled = timed(lambda: hostwork.poll(h, socket, reads))
+            panes, chunks = hostwork.poll(h, socket, reads)
+            assert panes is not None and len(chunks) == args.sessions
         finally:
             srv.cmd("kill-server")
-    print(f"{args.sessions} sessions on one SSH host: poll (list-panes over ssh) "
-          f"{poll * 1000:.1f} ms; floor (ssh host true) {floor * 1000:.1f} ms; "
-          f"ratio {poll / floor:.2f} (target <= 2)")
+    print(f"{args.sessions} sessions on one SSH host: poll (panes and hook files, one round "
+          f"trip) {polled * 1000:.1f} ms; floor (ssh host true) {floor * 1000:.1f} ms; "
+          f"ratio {polled / floor:.2f} (target <= 2)")
+
+
+def spawn(root: Path, tasks: int) -> None:
+    """12 tasks on this machine alone, then the same 12 over this machine and two hosts."""
+    import contextlib
+    import json
+    import shutil
+
+    from tests.sshd import sshd
+
+    from ao import hosts
+
+    work, bare = root / "work", root / "remote.git"
+    sh = lambda *a, cwd=None: subprocess.run(a, cwd=cwd, check=True,  # noqa: E731
+                                             capture_output=True)
+    sh("git", "init", "-q", "--bare", "-b", "main", str(bare))
+    sh("git", "init", "-q", "-b", "main", str(work))
+    (work / "plans").mkdir()
+    plan = {"tasks": {f"T-{i}": {"title": f"task {i}", "body": "```demo\nsleep 0\n```"}
+                      for i in range(1, tasks + 1)}}
+    (work / "plans" / "p.yaml").write_text(json.dumps(plan))
+    sh("git", "add", "-A", cwd=work)
+    sh("git", "commit", "-q", "-m", "initial", cwd=work)
+    sh("git", "remote", "add", "origin", str(bare), cwd=work)
+    sh("git", "push", "-q", "-u", "origin", "main", cwd=work)
+    tmux_dirs = {n: Path(tempfile.mkdtemp(prefix=f"ao-{n}-")) for n in ("h1", "h2")}
+    times: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        servers = {n: stack.enter_context(sshd(root / f"sshd-{n}", setenv={
+            "TMUX_TMPDIR": str(d)})) for n, d in tmux_dirs.items()}
+        for label, pool, per in (("one machine", ["local"], tasks),
+                                 ("three machines", ["local", "h1", "h2"], tasks // 3)):
+            home = root / f"ao-{len(pool)}"
+            home.mkdir()
+            socket = f"ao-bench-sp-{os.getpid()}-{len(pool)}"
+            host_cfg: dict[str, object] = {"local": {"max_sessions": per}}
+            for n, srv in servers.items():
+                host_cfg[n] = {**srv.host_config(), "max_sessions": per,
+                               "workdir": str(root / f"wd-{n}-{len(pool)}")}
+            (home / "config.yaml").write_text(json.dumps({"hosts": host_cfg, "projects": {
+                "bench": {"path": str(work), "agent": "demo", "max_concurrent": tasks,
+                          "plan": "plans/p.yaml", "hosts": pool}}}))
+            env = {**os.environ, "AO_HOME": str(home), "AO_TMUX_SOCKET": socket}
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "ao", "batch-spawn", "bench",
+                                   "--plan", str(work / "plans" / "p.yaml"), "--force"],
+                                  cwd=work, env=env, capture_output=True, text=True)
+            times[label] = time.perf_counter() - t0
+            spawned = proc.stdout.count(" spawned")
+            subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+            for d in tmux_dirs.values():
+                subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True,
+                               env={**os.environ, "TMUX_TMPDIR": str(d)})
+            if spawned != tasks:
+                raise SystemExit(f"{label}: {spawned}/{tasks} spawned\n{proc.stdout}"
+                                 f"{proc.stderr}")
+        for sock in hosts.control_dir().iterdir():
+            subprocess.run(["ssh", "-O", "exit", "-S", str(sock), "x"], capture_output=True)
+    for d in tmux_dirs.values():
+        shutil.rmtree(d, ignore_errors=True)
+    one, three = times["one machine"], times["three machines"]
+    print(f"batch-spawn {tasks} tasks: this machine alone {one:.2f}s; over this machine and "
+          f"two SSH hosts {three:.2f}s; ratio {three / one:.2f} (target <= 1.2)")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,7 @@ def test_tmux_on_a_host_through_the_runner(server: SshServer) -> None:
     a capture, every pane in one list-panes, and a kill that touches no local process."""
     h = host_of(server)
     socket = f"ao-host-test-{os.getpid()}"
+    hosts.install_tmux_conf(h)
     srv = hosts.tmux_server(h, socket)
     try:
         workdir = Path(hosts.run(h, ["sh", "-c", "mkdir -p ao-t && cd ao-t && pwd"])
@@ -183,3 +184,65 @@ def test_a_project_naming_an_unknown_host_is_refused(isolated_home: Path, repo: 
                              "hosts": {"build-1": {"ssh": "ao@build-1"}}}))
     r = run_ao("status")
     assert r.code == 2 and "names 'build-9', which is not under `hosts:`" in r.err, r.err
+
+
+@needs_sshd
+def test_a_worktree_on_a_host_is_judged_and_saved_by_the_same_rules(server: SshServer,
+                                                                    repo: Path) -> None:
+    """workspace's checks run through the runner (`workspace.on(host)`) give what they give
+    here, case by case, on the very same worktree (the host is this machine)."""
+    from ao import workspace
+    from ao.teardown import Teardown, _here
+
+    from .helpers import git
+
+    h = host_of(server)
+    (repo / ".gitignore").write_text("*.local\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "ignore")
+    git(repo, "push", "-q", "origin", "main")
+    wt = repo.parent / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "ao/t-1", str(wt))
+
+    def judged() -> tuple[list[str], list[str]]:
+        here = workspace.work_at_risk(wt, "origin", "main", branch="ao/t-1")
+        with workspace.on(h):
+            there = workspace.work_at_risk(wt, "origin", "main", branch="ao/t-1")
+        return here, there
+
+    assert judged() == ([], [])
+    (wt / "secrets.local").write_text("an ignored file that is not disposable")
+    (wt / "draft.txt").write_text("not committed")
+    here, there = judged()
+    assert here == there and len(here) == 2, here
+    (wt / "made.txt").write_text("committed, never pushed")
+    git(wt, "add", "made.txt")
+    git(wt, "commit", "-q", "-m", "unpushed")
+    git(wt, "checkout", "-q", "--detach", "main")  # the branch's commit is off HEAD now
+    here, there = judged()
+    assert here == there and any("not on the remote" in r for r in here), here
+    # --force on the host: a patch (the ignored file too) and a bundle of the branch, saved
+    # there, and only then the worktree removed
+    from ao.config import ProjectConfig
+    from ao.state import State
+    from ao.store import Session
+
+    s = Session(id="sho-9", project="shop", task="T-1", title="", state=State.KILLED,
+                agent="demo", branch="ao/t-1", worktree=str(wt), created_at=0, updated_at=0,
+                activity="exited", activity_at=None, screen_hash=None, screen_changed_at=None,
+                hook_activity=None, hook_at=None, pr_number=None, pr_url=None, pr_state=None,
+                pr_head_sha=None, pr_checks=None, pr_review=None, pr_mergeable=None,
+                pr_seen_at=None, pane_alive=0, exit_status=None, runtime_seen_at=None,
+                note=None, host="build-1")
+    saved_in = repo.parent / "saved"
+    with workspace.on(h):
+        out: Teardown = _here(ProjectConfig(name="shop", path=repo), s, False, saved_in, "b:")
+        assert out.worktree == "kept" and wt.exists()
+        out = _here(ProjectConfig(name="shop", path=repo), s, True, saved_in, "b:")
+    assert out.worktree == "removed" and not wt.exists(), out
+    patch = next(saved_in.glob("uncommitted-*.patch")).read_text()
+    assert "secrets.local" in patch and "draft.txt" in patch
+    bundles = list(saved_in.glob("*.bundle"))
+    assert bundles and "refs/heads/ao/t-1" in git(repo, "bundle", "list-heads",
+                                                  str(bundles[0]))
+    assert all(x.startswith("b:") for x in out.saved)

@@ -170,7 +170,7 @@ def test_send_logs_kill_and_cleanup_on_a_remote_session(pool: Pool) -> None:
     r = run_ao("session", "cleanup", "-p", "shop", "--force")
     assert r.code == 0, r.out + r.err
     assert not Path(s.worktree).exists()
-    saved = list((Path(str(place.session_dir)) / "saved").glob("work-*.patch"))
+    saved = list((Path(str(place.session_dir)) / "saved").glob("uncommitted-*.patch"))
     assert saved and "draft.txt" in saved[0].read_text()
     assert Store().session(s.id).state is State.CLEANED
 

@@ -96,7 +96,9 @@ class Cleaner:
                     continue
                 wt = Path(s.worktree) if s.worktree else None
                 item = Item("session", s.id, p.name, why, wt, s.branch, session=s)
-                if wt is not None and wt.exists():
+                if wt is not None and s.host != "local":
+                    item.keep = self._at_risk_on_host(p, s, wt)
+                elif wt is not None and wt.exists():
                     item.bytes = du(wt)
                     item.keep = workspace.work_at_risk(wt, p.remote, p.default_branch,
                                                     disposable(p))
@@ -104,6 +106,18 @@ class Cleaner:
             report.items += self._orphan_worktrees(p, owned)
         report.items += self._orphan_tmux()
         return report
+
+    def _at_risk_on_host(self, p: ProjectConfig, s: Session, wt: Path) -> list[str]:
+        """What removing a worktree on an SSH host would lose, asked there."""
+        try:
+            host = tmux.host_of(self.server_of(s))
+            if host is None:
+                return [f"host {s.host} is not in the config"]
+            with workspace.on(host):
+                return workspace.work_at_risk(wt, p.remote, p.default_branch, disposable(p),
+                                              branch=s.branch)
+        except AoError as e:
+            return [f"host {s.host}: {e.message}"]
 
     def _why(self, p: ProjectConfig, s: Session) -> str | None:
         """Why this session should end now, or None to leave it alone."""

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import agents, compose, paths, scheduler, steps, workspace
+from . import agents, compose, hosts, paths, scheduler, steps, workspace
 from . import config as cfgmod
 from . import forge as forgemod
 from . import plan as planmod
@@ -231,7 +231,11 @@ class Daemon:
                                data={"error": f"{type(e).__name__}: {e}"}), self.store)
                 except Exception:  # a full disk: the daemon goes on, and says so on stderr
                     log.exception("could not record daemon.error")
-        self.nightly()
+        try:
+            self.nightly()
+        except Exception as e:  # a host away, a full disk: said, and the loop goes on
+            log.exception("the nightly cleanup failed")
+            emit(Event("daemon.error", data={"error": f"nightly cleanup: {e}"}), self.store)
         self.polls += 1
         self._write_state()
 
@@ -673,7 +677,12 @@ class Daemon:
             if now - s.updated_at < self.cfg.cleanup_grace or \
                     self.store.attempts(s.id, "cleanup-kept"):
                 continue
-            out = teardown(self.fleet.server(s), self.store, project, s, end=None)
+            if s.host != "local" and not hosts.due(s.host, now):
+                continue  # its host is away: torn down when it answers again
+            try:
+                out = teardown(self.fleet.server(s), self.store, project, s, end=None)
+            except hosts.Unreachable:
+                continue
             if out.why:  # the worktree, or a branch with commits nowhere else, was kept
                 self.store.record_attempt(s.id, "cleanup-kept", "cleanup-kept")
             emit(Event("cleanup.kept" if out.why else "session.cleaned",

@@ -29,8 +29,10 @@ def expand(values: Mapping[str, str], source: Mapping[str, str]) -> dict[str, st
 
 def build(source: Mapping[str, str], passthrough: Iterable[str] = (),
           extra: Mapping[str, str] | None = None,
-          configured: Mapping[str, str] | None = None) -> dict[str, str]:
-    names = (*BASE_ENV, *passthrough)
+          configured: Mapping[str, str] | None = None,
+          base: Iterable[str] = BASE_ENV) -> dict[str, str]:
+    """`base`: () for an agent on an SSH host, whose login gives it its own HOME and PATH."""
+    names = (*base, *passthrough)
     prefixes = tuple(n[:-1] for n in names if n.endswith("*"))  # "AIDER_*": every AIDER_ var
     env = {k: v for k, v in source.items() if k in names or (prefixes and k.startswith(prefixes))}
     env.update(extra or {})

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import (
     activity,
+    agent_hooks,
     agents,
     environment,
     hostwork,
@@ -34,6 +35,7 @@ from . import (
 from . import hosts as hostsmod
 from . import plan as planmod
 from .agents import LaunchContext, Profile
+from .agents.base import HOOK_FILE
 from .config import Config, ProjectConfig
 from .errors import AoError, BadInput, ExternalError, NotFound
 from .events import Event, emit
@@ -105,15 +107,18 @@ class Fleet:
         if name == LOCAL:
             return self.srv
         if name not in self._servers:
-            self._servers[name] = hostsmod.tmux_server(self.host(name), self.cfg.tmux_socket)
+            h = self.host(name)
+            self._servers[name] = hostsmod.tmux_server(
+                h, self.cfg.tmux_socket, str(hostwork.workdir(h) / "tmux.conf"))
         return self._servers[name]
 
     def place(self, project: ProjectConfig, profile: Profile) -> tuple[str | None, str]:
         """The host a new session of the project goes to (placement.py), or None and why
         not. A host in its unreachable backoff has no room; one with a memory floor is asked
         for its free memory."""
-        if project.hosts == (LOCAL,):
-            return LOCAL, ""
+        here = self.host(LOCAL)
+        if project.hosts == (LOCAL,) and here.max_sessions is None and here.min_free_mb is None:
+            return LOCAL, ""  # what ao always did: the project's max_concurrent alone
         now = time.time()
         running: dict[str, int] = {}
         for x in self.store.sessions(states=set(RUNNING)):
@@ -125,7 +130,7 @@ class Fleet:
                 continue
             reachable, free = h.local or hostsmod.due(name, now), None
             if reachable and h.min_free_mb is not None:
-                pr = hostsmod.probe(h)
+                pr = hostsmod.probe(h)  # this machine's too: the same one round trip
                 reachable, free = pr.reachable, pr.mem_available_mb
                 if not pr.reachable:
                     self._host_down(h, pr.error, now)
@@ -136,6 +141,23 @@ class Fleet:
                 "does not list `local` under its hosts"
         choice = placement.choose(rooms)
         return choice, "" if choice else placement.why_full(rooms)
+
+    def reachable(self, name: str) -> bool:
+        """Whether the machine answers now (this one always does); a host in its backoff is
+        not asked."""
+        if name == LOCAL:
+            return True
+        now = time.time()
+        if name not in self.cfg.hosts or not hostsmod.due(name, now):
+            return False
+        try:
+            hostsmod.run(self.host(name), ["true"], timeout=hostsmod.CONNECT_TIMEOUT + 5,
+                         silence_is_down=True)
+        except hostsmod.Unreachable as e:
+            self._host_down(self.host(name), e.message, now)
+            return False
+        self._host_up(self.host(name))
+        return True
 
     def _host_down(self, h: Host, error: str, now: float) -> None:
         if hostsmod.mark_down(h.name, error, now):
@@ -375,8 +397,8 @@ class Fleet:
             if started_elsewhere(s):
                 continue  # its start is still being finished by a live process
             project = self.cfg.projects.get(s.project)
-            if project is None:
-                continue
+            if project is None or not self.reachable(s.host):
+                continue  # a host away: its sessions are recovered when it answers
             prompts_ = [m for m in self.store.messages(s.id) if m["source"] == "prompt"]
             prompt_file = paths.session_dir(s.project, s.id) / "prompt.md"
             profile = agents.get(s.agent or "command")
@@ -457,24 +479,27 @@ class Fleet:
         return dict((*project.env, *project.agent.env))
 
     def agent_env(self, profile: Profile, ctx: LaunchContext,
-             configured: dict[str, str] | None = None) -> dict[str, str]:
-        """The agent's whole environment (environment.py): least privilege, and current."""
+                  configured: dict[str, str] | None = None,
+                  host: str = LOCAL) -> dict[str, str]:
+        """The agent's whole environment (environment.py): least privilege, and current. On
+        an SSH host the host's login gives the base (HOME, PATH), and the host's `env`."""
         project = self.cfg.project(ctx.project)
+        configured = self._configured_env(project) if configured is None else configured
+        if host != LOCAL:
+            configured = {**configured, **dict(self.host(host).env)}
         return environment.build(os.environ, profile.passthrough,
                                  {**profile.env(ctx), "AO_HOME": str(paths.ao_home())},
-                                 self._configured_env(project) if configured is None
-                                 else configured)
+                                 configured, environment.BASE_ENV if host == LOCAL else ())
 
     def _record_launch(self, project: ProjectConfig, profile: Profile,
-                       ctx: LaunchContext, s_host: str = LOCAL) -> None:
+                       ctx: LaunchContext) -> None:
         """What the session was started with, so a restore relaunches the same agent the
         same way even after the config changed."""
         paths.write_atomic(paths.session_dir(project.name, ctx.session_id) / "launch.json",
                            json.dumps({
             "agent": profile.name, "command_template": ctx.command_template,
             "permission_mode": ctx.permission_mode, "sandboxed": ctx.sandboxed,
-            "ready_pattern": ctx.ready_pattern,
-            "env": {**self._configured_env(project), **dict(self.host(s_host).env)}}))
+            "ready_pattern": ctx.ready_pattern, "env": self._configured_env(project)}))
 
 
     def _recorded_launch(self, project: str, sid: str) -> dict[str, Any] | None:
@@ -519,13 +544,11 @@ class Fleet:
             if host == LOCAL:
                 self._local_worktree(launch, exists)
             else:
-                self._host_worktree(launch, self.host(host), exists)
+                self._host_worktree(launch, self.host(host), fresh_branch)
             self.store.update_session(s.id, branch=branch, worktree=str(ctx.worktree),
                                       agent=profile.name)
             self._post_create_hooks(project, s, task, ctx)
-            # a host's own `env` (hosts.<name>.env) over the project's and the agent's
-            configured = {**self._configured_env(project), **dict(self.host(host).env)}
-            ctx = launch.ctx = replace(ctx, agent_env=self.agent_env(profile, ctx, configured))
+            ctx = launch.ctx = replace(ctx, agent_env=self.agent_env(profile, ctx, host=host))
             profile.prepare(ctx)
             launch.prompt = prompts.first_prompt(project, task, plan, branch)
             local_prompt = paths.session_dir(project.name, s.id) / "prompt.md"
@@ -533,9 +556,15 @@ class Fleet:
             if host != LOCAL:
                 hostwork.write(self.host(host), PurePosixPath(ctx.prompt_file),
                                local_prompt.read_text(encoding="utf-8"))
-            self._record_launch(project, profile, ctx, host)
+            self._record_launch(project, profile, ctx)
             srv = self.server(s)
-            tmux.new_session(srv, s.id, ctx.worktree, command, ctx.agent_env)
+            env: dict[str, str] | None = ctx.agent_env
+            if host != LOCAL:
+                tmux.kill_session(srv, s.id)  # one left by a start the host cut short
+                command = hostwork.env_command(self.host(host), PurePosixPath(ctx.session_dir),
+                                               command, ctx.agent_env or {})
+                env = None
+            tmux.new_session(srv, s.id, ctx.worktree, command, env)
             launch.undo.append(lambda: tmux.kill_session(srv, s.id))
             tmux.pipe_to(srv, s.id, ctx.session_dir / "pane.log")
             self.store.set_state(s.id, State.WORKING)
@@ -588,7 +617,7 @@ class Fleet:
         if profile.uses_hooks:
             workspace.exclude(project.path, ".claude/settings.local.json")
 
-    def _host_worktree(self, launch: _Launch, h: Host, exists: bool) -> None:
+    def _host_worktree(self, launch: _Launch, h: Host, fresh_branch: bool) -> None:
         """The worktree in the host's clone of the project's remote (symlinks point into
         this machine's clone, so they are not made there)."""
         project, branch, s = launch.project, launch.branch, launch.session
@@ -599,13 +628,21 @@ class Fleet:
         where = hostwork.place(h, project.name, s.id)
         launch.undo.append(lambda: hostwork.remove_dir(h, where.session_dir))
         how = hostwork.make_worktree(h, where, url, project.remote, project.default_branch,
-                                     branch, "fresh" if launch.continued.startswith("moved")
-                                     else "new", launch.profile.excludes)
-        launch.undo.append(lambda: hostwork.remove_worktree(
-            h, where, project.remote, project.default_branch,
-            branch if how == "new" else None, force=False))
+                                     branch, "fresh" if fresh_branch else "new",
+                                     launch.profile.excludes)
+        self._host_up(h)
+
+        def undo() -> None:  # a worktree just made holds nothing of anyone's yet
+            with workspace.on(h):
+                workspace.remove_worktree(Path(str(where.repo)), Path(str(where.worktree)))
+                if how == "new":
+                    workspace.delete_branch(Path(str(where.repo)), branch)
+
+        if how != "exists":  # a worktree kept from before holds work: never undone
+            launch.undo.append(undo)
         for cmd in project.post_create:
             hostwork.run_in(h, where.worktree, cmd)
+        hostsmod.install_tmux_conf(h, str(hostwork.workdir(h) / "tmux.conf"))
 
     def _post_create_hooks(self, project: ProjectConfig, s: Session, task: Task,
                            ctx: LaunchContext) -> None:
@@ -737,20 +774,20 @@ class Fleet:
         now = time.time() if now is None else now
         states: dict[str, tmux.PaneState] = {}
         down: set[str] = set()
+        fresh: dict[str, Session] = {}
         for name in sorted({s.host for s in sessions}):
+            here = [s for s in sessions if s.host == name]
             try:
                 if name != LOCAL and not hostsmod.due(name, now):
                     raise hostsmod.Unreachable(f"host {name} is in its retry backoff", "")
-                states.update(tmux.panes(self.host_server(name)))
-                if name != LOCAL:
-                    self._host_up(self.host(name))
+                states.update(self._poll_machine(name, here, fresh))
             except hostsmod.Unreachable as e:
                 down.add(name)
                 if name != LOCAL and hostsmod.due(name, now):
                     self._host_down(self.host(name), e.message, now)
         changes: dict[str, dict[str, object]] = {}
         out: dict[str, Activity] = {}
-        for s in sessions:
+        for s in (fresh.get(x.id, x) for x in sessions):
             p = states.get(s.id)
             if s.host in down:
                 new: dict[str, object] = {"activity": Activity.UNREACHABLE.value}
@@ -779,6 +816,40 @@ class Fleet:
                 changes[s.id] = {**diff, "activity_at": now, "runtime_seen_at": now}
         self.store.update_many(changes)
         return out
+
+    def _poll_machine(self, name: str, sessions: list[Session],
+                      fresh: dict[str, Session]) -> dict[str, tmux.PaneState]:
+        """One machine's panes, and the new lines of its sessions' hook files: here, a
+        `list-panes` and file reads; on a host, both in one round trip (hostwork.poll)."""
+        hooked = [s for s in sessions if agents.get(s.agent or "command").uses_hooks]
+        if name == LOCAL:
+            for s in hooked:
+                fresh[s.id] = agent_hooks.ingest_local(self.store, s)
+            return tmux.panes(self.srv)
+        h = self.host(name)
+        reads = [(s.id, hostwork.place(h, s.project, s.id).session_dir / HOOK_FILE,
+                  s.hooks_read) for s in hooked]
+        lines, chunks = hostwork.poll(h, self.cfg.tmux_socket, reads)
+        self._host_up(h)
+        for s in hooked:
+            if s.id in chunks:
+                fresh[s.id] = agent_hooks.ingest(self.store, s, chunks[s.id], s.hooks_read)
+        return tmux.parse_panes(lines) if lines is not None else {}
+
+    def read_hooks(self, s: Session) -> Session:
+        """The session's new hook lines recorded now (`ao send` waits on them)."""
+        s = self.store.session(s.id)
+        if s.host == LOCAL:
+            return agent_hooks.ingest_local(self.store, s)
+        h = self.host(s.host)
+        path = hostwork.place(h, s.project, s.id).session_dir / HOOK_FILE
+        return agent_hooks.ingest(self.store, s, hostwork.read_from(h, path, s.hooks_read),
+                                  s.hooks_read)
+
+    def hook_seen(self, s: Session, event: str, after_id: int) -> bool:
+        """The agent's hook reported `event` after the event id `after_id`."""
+        self.read_hooks(s)
+        return self.store.hook_seen(s.id, event, after_id)
 
     def _screen(self, s: Session, p: tmux.PaneState, profile: Profile
                 ) -> tuple[str, Activity | None, float | None, bool]:
@@ -862,7 +933,8 @@ class Fleet:
         recorded = self._recorded_launch(project.name, sid)
         profile = agents.get(s.agent or project.agent)
         ctx = self._context(project, s, profile, recorded)
-        env = self.agent_env(profile, ctx, recorded.get("env") if recorded else None)
+        env: dict[str, str] | None = self.agent_env(
+            profile, ctx, recorded.get("env") if recorded else None, s.host)
         branch = s.branch or workspace.branch_name(s.task)
         if s.host != LOCAL:  # the worktree on the host, made again from the branch if gone
             url = workspace.remote_url(project.path, project.remote) or ""
@@ -879,6 +951,12 @@ class Fleet:
                 workspace.add_worktree(project.path, ctx.worktree, branch, base, reuse=True)
             profile.prepare(ctx)
         command = profile.resume_command(ctx)
+        if s.host != LOCAL:
+            hostsmod.install_tmux_conf(self.host(s.host), str(
+                hostwork.workdir(self.host(s.host)) / "tmux.conf"))
+            command = hostwork.env_command(self.host(s.host), PurePosixPath(ctx.session_dir),
+                                           command, env or {})
+            env = None
         if p is not None:
             tmux.respawn(srv, sid, ctx.worktree, command, env)
         else:

@@ -166,22 +166,38 @@ def ssh_argv(host: Host) -> list[str]:
     return [*argv, host.ssh]
 
 
-def run(host: Host, argv: list[str], input: str | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run a command on the host (here for `local`): the runner seam."""
+def run(host: Host, argv: list[str], input: str | None = None, timeout: float = 60,
+        silence_is_down: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run a command on the host (here for `local`): the runner seam. Raises Unreachable
+    when ssh could not reach the host (and, with `silence_is_down`, when the command did not
+    answer in time: a poll's quick question); a slow command is an ExternalError."""
     full = argv if host.local else [*ssh_argv(host), "--", shlex.join(argv)]
     try:
         r = subprocess.run(full, input=input, capture_output=True, text=True,
                            timeout=timeout, stdin=None if input is not None
                            else subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise Unreachable(f"host {host.name}: `{argv[0]}` did not answer in {timeout:g}s",
-                          f"is {host.ssh or 'this machine'} reachable?") from None
-    if r.returncode == SSH_FAILED and not host.local:
+        error = Unreachable if silence_is_down or not connected(host) else ExternalError
+        raise error(f"host {host.name}: `{argv[0]}` did not answer in {timeout:g}s",
+                    f"is {host.ssh or 'this machine'} reachable?") from None
+    # 255 is ssh's own failure, or the command's exit status: the master connection tells
+    if r.returncode == SSH_FAILED and not host.local and not connected(host):
         err = (r.stderr or "").strip().splitlines()
         raise Unreachable(f"host {host.name}: {err[-1] if err else 'ssh failed'}",
                           "see `ao hosts check`")
     return r
+
+
+def connected(host: Host) -> bool:
+    """Whether the host's master connection is up (`ssh -O check`)."""
+    if host.local:
+        return True
+    argv = ssh_argv(host)
+    try:
+        return subprocess.run([*argv[:-1], "-O", "check", argv[-1]], capture_output=True,
+                              timeout=10, stdin=subprocess.DEVNULL).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 _WRAPPER = """#!/bin/sh
@@ -197,8 +213,9 @@ os.execvp(argv[0], [argv[0], *n, *argv[1:], "--", "tmux " + shlex.join(sys.argv[
 """
 
 
-def tmux_server(host: Host, socket: str) -> Server:
-    """A libtmux Server for the host's own tmux server on ao's socket."""
+def tmux_server(host: Host, socket: str, conf: str | None = None) -> Server:
+    """A libtmux Server for the host's own tmux server on ao's socket (no round trip: a
+    host that is away fails the commands sent through it, not this)."""
     from . import tmux
 
     if host.local:
@@ -211,16 +228,27 @@ def tmux_server(host: Host, socket: str) -> Server:
     if not wrapper.exists() or wrapper.read_text() != text:
         paths.write_atomic(wrapper, text)
         os.chmod(wrapper, 0o700)
-    conf = f"{host.workdir}/tmux.conf"
-    r = run(host, ["sh", "-c", f"mkdir -p {shlex.quote(host.workdir)} && "
-                   f"cat > {shlex.quote(conf)}"], input=tmux.CONF)
-    if r.returncode != 0:
-        raise ExternalError(f"host {host.name}: cannot write {conf}: "
-                            f"{(r.stderr or '').strip()[-200:]}", "run `ao hosts check`")
-    srv = tmux.server(socket, tmux_bin=str(wrapper), config_file=conf)
+    srv = tmux.server(socket, tmux_bin=str(wrapper), config_file=conf or _conf(host))
     if isinstance(srv, tmux.HostServer):
         srv.ao_host = host
     return srv
+
+
+def _conf(host: Host) -> str:
+    return f"{host.workdir}/tmux.conf"
+
+
+def install_tmux_conf(host: Host, conf: str | None = None) -> None:
+    """ao's tmux settings on the host (`conf`, by default in its workdir), read when its
+    tmux server starts."""
+    from . import tmux
+
+    conf = conf or _conf(host)
+    r = run(host, ["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1"', "ao", conf],
+            input=tmux.CONF)
+    if r.returncode != 0:
+        raise ExternalError(f"host {host.name}: cannot write {conf}: "
+                            f"{(r.stderr or '').strip()[-200:]}", "run `ao hosts check`")
 
 
 _PROBE = r"""
@@ -246,7 +274,8 @@ def probe(host: Host, binaries: tuple[str, ...] = ()) -> Probe:
 
     t0 = time.monotonic()
     try:
-        r = run(host, ["sh", "-c", _PROBE, "probe", *binaries], timeout=CONNECT_TIMEOUT + 20)
+        r = run(host, ["sh", "-c", _PROBE, "probe", *binaries], timeout=CONNECT_TIMEOUT + 20,
+                silence_is_down=True)
     except Unreachable as e:
         return Probe(host.name, False, str(e), seconds=time.monotonic() - t0)
     seconds = time.monotonic() - t0

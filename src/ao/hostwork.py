@@ -4,18 +4,18 @@ session's worktree and its folder, each step one round trip through the runner (
 Layout under the host's `workdir` (made absolute once: tmux needs an absolute cwd):
 `repos/<project>` (a clone of the project's remote, made on first use and fetched after),
 `worktrees/<project>/<session>`, `sessions/<project>/<session>` (prompt, pane log, saved work).
-The same rules as a local worktree (workspace.py): a branch on the remote is continued, a
-worktree is removed only when nothing in it would be lost, and a removed worktree takes its
-local branch with it.
+Removing a worktree there is teardown.py's, with workspace's commands run on the host
+(`workspace.on`): the same rules for what is at risk and the same saving as here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from . import hosts
+from . import hosts, paths
 from .errors import ExternalError
 from .hosts import Host
 
@@ -32,12 +32,25 @@ class Place:
 
 
 def workdir(host: Host) -> PurePosixPath:
-    """The host's workdir as an absolute path (made if missing)."""
+    """The host's workdir as an absolute path (made if missing): asked once, then kept in
+    `AO_HOME/hosts/<name>/workdir`, so naming a session's paths needs no round trip."""
     key = (host.name, host.workdir)
-    if key not in _ABS:
-        wd = shlex.quote(host.workdir)
-        r = _sh(host, f"mkdir -p {wd} && cd {wd} && pwd -P", "make its workdir")
-        _ABS[key] = r.strip().splitlines()[-1]
+    if key in _ABS:
+        return PurePosixPath(_ABS[key])
+    cache = paths.home() / "hosts" / host.name / "workdir"
+    with contextlib.suppress(OSError, ValueError):
+        configured, absolute = cache.read_text().split("\n")[:2]
+        if configured == host.workdir and absolute.startswith("/"):
+            _ABS[key] = absolute
+            return PurePosixPath(absolute)
+    wd = host.workdir
+    # `~/x` in the config means the login's home there, as in a shell
+    script = 'd=$1; case $d in "~"|"~/"*) d="$HOME${d#"~"}";; esac; ' \
+             'mkdir -p "$d" && cd "$d" && pwd -P'
+    out = _sh(host, script, "make its workdir", wd)
+    _ABS[key] = out.strip().splitlines()[-1]
+    paths.ensure_dir(cache.parent)
+    paths.write_atomic(cache, f"{host.workdir}\n{_ABS[key]}\n")
     return PurePosixPath(_ABS[key])
 
 
@@ -74,7 +87,9 @@ cd "$repo"
 shift 8
 git remote set-url "$remote" "$url"
 git fetch -q "$remote" "+refs/heads/$default:refs/remotes/$remote/$default"
-if [ -e "$wt" ] && [ "$mode" = reuse ] && git -C "$wt" rev-parse --git-dir >/dev/null 2>&1
+# this session's own worktree, left by a restore's kill or a start its host cut short: kept
+if [ -e "$wt" ] && git -C "$wt" rev-parse --git-dir >/dev/null 2>&1 && { [ "$mode" = reuse ] \
+   || [ "$(git -C "$wt" branch --show-current)" = "$branch" ]; }
 then echo "exists"; exit 0; fi
 if [ -e "$wt" ]; then echo "$wt already exists" >&2; exit 3; fi
 git worktree prune
@@ -106,8 +121,20 @@ def make_worktree(host: Host, where: Place, url: str, remote: str, default_branc
 
 
 def write(host: Host, path: PurePosixPath, text: str) -> None:
-    _sh(host, 'mkdir -p "$(dirname "$1")" && cat > "$1"', f"write {path}", str(path),
-        input=text)
+    """A private file on the host (the text travels on standard input, never in argv)."""
+    _sh(host, 'umask 077 && mkdir -p "$(dirname "$1")" && cat > "$1"', f"write {path}",
+        str(path), input=text)
+
+
+def env_command(host: Host, session_dir: PurePosixPath, command: str,
+                env: dict[str, str]) -> str:
+    """The agent's command on the host, given its environment from a private file it reads
+    and removes at start: values (API keys) never appear in a command line here or there.
+    The host's own login supplies the rest (HOME, PATH: the host's, not this machine's)."""
+    f = session_dir / "env.sh"
+    write(host, f, "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
+    q = shlex.quote(str(f))
+    return f". {q} && rm -f {q} && exec sh -c {shlex.quote(command)}"
 
 
 def run_in(host: Host, cwd: PurePosixPath, command: str, timeout: float = 600) -> None:
@@ -124,69 +151,56 @@ def read_tail(host: Host, path: PurePosixPath, lines: int) -> str:
     return r.stdout if r.returncode == 0 else ""
 
 
-# $1 repo  $2 worktree  $3 remote  $4 default  $5 branch  $6 force (1/0)  $7 saved dir
-_REMOVE = r"""
-repo=$1 wt=$2 remote=$3 default=$4 branch=$5 force=$6 saved=$7
-cd "$repo" 2>/dev/null || { echo "worktree none"; exit 0; }
-git fetch -q "$remote" "+refs/heads/$default:refs/remotes/$remote/$default" 2>/dev/null
-why=""
-if [ -e "$wt" ]; then
-  if ! git -C "$wt" rev-parse --git-dir >/dev/null 2>&1; then
-    [ -n "$(ls -A "$wt")" ] && why="no usable .git, so its files cannot be checked"
-  else
-    n=$(git -C "$wt" status --porcelain --untracked-files=all | grep -cv '^.. \.ao/' || true)
-    [ "$n" != 0 ] && why="$n uncommitted or untracked file(s)"
-    c=$(git -C "$wt" rev-list --count HEAD --not --remotes="$remote" 2>/dev/null || echo 1)
-    [ "$c" != 0 ] && why="${why:+$why; }$c commit(s) not on the remote"
-  fi
-fi
-if [ -n "$why" ] && [ "$force" = 1 ]; then
-  mkdir -p "$saved"; stamp=$(date +%Y%m%d-%H%M%S)
-  git -C "$wt" add -A && git -C "$wt" diff --cached --binary HEAD > "$saved/work-$stamp.patch"
-  git -C "$wt" bundle create -q "$saved/commits-$stamp.bundle" HEAD --not \
-    --remotes="$remote" 2>/dev/null || true
-  echo "saved $saved/work-$stamp.patch"; why=""
-fi
-if [ -n "$why" ]; then echo "worktree kept"; echo "why $why"; echo "branch kept"; exit 0; fi
-[ -e "$wt" ] && git worktree remove --force --force "$wt" 2>/dev/null; rm -rf "$wt"
-git worktree prune
-echo "worktree removed"
-if [ -n "$branch" ] && git show-ref -q --verify "refs/heads/$branch"; then
-  c=$(git rev-list --count "refs/heads/$branch" --not --remotes="$remote" 2>/dev/null || echo 1)
-  if [ "$c" = 0 ] || [ "$force" = 1 ]; then
-    git branch -q -D "$branch" && echo "branch deleted"
-  else
-    echo "branch kept"; echo "why branch $branch has $c commit(s) not on the remote"
-  fi
-fi
+# $1 socket  $2 the list-panes format  $3 marker; then (session, hook file, offset) triples
+_POLL = r"""
+sock=$1 fmt=$2 mark=$3; shift 3
+tmux -u -L "$sock" list-panes -a -F "$fmt" 2>/dev/null
+echo "$mark panes $?"
+while [ $# -ge 3 ]; do
+  sid=$1 f=$2 off=$3; shift 3
+  [ -f "$f" ] || continue
+  n=$(( $(wc -c < "$f") - off ))
+  [ "$n" -gt 0 ] || continue
+  printf '%s hooks %s ' "$mark" "$sid"
+  tail -c +$((off + 1)) "$f" | head -c "$n" | base64 | tr -d '\n'; echo
+done
 """
 
 
-@dataclass
-class Removal:
-    worktree: str = "none"  # none | kept | removed
-    branch: str = "none"  # none | kept | deleted
-    why: list[str] | None = None
-    saved: list[str] | None = None
+def poll(host: Host, socket: str, reads: list[tuple[str, PurePosixPath, int]]
+         ) -> tuple[list[str] | None, dict[str, bytes]]:
+    """One round trip for a poll of the host: `list-panes -a` of its tmux server (None when
+    no server runs) and the new bytes of each session's hook file from its offset. Raises
+    hosts.Unreachable when the host does not answer."""
+    import base64
+    import secrets
+
+    from .tmux import PANES_FORMAT
+
+    mark = f"@@ao-{secrets.token_hex(8)}"  # the panes' titles are the agents': unguessable
+    args = [socket, PANES_FORMAT, mark]
+    for sid, path, offset in reads:
+        args += [sid, str(path), str(offset)]
+    r = hosts.run(host, ["sh", "-c", _POLL, "ao", *args], timeout=60)
+    lines: list[str] = []
+    panes: list[str] | None = None
+    chunks: dict[str, bytes] = {}
+    for line in r.stdout.splitlines():
+        if not line.startswith(mark + " "):
+            lines.append(line)
+            continue
+        _, what, *rest = line.split(" ")
+        if what == "panes":
+            panes = lines if rest == ["0"] else None
+        elif what == "hooks" and len(rest) == 2:
+            chunks[rest[0]] = base64.b64decode(rest[1])
+    return panes, chunks
 
 
-def remove_worktree(host: Host, where: Place, remote: str, default_branch: str,
-                    branch: str | None, force: bool) -> Removal:
-    """Remove the session's worktree on the host unless that would lose work (uncommitted
-    files, commits not on the remote); `force` saves that work in the session's folder on the
-    host first. The branch goes with the worktree when all it holds is on the remote."""
-    out = _sh(host, _REMOVE, "check the worktree", str(where.repo), str(where.worktree),
-              remote, default_branch, branch or "", "1" if force else "0",
-              str(where.session_dir / "saved"), timeout=120)
-    r = Removal(why=[], saved=[])
-    for line in out.splitlines():
-        key, _, rest = line.partition(" ")
-        if key == "worktree":
-            r.worktree = rest
-        elif key == "branch":
-            r.branch = rest
-        elif key == "why" and r.why is not None:
-            r.why.append(rest)
-        elif key == "saved" and r.saved is not None:
-            r.saved.append(f"{host.name}:{rest}")
-    return r
+def read_from(host: Host, path: PurePosixPath, offset: int) -> bytes:
+    """A file's bytes from `offset` on the host (empty if it is not there)."""
+    import base64
+
+    r = hosts.run(host, ["sh", "-c", '[ -f "$1" ] && tail -c +$(($2 + 1)) "$1" | base64',
+                         "ao", str(path), str(offset)], timeout=60)
+    return base64.b64decode("".join(r.stdout.split())) if r.returncode == 0 else b""

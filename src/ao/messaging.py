@@ -218,7 +218,7 @@ class Messenger:
                  mark: int) -> str:
         deadline = time.monotonic() + CONFIRM_TIMEOUT
         while time.monotonic() < deadline:
-            if profile.uses_hooks and self.store.hook_seen(s.id, "UserPromptSubmit", mark):
+            if profile.uses_hooks and self.fleet.hook_seen(s, "UserPromptSubmit", mark):
                 return "hook"
             screen = tmux.capture(self.fleet.server(s), s.id)
             if profile.line_oriented:
@@ -259,6 +259,8 @@ class Messenger:
         return done
 
     def _recover_one(self, s: Session, m: dict[str, object]) -> str:
+        if not self.fleet.reachable(s.host):
+            return "waiting"  # its host is away: the delivery is looked at when it is back
         srv = self.fleet.server(s)
         mid, body, source = int(str(m["id"])), str(m["body"]), str(m["source"])
         stage, mark = m.get("stage"), int(str(m["mark"])) if m.get("mark") is not None else 0
@@ -277,7 +279,7 @@ class Messenger:
             r = self._enter(s, profile, screen, body, source, mid, mark or
                             self.store.last_event_id(), recovered=True)
             return r.status
-        if not profile.uses_hooks or self.store.hook_seen(s.id, "UserPromptSubmit", mark):
+        if not profile.uses_hooks or self.fleet.hook_seen(s, "UserPromptSubmit", mark):
             self.store.set_message(mid, "delivered")
             emit(Event("message.delivered", s.project, s.id, s.task,
                        {"id": mid, "source": source, "chars": len(body), "recovered": True,

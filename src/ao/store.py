@@ -212,6 +212,11 @@ def _m007_host(conn: sqlite3.Connection) -> None:
     _execute_all(conn, "ALTER TABLE sessions ADD COLUMN host TEXT NOT NULL DEFAULT 'local';")
 
 
+def _m008_hooks_read(conn: sqlite3.Connection) -> None:
+    """How far the session's hook file (agent_hooks.py) has been read, in bytes."""
+    _execute_all(conn, "ALTER TABLE sessions ADD COLUMN hooks_read INTEGER NOT NULL DEFAULT 0;")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_local_forge", _m002_local_forge),
@@ -220,6 +225,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("005_usage_limits", _m005_usage_limits),
     ("006_step", _m006_step),
     ("007_host", _m007_host),
+    ("008_hooks_read", _m008_hooks_read),
 ]
 
 
@@ -262,6 +268,7 @@ class Session:
     limited_until: float | None = None  # its agent's usage limit resets then
     step: str | None = None  # the step of the task's work it is at (steps.py)
     host: str = "local"  # the machine its agent runs on (hosts.py)
+    hooks_read: int = 0  # bytes of its hook file recorded (agent_hooks.py)
 
     @property
     def merged(self) -> bool:
@@ -664,6 +671,12 @@ class Store:
     def last_event_id(self) -> int:
         (n,) = self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
         return int(n)
+
+    def advance_hooks(self, sid: str, old: int, new: int) -> bool:
+        """Claim the hook file's bytes old..new for this reader; False if another took them."""
+        with self.transaction() as c:
+            return c.execute("UPDATE sessions SET hooks_read = ? WHERE id = ? AND "
+                             "hooks_read = ?", (new, sid, old)).rowcount == 1
 
     def hook_seen(self, sid: str, hook: str, after_id: int) -> bool:
         row = self.conn.execute(

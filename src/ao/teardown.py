@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,36 +87,41 @@ def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
 
 
 def _on_host(srv: Server, project: ProjectConfig, s: Session, force: bool) -> Teardown:
-    """The worktree and branch on the session's SSH host, by the same rules (hostwork.py)."""
+    """The worktree and branch on the session's SSH host: the same steps and rules, with
+    workspace's commands run there (its clone stands for the project's, its session folder
+    holds what is saved)."""
     host = tmux.host_of(srv)
     if host is None or host.name != s.host:
         raise ExternalError(f"{s.id} runs on host {s.host}, not where this was asked",
                             "a bug: report it")
-    r = hostwork.remove_worktree(host, hostwork.place(host, project.name, s.id),
-                                 project.remote, project.default_branch, s.branch, force)
-    return Teardown(worktree=r.worktree, why=r.why or [], saved=r.saved or [],
-                    branch=r.branch)
+    where = hostwork.place(host, project.name, s.id)
+    with workspace.on(host):
+        out = _here(replace(project, path=Path(str(where.repo))), s, force,
+                    Path(str(where.session_dir)) / "saved", f"{host.name}:")
+    return out
 
 
-def _here(project: ProjectConfig, s: Session, force: bool) -> Teardown:
+def _here(project: ProjectConfig, s: Session, force: bool, saved_in: Path | None = None,
+          shown: str = "") -> Teardown:
     out = Teardown()
+    saved_in = saved_in or paths.session_dir(s.project, s.id) / "saved"
     wt = Path(s.worktree) if s.worktree else paths.worktree_path(s.project, s.id)
-    if wt.exists():
+    if workspace.exists(wt):
         risk = workspace.work_at_risk(wt, project.remote, project.default_branch,
                                       disposable(project), branch=s.branch)
-        if risk and force and (wt / ".git").exists():
-            saved = workspace.save_work(wt, paths.session_dir(s.project, s.id) / "saved",
-                                        project.remote, project.default_branch,
+        if risk and force and workspace.exists(wt / ".git"):
+            saved = workspace.save_work(wt, saved_in, project.remote, project.default_branch,
                                         disposable(project), branch=s.branch)
-            out.saved = [paths.display(f) for f in saved]
+            out.saved = [shown + (str(f) if shown else paths.display(f)) for f in saved]
             risk = []
         if risk:
             out.worktree, out.why = "kept", risk
         else:
             workspace.remove_worktree(project.path, wt)
             out.worktree = "removed"
-            with contextlib.suppress(AoError):
-                agents.get(s.agent or "command").forget(wt)
+            if not shown:  # a trust entry `prepare` made here
+                with contextlib.suppress(AoError):
+                    agents.get(s.agent or "command").forget(wt)
     branch = s.branch
     if branch and workspace.local_branch_exists(project.path, branch):
         # the branch's own commits are checked too: its worktree may have been gone before
@@ -127,10 +132,9 @@ def _here(project: ProjectConfig, s: Session, force: bool) -> Teardown:
             lone = []  # saved above with the worktree's work (its bundle holds the branch)
         if lone and force and out.worktree != "kept":
             bundle = workspace.bundle_commits(
-                project.path, paths.session_dir(s.project, s.id) / "saved" /
-                f"branch-{time.strftime('%Y%m%d-%H%M%S')}.bundle", project.remote,
-                project.default_branch, [f"refs/heads/{branch}"])
-            out.saved.append(paths.display(bundle))
+                project.path, saved_in / f"branch-{time.strftime('%Y%m%d-%H%M%S')}.bundle",
+                project.remote, project.default_branch, [f"refs/heads/{branch}"])
+            out.saved.append(shown + (str(bundle) if shown else paths.display(bundle)))
             lone = []
         if out.worktree == "kept" or lone:
             out.branch = "kept"

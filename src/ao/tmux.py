@@ -203,20 +203,25 @@ class PaneState:
     title: str = ""  # the pane title (a CLI that sets its run state there)
 
 
+PANES_FORMAT = ("#{session_name}\t#{window_index}\t#{pane_index}\t#{pane_dead}\t#{pane_pid}\t"
+                "#{pane_dead_status}\t#{window_activity}\t#{pane_title}")
+
+
 def panes(srv: Server) -> dict[str, PaneState]:
     """Every session's first pane in one tmux round trip (liveness, exit status, last output),
     so a tick costs one command however many sessions there are. Raises Unreachable when a
     host's server could not be reached (its sessions are then not known dead)."""
-    r = srv.cmd("list-panes", "-a", "-F", "#{session_name}\t#{window_index}\t#{pane_index}\t"
-                "#{pane_dead}\t#{pane_pid}\t#{pane_dead_status}\t#{window_activity}\t"
-                "#{pane_title}")
-    out: dict[str, PaneState] = {}
+    r = srv.cmd("list-panes", "-a", "-F", PANES_FORMAT)
     if r.returncode == SSH_FAILED and remote(srv):  # the connection failed, not tmux
         raise Unreachable(" ".join(r.stderr).strip()[-300:] or "ssh failed",
                           "see `ao hosts check`")
-    if r.returncode != 0:
-        return out
-    for line in r.stdout:
+    return parse_panes(r.stdout) if r.returncode == 0 else {}
+
+
+def parse_panes(lines: list[str]) -> dict[str, PaneState]:
+    """`list-panes -a -F PANES_FORMAT`'s answer, by session."""
+    out: dict[str, PaneState] = {}
+    for line in lines:
         name, _w, _p, dead, pid, status, act, *title = (line.split("\t") + [""] * 8)
         if name in out:
             continue  # the session's first pane speaks for it

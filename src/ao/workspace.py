@@ -1,4 +1,8 @@
-"""git: repositories, branches and worktrees. The only module that runs git."""
+"""git: repositories, branches and worktrees. The only module that runs git.
+
+Its commands run here, or on an SSH host inside `on(host)` (the runner seam, hosts.run): the
+same rules for what a worktree holds at risk, the same saving, wherever the worktree is.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +16,67 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
-from . import paths
+from . import hosts, paths
 from .errors import BadInput, ExternalError
+from .hosts import Host
 
 _GITHUB = re.compile(r"github\.com[:/]([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
 
 
+_HOST: ContextVar[Host | None] = ContextVar("ao_workspace_host", default=None)
+# never let git stop to ask for credentials or an editor: ao runs unattended
+_QUIET = {"GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true", "GIT_MERGE_AUTOEDIT": "no"}
+
+
+@contextmanager
+def on(host: Host | None) -> Iterator[None]:
+    """This module's commands and file checks run on `host` (None, or local: here)."""
+    token = _HOST.set(None if host is None or host.local else host)
+    try:
+        yield
+    finally:
+        _HOST.reset(token)
+
+
+def _remote(script: str, *args: str, input: str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    host = _HOST.get()
+    assert host is not None
+    return hosts.run(host, ["sh", "-c", script, "ao", *args], input=input, timeout=timeout)
+
+
+def exists(path: Path) -> bool:
+    if _HOST.get() is None:
+        return path.exists()
+    return _remote('[ -e "$1" ] || [ -L "$1" ]', str(path)).returncode == 0
+
+
+def _has_files(path: Path) -> bool:
+    if _HOST.get() is None:
+        return any(path.iterdir())
+    return _remote('[ -n "$(ls -A "$1")" ]', str(path)).returncode == 0
+
+
+def _rmtree(path: Path) -> None:
+    if _HOST.get() is None:
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        _remote('rm -rf -- "$1"', str(path))
+
+
 def git(cwd: Path, *args: str, check: bool = True, timeout: float = 120,
         input: str | None = None) -> subprocess.CompletedProcess[str]:
+    host = _HOST.get()
     try:
-        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout, input=input,
-                              env=_env())
+        if host is not None:
+            proc = hosts.run(host, ["env", *(f"{k}={v}" for k, v in _QUIET.items()), "git",
+                                    "-C", str(cwd), *args], input=input, timeout=timeout)
+        else:
+            proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                                  timeout=timeout, input=input, env=_env())
     except FileNotFoundError:
         raise ExternalError("git is not installed", "install git (apt-get install git)") from None
     except subprocess.TimeoutExpired:
@@ -39,10 +90,7 @@ def git(cwd: Path, *args: str, check: bool = True, timeout: float = 120,
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    # never let git stop to ask for credentials or an editor: ao runs unattended
-    env.update(GIT_TERMINAL_PROMPT="0", GIT_EDITOR="true", GIT_MERGE_AUTOEDIT="no")
-    return env
+    return {**os.environ, **_QUIET}
 
 
 def repo_root(start: Path) -> Path:
@@ -149,7 +197,7 @@ def fresh_base(repo: Path, remote: str, default_branch: str) -> str:
 
 
 def add_worktree(repo: Path, path: Path, branch: str, base: str, reuse: bool = False) -> None:
-    if path.exists():
+    if exists(path):
         raise ExternalError(f"{path} already exists", "remove it, or run `ao session cleanup`")
     if reuse:
         if local_branch_exists(repo, branch):
@@ -163,10 +211,10 @@ def add_worktree(repo: Path, path: Path, branch: str, base: str, reuse: bool = F
 
 
 def remove_worktree(repo: Path, path: Path) -> None:
-    if path.exists():
+    if exists(path):
         git(repo, "worktree", "remove", "--force", "--force", str(path), check=False)
-    if path.exists():  # not a registered worktree (half made): remove the folder itself
-        shutil.rmtree(path, ignore_errors=True)
+    if exists(path):  # not a registered worktree (half made): remove the folder itself
+        _rmtree(path)
     git(repo, "worktree", "prune", check=False)
 
 
@@ -212,6 +260,10 @@ def exclude(repo: Path, pattern: str) -> None:
     """Add `pattern` to the repository's info/exclude (shared by all worktrees)."""
     common = common_dir(repo)
     f = common / "info" / "exclude"
+    if _HOST.get() is not None:
+        _remote('mkdir -p "$(dirname "$1")"; touch "$1"; grep -qxF -- "$2" "$1" || '
+                'printf "%s\\n" "$2" >> "$1"', str(f), pattern)
+        return
     f.parent.mkdir(parents=True, exist_ok=True)
     lines = f.read_text().splitlines() if f.exists() else []
     if pattern not in lines:
@@ -299,12 +351,12 @@ def work_at_risk(worktree: Path, remote: str, default_branch: str,
                  disposable: tuple[str, ...] = DISPOSABLE, branch: str | None = None
                  ) -> list[str]:
     """Why removing this worktree would lose work; empty when it is safe."""
-    if not worktree.exists():
+    if not exists(worktree):
         return []
-    if not (worktree / ".git").exists() or \
+    if not exists(worktree / ".git") or \
             git(worktree, "rev-parse", "--git-dir", check=False).returncode != 0:
         # without git we cannot tell new files from old: whatever is there stays
-        return ["no usable .git, so its files cannot be checked"] if any(worktree.iterdir()) \
+        return ["no usable .git, so its files cannot be checked"] if _has_files(worktree) \
             else []
     reasons = []
     changed = dirty(worktree)
@@ -336,10 +388,17 @@ def save_work(worktree: Path, dest: Path, remote: str, default_branch: str,
     """Save uncommitted work (ignored files that are not disposable included) as a patch and
     unpushed commits as a bundle under `dest`."""
     saved: list[Path] = []
-    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _mkdir(dest)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     ignored = ignored_at_risk(worktree, disposable)
-    if dirty(worktree) or ignored:
+    if (dirty(worktree) or ignored) and _HOST.get() is not None:
+        patch = dest / f"uncommitted-{stamp}.patch"
+        r = _remote(_SAVE, str(worktree), str(patch), *ignored, timeout=300)
+        if r.returncode != 0:
+            raise ExternalError(f"could not save the work in {worktree}: "
+                                f"{(r.stderr or '').strip()[-200:]}", "nothing was removed")
+        saved.append(patch)
+    elif dirty(worktree) or ignored:
         with tempfile.TemporaryDirectory() as tmp:
             env_index = os.path.join(tmp, "index")
             env = {**_env(), "GIT_INDEX_FILE": env_index}
@@ -366,12 +425,35 @@ def bundle_commits(repo: Path, bundle: Path, remote: str, default_branch: str,
                    tips: list[str]) -> Path:
     """A bundle of what `tips` have that the remote and the default branch do not (all of
     `tips` when those cannot be told apart)."""
-    bundle.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _mkdir(bundle.parent)
     proc = git(repo, "bundle", "create", str(bundle), *tips, "--not",
                *_elsewhere(repo, remote, default_branch), check=False)
     if proc.returncode != 0:
         git(repo, "bundle", "create", str(bundle), *tips)
     return bundle
+
+
+# the uncommitted work of a worktree on a host as a patch: a private index, so the worktree's
+# own is untouched; any failure fails the save (and nothing is removed)
+_SAVE = r"""
+set -e
+wt=$1 patch=$2; shift 2
+idx=$(mktemp); trap 'rm -f "$idx"' EXIT
+export GIT_INDEX_FILE="$idx"
+git -C "$wt" read-tree HEAD
+git -C "$wt" add -A
+[ $# -eq 0 ] || git -C "$wt" add -f -- "$@"
+umask 077
+git -C "$wt" diff --cached --binary HEAD > "$patch.part"
+mv "$patch.part" "$patch"
+"""
+
+
+def _mkdir(path: Path) -> None:
+    if _HOST.get() is None:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    elif _remote('mkdir -p -m 700 "$1"', str(path)).returncode != 0:
+        raise ExternalError(f"cannot make {path} on its host", "see `ao hosts check`")
 
 
 def head(worktree: Path) -> str:

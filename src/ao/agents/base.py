@@ -9,12 +9,25 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from ..state import Activity
+
+HOOK_FILE = "hooks.tsv"
+HOOK_MARK = "ao-hook"  # in every hook command ao installs: a later install replaces only its own
+# bytes of the payload kept on the line, so the line is one write of the shell's output
+# buffer; a longer payload (a tool's input) is cut, and agent_hooks reads its fields from
+# its start
+HOOK_MAX_PAYLOAD = 3500
+# newlines out of the JSON (raw ones are only whitespace between its tokens), one line, and
+# nothing on stdout (Claude Code adds a UserPromptSubmit hook's output to the prompt); a
+# failure never fails the agent; ao's wake file is touched when ao runs on this machine
+_HOOK_SCRIPT = ('p=$(tr -d "\\n\\r" | head -c {max}); [ -n "$p" ] || p="{{}}"; '
+                'printf "%s\\t%s\\t%s\\n" "$0" "$(date +%s.%N)" "$p" '
+                '>> "$AO_SESSION_DIR/{file}" 2>/dev/null; '
+                '[ -d "$AO_HOME" ] && : > "$AO_HOME/wake" 2>/dev/null; exit 0')
 
 
 @dataclass(frozen=True)
@@ -35,8 +48,10 @@ class LaunchContext:
     agent_env: dict[str, str] | None = None
 
     def hook_command(self, agent: str, event: str) -> str:
-        """How an agent's hook calls back into this same `ao` (whatever is on PATH)."""
-        return f"{shlex.quote(sys.executable)} -m ao hook {agent} {event}"
+        """The agent's hook for `event`: a line of shell that appends the event to the hook
+        file in the session's folder, wherever the agent runs (agent_hooks.py reads it)."""
+        script = _HOOK_SCRIPT.format(max=HOOK_MAX_PAYLOAD, file=HOOK_FILE)
+        return f"sh -c {shlex.quote(script)} {shlex.quote(event)} # {HOOK_MARK}"
 
 
 @dataclass

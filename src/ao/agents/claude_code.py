@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from ..errors import BadInput
 from ..state import Activity
-from .base import LaunchContext, Profile
+from .base import HOOK_MARK, LaunchContext, Profile
 from .profiles import config_lock, running_as_root
 
 HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse",
@@ -146,6 +146,7 @@ class ClaudeCode(Profile):
                 # keep the user's own hooks for the event; replace only ours
                 kept = [h for h in table.get(event, [])
                         if not any(" -m ao hook " in c.get("command", "")
+                                   or HOOK_MARK in c.get("command", "")
                                    for c in h.get("hooks", []))]
                 table[event] = [*kept, entry]
 
