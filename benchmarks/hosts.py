@@ -117,19 +117,21 @@ def spawn(root: Path, tasks: int) -> None:
                                  ("three machines", ["local", "h1", "h2"], tasks // 3)):
             home = root / f"ao-{len(pool)}"
             home.mkdir()
+            clone = root / f"work-{len(pool)}"  # each run its own clone: its own worktrees
+            sh("git", "clone", "-q", str(bare), str(clone))
             socket = f"ao-bench-sp-{os.getpid()}-{len(pool)}"
             host_cfg: dict[str, object] = {"local": {"max_sessions": per}}
             for n, srv in servers.items():
                 host_cfg[n] = {**srv.host_config(), "max_sessions": per,
                                "workdir": str(root / f"wd-{n}-{len(pool)}")}
             (home / "config.yaml").write_text(json.dumps({"hosts": host_cfg, "projects": {
-                "bench": {"path": str(work), "agent": "demo", "max_concurrent": tasks,
+                "bench": {"path": str(clone), "agent": "demo", "max_concurrent": tasks,
                           "plan": "plans/p.yaml", "hosts": pool}}}))
             env = {**os.environ, "AO_HOME": str(home), "AO_TMUX_SOCKET": socket}
             t0 = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "ao", "batch-spawn", "bench",
-                                   "--plan", str(work / "plans" / "p.yaml"), "--force"],
-                                  cwd=work, env=env, capture_output=True, text=True)
+                                   "--plan", str(clone / "plans" / "p.yaml"), "--force"],
+                                  cwd=clone, env=env, capture_output=True, text=True)
             times[label] = time.perf_counter() - t0
             spawned = proc.stdout.count(" spawned")
             subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)

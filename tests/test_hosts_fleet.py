@@ -26,7 +26,7 @@ from ao.store import Store
 
 from .fleet_helpers import Env
 from .helpers import git, retry_until, run_ao
-from .sshd import SSHD, SshServer, sshd
+from .sshd import NETNS, SSHD, SshServer, netns_pair, sshd
 
 pytestmark = pytest.mark.skipif(SSHD is None, reason="OpenSSH's sshd is not installed; "
                                 "`.ci/run` installs Debian's openssh-server")
@@ -50,11 +50,13 @@ class Pool:
                           "max_sessions": limits.get(name, 1)}
         return spec
 
-    def configure(self, project_hosts: list[str], **project: object) -> None:
+    def configure(self, project_hosts: list[str], limits: dict[str, int] | None = None,
+                  **project: object) -> None:
         f = paths.config_file()
         spec = {"path": str(self.env.repo), "agent": "demo", "plan": "plans/p.yaml",
                 "hosts": project_hosts, **project}
-        f.write_text(json.dumps({"projects": {"shop": spec}, "hosts": self.hosts_config(),
+        f.write_text(json.dumps({"projects": {"shop": spec},
+                                 "hosts": self.hosts_config(**(limits or {})),
                                  "cleanup": {"grace": 0}}))
 
     def host_tmux(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -218,3 +220,58 @@ def test_a_host_that_goes_away_leaves_its_sessions_unreachable_then_resumes(
     assert texts.count("are you there?") == 1
     assert '"host.reachable"' in paths.events_log().read_text()
     assert len([x for x in store.sessions("shop") if x.task == "C-1"]) == 1
+
+
+@pytest.mark.skipif(not NETNS, reason="needs root and iproute2 for network namespaces "
+                    "(`.ci/run` runs as root)")
+def test_a_host_cut_off_mid_run_loses_nothing_and_doubles_nothing(env: Env,
+                                                                   tmp_path: Path) -> None:
+    """The host is its own network namespace behind a veth pair; setting the pair down cuts
+    it off the way a dead link does (packets vanish, nothing refuses). Its sessions go
+    unreachable, the daemon goes on, and when the link is back the plan finishes with every
+    task merged once and no task started twice."""
+    tmux_dir = Path(tempfile.mkdtemp(prefix="ao-cut-"))
+    socks = hosts.control_dir
+    with netns_pair() as ns, sshd(tmp_path / "sshd-cut", setenv={
+            "TMUX_TMPDIR": str(tmux_dir)}, netns=ns) as srv:
+        pool = Pool(env, {"build-c": srv}, tmp_path / "hosts", {"build-c": tmux_dir})
+        try:
+            env.plan_file.write_text(json.dumps(TEST_PLAN))
+            pool.configure(["build-c"], {"build-c": 3}, ci={"command": "true"},
+                           auto_merge=True, require_review=False)
+            assert run_ao("plan", "run", str(env.plan_file), "-p", "shop").code == 0
+            store = Store()
+            d = Daemon(config.load(), store, env.server())
+            d.tick()
+            running = [s for s in store.sessions("shop") if s.state is State.WORKING]
+            assert {s.host for s in running} == {"build-c"} and len(running) == 3
+            srv.cut()
+            d.tick()  # the poll's question goes unanswered: the host is marked down
+            for s in store.sessions("shop"):
+                if s.state is not State.QUEUED:
+                    assert s.activity == Activity.UNREACHABLE.value, s
+                    assert s.state in (State.WORKING, State.PR_OPEN), s
+            d.tick()  # in its backoff: not asked again, nothing changes
+            srv.mend()
+
+            def merged() -> bool:
+                d.tick()
+                return {s.task for s in store.sessions("shop") if s.merged} == \
+                    set(TEST_PLAN["tasks"])
+
+            retry_until(merged, timeout=200, interval=1, message="the plan merged")
+            per_task: dict[str, int] = {}
+            for s in store.sessions("shop"):
+                per_task[s.task] = per_task.get(s.task, 0) + 1
+            assert per_task == {"A-1": 1, "B-1": 1, "C-1": 1, "D-1": 1}  # none started twice
+            log = git(env.remote, "log", "--format=%s", "main")
+            for key in TEST_PLAN["tasks"]:
+                assert log.count(f"{key}: add") == 1, log
+            text = paths.events_log().read_text()
+            assert text.count('"host.unreachable"') == 1 and '"host.reachable"' in text
+        finally:
+            pool.host_tmux("build-c", "kill-server")
+            for sock in socks().iterdir():
+                subprocess.run(["ssh", "-O", "exit", "-S", str(sock), "x"],
+                               capture_output=True, timeout=10)
+            shutil.rmtree(tmux_dir, ignore_errors=True)

@@ -3,9 +3,9 @@
 `local` is this machine. An SSH host is reached with OpenSSH's own client and connection
 multiplexing (ControlMaster/ControlPersist): the first command opens one connection, every
 later one rides it, so a command costs one round trip on an open channel, not a handshake.
-A host's tmux server is driven through the same connection: `tmux_server()` gives libtmux a
-`tmux` that runs on the host (a small wrapper that quotes its arguments for the remote
-shell), so everything in tmux.py works on a host unchanged.
+A host's tmux server is driven through the same connection: `tmux_server()` gives a libtmux
+Server whose commands go over ssh with their arguments quoted for the remote shell
+(tmux.HostServer), so everything in tmux.py works on a host unchanged.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import os
 import shlex
 import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,35 +199,15 @@ def connected(host: Host) -> bool:
         return False
 
 
-_WRAPPER = """#!/bin/sh
-# written by ao: tmux on host {name}, over ssh (hosts.py)
-exec {python} -c {code} "$@"
-"""
-# ssh reads no standard input (-n) unless the command takes a buffer from it (load-buffer -):
-# it would otherwise take keys meant for the board or the terminal
-_CODE = """import os, shlex, sys
-argv = {ssh!r}
-n = [] if "load-buffer" in sys.argv[1:] else ["-n"]
-os.execvp(argv[0], [argv[0], *n, *argv[1:], "--", "tmux " + shlex.join(sys.argv[1:])])
-"""
-
-
 def tmux_server(host: Host, socket: str, conf: str | None = None) -> Server:
-    """A libtmux Server for the host's own tmux server on ao's socket (no round trip: a
-    host that is away fails the commands sent through it, not this)."""
+    """A libtmux Server for the host's own tmux server on ao's socket, its commands sent over
+    the host's connection (tmux.HostServer); no round trip here: a host that is away fails
+    the commands sent through it, not this."""
     from . import tmux
 
     if host.local:
         return tmux.server(socket)
-    folder = paths.ensure_dir(paths.home() / "hosts" / host.name)
-    wrapper = folder / "tmux"
-    code = _CODE.format(ssh=ssh_argv(host))
-    text = _WRAPPER.format(python=shlex.quote(sys.executable), name=host.name,
-                           code=shlex.quote(code))
-    if not wrapper.exists() or wrapper.read_text() != text:
-        paths.write_atomic(wrapper, text)
-        os.chmod(wrapper, 0o700)
-    srv = tmux.server(socket, tmux_bin=str(wrapper), config_file=conf or _conf(host))
+    srv = tmux.server(socket, tuple(ssh_argv(host)), conf or _conf(host))
     if isinstance(srv, tmux.HostServer):
         srv.ao_host = host
     return srv

@@ -73,18 +73,23 @@ def _sh(host: Host, script: str, what: str, *args: str, input: str | None = None
 
 # $1 url  $2 remote  $3 default branch  $4 branch  $5 repo  $6 worktree  $7 session dir
 # $8 mode: fresh (an earlier branch here goes to the attic), reuse (an existing worktree is
-# kept: a restore), or new; then the patterns to exclude from git status
+# kept: a restore), or new; $9 ao's tmux config file there, ${10} its text; then the
+# patterns to exclude from git status
 _MAKE = r"""
 set -e
-url=$1 remote=$2 default=$3 branch=$4 repo=$5 wt=$6 sd=$7 mode=$8
+url=$1 remote=$2 default=$3 branch=$4 repo=$5 wt=$6 sd=$7 mode=$8 conf=$9 conftext=${10}
+printf '%s' "$conftext" > "$conf"
 mkdir -p "$(dirname "$repo")" "$(dirname "$wt")" "$sd"
+# one start at a time in the host's clone (starts on a host run side by side)
+exec 9>>"$(dirname "$repo")/.$(basename "$repo").lock"
+if command -v flock >/dev/null 2>&1; then flock 9; fi
 if [ ! -e "$repo/.git" ]; then
   rm -rf "$repo.part"
   git clone -q --no-checkout --origin "$remote" "$url" "$repo.part"
   mv "$repo.part" "$repo"
 fi
 cd "$repo"
-shift 8
+shift 10
 git remote set-url "$remote" "$url"
 git fetch -q "$remote" "+refs/heads/$default:refs/remotes/$remote/$default"
 # this session's own worktree, left by a restore's kill or a start its host cut short: kept
@@ -115,8 +120,11 @@ def make_worktree(host: Host, where: Place, url: str, remote: str, default_branc
     """Clone or fetch the project on the host and add the session's worktree on `branch`
     (the host's own branch, else the remote's, else new from the default branch). Returns
     which of `local`, `remote`, `new` (or `exists`, for `mode` reuse) it was."""
+    from .tmux import CONF
+
     out = _sh(host, _MAKE, "make the worktree", url, remote, default_branch, branch,
-              str(where.repo), str(where.worktree), str(where.session_dir), mode, *excludes)
+              str(where.repo), str(where.worktree), str(where.session_dir), mode,
+              str(tmux_conf(host)), CONF, *excludes)
     return (out.strip().splitlines() or ["new"])[-1]
 
 
@@ -126,14 +134,41 @@ def write(host: Host, path: PurePosixPath, text: str) -> None:
         str(path), input=text)
 
 
-def env_command(host: Host, session_dir: PurePosixPath, command: str,
-                env: dict[str, str]) -> str:
+def tmux_conf(host: Host) -> PurePosixPath:
+    return workdir(host) / "tmux.conf"
+
+
+def stage(host: Host, files: dict[PurePosixPath, str], then: list[str] | None = None) -> None:
+    """Several private files on the host in one round trip (a tar on standard input: the
+    text never in argv), then the command `then`, if any (its failure is not an error)."""
+    import base64
+    import io
+    import tarfile
+    import time
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(str(path).lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    script = 'umask 077 && base64 -d | tar -x -f - -C / --no-same-owner'
+    if then:
+        script += ' && { "$@" >/dev/null 2>&1 || true; }'
+    _sh(host, script, "write the session's files", *(then or []),
+        input=base64.b64encode(buf.getvalue()).decode())
+
+
+def env_file(env: dict[str, str]) -> str:
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+
+
+def sourcing(env: PurePosixPath, command: str) -> str:
     """The agent's command on the host, given its environment from a private file it reads
     and removes at start: values (API keys) never appear in a command line here or there.
     The host's own login supplies the rest (HOME, PATH: the host's, not this machine's)."""
-    f = session_dir / "env.sh"
-    write(host, f, "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
-    q = shlex.quote(str(f))
+    q = shlex.quote(str(env))
     return f". {q} && rm -f {q} && exec sh -c {shlex.quote(command)}"
 
 
@@ -181,7 +216,9 @@ def poll(host: Host, socket: str, reads: list[tuple[str, PurePosixPath, int]]
     args = [socket, PANES_FORMAT, mark]
     for sid, path, offset in reads:
         args += [sid, str(path), str(offset)]
-    r = hosts.run(host, ["sh", "-c", _POLL, "ao", *args], timeout=60)
+    # a poll's question: unanswered in a moment means the host (or the link) is gone
+    r = hosts.run(host, ["sh", "-c", _POLL, "ao", *args], timeout=hosts.CONNECT_TIMEOUT + 5,
+                  silence_is_down=True)
     lines: list[str] = []
     panes: list[str] | None = None
     chunks: dict[str, bytes] = {}
@@ -202,5 +239,6 @@ def read_from(host: Host, path: PurePosixPath, offset: int) -> bytes:
     import base64
 
     r = hosts.run(host, ["sh", "-c", '[ -f "$1" ] && tail -c +$(($2 + 1)) "$1" | base64',
-                         "ao", str(path), str(offset)], timeout=60)
+                         "ao", str(path), str(offset)], timeout=hosts.CONNECT_TIMEOUT + 5,
+                  silence_is_down=True)
     return base64.b64decode("".join(r.stdout.split())) if r.returncode == 0 else b""

@@ -154,8 +154,8 @@ class StepWork:
         env = self.fleet.agent_env(profile, ctx)
         ctx = replace(ctx, agent_env=env)
         profile.prepare(ctx)
-        tmux.new_session(self.srv, name, wt, profile.command(ctx), env)
-        tmux.pipe_to(self.srv, name, sdir / f"review-{round_}.log")
+        tmux.new_session(self.srv, name, wt, profile.command(ctx), env,
+                         log=sdir / f"review-{round_}.log")
         if profile.pastes_prompt(ctx):
             self._give_prompt(name, profile, prompt)
 

@@ -52,9 +52,43 @@ class AoServer(Server):
 
 
 class HostServer(AoServer):
-    """ao's tmux server on another machine, reached through `tmux_bin` (hosts.py)."""
+    """ao's tmux server on another machine: each command goes over the host's multiplexed
+    SSH connection (`ao_ssh`, hosts.py), its arguments quoted for the remote shell, so
+    every function here works on a host unchanged."""
 
     ao_host: Host | None = None  # the host it runs on
+    ao_ssh: tuple[str, ...] = ()  # ssh's argv up to and with the destination
+
+    def cmd(self, cmd: str, *args: Any, target: str | int | None = None) -> tmux_cmd:
+        argv = ["tmux", f"-L{self.socket_name}"]
+        if self.config_file:
+            argv.append(f"-f{self.config_file}")
+        argv += ["-u", cmd, *(["-t", str(target)] if target is not None else []),
+                 *map(str, args)]
+        return SshCmd(self.ao_ssh, argv)
+
+
+class SshCmd(tmux_cmd):
+    """A tmux command run over ssh, answered as libtmux's own `tmux_cmd` is (stdout and stderr
+    as lists of lines, the exit status); `input` goes on ssh's standard input (ssh reads
+    none otherwise: it would take keys meant for the board or the terminal)."""
+
+    def __init__(self, ssh: tuple[str, ...], argv: list[str], input: str | None = None,
+                 timeout: float = 60) -> None:
+        self.cmd = argv
+        full = [*ssh[:-1], *([] if input is not None else ["-n"]), ssh[-1], "--",
+                shlex.join(argv)]
+        try:
+            r = subprocess.run(full, input=input, capture_output=True, text=True,
+                               encoding="utf-8", errors="backslashreplace", timeout=timeout)
+            out, err, self.returncode = r.stdout, r.stderr, r.returncode
+        except subprocess.TimeoutExpired:
+            out, err, self.returncode = "", f"no answer in {timeout:g}s", SSH_FAILED
+        lines = out.split("\n")
+        while lines and lines[-1] == "":
+            lines.pop()
+        self.stdout = lines
+        self.stderr = [x for x in err.split("\n") if x]
 
 
 def host_of(srv: Server) -> Host | None:
@@ -62,11 +96,13 @@ def host_of(srv: Server) -> Host | None:
     return srv.ao_host if isinstance(srv, HostServer) else None
 
 
-def server(socket: str, tmux_bin: str | None = None, config_file: str | None = None) -> Server:
-    """ao's tmux server on `socket`: here, or on a host through `tmux_bin` (hosts.py), whose
-    own config file `config_file` holds CONF."""
-    if tmux_bin is not None:
-        return HostServer(socket_name=socket, config_file=config_file, tmux_bin=tmux_bin)
+def server(socket: str, ssh: tuple[str, ...] = (), config_file: str | None = None) -> Server:
+    """ao's tmux server on `socket`: here, or on a host through `ssh` (hosts.py), whose own
+    config file `config_file` holds CONF."""
+    if ssh:
+        srv = HostServer(socket_name=socket, config_file=config_file)
+        srv.ao_ssh = ssh
+        return srv
     conf = paths.home() / "tmux.conf"
     if not conf.exists() or conf.read_text() != CONF:
         paths.write_atomic(conf, CONF)
@@ -121,14 +157,19 @@ def _only(srv: Server, command: str, env: Mapping[str, str] | None) -> str:
 
 
 def new_session(srv: Server, name: str, cwd: Path, command: str,
-                env: Mapping[str, str] | None = None) -> None:
+                env: Mapping[str, str] | None = None, log: Path | None = None) -> None:
+    """A detached session running `command` in `cwd`; with `log`, its output is appended
+    there (`pipe-pane`) by the same tmux command, so nothing it prints is missed."""
     args = ["new-session", "-d", "-s", name, "-c", str(cwd), "-x", str(WIDTH), "-y", str(HEIGHT)]
     for k, v in (env or {}).items():
         args += ["-e", f"{k}={v}"]
     command = _only(srv, command, env)
     # remain-on-exit is in our config, but a session started before it was written (or a user's
     # older server on the same socket) still gets it set explicitly
-    _run(srv, *args, command, ";", "set-option", "-w", "-t", f"={name}:", "remain-on-exit", "on")
+    piped = [";", "pipe-pane", "-o", "-t", f"={name}:", f"cat >> {shlex.quote(str(log))}"] \
+        if log is not None else []
+    _run(srv, *args, command, ";", "set-option", "-w", "-t", f"={name}:", "remain-on-exit", "on",
+         *piped)
 
 
 def respawn(srv: Server, name: str, cwd: Path, command: str,
@@ -270,15 +311,15 @@ def paste(srv: Server, name: str, text: str) -> None:
     if remote(srv):
         # this machine's files are not the host's: the text goes on standard input through
         # the connection (`load-buffer -`), never as an argument tmux would parse
-        args = [str(srv.tmux_bin), f"-L{srv.socket_name}", "-u", "load-buffer", "-b", buf, "-"]
-        r = subprocess.run(args, input=text, capture_output=True, text=True, timeout=60)
-        try:
-            if r.returncode != 0:
-                raise ExternalError(f"tmux load-buffer failed: {r.stderr.strip()[-200:]}",
-                                    "is the host reachable? `ao hosts check`")
-            _run(srv, "paste-buffer", "-p", "-d", "-b", buf, "-t", f"={name}:")
-        finally:
-            srv.cmd("delete-buffer", "-b", buf)
+        # and pasted by the same tmux command: one round trip
+        assert isinstance(srv, HostServer)
+        r = SshCmd(srv.ao_ssh, ["tmux", f"-L{srv.socket_name}", "-u", "load-buffer", "-b", buf,
+                                "-", ";", "paste-buffer", "-p", "-d", "-b", buf, "-t",
+                                f"={name}:"], input=text)
+        if r.returncode != 0:
+            srv.cmd("delete-buffer", "-b", buf)  # loaded but not pasted: not left behind
+            raise ExternalError(f"tmux paste failed: {' '.join(r.stderr)[-200:]}",
+                                "is the host reachable? `ao hosts check`")
         return
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False, prefix="ao-paste-",
                                      dir=paths.home()) as fh:
@@ -297,13 +338,27 @@ def wait_screen(srv: Server, name: str, predicate: Callable[[str], bool], timeou
     """Poll the screen until `predicate` holds; None on timeout or when the pane dies."""
     deadline = time.monotonic() + timeout
     while True:
-        screen = capture(srv, name)
+        screen, dead = _look(srv, name)
         if predicate(screen):
             return screen
-        p = pane(srv, name)
-        if p is None or p.dead or time.monotonic() >= deadline:
+        if dead or time.monotonic() >= deadline:
             return None
         time.sleep(interval)
+
+
+def _look(srv: Server, name: str) -> tuple[str, bool]:
+    """The screen (as `capture` gives it) and whether the pane is dead or gone, in one tmux
+    command (one round trip to a host)."""
+    mark = f"ao-look-{uuid.uuid4().hex[:8]}"
+    r = srv.cmd("capture-pane", "-p", "-t", f"={name}:", ";", "display-message", "-p", "-t",
+                f"={name}:", f"{mark} #{{pane_dead}} #{{pane_pid}}")
+    lines = list(r.stdout)
+    if r.returncode != 0 or not lines or not lines[-1].startswith(mark + " "):
+        return "", True
+    _, dead, pid = [*lines.pop().split(" "), "", ""][:3]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines), dead == "1" or not pid.isdigit()
 
 
 def attach_argv(socket: str, name: str, srv: Server | None = None) -> list[str]:

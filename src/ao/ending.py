@@ -1,0 +1,122 @@
+"""Kill, escalate, resume and restore sessions (docs/sessions.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import (
+    agents,
+    hostwork,
+    tmux,
+    workspace,
+)
+from .errors import BadInput
+from .events import Event, emit
+from .hosts import LOCAL
+from .starting import Starting
+from .state import KILLED_BY_HAND, LIVE, State
+from .store import Session
+from .teardown import teardown
+
+if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
+
+    from .notify import Notifier
+
+
+
+
+class Ending(Starting):
+    """Ending a session by hand, handing an escalated one back, or restoring a killed one in
+    place; and escalating to a human, once per trouble. The fourth layer of `Fleet`."""
+
+    def kill(self, sid: str, force: bool = False) -> dict[str, object]:
+        s = self.store.session(sid)
+        if s.state not in LIVE and s.state is not State.KILLED:
+            raise BadInput(f"{sid} is {s.state}, not running", "see `ao session ls --all`")
+        project = self.cfg.project(s.project)
+        # killed, not cleaned: `ao session restore` can bring it back from its branch
+        outcome = teardown(self.server(s), self.store, project, s, end=State.KILLED, force=force,
+                           clean=False, note=KILLED_BY_HAND).as_dict()
+        for m in self.store.messages(sid, "queued"):  # a restore starts afresh
+            self.store.set_message(m["id"], "failed", "the session was killed")
+        emit(Event("session.killed", s.project, sid, s.task, outcome), self.store)
+        return outcome
+
+    def escalate(self, s: Session, fingerprint: str, reason: str,
+                 notifier: Notifier | None = None) -> bool:
+        """Stop automatic handling and ask a human, once per fingerprint: the session goes to
+        needs_human, an `escalated` event is recorded and the notifiers are told. False if
+        this trouble was escalated before."""
+        if not self.store.record_attempt(s.id, "escalate", fingerprint):
+            return False
+        if s.state is not State.NEEDS_HUMAN:
+            self.store.set_state(s.id, State.NEEDS_HUMAN, note=reason)
+        event = emit(Event("escalated", s.project, s.id, s.task, {"reason": reason}),
+                     self.store)
+        if notifier is None:
+            from .notify import Notifier
+
+            notifier = Notifier(self.cfg, self.store)
+        notifier.notify(event, f"{s.id} {s.task} needs a human", reason)
+        return True
+
+    def resume(self, sid: str, reason: str, by: str = "human") -> Session:
+        """Hand an escalated session back to automatic handling (a human says so, or the
+        daemon sees that what caused the escalation is gone). Each hand-back grants a fresh
+        budget of fix rounds, and the same trouble can escalate again."""
+        s = self.store.session(sid)
+        if s.state is not State.NEEDS_HUMAN:
+            raise BadInput(f"{sid} is {s.state}, not waiting for a human",
+                           "only an escalated (needs_human) session can be resumed")
+        n = len(self.store.attempts(sid, "resume")) + 1
+        back = State.PR_OPEN if s.pr_number and s.pr_state == "open" else State.WORKING
+        self.store.record_attempt(sid, "resume", f"resume:{n}", {"by": by, "reason": reason})
+        s = self.store.set_state(sid, back, note=None)
+        emit(Event("session.resumed", s.project, sid, s.task, {"by": by, "reason": reason,
+                                                              "state": back.value}), self.store)
+        return s
+
+    def restore(self, sid: str) -> Session:
+        s = self.store.session(sid)
+        if s.state not in (State.KILLED, State.WORKING, State.PR_OPEN, State.NEEDS_HUMAN):
+            raise BadInput(f"{sid} is {s.state}; only a killed or running session can be "
+                           "restored", "see `ao session ls --all`")
+        srv = self.server(s)
+        p = tmux.pane(srv, sid)
+        if p is not None and not p.dead:
+            raise BadInput(f"{sid} is already running", f"attach with `ao session attach {sid}`")
+        project = self.cfg.project(s.project)
+        recorded = self._recorded_launch(project.name, sid)
+        profile = agents.get(s.agent or project.agent)
+        ctx = self._context(project, s, profile, recorded)
+        env: dict[str, str] | None = self.agent_env(
+            profile, ctx, recorded.get("env") if recorded else None, s.host)
+        branch = s.branch or workspace.branch_name(s.task)
+        if s.host != LOCAL:  # the worktree on the host, made again from the branch if gone
+            url = workspace.remote_url(project.path, project.remote) or ""
+            hostwork.make_worktree(self.host(s.host), hostwork.place(
+                self.host(s.host), project.name, sid), url, project.remote,
+                project.default_branch, branch, "reuse", profile.excludes)
+        elif not ctx.worktree.exists():
+            if not (workspace.local_branch_exists(project.path, branch)
+                    or workspace.remote_branch_exists(project.path, project.remote, branch)):
+                raise BadInput(f"{sid}'s worktree and branch {branch} are gone",
+                               f"start over with `ao spawn {s.project} {s.task}`")
+            with workspace.locked(project.path):
+                base = workspace.fresh_base(project.path, project.remote, project.default_branch)
+                workspace.add_worktree(project.path, ctx.worktree, branch, base, reuse=True)
+            profile.prepare(ctx)
+        command = profile.resume_command(ctx)
+        if s.host != LOCAL:
+            command = self._host_launch(s, ctx, command, env or {})
+            env = None
+        if p is not None:
+            tmux.respawn(srv, sid, ctx.worktree, command, env)
+        else:
+            tmux.new_session(srv, sid, ctx.worktree, command, env,
+                             log=ctx.session_dir / "pane.log")
+        if s.state is State.KILLED:
+            self.store.set_state(sid, State.WORKING)
+        emit(Event("session.restored", s.project, sid, s.task, {"command": command}),
+             self.store)
+        return self.store.session(sid)

@@ -1,0 +1,121 @@
+"""Where sessions run: this machine and SSH hosts (docs/hosts.md). The first layer of
+`Fleet`: each session's tmux server, placement, and a host's reachability."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from . import hosts as hostsmod
+from . import (
+    hostwork,
+    placement,
+    tmux,
+)
+from .agents import Profile
+from .config import Config, ProjectConfig
+from .errors import ExternalError
+from .events import Event, emit
+from .hosts import LOCAL, Host
+from .state import RUNNING
+from .store import Session, Store
+
+if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
+    from libtmux import Server
+
+
+
+class Machines:
+    """The machines a fleet's sessions run on: each session's tmux server (here, or its SSH
+    host's), placement over a project's hosts, and each host's reachability."""
+
+    def __init__(self, cfg: Config, store: Store, srv: Server | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.srv = srv or tmux.server(cfg.tmux_socket)
+        self._servers: dict[str, Server] = {}  # SSH hosts' tmux servers, made on first use
+
+    def host(self, name: str) -> Host:
+        h = self.cfg.hosts.get(name)
+        if h is None:
+            raise ExternalError(f"host {name} is no longer under `hosts:` in the config",
+                                "add it back to reach its sessions")
+        return h
+
+    def server(self, s: Session | str) -> Server:
+        """The tmux server the session's agent runs on (here, or its host's)."""
+        return self.host_server(s.host if isinstance(s, Session) else self.store.session(s).host)
+
+    def host_server(self, name: str) -> Server:
+        if name == LOCAL:
+            return self.srv
+        if name not in self._servers:
+            h = self.host(name)
+            self._servers[name] = hostsmod.tmux_server(h, self.cfg.tmux_socket,
+                                                       str(hostwork.tmux_conf(h)))
+        return self._servers[name]
+
+    def place(self, project: ProjectConfig, profile: Profile) -> tuple[str | None, str]:
+        """The host a new session of the project goes to (placement.py), or None and why
+        not. A host in its unreachable backoff has no room; one with a memory floor is asked
+        for its free memory."""
+        here = self.host(LOCAL)
+        if project.hosts == (LOCAL,) and here.max_sessions is None and here.min_free_mb is None:
+            return LOCAL, ""  # what ao always did: the project's max_concurrent alone
+        now = time.time()
+        running: dict[str, int] = {}
+        for x in self.store.sessions(states=set(RUNNING)):
+            running[x.host] = running.get(x.host, 0) + 1
+        rooms = []
+        for name in project.hosts:
+            h = self.host(name)
+            if not h.local and not profile.on_hosts:
+                continue
+            reachable, free = h.local or hostsmod.due(name, now), None
+            if reachable and h.min_free_mb is not None:
+                pr = hostsmod.probe(h)  # this machine's too: the same one round trip
+                reachable, free = pr.reachable, pr.mem_available_mb
+                if not pr.reachable:
+                    self._host_down(h, pr.error, now)
+            rooms.append(placement.Room(name, running.get(name, 0), h.max_sessions,
+                                        reachable, free, h.min_free_mb))
+        if not rooms:
+            return None, f"agent {profile.name} runs on this machine only, and the project " \
+                "does not list `local` under its hosts"
+        choice = placement.choose(rooms)
+        return choice, "" if choice else placement.why_full(rooms)
+
+    def reachable(self, name: str) -> bool:
+        """Whether the machine answers now (this one always does); a host in its backoff is
+        not asked."""
+        if name == LOCAL:
+            return True
+        now = time.time()
+        if name not in self.cfg.hosts or not hostsmod.due(name, now):
+            return False
+        try:
+            hostsmod.run(self.host(name), ["true"], timeout=hostsmod.CONNECT_TIMEOUT + 5,
+                         silence_is_down=True)
+        except hostsmod.Unreachable as e:
+            self._host_down(self.host(name), e.message, now)
+            return False
+        self._host_up(self.host(name))
+        return True
+
+    def _host_down(self, h: Host, error: str, now: float) -> None:
+        if hostsmod.mark_down(h.name, error, now):
+            from .notify import Notifier
+
+            event = emit(Event("host.unreachable", data={"host": h.name, "error": error}),
+                         self.store)
+            Notifier(self.cfg, self.store).notify(
+                event, f"host {h.name} is unreachable",
+                f"{error}; its sessions wait, and nothing new is placed there")
+        self._servers.pop(h.name, None)
+
+    def _host_up(self, h: Host) -> None:
+        was = hostsmod.mark_up(h.name)
+        if was is not None:
+            emit(Event("host.reachable", data={"host": h.name,
+                                               "down_for": round(time.time() - was["since"])}),
+                 self.store)

@@ -1,0 +1,153 @@
+"""Observing sessions: one look per machine per poll (panes, the screens that moved, new
+hook lines), and the activity each session's agent shows. The second layer of `Fleet`."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from . import (
+    activity,
+    agent_hooks,
+    agents,
+    hostwork,
+    limits,
+    tmux,
+)
+from . import hosts as hostsmod
+from .agents import Profile
+from .agents.base import HOOK_FILE
+from .config import Config
+from .hosts import LOCAL
+from .state import Activity
+from .store import Session, Store
+
+if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
+    from libtmux import Server
+
+
+
+from .machines import Machines
+
+
+class Observing(Machines):
+    """What each session's agent is doing, from its pane, its screen and its hooks."""
+
+    def __init__(self, cfg: Config, store: Store, srv: Server | None = None) -> None:
+        super().__init__(cfg, store, srv)
+        # per session: (pane output time, capture time, screen hash, what the screen shows)
+        self._screens: dict[str, tuple[int, float, str, Activity | None, float | None,
+                                       bool]] = {}
+
+    def observe(self, s: Session) -> Activity:
+        """Look at one session's pane and record what it shows (hooks first, then screen)."""
+        return self.observe_all([s])[s.id]
+
+    def observe_all(self, sessions: list[Session],
+                    now: float | None = None) -> dict[str, Activity]:
+        """Observe many sessions for the price of one: one `list-panes -a` for liveness and
+        last output, a `capture-pane` only for a pane whose output moved since this process
+        last looked, and one transaction for the rows whose observations changed. That is
+        per machine: one `list-panes` per host with sessions, over its open connection. A host
+        that does not answer leaves its sessions `unreachable` (not exited: nothing is known
+        of them) and is asked again after its backoff."""
+        now = time.time() if now is None else now
+        states: dict[str, tmux.PaneState] = {}
+        down: set[str] = set()
+        fresh: dict[str, Session] = {}
+        for name in sorted({s.host for s in sessions}):
+            here = [s for s in sessions if s.host == name]
+            try:
+                if name != LOCAL and not hostsmod.due(name, now):
+                    raise hostsmod.Unreachable(f"host {name} is in its retry backoff", "")
+                states.update(self._poll_machine(name, here, fresh))
+            except hostsmod.Unreachable as e:
+                down.add(name)
+                if name != LOCAL and hostsmod.due(name, now):
+                    self._host_down(self.host(name), e.message, now)
+        changes: dict[str, dict[str, object]] = {}
+        out: dict[str, Activity] = {}
+        for s in (fresh.get(x.id, x) for x in sessions):
+            p = states.get(s.id)
+            if s.host in down:
+                new: dict[str, object] = {"activity": Activity.UNREACHABLE.value}
+                out[s.id] = Activity.UNREACHABLE
+            elif p is None or p.dead:
+                new = {"activity": Activity.EXITED.value, "pane_alive": 0,
+                       "exit_status": p.exit_status if p else None}
+                out[s.id] = Activity.EXITED
+            else:
+                profile = agents.get(s.agent or "command")
+                digest, seen, until, settled = self._screen(s, p, profile)
+                seen = profile.title_activity(p.title) or seen
+                changed_at = s.screen_changed_at if digest == s.screen_hash and \
+                    s.screen_changed_at else now
+                hook = Activity(s.hook_activity) if s.hook_activity else None
+                out[s.id] = activity.infer(seen, hook, s.hook_at, profile.uses_hooks,
+                                           changed_at, now, settled)
+                new = {"activity": out[s.id].value, "screen_hash": digest,
+                       "screen_changed_at": changed_at, "pane_alive": 1, "exit_status": None}
+                if until is not None and until > now:
+                    # the usage limit outranks everything: the agent can do nothing till then
+                    out[s.id] = Activity.LIMITED
+                    new.update(activity=Activity.LIMITED.value, limited_until=until)
+            diff = {k: v for k, v in new.items() if getattr(s, k) != v}
+            if diff:
+                changes[s.id] = {**diff, "activity_at": now, "runtime_seen_at": now}
+        self.store.update_many(changes)
+        return out
+
+    def _poll_machine(self, name: str, sessions: list[Session],
+                      fresh: dict[str, Session]) -> dict[str, tmux.PaneState]:
+        """One machine's panes, and the new lines of its sessions' hook files: here, a
+        `list-panes` and file reads; on a host, both in one round trip (hostwork.poll)."""
+        hooked = [s for s in sessions if agents.get(s.agent or "command").uses_hooks]
+        if name == LOCAL:
+            for s in hooked:
+                fresh[s.id] = agent_hooks.ingest_local(self.store, s)
+            return tmux.panes(self.srv)
+        h = self.host(name)
+        reads = [(s.id, hostwork.place(h, s.project, s.id).session_dir / HOOK_FILE,
+                  s.hooks_read) for s in hooked]
+        lines, chunks = hostwork.poll(h, self.cfg.tmux_socket, reads)
+        self._host_up(h)
+        for s in hooked:
+            if s.id in chunks:
+                fresh[s.id] = agent_hooks.ingest(self.store, s, chunks[s.id], s.hooks_read)
+        return tmux.parse_panes(lines) if lines is not None else {}
+
+    def read_hooks(self, s: Session) -> Session:
+        """The session's new hook lines recorded now (`ao send` waits on them)."""
+        s = self.store.session(s.id)
+        if s.host == LOCAL:
+            return agent_hooks.ingest_local(self.store, s)
+        h = self.host(s.host)
+        path = hostwork.place(h, s.project, s.id).session_dir / HOOK_FILE
+        return agent_hooks.ingest(self.store, s, hostwork.read_from(h, path, s.hooks_read),
+                                  s.hooks_read)
+
+    def hook_seen(self, s: Session, event: str, after_id: int) -> bool:
+        """The agent's hook reported `event` after the event id `after_id`."""
+        self.read_hooks(s)
+        return self.store.hook_seen(s.id, event, after_id)
+
+    def _screen(self, s: Session, p: tmux.PaneState, profile: Profile
+                ) -> tuple[str, Activity | None, float | None, bool]:
+        """The screen's hash, what the profile reads on it and when a usage limit shown on
+        it resets; captured again only when the pane printed something since the last
+        capture (tmux keeps output times in seconds, so output in the second of the capture
+        counts as new)."""
+        cached = self._screens.get(s.id)
+        if cached is not None and cached[0] == p.activity and p.activity < cached[1] - 1:
+            return cached[2], cached[3], cached[4], cached[5]
+        taken = time.time()
+        screen = tmux.capture(self.server(s), s.id)
+        seen = profile.activity(screen)
+        line = limits.limit_line("\n".join(screen.splitlines()[-40:])) \
+            if profile.shows_limits else None
+        until = limits.reset_at(line, datetime.now().astimezone()) if line else None
+        digest = tmux.screen_hash(screen)
+        settled = profile.settled(screen)
+        self._screens[s.id] = (p.activity, taken, digest, seen, until, settled)
+        return digest, seen, until, settled
