@@ -21,21 +21,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import agents, compose, hosts, paths, scheduler, steps, workspace
+from . import agents, hosts, paths, scheduler, steps, workspace
 from . import config as cfgmod
 from . import forge as forgemod
 from . import plan as planmod
+from .actions import Actions
 from .config import Config, ProjectConfig
 from .errors import AoError, ExternalError
 from .events import Event, emit
 from .fleet import Fleet
 from .forge.base import Forge, PullRequest
 from .gate import approval, merge_gate
-from .merging import record_merged
 from .messaging import Messenger
 from .notify import Notifier
 from .plan import Plan
-from .reactions import Action, ActionKind, History, Observation, Policy, decide
+from .reactions import Action, History, Observation, Policy, decide
 from .state import LIVE, Activity, Outcome, State
 from .step_results import StepResults
 from .stepwork import StepWork
@@ -80,6 +80,8 @@ class Daemon:
         self.notifier = Notifier(cfg, store)
         self.step_results = StepResults(self.fleet, self.stepwork, self.notifier,
                                         self.history, self.plan_of)
+        self.actions = Actions(cfg, store, self.fleet, self.notifier, self.stepwork,
+                               self.step_results, self.history)
         self.forges = dict(forges or {})
         self.clock = clock
         self.plans: dict[tuple[str, str], Plan] = {}
@@ -458,118 +460,7 @@ class Daemon:
 
     def act(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
             pr: PullRequest | None, a: Action) -> None:
-        ev = {"project": project.name, "session": s.id, "task": s.task}
-        if a.kind is ActionKind.SET_STATE and a.state is not None:
-            self.store.set_state(s.id, a.state)
-            emit(Event(f"session.{a.state.value}", **ev, data={"reason": a.reason}), self.store)
-            if a.state is State.MERGED:
-                record_merged(self.cfg, self.store, self.fleet.server(s), project, forge, s, a.sha,
-                              self.notifier)
-        elif a.kind is ActionKind.FIX_CI and pr is not None:
-            details = forge.failure_details(pr)
-            if self.cfg.llm.condense_ci_logs:
-                from .planner import Planner
-
-                planner = Planner(self.cfg.llm, self.store, project.name)
-                details = [replace(d, log_tail=planner.condense(d.log_tail)) for d in details]
-            body = compose.ci_fix(a.round, policy.ci_retries, a.sha, details)
-            if self.store.record_and_queue(s.id, [("fix-ci", a.fingerprint)], body, "ci-failed",
-                                           {"round": a.round}):
-                event = emit(Event("ci.failed", **ev, data={"sha": a.sha, "round": a.round,
-                                                        "checks": [d.check for d in details]}),
-                         self.store)
-                self.notifier.hooks(event)
-        elif a.kind is ActionKind.FORWARD_REVIEW and pr is not None:
-            self._forward_review(forge, policy, s, pr, ev)
-        elif a.kind is ActionKind.ASK_REBASE:
-            if self.store.record_and_queue(s.id, [("ask-rebase", a.fingerprint)],
-                                           compose.rebase(project.default_branch,
-                                                          project.remote), "merge-conflict"):
-                emit(Event("pr.conflict", **ev, data={"sha": a.sha}), self.store)
-        elif a.kind is ActionKind.MERGE and pr is not None:
-            try:
-                merged = forge.merge(pr, a.sha)
-            except ExternalError as e:
-                # counted per head: the gate escalates after `merge_retries` refusals
-                n = self.history(s.id).count(f"merge-failed:{a.sha}:") + 1
-                self.store.record_attempt(s.id, "merge-failed", f"merge-failed:{a.sha}:{n}",
-                                          {"error": str(e)})
-                emit(Event("merge.failed", **ev, data={"error": str(e), "try": n}),
-                     self.store)
-                return
-            self.store.record_attempt(s.id, "merge", a.fingerprint, {"merge": merged})
-            emit(Event("pr.merged_by_ao", **ev, data={"sha": a.sha, "merge": merged}),
-                 self.store)
-            # merged now, not at the next poll: dependents start in this same tick
-            self.store.update_session(s.id, pr_state="merged")
-            self.act(project, forge, policy, self.store.session(s.id), pr,
-                     Action(ActionKind.SET_STATE, state=State.MERGED, reason="merged by ao",
-                            sha=a.sha))
-        elif a.kind is ActionKind.NOTIFY:
-            if self.store.record_attempt(s.id, "notify", a.fingerprint):
-                kind = a.fingerprint.split(":", 1)[0]
-                event = emit(Event(f"attention.{kind}", **ev, data={"reason": a.reason}),
-                         self.store)
-                self.notifier.notify(event, f"{s.id} {s.task}", a.reason)
-        elif a.kind is ActionKind.ESCALATE:
-            self.fleet.escalate(s, a.fingerprint, a.reason, self.notifier)
-        elif a.kind is ActionKind.RESUME and a.state is not None:
-            self.fleet.resume(s.id, a.reason, by="ao")
-        elif a.kind is ActionKind.LIMIT_CONTINUE:
-            if self.store.record_and_queue(s.id, [("limit-continue", a.fingerprint)], "continue",
-                                           "limit-reset"):
-                event = emit(Event("agent.limit_reset", **ev, data={"reason": a.reason}),
-                             self.store)
-                self.notifier.hooks(event)
-        elif a.kind is ActionKind.NUDGE:
-            self.store.record_and_queue(s.id, [("nudge", a.fingerprint)], compose.nudge(a.reason),
-                                        "agent-stuck")
-            emit(Event("agent.nudged", **ev, data={"reason": a.reason}), self.store)
-        elif a.kind is ActionKind.START_REVIEW and pr is not None:
-            agent = str(a.data.get("agent") or "") or None
-            if self.store.record_attempt(s.id, "start-review", a.fingerprint,
-                                         {"round": a.round, "agent": agent}):
-                self.step_results.start_review(project, s, pr, a.sha, a.round, agent)
-        elif a.kind is ActionKind.RUN_CHECK and pr is not None:
-            gate = str(a.data.get("gate") or "")
-            step = steps.check_for(self.store.task_steps(project.name, s.task), gate)
-            if step and step.run and self.store.record_attempt(s.id, "run-check",
-                                                               a.fingerprint):
-                try:
-                    self.stepwork.start_check(project, s, pr, a.sha, gate, step.run)
-                    emit(Event("check.started", **ev, data={"check": step.label,
-                                                            "sha": a.sha}), self.store)
-                except AoError as e:
-                    self.store.record_attempt(s.id, "check-done", f"check-done:{a.fingerprint}")
-                    self.fleet.escalate(s, f"escalate:check-start:{a.fingerprint}",
-                                        f"the check `{step.label}` could not start: {e}",
-                                        self.notifier)
-        elif a.kind is ActionKind.RESTORE:
-            self.store.record_attempt(s.id, "restore", a.fingerprint)
-            try:
-                self.fleet.restore(s.id)
-                emit(Event("agent.restored", **ev, data={"reason": a.reason}), self.store)
-            except AoError as e:
-                emit(Event("restore.failed", **ev, data={"error": str(e)}), self.store)
-
-    def _forward_review(self, forge: Forge, policy: Policy, s: Session, pr: PullRequest,
-                        ev: dict[str, Any]) -> None:
-        hist = self.history(s.id)
-        new = [c for c in forge.review_comments(pr) if not hist.has(f"review:{c.id}")]
-        if not new:
-            return
-        rounds = hist.count("review-round:")
-        if rounds >= policy.review_rounds * (hist.resumes + 1):
-            self.act(self.cfg.project(s.project), forge, policy, s, pr, Action(
-                ActionKind.ESCALATE, f"escalate:review:{hist.resumes}",
-                f"review feedback after {rounds} rounds"))
-            return
-        fps = [("review-round", f"review-round:{rounds + 1}")] + [
-            ("review", f"review:{c.id}") for c in new]
-        if self.store.record_and_queue(s.id, fps, compose.review(new, rounds + 1),
-                                       "changes-requested"):
-            emit(Event("review.forwarded", **ev, data={"comments": len(new),
-                                                       "round": rounds + 1}), self.store)
+        self.actions.act(project, forge, policy, s, pr, a)
 
     # ---- scheduling and cleanup -----------------------------------------------------------
 

@@ -69,59 +69,69 @@ class Probe:
 
 
 def parse(raw: Any, where: str = "config") -> dict[str, Host]:
-    """`hosts:` from the config. `local` is always there (and may only set max_sessions)."""
+    """`hosts:` from the config. `local` is always there (and may only set max_sessions and
+    min_free_mb)."""
     hosts = {LOCAL: Host(LOCAL)}
     if raw is None:
         return hosts
     if not isinstance(raw, Mapping):
         raise BadInput(f"{where}: `hosts` must map host names to settings",
                        "e.g. hosts: {build-1: {ssh: ao@build-1, max_sessions: 8}}")
-    known = set(HOST_KEYS)
     for name, spec in raw.items():
-        name = str(name)
-        at = f"{where}: hosts.{name}"
-        if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise BadInput(f"{at}: a host name is letters, digits, '-', '_' and '.'",
-                           "rename it")
-        spec = spec or {}
-        if not isinstance(spec, Mapping):
-            raise BadInput(f"{at} must be a mapping", "e.g. {ssh: ao@build-1}")
-        extra = set(spec) - known
-        if extra:
-            raise BadInput(f"{at}: unknown key `{sorted(extra)[0]}`",
-                           f"valid keys: {', '.join(sorted(known))}")
-        ssh = spec.get("ssh")
-        if name == LOCAL and (ssh or set(spec) - {"max_sessions", "min_free_mb"}):
-            raise BadInput(f"{at}: `local` is this machine; it takes only max_sessions and "
-                           "min_free_mb", "name an SSH host otherwise")
-        if name != LOCAL and not (isinstance(ssh, str) and ssh.strip()):
-            raise BadInput(f"{at}: needs `ssh: user@host`", "e.g. ssh: ao@build-1")
-        if isinstance(ssh, str) and (ssh.startswith("-") or any(c.isspace() for c in ssh)):
-            raise BadInput(f"{at}: ssh target {ssh!r} is not a user@host", "e.g. ao@build-1")
-        port = spec.get("port")
-        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
-            raise BadInput(f"{at}: port must be a number from 1 to 65535", "e.g. port: 2222")
-        limit = spec.get("max_sessions")
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise BadInput(f"{at}: max_sessions must be a whole number", "e.g. max_sessions: 8")
-        floor = spec.get("min_free_mb")
-        if floor is not None and (not isinstance(floor, int) or floor < 0):
-            raise BadInput(f"{at}: min_free_mb must be a whole number of megabytes",
-                           "e.g. min_free_mb: 4096")
-        env = spec.get("env") or {}
-        opts = spec.get("ssh_options") or []
-        if not isinstance(env, Mapping) or not isinstance(opts, list):
-            raise BadInput(f"{at}: env is a mapping and ssh_options a list",
-                           'e.g. ssh_options: ["UserKnownHostsFile=~/.ssh/ao_known_hosts"]')
-        identity = spec.get("identity")
-        hosts[name] = Host(
-            name=name, ssh=str(ssh).strip() if ssh else None, port=port,
-            identity=Path(str(identity)).expanduser() if identity else None,
-            max_sessions=limit, min_free_mb=floor,
-            workdir=str(spec.get("workdir") or ".agent-orchestrator"),
-            env=tuple((str(k), str(v)) for k, v in env.items()),
-            options=tuple(str(o) for o in opts))
+        hosts[str(name)] = _host(str(name), spec or {}, f"{where}: hosts.{name}")
     return hosts
+
+
+_NUMBERS = {"port": ("a number from 1 to 65535", "e.g. port: 2222", 1, 65535),
+            "max_sessions": ("a whole number", "e.g. max_sessions: 8", 0, None),
+            "min_free_mb": ("a whole number of megabytes", "e.g. min_free_mb: 4096", 0, None)}
+
+
+def _number(spec: Mapping[str, Any], key: str, at: str) -> int | None:
+    value = spec.get(key)
+    what, hint, low, high = _NUMBERS[key]
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                              or value < low or (high is not None and value > high)):
+        raise BadInput(f"{at}: {key} must be {what}", hint)
+    return value
+
+
+def _ssh(name: str, spec: Mapping[str, Any], at: str) -> str | None:
+    ssh = spec.get("ssh")
+    if name == LOCAL and (ssh or set(spec) - {"max_sessions", "min_free_mb"}):
+        raise BadInput(f"{at}: `local` is this machine; it takes only max_sessions and "
+                       "min_free_mb", "name an SSH host otherwise")
+    if name != LOCAL and not (isinstance(ssh, str) and ssh.strip()):
+        raise BadInput(f"{at}: needs `ssh: user@host`", "e.g. ssh: ao@build-1")
+    if isinstance(ssh, str) and (ssh.startswith("-") or any(c.isspace() for c in ssh)):
+        raise BadInput(f"{at}: ssh target {ssh!r} is not a user@host", "e.g. ao@build-1")
+    return ssh.strip() if isinstance(ssh, str) else None
+
+
+def _host(name: str, spec: Any, at: str) -> Host:
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise BadInput(f"{at}: a host name is letters, digits, '-', '_' and '.'", "rename it")
+    if not isinstance(spec, Mapping):
+        raise BadInput(f"{at} must be a mapping", "e.g. {ssh: ao@build-1}")
+    extra = set(spec) - set(HOST_KEYS)
+    if extra:
+        raise BadInput(f"{at}: unknown key `{sorted(extra)[0]}`",
+                       f"valid keys: {', '.join(sorted(HOST_KEYS))}")
+    ssh = _ssh(name, spec, at)
+    env = spec.get("env") or {}
+    opts = spec.get("ssh_options") or []
+    if not isinstance(env, Mapping) or not isinstance(opts, list):
+        raise BadInput(f"{at}: env is a mapping and ssh_options a list",
+                       'e.g. ssh_options: ["UserKnownHostsFile=~/.ssh/ao_known_hosts"]')
+    identity = spec.get("identity")
+    return Host(
+        name=name, ssh=ssh, port=_number(spec, "port", at),
+        identity=Path(str(identity)).expanduser() if identity else None,
+        max_sessions=_number(spec, "max_sessions", at),
+        min_free_mb=_number(spec, "min_free_mb", at),
+        workdir=str(spec.get("workdir") or ".agent-orchestrator"),
+        env=tuple((str(k), str(v)) for k, v in env.items()),
+        options=tuple(str(o) for o in opts))
 
 
 def control_dir() -> Path:

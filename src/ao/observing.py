@@ -53,6 +53,21 @@ class Observing(Machines):
         that does not answer leaves its sessions `unreachable` (not exited: nothing is known
         of them) and is asked again after its backoff."""
         now = time.time() if now is None else now
+        states, down, fresh = self._look_machines(sessions, now)
+        changes: dict[str, dict[str, object]] = {}
+        out: dict[str, Activity] = {}
+        for s in (fresh.get(x.id, x) for x in sessions):
+            out[s.id], new = self._observe_one(s, states.get(s.id), s.host in down, now)
+            diff = {k: v for k, v in new.items() if getattr(s, k) != v}
+            if diff:
+                changes[s.id] = {**diff, "activity_at": now, "runtime_seen_at": now}
+        self.store.update_many(changes)
+        return out
+
+    def _look_machines(self, sessions: list[Session], now: float
+                       ) -> tuple[dict[str, tmux.PaneState], set[str], dict[str, Session]]:
+        """Each machine with sessions asked once: the panes seen, the machines that did not
+        answer, and the sessions as their new hook lines left them."""
         states: dict[str, tmux.PaneState] = {}
         down: set[str] = set()
         fresh: dict[str, Session] = {}
@@ -66,37 +81,32 @@ class Observing(Machines):
                 down.add(name)
                 if name != LOCAL and hostsmod.due(name, now):
                     self._host_down(self.host(name), e.message, now)
-        changes: dict[str, dict[str, object]] = {}
-        out: dict[str, Activity] = {}
-        for s in (fresh.get(x.id, x) for x in sessions):
-            p = states.get(s.id)
-            if s.host in down:
-                new: dict[str, object] = {"activity": Activity.UNREACHABLE.value}
-                out[s.id] = Activity.UNREACHABLE
-            elif p is None or p.dead:
-                new = {"activity": Activity.EXITED.value, "pane_alive": 0,
-                       "exit_status": p.exit_status if p else None}
-                out[s.id] = Activity.EXITED
-            else:
-                profile = agents.get(s.agent or "command")
-                digest, seen, until, settled = self._screen(s, p, profile)
-                seen = profile.title_activity(p.title) or seen
-                changed_at = s.screen_changed_at if digest == s.screen_hash and \
-                    s.screen_changed_at else now
-                hook = Activity(s.hook_activity) if s.hook_activity else None
-                out[s.id] = activity.infer(seen, hook, s.hook_at, profile.uses_hooks,
-                                           changed_at, now, settled)
-                new = {"activity": out[s.id].value, "screen_hash": digest,
-                       "screen_changed_at": changed_at, "pane_alive": 1, "exit_status": None}
-                if until is not None and until > now:
-                    # the usage limit outranks everything: the agent can do nothing till then
-                    out[s.id] = Activity.LIMITED
-                    new.update(activity=Activity.LIMITED.value, limited_until=until)
-            diff = {k: v for k, v in new.items() if getattr(s, k) != v}
-            if diff:
-                changes[s.id] = {**diff, "activity_at": now, "runtime_seen_at": now}
-        self.store.update_many(changes)
-        return out
+        return states, down, fresh
+
+    def _observe_one(self, s: Session, p: tmux.PaneState | None, away: bool,
+                     now: float) -> tuple[Activity, dict[str, object]]:
+        """What the session's agent is doing, and the observation columns that say so."""
+        if away:
+            return Activity.UNREACHABLE, {"activity": Activity.UNREACHABLE.value}
+        if p is None or p.dead:
+            return Activity.EXITED, {"activity": Activity.EXITED.value, "pane_alive": 0,
+                                     "exit_status": p.exit_status if p else None}
+        profile = agents.get(s.agent or "command")
+        digest, seen, until, settled = self._screen(s, p, profile)
+        seen = profile.title_activity(p.title) or seen
+        changed_at = s.screen_changed_at if digest == s.screen_hash and \
+            s.screen_changed_at else now
+        hook = Activity(s.hook_activity) if s.hook_activity else None
+        doing = activity.infer(seen, hook, s.hook_at, profile.uses_hooks, changed_at, now,
+                               settled)
+        new: dict[str, object] = {"activity": doing.value, "screen_hash": digest,
+                                  "screen_changed_at": changed_at, "pane_alive": 1,
+                                  "exit_status": None}
+        if until is not None and until > now:
+            # the usage limit outranks everything: the agent can do nothing till then
+            new.update(activity=Activity.LIMITED.value, limited_until=until)
+            return Activity.LIMITED, new
+        return doing, new
 
     def _poll_machine(self, name: str, sessions: list[Session],
                       fresh: dict[str, Session]) -> dict[str, tmux.PaneState]:

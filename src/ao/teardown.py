@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,50 +104,65 @@ def _on_host(srv: Server, project: ProjectConfig, s: Session, force: bool) -> Te
 
 def _here(project: ProjectConfig, s: Session, force: bool, saved_in: Path | None = None,
           shown: str = "") -> Teardown:
+    """The worktree, then the branch (workspace's commands run where `workspace.on` says);
+    `shown` prefixes saved paths (a host's name), and says the worktree is not here."""
     out = Teardown()
     saved_in = saved_in or paths.session_dir(s.project, s.id) / "saved"
+
+    def show(f: Path) -> str:
+        return shown + str(f) if shown else paths.display(f)
+
     wt = Path(s.worktree) if s.worktree else paths.worktree_path(s.project, s.id)
     if workspace.exists(wt):
-        risk = workspace.work_at_risk(wt, project.remote, project.default_branch,
-                                      disposable(project), branch=s.branch)
-        if risk and force and workspace.exists(wt / ".git"):
-            saved = workspace.save_work(wt, saved_in, project.remote, project.default_branch,
-                                        disposable(project), branch=s.branch)
-            out.saved = [shown + (str(f) if shown else paths.display(f)) for f in saved]
-            risk = []
-        if risk:
-            out.worktree, out.why = "kept", risk
-        else:
-            workspace.remove_worktree(project.path, wt)
-            out.worktree = "removed"
-            if not shown:  # a trust entry `prepare` made here
-                with contextlib.suppress(AoError):
-                    agents.get(s.agent or "command").forget(wt)
-    branch = s.branch
-    if branch and workspace.local_branch_exists(project.path, branch):
-        # the branch's own commits are checked too: its worktree may have been gone before
-        # this teardown (deleted by hand, a start cut short), so "removed above" proves nothing
-        lone = workspace.branch_unpushed(project.path, project.remote, project.default_branch,
-                                         branch)
-        if lone and out.worktree == "removed" and any(x.endswith(".bundle") for x in out.saved):
-            lone = []  # saved above with the worktree's work (its bundle holds the branch)
-        if lone and force and out.worktree != "kept":
-            bundle = workspace.bundle_commits(
-                project.path, saved_in / f"branch-{time.strftime('%Y%m%d-%H%M%S')}.bundle",
-                project.remote, project.default_branch, [f"refs/heads/{branch}"])
-            out.saved.append(shown + (str(bundle) if shown else paths.display(bundle)))
-            lone = []
-        if out.worktree == "kept" or lone:
-            out.branch = "kept"
-            if lone and out.worktree != "kept":
-                out.why.append(f"branch {branch} has {len(lone)} commit(s) not on the remote")
-        else:
-            try:
-                # a worktree folder removed by hand is still registered, and holds the branch
-                workspace.git(project.path, "worktree", "prune", check=False)
-                workspace.delete_branch(project.path, branch)
-                out.branch = "deleted"
-            except AoError as e:  # e.g. checked out by a worktree a human made
-                out.branch = "kept"
-                out.why.append(f"branch {branch} not deleted: {e.message}")
+        _worktree(project, s, wt, force, saved_in, show, out, forget=not shown)
+    if s.branch and workspace.local_branch_exists(project.path, s.branch):
+        _branch(project, s.branch, force, saved_in, show, out)
     return out
+
+
+def _worktree(project: ProjectConfig, s: Session, wt: Path, force: bool, saved_in: Path,
+              show: Callable[[Path], str], out: Teardown, forget: bool) -> None:
+    risk = workspace.work_at_risk(wt, project.remote, project.default_branch,
+                                  disposable(project), branch=s.branch)
+    if risk and force and workspace.exists(wt / ".git"):
+        saved = workspace.save_work(wt, saved_in, project.remote, project.default_branch,
+                                    disposable(project), branch=s.branch)
+        out.saved = [show(f) for f in saved]
+        risk = []
+    if risk:
+        out.worktree, out.why = "kept", risk
+        return
+    workspace.remove_worktree(project.path, wt)
+    out.worktree = "removed"
+    if forget:  # a trust entry `prepare` made on this machine
+        with contextlib.suppress(AoError):
+            agents.get(s.agent or "command").forget(wt)
+
+
+def _branch(project: ProjectConfig, branch: str, force: bool, saved_in: Path,
+            show: Callable[[Path], str], out: Teardown) -> None:
+    # the branch's own commits are checked too: its worktree may have been gone before
+    # this teardown (deleted by hand, a start cut short), so "removed above" proves nothing
+    lone = workspace.branch_unpushed(project.path, project.remote, project.default_branch,
+                                     branch)
+    if lone and out.worktree == "removed" and any(x.endswith(".bundle") for x in out.saved):
+        lone = []  # saved above with the worktree's work (its bundle holds the branch)
+    if lone and force and out.worktree != "kept":
+        bundle = workspace.bundle_commits(
+            project.path, saved_in / f"branch-{time.strftime('%Y%m%d-%H%M%S')}.bundle",
+            project.remote, project.default_branch, [f"refs/heads/{branch}"])
+        out.saved.append(show(bundle))
+        lone = []
+    if out.worktree == "kept" or lone:
+        out.branch = "kept"
+        if lone and out.worktree != "kept":
+            out.why.append(f"branch {branch} has {len(lone)} commit(s) not on the remote")
+        return
+    try:
+        # a worktree folder removed by hand is still registered, and holds the branch
+        workspace.git(project.path, "worktree", "prune", check=False)
+        workspace.delete_branch(project.path, branch)
+        out.branch = "deleted"
+    except AoError as e:  # e.g. checked out by a worktree a human made
+        out.branch = "kept"
+        out.why.append(f"branch {branch} not deleted: {e.message}")

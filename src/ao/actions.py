@@ -1,0 +1,192 @@
+"""Carrying out the daemon's decisions: one handler per action kind (reactions.ActionKind),
+each recording what it did once, so a crash between two ticks never does it twice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import compose, steps
+from .config import Config, ProjectConfig
+from .errors import AoError, ExternalError
+from .events import Event, emit
+from .fleet import Fleet
+from .forge.base import Forge, PullRequest
+from .merging import record_merged
+from .notify import Notifier
+from .reactions import Action, ActionKind, History, Policy
+from .state import State
+from .step_results import StepResults
+from .stepwork import StepWork
+from .store import Session, Store
+
+
+@dataclass
+class Act:
+    """One action on one session, with what its handler needs."""
+
+    project: ProjectConfig
+    forge: Forge
+    policy: Policy
+    s: Session
+    pr: PullRequest | None
+    a: Action
+
+    @property
+    def ev(self) -> dict[str, Any]:
+        return {"project": self.project.name, "session": self.s.id, "task": self.s.task}
+
+
+class Actions:
+    def __init__(self, cfg: Config, store: Store, fleet: Fleet, notifier: Notifier,
+                 stepwork: StepWork, step_results: StepResults,
+                 history: Callable[[str], History]) -> None:
+        self.cfg, self.store, self.fleet, self.notifier = cfg, store, fleet, notifier
+        self.stepwork, self.step_results, self.history = stepwork, step_results, history
+        self.handlers: dict[ActionKind, Callable[[Act], None]] = {
+            ActionKind.SET_STATE: self.set_state, ActionKind.FIX_CI: self.fix_ci,
+            ActionKind.FORWARD_REVIEW: self.forward_review,
+            ActionKind.ASK_REBASE: self.ask_rebase, ActionKind.MERGE: self.merge,
+            ActionKind.NOTIFY: self.notify, ActionKind.ESCALATE: self.escalate,
+            ActionKind.RESUME: self.resume, ActionKind.LIMIT_CONTINUE: self.limit_continue,
+            ActionKind.NUDGE: self.nudge, ActionKind.START_REVIEW: self.start_review,
+            ActionKind.RUN_CHECK: self.run_check, ActionKind.RESTORE: self.restore,
+        }
+
+    def act(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
+            pr: PullRequest | None, a: Action) -> None:
+        self.handlers[a.kind](Act(project, forge, policy, s, pr, a))
+
+    def set_state(self, x: Act) -> None:
+        if x.a.state is None:
+            return
+        self.store.set_state(x.s.id, x.a.state)
+        emit(Event(f"session.{x.a.state.value}", **x.ev, data={"reason": x.a.reason}),
+             self.store)
+        if x.a.state is State.MERGED:
+            record_merged(self.cfg, self.store, self.fleet.server(x.s), x.project, x.forge,
+                          x.s, x.a.sha, self.notifier)
+
+    def fix_ci(self, x: Act) -> None:
+        if x.pr is None:
+            return
+        details = x.forge.failure_details(x.pr)
+        if self.cfg.llm.condense_ci_logs:
+            from .planner import Planner
+
+            planner = Planner(self.cfg.llm, self.store, x.project.name)
+            details = [replace(d, log_tail=planner.condense(d.log_tail)) for d in details]
+        body = compose.ci_fix(x.a.round, x.policy.ci_retries, x.a.sha, details)
+        if self.store.record_and_queue(x.s.id, [("fix-ci", x.a.fingerprint)], body,
+                                       "ci-failed", {"round": x.a.round}):
+            event = emit(Event("ci.failed", **x.ev, data={
+                "sha": x.a.sha, "round": x.a.round, "checks": [d.check for d in details]}),
+                self.store)
+            self.notifier.hooks(event)
+
+    def forward_review(self, x: Act) -> None:
+        if x.pr is None:
+            return
+        hist = self.history(x.s.id)
+        new = [c for c in x.forge.review_comments(x.pr) if not hist.has(f"review:{c.id}")]
+        if not new:
+            return
+        rounds = hist.count("review-round:")
+        if rounds >= x.policy.review_rounds * (hist.resumes + 1):
+            self.escalate(replace(x, a=Action(ActionKind.ESCALATE,
+                                              f"escalate:review:{hist.resumes}",
+                                              f"review feedback after {rounds} rounds")))
+            return
+        fps = [("review-round", f"review-round:{rounds + 1}")] + [
+            ("review", f"review:{c.id}") for c in new]
+        if self.store.record_and_queue(x.s.id, fps, compose.review(new, rounds + 1),
+                                       "changes-requested"):
+            emit(Event("review.forwarded", **x.ev, data={"comments": len(new),
+                                                         "round": rounds + 1}), self.store)
+
+    def ask_rebase(self, x: Act) -> None:
+        if self.store.record_and_queue(x.s.id, [("ask-rebase", x.a.fingerprint)],
+                                       compose.rebase(x.project.default_branch,
+                                                      x.project.remote), "merge-conflict"):
+            emit(Event("pr.conflict", **x.ev, data={"sha": x.a.sha}), self.store)
+
+    def merge(self, x: Act) -> None:
+        if x.pr is None:
+            return
+        try:
+            merged = x.forge.merge(x.pr, x.a.sha)
+        except ExternalError as e:
+            # counted per head: the gate escalates after `merge_retries` refusals
+            n = self.history(x.s.id).count(f"merge-failed:{x.a.sha}:") + 1
+            self.store.record_attempt(x.s.id, "merge-failed", f"merge-failed:{x.a.sha}:{n}",
+                                      {"error": str(e)})
+            emit(Event("merge.failed", **x.ev, data={"error": str(e), "try": n}), self.store)
+            return
+        self.store.record_attempt(x.s.id, "merge", x.a.fingerprint, {"merge": merged})
+        emit(Event("pr.merged_by_ao", **x.ev, data={"sha": x.a.sha, "merge": merged}),
+             self.store)
+        # merged now, not at the next poll: dependents start in this same tick
+        self.store.update_session(x.s.id, pr_state="merged")
+        self.set_state(replace(x, s=self.store.session(x.s.id), a=Action(
+            ActionKind.SET_STATE, state=State.MERGED, reason="merged by ao", sha=x.a.sha)))
+
+    def notify(self, x: Act) -> None:
+        if self.store.record_attempt(x.s.id, "notify", x.a.fingerprint):
+            kind = x.a.fingerprint.split(":", 1)[0]
+            event = emit(Event(f"attention.{kind}", **x.ev, data={"reason": x.a.reason}),
+                         self.store)
+            self.notifier.notify(event, f"{x.s.id} {x.s.task}", x.a.reason)
+
+    def escalate(self, x: Act) -> None:
+        self.fleet.escalate(x.s, x.a.fingerprint, x.a.reason, self.notifier)
+
+    def resume(self, x: Act) -> None:
+        if x.a.state is not None:
+            self.fleet.resume(x.s.id, x.a.reason, by="ao")
+
+    def limit_continue(self, x: Act) -> None:
+        if self.store.record_and_queue(x.s.id, [("limit-continue", x.a.fingerprint)],
+                                       "continue", "limit-reset"):
+            event = emit(Event("agent.limit_reset", **x.ev, data={"reason": x.a.reason}),
+                         self.store)
+            self.notifier.hooks(event)
+
+    def nudge(self, x: Act) -> None:
+        self.store.record_and_queue(x.s.id, [("nudge", x.a.fingerprint)],
+                                    compose.nudge(x.a.reason), "agent-stuck")
+        emit(Event("agent.nudged", **x.ev, data={"reason": x.a.reason}), self.store)
+
+    def start_review(self, x: Act) -> None:
+        if x.pr is None:
+            return
+        agent = str(x.a.data.get("agent") or "") or None
+        if self.store.record_attempt(x.s.id, "start-review", x.a.fingerprint,
+                                     {"round": x.a.round, "agent": agent}):
+            self.step_results.start_review(x.project, x.s, x.pr, x.a.sha, x.a.round, agent)
+
+    def run_check(self, x: Act) -> None:
+        if x.pr is None:
+            return
+        gate = str(x.a.data.get("gate") or "")
+        step = steps.check_for(self.store.task_steps(x.project.name, x.s.task), gate)
+        if not (step and step.run and self.store.record_attempt(x.s.id, "run-check",
+                                                                x.a.fingerprint)):
+            return
+        try:
+            self.stepwork.start_check(x.project, x.s, x.pr, x.a.sha, gate, step.run)
+            emit(Event("check.started", **x.ev, data={"check": step.label, "sha": x.a.sha}),
+                 self.store)
+        except AoError as e:
+            self.store.record_attempt(x.s.id, "check-done", f"check-done:{x.a.fingerprint}")
+            self.fleet.escalate(x.s, f"escalate:check-start:{x.a.fingerprint}",
+                                f"the check `{step.label}` could not start: {e}",
+                                self.notifier)
+
+    def restore(self, x: Act) -> None:
+        self.store.record_attempt(x.s.id, "restore", x.a.fingerprint)
+        try:
+            self.fleet.restore(x.s.id)
+            emit(Event("agent.restored", **x.ev, data={"reason": x.a.reason}), self.store)
+        except AoError as e:
+            emit(Event("restore.failed", **x.ev, data={"error": str(e)}), self.store)
