@@ -10,6 +10,7 @@ on the host with this machine's Python, which a same-machine host has.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -80,7 +81,13 @@ def pool(env: Env, tmp_path: Path) -> Iterator[Pool]:
     stack = []
     try:
         for name, folder in tmux_dirs.items():
-            cm = sshd(tmp_path / f"sshd-{name}", setenv={"TMUX_TMPDIR": str(folder)})
+            # a login there has its own home (as another machine's would), this PATH (the
+            # agent CLIs installed there) and the tests' git identity
+            home = root / f"{name}-home"
+            home.mkdir(parents=True)
+            cm = sshd(tmp_path / f"sshd-{name}", setenv={
+                "TMUX_TMPDIR": str(folder), "HOME": str(home), "PATH": os.environ["PATH"],
+                "GIT_CONFIG_GLOBAL": os.environ["GIT_CONFIG_GLOBAL"]})
             servers[name] = cm.__enter__()
             stack.append(cm)
         yield p
@@ -275,3 +282,60 @@ def test_a_host_cut_off_mid_run_loses_nothing_and_doubles_nothing(env: Env,
                 subprocess.run(["ssh", "-O", "exit", "-S", str(sock), "x"],
                                capture_output=True, timeout=10)
             shutil.rmtree(tmux_dir, ignore_errors=True)
+
+
+@pytest.mark.skipif(shutil.which("claude") is None, reason="the Claude Code CLI is not "
+                    "installed; `.ci/run` installs @anthropic-ai/claude-code from npm")
+@pytest.mark.timeout(180)
+def test_claude_code_on_a_host_answers_its_hooks_there(pool: Pool,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real Claude Code on a host: its first-run answers and hooks written in the host's
+    home and worktree (this machine's untouched), its hooks read back over the connection,
+    a message confirmed by its UserPromptSubmit hook there."""
+    from ao.fleet import Fleet
+    from ao.messaging import Messenger
+
+    from .fake_anthropic import Reply, serve
+
+    key = "sk-ant-test-0123456789abcdefghijklmnop"
+    with serve() as fake:
+        for k, v in {"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": key,
+                     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
+                     "DISABLE_AUTOUPDATER": "1"}.items():
+            monkeypatch.setenv(k, v)
+        fake.script = [Reply(text="Working on it"), Reply(text="Noted.")]
+        pool.configure(["build-a"], agent={"name": "claude-code"})
+        fleet = Fleet(config.load(), Store(), pool.env.server())
+        r = fleet.spawn("shop", "C-1", fleet.plan_for(fleet.cfg.project("shop")))
+        assert r.status == "spawned", r.reason
+        assert r.session
+        s = fleet.store.session(r.session)
+        assert s.host == "build-a"
+        host_home = pool.root / "build-a-home"
+        trusted = json.loads((host_home / ".claude.json").read_text())["projects"]
+        assert trusted[s.worktree]["hasTrustDialogAccepted"] is True
+        assert not (Path(os.environ["HOME"]) / ".claude.json").exists()
+        hooks = json.loads((Path(s.worktree or "") / ".claude" / "settings.local.json")
+                           .read_text())["hooks"]
+        assert "# ao-hook" in hooks["Stop"][-1]["hooks"][0]["command"]
+        # the first prompt was confirmed by the hook that fired on the host
+        delivered = [json.loads(line)["data"] for line in
+                     (paths.session_dir("shop", s.id) / "events.log").read_text().splitlines()
+                     if json.loads(line)["type"] == "message.delivered"]
+        assert delivered and delivered[0]["confirmed_by"] == "hook"
+        retry_until(lambda: fleet.observe(fleet.store.session(s.id)) is Activity.IDLE,
+                    timeout=60, message="idle, by its Stop hook on the host")
+        m = Messenger(fleet)
+        r2 = m.send(s.id, "a note from far away")
+        if r2.status == "queued":  # the agent looked busy: delivered as the daemon would
+            retry_until(lambda: (m.deliver_queued(s.id), not m.store.messages(s.id, "queued"))
+                        [1], timeout=30, interval=0.5, message="the queued message")
+        else:
+            assert r2.status == "delivered", r2.detail
+        sent = [x for x in fleet.store.messages(s.id) if "far away" in x["body"]]
+        assert [x["status"] for x in sent] == ["delivered"]
+        retry_until(lambda: any("a note from far away" in t for t in fake.user_texts()),
+                    timeout=30, message="the message at the model")
+        text = (paths.session_dir("shop", s.id) / "events.log").read_text()
+        assert text.count('"event":"UserPromptSubmit"') == 2  # each hook line recorded once
+        assert fleet.kill(s.id)["worktree"] in ("removed", "kept")

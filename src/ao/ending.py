@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import (
@@ -93,10 +94,13 @@ class Ending(Starting):
             profile, ctx, recorded.get("env") if recorded else None, s.host)
         branch = s.branch or workspace.branch_name(s.task)
         if s.host != LOCAL:  # the worktree on the host, made again from the branch if gone
+            h = self.host(s.host)
             url = workspace.remote_url(project.path, project.remote) or ""
-            hostwork.make_worktree(self.host(s.host), hostwork.place(
-                self.host(s.host), project.name, sid), url, project.remote,
-                project.default_branch, branch, "reuse", profile.excludes)
+            how = hostwork.make_worktree(h, hostwork.place(h, project.name, sid), url,
+                                         project.remote, project.default_branch, branch,
+                                         "reuse", profile.excludes)
+            if how != "exists":  # made again: its first-run answers and hooks again
+                profile.prepare(replace(ctx, agent_env=env, machine=hostwork.HostMachine(h)))
         elif not ctx.worktree.exists():
             if not (workspace.local_branch_exists(project.path, branch)
                     or workspace.remote_branch_exists(project.path, project.remote, branch)):

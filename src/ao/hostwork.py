@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from . import hosts, paths
 from .errors import ExternalError
@@ -242,3 +242,37 @@ def read_from(host: Host, path: PurePosixPath, offset: int) -> bytes:
                          "ao", str(path), str(offset)], timeout=hosts.CONNECT_TIMEOUT + 5,
                   silence_is_down=True)
     return base64.b64decode("".join(r.stdout.split())) if r.returncode == 0 else b""
+
+
+class HostMachine:
+    """A host's files for an agent profile's `prepare` (agents.base.Machine): its home, and
+    files read and replaced over the connection under a lock of this machine's."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.name = host.name
+
+    def home(self) -> Path:
+        cache = paths.home() / "hosts" / self.name / "home"
+        with contextlib.suppress(OSError):
+            known = cache.read_text().strip()
+            if known.startswith("/"):
+                return Path(known)
+        home = _sh(self.host, 'printf "%s\\n" "$HOME"', "find its home").strip()
+        paths.ensure_dir(cache.parent)
+        paths.write_atomic(cache, home + "\n")
+        return Path(home)
+
+    def read(self, path: Path) -> str | None:
+        r = hosts.run(self.host, ["sh", "-c", '[ -f "$1" ] && cat "$1"', "ao", str(path)])
+        return r.stdout if r.returncode == 0 else None
+
+    def write(self, path: Path, text: str) -> None:
+        _sh(self.host, 'umask 077 && mkdir -p "$(dirname "$1")" && cat > "$1.ao-tmp" && '
+            'mv "$1.ao-tmp" "$1"', f"write {path}", str(path), input=text)
+
+    def lock(self, path: Path) -> contextlib.AbstractContextManager[None]:
+        import hashlib
+
+        key = hashlib.sha1(f"{self.name}:{path}".encode()).hexdigest()[:16]
+        return paths.locked(paths.home() / "locks" / f"host-{key}.lock")

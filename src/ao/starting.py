@@ -166,7 +166,9 @@ class Starting(Observing):
             self.store.update_session(s.id, branch=branch, worktree=str(ctx.worktree),
                                       agent=profile.name)
             self._post_create_hooks(project, s, task, ctx)
-            ctx = launch.ctx = replace(ctx, agent_env=self.agent_env(profile, ctx, host=host))
+            ctx = launch.ctx = replace(ctx, agent_env=self.agent_env(profile, ctx, host=host),
+                                       machine=None if host == LOCAL else
+                                       hostwork.HostMachine(self.host(host)))
             profile.prepare(ctx)
             launch.prompt = prompts.first_prompt(project, task, plan, branch)
             local_prompt = paths.session_dir(project.name, s.id) / "prompt.md"
@@ -255,9 +257,10 @@ class Starting(Observing):
                            f"host cannot clone it", "add the remote, or run it on `local`")
         where = hostwork.place(h, project.name, s.id)
         launch.undo.append(lambda: hostwork.remove_dir(h, where.session_dir))
+        excludes = (*launch.profile.excludes, *((".claude/settings.local.json",)
+                                                if launch.profile.uses_hooks else ()))
         how = hostwork.make_worktree(h, where, url, project.remote, project.default_branch,
-                                     branch, "fresh" if fresh_branch else "new",
-                                     launch.profile.excludes)
+                                     branch, "fresh" if fresh_branch else "new", excludes)
         self._host_up(h)
 
         def undo() -> None:  # a worktree just made holds nothing of anyone's yet

@@ -9,9 +9,10 @@ import re
 import shlex
 import shutil
 import subprocess
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from ..state import Activity
 
@@ -30,6 +31,21 @@ _HOOK_SCRIPT = ('p=$(tr -d "\\n\\r" | head -c {max}); [ -n "$p" ] || p="{{}}"; '
                 '[ -d "$AO_HOME" ] && : > "$AO_HOME/wake" 2>/dev/null; exit 0')
 
 
+class Machine(Protocol):
+    """The machine an agent runs on, for the files `prepare` edits there (an SSH host:
+    hostwork.HostMachine; None in a LaunchContext means this machine)."""
+
+    name: str
+
+    def home(self) -> Path: ...
+
+    def read(self, path: Path) -> str | None: ...
+
+    def write(self, path: Path, text: str) -> None: ...
+
+    def lock(self, path: Path) -> AbstractContextManager[None]: ...
+
+
 @dataclass(frozen=True)
 class LaunchContext:
     session_id: str
@@ -46,6 +62,7 @@ class LaunchContext:
     ready_pattern: str | None = None  # a command agent is ready when this regex shows
     # the environment the agent will get (set before `prepare`, so pre-answers match it)
     agent_env: dict[str, str] | None = None
+    machine: Machine | None = None  # where it runs, when not on this machine
 
     def hook_command(self, agent: str, event: str) -> str:
         """The agent's hook for `event`: a line of shell that appends the event to the hook

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from ..errors import BadInput
 from ..state import Activity
-from .base import HOOK_MARK, LaunchContext, Profile
+from .base import HOOK_MARK, LaunchContext, Machine, Profile
 from .profiles import config_lock, running_as_root
 
 HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse",
@@ -26,25 +26,36 @@ _PERMISSION = ("Do you want to proceed?", "Esc to cancel · Tab to amend", "Do y
 BYPASS = ("bypassPermissions", "dangerously-skip-permissions")
 
 
-def update_json(path: Path, change: Any) -> None:
+def update_json(path: Path, change: Any, machine: Machine | None = None) -> None:
     """Read-modify-write a JSON file other processes share: under a lock, replaced atomically,
-    every key we do not own kept as it was."""
+    every key we do not own kept as it was; on `machine` when the agent runs on a host."""
+    if machine is not None:
+        with machine.lock(path):
+            text = machine.read(path)
+            data = _parsed(path, text) if text is not None else {}
+            change(data)
+            machine.write(path, json.dumps(data, indent=2))
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with config_lock(path):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict):
-                data = {}
+            data = _parsed(path, path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             data = {}
-        except json.JSONDecodeError:
-            raise BadInput(f"{path} is not valid JSON", "fix or move it; ao will not "
-                           "overwrite a file it cannot read") from None
         change(data)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
         os.chmod(tmp, 0o600)
         tmp.replace(path)
+
+
+def _parsed(path: Path, text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise BadInput(f"{path} is not valid JSON", "fix or move it; ao will not "
+                       "overwrite a file it cannot read") from None
+    return data if isinstance(data, dict) else {}
 
 
 @dataclass
@@ -59,6 +70,7 @@ class ClaudeCode(Profile):
     submit_delay: ClassVar[float] = 0.2
     ready_timeout: ClassVar[float] = 45.0
     uses_hooks: ClassVar[bool] = True
+    on_hosts: ClassVar[bool] = True  # prepare edits the host's files (LaunchContext.machine)
     shows_limits: ClassVar[bool] = True
     waiting_texts: ClassVar[tuple[str, ...]] = _PERMISSION
     passthrough: ClassVar[tuple[str, ...]] = (
@@ -94,8 +106,9 @@ class ClaudeCode(Profile):
         return env
 
     def prepare(self, ctx: LaunchContext) -> None:
-        home = Path(os.environ.get("HOME", str(Path.home())))
-        trusted = str(ctx.worktree.resolve())
+        m = ctx.machine  # a host: its home, its files; its paths are physical already
+        home = m.home() if m else Path(os.environ.get("HOME", str(Path.home())))
+        trusted = str(ctx.worktree) if m else str(ctx.worktree.resolve())
         # the key the agent will actually get, which the project's `env:` may remap
         key = (ctx.agent_env if ctx.agent_env is not None else os.environ).get(
             "ANTHROPIC_API_KEY", "")
@@ -115,10 +128,10 @@ class ClaudeCode(Profile):
             project = data.setdefault("projects", {}).setdefault(trusted, {})
             project["hasTrustDialogAccepted"] = True
 
-        update_json(home / ".claude.json", answer)
+        update_json(home / ".claude.json", answer, m)
         if self._bypass(ctx):
             update_json(home / ".claude" / "settings.json",
-                        lambda d: d.__setitem__("skipDangerousModePermissionPrompt", True))
+                        lambda d: d.__setitem__("skipDangerousModePermissionPrompt", True), m)
         self.write_hooks(ctx)
 
     def forget(self, worktree: Path) -> None:
@@ -150,7 +163,7 @@ class ClaudeCode(Profile):
                                    for c in h.get("hooks", []))]
                 table[event] = [*kept, entry]
 
-        update_json(ctx.worktree / ".claude" / "settings.local.json", hooks)
+        update_json(ctx.worktree / ".claude" / "settings.local.json", hooks, ctx.machine)
 
     def _box(self, screen: str) -> str | None:
         """The text in the input box, or None when no input box is drawn."""
