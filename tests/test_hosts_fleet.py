@@ -172,6 +172,14 @@ def test_send_logs_kill_and_cleanup_on_a_remote_session(pool: Pool) -> None:
     assert r.code == 0, r.out + r.err
     assert pool.host_tmux("build-a", "has-session", "-t", f"={s.id}").returncode != 0
     assert (Path(s.worktree) / "draft.txt").exists()
+    # restored in place on its host, in the worktree it kept
+    r = run_ao("session", "restore", s.id)
+    assert r.code == 0, r.out + r.err
+    assert pool.host_tmux("build-a", "has-session", "-t", f"={s.id}").returncode == 0
+    assert Store().session(s.id).state is State.WORKING
+    retry_until(lambda: not Path(str(place.session_dir / "env.sh")).exists(), timeout=10,
+                message="the agent's environment file read and removed")
+    assert run_ao("session", "kill", s.id).code == 0
     r = run_ao("session", "cleanup", "-p", "shop")
     assert (Path(s.worktree) / "draft.txt").exists(), r.out
     assert Store().session(s.id).state is State.KILLED

@@ -311,7 +311,8 @@ class BoardApp(App[None]):
             detail.update("no session selected")
             return
         t = Text()
-        t.append(f"{s.id}  {s.task}  {s.state.value}\n", style="bold")
+        t.append(f"{s.id}  {s.task}  {s.state.value}"
+                 + (f"  on {s.host}" if s.host != "local" else "") + "\n", style="bold")
         t.append(f"{for_terminal(s.title)}\n")
         if s.pr_number:
             t.append(f"PR #{s.pr_number} {s.pr_state or ''}  CI {s.pr_checks or '-'}  review "
@@ -321,8 +322,13 @@ class BoardApp(App[None]):
             t.append(f"{len(queued)} message(s) queued\n", style="yellow")
         t.append("\nscreen\n", style="bold")
         screen = ""
-        if self.fleet is not None and s.state.value not in ("queued", "cleaned"):
-            screen = tmux.capture(self.fleet.server(s), s.id)
+        if s.activity == "unreachable":
+            screen = f"(host {s.host} is unreachable)"
+        elif self.fleet is not None and s.state.value not in ("queued", "cleaned"):
+            try:
+                screen = tmux.capture(self.fleet.server(s), s.id)
+            except AoError:
+                screen = ""
         lines = [ln for ln in clean(screen).splitlines() if ln.strip()][-10:]
         t.append("\n".join(ln[:70] for ln in lines) or "(no terminal)")
         t.append("\n\nevents\n", style="bold")
