@@ -92,7 +92,7 @@ def test_blank_database_migrates_to_the_exact_schema(tmp_path: Path) -> None:
 
 def test_failed_migration_leaves_nothing_behind(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from ao import store as storemod
+    from ao.store import connection as storemod  # where migrate() reads MIGRATIONS
 
     def broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half (x)")

@@ -229,5 +229,5 @@ class Cleaner:
             log = paths.events_log()
             if log.exists() and log.stat().st_size > eventsmod.MAX_BYTES // 2:
                 eventsmod.append_line(log, Event("log.rotated").to_json(), max_bytes=1)
-            self.store.conn.execute("VACUUM")
+            self.store.vacuum()
         return archived

@@ -71,13 +71,7 @@ def cost(model: str, usage: dict[str, int]) -> float:
 
 
 def spent(store: Store, project: str | None = None) -> float:
-    sql = "SELECT data FROM events WHERE type = 'llm.call'"
-    args: list[Any] = []
-    if project:
-        sql += " AND project = ?"
-        args.append(project)
-    return sum(float(json.loads(r["data"]).get("cost_usd", 0)) for r in
-               store.db.query(sql, args))
+    return sum(float(d.get("cost_usd", 0)) for _, d in store.llm_calls(project))
 
 
 class Planner:

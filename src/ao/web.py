@@ -101,11 +101,8 @@ class WebServer(TextualServer):
 
     async def session(self, request: web.Request) -> web.Response:
         s = self.store.find_session(request.match_info["ref"])
-        rows = self.store.db.query("SELECT id, ts, type, data FROM events WHERE session = ? "
-                                   "ORDER BY id", [s.id])
-        timeline = [{"id": r["id"], "ts": r["ts"], "type": r["type"],
-                     "data": json.loads(r["data"])} for r in rows]
-        return _json({**views.session(self.store, s), "timeline": timeline})
+        return _json({**views.session(self.store, s),
+                      "timeline": self.store.session_events(s.id)})
 
     async def plan(self, request: web.Request) -> web.Response:
         project = request.query.get("project") or next(iter(self.cfg.projects), "")
@@ -125,10 +122,8 @@ class WebServer(TextualServer):
 
     async def metrics(self, request: web.Request) -> web.Response:
         lines = ["# HELP ao_sessions Sessions by project and state.", "# TYPE ao_sessions gauge"]
-        for r in self.store.db.query("SELECT project, state, count(*) AS n FROM sessions "
-                                     "GROUP BY project, state"):
-            lines.append(f'ao_sessions{{project="{_label(r["project"])}",state="{r["state"]}"}}'
-                         f' {r["n"]}')
+        for project, state, n in self.store.session_counts():
+            lines.append(f'ao_sessions{{project="{_label(project)}",state="{state}"}} {n}')
         families = (("ao_merged_total", "merged", "counter", "Tasks merged."),
                     ("ao_failed_total", "failed", "counter", "Sessions that failed."),
                     ("ao_fix_rounds_total", "fix_rounds", "counter", "CI fix rounds sent."),
@@ -145,8 +140,8 @@ class WebServer(TextualServer):
                       for s in stats if s[key] is not None]
         lines += ["# HELP ao_events_total Events recorded, by type.",
                   "# TYPE ao_events_total counter"]
-        for r in self.store.db.query("SELECT type, count(*) AS n FROM events GROUP BY type"):
-            lines.append(f'ao_events_total{{type="{_label(r["type"])}"}} {r["n"]}')
+        for kind, n in self.store.event_counts():
+            lines.append(f'ao_events_total{{type="{_label(kind)}"}} {n}')
         if self.daemon is not None:
             lines += ["# HELP ao_daemon_polls_total Daemon ticks.",
                       "# TYPE ao_daemon_polls_total counter",
@@ -169,18 +164,8 @@ class WebServer(TextualServer):
         limit = int(q["limit"]) if q.get("limit", "").isdigit() else None
         sent = 0
         while True:
-            where: list[str] = ["id > ?"]
-            args: list[Any] = [last]
-            for key in ("project", "session"):
-                if q.get(key):
-                    where.append(f"{key} = ?")
-                    args.append(q[key])
-            if q.get("type"):
-                where.append("type LIKE ?")
-                args.append(q["type"] + "%")
-            rows = list(self.store.db.query(
-                f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT 200",
-                args))
+            rows = self.store.events_after(last, q.get("project") or None,
+                                           q.get("session") or None, q.get("type") or None)
             for r in rows:
                 last = r["id"]
                 payload = {"id": r["id"], "ts": r["ts"], "type": r["type"],

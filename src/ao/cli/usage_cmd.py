@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 
 from . import services
@@ -13,10 +11,8 @@ from .output import emit_json, table
 def usage(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Tokens and estimated cost of every model call, per project and per plan."""
     rows: dict[tuple[str, str], dict[str, float]] = {}
-    for r in services.store().db.query(
-            "SELECT project, data FROM events WHERE type = 'llm.call'"):
-        d = json.loads(r["data"])
-        key = (r["project"] or "-", d.get("plan") or "-")
+    for project, d in services.store().llm_calls():
+        key = (project or "-", d.get("plan") or "-")
         t = rows.setdefault(key, {"calls": 0, "input": 0, "output": 0, "cache": 0, "usd": 0.0})
         t["calls"] += 1
         t["input"] += d.get("input_tokens", 0)

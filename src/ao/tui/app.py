@@ -168,13 +168,7 @@ class BoardApp(App[None]):
         return rows
 
     def last_events(self, ids: list[str] | None = None) -> dict[str, str]:
-        where, args = "session IS NOT NULL", []
-        if ids is not None:
-            where = f"session IN ({', '.join('?' * len(ids))})"
-            args = list(ids)
-        sql = (f"SELECT session, type FROM events WHERE id IN (SELECT max(id) FROM events "
-               f"WHERE {where} GROUP BY session)")
-        return {r["session"]: r["type"] for r in self.store.db.query(sql, args)}
+        return self.store.last_event_types(ids)
 
     def cells(self, s: Session, last: str, now: float) -> tuple[Any, ...]:
         z = attention.zone(s, now)
@@ -211,18 +205,13 @@ class BoardApp(App[None]):
         """Rows whose session changed (an event, or an observation written without one, such
         as activity or CI going pending -> passing); ages tick every few seconds."""
         eid = self.store.last_event_id()
-        row = self.store.conn.execute("SELECT max(updated_at) FROM sessions").fetchone()
-        newest = float(row[0] or 0.0)
+        newest = self.store.newest_update()
         now = self.clock()
         if eid == self.last_event and newest < self.last_seen:
             if now - self.last_aged >= AGE_EVERY:
                 self.tick_ages(now)
             return
-        changed = {r["session"] for r in self.store.db.query(
-            "SELECT DISTINCT session FROM events WHERE id > ? AND session IS NOT NULL",
-            [self.last_event])}
-        changed |= {r["id"] for r in self.store.db.query(
-            "SELECT id FROM sessions WHERE updated_at >= ?", [self.last_seen])}
+        changed = self.store.changed_since(self.last_event, self.last_seen)
         self.last_event = eid
         self.last_seen = now
         self.apply(sorted(changed))

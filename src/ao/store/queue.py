@@ -1,0 +1,134 @@
+"""Reaction attempts (each recorded once: the fingerprint is the key), the message queue
+(queued -> sending, with its stage -> delivered or failed), events and hook offsets."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from .sessions import Sessions
+
+
+class Queue(Sessions):
+    """Reaction attempts, the message queue, events and hook offsets."""
+
+    def record_attempt(self, sid: str, reaction: str, fingerprint: str,
+                       data: dict[str, Any] | None = None) -> bool:
+        """True if this (reaction, fingerprint) is new for the session; False if seen before."""
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO attempts (session, reaction, fingerprint, created_at, data) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (sid, reaction, fingerprint, time.time(), json.dumps(data or {})))
+        return cur.rowcount == 1
+
+    def forget_attempt(self, sid: str, fingerprint: str) -> bool:
+        """Take back a recorded attempt (a step run whose head the PR left, an approval a
+        human took back); True if there was one."""
+        cur = self.conn.execute("DELETE FROM attempts WHERE session = ? AND fingerprint = ?",
+                                (sid, fingerprint))
+        return cur.rowcount > 0
+
+    def record_and_queue(self, sid: str, fingerprints: list[tuple[str, str]], body: str | None,
+                         source: str, data: dict[str, Any] | None = None) -> bool:
+        """Record reaction attempts and queue their message in one transaction, so a crash
+        leaves either both or neither: no round counted without its message, no message
+        queued twice. False (and nothing written) if the first fingerprint was seen before."""
+        now = time.time()
+        with self.transaction() as c:
+            first = fingerprints[0]
+            if c.execute("SELECT 1 FROM attempts WHERE session = ? AND reaction = ? AND "
+                         "fingerprint = ?", (sid, *first)).fetchone():
+                return False
+            for reaction, fp in fingerprints:
+                c.execute("INSERT OR IGNORE INTO attempts (session, reaction, fingerprint, "
+                          "created_at, data) VALUES (?, ?, ?, ?, ?)",
+                          (sid, reaction, fp, now, json.dumps(data or {})))
+            if body is not None:
+                c.execute("INSERT INTO messages (session, body, source, status, created_at) "
+                          "VALUES (?, ?, ?, 'queued', ?)", (sid, body, source, now))
+        return True
+
+    def attempts(self, sid: str, reaction: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM attempts WHERE session = ?"
+        args: list[Any] = [sid]
+        if reaction:
+            sql += " AND reaction = ?"
+            args.append(reaction)
+        return list(self.db.query(sql + " ORDER BY id", args))
+
+    def queue_message(self, sid: str, body: str, source: str = "user",
+                      status: str = "queued") -> int:
+        stage = "claimed" if status == "sending" else None
+        cur = self.conn.execute(
+            "INSERT INTO messages (session, body, source, status, created_at, stage) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (sid, body, source, status, time.time(), stage))
+        return int(cur.lastrowid or 0)
+
+    def claim_queued(self, sid: str) -> bool:
+        """queued -> spawning for this process, atomically: one starter per queued record."""
+        cur = self.conn.execute(
+            "UPDATE sessions SET state = 'spawning', owner_pid = ?, updated_at = ? "
+            "WHERE id = ? AND state = 'queued'", (os.getpid(), time.time(), sid))
+        return cur.rowcount == 1
+
+    def messages(self, sid: str, status: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM messages WHERE session = ?"
+        args: list[Any] = [sid]
+        if status:
+            sql += " AND status = ?"
+            args.append(status)
+        return list(self.db.query(sql + " ORDER BY id", args))
+
+    def with_queued_messages(self, project: str) -> list[str]:
+        """Sessions of the project with messages waiting, in one query."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT m.session FROM messages m JOIN sessions s ON s.id = m.session "
+            "WHERE s.project = ? AND m.status = 'queued' ORDER BY m.session", (project,))]
+
+    def claim_message(self, mid: int) -> bool:
+        """queued -> sending, atomically: only one deliverer ever pastes a message."""
+        cur = self.conn.execute("UPDATE messages SET status = 'sending', stage = 'claimed', "
+                                "mark = NULL WHERE id = ? AND status = 'queued'", (mid,))
+        return cur.rowcount == 1
+
+    def sending(self, sid: str | None = None) -> list[dict[str, Any]]:
+        """Messages some process is delivering, or was when it died (messaging.recover)."""
+        sql = "SELECT * FROM messages WHERE status = 'sending'"
+        args: list[Any] = []
+        if sid:
+            sql += " AND session = ?"
+            args.append(sid)
+        return list(self.db.query(sql + " ORDER BY id", args))
+
+    def set_stage(self, mid: int, stage: str, mark: int | None = None) -> None:
+        self.conn.execute("UPDATE messages SET stage = ?, mark = coalesce(?, mark) WHERE id = ?",
+                          (stage, mark, mid))
+
+    def set_message(self, mid: int, status: str, error: str | None = None) -> None:
+        done = time.time() if status == "delivered" else None
+        self.db.table("messages").update(
+            mid, {"status": status, "error": error, "delivered_at": done})
+
+    def last_event_id(self) -> int:
+        (n,) = self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+        return int(n)
+
+    def advance_hooks(self, sid: str, old: int, new: int) -> bool:
+        """Claim the hook file's bytes old..new for this reader; False if another took them."""
+        with self.transaction() as c:
+            return c.execute("UPDATE sessions SET hooks_read = ? WHERE id = ? AND "
+                             "hooks_read = ?", (new, sid, old)).rowcount == 1
+
+    def hook_seen(self, sid: str, hook: str, after_id: int) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM events WHERE id > ? AND session = ? AND type = 'agent.hook' "
+            "AND json_extract(data, '$.event') = ? LIMIT 1", (after_id, sid, hook)).fetchone()
+        return row is not None
+
+    def add_event(self, ts: str, type_: str, project: str | None, session: str | None,
+                  task: str | None, data: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT INTO events (ts, type, project, session, task, data) VALUES (?,?,?,?,?,?)",
+            (ts, type_, project, session, task, json.dumps(data, default=str)))
