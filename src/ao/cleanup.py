@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import events as eventsmod
-from . import paths, tmux, workspace
+from . import hosts, paths, tmux, workspace
 from .config import Config, ProjectConfig
 from .errors import AoError
 from .events import Event, emit
@@ -109,6 +109,8 @@ class Cleaner:
 
     def _at_risk_on_host(self, p: ProjectConfig, s: Session, wt: Path) -> list[str]:
         """What removing a worktree on an SSH host would lose, asked there."""
+        if not hosts.due(s.host, time.time()):
+            return [f"host {s.host} is unreachable; asked again after its backoff"]
         try:
             host = tmux.host_of(self.server_of(s))
             if host is None:

@@ -142,6 +142,9 @@ class Fleet(Ending):
                     item.session, item.task, item.plan, host=item.host,
                     fresh_branch=item.fresh_branch, fresh=item.fresh)
                 local.fleet._finish(launch)
+            except hostsmod.Unreachable as e:  # the host went away, not the task
+                return SpawnResult(item.task.key, "queued", item.session.id,
+                                   f"{e.message}; it waits in the queue")
             except AoError as e:
                 return SpawnResult(item.task.key, "failed",
                                    None if item.fresh else item.session.id, str(e))
@@ -323,6 +326,8 @@ class Fleet(Ending):
         try:
             self.launch(self.store.session(sid), task, plan, fresh_branch=False, fresh=False,
                         host=claim)
+        except hostsmod.Unreachable as e:  # back in the queue (starting._rollback)
+            return SpawnResult(task.key, "queued", sid, e.message)
         except AoError as e:
             return SpawnResult(task.key, "failed", sid, str(e))
         return SpawnResult(task.key, "spawned", sid)

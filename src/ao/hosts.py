@@ -254,6 +254,7 @@ done
 for t in "$@"; do
   if command -v "$t" >/dev/null 2>&1; then echo "tool $t yes"; else echo "tool $t"; fi
 done
+echo "tool git-identity $(git config user.email 2>/dev/null)"
 """
 
 

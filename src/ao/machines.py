@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import hosts as hostsmod
@@ -83,6 +84,11 @@ class Machines:
             return None, f"agent {profile.name} runs on this machine only, and the project " \
                 "does not list `local` under its hosts"
         choice = placement.choose(rooms)
+        while choice is not None and not self.reachable(choice):
+            # asked first (one quick round trip): a silent host would hold the start for as
+            # long as ssh waits on it, then fail it
+            rooms = [replace(r, reachable=False) if r.host == choice else r for r in rooms]
+            choice = placement.choose(rooms)
         return choice, "" if choice else placement.why_full(rooms)
 
     def reachable(self, name: str) -> bool:
@@ -102,8 +108,10 @@ class Machines:
         self._host_up(self.host(name))
         return True
 
-    def _host_down(self, h: Host, error: str, now: float) -> None:
-        if hostsmod.mark_down(h.name, error, now):
+    def _host_down(self, h: Host, error: str, now: float | None = None) -> None:
+        """Recorded down; its backoff counts from now, after the failed call (which may have
+        taken its whole timeout), not from when the call began."""
+        if hostsmod.mark_down(h.name, error, time.time()):
             from .notify import Notifier
 
             event = emit(Event("host.unreachable", data={"host": h.name, "error": error}),

@@ -71,20 +71,21 @@ class Messenger:
         if text.lstrip().startswith("!") and not raw:
             raise BadInput("a message starting with `!` runs a shell command in the agent, "
                            "with no permission prompt", "pass --raw to send it anyway")
-        body = self.prepare(s, text)
-        if not body.strip():
+        if not clean(text).strip():
             return SendResult("failed", "the message is empty once control characters are "
                               "removed")
         activity = self.fleet.observe(s)
         if activity is Activity.EXITED:
             return SendResult("failed", f"the agent has exited; `ao session restore {sid}`")
         if activity is Activity.UNREACHABLE:
-            mid = self.store.queue_message(sid, body, source)
+            # kept whole: a long one goes to its file on the host when it is delivered
+            mid = self.store.queue_message(sid, clean(text).strip("\n"), source)
             emit(Event("message.queued", s.project, sid, s.task, {
                 "id": mid, "why": f"host {s.host} is unreachable", "source": source}),
                 self.store)
             return SendResult("queued", f"host {s.host} is unreachable; it is delivered when "
                               "the host answers again", mid)
+        body = self.prepare(s, text)
         profile = agents.get(s.agent or "command")
         # a draft in the input means a human is typing there: never clear or glue it, wait
         typing = profile.clear_only_drafts and profile.draft_pending(
@@ -122,7 +123,12 @@ class Messenger:
             if activity in (Activity.ACTIVE, Activity.WAITING_INPUT, Activity.EXITED,
                             Activity.UNREACHABLE):
                 break
-            r = self.deliver(s, m["body"], m["source"], message_id=m["id"])
+            body = m["body"]
+            if m["source"] == "user" and len(body) > INLINE_LIMIT:
+                # queued whole while its host was away: its file is written now
+                body = self.prepare(s, body)
+                self.store.set_message_body(m["id"], body)
+            r = self.deliver(s, body, m["source"], message_id=m["id"])
             results.append(r)
             if r.status != "delivered":
                 break

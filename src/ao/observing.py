@@ -19,6 +19,7 @@ from . import hosts as hostsmod
 from .agents import Profile
 from .agents.base import HOOK_FILE
 from .config import Config
+from .errors import AoError
 from .hosts import LOCAL
 from .state import Activity
 from .store import Session, Store
@@ -81,6 +82,10 @@ class Observing(Machines):
                 down.add(name)
                 if name != LOCAL and hostsmod.due(name, now):
                     self._host_down(self.host(name), e.message, now)
+            except AoError:  # a host taken out of the config: its sessions cannot be seen
+                if name == LOCAL:
+                    raise
+                down.add(name)
         return states, down, fresh
 
     def _observe_one(self, s: Session, p: tmux.PaneState | None, away: bool,

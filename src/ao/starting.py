@@ -256,12 +256,13 @@ class Starting(Observing):
             raise BadInput(f"project {project.name} has no remote `{project.remote}`, so a "
                            f"host cannot clone it", "add the remote, or run it on `local`")
         where = hostwork.place(h, project.name, s.id)
-        launch.undo.append(lambda: hostwork.remove_dir(h, where.session_dir))
         excludes = (*launch.profile.excludes, *((".claude/settings.local.json",)
                                                 if launch.profile.uses_hooks else ()))
         how = hostwork.make_worktree(h, where, url, project.remote, project.default_branch,
                                      branch, "fresh" if fresh_branch else "new", excludes)
         self._host_up(h)
+        if how != "exists":  # the session's folder there is this start's (never another's)
+            launch.undo.append(lambda: hostwork.remove_dir(h, where.session_dir))
 
         def undo() -> None:  # a worktree just made holds nothing of anyone's yet
             with workspace.on(h):
@@ -300,7 +301,7 @@ class Starting(Observing):
              self.store)
         if isinstance(error, hostsmod.Unreachable) and s.host != LOCAL:
             self._host_down(self.host(s.host), str(error), time.time())
-        if launch.fresh:
+        if launch.fresh and not isinstance(error, hostsmod.Unreachable):
             self.store.delete_session(s.id)
             shutil.rmtree(paths.session_dir(s.project, s.id), ignore_errors=True)
         elif isinstance(error, hostsmod.Unreachable):

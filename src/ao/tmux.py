@@ -74,7 +74,7 @@ class SshCmd(tmux_cmd):
     none otherwise: it would take keys meant for the board or the terminal)."""
 
     def __init__(self, ssh: tuple[str, ...], argv: list[str], input: str | None = None,
-                 timeout: float = 60) -> None:
+                 timeout: float = 20) -> None:
         self.cmd = argv
         full = [*ssh[:-1], *([] if input is not None else ["-n"]), ssh[-1], "--",
                 shlex.join(argv)]
@@ -162,7 +162,7 @@ def new_session(srv: Server, name: str, cwd: Path, command: str,
     there (`pipe-pane`) by the same tmux command, so nothing it prints is missed."""
     args = ["new-session", "-d", "-s", name, "-c", str(cwd), "-x", str(WIDTH), "-y", str(HEIGHT)]
     for k, v in (env or {}).items():
-        args += ["-e", f"{k}={v}"]
+        args += ["-e", _env_arg(k, v)]
     command = _only(srv, command, env)
     # remain-on-exit is in our config, but a session started before it was written (or a user's
     # older server on the same socket) still gets it set explicitly
@@ -176,8 +176,15 @@ def respawn(srv: Server, name: str, cwd: Path, command: str,
             env: Mapping[str, str] | None = None) -> None:
     args = ["respawn-pane", "-k", "-t", f"={name}:", "-c", str(cwd)]
     for k, v in (env or {}).items():
-        args += ["-e", f"{k}={v}"]
+        args += ["-e", _env_arg(k, v)]
     _run(srv, *args, _only(srv, command, env))
+
+
+def _env_arg(name: str, value: str) -> str:
+    """`NAME=value` for `-e`: tmux takes an argument ending in `;` as the end of a command,
+    so a value ending in one (a token can) is written `\\;`, which tmux reads back as `;`."""
+    arg = f"{name}={value}"
+    return arg[:-1] + "\\;" if arg.endswith(";") else arg
 
 
 def pipe_to(srv: Server, name: str, logfile: Path) -> None:

@@ -24,8 +24,10 @@ HOOK_MARK = "ao-hook"  # in every hook command ao installs: a later install repl
 HOOK_MAX_PAYLOAD = 3500
 # newlines out of the JSON (raw ones are only whitespace between its tokens), one line, and
 # nothing on stdout (Claude Code adds a UserPromptSubmit hook's output to the prompt); a
-# failure never fails the agent; ao's wake file is touched when ao runs on this machine
-_HOOK_SCRIPT = ('p=$(tr -d "\\n\\r" | head -c {max}); [ -n "$p" ] || p="{{}}"; '
+# failure never fails the agent; ao's wake file is touched when ao runs on this machine;
+# outside an ao session (the agent started by hand in a kept worktree) nothing is written
+_HOOK_SCRIPT = ('[ -n "$AO_SESSION_DIR" ] || exit 0; '
+                'p=$(tr -d "\\n\\r" | head -c {max}); [ -n "$p" ] || p="{{}}"; '
                 'printf "%s\\t%s\\t%s\\n" "$0" "$(date +%s.%N)" "$p" '
                 '>> "$AO_SESSION_DIR/{file}" 2>/dev/null; '
                 '[ -d "$AO_HOME" ] && : > "$AO_HOME/wake" 2>/dev/null; exit 0')

@@ -88,6 +88,12 @@ def check(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) ->
             rows.append({"host": h.name, "check": tool, "ok": bool(version),
                          "detail": version if version not in ("", "yes") else
                          ("installed" if version else "not found on PATH")})
+        # an agent's commits there need a git identity, or they fail (and the branch is
+        # pushed without them)
+        who = p.tools.get("git-identity", "")
+        rows.append({"host": h.name, "check": "git identity", "ok": bool(who),
+                     "detail": who or "no user.email: `git config --global user.email ...` "
+                     "there"})
     failed = [r for r in rows if not r["ok"]]
     if json_out:
         emit_json(rows)

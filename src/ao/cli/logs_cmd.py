@@ -73,11 +73,14 @@ def _host_log(s: Session, lines: int, follow: bool) -> None:
     fleet = services.fleet()
     host = fleet.host(s.host)
     log = hostwork.place(host, s.project, s.id).session_dir / "pane.log"
-    r = hosts.run(host, ["tail", "-c", "2000000", str(log)], timeout=60)
+    # bytes, as the local log is read: the terminal's \r and a multibyte character cut by
+    # `tail -c` are the transcript's to handle, not a text decoder's
+    r = subprocess.run([*hosts.ssh_argv(host), "--", f"tail -c 2000000 {shlex.quote(str(log))}"],
+                       capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
     if r.returncode != 0:
         note(f"no transcript yet at {host.name}:{log}")
         return
-    for line in transcript(r.stdout.encode()).splitlines()[-lines:]:
+    for line in transcript(r.stdout).splitlines()[-lines:]:
         typer.echo(line)
     if follow:
         argv = [*hosts.ssh_argv(host), "--", f"tail -c 0 -f {shlex.quote(str(log))}"]

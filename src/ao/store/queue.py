@@ -106,6 +106,10 @@ class Queue(Sessions):
         self.conn.execute("UPDATE messages SET stage = ?, mark = coalesce(?, mark) WHERE id = ?",
                           (stage, mark, mid))
 
+    def set_message_body(self, mid: int, body: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE messages SET body = ? WHERE id = ?", (body, mid))
+
     def set_message(self, mid: int, status: str, error: str | None = None) -> None:
         done = time.time() if status == "delivered" else None
         self.db.table("messages").update(
