@@ -191,7 +191,7 @@ def test_a_worktree_on_a_host_is_judged_and_saved_by_the_same_rules(server: SshS
                                                                     repo: Path) -> None:
     """workspace's checks run through the runner (`workspace.on(host)`) give what they give
     here, case by case, on the very same worktree (the host is this machine)."""
-    from ao import workspace
+    from ao import worksafe, workspace
     from ao.teardown import Teardown, _here
 
     from .helpers import git
@@ -205,9 +205,9 @@ def test_a_worktree_on_a_host_is_judged_and_saved_by_the_same_rules(server: SshS
     git(repo, "worktree", "add", "-q", "-b", "ao/t-1", str(wt))
 
     def judged() -> tuple[list[str], list[str]]:
-        here = workspace.work_at_risk(wt, "origin", "main", branch="ao/t-1")
+        here = worksafe.work_at_risk(wt, "origin", "main", branch="ao/t-1")
         with workspace.on(h):
-            there = workspace.work_at_risk(wt, "origin", "main", branch="ao/t-1")
+            there = worksafe.work_at_risk(wt, "origin", "main", branch="ao/t-1")
         return here, there
 
     assert judged() == ([], [])

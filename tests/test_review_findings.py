@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ao import config, paths, workspace
+from ao import config, paths, worksafe, workspace
 from ao.daemon import Daemon
 from ao.forge.base import PASSING, CheckSummary, PullRequest
 from ao.gate import Approval, approval
@@ -33,7 +33,7 @@ def test_unpushed_work_is_seen_without_a_local_default_branch(env: Env, tmp_path
     commit_in(wt, "one.txt")
     git(env.repo, "checkout", "-q", "--detach")
     git(env.repo, "branch", "-D", "main")  # a clone that only has origin/main
-    assert workspace.work_at_risk(wt, "origin", "main", branch="ao/t1")
+    assert worksafe.work_at_risk(wt, "origin", "main", branch="ao/t1")
 
 
 def test_commits_on_the_session_branch_count_when_the_agent_switched(
@@ -42,8 +42,8 @@ def test_commits_on_the_session_branch_count_when_the_agent_switched(
     git(env.repo, "worktree", "add", "-q", "-b", "ao/t1", str(wt), "origin/main")
     commit_in(wt, "one.txt")
     git(wt, "switch", "-q", "-c", "elsewhere", "origin/main")
-    assert workspace.work_at_risk(wt, "origin", "main", branch="ao/t1")
-    assert not workspace.work_at_risk(wt, "origin", "main")  # HEAD alone would say safe
+    assert worksafe.work_at_risk(wt, "origin", "main", branch="ao/t1")
+    assert not worksafe.work_at_risk(wt, "origin", "main")  # HEAD alone would say safe
 
 
 def test_a_branch_whose_worktree_was_deleted_by_hand_keeps_its_commits(env: Env) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import events as eventsmod
-from . import hosts, paths, tmux, workspace
+from . import hosts, paths, tmux, worksafe, workspace
 from .config import Config, ProjectConfig
 from .errors import AoError
 from .events import Event, emit
@@ -100,7 +100,7 @@ class Cleaner:
                     item.keep = self._at_risk_on_host(p, s, wt)
                 elif wt is not None and wt.exists():
                     item.bytes = du(wt)
-                    item.keep = workspace.work_at_risk(wt, p.remote, p.default_branch,
+                    item.keep = worksafe.work_at_risk(wt, p.remote, p.default_branch,
                                                     disposable(p))
                 report.items.append(item)
             report.items += self._orphan_worktrees(p, owned)
@@ -116,7 +116,7 @@ class Cleaner:
             if host is None:
                 return [f"host {s.host} is not in the config"]
             with workspace.on(host):
-                return workspace.work_at_risk(wt, p.remote, p.default_branch, disposable(p),
+                return worksafe.work_at_risk(wt, p.remote, p.default_branch, disposable(p),
                                               branch=s.branch)
         except AoError as e:
             return [f"host {s.host}: {e.message}"]
@@ -152,7 +152,7 @@ class Cleaner:
             item = Item("orphan-worktree", wt.name, p.name,
                         "no session owns it" if wt.name not in owned else "its session ended",
                         wt, bytes=du(wt))
-            item.keep = workspace.work_at_risk(wt, p.remote, p.default_branch,
+            item.keep = worksafe.work_at_risk(wt, p.remote, p.default_branch,
                                                     disposable(p))
             out.append(item)
         return out
@@ -196,7 +196,7 @@ class Cleaner:
             report.saved += out.saved
         elif item.worktree is not None and item.worktree.exists() and p is not None:
             if item.keep and force and (item.worktree / ".git").exists():
-                saved = workspace.save_work(item.worktree,
+                saved = worksafe.save_work(item.worktree,
                                             paths.session_dir(item.project, item.name) / "saved",
                                             p.remote, p.default_branch, disposable(p))
                 report.saved += [paths.display(f) for f in saved]

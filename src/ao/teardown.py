@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import agents, hostwork, paths, tmux, workspace
+from . import agents, hostwork, paths, tmux, worksafe, workspace
 from .config import ProjectConfig
 from .errors import AoError, ExternalError
 from .hosts import LOCAL
@@ -45,7 +45,7 @@ class Teardown:
 
 
 def disposable(project: ProjectConfig) -> tuple[str, ...]:
-    return (*workspace.DISPOSABLE, *project.disposable)
+    return (*worksafe.DISPOSABLE, *project.disposable)
 
 
 def stop_agent(srv: Server, s: Session, repo: Path | None = None) -> None:
@@ -122,10 +122,10 @@ def _here(project: ProjectConfig, s: Session, force: bool, saved_in: Path | None
 
 def _worktree(project: ProjectConfig, s: Session, wt: Path, force: bool, saved_in: Path,
               show: Callable[[Path], str], out: Teardown, forget: bool) -> None:
-    risk = workspace.work_at_risk(wt, project.remote, project.default_branch,
+    risk = worksafe.work_at_risk(wt, project.remote, project.default_branch,
                                   disposable(project), branch=s.branch)
     if risk and force and workspace.exists(wt / ".git"):
-        saved = workspace.save_work(wt, saved_in, project.remote, project.default_branch,
+        saved = worksafe.save_work(wt, saved_in, project.remote, project.default_branch,
                                     disposable(project), branch=s.branch)
         out.saved = [show(f) for f in saved]
         risk = []
@@ -143,12 +143,12 @@ def _branch(project: ProjectConfig, branch: str, force: bool, saved_in: Path,
             show: Callable[[Path], str], out: Teardown) -> None:
     # the branch's own commits are checked too: its worktree may have been gone before
     # this teardown (deleted by hand, a start cut short), so "removed above" proves nothing
-    lone = workspace.branch_unpushed(project.path, project.remote, project.default_branch,
+    lone = worksafe.branch_unpushed(project.path, project.remote, project.default_branch,
                                      branch)
     if lone and out.worktree == "removed" and any(x.endswith(".bundle") for x in out.saved):
         lone = []  # saved above with the worktree's work (its bundle holds the branch)
     if lone and force and out.worktree != "kept":
-        bundle = workspace.bundle_commits(
+        bundle = worksafe.bundle_commits(
             project.path, saved_in / f"branch-{time.strftime('%Y%m%d-%H%M%S')}.bundle",
             project.remote, project.default_branch, [f"refs/heads/{branch}"])
         out.saved.append(show(bundle))

@@ -6,13 +6,11 @@ same rules for what a worktree holds at risk, the same saving, wherever the work
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,7 +39,12 @@ def on(host: Host | None) -> Iterator[None]:
         _HOST.reset(token)
 
 
-def _remote(script: str, *args: str, input: str | None = None,
+def current_host() -> Host | None:
+    """The SSH host `on()` set for this thread's work; None: this machine."""
+    return _HOST.get()
+
+
+def run_there(script: str, *args: str, input: str | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
     host = _HOST.get()
     assert host is not None
@@ -51,20 +54,20 @@ def _remote(script: str, *args: str, input: str | None = None,
 def exists(path: Path) -> bool:
     if _HOST.get() is None:
         return path.exists()
-    return _remote('[ -e "$1" ] || [ -L "$1" ]', str(path)).returncode == 0
+    return run_there('[ -e "$1" ] || [ -L "$1" ]', str(path)).returncode == 0
 
 
-def _has_files(path: Path) -> bool:
+def has_files(path: Path) -> bool:
     if _HOST.get() is None:
         return any(path.iterdir())
-    return _remote('[ -n "$(ls -A "$1")" ]', str(path)).returncode == 0
+    return run_there('[ -n "$(ls -A "$1")" ]', str(path)).returncode == 0
 
 
 def _rmtree(path: Path) -> None:
     if _HOST.get() is None:
         shutil.rmtree(path, ignore_errors=True)
     else:
-        _remote('rm -rf -- "$1"', str(path))
+        run_there('rm -rf -- "$1"', str(path))
 
 
 def git(cwd: Path, *args: str, check: bool = True, timeout: float = 120,
@@ -76,7 +79,7 @@ def git(cwd: Path, *args: str, check: bool = True, timeout: float = 120,
                                     "-C", str(cwd), *args], input=input, timeout=timeout)
         else:
             proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                                  timeout=timeout, input=input, env=_env())
+                                  timeout=timeout, input=input, env=git_env())
     except FileNotFoundError:
         raise ExternalError("git is not installed", "install git (apt-get install git)") from None
     except subprocess.TimeoutExpired:
@@ -89,7 +92,7 @@ def git(cwd: Path, *args: str, check: bool = True, timeout: float = 120,
     return proc
 
 
-def _env() -> dict[str, str]:
+def git_env() -> dict[str, str]:
     return {**os.environ, **_QUIET}
 
 
@@ -261,7 +264,7 @@ def exclude(repo: Path, pattern: str) -> None:
     common = common_dir(repo)
     f = common / "info" / "exclude"
     if _HOST.get() is not None:
-        _remote('mkdir -p "$(dirname "$1")"; touch "$1"; grep -qxF -- "$2" "$1" || '
+        run_there('mkdir -p "$(dirname "$1")"; touch "$1"; grep -qxF -- "$2" "$1" || '
                 'printf "%s\\n" "$2" >> "$1"', str(f), pattern)
         return
     f.parent.mkdir(parents=True, exist_ok=True)
@@ -286,173 +289,10 @@ def link_into(repo: Path, worktree: Path, rel: str) -> None:
     dst.symlink_to(src)
 
 
-UNKNOWN_COMMITS = "(could not be checked)"
-
-
-def _elsewhere(repo: Path, remote: str, default_branch: str) -> list[str]:
-    """`rev-list` arguments for what is safe elsewhere: every remote branch, and the default
-    branch (local or remote-tracking, whichever exists)."""
-    refs = [f"--remotes={remote}"] if has_remote(repo, remote) else []
-    return refs + [b for b in (f"refs/heads/{default_branch}",
-                               f"refs/remotes/{remote}/{default_branch}") if ref_exists(repo, b)]
-
-
-def unpushed(worktree: Path, remote: str, default_branch: str,
-             tips: tuple[str, ...] = ("HEAD",)) -> list[str]:
-    """Commits on `tips` (HEAD, and the session's branch) that no remote branch and no
-    default branch has. When git cannot tell, that is a risk, not a clean bill."""
-    present = [t for t in tips if t == "HEAD" or ref_exists(worktree, t)]
-    proc = git(worktree, "rev-list", *present, "--not",
-               *_elsewhere(worktree, remote, default_branch), check=False)
-    if proc.returncode != 0:
-        return [UNKNOWN_COMMITS]
-    return proc.stdout.split()
-
-
-def branch_unpushed(repo: Path, remote: str, default_branch: str, branch: str) -> list[str]:
-    """Commits on a local branch that are nowhere else (for a branch whose worktree is gone)."""
-    if not local_branch_exists(repo, branch):
-        return []
-    return unpushed(repo, remote, default_branch, tips=(f"refs/heads/{branch}",))
-
-
-def dirty(worktree: Path) -> list[str]:
-    """Uncommitted changes and untracked files that are not ignored."""
-    proc = git(worktree, "status", "--porcelain", "--untracked-files=all", check=False)
-    return [ln[3:] for ln in proc.stdout.splitlines() if ln.strip()]
-
-
-# ignored paths that are rebuilt, not written: losing them loses nothing (a project can say
-# more with `disposable:`); any other ignored file (a local.env, notes) is work at risk
-DISPOSABLE = ("node_modules/", ".venv/", "venv/", "__pycache__/", "*.pyc", ".pytest_cache/",
-              ".mypy_cache/", ".ruff_cache/", ".tox/", "dist/", "build/", "target/", ".next/",
-              ".cache/", "*.egg-info/", ".coverage", ".claude/settings.local.json", ".ao/",
-              ".aider*")
-
-
-def ignored_at_risk(worktree: Path, disposable: tuple[str, ...] = DISPOSABLE) -> list[str]:
-    """Ignored files and folders that are not disposable (folders collapsed, so a
-    node_modules costs one line)."""
-    proc = git(worktree, "status", "--porcelain", "--ignored=traditional",
-               "--untracked-files=normal", check=False)
-    out = []
-    for ln in proc.stdout.splitlines():
-        if not ln.startswith("!! "):
-            continue
-        path = ln[3:].strip('"')
-        name = path.rstrip("/").rsplit("/", 1)[-1] + ("/" if path.endswith("/") else "")
-        if not any(fnmatch.fnmatch(path, pat) or fnmatch.fnmatch(name, pat)
-                   or path.startswith(pat) for pat in disposable):
-            out.append(path)
-    return out
-
-
-def work_at_risk(worktree: Path, remote: str, default_branch: str,
-                 disposable: tuple[str, ...] = DISPOSABLE, branch: str | None = None
-                 ) -> list[str]:
-    """Why removing this worktree would lose work; empty when it is safe."""
-    if not exists(worktree):
-        return []
-    if not exists(worktree / ".git") or \
-            git(worktree, "rev-parse", "--git-dir", check=False).returncode != 0:
-        # without git we cannot tell new files from old: whatever is there stays
-        return ["no usable .git, so its files cannot be checked"] if _has_files(worktree) \
-            else []
-    reasons = []
-    changed = dirty(worktree)
-    if changed:
-        reasons.append(f"{len(changed)} uncommitted or untracked file(s)")
-    tips = ("HEAD", f"refs/heads/{branch}") if branch else ("HEAD",)
-    commits = unpushed(worktree, remote, default_branch, tips)
-    if commits:
-        reasons.append(f"{len(commits)} commit(s) not on the remote")
-    ignored = ignored_at_risk(worktree, disposable)
-    if ignored:
-        reasons.append(f"{len(ignored)} ignored file(s) that are not disposable "
-                       f"({', '.join(ignored[:3])}{', ...' if len(ignored) > 3 else ''})")
-    stashes = git(worktree, "stash", "list", check=False).stdout.splitlines()
-    mine = [ln for ln in stashes if f"On {current_branch(worktree)}:" in ln
-            or f"WIP on {current_branch(worktree)}:" in ln]
-    if mine:
-        reasons.append(f"{len(mine)} stash(es) made on its branch (kept in the main clone)")
-    return reasons
-
-
-def current_branch(worktree: Path) -> str:
-    return git(worktree, "branch", "--show-current", check=False).stdout.strip() or "HEAD"
-
-
-def save_work(worktree: Path, dest: Path, remote: str, default_branch: str,
-              disposable: tuple[str, ...] = DISPOSABLE, branch: str | None = None
-              ) -> list[Path]:
-    """Save uncommitted work (ignored files that are not disposable included) as a patch and
-    unpushed commits as a bundle under `dest`."""
-    saved: list[Path] = []
-    _mkdir(dest)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    ignored = ignored_at_risk(worktree, disposable)
-    if (dirty(worktree) or ignored) and _HOST.get() is not None:
-        patch = dest / f"uncommitted-{stamp}.patch"
-        r = _remote(_SAVE, str(worktree), str(patch), *ignored, timeout=300)
-        if r.returncode != 0:
-            raise ExternalError(f"could not save the work in {worktree}: "
-                                f"{(r.stderr or '').strip()[-200:]}", "nothing was removed")
-        saved.append(patch)
-    elif dirty(worktree) or ignored:
-        with tempfile.TemporaryDirectory() as tmp:
-            env_index = os.path.join(tmp, "index")
-            env = {**_env(), "GIT_INDEX_FILE": env_index}
-            subprocess.run(["git", "read-tree", "HEAD"], cwd=worktree, env=env, check=True)
-            subprocess.run(["git", "add", "-A"], cwd=worktree, env=env, check=True)
-            if ignored:
-                subprocess.run(["git", "add", "-f", "--", *ignored], cwd=worktree, env=env,
-                               check=True)
-            diff = subprocess.run(["git", "diff", "--cached", "--binary", "HEAD"], cwd=worktree,
-                                  env=env, check=True, capture_output=True).stdout
-        patch = dest / f"uncommitted-{stamp}.patch"
-        patch.write_bytes(diff)
-        saved.append(patch)
-    tips = ["HEAD"]
-    if branch and local_branch_exists(worktree, branch):
-        tips.append(f"refs/heads/{branch}")
-    if unpushed(worktree, remote, default_branch, tuple(tips)):
-        saved.append(bundle_commits(worktree, dest / f"unpushed-{stamp}.bundle", remote,
-                                    default_branch, tips))
-    return saved
-
-
-def bundle_commits(repo: Path, bundle: Path, remote: str, default_branch: str,
-                   tips: list[str]) -> Path:
-    """A bundle of what `tips` have that the remote and the default branch do not (all of
-    `tips` when those cannot be told apart)."""
-    _mkdir(bundle.parent)
-    proc = git(repo, "bundle", "create", str(bundle), *tips, "--not",
-               *_elsewhere(repo, remote, default_branch), check=False)
-    if proc.returncode != 0:
-        git(repo, "bundle", "create", str(bundle), *tips)
-    return bundle
-
-
-# the uncommitted work of a worktree on a host as a patch: a private index, so the worktree's
-# own is untouched; any failure fails the save (and nothing is removed)
-_SAVE = r"""
-set -e
-wt=$1 patch=$2; shift 2
-idx=$(mktemp); trap 'rm -f "$idx"' EXIT
-export GIT_INDEX_FILE="$idx"
-git -C "$wt" read-tree HEAD
-git -C "$wt" add -A
-[ $# -eq 0 ] || git -C "$wt" add -f -- "$@"
-umask 077
-git -C "$wt" diff --cached --binary HEAD > "$patch.part"
-mv "$patch.part" "$patch"
-"""
-
-
-def _mkdir(path: Path) -> None:
+def make_private_dir(path: Path) -> None:
     if _HOST.get() is None:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    elif _remote('mkdir -p -m 700 "$1"', str(path)).returncode != 0:
+    elif run_there('mkdir -p -m 700 "$1"', str(path)).returncode != 0:
         raise ExternalError(f"cannot make {path} on its host", "see `ao hosts check`")
 
 
