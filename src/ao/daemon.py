@@ -14,36 +14,19 @@ import json
 import logging
 import os
 import signal
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import agents, hosts, paths, scheduler, steps, workspace
+from . import agents, paths
 from . import config as cfgmod
-from . import forge as forgemod
-from . import plan as planmod
-from .actions import Actions
-from .config import Config, ProjectConfig
-from .errors import AoError, ExternalError
+from .errors import AoError
 from .events import Event, emit
-from .fleet import Fleet
-from .forge.base import Forge, PullRequest
-from .gate import approval, merge_gate
-from .messaging import Messenger
-from .notify import Notifier
-from .plan import Plan
-from .reactions import Action, History, Observation, Policy, decide
-from .state import LIVE, Activity, Outcome, State
-from .step_results import StepResults
-from .stepwork import StepWork
-from .store import Session, Store
-from .teardown import teardown
+from .store import Store
+from .ticking import Ticking
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
-    from libtmux import Server
+    pass
 
 LOCK_NAME = "daemon.lock"
 log = logging.getLogger(__name__)
@@ -68,32 +51,9 @@ def read_state() -> dict[str, Any] | None:
     return data if alive else None
 
 
-class Daemon:
-    def __init__(self, cfg: Config, store: Store, srv: Server | None = None,
-                 forges: dict[str, Forge] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.cfg = cfg
-        self.store = store
-        self.fleet = Fleet(cfg, store, srv)
-        self.messenger = Messenger(self.fleet)
-        self.stepwork = StepWork(self.fleet)
-        self.notifier = Notifier(cfg, store)
-        self.step_results = StepResults(self.fleet, self.stepwork, self.notifier,
-                                        self.history, self.plan_of)
-        self.actions = Actions(cfg, store, self.fleet, self.notifier, self.stepwork,
-                               self.step_results, self.history)
-        self.forges = dict(forges or {})
-        self.clock = clock
-        self.plans: dict[tuple[str, str], Plan] = {}
-        self._plan_mtimes: dict[tuple[str, str], float] = {}
-        self.stop = threading.Event()
-        self.wake = threading.Event()
-        self.config_dirty = False
-        self.started_at = clock()
-        self.polls = 0
-        self._lock_fd: int | None = None
-        self._config_digest = cfgmod.content_digest(cfgmod.config_sources())
-        self.web_url: str | None = None  # set when the daemon serves the dashboard
+class Daemon(Ticking):
+    """The loop: one daemon at a time (a lock), signals, the watch on config, plans and the
+    wake file, and the schedule of ticks (each project's tick is ticking.py's)."""
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -214,12 +174,6 @@ class Daemon:
         emit(Event("config.reloaded", data={"projects": sorted(cfg.projects)}), self.store)
         return True
 
-    def _low_budget(self) -> bool:
-        low = [n for n, f in self.forges.items() if getattr(f, "low_budget", lambda: False)()]
-        if low:
-            emit(Event("forge.rate_low", data={"projects": low}), self.store)
-        return bool(low)
-
     # ---- one poll -------------------------------------------------------------------------
 
     def tick(self) -> None:
@@ -263,321 +217,14 @@ class Daemon:
             "kept": sum(1 for i in report.items if i.keep), "freed": report.freed,
             "archived": archived}), self.store)
 
-    def forge(self, project: ProjectConfig, plan: Plan | None) -> Forge:
-        if project.name not in self.forges:
-            f = forgemod.for_project(project, self.store, plan)
-            if hasattr(f, "max_wait"):
-                f.max_wait = 0.0  # never sit out a rate limit inside a tick: skip, go on
-            self.forges[project.name] = f
-        return self.forges[project.name]
-
-    def active_plans(self, project: ProjectConfig) -> list[Plan]:
-        """Every plan ever run on the project, finished ones included: a task added to a
-        completed plan is picked up like any other."""
-        out = []
-        for run in self.store.plan_runs(project.name, active=False):
-            plan = self._load_plan(project, run["plan"])
-            if plan is not None:
-                out.append(plan)
-        return out
-
-    def _load_plan(self, project: ProjectConfig, path: str) -> Plan | None:
-        """The plan as last read, re-read when its file changes; an invalid edit is reported
-        once and the last good plan kept."""
-        key = (project.name, path)
-        try:
-            mtime = Path(path).stat().st_mtime
-        except OSError:
-            return self.plans.get(key)
-        if self._plan_mtimes.get(key) == mtime:
-            return self.plans.get(key)
-        self._plan_mtimes[key] = mtime
-        try:
-            plan = planmod.load_valid(Path(path))
-        except AoError as e:
-            emit(Event("plan.invalid", project.name, data={"plan": path, "error": str(e),
-                                                           "kept": key in self.plans}),
-                 self.store)
-            return self.plans.get(key)
-        if key in self.plans:
-            emit(Event("plan.reloaded", project.name, data={"plan": path,
-                                                            "tasks": len(plan.tasks)}),
-                 self.store)
-        self.plans[key] = plan
-        return plan
-
-    def tick_project(self, project: ProjectConfig) -> None:
-        plans = self.active_plans(project)
-        plan = plans[0] if plans else None
-        sessions = self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED})
-        self.fleet.observe_all(sessions, self.clock())
-        tracked = [s for s in sessions if s.branch]
-        forge = self.forge(project, plan)
-        blocked = getattr(forge, "blocked_until", 0.0)
-        if blocked > time.time():
-            # GitHub asked us to wait: no poll until then (the other projects go on)
-            tracked = []
-        result = forge.poll([s.branch for s in tracked if s.branch])
-        for err in result.errors:
-            emit(Event("forge.error", project.name, data={"error": err}), self.store)
-        if project.forge == "github":
-            self._open_missing_prs(project, forge, tracked, result.prs)
-        policy = Policy.for_project(project)
-        paused = self.store.paused(project.name)
-        # a limited session with no PR yet still needs its "continue" at the reset
-        for s in sessions:
-            if s.branch not in result.prs and s.limited_until:
-                self.handle(project, forge, policy, self.store.session(s.id), None, paused)
-        for s in tracked:
-            if s.branch not in result.prs:
-                continue  # the forge could not see it this time: decide nothing
-            pr = result.prs[s.branch]
-            if pr is not None and pr.state != "open" and pr.created_at is not None and \
-                    pr.created_at < s.created_at:
-                pr = None  # a PR that ended before this session began is an earlier session's
-            try:
-                self.handle(project, forge, policy, self.store.session(s.id), pr, paused)
-            except AoError as e:
-                emit(Event("reaction.error", project.name, s.id, s.task,
-                           {"error": str(e)}), self.store)
-        if not paused:
-            for sid in self.store.with_queued_messages(project.name):
-                if self.store.session(sid).state in LIVE - {State.QUEUED}:
-                    self.messenger.deliver_queued(sid)
-        for p in plans:
-            self.schedule(project, p, paused)
-        if not paused:
-            self.start_unplanned(project, {k for p in plans for k in p.tasks})
-        self.cleanup_merged(project)
-
-    def start_unplanned(self, project: ProjectConfig, planned: set[str]) -> None:
-        """Queued records no running plan owns (a one-off `--prompt` task or a `batch-spawn`
-        task that waited for room or for its dependencies, a start a crash undid): started
-        when their recorded dependencies are done and there is room."""
-        for s in self.store.sessions(project.name, states={State.QUEUED}):
-            if s.task in planned:
-                continue
-            try:
-                task = self.fleet.task(project, s.task, None)
-            except AoError:
-                continue
-            if self.fleet.pending_deps(project.name, task):
-                continue
-            r = self.fleet.start_queued(s.id, None)
-            if r.status == "queued":
-                return  # no room (start_queued checks max_concurrent)
-            if r.status == "failed":
-                emit(Event("spawn.failed", project.name, s.id, s.task, {"error": r.reason}),
-                     self.store)
-
-    def _open_missing_prs(self, project: ProjectConfig, forge: Forge, sessions: list[Session],
-                          prs: dict[str, PullRequest | None]) -> None:
-        """On GitHub, ao opens the PR for a pushed branch that has none, for every agent alike."""
-        missing = [s for s in sessions if s.branch in prs and prs[s.branch or ""] is None
-                   and s.state is State.WORKING]
-        if not missing:
-            return
-        heads = workspace.remote_heads(project.path, project.remote, "ao/")
-        for s in missing:
-            if s.branch not in heads:
-                continue
-            row = self.store.task(project.name, s.task)
-            issue = row.get("issue_number") if row else None
-            body = f"Closes #{issue}\n\nOpened by ao for session {s.id}." if issue else \
-                f"Task {s.task}, opened by ao for session {s.id}."
-            try:
-                pr = forge.create_pr(s.branch or "", f"[{s.task}] {s.title}", body)
-            except ExternalError as e:
-                emit(Event("pr.create_failed", project.name, s.id, s.task, {"error": str(e)}),
-                     self.store)
-                continue
-            prs[s.branch or ""] = pr
-            emit(Event("pr.opened", project.name, s.id, s.task, {"pr": pr.number}), self.store)
-
     # ---- reactions ------------------------------------------------------------------------
-
-    def history(self, sid: str) -> History:
-        rows = self.store.attempts(sid)
-        escalations = [r["fingerprint"].removeprefix("escalate:") for r in rows
-                       if r["reaction"] == "escalate"]
-        return History(
-            ci_rounds=tuple(r["fingerprint"].split(":", 1)[1] for r in rows
-                            if r["reaction"] == "fix-ci"),
-            done=frozenset(r["fingerprint"] for r in rows),
-            restores=sum(1 for r in rows if r["reaction"] == "restore"),
-            resumes=sum(1 for r in rows if r["reaction"] == "resume"),
-            escalated_for=escalations[-1].rsplit(":", 1)[0] if escalations else None)
-
-    def observation(self, s: Session, pr: PullRequest | None) -> Observation:
-        now = self.clock()
-        activity = Activity(s.activity) if s.activity in Activity.__members__.values() \
-            else Activity.UNKNOWN
-        since = max(s.screen_changed_at or 0, s.hook_at or 0) or now
-        return Observation(state=s.state, activity=activity,
-                           idle_for=now - since if activity is Activity.IDLE else 0.0, pr=pr,
-                           waiting_since=since if activity is Activity.WAITING_INPUT else None,
-                           limited_until=s.limited_until, now=now)
-
-    def handle(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
-               pr: PullRequest | None, paused: bool) -> None:
-        task_steps = self._task_steps(project, s)
-        if pr is not None and pr.state == "open" and not paused and \
-                task_steps != steps.DEFAULT:
-            self.step_results.collect(project, forge, policy, s, pr)
-        hist = self.history(s.id)  # read once, after the step results were recorded
-        if pr is not None:
-            passed = hist.passed(pr.head_sha)
-            verdict = merge_gate(pr, policy.gate, expected_sha=pr.head_sha,
-                                 required=steps.gates(task_steps), passed=passed)
-            self.store.update_session(
-                s.id, pr_number=pr.number, pr_url=pr.url, pr_state=pr.state,
-                pr_head_sha=pr.head_sha, pr_checks=pr.checks.overall,
-                pr_review=approval(pr).value, pr_mergeable=pr.mergeable,
-                pr_gate=verdict.reason, pr_gate_ok=int(verdict.ok), pr_draft=int(pr.draft),
-                pr_merge_state=pr.merge_state, pr_seen_at=self.clock(),
-                step=steps.holding(task_steps, pr.state, verdict.ok, verdict.waiting_for))
-        if paused:
-            policy = replace(policy, auto=frozenset(), auto_merge=False, run_steps=False)
-        obs = replace(self.observation(s, pr), steps=task_steps)
-        for action in decide(obs, hist, policy):
-            self.act(project, forge, policy, self.store.session(s.id), pr, action)
-
-    def _task_steps(self, project: ProjectConfig, s: Session) -> tuple[steps.Step, ...]:
-        """The task's steps from its newest plan as it is now (an edit takes effect at the
-        next poll), recorded for every other reader; the recorded ones if no plan has it."""
-        plan = self.plan_of(project, s.task)
-        if plan is None:
-            return self.store.task_steps(project.name, s.task)
-        current = plan.steps(s.task)
-        if current != self.store.task_steps(project.name, s.task):
-            self.store.put_task(project.name, s.task, s.title,
-                                steps=json.dumps(steps.raw(current)))
-        return current
-
-    def plan_of(self, project: ProjectConfig, task: str) -> Plan | None:
-        """The newest plan run holding the task (a later plan's steps are the ones meant)."""
-        return next((p for p in reversed(self.active_plans(project)) if task in p.tasks), None)
-
-    def act(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
-            pr: PullRequest | None, a: Action) -> None:
-        self.actions.act(project, forge, policy, s, pr, a)
 
     # ---- scheduling and cleanup -----------------------------------------------------------
 
-    def schedule(self, project: ProjectConfig, plan: Plan, paused: bool) -> None:
-        sessions = self.store.sessions(project.name)
-        tasks = scheduler.by_task(sessions)
-        closed = self.store.closed_tasks(project.name) & set(plan.tasks)
-        self._spawn_escalations(project, plan, sessions, tasks)
-        # a task added to the plan while it runs (or after it completed) gets its queued
-        # record here; so does a task whose failed start has waited out its backoff
-        missing = scheduler.to_queue(plan, tasks, closed, self.clock())
-        if missing and plan.source is not None:
-            self.store.start_plan_run(project.name, str(plan.source))  # reopens a finished run
-        for key in missing:
-            self.fleet.queue(project, plan.tasks[key], plan)
-        if missing:
-            tasks = scheduler.by_task(self.store.sessions(project.name))
-        if scheduler.complete(plan, tasks, closed):
-            self._complete(project, plan)
-            return
-        start = scheduler.next_to_start(plan, tasks, closed, project.max_concurrent, paused)
-        held = self._limited_agents(project)
-        if held:
-            # no new session of an agent that is at its usage limit: it would hit the same wall
-            waiting = [k for k in start if (plan.tasks[k].agent or project.agent.label) in held]
-            start = [k for k in start if k not in waiting]
-            fallback = project.agent.fallback
-            if waiting and fallback and fallback not in held:
-                # the configured fallback takes the new sessions until the reset
-                for key in waiting:
-                    queued = self.store.sessions(project.name, states={State.QUEUED}, task=key)
-                    if queued:
-                        r = self.fleet.start_queued(queued[0].id, plan, agent=fallback)
-                        emit(Event("spawn.fallback", project.name, queued[0].id, key,
-                                   {"agent": fallback, "status": r.status,
-                                    "limited": sorted(held)}), self.store)
-                waiting = []
-            if waiting:
-                emit(Event("spawn.held", project.name, data={
-                    "tasks": waiting, "agents": sorted(held), "until": max(held.values())}),
-                    self.store)
-        if start:
-            event = emit(Event("wave.started", project.name, data={"tasks": start}), self.store)
-            self.notifier.hooks(event)
-        for key in start:
-            queued = self.store.sessions(project.name, states={State.QUEUED}, task=key)
-            if not queued:
-                continue
-            r = self.fleet.start_queued(queued[0].id, plan)
-            if r.status == "failed":
-                n = len(tasks.get(key, scheduler.TaskStatus()).failures) + 1
-                emit(Event("spawn.failed", project.name, queued[0].id, key,
-                           {"error": r.reason, "try": n, "of": scheduler.SPAWN_TRIES}),
-                     self.store)
 
-    def _limited_agents(self, project: ProjectConfig) -> dict[str, float]:
-        """Agents of the project's live sessions at their usage limit, with the reset."""
-        now = self.clock()
-        out: dict[str, float] = {}
-        for s in self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED}):
-            if s.limited_until and s.limited_until > now:
-                out[s.agent] = max(out.get(s.agent, 0.0), s.limited_until)
-        return out
 
-    def _spawn_escalations(self, project: ProjectConfig, plan: Plan, sessions: list[Session],
-                           tasks: dict[str, scheduler.TaskStatus]) -> None:
-        """A task whose start failed SPAWN_TRIES times is not tried again: a human is told
-        once (with the last error), and `ao spawn` starts it by hand."""
-        for key in plan.tasks:
-            t = tasks.get(key)
-            if t is None or t.live or t.merged or not scheduler.spawn_gave_up(t):
-                continue
-            last = [s for s in sessions if s.task == key and s.outcome is Outcome.FAILED][-1]
-            if self.store.record_attempt(last.id, "escalate", "escalate:spawn"):
-                reason = (f"{key} failed to start {len(t.failures)} times; last: "
-                          f"{last.note or 'no reason recorded'}")
-                event = emit(Event("escalated", project.name, last.id, key,
-                                   {"reason": reason, "hint": f"fix it, then `ao spawn "
-                                    f"{project.name} {key}`"}), self.store)
-                self.notifier.notify(event, f"{key} cannot start", reason)
 
-    def _complete(self, project: ProjectConfig, plan: Plan) -> None:
-        path = str(plan.source)
-        if not self.store.finish_plan_run(project.name, path):
-            return
-        sessions = [s for s in self.store.sessions(project.name) if s.task in plan.tasks]
-        merged = {s.task: s for s in sessions if s.merged}
-        rounds = {k: len(self.store.attempts(s.id, "fix-ci")) for k, s in merged.items()}
-        escalations = sum(len(self.store.attempts(s.id, "escalate")) for s in sessions)
-        span = max((s.updated_at for s in merged.values()), default=0) - \
-            min((s.created_at for s in sessions), default=0)
-        data = {"plan": path, "tasks": len(plan.tasks), "merged": len(merged),
-                "fix_rounds": rounds, "escalations": escalations, "seconds": round(span, 1)}
-        event = emit(Event("all-complete", project.name, data=data), self.store)
-        self.notifier.notify(event, f"{project.name}: plan complete",
-                             f"{len(merged)} tasks merged, {sum(rounds.values())} fix rounds, "
-                             f"{escalations} escalations")
 
-    def cleanup_merged(self, project: ProjectConfig) -> None:
-        """A merged session's agent was stopped at the merge; its worktree stays for the grace
-        period (to look at), then goes through the one teardown. Work that would be lost keeps
-        it, said once; the nightly cleanup reports it from then on."""
-        now = self.clock()
-        for s in self.store.sessions(project.name, states={State.MERGED}):
-            if now - s.updated_at < self.cfg.cleanup_grace or \
-                    self.store.attempts(s.id, "cleanup-kept"):
-                continue
-            if s.host != "local" and not hosts.due(s.host, now):
-                continue  # its host is away: torn down when it answers again
-            try:
-                out = teardown(self.fleet.server(s), self.store, project, s, end=None)
-            except hosts.Unreachable:
-                continue
-            if out.why:  # the worktree, or a branch with commits nowhere else, was kept
-                self.store.record_attempt(s.id, "cleanup-kept", "cleanup-kept")
-            emit(Event("cleanup.kept" if out.why else "session.cleaned",
-                       project.name, s.id, s.task, out.as_dict()), self.store)
 
 
 def load_daemon() -> Daemon:
