@@ -1,16 +1,19 @@
-"""Kill, escalate, resume and restore sessions (docs/sessions.md)."""
+"""Kill, escalate, resume and restore sessions, and recover after a crash (docs/sessions.md)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import (
     agents,
     hostwork,
+    paths,
     tmux,
     workspace,
 )
+from . import hosts as hostsmod
 from .errors import BadInput
 from .events import Event, emit
 from .hosts import LOCAL
@@ -19,11 +22,8 @@ from .state import KILLED_BY_HAND, LIVE, State
 from .store import Session
 from .teardown import teardown
 
-if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
-
+if TYPE_CHECKING:
     from .notify import Notifier
-
-
 
 
 class Ending(Starting):
@@ -124,3 +124,60 @@ class Ending(Starting):
         emit(Event("session.restored", s.project, sid, s.task, {"command": command}),
              self.store)
         return self.store.session(sid)
+
+    def recover(self) -> list[tuple[str, str]]:
+        """After a crash: undo starts that were cut short (back to the queue, or failed if
+        they somehow hold work), and give a first prompt that was never sent to its agent.
+        A start whose process is alive (a `batch-spawn` running now) is left to it."""
+        done: list[tuple[str, str]] = []
+        for s in self.store.sessions(states={State.SPAWNING}):
+            project = self.cfg.projects.get(s.project)
+            if project is None or started_elsewhere(s):
+                continue
+            if s.branch is None:  # cut short before the record named it
+                s = replace(s, branch=workspace.branch_name(s.task))
+            try:
+                out = teardown(self.server(s), self.store, project, s, end=None, clean=False)
+            except hostsmod.Unreachable:
+                continue  # its host is away: undone when it answers again
+            if out.worktree == "kept":
+                self.store.set_state(s.id, State.FAILED, note="start interrupted; kept: " +
+                                     "; ".join(out.why))
+                done.append((s.id, "failed"))
+                continue
+            self.store.update_session(s.id, worktree=None, branch=None)
+            self.store.set_state(s.id, State.QUEUED)
+            done.append((s.id, "requeued"))
+        for s in self.store.sessions(states={State.WORKING}):
+            if started_elsewhere(s):
+                continue  # its start is still being finished by a live process
+            project = self.cfg.projects.get(s.project)
+            if project is None or not self.reachable(s.host):
+                continue  # a host away: its sessions are recovered when it answers
+            prompts_ = [m for m in self.store.messages(s.id) if m["source"] == "prompt"]
+            prompt_file = paths.session_dir(s.project, s.id) / "prompt.md"
+            profile = agents.get(s.agent or "command")
+            # an agent whose command carried the prompt (`{prompt_file}`) never gets it pasted
+            pasted = profile.pastes_prompt(self._context(
+                project, s, profile, self._recorded_launch(s.project, s.id)))
+            if pasted and not prompts_ and prompt_file.exists():
+                from .messaging import Messenger
+
+                body = Messenger(self).prepare(s, prompt_file.read_text(encoding="utf-8"))
+                self.store.queue_message(s.id, body, "prompt")
+                done.append((s.id, "prompt queued"))
+            elif prompts_ and all(m["status"] == "failed" for m in prompts_):
+                reason = ("the first prompt was not delivered; check whether the agent has "
+                          f"it, then `ao send {s.id}` it or `ao session resume {s.id}`")
+                self.escalate(s, "escalate:delivery:prompt", reason)
+                done.append((s.id, "escalated"))
+        for sid, what in done:
+            emit(Event("session.recovered", data={"session": sid, "outcome": what}),
+                 self.store)
+        return done
+
+
+def started_elsewhere(s: Session) -> bool:
+    """The session's start belongs to another process that is still alive."""
+    return bool(s.owner_pid) and s.owner_pid != os.getpid() and \
+        paths.pid_alive(s.owner_pid or 0)

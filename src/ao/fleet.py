@@ -4,7 +4,6 @@ whole. Sending messages lives in `messaging.py`."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,7 +16,6 @@ from . import (
     paths,
     scheduler,
     steps,
-    workspace,
 )
 from . import hosts as hostsmod
 from . import plan as planmod
@@ -32,7 +30,6 @@ from .sanitize import clean
 from .starting import _Launch, _Ready
 from .state import RUNNING, State
 from .store import AtCapacity, Session, Store, TaskBusy
-from .teardown import teardown
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
 
@@ -45,10 +42,6 @@ class SpawnResult:
     status: str  # spawned | queued | skipped | failed
     session: str | None = None
     reason: str = ""
-
-
-
-
 
 
 class Fleet(Ending):
@@ -260,57 +253,6 @@ class Fleet(Ending):
         emit(Event("session.queued", project.name, s.id, task.key, {}), self.store)
         return s
 
-    def recover(self) -> list[tuple[str, str]]:
-        """After a crash: undo starts that were cut short (back to the queue, or failed if
-        they somehow hold work), and give a first prompt that was never sent to its agent.
-        A start whose process is alive (a `batch-spawn` running now) is left to it."""
-        done: list[tuple[str, str]] = []
-        for s in self.store.sessions(states={State.SPAWNING}):
-            project = self.cfg.projects.get(s.project)
-            if project is None or started_elsewhere(s):
-                continue
-            if s.branch is None:  # cut short before the record named it
-                s = replace(s, branch=workspace.branch_name(s.task))
-            try:
-                out = teardown(self.server(s), self.store, project, s, end=None, clean=False)
-            except hostsmod.Unreachable:
-                continue  # its host is away: undone when it answers again
-            if out.worktree == "kept":
-                self.store.set_state(s.id, State.FAILED, note="start interrupted; kept: " +
-                                     "; ".join(out.why))
-                done.append((s.id, "failed"))
-                continue
-            self.store.update_session(s.id, worktree=None, branch=None)
-            self.store.set_state(s.id, State.QUEUED)
-            done.append((s.id, "requeued"))
-        for s in self.store.sessions(states={State.WORKING}):
-            if started_elsewhere(s):
-                continue  # its start is still being finished by a live process
-            project = self.cfg.projects.get(s.project)
-            if project is None or not self.reachable(s.host):
-                continue  # a host away: its sessions are recovered when it answers
-            prompts_ = [m for m in self.store.messages(s.id) if m["source"] == "prompt"]
-            prompt_file = paths.session_dir(s.project, s.id) / "prompt.md"
-            profile = agents.get(s.agent or "command")
-            # an agent whose command carried the prompt (`{prompt_file}`) never gets it pasted
-            pasted = profile.pastes_prompt(self._context(
-                project, s, profile, self._recorded_launch(s.project, s.id)))
-            if pasted and not prompts_ and prompt_file.exists():
-                from .messaging import Messenger
-
-                body = Messenger(self).prepare(s, prompt_file.read_text(encoding="utf-8"))
-                self.store.queue_message(s.id, body, "prompt")
-                done.append((s.id, "prompt queued"))
-            elif prompts_ and all(m["status"] == "failed" for m in prompts_):
-                reason = ("the first prompt was not delivered; check whether the agent has "
-                          f"it, then `ao send {s.id}` it or `ao session resume {s.id}`")
-                self.escalate(s, "escalate:delivery:prompt", reason)
-                done.append((s.id, "escalated"))
-        for sid, what in done:
-            emit(Event("session.recovered", data={"session": sid, "outcome": what}),
-                 self.store)
-        return done
-
     def start_queued(self, sid: str, plan: Plan | None = None,
                      agent: str | None = None) -> SpawnResult:
         """Start a queued session in place (the daemon does this when its deps are done);
@@ -377,17 +319,6 @@ class Fleet(Ending):
             raise
 
 
-
-
-
-
-
-def started_elsewhere(s: Session) -> bool:
-    """The session's start belongs to another process that is still alive."""
-    return bool(s.owner_pid) and s.owner_pid != os.getpid() and \
-        paths.pid_alive(s.owner_pid or 0)
-
-
 def _wait(item: SpawnResult | Future[SpawnResult]) -> SpawnResult:
     """A start's result; a Ctrl-C while waiting does not abandon a start a worker is making
     (it finishes or rolls itself back, and is reported)."""
@@ -397,6 +328,5 @@ def _wait(item: SpawnResult | Future[SpawnResult]) -> SpawnResult:
         except KeyboardInterrupt:
             continue
     return item
-
 
 

@@ -21,7 +21,7 @@ from .state import LIVE, Activity
 from .store import Session
 
 if TYPE_CHECKING:
-    from .fleet import Fleet
+    from .ending import Ending
 
 INLINE_LIMIT = 8000  # longer messages go to a file the agent is pointed to
 MESSAGE_TTL = 3600.0  # a queued message older than this is dropped (with an event), not sent
@@ -37,7 +37,7 @@ class SendResult:
 
 
 class Messenger:
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Ending) -> None:  # a Fleet, or any layer from Ending up
         self.fleet = fleet
         self.store = fleet.store
 

@@ -7,8 +7,9 @@ import sys
 import time
 
 from .. import config, views
+from ..ending import started_elsewhere
 from ..errors import AoError
-from ..fleet import Fleet, started_elsewhere
+from ..fleet import Fleet
 from ..messaging import Messenger
 from ..store import Session, Store
 
