@@ -3,7 +3,6 @@ changes are picked up by watching the store's event id (no full reload per tick)
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -15,84 +14,28 @@ from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
+from textual.containers import Horizontal
 from textual.widgets import (
-    Button,
     DataTable,
     Footer,
     Input,
-    Label,
     Static,
     TabbedContent,
     TabPane,
 )
 
-from .. import attention, events, paths, scheduler, tmux, views
+from .. import attention, tmux, views
 from .. import plan as planmod
 from ..config import Config
 from ..errors import AoError
 from ..fleet import Fleet
 from ..messaging import Messenger
-from ..reactions import DEFAULT_CI_RETRIES, Policy
-from ..sanitize import clean, for_terminal
 from ..store import Session, Store
+from .screens import ConfirmScreen, SendScreen
+from .views import detail_view, plan_view, session_row
 
 COLUMNS = ("zone", "id", "task", "title", "activity", "pr", "review", "round", "age", "last")
-ZONE_STYLE = {"respond": "bold red", "gate": "bold magenta", "merge": "bold green",
-              "fixing": "yellow",
-              "working": "cyan", "queued": "dim", "done": "dim green"}
-
-
 AGE_EVERY = 5.0  # seconds between age refreshes when nothing else changed
-
-
-def _age(ts: float, now: float) -> str:
-    return views.duration(now - ts)
-
-
-class SendScreen(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="send.cancel")]
-
-    def __init__(self, sid: str) -> None:
-        super().__init__()
-        self.sid = sid
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Label(f"Message to {self.sid} (Enter sends, Escape cancels)")
-            yield Input(placeholder="Please add tests for the login function", id="message")
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value or None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-class ConfirmScreen(ModalScreen[bool]):
-    BINDINGS = [Binding("y", "yes", "Yes", id="confirm.yes"),
-                Binding("n,escape", "no", "No", id="confirm.no")]
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Label(self.question)
-            with Horizontal():
-                yield Button("Yes (y)", id="yes", variant="error")
-                yield Button("No (n)", id="no")
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_yes(self) -> None:
-        self.dismiss(True)
-
-    def action_no(self) -> None:
-        self.dismiss(False)
 
 
 class SessionTable(DataTable[Text | str]):
@@ -171,20 +114,7 @@ class BoardApp(App[None]):
         return self.store.last_event_types(ids)
 
     def cells(self, s: Session, last: str, now: float) -> tuple[Any, ...]:
-        z = attention.zone(s, now)
-        rounds = len(self.store.attempts(s.id, "fix-ci"))
-        project = self.cfg.projects.get(s.project)
-        limit = Policy.for_project(project).ci_retries if project else DEFAULT_CI_RETRIES
-        pr = f"#{s.pr_number} {s.pr_checks or ''}".strip() if s.pr_number else "-"
-        review = (s.pr_review or "-").replace("_", " ")
-        if s.step and s.step not in ("implement", "merge", "merged"):
-            review = f"{review} → {s.step}"  # the step that holds the merge (steps.py)
-        # plain Text, never markup: a title like "[/bold] x" is text, and escapes are gone
-        return (Text(z, style=ZONE_STYLE[z]), *(Text(for_terminal(str(x))) for x in (
-                s.id, s.task, s.title[:36], s.activity if s.state.value != "queued" else "-",
-                pr, review,
-                f"{rounds}/{limit}" if rounds else "-",
-                _age(s.created_at, now), last or "-")))
+        return session_row(self.store, self.cfg, s, last, now)
 
     def rebuild(self) -> None:
         """The whole table from scratch (start, filter change)."""
@@ -225,7 +155,7 @@ class BoardApp(App[None]):
                 created = self.store.session(sid).created_at
             except AoError:
                 continue
-            age = Text(_age(created, now))
+            age = Text(views.duration(now - created))
             if str(cells[COLUMNS.index("age")]) != str(age):
                 table.update_cell(sid, "age", age)
                 self.shown[sid] = (*cells[:COLUMNS.index("age")], age,
@@ -299,17 +229,6 @@ class BoardApp(App[None]):
         if s is None:
             detail.update("no session selected")
             return
-        t = Text()
-        t.append(f"{s.id}  {s.task}  {s.state.value}"
-                 + (f"  on {s.host}" if s.host != "local" else "") + "\n", style="bold")
-        t.append(f"{for_terminal(s.title)}\n")
-        if s.pr_number:
-            t.append(f"PR #{s.pr_number} {s.pr_state or ''}  CI {s.pr_checks or '-'}  review "
-                     f"{s.pr_review or '-'}  {s.pr_mergeable or ''}\n")
-        queued = self.store.messages(s.id, "queued")
-        if queued:
-            t.append(f"{len(queued)} message(s) queued\n", style="yellow")
-        t.append("\nscreen\n", style="bold")
         screen = ""
         if s.activity == "unreachable":
             screen = f"(host {s.host} is unreachable)"
@@ -318,14 +237,7 @@ class BoardApp(App[None]):
                 screen = tmux.capture(self.fleet.server(s), s.id)
             except AoError:
                 screen = ""
-        lines = [ln for ln in clean(screen).splitlines() if ln.strip()][-10:]
-        t.append("\n".join(ln[:70] for ln in lines) or "(no terminal)")
-        t.append("\n\nevents\n", style="bold")
-        log = paths.ao_home() / "sessions" / s.project / s.id / "events.log"
-        evs = list(events.read(log, include_rotated=False))[-8:] if log.exists() else []
-        for e in evs:
-            t.append(f"{e.ts[11:19]} {e.type} {json.dumps(e.data)[:40]}\n")
-        detail.update(t)
+        detail.update(detail_view(self.store, s, screen))
 
     def plan(self) -> planmod.Plan | None:
         if self.plan_file is not None:
@@ -341,41 +253,9 @@ class BoardApp(App[None]):
         except AoError as e:
             target.update(f"plan: {e}")
             return
-        if p is None:
-            target.update("no plan running (`ao plan run FILE -p PROJECT`, or "
-                          "`ao board --plan FILE`)")
-            return
-        states: dict[str, str] = {}
-        project = self.project or p.project or ""
-        sessions = self.store.sessions(project)
-        for s in sessions:
-            states[s.task] = s.state.value
-        done = scheduler.done_tasks(scheduler.by_task(sessions),
-                                    self.store.closed_tasks(project)) & set(p.tasks)
-        crit, _ = planmod.critical_path(p)
-        t = Text()
-        t.append(f"{len(done)}/{len(p.tasks)} done", style="bold")
-        rest = planmod.Plan(tasks={k: planmod.Task(k, v.title, deps=tuple(
-            d for d in v.deps if d not in done), estimate=v.estimate)
-            for k, v in p.tasks.items() if k not in done})
-        if rest.tasks:
-            left = planmod.simulate(rest, self.cfg.projects[p.project].max_concurrent
-                                    if p.project in self.cfg.projects else 5)
-            t.append(f"; about {left:g}d of work remaining on the critical path\n")
-        else:
-            t.append("\n")
-        for i, layer in enumerate(planmod.layers(p), start=1):
-            t.append(f"\nwave {i}\n", style="bold")
-            for k in layer:
-                state = "done" if k in done else states.get(k, "not queued")
-                waits = [d for d in p.tasks[k].deps if d not in done]
-                style = "green" if k in done else "bold magenta" if k in crit else ""
-                t.append(f"  {'*' if k in crit else ' '} {k:<14} {state:<11}", style=style)
-                t.append(f" {for_terminal(p.tasks[k].title[:40])}")
-                if waits and k not in done:
-                    t.append(f"  waits on {', '.join(waits)}", style="dim")
-                t.append("\n")
-        target.update(t)
+        target.update(plan_view(self.store, self.cfg, p, self.project) if p is not None else
+                      "no plan running (`ao plan run FILE -p PROJECT`, or "
+                      "`ao board --plan FILE`)")
 
     # ---- actions --------------------------------------------------------------------------
 

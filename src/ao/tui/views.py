@@ -1,0 +1,95 @@
+"""What the board draws from the record, as rich Text: no I/O beyond the store's reads."""
+
+from __future__ import annotations
+
+import json
+
+from rich.text import Text
+
+from .. import attention, events, paths, scheduler, views
+from .. import plan as planmod
+from ..config import Config
+from ..reactions import DEFAULT_CI_RETRIES, Policy
+from ..sanitize import clean, for_terminal
+from ..store import Session, Store
+
+ZONE_STYLE = {"respond": "bold red", "gate": "bold magenta", "merge": "bold green",
+              "fixing": "yellow", "working": "cyan", "queued": "dim", "done": "dim green"}
+
+
+def session_row(store: Store, cfg: Config, s: Session, last: str, now: float
+                ) -> tuple[Text, ...]:
+    """A session's row of the board: zone, id, task, title, activity, PR, review (and the
+    step holding the merge), fix rounds against the limit, age, last event."""
+    z = attention.zone(s, now)
+    rounds = len(store.attempts(s.id, "fix-ci"))
+    project = cfg.projects.get(s.project)
+    limit = Policy.for_project(project).ci_retries if project else DEFAULT_CI_RETRIES
+    pr = f"#{s.pr_number} {s.pr_checks or ''}".strip() if s.pr_number else "-"
+    review = (s.pr_review or "-").replace("_", " ")
+    if s.step and s.step not in ("implement", "merge", "merged"):
+        review = f"{review} → {s.step}"  # the step that holds the merge (steps.py)
+    # plain Text, never markup: a title like "[/bold] x" is text, and escapes are gone
+    return (Text(z, style=ZONE_STYLE[z]), *(Text(for_terminal(str(x))) for x in (
+            s.id, s.task, s.title[:36], s.activity if s.state.value != "queued" else "-",
+            pr, review, f"{rounds}/{limit}" if rounds else "-",
+            views.duration(now - s.created_at), last or "-")))
+
+
+def plan_view(store: Store, cfg: Config, p: planmod.Plan, project: str | None) -> Text:
+    """The plan's waves, each task's state, the critical path starred, what is left."""
+    states: dict[str, str] = {}
+    project = project or p.project or ""
+    sessions = store.sessions(project)
+    for s in sessions:
+        states[s.task] = s.state.value
+    done = scheduler.done_tasks(scheduler.by_task(sessions),
+                                store.closed_tasks(project)) & set(p.tasks)
+    crit, _ = planmod.critical_path(p)
+    t = Text()
+    t.append(f"{len(done)}/{len(p.tasks)} done", style="bold")
+    rest = planmod.Plan(tasks={k: planmod.Task(k, v.title, deps=tuple(
+        d for d in v.deps if d not in done), estimate=v.estimate)
+        for k, v in p.tasks.items() if k not in done})
+    if rest.tasks:
+        left = planmod.simulate(rest, cfg.projects[p.project].max_concurrent
+                                if p.project in cfg.projects else 5)
+        t.append(f"; about {left:g}d of work remaining on the critical path\n")
+    else:
+        t.append("\n")
+    for i, layer in enumerate(planmod.layers(p), start=1):
+        t.append(f"\nwave {i}\n", style="bold")
+        for k in layer:
+            state = "done" if k in done else states.get(k, "not queued")
+            waits = [d for d in p.tasks[k].deps if d not in done]
+            style = "green" if k in done else "bold magenta" if k in crit else ""
+            t.append(f"  {'*' if k in crit else ' '} {k:<14} {state:<11}", style=style)
+            t.append(f" {for_terminal(p.tasks[k].title[:40])}")
+            if waits and k not in done:
+                t.append(f"  waits on {', '.join(waits)}", style="dim")
+            t.append("\n")
+    return t
+
+
+def detail_view(store: Store, s: Session, screen: str) -> Text:
+    """A session's detail: its task, PR, queued messages, the last of its screen (as the
+    board read it) and its latest events."""
+    t = Text()
+    t.append(f"{s.id}  {s.task}  {s.state.value}"
+             + (f"  on {s.host}" if s.host != "local" else "") + "\n", style="bold")
+    t.append(f"{for_terminal(s.title)}\n")
+    if s.pr_number:
+        t.append(f"PR #{s.pr_number} {s.pr_state or ''}  CI {s.pr_checks or '-'}  review "
+                 f"{s.pr_review or '-'}  {s.pr_mergeable or ''}\n")
+    queued = store.messages(s.id, "queued")
+    if queued:
+        t.append(f"{len(queued)} message(s) queued\n", style="yellow")
+    t.append("\nscreen\n", style="bold")
+    lines = [ln for ln in clean(screen).splitlines() if ln.strip()][-10:]
+    t.append("\n".join(ln[:70] for ln in lines) or "(no terminal)")
+    t.append("\n\nevents\n", style="bold")
+    log = paths.ao_home() / "sessions" / s.project / s.id / "events.log"
+    evs = list(events.read(log, include_rotated=False))[-8:] if log.exists() else []
+    for e in evs:
+        t.append(f"{e.ts[11:19]} {e.type} {json.dumps(e.data)[:40]}\n")
+    return t
