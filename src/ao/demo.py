@@ -238,7 +238,7 @@ def run(root: Path, keep: bool = False, timeout: float = 240.0,
 def _approve_as_a_human(d: Daemon, store: Store, forge: LocalForge) -> None:
     """The demo's human: approves a session held at its approval gate, as `ao approve` would
     (once the notification went out, so the story shows the wait)."""
-    from .stepwork import approve_gate
+    from .step_results import approve_gate
 
     for s in store.sessions(PROJECT):
         if s.step == "approve" and s.branch and any(

@@ -41,7 +41,7 @@ import psutil
 from . import agents, environment, paths, tmux, workspace
 from .agents import LaunchContext
 from .config import ProjectConfig
-from .errors import BadInput, ExternalError
+from .errors import ExternalError
 from .events import Event, emit
 from .forge.base import AgentReview, Forge, PullRequest
 from .plan import Task
@@ -352,49 +352,6 @@ def from_data(d: object) -> Verdict | None:
     return Verdict(str(d["verdict"]), str(d.get("summary") or ""), tuple(
         (str(p), ln if isinstance(ln, int) else None, str(b))
         for p, ln, b in d.get("comments") or []))
-
-
-def approve_gate(fleet: Fleet, s: Session, pr: PullRequest, by: str,
-                 reject: str | None = None) -> str:
-    """A human's answer at a task's approval gate, for the head ao last showed (the PR's
-    current head, or the answer is refused: nobody approves a push they have not seen):
-    approved (the merge may go on once the rest of the gate passes), or rejected with a
-    reason the agent gets as review feedback, which also takes back an approval of that
-    head. What `ao approve` and the web's approve action print."""
-    from .messaging import Messenger
-
-    store = fleet.store
-    if not any(st.kind == "approve" for st in store.task_steps(s.project, s.task)):
-        raise BadInput(f"{s.id}'s task {s.task} has no approval gate",
-                       "add `approve` to its `steps:` in the plan; see docs/steps.md")
-    if pr.state != "open":
-        raise BadInput(f"{s.id}: PR #{pr.number} is {pr.state}", "nothing to approve")
-    sha = pr.head_sha
-    if s.pr_head_sha and s.pr_head_sha != sha:
-        raise BadInput(f"{s.id}: PR #{pr.number}'s head moved to {sha[:10]} since ao showed "
-                       f"{s.pr_head_sha[:10]}", "look at the new head (`ao pr ls`), then "
-                       "answer again after the next poll")
-    if reject is not None:
-        why = clean(reject).strip()
-        if not why:
-            raise BadInput("--reject needs a reason", 'e.g. --reject "no rollback plan"')
-        n = len(store.attempts(s.id, "approval-rejected")) + 1
-        store.forget_attempt(s.id, f"gate:approve:{sha}")
-        store.record_attempt(s.id, "approval-rejected", f"approval-rejected:{sha}:{n}",
-                             {"by": by, "why": why})
-        emit(Event("gate.rejected", s.project, s.id, s.task, {"sha": sha, "by": by,
-                                                             "why": why}), store)
-        r = Messenger(fleet).send(s.id, f"Review feedback: a human rejected PR #{pr.number} "
-                                  f"at its approval gate.\n\n{why}\n\nAddress this, commit "
-                                  "and push; the new head goes through the gate again.",
-                                  source="review")
-        return f"{s.id}: PR #{pr.number} rejected at {sha[:10]}; the agent's message is {r.status}"
-    if not store.record_attempt(s.id, "gate", f"gate:approve:{sha}", {"by": by}):
-        return f"{s.id}: PR #{pr.number} was approved at {sha[:10]} already"
-    emit(Event("gate.approved", s.project, s.id, s.task, {"sha": sha, "by": by}), store)
-    paths.poke_daemon()
-    return (f"{s.id}: PR #{pr.number} approved at {sha[:10]}; it merges when the rest of its "
-            "gate passes")
 
 
 def review_body(v: Verdict) -> str:

@@ -218,7 +218,7 @@ class WebServer(TextualServer):
                 return {"merged": s.id, "pr": number, "sha": sha}
             if action == "approve":
                 from . import forge as forgemod
-                from .stepwork import approve_gate
+                from .step_results import approve_gate
 
                 pr = forgemod.for_project(self.cfg.project(s.project), store).find_pr(
                     s.branch or "") if s.branch else None

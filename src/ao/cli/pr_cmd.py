@@ -97,7 +97,7 @@ def approve(
     reject it (docs/steps.md)."""
     import getpass
 
-    from ..stepwork import approve_gate
+    from ..step_results import approve_gate
 
     s, _forge, pr = _session_pr(session)
     typer.echo(approve_gate(services.fleet(), s, pr, getpass.getuser(), reject))
