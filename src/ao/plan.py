@@ -7,9 +7,8 @@ count as a working day of 8 hours, weeks as 5 days; a task without estimate coun
 
 from __future__ import annotations
 
-import heapq
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,20 @@ import yaml
 from . import steps as steps_mod
 from . import yamlio
 from .errors import BadInput, PlanError
+
+# the graph's questions (plan_graph.py), asked of plans everywhere as plan.X
+from .plan_graph import Problem as Problem
+from .plan_graph import critical_path as critical_path
+from .plan_graph import find_cycles as find_cycles
+from .plan_graph import layers as layers
+from .plan_graph import priority_order as priority_order
+from .plan_graph import simulate as simulate
+from .plan_graph import simulate_waves as simulate_waves
+from .plan_graph import summary as summary
+from .plan_graph import tails as tails
+from .plan_graph import topo_order as topo_order
+from .plan_graph import total_work as total_work
+from .plan_graph import wave_problems as wave_problems
 from .steps import Step
 
 HOURS_PER_DAY = 8.0
@@ -49,14 +62,6 @@ class Task:
         return estimate_days(self.estimate)
 
 
-@dataclass(frozen=True)
-class Problem:
-    kind: str  # unknown-dep, self-dep, cycle, unsafe-key, duplicate-key, wave, ...
-    task: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
 
 
 @dataclass(frozen=True)
@@ -265,231 +270,6 @@ def load_valid(path: Path) -> Plan:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise PlanError(f"{path}: {errors[0]}{more}", f"run `ao plan check {path}`")
     return plan
-
-
-# ---- graph ---------------------------------------------------------------------------------
-
-
-def find_cycles(plan: Plan) -> list[list[str]]:
-    """One cycle per strongly connected component that has one, in plan order."""
-    order = list(plan.tasks)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    comps: list[list[str]] = []
-    counter = 0
-
-    def deps(k: str) -> list[str]:
-        return [d for d in plan.tasks[k].deps if d in plan.tasks and d != k]
-
-    for root in order:
-        if root in index:
-            continue
-        work: list[tuple[str, int]] = [(root, 0)]
-        while work:
-            node, i = work.pop()
-            if i == 0:
-                index[node] = low[node] = counter
-                counter += 1
-                stack.append(node)
-                on_stack.add(node)
-            ds = deps(node)
-            if i < len(ds):
-                work.append((node, i + 1))
-                nxt = ds[i]
-                if nxt not in index:
-                    work.append((nxt, 0))
-                elif nxt in on_stack:
-                    low[node] = min(low[node], index[nxt])
-                continue
-            for d in ds:
-                if d in on_stack:
-                    low[node] = min(low[node], low[d])
-            if low[node] == index[node]:
-                comp = []
-                while True:
-                    w = stack.pop()
-                    on_stack.discard(w)
-                    comp.append(w)
-                    if w == node:
-                        break
-                if len(comp) > 1:
-                    comps.append(comp)
-    cycles = []
-    for comp in comps:
-        members = set(comp)
-        start = min(comp, key=order.index)
-        # walk dependencies inside the component until we come back to a seen node
-        path = [start]
-        seen = {start: 0}
-        node = start
-        while True:
-            node = next(d for d in deps(node) if d in members)
-            if node in seen:
-                # print in the direction work flows (dependency first), from the task that
-                # comes first in the plan
-                cyc = list(reversed(path[seen[node]:]))
-                first = min(range(len(cyc)), key=lambda i: order.index(cyc[i]))
-                cycles.append(cyc[first:] + cyc[:first])
-                break
-            seen[node] = len(path)
-            path.append(node)
-    return cycles
-
-
-def _require_dag(plan: Plan) -> None:
-    errors = plan.graph_problems()
-    if errors:
-        raise PlanError(f"the plan's graph is not usable: {errors[0]}", "run `ao plan check`")
-
-
-def layers(plan: Plan) -> list[list[str]]:
-    """Topological layers: a task sits one layer after its deepest dependency."""
-    _require_dag(plan)
-    depth: dict[str, int] = {}
-    for key in topo_order(plan):
-        deps = plan.tasks[key].deps
-        depth[key] = 1 + max((depth[d] for d in deps), default=-1)
-    out: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
-    for key in plan.tasks:
-        out[depth[key]].append(key)
-    return out
-
-
-def topo_order(plan: Plan) -> list[str]:
-    indeg = {k: len(t.deps) for k, t in plan.tasks.items()}
-    dependents = plan.dependents()
-    ready = [k for k in plan.tasks if indeg[k] == 0]
-    out: list[str] = []
-    while ready:
-        k = ready.pop(0)
-        out.append(k)
-        for d in dependents[k]:
-            indeg[d] -= 1
-            if indeg[d] == 0:
-                ready.append(d)
-    return out
-
-
-def tails(plan: Plan) -> dict[str, float]:
-    """Length of the longest chain starting at each task (its own days included)."""
-    _require_dag(plan)
-    dependents = plan.dependents()
-    tail: dict[str, float] = {}
-    for key in reversed(topo_order(plan)):
-        tail[key] = plan.tasks[key].days + max((tail[d] for d in dependents[key]), default=0.0)
-    return tail
-
-
-def priority_order(plan: Plan, keys: Iterable[str]) -> list[str]:
-    """Critical-path-first: longest remaining chain first, then plan order."""
-    tail = tails(plan)
-    pos = {k: i for i, k in enumerate(plan.tasks)}
-    return sorted(keys, key=lambda k: (-tail[k], pos[k]))
-
-
-def critical_path(plan: Plan) -> tuple[list[str], float]:
-    tail = tails(plan)
-    if not tail:
-        return [], 0.0
-    dependents = plan.dependents()
-    roots = [k for k in plan.tasks if not plan.tasks[k].deps]
-    path = [priority_order(plan, roots)[0]]
-    while dependents[path[-1]]:
-        path.append(priority_order(plan, dependents[path[-1]])[0])
-    return path, tail[path[0]]
-
-
-def total_work(plan: Plan) -> float:
-    return sum(t.days for t in plan.tasks.values())
-
-
-def simulate(plan: Plan, max_concurrent: int) -> float:
-    """Makespan when each task starts as soon as its own deps are done, critical-path-first."""
-    return _simulate(plan, list(plan.tasks), max_concurrent)
-
-
-def simulate_waves(plan: Plan, max_concurrent: int) -> float | None:
-    """Makespan when the explicit waves run as barriers, as a phase-by-phase user runs them.
-
-    Inside a wave a task still waits for its own dependencies: work started on top of code
-    that does not exist yet is not progress, so contradictory waves cost time here.
-    """
-    if plan.waves is None:
-        return None
-    return sum(_simulate(plan, [k for k in w if k in plan.tasks], max_concurrent)
-               for w in plan.waves)
-
-
-def _simulate(plan: Plan, keys: list[str], max_concurrent: int) -> float:
-    """List scheduling of `keys`; dependencies outside `keys` count as already done."""
-    if max_concurrent < 1:
-        raise PlanError("max concurrent must be at least 1", "e.g. --max-concurrent 5")
-    tail = tails(plan)
-    pos = {k: i for i, k in enumerate(plan.tasks)}
-    members = set(keys)
-    dependents = {k: [d for d in ds if d in members] for k, ds in plan.dependents().items()}
-    waiting = {k: sum(1 for d in plan.tasks[k].deps if d in members) for k in keys}
-    ready = [(-tail[k], pos[k], k) for k, n in waiting.items() if n == 0]
-    heapq.heapify(ready)
-    running: list[tuple[float, int, str]] = []
-    now = 0.0
-    while ready or running:
-        while ready and len(running) < max_concurrent:
-            _, _, k = heapq.heappop(ready)
-            heapq.heappush(running, (now + plan.tasks[k].days, pos[k], k))
-        now, _, done = heapq.heappop(running)
-        for d in dependents[done]:
-            waiting[d] -= 1
-            if waiting[d] == 0:
-                heapq.heappush(ready, (-tail[d], pos[d], d))
-    return now
-
-
-def wave_problems(plan: Plan) -> list[Problem]:
-    assert plan.waves is not None
-    problems: list[Problem] = []
-    wave_of: dict[str, int] = {}
-    for i, wave in enumerate(plan.waves, start=1):
-        for k in wave:
-            if k not in plan.tasks:
-                problems.append(Problem("wave", k, f"wave {i}: unknown task {k}"))
-            elif k in wave_of:
-                problems.append(Problem("wave", k, f"{k}: in wave {wave_of[k]} and wave {i}"))
-            else:
-                wave_of[k] = i
-    for k in plan.tasks:
-        if k not in wave_of:
-            problems.append(Problem("wave", k, f"{k}: in no wave"))
-    for t in plan.tasks.values():
-        for d in t.deps:
-            if t.key in wave_of and d in wave_of and wave_of[t.key] <= wave_of[d]:
-                same = wave_of[t.key] == wave_of[d]
-                where = "the same wave as" if same else "an earlier wave than"
-                problems.append(Problem(
-                    "wave", t.key,
-                    f"{t.key}: in wave {wave_of[t.key]}, {where} {d} (wave {wave_of[d]}), "
-                    f"which it depends on",
-                ))
-    return problems
-
-
-def summary(plan: Plan, max_concurrent: int) -> dict[str, Any]:
-    """The figures `ao plan show` prints (and `--json` emits)."""
-    path, length = critical_path(plan)
-    return {
-        "tasks": len(plan.tasks),
-        "layers": layers(plan),
-        "critical_path": {"tasks": path, "length": length},
-        "total_work": total_work(plan),
-        "makespan": {
-            "dependency_driven": simulate(plan, max_concurrent),
-            "waves_as_barriers": simulate_waves(plan, max_concurrent),
-            "max_concurrent": max_concurrent,
-        },
-        "wave_problems": [p.message for p in plan.problems if p.kind == "wave"],
-    }
 
 
 def to_yaml(plan: Plan) -> str:
