@@ -9,34 +9,38 @@ rejected with the file, the dotted key and the nearest valid key.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from . import environment, paths, yamlio
 from . import hosts as hostsmod
-from .errors import ConfigError, NotFound
-from .hosts import Host
+from . import paths
+from .config_files import REGISTRY_NAME as REGISTRY_NAME
 
-REPO_CONFIG_NAME = "agent-orchestrator.yaml"
-REACTION_NAMES = (
-    "ci-failed",
-    "changes-requested",
-    "merge-conflict",
-    "approved-and-green",
-    "agent-stuck",
-    "agent-needs-input",
-    "agent-exited",
-    "merged",
-    "all-complete",
-)
+# the records and the files, asked of as config.X everywhere
+from .config_files import REPO_CONFIG_NAME as REPO_CONFIG_NAME
+from .config_files import Merged
+from .config_files import _read_yaml as _read_yaml
+from .config_files import _read_yaml_any as _read_yaml_any
+from .config_files import config_sources as config_sources
+from .config_files import content_digest as content_digest
+from .config_files import find_repo_config as find_repo_config
+from .config_files import register_repo as register_repo
+from .config_files import registered_repos as registered_repos
+from .config_files import registry_file as registry_file
+from .config_model import REACTION_NAMES as REACTION_NAMES
+from .config_model import AgentSpec as AgentSpec
+from .config_model import Config as Config
+from .config_model import LlmConfig as LlmConfig
+from .config_model import NotifyConfig as NotifyConfig
+from .config_model import ProjectConfig as ProjectConfig
+from .config_model import ReactionConfig as ReactionConfig
+from .config_model import WebConfig as WebConfig
+from .config_model import effective as effective
+from .errors import ConfigError
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -54,107 +58,8 @@ def parse_duration(value: object, where: str = "duration") -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-@dataclass(frozen=True)
-class ReactionConfig:
-    auto: bool = True
-    retries: int | None = None
-    escalate_after: str | None = None  # a count ("3") or a duration ("30m")
-    message: str | None = None
-
-
-@dataclass(frozen=True)
-class AgentSpec:
-    """A named profile (`claude-code`) or a custom command template."""
-
-    name: str = "claude-code"
-    command: str | None = None
-    permission_mode: str | None = None
-    env: tuple[tuple[str, str], ...] = ()  # passed to this agent (`${VAR}` from ao's env)
-    ready: str | None = None  # a regex: a command agent is ready when its screen shows it
-    fallback: str | None = None  # the agent new sessions use while this one is limited
-
-    @property
-    def label(self) -> str:
-        return self.name
-
-
-@dataclass(frozen=True)
-class ProjectConfig:
-    name: str
-    path: Path
-    repo: str | None = None
-    default_branch: str = "main"
-    remote: str = "origin"
-    forge: str = "local"
-    agent: AgentSpec = field(default_factory=AgentSpec)
-    max_concurrent: int = 5
-    plan: str | None = None
-    ci_command: str | None = None
-    ci_timeout: float = 600.0
-    session_prefix: str = ""
-    sandboxed: bool = False
-    auto_merge: bool = False
-    reactions: dict[str, ReactionConfig] = field(default_factory=dict)
-    post_create: tuple[str, ...] = ()
-    symlinks: tuple[str, ...] = ()
-    require_review: bool = True
-    require_checks: bool = True
-    merge_states: tuple[str, ...] = ()
-    merge_method: str = "merge"
-    env: tuple[tuple[str, str], ...] = ()  # passed to agents and CI (`${VAR}` from ao's env)
-    hosts: tuple[str, ...] = ("local",)  # where its sessions may run (names under `hosts:`)
-    disposable: tuple[str, ...] = ()  # ignored paths cleanup may delete, besides the defaults
-
-
 MERGE_METHODS = ("merge", "squash", "rebase", "auto")
 EXTRA_MERGE_STATES = ("has_hooks", "unstable")
-
-
-@dataclass(frozen=True)
-class NotifyConfig:
-    desktop: bool = False
-    webhook: str | None = None
-    command: str | None = None
-
-
-@dataclass(frozen=True)
-class LlmConfig:
-    model: str = "claude-sonnet-5-5"
-    max_tokens: int = 8000
-    budget_usd: float | None = None
-    condense_ci_logs: bool = False
-    timeout: float = 120.0
-
-
-@dataclass(frozen=True)
-class WebConfig:
-    port: int | None = None  # the daemon serves the board, the API and metrics when set
-    host: str = "127.0.0.1"
-
-
-@dataclass(frozen=True)
-class Config:
-    tmux_socket: str = "ao"
-    poll_interval: float = 30.0
-    cleanup_grace: float = 300.0
-    nightly_at: str | None = None
-    notify: NotifyConfig = field(default_factory=NotifyConfig)
-    llm: LlmConfig = field(default_factory=LlmConfig)
-    web: WebConfig = field(default_factory=WebConfig)
-    projects: dict[str, ProjectConfig] = field(default_factory=dict)
-    hosts: dict[str, Host] = field(default_factory=lambda: hostsmod.parse(None))
-    origins: dict[str, str] = field(default_factory=dict)
-    files: tuple[Path, ...] = ()
-
-    def project(self, name: str) -> ProjectConfig:
-        try:
-            return self.projects[name]
-        except KeyError:
-            known = ", ".join(sorted(self.projects)) or "none"
-            raise NotFound(
-                f"no project {name!r}; projects: {known}",
-                "add it under `projects:` in config.yaml or run `ao init` in its repo",
-            ) from None
 
 
 # ---- reading -------------------------------------------------------------------------------
@@ -179,51 +84,7 @@ ENV_VARS = {"AO_TMUX_SOCKET": "tmux.socket", "AO_POLL_INTERVAL": "poll_interval"
             "PORT": "web.port"}
 
 
-class _Merged:
-    """Raw mappings merged key by key, remembering which source set each leaf."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-        self.origins: dict[str, str] = {}
-
-    def merge(self, raw: Mapping[str, Any], source: str) -> None:
-        self._merge(self.data, raw, source, "")
-
-    def _merge(self, into: dict[str, Any], raw: Mapping[str, Any], source: str,
-               prefix: str) -> None:
-        for key, value in raw.items():
-            dotted = f"{prefix}{key}"
-            # `agent`, `ci` and reaction entries are replaced whole by a later source when they
-            # change form (string <-> mapping), otherwise merged
-            if isinstance(value, Mapping) and isinstance(into.get(key), dict):
-                self._merge(into[key], value, source, dotted + ".")
-            else:
-                into[key] = _plain(value)
-                self._mark(value, source, dotted)
-
-    def _mark(self, value: Any, source: str, dotted: str) -> None:
-        for k in [k for k in self.origins if k == dotted or k.startswith(dotted + ".")]:
-            del self.origins[k]
-        if isinstance(value, Mapping) and value:
-            for k, v in value.items():
-                self._mark(v, source, f"{dotted}.{k}")
-        else:
-            self.origins[dotted] = source
-
-    def source_of(self, dotted: str) -> str:
-        for key, src in self.origins.items():
-            if key == dotted or key.startswith(dotted + "."):
-                return src
-        return "config"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str, m: _Merged) -> None:
+def _check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str, m: Merged) -> None:
     for key in raw:
         if key not in allowed:
             dotted = f"{where}.{key}" if where else str(key)
@@ -232,7 +93,7 @@ def _check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str, m:
             raise ConfigError(f"{paths.display(m.source_of(dotted))}: unknown key `{dotted}`", hint)
 
 
-def _mapping(value: Any, where: str, m: _Merged) -> Mapping[str, Any]:
+def _mapping(value: Any, where: str, m: Merged) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -241,7 +102,7 @@ def _mapping(value: Any, where: str, m: _Merged) -> Mapping[str, Any]:
     return value
 
 
-def _typed(value: Any, kind: type | tuple[type, ...], where: str, m: _Merged) -> Any:
+def _typed(value: Any, kind: type | tuple[type, ...], where: str, m: Merged) -> Any:
     ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is int)
     if not ok:
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
@@ -251,18 +112,18 @@ def _typed(value: Any, kind: type | tuple[type, ...], where: str, m: _Merged) ->
     return value
 
 
-def _opt_str(value: Any, where: str, m: _Merged) -> str | None:
+def _opt_str(value: Any, where: str, m: Merged) -> str | None:
     return None if value is None else str(_typed(value, str, where, m))
 
 
-def _str_list(value: Any, where: str, m: _Merged) -> tuple[str, ...]:
+def _str_list(value: Any, where: str, m: Merged) -> tuple[str, ...]:
     if value is None:
         return ()
     items = _typed(value, list, where, m)
     return tuple(str(_typed(v, str, where, m)) for v in items)
 
 
-def _agent(value: Any, where: str, m: _Merged) -> AgentSpec:
+def _agent(value: Any, where: str, m: Merged) -> AgentSpec:
     if value is None:
         return AgentSpec()
     if isinstance(value, str):
@@ -296,7 +157,7 @@ def _agent(value: Any, where: str, m: _Merged) -> AgentSpec:
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _env(value: Any, where: str, m: _Merged) -> tuple[tuple[str, str], ...]:
+def _env(value: Any, where: str, m: Merged) -> tuple[tuple[str, str], ...]:
     out = []
     for k, v in _mapping(value, where, m).items():
         if not _ENV_NAME.match(str(k)):
@@ -308,7 +169,7 @@ def _env(value: Any, where: str, m: _Merged) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _reactions(value: Any, where: str, m: _Merged) -> dict[str, ReactionConfig]:
+def _reactions(value: Any, where: str, m: Merged) -> dict[str, ReactionConfig]:
     out: dict[str, ReactionConfig] = {}
     raw = _mapping(value, where, m)
     _check_keys(raw, REACTION_NAMES, where, m)
@@ -331,7 +192,7 @@ def _reactions(value: Any, where: str, m: _Merged) -> dict[str, ReactionConfig]:
     return out
 
 
-def _project(name: str, raw: Mapping[str, Any], m: _Merged, base: Path) -> ProjectConfig:
+def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> ProjectConfig:
     where = f"projects.{name}"
     if not _NAME.match(name):
         raise ConfigError(f"project name {name!r} is not usable as a folder name",
@@ -412,110 +273,9 @@ def _project(name: str, raw: Mapping[str, Any], m: _Merged, base: Path) -> Proje
     )
 
 
-def _read_yaml_any(path: Path) -> Any:
-    try:
-        return yamlio.load(path.read_bytes())[0]
-    except OSError as e:
-        raise ConfigError(f"{paths.display(path)}: cannot read it ({e.strerror})",
-                          "check the file's permissions") from None
-    except yamlio.YamlRefused as e:
-        raise ConfigError(f"{paths.display(path)}: {e}", "see docs/configuration.md") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{paths.display(path)}{line}: not valid YAML",
-                          "fix the syntax or move the file away") from None
-
-
-def _read_yaml(path: Path) -> Mapping[str, Any]:
-    data = _read_yaml_any(path)
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{paths.display(path)}: expected a mapping at the top",
-                          "see docs/configuration.md")
-    return data
-
-
-def find_repo_config(start: Path | None = None) -> Path | None:
-    here = (start or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        candidate = d / REPO_CONFIG_NAME
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-REGISTRY_NAME = "repos.yaml"
-_REGISTRY_HEAD = ("# Repositories registered by `ao init`: every `ao` command and the daemon read\n"
-                  "# each one's agent-orchestrator.yaml. `ao init --forget` removes one.\n")
-
-
-def registry_file() -> Path:
-    return paths.ao_home() / REGISTRY_NAME
-
-
-def registered_repos() -> list[Path]:
-    """Repository roots registered by `ao init`, in the order they were registered."""
-    f = registry_file()
-    if not f.is_file():
-        return []
-    raw = _read_yaml_any(f)
-    if raw is None:
-        return []
-    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-        raise ConfigError(f"{paths.display(f)}: expected a list of repository paths",
-                          "fix the file, or delete it and run `ao init` in each repository")
-    return [Path(x) for x in raw]
-
-
-def register_repo(root: Path, forget: bool = False) -> bool:
-    """Add (or with `forget`, remove) a repository root; True if the registry changed."""
-    root = root.resolve()
-    with paths.locked(registry_file().with_name(REGISTRY_NAME + ".lock")):
-        repos = registered_repos()
-        if forget:
-            if root not in repos:
-                return False
-            repos.remove(root)
-        else:
-            if root in repos:
-                return False
-            repos.append(root)
-        body = "".join(f"- {json.dumps(str(r))}\n" for r in repos)
-        paths.write_atomic(registry_file(), _REGISTRY_HEAD + body)
-    return True
-
-
-def config_sources(cwd: Path | None = None) -> list[Path]:
-    """The files a load reads, in order: global, each registered repo's, then the one found
-    from the current directory (if it is not registered)."""
-    out: list[Path] = [paths.config_file()]
-    for root in registered_repos():
-        out.append(root / REPO_CONFIG_NAME)
-    here = find_repo_config(cwd)
-    if here is not None and here.resolve() not in {f.resolve() for f in out[1:]}:
-        out.append(here)
-    return out
-
-
-def content_digest(files: list[Path]) -> str:
-    """A hash of what the config files hold (a missing file counts as empty): the daemon
-    reloads only when this changes, never because a file was opened or touched."""
-    h = hashlib.sha256()
-    for f in [registry_file(), *files]:
-        h.update(str(f).encode() + b"\0")
-        try:
-            h.update(f.read_bytes())
-        except OSError:
-            h.update(b"\1missing")
-        h.update(b"\0")
-    return h.hexdigest()
-
-
 def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
-    m = _Merged()
+    m = Merged()
     files: list[Path] = []
     bases: dict[str, Path] = {}
     for f in config_sources(cwd):
@@ -607,55 +367,4 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
         files=tuple(files),
     )
 
-
-def effective(cfg: Config) -> list[tuple[str, object, str]]:
-    """(dotted key, value, source) for every effective setting, defaults included."""
-    rows: list[tuple[str, object, str]] = []
-
-    def add(key: str, value: object) -> None:
-        src = cfg.origins.get(key)
-        if src is None:
-            src = next((s for k, s in cfg.origins.items() if k.startswith(key + ".")), "default")
-        rows.append((key, value, src if src.startswith("env ") or src == "default"
-                     else paths.display(src)))
-
-    add("tmux.socket", cfg.tmux_socket)
-    add("poll_interval", f"{cfg.poll_interval:g}s")
-    add("cleanup.grace", f"{cfg.cleanup_grace:g}s")
-    add("cleanup.nightly_at", cfg.nightly_at)
-    add("notify.desktop", cfg.notify.desktop)
-    add("notify.webhook", "(set)" if cfg.notify.webhook else None)
-    add("notify.command", cfg.notify.command)
-    add("llm.model", cfg.llm.model)
-    add("llm.max_tokens", cfg.llm.max_tokens)
-    add("llm.budget_usd", cfg.llm.budget_usd)
-    add("llm.condense_ci_logs", cfg.llm.condense_ci_logs)
-    add("llm.timeout", f"{cfg.llm.timeout:g}s")
-    add("web.port", cfg.web.port)
-    add("web.host", cfg.web.host)
-    for p in cfg.projects.values():
-        pre = f"projects.{p.name}"
-        add(f"{pre}.path", paths.display(p.path))
-        add(f"{pre}.repo", p.repo)
-        add(f"{pre}.default_branch", p.default_branch)
-        add(f"{pre}.remote", p.remote)
-        add(f"{pre}.forge", p.forge)
-        add(f"{pre}.agent", p.agent.command or p.agent.name)
-        add(f"{pre}.max_concurrent", p.max_concurrent)
-        add(f"{pre}.plan", p.plan)
-        add(f"{pre}.ci", p.ci_command)
-        add(f"{pre}.session_prefix", p.session_prefix)
-        add(f"{pre}.sandboxed", p.sandboxed)
-        add(f"{pre}.auto_merge", p.auto_merge)
-        add(f"{pre}.post_create", list(p.post_create))
-        add(f"{pre}.symlinks", list(p.symlinks))
-        add(f"{pre}.require_review", p.require_review)
-        add(f"{pre}.require_checks", p.require_checks)
-        add(f"{pre}.merge_states", list(p.merge_states))
-        add(f"{pre}.merge_method", p.merge_method)
-        add(f"{pre}.disposable", list(p.disposable))
-        add(f"{pre}.env", {k: environment.masked(k, v) for k, v in (*p.env, *p.agent.env)})
-        for name, r in sorted(p.reactions.items()):
-            add(f"{pre}.reactions.{name}", r.__dict__)
-    return rows
 
