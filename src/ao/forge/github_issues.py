@@ -1,0 +1,154 @@
+"""A plan's tasks as GitHub issues: found by the task key in their title, made once,
+closed when the task merges; comments and labels. The second layer of `GitHubForge`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..errors import BadInput, ExternalError, NotFound
+from ..store import Store
+from .base import (
+    Issue,
+)
+from .github_client import GitHubClient
+
+_KEY_IN_TITLE = re.compile(r"^\s*\[([A-Za-z0-9._-]+)\]")
+
+
+class GitHubIssues(GitHubClient):
+    """Issues, comments and labels."""
+
+    def _issue(self, raw: Any) -> Issue:
+        return Issue(number=raw.number, title=raw.title, body=raw.body or "", state=raw.state,
+                     state_reason=getattr(raw, "state_reason", None), url=raw.html_url,
+                     labels=tuple(label.name for label in raw.labels))
+
+    def resolve_task(self, key: str) -> Issue:
+        key = key.lstrip("#")
+        if key.isdigit():
+            try:
+                # the object is lazy: fetch and read it inside the retried call
+                return self._call(f"issue #{key}",
+                                  lambda: self._issue(self.repo.get_issue(int(key))))
+            except ExternalError as e:
+                if " 404 " in str(e):
+                    raise NotFound(f"no issue #{key} in {self.project.repo}",
+                                   "check the number") from None
+                raise
+        if self._issues_by_key is None:
+            found: dict[str, Issue] = {}
+            dupes: dict[str, list[int]] = {}
+            for raw in self._list_issues():
+                k = self._key_of(raw)
+                if k:
+                    dupes.setdefault(k, []).append(int(raw["number"]))
+                    found.setdefault(k, _issue_json(raw))
+            self._dupes = {k: v for k, v in dupes.items() if len(v) > 1}
+            self._issues_by_key = found
+        if key in getattr(self, "_dupes", {}):
+            nums = ", ".join(f"#{n}" for n in self._dupes[key])
+            raise BadInput(f"{key} names several issues: {nums}", "use the issue number")
+        if key not in self._issues_by_key:
+            near = [k for k in self._issues_by_key if k.split("-")[0] == key.split("-")[0]][:8]
+            raise NotFound(f"no issue titled [{key}] in {self.project.repo}",
+                           f"candidates: {', '.join(near)}" if near else "run `ao plan push`")
+        return self._issues_by_key[key]
+
+    def _list_issues(self, pages: int | None = None) -> list[dict[str, Any]]:
+        """Issues (not PRs), newest first, 100 a page, as GitHub's JSON: one request a page
+        (reading PyGithub's `pull_request` would fetch every issue again)."""
+        out: list[dict[str, Any]] = []
+        page = 1
+        while pages is None or page <= pages:
+            _, batch = self._call("list issues", lambda p=page: self.gh.requester.  # type: ignore[misc]
+                                  requestJsonAndCheck(
+                                      "GET", f"/repos/{self.project.repo}/issues",
+                                      parameters={"state": "all", "per_page": 100, "page": p,
+                                                  "sort": "created", "direction": "desc"}))
+            if not isinstance(batch, list):
+                break
+            out += [i for i in batch if not i.get("pull_request")]
+            if len(batch) < 100:
+                break
+            page += 1
+        return out
+
+    def marker(self, key: str) -> str:
+        """Hidden in what ao creates, so a create that GitHub applied but answered with an
+        error is found instead of made twice."""
+        return f"<!-- ao:{self.project.name}/{key} -->"
+
+    def _key_of(self, raw: dict[str, Any]) -> str | None:
+        m = re.search(r"<!-- ao:[^/]+/([A-Za-z0-9._-]+) -->", raw.get("body") or "")
+        if m:
+            return m.group(1)
+        t = _KEY_IN_TITLE.match(raw.get("title") or "")
+        return t.group(1) if t else None
+
+    def create_issue(self, title: str, body: str, labels: list[str] | None = None,
+                     key: str | None = None) -> Issue:
+        if key:
+            body = f"{body}\n\n{self.marker(key)}".strip()
+
+        def applied() -> Issue | None:
+            if not key:
+                return None
+            for raw in self._list_issues(pages=1):
+                if self.marker(key) in (raw.get("body") or ""):
+                    return _issue_json(raw)
+            return None
+
+        issue = self._write("create issue", lambda: self._issue(self.repo.create_issue(
+            title=title, body=body, labels=labels or [])), applied)
+        if key and self._issues_by_key is not None:
+            self._issues_by_key[key] = issue  # known now: no listing again
+        return issue
+
+    def close_issue(self, number: int) -> None:
+        # setting a state is idempotent: a plain retry is safe
+        self._call(f"close #{number}", lambda: self.repo.get_issue(number).edit(
+            state="closed", state_reason="completed"))
+
+    def comment(self, number: int, body: str) -> None:
+        def applied() -> bool | None:
+            recent = self.repo.get_issue(number).get_comments()
+            return True if any(c.body == body for c in list(recent)[-10:]) else None
+
+        self._write(f"comment on #{number}",
+                    lambda: bool(self.repo.get_issue(number).create_comment(body)), applied)
+
+    def label(self, number: int, labels: list[str]) -> None:
+        self._call(f"label #{number}", lambda: self.repo.get_issue(number).add_to_labels(*labels))
+
+
+def _issue_json(raw: dict[str, Any]) -> Issue:
+    return Issue(number=int(raw["number"]), title=raw.get("title") or "",
+                 body=raw.get("body") or "", state=raw.get("state") or "open",
+                 state_reason=raw.get("state_reason"), url=raw.get("html_url") or "",
+                 labels=tuple(x.get("name", "") for x in raw.get("labels") or []))
+
+
+def push_plan(forge: GitHubIssues, plan: Any, store: Store) -> list[tuple[str, int, str]]:
+    """Create the plan's issues as `[KEY] title` with a "Depends on #N" list, in dependency
+    order, skipping those that exist already; record each issue number on the task."""
+    from ..plan import topo_order
+
+    numbers: dict[str, int] = {}
+    out: list[tuple[str, int, str]] = []
+    for key in topo_order(plan):
+        t = plan.tasks[key]
+        try:
+            existing = forge.resolve_task(key)
+            numbers[key] = existing.number
+            out.append((key, existing.number, "exists"))
+        except NotFound:
+            deps = [f"#{numbers[d]}" for d in t.deps if d in numbers]
+            body = t.body + ("\n\n" if t.body else "") + (
+                f"Depends on {', '.join(deps)}" if deps else "")
+            issue = forge.create_issue(f"[{key}] {t.title}", body.strip(), ["ao"], key=key)
+            numbers[key] = issue.number
+            out.append((key, issue.number, "created"))
+        store.put_task(forge.project.name, key, t.title, body=t.body, deps=t.deps,
+                       estimate=t.estimate, issue_number=numbers[key])
+    return out
