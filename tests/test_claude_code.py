@@ -54,6 +54,14 @@ def activity(env: Env, sid: str) -> Activity:
     return fleet.observe(fleet.store.session(sid))
 
 
+def turn_done(env: Env, sid: str) -> bool:
+    """The first turn over: its Stop hook seen, and the agent idle (an idle read from
+    SessionStart alone comes before the first prompt's turn has begun)."""
+    fleet = env.fleet()
+    return fleet.hook_seen(fleet.store.session(sid), "Stop", 0) and \
+        activity(env, sid) is Activity.IDLE
+
+
 def delivered_events(sid: str) -> list[dict[str, object]]:
     log = paths.session_dir("shop", sid) / "events.log"
     return [e["data"] for e in map(json.loads, log.read_text().splitlines())
@@ -182,7 +190,7 @@ def test_worktree_stays_clean_and_commands_are_honest(env: Env, fake: FakeAnthro
     fleet = env.fleet()
     wt = Path(fleet.store.session(sid).worktree or "")
     assert git(wt, "status", "--porcelain") == ""
-    retry_until(lambda: activity(env, sid) is Activity.IDLE, timeout=30, message="idle")
+    retry_until(lambda: turn_done(env, sid), timeout=30, message="idle after the first turn")
     m = Messenger(fleet)
     with pytest.raises(BadInput, match="pass --raw"):
         m.send(sid, "!touch nope.txt")
@@ -273,7 +281,7 @@ def test_a_long_message_is_read_from_the_worktree_without_a_prompt(
     fake.script = [Reply(text="Ready."), read_the_file, Reply(text="Read it all.")]
     sid = spawn_claude(env, permission_mode="default")
     fleet = env.fleet()
-    retry_until(lambda: activity(env, sid) is Activity.IDLE, timeout=30, message="idle")
+    retry_until(lambda: turn_done(env, sid), timeout=30, message="idle after the first turn")
     body = "\n".join(f"line {i:04d} of the long message" for i in range(700)) + \
         "\nMARKER-20K-END"
     assert len(body) > 20_000

@@ -77,16 +77,17 @@ def ingest(store: Store, s: Session, chunk: bytes, offset: int) -> Session:
     hooks, used = parse(chunk)
     if not used or not store.advance_hooks(s.id, offset, offset + used):
         return s
+    # hooks run as processes of their own: one that started later can append its line
+    # first (a UserPromptSubmit behind its turn's Stop), so the newest by its own time wins,
+    # never the last in the file, and never one older than what was recorded before
     last: tuple[Activity, float] | None = None
-    idle = False
     for h in hooks:
         activity = ACTIVITY.get(h.event)
         if h.event == "Notification":
             activity = Activity.WAITING_INPUT if h.payload.get("notification_type") == \
                 "permission_prompt" else None
-        if activity is not None:
+        if activity is not None and h.at >= (last[1] if last else s.hook_at or 0.0):
             last = (activity, h.at)
-            idle = activity in (Activity.IDLE, Activity.WAITING_INPUT, Activity.EXITED)
         data = {"event": h.event, "at": h.at,
                 **{k: str(h.payload[k])[:200] for k in KEPT_FIELDS if k in h.payload}}
         emit(Event("agent.hook", s.project, s.id, s.task, {"agent": s.agent, **data}), store)
@@ -95,7 +96,7 @@ def ingest(store: Store, s: Session, chunk: bytes, offset: int) -> Session:
     # hooks write their own columns: `observe` combines them with the screen, so neither can
     # overwrite the other with a stale value
     s = store.update_session(s.id, hook_activity=last[0].value, hook_at=last[1])
-    if idle:
+    if last[0] in (Activity.IDLE, Activity.WAITING_INPUT, Activity.EXITED):
         paths.poke_daemon()  # queued messages and reactions need not wait for the next poll
     return s
 

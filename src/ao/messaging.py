@@ -27,6 +27,7 @@ INLINE_LIMIT = 8000  # longer messages go to a file the agent is pointed to
 MESSAGE_TTL = 3600.0  # a queued message older than this is dropped (with an event), not sent
 CONFIRM_TIMEOUT = 5.0
 ENTER_RETRIES = 2
+BUSY_WAIT = 60.0  # seconds a paste may wait in a busy agent's input buffer to show
 
 
 @dataclass(frozen=True)
@@ -66,46 +67,47 @@ class Messenger:
     def send(self, sid: str, text: str, now: bool = False, source: str = "user",
              raw: bool = False) -> SendResult:
         s = self.store.session(sid)
-        if s.state not in LIVE or s.state.value == "queued":
-            return SendResult("failed", f"{sid} is {s.state}; nothing is running to read it")
-        if text.lstrip().startswith("!") and not raw:
-            raise BadInput("a message starting with `!` runs a shell command in the agent, "
-                           "with no permission prompt", "pass --raw to send it anyway")
-        if not clean(text).strip():
-            return SendResult("failed", "the message is empty once control characters are "
-                              "removed")
+        refused = _refusal(s, text, raw)
+        if refused is not None:
+            return refused
         activity = self.fleet.observe(s)
         if activity is Activity.EXITED:
             return SendResult("failed", f"the agent has exited; `ao session restore {sid}`")
         if activity is Activity.UNREACHABLE:
             # kept whole: a long one goes to its file on the host when it is delivered
-            mid = self.store.queue_message(sid, clean(text).strip("\n"), source)
-            emit(Event("message.queued", s.project, sid, s.task, {
-                "id": mid, "why": f"host {s.host} is unreachable", "source": source}),
-                self.store)
-            return SendResult("queued", f"host {s.host} is unreachable; it is delivered when "
-                              "the host answers again", mid)
+            return self._queue(s, clean(text).strip("\n"), source,
+                               f"host {s.host} is unreachable; it is delivered when the host "
+                               "answers again")
         body = self.prepare(s, text)
+        why = self._why_hold(s, activity, now)
+        if why is None and not self.store.messages(sid, "queued"):
+            return self.deliver(s, body, source)
+        r = self._queue(s, body, source, why or "earlier messages first")
+        if why is not None:
+            return r
+        self.deliver_queued(sid)  # behind earlier messages, which go first, now
+        status = {m["id"]: m["status"] for m in self.store.messages(sid)}[r.message_id]
+        return SendResult(status, "" if status == "delivered" else r.detail, r.message_id)
+
+    def _why_hold(self, s: Session, activity: Activity, now: bool) -> str | None:
+        """Why the message must wait in the queue instead of being typed now."""
         profile = agents.get(s.agent or "command")
+        if activity is Activity.WAITING_INPUT:
+            return "waiting on a permission prompt"
         # a draft in the input means a human is typing there: never clear or glue it, wait
-        typing = profile.clear_only_drafts and profile.draft_pending(
-            tmux.capture(self.fleet.server(s), s.id), "")
+        if profile.clear_only_drafts and profile.draft_pending(
+                tmux.capture(self.fleet.server(s), s.id), ""):
+            return "someone is typing in the agent's input"
         # --now types into a working agent only where Enter queues there (not codex, aider)
-        hold = activity is Activity.WAITING_INPUT or typing or (
-            activity is Activity.ACTIVE and not (now and profile.enter_while_busy))
-        if hold or self.store.messages(sid, "queued"):
-            mid = self.store.queue_message(sid, body, source)
-            why = "waiting on a permission prompt" if activity is Activity.WAITING_INPUT \
-                else "someone is typing in the agent's input" if typing \
-                else "busy" if activity is Activity.ACTIVE else "earlier messages first"
-            emit(Event("message.queued", s.project, sid, s.task, {"id": mid, "why": why,
-                                                                 "source": source}), self.store)
-            if not hold:
-                self.deliver_queued(sid)
-                status = {m["id"]: m["status"] for m in self.store.messages(sid)}[mid]
-                return SendResult(status, "" if status == "delivered" else why, mid)
-            return SendResult("queued", why, mid)
-        return self.deliver(s, body, source)
+        if activity is Activity.ACTIVE and not (now and profile.enter_while_busy):
+            return "busy"
+        return None
+
+    def _queue(self, s: Session, body: str, source: str, why: str) -> SendResult:
+        mid = self.store.queue_message(s.id, body, source)
+        emit(Event("message.queued", s.project, s.id, s.task, {"id": mid, "why": why,
+                                                              "source": source}), self.store)
+        return SendResult("queued", why, mid)
 
     def deliver_queued(self, sid: str) -> list[SendResult]:
         """Deliver held messages in order while the agent is idle; stop at the first that
@@ -163,11 +165,17 @@ class Messenger:
         tmux.paste(srv, s.id, body)
         # the agent shows the draft once it has taken the paste; then its own settle delay
         # (a line-oriented program: any change; its echo and output interleave)
-        shown = tmux.wait_screen(
-            srv, s.id, (lambda sc: sc != before) if profile.line_oriented
-            else (lambda sc: profile.draft_pending(sc, body)), timeout=3.0)
+        def drawn(sc: str) -> bool:
+            return sc != before if profile.line_oriented else profile.draft_pending(sc, body)
+
+        shown = tmux.wait_screen(srv, s.id, drawn, timeout=3.0)
+        doing = self.fleet.observe(self.store.session(s.id)) if shown is None else None
+        if doing is Activity.ACTIVE:
+            # it turned busy between the look and the paste: the text waits in its input
+            # buffer and shows when it gets back to its prompt; that is not a failure
+            shown = tmux.wait_screen(srv, s.id, drawn, timeout=BUSY_WAIT)
         if shown is None:
-            if self.fleet.observe(self.store.session(s.id)) is Activity.WAITING_INPUT:
+            if doing is Activity.WAITING_INPUT:
                 # a prompt came up under us: the paste went to it and was dropped. Enter was
                 # not pressed, so nothing was answered; keep the message for later.
                 self.store.set_message(mid, "queued")
@@ -307,3 +315,16 @@ class Messenger:
         emit(Event("message.failed", s.project, s.id, s.task, {"id": mid, "why": why}),
              self.store)
         return SendResult("failed", why, mid)
+
+
+def _refusal(s: Session, text: str, raw: bool) -> SendResult | None:
+    """Why this message cannot go to this session at all, if it cannot."""
+    if s.state not in LIVE or s.state.value == "queued":
+        return SendResult("failed", f"{s.id} is {s.state}; nothing is running to read it")
+    if text.lstrip().startswith("!") and not raw:
+        raise BadInput("a message starting with `!` runs a shell command in the agent, "
+                       "with no permission prompt", "pass --raw to send it anyway")
+    if not clean(text).strip():
+        return SendResult("failed", "the message is empty once control characters are "
+                          "removed")
+    return None

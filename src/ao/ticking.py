@@ -135,24 +135,8 @@ class Ticking:
             emit(Event("forge.error", project.name, data={"error": err}), self.store)
         if project.forge == "github":
             self._open_missing_prs(project, forge, tracked, result.prs)
-        policy = Policy.for_project(project)
         paused = self.store.paused(project.name)
-        # a limited session with no PR yet still needs its "continue" at the reset
-        for s in sessions:
-            if s.branch not in result.prs and s.limited_until:
-                self.handle(project, forge, policy, self.store.session(s.id), None, paused)
-        for s in tracked:
-            if s.branch not in result.prs:
-                continue  # the forge could not see it this time: decide nothing
-            pr = result.prs[s.branch]
-            if pr is not None and pr.state != "open" and pr.created_at is not None and \
-                    pr.created_at < s.created_at:
-                pr = None  # a PR that ended before this session began is an earlier session's
-            try:
-                self.handle(project, forge, policy, self.store.session(s.id), pr, paused)
-            except AoError as e:
-                emit(Event("reaction.error", project.name, s.id, s.task,
-                           {"error": str(e)}), self.store)
+        self._react(project, forge, sessions, tracked, result.prs, paused)
         if not paused:
             for sid in self.store.with_queued_messages(project.name):
                 if self.store.session(sid).state in LIVE - {State.QUEUED}:
@@ -162,6 +146,28 @@ class Ticking:
         if not paused:
             self.start_unplanned(project, {k for p in plans for k in p.tasks})
         self.cleanup_merged(project)
+
+    def _react(self, project: ProjectConfig, forge: Forge, sessions: list[Session],
+               tracked: list[Session], prs: dict[str, PullRequest | None],
+               paused: bool) -> None:
+        """Decide and act for each session whose PR the forge answered for."""
+        policy = Policy.for_project(project)
+        # a limited session with no PR yet still needs its "continue" at the reset
+        for s in sessions:
+            if s.branch not in prs and s.limited_until:
+                self.handle(project, forge, policy, self.store.session(s.id), None, paused)
+        for s in tracked:
+            if s.branch not in prs:
+                continue  # the forge could not see it this time: decide nothing
+            pr = prs[s.branch]
+            if pr is not None and pr.state != "open" and pr.created_at is not None and \
+                    pr.created_at < s.created_at:
+                pr = None  # a PR that ended before this session began is an earlier session's
+            try:
+                self.handle(project, forge, policy, self.store.session(s.id), pr, paused)
+            except AoError as e:
+                emit(Event("reaction.error", project.name, s.id, s.task,
+                           {"error": str(e)}), self.store)
 
     def start_unplanned(self, project: ProjectConfig, planned: set[str]) -> None:
         """Queued records no running plan owns (a one-off `--prompt` task or a `batch-spawn`
@@ -290,27 +296,8 @@ class Ticking:
         if scheduler.complete(plan, tasks, closed):
             self._complete(project, plan)
             return
-        start = scheduler.next_to_start(plan, tasks, closed, project.max_concurrent, paused)
-        held = self._limited_agents(project)
-        if held:
-            # no new session of an agent that is at its usage limit: it would hit the same wall
-            waiting = [k for k in start if (plan.tasks[k].agent or project.agent.label) in held]
-            start = [k for k in start if k not in waiting]
-            fallback = project.agent.fallback
-            if waiting and fallback and fallback not in held:
-                # the configured fallback takes the new sessions until the reset
-                for key in waiting:
-                    queued = self.store.sessions(project.name, states={State.QUEUED}, task=key)
-                    if queued:
-                        r = self.fleet.start_queued(queued[0].id, plan, agent=fallback)
-                        emit(Event("spawn.fallback", project.name, queued[0].id, key,
-                                   {"agent": fallback, "status": r.status,
-                                    "limited": sorted(held)}), self.store)
-                waiting = []
-            if waiting:
-                emit(Event("spawn.held", project.name, data={
-                    "tasks": waiting, "agents": sorted(held), "until": max(held.values())}),
-                    self.store)
+        start = self._not_limited(project, plan, scheduler.next_to_start(
+            plan, tasks, closed, project.max_concurrent, paused))
         if start:
             event = emit(Event("wave.started", project.name, data={"tasks": start}), self.store)
             self.notifier.hooks(event)
@@ -324,6 +311,29 @@ class Ticking:
                 emit(Event("spawn.failed", project.name, queued[0].id, key,
                            {"error": r.reason, "try": n, "of": scheduler.SPAWN_TRIES}),
                      self.store)
+
+    def _not_limited(self, project: ProjectConfig, plan: Plan, start: list[str]) -> list[str]:
+        """The tasks to start with an agent that is not at its usage limit (it would hit the
+        same wall); the others start with the configured fallback, or wait, said once."""
+        held = self._limited_agents(project)
+        if not held:
+            return start
+        waiting = [k for k in start if (plan.tasks[k].agent or project.agent.label) in held]
+        fallback = project.agent.fallback
+        if waiting and fallback and fallback not in held:
+            # the configured fallback takes the new sessions until the reset
+            for key in waiting:
+                queued = self.store.sessions(project.name, states={State.QUEUED}, task=key)
+                if queued:
+                    r = self.fleet.start_queued(queued[0].id, plan, agent=fallback)
+                    emit(Event("spawn.fallback", project.name, queued[0].id, key,
+                               {"agent": fallback, "status": r.status,
+                                "limited": sorted(held)}), self.store)
+        elif waiting:
+            emit(Event("spawn.held", project.name, data={
+                "tasks": waiting, "agents": sorted(held), "until": max(held.values())}),
+                self.store)
+        return [k for k in start if k not in waiting]
 
     def _limited_agents(self, project: ProjectConfig) -> dict[str, float]:
         """Agents of the project's live sessions at their usage limit, with the reset."""
