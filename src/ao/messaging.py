@@ -231,10 +231,17 @@ class Messenger:
     def _confirm(self, s: Session, profile: agents.Profile, before: str, body: str,
                  mark: int) -> str:
         deadline = time.monotonic() + CONFIRM_TIMEOUT
+        extended = False
         while time.monotonic() < deadline:
             if profile.uses_hooks and self.fleet.hook_seen(s, "UserPromptSubmit", mark):
                 return "hook"
             screen = tmux.capture(self.fleet.server(s), s.id)
+            if profile.uses_hooks and not extended and \
+                    profile.activity(screen) is Activity.ACTIVE and \
+                    not profile.draft_pending(screen, body):
+                # Enter reached an agent already in a turn: it keeps the message and submits
+                # it (its hook fires then) when the turn ends; that is not a lost message
+                deadline, extended = time.monotonic() + BUSY_WAIT, True
             if profile.line_oriented:
                 if screen != before:
                     return "screen"  # the program took the line (echo, output, prompt)
