@@ -346,4 +346,8 @@ def test_claude_code_on_a_host_answers_its_hooks_there(pool: Pool,
                     timeout=30, message="the message at the model")
         text = (paths.session_dir("shop", s.id) / "events.log").read_text()
         assert text.count('"event":"UserPromptSubmit"') == 2  # each hook line recorded once
-        assert fleet.kill(s.id)["worktree"] in ("removed", "kept")
+        out = fleet.kill(s.id)
+        assert out["worktree"] == "removed", out
+        # its trust entry goes with it, on the host
+        trusted = json.loads((host_home / ".claude.json").read_text())["projects"]
+        assert s.worktree not in trusted

@@ -31,6 +31,8 @@ from .store import Session, Store
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
 
+    from .agents.base import Machine
+
 
 @dataclass
 class Teardown:
@@ -98,12 +100,13 @@ def _on_host(srv: Server, project: ProjectConfig, s: Session, force: bool) -> Te
     where = hostwork.place(host, project.name, s.id)
     with workspace.on(host):
         out = _here(replace(project, path=Path(str(where.repo))), s, force,
-                    Path(str(where.session_dir)) / "saved", f"{host.name}:")
+                    Path(str(where.session_dir)) / "saved", f"{host.name}:",
+                    hostwork.HostMachine(host))
     return out
 
 
 def _here(project: ProjectConfig, s: Session, force: bool, saved_in: Path | None = None,
-          shown: str = "") -> Teardown:
+          shown: str = "", machine: Machine | None = None) -> Teardown:
     """The worktree, then the branch (workspace's commands run where `workspace.on` says);
     `shown` prefixes saved paths (a host's name), and says the worktree is not here."""
     out = Teardown()
@@ -114,14 +117,14 @@ def _here(project: ProjectConfig, s: Session, force: bool, saved_in: Path | None
 
     wt = Path(s.worktree) if s.worktree else paths.worktree_path(s.project, s.id)
     if workspace.exists(wt):
-        _worktree(project, s, wt, force, saved_in, show, out, forget=not shown)
+        _worktree(project, s, wt, force, saved_in, show, out, machine)
     if s.branch and workspace.local_branch_exists(project.path, s.branch):
         _branch(project, s.branch, force, saved_in, show, out)
     return out
 
 
 def _worktree(project: ProjectConfig, s: Session, wt: Path, force: bool, saved_in: Path,
-              show: Callable[[Path], str], out: Teardown, forget: bool) -> None:
+              show: Callable[[Path], str], out: Teardown, machine: Machine | None) -> None:
     risk = worksafe.work_at_risk(wt, project.remote, project.default_branch,
                                   disposable(project), branch=s.branch)
     if risk and force and workspace.exists(wt / ".git"):
@@ -134,9 +137,8 @@ def _worktree(project: ProjectConfig, s: Session, wt: Path, force: bool, saved_i
         return
     workspace.remove_worktree(project.path, wt)
     out.worktree = "removed"
-    if forget:  # a trust entry `prepare` made on this machine
-        with contextlib.suppress(AoError):
-            agents.get(s.agent or "command").forget(wt)
+    with contextlib.suppress(AoError):  # a trust entry `prepare` made, here or on its host
+        agents.get(s.agent or "command").forget(wt, machine)
 
 
 def _branch(project: ProjectConfig, branch: str, force: bool, saved_in: Path,

@@ -61,19 +61,31 @@ DISPOSABLE = ("node_modules/", ".venv/", "venv/", "__pycache__/", "*.pyc", ".pyt
 
 def ignored_at_risk(worktree: Path, disposable: tuple[str, ...] = DISPOSABLE) -> list[str]:
     """Ignored files and folders that are not disposable (folders collapsed, so a
-    node_modules costs one line)."""
-    proc = workspace.git(worktree, "status", "--porcelain", "--ignored=traditional",
-               "--untracked-files=normal", check=False)
+    node_modules costs one line). A collapsed folder that a disposable pattern reaches into
+    (`.claude/` for `.claude/settings.local.json`) is looked into: only what is in it and not
+    disposable counts."""
     out = []
-    for ln in proc.stdout.splitlines():
-        if not ln.startswith("!! "):
+    for path in _ignored(worktree, "--ignored=traditional", "--untracked-files=normal"):
+        if _disposable(path, disposable):
             continue
-        path = ln[3:].strip('"')
-        name = path.rstrip("/").rsplit("/", 1)[-1] + ("/" if path.endswith("/") else "")
-        if not any(fnmatch.fnmatch(path, pat) or fnmatch.fnmatch(name, pat)
-                   or path.startswith(pat) for pat in disposable):
+        if path.endswith("/") and any(p.startswith(path) for p in disposable):
+            out += [f for f in _ignored(worktree, "--ignored=matching",
+                                        "--untracked-files=all", "--", path)
+                    if not _disposable(f, disposable)]
+        else:
             out.append(path)
     return out
+
+
+def _ignored(worktree: Path, *args: str) -> list[str]:
+    proc = workspace.git(worktree, "status", "--porcelain", *args, check=False)
+    return [ln[3:].strip('"') for ln in proc.stdout.splitlines() if ln.startswith("!! ")]
+
+
+def _disposable(path: str, disposable: tuple[str, ...]) -> bool:
+    name = path.rstrip("/").rsplit("/", 1)[-1] + ("/" if path.endswith("/") else "")
+    return any(fnmatch.fnmatch(path, pat) or fnmatch.fnmatch(name, pat) or path.startswith(pat)
+               for pat in disposable)
 
 
 def work_at_risk(worktree: Path, remote: str, default_branch: str,

@@ -167,9 +167,9 @@ class Profile:
     def prepare(self, ctx: LaunchContext) -> None:
         """Pre-answer first-run dialogs and install hooks before the agent starts."""
 
-    def forget(self, worktree: Path) -> None:
+    def forget(self, worktree: Path, machine: Machine | None = None) -> None:
         """Undo what `prepare` recorded outside the worktree (a trust entry), once the
-        worktree is gone."""
+        worktree is gone; on `machine` when the agent ran on a host."""
 
     def is_ready(self, screen: str) -> bool:
         """The input is drawn and will take a paste."""

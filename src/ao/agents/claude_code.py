@@ -134,18 +134,22 @@ class ClaudeCode(Profile):
                         lambda d: d.__setitem__("skipDangerousModePermissionPrompt", True), m)
         self.write_hooks(ctx)
 
-    def forget(self, worktree: Path) -> None:
+    def forget(self, worktree: Path, machine: Machine | None = None) -> None:
         """The trust entry `prepare` added for this worktree, removed with it (else
-        ~/.claude.json grows by one entry per session for ever)."""
-        home = Path(os.environ.get("HOME", str(Path.home())))
-        f = home / ".claude.json"
-        if not f.exists():
-            return
-        path = str(worktree.resolve()) if worktree.exists() else str(worktree)
-
+        ~/.claude.json grows by one entry per session for ever); on its host, there."""
         def drop(data: dict[str, Any]) -> None:
             (data.get("projects") or {}).pop(path, None)
 
+        if machine is not None:
+            path = str(worktree)
+            f = machine.home() / ".claude.json"
+            if machine.read(f) is not None:
+                update_json(f, drop, machine)
+            return
+        f = Path(os.environ.get("HOME", str(Path.home()))) / ".claude.json"
+        if not f.exists():
+            return
+        path = str(worktree.resolve()) if worktree.exists() else str(worktree)
         update_json(f, drop)
 
     def write_hooks(self, ctx: LaunchContext) -> None:
