@@ -218,11 +218,16 @@ class Starting(Observing):
         with workspace.locked(project.path):
             base = self._base(project)
             had_branch = workspace.local_branch_exists(project.path, branch)
+            if ctx.worktree.exists():
+                raise ExternalError(f"{ctx.worktree} already exists",
+                                    "remove it, or run `ao session cleanup`")
+            # the undo is in place before `git worktree add` runs: a start cut short inside
+            # it (Ctrl-C) leaves a half-made worktree, and that is this start's to remove.
+            # Undo runs in reverse: the worktree goes first, then the branch it checked out
+            if not had_branch:
+                launch.undo.append(lambda: workspace.delete_branch(project.path, branch))
+            launch.undo.append(lambda: workspace.remove_worktree(project.path, ctx.worktree))
             workspace.add_worktree(project.path, ctx.worktree, branch, base, reuse=exists)
-        # undo runs in reverse: the worktree goes first, then the branch it had checked out
-        if not had_branch:
-            launch.undo.append(lambda: workspace.delete_branch(project.path, branch))
-        launch.undo.append(lambda: workspace.remove_worktree(project.path, ctx.worktree))
         for rel in project.symlinks:
             workspace.link_into(project.path, ctx.worktree, rel)
         for cmd in project.post_create:
