@@ -7,11 +7,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
 from .. import paths
 from .schema import MIGRATIONS, _enable_wal
+
+
+def equal_to(**given: object) -> tuple[list[str], list[Any]]:
+    """`column = ?` conditions and their values, for the columns given a value (the keys are
+    ao's own column names, never input)."""
+    pairs = [(k, v) for k, v in given.items() if v is not None and v != ""]
+    return [f"{k} = ?" for k, _ in pairs], [v for _, v in pairs]
 
 
 class Connection:

@@ -8,6 +8,7 @@ import os
 import time
 from typing import Any
 
+from .connection import equal_to
 from .sessions import Sessions
 
 
@@ -51,12 +52,7 @@ class Queue(Sessions):
         return True
 
     def attempts(self, sid: str, reaction: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM attempts WHERE session = ?"
-        args: list[Any] = [sid]
-        if reaction:
-            sql += " AND reaction = ?"
-            args.append(reaction)
-        return list(self.db.query(sql + " ORDER BY id", args))
+        return self._of_session("attempts", sid, reaction=reaction)
 
     def queue_message(self, sid: str, body: str, source: str = "user",
                       status: str = "queued") -> int:
@@ -74,12 +70,13 @@ class Queue(Sessions):
         return cur.rowcount == 1
 
     def messages(self, sid: str, status: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM messages WHERE session = ?"
-        args: list[Any] = [sid]
-        if status:
-            sql += " AND status = ?"
-            args.append(status)
-        return list(self.db.query(sql + " ORDER BY id", args))
+        return self._of_session("messages", sid, status=status)
+
+    def _of_session(self, table: str, sid: str, **given: str | None) -> list[dict[str, Any]]:
+        """A session's rows of `table` in order, narrowed by the columns given a value."""
+        where, args = equal_to(session=sid, **given)
+        return list(self.db.query(f"SELECT * FROM {table} WHERE {' AND '.join(where)} "
+                                  "ORDER BY id", args))
 
     def with_queued_messages(self, project: str) -> list[str]:
         """Sessions of the project with messages waiting, in one query."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .connection import equal_to
 from .local_forge import LocalForgeRecords
 
 
@@ -42,14 +43,9 @@ class Reads(LocalForgeRecords):
     def events_after(self, after: int, project: str | None = None,
                      session: str | None = None, type_prefix: str | None = None,
                      limit: int = 200) -> list[dict[str, Any]]:
-        where: list[str] = ["id > ?"]
-        args: list[Any] = [after]
-        if project:
-            where.append("project = ?")
-            args.append(project)
-        if session:
-            where.append("session = ?")
-            args.append(session)
+        where, args = equal_to(project=project, session=session)
+        where.insert(0, "id > ?")
+        args.insert(0, after)
         if type_prefix:
             where.append("type LIKE ?")
             args.append(type_prefix.replace("%", "") + "%")

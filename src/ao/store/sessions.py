@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import BadInput, NotFound
 from ..state import OUTCOME_OF, RUNNING, State, check_transition
+from .connection import equal_to
 from .projects import Projects
 from .records import AtCapacity, Session, TaskBusy
 from .schema import _LIVE
@@ -94,13 +95,7 @@ class Sessions(Projects):
 
     def sessions(self, project: str | None = None, states: set[State] | None = None,
                  task: str | None = None) -> list[Session]:
-        where, args = [], []
-        if project:
-            where.append("project = ?")
-            args.append(project)
-        if task:
-            where.append("task = ?")
-            args.append(task)
+        where, args = equal_to(project=project, task=task)
         if states is not None:
             where.append(f"state IN ({', '.join('?' * len(states))})")
             args.extend(s.value for s in states)
