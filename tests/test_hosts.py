@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ao import hosts, paths, tmux
+from ao import hosts, hostwork, paths, tmux
 from ao.errors import BadInput
 
 from .helpers import retry_until, run_ao
@@ -100,8 +100,9 @@ def test_tmux_on_a_host_through_the_runner(server: SshServer) -> None:
     a capture, every pane in one list-panes, and a kill that touches no local process."""
     h = host_of(server)
     socket = f"ao-host-test-{os.getpid()}"
-    hosts.install_tmux_conf(h)
-    srv = hosts.tmux_server(h, socket)
+    conf = hostwork.tmux_conf(h)
+    hostwork.write(h, conf, tmux.CONF)
+    srv = hosts.tmux_server(h, socket, str(conf))
     try:
         workdir = Path(hosts.run(h, ["sh", "-c", "mkdir -p ao-t && cd ao-t && pwd"])
                        .stdout.strip())

@@ -22,8 +22,9 @@ import pytest
 
 from ao import config, hosts, hostwork, paths
 from ao.daemon import Daemon
+from ao.fleet import Fleet
 from ao.state import Activity, State
-from ao.store import Store
+from ao.store import Session, Store
 
 from .fleet_helpers import Env
 from .helpers import git, retry_until, run_ao
@@ -65,6 +66,17 @@ class Pool:
         return subprocess.run(["tmux", "-L", self.env.socket, *args], capture_output=True,
                               text=True, env={"PATH": "/usr/bin:/bin",
                                               "TMUX_TMPDIR": str(self.tmux_dirs[name])})
+
+    def spawn_on_a(self, agent: str) -> tuple[Fleet, Session]:
+        """Task C-1 started with `agent` on host build-a, the project's only host."""
+        self.configure(["build-a"], agent={"name": agent})
+        fleet = Fleet(config.load(), Store(), self.env.server())
+        r = fleet.spawn("shop", "C-1", fleet.plan_for(fleet.cfg.project("shop")))
+        assert r.status == "spawned", r.reason
+        assert r.session
+        s = fleet.store.session(r.session)
+        assert s.host == "build-a"
+        return fleet, s
 
     def place(self, name: str, sid: str) -> hostwork.Place:
         return hostwork.place(config.load().hosts[name], "shop", sid)
@@ -300,7 +312,6 @@ def test_claude_code_on_a_host_answers_its_hooks_there(pool: Pool,
     """The real Claude Code on a host: its first-run answers and hooks written in the host's
     home and worktree (this machine's untouched), its hooks read back over the connection,
     a message confirmed by its UserPromptSubmit hook there."""
-    from ao.fleet import Fleet
     from ao.messaging import Messenger
 
     from .fake_anthropic import Reply, serve
@@ -312,13 +323,7 @@ def test_claude_code_on_a_host_answers_its_hooks_there(pool: Pool,
                      "DISABLE_AUTOUPDATER": "1"}.items():
             monkeypatch.setenv(k, v)
         fake.script = [Reply(text="Working on it"), Reply(text="Noted.")]
-        pool.configure(["build-a"], agent={"name": "claude-code"})
-        fleet = Fleet(config.load(), Store(), pool.env.server())
-        r = fleet.spawn("shop", "C-1", fleet.plan_for(fleet.cfg.project("shop")))
-        assert r.status == "spawned", r.reason
-        assert r.session
-        s = fleet.store.session(r.session)
-        assert s.host == "build-a"
+        fleet, s = pool.spawn_on_a("claude-code")
         host_home = pool.root / "build-a-home"
         trusted = json.loads((host_home / ".claude.json").read_text())["projects"]
         assert trusted[s.worktree]["hasTrustDialogAccepted"] is True
@@ -351,3 +356,56 @@ def test_claude_code_on_a_host_answers_its_hooks_there(pool: Pool,
         # its trust entry goes with it, on the host
         trusted = json.loads((host_home / ".claude.json").read_text())["projects"]
         assert s.worktree not in trusted
+
+
+@pytest.mark.parametrize("agent", ["codex", "gemini"])
+@pytest.mark.timeout(180)
+def test_codex_and_gemini_on_a_host_answer_their_dialogs_there(
+        agent: str, pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real Codex and Gemini CLI on a host, against the local fake of their model API:
+    their first-run answers (codex's trust for the host's clone, gemini's auth choice) are
+    written in the host's home, this machine's home is untouched, the first prompt reaches the
+    model once, the screen and title are read over the connection, and kill removes the
+    worktree there."""
+    if shutil.which(agent) is None:
+        pytest.skip(f"`{agent}` is not installed; `.ci/run` installs it from npm")
+    from .fake_models import serve
+
+    host_home = pool.root / "build-a-home"
+    with serve() as fake:
+        if agent == "codex":
+            # the user's codex settings on the host, with keys of their own that must stay
+            (host_home / ".codex").mkdir(parents=True)
+            (host_home / ".codex" / "config.toml").write_text(
+                'model = "gpt-5"\nmodel_provider = "fake"\n\n[model_providers.fake]\n'
+                f'name = "fake"\nbase_url = "{fake.url}/v1"\nenv_key = "OPENAI_API_KEY"\n'
+                'wire_api = "responses"\n')
+            monkeypatch.delenv("CODEX_HOME", raising=False)
+            monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-0123456789")
+        else:
+            monkeypatch.setenv("GEMINI_API_KEY", "fake-gemini-key")
+            monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.url)
+        fleet, s = pool.spawn_on_a(agent)
+        local_home = Path(os.environ["HOME"])
+        if agent == "codex":
+            text = (host_home / ".codex" / "config.toml").read_text()
+            clone = pool.place("build-a", s.id).repo
+            assert f'[projects."{clone}"]\ntrust_level = "trusted"' in text, text
+            assert 'model_provider = "fake"' in text
+            assert not (local_home / ".codex" / "config.toml").exists()
+        else:
+            settings = json.loads((host_home / ".gemini" / "settings.json").read_text())
+            assert settings["security"]["auth"]["selectedType"] == "gemini-api-key"
+            assert not (local_home / ".gemini" / "settings.json").exists()
+
+        def first_prompts() -> int:
+            return sum("# C-1: " in json.dumps(
+                (b.get("input") or b.get("contents") or [])[-1:]) for _p, b in fake.requests)
+
+        retry_until(lambda: first_prompts() >= 1, timeout=60, message="the first prompt")
+        retry_until(lambda: fleet.observe(fleet.store.session(s.id)) is Activity.IDLE,
+                    timeout=60, message="idle, read from the host's screen")
+        assert first_prompts() == 1
+        out = fleet.kill(s.id)
+        assert out["worktree"] == "removed", out
+        assert not Path(str(pool.place("build-a", s.id).worktree)).exists()

@@ -209,35 +209,19 @@ def connected(host: Host) -> bool:
         return False
 
 
-def tmux_server(host: Host, socket: str, conf: str | None = None) -> Server:
-    """A libtmux Server for the host's own tmux server on ao's socket, its commands sent over
-    the host's connection (tmux.HostServer); no round trip here: a host that is away fails
-    the commands sent through it, not this."""
+def tmux_server(host: Host, socket: str, conf: str) -> Server:
+    """A libtmux Server for the host's own tmux server on ao's socket, started with ao's
+    settings file `conf` there (hostwork.tmux_conf), its commands sent over the host's
+    connection (tmux.HostServer); no round trip here: a host that is away fails the commands
+    sent through it, not this."""
     from . import tmux
 
     if host.local:
         return tmux.server(socket)
-    srv = tmux.server(socket, tuple(ssh_argv(host)), conf or _conf(host))
+    srv = tmux.server(socket, tuple(ssh_argv(host)), conf)
     if isinstance(srv, tmux.HostServer):
         srv.ao_host = host
     return srv
-
-
-def _conf(host: Host) -> str:
-    return f"{host.workdir}/tmux.conf"
-
-
-def install_tmux_conf(host: Host, conf: str | None = None) -> None:
-    """ao's tmux settings on the host (`conf`, by default in its workdir), read when its
-    tmux server starts."""
-    from . import tmux
-
-    conf = conf or _conf(host)
-    r = run(host, ["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1"', "ao", conf],
-            input=tmux.CONF)
-    if r.returncode != 0:
-        raise ExternalError(f"host {host.name}: cannot write {conf}: "
-                            f"{(r.stderr or '').strip()[-200:]}", "run `ao hosts check`")
 
 
 _PROBE = r"""

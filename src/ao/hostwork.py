@@ -128,10 +128,11 @@ def make_worktree(host: Host, where: Place, url: str, remote: str, default_branc
     return (out.strip().splitlines() or ["new"])[-1]
 
 
-def write(host: Host, path: PurePosixPath, text: str) -> None:
-    """A private file on the host (the text travels on standard input, never in argv)."""
-    _sh(host, 'umask 077 && mkdir -p "$(dirname "$1")" && cat > "$1"', f"write {path}",
-        str(path), input=text)
+def write(host: Host, path: PurePosixPath | Path, text: str) -> None:
+    """A private file on the host, replaced whole (written beside it, then renamed: a reader
+    never sees half of it); the text travels on standard input, never in argv."""
+    _sh(host, 'umask 077 && mkdir -p "$(dirname "$1")" && cat > "$1.ao-tmp" && '
+        'mv "$1.ao-tmp" "$1"', f"write {path}", str(path), input=text)
 
 
 def tmux_conf(host: Host) -> PurePosixPath:
@@ -268,8 +269,14 @@ class HostMachine:
         return r.stdout if r.returncode == 0 else None
 
     def write(self, path: Path, text: str) -> None:
-        _sh(self.host, 'umask 077 && mkdir -p "$(dirname "$1")" && cat > "$1.ao-tmp" && '
-            'mv "$1.ao-tmp" "$1"', f"write {path}", str(path), input=text)
+        write(self.host, path, text)
+
+    def main_root(self, worktree: Path) -> Path:
+        from . import workspace
+
+        with workspace.on(self.host):
+            common = workspace.common_dir(worktree)
+        return common.parent if common.name == ".git" else worktree
 
     def lock(self, path: Path) -> contextlib.AbstractContextManager[None]:
         import hashlib

@@ -5,6 +5,8 @@ included, so a third-party profile is installed the same way.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shlex
 import shutil
@@ -14,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+from .. import paths, workspace
+from ..errors import AoError
 from ..state import Activity
 
 HOOK_FILE = "hooks.tsv"
@@ -34,8 +38,8 @@ _HOOK_SCRIPT = ('[ -n "$AO_SESSION_DIR" ] || exit 0; '
 
 
 class Machine(Protocol):
-    """The machine an agent runs on, for the files `prepare` edits there (an SSH host:
-    hostwork.HostMachine; None in a LaunchContext means this machine)."""
+    """The machine an agent runs on, for the files `prepare` edits there: this machine
+    (LocalMachine) or an SSH host (hostwork.HostMachine)."""
 
     name: str
 
@@ -43,9 +47,52 @@ class Machine(Protocol):
 
     def read(self, path: Path) -> str | None: ...
 
-    def write(self, path: Path, text: str) -> None: ...
+    def write(self, path: Path, text: str) -> None:
+        """Replace the file whole and private (0600), its folder made if missing."""
 
     def lock(self, path: Path) -> AbstractContextManager[None]: ...
+
+    def main_root(self, worktree: Path) -> Path:
+        """The main repository a worktree belongs to (the folder of its common .git)."""
+
+
+class LocalMachine:
+    """This machine, as a Machine: its HOME, its files, a lock under AO_HOME."""
+
+    name = "local"
+
+    def home(self) -> Path:
+        return Path(os.environ.get("HOME", str(Path.home())))
+
+    def read(self, path: Path) -> str | None:
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def write(self, path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+
+    def lock(self, path: Path) -> AbstractContextManager[None]:
+        return config_lock(path)
+
+    def main_root(self, worktree: Path) -> Path:
+        try:
+            common: Path | None = workspace.common_dir(worktree)
+        except AoError:
+            common = None
+        return (common.parent if common and common.name == ".git" else worktree).resolve()
+
+
+def config_lock(path: Path) -> AbstractContextManager[None]:
+    # the lock lives under AO_HOME, never beside the file: a lock file in a worktree would
+    # show in `git status`, keep every killed worktree and end up in an agent's `git add -A`
+    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    return paths.locked(paths.home() / "locks" / f"cfg-{key}.lock")
 
 
 @dataclass(frozen=True)
@@ -65,6 +112,15 @@ class LaunchContext:
     # the environment the agent will get (set before `prepare`, so pre-answers match it)
     agent_env: dict[str, str] | None = None
     machine: Machine | None = None  # where it runs, when not on this machine
+
+    def where(self) -> Machine:
+        """The machine the agent runs on."""
+        return self.machine or LocalMachine()
+
+    def agent_home(self) -> Path:
+        """The HOME the agent will have: its environment's, else its machine's login's."""
+        env = self.agent_env if self.agent_env is not None else os.environ
+        return Path(env["HOME"]) if env.get("HOME") else self.where().home()
 
     def hook_command(self, agent: str, event: str) -> str:
         """The agent's hook for `event`: a line of shell that appends the event to the hook
@@ -91,8 +147,8 @@ class Profile:
     ready_timeout: ClassVar[float] = 30.0
     # the agent reports UserPromptSubmit / Stop / ... through `ao hook`
     uses_hooks: ClassVar[bool] = False
-    # it can run on an SSH host (hosts.py): it needs no hooks and `prepare` writes nothing
-    # on this machine (trust entries, settings) that the host's agent would have to read
+    # it can run on an SSH host (hosts.py): whatever its `prepare` edits outside the worktree
+    # (trust entries, settings) it edits through `ctx.where()`, the machine the agent runs on
     on_hosts: ClassVar[bool] = False
     # seconds after which a live process counts as ready when its screen cannot tell (a
     # plain command that draws nothing until it gets input); 0: readiness is the screen's

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 from ..errors import BadInput
 from ..state import Activity
-from .base import HOOK_MARK, LaunchContext, Machine, Profile
-from .profiles import config_lock, running_as_root
+from .base import HOOK_MARK, LaunchContext, LocalMachine, Machine, Profile
+from .profiles import running_as_root
 
 HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse",
                "PermissionRequest", "Notification", "Stop", "SessionEnd")
@@ -28,25 +28,13 @@ BYPASS = ("bypassPermissions", "dangerously-skip-permissions")
 
 def update_json(path: Path, change: Any, machine: Machine | None = None) -> None:
     """Read-modify-write a JSON file other processes share: under a lock, replaced atomically,
-    every key we do not own kept as it was; on `machine` when the agent runs on a host."""
-    if machine is not None:
-        with machine.lock(path):
-            text = machine.read(path)
-            data = _parsed(path, text) if text is not None else {}
-            change(data)
-            machine.write(path, json.dumps(data, indent=2))
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with config_lock(path):
-        try:
-            data = _parsed(path, path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            data = {}
+    every key we do not own kept as it was; on `machine` (by default this one)."""
+    m = machine or LocalMachine()
+    with m.lock(path):
+        text = m.read(path)
+        data = _parsed(path, text) if text is not None else {}
         change(data)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
+        m.write(path, json.dumps(data, indent=2))
 
 
 def _parsed(path: Path, text: str) -> dict[str, Any]:
@@ -107,7 +95,7 @@ class ClaudeCode(Profile):
 
     def prepare(self, ctx: LaunchContext) -> None:
         m = ctx.machine  # a host: its home, its files; its paths are physical already
-        home = m.home() if m else Path(os.environ.get("HOME", str(Path.home())))
+        home = ctx.agent_home()
         trusted = str(ctx.worktree) if m else str(ctx.worktree.resolve())
         # the key the agent will actually get, which the project's `env:` may remap
         key = (ctx.agent_env if ctx.agent_env is not None else os.environ).get(
@@ -137,20 +125,12 @@ class ClaudeCode(Profile):
     def forget(self, worktree: Path, machine: Machine | None = None) -> None:
         """The trust entry `prepare` added for this worktree, removed with it (else
         ~/.claude.json grows by one entry per session for ever); on its host, there."""
-        def drop(data: dict[str, Any]) -> None:
-            (data.get("projects") or {}).pop(path, None)
-
-        if machine is not None:
-            path = str(worktree)
-            f = machine.home() / ".claude.json"
-            if machine.read(f) is not None:
-                update_json(f, drop, machine)
-            return
-        f = Path(os.environ.get("HOME", str(Path.home()))) / ".claude.json"
-        if not f.exists():
-            return
-        path = str(worktree.resolve()) if worktree.exists() else str(worktree)
-        update_json(f, drop)
+        m = machine or LocalMachine()
+        path = str(worktree.resolve()) if machine is None and worktree.exists() \
+            else str(worktree)
+        f = m.home() / ".claude.json"
+        if m.read(f) is not None:
+            update_json(f, lambda data: (data.get("projects") or {}).pop(path, None), m)
 
     def write_hooks(self, ctx: LaunchContext) -> None:
         def hooks(data: dict[str, Any]) -> None:

@@ -3,18 +3,15 @@ exactly as a third-party package would register its own."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shlex
 import sys
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from .. import paths, workspace
-from ..errors import AoError, BadInput
+from ..errors import BadInput
 from ..state import Activity
 from .base import LaunchContext, Profile
 
@@ -85,6 +82,7 @@ class DemoAgent(Profile):
 @dataclass
 class CodexAgent(Profile):
     name: ClassVar[str] = "codex"
+    on_hosts: ClassVar[bool] = True
     binary: ClassVar[str | None] = "codex"
     shows_limits: ClassVar[bool] = True
     passthrough: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_HOME")
@@ -112,21 +110,22 @@ class CodexAgent(Profile):
 
     def prepare(self, ctx: LaunchContext) -> None:
         """Trust the project's main repository root in codex's config.toml (the `-c` flag
-        does not reach this setting; in a worktree codex asks about the main root)."""
+        does not reach this setting; in a worktree codex asks about the main root), on the
+        machine codex runs on."""
         import tomlkit
 
-        root = _main_root(ctx.worktree)
-        env = ctx.agent_env or os.environ  # where the agent will look, not where ao runs
-        home = Path(env.get("CODEX_HOME") or Path(env.get("HOME", str(Path.home())))
-                    / ".codex")
+        m = ctx.where()
+        root = m.main_root(ctx.worktree)
+        env = ctx.agent_env if ctx.agent_env is not None else os.environ
+        home = Path(env["CODEX_HOME"]) if env.get("CODEX_HOME") else ctx.agent_home() / ".codex"
         path = home / "config.toml"
-        with config_lock(path):
-            text = path.read_text(encoding="utf-8") if path.exists() else ""
+        with m.lock(path):
+            text = m.read(path) or ""
             try:
                 doc = tomlkit.parse(text)
             except tomlkit.exceptions.ParseError as e:
-                raise BadInput(f"{path} is not valid TOML ({e})", "fix or move it; ao will "
-                               "not overwrite a file it cannot read") from None
+                raise BadInput(f"{m.name}:{path} is not valid TOML ({e})", "fix or move it; "
+                               "ao will not overwrite a file it cannot read") from None
             projects = doc.get("projects")
             if projects is None:
                 projects = tomlkit.table(is_super_table=True)
@@ -135,15 +134,14 @@ class CodexAgent(Profile):
             if entry is not None and entry.get("trust_level") == "trusted":
                 return
             if entry is not None and entry.get("trust_level") not in (None, "trusted"):
-                raise BadInput(f"{path} marks {root} as {entry.get('trust_level')}; codex "
-                               "would stop at its trust dialog", "trust it there (ao does not "
-                               "override your choice), or pick another agent")
+                raise BadInput(f"{m.name}:{path} marks {root} as {entry.get('trust_level')}; "
+                               "codex would stop at its trust dialog", "trust it there (ao "
+                               "does not override your choice), or pick another agent")
             if entry is None:
                 entry = tomlkit.table()
                 projects[str(root)] = entry
             entry["trust_level"] = "trusted"  # keeps the entry's other keys
-            path.parent.mkdir(parents=True, exist_ok=True)
-            paths.write_atomic(path, tomlkit.dumps(doc))
+            m.write(path, tomlkit.dumps(doc))
 
     def title_activity(self, title: str) -> Activity | None:
         # with the run-state title: "Ready", "⠦ Working" (also while a reply streams),
@@ -239,6 +237,7 @@ class AiderAgent(Profile):
 @dataclass
 class GeminiAgent(Profile):
     name: ClassVar[str] = "gemini"
+    on_hosts: ClassVar[bool] = True
     binary: ClassVar[str | None] = "gemini"
     passthrough: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY",
                                               "GOOGLE_CLOUD_PROJECT", "GOOGLE_GENAI_USE_VERTEXAI",
@@ -262,10 +261,9 @@ class GeminiAgent(Profile):
     def prepare(self, ctx: LaunchContext) -> None:
         from .claude_code import update_json
 
-        home = Path(os.environ.get("HOME", str(Path.home())))
-        update_json(home / ".gemini" / "settings.json", lambda d: d.setdefault(
+        update_json(ctx.agent_home() / ".gemini" / "settings.json", lambda d: d.setdefault(
             "security", {}).setdefault("auth", {}).setdefault("selectedType",
-                                                               "gemini-api-key"))
+                                                               "gemini-api-key"), ctx.machine)
 
     def title_activity(self, title: str) -> Activity | None:
         # "◇  Ready (<dir>)", "✦  Working… (<dir>)", "✋  Action Required (<dir>)"
@@ -298,22 +296,6 @@ class GeminiAgent(Profile):
             return False
         return not text or body.startswith("[Pasted Text") or super().draft_pending(
             body, text)
-
-
-def _main_root(worktree: Path) -> Path:
-    """The main repository a worktree belongs to (the folder holding the common .git)."""
-    try:
-        common: Path | None = workspace.common_dir(worktree)
-    except AoError:
-        common = None
-    return (common.parent if common and common.name == ".git" else worktree).resolve()
-
-
-def config_lock(path: Path) -> AbstractContextManager[None]:
-    # the lock lives under AO_HOME, never beside the file: a lock file in a worktree would
-    # show in `git status`, keep every killed worktree and end up in an agent's `git add -A`
-    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
-    return paths.locked(paths.home() / "locks" / f"cfg-{key}.lock")
 
 
 def running_as_root() -> bool:
