@@ -204,6 +204,44 @@ def test_send_logs_kill_and_cleanup_on_a_remote_session(pool: Pool) -> None:
     assert Store().session(s.id).state is State.CLEANED
 
 
+def test_cleanup_sweeps_orphans_on_a_host_and_keeps_their_work(pool: Pool) -> None:
+    """A tmux session and worktrees on a host that no session owns (left by a crash, or by
+    hand) are swept like this machine's: a clean one goes, one holding work is kept, and with
+    --force saved on the host first; the live session there is not touched."""
+    pool.configure(["build-a"])
+    r = run_ao("spawn", "shop", "C-1")
+    assert r.code == 0 and "spawned" in r.out, r.out + r.err
+    live = Store().find_session("C-1")
+    place = pool.place("build-a", live.id)
+    wts = Path(str(place.worktree)).parent
+    for name in ("sho-98", "sho-97"):
+        git(Path(str(place.repo)), "worktree", "add", "-q", "-b", f"junk-{name}",
+            str(wts / name), "HEAD")
+    (wts / "sho-97" / "notes.txt").write_text("not committed")
+    assert pool.host_tmux("build-a", "new-session", "-d", "-s", "sho-99",
+                          "sleep 600").returncode == 0
+    r = run_ao("session", "cleanup", "-p", "shop", "--dry-run")
+    assert r.code == 0, r.out + r.err
+    assert "would remove orphaned worktree sho-98 on build-a (" in r.out, r.out
+    assert "would remove orphaned tmux session sho-99 on build-a (" in r.out, r.out
+    assert "kept     orphaned worktree sho-97 on build-a: 1 uncommitted" in r.out, r.out
+    assert live.id not in r.out
+    r = run_ao("session", "cleanup", "-p", "shop", "--yes")
+    assert r.code == 0, r.out + r.err
+    assert not (wts / "sho-98").exists()
+    assert pool.host_tmux("build-a", "has-session", "-t", "=sho-99").returncode != 0
+    assert (wts / "sho-97" / "notes.txt").exists()
+    assert pool.host_tmux("build-a", "has-session", "-t", f"={live.id}").returncode == 0
+    assert Path(str(place.worktree)).is_dir()
+    r = run_ao("session", "cleanup", "-p", "shop", "--yes", "--force")
+    assert r.code == 0, r.out + r.err
+    assert not (wts / "sho-97").exists()
+    saved = pool.place("build-a", "sho-97").session_dir / "saved"
+    patches = list(Path(str(saved)).glob("*.patch"))
+    assert patches and "notes.txt" in patches[0].read_text(), r.out
+    assert f"build-a:{saved}" in r.out, r.out
+
+
 def test_a_host_that_goes_away_leaves_its_sessions_unreachable_then_resumes(
         pool: Pool) -> None:
     pool.configure(["build-a"])

@@ -8,8 +8,6 @@ saved as a patch and a bundle under the session folder.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import tarfile
 import time
@@ -19,10 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import events as eventsmod
-from . import hosts, paths, tmux, worksafe, workspace
+from . import hosts, hostwork, paths, tmux, worksafe, workspace
 from .config import Config, ProjectConfig
 from .errors import AoError
 from .events import Event, emit
+from .hosts import Host
 from .state import LIVE, RUNNING, State
 from .stepwork import owner_of_step
 from .store import Session, Store
@@ -46,6 +45,7 @@ class Item:
     bytes: int = 0
     keep: list[str] = field(default_factory=list)  # why the worktree must stay
     session: Session | None = None
+    host: str = "local"  # the machine an orphan is on
 
 
 @dataclass
@@ -53,6 +53,7 @@ class Report:
     items: list[Item] = field(default_factory=list)
     saved: list[str] = field(default_factory=list)
     archived: int = 0
+    unswept: list[str] = field(default_factory=list)  # hosts not looked at, and why
 
     @property
     def freed(self) -> int:
@@ -60,12 +61,7 @@ class Report:
 
 
 def du(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for f in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, f)).st_size
-    return total
+    return workspace.disk_usage(path)
 
 
 def human(n: float) -> str:
@@ -78,11 +74,14 @@ def human(n: float) -> str:
 
 class Cleaner:
     def __init__(self, cfg: Config, store: Store, srv: Server,
-                 server_of: Callable[[Session], Server] | None = None) -> None:
+                 host_server: Callable[[str], Server] | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.srv = srv  # this machine's
-        self.server_of = server_of or (lambda _s: srv)  # a session's (its host's)
+        self.host_server = host_server or (lambda _name: srv)  # a host's, by its name
+
+    def server_of(self, s: Session) -> Server:
+        return self.host_server(s.host)
 
     def plan(self, projects: list[ProjectConfig], older_than: float = 0.0) -> Report:
         report = Report()
@@ -103,9 +102,34 @@ class Cleaner:
                     item.keep = worksafe.work_at_risk(wt, p.remote, p.default_branch,
                                                     disposable(p))
                 report.items.append(item)
-            report.items += self._orphan_worktrees(p, owned)
-        report.items += self._orphan_tmux()
+            report.items += self._orphan_worktrees(p, owned, paths.ao_home() / "worktrees"
+                                                   / p.name)
+        report.items += self._orphan_tmux(self.srv)
+        for h in self._hosts_to_sweep(projects, report):
+            try:
+                with workspace.on(h):
+                    for p in projects:
+                        if h.name in p.hosts:
+                            owned = {s.id for s in self.store.sessions(p.name)}
+                            report.items += self._orphan_worktrees(
+                                p, owned, Path(str(hostwork.workdir(h) / "worktrees" / p.name)),
+                                h.name)
+                report.items += self._orphan_tmux(self.host_server(h.name), h.name)
+            except AoError as e:
+                report.unswept.append(f"{h.name}: {e.message}")
         return report
+
+    def _hosts_to_sweep(self, projects: list[ProjectConfig], report: Report) -> list[Host]:
+        """The SSH hosts the projects use that are not in their unreachable backoff."""
+        names = sorted({n for p in projects for n in p.hosts if n != hosts.LOCAL}
+                       & set(self.cfg.hosts))
+        out = []
+        for name in names:
+            if hosts.due(name, time.time()):
+                out.append(self.cfg.hosts[name])
+            else:
+                report.unswept.append(f"{name}: unreachable, asked again after its backoff")
+        return out
 
     def _at_risk_on_host(self, p: ProjectConfig, s: Session, wt: Path) -> list[str]:
         """What removing a worktree on an SSH host would lose, asked there."""
@@ -140,29 +164,28 @@ class Cleaner:
                 return "its agent died and stayed dead"
         return None
 
-    def _orphan_worktrees(self, p: ProjectConfig, owned: set[str]) -> list[Item]:
-        d = paths.ao_home() / "worktrees" / p.name
-        if not d.is_dir():
-            return []
+    def _orphan_worktrees(self, p: ProjectConfig, owned: set[str], d: Path,
+                          host: str = hosts.LOCAL) -> list[Item]:
+        """Worktrees in `d` (a project's folder of them, here or on a host inside
+        `workspace.on`) that no live session owns, each with what removing it would lose."""
         out = []
         live = {s.id for s in self.store.sessions(p.name) if s.state is not State.CLEANED}
-        for wt in sorted(d.iterdir()):
-            if wt.name in live or owner_of_step(wt.name) in live or not wt.is_dir():
+        for wt in workspace.folders(d):
+            if wt.name in live or owner_of_step(wt.name) in live:
                 continue  # a live session's own, or its reviewer's or check's (stepwork.py)
             item = Item("orphan-worktree", wt.name, p.name,
                         "no session owns it" if wt.name not in owned else "its session ended",
-                        wt, bytes=du(wt))
-            item.keep = worksafe.work_at_risk(wt, p.remote, p.default_branch,
-                                                    disposable(p))
+                        wt, bytes=du(wt), host=host)
+            item.keep = worksafe.work_at_risk(wt, p.remote, p.default_branch, disposable(p))
             out.append(item)
         return out
 
-    def _orphan_tmux(self) -> list[Item]:
+    def _orphan_tmux(self, srv: Server, host: str = hosts.LOCAL) -> list[Item]:
         # a session that is not cleaned yet owns its tmux (its own item ends it, if it ends)
         owners = {s.id for s in self.store.sessions() if s.state is not State.CLEANED}
         overviews = {f"ao-{name}" for name in self.cfg.projects}
-        return [Item("orphan-tmux", name, "", "no live session owns it")
-                for name in tmux.sessions(self.srv)
+        return [Item("orphan-tmux", name, "", "no live session owns it", host=host)
+                for name in tmux.sessions(srv)
                 if name not in owners and owner_of_step(name) not in owners
                 and name not in KEEP_TMUX and name not in overviews]
 
@@ -180,8 +203,9 @@ class Cleaner:
 
     def _one(self, item: Item, report: Report, force: bool, delete_remote: bool) -> None:
         if item.kind == "orphan-tmux":
-            tmux.kill_session(self.srv, item.name)
-            emit(Event("cleanup.tmux", data={"session": item.name}), self.store)
+            tmux.kill_session(self.host_server(item.host), item.name)
+            emit(Event("cleanup.tmux", data={"session": item.name, "host": item.host}),
+                 self.store)
             return
         p = self.cfg.projects.get(item.project)
         if item.kind == "session" and item.session is not None and p is not None:
@@ -194,20 +218,40 @@ class Cleaner:
                            note=item.why)
             item.keep = out.why
             report.saved += out.saved
-        elif item.worktree is not None and item.worktree.exists() and p is not None:
-            if item.keep and force and (item.worktree / ".git").exists():
-                saved = worksafe.save_work(item.worktree,
-                                            paths.session_dir(item.project, item.name) / "saved",
-                                            p.remote, p.default_branch, disposable(p))
-                report.saved += [paths.display(f) for f in saved]
-                item.keep = []
-            if not item.keep:
-                workspace.remove_worktree(p.path, item.worktree)
+        elif item.worktree is not None and p is not None:
+            self._orphan_worktree(item, p, report, force)
         emit(Event("cleanup.removed" if not item.keep else "cleanup.kept", item.project or None,
                    item.name if item.kind == "session" else None,
                    item.session.task if item.session else None,
                    {"kind": item.kind, "why": item.why, "kept": item.keep,
                     "bytes": item.bytes}), self.store)
+
+    def _orphan_worktree(self, item: Item, p: ProjectConfig, report: Report,
+                         force: bool) -> None:
+        """Remove an orphaned worktree (here, or on its host with the same code), its work
+        saved first with `force`, else kept when anything is at risk."""
+        assert item.worktree is not None
+        host = None if item.host == hosts.LOCAL else self.cfg.hosts.get(item.host)
+        if item.host != hosts.LOCAL and host is None:
+            item.keep.append(f"host {item.host} is not in the config")
+            return
+        repo, saved_in = p.path, paths.session_dir(p.name, item.name) / "saved"
+        if host is not None:
+            where = hostwork.place(host, p.name, item.name)
+            repo, saved_in = Path(str(where.repo)), Path(str(where.session_dir)) / "saved"
+
+        def show(f: Path) -> str:
+            return paths.display(f) if host is None else f"{item.host}:{f}"
+        with workspace.on(host):
+            if not workspace.exists(item.worktree):
+                return
+            if item.keep and force and workspace.exists(item.worktree / ".git"):
+                saved = worksafe.save_work(item.worktree, saved_in, p.remote, p.default_branch,
+                                           disposable(p))
+                report.saved += [show(f) for f in saved]
+                item.keep = []
+            if not item.keep:
+                workspace.remove_worktree(repo, item.worktree)
 
     # ---- housekeeping ---------------------------------------------------------------------
 

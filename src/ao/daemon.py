@@ -209,13 +209,13 @@ class Daemon(Ticking):
         marker.write_text(today)
         from .cleanup import Cleaner
 
-        cleaner = Cleaner(self.cfg, self.store, self.fleet.srv, self.fleet.server)
+        cleaner = Cleaner(self.cfg, self.store, self.fleet.srv, self.fleet.host_server)
         report = cleaner.run(cleaner.plan(list(self.cfg.projects.values())))
         archived = cleaner.housekeeping()
         emit(Event("cleanup.nightly", data={
             "removed": sum(1 for i in report.items if not i.keep),
             "kept": sum(1 for i in report.items if i.keep), "freed": report.freed,
-            "archived": archived}), self.store)
+            "archived": archived, "unswept": report.unswept}), self.store)
 
     # ---- reactions ------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ same rules for what a worktree holds at risk, the same saving, wherever the work
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -61,6 +62,31 @@ def has_files(path: Path) -> bool:
     if _HOST.get() is None:
         return any(path.iterdir())
     return run_there('[ -n "$(ls -A "$1")" ]', str(path)).returncode == 0
+
+
+def folders(path: Path) -> list[Path]:
+    """The folders directly in `path` (none when it is missing), sorted."""
+    if _HOST.get() is None:
+        return sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+    out = run_there('for d in "$1"/*/; do [ -d "$d" ] && printf "%s\\n" "${d%/}"; done; :',
+                    str(path))
+    if out.returncode != 0:
+        raise ExternalError(f"cannot list {path}: {out.stderr.strip()[-200:]}",
+                            "run `ao hosts check`")
+    return sorted(Path(line) for line in out.stdout.splitlines() if line)
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes in the files under `path` (0 when it is missing or cannot be read)."""
+    if _HOST.get() is None:
+        total = 0
+        for root, _dirs, files in os.walk(path):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(root, f)).st_size
+        return total
+    out = run_there('du -sk -- "$1" 2>/dev/null | cut -f1', str(path))
+    return int(out.stdout.strip()) * 1024 if out.stdout.strip().isdigit() else 0
 
 
 def _rmtree(path: Path) -> None:

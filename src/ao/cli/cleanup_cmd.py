@@ -35,7 +35,7 @@ def cleanup(
         raise BadInput("say which: -p PROJECT or --all", "e.g. ao session cleanup --all --dry-run")
     projects = list(cfg.projects.values()) if all_ else [cfg.project(project or "")]
     age = parse_duration(older_than, "--older-than") if older_than else 0.0
-    cleaner = Cleaner(cfg, services.store(), services.fleet().srv, services.fleet().server)
+    cleaner = Cleaner(cfg, services.store(), services.fleet().srv, services.fleet().host_server)
     report = cleaner.plan(projects, age)
     going = [i for i in report.items if not i.keep]
     if not dry_run and going and not yes:
@@ -49,8 +49,9 @@ def cleanup(
         report.archived = cleaner.housekeeping()
     if json_out:
         emit_json({"dry_run": dry_run, "freed_bytes": report.freed, "saved": report.saved,
+                   "unswept": report.unswept,
                    "items": [{"kind": i.kind, "name": i.name, "project": i.project,
-                              "why": i.why, "kept": i.keep, "bytes": i.bytes,
+                              "why": i.why, "kept": i.keep, "bytes": i.bytes, "host": i.host,
                               "worktree": str(i.worktree) if i.worktree else None}
                              for i in report.items]})
         return
@@ -65,12 +66,15 @@ def _print(report: object, dry_run: bool) -> None:
     for i in report.items:
         what = {"session": "session", "orphan-worktree": "orphaned worktree",
                 "orphan-tmux": "orphaned tmux session"}[i.kind]
+        name = i.name if i.host == "local" else f"{i.name} on {i.host}"
         if i.keep:
-            typer.echo(f"kept     {what} {i.name}: {'; '.join(i.keep)} "
+            typer.echo(f"kept     {what} {name}: {'; '.join(i.keep)} "
                        "(push it, or --force to save it first)")
         else:
             size = f", {human(i.bytes)}" if i.bytes else ""
-            typer.echo(f"{verb:<8} {what} {i.name} ({i.why}{size})")
+            typer.echo(f"{verb:<8} {what} {name} ({i.why}{size})")
+    for line in report.unswept:
+        typer.echo(f"not swept host {line}")
     ended = sum(1 for i in report.items if i.kind == "session" and not i.keep)
     wts = sum(1 for i in report.items if i.worktree is not None and not i.keep)
     kept = sum(1 for i in report.items if i.keep)
