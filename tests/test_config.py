@@ -150,3 +150,21 @@ def test_init_without_github_uses_local_forge(repo: Path) -> None:
 def test_init_outside_a_repo(tmp_path: Path) -> None:
     r = run_ao("init", cwd=tmp_path)
     assert r.code == 2 and "not inside a git repository" in r.err
+
+
+def test_config_show_lists_hosts_with_secrets_masked(isolated_home: Path, tmp_path: Path) -> None:
+    git_init(tmp_path)
+    write_global(isolated_home, f"hosts:\n  local: {{max_sessions: 2}}\n  build-1:\n"
+                 "    ssh: ci@build-1\n    port: 2222\n    max_sessions: 6\n"
+                 "    env: {GITHUB_TOKEN: ghp_0123456789abcdef}\n"
+                 f"projects:\n  workflow:\n    path: {tmp_path}\n    hosts: [local, build-1]\n")
+    r = run_ao("config", "show", "--json")
+    assert r.code == 0, r.err
+    rows = {row["key"]: row for row in json.loads(r.out)}
+    assert rows["hosts.build-1.ssh"]["value"] == "ci@build-1"
+    assert rows["hosts.build-1.port"]["value"] == 2222
+    assert rows["hosts.build-1.max_sessions"]["value"] == 6
+    assert rows["hosts.local.max_sessions"]["value"] == 2
+    assert rows["hosts.build-1.ssh"]["source"] == "~/.agent-orchestrator/config.yaml"
+    assert rows["projects.workflow.hosts"]["value"] == ["local", "build-1"]
+    assert "ghp_0123456789abcdef" not in r.out

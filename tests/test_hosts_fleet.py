@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from ao import config, hosts, hostwork, paths
@@ -178,6 +181,17 @@ def test_send_logs_kill_and_cleanup_on_a_remote_session(pool: Pool) -> None:
     assert texts[-1] == "hello from far away; with 'quotes'"
     r = run_ao("logs", s.id, "-n", "50")
     assert r.code == 0 and "hello from far away" in r.out, r.out + r.err
+    # `logs -f` over ssh, stopped by SIGTERM (as a closed terminal or a supervisor would):
+    # its ssh client goes with it
+    follower = psutil.Popen([sys.executable, "-m", "ao", "logs", s.id, "-f"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    ssh = retry_until(lambda: [c for c in follower.children(recursive=True)
+                               if "tail -c 0 -f" in " ".join(c.cmdline())], timeout=20,
+                      message="the ssh client following the log")
+    follower.terminate()
+    assert follower.wait(10) == 128 + signal.SIGTERM
+    _gone, alive = psutil.wait_procs(ssh, timeout=10)
+    assert not alive, alive
     # work the agent has not committed is never deleted: the kill keeps the worktree
     (Path(s.worktree) / "draft.txt").write_text("not committed")
     r = run_ao("session", "kill", s.id)

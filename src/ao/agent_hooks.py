@@ -7,8 +7,9 @@ agent's tool call a few milliseconds instead of a Python start-up.
 
 ao reads the new lines (`ingest`): the daemon's poll (here, directly; on a host, in the poll's
 one round trip), and `ao send` while it waits for UserPromptSubmit. The file offset read so
-far is the session's `hooks_read`, advanced by compare-and-set, so two readers never record
-the same line twice; only whole lines are taken.
+far is the session's `hooks_read`, advanced by compare-and-set in the same transaction that
+records the lines' events and activity, so two readers never record the same line twice and a
+reader that dies halfway leaves them for the next; only whole lines are taken.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from . import paths
 from .agents.base import HOOK_FILE as FILE
 from .agents.base import HOOK_MAX_PAYLOAD as MAX_PAYLOAD
 from .errors import AoError
-from .events import Event, emit
+from .events import Event, published
 from .state import Activity
 from .store import Session, Store
 
@@ -75,12 +76,13 @@ def ingest(store: Store, s: Session, chunk: bytes, offset: int) -> Session:
     """Record the hooks in `chunk` (the file's bytes from `offset`) for the session; the
     session as it is after. Nothing is recorded if another reader took these bytes first."""
     hooks, used = parse(chunk)
-    if not used or not store.advance_hooks(s.id, offset, offset + used):
+    if not used:
         return s
     # hooks run as processes of their own: one that started later can append its line
     # first (a UserPromptSubmit behind its turn's Stop), so the newest by its own time wins,
     # never the last in the file, and never one older than what was recorded before
     last: tuple[Activity, float] | None = None
+    events = []
     for h in hooks:
         activity = ACTIVITY.get(h.event)
         if h.event == "Notification":
@@ -90,15 +92,20 @@ def ingest(store: Store, s: Session, chunk: bytes, offset: int) -> Session:
             last = (activity, h.at)
         data = {"event": h.event, "at": h.at,
                 **{k: str(h.payload[k])[:200] for k in KEPT_FIELDS if k in h.payload}}
-        emit(Event("agent.hook", s.project, s.id, s.task, {"agent": s.agent, **data}), store)
-    if last is None:
-        return store.session(s.id)
+        events.append(Event("agent.hook", s.project, s.id, s.task, {"agent": s.agent, **data}))
+    # the bytes claimed, their events and the activity they set are one transaction: a
+    # reader that dies halfway records all of them or none, and the next reader takes them
     # hooks write their own columns: `observe` combines them with the screen, so neither can
     # overwrite the other with a stale value
-    s = store.update_session(s.id, hook_activity=last[0].value, hook_at=last[1])
-    if last[0] in (Activity.IDLE, Activity.WAITING_INPUT, Activity.EXITED):
+    if not store.record_hooks(s.id, offset, offset + used, [e.row() for e in events],
+                              (last[0].value, last[1]) if last else None):
+        return s
+    for e in events:
+        published(e)
+    if last is not None and last[0] in (Activity.IDLE, Activity.WAITING_INPUT,
+                                        Activity.EXITED):
         paths.poke_daemon()  # queued messages and reactions need not wait for the next poll
-    return s
+    return store.session(s.id)
 
 
 def local_file(s: Session) -> Path:

@@ -148,6 +148,17 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
     add("llm.timeout", f"{cfg.llm.timeout:g}s")
     add("web.port", cfg.web.port)
     add("web.host", cfg.web.host)
+    for h in cfg.hosts.values():
+        pre = f"hosts.{h.name}"
+        if not h.local:
+            add(f"{pre}.ssh", h.ssh)
+            add(f"{pre}.port", h.port)
+            add(f"{pre}.identity", paths.display(h.identity) if h.identity else None)
+            add(f"{pre}.workdir", h.workdir)
+            add(f"{pre}.env", {k: environment.masked(k, v) for k, v in h.env})
+            add(f"{pre}.options", list(h.options))
+        add(f"{pre}.max_sessions", h.max_sessions)
+        add(f"{pre}.min_free_mb", h.min_free_mb)
     for p in cfg.projects.values():
         pre = f"projects.{p.name}"
         add(f"{pre}.path", paths.display(p.path))
@@ -157,6 +168,7 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
         add(f"{pre}.forge", p.forge)
         add(f"{pre}.agent", p.agent.command or p.agent.name)
         add(f"{pre}.max_concurrent", p.max_concurrent)
+        add(f"{pre}.hosts", list(p.hosts))
         add(f"{pre}.plan", p.plan)
         add(f"{pre}.ci", p.ci_command)
         add(f"{pre}.session_prefix", p.session_prefix)

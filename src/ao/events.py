@@ -50,6 +50,10 @@ class Event:
             ensure_ascii=False, default=str, separators=(",", ":"),
         ).translate(_C1_ESCAPES)
 
+    def row(self) -> tuple[str, str, str | None, str | None, str | None, dict[str, Any]]:
+        """The store's columns (Store.add_event)."""
+        return self.ts, self.type, self.project, self.session, self.task, self.data
+
     @classmethod
     def from_json(cls, line: str) -> Event:
         d = json.loads(line)
@@ -91,13 +95,19 @@ def add_listener(fn: Callable[[Event], None]) -> None:
 
 
 def emit(event: Event, store: Store | None = None) -> Event:
-    """Record an event everywhere it belongs: the global log, the session's log, the store."""
+    """Record an event everywhere it belongs: the store, the global log, the session's log."""
+    if store is not None:
+        store.add_event(*event.row())
+    return published(event)
+
+
+def published(event: Event) -> Event:
+    """An event the store already holds (recorded in a transaction with what it tells),
+    written to the logs and told to this process's listeners."""
     line = event.to_json()
     append_line(paths.events_log(), line)
     if event.session and event.project:
         append_line(paths.session_dir(event.project, event.session) / "events.log", line)
-    if store is not None:
-        store.add_event(event.ts, event.type, event.project, event.session, event.task, event.data)
     for fn in _listeners:
         fn(event)
     return event

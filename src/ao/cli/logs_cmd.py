@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -83,13 +84,32 @@ def _host_log(s: Session, lines: int, follow: bool) -> None:
     for line in transcript(r.stdout).splitlines()[-lines:]:
         typer.echo(line)
     if follow:
-        argv = [*hosts.ssh_argv(host), "--", f"tail -c 0 -f {shlex.quote(str(log))}"]
-        with subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) as p:
-            assert p.stdout is not None
-            fd = p.stdout.fileno()
-            for chunk in iter(lambda: os.read(fd, 65536), b""):
-                sys.stdout.write(transcript(chunk))
-                sys.stdout.flush()
+        _follow_over_ssh([*hosts.ssh_argv(host), "--", f"tail -c 0 -f {shlex.quote(str(log))}"])
+
+
+def _follow_over_ssh(argv: list[str]) -> None:
+    """Print what the ssh command prints until it ends or ao is stopped: Ctrl-C, and also a
+    SIGTERM or SIGHUP (a closed terminal), end the ssh client too, never leaving it behind."""
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        assert p.stdout is not None
+        fd = p.stdout.fileno()
+        for chunk in iter(lambda: os.read(fd, 65536), b""):
+            sys.stdout.write(transcript(chunk))
+            sys.stdout.flush()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        p.terminate()
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def _agent_transcript(sdir: Path) -> Path | None:

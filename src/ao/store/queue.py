@@ -116,11 +116,24 @@ class Queue(Sessions):
         (n,) = self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
         return int(n)
 
-    def advance_hooks(self, sid: str, old: int, new: int) -> bool:
-        """Claim the hook file's bytes old..new for this reader; False if another took them."""
+    def record_hooks(self, sid: str, old: int, new: int,
+                     events: list[tuple[str, str, str | None, str | None, str | None,
+                                        dict[str, Any]]],
+                     activity: tuple[str, float] | None) -> bool:
+        """Claim the hook file's bytes old..new for this reader and record what they said, in
+        one transaction: their events, and the hook activity unless a newer one is recorded.
+        False, and nothing recorded, if another reader took these bytes first."""
         with self.transaction() as c:
-            return c.execute("UPDATE sessions SET hooks_read = ? WHERE id = ? AND "
-                             "hooks_read = ?", (new, sid, old)).rowcount == 1
+            if c.execute("UPDATE sessions SET hooks_read = ? WHERE id = ? AND hooks_read = ?",
+                         (new, sid, old)).rowcount != 1:
+                return False
+            for row in events:
+                self.add_event(*row)
+            if activity is not None:
+                c.execute("UPDATE sessions SET hook_activity = ?, hook_at = ?, updated_at = ? "
+                          "WHERE id = ? AND (hook_at IS NULL OR hook_at <= ?)",
+                          (*activity, time.time(), sid, activity[1]))
+        return True
 
     def hook_seen(self, sid: str, hook: str, after_id: int) -> bool:
         row = self.conn.execute(
