@@ -51,9 +51,10 @@ def poll(root: Path, args: argparse.Namespace) -> None:
     with sshd(root / "sshd") as server:
         h = hosts.parse({"bench": {**server.host_config(),
                                    "workdir": str(root / "bench-wd")}})["bench"]
-        hosts.install_tmux_conf(h)
+        conf = hostwork.tmux_conf(h)
+        hostwork.write(h, conf, tmux.CONF)
         socket = f"ao-bench-{os.getpid()}"
-        srv = hosts.tmux_server(h, socket)
+        srv = hosts.tmux_server(h, socket, str(conf))
         try:
             for i in range(args.sessions):
                 tmux.new_session(srv, f"b-{i}", Path("/tmp"), "sleep 600", {})
@@ -93,7 +94,7 @@ def spawn(root: Path, tasks: int) -> None:
 
     from tests.sshd import sshd
 
-    from ao import hosts
+    from ao import channel, hosts
 
     work, bare = root / "work", root / "remote.git"
     sh = lambda *a, cwd=None: subprocess.run(a, cwd=cwd, check=True,  # noqa: E731
@@ -141,6 +142,7 @@ def spawn(root: Path, tasks: int) -> None:
             if spawned != tasks:
                 raise SystemExit(f"{label}: {spawned}/{tasks} spawned\n{proc.stdout}"
                                  f"{proc.stderr}")
+        channel.close_all()
         for sock in hosts.control_dir().iterdir():
             subprocess.run(["ssh", "-O", "exit", "-S", str(sock), "x"], capture_output=True)
     for d in tmux_dirs.values():

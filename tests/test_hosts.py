@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ao import hosts, hostwork, paths, tmux
-from ao.errors import BadInput
+from ao import channel, hosts, hostwork, paths, tmux
+from ao.errors import BadInput, ExternalError
 
 from .helpers import retry_until, run_ao
 from .sshd import SSHD, SshServer, sshd
@@ -32,6 +32,7 @@ def server(tmp_path: Path, isolated_home: Path) -> Iterator[SshServer]:
             import shutil
             import subprocess
 
+            channel.close_all()
             d = hosts.control_dir()
             for sock in d.iterdir():
                 subprocess.run(["ssh", "-O", "exit", "-S", str(sock), "x"],
@@ -247,3 +248,40 @@ def test_a_worktree_on_a_host_is_judged_and_saved_by_the_same_rules(server: SshS
     assert bundles and "refs/heads/ao/t-1" in git(repo, "bundle", "list-heads",
                                                   str(bundles[0]))
     assert all(x.startswith("b:") for x in out.saved)
+
+
+@needs_sshd
+def test_commands_on_a_host_share_one_open_shell(server: SshServer) -> None:
+    """The runner's channel (channel.py): each command's exit status, output, errors and
+    standard input, byte for byte (a frame never eats the next), over one ssh that stays
+    open; a command past its timeout closes its channel and the next one works; threads
+    side by side each get their own answer."""
+    h = host_of(server)
+    big = "".join(f"line {i} \u00e9\n" for i in range(40000))  # ~500 KB each way
+    r = hosts.run(h, ["sh", "-c", "cat; echo oops >&2; exit 3"], input=big)
+    assert (r.returncode, r.stdout, r.stderr) == (3, big, "oops\n")
+    r = hosts.run(h, ["printf", "%s", "no newline at the end"])
+    assert (r.returncode, r.stdout) == (0, "no newline at the end")
+    [ch] = channel._IDLE[tuple(hosts.ssh_argv(h))]
+    pid = ch.proc.pid
+    for i in range(20):
+        assert hosts.run(h, ["echo", str(i)]).stdout == f"{i}\n"
+    assert [c.proc.pid for c in channel._IDLE[tuple(hosts.ssh_argv(h))]] == [pid]
+    t0 = time.monotonic()
+    with pytest.raises(ExternalError, match=r"did not answer in 0\.5s"):
+        hosts.run(h, ["sleep", "5"], timeout=0.5)
+    assert time.monotonic() - t0 < 3
+    assert ch.proc.poll() is not None  # the channel that timed out is gone, not reused
+    assert hosts.run(h, ["echo", "after"]).stdout == "after\n"
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as ex:
+        outs = list(ex.map(lambda i: hosts.run(h, ["sh", "-c", f"sleep 0.0{i % 3}; echo {i}"])
+                           .stdout, range(40)))
+    assert outs == [f"{i}\n" for i in range(40)]
+    assert len(channel._IDLE[tuple(hosts.ssh_argv(h))]) <= channel.IDLE_KEPT
+    # a channel whose ssh ended while idle: the command goes on a new one, once
+    for c in channel._IDLE[tuple(hosts.ssh_argv(h))]:
+        c.proc.kill()
+        c.proc.wait()
+    assert hosts.run(h, ["echo", "again"]).stdout == "again\n"

@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ao import config, hosts, hostwork, paths
+from ao import channel, config, hosts, hostwork, paths
 from ao.daemon import Daemon
 from ao.fleet import Fleet
 from ao.state import Activity, State
@@ -109,6 +109,7 @@ def pool(env: Env, tmp_path: Path) -> Iterator[Pool]:
     finally:
         for name in servers:
             p.host_tmux(name, "kill-server")
+        channel.close_all()
         d = hosts.control_dir()
         for sock in d.iterdir():
             subprocess.run(["ssh", "-O", "exit", "-S", str(sock), "x"], capture_output=True,
@@ -350,6 +351,7 @@ def test_a_host_cut_off_mid_run_loses_nothing_and_doubles_nothing(env: Env,
             assert text.count('"host.unreachable"') == 1 and '"host.reachable"' in text
         finally:
             pool.host_tmux("build-c", "kill-server")
+            channel.close_all()
             for sock in socks().iterdir():
                 subprocess.run(["ssh", "-O", "exit", "-S", str(sock), "x"],
                                capture_output=True, timeout=10)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import paths
+from . import channel, paths
 from .errors import BadInput, ExternalError
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
@@ -177,24 +177,33 @@ def ssh_argv(host: Host) -> list[str]:
 
 def run(host: Host, argv: list[str], input: str | None = None, timeout: float = 60,
         silence_is_down: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run a command on the host (here for `local`): the runner seam. Raises Unreachable
-    when ssh could not reach the host (and, with `silence_is_down`, when the command did not
-    answer in time: a poll's quick question); a slow command is an ExternalError."""
-    full = argv if host.local else [*ssh_argv(host), "--", shlex.join(argv)]
+    """Run a command on the host (here for `local`; on an SSH host over one of its open
+    channels, channel.py): the runner seam. Raises Unreachable when ssh could not reach the
+    host (and, with `silence_is_down`, when the command did not answer in time: a poll's
+    quick question); a slow command is an ExternalError."""
+    if host.local:
+        try:
+            return subprocess.run(argv, input=input, capture_output=True, text=True,
+                                  timeout=timeout, stdin=None if input is not None
+                                  else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise (Unreachable if silence_is_down else ExternalError)(
+                f"host {host.name}: `{argv[0]}` did not answer in {timeout:g}s",
+                "is this machine overloaded?") from None
     try:
-        r = subprocess.run(full, input=input, capture_output=True, text=True,
-                           timeout=timeout, stdin=None if input is not None
-                           else subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        error = Unreachable if silence_is_down or not connected(host) else ExternalError
-        raise error(f"host {host.name}: `{argv[0]}` did not answer in {timeout:g}s",
-                    f"is {host.ssh or 'this machine'} reachable?") from None
-    # 255 is ssh's own failure, or the command's exit status: the master connection tells
-    if r.returncode == SSH_FAILED and not host.local and not connected(host):
-        err = (r.stderr or "").strip().splitlines()
-        raise Unreachable(f"host {host.name}: {err[-1] if err else 'ssh failed'}",
-                          "see `ao hosts check`")
-    return r
+        a = channel.run(tuple(ssh_argv(host)), shlex.join(argv), (input or "").encode(),
+                        timeout)
+    except channel.Broken as e:
+        if e.timed_out:
+            error = Unreachable if silence_is_down or not connected(host) else ExternalError
+            raise error(f"host {host.name}: `{argv[0]}` did not answer in {timeout:g}s",
+                        f"is {host.ssh} reachable?") from None
+        if not connected(host):
+            raise Unreachable(f"host {host.name}: {e}", "see `ao hosts check`") from None
+        raise ExternalError(f"host {host.name}: {e}", "see `ao hosts check`") from None
+    return subprocess.CompletedProcess(argv, a.returncode,
+                                       a.stdout.decode("utf-8", "replace"),
+                                       a.stderr.decode("utf-8", "replace"))
 
 
 def connected(host: Host) -> bool:

@@ -9,7 +9,6 @@ import hashlib
 import os
 import shlex
 import shutil
-import subprocess
 import tempfile
 import time
 import uuid
@@ -22,7 +21,7 @@ import psutil
 from libtmux import Server
 from libtmux.common import tmux_cmd
 
-from . import paths
+from . import channel, paths
 from .errors import ExternalError
 from .hosts import SSH_FAILED, Host, Unreachable
 
@@ -76,14 +75,13 @@ class SshCmd(tmux_cmd):
     def __init__(self, ssh: tuple[str, ...], argv: list[str], input: str | None = None,
                  timeout: float = 20) -> None:
         self.cmd = argv
-        full = [*ssh[:-1], *([] if input is not None else ["-n"]), ssh[-1], "--",
-                shlex.join(argv)]
         try:
-            r = subprocess.run(full, input=input, capture_output=True, text=True,
-                               encoding="utf-8", errors="backslashreplace", timeout=timeout)
-            out, err, self.returncode = r.stdout, r.stderr, r.returncode
-        except subprocess.TimeoutExpired:
-            out, err, self.returncode = "", f"no answer in {timeout:g}s", SSH_FAILED
+            a = channel.run(ssh, shlex.join(argv), (input or "").encode(), timeout)
+            out, err, self.returncode = (a.stdout.decode("utf-8", "backslashreplace"),
+                                         a.stderr.decode("utf-8", "backslashreplace"),
+                                         a.returncode)
+        except channel.Broken as e:
+            out, err, self.returncode = "", str(e), SSH_FAILED
         lines = out.split("\n")
         while lines and lines[-1] == "":
             lines.pop()

@@ -1,0 +1,175 @@
+"""Commands on an SSH host over a shell that stays open (the runner's transport, hosts.py).
+
+`ssh host -- cmd` costs an sshd session per command even over a multiplexed connection: a
+fork, the login's PAM and shell start-up, about 0.1 s on an idle machine and several times
+that under load, and ao sends many small commands (a start, a screen look, a key). A channel
+is one `ssh host` running a small read-eval loop in `sh`; each command is a frame on its
+standard input and its answer a frame on its standard output, so a command costs the
+command alone.
+
+Frames: ao writes `<script bytes> <input bytes>\\n`, then the script (a shell command line,
+what ssh would have run) and the command's standard input; the loop runs the script with
+`sh` in the login's environment and home, its output in files, and answers
+`<exit status> <stdout bytes> <stderr bytes>\\n` and both. `head -c` reads exact byte counts
+(GNU coreutils and busybox read no further than asked, so a frame never eats the next).
+
+Channels are pooled per destination; a thread takes an idle one or opens another, so starts
+that run beside each other stay beside each other. A command that outlives its timeout, or
+a channel whose ssh ends, is closed and never reused: the next command opens a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+# the loop: a folder of its own for the frames' files, removed when ao hangs up
+LOOP = r"""d=$(mktemp -d) || exit 1
+trap 'rm -rf "$d"' EXIT
+while IFS=' ' read -r n m; do
+  head -c "$n" > "$d/s"; head -c "$m" > "$d/i"
+  sh "$d/s" < "$d/i" > "$d/o" 2> "$d/e"; rc=$?
+  printf '%s %s %s\n' "$rc" $(wc -c < "$d/o") $(wc -c < "$d/e")
+  cat "$d/o" "$d/e"
+done
+"""
+IDLE_KEPT = 6  # idle channels kept per destination; more are closed when handed back
+
+
+@dataclass(frozen=True)
+class Answer:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+class Broken(Exception):
+    """The channel ended or did not answer in time: the command may or may not have run."""
+
+    def __init__(self, why: str, timed_out: bool = False, sent: bool = True) -> None:
+        super().__init__(why)
+        self.timed_out = timed_out
+        self.sent = sent  # False: the channel had ended before the command was written
+
+
+class Channel:
+    def __init__(self, ssh: tuple[str, ...]) -> None:
+        self.proc = subprocess.Popen(
+            [*ssh[:-1], ssh[-1], "--", f"exec sh -c {_quote(LOOP)}"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        self.buf = b""
+
+    def run(self, script: str, input: bytes, timeout: float) -> Answer:
+        body = script.encode()
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(f"{len(body)} {len(input)}\n".encode() + body + input)
+            self.proc.stdin.flush()
+        except OSError:
+            raise Broken(self._why_ended(), sent=False) from None
+        deadline = time.monotonic() + timeout
+        head = self._line(deadline).split()
+        if len(head) != 3 or not all(x.isdigit() for x in head):
+            raise Broken(f"the host's shell answered {b' '.join(head)[:80]!r}")
+        rc, n_out, n_err = (int(x) for x in head)
+        out = self._exactly(n_out, deadline)
+        return Answer(rc, out, self._exactly(n_err, deadline))
+
+    def _fill(self, deadline: float) -> None:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise Broken("no answer in time", timed_out=True)
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            raise Broken(self._why_ended())
+        self.buf += chunk
+
+    def _line(self, deadline: float) -> bytes:
+        while b"\n" not in self.buf:
+            self._fill(deadline)
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line
+
+    def _exactly(self, n: int, deadline: float) -> bytes:
+        while len(self.buf) < n:
+            self._fill(deadline)
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _why_ended(self) -> str:
+        """ssh's own last words (`Connection refused`, ...) once it has ended."""
+        try:
+            self.proc.wait(5)
+            err = self.proc.stderr.read().decode("utf-8", "replace") if self.proc.stderr \
+                else ""
+        except (subprocess.TimeoutExpired, OSError):
+            err = ""
+        lines = [x for x in err.strip().splitlines() if x]
+        return lines[-1] if lines else "the connection ended"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                with contextlib.suppress(OSError):  # unsent bytes to a channel that ended
+                    f.close()
+
+
+_IDLE: dict[tuple[str, ...], list[Channel]] = {}
+_LOCK = threading.Lock()
+
+
+def run(ssh: tuple[str, ...], script: str, input: bytes = b"",
+        timeout: float = 60) -> Answer:
+    """Run the shell command line `script` on the destination of the ssh argv `ssh` (which
+    ends with it), `input` on its standard input. Raises Broken when the channel could not
+    answer (the connection ended, or `timeout` passed)."""
+    with _LOCK:
+        idle = _IDLE.setdefault(ssh, [])
+        ch = idle.pop() if idle else None
+    fresh = ch is None or ch.proc.poll() is not None
+    if ch is None or fresh:
+        ch = Channel(ssh)
+    try:
+        answer = ch.run(script, input, timeout)
+    except Broken as e:
+        ch.close()
+        if e.sent or fresh:
+            raise
+        # an idle channel that had ended (the host restarted, the master went away): the
+        # command never left, so it goes once more on a new channel
+        return run(ssh, script, input, timeout)
+    except BaseException:
+        ch.close()  # mid-frame: its next answer would be this one's rest
+        raise
+    with _LOCK:
+        idle = _IDLE.setdefault(ssh, [])
+        if len(idle) < IDLE_KEPT:
+            idle.append(ch)
+            return answer
+    ch.close()
+    return answer
+
+
+def close_all() -> None:
+    """Close every idle channel (tests; ao's own exit closes them with their pipes)."""
+    with _LOCK:
+        chans = [c for idle in _IDLE.values() for c in idle]
+        _IDLE.clear()
+    for c in chans:
+        c.close()
+
+
+def _quote(s: str) -> str:
+    return "'" + s.replace("'", "'\"'\"'") + "'"
