@@ -223,6 +223,18 @@ def test_push_plan_in_dependency_order(f: GitHubForge, gh: GH) -> None:
     assert repo.issues[2]["body"] == "Depends on #1\n\n<!-- ao:shop/B-1 -->"
 
 
+def test_the_rest_budget_is_read_from_each_answer(f: GitHubForge, gh: GH, clone: Path) -> None:
+    """x-ratelimit-remaining of a REST answer, through PyGithub's public rate_limiting,
+    counted for `core` apart from `graphql`."""
+    fake, _ = gh
+    fake.rate_limit = 4321
+    push_branch(clone, "ao/b-1", {"b.txt": "1"})
+    f.create_pr("ao/b-1", "b", "")
+    # the fake counts each request down from there
+    assert 4300 < f.budgets["core"] <= 4321 and f.rate_remaining == f.budgets["core"]
+    assert "graphql" not in f.budgets
+
+
 def test_low_rate_budget_is_noticed(f: GitHubForge, gh: GH, clone: Path) -> None:
     fake, _ = gh
     push_branch(clone, "ao/a-1", {"a.txt": "1"})

@@ -43,3 +43,11 @@ class StateError(AoError):
 
 class ExternalError(AoError):
     """git, tmux, an agent CLI or a forge failed."""
+
+
+class ForgeError(ExternalError):
+    """A forge answered with an HTTP error status (`status`)."""
+
+    def __init__(self, message: str, hint: str = "", status: int = 0) -> None:
+        super().__init__(message, hint)
+        self.status = status

@@ -19,7 +19,7 @@ import github
 from github import Auth, Github, GithubException
 
 from ..config import ProjectConfig
-from ..errors import BadInput, ConfigError, ExternalError
+from ..errors import BadInput, ConfigError, ExternalError, ForgeError
 from ..sanitize import clean
 from ..store import Store
 from .base import (
@@ -104,7 +104,7 @@ class GitHubClient:
         self.requests += 1
         try:
             out = fn()
-            self._note_rate()
+            self._note_rate("graphql" if what == "graphql" else "core")
             return out
         except GithubException as e:
             headers = {k.lower(): v for k, v in (e.headers or {}).items()}
@@ -114,13 +114,14 @@ class GitHubClient:
                                     "`gh auth login`") from None
             limited = e.status == 429 or (e.status == 403 and (
                 _secondary(e) or headers.get("x-ratelimit-remaining") == "0"))
-            error = ExternalError(f"GitHub {what} failed: {e.status} {_message(e)}",
-                                  _hint(e.status))
+            error = ForgeError(f"GitHub {what} failed: {e.status} {_message(e)}",
+                               _hint(e.status), e.status)
             if limited:
                 wait = _wait(headers, secondary=_secondary(e))
                 resource = headers.get("x-ratelimit-resource", "core")
-                error = ExternalError(f"GitHub rate limit ({resource}): it asks to wait "
-                                      f"{wait:.0f}s before {what}", "ao waits and goes on")
+                error = ForgeError(f"GitHub rate limit ({resource}): it asks to wait "
+                                   f"{wait:.0f}s before {what}", "ao waits and goes on",
+                                   e.status)
                 if wait > self.max_wait:
                     self.blocked_until = time.time() + wait  # the caller skips until then
                     raise error from None
@@ -133,13 +134,12 @@ class GitHubClient:
             raise _Transient(ExternalError(f"GitHub {what} failed: {type(e).__name__}",
                                            "is the network up?"), None) from None
 
-    def _note_rate(self) -> None:
-        """Remember the budget left, per resource (REST `core` and `graphql` are apart)."""
-        headers = getattr(self.gh.requester, "_Requester__last_headers", None) or {}
-        remaining = headers.get("x-ratelimit-remaining")
-        if remaining is not None and str(remaining).isdigit():
-            resource = str(headers.get("x-ratelimit-resource") or "core")
-            self.budgets[resource] = int(remaining)
+    def _note_rate(self, resource: str) -> None:
+        """Remember the budget left, per resource (REST `core` and `graphql` are counted
+        apart): PyGithub keeps the last answer's x-ratelimit-remaining and -limit."""
+        remaining, limit = self.gh.requester.rate_limiting
+        if limit >= 0:
+            self.budgets[resource] = remaining
             self.rate_remaining = min(self.budgets.values())
 
     def low_budget(self) -> bool:

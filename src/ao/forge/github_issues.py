@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..errors import BadInput, ExternalError, NotFound
+from ..errors import BadInput, ForgeError, NotFound
 from ..store import Store
 from .base import (
     Issue,
@@ -31,8 +31,8 @@ class GitHubIssues(GitHubClient):
                 # the object is lazy: fetch and read it inside the retried call
                 return self._call(f"issue #{key}",
                                   lambda: self._issue(self.repo.get_issue(int(key))))
-            except ExternalError as e:
-                if " 404 " in str(e):
+            except ForgeError as e:
+                if e.status == 404:
                     raise NotFound(f"no issue #{key} in {self.project.repo}",
                                    "check the number") from None
                 raise
