@@ -3,6 +3,7 @@ schedule, and the checks of hand-written waves against the graph."""
 
 from __future__ import annotations
 
+import graphlib
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -115,18 +116,18 @@ def layers(plan: Plan) -> list[list[str]]:
 
 
 def topo_order(plan: Plan) -> list[str]:
-    indeg = {k: len(t.deps) for k, t in plan.tasks.items()}
-    dependents = plan.dependents()
-    ready = [k for k in plan.tasks if indeg[k] == 0]
-    out: list[str] = []
-    while ready:
-        k = ready.pop(0)
-        out.append(k)
-        for d in dependents[k]:
-            indeg[d] -= 1
-            if indeg[d] == 0:
-                ready.append(d)
-    return out
+    """Every task after its dependencies; among tasks ready together, plan order (each task
+    is known to the sorter in plan order before any edge is)."""
+    ts: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for key in plan.tasks:
+        ts.add(key)
+    for key, task in plan.tasks.items():
+        ts.add(key, *(d for d in task.deps if d in plan.tasks and d != key))
+    try:
+        return list(ts.static_order())
+    except graphlib.CycleError as e:
+        raise PlanError(f"the plan's graph has a cycle: {' -> '.join(e.args[1])}",
+                        "run `ao plan check`") from None
 
 
 def tails(plan: Plan) -> dict[str, float]:
