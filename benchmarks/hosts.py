@@ -3,13 +3,16 @@
 Real sshd servers on 127.0.0.1 (tests/sshd.py) play the hosts, each with its own tmux
 server (its own TMUX_TMPDIR through sshd's SetEnv), as separate machines would have.
 
-poll: N sessions in a host's tmux server; ao's poll of that host (`hostwork.poll`: every
-pane and the new bytes of every hook file, one round trip) beside the floor of `ssh host
-true` over the same multiplexed connection. Target: ratio <= 2.
+poll: N sessions spread over three hosts' tmux servers; ao's poll of the three (`hostwork.poll`
+a host: every pane and the new bytes of every hook file, one round trip over the host's open
+channel, channel.py) beside the floor of one `ssh host true` a host over the same
+multiplexed connection. Target: ratio <= 2.
 
 spawn: `ao batch-spawn` of 12 tasks (demo agent, first prompt delivered and confirmed) on
 this machine alone, beside the same 12 spread over this machine and two hosts (4 each).
-Target: ratio <= 1.2.
+Target: ratio <= 1.2. The CPU this machine spent in each is printed beside: when the "hosts"
+are sshd servers on this machine they add their own work (their clones, tmux servers, the
+commands ao sends) to the same cores.
 
     python benchmarks/hosts.py [--sessions 30] [--rounds 20] [--tasks 12]
 """
@@ -44,46 +47,62 @@ def main() -> None:
 
 
 def poll(root: Path, args: argparse.Namespace) -> None:
+    """`--sessions` sessions spread over three hosts; the daemon's poll asks each host once
+    (hostwork.poll: its panes and the new bytes of its sessions' hook files), beside the
+    floor of one `ssh host true` per host over the same multiplexed connection."""
+    import contextlib
+
     from tests.sshd import sshd
 
-    from ao import hosts, hostwork, tmux
+    from ao import channel, hosts, hostwork, tmux
 
-    with sshd(root / "sshd") as server:
-        h = hosts.parse({"bench": {**server.host_config(),
-                                   "workdir": str(root / "bench-wd")}})["bench"]
-        conf = hostwork.tmux_conf(h)
-        hostwork.write(h, conf, tmux.CONF)
-        socket = f"ao-bench-{os.getpid()}"
-        srv = hosts.tmux_server(h, socket, str(conf))
-        try:
-            for i in range(args.sessions):
-                tmux.new_session(srv, f"b-{i}", Path("/tmp"), "sleep 600", {})
-            assert len(tmux.panes(srv)) == args.sessions
-            hooks = root / "bench-wd" / "hooks"
+    socket = f"ao-bench-{os.getpid()}"
+    with contextlib.ExitStack() as stack:
+        pool = []
+        for n in range(3):
+            tmux_dir = Path(tempfile.mkdtemp(prefix=f"ao-bp{n}-"))
+            server = stack.enter_context(sshd(root / f"sshd-poll-{n}", setenv={
+                "TMUX_TMPDIR": str(tmux_dir)}))
+            h = hosts.parse({f"bench-{n}": {**server.host_config(),
+                                            "workdir": str(root / f"bench-wd-{n}")}})[
+                f"bench-{n}"]
+            conf = hostwork.tmux_conf(h)
+            hostwork.write(h, conf, tmux.CONF)
+            srv = hosts.tmux_server(h, socket, str(conf))
+            stack.callback(srv.cmd, "kill-server")
+            hooks = root / f"bench-wd-{n}" / "hooks"
             hooks.mkdir(parents=True)
             reads = []
-            for i in range(args.sessions):
+            for i in range(n, args.sessions, 3):
+                tmux.new_session(srv, f"b-{i}", Path("/tmp"), "sleep 600", {})
                 (hooks / f"b-{i}.tsv").write_text("Stop\t1.0\t{}\n")
                 reads.append((f"b-{i}", hostwork.PurePosixPath(str(hooks / f"b-{i}.tsv")), 0))
+            pool.append((h, reads))
 
-            def timed(fn: object) -> float:
-                samples = []
-                for _ in range(args.rounds):
-                    t0 = time.perf_counter()
-                    fn()  # type: ignore[operator]
-                    samples.append(time.perf_counter() - t0)
-                return statistics.median(samples)
+        def timed(fn: object) -> float:
+            samples = []
+            for _ in range(args.rounds):
+                t0 = time.perf_counter()
+                fn()  # type: ignore[operator]
+                samples.append(time.perf_counter() - t0)
+            return statistics.median(samples)
 
-            floor = timed(lambda: subprocess.run([*hosts.ssh_argv(h), "--", "true"],
-                                                 check=True, capture_output=True))
-            polled = timed(lambda: hostwork.poll(h, socket, reads))
-            panes, chunks = hostwork.poll(h, socket, reads)
-            assert panes is not None and len(chunks) == args.sessions
-        finally:
-            srv.cmd("kill-server")
-    print(f"{args.sessions} sessions on one SSH host: poll (panes and hook files, one round "
-          f"trip) {polled * 1000:.1f} ms; floor (ssh host true) {floor * 1000:.1f} ms; "
-          f"ratio {polled / floor:.2f} (target <= 2)")
+        def floor_round() -> None:
+            for h, _reads in pool:
+                subprocess.run([*hosts.ssh_argv(h), "--", "true"], check=True,
+                               capture_output=True)
+
+        def poll_round() -> None:
+            for h, reads in pool:
+                panes, chunks = hostwork.poll(h, socket, reads)
+                assert panes is not None and len(chunks) == len(reads)
+
+        floor = timed(floor_round)
+        polled = timed(poll_round)
+        channel.close_all()
+    print(f"{args.sessions} sessions on 3 SSH hosts: a poll (each host's panes and hook files, "
+          f"one round trip a host) {polled * 1000:.1f} ms; floor (`ssh host true` a host) "
+          f"{floor * 1000:.1f} ms; ratio {polled / floor:.2f} (target <= 2)")
 
 
 def spawn(root: Path, tasks: int) -> None:
@@ -111,6 +130,7 @@ def spawn(root: Path, tasks: int) -> None:
     sh("git", "push", "-q", "-u", "origin", "main", cwd=work)
     tmux_dirs = {n: Path(tempfile.mkdtemp(prefix=f"ao-{n}-")) for n in ("h1", "h2")}
     times: dict[str, float] = {}
+    busy: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
         servers = {n: stack.enter_context(sshd(root / f"sshd-{n}", setenv={
             "TMUX_TMPDIR": str(d)})) for n, d in tmux_dirs.items()}
@@ -129,11 +149,13 @@ def spawn(root: Path, tasks: int) -> None:
                 "bench": {"path": str(clone), "agent": "demo", "max_concurrent": tasks,
                           "plan": "plans/p.yaml", "hosts": pool}}}))
             env = {**os.environ, "AO_HOME": str(home), "AO_TMUX_SOCKET": socket}
+            b0 = _busy()
             t0 = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "ao", "batch-spawn", "bench",
                                    "--plan", str(clone / "plans" / "p.yaml"), "--force"],
                                   cwd=clone, env=env, capture_output=True, text=True)
             times[label] = time.perf_counter() - t0
+            busy[label] = _busy() - b0
             spawned = proc.stdout.count(" spawned")
             subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
             for d in tmux_dirs.values():
@@ -150,6 +172,17 @@ def spawn(root: Path, tasks: int) -> None:
     one, three = times["one machine"], times["three machines"]
     print(f"batch-spawn {tasks} tasks: this machine alone {one:.2f}s; over this machine and "
           f"two SSH hosts {three:.2f}s; ratio {three / one:.2f} (target <= 1.2)")
+    cores = os.cpu_count() or 1
+    print(f"  CPU busy on this machine ({cores} cores, the hosts' work included when they "
+          f"share it): alone {busy['one machine']:.2f} s, over hosts "
+          f"{busy['three machines']:.2f} s")
+
+
+def _busy() -> float:
+    """CPU-seconds this machine's cores spent busy so far (/proc/stat), all processes."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

@@ -262,6 +262,10 @@ def test_commands_on_a_host_share_one_open_shell(server: SshServer) -> None:
     assert (r.returncode, r.stdout, r.stderr) == (3, big, "oops\n")
     r = hosts.run(h, ["printf", "%s", "no newline at the end"])
     assert (r.returncode, r.stdout) == (0, "no newline at the end")
+    # bytes, not characters, whatever the text: a UTF-8 script, trailing newlines kept
+    r = hosts.run(h, ["sh", "-c", 'printf "%s\\n\\n\\n" "$1"; printf "é\\n\\n" >&2', "ao",
+                      "ünïcødé ✓"])
+    assert (r.stdout, r.stderr) == ("ünïcødé ✓\n\n\n", "é\n\n")
     [ch] = channel._IDLE[tuple(hosts.ssh_argv(h))]
     pid = ch.proc.pid
     for i in range(20):

@@ -73,11 +73,14 @@ def _sh(host: Host, script: str, what: str, *args: str, input: str | None = None
 
 # $1 url  $2 remote  $3 default branch  $4 branch  $5 repo  $6 worktree  $7 session dir
 # $8 mode: fresh (an earlier branch here goes to the attic), reuse (an existing worktree is
-# kept: a restore), or new; $9 ao's tmux config file there, ${10} its text; then the
+# kept: a restore), or new; $9 ao's tmux config file there, ${10} its text; ${11} the
+# default branch's commit as this machine just fetched it (empty: unknown), ${12} whether
+# the branch is on the remote as this machine last saw it (yes, no, or empty: ask); then the
 # patterns to exclude from git status
 _MAKE = r"""
 set -e
 url=$1 remote=$2 default=$3 branch=$4 repo=$5 wt=$6 sd=$7 mode=$8 conf=$9 conftext=${10}
+base=${11} onremote=${12}
 printf '%s' "$conftext" > "$conf"
 mkdir -p "$(dirname "$repo")" "$(dirname "$wt")" "$sd"
 # one start at a time in the host's clone (starts on a host run side by side)
@@ -89,9 +92,14 @@ if [ ! -e "$repo/.git" ]; then
   mv "$repo.part" "$repo"
 fi
 cd "$repo"
-shift 10
+shift 12
 git remote set-url "$remote" "$url"
-git fetch -q "$remote" "+refs/heads/$default:refs/remotes/$remote/$default"
+# fetched only when the clone's copy is not the commit this machine just saw (the starts of
+# a batch on this host fetch once)
+have=$(git rev-parse -q --verify "refs/remotes/$remote/$default^{commit}" 2>/dev/null || :)
+if [ -z "$base" ] || [ "$have" != "$base" ]; then
+  git fetch -q "$remote" "+refs/heads/$default:refs/remotes/$remote/$default"
+fi
 # this session's own worktree, left by a restore's kill or a start its host cut short: kept
 if [ -e "$wt" ] && git -C "$wt" rev-parse --git-dir >/dev/null 2>&1 && { [ "$mode" = reuse ] \
    || [ "$(git -C "$wt" branch --show-current)" = "$branch" ]; }
@@ -103,7 +111,8 @@ if [ "$mode" = fresh ] && git show-ref -q --verify "refs/heads/$branch"; then
 fi
 if git show-ref -q --verify "refs/heads/$branch"; then
   git worktree add -q "$wt" "$branch"; echo "local"
-elif git ls-remote --exit-code -q --heads "$remote" "$branch" >/dev/null 2>&1; then
+elif [ "$onremote" = yes ] || { [ "$onremote" != no ] && \
+     git ls-remote --exit-code -q --heads "$remote" "$branch" >/dev/null 2>&1; }; then
   git fetch -q "$remote" "+refs/heads/$branch:refs/remotes/$remote/$branch"
   git worktree add -q --track -b "$branch" "$wt" "refs/remotes/$remote/$branch"; echo "remote"
 else
@@ -116,15 +125,19 @@ for pattern in .ao/ "$@"; do grep -qxF "$pattern" "$ex" || echo "$pattern" >> "$
 
 
 def make_worktree(host: Host, where: Place, url: str, remote: str, default_branch: str,
-                  branch: str, mode: str = "new", excludes: tuple[str, ...] = ()) -> str:
+                  branch: str, mode: str = "new", excludes: tuple[str, ...] = (),
+                  base: str = "", on_remote: bool | None = None) -> str:
     """Clone or fetch the project on the host and add the session's worktree on `branch`
     (the host's own branch, else the remote's, else new from the default branch). Returns
-    which of `local`, `remote`, `new` (or `exists`, for `mode` reuse) it was."""
+    which of `local`, `remote`, `new` (or `exists`, for `mode` reuse) it was. `base` (the
+    default branch's commit) and `on_remote` are what this machine just saw of the remote:
+    the host then fetches only what it lacks and asks the remote nothing it was told."""
     from .tmux import CONF
 
+    seen = "" if on_remote is None else ("yes" if on_remote else "no")
     out = _sh(host, _MAKE, "make the worktree", url, remote, default_branch, branch,
               str(where.repo), str(where.worktree), str(where.session_dir), mode,
-              str(tmux_conf(host)), CONF, *excludes)
+              str(tmux_conf(host)), CONF, base, seen, *excludes)
     return (out.strip().splitlines() or ["new"])[-1]
 
 

@@ -263,8 +263,11 @@ class Starting(Observing):
         where = hostwork.place(h, project.name, s.id)
         excludes = (*launch.profile.excludes, *((".claude/settings.local.json",)
                                                 if launch.profile.uses_hooks else ()))
-        how = hostwork.make_worktree(h, where, url, project.remote, project.default_branch,
-                                     branch, "fresh" if fresh_branch else "new", excludes)
+        how = hostwork.make_worktree(
+            h, where, url, project.remote, project.default_branch, branch,
+            "fresh" if fresh_branch else "new", excludes,
+            base=workspace.git(project.path, "rev-parse", self._base(project)).stdout.strip(),
+            on_remote=None if fresh_branch else self._remote_has(project, branch))
         self._host_up(h)
         if how != "exists":  # the session's folder there is this start's (never another's)
             launch.undo.append(lambda: hostwork.remove_dir(h, where.session_dir))
