@@ -289,3 +289,28 @@ def test_commands_on_a_host_share_one_open_shell(server: SshServer) -> None:
         c.proc.kill()
         c.proc.wait()
     assert hosts.run(h, ["echo", "again"]).stdout == "again\n"
+
+
+@pytest.mark.parametrize("loop", ["bash", "sh"])
+def test_both_channel_loops_answer_byte_for_byte(loop: str) -> None:
+    """The bash loop (most hosts) and the POSIX one (hosts without bash) give the same
+    answers: exit status, output and errors byte for byte whatever the text, standard input,
+    and frame after frame on one channel. Run here without ssh: the loop is the program."""
+    script = channel._BASH if loop == "bash" else channel._SH
+    ch = channel.Channel((loop, "-c", script, "ao"))
+    try:
+        cases = [
+            ("printf '%s' 'no newline'", b"", (0, b"no newline", b"")),
+            ("printf 'a\\n\\n\\n'; printf 'e\\n\\n' >&2; exit 7", b"", (7, b"a\n\n\n", b"e\n\n")),
+            ("cat", "ünïcødé ✓\n".encode() * 3000, (0, "ünïcødé ✓\n".encode() * 3000, b"")),
+            ("printf '%s' 'é ✓'", b"", (0, "é ✓".encode(), b"")),
+            ("x=1; echo $x", b"", (0, b"1\n", b"")),
+            ("echo $x", b"", (0, b"\n", b"")),  # nothing of one command stays for the next
+            ("head -c 3; echo", b"abcdef", (0, b"abc\n", b"")),
+            ("true", b"", (0, b"", b"")),
+        ]
+        for cmd, stdin, want in cases:
+            a = ch.run(cmd, stdin, 10)
+            assert (a.returncode, a.stdout, a.stderr) == want, cmd
+    finally:
+        ch.close()

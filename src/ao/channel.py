@@ -40,7 +40,7 @@ trap 'rm -rf "$d"' EXIT
 while IFS=' ' read -r n m; do
   IFS= read -r -d '' -N "$n" s
   if [ "$m" -gt 0 ]; then head -c "$m" > "$d/i"; else : > "$d/i"; fi
-  o=$(eval "$s" < "$d/i" 2> "$d/e"; r=$?; printf .; exit $r); rc=$?
+  o=$(trap 'printf .' EXIT; eval "$s" < "$d/i" 2> "$d/e"); rc=$?
   o=${o%.}
   IFS= read -r -d '' e < "$d/e"
   printf '%s %s %s\n%s%s' "$rc" "${#o}" "${#e}" "$o" "$e"
