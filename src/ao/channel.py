@@ -55,7 +55,10 @@ while IFS=' ' read -r n m; do
   cat "$d/o" "$d/e"
 done
 """
-LOOP = (f"if command -v bash >/dev/null 2>&1; then exec bash -c {shlex.quote(_BASH)}; "
+# the login's shell has read its startup files (a bash started by sshd reads ~/.bashrc): the
+# loop's bash inherits what they exported and does not read them again
+LOOP = (f"if command -v bash >/dev/null 2>&1; then exec bash --norc --noprofile -c "
+        f"{shlex.quote(_BASH)}; "
         f"else exec sh -c {shlex.quote(_SH)}; fi")
 IDLE_KEPT = 6  # idle channels kept per destination; more are closed when handed back
 
