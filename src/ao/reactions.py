@@ -137,20 +137,10 @@ def resolved(obs: Observation, hist: History, policy: Policy) -> str | None:
     pr, key = obs.pr, (hist.escalated_for or "")
     if key.startswith("merge:"):
         return None  # the forge refused a merge the gate allowed: only a human knows why
-    if pr is not None and pr.state == "open" and merge_gate(
-            pr, policy.gate, required=gates(obs.steps), passed=hist.passed(pr.head_sha)) and \
-            not key.startswith("delivery"):
-        return "the PR is approved and green"
     if pr is not None and pr.state == "open":
-        if key == "ci-exhausted" and pr.checks.overall == PASSING:
-            return "CI passes again"
-        if key == "conflict" and pr.mergeable == "mergeable":
-            return "the conflict is gone"
-        if key == "review" and approval(pr) is not Approval.CHANGES_REQUESTED and \
-                not hist.has(f"verdict:{pr.head_sha}:request_changes"):
-            return "no changes are requested any more"
-        if key == "pr-closed":
-            return "the PR was reopened"
+        why = _pr_resolved(key, pr, hist, policy, obs)
+        if why:
+            return why
     if key == "exited" and obs.activity not in (Activity.EXITED, Activity.UNKNOWN):
         return "the agent runs again"
     if key.startswith("stuck") and obs.activity is Activity.ACTIVE:
@@ -158,6 +148,23 @@ def resolved(obs: Observation, hist: History, policy: Policy) -> str | None:
     if key.startswith("delivery") and obs.activity is Activity.ACTIVE:
         return "the agent is working on it"
     return None
+
+
+def _pr_resolved(key: str, pr: PullRequest, hist: History, policy: Policy,
+                 obs: Observation) -> str | None:
+    """What an open PR shows that ends the escalation `key`, if anything."""
+    if not key.startswith("delivery") and merge_gate(
+            pr, policy.gate, required=gates(obs.steps), passed=hist.passed(pr.head_sha)):
+        return "the PR is approved and green"
+    gone = {
+        "ci-exhausted": (pr.checks.overall == PASSING, "CI passes again"),
+        "conflict": (pr.mergeable == "mergeable", "the conflict is gone"),
+        "review": (approval(pr) is not Approval.CHANGES_REQUESTED and not hist.has(
+            f"verdict:{pr.head_sha}:request_changes"), "no changes are requested any more"),
+        "pr-closed": (True, "the PR was reopened"),
+    }
+    ok, why = gone.get(key, (False, ""))
+    return why if ok else None
 
 
 def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
@@ -168,27 +175,14 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
     if obs.activity is Activity.UNREACHABLE:
         return []  # its host does not answer: nothing is known of the agent (fleet.py)
     if obs.state is State.NEEDS_HUMAN:
-        why = resolved(obs, hist, policy)
-        if why is None:
-            return []  # a human has it until they hand it back, or the cause goes away
-        back = State.PR_OPEN if pr is not None and pr.state == "open" else State.WORKING
-        return [Action(ActionKind.RESUME, f"resume:{hist.resumes + 1}", why, state=back)]
-    actions: list[Action] = []
-    if obs.limited_until:
-        until = int(obs.limited_until)
-        if obs.activity is Activity.LIMITED:
-            # nothing to nudge or escalate: the agent waits for its reset, and so do we
-            fp = f"limited:{until}"
-            return [] if hist.has(fp) else [Action(ActionKind.NOTIFY, fp, "the agent hit its usage "
-                                                   f"limit; it resets at {_clock(until)}")]
-        if obs.now >= obs.limited_until and not hist.has(f"limit-continue:{until}"):
-            actions.append(Action(ActionKind.LIMIT_CONTINUE, f"limit-continue:{until}",
-                                  "the usage limit has reset"))
-    if obs.activity is Activity.WAITING_INPUT:
-        fp = f"needs-input:{int(obs.waiting_since or 0)}"
-        if not hist.has(fp):
-            actions.append(Action(ActionKind.NOTIFY, fp,
-                                  "the agent is waiting on a permission prompt"))
+        return _hand_back(obs, hist, policy)
+    if obs.limited_until and obs.activity is Activity.LIMITED:
+        # nothing to nudge or escalate: the agent waits for its reset, and so do we
+        fp = f"limited:{int(obs.limited_until)}"
+        return [] if hist.has(fp) else [Action(ActionKind.NOTIFY, fp, "the agent hit its usage "
+                                               f"limit; it resets at "
+                                               f"{_clock(int(obs.limited_until))}")]
+    actions = _attention(obs, hist)
     if pr is None:
         return actions + _without_pr(obs, hist, policy)
     if obs.state is State.WORKING:
@@ -198,55 +192,114 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
         return [*actions, _escalate(hist, "pr-closed", closed)]
     if obs.activity is Activity.EXITED:
         return actions + _exited(hist, "the agent exited with its PR open")
+    passed = hist.passed(pr.head_sha)
+    return actions + _ci(obs, hist, policy, pr) + _conflict(hist, policy, pr) + \
+        _review(hist, policy, pr) + _green(obs, hist, policy, pr, passed) + \
+        _merge(obs, hist, policy, pr, passed)
+
+
+def _conflict(hist: History, policy: Policy, pr: PullRequest) -> list[Action]:
+    """A conflicting head: the agent asked to rebase, once a head, escalated past the
+    configured requests."""
     sha = pr.head_sha
-    if pr.checks.overall == FAILING:
-        if sha in hist.ci_rounds:
-            actions += _stuck(obs, hist, policy, f"ci:{sha}",
-                              "CI still fails and no new commits since the fix request")
-        elif len(hist.ci_rounds) >= policy.ci_retries * (hist.resumes + 1):
-            actions.append(_escalate(hist, "ci-exhausted",
-                                     f"CI failed after {len(hist.ci_rounds)} fix rounds"))
-        elif "ci-failed" in policy.auto:
-            actions.append(Action(ActionKind.FIX_CI, f"ci:{sha}", sha=sha,
-                                   round=len(hist.ci_rounds) + 1))
-    if pr.mergeable == "conflicting" and "merge-conflict" in policy.auto \
-            and not hist.has(f"rebase:{sha}"):
-        asked = hist.count("rebase:")
-        if asked >= policy.rebase_retries * (hist.resumes + 1):
-            actions.append(_escalate(hist, "conflict",
-                                     f"still conflicting after {asked} rebase requests"))
-        else:
-            actions.append(Action(ActionKind.ASK_REBASE, f"rebase:{sha}", sha=sha))
-    # forwarded whatever reviewDecision says: it is null on repositories that require no
-    # review; and whatever the forge made of a reviewer agent's verdict (on GitHub a PR's
-    # author may only comment on it)
+    if pr.mergeable != "conflicting" or "merge-conflict" not in policy.auto \
+            or hist.has(f"rebase:{sha}"):
+        return []
+    asked = hist.count("rebase:")
+    if asked >= policy.rebase_retries * (hist.resumes + 1):
+        return [_escalate(hist, "conflict", f"still conflicting after {asked} rebase requests")]
+    return [Action(ActionKind.ASK_REBASE, f"rebase:{sha}", sha=sha)]
+
+
+def _review(hist: History, policy: Policy, pr: PullRequest) -> list[Action]:
+    """Changes requested, forwarded whatever reviewDecision says (it is null on repositories
+    that require no review), and whatever the forge made of a reviewer agent's verdict (on
+    GitHub a PR's author may only comment on it)."""
     asked = approval(pr) is Approval.CHANGES_REQUESTED or \
-        hist.has(f"verdict:{sha}:request_changes")
+        hist.has(f"verdict:{pr.head_sha}:request_changes")
     if asked and "changes-requested" in policy.auto:
-        actions.append(Action(ActionKind.FORWARD_REVIEW, sha=sha))
-    passed = hist.passed(sha)
+        return [Action(ActionKind.FORWARD_REVIEW, sha=pr.head_sha)]
+    return []
+
+
+def _green(obs: Observation, hist: History, policy: Policy, pr: PullRequest,
+           passed: frozenset[str]) -> list[Action]:
+    """The steps that run once the head is green and mergeable."""
     green = pr.checks.overall == PASSING or (pr.checks.overall == NONE
                                              and not policy.gate.require_checks)
     if green and pr.mergeable != "conflicting" and not pr.draft and policy.run_steps:
-        actions += _steps(obs, hist, policy, sha, passed)
+        return _steps(obs, hist, policy, pr.head_sha, passed)
+    return []
+
+
+def _hand_back(obs: Observation, hist: History, policy: Policy) -> list[Action]:
+    """An escalated session goes back to automatic handling once its cause is gone."""
+    why = resolved(obs, hist, policy)
+    if why is None:
+        return []  # a human has it until they hand it back, or the cause goes away
+    pr = obs.pr
+    back = State.PR_OPEN if pr is not None and pr.state == "open" else State.WORKING
+    return [Action(ActionKind.RESUME, f"resume:{hist.resumes + 1}", why, state=back)]
+
+
+def _attention(obs: Observation, hist: History) -> list[Action]:
+    """A usage limit that has reset, and a permission prompt a human must answer."""
+    out = []
+    if obs.limited_until:
+        until = int(obs.limited_until)
+        if obs.now >= obs.limited_until and not hist.has(f"limit-continue:{until}"):
+            out.append(Action(ActionKind.LIMIT_CONTINUE, f"limit-continue:{until}",
+                              "the usage limit has reset"))
+    if obs.activity is Activity.WAITING_INPUT:
+        fp = f"needs-input:{int(obs.waiting_since or 0)}"
+        if not hist.has(fp):
+            out.append(Action(ActionKind.NOTIFY, fp,
+                              "the agent is waiting on a permission prompt"))
+    return out
+
+
+def _ci(obs: Observation, hist: History, policy: Policy, pr: PullRequest) -> list[Action]:
+    """A failing head: a fix round, or "still failing" once asked, or escalation after the
+    configured rounds."""
+    sha = pr.head_sha
+    if pr.checks.overall != FAILING:
+        return []
+    if sha in hist.ci_rounds:
+        return _stuck(obs, hist, policy, f"ci:{sha}",
+                      "CI still fails and no new commits since the fix request")
+    if len(hist.ci_rounds) >= policy.ci_retries * (hist.resumes + 1):
+        return [_escalate(hist, "ci-exhausted",
+                          f"CI failed after {len(hist.ci_rounds)} fix rounds")]
+    if "ci-failed" in policy.auto:
+        return [Action(ActionKind.FIX_CI, f"ci:{sha}", sha=sha,
+                       round=len(hist.ci_rounds) + 1)]
+    return []
+
+
+def _merge(obs: Observation, hist: History, policy: Policy, pr: PullRequest,
+           passed: frozenset[str]) -> list[Action]:
+    """The merge gate's verdict acted on: a human asked to approve, a merge, a notice that
+    it can merge, or escalation after the forge refused it."""
+    sha = pr.head_sha
+    out = []
     verdict = merge_gate(pr, policy.gate, expected_sha=sha, required=gates(obs.steps),
                          passed=passed)
     if verdict.waiting_for == "approve" and not hist.has(f"approval-asked:{sha}"):
-        actions.append(Action(ActionKind.NOTIFY, f"approval-asked:{sha}",
-                              f"PR #{pr.number} is ready and waits for a human's approval"))
-    if verdict:
-        refused = hist.count(f"merge-failed:{sha}:")
-        if policy.auto_merge and refused >= policy.merge_retries:
-            actions.append(_escalate(hist, f"merge:{sha}",
-                                     f"the forge refused to merge PR #{pr.number} "
-                                     f"{refused} times"))
-        elif policy.auto_merge:
-            if not hist.has(f"merge:{sha}"):
-                actions.append(Action(ActionKind.MERGE, f"merge:{sha}", sha=sha))
-        elif not hist.has(f"merge-ready:{sha}"):
-            actions.append(Action(ActionKind.NOTIFY, f"merge-ready:{sha}",
-                                  f"PR #{pr.number} can merge: {verdict.reason}"))
-    return actions
+        out.append(Action(ActionKind.NOTIFY, f"approval-asked:{sha}",
+                          f"PR #{pr.number} is ready and waits for a human's approval"))
+    if not verdict:
+        return out
+    refused = hist.count(f"merge-failed:{sha}:")
+    if policy.auto_merge and refused >= policy.merge_retries:
+        out.append(_escalate(hist, f"merge:{sha}", f"the forge refused to merge PR "
+                             f"#{pr.number} {refused} times"))
+    elif policy.auto_merge:
+        if not hist.has(f"merge:{sha}"):
+            out.append(Action(ActionKind.MERGE, f"merge:{sha}", sha=sha))
+    elif not hist.has(f"merge-ready:{sha}"):
+        out.append(Action(ActionKind.NOTIFY, f"merge-ready:{sha}",
+                          f"PR #{pr.number} can merge: {verdict.reason}"))
+    return out
 
 
 def _steps(obs: Observation, hist: History, policy: Policy, sha: str,
