@@ -234,24 +234,31 @@ class GitHubForge(GitHubIssues):
         data = self._graphql(THREADS_QUERY, {"owner": self.owner, "name": self.repo_name,
                                              "number": pr.number})
         node = ((data.get("repository") or {}).get("pullRequest") or {})
-        out = []
-        for review in (node.get("reviews") or {}).get("nodes") or []:
-            body = review.get("body") or ""
-            # a reviewer agent's request posted as a COMMENT (GitHub lets no author request
-            # changes on their own PR) counts as one
-            agent_asked = review.get("state") == "COMMENTED" and AGENT_MARK in body and \
-                CHANGES_REQUESTED_HEAD in body
-            if body and (review.get("state") == "CHANGES_REQUESTED" or agent_asked):
-                out.append(ReviewComment(id=str(review["id"]), author=login_of(review),
-                                         body=review["body"],
-                                         created_at=review.get("submittedAt") or ""))
-        for thread in (node.get("reviewThreads") or {}).get("nodes") or []:
-            for c in (thread.get("comments") or {}).get("nodes") or []:
-                out.append(ReviewComment(id=str(c["id"]), author=login_of(c), body=c["body"],
-                                         path=c.get("path"), line=c.get("line"),
-                                         resolved=bool(thread.get("isResolved")),
-                                         created_at=c.get("createdAt") or ""))
-        return [c for c in out if not c.resolved]
+        return [*_asking_reviews(node), *_open_thread_comments(node)]
+
+
+def _asking_reviews(node: dict[str, Any]) -> list[ReviewComment]:
+    """The bodies of reviews that request changes, a reviewer agent's request posted as a
+    COMMENT included (GitHub lets no author request changes on their own PR)."""
+    out = []
+    for review in (node.get("reviews") or {}).get("nodes") or []:
+        body = review.get("body") or ""
+        agent_asked = review.get("state") == "COMMENTED" and AGENT_MARK in body and \
+            CHANGES_REQUESTED_HEAD in body
+        if body and (review.get("state") == "CHANGES_REQUESTED" or agent_asked):
+            out.append(ReviewComment(id=str(review["id"]), author=login_of(review), body=body,
+                                     created_at=review.get("submittedAt") or ""))
+    return out
+
+
+def _open_thread_comments(node: dict[str, Any]) -> list[ReviewComment]:
+    """The comments of review threads nobody resolved."""
+    return [ReviewComment(id=str(c["id"]), author=login_of(c), body=c["body"],
+                          path=c.get("path"), line=c.get("line"), resolved=False,
+                          created_at=c.get("createdAt") or "")
+            for thread in (node.get("reviewThreads") or {}).get("nodes") or []
+            if not thread.get("isResolved")
+            for c in (thread.get("comments") or {}).get("nodes") or []]
 
 
 AGENT_MARK = "<!-- ao-review "
@@ -265,30 +272,10 @@ _CHECK_STATE = {"SUCCESS": "success", "FAILURE": "failure", "ERROR": "error",
 
 
 def _pr_from_graphql(n: dict[str, Any]) -> PullRequest:
-    checks: list[Check] = []
-    commits = (n.get("commits") or {}).get("nodes") or []
-    rollup = (commits[0].get("commit") or {}).get("statusCheckRollup") if commits else None
-    for c in ((rollup or {}).get("contexts") or {}).get("nodes") or []:
-        if c.get("__typename") == "CheckRun":
-            conclusion = (c.get("conclusion") or "").lower() or "pending"
-            if c.get("status") not in (None, "COMPLETED"):
-                conclusion = "pending"
-            checks.append(Check(c.get("name") or "check", conclusion, c.get("detailsUrl") or ""))
-        else:
-            checks.append(Check(c.get("context") or "status",
-                                _CHECK_STATE.get(c.get("state") or "", "pending"),
-                                c.get("targetUrl") or "", c.get("description") or ""))
     decision = n.get("reviewDecision")
     reviews = tuple(((r.get("author") or {}).get("login") or "ghost", str(r["state"]).lower())
                     for r in (n.get("latestOpinionatedReviews") or {}).get("nodes") or []
                     if r and r.get("state") in ("APPROVED", "CHANGES_REQUESTED"))
-    summary = CheckSummary.of(checks)
-    # the rollup's own state is the truth: contexts are only the first page of them
-    state = (rollup or {}).get("state")
-    if state in ("FAILURE", "ERROR") and summary.overall != "failing":
-        summary = CheckSummary("failing", summary.checks)
-    elif state in ("PENDING", "EXPECTED") and summary.overall == "passing":
-        summary = CheckSummary("pending", summary.checks)
     merge_state = n.get("mergeStateStatus")
     return PullRequest(
         number=int(n["number"]), url=n.get("url") or "", state=_STATE.get(n["state"], "open"),
@@ -296,10 +283,37 @@ def _pr_from_graphql(n: dict[str, Any]) -> PullRequest:
         base=n.get("baseRefName") or "main", title=n.get("title") or "",
         mergeable=_MERGEABLE.get(n.get("mergeable") or "", "unknown"),
         review_decision=decision.lower() if decision else None,
-        checks=summary, draft=bool(n.get("isDraft")),
+        checks=_checks_from_graphql(n), draft=bool(n.get("isDraft")),
         merge_state=merge_state.lower() if merge_state else "unknown", reviews=reviews,
         created_at=_epoch(n.get("createdAt")),
         cross_repository=bool(n.get("isCrossRepository")))
+
+
+def _checks_from_graphql(n: dict[str, Any]) -> CheckSummary:
+    """The head commit's status check rollup: its contexts (check runs and commit statuses)
+    and the rollup's own state, which is the truth (contexts are only the first page)."""
+    commits = (n.get("commits") or {}).get("nodes") or []
+    rollup = ((commits[0].get("commit") or {}).get("statusCheckRollup") if commits else None) \
+        or {}
+    summary = CheckSummary.of([_check(c) for c in (rollup.get("contexts") or {}).get("nodes")
+                               or []])
+    state = rollup.get("state")
+    if state in ("FAILURE", "ERROR") and summary.overall != "failing":
+        return CheckSummary("failing", summary.checks)
+    if state in ("PENDING", "EXPECTED") and summary.overall == "passing":
+        return CheckSummary("pending", summary.checks)
+    return summary
+
+
+def _check(c: dict[str, Any]) -> Check:
+    """A CheckRun (conclusion once COMPLETED) or a StatusContext (its state)."""
+    if c.get("__typename") == "CheckRun":
+        conclusion = (c.get("conclusion") or "").lower() or "pending"
+        if c.get("status") not in (None, "COMPLETED"):
+            conclusion = "pending"
+        return Check(c.get("name") or "check", conclusion, c.get("detailsUrl") or "")
+    return Check(c.get("context") or "status", _CHECK_STATE.get(c.get("state") or "", "pending"),
+                 c.get("targetUrl") or "", c.get("description") or "")
 
 
 def _epoch(iso: str | None) -> float | None:
