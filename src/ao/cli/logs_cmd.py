@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -192,58 +193,63 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
                   f"ago, last poll {services.age(last) + ' ago' if last else 'pending'})")
     else:
         daemon = "not running (`ao start`)"
-    out: dict[str, object] = {"daemon": daemon, "dashboard": (state or {}).get("web"),
-                              "projects": {}}
-    for name, p in cfg.projects.items():
-        sessions = store.sessions(name)
-        by_state: dict[str, int] = {}
-        for s in sessions:
-            by_state[s.state.value] = by_state.get(s.state.value, 0) + 1
-        queued = [s for s in sessions if s.state is State.QUEUED]
-        running = sum(1 for s in sessions if s.state in RUNNING)
-        out["projects"][name] = {  # type: ignore[index]
-            "by_state": by_state, "running": running, "max_concurrent": p.max_concurrent,
-            "queued": [{"id": s.id, "task": s.task} for s in queued],
-            "needs_human": [s.id for s in sessions if s.state is State.NEEDS_HUMAN],
-            # held at an approval gate: `ao approve` (steps.py)
-            "gate": [s.id for s in sessions if attention.zone(s) == "gate"],
-            # killed by hand: not queued again until someone starts them (scheduler.py)
-            "stopped": sorted(k for k, t in scheduler.by_task(sessions).items() if t.held),
-            "limited": [{"id": s.id, "agent": s.agent, "until": s.limited_until}
-                        for s in sessions if s.state in RUNNING and s.limited_until
-                        and s.limited_until > time.time()],
-            "paused": store.paused(name),
-            "next": _next_startable(store, name, sessions),
-        }
+    projects = {name: _project_status(store, name, p.max_concurrent)
+                for name, p in cfg.projects.items()}
     if json_out:
-        emit_json(out)
+        emit_json({"daemon": daemon, "dashboard": (state or {}).get("web"),
+                   "projects": projects})
         return
     typer.echo(f"daemon: {daemon}")
     if state and state.get("web"):
         typer.echo(f"dashboard: {state['web']}")
-    for name, info in out["projects"].items():  # type: ignore[attr-defined]
-        states = ", ".join(f"{n} {k}" for k, n in sorted(info["by_state"].items())) or "none"
-        paused = " (paused: `ao resume` to go on)" if info["paused"] else ""
-        typer.echo(f"{name}{paused}: {info['running']}/{info['max_concurrent']} running; "
-                   f"{states}")
-        if info["queued"]:
-            typer.echo("  queued: " + ", ".join(f"{q['id']} {q['task']}" for q in info["queued"]))
-        if info["next"]:
-            typer.echo("  starts next: " + ", ".join(info["next"]))
-        if info["needs_human"]:
-            typer.echo("  needs a human: " + ", ".join(info["needs_human"]))
-        if info["stopped"]:
-            typer.echo("  stopped by hand: " + ", ".join(info["stopped"])
-                       + " (`ao spawn PROJECT KEY` starts one again)")
-        if info["gate"]:
-            typer.echo("  waits for your approval: " + ", ".join(info["gate"])
-                       + " (`ao approve ID`, or `--reject \"why\"`)")
-        for x in info["limited"]:
-            until = time.strftime("%H:%M", time.localtime(x["until"]))
-            typer.echo(f"  usage limit: {x['id']} ({x['agent']}) until {until}; no new "
-                       f"{x['agent']} sessions start before then")
+    for name, info in projects.items():
+        _print_project_status(name, info)
     if not cfg.projects:
         note("no projects configured: run `ao init` in a repository")
+
+
+def _project_status(store: Store, name: str, max_concurrent: int) -> dict[str, Any]:
+    sessions = store.sessions(name)
+    by_state: dict[str, int] = {}
+    for s in sessions:
+        by_state[s.state.value] = by_state.get(s.state.value, 0) + 1
+    return {
+        "by_state": by_state, "running": sum(1 for s in sessions if s.state in RUNNING),
+        "max_concurrent": max_concurrent,
+        "queued": [{"id": s.id, "task": s.task} for s in sessions if s.state is State.QUEUED],
+        "needs_human": [s.id for s in sessions if s.state is State.NEEDS_HUMAN],
+        # held at an approval gate: `ao approve` (steps.py)
+        "gate": [s.id for s in sessions if attention.zone(s) == "gate"],
+        # killed by hand: not queued again until someone starts them (scheduler.py)
+        "stopped": sorted(k for k, t in scheduler.by_task(sessions).items() if t.held),
+        "limited": [{"id": s.id, "agent": s.agent, "until": s.limited_until}
+                    for s in sessions if s.state in RUNNING and s.limited_until
+                    and s.limited_until > time.time()],
+        "paused": store.paused(name),
+        "next": _next_startable(store, name, sessions),
+    }
+
+
+def _print_project_status(name: str, info: dict[str, Any]) -> None:
+    states = ", ".join(f"{n} {k}" for k, n in sorted(info["by_state"].items())) or "none"
+    paused = " (paused: `ao resume` to go on)" if info["paused"] else ""
+    typer.echo(f"{name}{paused}: {info['running']}/{info['max_concurrent']} running; {states}")
+    lines = [
+        ("  queued: ", ", ".join(f"{q['id']} {q['task']}" for q in info["queued"]), ""),
+        ("  starts next: ", ", ".join(info["next"]), ""),
+        ("  needs a human: ", ", ".join(info["needs_human"]), ""),
+        ("  stopped by hand: ", ", ".join(info["stopped"]),
+         " (`ao spawn PROJECT KEY` starts one again)"),
+        ("  waits for your approval: ", ", ".join(info["gate"]),
+         " (`ao approve ID`, or `--reject \"why\"`)"),
+    ]
+    for head, what, tail in lines:
+        if what:
+            typer.echo(head + what + tail)
+    for x in info["limited"]:
+        until = time.strftime("%H:%M", time.localtime(x["until"]))
+        typer.echo(f"  usage limit: {x['id']} ({x['agent']}) until {until}; no new "
+                   f"{x['agent']} sessions start before then")
 
 
 def stats(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
