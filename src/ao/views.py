@@ -44,30 +44,34 @@ def session(store: Store, s: Session, now: float | None = None) -> dict[str, Any
 
 def plan_status(store: Store, plan: planmod.Plan, project: str) -> dict[str, Any]:
     sessions = store.sessions(project)
-    tasks = scheduler.by_task(sessions)
-    closed = store.closed_tasks(project)
-    done = scheduler.done_tasks(tasks, closed)
+    done = scheduler.done_tasks(scheduler.by_task(sessions), store.closed_tasks(project))
     latest: dict[str, Session] = {s.task: s for s in sessions}
-    rows = []
-    for key in plan.tasks:
-        s = latest.get(key)
-        rows.append({"task": key, "title": plan.tasks[key].title,
-                     "state": "done" if key in done else (s.state.value if s else "not queued"),
-                     "session": s.id if s else None, "pr": s.pr_number if s else None,
-                     "ci": s.pr_checks if s else None,
-                     "step": ("merged" if key in done else s.step or "implement")
-                     if s and s.state.value != "queued" else None,
-                     "steps": steps.raw(plan.steps(key)),
-                     "waits_on": [] if key in done else scheduler.waiting_on(plan, key, done)})
+    rows = [_plan_row(plan, key, latest.get(key), done) for key in plan.tasks]
     crit, length = planmod.critical_path(plan)
-    merged = sum(1 for r in rows if r["state"] == "done")
+
+    def count(*states: str) -> int:
+        return sum(1 for r in rows if r["state"] in states)
+
     return {"plan": str(plan.source) if plan.source else None, "project": project,
             "tasks": rows, "critical_path": crit, "critical_path_days": length,
-            "progress": {"merged": merged, "total": len(rows),
-                         "running": sum(1 for r in rows if r["state"] in
-                                        {x.value for x in RUNNING}),
-                         "queued": sum(1 for r in rows if r["state"] == "queued"),
-                         "escalated": sum(1 for r in rows if r["state"] == "needs_human")}}
+            "progress": {"merged": count("done"), "total": len(rows),
+                         "running": count(*(x.value for x in RUNNING)),
+                         "queued": count("queued"), "escalated": count("needs_human")}}
+
+
+def _plan_row(plan: planmod.Plan, key: str, s: Session | None,
+              done: set[str]) -> dict[str, Any]:
+    """A task of a plan as the views show it: done, or its latest session's state and step."""
+    if key in done:
+        state, step = "done", "merged" if s and s.state.value != "queued" else None
+    else:
+        state = s.state.value if s else "not queued"
+        step = (s.step or "implement") if s and s.state.value != "queued" else None
+    return {"task": key, "title": plan.tasks[key].title, "state": state,
+            "session": s.id if s else None, "pr": s.pr_number if s else None,
+            "ci": s.pr_checks if s else None, "step": step,
+            "steps": steps.raw(plan.steps(key)),
+            "waits_on": [] if key in done else scheduler.waiting_on(plan, key, done)}
 
 
 def stats(store: Store, project: str, max_concurrent: int) -> dict[str, Any]:
@@ -77,25 +81,34 @@ def stats(store: Store, project: str, max_concurrent: int) -> dict[str, Any]:
     merged = [s for s in ended if s.outcome is Outcome.MERGED]
     failed = [s for s in ended if s.outcome is Outcome.FAILED]
     running = sum(1 for s in sessions if s.state in RUNNING)
-    durations = sorted(s.updated_at - s.created_at for s in merged)
-    attempts = [a for s in sessions for a in store.attempts(s.id)]
-    messages = [m for s in sessions for m in store.messages(s.id)]
+    attempts = [a["reaction"] for s in sessions for a in store.attempts(s.id)]
+    messages = [m["status"] for s in sessions for m in store.messages(s.id)]
     return {"project": project, "sessions": len(sessions), "running": running,
             "max_concurrent": max_concurrent,
             "utilisation": round(running / max_concurrent, 3) if max_concurrent else 0.0,
             "merged": len(merged), "failed": len(failed),
             "abandoned": sum(1 for s in ended if s.outcome is Outcome.ABANDONED),
-            "success_rate": round(len(merged) / len(ended), 3) if ended else None,
-            "error_rate": round(len(failed) / len(ended), 3) if ended else None,
-            "median_seconds_to_merge": durations[len(durations) // 2] if durations else None,
-            "p90_seconds_to_merge": durations[min(len(durations) - 1,
-                                                  int(len(durations) * 0.9))]
-            if durations else None,
-            "fix_rounds": sum(1 for a in attempts if a["reaction"] == "fix-ci"),
-            "review_rounds": sum(1 for a in attempts if a["reaction"] == "review-round"),
-            "rebases": sum(1 for a in attempts if a["reaction"] == "ask-rebase"),
-            "escalations": sum(1 for a in attempts if a["reaction"] == "escalate"),
+            "success_rate": _rate(len(merged), len(ended)),
+            "error_rate": _rate(len(failed), len(ended)),
+            **_to_merge(merged),
+            "fix_rounds": attempts.count("fix-ci"),
+            "review_rounds": attempts.count("review-round"),
+            "rebases": attempts.count("ask-rebase"),
+            "escalations": attempts.count("escalate"),
             "limited": sum(1 for s in sessions if s.limited_until),
-            "messages": {status: sum(1 for m in messages if m["status"] == status)
+            "messages": {status: messages.count(status)
                          for status in ("delivered", "queued", "failed")},
             "at": time.time()}
+
+
+def _rate(n: int, of: int) -> float | None:
+    return round(n / of, 3) if of else None
+
+
+def _to_merge(merged: list[Session]) -> dict[str, float | None]:
+    """The median and 90th percentile of the time from start to merge."""
+    d = sorted(s.updated_at - s.created_at for s in merged)
+    if not d:
+        return {"median_seconds_to_merge": None, "p90_seconds_to_merge": None}
+    return {"median_seconds_to_merge": d[len(d) // 2],
+            "p90_seconds_to_merge": d[min(len(d) - 1, int(len(d) * 0.9))]}
