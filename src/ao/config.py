@@ -192,6 +192,48 @@ def _reactions(value: Any, where: str, m: Merged) -> dict[str, ReactionConfig]:
     return out
 
 
+def _forge(raw: Mapping[str, Any], where: str) -> tuple[str | None, str]:
+    """The project's `repo` (owner/name) and its forge: github with a repo, else local."""
+    repo = raw.get("repo")
+    if repo is not None and not re.match(r"^[\w.-]+/[\w.-]+$", str(repo)):
+        raise ConfigError(f"`{where}.repo` must be owner/name, got {repo!r}", "e.g. acme/workflow")
+    forge = str(raw.get("forge", "github" if repo else "local"))
+    if forge not in ("github", "local"):
+        raise ConfigError(f"`{where}.forge` must be github or local, got {forge!r}",
+                          "local needs no account; github needs `repo`")
+    if forge == "github" and not repo:
+        raise ConfigError(f"`{where}.forge` is github but `repo` is not set",
+                          "set repo: owner/name, or forge: local")
+    return (str(repo) if repo is not None else None), forge
+
+
+def _ci(ci: Any, where: str, m: Merged) -> tuple[str | None, float]:
+    """The local forge's CI: a command (a string, or `{command, timeout}`) and its timeout."""
+    if ci is None:
+        return None, 600.0
+    if isinstance(ci, str):
+        return ci, 600.0
+    ci_raw = _mapping(ci, f"{where}.ci", m)
+    _check_keys(ci_raw, _CI_KEYS, f"{where}.ci", m)
+    return (_opt_str(ci_raw.get("command"), f"{where}.ci.command", m),
+            parse_duration(ci_raw.get("timeout", 600), f"{where}.ci.timeout"))
+
+
+def _merging(raw: Mapping[str, Any], where: str, m: Merged) -> tuple[str, tuple[str, ...]]:
+    """The merge method and the merge states accepted besides clean."""
+    merge_method = str(_typed(raw.get("merge_method", "merge"), str, f"{where}.merge_method", m))
+    if merge_method not in MERGE_METHODS:
+        raise ConfigError(f"`{where}.merge_method` must be one of {', '.join(MERGE_METHODS)}, "
+                          f"got {merge_method!r}", "auto: the first method the repo allows")
+    merge_states = tuple(x.lower() for x in _str_list(raw.get("merge_states"),
+                                                        f"{where}.merge_states", m))
+    for st in merge_states:
+        if st not in EXTRA_MERGE_STATES:
+            raise ConfigError(f"`{where}.merge_states` may hold {', '.join(EXTRA_MERGE_STATES)}"
+                              f", not {st!r}", "clean is always accepted")
+    return merge_method, merge_states
+
+
 def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> ProjectConfig:
     where = f"projects.{name}"
     if not _NAME.match(name):
@@ -205,39 +247,12 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
     if not path.is_absolute():
         path = (base / path).resolve()
 
-    repo = raw.get("repo")
-    if repo is not None and not re.match(r"^[\w.-]+/[\w.-]+$", str(repo)):
-        raise ConfigError(f"`{where}.repo` must be owner/name, got {repo!r}", "e.g. acme/workflow")
-    forge = str(raw.get("forge", "github" if repo else "local"))
-    if forge not in ("github", "local"):
-        raise ConfigError(f"`{where}.forge` must be github or local, got {forge!r}",
-                          "local needs no account; github needs `repo`")
-    if forge == "github" and not repo:
-        raise ConfigError(f"`{where}.forge` is github but `repo` is not set",
-                          "set repo: owner/name, or forge: local")
+    repo, forge = _forge(raw, where)
     max_concurrent = _typed(raw.get("max_concurrent", 5), int, f"{where}.max_concurrent", m)
     if max_concurrent < 1:
         raise ConfigError(f"`{where}.max_concurrent` must be at least 1", "the default is 5")
-    ci = raw.get("ci")
-    ci_command: str | None = None
-    ci_timeout = 600.0
-    if isinstance(ci, str):
-        ci_command = ci
-    elif ci is not None:
-        ci_raw = _mapping(ci, f"{where}.ci", m)
-        _check_keys(ci_raw, _CI_KEYS, f"{where}.ci", m)
-        ci_command = _opt_str(ci_raw.get("command"), f"{where}.ci.command", m)
-        ci_timeout = parse_duration(ci_raw.get("timeout", 600), f"{where}.ci.timeout")
-    merge_method = str(_typed(raw.get("merge_method", "merge"), str, f"{where}.merge_method", m))
-    if merge_method not in MERGE_METHODS:
-        raise ConfigError(f"`{where}.merge_method` must be one of {', '.join(MERGE_METHODS)}, "
-                          f"got {merge_method!r}", "auto: the first method the repo allows")
-    merge_states = tuple(x.lower() for x in _str_list(raw.get("merge_states"),
-                                                        f"{where}.merge_states", m))
-    for st in merge_states:
-        if st not in EXTRA_MERGE_STATES:
-            raise ConfigError(f"`{where}.merge_states` may hold {', '.join(EXTRA_MERGE_STATES)}"
-                              f", not {st!r}", "clean is always accepted")
+    ci_command, ci_timeout = _ci(raw.get("ci"), where, m)
+    merge_method, merge_states = _merging(raw, where, m)
     prefix = str(raw.get("session_prefix") or re.sub(r"[^a-z0-9]", "", name.lower())[:3] or "ses")
     if not re.match(r"^[a-z0-9][a-z0-9_]*$", prefix):
         raise ConfigError(f"`{where}.session_prefix` {prefix!r} is not a safe tmux name",
@@ -274,22 +289,7 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
 
 
 def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    env = os.environ if env is None else env
-    m = Merged()
-    files: list[Path] = []
-    bases: dict[str, Path] = {}
-    for f in config_sources(cwd):
-        if f is not None and f.is_file():
-            raw = _read_yaml(f)
-            m.merge(raw, str(f))
-            files.append(f)
-            for name in _mapping(raw.get("projects"), "projects", m):
-                bases[str(name)] = f.parent
-    for var, dotted in ENV_VARS.items():
-        if var in env:
-            section, _, key = dotted.rpartition(".")
-            m.merge({section: {key: env[var]}} if section else {key: env[var]}, f"env {var}")
-
+    m, files, bases = _sources(cwd, os.environ if env is None else env)
     data = m.data
     _check_keys(data, _TOP_KEYS, "", m)
     tmux = _mapping(data.get("tmux"), "tmux", m)
@@ -299,45 +299,12 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
                             bases.get(str(name), Path.cwd()))
         for name, raw in _mapping(data.get("projects"), "projects", m).items()
     }
-    prefixes: dict[str, str] = {}
-    for p in projects.values():
-        if p.session_prefix in prefixes:
-            raise ConfigError(
-                f"projects {prefixes[p.session_prefix]} and {p.name} share the session prefix "
-                f"{p.session_prefix!r}",
-                "set `session_prefix` on one of them",
-            )
-        prefixes[p.session_prefix] = p.name
-    for p in projects.values():  # last: the other mistakes in a file are named first
-        if not p.path.is_dir() or not (p.path / ".git").exists():
-            what = "does not exist" if not p.path.exists() else "is not a folder" \
-                if not p.path.is_dir() else "is not a git work tree"
-            where = f"projects.{p.name}"
-            raise ConfigError(f"{paths.display(m.source_of(where))}: `{where}.path` "
-                              f"{paths.display(p.path)} {what}",
-                              "point it at the project's local clone (`git clone ...` first)")
-    notify = _mapping(data.get("notify"), "notify", m)
-    _check_keys(notify, _NOTIFY_KEYS, "notify", m)
-    cleanup = _mapping(data.get("cleanup"), "cleanup", m)
-    _check_keys(cleanup, _CLEANUP_KEYS, "cleanup", m)
+    _check_projects(projects, m)
+    notify = _section(data, "notify", _NOTIFY_KEYS, m)
+    cleanup = _section(data, "cleanup", _CLEANUP_KEYS, m)
     nightly = cleanup.get("nightly_at")
     if nightly is not None and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", str(nightly)):
         raise ConfigError(f"`cleanup.nightly_at` must be HH:MM, got {nightly!r}", "e.g. 03:00")
-    web = _mapping(data.get("web"), "web", m)
-    _check_keys(web, _WEB_KEYS, "web", m)
-    port = web.get("port")
-    if port is not None:
-        if isinstance(port, str) and port.isdigit():
-            port = int(port)
-        _typed(port, int, "web.port", m)
-        if not 0 < port < 65536:
-            raise ConfigError(f"`web.port` must be a port number, got {port}", "e.g. 3001")
-    host = str(_typed(web.get("host", "127.0.0.1"), str, "web.host", m))
-    llm = _mapping(data.get("llm"), "llm", m)
-    _check_keys(llm, _LLM_KEYS, "llm", m)
-    budget = llm.get("budget_usd")
-    if budget is not None:
-        _typed(budget, (int, float), "llm.budget_usd", m)
     pool = hostsmod.parse(data.get("hosts"), "config")
     for p in projects.values():
         unknown = [h for h in p.hosts if h not in pool]
@@ -345,15 +312,9 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
             raise ConfigError(f"`projects.{p.name}.hosts` names {unknown[0]!r}, which is not "
                               "under `hosts:`", f"hosts: {', '.join(pool)}")
     return Config(
-        llm=LlmConfig(
-            model=str(llm.get("model", "claude-sonnet-5-5")),
-            max_tokens=int(_typed(llm.get("max_tokens", 8000), int, "llm.max_tokens", m)),
-            budget_usd=None if budget is None else float(budget),
-            condense_ci_logs=bool(_typed(llm.get("condense_ci_logs", False), bool,
-                                         "llm.condense_ci_logs", m)),
-            timeout=parse_duration(llm.get("timeout", 120), "llm.timeout")),
+        llm=_llm(_section(data, "llm", _LLM_KEYS, m), m),
         tmux_socket=str(tmux.get("socket", "ao")),
-        web=WebConfig(port=port, host=host),
+        web=_web(_section(data, "web", _WEB_KEYS, m), m),
         poll_interval=parse_duration(data.get("poll_interval", 30), "poll_interval"),
         cleanup_grace=parse_duration(cleanup.get("grace", 300), "cleanup.grace"),
         nightly_at=None if nightly is None else str(nightly),
@@ -368,3 +329,76 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
     )
 
 
+def _sources(cwd: Path | None, env: Mapping[str, str]) -> tuple[Merged, list[Path],
+                                                                dict[str, Path]]:
+    """The config files (global, then the repository's) and the AO_* variables merged, the
+    files read, and the folder each project's relative path is relative to."""
+    m = Merged()
+    files: list[Path] = []
+    bases: dict[str, Path] = {}
+    for f in config_sources(cwd):
+        if f is not None and f.is_file():
+            raw = _read_yaml(f)
+            m.merge(raw, str(f))
+            files.append(f)
+            for name in _mapping(raw.get("projects"), "projects", m):
+                bases[str(name)] = f.parent
+    for var, dotted in ENV_VARS.items():
+        if var in env:
+            section, _, key = dotted.rpartition(".")
+            m.merge({section: {key: env[var]}} if section else {key: env[var]}, f"env {var}")
+    return m, files, bases
+
+
+def _section(data: Mapping[str, Any], name: str, keys: tuple[str, ...],
+             m: Merged) -> Mapping[str, Any]:
+    section = _mapping(data.get(name), name, m)
+    _check_keys(section, keys, name, m)
+    return section
+
+
+def _check_projects(projects: dict[str, ProjectConfig], m: Merged) -> None:
+    """No two projects share a session prefix; each path is a git work tree (checked last:
+    the other mistakes in a file are named first)."""
+    prefixes: dict[str, str] = {}
+    for p in projects.values():
+        if p.session_prefix in prefixes:
+            raise ConfigError(
+                f"projects {prefixes[p.session_prefix]} and {p.name} share the session prefix "
+                f"{p.session_prefix!r}",
+                "set `session_prefix` on one of them",
+            )
+        prefixes[p.session_prefix] = p.name
+    for p in projects.values():
+        if not p.path.is_dir() or not (p.path / ".git").exists():
+            what = "does not exist" if not p.path.exists() else "is not a folder" \
+                if not p.path.is_dir() else "is not a git work tree"
+            where = f"projects.{p.name}"
+            raise ConfigError(f"{paths.display(m.source_of(where))}: `{where}.path` "
+                              f"{paths.display(p.path)} {what}",
+                              "point it at the project's local clone (`git clone ...` first)")
+
+
+def _web(web: Mapping[str, Any], m: Merged) -> WebConfig:
+    port = web.get("port")
+    if port is not None:
+        if isinstance(port, str) and port.isdigit():
+            port = int(port)
+        _typed(port, int, "web.port", m)
+        if not 0 < port < 65536:
+            raise ConfigError(f"`web.port` must be a port number, got {port}", "e.g. 3001")
+    return WebConfig(port=port, host=str(_typed(web.get("host", "127.0.0.1"), str,
+                                                "web.host", m)))
+
+
+def _llm(llm: Mapping[str, Any], m: Merged) -> LlmConfig:
+    budget = llm.get("budget_usd")
+    if budget is not None:
+        _typed(budget, (int, float), "llm.budget_usd", m)
+    return LlmConfig(
+        model=str(llm.get("model", "claude-sonnet-5-5")),
+        max_tokens=int(_typed(llm.get("max_tokens", 8000), int, "llm.max_tokens", m)),
+        budget_usd=None if budget is None else float(budget),
+        condense_ci_logs=bool(_typed(llm.get("condense_ci_logs", False), bool,
+                                     "llm.condense_ci_logs", m)),
+        timeout=parse_duration(llm.get("timeout", 120), "llm.timeout"))
