@@ -65,6 +65,52 @@ def approval(pr: PullRequest) -> Approval:
     return Approval.APPROVED if "approved" in opinions else Approval.NOT_REVIEWED
 
 
+def _not_open(pr: PullRequest, expected_sha: str | None) -> str | None:
+    if pr.state != "open":
+        return f"the PR is {pr.state}"
+    if pr.draft or pr.merge_state == "draft":
+        return "the PR is a draft"
+    if expected_sha is not None and pr.head_sha != expected_sha:
+        return f"the head moved to {pr.head_sha[:10]} since it was checked"
+    return None
+
+
+def _not_green(pr: PullRequest, policy: GatePolicy) -> str | None:
+    checks = pr.checks.overall
+    if checks == FAILING:
+        return "CI is failing"
+    if checks == PENDING:
+        return "CI is pending"
+    if checks == NONE and policy.require_checks:
+        return "no checks have run (require_checks: false merges without)"
+    return None
+
+
+def _not_reviewed(a: Approval, policy: GatePolicy, required: frozenset[str]) -> str | None:
+    if a is Approval.CHANGES_REQUESTED:
+        return "changes are requested"
+    if a is Approval.REVIEW_REQUIRED:
+        return "a review is required"
+    # with a review step or an approval gate, the reviewer agent or the human at the gate
+    # gives the review (its gate in merge_gate says what is missing)
+    if a is Approval.NOT_REVIEWED and policy.require_review and \
+            not {"review", "approve"} & required:
+        return ("not reviewed: approve it on the forge (`ao review SID --approve` on the "
+                "local forge), or set require_review: false")
+    return None
+
+
+def _not_mergeable(pr: PullRequest, policy: GatePolicy) -> str | None:
+    if pr.mergeable == "conflicting":
+        return "conflicts with the base branch"
+    if pr.merge_state is None:
+        return None if pr.mergeable == "mergeable" else "mergeability is not known yet"
+    if pr.merge_state not in policy.accept_states:
+        return "the PR is " + _STATE_REASONS.get(pr.merge_state,
+                                                  f"in merge state {pr.merge_state}")
+    return None
+
+
 _GATE_REASONS = {
     "review": "waiting for the reviewer agent's verdict",
     "approve": "waiting for a human's approval (ao approve)",
@@ -76,38 +122,12 @@ def merge_gate(pr: PullRequest, policy: GatePolicy, expected_sha: str | None = N
                passed: frozenset[str] = frozenset()) -> Verdict:
     """`required`: the step gates of the task (steps.gates); `passed`: those passed for the
     PR's head. A reviewer agent's approval counts as the review `require_review` asks for."""
-    if pr.state != "open":
-        return Verdict(False, f"the PR is {pr.state}")
-    if pr.draft or pr.merge_state == "draft":
-        return Verdict(False, "the PR is a draft")
-    if expected_sha is not None and pr.head_sha != expected_sha:
-        return Verdict(False, f"the head moved to {pr.head_sha[:10]} since it was checked")
-    checks = pr.checks.overall
-    if checks == FAILING:
-        return Verdict(False, "CI is failing")
-    if checks == PENDING:
-        return Verdict(False, "CI is pending")
-    if checks == NONE and policy.require_checks:
-        return Verdict(False, "no checks have run (require_checks: false merges without)")
     a = approval(pr)
-    if a is Approval.CHANGES_REQUESTED:
-        return Verdict(False, "changes are requested")
-    if a is Approval.REVIEW_REQUIRED:
-        return Verdict(False, "a review is required")
-    # with a review step or an approval gate, the reviewer agent or the human at the gate
-    # gives the review (its gate below says what is missing)
-    if a is Approval.NOT_REVIEWED and policy.require_review and \
-            not {"review", "approve"} & required:
-        return Verdict(False, "not reviewed: approve it on the forge (`ao review SID "
-                       "--approve` on the local forge), or set require_review: false")
-    if pr.mergeable == "conflicting":
-        return Verdict(False, "conflicts with the base branch")
-    if pr.merge_state is None:
-        if pr.mergeable != "mergeable":
-            return Verdict(False, "mergeability is not known yet")
-    elif pr.merge_state not in policy.accept_states:
-        return Verdict(False, "the PR is " + _STATE_REASONS.get(
-            pr.merge_state, f"in merge state {pr.merge_state}"))
+    why_not = _not_open(pr, expected_sha) or _not_green(pr, policy) or \
+        _not_reviewed(a, policy, required) or _not_mergeable(pr, policy)
+    if why_not:
+        return Verdict(False, why_not)
+    checks = pr.checks.overall
     missing = sorted(required - passed, key=lambda g: (g == "approve", g))  # the human last
     if missing:
         return Verdict(False, _GATE_REASONS.get(missing[0], f"waiting for {missing[0]}"),
