@@ -18,18 +18,28 @@ def zone(s: Session, now: float | None = None, stuck_after: float = STUCK_AFTER)
         return "done"
     if s.state is State.QUEUED:
         return "queued"
-    if s.state is State.NEEDS_HUMAN or s.activity in (Activity.WAITING_INPUT, Activity.EXITED):
+    if s.state is State.NEEDS_HUMAN or s.activity in (Activity.WAITING_INPUT, Activity.EXITED) \
+            or _stuck(s, now, stuck_after):
         return "respond"
-    idle_since = max(s.screen_changed_at or 0, s.hook_at or 0)
-    if s.activity == Activity.IDLE and not s.pr_number and idle_since and \
-            now - idle_since >= stuck_after:
-        return "respond"  # stuck: idle with no PR
     if s.pr_checks == "failing" or s.pr_review == "changes_requested" or \
             s.pr_mergeable == "conflicting":
         return "fixing"
-    if s.pr_number and s.pr_state == "open" and s.pr_gate_ok:
+    return _pr_zone(s)
+
+
+def _stuck(s: Session, now: float, stuck_after: float) -> bool:
+    """Idle with no PR for `stuck_after` seconds."""
+    idle_since = max(s.screen_changed_at or 0, s.hook_at or 0)
+    return s.activity == Activity.IDLE and not s.pr_number and bool(idle_since) and \
+        now - idle_since >= stuck_after
+
+
+def _pr_zone(s: Session) -> str:
+    if not (s.pr_number and s.pr_state == "open"):
+        return "working"
+    if s.pr_gate_ok:
         return "merge"  # the merge gate said yes (gate.py), as the daemon last saw it
-    if s.pr_number and s.pr_state == "open" and s.step == "approve":
+    if s.step == "approve":
         return "gate"  # only a human's approval holds it (`ao approve`, steps.py)
     return "working"
 

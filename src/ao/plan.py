@@ -123,6 +123,32 @@ def is_safe_key(key: str) -> bool:
 def parse(text: str, source: Path | None = None) -> Plan:
     """Parse a plan. Structural errors raise PlanError; graph problems are collected on the plan."""
     where = str(source) if source else "plan"
+    data, duplicates = _document(text, where)
+    problems = [
+        Problem("duplicate-key", normalize_key(k), f"{normalize_key(k)}: defined twice (line {ln})")
+        for k, ln in duplicates
+    ]
+    tasks = _tasks(data["tasks"], where, problems)
+    problems += _dep_problems(tasks)
+    plan = Plan(
+        tasks=tasks,
+        waves=_waves(data.get("waves"), where),
+        project=None if data.get("project") is None else str(data["project"]),
+        context=tuple(str(c) for c in data.get("context") or ()),
+        decisions=tuple(str(c) for c in data.get("decisions") or ()),
+        source=source,
+        default_steps=_defaults(data.get("defaults"), where),
+    )
+    problems += [Problem("cycle", c[0], "cycle: " + " -> ".join([*c, c[0]]))
+                 for c in find_cycles(plan)]
+    if plan.waves is not None:
+        problems += wave_problems(plan)
+    return replace(plan, problems=tuple(problems))
+
+
+def _document(text: str, where: str) -> tuple[Mapping[str, Any], list[tuple[Any, int]]]:
+    """The plan's YAML as a mapping with its keys checked and a non-empty `tasks:`, and the
+    keys written twice (with their lines)."""
     try:
         data, duplicates = yamlio.load(text)
     except yamlio.YamlRefused as e:
@@ -142,11 +168,11 @@ def parse(text: str, source: Path | None = None) -> Plan:
     if len(raw_tasks) > MAX_TASKS:
         raise PlanError(f"{where}: {len(raw_tasks)} tasks; a plan holds at most {MAX_TASKS}",
                         "split it into several plans")
+    return data, list(duplicates)
 
-    problems = [
-        Problem("duplicate-key", normalize_key(k), f"{normalize_key(k)}: defined twice (line {ln})")
-        for k, ln in duplicates
-    ]
+
+def _tasks(raw_tasks: Mapping[Any, Any], where: str, problems: list[Problem]) -> dict[str, Task]:
+    """The tasks by key; unsafe keys and keys that name the same branch go to `problems`."""
     tasks: dict[str, Task] = {}
     branches: dict[str, str] = {}
     for raw_key, spec in raw_tasks.items():
@@ -163,27 +189,18 @@ def parse(text: str, source: Path | None = None) -> Plan:
             continue
         branches[slug] = str(raw_key)
         tasks[key] = _task(key, spec, where)
+    return tasks
+
+
+def _dep_problems(tasks: dict[str, Task]) -> list[Problem]:
+    out = []
     for t in tasks.values():
         for d in t.deps:
             if d == t.key:
-                problems.append(Problem("self-dep", t.key, f"{t.key}: depends on itself"))
+                out.append(Problem("self-dep", t.key, f"{t.key}: depends on itself"))
             elif d not in tasks:
-                problems.append(Problem("unknown-dep", t.key,
-                                        f"{t.key}: depends on unknown task {d}"))
-    plan = Plan(
-        tasks=tasks,
-        waves=_waves(data.get("waves"), where),
-        project=None if data.get("project") is None else str(data["project"]),
-        context=tuple(str(c) for c in data.get("context") or ()),
-        decisions=tuple(str(c) for c in data.get("decisions") or ()),
-        source=source,
-        default_steps=_defaults(data.get("defaults"), where),
-    )
-    problems += [Problem("cycle", c[0], "cycle: " + " -> ".join([*c, c[0]]))
-                 for c in find_cycles(plan)]
-    if plan.waves is not None:
-        problems += wave_problems(plan)
-    return replace(plan, problems=tuple(problems))
+                out.append(Problem("unknown-dep", t.key, f"{t.key}: depends on unknown task {d}"))
+    return out
 
 
 def _task(key: str, spec: Any, where: str) -> Task:
