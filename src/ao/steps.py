@@ -52,40 +52,45 @@ def parse(raw: Any, where: str) -> tuple[Step, ...]:
                        "e.g. steps: [implement, review, approve]")
     out: list[Step] = []
     for item in raw:
-        opts: Mapping[str, Any]
-        if isinstance(item, str):
-            kind, opts = item, {}
-        elif isinstance(item, Mapping) and len(item) == 1:
-            kind, opts = next(iter(item.items()))
-            opts = opts or {}
-            if not isinstance(opts, Mapping):
-                raise BadInput(f"{where}: step {kind}: options must be a mapping",
-                               "e.g. {review: {agent: codex}}")
-        else:
-            raise BadInput(f"{where}: a step is a name or a one-key mapping, not {item!r}",
-                           "e.g. implement, review, {check: {run: make lint}}, approve")
-        kind = str(kind)
-        if kind not in KINDS:
-            raise BadInput(f"{where}: unknown step `{kind}`", f"steps: {', '.join(KINDS)}")
-        known = {"review": {"agent"}, "check": {"run", "name"}}.get(kind, set())
-        extra = set(opts) - known
-        if extra:
-            raise BadInput(f"{where}: step {kind}: unknown option `{sorted(extra)[0]}`",
-                           f"options of {kind}: {', '.join(sorted(known)) or 'none'}")
-        if kind == "check" and not str(opts.get("run") or "").strip():
-            raise BadInput(f"{where}: a check step needs `run: COMMAND`",
-                           'e.g. {check: {run: "make deploy-check"}}')
-        step = Step(kind, agent=str(opts["agent"]) if opts.get("agent") else None,
-                    run=str(opts["run"]) if opts.get("run") else None,
-                    name=str(opts.get("name") or opts.get("run") or ""))
-        if kind != "check" and any(s.kind == kind for s in out):
-            raise BadInput(f"{where}: step `{kind}` is listed twice", "list each step once")
+        step = _step(item, where)
+        if step.kind != "check" and any(s.kind == step.kind for s in out):
+            raise BadInput(f"{where}: step `{step.kind}` is listed twice", "list each step once")
         out.append(step)
     if out[0].kind != "implement":
         if any(s.kind == "implement" for s in out):
             raise BadInput(f"{where}: `implement` must come first", "the work comes first")
         out.insert(0, Step("implement"))
     return tuple(out)
+
+
+def _step(item: Any, where: str) -> Step:
+    """One step: a name, or a one-key mapping of its name to its options."""
+    opts: Mapping[str, Any]
+    if isinstance(item, str):
+        kind, opts = item, {}
+    elif isinstance(item, Mapping) and len(item) == 1:
+        kind, opts = next(iter(item.items()))
+        opts = opts or {}
+        if not isinstance(opts, Mapping):
+            raise BadInput(f"{where}: step {kind}: options must be a mapping",
+                           "e.g. {review: {agent: codex}}")
+    else:
+        raise BadInput(f"{where}: a step is a name or a one-key mapping, not {item!r}",
+                       "e.g. implement, review, {check: {run: make lint}}, approve")
+    kind = str(kind)
+    if kind not in KINDS:
+        raise BadInput(f"{where}: unknown step `{kind}`", f"steps: {', '.join(KINDS)}")
+    known = {"review": {"agent"}, "check": {"run", "name"}}.get(kind, set())
+    extra = set(opts) - known
+    if extra:
+        raise BadInput(f"{where}: step {kind}: unknown option `{sorted(extra)[0]}`",
+                       f"options of {kind}: {', '.join(sorted(known)) or 'none'}")
+    if kind == "check" and not str(opts.get("run") or "").strip():
+        raise BadInput(f"{where}: a check step needs `run: COMMAND`",
+                       'e.g. {check: {run: "make deploy-check"}}')
+    return Step(kind, agent=str(opts["agent"]) if opts.get("agent") else None,
+                run=str(opts["run"]) if opts.get("run") else None,
+                name=str(opts.get("name") or opts.get("run") or ""))
 
 
 def raw(steps: tuple[Step, ...]) -> list[Any]:
