@@ -11,6 +11,7 @@ from .. import tmux, views
 from ..errors import BadInput
 from ..sanitize import for_terminal
 from ..state import LIVE, RUNNING
+from ..store import Session
 from . import services
 from .output import emit_json, note, table
 from .services import SESSION_HELP
@@ -34,22 +35,28 @@ def ls(
     fleet.observe_all([s for s in listed if s.state in RUNNING])
     rows = [store.session(s.id) for s in listed]
     queued = {s.id: len(store.messages(s.id, "queued")) for s in rows}
-    activity = views.activity
     if json_out:
         emit_json([views.session(store, s) for s in rows])
         return
     if not rows:
         note("no sessions" + ("" if all_ else " running; --all shows ended ones"))
         return
+    typer.echo(_session_table(rows, queued))
+
+
+def _session_table(rows: list[Session], queued: dict[str, int]) -> str:
     # the host column once sessions run on more than this machine
     hosted = any(s.host != "local" for s in rows)
-    typer.echo(table(
-        ["id", "task", "title", "state", "step", "activity", *(["host"] if hosted else []),
-         "queued", "branch", "pr", "age"],
-        [(s.id, s.task, for_terminal(s.title)[:40], s.state.value, s.step or "-", activity(s),
-          *([s.host] if hosted else []), queued[s.id] or "-", s.branch or "-",
-          f"#{s.pr_number}" if s.pr_number else "-", services.age(s.created_at))
-         for s in rows]))
+
+    def row(s: Session) -> tuple[object, ...]:
+        return (s.id, s.task, for_terminal(s.title)[:40], s.state.value, s.step or "-",
+                views.activity(s), *([s.host] if hosted else []), queued[s.id] or "-",
+                s.branch or "-", f"#{s.pr_number}" if s.pr_number else "-",
+                services.age(s.created_at))
+
+    return table(["id", "task", "title", "state", "step", "activity",
+                  *(["host"] if hosted else []), "queued", "branch", "pr", "age"],
+                 [row(s) for s in rows])
 
 
 @app.command("attach")
