@@ -14,6 +14,7 @@ from . import (
     workspace,
 )
 from . import hosts as hostsmod
+from .config import ProjectConfig
 from .errors import BadInput
 from .events import Event, emit
 from .hosts import LOCAL
@@ -134,47 +135,61 @@ class Ending(Starting):
             project = self.cfg.projects.get(s.project)
             if project is None or started_elsewhere(s):
                 continue
-            if s.branch is None:  # cut short before the record named it
-                s = replace(s, branch=workspace.branch_name(s.task))
-            try:
-                out = teardown(self.server(s), self.store, project, s, end=None, clean=False)
-            except hostsmod.Unreachable:
-                continue  # its host is away: undone when it answers again
-            if out.worktree == "kept":
-                self.store.set_state(s.id, State.FAILED, note="start interrupted; kept: " +
-                                     "; ".join(out.why))
-                done.append((s.id, "failed"))
-                continue
-            self.store.update_session(s.id, worktree=None, branch=None)
-            self.store.set_state(s.id, State.QUEUED)
-            done.append((s.id, "requeued"))
+            outcome = self._undo_start(project, s)
+            if outcome:
+                done.append((s.id, outcome))
         for s in self.store.sessions(states={State.WORKING}):
             if started_elsewhere(s):
                 continue  # its start is still being finished by a live process
             project = self.cfg.projects.get(s.project)
             if project is None or not self.reachable(s.host):
                 continue  # a host away: its sessions are recovered when it answers
-            prompts_ = [m for m in self.store.messages(s.id) if m["source"] == "prompt"]
-            prompt_file = paths.session_dir(s.project, s.id) / "prompt.md"
-            profile = agents.get(s.agent or "command")
-            # an agent whose command carried the prompt (`{prompt_file}`) never gets it pasted
-            pasted = profile.pastes_prompt(self._context(
-                project, s, profile, self._recorded_launch(s.project, s.id)))
-            if pasted and not prompts_ and prompt_file.exists():
-                from .messaging import Messenger
-
-                body = Messenger(self).prepare(s, prompt_file.read_text(encoding="utf-8"))
-                self.store.queue_message(s.id, body, "prompt")
-                done.append((s.id, "prompt queued"))
-            elif prompts_ and all(m["status"] == "failed" for m in prompts_):
-                reason = ("the first prompt was not delivered; check whether the agent has "
-                          f"it, then `ao send {s.id}` it or `ao session resume {s.id}`")
-                self.escalate(s, "escalate:delivery:prompt", reason)
-                done.append((s.id, "escalated"))
+            outcome = self._first_prompt(project, s)
+            if outcome:
+                done.append((s.id, outcome))
         for sid, what in done:
             emit(Event("session.recovered", data={"session": sid, "outcome": what}),
                  self.store)
         return done
+
+    def _undo_start(self, project: ProjectConfig, s: Session) -> str | None:
+        """A start cut short: undone and queued again, or failed when its worktree holds
+        work; None while its host is away (undone when it answers again)."""
+        if s.branch is None:  # cut short before the record named it
+            s = replace(s, branch=workspace.branch_name(s.task))
+        try:
+            out = teardown(self.server(s), self.store, project, s, end=None, clean=False)
+        except hostsmod.Unreachable:
+            return None
+        if out.worktree == "kept":
+            self.store.set_state(s.id, State.FAILED, note="start interrupted; kept: " +
+                                 "; ".join(out.why))
+            return "failed"
+        self.store.update_session(s.id, worktree=None, branch=None)
+        self.store.set_state(s.id, State.QUEUED)
+        return "requeued"
+
+    def _first_prompt(self, project: ProjectConfig, s: Session) -> str | None:
+        """A running session whose first prompt never reached its agent: queued again when
+        it was never sent, escalated when every try failed."""
+        prompts_ = [m for m in self.store.messages(s.id) if m["source"] == "prompt"]
+        prompt_file = paths.session_dir(s.project, s.id) / "prompt.md"
+        profile = agents.get(s.agent or "command")
+        # an agent whose command carried the prompt (`{prompt_file}`) never gets it pasted
+        pasted = profile.pastes_prompt(self._context(
+            project, s, profile, self._recorded_launch(s.project, s.id)))
+        if pasted and not prompts_ and prompt_file.exists():
+            from .messaging import Messenger
+
+            body = Messenger(self).prepare(s, prompt_file.read_text(encoding="utf-8"))
+            self.store.queue_message(s.id, body, "prompt")
+            return "prompt queued"
+        if prompts_ and all(m["status"] == "failed" for m in prompts_):
+            reason = ("the first prompt was not delivered; check whether the agent has "
+                      f"it, then `ao send {s.id}` it or `ao session resume {s.id}`")
+            self.escalate(s, "escalate:delivery:prompt", reason)
+            return "escalated"
+        return None
 
 
 def started_elsewhere(s: Session) -> bool:
