@@ -198,60 +198,59 @@ class Agent:
         return f"append {path}\n- {first}\nEOF\ncommit {self.task}: {subject}\npush\n"
 
     def run(self, script: str) -> None:
-        lines = script.splitlines()
-        i = 0
-        while i < len(lines):
-            line = lines[i].rstrip()
-            i += 1
-            cmd, _, arg = line.strip().partition(" ")
-            if not cmd or cmd.startswith("#"):
-                continue
-            if cmd in ("write", "append"):
-                body = []
-                while i < len(lines) and lines[i].rstrip() != "EOF":
-                    body.append(lines[i])
-                    i += 1
-                i += 1
-                path = Path(arg.strip())
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("w" if cmd == "write" else "a", encoding="utf-8") as fh:
-                    fh.write("\n".join(body) + "\n")
-                out(f"  {cmd} {path}\r\n")
-            elif cmd == "replace":
-                path_s, _, rest = arg.partition(" ")
-                old, _, new = rest.partition(" => ")
-                path = Path(path_s)
-                path.write_text(path.read_text(encoding="utf-8").replace(old, new, 1),
-                                encoding="utf-8")
-                out(f"  edit {path}\r\n")
-            elif cmd == "sh":
-                r = subprocess.run(arg, shell=True, capture_output=True, text=True, timeout=300)
-                out(f"  $ {arg} -> {r.returncode}\r\n")
-            elif cmd == "commit":
-                git("add", "-A")
-                r = git("commit", "-q", "-m", arg or f"{self.task}: work")
-                out(f"  commit: {arg if r.returncode == 0 else 'nothing to commit'}\r\n")
-            elif cmd == "push":
-                r = git("push", "-q", "--force-with-lease", "-u", self.remote, "HEAD")
-                out(f"  push: {'ok' if r.returncode == 0 else r.stderr.strip()[-120:]}\r\n")
-            elif cmd == "rebase":
-                self.rebase()
-            elif cmd == "sleep":
-                time.sleep(min(float(arg or 1), 30))
-            elif cmd == "ask":
-                self.ask(arg or "Run the command?")
-            elif cmd == "limit":
-                reset = time.gmtime(time.time() + float(arg or 60) * 60)
-                hour = reset.tm_hour % 12 or 12
-                ampm = "am" if reset.tm_hour < 12 else "pm"
-                out(f"You've hit your session limit · resets {hour}:{reset.tm_min:02d}{ampm}"
-                    " (UTC)\r\n")
-                return
-            elif cmd == "exit":
-                out("bye\r\n")
-                raise SystemExit(int(arg or 0))
-            else:
+        steps = {"write": self._write, "append": self._write, "replace": self._replace,
+                 "sh": self._sh, "commit": self._commit, "push": self._push,
+                 "rebase": lambda _c, _a, _b: self.rebase(), "sleep": self._sleep,
+                 "ask": lambda _c, a, _b: self.ask(a or "Run the command?"),
+                 "limit": self._limit, "exit": self._exit}
+        for cmd, arg, body, line in _parse_script(script):
+            step = steps.get(cmd)
+            if step is None:
                 out(f"  ? unknown step: {line.strip()[:60]}\r\n")
+            elif step(cmd, arg, body) is STOP:
+                return
+
+    def _write(self, cmd: str, arg: str, body: list[str]) -> None:
+        path = Path(arg.strip())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w" if cmd == "write" else "a", encoding="utf-8") as fh:
+            fh.write("\n".join(body) + "\n")
+        out(f"  {cmd} {path}\r\n")
+
+    def _replace(self, _cmd: str, arg: str, _body: list[str]) -> None:
+        path_s, _, rest = arg.partition(" ")
+        old, _, new = rest.partition(" => ")
+        path = Path(path_s)
+        path.write_text(path.read_text(encoding="utf-8").replace(old, new, 1), encoding="utf-8")
+        out(f"  edit {path}\r\n")
+
+    def _sh(self, _cmd: str, arg: str, _body: list[str]) -> None:
+        r = subprocess.run(arg, shell=True, capture_output=True, text=True, timeout=300)
+        out(f"  $ {arg} -> {r.returncode}\r\n")
+
+    def _commit(self, _cmd: str, arg: str, _body: list[str]) -> None:
+        git("add", "-A")
+        r = git("commit", "-q", "-m", arg or f"{self.task}: work")
+        out(f"  commit: {arg if r.returncode == 0 else 'nothing to commit'}\r\n")
+
+    def _push(self, _cmd: str, _arg: str, _body: list[str]) -> None:
+        r = git("push", "-q", "--force-with-lease", "-u", self.remote, "HEAD")
+        out(f"  push: {'ok' if r.returncode == 0 else r.stderr.strip()[-120:]}\r\n")
+
+    def _sleep(self, _cmd: str, arg: str, _body: list[str]) -> None:
+        time.sleep(min(float(arg or 1), 30))
+
+    def _limit(self, _cmd: str, arg: str, _body: list[str]) -> object:
+        reset = time.gmtime(time.time() + float(arg or 60) * 60)
+        hour = reset.tm_hour % 12 or 12
+        ampm = "am" if reset.tm_hour < 12 else "pm"
+        out(f"You've hit your session limit · resets {hour}:{reset.tm_min:02d}{ampm}"
+            " (UTC)\r\n")
+        return STOP
+
+    def _exit(self, _cmd: str, arg: str, _body: list[str]) -> None:
+        out("bye\r\n")
+        raise SystemExit(int(arg or 0))
 
     def rebase(self) -> None:
         git("fetch", "-q", self.remote, self.default_branch)
@@ -285,6 +284,31 @@ class Agent:
             if key.startswith(("2", "n", "\x1b")):
                 out("  answered: no\r\n")
                 return
+
+
+STOP = object()  # a step after which the script ends (a usage limit)
+
+
+def _parse_script(script: str) -> list[tuple[str, str, list[str], str]]:
+    """The script's steps: (command, argument, body, line); `write` and `append` take the
+    lines up to `EOF` as their body; blank lines and comments are skipped."""
+    lines = script.splitlines()
+    steps = []
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        i += 1
+        cmd, _, arg = line.strip().partition(" ")
+        if not cmd or cmd.startswith("#"):
+            continue
+        body: list[str] = []
+        if cmd in ("write", "append"):
+            while i < len(lines) and lines[i].rstrip() != "EOF":
+                body.append(lines[i])
+                i += 1
+            i += 1
+        steps.append((cmd, arg, body, line))
+    return steps
 
 
 def union(text: str) -> str:
