@@ -3,6 +3,7 @@ ao's tmux functions driving a host's own tmux server through one multiplexed con
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -312,5 +313,63 @@ def test_both_channel_loops_answer_byte_for_byte(loop: str) -> None:
         for cmd, stdin, want in cases:
             a = ch.run(cmd, stdin, 10)
             assert (a.returncode, a.stdout, a.stderr) == want, cmd
+        # a process left in the background, still writing, holds nothing back and shifts
+        # no later answer
+        a = ch.run("(sleep 0.3; echo late; echo late >&2) & echo now", b"", 10)
+        assert (a.returncode, a.stdout) == (0, b"now\n")
+        time.sleep(0.5)
+        assert ch.run("echo next", b"", 10).stdout == b"next\n"
+        # the loop's own folder gone (a full or cleaned /tmp): the channel ends rather than
+        # read the next frame from the middle of this one
+        with contextlib.suppress(channel.Broken):  # the sh loop ends at once
+            ch.run('rm -rf "$(dirname "$(readlink /proc/self/fd/0)")"', b"", 10)
+        with pytest.raises(channel.Broken):
+            ch.run("echo after", b"x" * 10, 10)
     finally:
         ch.close()
+
+
+@pytest.mark.parametrize("lc_all", ["C.UTF-8", None])
+def test_the_loops_locale_is_its_own(lc_all: str | None) -> None:
+    """The bash loop reads frames in locale C; the commands it runs (and a tmux server one
+    starts, and its agents) keep the login's LC_ALL, or its absence."""
+    env = ("env", f"LC_ALL={lc_all}") if lc_all else ("env", "-u", "LC_ALL")
+    ch = channel.Channel((*env, "bash", "-c", channel._BASH, "ao"))
+    try:
+        a = ch.run('printf "%s|%s" "${LC_ALL-unset}" "$(env | grep -c ^LC_ALL=)"', b"", 10)
+        assert a.stdout.decode() == (f"{lc_all}|1" if lc_all else "unset|0")
+        # and its own counting stays in bytes whatever the login's locale
+        assert ch.run("printf '%s' 'ünï ✓'", b"", 10).stdout == "ünï ✓".encode()
+    finally:
+        ch.close()
+
+
+def test_the_loop_starts_from_any_login_shell_and_old_bash_falls_back() -> None:
+    """LOOP is one `exec /bin/sh -c ...` with nothing a fish login shell would read
+    differently (no double backslash); a bash without `read -N` (before 4.1) hands over to
+    the POSIX loop."""
+    assert "\\\\" not in channel.LOOP
+    assert channel.LOOP.startswith("exec /bin/sh -c ")
+    # a "bash" that reports version 3.2 runs the POSIX loop it was given
+    old = channel._BASH.replace("${BASH_VERSINFO[0]}${BASH_VERSINFO[1]}", "32", 1)
+    assert old != channel._BASH
+    ch = channel.Channel(("bash", "-c", old, "ao", channel._SH))
+    try:
+        assert ch.run("printf 'a\\0b'", b"", 10).stdout == b"a\0b"  # the POSIX loop's bytes
+    finally:
+        ch.close()
+
+
+def test_paths_of_this_machine_do_not_travel_to_a_host() -> None:
+    """A passed-through variable whose value is a path here (CODEX_HOME on a laptop) is not
+    given to an agent on a host; the host's own `env:` may set it there."""
+    from ao import environment
+
+    here = {"CODEX_HOME": "/Users/alice/.codex", "OPENAI_API_KEY": "sk-x", "HOME": "/root",
+            "OPENAI_BASE_URL": "http://proxy:8080/v1"}
+    env = environment.build(here, ("CODEX_HOME", "OPENAI_API_KEY", "OPENAI_BASE_URL"), {},
+                            {"CODEX_HOME": "/srv/codex"}, (), elsewhere=True)
+    assert env == {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": "http://proxy:8080/v1",
+                   "CODEX_HOME": "/srv/codex"}
+    local = environment.build(here, ("CODEX_HOME",), {}, {})
+    assert local["CODEX_HOME"] == "/Users/alice/.codex"

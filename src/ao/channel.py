@@ -29,37 +29,57 @@ import threading
 import time
 from dataclasses import dataclass
 
-# the loop: a folder of its own for the frames' files, removed when ao hangs up. With bash
-# (most hosts) a command costs one fork and its own exec: bash reads the script with its
-# `read -N`, counts and prints the answer with builtins, its locale C for its own reading
-# only (not exported: the commands, and agents a new tmux server starts, keep the login's).
-# Without bash, POSIX sh and a few coreutils per command.
-_BASH = r"""LC_ALL=C
+# The loop. Each reads a frame whole or ends the channel (a short read, a header that is not
+# two numbers, a file it cannot write: the next frame would be read from the middle of this
+# one), runs the script in a subshell with the command's stdin, stdout and stderr in files
+# of its own (a process the command leaves in the background cannot hold the answer back),
+# and answers with the byte counts.
+#
+# With bash 4.1 or later (`read -N`; most hosts) a command costs the subshell's fork and the
+# command's exec: bash reads, counts and prints with builtins, in locale C for its own
+# reading only; the login's LC_ALL, or its absence, is put back in the subshell, so commands
+# (and agents a tmux server started by one inherits) keep the login's locale. A NUL byte in a
+# command's output ends that output there (ao's commands print text; binary travels as
+# base64). Without bash, POSIX sh and a few coreutils a command, byte for byte.
+_BASH = r"""[ "${BASH_VERSINFO[0]}${BASH_VERSINFO[1]}" -ge 41 ] 2>/dev/null || exec sh -c "$1"
+if [ "${LC_ALL+set}" = set ]; then lc=$LC_ALL; lcset=1; else lcset=; fi
+LC_ALL=C
 d=$(mktemp -d) || exit 1
 trap 'rm -rf "$d"' EXIT
 while IFS=' ' read -r n m; do
-  IFS= read -r -d '' -N "$n" s
-  if [ "$m" -gt 0 ]; then head -c "$m" > "$d/i"; else : > "$d/i"; fi
-  o=$(trap 'printf .' EXIT; eval "$s" < "$d/i" 2> "$d/e"); rc=$?
-  o=${o%.}
-  IFS= read -r -d '' e < "$d/e"
+  case "$n:$m" in *[!0-9:]*|:*|*:) exit 1;; esac
+  IFS= read -r -d '' -N "$n" s; [ "${#s}" -eq "$n" ] || exit 1
+  rm -f "$d/i" "$d/o" "$d/e"
+  head -c "$m" > "$d/i" || exit 1
+  if [ "$m" -gt 0 ]; then [ "$(wc -c < "$d/i")" -eq "$m" ] || exit 1; fi
+  : > "$d/o" && : > "$d/e" || exit 1
+  ( if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi
+    eval "$s" ) < "$d/i" > "$d/o" 2> "$d/e"; rc=$?
+  o=; e=
+  IFS= read -r -d '' o < "$d/o"; IFS= read -r -d '' e < "$d/e"
   printf '%s %s %s\n%s%s' "$rc" "${#o}" "${#e}" "$o" "$e"
 done
 """
 _SH = r"""d=$(mktemp -d) || exit 1
 trap 'rm -rf "$d"' EXIT
 while IFS=' ' read -r n m; do
-  head -c "$n" > "$d/s"; head -c "$m" > "$d/i"
+  case "$n:$m" in *[!0-9:]*|:*|*:) exit 1;; esac
+  rm -f "$d/s" "$d/i" "$d/o" "$d/e"
+  head -c "$n" > "$d/s" && head -c "$m" > "$d/i" || exit 1
+  [ "$(wc -c < "$d/s")" -eq "$n" ] && [ "$(wc -c < "$d/i")" -eq "$m" ] || exit 1
+  : > "$d/o" && : > "$d/e" || exit 1
   sh "$d/s" < "$d/i" > "$d/o" 2> "$d/e"; rc=$?
-  printf '%s %s %s\n' "$rc" $(wc -c < "$d/o") $(wc -c < "$d/e")
-  cat "$d/o" "$d/e"
+  no=$(wc -c < "$d/o") && ne=$(wc -c < "$d/e") || exit 1
+  printf '%s %s %s\n' "$rc" $no $ne
+  head -c $no "$d/o"; head -c $ne "$d/e"
 done
 """
-# the login's shell has read its startup files (a bash started by sshd reads ~/.bashrc): the
-# loop's bash inherits what they exported and does not read them again
-LOOP = (f"if command -v bash >/dev/null 2>&1; then exec bash --norc --noprofile -c "
-        f"{shlex.quote(_BASH)}; "
-        f"else exec sh -c {shlex.quote(_SH)}; fi")
+# Started by the login's shell, whatever it is (sh, bash, zsh, fish: a plain `exec` of a
+# quoted string parses in each), which has read its startup files (a bash started by sshd
+# reads ~/.bashrc): the loop inherits what they exported and does not read them again.
+_PICK = ('if command -v bash >/dev/null 2>&1; then exec bash --norc --noprofile -c "$0" ao '
+         '"$1"; else exec sh -c "$1"; fi')
+LOOP = " ".join(["exec", "/bin/sh", "-c", *map(shlex.quote, (_PICK, _BASH, _SH))])
 IDLE_KEPT = 6  # idle channels kept per destination; more are closed when handed back
 
 

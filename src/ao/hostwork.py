@@ -220,7 +220,8 @@ def poll(host: Host, socket: str, reads: list[tuple[str, PurePosixPath, int]]
          ) -> tuple[list[str] | None, dict[str, bytes]]:
     """One round trip for a poll of the host: `list-panes -a` of its tmux server (None when
     no server runs) and the new bytes of each session's hook file from its offset. Raises
-    hosts.Unreachable when the host does not answer."""
+    hosts.Unreachable when the host does not answer, ExternalError when its answer is not
+    whole."""
     import base64
     import secrets
 
@@ -235,6 +236,7 @@ def poll(host: Host, socket: str, reads: list[tuple[str, PurePosixPath, int]]
                   silence_is_down=True)
     lines: list[str] = []
     panes: list[str] | None = None
+    answered = False
     chunks: dict[str, bytes] = {}
     for line in r.stdout.splitlines():
         if not line.startswith(mark + " "):
@@ -242,9 +244,14 @@ def poll(host: Host, socket: str, reads: list[tuple[str, PurePosixPath, int]]
             continue
         _, what, *rest = line.split(" ")
         if what == "panes":
+            answered = True
             panes = lines if rest == ["0"] else None
         elif what == "hooks" and len(rest) == 2:
             chunks[rest[0]] = base64.b64decode(rest[1])
+    if not answered:  # cut short: no tmux server would read as every agent there gone
+        err = (r.stderr or "").strip().splitlines()
+        raise ExternalError(f"host {host.name}: the poll's answer was cut short"
+                            + (f" ({err[-1][:120]})" if err else ""), "run `ao hosts check`")
     return panes, chunks
 
 
