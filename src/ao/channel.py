@@ -46,17 +46,21 @@ if [ "${LC_ALL+set}" = set ]; then lc=$LC_ALL; lcset=1; else lcset=; fi
 LC_ALL=C
 d=$(mktemp -d) || exit 1
 trap 'rm -rf "$d"' EXIT
+k=0
 while IFS=' ' read -r n m; do
   case "$n:$m" in *[!0-9:]*|:*|*:) exit 1;; esac
   IFS= read -r -d '' -N "$n" s; [ "${#s}" -eq "$n" ] || exit 1
-  rm -f "$d/i" "$d/o" "$d/e"
-  head -c "$m" > "$d/i" || exit 1
-  if [ "$m" -gt 0 ]; then [ "$(wc -c < "$d/i")" -eq "$m" ] || exit 1; fi
-  : > "$d/o" && : > "$d/e" || exit 1
+  # files of their own a command (a writer it left behind keeps its own); swept now and then
+  k=$((k + 1)); in="$d/i$k" out="$d/o$k" err="$d/e$k"
+  if [ $((k % 64)) -eq 0 ]; then rm -f "$d"/[ioe]* || exit 1; fi
+  if [ "$m" -gt 0 ]; then
+    head -c "$m" > "$in" && [ "$(wc -c < "$in")" -eq "$m" ] || exit 1
+  else : > "$in" || exit 1; fi
+  : > "$out" && : > "$err" || exit 1
   ( if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi
-    eval "$s" ) < "$d/i" > "$d/o" 2> "$d/e"; rc=$?
+    eval "$s" ) < "$in" > "$out" 2> "$err"; rc=$?
   o=; e=
-  IFS= read -r -d '' o < "$d/o"; IFS= read -r -d '' e < "$d/e"
+  IFS= read -r -d '' o < "$out"; IFS= read -r -d '' e < "$err"
   printf '%s %s %s\n%s%s' "$rc" "${#o}" "${#e}" "$o" "$e"
 done
 """
