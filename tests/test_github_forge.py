@@ -223,6 +223,16 @@ def test_push_plan_in_dependency_order(f: GitHubForge, gh: GH) -> None:
     assert repo.issues[2]["body"] == "Depends on #1\n\n<!-- ao:shop/B-1 -->"
 
 
+def test_a_branch_with_nothing_to_review_gets_no_pr_and_no_error_event(
+        f: GitHubForge) -> None:
+    """GitHub answers 422 "No commits between" for a PR of a branch with nothing ahead: the
+    daemon waits for commits (NothingToReview) instead of reporting a failure every tick."""
+    from ao.errors import NothingToReview
+
+    with pytest.raises(NothingToReview, match="no commits ahead"):
+        f.create_pr("ao/nothing-1", "n", "")
+
+
 def test_the_rest_budget_is_read_from_each_answer(f: GitHubForge, gh: GH, clone: Path) -> None:
     """x-ratelimit-remaining of a REST answer, through PyGithub's public rate_limiting,
     counted for `core` apart from `graphql`."""

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ao import config
-from ao.errors import ExternalError
+from ao.daemon import Daemon
+from ao.errors import ExternalError, NothingToReview
 from ao.forge.local import LocalForge
 from ao.store import Store
 
@@ -33,18 +34,27 @@ def forge(env: Env) -> LocalForge:
 
 
 def wait_ci(f: LocalForge, branch: str, want: str) -> None:
-    retry_until(lambda: (pr := f.poll([branch]).prs[branch]) and pr.checks.overall == want,
-                timeout=30, message=f"CI {want}")
+    """Poll and serve, as each daemon tick does, until the head's CI says `want`."""
+    def tick() -> bool:
+        prs = f.poll([branch]).prs
+        f.serve(prs)
+        pr = prs[branch]
+        return pr is not None and pr.checks.overall == want
+
+    retry_until(tick, timeout=30, message=f"CI {want}")
 
 
 def test_pull_request_lifecycle(env: Env, clone: Path) -> None:
     f = forge(env)
     assert f.poll(["ao/a-1"]).prs == {"ao/a-1": None}
     sha1 = push_branch(clone, "ao/a-1", {"feature.txt": "v1\n"})
-    pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
-    assert pr is not None
-    assert (pr.number, pr.state, pr.head_sha, pr.mergeable) == (1, "open", sha1, "mergeable")
-    assert pr.checks.overall in ("pending", "failing")
+    # a read opens nothing and starts nothing: the PR is opened, and CI started, by actions
+    assert f.poll(["ao/a-1"]).prs == {"ao/a-1": None}
+    assert Store().local_prs("shop") == [] and Store().local_ci("shop", sha1) is None
+    pr = f.create_pr("ao/a-1", "[A-1] feature", "")
+    assert (pr.number, pr.state, pr.head_sha, pr.mergeable, pr.title) == (
+        1, "open", sha1, "mergeable", "[A-1] feature")
+    assert pr.checks.overall == "pending" and Store().local_ci("shop", sha1) is None
     wait_ci(f, "ao/a-1", "failing")
     details = f.failure_details(f.poll(["ao/a-1"]).prs["ao/a-1"])  # type: ignore[arg-type]
     assert details[0].annotations[0].path == "src/app.py"
@@ -80,9 +90,9 @@ def test_conflicting_merge_is_refused(env: Env, clone: Path) -> None:
     f = forge(env)
     a = push_branch(clone, "ao/a-1", {"README.md": "# from a\n", "ok.txt": "ok"}, "a")
     b = push_branch(clone, "ao/c-1", {"README.md": "# from c\n", "ok.txt": "ok"}, "c")
-    prs = f.poll(["ao/a-1", "ao/c-1"]).prs
-    assert prs["ao/a-1"] and prs["ao/c-1"]
-    f.merge(prs["ao/a-1"], a)
+    pr_a = f.create_pr("ao/a-1", "a", "")
+    f.create_pr("ao/c-1", "c", "")
+    f.merge(pr_a, a)
     pr_c = f.poll(["ao/c-1"]).prs["ao/c-1"]
     assert pr_c is not None and pr_c.mergeable == "conflicting"
     before = git(env.remote, "rev-parse", "main")
@@ -94,6 +104,7 @@ def test_conflicting_merge_is_refused(env: Env, clone: Path) -> None:
 def test_ci_runner_that_died_is_run_again(env: Env, clone: Path) -> None:
     f = forge(env)
     sha = push_branch(clone, "ao/a-1", {"ok.txt": "ok"})
+    f.create_pr("ao/a-1", "a", "")
     store = Store()
     store.claim_local_ci("shop", sha, str(f.ci_log("ao/a-1", sha)))
     dead = subprocess.Popen(["true"])
@@ -105,6 +116,8 @@ def test_ci_runner_that_died_is_run_again(env: Env, clone: Path) -> None:
 def test_branch_without_new_commits_is_not_a_pr(env: Env, clone: Path) -> None:
     f = forge(env)
     git(clone, "push", "-q", "origin", "origin/main:refs/heads/ao/a-1")
+    with pytest.raises(NothingToReview, match="no commits ahead"):
+        f.create_pr("ao/a-1", "a", "")
     assert f.poll(["ao/a-1"]).prs["ao/a-1"] is None
 
 
@@ -113,10 +126,13 @@ def test_cli_pr_ls_review_and_merge(env: Env, clone: Path) -> None:
 
     env.write_config(ci={"command": "true"})
     sid = spawned(env)  # the demo agent pushes ao/a-1 with a note
-    retry_until(lambda: json.loads(run_ao("pr", "ls", "--json").out or "[]"), timeout=20,
-                message="the PR")
-    retry_until(lambda: json.loads(run_ao("pr", "ls", "--json").out)[0]["ci"] == "passing",
-                timeout=30, message="CI")
+    # `ao pr ls` reads: the daemon's tick opens the PR and starts its CI
+    assert json.loads(run_ao("pr", "ls", "--json").out or "[]") == []
+    d = Daemon(config.load(), Store())
+    retry_until(lambda: (d.tick(), json.loads(run_ao("pr", "ls", "--json").out or "[]"))[1],
+                timeout=20, message="the PR")
+    retry_until(lambda: (d.tick(), json.loads(run_ao("pr", "ls", "--json").out)[0]["ci"])[1]
+                == "passing", timeout=30, message="CI")
     r = run_ao("review", sid, "--request-changes", "add a docstring", "--file", "x.py",
                "--line", "2")
     assert r.code == 0 and "changes requested" in r.out, r.err

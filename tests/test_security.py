@@ -54,7 +54,8 @@ def test_ci_runs_with_a_minimal_environment(env: Env, monkeypatch: pytest.Monkey
     git(tmp_path, "clone", "-q", str(env.remote), str(clone))
     push_branch(clone, "ao/a-1", {"x.txt": "x"})
     forge = LocalForge(config.load().project("shop"), Store())
-    forge.poll(["ao/a-1"])
+    forge.create_pr("ao/a-1", "a", "")
+    forge.serve(forge.poll(["ao/a-1"]).prs)
     retry_until(lambda: dump.exists() and "NODE_ENV" in dump.read_text(), timeout=30,
                 message="the CI run")
     seen = dump.read_text()

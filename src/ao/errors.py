@@ -37,6 +37,10 @@ class NotFound(BadInput):
     pass
 
 
+class NothingToReview(BadInput):
+    """A PR was asked for a branch with no commits ahead of the default branch."""
+
+
 class StateError(AoError):
     """A lifecycle transition that the state table does not allow."""
 

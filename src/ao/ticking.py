@@ -18,7 +18,7 @@ from . import hosts, scheduler, steps, workspace
 from . import plan as planmod
 from .actions import Actions
 from .config import Config, ProjectConfig
-from .errors import AoError, ExternalError
+from .errors import AoError, ExternalError, NothingToReview
 from .events import Event, emit
 from .fleet import Fleet
 from .forge.base import Forge, PullRequest
@@ -133,8 +133,8 @@ class Ticking:
         result = forge.poll([s.branch for s in tracked if s.branch])
         for err in result.errors:
             emit(Event("forge.error", project.name, data={"error": err}), self.store)
-        if project.forge == "github":
-            self._open_missing_prs(project, forge, tracked, result.prs)
+        self._open_missing_prs(project, forge, tracked, result.prs)
+        forge.serve(result.prs)  # the local forge's CI for new heads (an action, not a read)
         paused = self.store.paused(project.name)
         self._react(project, forge, sessions, tracked, result.prs, paused)
         if not paused:
@@ -191,7 +191,8 @@ class Ticking:
 
     def _open_missing_prs(self, project: ProjectConfig, forge: Forge, sessions: list[Session],
                           prs: dict[str, PullRequest | None]) -> None:
-        """On GitHub, ao opens the PR for a pushed branch that has none, for every agent alike."""
+        """ao opens the PR for a pushed branch that has none, for every agent and forge
+        alike."""
         missing = [s for s in sessions if s.branch in prs and prs[s.branch or ""] is None
                    and s.state is State.WORKING]
         if not missing:
@@ -206,6 +207,8 @@ class Ticking:
                 f"Task {s.task}, opened by ao for session {s.id}."
             try:
                 pr = forge.create_pr(s.branch or "", f"[{s.task}] {s.title}", body)
+            except NothingToReview:
+                continue  # pushed with nothing ahead of the default branch yet: no PR yet
             except ExternalError as e:
                 emit(Event("pr.create_failed", project.name, s.id, s.task, {"error": str(e)}),
                      self.store)

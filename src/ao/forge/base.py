@@ -156,4 +156,8 @@ class Forge(Protocol):
 
     def create_pr(self, branch: str, title: str, body: str) -> PullRequest: ...
 
+    def serve(self, prs: dict[str, PullRequest | None]) -> None:
+        """The forge's own work for what a poll saw (the local forge: CI for new heads);
+        GitHub does it on its servers. Reads (`poll`, `find_pr`) never do it."""
+
     def close_issue(self, number: int) -> None: ...

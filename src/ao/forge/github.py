@@ -12,7 +12,7 @@ import urllib.request
 from datetime import datetime
 from typing import Any
 
-from ..errors import ExternalError
+from ..errors import ExternalError, ForgeError, NothingToReview
 from ..sanitize import clean
 from .base import (
     AgentReview,
@@ -156,8 +156,16 @@ class GitHubForge(GitHubIssues):
             found = list(self.repo.get_pulls(state="open", head=f"{self.owner}:{branch}"))
             return made(found[0]) if found else None
 
-        return self._write("create PR", lambda: made(self.repo.create_pull(
-            title=title, body=body, head=branch, base=self.project.default_branch)), applied)
+        try:
+            return self._write("create PR", lambda: made(self.repo.create_pull(
+                title=title, body=body, head=branch, base=self.project.default_branch)),
+                applied)
+        except ForgeError as e:
+            if e.status == 422 and "No commits between" in e.message:
+                raise NothingToReview(f"{branch} has no commits ahead of "
+                                      f"{self.project.default_branch}",
+                                      "push work to the branch first") from None
+            raise
 
     def merge(self, pr: PullRequest, expected_sha: str) -> str:
         method = self._merge_method()
@@ -229,6 +237,9 @@ class GitHubForge(GitHubIssues):
             return ""
         lines = clean(body or "").splitlines()
         return "\n".join(lines[-LOG_TAIL_LINES:])
+
+    def serve(self, prs: dict[str, PullRequest | None]) -> None:
+        """GitHub runs checks and closes PRs on its own servers: nothing to do here."""
 
     def review_comments(self, pr: PullRequest) -> list[ReviewComment]:
         data = self._graphql(THREADS_QUERY, {"owner": self.owner, "name": self.repo_name,

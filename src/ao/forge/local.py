@@ -1,9 +1,11 @@
 """The local forge: pull requests, CI and reviews for a repository with no GitHub.
 
-- a branch `ao/...` pushed to the project's remote with commits ahead of the default branch is
-  an open PR (numbered when first seen);
+- a branch `ao/...` pushed to the project's remote with commits ahead of the default branch
+  gets its PR when `create_pr` opens it (the daemon does, for every forge alike); reading
+  (`poll`, `find_pr`, `ao pr ls`) opens nothing and starts nothing;
 - CI is the project's `ci.command`, run by a background runner in a clean temporary checkout
-  of the PR head, once per sha, output kept under the session folder;
+  of the PR head, once per sha, output kept under the session folder; `serve` (the daemon's
+  action after each poll, what GitHub's servers do by themselves) starts it;
 - reviews come from `ao review`;
 - merging writes a merge commit with `git merge-tree --write-tree` + `commit-tree` and pushes
   it to the default branch, refusing if the head moved or the merge conflicts.
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from .. import environment, paths, workspace
 from ..config import ProjectConfig
-from ..errors import BadInput, ExternalError
+from ..errors import BadInput, ExternalError, NothingToReview
 from ..plan import Plan
 from ..sanitize import for_terminal
 from ..store import Store
@@ -98,15 +100,22 @@ class LocalForge:
                       f"+refs/heads/{self.project.default_branch}:"
                       f"{self.ns}/{self.project.default_branch}", timeout=120)
 
+    def _refresh(self) -> dict[str, str]:
+        """The remote's heads, fetched into the forge's refs when anything moved."""
+        heads = self._heads()
+        if heads != self._fetched:  # nothing moved on the remote: nothing to fetch
+            self._fetch()
+            self._fetched = heads
+        return heads
+
     def poll(self, branches: list[str]) -> PollResult:
+        """What the forge holds for each branch: a read that changes nothing (a pushed
+        branch has no PR until `create_pr`; CI starts in `serve`)."""
         result = PollResult()
         if not branches:
             return result  # nothing tracked: no round trip to the remote
         try:
-            heads = self._heads()
-            if heads != self._fetched:  # nothing moved on the remote: nothing to fetch
-                self._fetch()
-                self._fetched = heads
+            heads = self._refresh()
         except ExternalError as e:
             result.errors.append(str(e))
             return result
@@ -122,13 +131,35 @@ class LocalForge:
         return self.poll([branch]).prs.get(branch)
 
     def create_pr(self, branch: str, title: str, body: str) -> PullRequest:
-        """Pushing opens a local PR by itself; this only names it."""
-        pr = self.find_pr(branch)
-        if pr is None:
-            raise BadInput(f"{branch} has no commits ahead of {self.project.default_branch}",
-                           "push work to the branch first")
-        self.store.set_local_pr(self.project.name, pr.number, title=title)
+        """Open the branch's PR (numbered now), or name the open one; the branch must be
+        pushed with commits ahead of the default branch."""
+        heads = self._refresh()
+        sha, base = heads.get(branch), heads.get(self.project.default_branch)
+        if sha is None or base is None or self._pair(base, sha)[0] == "0":
+            raise NothingToReview(f"{branch} has no commits ahead of "
+                                  f"{self.project.default_branch}", "push work to the branch first")
+        row = self.store.local_pr(self.project.name, branch)
+        if row is None or row["state"] != "open":
+            self.store.open_local_pr(self.project.name, branch, title or self._title(branch))
+        elif title:
+            self.store.set_local_pr(self.project.name, row["number"], title=title)
+        pr = self._pr(branch, sha, base)
+        assert pr is not None
         return pr
+
+    def serve(self, prs: dict[str, PullRequest | None]) -> None:
+        """What the forge's server does on its own for what a poll saw: CI run once for each
+        open PR's head (again when its runner died without a verdict), and a PR whose branch
+        was deleted recorded closed."""
+        for pr in prs.values():
+            if pr is None:
+                continue
+            if pr.state == "closed":
+                row = self.store.local_pr(self.project.name, pr.head_branch)
+                if row is not None and row["state"] == "open" and row["number"] == pr.number:
+                    self.store.set_local_pr(self.project.name, pr.number, state="closed")
+            elif pr.state == "open" and self.project.ci_command:
+                self._run_ci(pr.head_branch, pr.head_sha)
 
     def _pr(self, branch: str, sha: str | None, base: str | None) -> PullRequest | None:
         row = self.store.local_pr(self.project.name, branch)
@@ -138,24 +169,23 @@ class LocalForge:
             if not new_work:
                 return self._to_pr(row, row["merged_sha"] or sha or "", "merged", NONE_CHECKS)
             row = None  # the branch was pushed again after its merge: that is a new PR
+        if row is None or row["state"] != "open":
+            return None  # not opened (yet): `create_pr` opens it
         if sha is None or base is None:
-            if row is not None and row["state"] == "open":
-                self.store.set_local_pr(self.project.name, row["number"], state="closed")
-                return self._to_pr(row, "", "closed", NONE_CHECKS)
-            return None
-        # the git work for a head depends only on the pair of shas: done once per pair
+            return self._to_pr(row, "", "closed", NONE_CHECKS)  # its branch was deleted
+        mergeable = self._pair(base, sha)[1]
+        return self._to_pr(row, sha, "open", self._checks(sha), mergeable)
+
+    def _pair(self, base: str, sha: str) -> tuple[str, str]:
+        """Commits ahead, and whether it merges: the git work for a head depends only on the
+        pair of shas, so it is done once per pair."""
         cached = self._pair_cache.get((base, sha))
         if cached is None:
             ahead = workspace.git(self.repo, "rev-list", "--count",
                                   f"{base}..{sha}").stdout.strip()
             mergeable = "mergeable" if self._merge_tree(base, sha)[0] else "conflicting"
             cached = self._pair_cache[(base, sha)] = (ahead, mergeable)
-        ahead, mergeable = cached
-        if row is None and ahead == "0":
-            return None  # pushed, but nothing to review yet
-        if row is None or row["state"] != "open":
-            row = self.store.open_local_pr(self.project.name, branch, self._title(branch))
-        return self._to_pr(row, sha, "open", self._checks(branch, sha), mergeable)
+        return cached
 
     def _title(self, branch: str) -> str:
         key = branch.removeprefix(PREFIX).upper()
@@ -200,24 +230,29 @@ class LocalForge:
         paths.ensure_dir(d)
         return d / f"{sha}.log"
 
-    def _checks(self, branch: str, sha: str) -> CheckSummary:
+    def _checks(self, sha: str) -> CheckSummary:
+        """The head's CI as recorded (pending until a run for it is recorded)."""
         if not self.project.ci_command:
             return NONE_CHECKS
         row = self.store.local_ci(self.project.name, sha)
-        if row is None:
-            log = self.ci_log(branch, sha)
-            if self.store.claim_local_ci(self.project.name, sha, str(log)):
-                self._start_ci(sha, log)
-            row = self.store.local_ci(self.project.name, sha)
-        elif row["status"] == "pending" and row["pid"] and not paths.pid_alive(int(row["pid"])):
-            # the runner died without a verdict (machine restart, kill -9): run it again
-            self.store.reset_local_ci(self.project.name, sha)
-            return self._checks(branch, sha)
         status = str(row["status"]) if row else "pending"
         conclusion = {"passing": "success", "failing": "failure", "error": "error"}.get(
             status, "pending")
         return CheckSummary.of([Check("ci", conclusion, f"file://{row['log'] if row else ''}",
                                       self.project.ci_command)])
+
+    def _run_ci(self, branch: str, sha: str) -> None:
+        """Start CI for the head unless a run for it is recorded; again when its runner died
+        without a verdict (machine restart, kill -9)."""
+        row = self.store.local_ci(self.project.name, sha)
+        if row is not None and row["status"] == "pending" and row["pid"] and \
+                not paths.pid_alive(int(row["pid"])):
+            self.store.reset_local_ci(self.project.name, sha)
+            row = None
+        if row is None:
+            log = self.ci_log(branch, sha)
+            if self.store.claim_local_ci(self.project.name, sha, str(log)):
+                self._start_ci(sha, log)
 
     def _start_ci(self, sha: str, log: Path) -> None:
         proc = subprocess.Popen(
