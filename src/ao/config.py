@@ -102,6 +102,21 @@ def _mapping(value: Any, where: str, m: Merged) -> Mapping[str, Any]:
     return value
 
 
+def _checked(value: Any, where: str, keys: tuple[str, ...], m: Merged) -> Mapping[str, Any]:
+    """A mapping (or nothing, read as empty) whose keys are all known ones."""
+    raw = _mapping(value, where, m)
+    _check_keys(raw, keys, where, m)
+    return raw
+
+
+def _optional(raw: Mapping[str, Any], key: str, kind: Any, where: str, m: Merged) -> Any:
+    """`raw[key]` when set, of type `kind`; None when not set."""
+    value = raw.get(key)
+    if value is not None:
+        _typed(value, kind, f"{where}.{key}", m)
+    return value
+
+
 def _typed(value: Any, kind: type | tuple[type, ...], where: str, m: Merged) -> Any:
     ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is int)
     if not ok:
@@ -128,22 +143,16 @@ def _agent(value: Any, where: str, m: Merged) -> AgentSpec:
         return AgentSpec()
     if isinstance(value, str):
         return AgentSpec(name=value)
-    raw = _mapping(value, where, m)
-    _check_keys(raw, _AGENT_KEYS, where, m)
-    command = raw.get("command")
-    if command is not None:
-        _typed(command, str, f"{where}.command", m)
-    mode = raw.get("permission_mode")
-    if mode is not None:
-        _typed(mode, str, f"{where}.permission_mode", m)
-        if not re.match(r"^[A-Za-z]+$", mode):
-            raise ConfigError(f"`{where}.permission_mode` {mode!r} is not a mode name",
-                              "e.g. acceptEdits, plan, default")
+    raw = _checked(value, where, _AGENT_KEYS, m)
+    command = _optional(raw, "command", str, where, m)
+    mode = _optional(raw, "permission_mode", str, where, m)
+    if mode is not None and not re.match(r"^[A-Za-z]+$", mode):
+        raise ConfigError(f"`{where}.permission_mode` {mode!r} is not a mode name",
+                          "e.g. acceptEdits, plan, default")
     name = _typed(raw.get("name", "command" if command else "claude-code"), str,
                   f"{where}.name", m)
-    ready = raw.get("ready")
+    ready = _optional(raw, "ready", str, where, m)
     if ready is not None:
-        _typed(ready, str, f"{where}.ready", m)
         try:
             re.compile(ready)
         except re.error as e:
@@ -171,15 +180,10 @@ def _env(value: Any, where: str, m: Merged) -> tuple[tuple[str, str], ...]:
 
 def _reactions(value: Any, where: str, m: Merged) -> dict[str, ReactionConfig]:
     out: dict[str, ReactionConfig] = {}
-    raw = _mapping(value, where, m)
-    _check_keys(raw, REACTION_NAMES, where, m)
-    for name, spec in raw.items():
+    for name, spec in _checked(value, where, REACTION_NAMES, m).items():
         w = f"{where}.{name}"
-        r = _mapping(spec, w, m)
-        _check_keys(r, _REACTION_KEYS, w, m)
-        retries = r.get("retries")
-        if retries is not None:
-            _typed(retries, int, f"{w}.retries", m)
+        r = _checked(spec, w, _REACTION_KEYS, m)
+        retries = _optional(r, "retries", int, w, m)
         esc = r.get("escalate_after")
         if esc is not None and not str(esc).isdigit():
             parse_duration(esc, f"{w}.escalate_after")
@@ -213,8 +217,7 @@ def _ci(ci: Any, where: str, m: Merged) -> tuple[str | None, float]:
         return None, 600.0
     if isinstance(ci, str):
         return ci, 600.0
-    ci_raw = _mapping(ci, f"{where}.ci", m)
-    _check_keys(ci_raw, _CI_KEYS, f"{where}.ci", m)
+    ci_raw = _checked(ci, f"{where}.ci", _CI_KEYS, m)
     return (_opt_str(ci_raw.get("command"), f"{where}.ci.command", m),
             parse_duration(ci_raw.get("timeout", 600), f"{where}.ci.timeout"))
 
@@ -292,16 +295,15 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
     m, files, bases = _sources(cwd, os.environ if env is None else env)
     data = m.data
     _check_keys(data, _TOP_KEYS, "", m)
-    tmux = _mapping(data.get("tmux"), "tmux", m)
-    _check_keys(tmux, _TMUX_KEYS, "tmux", m)
+    tmux = _checked(data.get("tmux"), "tmux", _TMUX_KEYS, m)
     projects = {
         str(name): _project(str(name), _mapping(raw, f"projects.{name}", m), m,
                             bases.get(str(name), Path.cwd()))
         for name, raw in _mapping(data.get("projects"), "projects", m).items()
     }
     _check_projects(projects, m)
-    notify = _section(data, "notify", _NOTIFY_KEYS, m)
-    cleanup = _section(data, "cleanup", _CLEANUP_KEYS, m)
+    notify = _checked(data.get("notify"), "notify", _NOTIFY_KEYS, m)
+    cleanup = _checked(data.get("cleanup"), "cleanup", _CLEANUP_KEYS, m)
     nightly = cleanup.get("nightly_at")
     if nightly is not None and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", str(nightly)):
         raise ConfigError(f"`cleanup.nightly_at` must be HH:MM, got {nightly!r}", "e.g. 03:00")
@@ -312,9 +314,9 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
             raise ConfigError(f"`projects.{p.name}.hosts` names {unknown[0]!r}, which is not "
                               "under `hosts:`", f"hosts: {', '.join(pool)}")
     return Config(
-        llm=_llm(_section(data, "llm", _LLM_KEYS, m), m),
+        llm=_llm(_checked(data.get("llm"), "llm", _LLM_KEYS, m), m),
         tmux_socket=str(tmux.get("socket", "ao")),
-        web=_web(_section(data, "web", _WEB_KEYS, m), m),
+        web=_web(_checked(data.get("web"), "web", _WEB_KEYS, m), m),
         poll_interval=parse_duration(data.get("poll_interval", 30), "poll_interval"),
         cleanup_grace=parse_duration(cleanup.get("grace", 300), "cleanup.grace"),
         nightly_at=None if nightly is None else str(nightly),
@@ -348,13 +350,6 @@ def _sources(cwd: Path | None, env: Mapping[str, str]) -> tuple[Merged, list[Pat
             section, _, key = dotted.rpartition(".")
             m.merge({section: {key: env[var]}} if section else {key: env[var]}, f"env {var}")
     return m, files, bases
-
-
-def _section(data: Mapping[str, Any], name: str, keys: tuple[str, ...],
-             m: Merged) -> Mapping[str, Any]:
-    section = _mapping(data.get(name), name, m)
-    _check_keys(section, keys, name, m)
-    return section
 
 
 def _check_projects(projects: dict[str, ProjectConfig], m: Merged) -> None:
@@ -392,9 +387,7 @@ def _web(web: Mapping[str, Any], m: Merged) -> WebConfig:
 
 
 def _llm(llm: Mapping[str, Any], m: Merged) -> LlmConfig:
-    budget = llm.get("budget_usd")
-    if budget is not None:
-        _typed(budget, (int, float), "llm.budget_usd", m)
+    budget = _optional(llm, "budget_usd", (int, float), "llm", m)
     return LlmConfig(
         model=str(llm.get("model", "claude-sonnet-5-5")),
         max_tokens=int(_typed(llm.get("max_tokens", 8000), int, "llm.max_tokens", m)),
