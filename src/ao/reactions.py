@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from .config import ProjectConfig, parse_duration
 from .forge.base import FAILING, NONE, PASSING, PullRequest
@@ -91,6 +92,19 @@ class History:
     resumes: int = 0
     escalated_for: str | None = None  # the key of the latest escalation
 
+    @classmethod
+    def of(cls, attempts: list[dict[str, Any]]) -> History:
+        """A session's history from its recorded attempts (Store.attempts): each reaction
+        kind's fingerprint says what it was about (`fix-ci:<sha>`, `escalate:<key>:<n>`)."""
+        def of_kind(kind: str) -> list[str]:
+            return [r["fingerprint"] for r in attempts if r["reaction"] == kind]
+
+        escalations = [fp.removeprefix("escalate:") for fp in of_kind("escalate")]
+        return cls(ci_rounds=tuple(fp.split(":", 1)[1] for fp in of_kind("fix-ci")),
+                   done=frozenset(r["fingerprint"] for r in attempts),
+                   restores=len(of_kind("restore")), resumes=len(of_kind("resume")),
+                   escalated_for=escalations[-1].rsplit(":", 1)[0] if escalations else None)
+
     def has(self, fingerprint: str) -> bool:
         return fingerprint in self.done
 
@@ -103,7 +117,7 @@ class History:
 
 
 class ActionKind(StrEnum):
-    """What the daemon can do about a session; `Daemon.act` has one branch per kind."""
+    """What the daemon can do about a session; `actions.Actions` has a handler per kind."""
 
     SET_STATE = "set-state"
     FIX_CI = "fix-ci"

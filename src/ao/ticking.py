@@ -217,16 +217,7 @@ class Ticking:
             emit(Event("pr.opened", project.name, s.id, s.task, {"pr": pr.number}), self.store)
 
     def history(self, sid: str) -> History:
-        rows = self.store.attempts(sid)
-        escalations = [r["fingerprint"].removeprefix("escalate:") for r in rows
-                       if r["reaction"] == "escalate"]
-        return History(
-            ci_rounds=tuple(r["fingerprint"].split(":", 1)[1] for r in rows
-                            if r["reaction"] == "fix-ci"),
-            done=frozenset(r["fingerprint"] for r in rows),
-            restores=sum(1 for r in rows if r["reaction"] == "restore"),
-            resumes=sum(1 for r in rows if r["reaction"] == "resume"),
-            escalated_for=escalations[-1].rsplit(":", 1)[0] if escalations else None)
+        return History.of(self.store.attempts(sid))
 
     def observation(self, s: Session, pr: PullRequest | None) -> Observation:
         now = self.clock()
