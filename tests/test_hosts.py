@@ -373,3 +373,25 @@ def test_paths_of_this_machine_do_not_travel_to_a_host() -> None:
                    "CODEX_HOME": "/srv/codex"}
     local = environment.build(here, ("CODEX_HOME",), {}, {})
     assert local["CODEX_HOME"] == "/Users/alice/.codex"
+
+
+def test_a_host_going_away_and_back_is_in_the_log(isolated_home: Path) -> None:
+    """ao's module loggers write to logs/ao.log (logs/daemon.log for the daemon), beside the
+    event log: a host's failure with its backoff, and its return."""
+    import logging
+
+    from ao.cli.output import log_to
+
+    log_to("ao.log")
+    try:
+        hosts.mark_down("build-9", "ssh: connect to host build-9 port 22: No route", time.time())
+        hosts.mark_up("build-9")
+    finally:
+        for h in list(logging.getLogger("ao").handlers):
+            if not isinstance(h, logging.NullHandler):
+                logging.getLogger("ao").removeHandler(h)
+                h.close()
+    text = (paths.logs_dir() / "ao.log").read_text()
+    assert "WARNING ao.hosts: host build-9 did not answer (ssh: connect to host build-9 port " \
+           "22: No route); asked again in 5s" in text, text
+    assert "INFO ao.hosts: host build-9 answers again" in text

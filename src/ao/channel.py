@@ -21,6 +21,7 @@ a channel whose ssh ends, is closed and never reused: the next command opens a n
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import selectors
 import shlex
@@ -28,6 +29,8 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 # The loop. Each reads a frame whole or ends the channel (a short read, a header that is not
 # two numbers, a file it cannot write: the next frame would be read from the middle of this
@@ -186,10 +189,13 @@ def run(ssh: tuple[str, ...], script: str, input: bytes = b"",
         ch = idle.pop() if idle else None
     fresh = ch is None or ch.proc.poll() is not None
     if ch is None or fresh:
+        log.debug("opening a channel to %s", ssh[-1])
         ch = Channel(ssh)
     try:
         answer = ch.run(script, input, timeout)
     except Broken as e:
+        log.warning("channel to %s ended (%s%s)", ssh[-1], e,
+                    "" if e.sent else "; the command never left")
         ch.close()
         if e.sent or fresh:
             raise

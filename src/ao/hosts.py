@@ -11,6 +11,7 @@ Server whose commands go over ssh with their arguments quoted for the remote she
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shlex
 import subprocess
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import channel, paths
 from .errors import BadInput, ExternalError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
@@ -321,6 +324,7 @@ def mark_down(name: str, error: str, now: float) -> bool:
     d = down(name)
     failures = int(d["failures"]) + 1 if d else 1
     wait = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
+    log.warning("host %s did not answer (%s); asked again in %.0fs", name, error[-200:], wait)
     paths.ensure_dir(_down_file(name).parent)
     paths.write_atomic(_down_file(name), json.dumps({
         "since": d["since"] if d else now, "failures": failures, "retry_at": now + wait,
@@ -332,6 +336,7 @@ def mark_up(name: str) -> dict[str, Any] | None:
     """The host answered; what its down record said, if it was down."""
     d = down(name)
     if d is not None:
+        log.info("host %s answers again", name)
         with contextlib.suppress(FileNotFoundError):
             _down_file(name).unlink()
     return d

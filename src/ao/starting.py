@@ -4,6 +4,7 @@ of `Fleet` (fleet.py claims and queues; this makes one start happen)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -26,7 +27,7 @@ from . import (
 from . import hosts as hostsmod
 from .agents import LaunchContext, Profile
 from .config import Config, ProjectConfig
-from .errors import BadInput, ExternalError
+from .errors import AoError, BadInput, ExternalError
 from .events import Event, emit
 from .hosts import LOCAL, Host
 from .plan import Plan, Task
@@ -39,6 +40,8 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
 
 
 from .observing import Observing
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -304,7 +307,11 @@ class Starting(Observing):
             try:
                 step()
             except Exception as undo_error:  # undo goes on; the original error is raised
+                log.exception("undoing a step of %s's start failed", s.id)
                 undo_errors.append(str(undo_error))
+        # ao's own errors say what went wrong; anything else is a bug: its traceback, for us
+        log.warning("start of %s (%s) undone: %s", s.id, launch.task.key, error,
+                    exc_info=not isinstance(error, AoError | KeyboardInterrupt))
         emit(Event("spawn.failed", s.project, None, launch.task.key,
                    {"session": s.id, "error": str(error), "undo_errors": undo_errors}),
              self.store)

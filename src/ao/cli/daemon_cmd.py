@@ -16,6 +16,7 @@ from ..errors import BadInput, ExternalError
 from ..events import Event
 from ..sanitize import for_terminal
 from . import services
+from .output import log_to
 
 app = typer.Typer(help="The daemon: run it in the foreground or attach to it.",
                   no_args_is_help=True)
@@ -31,17 +32,9 @@ def _echo(e: Event) -> None:
 
 
 def _logging() -> None:
-    """Python logging for the daemon's own troubles (tracebacks included) into
-    logs/daemon.log beside the event lines; the event log stays the user-facing record."""
-    import logging
-    from logging.handlers import RotatingFileHandler
-
-    handler = RotatingFileHandler(paths.logs_dir() / "daemon.log", maxBytes=5_000_000,
-                                  backupCount=3, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("ao")
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    """The daemon's own troubles (tracebacks included) into logs/daemon.log beside the
+    event lines."""
+    log_to("daemon.log")
 
 
 def events_brief(data: dict[str, object]) -> str:

@@ -33,6 +33,7 @@ from . import (
     spawn_cmd,
     usage_cmd,
 )
+from .output import log_to
 
 app = typer.Typer(
     name="ao",
@@ -117,6 +118,7 @@ def run() -> None:
     if not {"board", "attach"} & set(sys.argv[1:3]):
         sys.stdout = TerminalGate(sys.stdout)
         sys.stderr = TerminalGate(sys.stderr)
+    log_to("ao.log")  # the daemon's `run` moves it to daemon.log
     try:
         code = app(standalone_mode=False)
     except cx.NoArgsIsHelpError as e:

@@ -33,3 +33,25 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def days(value: float) -> str:
     return f"{value:g}d"
+
+
+def log_to(name: str) -> None:
+    """ao's module loggers (INFO and up, tracebacks included) to `logs/<name>`, rotated; in
+    place of a file set before in this process. The event log stays the user-facing record."""
+    import logging
+    from logging.handlers import RotatingFileHandler
+
+    from .. import paths
+
+    root = logging.getLogger("ao")
+    for h in [h for h in root.handlers if isinstance(h, RotatingFileHandler)]:
+        root.removeHandler(h)
+        h.close()
+    try:
+        handler = RotatingFileHandler(paths.logs_dir() / name, maxBytes=5_000_000,
+                                      backupCount=3, encoding="utf-8", delay=True)
+    except OSError:
+        return  # no log folder (a read-only home): the command still runs
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)

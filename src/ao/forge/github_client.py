@@ -5,6 +5,7 @@ GraphQL call. The first layer of `GitHubForge`."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -25,6 +26,8 @@ from ..store import Store
 from .base import (
     Issue,
 )
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 LOW_BUDGET = 200
@@ -125,6 +128,8 @@ class GitHubClient:
                 if wait > self.max_wait:
                     self.blocked_until = time.time() + wait  # the caller skips until then
                     raise error from None
+                log.warning("GitHub rate limit (%s): waiting %.0fs before %s", resource, wait,
+                            what)
                 sys.stderr.write(f"ao: GitHub rate limit: waiting {wait:.0f}s as it asks\n")
                 raise _Transient(error, wait) from None
             if e.status >= 500:
