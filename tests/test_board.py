@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from textual.widgets import Static
 
 from ao import config
 from ao.state import State
@@ -127,6 +128,14 @@ def test_send_dialog_and_kill_confirmation(env: Env) -> None:
                 (m["status"], m["body"][:20]) for m in fleet.store.messages(sid)] + [
                 str(w) for w in app.workers]
             assert "hello from the board" in env.inbox(sid), (notes, app.screen)
+            # the detail pane's screen is captured by a worker, off the UI thread, and drawn
+            # when it arrives
+            app.render_detail()
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if "hello from the board" in str(app.query_one("#detail", Static).content):
+                    break
+            assert "hello from the board" in str(app.query_one("#detail", Static).content)
             await pilot.press("k")
             await pilot.pause()
             await pilot.press("n")  # no: nothing happens

@@ -23,6 +23,7 @@ from textual.widgets import (
     TabbedContent,
     TabPane,
 )
+from textual.widgets.data_table import CellDoesNotExist
 
 from .. import attention, tmux, views
 from .. import plan as planmod
@@ -32,7 +33,7 @@ from ..fleet import Fleet
 from ..messaging import Messenger
 from ..store import Session, Store
 from .screens import ConfirmScreen, SendScreen
-from .views import detail_view, plan_view, session_row
+from .views import detail_view, plan_view, progress_line, session_row
 
 COLUMNS = ("zone", "id", "task", "title", "activity", "pr", "review", "round", "age", "last")
 AGE_EVERY = 5.0  # seconds between age refreshes when nothing else changed
@@ -78,6 +79,7 @@ class BoardApp(App[None]):
         self.last_event = 0
         self.last_seen = 0.0
         self.shown: dict[str, tuple[Any, ...]] = {}
+        self.screens: dict[str, str] = {}  # each session's last captured screen (a worker's)
         self.last_aged = 0.0
 
     # ---- layout ---------------------------------------------------------------------------
@@ -103,18 +105,9 @@ class BoardApp(App[None]):
     # ---- data -----------------------------------------------------------------------------
 
     def sessions(self) -> list[Session]:
-        rows = self.store.sessions(self.project)
-        if self.filter_text:
-            f = self.filter_text.lower()
-            rows = [s for s in rows if f in s.id.lower() or f in s.task.lower()
-                    or f in s.title.lower()]
-        return rows
-
-    def last_events(self, ids: list[str] | None = None) -> dict[str, str]:
-        return self.store.last_event_types(ids)
-
-    def cells(self, s: Session, last: str, now: float) -> tuple[Any, ...]:
-        return session_row(self.store, self.cfg, s, last, now)
+        f = self.filter_text.lower()
+        return [s for s in self.store.sessions(self.project) if not f or f in s.id.lower()
+                or f in s.task.lower() or f in s.title.lower()]
 
     def rebuild(self) -> None:
         """The whole table from scratch (start, filter change)."""
@@ -122,9 +115,9 @@ class BoardApp(App[None]):
         table.clear()
         self.shown.clear()
         now = self.clock()
-        last = self.last_events()
+        last = self.store.last_event_types(None)
         for s in sorted(self.sessions(), key=lambda s: (attention.rank(s, now), s.created_at)):
-            cells = self.cells(s, last.get(s.id, ""), now)
+            cells = session_row(self.store, self.cfg, s, last.get(s.id, ""), now)
             table.add_row(*cells, key=s.id)
             self.shown[s.id] = cells
         self.last_event = self.store.last_event_id()
@@ -171,18 +164,13 @@ class BoardApp(App[None]):
         if p is None:
             self.sub_title = ""
             return
-        project = self.project or p.project or ""
-        prog = views.plan_status(self.store, p, project)["progress"]
-        paused = " · paused" if project and self.store.paused(project) else ""
-        self.sub_title = (f"{project}: {prog['merged']}/{prog['total']} merged · "
-                          f"{prog['running']} running · {prog['queued']} queued · "
-                          f"{prog['escalated']} escalated{paused}")
+        self.sub_title = progress_line(self.store, p, self.project or p.project or "")
 
     def apply(self, ids: list[str]) -> None:
         """Update just these sessions' rows; re-sort only if a zone changed."""
         table = self.query_one(SessionTable)
         now = self.clock()
-        last = self.last_events(ids)
+        last = self.store.last_event_types(ids)
         resort = False
         for sid in ids:
             try:
@@ -191,7 +179,7 @@ class BoardApp(App[None]):
                 continue
             if self.project and s.project != self.project:
                 continue
-            cells = self.cells(s, last.get(sid, ""), now)
+            cells = session_row(self.store, self.cfg, s, last.get(sid, ""), now)
             old = self.shown.get(sid)
             if old is None:
                 table.add_row(*cells, key=sid)
@@ -215,7 +203,7 @@ class BoardApp(App[None]):
         try:
             key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
             return self.store.session(str(key))
-        except (AoError, Exception):
+        except (AoError, CellDoesNotExist):  # a row gone since, or a session removed
             return None
 
     # ---- rendering ------------------------------------------------------------------------
@@ -224,20 +212,37 @@ class BoardApp(App[None]):
         self.render_detail()
 
     def render_detail(self) -> None:
+        """The selected session's detail now, with the screen last captured; a worker
+        captures it anew off the UI thread (tmux, or ssh for a host) and redraws."""
         s = self.selected()
         detail = self.query_one("#detail", Static)
         if s is None:
             detail.update("no session selected")
             return
-        screen = ""
         if s.activity == "unreachable":
-            screen = f"(host {s.host} is unreachable)"
-        elif self.fleet is not None and s.state.value not in ("queued", "cleaned"):
-            try:
-                screen = tmux.capture(self.fleet.server(s), s.id)
-            except AoError:
-                screen = ""
-        detail.update(detail_view(self.store, s, screen))
+            detail.update(detail_view(self.store, s, f"(host {s.host} is unreachable)"))
+            return
+        detail.update(detail_view(self.store, s, self.screens.get(s.id, "")))
+        if self.fleet is not None and s.state.value not in ("queued", "cleaned"):
+            self.capture(s)
+
+    @work(thread=True, exclusive=True, group="capture")
+    def capture(self, s: Session) -> None:
+        assert self.fleet is not None
+        try:
+            screen = tmux.capture(self.fleet.server(s), s.id)
+        except AoError:
+            return
+        self.call_from_thread(self.captured, s.id, screen)
+
+    def captured(self, sid: str, screen: str) -> None:
+        """A worker's capture arrived: redraw the detail if it changed and still shows."""
+        if self.screens.get(sid) == screen:
+            return
+        self.screens[sid] = screen
+        s = self.selected()
+        if s is not None and s.id == sid and s.activity != "unreachable":
+            self.query_one("#detail", Static).update(detail_view(self.store, s, screen))
 
     def plan(self) -> planmod.Plan | None:
         if self.plan_file is not None:
@@ -309,8 +314,11 @@ class BoardApp(App[None]):
     def deliver(self, sid: str, text: str) -> None:
         if self.fleet is None:
             return
-        worker_fleet = Fleet(self.cfg, Store(self.store.path), self.fleet.srv)
-        r = Messenger(worker_fleet).send(sid, text)
+        store = Store(self.store.path)
+        try:
+            r = Messenger(Fleet(self.cfg, store, self.fleet.srv)).send(sid, text)
+        finally:
+            store.close()
         severity = "information" if r.status == "delivered" else \
             "warning" if r.status == "queued" else "error"
         self.call_from_thread(self.notify, f"{sid}: {r.status} {r.detail}".strip(),
@@ -320,29 +328,18 @@ class BoardApp(App[None]):
         s = self._need()
         if s is None or self.fleet is None:
             return
-        fleet = self.fleet
 
         def confirmed(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                out = fleet.kill(s.id)
-                self.notify(f"{s.id} killed; worktree {out['worktree']}")
-            except AoError as e:
-                self.notify(str(e), severity="error")
+            if yes:
+                self.act("kill", s.id)
 
         self.push_screen(ConfirmScreen(f"Kill {s.id} ({s.task})? Unpushed work is kept."),
                          confirmed)
 
     def action_restore(self) -> None:
         s = self._need()
-        if s is None or self.fleet is None:
-            return
-        try:
-            self.fleet.restore(s.id)
-            self.notify(f"{s.id} restored")
-        except AoError as e:
-            self.notify(str(e), severity="error")
+        if s is not None and self.fleet is not None:
+            self.act("restore", s.id)
 
     def action_merge(self) -> None:
         s = self._need()
@@ -353,16 +350,34 @@ class BoardApp(App[None]):
             self.notify(f"{s.id} cannot merge: {s.pr_gate or 'no pull request seen yet'}",
                         severity="warning")
             return
-        if self.fleet is None:
-            return
-        from ..merging import merge_now
+        if self.fleet is not None:
+            self.act("merge", s.id)
 
+    @work(thread=True, group="act")
+    def act(self, what: str, sid: str) -> None:
+        """Kill, restore or merge off the UI thread (git, tmux, ssh, the forge), with a store
+        connection of the worker's own; the outcome comes back as a notification."""
+        assert self.fleet is not None
+        store = Store(self.store.path)
+        fleet = Fleet(self.cfg, store, self.fleet.srv)
         try:
-            # the same gate as `ao pr merge` and the daemon, on the PR as it is now
-            number, _sha = merge_now(self.cfg, self.store, self.fleet.server(s), s)
-            self.notify(f"{s.id}: PR #{number} merged")
+            if what == "kill":
+                note = f"{sid} killed; worktree {fleet.kill(sid)['worktree']}"
+            elif what == "restore":
+                fleet.restore(sid)
+                note = f"{sid} restored"
+            else:
+                from ..merging import merge_now
+
+                s = store.session(sid)
+                # the same gate as `ao pr merge` and the daemon, on the PR as it is now
+                number, _sha = merge_now(self.cfg, store, fleet.server(s), s)
+                note = f"{sid}: PR #{number} merged"
+            self.call_from_thread(self.notify, note)
         except AoError as e:
-            self.notify(str(e), severity="error")
+            self.call_from_thread(self.notify, str(e), severity="error")
+        finally:
+            store.close()
 
     def action_pause(self) -> None:
         s = self.selected()

@@ -93,3 +93,11 @@ def detail_view(store: Store, s: Session, screen: str) -> Text:
     for e in evs:
         t.append(f"{e.ts[11:19]} {e.type} {json.dumps(e.data)[:40]}\n")
     return t
+
+
+def progress_line(store: Store, p: planmod.Plan, project: str) -> str:
+    """The board's header: the plan's merged/total, running, queued, escalated, paused."""
+    prog = views.plan_status(store, p, project)["progress"]
+    paused = " · paused" if project and store.paused(project) else ""
+    return (f"{project}: {prog['merged']}/{prog['total']} merged · {prog['running']} running"
+            f" · {prog['queued']} queued · {prog['escalated']} escalated{paused}")
