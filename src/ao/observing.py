@@ -101,7 +101,7 @@ class Observing(Machines):
         seen = profile.title_activity(p.title) or seen
         changed_at = s.screen_changed_at if digest == s.screen_hash and \
             s.screen_changed_at else now
-        hook = Activity(s.hook_activity) if s.hook_activity else None
+        hook = s.hook_activity
         doing = activity.infer(seen, hook, s.hook_at, profile.uses_hooks, changed_at, now,
                                settled)
         new: dict[str, object] = {"activity": doing.value, "screen_hash": digest,

@@ -221,8 +221,7 @@ class Ticking:
 
     def observation(self, s: Session, pr: PullRequest | None) -> Observation:
         now = self.clock()
-        activity = Activity(s.activity) if s.activity in Activity.__members__.values() \
-            else Activity.UNKNOWN
+        activity = s.activity
         since = max(s.screen_changed_at or 0, s.hook_at or 0) or now
         return Observation(state=s.state, activity=activity,
                            idle_for=now - since if activity is Activity.IDLE else 0.0, pr=pr,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import AoError
-from ..state import Outcome, State
+from ..state import Activity, Outcome, State
 
 
 @dataclass(frozen=True)
@@ -22,11 +22,11 @@ class Session:
     worktree: str | None
     created_at: float
     updated_at: float
-    activity: str
+    activity: Activity  # what its agent is doing, as last observed (activity.py)
     activity_at: float | None
     screen_hash: str | None
     screen_changed_at: float | None
-    hook_activity: str | None
+    hook_activity: Activity | None  # what its agent's own hooks said last
     hook_at: float | None
     pr_number: int | None
     pr_url: str | None
@@ -60,8 +60,17 @@ class Session:
     def from_row(cls, row: dict[str, Any]) -> Session:
         values = {f.name: row[f.name] for f in fields(cls)}
         values["state"] = State(values["state"])
+        values["activity"] = _activity(values["activity"]) or Activity.UNKNOWN
+        values["hook_activity"] = _activity(values["hook_activity"])
         values["outcome"] = Outcome(values["outcome"]) if values["outcome"] else None
         return cls(**values)
+
+
+def _activity(value: str | None) -> Activity | None:
+    """A stored activity; one this version does not know reads as unknown."""
+    if value is None:
+        return None
+    return Activity(value) if value in Activity._value2member_map_ else Activity.UNKNOWN
 
 
 class TaskBusy(AoError):

@@ -31,6 +31,7 @@ from ..config import Config
 from ..errors import AoError
 from ..fleet import Fleet
 from ..messaging import Messenger
+from ..state import Activity
 from ..store import Session, Store
 from .screens import ConfirmScreen, SendScreen
 from .views import detail_view, plan_view, progress_line, session_row
@@ -212,14 +213,13 @@ class BoardApp(App[None]):
         self.render_detail()
 
     def render_detail(self) -> None:
-        """The selected session's detail now, with the screen last captured; a worker
-        captures it anew off the UI thread (tmux, or ssh for a host) and redraws."""
+        """The detail now with the last screen; a worker captures it anew, off the UI thread."""
         s = self.selected()
         detail = self.query_one("#detail", Static)
         if s is None:
             detail.update("no session selected")
             return
-        if s.activity == "unreachable":
+        if s.activity is Activity.UNREACHABLE:
             detail.update(detail_view(self.store, s, f"(host {s.host} is unreachable)"))
             return
         detail.update(detail_view(self.store, s, self.screens.get(s.id, "")))
@@ -241,7 +241,7 @@ class BoardApp(App[None]):
             return
         self.screens[sid] = screen
         s = self.selected()
-        if s is not None and s.id == sid and s.activity != "unreachable":
+        if s is not None and s.id == sid and s.activity is not Activity.UNREACHABLE:
             self.query_one("#detail", Static).update(detail_view(self.store, s, screen))
 
     def plan(self) -> planmod.Plan | None:
