@@ -86,8 +86,10 @@ class Messenger:
         if why is not None:
             return r
         self.deliver_queued(sid)  # behind earlier messages, which go first, now
-        status = {m["id"]: m["status"] for m in self.store.messages(sid)}[r.message_id]
-        return SendResult(status, "" if status == "delivered" else r.detail, r.message_id)
+        m = next(x for x in self.store.messages(sid) if x["id"] == r.message_id)
+        detail = {"delivered": "", "failed": m["error"] or "not delivered"}.get(m["status"],
+                                                                              r.detail)
+        return SendResult(m["status"], detail, r.message_id)
 
     def _why_hold(self, s: Session, activity: Activity, now: bool) -> str | None:
         """Why the message must wait in the queue instead of being typed now."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from logging.handlers import RotatingFileHandler
 from typing import Any
 
 from ..sanitize import for_terminal, json_text
@@ -37,21 +38,29 @@ def days(value: float) -> str:
 
 def log_to(name: str) -> None:
     """ao's module loggers (INFO and up, tracebacks included) to `logs/<name>`, rotated; in
-    place of a file set before in this process. The event log stays the user-facing record."""
+    place of a file set before in this process. Nothing is made until a line is written (a
+    command that logs nothing touches no folder). The event log stays the user-facing record."""
     import logging
-    from logging.handlers import RotatingFileHandler
 
     from .. import paths
 
     root = logging.getLogger("ao")
-    for h in [h for h in root.handlers if isinstance(h, RotatingFileHandler)]:
+    for h in [h for h in root.handlers if isinstance(h, _LogFile)]:
         root.removeHandler(h)
         h.close()
-    try:
-        handler = RotatingFileHandler(paths.logs_dir() / name, maxBytes=5_000_000,
-                                      backupCount=3, encoding="utf-8", delay=True)
-    except OSError:
-        return  # no log folder (a read-only home): the command still runs
+    handler = _LogFile(paths.ao_home() / "logs" / name, maxBytes=5_000_000, backupCount=3,
+                       encoding="utf-8", delay=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+
+
+class _LogFile(RotatingFileHandler):
+    """A rotated log file whose folder is made (private, as all of AO_HOME) with its first
+    line."""
+
+    def _open(self) -> Any:
+        from .. import paths
+
+        paths.logs_dir()
+        return super()._open()
