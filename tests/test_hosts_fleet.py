@@ -160,6 +160,27 @@ def test_a_plan_spreads_over_this_machine_and_two_hosts_and_merges(pool: Pool) -
     assert "host.unreachable" not in paths.events_log().read_text()
 
 
+def test_a_start_handed_to_a_worker_counts_on_its_host_at_once(pool: Pool) -> None:
+    """Batch-spawn places every task before the workers start them: the host chosen for a
+    start is recorded at once, so the next placement never counts it as this machine's and
+    a host's `max_sessions` holds."""
+    from ao.starting import _Ready
+
+    pool.configure(["build-a", "build-b"], {"build-a": 1, "build-b": 1})
+    fleet = Fleet(config.load(), Store(), pool.env.server())
+    project = fleet.cfg.project("shop")
+    plan = fleet.plan_for(project)
+    assert plan is not None
+    placed = [fleet._spawn_start(project, plan.tasks[k], plan, force=False, fresh=False)
+              for k in ("A-1", "C-1", "D-1")]
+    ready = [p for p in placed if isinstance(p, _Ready)]
+    assert sorted(r.host for r in ready) == ["build-a", "build-b"]
+    assert [fleet.store.session(r.session.id).host for r in ready] == [r.host for r in ready]
+    last = placed[-1]
+    assert not isinstance(last, _Ready) and last.status == "queued", last
+    assert "no host has room" in last.reason
+
+
 def test_send_logs_kill_and_cleanup_on_a_remote_session(pool: Pool) -> None:
     pool.configure(["build-a"])
     r = run_ao("spawn", "shop", "C-1")
@@ -186,9 +207,17 @@ def test_send_logs_kill_and_cleanup_on_a_remote_session(pool: Pool) -> None:
     # its ssh client goes with it
     follower = psutil.Popen([sys.executable, "-m", "ao", "logs", s.id, "-f"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    ssh = retry_until(lambda: [c for c in follower.children(recursive=True)
-                               if "tail -c 0 -f" in " ".join(c.cmdline())], timeout=20,
-                      message="the ssh client following the log")
+    def following() -> list[psutil.Process]:
+        found = []
+        for c in follower.children(recursive=True):
+            try:  # a child can end (or be a zombie) between the listing and the look
+                if "tail -c 0 -f" in " ".join(c.cmdline()):
+                    found.append(c)
+            except psutil.Error:
+                continue
+        return found
+
+    ssh = retry_until(following, timeout=20, message="the ssh client following the log")
     follower.terminate()
     assert follower.wait(10) == 128 + signal.SIGTERM
     _gone, alive = psutil.wait_procs(ssh, timeout=10)

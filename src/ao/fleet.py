@@ -227,14 +227,16 @@ class Fleet(Ending):
             if isinstance(claim, SpawnResult):
                 return claim
             s = self.store.session(queued.id)
-            if claim != LOCAL:
-                return _Ready(s, task, plan, fresh, False, claim)
+            if claim != LOCAL:  # its host recorded now: the next placement counts it there
+                return _Ready(self.store.update_session(s.id, host=claim), task, plan, fresh,
+                              False, claim)
             try:
                 return self._start(s, task, plan, fresh_branch=fresh, fresh=False, host=claim)
             except AoError as err:
                 return SpawnResult(task.key, "failed", s.id, str(err))
-        if host != LOCAL:
-            return _Ready(s, task, plan, fresh, True, host)
+        if host != LOCAL:  # its host recorded now: the next placement counts it there
+            return _Ready(self.store.update_session(s.id, host=host), task, plan, fresh, True,
+                          host)
         try:
             return self._start(s, task, plan, fresh_branch=fresh, fresh=True, host=host)
         except AoError as e:
