@@ -170,3 +170,22 @@ def test_ignored_files_are_work_and_disposable_ones_are_not(env: Env) -> None:
     patch = next((paths.session_dir("shop", sid) / "saved").glob("*.patch")).read_text()
     assert "SECRET_THING=only-here" in patch and "rebuilt on install" not in patch
     assert not wt.exists()
+
+
+def test_a_killed_session_whose_branch_a_later_one_continues_is_cleaned(env: Env) -> None:
+    """Kill a session, start its task again (the new session continues the task's branch),
+    then clean up: the killed one ends, its worktree goes, and the branch the new session
+    has checked out stays, without holding the cleanup back on every run."""
+    first = spawned(env, "A-1")
+    ended(env, first)
+    assert run_ao("session", "kill", first).code == 0
+    second = spawned(env, "A-1")
+    ended(env, second)
+    out = cleanup("-p", "shop", "--yes")
+    items = {i["name"]: i for i in out["items"]}  # type: ignore[union-attr]
+    assert items[first]["kept"] == [], items[first]
+    store = env.fleet().store
+    assert store.session(first).state is State.CLEANED
+    assert store.session(second).state is State.WORKING
+    assert "ao/a-1" in git(env.repo, "branch", "--list", "ao/a-1")
+    assert cleanup("-p", "shop", "--yes")["items"] == []  # nothing left to retry

@@ -492,3 +492,11 @@ def test_codex_and_gemini_on_a_host_answer_their_dialogs_there(
         out = fleet.kill(s.id)
         assert out["worktree"] == "removed", out
         assert not Path(str(pool.place("build-a", s.id).worktree)).exists()
+
+
+def test_the_default_workdir_is_under_the_hosts_home(pool: Pool) -> None:
+    """`workdir` left out (`.agent-orchestrator`) or relative is under the login's $HOME
+    there, not under the folder a login starts in."""
+    h = hosts.parse({"build-a": pool.servers["build-a"].host_config()})["build-a"]
+    home = (pool.root / "build-a-home").resolve()
+    assert hostwork.workdir(h) == hostwork.PurePosixPath(str(home / ".agent-orchestrator"))

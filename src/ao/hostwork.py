@@ -44,9 +44,10 @@ def workdir(host: Host) -> PurePosixPath:
             _ABS[key] = absolute
             return PurePosixPath(absolute)
     wd = host.workdir
-    # `~/x` in the config means the login's home there, as in a shell
-    script = 'd=$1; case $d in "~"|"~/"*) d="$HOME${d#"~"}";; esac; ' \
-             'mkdir -p "$d" && cd "$d" && pwd -P'
+    # `~/x` in the config means the login's home there, as in a shell; a relative path is
+    # under that home too (not the folder a login happens to start in)
+    script = 'd=$1; case $d in "~"|"~/"*) d="$HOME${d#"~"}";; /*) ;; *) d="$HOME/$d";; ' \
+             'esac; mkdir -p "$d" && cd "$d" && pwd -P'
     out = _sh(host, script, "make its workdir", wd)
     _ABS[key] = out.strip().splitlines()[-1]
     paths.ensure_dir(cache.parent)

@@ -39,7 +39,7 @@ class Teardown:
     worktree: str = "none"  # none | kept | removed
     why: list[str] = field(default_factory=list)  # why the worktree was kept
     saved: list[str] = field(default_factory=list)
-    branch: str = "none"  # none | kept | deleted
+    branch: str = "none"  # none | kept | deleted | in use at <worktree>
 
     def as_dict(self) -> dict[str, object]:
         return {"worktree": self.worktree, "why": self.why, "saved": self.saved,
@@ -143,6 +143,15 @@ def _worktree(project: ProjectConfig, s: Session, wt: Path, force: bool, saved_i
 
 def _branch(project: ProjectConfig, branch: str, force: bool, saved_in: Path,
             show: Callable[[Path], str], out: Teardown) -> None:
+    if out.worktree != "kept":
+        # a worktree folder removed by hand is still registered, and holds the branch
+        workspace.git(project.path, "worktree", "prune", check=False)
+        elsewhere = workspace.checked_out_at(project.path, branch)
+        if elsewhere is not None:
+            # the task's branch, continued by a later session (or in a human's worktree):
+            # its work is safe there, and this session's end does not wait on it
+            out.branch = f"in use at {elsewhere}"
+            return
     # the branch's own commits are checked too: its worktree may have been gone before
     # this teardown (deleted by hand, a start cut short), so "removed above" proves nothing
     lone = worksafe.branch_unpushed(project.path, project.remote, project.default_branch,

@@ -247,6 +247,18 @@ def remove_worktree(repo: Path, path: Path) -> None:
     git(repo, "worktree", "prune", check=False)
 
 
+def checked_out_at(repo: Path, branch: str) -> Path | None:
+    """The worktree that has `branch` checked out, if any."""
+    proc = git(repo, "worktree", "list", "--porcelain", check=False)
+    here: Path | None = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("worktree "):
+            here = Path(line.removeprefix("worktree "))
+        elif line == f"branch refs/heads/{branch}":
+            return here
+    return None
+
+
 def delete_branch(repo: Path, branch: str) -> None:
     if local_branch_exists(repo, branch):
         git(repo, "branch", "-D", branch)
