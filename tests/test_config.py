@@ -157,6 +157,7 @@ def test_config_show_lists_hosts_with_secrets_masked(isolated_home: Path, tmp_pa
     write_global(isolated_home, f"hosts:\n  local: {{max_sessions: 2}}\n  build-1:\n"
                  "    ssh: ci@build-1\n    port: 2222\n    max_sessions: 6\n"
                  "    env: {GITHUB_TOKEN: ghp_0123456789abcdef}\n"
+                 "    ssh_options: [StrictHostKeyChecking=accept-new]\n"
                  f"projects:\n  workflow:\n    path: {tmp_path}\n    hosts: [local, build-1]\n")
     r = run_ao("config", "show", "--json")
     assert r.code == 0, r.err
@@ -167,4 +168,7 @@ def test_config_show_lists_hosts_with_secrets_masked(isolated_home: Path, tmp_pa
     assert rows["hosts.local.max_sessions"]["value"] == 2
     assert rows["hosts.build-1.ssh"]["source"] == "~/.agent-orchestrator/config.yaml"
     assert rows["projects.workflow.hosts"]["value"] == ["local", "build-1"]
+    assert rows["hosts.build-1.ssh_options"] == {
+        "key": "hosts.build-1.ssh_options", "value": ["StrictHostKeyChecking=accept-new"],
+        "source": "~/.agent-orchestrator/config.yaml"}
     assert "ghp_0123456789abcdef" not in r.out

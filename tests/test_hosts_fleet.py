@@ -307,6 +307,8 @@ def test_a_host_that_goes_away_leaves_its_sessions_unreachable_then_resumes(
     assert now.state in (State.WORKING, State.PR_OPEN)  # not failed, not exited, not done
     r = run_ao("send", s.id, "are you there?")
     assert r.code == 3 and "queued" in r.out and "unreachable" in r.out, r.out + r.err
+    r = run_ao("logs", s.id)  # the transcript is there, the host is not: said so
+    assert r.code == 1 and "host build-a does not answer" in r.err, r.out + r.err
     # a second task finds no host with room: it waits in the queue
     r = run_ao("spawn", "shop", "D-1")
     assert "queued" in r.out and "build-a unreachable" in r.out, r.out + r.err

@@ -143,7 +143,9 @@ class Cleaner:
                 return worksafe.work_at_risk(wt, p.remote, p.default_branch, disposable(p),
                                               branch=s.branch)
         except AoError as e:
-            return [f"host {s.host}: {e.message}"]
+            # the runner's errors name the host already
+            return [e.message if e.message.startswith(f"host {s.host}") else
+                    f"host {s.host}: {e.message}"]
 
     def _why(self, p: ProjectConfig, s: Session) -> str | None:
         """Why this session should end now, or None to leave it alone."""

@@ -156,7 +156,7 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
             add(f"{pre}.identity", paths.display(h.identity) if h.identity else None)
             add(f"{pre}.workdir", h.workdir)
             add(f"{pre}.env", {k: environment.masked(k, v) for k, v in h.env})
-            add(f"{pre}.options", list(h.options))
+            add(f"{pre}.ssh_options", list(h.options))
         add(f"{pre}.max_sessions", h.max_sessions)
         add(f"{pre}.min_free_mb", h.min_free_mb)
     for p in cfg.projects.values():

@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from .. import agent_hooks, agents, attention, events, hosts, hostwork, paths, scheduler, tmux
-from ..errors import BadInput
+from ..errors import BadInput, ExternalError
 from ..hosts import LOCAL
 from ..sanitize import clean, transcript
 from ..state import RUNNING, State
@@ -79,6 +79,10 @@ def _host_log(s: Session, lines: int, follow: bool) -> None:
     # `tail -c` are the transcript's to handle, not a text decoder's
     r = subprocess.run([*hosts.ssh_argv(host), "--", f"tail -c 2000000 {shlex.quote(str(log))}"],
                        capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    if r.returncode == hosts.SSH_FAILED and not hosts.connected(host):
+        raise ExternalError(f"host {host.name} does not answer, so {s.id}'s transcript there "
+                            "cannot be read", "see `ao hosts`; it is read again once the "
+                            "host is back")
     if r.returncode != 0:
         note(f"no transcript yet at {host.name}:{log}")
         return
