@@ -194,8 +194,8 @@ def run(ssh: tuple[str, ...], script: str, input: bytes = b"",
     try:
         answer = ch.run(script, input, timeout)
     except Broken as e:
-        log.warning("channel to %s ended (%s%s)", ssh[-1], e,
-                    "" if e.sent else "; the command never left")
+        log.debug("channel to %s ended (%s%s)", ssh[-1], e,
+                  "" if e.sent else "; the command never left")
         ch.close()
         if e.sent or fresh:
             raise

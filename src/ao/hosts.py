@@ -197,6 +197,7 @@ def run(host: Host, argv: list[str], input: str | None = None, timeout: float = 
         a = channel.run(tuple(ssh_argv(host)), shlex.join(argv), (input or "").encode(),
                         timeout)
     except channel.Broken as e:
+        log.warning("host %s: `%s` got no whole answer (%s)", host.name, argv[0], e)
         if e.timed_out:
             error = Unreachable if silence_is_down or not connected(host) else ExternalError
             raise error(f"host {host.name}: `{argv[0]}` did not answer in {timeout:g}s",

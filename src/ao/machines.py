@@ -77,7 +77,7 @@ class Machines:
                 pr = hostsmod.probe(h)  # this machine's too: the same one round trip
                 reachable, free = pr.reachable, pr.mem_available_mb
                 if not pr.reachable:
-                    self._host_down(h, pr.error, now)
+                    self.host_down(h, pr.error, now)
             rooms.append(placement.Room(name, running.get(name, 0), h.max_sessions,
                                         reachable, free, h.min_free_mb))
         if not rooms:
@@ -103,12 +103,12 @@ class Machines:
             hostsmod.run(self.host(name), ["true"], timeout=hostsmod.CONNECT_TIMEOUT + 5,
                          silence_is_down=True)
         except hostsmod.Unreachable as e:
-            self._host_down(self.host(name), e.message, now)
+            self.host_down(self.host(name), e.message, now)
             return False
-        self._host_up(self.host(name))
+        self.host_up(self.host(name))
         return True
 
-    def _host_down(self, h: Host, error: str, now: float | None = None) -> None:
+    def host_down(self, h: Host, error: str, now: float | None = None) -> None:
         """Recorded down; its backoff counts from now, after the failed call (which may have
         taken its whole timeout), not from when the call began."""
         if hostsmod.mark_down(h.name, error, time.time()):
@@ -121,7 +121,7 @@ class Machines:
                 f"{error}; its sessions wait, and nothing new is placed there")
         self._servers.pop(h.name, None)
 
-    def _host_up(self, h: Host) -> None:
+    def host_up(self, h: Host) -> None:
         was = hostsmod.mark_up(h.name)
         if was is not None:
             emit(Event("host.reachable", data={"host": h.name,

@@ -81,7 +81,7 @@ class Observing(Machines):
             except hostsmod.Unreachable as e:
                 down.add(name)
                 if name != LOCAL and hostsmod.due(name, now):
-                    self._host_down(self.host(name), e.message, now)
+                    self.host_down(self.host(name), e.message, now)
             except AoError:  # a host taken out of the config: its sessions cannot be seen
                 if name == LOCAL:
                     raise
@@ -126,7 +126,7 @@ class Observing(Machines):
         reads = [(s.id, hostwork.place(h, s.project, s.id).session_dir / HOOK_FILE,
                   s.hooks_read) for s in hooked]
         lines, chunks = hostwork.poll(h, self.cfg.tmux_socket, reads)
-        self._host_up(h)
+        self.host_up(h)
         for s in hooked:
             if s.id in chunks:
                 fresh[s.id] = agent_hooks.ingest(self.store, s, chunks[s.id], s.hooks_read)

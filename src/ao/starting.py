@@ -272,7 +272,7 @@ class Starting(Observing):
             "fresh" if fresh_branch else "new", excludes,
             base=workspace.git(project.path, "rev-parse", self._base(project)).stdout.strip(),
             on_remote=None if fresh_branch else self._remote_has(project, branch))
-        self._host_up(h)
+        self.host_up(h)
         if how != "exists":  # the session's folder there is this start's (never another's)
             launch.undo.append(lambda: hostwork.remove_dir(h, where.session_dir))
 
@@ -316,7 +316,7 @@ class Starting(Observing):
                    {"session": s.id, "error": str(error), "undo_errors": undo_errors}),
              self.store)
         if isinstance(error, hostsmod.Unreachable) and s.host != LOCAL:
-            self._host_down(self.host(s.host), str(error), time.time())
+            self.host_down(self.host(s.host), str(error), time.time())
         if launch.fresh and not isinstance(error, hostsmod.Unreachable):
             self.store.delete_session(s.id)
             shutil.rmtree(paths.session_dir(s.project, s.id), ignore_errors=True)

@@ -39,7 +39,14 @@ def _probes(binaries: tuple[str, ...]) -> list[tuple[hosts.Host, hosts.Probe]]:
     pool = list(services.cfg().hosts.values())
     # one round trip per host, all hosts at once
     with ThreadPoolExecutor(max_workers=min(8, len(pool))) as ex:
-        return list(zip(pool, ex.map(lambda h: hosts.probe(h, binaries), pool), strict=True))
+        probes = list(zip(pool, ex.map(lambda h: hosts.probe(h, binaries), pool), strict=True))
+    # what was learnt counts everywhere: a host that answers ends its backoff at once (its
+    # sessions are observed, its queued messages delivered), as a poll's answer would
+    fleet = services.fleet()
+    for h, p in probes:
+        if p.reachable and not h.local:
+            fleet.host_up(h)
+    return probes
 
 
 @app.callback()
