@@ -505,3 +505,12 @@ def test_the_default_workdir_is_under_the_hosts_home(pool: Pool) -> None:
     h = hosts.parse({"build-a": pool.servers["build-a"].host_config()})["build-a"]
     home = (pool.root / "build-a-home").resolve()
     assert hostwork.workdir(h) == hostwork.PurePosixPath(str(home / ".agent-orchestrator"))
+
+
+def test_hosts_check_looks_for_the_demo_agents_python(pool: Pool) -> None:
+    """The demo agent is ao's own module: `ao hosts check` asks each host for this Python at
+    the same path."""
+    pool.configure(["build-a"])
+    r = run_ao("hosts", "check", "--json")
+    checks = {(c["host"], c["check"]): c["ok"] for c in json.loads(r.out)}
+    assert checks[("build-a", sys.executable)] is True, checks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,9 +28,11 @@ def _agent_binaries() -> tuple[str, ...]:
             names.append(p.agent.fallback)
         for spec in names:
             try:
-                binary = agents.get(spec).binary
+                profile = agents.get(spec)
             except AoError:  # an unknown agent is `ao config check`'s to report
                 continue
+            # the demo agent is ao's own module: this Python, at the same path there
+            binary = sys.executable if profile.name == "demo" else profile.binary
             if binary and binary not in out:
                 out.append(binary)
     return tuple(out)
