@@ -395,3 +395,19 @@ def test_a_host_going_away_and_back_is_in_the_log(isolated_home: Path) -> None:
     assert "WARNING ao.hosts: host build-9 did not answer (ssh: connect to host build-9 port " \
            "22: No route); asked again in 5s" in text, text
     assert "INFO ao.hosts: host build-9 answers again" in text
+
+
+@needs_sshd
+def test_two_installations_never_share_a_hosts_workdir(server: SshServer, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host's workdir is marked with the installation that first used it; another
+    installation (another AO_HOME on the same account) is refused it, with the way out."""
+    h = hosts.parse({"b": {**server.host_config(), "workdir": str(tmp_path / "wd")}})["b"]
+    first = hostwork.workdir(h)
+    monkeypatch.setenv("AO_HOME", str(tmp_path / "another-ao"))
+    monkeypatch.setattr(hostwork, "_ABS", {})
+    with pytest.raises(ExternalError, match="is another ao installation's") as e:
+        hostwork.workdir(h)
+    assert "give host b a `workdir:` of this installation's own" in str(e.value)
+    h2 = hosts.parse({"b": {**server.host_config(), "workdir": str(tmp_path / "wd2")}})["b"]
+    assert hostwork.workdir(h2) != first

@@ -261,18 +261,23 @@ def test_cleanup_sweeps_orphans_on_a_host_and_keeps_their_work(pool: Pool) -> No
         git(Path(str(place.repo)), "worktree", "add", "-q", "-b", f"junk-{name}",
             str(wts / name), "HEAD")
     (wts / "sho-97" / "notes.txt").write_text("not committed")
-    assert pool.host_tmux("build-a", "new-session", "-d", "-s", "sho-99",
+    # a stray session started in this installation's workdir there is an orphan; one started
+    # elsewhere (another installation's, or a human's) is not ours to end
+    assert pool.host_tmux("build-a", "new-session", "-d", "-s", "sho-99", "-c",
+                          str(wts.parent.parent), "sleep 600").returncode == 0
+    assert pool.host_tmux("build-a", "new-session", "-d", "-s", "theirs-1", "-c", "/tmp",
                           "sleep 600").returncode == 0
     r = run_ao("session", "cleanup", "-p", "shop", "--dry-run")
     assert r.code == 0, r.out + r.err
     assert "would remove orphaned worktree sho-98 on build-a (" in r.out, r.out
     assert "would remove orphaned tmux session sho-99 on build-a (" in r.out, r.out
     assert "kept     orphaned worktree sho-97 on build-a: 1 uncommitted" in r.out, r.out
-    assert live.id not in r.out
+    assert live.id not in r.out and "theirs-1" not in r.out
     r = run_ao("session", "cleanup", "-p", "shop", "--yes")
     assert r.code == 0, r.out + r.err
     assert not (wts / "sho-98").exists()
     assert pool.host_tmux("build-a", "has-session", "-t", "=sho-99").returncode != 0
+    assert pool.host_tmux("build-a", "has-session", "-t", "=theirs-1").returncode == 0
     assert (wts / "sho-97" / "notes.txt").exists()
     assert pool.host_tmux("build-a", "has-session", "-t", f"={live.id}").returncode == 0
     assert Path(str(place.worktree)).is_dir()

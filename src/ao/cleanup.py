@@ -114,7 +114,10 @@ class Cleaner:
                             report.items += self._orphan_worktrees(
                                 p, owned, Path(str(hostwork.workdir(h) / "worktrees" / p.name)),
                                 h.name)
-                report.items += self._orphan_tmux(self.host_server(h.name), h.name)
+                # on a host, only sessions started under this installation's workdir: another
+                # installation's sessions on the same account are not ours to end
+                report.items += self._orphan_tmux(self.host_server(h.name), h.name,
+                                                  str(hostwork.workdir(h)))
             except AoError as e:
                 report.unswept.append(f"{h.name}: {e.message}")
         return report
@@ -182,12 +185,13 @@ class Cleaner:
             out.append(item)
         return out
 
-    def _orphan_tmux(self, srv: Server, host: str = hosts.LOCAL) -> list[Item]:
+    def _orphan_tmux(self, srv: Server, host: str = hosts.LOCAL,
+                     under: str | None = None) -> list[Item]:
         # a session that is not cleaned yet owns its tmux (its own item ends it, if it ends)
         owners = {s.id for s in self.store.sessions() if s.state is not State.CLEANED}
         overviews = {f"ao-{name}" for name in self.cfg.projects}
         return [Item("orphan-tmux", name, "", "no live session owns it", host=host)
-                for name in tmux.sessions(srv)
+                for name in tmux.sessions(srv, under)
                 if name not in owners and owner_of_step(name) not in owners
                 and name not in KEEP_TMUX and name not in overviews]
 

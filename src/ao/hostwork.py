@@ -46,10 +46,21 @@ def workdir(host: Host) -> PurePosixPath:
     wd = host.workdir
     # `~/x` in the config means the login's home there, as in a shell; a relative path is
     # under that home too (not the folder a login happens to start in)
+    # marked with this installation's id on first use: another installation's workdir (the
+    # same account's default) is refused, not shared (its sessions' ids would collide with
+    # ours, and a cleanup here would take its sessions for orphans)
     script = 'd=$1; case $d in "~"|"~/"*) d="$HOME${d#"~"}";; /*) ;; *) d="$HOME/$d";; ' \
-             'esac; mkdir -p "$d" && cd "$d" && pwd -P'
-    out = _sh(host, script, "make its workdir", wd)
-    _ABS[key] = out.strip().splitlines()[-1]
+             'esac; mkdir -p "$d" && cd "$d" || exit 1; ' \
+             'if [ -s .ao-installation ]; then o=$(cat .ao-installation); ' \
+             '[ "$o" = "$2" ] || { echo "other $o"; exit 0; }; ' \
+             'else printf "%s\\n" "$2" > .ao-installation || exit 1; fi; pwd -P'
+    mine = paths.installation_id()
+    out = _sh(host, script, "make its workdir", wd, mine).strip().splitlines()[-1]
+    if out.startswith("other "):
+        raise ExternalError(f"host {host.name}: workdir {wd} is another ao installation's "
+                            f"({out.removeprefix('other ')}, not this one's {mine})",
+                            f"give host {host.name} a `workdir:` of this installation's own")
+    _ABS[key] = out
     paths.ensure_dir(cache.parent)
     paths.write_atomic(cache, f"{host.workdir}\n{_ABS[key]}\n")
     return PurePosixPath(_ABS[key])

@@ -54,6 +54,22 @@ def state_db() -> Path:
     return home() / "state.db"
 
 
+def installation_id() -> str:
+    """This installation's id (AO_HOME/installation-id, made once): it marks the workdir it
+    uses on each SSH host, so two installations never share one."""
+    f = home() / "installation-id"
+    try:
+        known = f.read_text().strip()
+    except FileNotFoundError:
+        known = ""
+    if not known:
+        import secrets
+
+        write_atomic(f, secrets.token_hex(8) + "\n")
+        known = f.read_text().strip()
+    return known
+
+
 def logs_dir() -> Path:
     return ensure_dir(home() / "logs")
 

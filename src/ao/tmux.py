@@ -133,9 +133,12 @@ def has_session(srv: Server, name: str) -> bool:
     return srv.cmd("has-session", "-t", f"={name}").returncode == 0
 
 
-def sessions(srv: Server) -> list[str]:
-    r = srv.cmd("list-sessions", "-F", "#{session_name}")
-    return list(r.stdout) if r.returncode == 0 else []
+def sessions(srv: Server, under: str | None = None) -> list[str]:
+    """The server's session names; with `under`, those started in a folder below it."""
+    r = srv.cmd("list-sessions", "-F", "#{session_name}\t#{session_path}")
+    root = None if under is None else under.rstrip("/")
+    return [name for name, _, path in (line.partition("\t") for line in r.stdout)
+            if root is None or (path + "/").startswith(root + "/")] if r.returncode == 0 else []
 
 
 def _only(srv: Server, command: str, env: Mapping[str, str] | None) -> str:
