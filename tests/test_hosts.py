@@ -24,7 +24,13 @@ needs_sshd = pytest.mark.skipif(SSHD is None, reason="OpenSSH's sshd is not inst
 
 @pytest.fixture
 def server(tmp_path: Path, isolated_home: Path) -> Iterator[SshServer]:
-    with sshd(tmp_path / "sshd") as s:
+    # the host's login has a home of its own (as another machine's would): nothing a test
+    # does there lands in this machine's real home, and each test's host is fresh
+    home = tmp_path / "host-home"
+    home.mkdir()
+    with sshd(tmp_path / "sshd", setenv={"HOME": str(home), "PATH": os.environ["PATH"],
+                                         "GIT_CONFIG_GLOBAL": os.environ["GIT_CONFIG_GLOBAL"]}
+              ) as s:
         try:
             yield s
         finally:

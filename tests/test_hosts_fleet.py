@@ -351,8 +351,11 @@ def test_a_host_cut_off_mid_run_loses_nothing_and_doubles_nothing(env: Env,
     task merged once and no task started twice."""
     tmux_dir = Path(tempfile.mkdtemp(prefix="ao-cut-"))
     socks = hosts.control_dir
+    (tmp_path / "cut-home").mkdir()
     with netns_pair() as ns, sshd(tmp_path / "sshd-cut", setenv={
-            "TMUX_TMPDIR": str(tmux_dir)}, netns=ns) as srv:
+            "TMUX_TMPDIR": str(tmux_dir), "HOME": str(tmp_path / "cut-home"),
+            "PATH": os.environ["PATH"], "GIT_CONFIG_GLOBAL": os.environ["GIT_CONFIG_GLOBAL"]},
+            netns=ns) as srv:
         pool = Pool(env, {"build-c": srv}, tmp_path / "hosts", {"build-c": tmux_dir})
         try:
             env.plan_file.write_text(json.dumps(TEST_PLAN))
