@@ -7,7 +7,7 @@ import sys
 import typer
 
 from .. import cron as cronmod
-from ..cleanup import Cleaner, human
+from ..cleanup import Cleaner, Item, Report, human
 from ..config import parse_duration
 from ..errors import BadInput
 from . import services
@@ -37,53 +37,67 @@ def cleanup(
     age = parse_duration(older_than, "--older-than") if older_than else 0.0
     cleaner = Cleaner(cfg, services.store(), services.fleet().srv, services.fleet().host_server)
     report = cleaner.plan(projects, age)
-    going = [i for i in report.items if not i.keep]
-    if not dry_run and going and not yes:
-        if not sys.stdin.isatty():
-            raise BadInput(f"{len(going)} item(s) would be removed", "pass --yes, or --dry-run")
-        _print(report, dry_run=True)
-        if not typer.confirm(f"remove {len(going)} item(s)?"):
-            raise typer.Exit(1)
+    if not dry_run and not yes:
+        _confirm(report)
     if not dry_run:
         cleaner.run(report, force=force, delete_remote=delete_remote)
         report.archived = cleaner.housekeeping()
     if json_out:
         emit_json({"dry_run": dry_run, "freed_bytes": report.freed, "saved": report.saved,
-                   "unswept": report.unswept,
-                   "items": [{"kind": i.kind, "name": i.name, "project": i.project,
-                              "why": i.why, "kept": i.keep, "bytes": i.bytes, "host": i.host,
-                              "worktree": str(i.worktree) if i.worktree else None}
-                             for i in report.items]})
+                   "unswept": report.unswept, "items": [_item(i) for i in report.items]})
         return
     _print(report, dry_run)
 
 
-def _print(report: object, dry_run: bool) -> None:
-    from ..cleanup import Report
+def _confirm(report: Report) -> None:
+    """Asked at a terminal, refused without one, when anything would be removed."""
+    going = [i for i in report.items if not i.keep]
+    if not going:
+        return
+    if not sys.stdin.isatty():
+        raise BadInput(f"{len(going)} item(s) would be removed", "pass --yes, or --dry-run")
+    _print(report, dry_run=True)
+    if not typer.confirm(f"remove {len(going)} item(s)?"):
+        raise typer.Exit(1)
 
-    assert isinstance(report, Report)
+
+def _item(i: Item) -> dict[str, object]:
+    return {"kind": i.kind, "name": i.name, "project": i.project, "why": i.why,
+            "kept": i.keep, "bytes": i.bytes, "host": i.host,
+            "worktree": str(i.worktree) if i.worktree else None}
+
+
+_WHAT = {"session": "session", "orphan-worktree": "orphaned worktree",
+         "orphan-tmux": "orphaned tmux session"}
+
+
+def _print(report: Report, dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     for i in report.items:
-        what = {"session": "session", "orphan-worktree": "orphaned worktree",
-                "orphan-tmux": "orphaned tmux session"}[i.kind]
-        name = i.name if i.host == "local" else f"{i.name} on {i.host}"
-        if i.keep:
-            typer.echo(f"kept     {what} {name}: {'; '.join(i.keep)} "
-                       "(push it, or --force to save it first)")
-        else:
-            size = f", {human(i.bytes)}" if i.bytes else ""
-            typer.echo(f"{verb:<8} {what} {name} ({i.why}{size})")
+        typer.echo(_line(i, verb))
     for line in report.unswept:
         typer.echo(f"not swept host {line}")
+    typer.echo(_summary(report, dry_run, verb))
+
+
+def _line(i: Item, verb: str) -> str:
+    name = i.name if i.host == "local" else f"{i.name} on {i.host}"
+    if i.keep:
+        return (f"kept     {_WHAT[i.kind]} {name}: {'; '.join(i.keep)} "
+                "(push it, or --force to save it first)")
+    size = f", {human(i.bytes)}" if i.bytes else ""
+    return f"{verb:<8} {_WHAT[i.kind]} {name} ({i.why}{size})"
+
+
+def _summary(report: Report, dry_run: bool, verb: str) -> str:
     ended = sum(1 for i in report.items if i.kind == "session" and not i.keep)
     wts = sum(1 for i in report.items if i.worktree is not None and not i.keep)
     kept = sum(1 for i in report.items if i.keep)
-    typer.echo(f"{'would end' if dry_run else 'ended'} {ended} session(s), "
-               f"{verb} {wts} worktree(s), {'would free' if dry_run else 'freed'} "
-               f"{human(report.freed)}, kept {kept}"
-               + (f"; saved {', '.join(report.saved)}" if report.saved else "")
-               + (f"; archived {report.archived} old session folder(s)"
-                  if report.archived else ""))
+    saved = f"; saved {', '.join(report.saved)}" if report.saved else ""
+    archived = f"; archived {report.archived} old session folder(s)" if report.archived else ""
+    return (f"{'would end' if dry_run else 'ended'} {ended} session(s), {verb} {wts} "
+            f"worktree(s), {'would free' if dry_run else 'freed'} {human(report.freed)}, "
+            f"kept {kept}{saved}{archived}")
 
 
 @cron_app.command("install")

@@ -38,37 +38,44 @@ def session_row(store: Store, cfg: Config, s: Session, last: str, now: float
 
 def plan_view(store: Store, cfg: Config, p: planmod.Plan, project: str | None) -> Text:
     """The plan's waves, each task's state, the critical path starred, what is left."""
-    states: dict[str, str] = {}
     project = project or p.project or ""
     sessions = store.sessions(project)
-    for s in sessions:
-        states[s.task] = s.state.value
+    states = {s.task: s.state.value for s in sessions}
     done = scheduler.done_tasks(scheduler.by_task(sessions),
                                 store.closed_tasks(project)) & set(p.tasks)
     crit, _ = planmod.critical_path(p)
     t = Text()
     t.append(f"{len(done)}/{len(p.tasks)} done", style="bold")
-    rest = planmod.Plan(tasks={k: planmod.Task(k, v.title, deps=tuple(
-        d for d in v.deps if d not in done), estimate=v.estimate)
-        for k, v in p.tasks.items() if k not in done})
-    if rest.tasks:
-        left = planmod.simulate(rest, cfg.projects[p.project].max_concurrent
-                                if p.project in cfg.projects else 5)
-        t.append(f"; about {left:g}d of work remaining on the critical path\n")
-    else:
-        t.append("\n")
+    t.append(_remaining(cfg, p, done))
     for i, layer in enumerate(planmod.layers(p), start=1):
         t.append(f"\nwave {i}\n", style="bold")
         for k in layer:
-            state = "done" if k in done else states.get(k, "not queued")
-            waits = [d for d in p.tasks[k].deps if d not in done]
-            style = "green" if k in done else "bold magenta" if k in crit else ""
-            t.append(f"  {'*' if k in crit else ' '} {k:<14} {state:<11}", style=style)
-            t.append(f" {for_terminal(p.tasks[k].title[:40])}")
-            if waits and k not in done:
-                t.append(f"  waits on {', '.join(waits)}", style="dim")
-            t.append("\n")
+            _plan_line(t, p, k, "done" if k in done else states.get(k, "not queued"), done,
+                       k in crit)
     return t
+
+
+def _remaining(cfg: Config, p: planmod.Plan, done: set[str]) -> str:
+    """The work left on the critical path, simulated on the tasks not done."""
+    rest = planmod.Plan(tasks={k: planmod.Task(k, v.title, deps=tuple(
+        d for d in v.deps if d not in done), estimate=v.estimate)
+        for k, v in p.tasks.items() if k not in done})
+    if not rest.tasks:
+        return "\n"
+    left = planmod.simulate(rest, cfg.projects[p.project].max_concurrent
+                            if p.project in cfg.projects else 5)
+    return f"; about {left:g}d of work remaining on the critical path\n"
+
+
+def _plan_line(t: Text, p: planmod.Plan, k: str, state: str, done: set[str],
+               critical: bool) -> None:
+    waits = [d for d in p.tasks[k].deps if d not in done]
+    style = "green" if k in done else "bold magenta" if critical else ""
+    t.append(f"  {'*' if critical else ' '} {k:<14} {state:<11}", style=style)
+    t.append(f" {for_terminal(p.tasks[k].title[:40])}")
+    if waits and k not in done:
+        t.append(f"  waits on {', '.join(waits)}", style="dim")
+    t.append("\n")
 
 
 def detail_view(store: Store, s: Session, screen: str) -> Text:
