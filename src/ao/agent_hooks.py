@@ -78,21 +78,10 @@ def ingest(store: Store, s: Session, chunk: bytes, offset: int) -> Session:
     hooks, used = parse(chunk)
     if not used:
         return s
-    # hooks run as processes of their own: one that started later can append its line
-    # first (a UserPromptSubmit behind its turn's Stop), so the newest by its own time wins,
-    # never the last in the file, and never one older than what was recorded before
-    last: tuple[Activity, float] | None = None
-    events = []
-    for h in hooks:
-        activity = ACTIVITY.get(h.event)
-        if h.event == "Notification":
-            activity = Activity.WAITING_INPUT if h.payload.get("notification_type") == \
-                "permission_prompt" else None
-        if activity is not None and h.at >= (last[1] if last else s.hook_at or 0.0):
-            last = (activity, h.at)
-        data = {"event": h.event, "at": h.at,
-                **{k: str(h.payload[k])[:200] for k in KEPT_FIELDS if k in h.payload}}
-        events.append(Event("agent.hook", s.project, s.id, s.task, {"agent": s.agent, **data}))
+    last = _newest(hooks, s.hook_at or 0.0)
+    events = [Event("agent.hook", s.project, s.id, s.task, {
+        "agent": s.agent, "event": h.event, "at": h.at,
+        **{k: str(h.payload[k])[:200] for k in KEPT_FIELDS if k in h.payload}}) for h in hooks]
     # the bytes claimed, their events and the activity they set are one transaction: a
     # reader that dies halfway records all of them or none, and the next reader takes them
     # hooks write their own columns: `observe` combines them with the screen, so neither can
@@ -106,6 +95,22 @@ def ingest(store: Store, s: Session, chunk: bytes, offset: int) -> Session:
                                         Activity.EXITED):
         paths.poke_daemon()  # queued messages and reactions need not wait for the next poll
     return store.session(s.id)
+
+
+def _newest(hooks: list[Hook], since: float) -> tuple[Activity, float] | None:
+    """The activity of the newest hook that says one, by its own time, and only if newer than
+    `since` (what was recorded before). Hooks run as processes of their own: one that started
+    later can append its line first (a UserPromptSubmit behind its turn's Stop), so the last
+    line in the file is not the newest."""
+    last: tuple[Activity, float] | None = None
+    for h in hooks:
+        activity = ACTIVITY.get(h.event)
+        if h.event == "Notification":
+            activity = Activity.WAITING_INPUT if h.payload.get("notification_type") == \
+                "permission_prompt" else None
+        if activity is not None and h.at >= (last[1] if last else since):
+            last = (activity, h.at)
+    return last
 
 
 def local_file(s: Session) -> Path:

@@ -63,23 +63,11 @@ class Machines:
         here = self.host(LOCAL)
         if project.hosts == (LOCAL,) and here.max_sessions is None and here.min_free_mb is None:
             return LOCAL, ""  # what ao always did: the project's max_concurrent alone
-        now = time.time()
         running: dict[str, int] = {}
         for x in self.store.sessions(states=set(RUNNING)):
             running[x.host] = running.get(x.host, 0) + 1
-        rooms = []
-        for name in project.hosts:
-            h = self.host(name)
-            if not h.local and not profile.on_hosts:
-                continue
-            reachable, free = h.local or hostsmod.due(name, now), None
-            if reachable and h.min_free_mb is not None:
-                pr = hostsmod.probe(h)  # this machine's too: the same one round trip
-                reachable, free = pr.reachable, pr.mem_available_mb
-                if not pr.reachable:
-                    self.host_down(h, pr.error, now)
-            rooms.append(placement.Room(name, running.get(name, 0), h.max_sessions,
-                                        reachable, free, h.min_free_mb))
+        rooms = [self._room(self.host(name), running.get(name, 0)) for name in project.hosts
+                 if name == LOCAL or profile.on_hosts]
         if not rooms:
             return None, f"agent {profile.name} runs on this machine only, and the project " \
                 "does not list `local` under its hosts"
@@ -90,6 +78,18 @@ class Machines:
             rooms = [replace(r, reachable=False) if r.host == choice else r for r in rooms]
             choice = placement.choose(rooms)
         return choice, "" if choice else placement.why_full(rooms)
+
+    def _room(self, h: Host, running: int) -> placement.Room:
+        """A machine's room for one more session: a host in its backoff has none; one with a
+        memory floor is asked for its free memory (this machine's too: one round trip)."""
+        now = time.time()
+        reachable, free = h.local or hostsmod.due(h.name, now), None
+        if reachable and h.min_free_mb is not None:
+            pr = hostsmod.probe(h)
+            reachable, free = pr.reachable, pr.mem_available_mb
+            if not pr.reachable:
+                self.host_down(h, pr.error, now)
+        return placement.Room(h.name, running, h.max_sessions, reachable, free, h.min_free_mb)
 
     def reachable(self, name: str) -> bool:
         """Whether the machine answers now (this one always does); a host in its backoff is

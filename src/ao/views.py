@@ -77,28 +77,29 @@ def _plan_row(plan: planmod.Plan, key: str, s: Session | None,
 def stats(store: Store, project: str, max_concurrent: int) -> dict[str, Any]:
     """Execution time, success and error rates, agent utilisation."""
     sessions = store.sessions(project)
-    ended = [s for s in sessions if s.outcome is not None]
-    merged = [s for s in ended if s.outcome is Outcome.MERGED]
-    failed = [s for s in ended if s.outcome is Outcome.FAILED]
+    outcomes = [s.outcome for s in sessions if s.outcome is not None]
+    merged = [s for s in sessions if s.outcome is Outcome.MERGED]
     running = sum(1 for s in sessions if s.state in RUNNING)
     attempts = [a["reaction"] for s in sessions for a in store.attempts(s.id)]
     messages = [m["status"] for s in sessions for m in store.messages(s.id)]
     return {"project": project, "sessions": len(sessions), "running": running,
             "max_concurrent": max_concurrent,
-            "utilisation": round(running / max_concurrent, 3) if max_concurrent else 0.0,
-            "merged": len(merged), "failed": len(failed),
-            "abandoned": sum(1 for s in ended if s.outcome is Outcome.ABANDONED),
-            "success_rate": _rate(len(merged), len(ended)),
-            "error_rate": _rate(len(failed), len(ended)),
+            "utilisation": _rate(running, max_concurrent) or 0.0,
+            "merged": len(merged), "failed": outcomes.count(Outcome.FAILED),
+            "abandoned": outcomes.count(Outcome.ABANDONED),
+            "success_rate": _rate(len(merged), len(outcomes)),
+            "error_rate": _rate(outcomes.count(Outcome.FAILED), len(outcomes)),
             **_to_merge(merged),
-            "fix_rounds": attempts.count("fix-ci"),
-            "review_rounds": attempts.count("review-round"),
-            "rebases": attempts.count("ask-rebase"),
-            "escalations": attempts.count("escalate"),
+            **{name: attempts.count(kind) for name, kind in _ROUNDS},
             "limited": sum(1 for s in sessions if s.limited_until),
             "messages": {status: messages.count(status)
                          for status in ("delivered", "queued", "failed")},
             "at": time.time()}
+
+
+# the figures counted from the attempts recorded: (its name, the reaction recorded)
+_ROUNDS = (("fix_rounds", "fix-ci"), ("review_rounds", "review-round"),
+           ("rebases", "ask-rebase"), ("escalations", "escalate"))
 
 
 def _rate(n: int, of: int) -> float | None:
