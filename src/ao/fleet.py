@@ -192,55 +192,57 @@ class Fleet(Ending):
         profile = agents.get(task.agent or project.agent)
         try:
             if waiting:
-                s = self.store.create_session(project.name, project.session_prefix, task.key,
-                                              title=task.title, agent=profile.name,
-                                              state=State.QUEUED)
-                emit(Event("session.queued", project.name, s.id, task.key,
-                           {"waits_on": waiting}), self.store)
-                return SpawnResult(task.key, "queued", s.id, "waits on " + ", ".join(waiting))
+                return self._queued(project, task, profile, {"waits_on": waiting},
+                                    "waits on " + ", ".join(waiting))
             host, why = self.place(project, profile)
             if host is None:
-                s = self.store.create_session(project.name, project.session_prefix, task.key,
-                                              title=task.title, agent=profile.name,
-                                              state=State.QUEUED)
-                emit(Event("session.queued", project.name, s.id, task.key,
-                           {"reason": "hosts", "why": why}), self.store)
-                return SpawnResult(task.key, "queued", s.id, why)
+                return self._queued(project, task, profile, {"reason": "hosts", "why": why}, why)
             try:
                 s = self.store.create_session(project.name, project.session_prefix, task.key,
                                               title=task.title, agent=profile.name,
                                               max_running=project.max_concurrent)
             except AtCapacity:
-                s = self.store.create_session(project.name, project.session_prefix, task.key,
-                                              title=task.title, agent=profile.name,
-                                              state=State.QUEUED)
-                emit(Event("session.queued", project.name, s.id, task.key,
-                           {"reason": "max_concurrent"}), self.store)
-                return SpawnResult(task.key, "queued", s.id,
-                                   f"{project.max_concurrent} sessions running (max_concurrent)")
+                return self._queued(project, task, profile, {"reason": "max_concurrent"},
+                                    f"{project.max_concurrent} sessions running "
+                                    "(max_concurrent)")
         except TaskBusy as e:
-            queued = self.store.session(e.session_id)
-            if queued.state is not State.QUEUED or (waiting and not force):
-                return SpawnResult(task.key, "skipped", e.session_id, e.message)
-            # a queued record (a plan run, or a start a crash undid) is started in place
-            claim = self._claim(project, queued.id, task.key, profile)
-            if isinstance(claim, SpawnResult):
-                return claim
-            s = self.store.session(queued.id)
-            if claim != LOCAL:  # its host recorded now: the next placement counts it there
-                return _Ready(self.store.update_session(s.id, host=claim), task, plan, fresh,
-                              False, claim)
-            try:
-                return self._start(s, task, plan, fresh_branch=fresh, fresh=False, host=claim)
-            except AoError as err:
-                return SpawnResult(task.key, "failed", s.id, str(err))
-        if host != LOCAL:  # its host recorded now: the next placement counts it there
-            return _Ready(self.store.update_session(s.id, host=host), task, plan, fresh, True,
+            return self._start_queued_record(project, task, plan, profile, e, waiting,
+                                             force=force, fresh=fresh)
+        return self._hand_over(s, task, plan, host, fresh=fresh, new=True)
+
+    def _queued(self, project: ProjectConfig, task: Task, profile: Profile,
+                data: dict[str, object], why: str) -> SpawnResult:
+        """A queued record for the task, and the event that says why it waits."""
+        s = self.store.create_session(project.name, project.session_prefix, task.key,
+                                      title=task.title, agent=profile.name, state=State.QUEUED)
+        emit(Event("session.queued", project.name, s.id, task.key, data), self.store)
+        return SpawnResult(task.key, "queued", s.id, why)
+
+    def _start_queued_record(self, project: ProjectConfig, task: Task, plan: Plan | None,
+                             profile: Profile, busy: TaskBusy, waiting: list[str], *,
+                             force: bool, fresh: bool) -> SpawnResult | _Launch | _Ready:
+        """The task has a record already: a queued one (a plan run, or a start a crash
+        undid) is started in place; any other is left alone."""
+        queued = self.store.session(busy.session_id)
+        if queued.state is not State.QUEUED or (waiting and not force):
+            return SpawnResult(task.key, "skipped", busy.session_id, busy.message)
+        claim = self._claim(project, queued.id, task.key, profile)
+        if isinstance(claim, SpawnResult):
+            return claim
+        return self._hand_over(self.store.session(queued.id), task, plan, claim, fresh=fresh,
+                               new=False)
+
+    def _hand_over(self, s: Session, task: Task, plan: Plan | None, host: str, *, fresh: bool,
+                   new: bool) -> SpawnResult | _Launch | _Ready:
+        """A start on an SSH host goes to a worker (its host recorded now: the next
+        placement counts it there); one here is started now."""
+        if host != LOCAL:
+            return _Ready(self.store.update_session(s.id, host=host), task, plan, fresh, new,
                           host)
         try:
-            return self._start(s, task, plan, fresh_branch=fresh, fresh=True, host=host)
+            return self._start(s, task, plan, fresh_branch=fresh, fresh=new, host=host)
         except AoError as e:
-            return SpawnResult(task.key, "failed", None, str(e))
+            return SpawnResult(task.key, "failed", None if new else s.id, str(e))
 
     def queue(self, project: ProjectConfig, task: Task, plan: Plan | None) -> Session | None:
         """A queued record for the task, unless it has a live one already."""

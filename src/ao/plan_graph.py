@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import graphlib
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,16 +31,21 @@ class Problem:
 def find_cycles(plan: Plan) -> list[list[str]]:
     """One cycle per strongly connected component that has one, in plan order."""
     order = list(plan.tasks)
+
+    def deps(k: str) -> list[str]:
+        return [d for d in plan.tasks[k].deps if d in plan.tasks and d != k]
+
+    return [_cycle_in(comp, deps, order) for comp in _components(order, deps)]
+
+
+def _components(order: list[str], deps: Callable[[str], list[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one task (Tarjan's, without
+    recursion: a plan may be a long chain)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
     on_stack: set[str] = set()
     comps: list[list[str]] = []
-    counter = 0
-
-    def deps(k: str) -> list[str]:
-        return [d for d in plan.tasks[k].deps if d in plan.tasks and d != k]
-
     for root in order:
         if root in index:
             continue
@@ -48,8 +53,7 @@ def find_cycles(plan: Plan) -> list[list[str]]:
         while work:
             node, i = work.pop()
             if i == 0:
-                index[node] = low[node] = counter
-                counter += 1
+                index[node] = low[node] = len(index)
                 stack.append(node)
                 on_stack.add(node)
             ds = deps(node)
@@ -65,35 +69,39 @@ def find_cycles(plan: Plan) -> list[list[str]]:
                 if d in on_stack:
                     low[node] = min(low[node], low[d])
             if low[node] == index[node]:
-                comp = []
-                while True:
-                    w = stack.pop()
-                    on_stack.discard(w)
-                    comp.append(w)
-                    if w == node:
-                        break
+                comp = _pop_component(stack, on_stack, node)
                 if len(comp) > 1:
                     comps.append(comp)
-    cycles = []
-    for comp in comps:
-        members = set(comp)
-        start = min(comp, key=order.index)
-        # walk dependencies inside the component until we come back to a seen node
-        path = [start]
-        seen = {start: 0}
-        node = start
-        while True:
-            node = next(d for d in deps(node) if d in members)
-            if node in seen:
-                # print in the direction work flows (dependency first), from the task that
-                # comes first in the plan
-                cyc = list(reversed(path[seen[node]:]))
-                first = min(range(len(cyc)), key=lambda i: order.index(cyc[i]))
-                cycles.append(cyc[first:] + cyc[:first])
-                break
-            seen[node] = len(path)
-            path.append(node)
-    return cycles
+    return comps
+
+
+def _pop_component(stack: list[str], on_stack: set[str], node: str) -> list[str]:
+    comp = []
+    while True:
+        w = stack.pop()
+        on_stack.discard(w)
+        comp.append(w)
+        if w == node:
+            return comp
+
+
+def _cycle_in(comp: list[str], deps: Callable[[str], list[str]], order: list[str]) -> list[str]:
+    """A cycle through the component, walked along dependencies from its first task in plan
+    order, printed in the direction work flows (dependency first) from the task that comes
+    first in the plan."""
+    members = set(comp)
+    start = min(comp, key=order.index)
+    path = [start]
+    seen = {start: 0}
+    node = start
+    while True:
+        node = next(d for d in deps(node) if d in members)
+        if node in seen:
+            cyc = list(reversed(path[seen[node]:]))
+            first = min(range(len(cyc)), key=lambda i: order.index(cyc[i]))
+            return cyc[first:] + cyc[:first]
+        seen[node] = len(path)
+        path.append(node)
 
 
 def _require_dag(plan: Plan) -> None:

@@ -74,24 +74,27 @@ def parse_verdict(text: str) -> Verdict:
     verdict = data.get("verdict")
     if verdict not in ("approve", "request_changes"):
         raise ValueError('"verdict" must be "approve" or "request_changes"')
-    comments = []
-    for c in data.get("comments") or []:
-        if not isinstance(c, dict):
-            raise ValueError("each comment must be an object with a path and a body")
-        # cleaned first, then judged: control characters could hide a ".." otherwise
-        path, body = clean(str(c.get("path") or "")).strip(), clean(str(c.get("body") or ""))
-        if not path or not body.strip():
-            raise ValueError("each comment needs a path and a body")
-        line = c.get("line")
-        if line is not None and (type(line) is not int or line < 1):
-            raise ValueError(f"comment on {path[:100]!r}: line must be a positive number")
-        if path.startswith("/") or ".." in Path(path).parts:
-            raise ValueError(f"comment path {path[:100]!r} must be inside the repository")
-        comments.append((path[:300], line, cap(body, 4000)))
+    comments = [_comment(c) for c in data.get("comments") or []]
     summary = cap(clean(str(data.get("summary") or "")), 8000)
     if verdict == "request_changes" and not summary and not comments:
         raise ValueError("a request for changes needs a summary or comments")
     return Verdict(verdict, summary, tuple(comments[:50]))
+
+
+def _comment(c: object) -> tuple[str, int | None, str]:
+    """A reviewer's comment: a path inside the repository, a positive line or none, a body."""
+    if not isinstance(c, dict):
+        raise ValueError("each comment must be an object with a path and a body")
+    # cleaned first, then judged: control characters could hide a ".." otherwise
+    path, body = clean(str(c.get("path") or "")).strip(), clean(str(c.get("body") or ""))
+    if not path or not body.strip():
+        raise ValueError("each comment needs a path and a body")
+    line = c.get("line")
+    if line is not None and (type(line) is not int or line < 1):
+        raise ValueError(f"comment on {path[:100]!r}: line must be a positive number")
+    if path.startswith("/") or ".." in Path(path).parts:
+        raise ValueError(f"comment path {path[:100]!r} must be inside the repository")
+    return path[:300], line, cap(body, 4000)
 
 
 def reviewer_name(sid: str) -> str:
