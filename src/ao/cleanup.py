@@ -91,17 +91,8 @@ class Cleaner:
             for s in self.store.sessions(p.name):
                 owned.add(s.id)
                 why = self._why(p, s)
-                if why is None or (older_than and now - s.updated_at < older_than):
-                    continue
-                wt = Path(s.worktree) if s.worktree else None
-                item = Item("session", s.id, p.name, why, wt, s.branch, session=s)
-                if wt is not None and s.host != "local":
-                    item.keep = self._at_risk_on_host(p, s, wt)
-                elif wt is not None and wt.exists():
-                    item.bytes = du(wt)
-                    item.keep = worksafe.work_at_risk(wt, p.remote, p.default_branch,
-                                                    disposable(p))
-                report.items.append(item)
+                if why is not None and not (older_than and now - s.updated_at < older_than):
+                    report.items.append(self._session_item(p, s, why))
             report.items += self._orphan_worktrees(p, owned, paths.ao_home() / "worktrees"
                                                    / p.name)
         report.items += self._orphan_tmux(self.srv)
@@ -121,6 +112,18 @@ class Cleaner:
             except AoError as e:
                 report.unswept.append(f"{h.name}: {e.message}")
         return report
+
+    def _session_item(self, p: ProjectConfig, s: Session, why: str) -> Item:
+        """A session that should end, with what removing its worktree would lose (asked on
+        its host when it runs on one)."""
+        wt = Path(s.worktree) if s.worktree else None
+        item = Item("session", s.id, p.name, why, wt, s.branch, session=s)
+        if wt is not None and s.host != hosts.LOCAL:
+            item.keep = self._at_risk_on_host(p, s, wt)
+        elif wt is not None and wt.exists():
+            item.bytes = du(wt)
+            item.keep = worksafe.work_at_risk(wt, p.remote, p.default_branch, disposable(p))
+        return item
 
     def _hosts_to_sweep(self, projects: list[ProjectConfig], report: Report) -> list[Host]:
         """The SSH hosts the projects use that are not in their unreachable backoff."""

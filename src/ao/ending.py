@@ -14,6 +14,7 @@ from . import (
     workspace,
 )
 from . import hosts as hostsmod
+from .agents import LaunchContext, Profile
 from .config import ProjectConfig
 from .errors import BadInput
 from .events import Event, emit
@@ -93,24 +94,7 @@ class Ending(Starting):
         ctx = self._context(project, s, profile, recorded)
         env: dict[str, str] | None = self.agent_env(
             profile, ctx, recorded.get("env") if recorded else None, s.host)
-        branch = s.branch or workspace.branch_name(s.task)
-        if s.host != LOCAL:  # the worktree on the host, made again from the branch if gone
-            h = self.host(s.host)
-            url = workspace.remote_url(project.path, project.remote) or ""
-            how = hostwork.make_worktree(h, hostwork.place(h, project.name, sid), url,
-                                         project.remote, project.default_branch, branch,
-                                         "reuse", profile.excludes)
-            if how != "exists":  # made again: its first-run answers and hooks again
-                profile.prepare(replace(ctx, agent_env=env, machine=hostwork.HostMachine(h)))
-        elif not ctx.worktree.exists():
-            if not (workspace.local_branch_exists(project.path, branch)
-                    or workspace.remote_branch_exists(project.path, project.remote, branch)):
-                raise BadInput(f"{sid}'s worktree and branch {branch} are gone",
-                               f"start over with `ao spawn {s.project} {s.task}`")
-            with workspace.locked(project.path):
-                base = workspace.fresh_base(project.path, project.remote, project.default_branch)
-                workspace.add_worktree(project.path, ctx.worktree, branch, base, reuse=True)
-            profile.prepare(ctx)
+        self._worktree_again(project, s, profile, replace(ctx, agent_env=env))
         command = profile.resume_command(ctx)
         if s.host != LOCAL:
             command = self._host_launch(s, ctx, command, env or {})
@@ -125,6 +109,31 @@ class Ending(Starting):
         emit(Event("session.restored", s.project, sid, s.task, {"command": command}),
              self.store)
         return self.store.session(sid)
+
+    def _worktree_again(self, project: ProjectConfig, s: Session, profile: Profile,
+                        ctx: LaunchContext) -> None:
+        """The session's worktree made again from its branch if it is gone (here, or on its
+        host), with the agent's first-run answers and hooks again."""
+        branch = s.branch or workspace.branch_name(s.task)
+        if s.host != LOCAL:
+            h = self.host(s.host)
+            url = workspace.remote_url(project.path, project.remote) or ""
+            how = hostwork.make_worktree(h, hostwork.place(h, project.name, s.id), url,
+                                         project.remote, project.default_branch, branch,
+                                         "reuse", profile.excludes)
+            if how != "exists":
+                profile.prepare(replace(ctx, machine=hostwork.HostMachine(h)))
+            return
+        if ctx.worktree.exists():
+            return
+        if not (workspace.local_branch_exists(project.path, branch)
+                or workspace.remote_branch_exists(project.path, project.remote, branch)):
+            raise BadInput(f"{s.id}'s worktree and branch {branch} are gone",
+                           f"start over with `ao spawn {s.project} {s.task}`")
+        with workspace.locked(project.path):
+            base = workspace.fresh_base(project.path, project.remote, project.default_branch)
+            workspace.add_worktree(project.path, ctx.worktree, branch, base, reuse=True)
+        profile.prepare(replace(ctx, agent_env=None))
 
     def recover(self) -> list[tuple[str, str]]:
         """After a crash: undo starts that were cut short (back to the queue, or failed if

@@ -217,6 +217,7 @@ def _project_status(store: Store, name: str, max_concurrent: int) -> dict[str, A
     by_state: dict[str, int] = {}
     for s in sessions:
         by_state[s.state.value] = by_state.get(s.state.value, 0) + 1
+    now = time.time()
     return {
         "by_state": by_state, "running": sum(1 for s in sessions if s.state in RUNNING),
         "max_concurrent": max_concurrent,
@@ -227,11 +228,15 @@ def _project_status(store: Store, name: str, max_concurrent: int) -> dict[str, A
         # killed by hand: not queued again until someone starts them (scheduler.py)
         "stopped": sorted(k for k, t in scheduler.by_task(sessions).items() if t.held),
         "limited": [{"id": s.id, "agent": s.agent, "until": s.limited_until}
-                    for s in sessions if s.state in RUNNING and s.limited_until
-                    and s.limited_until > time.time()],
+                    for s in sessions if _limited(s, now)],
         "paused": store.paused(name),
         "next": _next_startable(store, name, sessions),
     }
+
+
+def _limited(s: Session, now: float) -> bool:
+    """Running, and its agent at a usage limit that has not reset yet."""
+    return s.state in RUNNING and (s.limited_until or 0) > now
 
 
 def _print_project_status(name: str, info: dict[str, Any]) -> None:
