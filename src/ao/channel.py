@@ -109,7 +109,7 @@ class Broken(Exception):
 class Channel:
     def __init__(self, ssh: tuple[str, ...]) -> None:
         self.proc = subprocess.Popen(
-            [*ssh[:-1], ssh[-1], "--", LOOP], stdin=subprocess.PIPE,
+            [*ssh, "--", LOOP], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         self.buf = b""
 
@@ -187,8 +187,11 @@ def run(ssh: tuple[str, ...], script: str, input: bytes = b"",
     with _LOCK:
         idle = _IDLE.setdefault(ssh, [])
         ch = idle.pop() if idle else None
-    fresh = ch is None or ch.proc.poll() is not None
-    if ch is None or fresh:
+    if ch is not None and ch.proc.poll() is not None:
+        ch.close()  # its ssh ended while idle: reaped, its pipes closed
+        ch = None
+    fresh = ch is None
+    if ch is None:
         log.debug("opening a channel to %s", ssh[-1])
         ch = Channel(ssh)
     try:

@@ -60,10 +60,6 @@ class Report:
         return sum(i.bytes for i in self.items if not i.keep)
 
 
-def du(path: Path) -> int:
-    return workspace.disk_usage(path)
-
-
 def human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -121,7 +117,7 @@ class Cleaner:
         if wt is not None and s.host != hosts.LOCAL:
             item.keep = self._at_risk_on_host(p, s, wt)
         elif wt is not None and wt.exists():
-            item.bytes = du(wt)
+            item.bytes = workspace.disk_usage(wt)
             item.keep = worksafe.work_at_risk(wt, p.remote, p.default_branch, disposable(p))
         return item
 
@@ -183,7 +179,7 @@ class Cleaner:
                 continue  # a live session's own, or its reviewer's or check's (stepwork.py)
             item = Item("orphan-worktree", wt.name, p.name,
                         "no session owns it" if wt.name not in owned else "its session ended",
-                        wt, bytes=du(wt), host=host)
+                        wt, bytes=workspace.disk_usage(wt), host=host)
             item.keep = worksafe.work_at_risk(wt, p.remote, p.default_branch, disposable(p))
             out.append(item)
         return out

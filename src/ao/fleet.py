@@ -213,10 +213,17 @@ class Fleet(Ending):
     def _queued(self, project: ProjectConfig, task: Task, profile: Profile,
                 data: dict[str, object], why: str) -> SpawnResult:
         """A queued record for the task, and the event that says why it waits."""
+        return SpawnResult(task.key, "queued", self._new_queued(project, task, profile,
+                                                                data).id, why)
+
+    def _new_queued(self, project: ProjectConfig, task: Task, profile: Profile,
+                    data: dict[str, object]) -> Session:
+        """A queued record and its `session.queued` event (TaskBusy if the task has a live
+        record already)."""
         s = self.store.create_session(project.name, project.session_prefix, task.key,
                                       title=task.title, agent=profile.name, state=State.QUEUED)
         emit(Event("session.queued", project.name, s.id, task.key, data), self.store)
-        return SpawnResult(task.key, "queued", s.id, why)
+        return s
 
     def _start_queued_record(self, project: ProjectConfig, task: Task, plan: Plan | None,
                              profile: Profile, busy: TaskBusy, waiting: list[str], *,
@@ -247,15 +254,10 @@ class Fleet(Ending):
     def queue(self, project: ProjectConfig, task: Task, plan: Plan | None) -> Session | None:
         """A queued record for the task, unless it has a live one already."""
         self._remember(project, task, plan)
-        profile = agents.get(task.agent or project.agent)
         try:
-            s = self.store.create_session(project.name, project.session_prefix, task.key,
-                                          title=task.title, agent=profile.name,
-                                          state=State.QUEUED)
+            return self._new_queued(project, task, agents.get(task.agent or project.agent), {})
         except TaskBusy:
             return None
-        emit(Event("session.queued", project.name, s.id, task.key, {}), self.store)
-        return s
 
     def start_queued(self, sid: str, plan: Plan | None = None,
                      agent: str | None = None) -> SpawnResult:
