@@ -146,6 +146,21 @@ def matches(ev: Event, project: str | None = None, session: str | None = None,
     return not types or any(ev.type == t or ev.type.startswith(t + ".") for t in types)
 
 
+def _parsed(lines: list[str]) -> Iterator[Event]:
+    for line in lines:
+        ev = _parse(line)
+        if ev is not None:
+            yield ev
+
+
+def _replaced(path: Path, inode: int | None) -> bool:
+    """Whether `path` is now another file than the one open (rotated away)."""
+    try:
+        return path.stat().st_ino != inode
+    except FileNotFoundError:
+        return False
+
+
 def follow(path: Path | None = None, poll: float = 0.2, stop: float | None = None,
            from_start: bool = False) -> Iterator[Event]:
     """Events appended from now on (or from the file's start); survives rotation."""
@@ -170,22 +185,11 @@ def follow(path: Path | None = None, poll: float = 0.2, stop: float | None = Non
             chunk = fh.read()
             if chunk:
                 *lines, buf = (buf + chunk).split("\n")
-                for line in lines:
-                    ev = _parse(line)
-                    if ev is not None:
-                        yield ev
+                yield from _parsed(lines)
                 continue
-            try:
-                rotated = path.stat().st_ino != inode
-            except FileNotFoundError:
-                rotated = False
-            if rotated:
+            if _replaced(path, inode):
                 # the writer may have appended to the old file just before renaming it
-                *lines, _ = (buf + fh.read() + "\n").split("\n")
-                for line in lines:
-                    ev = _parse(line)
-                    if ev is not None:
-                        yield ev
+                yield from _parsed((buf + fh.read()).split("\n"))
                 fh.close()
                 fh, from_start, buf = None, True, ""
                 continue

@@ -215,28 +215,35 @@ def _task(key: str, spec: Any, where: str) -> Task:
     title = spec.get("title")
     if not title or not isinstance(title, str):
         raise PlanError(f"{where}: task {key} has no title", "add `title: ...`")
-    deps = spec.get("deps") or []
-    if isinstance(deps, str | int):
-        deps = [deps]
-    if not isinstance(deps, list):
-        raise PlanError(f"{where}: task {key}: `deps` must be a list of task keys", "e.g. [DB-001]")
-    estimate = spec.get("estimate")
-    if estimate is not None:
-        estimate = str(estimate)
-        try:
-            estimate_days(estimate)
-        except PlanError as e:
-            raise PlanError(f"{where}: task {key}: {e.message}", e.hint) from None
     agent = spec.get("agent")
     return Task(
         key=key,
         title=title.strip(),
         body=str(spec.get("body") or "").strip(),
-        deps=tuple(dict.fromkeys(normalize_key(d) for d in deps)),
-        estimate=estimate,
+        deps=_deps(spec.get("deps"), f"{where}: task {key}"),
+        estimate=_task_estimate(spec.get("estimate"), f"{where}: task {key}"),
         agent=None if agent is None else str(agent),
         steps=None if spec.get("steps") is None else _steps(spec["steps"], f"{where}: task {key}"),
     )
+
+
+def _deps(raw: Any, where: str) -> tuple[str, ...]:
+    deps = raw or []
+    if isinstance(deps, str | int):
+        deps = [deps]
+    if not isinstance(deps, list):
+        raise PlanError(f"{where}: `deps` must be a list of task keys", "e.g. [DB-001]")
+    return tuple(dict.fromkeys(normalize_key(d) for d in deps))
+
+
+def _task_estimate(raw: Any, where: str) -> str | None:
+    if raw is None:
+        return None
+    try:
+        estimate_days(str(raw))
+    except PlanError as e:
+        raise PlanError(f"{where}: {e.message}", e.hint) from None
+    return str(raw)
 
 
 def _steps(raw: Any, where: str) -> tuple[Step, ...]:

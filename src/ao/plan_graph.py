@@ -194,9 +194,7 @@ def _simulate(plan: Plan, keys: list[str], max_concurrent: int) -> float:
         raise PlanError("max concurrent must be at least 1", "e.g. --max-concurrent 5")
     tail = tails(plan)
     pos = {k: i for i, k in enumerate(plan.tasks)}
-    members = set(keys)
-    dependents = {k: [d for d in ds if d in members] for k, ds in plan.dependents().items()}
-    waiting = {k: sum(1 for d in plan.tasks[k].deps if d in members) for k in keys}
+    dependents, waiting = _within(plan, set(keys))
     ready = [(-tail[k], pos[k], k) for k, n in waiting.items() if n == 0]
     heapq.heapify(ready)
     running: list[tuple[float, int, str]] = []
@@ -206,11 +204,23 @@ def _simulate(plan: Plan, keys: list[str], max_concurrent: int) -> float:
             _, _, k = heapq.heappop(ready)
             heapq.heappush(running, (now + plan.tasks[k].days, pos[k], k))
         now, _, done = heapq.heappop(running)
-        for d in dependents[done]:
-            waiting[d] -= 1
-            if waiting[d] == 0:
-                heapq.heappush(ready, (-tail[d], pos[d], d))
+        for d in _released(dependents[done], waiting):
+            heapq.heappush(ready, (-tail[d], pos[d], d))
     return now
+
+
+def _within(plan: Plan, members: set[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Each task's dependents among `members`, and how many of its dependencies are members."""
+    dependents = {k: [d for d in ds if d in members] for k, ds in plan.dependents().items()}
+    waiting = {k: sum(1 for d in plan.tasks[k].deps if d in members) for k in members}
+    return dependents, waiting
+
+
+def _released(dependents: list[str], waiting: dict[str, int]) -> list[str]:
+    """The dependents a finished task leaves with nothing to wait for."""
+    for d in dependents:
+        waiting[d] -= 1
+    return [d for d in dependents if waiting[d] == 0]
 
 
 def wave_problems(plan: Plan) -> list[Problem]:

@@ -68,21 +68,7 @@ def import_markdown(text: str, source: str = "document") -> Plan:
     labels: dict[str, str] = {}
     for block in blocks:
         for line in block.splitlines()[1:]:
-            line = line.split("%%")[0].strip()
-            if not line:
-                continue
-            nodes = []
-            for part in _EDGE.split(line):
-                m = _NODE.match(part.strip())
-                if not m:
-                    break
-                key = m.group(1)
-                label = next((g for g in m.groups()[1:] if g), None)
-                if label:
-                    labels.setdefault(key, label.strip().strip('"'))
-                deps.setdefault(key, [])
-                nodes.append(key)
-            for a, b in itertools.pairwise(nodes):
+            for a, b in itertools.pairwise(_chain(line, deps, labels)):
                 if a not in deps[b]:
                     deps[b].append(a)
     table = _table_rows(text)
@@ -99,6 +85,23 @@ def import_markdown(text: str, source: str = "document") -> Plan:
     plan = Plan(tasks=tasks, waves=tuple(waves) if waves else None, project=project)
     # round-trip through the parser so the result carries the same checks as a written plan
     return parse(to_yaml(plan), Path(source))
+
+
+def _chain(line: str, deps: dict[str, list[str]], labels: dict[str, str]) -> list[str]:
+    """The nodes of one mermaid line (`A --> B[label] --> C`), in order, up to the first part
+    that is not a node; each node is entered in `deps` and its first label in `labels`."""
+    nodes: list[str] = []
+    for part in _EDGE.split(line.split("%%")[0].strip()):
+        m = _NODE.match(part.strip())
+        if not m:
+            break
+        key = m.group(1)
+        label = next((g for g in m.groups()[1:] if g), None)
+        if label:
+            labels.setdefault(key, label.strip().strip('"'))
+        deps.setdefault(key, [])
+        nodes.append(key)
+    return nodes
 
 
 def import_file(path: Path) -> Plan:

@@ -65,19 +65,7 @@ def parse(raw: Any, where: str) -> tuple[Step, ...]:
 
 def _step(item: Any, where: str) -> Step:
     """One step: a name, or a one-key mapping of its name to its options."""
-    opts: Mapping[str, Any]
-    if isinstance(item, str):
-        kind, opts = item, {}
-    elif isinstance(item, Mapping) and len(item) == 1:
-        kind, opts = next(iter(item.items()))
-        opts = opts or {}
-        if not isinstance(opts, Mapping):
-            raise BadInput(f"{where}: step {kind}: options must be a mapping",
-                           "e.g. {review: {agent: codex}}")
-    else:
-        raise BadInput(f"{where}: a step is a name or a one-key mapping, not {item!r}",
-                       "e.g. implement, review, {check: {run: make lint}}, approve")
-    kind = str(kind)
+    kind, opts = _named(item, where)
     if kind not in KINDS:
         raise BadInput(f"{where}: unknown step `{kind}`", f"steps: {', '.join(KINDS)}")
     known = {"review": {"agent"}, "check": {"run", "name"}}.get(kind, set())
@@ -91,6 +79,21 @@ def _step(item: Any, where: str) -> Step:
     return Step(kind, agent=str(opts["agent"]) if opts.get("agent") else None,
                 run=str(opts["run"]) if opts.get("run") else None,
                 name=str(opts.get("name") or opts.get("run") or ""))
+
+
+def _named(item: Any, where: str) -> tuple[str, Mapping[str, Any]]:
+    """A step's name and its options (none for a bare name)."""
+    if isinstance(item, str):
+        return item, {}
+    if not isinstance(item, Mapping) or len(item) != 1:
+        raise BadInput(f"{where}: a step is a name or a one-key mapping, not {item!r}",
+                       "e.g. implement, review, {check: {run: make lint}}, approve")
+    kind, opts = next(iter(item.items()))
+    opts = opts or {}
+    if not isinstance(opts, Mapping):
+        raise BadInput(f"{where}: step {kind}: options must be a mapping",
+                       "e.g. {review: {agent: codex}}")
+    return str(kind), opts
 
 
 def raw(steps: tuple[Step, ...]) -> list[Any]:

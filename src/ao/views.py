@@ -80,8 +80,6 @@ def stats(store: Store, project: str, max_concurrent: int) -> dict[str, Any]:
     outcomes = [s.outcome for s in sessions if s.outcome is not None]
     merged = [s for s in sessions if s.outcome is Outcome.MERGED]
     running = sum(1 for s in sessions if s.state in RUNNING)
-    attempts = [a["reaction"] for s in sessions for a in store.attempts(s.id)]
-    messages = [m["status"] for s in sessions for m in store.messages(s.id)]
     return {"project": project, "sessions": len(sessions), "running": running,
             "max_concurrent": max_concurrent,
             "utilisation": _rate(running, max_concurrent) or 0.0,
@@ -89,12 +87,18 @@ def stats(store: Store, project: str, max_concurrent: int) -> dict[str, Any]:
             "abandoned": outcomes.count(Outcome.ABANDONED),
             "success_rate": _rate(len(merged), len(outcomes)),
             "error_rate": _rate(outcomes.count(Outcome.FAILED), len(outcomes)),
-            **_to_merge(merged),
-            **{name: attempts.count(kind) for name, kind in _ROUNDS},
+            **_to_merge(merged), **_recorded(store, sessions),
             "limited": sum(1 for s in sessions if s.limited_until),
-            "messages": {status: messages.count(status)
-                         for status in ("delivered", "queued", "failed")},
             "at": time.time()}
+
+
+def _recorded(store: Store, sessions: list[Session]) -> dict[str, Any]:
+    """The rounds from the attempts recorded, and the messages by how they went."""
+    attempts = [a["reaction"] for s in sessions for a in store.attempts(s.id)]
+    messages = [m["status"] for s in sessions for m in store.messages(s.id)]
+    return {**{name: attempts.count(kind) for name, kind in _ROUNDS},
+            "messages": {status: messages.count(status)
+                         for status in ("delivered", "queued", "failed")}}
 
 
 # the figures counted from the attempts recorded: (its name, the reaction recorded)

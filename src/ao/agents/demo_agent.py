@@ -102,21 +102,22 @@ class Agent:
                     if more:
                         pending += more
                         continue
-                ch, pending = pending[0], pending[1:]
-                if ch == "\x1b":
-                    draft = ""  # Escape clears the input, as real agents do
-                elif ch in "\r\n":
-                    if draft.strip():
-                        out("\r\n")
-                        self.handle(draft)
-                    draft = ""
-                elif ch == "\x15":  # C-u
-                    draft = ""
-                elif ch in "\x7f\x08":
-                    draft = draft[:-1]
-                elif ch >= " " or ch == "\t":
-                    draft += ch
+                draft = self.key(pending[0], draft)
+                pending = pending[1:]
             self.draw(draft)
+
+    def key(self, ch: str, draft: str) -> str:
+        """One key typed (not pasted) into the draft: the draft after it."""
+        if ch in "\x1b\x15":  # Escape clears the input, as real agents do; so does C-u
+            return ""
+        if ch in "\r\n":
+            if draft.strip():
+                out("\r\n")
+                self.handle(draft)
+            return ""
+        if ch in "\x7f\x08":
+            return draft[:-1]
+        return draft + ch if ch >= " " or ch == "\t" else draft
 
     # ---- work -----------------------------------------------------------------------------
 

@@ -133,9 +133,7 @@ class GitHubForge(GitHubIssues):
             self.rate_remaining = rate["remaining"]
         repo = data.get("repository") or {}
         for i, branch in enumerate(branches):
-            nodes = [n for n in (repo.get(f"b{i}") or {}).get("nodes") or []
-                     if n and not n.get("isCrossRepository")]
-            result.prs[branch] = _pr_from_graphql(nodes[0]) if nodes else None
+            result.prs[branch] = _own_pr(repo.get(f"b{i}"))
         result.requests = self.requests - before
         result.rate_remaining = self.rate_remaining
         return result
@@ -282,11 +280,23 @@ _CHECK_STATE = {"SUCCESS": "success", "FAILURE": "failure", "ERROR": "error",
                 "PENDING": "pending", "EXPECTED": "pending"}
 
 
+def _own_pr(connection: dict[str, Any] | None) -> PullRequest | None:
+    """The first PR of a branch's connection that is not from a fork, if any."""
+    nodes = [n for n in (connection or {}).get("nodes") or []
+             if n and not n.get("isCrossRepository")]
+    return _pr_from_graphql(nodes[0]) if nodes else None
+
+
+def _opinions(n: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(login, approved | changes_requested) of each reviewer's latest opinionated review."""
+    return tuple(((r.get("author") or {}).get("login") or "ghost", str(r["state"]).lower())
+                 for r in (n.get("latestOpinionatedReviews") or {}).get("nodes") or []
+                 if r and r.get("state") in ("APPROVED", "CHANGES_REQUESTED"))
+
+
 def _pr_from_graphql(n: dict[str, Any]) -> PullRequest:
     decision = n.get("reviewDecision")
-    reviews = tuple(((r.get("author") or {}).get("login") or "ghost", str(r["state"]).lower())
-                    for r in (n.get("latestOpinionatedReviews") or {}).get("nodes") or []
-                    if r and r.get("state") in ("APPROVED", "CHANGES_REQUESTED"))
+    reviews = _opinions(n)
     merge_state = n.get("mergeStateStatus")
     return PullRequest(
         number=int(n["number"]), url=n.get("url") or "", state=_STATE.get(n["state"], "open"),
