@@ -65,6 +65,22 @@ def test_unknown_top_level_key(isolated_home: Path) -> None:
     ("poll_interval: soon\n", "not a duration"),
     ("projects:\n  w:\n    path: /x\n    reactions: {ci-fail: {retries: 3}}\n",
      "unknown key `projects.w.reactions.ci-fail`"),
+    ("projects:\n  w:\n    path: /x\n    reactions: {ci-failed: {escalate_after: 30m}}\n",
+     "`projects.w.reactions.ci-failed.escalate_after` counts rounds here, got '30m'"),
+    ("projects:\n  w:\n    path: /x\n    reactions: {ci-failed: {retries: 2, "
+     "escalate_after: 3}}\n", "and `retries` say the same thing"),
+    ("projects:\n  w:\n    path: /x\n    reactions: {agent-stuck: {escalate_after: soon}}\n",
+     "not a duration"),
+    ("projects:\n  w:\n    path: /x\n    reactions: {agent-stuck: {retries: 2}}\n",
+     "has no effect on agent-stuck"),
+    ("projects:\n  w:\n    path: /x\n    reactions: {merged: {escalate_after: 3}}\n",
+     "`projects.w.reactions.merged.escalate_after` has no effect on merged"),
+    ("projects:\n  w:\n    path: /x\n    reactions: {merged: {message: hi}}\n",
+     "`projects.w.reactions.merged.message` has no effect"),
+    ("projects:\n  w:\n    path: /x\n    reactions: {ci-failed: {message: 'fix {branch}'}}\n",
+     r"unknown placeholder \{branch\}"),
+    ("projects:\n  w:\n    path: /x\n    reactions: {ci-failed: {message: 'fix {'}}\n",
+     "is not a template"),
     ("projects:\n  work:\n    path: /x\n  workshop:\n    path: /y\n", "share the session prefix"),
     ("projects: [\n", "not valid YAML"),
 ])
@@ -95,6 +111,22 @@ def test_repo_file_overrides_global_and_env_overrides_both(
     assert rows["tmux.socket"][1].endswith("config.yaml")
     assert rows["projects.workflow.max_concurrent"][1].endswith("repo/agent-orchestrator.yaml")
     assert rows["projects.workflow.default_branch"] == ("main", "default")
+
+
+def test_reaction_settings_are_read_as_what_they_mean(isolated_home: Path,
+                                                      tmp_path: Path) -> None:
+    from ao.reactions import DEFAULT_REVIEW_ROUNDS, Policy
+
+    git_init(tmp_path)
+    write_global(isolated_home, f"projects:\n  w:\n    path: {tmp_path}\n    reactions:\n"
+                 "      ci-failed: {escalate_after: 5}\n"
+                 "      merge-conflict: {retries: 1}\n"
+                 "      agent-stuck: {escalate_after: 20m, message: 'Still there? ({reason})'}\n")
+    policy = Policy.for_project(config.load().project("w"))
+    assert (policy.ci_retries, policy.rebase_retries) == (5, 1)
+    assert policy.review_rounds == DEFAULT_REVIEW_ROUNDS
+    assert policy.stuck_after == 1200
+    assert policy.messages == {"agent-stuck": "Still there? ({reason})"}
 
 
 def test_durations() -> None:

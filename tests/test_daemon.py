@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -133,13 +134,18 @@ def test_full_loop_on_the_local_forge(env: Env) -> None:
     assert waves == [["A-1"], ["B-1"]]
 
 
-def test_retry_discipline_survives_restarts_and_pending(env: Env) -> None:
-    """CI failing on 4 successive heads: exactly 3 fix messages and 1 escalation, with the
-    daemon restarted every few polls (CI goes pending on every new head in between)."""
+@pytest.mark.parametrize("configured", [False, True], ids=["defaults", "configured"])
+def test_retry_discipline_survives_restarts_and_pending(env: Env, configured: bool) -> None:
+    """CI failing on successive heads: exactly 3 fix messages (2 with `escalate_after: 2`)
+    and 1 escalation, with the daemon restarted every few polls (CI goes pending on every new
+    head in between). A configured `message` opens each fix message, filled in."""
     plan = {"tasks": {"B-1": {"title": "Never green", "body": demo("\n".join([
         write("mod_b.py", "def b():\n    return 3"), write("test_b.py", TEST_B),
         "commit B-1: add b", "push"]))}}}
-    plan_file = setup(env, plan)
+    rounds = 2 if configured else 3
+    reactions = {"reactions": {"ci-failed": {
+        "escalate_after": 2, "message": "Round {round}/{rounds} on {sha}: make it green."}}}
+    plan_file = setup(env, plan, **(reactions if configured else {}))
     from .helpers import run_ao
 
     assert run_ao("plan", "run", str(plan_file), "--project", "shop").code == 0
@@ -154,13 +160,21 @@ def test_retry_discipline_survives_restarts_and_pending(env: Env) -> None:
         d.tick()
     s = store.sessions("shop")[0]
     fixes = [m for m in store.messages(s.id) if m["source"] == "ci-failed"]
-    assert len(fixes) == 3
-    assert [json.loads(a["data"])["round"] for a in store.attempts(s.id, "fix-ci")] == [1, 2, 3]
+    assert len(fixes) == rounds
+    assert [json.loads(a["data"])["round"] for a in store.attempts(s.id, "fix-ci")] == \
+        list(range(1, rounds + 1))
     assert len(store.attempts(s.id, "escalate")) == 1
     heads = {a["fingerprint"] for a in store.attempts(s.id, "fix-ci")}
-    assert len(heads) == 3  # one round per failing head
+    assert len(heads) == rounds  # one round per failing head
     assert [e["type"] for e in event_types()].count("escalated") == 1
-    assert store.session(s.id).note == "CI failed after 3 fix rounds"
+    assert store.session(s.id).note == f"CI failed after {rounds} fix rounds"
+    for n, m in enumerate(fixes, start=1):
+        first = m["body"].splitlines()[0]
+        if configured:
+            assert re.fullmatch(rf"Round {n}/2 on [0-9a-f]{{10}}: make it green\.", first), first
+        else:
+            assert first.startswith("CI failed on ") and f"fix round {n} of 3" in first
+        assert "## Failing check" in m["body"]  # the details follow either opening
 
 
 def test_paused_project_starts_nothing(env: Env) -> None:

@@ -77,7 +77,8 @@ class Actions:
 
             planner = Planner(self.cfg.llm, self.store, x.project.name)
             details = [replace(d, log_tail=planner.condense(d.log_tail)) for d in details]
-        body = compose.ci_fix(x.a.round, x.policy.ci_retries, x.a.sha, details)
+        body = compose.ci_fix(x.a.round, x.policy.ci_retries, x.a.sha, details,
+                              x.policy.messages.get("ci-failed"))
         if self.store.record_and_queue(x.s.id, [("fix-ci", x.a.fingerprint)], body,
                                        "ci-failed", {"round": x.a.round}):
             event = emit(Event("ci.failed", **x.ev, data={
@@ -100,15 +101,17 @@ class Actions:
             return
         fps = [("review-round", f"review-round:{rounds + 1}")] + [
             ("review", f"review:{c.id}") for c in new]
-        if self.store.record_and_queue(x.s.id, fps, compose.review(new, rounds + 1),
-                                       "changes-requested"):
+        body = compose.review(new, rounds + 1, x.policy.messages.get("changes-requested"))
+        if self.store.record_and_queue(x.s.id, fps, body, "changes-requested"):
             emit(Event("review.forwarded", **x.ev, data={"comments": len(new),
                                                          "round": rounds + 1}), self.store)
 
     def ask_rebase(self, x: Act) -> None:
         if self.store.record_and_queue(x.s.id, [("ask-rebase", x.a.fingerprint)],
                                        compose.rebase(x.project.default_branch,
-                                                      x.project.remote), "merge-conflict"):
+                                                      x.project.remote,
+                                                      x.policy.messages.get("merge-conflict")),
+                                       "merge-conflict"):
             emit(Event("pr.conflict", **x.ev, data={"sha": x.a.sha}), self.store)
 
     def merge(self, x: Act) -> None:
@@ -154,7 +157,8 @@ class Actions:
 
     def nudge(self, x: Act) -> None:
         self.store.record_and_queue(x.s.id, [("nudge", x.a.fingerprint)],
-                                    compose.nudge(x.a.reason), "agent-stuck")
+                                    compose.nudge(x.a.reason, x.policy.messages.get("agent-stuck")),
+                                    "agent-stuck")
         emit(Event("agent.nudged", **x.ev, data={"reason": x.a.reason}), self.store)
 
     def start_review(self, x: Act) -> None:

@@ -10,9 +10,17 @@ OUTPUT_CAP = 1500
 LOG_CAP = 3000
 
 
-def ci_fix(round_: int, rounds: int, sha: str, details: list[FailureDetail]) -> str:
-    lines = [f"CI failed on {sha[:10]} (fix round {round_} of {rounds}). Please fix it, run "
-             "the tests locally, commit and push."]
+def opening(template: str | None, default: str, **values: object) -> str:
+    """A message's opening: the reaction's configured `message` filled in (config.py checked
+    its placeholders), or the built-in one."""
+    return default if template is None else template.format(**values)
+
+
+def ci_fix(round_: int, rounds: int, sha: str, details: list[FailureDetail],
+           template: str | None = None) -> str:
+    lines = [opening(template, f"CI failed on {sha[:10]} (fix round {round_} of {rounds}). "
+                     "Please fix it, run the tests locally, commit and push.",
+                     round=round_, rounds=rounds, sha=sha[:10])]
     if not details:
         lines.append("\n(ao could not fetch the failing checks' details; run the test suite.)")
     for d in details:
@@ -27,8 +35,9 @@ def ci_fix(round_: int, rounds: int, sha: str, details: list[FailureDetail]) -> 
     return "\n".join(lines)
 
 
-def review(comments: list[ReviewComment], round_: int) -> str:
-    lines = [f"Review feedback (round {round_}). Please address each point, commit and push:"]
+def review(comments: list[ReviewComment], round_: int, template: str | None = None) -> str:
+    lines = [opening(template, f"Review feedback (round {round_}). Please address each point, "
+                     "commit and push:", round=round_)]
     for c in comments:
         where = f" ({clean(c.path)}:{c.line})" if c.path and c.line else \
             f" ({clean(c.path)})" if c.path else ""
@@ -36,16 +45,17 @@ def review(comments: list[ReviewComment], round_: int) -> str:
     return "\n".join(lines)
 
 
-def rebase(default_branch: str, remote: str) -> str:
-    return (f"Your branch conflicts with {default_branch}. Please rebase it on "
-            f"{remote}/{default_branch} (git fetch {remote} && git rebase "
-            f"{remote}/{default_branch}), resolve the conflicts, run the tests, and push "
-            "(git push --force-with-lease).")
+def rebase(default_branch: str, remote: str, template: str | None = None) -> str:
+    return opening(template, f"Your branch conflicts with {default_branch}. Please rebase it on "
+                   f"{remote}/{default_branch} (git fetch {remote} && git rebase "
+                   f"{remote}/{default_branch}), resolve the conflicts, run the tests, and push "
+                   "(git push --force-with-lease).", branch=default_branch, remote=remote)
 
 
-def nudge(reason: str) -> str:
-    return (f"ao here: you seem stuck ({reason}). Please continue with the task; if you are "
-            "blocked, say what you need. When done, commit and push your branch.")
+def nudge(reason: str, template: str | None = None) -> str:
+    return opening(template, f"ao here: you seem stuck ({reason}). Please continue with the "
+                   "task; if you are blocked, say what you need. When done, commit and push "
+                   "your branch.", reason=reason)
 
 
 def check_failed(label: str, code: int, output: str, round_: int, rounds: int) -> str:

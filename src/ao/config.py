@@ -8,15 +8,16 @@ rejected with the file, the dotted key and the nearest valid key.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from collections.abc import Mapping
+import string
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from . import hosts as hostsmod
 from . import paths
+from .config_checks import check_keys, checked, mapping, opt_str, optional, str_list, typed
 from .config_files import REGISTRY_NAME as REGISTRY_NAME
 
 # the records and the files, asked of as config.X everywhere
@@ -30,6 +31,7 @@ from .config_files import find_repo_config as find_repo_config
 from .config_files import register_repo as register_repo
 from .config_files import registered_repos as registered_repos
 from .config_files import registry_file as registry_file
+from .config_model import COUNTED, MESSAGES, TIMED
 from .config_model import REACTION_NAMES as REACTION_NAMES
 from .config_model import AgentSpec as AgentSpec
 from .config_model import Config as Config
@@ -84,74 +86,20 @@ ENV_VARS = {"AO_TMUX_SOCKET": "tmux.socket", "AO_POLL_INTERVAL": "poll_interval"
             "PORT": "web.port"}
 
 
-def _check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str, m: Merged) -> None:
-    for key in raw:
-        if key not in allowed:
-            dotted = f"{where}.{key}" if where else str(key)
-            near = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean `{near[0]}`?" if near else f"valid keys: {', '.join(allowed)}"
-            raise ConfigError(f"{paths.display(m.source_of(dotted))}: unknown key `{dotted}`", hint)
-
-
-def _mapping(value: Any, where: str, m: Merged) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        src = paths.display(m.source_of(where))
-        raise ConfigError(f"{src}: `{where}` must be a mapping", "see docs/configuration.md")
-    return value
-
-
-def _checked(value: Any, where: str, keys: tuple[str, ...], m: Merged) -> Mapping[str, Any]:
-    """A mapping (or nothing, read as empty) whose keys are all known ones."""
-    raw = _mapping(value, where, m)
-    _check_keys(raw, keys, where, m)
-    return raw
-
-
-def _optional(raw: Mapping[str, Any], key: str, kind: Any, where: str, m: Merged) -> Any:
-    """`raw[key]` when set, of type `kind`; None when not set."""
-    value = raw.get(key)
-    if value is not None:
-        _typed(value, kind, f"{where}.{key}", m)
-    return value
-
-
-def _typed(value: Any, kind: type | tuple[type, ...], where: str, m: Merged) -> Any:
-    ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is int)
-    if not ok:
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        src = paths.display(m.source_of(where))
-        raise ConfigError(f"{src}: `{where}` must be {names}, got {value!r}",
-                          "see docs/configuration.md")
-    return value
-
-
-def _opt_str(value: Any, where: str, m: Merged) -> str | None:
-    return None if value is None else str(_typed(value, str, where, m))
-
-
-def _str_list(value: Any, where: str, m: Merged) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = _typed(value, list, where, m)
-    return tuple(str(_typed(v, str, where, m)) for v in items)
-
-
 def _agent(value: Any, where: str, m: Merged) -> AgentSpec:
     if value is None:
         return AgentSpec()
     if isinstance(value, str):
         return AgentSpec(name=value)
-    raw = _checked(value, where, _AGENT_KEYS, m)
-    command = _optional(raw, "command", str, where, m)
-    mode = _optional(raw, "permission_mode", str, where, m)
+    raw = checked(value, where, _AGENT_KEYS, m)
+    command = optional(raw, "command", str, where, m)
+    mode = optional(raw, "permission_mode", str, where, m)
     if mode is not None and not re.match(r"^[A-Za-z]+$", mode):
         raise ConfigError(f"`{where}.permission_mode` {mode!r} is not a mode name",
                           "e.g. acceptEdits, plan, default")
-    name = _typed(raw.get("name", "command" if command else "claude-code"), str,
+    name = typed(raw.get("name", "command" if command else "claude-code"), str,
                   f"{where}.name", m)
-    ready = _optional(raw, "ready", str, where, m)
+    ready = optional(raw, "ready", str, where, m)
     if ready is not None:
         try:
             re.compile(ready)
@@ -160,7 +108,7 @@ def _agent(value: Any, where: str, m: Merged) -> AgentSpec:
                               "e.g. ready: '^> '") from None
     return AgentSpec(name=name, command=command, permission_mode=mode,
                      env=_env(raw.get("env"), f"{where}.env", m), ready=ready,
-                     fallback=_opt_str(raw.get("fallback"), f"{where}.fallback", m))
+                     fallback=opt_str(raw.get("fallback"), f"{where}.fallback", m))
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -168,7 +116,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def _env(value: Any, where: str, m: Merged) -> tuple[tuple[str, str], ...]:
     out = []
-    for k, v in _mapping(value, where, m).items():
+    for k, v in mapping(value, where, m).items():
         if not _ENV_NAME.match(str(k)):
             raise ConfigError(f"`{where}`: {k!r} is not a variable name", "e.g. NODE_ENV")
         if isinstance(v, bool) or not isinstance(v, str | int | float):
@@ -179,21 +127,57 @@ def _env(value: Any, where: str, m: Merged) -> tuple[tuple[str, str], ...]:
 
 
 def _reactions(value: Any, where: str, m: Merged) -> dict[str, ReactionConfig]:
-    out: dict[str, ReactionConfig] = {}
-    for name, spec in _checked(value, where, REACTION_NAMES, m).items():
-        w = f"{where}.{name}"
-        r = _checked(spec, w, _REACTION_KEYS, m)
-        retries = _optional(r, "retries", int, w, m)
-        esc = r.get("escalate_after")
-        if esc is not None and not str(esc).isdigit():
-            parse_duration(esc, f"{w}.escalate_after")
-        out[str(name)] = ReactionConfig(
-            auto=bool(_typed(r.get("auto", True), bool, f"{w}.auto", m)),
-            retries=retries,
-            escalate_after=None if esc is None else str(esc),
-            message=_opt_str(r.get("message"), f"{w}.message", m),
-        )
-    return out
+    return {str(name): _reaction(str(name), checked(spec, f"{where}.{name}", _REACTION_KEYS, m),
+                                 f"{where}.{name}", m)
+            for name, spec in checked(value, where, REACTION_NAMES, m).items()}
+
+
+def _reaction(name: str, r: Mapping[str, Any], w: str, m: Merged) -> ReactionConfig:
+    """Each key read as what it means for this reaction; a key it has no use for is an error,
+    not a setting silently ignored."""
+    def refuse(key: str, why: str, hint: str) -> ConfigError:
+        return ConfigError(f"{paths.display(m.source_of(f'{w}.{key}'))}: `{w}.{key}` {why}",
+                           hint)
+
+    rounds = optional(r, "retries", int, w, m)
+    esc, wait = r.get("escalate_after"), None
+    if (rounds is not None or esc is not None) and name not in (*COUNTED, *TIMED):
+        key = "retries" if rounds is not None else "escalate_after"
+        raise refuse(key, f"has no effect on {name}",
+                     f"it applies to {', '.join(COUNTED)} (a count) and agent-stuck (a time)")
+    if name in TIMED and rounds is not None:
+        raise refuse("retries", "has no effect on agent-stuck (one nudge, then a human)",
+                     "set how long it waits: escalate_after: 20m")
+    if esc is not None and name in TIMED:
+        wait = parse_duration(esc, f"{w}.escalate_after")
+    elif esc is not None:
+        if rounds is not None:
+            raise refuse("escalate_after", "and `retries` say the same thing", "keep one")
+        if isinstance(esc, bool) or not str(esc).isdigit():
+            raise refuse("escalate_after", f"counts rounds here, got {esc!r}",
+                         "write a whole number, e.g. escalate_after: 3")
+        rounds = int(esc)
+    message = opt_str(r.get("message"), f"{w}.message", m)
+    if message is not None:
+        _template(message, MESSAGES.get(name), lambda why, hint: refuse("message", why, hint))
+    return ReactionConfig(auto=bool(typed(r.get("auto", True), bool, f"{w}.auto", m)),
+                          rounds=rounds, wait=wait, message=message)
+
+
+def _template(text: str, names: tuple[str, ...] | None,
+              refuse: Callable[[str, str], ConfigError]) -> None:
+    """A `message` template whose placeholders are all ones its reaction fills in."""
+    if names is None:
+        raise refuse("has no effect: this reaction sends the agent nothing",
+                     f"messages are sent on {', '.join(MESSAGES)}")
+    try:
+        used = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+    except ValueError as e:
+        raise refuse(f"is not a template ({e})", "write a literal brace twice: {{ }}") from None
+    for f in used:
+        if f not in names:
+            raise refuse(f"has an unknown placeholder {{{f}}}",
+                         f"placeholders: {', '.join('{' + n + '}' for n in names)}")
 
 
 def _forge(raw: Mapping[str, Any], where: str) -> tuple[str | None, str]:
@@ -217,18 +201,18 @@ def _ci(ci: Any, where: str, m: Merged) -> tuple[str | None, float]:
         return None, 600.0
     if isinstance(ci, str):
         return ci, 600.0
-    ci_raw = _checked(ci, f"{where}.ci", _CI_KEYS, m)
-    return (_opt_str(ci_raw.get("command"), f"{where}.ci.command", m),
+    ci_raw = checked(ci, f"{where}.ci", _CI_KEYS, m)
+    return (opt_str(ci_raw.get("command"), f"{where}.ci.command", m),
             parse_duration(ci_raw.get("timeout", 600), f"{where}.ci.timeout"))
 
 
 def _merging(raw: Mapping[str, Any], where: str, m: Merged) -> tuple[str, tuple[str, ...]]:
     """The merge method and the merge states accepted besides clean."""
-    merge_method = str(_typed(raw.get("merge_method", "merge"), str, f"{where}.merge_method", m))
+    merge_method = str(typed(raw.get("merge_method", "merge"), str, f"{where}.merge_method", m))
     if merge_method not in MERGE_METHODS:
         raise ConfigError(f"`{where}.merge_method` must be one of {', '.join(MERGE_METHODS)}, "
                           f"got {merge_method!r}", "auto: the first method the repo allows")
-    merge_states = tuple(x.lower() for x in _str_list(raw.get("merge_states"),
+    merge_states = tuple(x.lower() for x in str_list(raw.get("merge_states"),
                                                         f"{where}.merge_states", m))
     for st in merge_states:
         if st not in EXTRA_MERGE_STATES:
@@ -242,16 +226,16 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
     if not _NAME.match(name):
         raise ConfigError(f"project name {name!r} is not usable as a folder name",
                           "use letters, digits, '-', '_' and '.'")
-    _check_keys(raw, _PROJECT_KEYS, where, m)
+    check_keys(raw, _PROJECT_KEYS, where, m)
     if "path" not in raw:
         raise ConfigError(f"{paths.display(m.source_of(where))}: `{where}.path` is missing",
                           "set it to the project's local clone")
-    path = Path(str(_typed(raw["path"], str, f"{where}.path", m))).expanduser()
+    path = Path(str(typed(raw["path"], str, f"{where}.path", m))).expanduser()
     if not path.is_absolute():
         path = (base / path).resolve()
 
     repo, forge = _forge(raw, where)
-    max_concurrent = _typed(raw.get("max_concurrent", 5), int, f"{where}.max_concurrent", m)
+    max_concurrent = typed(raw.get("max_concurrent", 5), int, f"{where}.max_concurrent", m)
     if max_concurrent < 1:
         raise ConfigError(f"`{where}.max_concurrent` must be at least 1", "the default is 5")
     ci_command, ci_timeout = _ci(raw.get("ci"), where, m)
@@ -264,46 +248,46 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         name=name,
         path=path,
         repo=repo,
-        default_branch=str(_typed(raw.get("default_branch", "main"), str,
+        default_branch=str(typed(raw.get("default_branch", "main"), str,
                                   f"{where}.default_branch", m)),
-        remote=str(_typed(raw.get("remote", "origin"), str, f"{where}.remote", m)),
+        remote=str(typed(raw.get("remote", "origin"), str, f"{where}.remote", m)),
         forge=forge,
         agent=_agent(raw.get("agent"), f"{where}.agent", m),
         max_concurrent=max_concurrent,
-        plan=_opt_str(raw.get("plan"), f"{where}.plan", m),
+        plan=opt_str(raw.get("plan"), f"{where}.plan", m),
         ci_command=ci_command,
         ci_timeout=ci_timeout,
         session_prefix=prefix,
-        sandboxed=bool(_typed(raw.get("sandboxed", False), bool, f"{where}.sandboxed", m)),
-        auto_merge=bool(_typed(raw.get("auto_merge", False), bool, f"{where}.auto_merge", m)),
+        sandboxed=bool(typed(raw.get("sandboxed", False), bool, f"{where}.sandboxed", m)),
+        auto_merge=bool(typed(raw.get("auto_merge", False), bool, f"{where}.auto_merge", m)),
         reactions=_reactions(raw.get("reactions"), f"{where}.reactions", m),
-        post_create=_str_list(raw.get("post_create"), f"{where}.post_create", m),
-        symlinks=_str_list(raw.get("symlinks"), f"{where}.symlinks", m),
-        hosts=_str_list(raw.get("hosts"), f"{where}.hosts", m) or ("local",),
-        require_review=bool(_typed(raw.get("require_review", True), bool,
+        post_create=str_list(raw.get("post_create"), f"{where}.post_create", m),
+        symlinks=str_list(raw.get("symlinks"), f"{where}.symlinks", m),
+        hosts=str_list(raw.get("hosts"), f"{where}.hosts", m) or ("local",),
+        require_review=bool(typed(raw.get("require_review", True), bool,
                                    f"{where}.require_review", m)),
-        require_checks=bool(_typed(raw.get("require_checks", True), bool,
+        require_checks=bool(typed(raw.get("require_checks", True), bool,
                                    f"{where}.require_checks", m)),
         merge_states=merge_states,
         merge_method=merge_method,
         env=_env(raw.get("env"), f"{where}.env", m),
-        disposable=_str_list(raw.get("disposable"), f"{where}.disposable", m),
+        disposable=str_list(raw.get("disposable"), f"{where}.disposable", m),
     )
 
 
 def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     m, files, bases = _sources(cwd, os.environ if env is None else env)
     data = m.data
-    _check_keys(data, _TOP_KEYS, "", m)
-    tmux = _checked(data.get("tmux"), "tmux", _TMUX_KEYS, m)
+    check_keys(data, _TOP_KEYS, "", m)
+    tmux = checked(data.get("tmux"), "tmux", _TMUX_KEYS, m)
     projects = {
-        str(name): _project(str(name), _mapping(raw, f"projects.{name}", m), m,
+        str(name): _project(str(name), mapping(raw, f"projects.{name}", m), m,
                             bases.get(str(name), Path.cwd()))
-        for name, raw in _mapping(data.get("projects"), "projects", m).items()
+        for name, raw in mapping(data.get("projects"), "projects", m).items()
     }
     _check_projects(projects, m)
-    notify = _checked(data.get("notify"), "notify", _NOTIFY_KEYS, m)
-    cleanup = _checked(data.get("cleanup"), "cleanup", _CLEANUP_KEYS, m)
+    notify = checked(data.get("notify"), "notify", _NOTIFY_KEYS, m)
+    cleanup = checked(data.get("cleanup"), "cleanup", _CLEANUP_KEYS, m)
     nightly = cleanup.get("nightly_at")
     if nightly is not None and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", str(nightly)):
         raise ConfigError(f"`cleanup.nightly_at` must be HH:MM, got {nightly!r}", "e.g. 03:00")
@@ -314,16 +298,16 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
             raise ConfigError(f"`projects.{p.name}.hosts` names {unknown[0]!r}, which is not "
                               "under `hosts:`", f"hosts: {', '.join(pool)}")
     return Config(
-        llm=_llm(_checked(data.get("llm"), "llm", _LLM_KEYS, m), m),
+        llm=_llm(checked(data.get("llm"), "llm", _LLM_KEYS, m), m),
         tmux_socket=str(tmux.get("socket", "ao")),
-        web=_web(_checked(data.get("web"), "web", _WEB_KEYS, m), m),
+        web=_web(checked(data.get("web"), "web", _WEB_KEYS, m), m),
         poll_interval=parse_duration(data.get("poll_interval", 30), "poll_interval"),
         cleanup_grace=parse_duration(cleanup.get("grace", 300), "cleanup.grace"),
         nightly_at=None if nightly is None else str(nightly),
         notify=NotifyConfig(
-            desktop=bool(_typed(notify.get("desktop", False), bool, "notify.desktop", m)),
-            webhook=_opt_str(notify.get("webhook"), "notify.webhook", m),
-            command=_opt_str(notify.get("command"), "notify.command", m)),
+            desktop=bool(typed(notify.get("desktop", False), bool, "notify.desktop", m)),
+            webhook=opt_str(notify.get("webhook"), "notify.webhook", m),
+            command=opt_str(notify.get("command"), "notify.command", m)),
         projects=projects,
         hosts=pool,
         origins=dict(m.origins),
@@ -343,7 +327,7 @@ def _sources(cwd: Path | None, env: Mapping[str, str]) -> tuple[Merged, list[Pat
             raw = _read_yaml(f)
             m.merge(raw, str(f))
             files.append(f)
-            for name in _mapping(raw.get("projects"), "projects", m):
+            for name in mapping(raw.get("projects"), "projects", m):
                 bases[str(name)] = f.parent
     for var, dotted in ENV_VARS.items():
         if var in env:
@@ -379,19 +363,19 @@ def _web(web: Mapping[str, Any], m: Merged) -> WebConfig:
     if port is not None:
         if isinstance(port, str) and port.isdigit():
             port = int(port)
-        _typed(port, int, "web.port", m)
+        typed(port, int, "web.port", m)
         if not 0 < port < 65536:
             raise ConfigError(f"`web.port` must be a port number, got {port}", "e.g. 3001")
-    return WebConfig(port=port, host=str(_typed(web.get("host", "127.0.0.1"), str,
+    return WebConfig(port=port, host=str(typed(web.get("host", "127.0.0.1"), str,
                                                 "web.host", m)))
 
 
 def _llm(llm: Mapping[str, Any], m: Merged) -> LlmConfig:
-    budget = _optional(llm, "budget_usd", (int, float), "llm", m)
+    budget = optional(llm, "budget_usd", (int, float), "llm", m)
     return LlmConfig(
         model=str(llm.get("model", "claude-sonnet-5-5")),
-        max_tokens=int(_typed(llm.get("max_tokens", 8000), int, "llm.max_tokens", m)),
+        max_tokens=int(typed(llm.get("max_tokens", 8000), int, "llm.max_tokens", m)),
         budget_usd=None if budget is None else float(budget),
-        condense_ci_logs=bool(_typed(llm.get("condense_ci_logs", False), bool,
+        condense_ci_logs=bool(typed(llm.get("condense_ci_logs", False), bool,
                                      "llm.condense_ci_logs", m)),
         timeout=parse_duration(llm.get("timeout", 120), "llm.timeout"))

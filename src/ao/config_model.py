@@ -24,12 +24,23 @@ REACTION_NAMES = (
 )
 
 
+# the reactions that count rounds before a human is asked (`retries` or `escalate_after: 3`),
+# the one that waits a time (`escalate_after: 20m`), and the ones that send the agent a
+# message, each with the placeholders its `message` template may use
+COUNTED = ("ci-failed", "changes-requested", "merge-conflict", "approved-and-green")
+TIMED = ("agent-stuck",)
+MESSAGES = {"ci-failed": ("round", "rounds", "sha"), "changes-requested": ("round",),
+            "merge-conflict": ("branch", "remote"), "agent-stuck": ("reason",)}
+
+
 @dataclass(frozen=True)
 class ReactionConfig:
+    """One reaction's settings, each already in the type it is used as."""
+
     auto: bool = True
-    retries: int | None = None
-    escalate_after: str | None = None  # a count ("3") or a duration ("30m")
-    message: str | None = None
+    rounds: int | None = None  # COUNTED: automatic rounds before escalating
+    wait: float | None = None  # TIMED: seconds before it acts
+    message: str | None = None  # MESSAGES: the template of the message's opening
 
 
 @dataclass(frozen=True)
@@ -183,5 +194,5 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
         add(f"{pre}.disposable", list(p.disposable))
         add(f"{pre}.env", {k: environment.masked(k, v) for k, v in (*p.env, *p.agent.env)})
         for name, r in sorted(p.reactions.items()):
-            add(f"{pre}.reactions.{name}", r.__dict__)
+            add(f"{pre}.reactions.{name}", {k: v for k, v in r.__dict__.items() if v is not None})
     return rows

@@ -7,11 +7,12 @@ pending, a restart, or the same failure seen twice never adds or loses a round.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .config import ProjectConfig, parse_duration
+from .config import ProjectConfig
 from .forge.base import FAILING, NONE, PASSING, PullRequest
 from .gate import Approval, GatePolicy, approval, merge_gate
 from .state import Activity, State
@@ -38,24 +39,19 @@ class Policy:
     gate: GatePolicy = field(default_factory=GatePolicy)
     merge_retries: int = DEFAULT_MERGE_RETRIES
     run_steps: bool = True  # reviewers and checks start (not while the project is paused)
+    # a reaction's own opening for its message to the agent (`message:`, config.py)
+    messages: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def for_project(cls, p: ProjectConfig) -> Policy:
         r = p.reactions
 
         def count(name: str, default: int) -> int:
-            rc = r.get(name)
-            if rc is None:
-                return default
-            if rc.retries is not None:
-                return rc.retries
-            if rc.escalate_after and rc.escalate_after.isdigit():
-                return int(rc.escalate_after)
-            return default
+            rounds = r[name].rounds if name in r else None
+            return default if rounds is None else rounds
 
         stuck = r.get("agent-stuck")
-        stuck_after = parse_duration(stuck.escalate_after) if stuck and stuck.escalate_after \
-            and not stuck.escalate_after.isdigit() else DEFAULT_STUCK_AFTER
+        stuck_after = DEFAULT_STUCK_AFTER if stuck is None or stuck.wait is None else stuck.wait
         auto = {n for n in cls.auto if r.get(n) is None or r[n].auto}
         merge = r.get("approved-and-green")
         return cls(ci_retries=count("ci-failed", DEFAULT_CI_RETRIES),
@@ -67,7 +63,8 @@ class Policy:
                    gate=GatePolicy(require_review=p.require_review,
                                    require_checks=p.require_checks,
                                    accept_states=frozenset({"clean", *p.merge_states})),
-                   merge_retries=count("approved-and-green", DEFAULT_MERGE_RETRIES))
+                   merge_retries=count("approved-and-green", DEFAULT_MERGE_RETRIES),
+                   messages={n: rc.message for n, rc in r.items() if rc.message is not None})
 
 
 @dataclass(frozen=True)

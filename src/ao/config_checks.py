@@ -1,0 +1,66 @@
+"""Reading one key of a config mapping: its type checked, an unknown key named with the nearest
+valid one, and every error naming the file the value came from (`Merged.source_of`)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+from . import paths
+from .config_files import Merged
+from .errors import ConfigError
+
+
+def check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str, m: Merged) -> None:
+    for key in raw:
+        if key not in allowed:
+            dotted = f"{where}.{key}" if where else str(key)
+            near = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean `{near[0]}`?" if near else f"valid keys: {', '.join(allowed)}"
+            raise ConfigError(f"{paths.display(m.source_of(dotted))}: unknown key `{dotted}`", hint)
+
+
+def mapping(value: Any, where: str, m: Merged) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        src = paths.display(m.source_of(where))
+        raise ConfigError(f"{src}: `{where}` must be a mapping", "see docs/configuration.md")
+    return value
+
+
+def checked(value: Any, where: str, keys: tuple[str, ...], m: Merged) -> Mapping[str, Any]:
+    """A mapping (or nothing, read as empty) whose keys are all known ones."""
+    raw = mapping(value, where, m)
+    check_keys(raw, keys, where, m)
+    return raw
+
+
+def optional(raw: Mapping[str, Any], key: str, kind: Any, where: str, m: Merged) -> Any:
+    """`raw[key]` when set, of type `kind`; None when not set."""
+    value = raw.get(key)
+    if value is not None:
+        typed(value, kind, f"{where}.{key}", m)
+    return value
+
+
+def typed(value: Any, kind: type | tuple[type, ...], where: str, m: Merged) -> Any:
+    ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is int)
+    if not ok:
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        src = paths.display(m.source_of(where))
+        raise ConfigError(f"{src}: `{where}` must be {names}, got {value!r}",
+                          "see docs/configuration.md")
+    return value
+
+
+def opt_str(value: Any, where: str, m: Merged) -> str | None:
+    return None if value is None else str(typed(value, str, where, m))
+
+
+def str_list(value: Any, where: str, m: Merged) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = typed(value, list, where, m)
+    return tuple(str(typed(v, str, where, m)) for v in items)
