@@ -23,3 +23,21 @@ def test_every_core_module_is_under_the_core_contract() -> None:
     for c in contracts:
         if c["name"].startswith("Only "):
             assert c["source_modules"] == ["ao"], c["name"]
+
+
+def test_only_workspace_runs_git() -> None:
+    """git is run by workspace.py alone (the demo agent, which plays an agent's part, aside):
+    a call whose argv starts with "git" anywhere else is a layering break."""
+    import ast
+
+    src = Path(ao.__file__).parent
+    allowed = {src / "workspace.py", src / "agents" / "demo_agent.py"}
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and node.args and \
+                    isinstance(node.args[0], ast.List | ast.Tuple) and node.args[0].elts and \
+                    isinstance(node.args[0].elts[0], ast.Constant) and \
+                    node.args[0].elts[0].value == "git" and path not in allowed:
+                found.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert found == []

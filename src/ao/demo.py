@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as cfgmod
-from . import paths, tmux
+from . import paths, tmux, workspace
 from .daemon import Daemon
 from .events import Event, add_listener
 from .forge.local import LocalForge
@@ -111,7 +110,7 @@ PLAN: dict[str, Any] = {"project": PROJECT, "tasks": {
 
 
 def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+    workspace.git(cwd, *args)
 
 
 def make_project(root: Path) -> Path:

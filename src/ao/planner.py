@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from . import plan as planmod
+from . import workspace
 from .config import LlmConfig
 from .errors import AoError, BadInput, ExternalError
 from .events import Event, emit
@@ -220,9 +220,10 @@ def to_plan(data: Any, project: str | None) -> tuple[planmod.Plan, list[str]]:
 
 def repo_context(repo: Path) -> str:
     """README, the file tree and a few key files, bounded."""
-    proc = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True)
-    files = proc.stdout.splitlines() if proc.returncode == 0 else [
-        str(p.relative_to(repo)) for p in sorted(repo.rglob("*")) if p.is_file()][:TREE_LIMIT]
+    files = workspace.tracked_files(repo)
+    if files is None:
+        files = [str(p.relative_to(repo)) for p in sorted(repo.rglob("*"))
+                 if p.is_file()][:TREE_LIMIT]
     parts = [f"Files ({len(files)}):", "\n".join(files[:TREE_LIMIT])]
     if len(files) > TREE_LIMIT:
         parts.append(f"... and {len(files) - TREE_LIMIT} more")

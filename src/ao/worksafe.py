@@ -5,9 +5,6 @@ below runs there)."""
 from __future__ import annotations
 
 import fnmatch
-import os
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -140,18 +137,8 @@ def save_work(worktree: Path, dest: Path, remote: str, default_branch: str,
                                 f"{(r.stderr or '').strip()[-200:]}", "nothing was removed")
         saved.append(patch)
     elif dirty(worktree) or ignored:
-        with tempfile.TemporaryDirectory() as tmp:
-            env_index = os.path.join(tmp, "index")
-            env = {**workspace.git_env(), "GIT_INDEX_FILE": env_index}
-            subprocess.run(["git", "read-tree", "HEAD"], cwd=worktree, env=env, check=True)
-            subprocess.run(["git", "add", "-A"], cwd=worktree, env=env, check=True)
-            if ignored:
-                subprocess.run(["git", "add", "-f", "--", *ignored], cwd=worktree, env=env,
-                               check=True)
-            diff = subprocess.run(["git", "diff", "--cached", "--binary", "HEAD"], cwd=worktree,
-                                  env=env, check=True, capture_output=True).stdout
         patch = dest / f"uncommitted-{stamp}.patch"
-        patch.write_bytes(diff)
+        patch.write_bytes(workspace.uncommitted_diff(worktree, ignored))
         saved.append(patch)
     tips = ["HEAD"]
     if branch and workspace.local_branch_exists(worktree, branch):

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,6 +117,37 @@ def git(cwd: Path, *args: str, check: bool = True, timeout: float = 120,
         why = msg[-1] if msg else f"exit {proc.returncode}"
         raise ExternalError(f"git {' '.join(args[:2])} failed: {why}", f"in {cwd}")
     return proc
+
+
+def uncommitted_diff(worktree: Path, ignored: list[str]) -> bytes:
+    """Every uncommitted change of `worktree` (untracked files, and the ignored ones named)
+    as a binary diff against HEAD, staged in a throwaway index: the worktree's own index is
+    left as it was. Raises CalledProcessError when git fails."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**git_env(), "GIT_INDEX_FILE": os.path.join(tmp, "index")}
+
+        def run(*args: str) -> bytes:
+            return subprocess.run(["git", *args], cwd=worktree, env=env, check=True,
+                                  capture_output=True).stdout
+
+        run("read-tree", "HEAD")
+        run("add", "-A")
+        if ignored:
+            run("add", "-f", "--", *ignored)
+        return run("diff", "--cached", "--binary", "HEAD")
+
+
+def detached_copy(repo: Path, sha: str, dest: Path, timeout: float = 300) -> None:
+    """A clone of `repo` at `dest` that shares its objects, checked out at `sha` (detached)."""
+    git(dest.parent, "clone", "-q", "--shared", "--no-checkout", str(repo), str(dest),
+        timeout=timeout)
+    git(dest, "checkout", "-q", "--detach", sha, timeout=timeout)
+
+
+def tracked_files(repo: Path) -> list[str] | None:
+    """The files git tracks in `repo`; None when it is no git repository."""
+    proc = git(repo, "ls-files", check=False)
+    return proc.stdout.splitlines() if proc.returncode == 0 else None
 
 
 def git_env() -> dict[str, str]:

@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import paths
+from .. import paths, workspace
+from ..errors import ExternalError
 from ..store import Store
 
 
@@ -26,10 +27,7 @@ def run(repo: Path, project: str, sha: str, command: str, timeout: float, log: P
         out.write(f"$ {command}\n# sha {sha}\n")
         out.flush()
         try:
-            subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", str(repo),
-                            str(tmp / "src")], check=True, capture_output=True, timeout=300)
-            subprocess.run(["git", "-C", str(tmp / "src"), "checkout", "-q", "--detach", sha],
-                           check=True, capture_output=True, timeout=300)
+            workspace.detached_copy(repo, sha, tmp / "src")
             proc = subprocess.Popen(command, shell=True, cwd=tmp / "src", stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     env={**os.environ, "CI": "true"})
@@ -41,7 +39,7 @@ def run(repo: Path, project: str, sha: str, command: str, timeout: float, log: P
                 proc.wait()
                 out.write(f"\n# timed out after {timeout:g}s\n")
                 status = "failing"
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        except (ExternalError, OSError) as e:
             out.write(f"\n# could not check out {sha}: {e}\n")
         out.write(f"\n# exit {code} -> {status}\n")
     shutil.rmtree(tmp, ignore_errors=True)
