@@ -61,6 +61,18 @@ class SshServer:
             psutil.wait_procs(procs, timeout=10)
             self.proc.wait(timeout=10)
 
+    def freeze(self, frozen: bool = True) -> None:
+        """The host hangs (SIGSTOP), or goes on (SIGCONT): its connections stay open and
+        nothing answers on them, as on a machine stuck in swap or a kernel hang."""
+        import psutil
+
+        assert self.proc is not None
+        procs = [psutil.Process(self.proc.pid)]
+        procs += procs[0].children(recursive=True)
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                p.suspend() if frozen else p.resume()
+
     @property
     def target(self) -> str:
         return f"{self.user}@{self.address}"

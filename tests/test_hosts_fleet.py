@@ -341,6 +341,35 @@ def test_a_host_that_goes_away_leaves_its_sessions_unreachable_then_resumes(
     assert len([x for x in store.sessions("shop") if x.task == "C-1"]) == 1
 
 
+def test_a_hung_host_shows_unreachable_and_holds_up_no_other(pool: Pool) -> None:
+    """A host that hangs (its sshd stopped, its connection open and silent): `ao session ls`
+    waits for it no longer than its patience, shows its session `unreachable` and the other
+    host's as seen, names the silent host, and leaves recording it down to the daemon."""
+    pool.configure(["build-a", "build-b"])
+    for task in ("C-1", "D-1"):
+        r = run_ao("spawn", "shop", task)
+        assert r.code == 0 and "spawned" in r.out, r.out + r.err
+    store = Store()
+    on = {s.host: s for s in store.sessions("shop")}
+    assert set(on) == {"build-a", "build-b"}
+    assert run_ao("session", "ls").code == 0  # both answer: channels open to each
+    pool.servers["build-a"].freeze()
+    try:
+        r = run_ao("session", "ls", "--json")
+        assert r.code == 0, r.err
+        rows = {row["id"]: row for row in json.loads(r.out)}
+        assert rows[on["build-a"].id]["activity"] == Activity.UNREACHABLE.value
+        assert rows[on["build-b"].id]["activity"] not in (Activity.UNREACHABLE.value,
+                                                          Activity.EXITED.value)
+        assert "not answering: build-a;" in r.err
+        assert hosts.down("build-a") is None and hosts.down("build-b") is None
+    finally:
+        pool.servers["build-a"].freeze(False)
+    r = run_ao("session", "ls", "--json")
+    assert {row["activity"] for row in json.loads(r.out)} & {
+        Activity.UNREACHABLE.value, Activity.EXITED.value} == set(), r.out
+
+
 @pytest.mark.skipif(not NETNS, reason="needs root and iproute2 for network namespaces "
                     "(`.ci/run` runs as root)")
 def test_a_host_cut_off_mid_run_loses_nothing_and_doubles_nothing(env: Env,

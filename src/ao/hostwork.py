@@ -228,8 +228,8 @@ done
 """
 
 
-def poll(host: Host, socket: str, reads: list[tuple[str, PurePosixPath, int]]
-         ) -> tuple[list[str] | None, dict[str, bytes]]:
+def poll(host: Host, socket: str, reads: list[tuple[str, PurePosixPath, int]],
+         timeout: float | None = None) -> tuple[list[str] | None, dict[str, bytes]]:
     """One round trip for a poll of the host: `list-panes -a` of its tmux server (None when
     no server runs) and the new bytes of each session's hook file from its offset. Raises
     hosts.Unreachable when the host does not answer, ExternalError when its answer is not
@@ -244,8 +244,8 @@ def poll(host: Host, socket: str, reads: list[tuple[str, PurePosixPath, int]]
     for sid, path, offset in reads:
         args += [sid, str(path), str(offset)]
     # a poll's question: unanswered in a moment means the host (or the link) is gone
-    r = hosts.run(host, ["sh", "-c", _POLL, "ao", *args], timeout=hosts.CONNECT_TIMEOUT + 5,
-                  silence_is_down=True)
+    r = hosts.run(host, ["sh", "-c", _POLL, "ao", *args],
+                  timeout=timeout or hosts.CONNECT_TIMEOUT + 5, silence_is_down=True)
     lines: list[str] = []
     panes: list[str] | None = None
     answered = False

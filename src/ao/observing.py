@@ -4,6 +4,7 @@ hook lines), and the activity each session's agent shows. The second layer of `F
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -21,15 +22,19 @@ from .agents.base import HOOK_FILE
 from .config import Config
 from .errors import AoError
 from .hosts import LOCAL
+from .machines import Machines
 from .state import Activity
 from .store import Session, Store
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
 
+# how long a command's look (`ao session ls`) waits for a host: a live host answers a poll
+# in milliseconds; the daemon's poll waits longer before it records a host down
+LOOK_PATIENCE = 4.0
 
-
-from .machines import Machines
+# a host's poll: its panes' lines (None: no tmux server there), and new hook bytes per session
+_Answer = tuple[list[str] | None, dict[str, bytes]]
 
 
 class Observing(Machines):
@@ -45,16 +50,18 @@ class Observing(Machines):
         """Look at one session's pane and record what it shows (hooks first, then screen)."""
         return self.observe_all([s])[s.id]
 
-    def observe_all(self, sessions: list[Session],
-                    now: float | None = None) -> dict[str, Activity]:
+    def observe_all(self, sessions: list[Session], now: float | None = None,
+                    patience: float | None = None) -> dict[str, Activity]:
         """Observe many sessions for the price of one: one `list-panes -a` for liveness and
         last output, a `capture-pane` only for a pane whose output moved since this process
         last looked, and one transaction for the rows whose observations changed. That is
-        per machine: one `list-panes` per host with sessions, over its open connection. A host
-        that does not answer leaves its sessions `unreachable` (not exited: nothing is known
-        of them) and is asked again after its backoff."""
+        per machine: one `list-panes` per host with sessions, over its open connection, the
+        hosts asked side by side. A host that does not answer leaves its sessions
+        `unreachable` (not exited: nothing is known of them) and is asked again after its
+        backoff. With `patience` (a command's look, not the daemon's poll) a host is waited
+        for that long at most, and one that does not answer in it is not recorded down."""
         now = time.time() if now is None else now
-        states, down, fresh = self._look_machines(sessions, now)
+        states, down, fresh = self._look_machines(sessions, now, patience)
         changes: dict[str, dict[str, object]] = {}
         out: dict[str, Activity] = {}
         for s in (fresh.get(x.id, x) for x in sessions):
@@ -65,28 +72,66 @@ class Observing(Machines):
         self.store.update_many(changes)
         return out
 
-    def _look_machines(self, sessions: list[Session], now: float
+    def _look_machines(self, sessions: list[Session], now: float, patience: float | None
                        ) -> tuple[dict[str, tmux.PaneState], set[str], dict[str, Session]]:
         """Each machine with sessions asked once: the panes seen, the machines that did not
         answer, and the sessions as their new hook lines left them."""
         states: dict[str, tmux.PaneState] = {}
         down: set[str] = set()
         fresh: dict[str, Session] = {}
-        for name in sorted({s.host for s in sessions}):
+        names = sorted({s.host for s in sessions})
+        answers = self._ask_hosts({n: [s for s in sessions if s.host == n]
+                                   for n in names if n != LOCAL}, now, patience)
+        for name in names:
             here = [s for s in sessions if s.host == name]
-            try:
-                if name != LOCAL and not hostsmod.due(name, now):
-                    raise hostsmod.Unreachable(f"host {name} is in its retry backoff", "")
-                states.update(self._poll_machine(name, here, fresh))
-            except hostsmod.Unreachable as e:
+            if name == LOCAL:
+                states.update(self._poll_here(here, fresh))
+                continue
+            seen = self._host_seen(name, here, answers[name], fresh, now, patience is None)
+            if seen is None:
                 down.add(name)
-                if name != LOCAL and hostsmod.due(name, now):
-                    self.host_down(self.host(name), e.message, now)
-            except AoError:  # a host taken out of the config: its sessions cannot be seen
-                if name == LOCAL:
-                    raise
-                down.add(name)
+            else:
+                states.update(seen)
         return states, down, fresh
+
+    def _host_seen(self, name: str, here: list[Session], answer: _Answer | BaseException,
+                   fresh: dict[str, Session], now: float, record: bool
+                   ) -> dict[str, tmux.PaneState] | None:
+        """A host's panes as its poll answered; None when they cannot be known (the host did
+        not answer, which the daemon's poll (`record`) records; or it left the config)."""
+        try:
+            return self._answered(name, here, answer, fresh)
+        except hostsmod.Unreachable as e:
+            if record and hostsmod.due(name, now):
+                self.host_down(self.host(name), e.message, now)
+        except AoError:  # a host taken out of the config: its sessions cannot be seen
+            pass
+        return None
+
+    def _ask_hosts(self, remote: dict[str, list[Session]], now: float,
+                   patience: float | None) -> dict[str, _Answer | BaseException]:
+        """Each host's poll (hostwork.poll), side by side: one host that hangs holds the
+        look up by its own timeout, not by the sum of every host's. Only the network is
+        touched in the workers; the store is written by the caller."""
+        def ask(name: str, here: list[Session]) -> _Answer:
+            if not hostsmod.due(name, now):
+                raise hostsmod.Unreachable(f"host {name} is in its retry backoff", "")
+            h = self.host(name)
+            reads = [(s.id, hostwork.place(h, s.project, s.id).session_dir / HOOK_FILE,
+                      s.hooks_read) for s in here if agents.get(s.agent or "command").uses_hooks]
+            return hostwork.poll(h, self.cfg.tmux_socket, reads, timeout=patience)
+
+        def outcome(name: str, here: list[Session]) -> _Answer | BaseException:
+            try:
+                return ask(name, here)
+            except Exception as e:  # handed to the caller, which knows what each means
+                return e
+
+        if len(remote) <= 1:
+            return {n: outcome(n, here) for n, here in remote.items()}
+        with ThreadPoolExecutor(max_workers=len(remote), thread_name_prefix="ao-look") as pool:
+            futures = {n: pool.submit(outcome, n, here) for n, here in remote.items()}
+        return {n: f.result() for n, f in futures.items()}
 
     def _observe_one(self, s: Session, p: tmux.PaneState | None, away: bool,
                      now: float) -> tuple[Activity, dict[str, object]]:
@@ -113,21 +158,23 @@ class Observing(Machines):
             return Activity.LIMITED, new
         return doing, new
 
-    def _poll_machine(self, name: str, sessions: list[Session],
-                      fresh: dict[str, Session]) -> dict[str, tmux.PaneState]:
-        """One machine's panes, and the new lines of its sessions' hook files: here, a
-        `list-panes` and file reads; on a host, both in one round trip (hostwork.poll)."""
-        hooked = [s for s in sessions if agents.get(s.agent or "command").uses_hooks]
-        if name == LOCAL:
-            for s in hooked:
+    def _poll_here(self, sessions: list[Session],
+                   fresh: dict[str, Session]) -> dict[str, tmux.PaneState]:
+        """This machine's panes (`list-panes`), and its sessions' new hook lines."""
+        for s in sessions:
+            if agents.get(s.agent or "command").uses_hooks:
                 fresh[s.id] = agent_hooks.ingest_local(self.store, s)
-            return tmux.panes(self.srv)
-        h = self.host(name)
-        reads = [(s.id, hostwork.place(h, s.project, s.id).session_dir / HOOK_FILE,
-                  s.hooks_read) for s in hooked]
-        lines, chunks = hostwork.poll(h, self.cfg.tmux_socket, reads)
-        self.host_up(h)
-        for s in hooked:
+        return tmux.panes(self.srv)
+
+    def _answered(self, name: str, sessions: list[Session], answer: _Answer | BaseException,
+                  fresh: dict[str, Session]) -> dict[str, tmux.PaneState]:
+        """A host's poll as it answered: its panes, and its sessions' new hook lines
+        recorded; the poll's error raised."""
+        if isinstance(answer, BaseException):
+            raise answer
+        lines, chunks = answer
+        self.host_up(self.host(name))
+        for s in sessions:
             if s.id in chunks:
                 fresh[s.id] = agent_hooks.ingest(self.store, s, chunks[s.id], s.hooks_read)
         return tmux.parse_panes(lines) if lines is not None else {}

@@ -9,8 +9,9 @@ import typer
 
 from .. import tmux, views
 from ..errors import BadInput
+from ..observing import LOOK_PATIENCE
 from ..sanitize import for_terminal
-from ..state import LIVE, RUNNING
+from ..state import LIVE, RUNNING, Activity
 from ..store import Session
 from . import services
 from .output import emit_json, note, table
@@ -32,7 +33,12 @@ def ls(
     fleet = services.fleet()
     store = services.store()
     listed = store.sessions(project, None if all_ else set(LIVE))
-    fleet.observe_all([s for s in listed if s.state in RUNNING])
+    seen = fleet.observe_all([s for s in listed if s.state in RUNNING],
+                             patience=LOOK_PATIENCE)
+    silent = sorted({s.host for s in listed if seen.get(s.id) is Activity.UNREACHABLE})
+    if silent:
+        note(f"not answering: {', '.join(silent)}; their sessions show `unreachable` "
+             "(`ao hosts` for more)")
     rows = [store.session(s.id) for s in listed]
     queued = {s.id: len(store.messages(s.id, "queued")) for s in rows}
     if json_out:
