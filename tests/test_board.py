@@ -56,6 +56,38 @@ def zones(app: object) -> list[tuple[str, str]]:
             for i in range(table.row_count)]
 
 
+def test_with_hosts_the_board_says_where_each_session_runs(isolated_home: Path) -> None:
+    """Once hosts are configured, a host column: the machine each session runs on, `-` for a
+    queued one (placed when it starts); `ao session ls` says the same."""
+    import json
+
+    from ao import paths
+
+    from .helpers import run_ao
+
+    paths.config_file().parent.mkdir(parents=True, exist_ok=True)
+    paths.config_file().write_text(json.dumps({"hosts": {"build-1": {"ssh": "ao@build-1"}}}))
+    store = Store()
+    ids = seed(store)
+    store.update_session(ids["W-1"], host="build-1")
+    cfg = config.load()
+
+    async def go() -> None:
+        app = make_app(cfg, store, None, refresh_every=0.05)
+        async with app.run_test(size=(140, 36)):
+            table = app.query_one(SessionTable)
+            at = [str(c.label) for c in table.columns.values()].index("host")
+            hosts = {str(table.get_row_at(i)[2]): str(table.get_row_at(i)[at])
+                     for i in range(table.row_count)}
+            assert hosts["W-1"] == "build-1" and hosts["Q-1"] == "-"
+            assert hosts["R-1"] == "local"
+
+    asyncio.run(go())
+    r = run_ao("session", "ls", "--json")
+    rows = {row["task"]: row["host"] for row in json.loads(r.out)}
+    assert rows["W-1"] == "build-1" and rows["Q-1"] is None, r.out
+
+
 def test_grouping_filter_and_live_updates(tmp_path: Path) -> None:
     store = Store()
     seed(store)

@@ -30,7 +30,7 @@ def activity(s: Session) -> str:
 def session(store: Store, s: Session, now: float | None = None) -> dict[str, Any]:
     rounds = len(store.attempts(s.id, "fix-ci"))
     return {"id": s.id, "project": s.project, "task": s.task, "title": s.title,
-            "state": s.state.value, "activity": activity(s), "agent": s.agent, "host": s.host,
+            "state": s.state.value, "activity": activity(s), "agent": s.agent, "host": s.placed_on,
             "branch": s.branch, "pr": s.pr_number, "pr_url": s.pr_url, "pr_state": s.pr_state,
             "checks": s.pr_checks, "review": s.pr_review, "mergeable": s.pr_mergeable,
             "merge_gate": s.pr_gate, "step": s.step or ("implement" if s.state.value != "queued"

@@ -56,7 +56,7 @@ def _session_table(rows: list[Session], queued: dict[str, int]) -> str:
 
     def row(s: Session) -> tuple[object, ...]:
         return (s.id, s.task, for_terminal(s.title)[:40], s.state.value, s.step or "-",
-                views.activity(s), *([s.host] if hosted else []), queued[s.id] or "-",
+                views.activity(s), *([s.placed_on or "-"] if hosted else []), queued[s.id] or "-",
                 s.branch or "-", f"#{s.pr_number}" if s.pr_number else "-",
                 services.age(s.created_at))
 

@@ -56,6 +56,12 @@ class Session:
         """Done means merged: the one predicate dependents, plan status and the board read."""
         return self.outcome is Outcome.MERGED
 
+    @property
+    def placed_on(self) -> str | None:
+        """The machine its agent runs on; None while it waits in the queue: it is placed
+        when it starts, on whichever machine has room then."""
+        return None if self.state is State.QUEUED else self.host
+
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Session:
         values = {f.name: row[f.name] for f in fields(cls)}

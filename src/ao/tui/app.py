@@ -15,14 +15,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import (
-    DataTable,
-    Footer,
-    Input,
-    Static,
-    TabbedContent,
-    TabPane,
-)
+from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 from textual.widgets.data_table import CellDoesNotExist
 
 from .. import attention, tmux, views
@@ -37,6 +30,7 @@ from .screens import ConfirmScreen, SendScreen
 from .views import detail_view, plan_view, progress_line, session_row
 
 COLUMNS = ("zone", "id", "task", "title", "activity", "pr", "review", "round", "age", "last")
+HOSTED = (*COLUMNS[:5], "host", *COLUMNS[5:])  # with hosts configured: where each one runs
 AGE_EVERY = 5.0  # seconds between age refreshes when nothing else changed
 
 
@@ -46,7 +40,7 @@ class SessionTable(DataTable[Text | str]):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        for c in COLUMNS:
+        for c in self.app.columns:  # type: ignore[attr-defined]
             self.add_column(c, key=c)
 
 
@@ -71,6 +65,7 @@ class BoardApp(App[None]):
         super().__init__()
         self.clock = clock
         self.cfg = cfg
+        self.columns = HOSTED if len(cfg.hosts) > 1 else COLUMNS
         self.store = store
         self.fleet = fleet
         self.project = project
@@ -118,7 +113,8 @@ class BoardApp(App[None]):
         now = self.clock()
         last = self.store.last_event_types(None)
         for s in sorted(self.sessions(), key=lambda s: (attention.rank(s, now), s.created_at)):
-            cells = session_row(self.store, self.cfg, s, last.get(s.id, ""), now)
+            cells = session_row(self.store, self.cfg, s, last.get(s.id, ""), now,
+                                self.columns is HOSTED)
             table.add_row(*cells, key=s.id)
             self.shown[s.id] = cells
         self.last_event = self.store.last_event_id()
@@ -150,10 +146,10 @@ class BoardApp(App[None]):
             except AoError:
                 continue
             age = Text(views.duration(now - created))
-            if str(cells[COLUMNS.index("age")]) != str(age):
+            at = self.columns.index("age")
+            if str(cells[at]) != str(age):
                 table.update_cell(sid, "age", age)
-                self.shown[sid] = (*cells[:COLUMNS.index("age")], age,
-                                   *cells[COLUMNS.index("age") + 1:])
+                self.shown[sid] = (*cells[:at], age, *cells[at + 1:])
         self.last_aged = now
 
     def render_header(self) -> None:
@@ -180,13 +176,15 @@ class BoardApp(App[None]):
                 continue
             if self.project and s.project != self.project:
                 continue
-            cells = session_row(self.store, self.cfg, s, last.get(sid, ""), now)
+            cells = session_row(self.store, self.cfg, s, last.get(sid, ""), now,
+                                self.columns is HOSTED)
             old = self.shown.get(sid)
             if old is None:
                 table.add_row(*cells, key=sid)
                 resort = True
             else:
-                for col, (a, b) in zip(COLUMNS, zip(old, cells, strict=True), strict=True):
+                for col, (a, b) in zip(self.columns, zip(old, cells, strict=True),
+                                        strict=True):
                     if str(a) != str(b):
                         table.update_cell(sid, col, b)
                 resort = resort or str(old[0]) != str(cells[0])

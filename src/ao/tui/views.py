@@ -17,10 +17,11 @@ ZONE_STYLE = {"respond": "bold red", "gate": "bold magenta", "merge": "bold gree
               "fixing": "yellow", "working": "cyan", "queued": "dim", "done": "dim green"}
 
 
-def session_row(store: Store, cfg: Config, s: Session, last: str, now: float
-                ) -> tuple[Text, ...]:
-    """A session's row of the board: zone, id, task, title, activity, PR, review (and the
-    step holding the merge), fix rounds against the limit, age, last event."""
+def session_row(store: Store, cfg: Config, s: Session, last: str, now: float,
+                hosted: bool = False) -> tuple[Text, ...]:
+    """A session's row of the board: zone, id, task, title, activity, (with `hosted`, the
+    machine it runs on,) PR, review (and the step holding the merge), fix rounds against
+    the limit, age, last event."""
     z = attention.zone(s, now)
     rounds = len(store.attempts(s.id, "fix-ci"))
     project = cfg.projects.get(s.project)
@@ -32,7 +33,8 @@ def session_row(store: Store, cfg: Config, s: Session, last: str, now: float
     # plain Text, never markup: a title like "[/bold] x" is text, and escapes are gone
     return (Text(z, style=ZONE_STYLE[z]), *(Text(for_terminal(str(x))) for x in (
             s.id, s.task, s.title[:36], s.activity if s.state.value != "queued" else "-",
-            pr, review, f"{rounds}/{limit}" if rounds else "-",
+            *([s.placed_on or "-"] if hosted else []), pr, review,
+            f"{rounds}/{limit}" if rounds else "-",
             views.duration(now - s.created_at), last or "-")))
 
 
@@ -82,8 +84,8 @@ def detail_view(store: Store, s: Session, screen: str) -> Text:
     """A session's detail: its task, PR, queued messages, the last of its screen (as the
     board read it) and its latest events."""
     t = Text()
-    t.append(f"{s.id}  {s.task}  {s.state.value}"
-             + (f"  on {s.host}" if s.host != "local" else "") + "\n", style="bold")
+    where = f"  on {s.placed_on}" if s.placed_on not in (None, "local") else ""
+    t.append(f"{s.id}  {s.task}  {s.state.value}{where}\n", style="bold")
     t.append(f"{for_terminal(s.title)}\n")
     if s.pr_number:
         t.append(f"PR #{s.pr_number} {s.pr_state or ''}  CI {s.pr_checks or '-'}  review "
