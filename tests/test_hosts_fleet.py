@@ -221,6 +221,21 @@ def test_send_logs_kill_and_cleanup_on_a_remote_session(pool: Pool) -> None:
     assert follower.wait(10) == 128 + signal.SIGTERM
     _gone, alive = psutil.wait_procs(ssh, timeout=10)
     assert not alive, alive
+    # its connection ending under it (the host's side killed) is said, exit 1, never a
+    # silent exit 0; and Ctrl-C is an interruption (130), whichever of ao and ssh sees it
+    for stop in ("connection", "ctrl-c"):
+        follower = psutil.Popen([sys.executable, "-m", "ao", "logs", s.id, "-f"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        ssh = retry_until(following, timeout=20, message="the ssh client following the log")
+        if stop == "connection":
+            ssh[0].kill()
+            _out, err = follower.communicate(timeout=20)
+            assert follower.returncode == 1, err
+            assert b"the connection to host build-a ended" in err, err
+        else:
+            ssh[0].send_signal(signal.SIGINT)  # the terminal's Ctrl-C reaching ssh first
+            follower.send_signal(signal.SIGINT)
+            assert follower.wait(20) == 130
     # work the agent has not committed is never deleted: the kill keeps the worktree
     (Path(s.worktree) / "draft.txt").write_text("not committed")
     r = run_ao("session", "kill", s.id)

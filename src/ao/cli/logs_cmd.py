@@ -89,12 +89,18 @@ def _host_log(s: Session, lines: int, follow: bool) -> None:
     for line in transcript(r.stdout).splitlines()[-lines:]:
         typer.echo(line)
     if follow:
-        _follow_over_ssh([*hosts.ssh_argv(host), "--", f"tail -c 0 -f {shlex.quote(str(log))}"])
+        code = _follow_over_ssh([*hosts.ssh_argv(host), "--",
+                                 f"tail -c 0 -f {shlex.quote(str(log))}"])
+        if code in (130, -signal.SIGINT):  # a Ctrl-C that reached ssh first
+            raise KeyboardInterrupt
+        raise ExternalError(f"the connection to host {host.name} ended (ssh exit {code})",
+                            f"`ao logs -f {s.id}` again once `ao hosts` sees it answer")
 
 
-def _follow_over_ssh(argv: list[str]) -> None:
-    """Print what the ssh command prints until it ends or ao is stopped: Ctrl-C, and also a
-    SIGTERM or SIGHUP (a closed terminal), end the ssh client too, never leaving it behind."""
+def _follow_over_ssh(argv: list[str]) -> int:
+    """Print what the ssh command prints until it ends (its exit status) or ao is stopped:
+    Ctrl-C, and also a SIGTERM or SIGHUP (a closed terminal), end the ssh client too, never
+    leaving it behind."""
     def stop(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
@@ -106,6 +112,7 @@ def _follow_over_ssh(argv: list[str]) -> None:
         for chunk in iter(lambda: os.read(fd, 65536), b""):
             sys.stdout.write(transcript(chunk))
             sys.stdout.flush()
+        return p.wait(10)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
