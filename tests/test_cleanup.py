@@ -49,8 +49,11 @@ def test_each_criterion_and_dry_run(env: Env) -> None:
     assert dry["freed_bytes"] > 0  # type: ignore[operator]
     assert sorted(worktrees(env.repo)) == before  # dry run: nothing changed
     assert {s.state for s in store.sessions("shop")} != {State.CLEANED}
+    # a worktree already gone is not counted as removed
+    gone = Path(store.session(c).worktree or "")
+    git(env.repo, "worktree", "remove", "--force", str(gone))
     out = run_ao("session", "cleanup", "-p", "shop", "--yes")
-    assert out.code == 0 and "ended 3 session(s), removed 3 worktree(s)" in out.out, out.out
+    assert out.code == 0 and "ended 3 session(s), removed 2 worktree(s)" in out.out, out.out
     assert len(worktrees(env.repo)) == 1
     assert {s.state for s in store.sessions("shop")} == {State.CLEANED}
     assert tmux.sessions(env.server()) == []
@@ -71,6 +74,13 @@ def test_unsaved_work_is_kept_or_saved_with_force(env: Env) -> None:
                             "1 commit(s) not on the remote"]
     assert wt.exists() and (wt / "draft.txt").exists()
     assert store.session(sid).state is not State.CLEANED
+    # a dry run with --force says what the real one will do: save, then remove
+    r = run_ao("session", "cleanup", "-p", "shop", "--dry-run", "--force")
+    assert r.code == 0, r.err
+    assert f"would remove session {sid} (its PR was closed), its work saved first: 1 " \
+        "uncommitted" in r.out, r.out
+    assert "would end 1 session(s), would remove 1 worktree(s)" in r.out and "kept 0" in r.out
+    assert wt.exists() and (wt / "draft.txt").exists()
     r = run_ao("session", "cleanup", "-p", "shop", "--yes", "--force")
     assert r.code == 0 and "saved" in r.out, r.out
     assert not wt.exists()
@@ -92,6 +102,9 @@ def test_orphans_are_found(env: Env) -> None:
     assert orphan.exists() and not tmux.has_session(srv, "stray")
     item = next(i for i in out["items"] if i["name"] == "sho-77")  # type: ignore[union-attr]
     assert "no usable .git" in " ".join(item["kept"])
+    # nothing there could be saved, so --force keeps it too, and a dry run says so
+    r = run_ao("session", "cleanup", "--all", "--dry-run", "--force")
+    assert "kept     orphaned worktree sho-77: no usable .git" in r.out, r.out
     (orphan / "junk.bin").unlink()
     cleanup("--all", "--yes")
     assert not orphan.exists()

@@ -46,6 +46,7 @@ class Item:
     keep: list[str] = field(default_factory=list)  # why the worktree must stay
     session: Session | None = None
     host: str = "local"  # the machine an orphan is on
+    blind: bool = False  # what it holds could not be looked at: --force cannot save it
 
 
 @dataclass
@@ -113,10 +114,12 @@ class Cleaner:
         """A session that should end, with what removing its worktree would lose (asked on
         its host when it runs on one)."""
         wt = Path(s.worktree) if s.worktree else None
+        if wt is not None and s.host == hosts.LOCAL and not wt.exists():
+            wt = None  # gone already: nothing to remove, nothing to count
         item = Item("session", s.id, p.name, why, wt, s.branch, session=s)
         if wt is not None and s.host != hosts.LOCAL:
-            item.keep = self._at_risk_on_host(p, s, wt)
-        elif wt is not None and wt.exists():
+            item.keep, item.blind = self._at_risk_on_host(p, s, wt)
+        elif wt is not None:
             item.bytes = workspace.disk_usage(wt)
             item.keep = worksafe.work_at_risk(wt, p.remote, p.default_branch, disposable(p))
         return item
@@ -133,21 +136,23 @@ class Cleaner:
                 report.unswept.append(f"{name}: unreachable, asked again after its backoff")
         return out
 
-    def _at_risk_on_host(self, p: ProjectConfig, s: Session, wt: Path) -> list[str]:
-        """What removing a worktree on an SSH host would lose, asked there."""
+    def _at_risk_on_host(self, p: ProjectConfig, s: Session, wt: Path
+                         ) -> tuple[list[str], bool]:
+        """What removing a worktree on an SSH host would lose, asked there; and whether it
+        could not be asked (then it is kept, even with --force: nothing could be saved)."""
         if not hosts.due(s.host, time.time()):
-            return [f"host {s.host} is unreachable; asked again after its backoff"]
+            return [f"host {s.host} is unreachable; asked again after its backoff"], True
         try:
             host = tmux.host_of(self.server_of(s))
             if host is None:
-                return [f"host {s.host} is not in the config"]
+                return [f"host {s.host} is not in the config"], True
             with workspace.on(host):
                 return worksafe.work_at_risk(wt, p.remote, p.default_branch, disposable(p),
-                                              branch=s.branch)
+                                              branch=s.branch), False
         except AoError as e:
             # the runner's errors name the host already
             return [e.message if e.message.startswith(f"host {s.host}") else
-                    f"host {s.host}: {e.message}"]
+                    f"host {s.host}: {e.message}"], True
 
     def _why(self, p: ProjectConfig, s: Session) -> str | None:
         """Why this session should end now, or None to leave it alone."""
@@ -179,7 +184,8 @@ class Cleaner:
                 continue  # a live session's own, or its reviewer's or check's (stepwork.py)
             item = Item("orphan-worktree", wt.name, p.name,
                         "no session owns it" if wt.name not in owned else "its session ended",
-                        wt, bytes=workspace.disk_usage(wt), host=host)
+                        wt, bytes=workspace.disk_usage(wt), host=host,
+                        blind=not workspace.exists(wt / ".git"))
             item.keep = worksafe.work_at_risk(wt, p.remote, p.default_branch, disposable(p))
             out.append(item)
         return out

@@ -46,7 +46,7 @@ def cleanup(
         emit_json({"dry_run": dry_run, "freed_bytes": report.freed, "saved": report.saved,
                    "unswept": report.unswept, "items": [_item(i) for i in report.items]})
         return
-    _print(report, dry_run)
+    _print(report, dry_run, force)
 
 
 def _confirm(report: Report) -> None:
@@ -56,7 +56,7 @@ def _confirm(report: Report) -> None:
         return
     if not sys.stdin.isatty():
         raise BadInput(f"{len(going)} item(s) would be removed", "pass --yes, or --dry-run")
-    _print(report, dry_run=True)
+    _print(report, dry_run=True, force=False)
     if not typer.confirm(f"remove {len(going)} item(s)?"):
         raise typer.Exit(1)
 
@@ -71,17 +71,23 @@ _WHAT = {"session": "session", "orphan-worktree": "orphaned worktree",
          "orphan-tmux": "orphaned tmux session"}
 
 
-def _print(report: Report, dry_run: bool) -> None:
+def _print(report: Report, dry_run: bool, force: bool) -> None:
+    """What went (or, dry, would go); with --force a dry run says what would be saved and
+    removed, not kept, as the real run would."""
     verb = "would remove" if dry_run else "removed"
+    saving = dry_run and force
     for i in report.items:
-        typer.echo(_line(i, verb))
+        typer.echo(_line(i, verb, saving))
     for line in report.unswept:
         typer.echo(f"not swept host {line}")
-    typer.echo(_summary(report, dry_run, verb))
+    typer.echo(_summary(report, dry_run, verb, saving))
 
 
-def _line(i: Item, verb: str) -> str:
+def _line(i: Item, verb: str, saving: bool = False) -> str:
     name = i.name if i.host == "local" else f"{i.name} on {i.host}"
+    if i.keep and saving and not i.blind:
+        return (f"{verb:<8} {_WHAT[i.kind]} {name} ({i.why}), its work saved first: "
+                f"{'; '.join(i.keep)}")
     if i.keep:
         return (f"kept     {_WHAT[i.kind]} {name}: {'; '.join(i.keep)} "
                 "(push it, or --force to save it first)")
@@ -89,10 +95,11 @@ def _line(i: Item, verb: str) -> str:
     return f"{verb:<8} {_WHAT[i.kind]} {name} ({i.why}{size})"
 
 
-def _summary(report: Report, dry_run: bool, verb: str) -> str:
-    ended = sum(1 for i in report.items if i.kind == "session" and not i.keep)
-    wts = sum(1 for i in report.items if i.worktree is not None and not i.keep)
-    kept = sum(1 for i in report.items if i.keep)
+def _summary(report: Report, dry_run: bool, verb: str, saving: bool = False) -> str:
+    going = [i for i in report.items if not i.keep or (saving and not i.blind)]
+    ended = sum(1 for i in going if i.kind == "session")
+    wts = sum(1 for i in going if i.worktree is not None)
+    kept = len(report.items) - len(going)
     saved = f"; saved {', '.join(report.saved)}" if report.saved else ""
     archived = f"; archived {report.archived} old session folder(s)" if report.archived else ""
     return (f"{'would end' if dry_run else 'ended'} {ended} session(s), {verb} {wts} "
