@@ -417,3 +417,11 @@ def test_two_installations_never_share_a_hosts_workdir(server: SshServer, tmp_pa
     assert "give host b a `workdir:` of this installation's own" in str(e.value)
     h2 = hosts.parse({"b": {**server.host_config(), "workdir": str(tmp_path / "wd2")}})["b"]
     assert hostwork.workdir(h2) != first
+    # a workdir cached before the marks (two lines, no id) is asked again and marked then
+    marker = Path(str(hostwork.workdir(h2))) / ".ao-installation"
+    marker.unlink()
+    cache = paths.home() / "hosts" / "b" / "workdir"
+    cache.write_text("\n".join(cache.read_text().split("\n")[:2]) + "\n")
+    monkeypatch.setattr(hostwork, "_ABS", {})
+    assert hostwork.workdir(h2) != first
+    assert marker.read_text().strip() == paths.installation_id()

@@ -38,9 +38,12 @@ def workdir(host: Host) -> PurePosixPath:
     if key in _ABS:
         return PurePosixPath(_ABS[key])
     cache = paths.home() / "hosts" / host.name / "workdir"
+    mine = paths.installation_id()
     with contextlib.suppress(OSError, ValueError):
-        configured, absolute = cache.read_text().split("\n")[:2]
-        if configured == host.workdir and absolute.startswith("/"):
+        # kept with the id it was marked with: a cache from before the marks (or another
+        # installation's copy of this AO_HOME) is asked again, so the workdir gets its mark
+        configured, absolute, marked = cache.read_text().split("\n")[:3]
+        if configured == host.workdir and absolute.startswith("/") and marked == mine:
             _ABS[key] = absolute
             return PurePosixPath(absolute)
     wd = host.workdir
@@ -54,7 +57,6 @@ def workdir(host: Host) -> PurePosixPath:
              'if [ -s .ao-installation ]; then o=$(cat .ao-installation); ' \
              '[ "$o" = "$2" ] || { echo "other $o"; exit 0; }; ' \
              'else printf "%s\\n" "$2" > .ao-installation || exit 1; fi; pwd -P'
-    mine = paths.installation_id()
     out = _sh(host, script, "make its workdir", wd, mine).strip().splitlines()[-1]
     if out.startswith("other "):
         raise ExternalError(f"host {host.name}: workdir {wd} is another ao installation's "
@@ -62,7 +64,7 @@ def workdir(host: Host) -> PurePosixPath:
                             f"give host {host.name} a `workdir:` of this installation's own")
     _ABS[key] = out
     paths.ensure_dir(cache.parent)
-    paths.write_atomic(cache, f"{host.workdir}\n{_ABS[key]}\n")
+    paths.write_atomic(cache, f"{host.workdir}\n{_ABS[key]}\n{mine}\n")
     return PurePosixPath(_ABS[key])
 
 
