@@ -130,6 +130,10 @@ class Fleet(Ending):
             if not hasattr(local, "fleet"):
                 local.fleet = Fleet(self.cfg, Store(self.store.path), self.srv)
                 workers.append(local.fleet.store)
+                # the batch's one fetch of the default branch and one listing of the remote's
+                # branches, shared: a start on a host fetches and lists no more than one here
+                local.fleet._caching = True
+                local.fleet._bases, local.fleet._remote_heads = self._bases, self._remote_heads
             try:
                 launch = item if isinstance(item, _Launch) else local.fleet._start(
                     item.session, item.task, item.plan, host=item.host,
