@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import hosts as hostsmod
 from . import paths
-from .config_checks import check_keys, checked, mapping, opt_str, optional, str_list, typed
+from .config_checks import check_keys, checked, mapping, opt_str, optional, refused, str_list, typed
 from .config_files import REGISTRY_NAME as REGISTRY_NAME
 
 # the records and the files, asked of as config.X everywhere
@@ -98,7 +98,7 @@ def _agent(value: Any, where: str, m: Merged) -> AgentSpec:
         raise ConfigError(f"`{where}.permission_mode` {mode!r} is not a mode name",
                           "e.g. acceptEdits, plan, default")
     name = typed(raw.get("name", "command" if command else "claude-code"), str,
-                  f"{where}.name", m)
+                 f"{where}.name", m)
     ready = optional(raw, "ready", str, where, m)
     if ready is not None:
         try:
@@ -136,8 +136,7 @@ def _reaction(name: str, r: Mapping[str, Any], w: str, m: Merged) -> ReactionCon
     """Each key read as what it means for this reaction; a key it has no use for is an error,
     not a setting silently ignored."""
     def refuse(key: str, why: str, hint: str) -> ConfigError:
-        return ConfigError(f"{paths.display(m.source_of(f'{w}.{key}'))}: `{w}.{key}` {why}",
-                           hint)
+        return refused(m, f"{w}.{key}", why, hint)
 
     rounds = optional(r, "retries", int, w, m)
     esc, wait = r.get("escalate_after"), None
@@ -159,25 +158,25 @@ def _reaction(name: str, r: Mapping[str, Any], w: str, m: Merged) -> ReactionCon
         rounds = int(esc)
     message = opt_str(r.get("message"), f"{w}.message", m)
     if message is not None:
-        _template(message, MESSAGES.get(name), lambda why, hint: refuse("message", why, hint))
+        _template(message, MESSAGES.get(name), f"{w}.message", m)
     return ReactionConfig(auto=bool(typed(r.get("auto", True), bool, f"{w}.auto", m)),
                           rounds=rounds, wait=wait, message=message)
 
 
-def _template(text: str, names: tuple[str, ...] | None,
-              refuse: Callable[[str, str], ConfigError]) -> None:
+def _template(text: str, names: tuple[str, ...] | None, where: str, m: Merged) -> None:
     """A `message` template whose placeholders are all ones its reaction fills in."""
     if names is None:
-        raise refuse("has no effect: this reaction sends the agent nothing",
-                     f"messages are sent on {', '.join(MESSAGES)}")
+        raise refused(m, where, "has no effect: this reaction sends the agent nothing",
+                      f"messages are sent on {', '.join(MESSAGES)}")
     try:
         used = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
     except ValueError as e:
-        raise refuse(f"is not a template ({e})", "write a literal brace twice: {{ }}") from None
+        raise refused(m, where, f"is not a template ({e})",
+                      "write a literal brace twice: {{ }}") from None
     for f in used:
         if f not in names:
-            raise refuse(f"has an unknown placeholder {{{f}}}",
-                         f"placeholders: {', '.join('{' + n + '}' for n in names)}")
+            raise refused(m, where, f"has an unknown placeholder {{{f}}}",
+                          f"placeholders: {', '.join('{' + n + '}' for n in names)}")
 
 
 def _forge(raw: Mapping[str, Any], where: str) -> tuple[str | None, str]:
@@ -213,7 +212,7 @@ def _merging(raw: Mapping[str, Any], where: str, m: Merged) -> tuple[str, tuple[
         raise ConfigError(f"`{where}.merge_method` must be one of {', '.join(MERGE_METHODS)}, "
                           f"got {merge_method!r}", "auto: the first method the repo allows")
     merge_states = tuple(x.lower() for x in str_list(raw.get("merge_states"),
-                                                        f"{where}.merge_states", m))
+                                                     f"{where}.merge_states", m))
     for st in merge_states:
         if st not in EXTRA_MERGE_STATES:
             raise ConfigError(f"`{where}.merge_states` may hold {', '.join(EXTRA_MERGE_STATES)}"
@@ -249,7 +248,7 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         path=path,
         repo=repo,
         default_branch=str(typed(raw.get("default_branch", "main"), str,
-                                  f"{where}.default_branch", m)),
+                                 f"{where}.default_branch", m)),
         remote=str(typed(raw.get("remote", "origin"), str, f"{where}.remote", m)),
         forge=forge,
         agent=_agent(raw.get("agent"), f"{where}.agent", m),
@@ -265,9 +264,9 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         symlinks=str_list(raw.get("symlinks"), f"{where}.symlinks", m),
         hosts=str_list(raw.get("hosts"), f"{where}.hosts", m) or ("local",),
         require_review=bool(typed(raw.get("require_review", True), bool,
-                                   f"{where}.require_review", m)),
+                                  f"{where}.require_review", m)),
         require_checks=bool(typed(raw.get("require_checks", True), bool,
-                                   f"{where}.require_checks", m)),
+                                  f"{where}.require_checks", m)),
         merge_states=merge_states,
         merge_method=merge_method,
         env=_env(raw.get("env"), f"{where}.env", m),
@@ -367,7 +366,7 @@ def _web(web: Mapping[str, Any], m: Merged) -> WebConfig:
         if not 0 < port < 65536:
             raise ConfigError(f"`web.port` must be a port number, got {port}", "e.g. 3001")
     return WebConfig(port=port, host=str(typed(web.get("host", "127.0.0.1"), str,
-                                                "web.host", m)))
+                                               "web.host", m)))
 
 
 def _llm(llm: Mapping[str, Any], m: Merged) -> LlmConfig:
@@ -377,5 +376,5 @@ def _llm(llm: Mapping[str, Any], m: Merged) -> LlmConfig:
         max_tokens=int(typed(llm.get("max_tokens", 8000), int, "llm.max_tokens", m)),
         budget_usd=None if budget is None else float(budget),
         condense_ci_logs=bool(typed(llm.get("condense_ci_logs", False), bool,
-                                     "llm.condense_ci_logs", m)),
+                                    "llm.condense_ci_logs", m)),
         timeout=parse_duration(llm.get("timeout", 120), "llm.timeout"))

@@ -21,12 +21,17 @@ def check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str, m: 
             raise ConfigError(f"{paths.display(m.source_of(dotted))}: unknown key `{dotted}`", hint)
 
 
+def refused(m: Merged, where: str, why: str, hint: str = "see docs/configuration.md"
+            ) -> ConfigError:
+    """The error for the value at `where`: the file it came from, the dotted key, why."""
+    return ConfigError(f"{paths.display(m.source_of(where))}: `{where}` {why}", hint)
+
+
 def mapping(value: Any, where: str, m: Merged) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        src = paths.display(m.source_of(where))
-        raise ConfigError(f"{src}: `{where}` must be a mapping", "see docs/configuration.md")
+        raise refused(m, where, "must be a mapping")
     return value
 
 
@@ -49,9 +54,7 @@ def typed(value: Any, kind: type | tuple[type, ...], where: str, m: Merged) -> A
     ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is int)
     if not ok:
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        src = paths.display(m.source_of(where))
-        raise ConfigError(f"{src}: `{where}` must be {names}, got {value!r}",
-                          "see docs/configuration.md")
+        raise refused(m, where, f"must be {names}, got {value!r}")
     return value
 
 
