@@ -148,7 +148,7 @@ class Cleaner:
                 return [f"host {s.host} is not in the config"], True
             with workspace.on(host):
                 return worksafe.work_at_risk(wt, p.remote, p.default_branch, disposable(p),
-                                              branch=s.branch), False
+                                             branch=s.branch), False
         except AoError as e:
             # the runner's errors name the host already
             return [e.message if e.message.startswith(f"host {s.host}") else
@@ -256,7 +256,7 @@ class Cleaner:
         with workspace.on(host):
             if not workspace.exists(item.worktree):
                 return
-            if item.keep and force and workspace.exists(item.worktree / ".git"):
+            if item.keep and force and not item.blind:
                 saved = worksafe.save_work(item.worktree, saved_in, p.remote, p.default_branch,
                                            disposable(p))
                 report.saved += [show(f) for f in saved]

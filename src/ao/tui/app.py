@@ -8,7 +8,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.text import Text
 from textual import work
@@ -40,7 +40,7 @@ class SessionTable(DataTable[Text | str]):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        for c in self.app.columns:  # type: ignore[attr-defined]
+        for c in cast("BoardApp", self.app).columns:
             self.add_column(c, key=c)
 
 
@@ -184,7 +184,7 @@ class BoardApp(App[None]):
                 resort = True
             else:
                 for col, (a, b) in zip(self.columns, zip(old, cells, strict=True),
-                                        strict=True):
+                                       strict=True):
                     if str(a) != str(b):
                         table.update_cell(sid, col, b)
                 resort = resort or str(old[0]) != str(cells[0])
