@@ -149,7 +149,10 @@ class Fleet(Ending):
 
         pending: list[SpawnResult | Future[SpawnResult]] = []
         self._caching = True
+        self._batch_up = set()
         try:
+            if len(tasks) > 1:  # the project's hosts asked at once, not one by one as placed
+                self.answering([n for n in project.hosts if n != LOCAL])
             with ThreadPoolExecutor(max_workers=8, thread_name_prefix="ao-spawn") as pool:
                 for i, t in enumerate(tasks):
                     try:
@@ -173,6 +176,7 @@ class Fleet(Ending):
                         on_result(r)
         finally:
             self._caching = False
+            self._batch_up = None
             self._bases.clear()
             self._remote_heads.clear()
             for st in workers:

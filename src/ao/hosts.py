@@ -15,15 +15,17 @@ import logging
 import os
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import channel, paths
 from .errors import BadInput, ExternalError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
@@ -176,6 +178,24 @@ def ssh_argv(host: Host) -> list[str]:
     for o in host.options:
         argv += ["-o", o]
     return [*argv, host.ssh]
+
+
+def side_by_side(calls: Mapping[str, Callable[[], T]]) -> dict[str, T | Exception]:
+    """Each host's call at once (a thread each; one alone runs here): what it returned, or
+    the exception it raised, by host. A host that hangs holds the answer up by its own
+    timeout, not by the sum of every host's. The calls touch the network only: the store is
+    the caller's to write, after."""
+    def outcome(call: Callable[[], T]) -> T | Exception:
+        try:
+            return call()
+        except Exception as e:  # handed back: the caller knows what each means
+            return e
+
+    if len(calls) <= 1:
+        return {name: outcome(call) for name, call in calls.items()}
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="ao-hosts") as pool:
+        futures = {name: pool.submit(outcome, call) for name, call in calls.items()}
+    return {name: f.result() for name, f in futures.items()}
 
 
 def run(host: Host, argv: list[str], input: str | None = None, timeout: float = 60,

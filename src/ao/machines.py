@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ class Machines:
         self.store = store
         self.srv = srv or tmux.server(cfg.tmux_socket)
         self._servers: dict[str, Server] = {}  # SSH hosts' tmux servers, made on first use
+        # during a batch spawn: the hosts that answered since it began (asked no more in it)
+        self._batch_up: set[str] | None = None
 
     def host(self, name: str) -> Host:
         h = self.cfg.hosts.get(name)
@@ -93,20 +96,31 @@ class Machines:
 
     def reachable(self, name: str) -> bool:
         """Whether the machine answers now (this one always does); a host in its backoff is
-        not asked."""
-        if name == LOCAL:
+        not asked, nor one that answered since the batch spawn under way began."""
+        if name == LOCAL or (self._batch_up is not None and name in self._batch_up):
             return True
+        return name in self.answering([name])
+
+    def answering(self, names: list[str]) -> set[str]:
+        """The hosts among `names` that answer now, asked side by side (a host in its
+        backoff is not asked); each recorded up or down."""
         now = time.time()
-        if name not in self.cfg.hosts or not hostsmod.due(name, now):
-            return False
-        try:
-            hostsmod.run(self.host(name), ["true"], timeout=hostsmod.CONNECT_TIMEOUT + 5,
-                         silence_is_down=True)
-        except hostsmod.Unreachable as e:
-            self.host_down(self.host(name), e.message, now)
-            return False
-        self.host_up(self.host(name))
-        return True
+        asked = [n for n in names if n in self.cfg.hosts and hostsmod.due(n, now)]
+        answers = hostsmod.side_by_side({n: functools.partial(
+            hostsmod.run, self.host(n), ["true"], timeout=hostsmod.CONNECT_TIMEOUT + 5,
+            silence_is_down=True) for n in asked})
+        up = set()
+        for n, answer in answers.items():
+            if isinstance(answer, hostsmod.Unreachable):
+                self.host_down(self.host(n), answer.message, now)
+            elif isinstance(answer, Exception):
+                raise answer
+            else:
+                self.host_up(self.host(n))
+                up.add(n)
+        if self._batch_up is not None:
+            self._batch_up |= up
+        return up
 
     def host_down(self, h: Host, error: str, now: float | None = None) -> None:
         """Recorded down; its backoff counts from now, after the failed call (which may have

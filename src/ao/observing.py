@@ -3,8 +3,8 @@ hook lines), and the activity each session's agent shows. The second layer of `F
 
 from __future__ import annotations
 
+import functools
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -94,7 +94,7 @@ class Observing(Machines):
                 states.update(seen)
         return states, down, fresh
 
-    def _host_seen(self, name: str, here: list[Session], answer: _Answer | BaseException,
+    def _host_seen(self, name: str, here: list[Session], answer: _Answer | Exception,
                    fresh: dict[str, Session], now: float, record: bool
                    ) -> dict[str, tmux.PaneState] | None:
         """A host's panes as its poll answered; None when they cannot be known (the host did
@@ -109,10 +109,8 @@ class Observing(Machines):
         return None
 
     def _ask_hosts(self, remote: dict[str, list[Session]], now: float,
-                   patience: float | None) -> dict[str, _Answer | BaseException]:
-        """Each host's poll (hostwork.poll), side by side: one host that hangs holds the
-        look up by its own timeout, not by the sum of every host's. Only the network is
-        touched in the workers; the store is written by the caller."""
+                   patience: float | None) -> dict[str, _Answer | Exception]:
+        """Each host's poll (hostwork.poll), side by side (hosts.side_by_side)."""
         def ask(name: str, here: list[Session]) -> _Answer:
             if not hostsmod.due(name, now):
                 raise hostsmod.Unreachable(f"host {name} is in its retry backoff", "")
@@ -121,17 +119,8 @@ class Observing(Machines):
                       s.hooks_read) for s in here if agents.get(s.agent or "command").uses_hooks]
             return hostwork.poll(h, self.cfg.tmux_socket, reads, timeout=patience)
 
-        def outcome(name: str, here: list[Session]) -> _Answer | BaseException:
-            try:
-                return ask(name, here)
-            except Exception as e:  # handed to the caller, which knows what each means
-                return e
-
-        if len(remote) <= 1:
-            return {n: outcome(n, here) for n, here in remote.items()}
-        with ThreadPoolExecutor(max_workers=len(remote), thread_name_prefix="ao-look") as pool:
-            futures = {n: pool.submit(outcome, n, here) for n, here in remote.items()}
-        return {n: f.result() for n, f in futures.items()}
+        return hostsmod.side_by_side({name: functools.partial(ask, name, here)
+                                      for name, here in remote.items()})
 
     def _observe_one(self, s: Session, p: tmux.PaneState | None, away: bool,
                      now: float) -> tuple[Activity, dict[str, object]]:
@@ -166,11 +155,11 @@ class Observing(Machines):
                 fresh[s.id] = agent_hooks.ingest_local(self.store, s)
         return tmux.panes(self.srv)
 
-    def _answered(self, name: str, sessions: list[Session], answer: _Answer | BaseException,
+    def _answered(self, name: str, sessions: list[Session], answer: _Answer | Exception,
                   fresh: dict[str, Session]) -> dict[str, tmux.PaneState]:
         """A host's poll as it answered: its panes, and its sessions' new hook lines
         recorded; the poll's error raised."""
-        if isinstance(answer, BaseException):
+        if isinstance(answer, Exception):
             raise answer
         lines, chunks = answer
         self.host_up(self.host(name))
