@@ -144,8 +144,9 @@ def _worktree(project: ProjectConfig, s: Session, wt: Path, force: bool, saved_i
 def _branch(project: ProjectConfig, branch: str, force: bool, saved_in: Path,
             show: Callable[[Path], str], out: Teardown) -> None:
     if out.worktree != "kept":
-        # a worktree folder removed by hand is still registered, and holds the branch
-        workspace.git(project.path, "worktree", "prune", check=False)
+        if out.worktree != "removed":  # (removing it pruned already)
+            # a worktree folder removed by hand is still registered, and holds the branch
+            workspace.git(project.path, "worktree", "prune", check=False)
         elsewhere = workspace.checked_out_at(project.path, branch)
         if elsewhere is not None:
             # the task's branch, continued by a later session (or in a human's worktree):
@@ -170,8 +171,6 @@ def _branch(project: ProjectConfig, branch: str, force: bool, saved_in: Path,
             out.why.append(f"branch {branch} has {len(lone)} commit(s) not on the remote")
         return
     try:
-        # a worktree folder removed by hand is still registered, and holds the branch
-        workspace.git(project.path, "worktree", "prune", check=False)
         workspace.delete_branch(project.path, branch)
         out.branch = "deleted"
     except AoError as e:  # e.g. checked out by a worktree a human made

@@ -26,12 +26,16 @@ _PERMISSION = ("Do you want to proceed?", "Esc to cancel · Tab to amend", "Do y
 BYPASS = ("bypassPermissions", "dangerously-skip-permissions")
 
 
-def update_json(path: Path, change: Any, machine: Machine | None = None) -> None:
+def update_json(path: Path, change: Any, machine: Machine | None = None,
+                create: bool = True) -> None:
     """Read-modify-write a JSON file other processes share: under a lock, replaced atomically,
-    every key we do not own kept as it was; on `machine` (by default this one)."""
+    every key we do not own kept as it was; on `machine` (by default this one). A missing
+    file is made, unless `create` is False (then nothing is done)."""
     m = machine or LocalMachine()
     with m.lock(path):
         text = m.read(path)
+        if text is None and not create:
+            return
         data = _parsed(path, text) if text is not None else {}
         change(data)
         m.write(path, json.dumps(data, indent=2))
@@ -128,9 +132,8 @@ class ClaudeCode(Profile):
         m = machine or LocalMachine()
         path = str(worktree.resolve()) if machine is None and worktree.exists() \
             else str(worktree)
-        f = m.home() / ".claude.json"
-        if m.read(f) is not None:
-            update_json(f, lambda data: (data.get("projects") or {}).pop(path, None), m)
+        update_json(m.home() / ".claude.json",
+                    lambda data: (data.get("projects") or {}).pop(path, None), m, create=False)
 
     def write_hooks(self, ctx: LaunchContext) -> None:
         def hooks(data: dict[str, Any]) -> None:
