@@ -374,7 +374,7 @@ def test_paths_of_this_machine_do_not_travel_to_a_host() -> None:
     here = {"CODEX_HOME": "/Users/alice/.codex", "OPENAI_API_KEY": "sk-x", "HOME": "/root",
             "OPENAI_BASE_URL": "http://proxy:8080/v1"}
     env = environment.build(here, ("CODEX_HOME", "OPENAI_API_KEY", "OPENAI_BASE_URL"), {},
-                            {"CODEX_HOME": "/srv/codex"}, (), elsewhere=True)
+                            {"CODEX_HOME": "/srv/codex"}, elsewhere=True)
     assert env == {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": "http://proxy:8080/v1",
                    "CODEX_HOME": "/srv/codex"}
     local = environment.build(here, ("CODEX_HOME",), {}, {})

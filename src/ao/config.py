@@ -17,7 +17,7 @@ from typing import Any
 
 from . import hosts as hostsmod
 from . import paths
-from .config_checks import check_keys, checked, mapping, opt_str, optional, refused, str_list, typed
+from .config_checks import check_keys, checked, mapping, optional, refused, str_list, typed
 from .config_files import REGISTRY_NAME as REGISTRY_NAME
 
 # the records and the files, asked of as config.X everywhere
@@ -108,7 +108,7 @@ def _agent(value: Any, where: str, m: Merged) -> AgentSpec:
                               "e.g. ready: '^> '") from None
     return AgentSpec(name=name, command=command, permission_mode=mode,
                      env=_env(raw.get("env"), f"{where}.env", m), ready=ready,
-                     fallback=opt_str(raw.get("fallback"), f"{where}.fallback", m))
+                     fallback=optional(raw, "fallback", str, where, m))
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -156,7 +156,7 @@ def _reaction(name: str, r: Mapping[str, Any], w: str, m: Merged) -> ReactionCon
             raise refuse("escalate_after", f"counts rounds here, got {esc!r}",
                          "write a whole number, e.g. escalate_after: 3")
         rounds = int(esc)
-    message = opt_str(r.get("message"), f"{w}.message", m)
+    message = optional(r, "message", str, w, m)
     if message is not None:
         _template(message, MESSAGES.get(name), f"{w}.message", m)
     return ReactionConfig(auto=bool(typed(r.get("auto", True), bool, f"{w}.auto", m)),
@@ -201,7 +201,7 @@ def _ci(ci: Any, where: str, m: Merged) -> tuple[str | None, float]:
     if isinstance(ci, str):
         return ci, 600.0
     ci_raw = checked(ci, f"{where}.ci", _CI_KEYS, m)
-    return (opt_str(ci_raw.get("command"), f"{where}.ci.command", m),
+    return (optional(ci_raw, "command", str, f"{where}.ci", m),
             parse_duration(ci_raw.get("timeout", 600), f"{where}.ci.timeout"))
 
 
@@ -253,7 +253,7 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         forge=forge,
         agent=_agent(raw.get("agent"), f"{where}.agent", m),
         max_concurrent=max_concurrent,
-        plan=opt_str(raw.get("plan"), f"{where}.plan", m),
+        plan=optional(raw, "plan", str, where, m),
         ci_command=ci_command,
         ci_timeout=ci_timeout,
         session_prefix=prefix,
@@ -290,6 +290,9 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
     nightly = cleanup.get("nightly_at")
     if nightly is not None and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", str(nightly)):
         raise ConfigError(f"`cleanup.nightly_at` must be HH:MM, got {nightly!r}", "e.g. 03:00")
+    # in the order the sections were always checked: with two mistakes, the same one first
+    web = _web(checked(data.get("web"), "web", _WEB_KEYS, m), m)
+    llm = _llm(checked(data.get("llm"), "llm", _LLM_KEYS, m), m)
     pool = hostsmod.parse(data.get("hosts"), "config")
     for p in projects.values():
         unknown = [h for h in p.hosts if h not in pool]
@@ -297,16 +300,16 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
             raise ConfigError(f"`projects.{p.name}.hosts` names {unknown[0]!r}, which is not "
                               "under `hosts:`", f"hosts: {', '.join(pool)}")
     return Config(
-        llm=_llm(checked(data.get("llm"), "llm", _LLM_KEYS, m), m),
+        llm=llm,
         tmux_socket=str(tmux.get("socket", "ao")),
-        web=_web(checked(data.get("web"), "web", _WEB_KEYS, m), m),
+        web=web,
         poll_interval=parse_duration(data.get("poll_interval", 30), "poll_interval"),
         cleanup_grace=parse_duration(cleanup.get("grace", 300), "cleanup.grace"),
         nightly_at=None if nightly is None else str(nightly),
         notify=NotifyConfig(
             desktop=bool(typed(notify.get("desktop", False), bool, "notify.desktop", m)),
-            webhook=opt_str(notify.get("webhook"), "notify.webhook", m),
-            command=opt_str(notify.get("command"), "notify.command", m)),
+            webhook=optional(notify, "webhook", str, "notify", m),
+            command=optional(notify, "command", str, "notify", m)),
         projects=projects,
         hosts=pool,
         origins=dict(m.origins),

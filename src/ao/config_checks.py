@@ -58,10 +58,6 @@ def typed(value: Any, kind: type | tuple[type, ...], where: str, m: Merged) -> A
     return value
 
 
-def opt_str(value: Any, where: str, m: Merged) -> str | None:
-    return None if value is None else str(typed(value, str, where, m))
-
-
 def str_list(value: Any, where: str, m: Merged) -> tuple[str, ...]:
     if value is None:
         return ()

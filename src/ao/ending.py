@@ -133,7 +133,7 @@ class Ending(Starting):
         with workspace.locked(project.path):
             base = workspace.fresh_base(project.path, project.remote, project.default_branch)
             workspace.add_worktree(project.path, ctx.worktree, branch, base, reuse=True)
-        profile.prepare(replace(ctx, agent_env=None))
+        profile.prepare(ctx)  # with the agent's own environment, as at its spawn
 
     def recover(self) -> list[tuple[str, str]]:
         """After a crash: undo starts that were cut short (back to the queue, or failed if

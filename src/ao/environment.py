@@ -29,13 +29,13 @@ def expand(values: Mapping[str, str], source: Mapping[str, str]) -> dict[str, st
 
 def build(source: Mapping[str, str], passthrough: Iterable[str] = (),
           extra: Mapping[str, str] | None = None,
-          configured: Mapping[str, str] | None = None,
-          base: Iterable[str] = BASE_ENV, elsewhere: bool = False) -> dict[str, str]:
-    """`base`: () for an agent on an SSH host, whose login gives it its own HOME and PATH.
-    `elsewhere`: the agent runs on another machine, where a path of this one (CODEX_HOME,
+          configured: Mapping[str, str] | None = None, elsewhere: bool = False
+          ) -> dict[str, str]:
+    """`elsewhere`: the agent runs on another machine (an SSH host), whose login gives it its
+    own HOME and PATH (so none of BASE_ENV goes), and where a path of this one (CODEX_HOME,
     CLAUDE_CONFIG_DIR, NODE_EXTRA_CA_CERTS set here) means nothing: passed-through values that
     are paths stay here (the host's own `env:` sets them there)."""
-    names = (*base, *passthrough)
+    names = (*(() if elsewhere else BASE_ENV), *passthrough)
     prefixes = tuple(n[:-1] for n in names if n.endswith("*"))  # "AIDER_*": every AIDER_ var
     env = {k: v for k, v in source.items() if k in names or (prefixes and k.startswith(prefixes))}
     if elsewhere:

@@ -130,10 +130,14 @@ def display(path: Path | str) -> str:
     return p
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a whole file or nothing: a temporary file beside it, then a rename."""
+def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Write a whole file or nothing: a temporary file beside it (given `mode` before it has
+    any content), then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if mode is not None:
+        tmp.touch()
+        os.chmod(tmp, mode)
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
 

@@ -118,8 +118,7 @@ class Starting(Observing):
             configured = {**configured, **dict(self.host(host).env)}
         return environment.build(os.environ, profile.passthrough,
                                  {**profile.env(ctx), "AO_HOME": str(paths.ao_home())},
-                                 configured, environment.BASE_ENV if host == LOCAL else (),
-                                 elsewhere=host != LOCAL)
+                                 configured, elsewhere=host != LOCAL)
 
     def _record_launch(self, project: ProjectConfig, profile: Profile,
                        ctx: LaunchContext) -> None:

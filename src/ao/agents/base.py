@@ -71,11 +71,7 @@ class LocalMachine:
             return None
 
     def write(self, path: Path, text: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
+        paths.write_atomic(path, text, mode=0o600)
 
     def lock(self, path: Path) -> AbstractContextManager[None]:
         return config_lock(path)
