@@ -133,7 +133,7 @@ class Ticking:
         result = forge.poll([s.branch for s in tracked if s.branch])
         for err in result.errors:
             emit(Event("forge.error", project.name, data={"error": err}), self.store)
-        self._open_missing_prs(project, forge, tracked, result.prs)
+        self._open_missing_prs(project, forge, tracked, result.prs, result.pushed)
         forge.serve(result.prs)  # the local forge's CI for new heads (an action, not a read)
         paused = self.store.paused(project.name)
         self._react(project, forge, sessions, tracked, result.prs, paused)
@@ -190,31 +190,35 @@ class Ticking:
                      self.store)
 
     def _open_missing_prs(self, project: ProjectConfig, forge: Forge, sessions: list[Session],
-                          prs: dict[str, PullRequest | None]) -> None:
+                          prs: dict[str, PullRequest | None], pushed: set[str] | None) -> None:
         """ao opens the PR for a pushed branch that has none, for every agent and forge
-        alike."""
+        alike; the remote's branches as the poll saw them, else listed (one round trip)."""
         missing = [s for s in sessions if s.branch in prs and prs[s.branch or ""] is None
                    and s.state is State.WORKING]
         if not missing:
             return
-        heads = workspace.remote_heads(project.path, project.remote, "ao/")
+        heads = pushed if pushed is not None else \
+            workspace.remote_heads(project.path, project.remote, "ao/")
         for s in missing:
-            if s.branch not in heads:
-                continue
-            row = self.store.task(project.name, s.task)
-            issue = row.get("issue_number") if row else None
-            body = f"Closes #{issue}\n\nOpened by ao for session {s.id}." if issue else \
-                f"Task {s.task}, opened by ao for session {s.id}."
-            try:
-                pr = forge.create_pr(s.branch or "", f"[{s.task}] {s.title}", body)
-            except NothingToReview:
-                continue  # pushed with nothing ahead of the default branch yet: no PR yet
-            except ExternalError as e:
-                emit(Event("pr.create_failed", project.name, s.id, s.task, {"error": str(e)}),
-                     self.store)
-                continue
-            prs[s.branch or ""] = pr
-            emit(Event("pr.opened", project.name, s.id, s.task, {"pr": pr.number}), self.store)
+            if s.branch in heads:
+                self._open_pr(project, forge, s, prs)
+
+    def _open_pr(self, project: ProjectConfig, forge: Forge, s: Session,
+                 prs: dict[str, PullRequest | None]) -> None:
+        row = self.store.task(project.name, s.task)
+        issue = row.get("issue_number") if row else None
+        body = f"Closes #{issue}\n\nOpened by ao for session {s.id}." if issue else \
+            f"Task {s.task}, opened by ao for session {s.id}."
+        try:
+            pr = forge.create_pr(s.branch or "", f"[{s.task}] {s.title}", body)
+        except NothingToReview:
+            return  # pushed with nothing ahead of the default branch yet: no PR yet
+        except ExternalError as e:
+            emit(Event("pr.create_failed", project.name, s.id, s.task, {"error": str(e)}),
+                 self.store)
+            return
+        prs[s.branch or ""] = pr
+        emit(Event("pr.opened", project.name, s.id, s.task, {"pr": pr.number}), self.store)
 
     def history(self, sid: str) -> History:
         return History.of(self.store.attempts(sid))

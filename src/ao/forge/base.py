@@ -130,6 +130,9 @@ class PollResult:
     errors: list[str] = field(default_factory=list)
     requests: int = 0
     rate_remaining: int | None = None
+    # the branches on the remote as the poll saw them; None when it did not look (GitHub's
+    # poll reads PRs, not the remote's branches)
+    pushed: set[str] | None = None
 
 
 class Forge(Protocol):

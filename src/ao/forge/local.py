@@ -119,6 +119,7 @@ class LocalForge:
         except ExternalError as e:
             result.errors.append(str(e))
             return result
+        result.pushed = set(heads)
         base = heads.get(self.project.default_branch)
         for branch in branches:
             try:
