@@ -85,11 +85,9 @@ class Messenger:
         r = self._queue(s, body, source, why or "earlier messages first")
         if why is not None:
             return r
-        self.deliver_queued(sid)  # behind earlier messages, which go first, now
-        m = next(x for x in self.store.messages(sid) if x["id"] == r.message_id)
-        detail = {"delivered": "", "failed": m["error"] or "not delivered"}.get(m["status"],
-                                                                              r.detail)
-        return SendResult(m["status"], detail, r.message_id)
+        # behind earlier messages, which go first, now: how this one went, if it went
+        went = {x.message_id: x for x in self.deliver_queued(sid)}
+        return went.get(r.message_id, r)
 
     def _why_hold(self, s: Session, activity: Activity, now: bool) -> str | None:
         """Why the message must wait in the queue instead of being typed now."""
