@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from . import (
 from . import hosts as hostsmod
 from . import plan as planmod
 from .agents import Profile
-from .config import ProjectConfig
+from .config import Config, ProjectConfig
 from .ending import Ending
 from .errors import AoError, BadInput, ExternalError, NotFound
 from .events import Event, emit
@@ -32,8 +33,7 @@ from .state import RUNNING, State
 from .store import AtCapacity, Session, Store, TaskBusy
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
-
-    pass
+    from libtmux import Server
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,17 @@ class SpawnResult:
 class Fleet(Ending):
     """Spawn (batches, the queue, claims), recover, kill, resume and restore sessions: the
     face of the layers below it (machines, observing, starting)."""
+
+    @classmethod
+    @contextmanager
+    def own(cls, cfg: Config, store_path: Path, srv: Server | None = None) -> Iterator[Fleet]:
+        """A fleet with a store connection of its own, for a worker thread (SQLite's
+        connections stay in the thread that made them), closed after."""
+        store = Store(store_path)
+        try:
+            yield cls(cfg, store, srv)
+        finally:
+            store.close()
 
     # ---- tasks ----------------------------------------------------------------------------
 

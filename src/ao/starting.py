@@ -221,9 +221,7 @@ class Starting(Observing):
         with workspace.locked(project.path):
             base = self._base(project)
             had_branch = workspace.local_branch_exists(project.path, branch)
-            if ctx.worktree.exists():
-                raise ExternalError(f"{ctx.worktree} already exists",
-                                    "remove it, or run `ao session cleanup`")
+            workspace.require_free(ctx.worktree)
             # the undo is in place before `git worktree add` runs: a start cut short inside
             # it (Ctrl-C) leaves a half-made worktree, and that is this start's to remove.
             # Undo runs in reverse: the worktree goes first, then the branch it checked out

@@ -196,9 +196,8 @@ class WebServer(TextualServer):
         from .merging import merge_now
         from .messaging import Messenger
 
-        store = Store(self.store.path)
-        try:
-            fleet = Fleet(self.cfg, store)
+        with Fleet.own(self.cfg, self.store.path) as fleet:
+            store = fleet.store
             s = store.find_session(ref)
             if action == "send":
                 text = str(body.get("message") or "")
@@ -229,8 +228,6 @@ class WebServer(TextualServer):
                                                None if reject is None else str(reject))}
             raise BadInput(f"no action {action!r}",
                            "send, kill, restore, resume, merge, approve")
-        finally:
-            store.close()
 
     async def project_action(self, request: web.Request) -> web.Response:
         name, action = request.match_info["name"], request.match_info["action"]

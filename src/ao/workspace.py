@@ -257,9 +257,14 @@ def fresh_base(repo: Path, remote: str, default_branch: str) -> str:
     return f"refs/heads/{default_branch}"
 
 
-def add_worktree(repo: Path, path: Path, branch: str, base: str, reuse: bool = False) -> None:
+def require_free(path: Path) -> None:
+    """A worktree's path that nothing occupies yet (a folder there is someone's work)."""
     if exists(path):
         raise ExternalError(f"{path} already exists", "remove it, or run `ao session cleanup`")
+
+
+def add_worktree(repo: Path, path: Path, branch: str, base: str, reuse: bool = False) -> None:
+    require_free(path)
     if reuse:
         if local_branch_exists(repo, branch):
             git(repo, "worktree", "add", "-q", str(path), branch)

@@ -312,11 +312,8 @@ class BoardApp(App[None]):
     def deliver(self, sid: str, text: str) -> None:
         if self.fleet is None:
             return
-        store = Store(self.store.path)
-        try:
-            r = Messenger(Fleet(self.cfg, store, self.fleet.srv)).send(sid, text)
-        finally:
-            store.close()
+        with Fleet.own(self.cfg, self.store.path, self.fleet.srv) as fleet:
+            r = Messenger(fleet).send(sid, text)
         severity = "information" if r.status == "delivered" else \
             "warning" if r.status == "queued" else "error"
         self.call_from_thread(self.notify, f"{sid}: {r.status} {r.detail}".strip(),
@@ -356,8 +353,10 @@ class BoardApp(App[None]):
         """Kill, restore or merge off the UI thread (git, tmux, ssh, the forge), with a store
         connection of the worker's own; the outcome comes back as a notification."""
         assert self.fleet is not None
-        store = Store(self.store.path)
-        fleet = Fleet(self.cfg, store, self.fleet.srv)
+        with Fleet.own(self.cfg, self.store.path, self.fleet.srv) as fleet:
+            self._act(fleet, what, sid)
+
+    def _act(self, fleet: Fleet, what: str, sid: str) -> None:
         try:
             if what == "kill":
                 note = f"{sid} killed; worktree {fleet.kill(sid)['worktree']}"
@@ -367,15 +366,13 @@ class BoardApp(App[None]):
             else:
                 from ..merging import merge_now
 
-                s = store.session(sid)
+                s = fleet.store.session(sid)
                 # the same gate as `ao pr merge` and the daemon, on the PR as it is now
-                number, _sha = merge_now(self.cfg, store, fleet.server(s), s)
+                number, _sha = merge_now(self.cfg, fleet.store, fleet.server(s), s)
                 note = f"{sid}: PR #{number} merged"
             self.call_from_thread(self.notify, note)
         except AoError as e:
             self.call_from_thread(self.notify, str(e), severity="error")
-        finally:
-            store.close()
 
     def action_pause(self) -> None:
         s = self.selected()
