@@ -40,6 +40,10 @@ class NotFound(BadInput):
 class NothingToReview(BadInput):
     """A PR was asked for a branch with no commits ahead of the default branch."""
 
+    def __init__(self, branch: str, default_branch: str) -> None:
+        super().__init__(f"{branch} has no commits ahead of {default_branch}",
+                         "push work to the branch first")
+
 
 class StateError(AoError):
     """A lifecycle transition that the state table does not allow."""

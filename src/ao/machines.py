@@ -88,11 +88,29 @@ class Machines:
         now = time.time()
         reachable, free = h.local or hostsmod.due(h.name, now), None
         if reachable and h.min_free_mb is not None:
-            pr = hostsmod.probe(h)
+            pr = self.probe([h])[0]
             reachable, free = pr.reachable, pr.mem_available_mb
-            if not pr.reachable:
-                self.host_down(h, pr.error, now)
         return placement.Room(h.name, running, h.max_sessions, reachable, free, h.min_free_mb)
+
+    def probe(self, machines: list[Host], binaries: tuple[str, ...] = ()
+              ) -> list[hostsmod.Probe]:
+        """Each machine probed (hosts.probe: reachability, load, memory, the binaries), side
+        by side, and what was learnt recorded for everything else: a host that answers ends
+        its backoff at once, one that does not is recorded down."""
+        now = time.time()
+        answers = hostsmod.side_by_side({h.name: functools.partial(hostsmod.probe, h, binaries)
+                                         for h in machines})
+        out = []
+        for h in machines:
+            pr = answers[h.name]
+            if isinstance(pr, Exception):
+                raise pr
+            if not h.local and pr.reachable:
+                self.host_up(h)
+            elif not h.local:
+                self.host_down(h, pr.error, now)
+            out.append(pr)
+        return out
 
     def reachable(self, name: str) -> bool:
         """Whether the machine answers now (this one always does); a host in its backoff is

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import typer
@@ -40,16 +39,9 @@ def _agent_binaries() -> tuple[str, ...]:
 
 def _probes(binaries: tuple[str, ...]) -> list[tuple[hosts.Host, hosts.Probe]]:
     pool = list(services.cfg().hosts.values())
-    # one round trip per host, all hosts at once
-    with ThreadPoolExecutor(max_workers=min(8, len(pool))) as ex:
-        probes = list(zip(pool, ex.map(lambda h: hosts.probe(h, binaries), pool), strict=True))
-    # what was learnt counts everywhere: a host that answers ends its backoff at once (its
-    # sessions are observed, its queued messages delivered), as a poll's answer would
-    fleet = services.fleet()
-    for h, p in probes:
-        if p.reachable and not h.local:
-            fleet.host_up(h)
-    return probes
+    # one round trip per host, all hosts at once; what was learnt counts everywhere (a host
+    # that answers ends its backoff: its sessions are observed, its messages delivered)
+    return list(zip(pool, services.fleet().probe(pool, binaries), strict=True))
 
 
 @app.callback()

@@ -160,9 +160,7 @@ class GitHubForge(GitHubIssues):
                 applied)
         except ForgeError as e:
             if e.status == 422 and "No commits between" in e.message:
-                raise NothingToReview(f"{branch} has no commits ahead of "
-                                      f"{self.project.default_branch}",
-                                      "push work to the branch first") from None
+                raise NothingToReview(branch, self.project.default_branch) from None
             raise
 
     def merge(self, pr: PullRequest, expected_sha: str) -> str:

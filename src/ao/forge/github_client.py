@@ -70,14 +70,14 @@ class GitHubClient:
                               "e.g. https://github.example.com/api/v3, or unset it")
         return cls(project, store, token_from_env(), base)
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def _call(self, what: str, fn: Callable[[], T], resource: str = "core") -> T:
         """A read: bounded, jittered retries on 5xx and timeouts; a rate limit is waited out
         as GitHub asks (`Retry-After`, the reset time; a secondary limit at least a minute)
         when that is short enough, else reported; other errors go straight to the caller."""
         delay = 0.5
         for attempt in range(RETRIES + 1):
             try:
-                return self._once(what, fn)
+                return self._once(what, fn, resource)
             except _Transient as t:
                 if attempt == RETRIES:
                     raise t.error from None
@@ -103,11 +103,13 @@ class GitHubClient:
             except _Transient as again:
                 raise again.error from None
 
-    def _once(self, what: str, fn: Callable[[], T]) -> T:
+    def _once(self, what: str, fn: Callable[[], T], resource: str = "core") -> T:
+        """One request; `resource` is the rate-limit budget it is counted against (REST's
+        `core`, or `graphql`)."""
         self.requests += 1
         try:
             out = fn()
-            self._note_rate("graphql" if what == "graphql" else "core")
+            self._note_rate(resource)
             return out
         except GithubException as e:
             headers = {k.lower(): v for k, v in (e.headers or {}).items()}
@@ -154,8 +156,8 @@ class GitHubClient:
                  errors: list[str] | None = None) -> dict[str, Any]:
         """The data of a GraphQL answer. Its `errors[]` (type and message each) are raised
         when there is no data; with partial data they go to `errors` and the data is used."""
-        _, data = self._call("graphql", lambda: self.gh.requester.graphql_query(query,
-                                                                                 variables))
+        _, data = self._call("graphql", lambda: self.gh.requester.graphql_query(
+            query, variables), resource="graphql")
         problems = ["{}: {}".format(x.get("type") or "ERROR", x.get("message") or "")
                     for x in data.get("errors") or []]
         result: dict[str, Any] = data.get("data") or {}

@@ -137,8 +137,7 @@ class LocalForge:
         heads = self._refresh()
         sha, base = heads.get(branch), heads.get(self.project.default_branch)
         if sha is None or base is None or self._pair(base, sha)[0] == "0":
-            raise NothingToReview(f"{branch} has no commits ahead of "
-                                  f"{self.project.default_branch}", "push work to the branch first")
+            raise NothingToReview(branch, self.project.default_branch)
         row = self.store.local_pr(self.project.name, branch)
         if row is None or row["state"] != "open":
             self.store.open_local_pr(self.project.name, branch, title or self._title(branch))
