@@ -111,7 +111,7 @@ class Channel:
         self.proc = subprocess.Popen(
             [*ssh, "--", LOOP], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        self.buf = b""
+        self.buf = bytearray()  # grown in place: a large answer is not copied per chunk
 
     def run(self, script: str, input: bytes, timeout: float) -> Answer:
         body = script.encode()
@@ -143,15 +143,17 @@ class Channel:
         self.buf += chunk
 
     def _line(self, deadline: float) -> bytes:
-        while b"\n" not in self.buf:
+        while (end := self.buf.find(b"\n")) < 0:
             self._fill(deadline)
-        line, _, self.buf = self.buf.partition(b"\n")
+        line = bytes(self.buf[:end])
+        del self.buf[:end + 1]
         return line
 
     def _exactly(self, n: int, deadline: float) -> bytes:
         while len(self.buf) < n:
             self._fill(deadline)
-        out, self.buf = self.buf[:n], self.buf[n:]
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
         return out
 
     def _why_ended(self) -> str:

@@ -271,12 +271,24 @@ def poll(host: Host, socket: str, reads: list[tuple[str, PurePosixPath, int]],
 
 def read_from(host: Host, path: PurePosixPath, offset: int) -> bytes:
     """A file's bytes from `offset` on the host (empty if it is not there)."""
+    return _tail(host, path, f"+{offset + 1}") or b""
+
+
+def read_end(host: Host, path: PurePosixPath, size: int) -> bytes | None:
+    """A file's last `size` bytes on the host; None when it is not there."""
+    return _tail(host, path, str(size))
+
+
+def _tail(host: Host, path: PurePosixPath, count: str) -> bytes | None:
+    """`tail -c COUNT` of a file on the host, as bytes (base64 on the way: the channel's
+    answer is text); None when the file is not there. Raises hosts.Unreachable when the
+    host does not answer in a moment."""
     import base64
 
-    r = hosts.run(host, ["sh", "-c", '[ -f "$1" ] && tail -c +$(($2 + 1)) "$1" | base64',
-                         "ao", str(path), str(offset)], timeout=hosts.CONNECT_TIMEOUT + 5,
+    r = hosts.run(host, ["sh", "-c", '[ -f "$1" ] && tail -c "$2" "$1" | base64',
+                         "ao", str(path), count], timeout=hosts.CONNECT_TIMEOUT + 5,
                   silence_is_down=True)
-    return base64.b64decode("".join(r.stdout.split())) if r.returncode == 0 else b""
+    return base64.b64decode("".join(r.stdout.split())) if r.returncode == 0 else None
 
 
 class HostMachine:

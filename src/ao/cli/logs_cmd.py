@@ -77,16 +77,16 @@ def _host_log(s: Session, lines: int, follow: bool) -> None:
     log = hostwork.place(host, s.project, s.id).session_dir / "pane.log"
     # bytes, as the local log is read: the terminal's \r and a multibyte character cut by
     # `tail -c` are the transcript's to handle, not a text decoder's
-    r = subprocess.run([*hosts.ssh_argv(host), "--", f"tail -c 2000000 {shlex.quote(str(log))}"],
-                       capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
-    if r.returncode == hosts.SSH_FAILED and not hosts.connected(host):
+    try:
+        data = hostwork.read_end(host, log, 2_000_000)
+    except hosts.Unreachable:
         raise ExternalError(f"host {host.name} does not answer, so {s.id}'s transcript there "
                             "cannot be read", "see `ao hosts`; it is read again once the "
-                            "host is back")
-    if r.returncode != 0:
+                            "host is back") from None
+    if data is None:
         note(f"no transcript yet at {host.name}:{log}")
         return
-    for line in transcript(r.stdout).splitlines()[-lines:]:
+    for line in transcript(data).splitlines()[-lines:]:
         typer.echo(line)
     if follow:
         code = _follow_over_ssh([*hosts.ssh_argv(host), "--",
