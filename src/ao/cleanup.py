@@ -25,7 +25,7 @@ from .hosts import Host
 from .state import LIVE, RUNNING, State
 from .stepwork import owner_of_step
 from .store import Session, Store
-from .teardown import disposable, teardown
+from .teardown import disposable, teardown, work_place
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
@@ -118,11 +118,16 @@ class Cleaner:
             wt = None  # gone already: nothing to remove, nothing to count
         item = Item("session", s.id, p.name, why, wt, s.branch, session=s)
         if wt is not None and s.host != hosts.LOCAL:
-            item.keep, item.blind = self._at_risk_on_host(p, s, wt)
+            item.keep, item.blind, item.bytes = self._on_host(p, s, wt)
         elif wt is not None:
-            item.bytes = workspace.disk_usage(wt)
-            item.keep = worksafe.work_at_risk(wt, p.remote, p.default_branch, disposable(p))
+            item.keep, item.bytes = self._look(p, s, wt)
         return item
+
+    def _look(self, p: ProjectConfig, s: Session, wt: Path) -> tuple[list[str], int]:
+        """What removing the worktree would lose (by teardown's rules: its branch's own
+        commits included) and its size; here, or where `workspace.on` says."""
+        return (worksafe.work_at_risk(wt, p.remote, p.default_branch, disposable(p),
+                                      branch=s.branch), workspace.disk_usage(wt))
 
     def _hosts_to_sweep(self, projects: list[ProjectConfig], report: Report) -> list[Host]:
         """The SSH hosts the projects use that are not in their unreachable backoff."""
@@ -136,23 +141,22 @@ class Cleaner:
                 report.unswept.append(f"{name}: unreachable, asked again after its backoff")
         return out
 
-    def _at_risk_on_host(self, p: ProjectConfig, s: Session, wt: Path
-                         ) -> tuple[list[str], bool]:
-        """What removing a worktree on an SSH host would lose, asked there; and whether it
-        could not be asked (then it is kept, even with --force: nothing could be saved)."""
+    def _on_host(self, p: ProjectConfig, s: Session, wt: Path) -> tuple[list[str], bool, int]:
+        """`_look` at a worktree on an SSH host, asked there; and whether it could not be
+        asked (then it is kept, even with --force: nothing could be saved)."""
         if not hosts.due(s.host, time.time()):
-            return [f"host {s.host} is unreachable; asked again after its backoff"], True
+            return [f"host {s.host} is unreachable; asked again after its backoff"], True, 0
         try:
             host = tmux.host_of(self.server_of(s))
             if host is None:
-                return [f"host {s.host} is not in the config"], True
+                return [f"host {s.host} is not in the config"], True, 0
             with workspace.on(host):
-                return worksafe.work_at_risk(wt, p.remote, p.default_branch, disposable(p),
-                                             branch=s.branch), False
+                risk, size = self._look(p, s, wt)
+            return risk, False, size
         except AoError as e:
             # the runner's errors name the host already
             return [e.message if e.message.startswith(f"host {s.host}") else
-                    f"host {s.host}: {e.message}"], True
+                    f"host {s.host}: {e.message}"], True, 0
 
     def _why(self, p: ProjectConfig, s: Session) -> str | None:
         """Why this session should end now, or None to leave it alone."""
@@ -246,23 +250,17 @@ class Cleaner:
         if item.host != hosts.LOCAL and host is None:
             item.keep.append(f"host {item.host} is not in the config")
             return
-        repo, saved_in = p.path, paths.session_dir(p.name, item.name) / "saved"
-        if host is not None:
-            where = hostwork.place(host, p.name, item.name)
-            repo, saved_in = Path(str(where.repo)), Path(str(where.session_dir)) / "saved"
-
-        def show(f: Path) -> str:
-            return paths.display(f) if host is None else f"{item.host}:{f}"
+        place = work_place(p, item.name, host)
         with workspace.on(host):
             if not workspace.exists(item.worktree):
                 return
             if item.keep and force and not item.blind:
-                saved = worksafe.save_work(item.worktree, saved_in, p.remote, p.default_branch,
-                                           disposable(p))
-                report.saved += [show(f) for f in saved]
+                saved = worksafe.save_work(item.worktree, place.saved_in, p.remote,
+                                           p.default_branch, disposable(p))
+                report.saved += [place.show(f) for f in saved]
                 item.keep = []
             if not item.keep:
-                workspace.remove_worktree(repo, item.worktree)
+                workspace.remove_worktree(place.repo, item.worktree)
 
     # ---- housekeeping ---------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from . import agents, hostwork, paths, tmux, worksafe, workspace
 from .config import ProjectConfig
 from .errors import AoError, ExternalError
-from .hosts import LOCAL
+from .hosts import LOCAL, Host
 from .state import ENDED, State
 from .store import Session, Store
 
@@ -89,6 +89,28 @@ def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
     return out
 
 
+@dataclass(frozen=True)
+class WorkPlace:
+    """Where a session's work is kept: the clone its worktree belongs to, the folder its
+    saved work goes to, and how a saved file is named to the user (here, or `host:path`)."""
+
+    repo: Path
+    saved_in: Path
+    host: str = LOCAL
+
+    def show(self, f: Path) -> str:
+        return paths.display(f) if self.host == LOCAL else f"{self.host}:{f}"
+
+
+def work_place(project: ProjectConfig, sid: str, host: Host | None = None) -> WorkPlace:
+    """A session's (or a worktree named for one) work place: here, or on its SSH host, whose
+    clone stands for the project's and whose session folder holds what is saved."""
+    if host is None:
+        return WorkPlace(project.path, paths.session_dir(project.name, sid) / "saved")
+    where = hostwork.place(host, project.name, sid)
+    return WorkPlace(Path(str(where.repo)), Path(str(where.session_dir)) / "saved", host.name)
+
+
 def _on_host(srv: Server, project: ProjectConfig, s: Session, force: bool) -> Teardown:
     """The worktree and branch on the session's SSH host: the same steps and rules, with
     workspace's commands run there (its clone stands for the project's, its session folder
@@ -97,29 +119,24 @@ def _on_host(srv: Server, project: ProjectConfig, s: Session, force: bool) -> Te
     if host is None or host.name != s.host:
         raise ExternalError(f"{s.id} runs on host {s.host}, not where this was asked",
                             "a bug: report it")
-    where = hostwork.place(host, project.name, s.id)
+    place = work_place(project, s.id, host)
     with workspace.on(host):
-        out = _here(replace(project, path=Path(str(where.repo))), s, force,
-                    Path(str(where.session_dir)) / "saved", f"{host.name}:",
+        out = _here(replace(project, path=place.repo), s, force, place,
                     hostwork.HostMachine(host))
     return out
 
 
-def _here(project: ProjectConfig, s: Session, force: bool, saved_in: Path | None = None,
-          shown: str = "", machine: Machine | None = None) -> Teardown:
+def _here(project: ProjectConfig, s: Session, force: bool, place: WorkPlace | None = None,
+          machine: Machine | None = None) -> Teardown:
     """The worktree, then the branch (workspace's commands run where `workspace.on` says);
-    `shown` prefixes saved paths (a host's name), and says the worktree is not here."""
+    `place` says where saved work goes and how it is named (a host's, or here)."""
     out = Teardown()
-    saved_in = saved_in or paths.session_dir(s.project, s.id) / "saved"
-
-    def show(f: Path) -> str:
-        return shown + str(f) if shown else paths.display(f)
-
+    place = place or work_place(project, s.id)
     wt = Path(s.worktree) if s.worktree else paths.worktree_path(s.project, s.id)
     if workspace.exists(wt):
-        _worktree(project, s, wt, force, saved_in, show, out, machine)
+        _worktree(project, s, wt, force, place.saved_in, place.show, out, machine)
     if s.branch and workspace.local_branch_exists(project.path, s.branch):
-        _branch(project, s.branch, force, saved_in, show, out)
+        _branch(project, s.branch, force, place.saved_in, place.show, out)
     return out
 
 
