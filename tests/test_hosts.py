@@ -201,7 +201,7 @@ def test_a_worktree_on_a_host_is_judged_and_saved_by_the_same_rules(server: SshS
     """workspace's checks run through the runner (`workspace.on(host)`) give what they give
     here, case by case, on the very same worktree (the host is this machine)."""
     from ao import worksafe, workspace
-    from ao.teardown import Teardown, _here
+    from ao.teardown import Teardown, WorkPlace, _here
 
     from .helpers import git
 
@@ -244,10 +244,12 @@ def test_a_worktree_on_a_host_is_judged_and_saved_by_the_same_rules(server: SshS
                 pr_seen_at=None, pane_alive=0, exit_status=None, runtime_seen_at=None,
                 note=None, host="build-1")
     saved_in = repo.parent / "saved"
+    place = WorkPlace(repo, saved_in, "b")
     with workspace.on(h):
-        out: Teardown = _here(ProjectConfig(name="shop", path=repo), s, False, saved_in, "b:")
+        out: Teardown = _here(ProjectConfig(name="shop", path=repo), s, False, place)
         assert out.worktree == "kept" and wt.exists()
-        out = _here(ProjectConfig(name="shop", path=repo), s, True, saved_in, "b:")
+        out = _here(ProjectConfig(name="shop", path=repo), s, True, place)
+    assert all(x.startswith(f"b:{saved_in}/") for x in out.saved), out.saved
     assert out.worktree == "removed" and not wt.exists(), out
     patch = next(saved_in.glob("uncommitted-*.patch")).read_text()
     assert "secrets.local" in patch and "draft.txt" in patch
