@@ -178,7 +178,13 @@ class Channel:
 
 
 _IDLE: dict[tuple[str, ...], list[Channel]] = {}
+_BUSY: dict[tuple[str, ...], int] = {}  # channels running a command now, per destination
 _LOCK = threading.Lock()
+_RETURNED = threading.Condition(_LOCK)  # a channel went back to the idle ones
+# how long a command waits for a busy channel to come back before it opens another: most
+# commands answer in milliseconds, and a new channel is a login on the host (its shell's
+# start-up files included), tenths of a second of its CPU
+REUSE_WAIT = 0.15
 
 
 def run(ssh: tuple[str, ...], script: str, input: bytes = b"",
@@ -186,9 +192,27 @@ def run(ssh: tuple[str, ...], script: str, input: bytes = b"",
     """Run the shell command line `script` on the destination of the ssh argv `ssh` (which
     ends with it), `input` on its standard input. Raises Broken when the channel could not
     answer (the connection ended, or `timeout` passed)."""
-    with _LOCK:
+    ch = _take(ssh)
+    try:
+        return _run_on(ch, ssh, script, input, timeout)
+    finally:
+        with _LOCK:
+            _BUSY[ssh] -= 1
+
+
+def _take(ssh: tuple[str, ...]) -> Channel | None:
+    """An idle channel to `ssh`, waiting a moment for a busy one to come back; None when
+    there is none (a new one is opened). Counted busy from now."""
+    with _RETURNED:
         idle = _IDLE.setdefault(ssh, [])
-        ch = idle.pop() if idle else None
+        if not idle and _BUSY.get(ssh, 0):
+            _RETURNED.wait_for(lambda: bool(idle), timeout=REUSE_WAIT)
+        _BUSY[ssh] = _BUSY.get(ssh, 0) + 1
+        return idle.pop() if idle else None
+
+
+def _run_on(ch: Channel | None, ssh: tuple[str, ...], script: str, input: bytes,
+            timeout: float) -> Answer:
     if ch is not None and ch.proc.poll() is not None:
         ch.close()  # its ssh ended while idle: reaped, its pipes closed
         ch = None
@@ -206,14 +230,15 @@ def run(ssh: tuple[str, ...], script: str, input: bytes = b"",
             raise
         # an idle channel that had ended (the host restarted, the master went away): the
         # command never left, so it goes once more on a new channel
-        return run(ssh, script, input, timeout)
+        return _run_on(None, ssh, script, input, timeout)
     except BaseException:
         ch.close()  # mid-frame: its next answer would be this one's rest
         raise
-    with _LOCK:
+    with _RETURNED:
         idle = _IDLE.setdefault(ssh, [])
         if len(idle) < IDLE_KEPT:
             idle.append(ch)
+            _RETURNED.notify()
             return answer
     ch.close()
     return answer
