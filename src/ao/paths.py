@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -65,7 +66,18 @@ def installation_id() -> str:
     if not known:
         import secrets
 
-        write_atomic(f, secrets.token_hex(8) + "\n")
+        # made whole and put in place only if absent (a hard link fails on an existing
+        # name): two starts that race here (threads of a batch, two commands) agree on the
+        # first one's id, never mark two hosts with different ones
+        tmp = _tmp_name(f)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(secrets.token_hex(8) + "\n", encoding="utf-8")
+        try:
+            os.link(tmp, f)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
         known = f.read_text().strip()
     return known
 
@@ -134,12 +146,18 @@ def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
     """Write a whole file or nothing: a temporary file beside it (given `mode` before it has
     any content), then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _tmp_name(path)
     if mode is not None:
         tmp.touch()
         os.chmod(tmp, mode)
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def _tmp_name(path: Path) -> Path:
+    """A temporary name beside `path`, this thread's own (threads of one process write the
+    same files: a batch's starts)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
 @contextmanager
