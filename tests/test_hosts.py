@@ -263,9 +263,13 @@ def test_a_worktree_on_a_host_is_judged_and_saved_by_the_same_rules(server: SshS
 def test_commands_on_a_host_share_one_open_shell(server: SshServer) -> None:
     """The runner's channel (channel.py): each command's exit status, output, errors and
     standard input, byte for byte (a frame never eats the next), over one ssh that stays
-    open; a command past its timeout closes its channel and the next one works; threads
-    side by side each get their own answer."""
+    open, one login for every thread's commands, run side by side; a command past its time
+    is given up without costing the others their channel, and a channel that says nothing
+    for a whole timeout is closed and the next command opens another."""
+    from concurrent.futures import ThreadPoolExecutor
+
     h = host_of(server)
+    dest = tuple(hosts.ssh_argv(h))
     big = "".join(f"line {i} \u00e9\n" for i in range(40000))  # ~500 KB each way
     r = hosts.run(h, ["sh", "-c", "cat; echo oops >&2; exit 3"], input=big)
     assert (r.returncode, r.stdout, r.stderr) == (3, big, "oops\n")
@@ -275,28 +279,53 @@ def test_commands_on_a_host_share_one_open_shell(server: SshServer) -> None:
     r = hosts.run(h, ["sh", "-c", 'printf "%s\\n\\n\\n" "$1"; printf "é\\n\\n" >&2', "ao",
                       "ünïcødé ✓"])
     assert (r.stdout, r.stderr) == ("ünïcødé ✓\n\n\n", "é\n\n")
-    [ch] = channel._IDLE[tuple(hosts.ssh_argv(h))]
+    ch = channel._OPEN[dest]
     pid = ch.proc.pid
     for i in range(20):
         assert hosts.run(h, ["echo", str(i)]).stdout == f"{i}\n"
-    assert [c.proc.pid for c in channel._IDLE[tuple(hosts.ssh_argv(h))]] == [pid]
+    # threads side by side share the one channel, and its commands run side by side:
+    # 8 of `sleep 1` take about a second, not eight
     t0 = time.monotonic()
-    with pytest.raises(ExternalError, match=r"did not answer in 0\.5s"):
-        hosts.run(h, ["sleep", "5"], timeout=0.5)
-    assert time.monotonic() - t0 < 3
-    assert ch.proc.poll() is not None  # the channel that timed out is gone, not reused
-    assert hosts.run(h, ["echo", "after"]).stdout == "after\n"
-    from concurrent.futures import ThreadPoolExecutor
-
+    with ThreadPoolExecutor(8) as ex:
+        outs = list(ex.map(lambda i: hosts.run(h, ["sh", "-c", f"sleep 1; echo {i}"]).stdout,
+                           range(8)))
+    assert outs == [f"{i}\n" for i in range(8)] and time.monotonic() - t0 < 4
     with ThreadPoolExecutor(8) as ex:
         outs = list(ex.map(lambda i: hosts.run(h, ["sh", "-c", f"sleep 0.0{i % 3}; echo {i}"])
                            .stdout, range(40)))
     assert outs == [f"{i}\n" for i in range(40)]
-    assert len(channel._IDLE[tuple(hosts.ssh_argv(h))]) <= channel.IDLE_KEPT
+    assert channel._OPEN[dest] is ch and ch.proc.pid == pid
+    # a slow command given up while others answer: the channel stays theirs
+    with ThreadPoolExecutor(2) as ex:
+        slow = ex.submit(hosts.run, h, ["sleep", "3"], timeout=1)
+        quick = [hosts.run(h, ["sh", "-c", "sleep 0.2; echo q"]).stdout for _ in range(6)]
+        with pytest.raises(ExternalError, match=r"did not answer in 1s"):
+            slow.result()
+    assert quick == ["q\n"] * 6 and channel._OPEN[dest] is ch and ch.proc.poll() is None
+    # a channel that says nothing for a command's whole time is gone, not reused
+    t0 = time.monotonic()
+    with pytest.raises(ExternalError, match=r"did not answer in 0\.5s"):
+        hosts.run(h, ["sleep", "5"], timeout=0.5)
+    assert time.monotonic() - t0 < 3
+    assert ch.proc.poll() is not None
+    assert hosts.run(h, ["echo", "after"]).stdout == "after\n"
+    assert channel._OPEN[dest] is not ch
+    # a channel whose ssh ends fails the commands it runs at once, not at their timeout
+    ch = channel._OPEN[dest]
+    with ThreadPoolExecutor(1) as ex:
+        running = ex.submit(hosts.run, h, ["sleep", "30"], timeout=60)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        ch.proc.kill()
+        with pytest.raises(ExternalError):
+            running.result()
+    assert time.monotonic() - t0 < 5
     # a channel whose ssh ended while idle: the command goes on a new one, once
-    for c in channel._IDLE[tuple(hosts.ssh_argv(h))]:
-        c.proc.kill()
-        c.proc.wait()
+    assert hosts.run(h, ["true"]).returncode == 0
+    ch = channel._OPEN[dest]
+    assert ch.ended is None
+    ch.proc.kill()
+    ch.proc.wait()
     assert hosts.run(h, ["echo", "again"]).stdout == "again\n"
 
 
@@ -403,6 +432,22 @@ def test_a_host_going_away_and_back_is_in_the_log(isolated_home: Path) -> None:
     assert "WARNING ao.hosts: host build-9 did not answer (ssh: connect to host build-9 port " \
            "22: No route); asked again in 5s" in text, text
     assert "INFO ao.hosts: host build-9 answers again" in text
+
+
+def test_a_batchs_threads_agree_on_the_installation_id(isolated_home: Path) -> None:
+    """The first use of an AO_HOME from several threads at once (a batch's starts on two
+    hosts each marking its workdir): one id, the one kept, for every thread; and files
+    written whole from several threads at once never trip over each other's temporary."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as ex:
+        ids = set(ex.map(lambda _: paths.installation_id(), range(32)))
+    assert ids == {(paths.home() / "installation-id").read_text().strip()}
+    target = paths.home() / "shared.txt"
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda i: paths.write_atomic(target, f"{i}\n" * 1000), range(64)))
+    assert len(set(target.read_text().splitlines())) == 1
+    assert not list(paths.home().glob(".*.tmp"))
 
 
 @needs_sshd

@@ -1,21 +1,29 @@
 """Commands on an SSH host over a shell that stays open (the runner's transport, hosts.py).
 
 `ssh host -- cmd` costs an sshd session per command even over a multiplexed connection: a
-fork, the login's PAM and shell start-up, about 0.1 s on an idle machine and several times
-that under load, and ao sends many small commands (a start, a screen look, a key). A channel
-is one `ssh host` running a small read-eval loop in `sh`; each command is a frame on its
-standard input and its answer a frame on its standard output, so a command costs the
-command alone.
+fork, the login's PAM and shell start-up (its ~/.bashrc: a `pyenv`, `nvm` or `conda` init
+there costs tenths of a second of the host's CPU each time), and ao sends many small
+commands (a start, a screen look, a key). A channel is one `ssh host` running a small loop
+in the login's shell; each command is a frame on its standard input and its answer a frame
+on its standard output, so a command costs the command alone, and a process logs in once a
+host.
 
-Frames: ao writes `<script bytes> <input bytes>\\n`, then the script (a shell command line,
-what ssh would have run) and the command's standard input; the loop runs the script with
-`sh` in the login's environment and home, its output in files, and answers
-`<exit status> <stdout bytes> <stderr bytes>\\n` and both. `head -c` reads exact byte counts
-(GNU coreutils and busybox read no further than asked, so a frame never eats the next).
+Frames: ao writes `<number> <script bytes> <input bytes>\\n`, then the script (a shell
+command line, what ssh would have run) and the command's standard input. The loop starts
+the command at once in the background, so commands from ao's threads run side by side on
+one channel: a start's `git worktree add` holds up no screen look. Each command's output and
+errors go to files of its own (a process it leaves in the background cannot hold the answer
+back); when it ends, one writer answers `<number> <exit status> <stdout bytes> <stderr
+bytes>\\n` and both, a whole frame at a time, in the order commands end. `head -c` reads exact
+byte counts (GNU coreutils and busybox read no further than asked, so a frame never eats
+the next).
 
-Channels are pooled per destination; a thread takes an idle one or opens another, so starts
-that run beside each other stay beside each other. A command that outlives its timeout, or
-a channel whose ssh ends, is closed and never reused: the next command opens a new one.
+One channel per destination and process. A command that gets no answer in its time is
+given up, the channel kept for the others when it has answered anything meanwhile; a
+channel that said nothing for a command's whole time is taken for gone and closed (the next
+command opens another, and learns at once whether the host answers). A channel whose ssh
+ends fails the commands it was running; a command that never left (the channel had ended
+before it was written) goes once more on a new one.
 """
 
 from __future__ import annotations
@@ -32,11 +40,12 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-# The loop. Each reads a frame whole or ends the channel (a short read, a header that is not
-# two numbers, a file it cannot write: the next frame would be read from the middle of this
-# one), runs the script in a subshell with the command's stdin, stdout and stderr in files
-# of its own (a process the command leaves in the background cannot hold the answer back),
-# and answers with the byte counts.
+# The loops. Each reads a frame whole or ends the channel (a short read, a header that is
+# not three numbers, a file it cannot write: the next frame would be read from the middle
+# of this one). A command runs in a subshell with its stdin, stdout and stderr in files of
+# its own, in the background; its wrapper hands its number and status to the writer through
+# a FIFO (a line that short is written whole), and the writer answers. Ending, for whatever
+# reason, takes the writer with it: the channel's output closes and ao sees the end.
 #
 # With bash 4.1 or later (`read -N`; most hosts) a command costs the subshell's fork and the
 # command's exec: bash reads, counts and prints with builtins, in locale C for its own
@@ -44,41 +53,47 @@ log = logging.getLogger(__name__)
 # (and agents a tmux server started by one inherits) keep the login's locale. A NUL byte in a
 # command's output ends that output there (ao's commands print text; binary travels as
 # base64). Without bash, POSIX sh and a few coreutils a command, byte for byte.
+# The parts both loops share: their folder and FIFO, then (after the writer's body) the
+# writer in the background, the end that takes it along, and the frame's header
+_OPEN_LOOP = r"""d=$(mktemp -d) || exit 1
+mkfifo "$d/done" || { rm -rf "$d"; exit 1; }
+while IFS=' ' read -r id rc; do
+"""
+_HEADER = r"""done < "$d/done" &
+w=$!
+trap 'kill "$w" 2>/dev/null; rm -rf "$d"' EXIT
+exec 3> "$d/done"
+while IFS=' ' read -r id n m; do
+  case "$id:$n:$m" in *[!0-9:]*|:*|*:|*::*) exit 1;; esac
+"""
 _BASH = r"""[ "${BASH_VERSINFO[0]}${BASH_VERSINFO[1]}" -ge 41 ] 2>/dev/null || exec sh -c "$1"
 if [ "${LC_ALL+set}" = set ]; then lc=$LC_ALL; lcset=1; else lcset=; fi
 LC_ALL=C
-d=$(mktemp -d) || exit 1
-trap 'rm -rf "$d"' EXIT
-k=0
-while IFS=' ' read -r n m; do
-  case "$n:$m" in *[!0-9:]*|:*|*:) exit 1;; esac
-  IFS= read -r -d '' -N "$n" s; [ "${#s}" -eq "$n" ] || exit 1
-  # files of their own a command (a writer it left behind keeps its own); swept now and then
-  k=$((k + 1)); in="$d/i$k" out="$d/o$k" err="$d/e$k"
-  if [ $((k % 64)) -eq 0 ]; then rm -f "$d"/[ioe]* || exit 1; fi
+""" + _OPEN_LOOP + r"""  o=; e=
+  IFS= read -r -d '' o < "$d/o$id"; IFS= read -r -d '' e < "$d/e$id"
+  printf '%s %s %s %s\n%s%s' "$id" "$rc" "${#o}" "${#e}" "$o" "$e"
+  rm -f "$d/o$id" "$d/e$id"
+""" + _HEADER + r"""  IFS= read -r -d '' -N "$n" s; [ "${#s}" -eq "$n" ] || exit 1
+  in="$d/i$id" out="$d/o$id" err="$d/e$id"
   if [ "$m" -gt 0 ]; then
     head -c "$m" > "$in" && [ "$(wc -c < "$in")" -eq "$m" ] || exit 1
   else : > "$in" || exit 1; fi
   : > "$out" && : > "$err" || exit 1
-  ( if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi
-    eval "$s" ) < "$in" > "$out" 2> "$err"; rc=$?
-  o=; e=
-  IFS= read -r -d '' o < "$out"; IFS= read -r -d '' e < "$err"
-  printf '%s %s %s\n%s%s' "$rc" "${#o}" "${#e}" "$o" "$e"
+  { ( if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi
+      eval "$s" ) < "$in" > "$out" 2> "$err" 3>&-
+    echo "$id $?" >&3; rm -f "$in"; } > /dev/null 2>&1 &
 done
 """
-_SH = r"""d=$(mktemp -d) || exit 1
-trap 'rm -rf "$d"' EXIT
-while IFS=' ' read -r n m; do
-  case "$n:$m" in *[!0-9:]*|:*|*:) exit 1;; esac
-  rm -f "$d/s" "$d/i" "$d/o" "$d/e"
-  head -c "$n" > "$d/s" && head -c "$m" > "$d/i" || exit 1
-  [ "$(wc -c < "$d/s")" -eq "$n" ] && [ "$(wc -c < "$d/i")" -eq "$m" ] || exit 1
-  : > "$d/o" && : > "$d/e" || exit 1
-  sh "$d/s" < "$d/i" > "$d/o" 2> "$d/e"; rc=$?
-  no=$(wc -c < "$d/o") && ne=$(wc -c < "$d/e") || exit 1
-  printf '%s %s %s\n' "$rc" $no $ne
-  head -c $no "$d/o"; head -c $ne "$d/e"
+_SH = _OPEN_LOOP + r"""  no=$(wc -c < "$d/o$id") || no=0; ne=$(wc -c < "$d/e$id") || ne=0
+  printf '%s %s %s %s\n' "$id" "$rc" $no $ne
+  head -c $no "$d/o$id"; head -c $ne "$d/e$id"
+  rm -f "$d/o$id" "$d/e$id"
+""" + _HEADER + r"""  s="$d/s$id" in="$d/i$id" out="$d/o$id" err="$d/e$id"
+  head -c "$n" > "$s" && head -c "$m" > "$in" || exit 1
+  [ "$(wc -c < "$s")" -eq "$n" ] && [ "$(wc -c < "$in")" -eq "$m" ] || exit 1
+  : > "$out" && : > "$err" || exit 1
+  { sh "$s" < "$in" > "$out" 2> "$err" 3>&-
+    echo "$id $?" >&3; rm -f "$s" "$in"; } > /dev/null 2>&1 &
 done
 """
 # Started by the login's shell, whatever it is (sh, bash, zsh, fish: a plain `exec` of a
@@ -87,7 +102,6 @@ done
 _PICK = ('if command -v bash >/dev/null 2>&1; then exec bash --norc --noprofile -c "$0" ao '
          '"$1"; else exec sh -c "$1"; fi')
 LOOP = " ".join(["exec", "/bin/sh", "-c", *map(shlex.quote, (_PICK, _BASH, _SH))])
-IDLE_KEPT = 6  # idle channels kept per destination; more are closed when handed back
 
 
 @dataclass(frozen=True)
@@ -106,85 +120,178 @@ class Broken(Exception):
         self.sent = sent  # False: the channel had ended before the command was written
 
 
+class _Ended(Exception):
+    """The channel's output closed."""
+
+
+class _Waiting:
+    """A command sent and not yet answered."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.answer: Answer | None = None
+        self.why = ""
+
+
 class Channel:
+    """One `ssh` running the loop: commands from any thread, each answered by its number (a
+    thread of its own reads the answers)."""
+
     def __init__(self, ssh: tuple[str, ...]) -> None:
         self.proc = subprocess.Popen(
             [*ssh, "--", LOOP], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        self.buf = bytearray()  # grown in place: a large answer is not copied per chunk
+        self.dest = ssh[-1]
+        assert self.proc.stdin is not None
+        self._in = self.proc.stdin.fileno()
+        os.set_blocking(self._in, False)  # a frame is written within its command's time
+        self._lock = threading.Lock()
+        self._sending = threading.Lock()
+        self._waiting: dict[int, _Waiting] = {}
+        self._numbered = 0
+        self.ended: str | None = None  # why, once the channel can answer nothing more
+        self.heard = float("-inf")  # when the last answer came (time.monotonic)
+        self._reader = threading.Thread(target=self._read, name="ao-channel", daemon=True)
+        self._reader.start()
 
     def run(self, script: str, input: bytes, timeout: float) -> Answer:
         body = script.encode()
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(f"{len(body)} {len(input)}\n".encode() + body + input)
-            self.proc.stdin.flush()
-        except OSError:
-            raise Broken(self._why_ended(), sent=False) from None
-        deadline = time.monotonic() + timeout
-        head = self._line(deadline).split()
-        if len(head) != 3 or not all(x.isdigit() for x in head):
-            raise Broken(f"the host's shell answered {b' '.join(head)[:80]!r}")
-        rc, n_out, n_err = (int(x) for x in head)
-        out = self._exactly(n_out, deadline)
-        return Answer(rc, out, self._exactly(n_err, deadline))
+        waiting = _Waiting()
+        with self._lock:
+            if self.ended is not None:
+                raise Broken(self.ended, sent=False)
+            self._numbered += 1
+            n = self._numbered
+            self._waiting[n] = waiting
+        sent_at = time.monotonic()
+        deadline = sent_at + timeout
+        self._send(n, f"{n} {len(body)} {len(input)}\n".encode() + body + input, deadline)
+        if waiting.done.wait(max(0.0, deadline - time.monotonic())):
+            if waiting.answer is None:
+                raise Broken(waiting.why)
+            return waiting.answer
+        with self._lock:
+            self._waiting.pop(n, None)
+            silent = self.heard < sent_at
+        if silent:  # nothing at all since it was sent: the host (or the link) is gone
+            log.debug("channel to %s: nothing heard for %gs; closed", self.dest, timeout)
+            self.close(f"nothing heard from the host for {timeout:g}s")
+        raise Broken("no answer in time", timed_out=True)
 
-    def _fill(self, deadline: float) -> None:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
+    def _send(self, n: int, frame: bytes, deadline: float) -> None:
+        """The frame, whole, before `deadline`; a frame cut short ends the channel (the loop
+        would read the next one from its middle)."""
+        view = memoryview(frame)
         with selectors.DefaultSelector() as sel:
-            sel.register(fd, selectors.EVENT_READ)
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                raise Broken("no answer in time", timed_out=True)
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            raise Broken(self._why_ended())
-        self.buf += chunk
+            sel.register(self._in, selectors.EVENT_WRITE)
+            if not self._sending.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                self._forget(n)
+                raise Broken("no answer in time", timed_out=True, sent=False)
+            try:
+                while view:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not sel.select(left):
+                        raise Broken("no answer in time", timed_out=True,
+                                     sent=len(view) < len(frame))
+                    try:
+                        view = view[os.write(self._in, view):]
+                    except BlockingIOError:
+                        continue
+                    except OSError:  # the channel's ssh has ended
+                        raise Broken(self._why(), sent=len(view) < len(frame)) from None
+            except Broken as e:
+                self._forget(n)
+                if e.sent:
+                    self.close("a frame was cut short")
+                raise
+            finally:
+                self._sending.release()
 
-    def _line(self, deadline: float) -> bytes:
-        while (end := self.buf.find(b"\n")) < 0:
-            self._fill(deadline)
-        line = bytes(self.buf[:end])
-        del self.buf[:end + 1]
-        return line
+    def _forget(self, n: int) -> None:
+        with self._lock:
+            self._waiting.pop(n, None)
 
-    def _exactly(self, n: int, deadline: float) -> bytes:
-        while len(self.buf) < n:
-            self._fill(deadline)
-        out = bytes(self.buf[:n])
-        del self.buf[:n]
-        return out
+    def _read(self) -> None:
+        """The reader's thread: answers handed to their commands until the channel ends."""
+        assert self.proc.stdout is not None
+        fd, buf = self.proc.stdout.fileno(), bytearray()
+        why = None
+        try:
+            while True:
+                while (end := buf.find(b"\n")) < 0:
+                    _more(fd, buf)
+                head = bytes(buf[:end]).split()
+                del buf[:end + 1]
+                if len(head) != 4 or not all(x.isdigit() for x in head):
+                    why = f"the host's shell answered {b' '.join(head)[:80]!r}"
+                    break
+                n, rc, n_out, n_err = (int(x) for x in head)
+                while len(buf) < n_out + n_err:
+                    _more(fd, buf)
+                answer = Answer(rc, bytes(buf[:n_out]), bytes(buf[n_out:n_out + n_err]))
+                del buf[:n_out + n_err]
+                with self._lock:
+                    self.heard = time.monotonic()
+                    waiting = self._waiting.pop(n, None)
+                if waiting is not None:  # else given up on: its time had passed
+                    waiting.answer = answer
+                    waiting.done.set()
+        except _Ended:
+            pass
+        except OSError as e:  # its pipe closed under it: close() from another thread
+            why = why or str(e)
+        self._end(why or self._last_words())
+        if self.proc.poll() is None:
+            self.proc.kill()  # an answer it could not read: nothing later can be trusted
 
-    def _why_ended(self) -> str:
+    def _end(self, why: str) -> None:
+        with self._lock:
+            if self.ended is None:
+                self.ended = why
+            left, self._waiting = list(self._waiting.values()), {}
+        for waiting in left:
+            waiting.why = self.ended or why
+            waiting.done.set()
+
+    def _why(self) -> str:
+        """Why the channel ended, as its reader heard it."""
+        self._reader.join(5)
+        return self.ended or "the connection ended"
+
+    def _last_words(self) -> str:
         """ssh's own last words (`Connection refused`, ...) once it has ended."""
         try:
             self.proc.wait(5)
             err = self.proc.stderr.read().decode("utf-8", "replace") if self.proc.stderr \
                 else ""
-        except (subprocess.TimeoutExpired, OSError):
+        except (subprocess.TimeoutExpired, OSError, ValueError):
             err = ""
         lines = [x for x in err.strip().splitlines() if x]
         return lines[-1] if lines else "the connection ended"
 
-    def close(self) -> None:
+    def close(self, why: str = "closed") -> None:
+        """End the channel: its commands still running fail with `why`."""
+        self._end(why)
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        if threading.current_thread() is not self._reader:
+            self._reader.join(5)
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if f is not None:
                 with contextlib.suppress(OSError):  # unsent bytes to a channel that ended
                     f.close()
 
 
-_IDLE: dict[tuple[str, ...], list[Channel]] = {}
-_BUSY: dict[tuple[str, ...], int] = {}  # channels running a command now, per destination
+def _more(fd: int, buf: bytearray) -> None:
+    chunk = os.read(fd, 1 << 16)
+    if not chunk:
+        raise _Ended
+    buf += chunk  # grown in place: a large answer is not copied per chunk
+
+
+_OPEN: dict[tuple[str, ...], Channel] = {}  # a process's channel to each destination
 _LOCK = threading.Lock()
-_RETURNED = threading.Condition(_LOCK)  # a channel went back to the idle ones
-# how long a command waits for a busy channel to come back before it opens another: most
-# commands answer in milliseconds, and a new channel is a login on the host (its shell's
-# start-up files included), tenths of a second of its CPU
-REUSE_WAIT = 0.15
 
 
 def run(ssh: tuple[str, ...], script: str, input: bytes = b"",
@@ -192,64 +299,36 @@ def run(ssh: tuple[str, ...], script: str, input: bytes = b"",
     """Run the shell command line `script` on the destination of the ssh argv `ssh` (which
     ends with it), `input` on its standard input. Raises Broken when the channel could not
     answer (the connection ended, or `timeout` passed)."""
-    ch = _take(ssh)
+    ch, fresh = _channel(ssh)
     try:
-        return _run_on(ch, ssh, script, input, timeout)
-    finally:
-        with _LOCK:
-            _BUSY[ssh] -= 1
-
-
-def _take(ssh: tuple[str, ...]) -> Channel | None:
-    """An idle channel to `ssh`, waiting a moment for a busy one to come back; None when
-    there is none (a new one is opened). Counted busy from now."""
-    with _RETURNED:
-        idle = _IDLE.setdefault(ssh, [])
-        if not idle and _BUSY.get(ssh, 0):
-            _RETURNED.wait_for(lambda: bool(idle), timeout=REUSE_WAIT)
-        _BUSY[ssh] = _BUSY.get(ssh, 0) + 1
-        return idle.pop() if idle else None
-
-
-def _run_on(ch: Channel | None, ssh: tuple[str, ...], script: str, input: bytes,
-            timeout: float) -> Answer:
-    if ch is not None and ch.proc.poll() is not None:
-        ch.close()  # its ssh ended while idle: reaped, its pipes closed
-        ch = None
-    fresh = ch is None
-    if ch is None:
-        log.debug("opening a channel to %s", ssh[-1])
-        ch = Channel(ssh)
-    try:
-        answer = ch.run(script, input, timeout)
+        return ch.run(script, input, timeout)
     except Broken as e:
-        log.debug("channel to %s ended (%s%s)", ssh[-1], e,
-                  "" if e.sent else "; the command never left")
-        ch.close()
-        if e.sent or fresh:
+        if e.sent or fresh or e.timed_out:
             raise
-        # an idle channel that had ended (the host restarted, the master went away): the
-        # command never left, so it goes once more on a new channel
-        return _run_on(None, ssh, script, input, timeout)
-    except BaseException:
-        ch.close()  # mid-frame: its next answer would be this one's rest
-        raise
-    with _RETURNED:
-        idle = _IDLE.setdefault(ssh, [])
-        if len(idle) < IDLE_KEPT:
-            idle.append(ch)
-            _RETURNED.notify()
-            return answer
-    ch.close()
-    return answer
+        # a channel that had ended before the command left (the host restarted, the master
+        # went away): it goes once more, on a new channel
+        log.debug("channel to %s had ended (%s); the command goes on a new one", ssh[-1], e)
+        ch, _ = _channel(ssh)
+        return ch.run(script, input, timeout)
+
+
+def _channel(ssh: tuple[str, ...]) -> tuple[Channel, bool]:
+    """The open channel to `ssh`, or a new one (True) in place of none or one that ended."""
+    with _LOCK:
+        ch = _OPEN.get(ssh)
+        if ch is not None and ch.ended is None and ch.proc.poll() is None:
+            return ch, False
+        log.debug("opening a channel to %s", ssh[-1])
+        new = _OPEN[ssh] = Channel(ssh)
+    if ch is not None:
+        ch.close()  # reaped, its pipes closed
+    return new, True
 
 
 def close_all() -> None:
-    """Close every idle channel (tests; ao's own exit closes them with their pipes)."""
+    """Close every channel (tests; ao's own exit closes them with their pipes)."""
     with _LOCK:
-        chans = [c for idle in _IDLE.values() for c in idle]
-        _IDLE.clear()
+        chans = list(_OPEN.values())
+        _OPEN.clear()
     for c in chans:
         c.close()
-
-
