@@ -42,27 +42,34 @@ log = logging.getLogger(__name__)
 
 # The loops. Each reads a frame whole or ends the channel (a short read, a header that is
 # not three numbers, a file it cannot write: the next frame would be read from the middle
-# of this one). A command runs in a subshell with its stdin, stdout and stderr in files of
-# its own, in the background; its wrapper hands its number and status to the writer through
-# a FIFO (a line that short is written whole), and the writer answers. Ending, for whatever
-# reason, takes the writer with it: the channel's output closes and ao sees the end.
+# of this one). A command runs in a background subshell of its own with its stdout and
+# stderr in files of its own (a process it leaves in the background cannot hold the answer
+# back), its stdin a file when it has input; when it ends, the subshell writes its number
+# and status to the writer's FIFO (a line that short is written whole) and the writer
+# answers, and removes the command's files 64 commands at a time. The writer holds its FIFO
+# open both ways, so it never sees an end while commands come and go; ending the loop, for
+# whatever reason, takes the writer along: the channel's output closes and ao sees the end.
 #
-# With bash 4.1 or later (`read -N`; most hosts) a command costs the subshell's fork and the
-# command's exec: bash reads, counts and prints with builtins, in locale C for its own
-# reading only; the login's LC_ALL, or its absence, is put back in the subshell, so commands
-# (and agents a tmux server started by one inherits) keep the login's locale. A NUL byte in a
-# command's output ends that output there (ao's commands print text; binary travels as
-# base64). Without bash, POSIX sh and a few coreutils a command, byte for byte.
+# With bash 4.1 or later (`read -N`; most hosts) a command costs one fork and the command's
+# exec: bash reads, counts and prints with builtins, in locale C for its own reading only;
+# the login's LC_ALL, or its absence, is put back in the command's subshell, so commands
+# (and agents a tmux server started by one inherits) keep the login's locale; a command's
+# `exit` still answers (the subshell's EXIT trap). A NUL byte in a command's output ends that
+# output there (ao's commands print text; binary travels as base64). Without bash, POSIX sh
+# and a few coreutils a command, byte for byte.
+#
 # The parts both loops share: their folder and FIFO, then (after the writer's body) the
 # writer in the background, the end that takes it along, and the frame's header
 _OPEN_LOOP = r"""d=$(mktemp -d) || exit 1
 mkfifo "$d/done" || { rm -rf "$d"; exit 1; }
+set --
 while IFS=' ' read -r id rc; do
 """
-_HEADER = r"""done < "$d/done" &
+_HEADER = r"""  set -- "$@" "$d/s$id" "$d/i$id" "$d/o$id" "$d/e$id"
+  if [ $# -ge 256 ]; then rm -f "$@"; set --; fi
+done <> "$d/done" &
 w=$!
 trap 'kill "$w" 2>/dev/null; rm -rf "$d"' EXIT
-exec 3> "$d/done"
 while IFS=' ' read -r id n m; do
   case "$id:$n:$m" in *[!0-9:]*|:*|*:|*::*) exit 1;; esac
 """
@@ -72,28 +79,26 @@ LC_ALL=C
 """ + _OPEN_LOOP + r"""  o=; e=
   IFS= read -r -d '' o < "$d/o$id"; IFS= read -r -d '' e < "$d/e$id"
   printf '%s %s %s %s\n%s%s' "$id" "$rc" "${#o}" "${#e}" "$o" "$e"
-  rm -f "$d/o$id" "$d/e$id"
 """ + _HEADER + r"""  IFS= read -r -d '' -N "$n" s; [ "${#s}" -eq "$n" ] || exit 1
-  in="$d/i$id" out="$d/o$id" err="$d/e$id"
+  in=/dev/null out="$d/o$id" err="$d/e$id"
   if [ "$m" -gt 0 ]; then
+    in="$d/i$id"
     head -c "$m" > "$in" && [ "$(wc -c < "$in")" -eq "$m" ] || exit 1
-  else : > "$in" || exit 1; fi
+  fi
   : > "$out" && : > "$err" || exit 1
-  { ( if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi
-      eval "$s" ) < "$in" > "$out" 2> "$err" 3>&-
-    echo "$id $?" >&3; rm -f "$in"; } > /dev/null 2>&1 &
+  { trap 'echo "$id $?" > "$d/done"' EXIT
+    if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi
+    eval "$s" < "$in" > "$out" 2> "$err"; } > /dev/null 2>&1 &
 done
 """
 _SH = _OPEN_LOOP + r"""  no=$(wc -c < "$d/o$id") || no=0; ne=$(wc -c < "$d/e$id") || ne=0
   printf '%s %s %s %s\n' "$id" "$rc" $no $ne
   head -c $no "$d/o$id"; head -c $ne "$d/e$id"
-  rm -f "$d/o$id" "$d/e$id"
 """ + _HEADER + r"""  s="$d/s$id" in="$d/i$id" out="$d/o$id" err="$d/e$id"
   head -c "$n" > "$s" && head -c "$m" > "$in" || exit 1
   [ "$(wc -c < "$s")" -eq "$n" ] && [ "$(wc -c < "$in")" -eq "$m" ] || exit 1
   : > "$out" && : > "$err" || exit 1
-  { sh "$s" < "$in" > "$out" 2> "$err" 3>&-
-    echo "$id $?" >&3; rm -f "$s" "$in"; } > /dev/null 2>&1 &
+  { sh "$s" < "$in" > "$out" 2> "$err"; echo "$id $?" > "$d/done"; } > /dev/null 2>&1 &
 done
 """
 # Started by the login's shell, whatever it is (sh, bash, zsh, fish: a plain `exec` of a
@@ -298,7 +303,9 @@ def run(ssh: tuple[str, ...], script: str, input: bytes = b"",
         timeout: float = 60) -> Answer:
     """Run the shell command line `script` on the destination of the ssh argv `ssh` (which
     ends with it), `input` on its standard input. Raises Broken when the channel could not
-    answer (the connection ended, or `timeout` passed)."""
+    answer (the connection ended, or `timeout` passed). A script that `exec`s at its top
+    level replaces the subshell that would answer for it (ao's scripts are argv joined, a
+    program first; a shell's `exec` goes inside `sh -c`)."""
     ch, fresh = _channel(ssh)
     try:
         return ch.run(script, input, timeout)
