@@ -36,6 +36,9 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
 
 
+SPAWN_WORKERS = 32  # at most this many starts of a batch under way at once
+
+
 @dataclass(frozen=True)
 class SpawnResult:
     task: str
@@ -164,7 +167,10 @@ class Fleet(Ending):
         try:
             if len(tasks) > 1:  # the project's hosts asked at once, not one by one as placed
                 self.answering([n for n in project.hosts if n != LOCAL])
-            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="ao-spawn") as pool:
+            # a worker a start: a start on a host holds its worker for all of it (round
+            # trips, mostly waiting), and a fixed few made the batch's last starts queue
+            with ThreadPoolExecutor(max_workers=min(max(len(tasks), 1), SPAWN_WORKERS),
+                                    thread_name_prefix="ao-spawn") as pool:
                 for i, t in enumerate(tasks):
                     try:
                         started = self._spawn_start(project, t, plan, force=force,
