@@ -154,8 +154,8 @@ class Messenger:
     def _deliver(self, s: Session, body: str, source: str, mid: int) -> SendResult:
         srv = self.fleet.server(s)
         profile = agents.get(s.agent or "command")
-        tmux.leave_mode(srv, s.id)  # a human scrolled back (copy mode) would eat the keys
-        before = tmux.capture(srv, s.id)
+        # a human scrolled back (copy mode) would eat the keys: left first, with the look
+        before = tmux.fresh_screen(srv, s.id)
         if not profile.clear_only_drafts or profile.draft_pending(before, ""):
             for i, key in enumerate(profile.clear_keys):
                 if i and profile.clear_gap:

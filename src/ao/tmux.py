@@ -280,11 +280,12 @@ def parse_panes(lines: list[str]) -> dict[str, PaneState]:
     return out
 
 
-def leave_mode(srv: Server, name: str) -> None:
-    """Leave copy mode (a human scrolled back): keys sent in it are eaten by the mode."""
-    r = srv.cmd("display-message", "-p", "-t", f"={name}:", "#{pane_in_mode}")
-    if r.returncode == 0 and r.stdout and r.stdout[0].strip() == "1":
-        srv.cmd("send-keys", "-t", f"={name}:", "-X", "cancel")
+def fresh_screen(srv: Server, name: str) -> str:
+    """The screen, as `capture` gives it, copy mode left first (a human scrolled back: keys
+    sent in it are eaten by the mode), in one tmux command (one round trip to a host)."""
+    t = f"={name}:"
+    return _screen(srv.cmd("if-shell", "-F", "-t", t, "#{pane_in_mode}",
+                           f"send-keys -t {t} -X cancel", ";", "capture-pane", "-p", "-t", t))
 
 
 def capture(srv: Server, name: str, history: int = 0) -> str:
@@ -292,13 +293,15 @@ def capture(srv: Server, name: str, history: int = 0) -> str:
     args = ["capture-pane", "-p", "-t", f"={name}:"]
     if history:
         args += ["-S", str(-history)]
-    r = srv.cmd(*args)
-    if r.returncode != 0:
-        return ""
-    lines = list(r.stdout)
-    while lines and not lines[-1].strip():
+    return _screen(srv.cmd(*args))
+
+
+def _screen(r: tmux_cmd, lines: list[str] | None = None) -> str:
+    """A capture's lines (or `lines`), trailing blank ones removed; "" if it failed."""
+    lines = list(r.stdout) if lines is None else lines
+    while r.returncode == 0 and lines and not lines[-1].strip():
         lines.pop()
-    return "\n".join(lines)
+    return "\n".join(lines) if r.returncode == 0 else ""
 
 
 def screen_hash(screen: str) -> str:
@@ -364,9 +367,7 @@ def _look(srv: Server, name: str) -> tuple[str, bool]:
     if r.returncode != 0 or not lines or not lines[-1].startswith(mark + " "):
         return "", True
     _, dead, pid = [*lines.pop().split(" "), "", ""][:3]
-    while lines and not lines[-1].strip():
-        lines.pop()
-    return "\n".join(lines), dead == "1" or not pid.isdigit()
+    return _screen(r, lines), dead == "1" or not pid.isdigit()
 
 
 def attach_argv(socket: str, name: str, srv: Server | None = None) -> list[str]:
