@@ -262,6 +262,35 @@ def test_send_logs_kill_and_cleanup_on_a_remote_session(pool: Pool) -> None:
     assert Store().session(s.id).state is State.CLEANED
 
 
+def test_a_kill_on_a_host_waits_for_the_agent_and_ends_its_helpers(pool: Pool) -> None:
+    """As here: the agent gets its moment to exit after tmux's hangup (an agent writes its
+    state on the way out: Claude Code its ~/.claude.json, which would otherwise bring back
+    the trust entry the kill just removed), and a helper it left in a process group of its
+    own is ended too, not left running on the host."""
+    left = pool.root / "left"
+    mark = 31000 + os.getpid() % 1000  # this test's helper, told from any other sleep
+    pool.configure(["build-a"], agent={"command": (
+        f"sh -c 'trap \"sleep 1; touch {left}; exit 0\" HUP; setsid sleep {mark} & "
+        "echo ready; while :; do sleep 0.2; done' ao {prompt_file}")})
+
+    def helpers() -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            if (p.info["cmdline"] or [])[-2:] == ["sleep", str(mark)]:
+                found.append(p)
+        return found
+
+    r = run_ao("spawn", "shop", "C-1")
+    assert r.code == 0 and "spawned" in r.out, r.out + r.err
+    s = Store().find_session("C-1")
+    assert s.host == "build-a"
+    retry_until(helpers, timeout=20, message="the agent's helper started")
+    r = run_ao("session", "kill", s.id)
+    assert r.code == 0, r.out + r.err
+    assert left.exists(), "the kill returned before the agent had ended"
+    assert not helpers()
+
+
 def test_cleanup_sweeps_orphans_on_a_host_and_keeps_their_work(pool: Pool) -> None:
     """A tmux session and worktrees on a host that no session owns (left by a crash, or by
     hand) are swept like this machine's: a clean one goes, one holding work is kept, and with

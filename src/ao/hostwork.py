@@ -205,6 +205,38 @@ def run_in(host: Host, cwd: PurePosixPath, command: str, timeout: float = 600) -
     _sh(host, 'cd "$1" && eval "$2"', f"run `{command}`", str(cwd), command, timeout=timeout)
 
 
+# $1 socket  $2 session  $3 tenths of a second of grace. The session's live panes'
+# processes and everything under them, found before the kill: tmux's hangup reaches the
+# pane's process, helpers in their own process groups outlive it; all get the grace to end
+# (an agent writes its state on the way out), then SIGTERM, then SIGKILL
+_END = r"""
+sock=$1 name=$2 tenths=$3
+front=$(tmux -L "$sock" list-panes -s -t "=$name" -F '#{pane_dead} #{pane_pid}' 2>/dev/null |
+  awk '$1 == 0 { print $2 }')
+tree=
+while [ -n "$front" ]; do
+  tree="$tree $front"
+  f=" $(echo $front) "
+  front=$(ps -e -o pid= -o ppid= 2>/dev/null | awk -v f="$f" 'index(f, " " $2 " ") { print $1 }')
+done
+tmux -L "$sock" kill-session -t "=$name" 2>/dev/null; rc=$?
+alive() { for p in $tree; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+n=0
+while [ "$n" -lt "$tenths" ] && alive; do sleep 0.1; n=$((n + 1)); done
+if alive; then kill -TERM $tree 2>/dev/null; sleep 0.5; kill -KILL $tree 2>/dev/null; fi
+exit $rc
+"""
+
+
+def end_session(host: Host, socket: str, name: str, grace: float = 2.0) -> bool:
+    """tmux.kill_session for a session on the host, in one round trip: the session ended,
+    and its processes given `grace` seconds to exit before they are made to. Raises
+    hosts.Unreachable when the host does not answer."""
+    r = hosts.run(host, ["sh", "-c", _END, "ao", socket, name, str(round(grace * 10))],
+                  timeout=grace + 30)
+    return r.returncode == 0
+
+
 def remove_dir(host: Host, path: PurePosixPath) -> None:
     hosts.run(host, ["rm", "-rf", "--", str(path)], timeout=60)
 

@@ -56,7 +56,11 @@ def stop_agent(srv: Server, s: Session, repo: Path | None = None) -> None:
     nothing of anyone's is in them)."""
     from .stepwork import end_checks
 
-    tmux.kill_session(srv, s.id)
+    h = tmux.host_of(srv)
+    if h is not None:  # its processes waited for there, as kill_session does here
+        hostwork.end_session(h, srv.socket_name or "ao", s.id)
+    else:
+        tmux.kill_session(srv, s.id)
     # the reviewer runs here even for a session on a host (stepwork.py)
     here = tmux.server(srv.socket_name or "ao") if tmux.remote(srv) else srv
     tmux.kill_session(here, f"{s.id}-review")
