@@ -9,12 +9,14 @@ channel, channel.py) beside the floor of one `ssh host true` a host over the sam
 multiplexed connection. Target: ratio <= 2.
 
 spawn: `ao batch-spawn` of 12 tasks (demo agent, first prompt delivered and confirmed) on
-this machine alone, beside the same 12 spread over this machine and two hosts (4 each).
-Target: ratio <= 1.2. The CPU this machine spent in each is printed beside: when the "hosts"
-are sshd servers on this machine they add their own work (their clones, tmux servers, the
+this machine alone, beside the same 12 spread over this machine and two hosts (4 each),
+from cold (ssh connects first) and with the connections up (as with the daemon running);
+`--spawn-rounds` rounds of the three side by side, medians compared. Target: ratio <= 1.2.
+The CPU this machine spent in each is printed beside: when the "hosts" are sshd servers on
+this machine they add their own work (their logins, clones, tmux servers and agents, the
 commands ao sends) to the same cores.
 
-    python benchmarks/hosts.py [--sessions 30] [--rounds 20] [--tasks 12]
+    python benchmarks/hosts.py [--sessions 30] [--rounds 20] [--tasks 12] [--spawn-rounds 3]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -36,6 +39,7 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--tasks", type=int, default=12)
+    ap.add_argument("--spawn-rounds", type=int, default=3)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ao-bench-hosts-"))
     os.environ.update(HOME=str(root / "home"), AO_HOME=str(root / "home" / ".ao"),
@@ -43,7 +47,7 @@ def main() -> None:
     (root / "home").mkdir()
     (root / "gitconfig").write_text("[user]\n\tname = bench\n\temail = b@example.invalid\n")
     poll(root, args)
-    spawn(root, args.tasks)
+    spawn(root, args.tasks, args.spawn_rounds)
 
 
 def poll(root: Path, args: argparse.Namespace) -> None:
@@ -105,8 +109,10 @@ def poll(root: Path, args: argparse.Namespace) -> None:
           f"{floor * 1000:.1f} ms; ratio {polled / floor:.2f} (target <= 2)")
 
 
-def spawn(root: Path, tasks: int) -> None:
-    """12 tasks on this machine alone, then the same 12 over this machine and two hosts."""
+def spawn(root: Path, tasks: int, rounds: int = 3) -> None:
+    """12 tasks on this machine alone, then the same 12 over this machine and two hosts, from
+    cold and with the connections up; `rounds` times, the three side by side in each round
+    (so a slow moment of this machine weighs on all three), and the medians compared."""
     import contextlib
     import json
     import shutil
@@ -129,61 +135,86 @@ def spawn(root: Path, tasks: int) -> None:
     sh("git", "remote", "add", "origin", str(bare), cwd=work)
     sh("git", "push", "-q", "-u", "origin", "main", cwd=work)
     tmux_dirs = {n: Path(tempfile.mkdtemp(prefix=f"ao-{n}-")) for n in ("h1", "h2")}
-    times: dict[str, float] = {}
-    busy: dict[str, float] = {}
+    labels = ("one machine", "three machines", "three machines, connections up")
+    times: dict[str, list[float]] = {label: [] for label in labels}
+    busy: dict[str, list[float]] = {label: [] for label in labels}
     with contextlib.ExitStack() as stack:
         servers = {n: stack.enter_context(sshd(root / f"sshd-{n}", setenv={
             "TMUX_TMPDIR": str(d)})) for n, d in tmux_dirs.items()}
-        runs = (("one machine", ["local"], tasks, False),
-                ("three machines", ["local", "h1", "h2"], tasks // 3, False),
-                ("three machines, connections up", ["local", "h1", "h2"], tasks // 3, True))
-        for k, (label, pool, per, warm) in enumerate(runs):
-            home = root / f"ao-{k}"
-            home.mkdir()
-            clone = root / f"work-{k}"  # each run its own clone: its own worktrees
-            sh("git", "clone", "-q", str(bare), str(clone))
-            socket = f"ao-bench-sp-{os.getpid()}-{k}"
-            host_cfg: dict[str, object] = {"local": {"max_sessions": per}}
-            for n, srv in servers.items():
-                host_cfg[n] = {**srv.host_config(), "max_sessions": per,
-                               "workdir": str(root / f"wd-{n}-{k}")}
-            (home / "config.yaml").write_text(json.dumps({"hosts": host_cfg, "projects": {
-                "bench": {"path": str(clone), "agent": "demo", "max_concurrent": tasks,
-                          "plan": "plans/p.yaml", "hosts": pool}}}))
-            env = {**os.environ, "AO_HOME": str(home), "AO_TMUX_SOCKET": socket}
-            if warm:  # as with the daemon running: its polls keep each host's connection up
-                sh(sys.executable, "-m", "ao", "hosts", cwd=clone, env=env)
-            b0 = _busy()
-            t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "ao", "batch-spawn", "bench",
-                                   "--plan", str(clone / "plans" / "p.yaml"), "--force"],
-                                  cwd=clone, env=env, capture_output=True, text=True)
-            times[label] = time.perf_counter() - t0
-            busy[label] = _busy() - b0
-            spawned = proc.stdout.count(" spawned")
-            subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
-            for d in tmux_dirs.values():
-                subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True,
-                               env={**os.environ, "TMUX_TMPDIR": str(d)})
-            if spawned != tasks:
-                raise SystemExit(f"{label}: {spawned}/{tasks} spawned\n{proc.stdout}"
-                                 f"{proc.stderr}")
-        channel.close_all()
-        for sock in hosts.control_dir().iterdir():
-            subprocess.run(["ssh", "-O", "exit", "-S", str(sock), "x"], capture_output=True)
+        runs = ((labels[0], ["local"], tasks, False),
+                (labels[1], ["local", "h1", "h2"], tasks // 3, False),
+                (labels[2], ["local", "h1", "h2"], tasks // 3, True))
+        k = 0
+        for _ in range(rounds):
+            for label, pool, per, warm in runs:
+                k += 1
+                seconds, cpu = _batch(root, k, bare, servers, tasks, pool, per, warm,
+                                      tmux_dirs)
+                times[label].append(seconds)
+                busy[label].append(cpu)
+            # the next round starts cold again: no channel, no master connection
+            channel.close_all()
+            for sock in hosts.control_dir().iterdir():
+                subprocess.run(["ssh", "-O", "exit", "-S", str(sock), "x"],
+                               capture_output=True)
     for d in tmux_dirs.values():
         shutil.rmtree(d, ignore_errors=True)
-    one = times["one machine"]
-    for label, how in (("three machines", "cold: ssh connects first"),
-                       ("three machines, connections up", "connections up")):
-        print(f"batch-spawn {tasks} tasks: this machine alone {one:.2f}s; over this machine "
-              f"and two SSH hosts ({how}) {times[label]:.2f}s; ratio {times[label] / one:.2f} "
-              "(target <= 1.2)")
+    one = statistics.median(times[labels[0]])
+    spread = lambda xs: f"{min(xs):.2f}-{max(xs):.2f}"  # noqa: E731
+    print(f"batch-spawn {tasks} tasks, median of {rounds} rounds: this machine alone "
+          f"{one:.2f}s ({spread(times[labels[0]])})")
+    for label, how in ((labels[1], "cold: ssh connects first"),
+                       (labels[2], "connections up")):
+        mid = statistics.median(times[label])
+        ratios = [t / o for t, o in zip(times[label], times[labels[0]], strict=True)]
+        print(f"  over this machine and two SSH hosts ({how}) {mid:.2f}s "
+              f"({spread(times[label])}); ratio {mid / one:.2f} (target <= 1.2; "
+              f"each round's: {', '.join(f'{r:.2f}' for r in ratios)})")
     cores = os.cpu_count() or 1
     print(f"  CPU busy on this machine ({cores} cores, the hosts' work included when they "
-          f"share it): alone {busy['one machine']:.2f} s, over hosts (cold) "
-          f"{busy['three machines']:.2f} s, (connections up) "
-          f"{busy['three machines, connections up']:.2f} s")
+          f"share it), medians: alone {statistics.median(busy[labels[0]]):.2f} s, over hosts "
+          f"(cold) {statistics.median(busy[labels[1]]):.2f} s, (connections up) "
+          f"{statistics.median(busy[labels[2]]):.2f} s")
+
+
+def _batch(root: Path, k: int, bare: Path, servers: dict[str, Any], tasks: int,
+           pool: list[str], per: int, warm: bool, tmux_dirs: dict[str, Path]
+           ) -> tuple[float, float]:
+    """One `ao batch-spawn` of the plan in its own AO_HOME, clone, tmux socket and host
+    workdirs; its seconds and this machine's busy CPU-seconds."""
+    import json
+
+    sh = lambda *a, cwd=None, env=None: subprocess.run(  # noqa: E731
+        a, cwd=cwd, env=env, check=True, capture_output=True)
+    home = root / f"ao-{k}"
+    home.mkdir()
+    clone = root / f"work-{k}"  # each run its own clone: its own worktrees
+    sh("git", "clone", "-q", str(bare), str(clone))
+    socket = f"ao-bench-sp-{os.getpid()}-{k}"
+    host_cfg: dict[str, object] = {"local": {"max_sessions": per}}
+    for n, srv in servers.items():
+        host_cfg[n] = {**srv.host_config(), "max_sessions": per,
+                       "workdir": str(root / f"wd-{n}-{k}")}
+    (home / "config.yaml").write_text(json.dumps({"hosts": host_cfg, "projects": {
+        "bench": {"path": str(clone), "agent": "demo", "max_concurrent": tasks,
+                  "plan": "plans/p.yaml", "hosts": pool}}}))
+    env = {**os.environ, "AO_HOME": str(home), "AO_TMUX_SOCKET": socket}
+    if warm:  # as with the daemon running: its polls keep each host's connection up
+        sh(sys.executable, "-m", "ao", "hosts", cwd=clone, env=env)
+    b0 = _busy()
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "ao", "batch-spawn", "bench",
+                           "--plan", str(clone / "plans" / "p.yaml"), "--force"],
+                          cwd=clone, env=env, capture_output=True, text=True)
+    seconds, cpu = time.perf_counter() - t0, _busy() - b0
+    spawned = proc.stdout.count(" spawned")
+    subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+    for d in tmux_dirs.values():
+        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True,
+                       env={**os.environ, "TMUX_TMPDIR": str(d)})
+    if spawned != tasks:
+        raise SystemExit(f"{pool}: {spawned}/{tasks} spawned\n{proc.stdout}{proc.stderr}")
+    return seconds, cpu
 
 
 def _busy() -> float:
