@@ -177,6 +177,11 @@ class Profile:
     def installed(self) -> bool:
         return self.binary is None or shutil.which(self.binary) is not None
 
+    def needs(self) -> str | None:
+        """The program a machine must have to run this agent (`ao hosts check` looks for it
+        on each host): its CLI, or None when it needs none of its own."""
+        return self.binary
+
     def version(self) -> str | None:
         """The installed CLI's version (`<binary> --version`), or None."""
         path = shutil.which(self.binary) if self.binary else None

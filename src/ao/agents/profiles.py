@@ -59,6 +59,9 @@ class DemoAgent(Profile):
     def command(self, ctx: LaunchContext) -> str:
         return f"{shlex.quote(sys.executable)} -m ao.agents.demo_agent"
 
+    def needs(self) -> str:
+        return sys.executable  # ao's own module: this Python, at the same path there
+
     def _input_line(self, screen: str) -> str | None:
         lines = [ln for ln in screen.splitlines() if ln.strip()]
         if lines and lines[-1].startswith(self.PROMPT.strip()):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import typer
@@ -30,8 +29,7 @@ def _agent_binaries() -> tuple[str, ...]:
                 profile = agents.get(spec)
             except AoError:  # an unknown agent is `ao config check`'s to report
                 continue
-            # the demo agent is ao's own module: this Python, at the same path there
-            binary = sys.executable if profile.name == "demo" else profile.binary
+            binary = profile.needs()
             if binary and binary not in out:
                 out.append(binary)
     return tuple(out)
