@@ -381,6 +381,18 @@ def test_both_channel_loops_answer_byte_for_byte(loop: str) -> None:
             ch.run("echo after", b"x" * 10, 10)
     finally:
         ch.close()
+    # a loop killed outright (SIGKILL: no trap runs) leaves no writer of its behind
+    import psutil
+
+    ch = channel.Channel((loop, "-c", script, "ao"))
+    try:
+        assert ch.run("echo up", b"", 10).stdout == b"up\n"
+        left = psutil.Process(ch.proc.pid).children(recursive=True)
+        assert left  # its writer
+    finally:
+        ch.close()
+    _gone, alive = psutil.wait_procs(left, timeout=5)
+    assert not alive, alive
 
 
 @pytest.mark.parametrize("lc_all", ["C.UTF-8", None])

@@ -46,9 +46,11 @@ log = logging.getLogger(__name__)
 # stderr in files of its own (a process it leaves in the background cannot hold the answer
 # back), its stdin a file when it has input; when it ends, the subshell writes its number
 # and status to the writer's FIFO (a line that short is written whole) and the writer
-# answers, and removes the command's files 64 commands at a time. The writer holds its FIFO
-# open both ways, so it never sees an end while commands come and go; ending the loop, for
-# whatever reason, takes the writer along: the channel's output closes and ao sees the end.
+# answers, and removes the command's files 64 commands at a time. The loop alone holds the
+# FIFO open for writing (a command opens it a moment, both ways: never waiting on a writer
+# that is gone, and nothing it leaves behind holds it): the loop ending, even by SIGKILL,
+# ends the writer, and an ordinary end takes it along at once. Either way the channel's
+# output closes and ao sees the end.
 #
 # With bash 4.1 or later (`read -N`; most hosts) a command costs one fork and the command's
 # exec: bash reads, counts and prints with builtins, in locale C for its own reading only;
@@ -67,9 +69,10 @@ while IFS=' ' read -r id rc; do
 """
 _HEADER = r"""  set -- "$@" "$d/s$id" "$d/i$id" "$d/o$id" "$d/e$id"
   if [ $# -ge 256 ]; then rm -f "$@"; set --; fi
-done <> "$d/done" &
+done < "$d/done" &
 w=$!
 trap 'kill "$w" 2>/dev/null; rm -rf "$d"' EXIT
+exec 3> "$d/done"
 while IFS=' ' read -r id n m; do
   case "$id:$n:$m" in *[!0-9:]*|:*|*:|*::*) exit 1;; esac
 """
@@ -86,9 +89,9 @@ LC_ALL=C
     head -c "$m" > "$in" && [ "$(wc -c < "$in")" -eq "$m" ] || exit 1
   fi
   : > "$out" && : > "$err" || exit 1
-  { trap 'echo "$id $?" > "$d/done"' EXIT
+  { trap 'echo "$id $?" 1<> "$d/done"' EXIT
     if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi
-    eval "$s" < "$in" > "$out" 2> "$err"; } > /dev/null 2>&1 &
+    eval "$s" < "$in" > "$out" 2> "$err"; } > /dev/null 2>&1 3>&- &
 done
 """
 _SH = _OPEN_LOOP + r"""  no=$(wc -c < "$d/o$id") || no=0; ne=$(wc -c < "$d/e$id") || ne=0
@@ -98,7 +101,7 @@ _SH = _OPEN_LOOP + r"""  no=$(wc -c < "$d/o$id") || no=0; ne=$(wc -c < "$d/e$id"
   head -c "$n" > "$s" && head -c "$m" > "$in" || exit 1
   [ "$(wc -c < "$s")" -eq "$n" ] && [ "$(wc -c < "$in")" -eq "$m" ] || exit 1
   : > "$out" && : > "$err" || exit 1
-  { sh "$s" < "$in" > "$out" 2> "$err"; echo "$id $?" > "$d/done"; } > /dev/null 2>&1 &
+  { sh "$s" < "$in" > "$out" 2> "$err"; echo "$id $?" 1<> "$d/done"; } > /dev/null 2>&1 3>&- &
 done
 """
 # Started by the login's shell, whatever it is (sh, bash, zsh, fish: a plain `exec` of a
