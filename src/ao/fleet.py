@@ -165,8 +165,9 @@ class Fleet(Ending):
         self._caching = True
         self._batch_up = set()
         try:
-            if len(tasks) > 1:  # the project's hosts asked at once, not one by one as placed
-                self.answering([n for n in project.hosts if n != LOCAL])
+            if len(tasks) > 1:  # the project's hosts asked at once, not one by one as placed,
+                # while the first starts here go on
+                self.ask_ahead([n for n in project.hosts if n != LOCAL])
             # a worker a start: a start on a host holds its worker for all of it (round
             # trips, mostly waiting), and a fixed few made the batch's last starts queue
             with ThreadPoolExecutor(max_workers=min(max(len(tasks), 1), SPAWN_WORKERS),
@@ -191,7 +192,9 @@ class Fleet(Ending):
                     results.append(r)
                     if on_result:
                         on_result(r)
+            self._heard_ahead()  # what the hosts answered is recorded, placed on or not
         finally:
+            self._ahead = None
             self._caching = False
             self._batch_up = None
             self._bases.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,8 @@ class Machines:
         self._servers: dict[str, Server] = {}  # SSH hosts' tmux servers, made on first use
         # during a batch spawn: the hosts that answered since it began (asked no more in it)
         self._batch_up: set[str] | None = None
+        # hosts being asked in the background (ask_ahead), and since when
+        self._ahead: tuple[Future[dict[str, object]], float] | None = None
 
     def host(self, name: str) -> Host:
         h = self.cfg.hosts.get(name)
@@ -115,7 +118,10 @@ class Machines:
     def reachable(self, name: str) -> bool:
         """Whether the machine answers now (this one always does); a host in its backoff is
         not asked, nor one that answered since the batch spawn under way began."""
-        if name == LOCAL or (self._batch_up is not None and name in self._batch_up):
+        if name == LOCAL:
+            return True
+        self._heard_ahead()
+        if self._batch_up is not None and name in self._batch_up:
             return True
         return name in self.answering([name])
 
@@ -123,10 +129,30 @@ class Machines:
         """The hosts among `names` that answer now, asked side by side (a host in its
         backoff is not asked); each recorded up or down."""
         now = time.time()
+        return self._record(self._ask(names, now), now)
+
+    def ask_ahead(self, names: list[str]) -> None:
+        """`answering(names)` begun in the background: a batch's first starts here go on
+        while its hosts connect; the first placement on one of them waits for the answers
+        (recorded then, on the caller's thread: the store is its own)."""
+        now = time.time()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="ao-ask")
+        self._ahead = (pool.submit(self._ask, names, now), now)
+        pool.shutdown(wait=False)
+
+    def _heard_ahead(self) -> None:
+        """The answers `ask_ahead` was waiting for, recorded (once)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            self._record(ahead[0].result(), ahead[1])
+
+    def _ask(self, names: list[str], now: float) -> dict[str, object]:
         asked = [n for n in names if n in self.cfg.hosts and hostsmod.due(n, now)]
-        answers = hostsmod.side_by_side({n: functools.partial(
+        return hostsmod.side_by_side({n: functools.partial(
             hostsmod.run, self.host(n), ["true"], timeout=hostsmod.CONNECT_TIMEOUT + 5,
             silence_is_down=True) for n in asked})
+
+    def _record(self, answers: dict[str, object], now: float) -> set[str]:
         up = set()
         for n, answer in answers.items():
             if isinstance(answer, hostsmod.Unreachable):
