@@ -180,6 +180,24 @@ def test_a_start_handed_to_a_worker_counts_on_its_host_at_once(pool: Pool) -> No
     assert "no host has room" in last.reason
 
 
+def test_a_batch_with_a_host_down_starts_on_the_others(pool: Pool) -> None:
+    """A batch asks its hosts in the background while its first start here goes on: a host
+    that does not answer gets none of the batch's tasks (they go to the machines with room,
+    or wait in the queue), and is recorded down once."""
+    pool.configure(["local", "build-a", "build-b"], {"local": 1, "build-a": 1, "build-b": 1})
+    pool.servers["build-b"].stop()
+    r = run_ao("batch-spawn", "shop", "A-1", "C-1", "D-1")
+    assert r.code in (0, 3), r.out + r.err
+    store = Store()
+    where = {s.task: (s.host, s.state) for s in store.sessions("shop")}
+    assert sorted(h for h, st in where.values() if st is not State.QUEUED) == [
+        "build-a", "local"], where
+    assert [st for _h, st in where.values()].count(State.QUEUED) == 1, where
+    events = [json.loads(line) for line in paths.events_log().read_text().splitlines()]
+    down = [e for e in events if e["type"] == "host.unreachable"]
+    assert [e["data"]["host"] for e in down] == ["build-b"], down
+
+
 def test_send_logs_kill_and_cleanup_on_a_remote_session(pool: Pool) -> None:
     pool.configure(["build-a"])
     r = run_ao("spawn", "shop", "C-1")
