@@ -3,6 +3,7 @@ changes are picked up by watching the store's event id (no full reload per tick)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -15,6 +16,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 from textual.widgets.data_table import CellDoesNotExist
 
@@ -96,7 +98,7 @@ class BoardApp(App[None]):
         self.rebuild()
         self.render_plan()
         self.render_header()
-        self.set_interval(self.refresh_every, self.poll)
+        self.set_interval(self.refresh_every, self._poll_tick)
 
     # ---- data -----------------------------------------------------------------------------
 
@@ -120,6 +122,10 @@ class BoardApp(App[None]):
         self.last_event = self.store.last_event_id()
         self.last_seen = now
         self.render_detail()
+
+    def _poll_tick(self) -> None:
+        with contextlib.suppress(NoMatches):  # a tick while the board closes: its widgets gone
+            self.poll()
 
     def poll(self) -> None:
         """Rows whose session changed (an event, or an observation written without one, such
@@ -350,8 +356,7 @@ class BoardApp(App[None]):
 
     @work(thread=True, group="act")
     def act(self, what: str, sid: str) -> None:
-        """Kill, restore or merge off the UI thread (git, tmux, ssh, the forge), with a store
-        connection of the worker's own; the outcome comes back as a notification."""
+        """Kill, restore or merge off the UI thread, on a store connection of its own."""
         assert self.fleet is not None
         with Fleet.own(self.cfg, self.store.path, self.fleet.srv) as fleet:
             self._act(fleet, what, sid)
