@@ -198,6 +198,18 @@ def test_a_batch_with_a_host_down_starts_on_the_others(pool: Pool) -> None:
     assert [e["data"]["host"] for e in down] == ["build-b"], down
 
 
+def test_cleanup_says_why_it_did_not_sweep_a_host_once(pool: Pool) -> None:
+    """A host cleanup could not look at is named with the reason, the host named once."""
+    pool.configure(["build-a"])
+    wd = pool.root / "build-a"
+    wd.mkdir(parents=True)
+    (wd / ".ao-installation").write_text("another-installation\n")
+    r = run_ao("session", "cleanup", "-p", "shop", "--dry-run")
+    line = next(x for x in r.out.splitlines() if x.startswith("not swept host"))
+    assert line.startswith("not swept host build-a: workdir "), line
+    assert "another ao installation's" in line and line.count("host build-a") == 1, line
+
+
 def test_send_logs_kill_and_cleanup_on_a_remote_session(pool: Pool) -> None:
     pool.configure(["build-a"])
     r = run_ao("spawn", "shop", "C-1")

@@ -107,7 +107,7 @@ class Cleaner:
                 report.items += self._orphan_tmux(self.host_server(h.name), h.name,
                                                   str(hostwork.workdir(h)))
             except AoError as e:
-                report.unswept.append(f"{h.name}: {e.message}")
+                report.unswept.append(f"{h.name}: {_reason(h.name, e.message)}")
         return report
 
     def _session_item(self, p: ProjectConfig, s: Session, why: str) -> Item:
@@ -154,9 +154,7 @@ class Cleaner:
                 risk, size = self._look(p, s, wt)
             return risk, False, size
         except AoError as e:
-            # the runner's errors name the host already
-            return [e.message if e.message.startswith(f"host {s.host}") else
-                    f"host {s.host}: {e.message}"], True, 0
+            return [f"host {s.host}: {_reason(s.host, e.message)}"], True, 0
 
     def _why(self, p: ProjectConfig, s: Session) -> str | None:
         """Why this session should end now, or None to leave it alone."""
@@ -286,3 +284,8 @@ class Cleaner:
                 eventsmod.append_line(log, Event("log.rotated").to_json(), max_bytes=1)
             self.store.vacuum()
         return archived
+
+
+def _reason(host: str, message: str) -> str:
+    """A host error's reason, without the host's name the runner's errors begin with."""
+    return message.removeprefix(f"host {host}: ")
