@@ -104,9 +104,11 @@ def _follow_over_ssh(argv: list[str]) -> int:
     def stop(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    # in place before ssh starts: a stop that comes as it starts still ends both
     old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    p: subprocess.Popen[bytes] | None = None
     try:
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
         assert p.stdout is not None
         fd = p.stdout.fileno()
         for chunk in iter(lambda: os.read(fd, 65536), b""):
@@ -116,12 +118,13 @@ def _follow_over_ssh(argv: list[str]) -> int:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-        p.terminate()
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        if p is not None:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def _agent_transcript(sdir: Path) -> Path | None:
