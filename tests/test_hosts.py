@@ -302,14 +302,30 @@ def test_commands_on_a_host_share_one_open_shell(server: SshServer) -> None:
         with pytest.raises(ExternalError, match=r"did not answer in 1s"):
             slow.result()
     assert quick == ["q\n"] * 6 and channel._OPEN[dest] is ch and ch.proc.poll() is None
-    # a channel that says nothing for a command's whole time is gone, not reused
-    t0 = time.monotonic()
-    with pytest.raises(ExternalError, match=r"did not answer in 0\.5s"):
-        hosts.run(h, ["sleep", "5"], timeout=0.5)
-    assert time.monotonic() - t0 < 3
-    assert ch.proc.poll() is not None
+    # nor does one past its time with nothing else under way (the channel still answers a
+    # frame that does nothing), nor does it fail a longer command beside it
+    with ThreadPoolExecutor(2) as ex:
+        long = ex.submit(hosts.run, h, ["sh", "-c", "sleep 3; echo long"], timeout=60)
+        time.sleep(0.2)
+        with pytest.raises(ExternalError, match=r"did not answer in 0\.5s"):
+            hosts.run(h, ["sleep", "5"], timeout=0.5)
+        assert long.result().stdout == "long\n"
+    assert channel._OPEN[dest] is ch and ch.proc.poll() is None
+    # a channel that says nothing at all (the host hangs) is gone, not reused
+    server.freeze()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ExternalError, match=r"did not answer in 1s"):
+            hosts.run(h, ["echo", "frozen"], timeout=1)
+        assert time.monotonic() - t0 < 1 + channel.PROBE_WAIT + 3
+        assert ch.proc.poll() is not None
+    finally:
+        server.freeze(False)
     assert hosts.run(h, ["echo", "after"]).stdout == "after\n"
     assert channel._OPEN[dest] is not ch
+    # a NUL byte cannot be in a command line, here as there
+    with pytest.raises(ValueError):
+        hosts.run(h, ["echo", "a\0b"])
     # a channel whose ssh ends fails the commands it runs at once, not at their timeout
     ch = channel._OPEN[dest]
     with ThreadPoolExecutor(1) as ex:
@@ -381,8 +397,20 @@ def test_both_channel_loops_answer_byte_for_byte(loop: str) -> None:
             ch.run("echo after", b"x" * 10, 10)
     finally:
         ch.close()
-    # a loop killed outright (SIGKILL: no trap runs) leaves no writer of its behind
+    # a loop ended by a signal (a closed connection's SIGHUP, a SIGTERM) removes its folder
     import psutil
+
+    ch = channel.Channel((loop, "-c", script, "ao"))
+    try:
+        folder = Path(ch.run('dirname "$(readlink /proc/self/fd/0)"', b"x", 10)
+                      .stdout.decode().strip())
+        assert folder.is_dir()
+        ch.proc.terminate()
+        ch.proc.wait(10)
+        retry_until(lambda: not folder.exists(), timeout=5, message="the folder removed")
+    finally:
+        ch.close()
+    # a loop killed outright (SIGKILL: no trap runs) leaves no writer of its behind
 
     ch = channel.Channel((loop, "-c", script, "ao"))
     try:
@@ -472,6 +500,10 @@ def test_a_batchs_threads_agree_on_the_installation_id(isolated_home: Path) -> N
     with ThreadPoolExecutor(8) as ex:
         ids = set(ex.map(lambda _: paths.installation_id(), range(32)))
     assert ids == {(paths.home() / "installation-id").read_text().strip()}
+    # an empty one (a user's `touch`) is made anew, not taken for an id
+    (paths.home() / "installation-id").write_text("")
+    made = paths.installation_id()
+    assert made and (paths.home() / "installation-id").read_text().strip() == made
     target = paths.home() / "shared.txt"
     with ThreadPoolExecutor(8) as ex:
         list(ex.map(lambda i: paths.write_atomic(target, f"{i}\n" * 1000), range(64)))

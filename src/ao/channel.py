@@ -72,6 +72,7 @@ _HEADER = r"""  set -- "$@" "$d/s$id" "$d/i$id" "$d/o$id" "$d/e$id"
 done < "$d/done" &
 w=$!
 trap 'kill "$w" 2>/dev/null; rm -rf "$d"' EXIT
+trap 'exit 1' HUP TERM
 exec 3> "$d/done"
 while IFS=' ' read -r id n m; do
   case "$id:$n:$m" in *[!0-9:]*|:*|*:|*::*) exit 1;; esac
@@ -110,6 +111,9 @@ done
 _PICK = ('if command -v bash >/dev/null 2>&1; then exec bash --norc --noprofile -c "$0" ao '
          '"$1"; else exec sh -c "$1"; fi')
 LOOP = " ".join(["exec", "/bin/sh", "-c", *map(shlex.quote, (_PICK, _BASH, _SH))])
+
+
+PROBE_WAIT = 3.0  # how long a silent channel is given to answer a frame that does nothing
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,23 @@ class Channel:
         self._reader.start()
 
     def run(self, script: str, input: bytes, timeout: float) -> Answer:
+        if "\0" in script:  # the loop reads the script as text; so would exec, which refuses
+            raise ValueError("embedded null byte")
+        sent_at = time.monotonic()
+        answer = self._call(script, input, timeout)
+        if answer is not None:
+            return answer
+        with self._lock:
+            silent = self.heard < sent_at
+        # nothing at all since it was sent, and no answer to a frame that does nothing: the
+        # host (or the link) is gone. A command that is only slow costs nobody the channel
+        if silent and not self._answers(min(timeout, PROBE_WAIT)):
+            log.debug("channel to %s: nothing heard for %gs; closed", self.dest, timeout)
+            self.close(f"nothing heard from the host for {timeout:g}s")
+        raise Broken("no answer in time", timed_out=True)
+
+    def _call(self, script: str, input: bytes, timeout: float) -> Answer | None:
+        """The command's answer, or None (given up on) when `timeout` passed first."""
         body = script.encode()
         waiting = _Waiting()
         with self._lock:
@@ -171,20 +192,21 @@ class Channel:
             self._numbered += 1
             n = self._numbered
             self._waiting[n] = waiting
-        sent_at = time.monotonic()
-        deadline = sent_at + timeout
+        deadline = time.monotonic() + timeout
         self._send(n, f"{n} {len(body)} {len(input)}\n".encode() + body + input, deadline)
         if waiting.done.wait(max(0.0, deadline - time.monotonic())):
             if waiting.answer is None:
                 raise Broken(waiting.why)
             return waiting.answer
-        with self._lock:
-            self._waiting.pop(n, None)
-            silent = self.heard < sent_at
-        if silent:  # nothing at all since it was sent: the host (or the link) is gone
-            log.debug("channel to %s: nothing heard for %gs; closed", self.dest, timeout)
-            self.close(f"nothing heard from the host for {timeout:g}s")
-        raise Broken("no answer in time", timed_out=True)
+        self._forget(n)
+        return None
+
+    def _answers(self, wait: float) -> bool:
+        """Whether the channel answers, within `wait`, a frame that does nothing."""
+        try:
+            return self._call(":", b"", wait) is not None
+        except Broken:
+            return False
 
     def _send(self, n: int, frame: bytes, deadline: float) -> None:
         """The frame, whole, before `deadline`; a frame cut short ends the channel (the loop
@@ -227,7 +249,7 @@ class Channel:
         try:
             while True:
                 while (end := buf.find(b"\n")) < 0:
-                    _more(fd, buf)
+                    self._more(fd, buf)
                 head = bytes(buf[:end]).split()
                 del buf[:end + 1]
                 if len(head) != 4 or not all(x.isdigit() for x in head):
@@ -235,11 +257,10 @@ class Channel:
                     break
                 n, rc, n_out, n_err = (int(x) for x in head)
                 while len(buf) < n_out + n_err:
-                    _more(fd, buf)
+                    self._more(fd, buf)
                 answer = Answer(rc, bytes(buf[:n_out]), bytes(buf[n_out:n_out + n_err]))
                 del buf[:n_out + n_err]
                 with self._lock:
-                    self.heard = time.monotonic()
                     waiting = self._waiting.pop(n, None)
                 if waiting is not None:  # else given up on: its time had passed
                     waiting.answer = answer
@@ -251,6 +272,13 @@ class Channel:
         self._end(why or self._last_words())
         if self.proc.poll() is None:
             self.proc.kill()  # an answer it could not read: nothing later can be trusted
+
+    def _more(self, fd: int, buf: bytearray) -> None:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            raise _Ended
+        self.heard = time.monotonic()  # any byte: a long answer still coming is not silence
+        buf += chunk  # grown in place: a large answer is not copied per chunk
 
     def _end(self, why: str) -> None:
         with self._lock:
@@ -267,14 +295,18 @@ class Channel:
         return self.ended or "the connection ended"
 
     def _last_words(self) -> str:
-        """ssh's own last words (`Connection refused`, ...) once it has ended."""
-        try:
+        """ssh's own last words (`Connection refused`, ...) once it has ended: what it wrote,
+        read without waiting for an end another holder of the pipe could hold back."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
-            err = self.proc.stderr.read().decode("utf-8", "replace") if self.proc.stderr \
-                else ""
-        except (subprocess.TimeoutExpired, OSError, ValueError):
-            err = ""
-        lines = [x for x in err.strip().splitlines() if x]
+        err = b""
+        if self.proc.stderr is not None:
+            with contextlib.suppress(OSError, ValueError):  # nothing more for now, or closed
+                fd = self.proc.stderr.fileno()
+                os.set_blocking(fd, False)
+                while chunk := os.read(fd, 1 << 16):
+                    err += chunk
+        lines = [x for x in err.decode("utf-8", "replace").strip().splitlines() if x]
         return lines[-1] if lines else "the connection ended"
 
     def close(self, why: str = "closed") -> None:
@@ -289,13 +321,6 @@ class Channel:
             if f is not None:
                 with contextlib.suppress(OSError):  # unsent bytes to a channel that ended
                     f.close()
-
-
-def _more(fd: int, buf: bytearray) -> None:
-    chunk = os.read(fd, 1 << 16)
-    if not chunk:
-        raise _Ended
-    buf += chunk  # grown in place: a large answer is not copied per chunk
 
 
 _OPEN: dict[tuple[str, ...], Channel] = {}  # a process's channel to each destination
