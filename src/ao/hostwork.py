@@ -211,14 +211,19 @@ def run_in(host: Host, cwd: PurePosixPath, command: str, timeout: float = 600) -
 # (an agent writes its state on the way out), then SIGTERM, then SIGKILL
 _END = r"""
 sock=$1 name=$2 tenths=$3
-front=$(tmux -L "$sock" list-panes -s -t "=$name" -F '#{pane_dead} #{pane_pid}' 2>/dev/null |
-  awk '$1 == 0 { print $2 }')
-tree=
-while [ -n "$front" ]; do
-  tree="$tree $front"
-  f=" $(echo $front) "
-  front=$(ps -e -o pid= -o ppid= 2>/dev/null | awk -v f="$f" 'index(f, " " $2 " ") { print $1 }')
-done
+# the live panes whose process is this tmux server's child (a pid the system gave to another
+# process is not ours), then everything under them; without ps, the panes' own processes
+tree=$({ tmux -L "$sock" list-panes -s -t "=$name" -F 'P #{pane_dead} #{pane_pid} #{pid}' \
+         2>/dev/null; ps -e -o pid= -o ppid= 2>/dev/null | sed 's/^ */T /'; } | awk '
+  $1 == "P" && $2 == 0 { pane[$3] = $4 }
+  $1 == "T" { up[$2] = $3; kids[$3] = kids[$3] " " $2; ps = 1 }
+  END {
+    n = 0
+    for (p in pane) if (!ps || up[p] == pane[p]) q[n++] = p
+    for (i = 0; i < n; i++) {
+      print q[i]; k = split(kids[q[i]], c, " "); for (j = 1; j <= k; j++) q[n++] = c[j]
+    }
+  }')
 tmux -L "$sock" kill-session -t "=$name" 2>/dev/null; rc=$?
 alive() { for p in $tree; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
 n=0

@@ -74,10 +74,14 @@ def installation_id() -> str:
         tmp.write_text(secrets.token_hex(8) + "\n", encoding="utf-8")
         try:
             os.link(tmp, f)
-        except FileExistsError:
-            pass
+        except FileExistsError:  # another's, made first; or an empty one, replaced
+            if not f.read_text().strip():
+                tmp.replace(f)
+        except OSError:  # a file system without hard links
+            if not f.exists():
+                tmp.replace(f)
         finally:
-            tmp.unlink()
+            tmp.unlink(missing_ok=True)
         known = f.read_text().strip()
     return known
 

@@ -15,6 +15,7 @@ Steps, each idempotent, so an interrupted teardown is finished by the next one:
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,8 @@ from .errors import AoError, ExternalError
 from .hosts import LOCAL, Host
 from .state import ENDED, State
 from .store import Session, Store
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
@@ -58,7 +61,11 @@ def stop_agent(srv: Server, s: Session, repo: Path | None = None) -> None:
 
     h = tmux.host_of(srv)
     if h is not None:  # its processes waited for there, as kill_session does here
-        hostwork.end_session(h, srv.socket_name or "ao", s.id)
+        try:
+            hostwork.end_session(h, srv.socket_name or "ao", s.id)
+        except AoError as e:  # a host that does not answer: what follows goes on (a merge's
+            # record); its worktree is the next step's, which says so
+            log.warning("%s: could not end it on host %s: %s", s.id, h.name, e)
     else:
         tmux.kill_session(srv, s.id)
     # the reviewer runs here even for a session on a host (stepwork.py)
