@@ -162,7 +162,7 @@ class Channel:
         self._waiting: dict[int, _Waiting] = {}
         self._numbered = 0
         self.ended: str | None = None  # why, once the channel can answer nothing more
-        self.heard = float("-inf")  # when the last answer came (time.monotonic)
+        self.heard = float("-inf")  # when anything last came on it (time.monotonic)
         self._reader = threading.Thread(target=self._read, name="ao-channel", daemon=True)
         self._reader.start()
 
