@@ -196,6 +196,29 @@ def test_a_project_naming_an_unknown_host_is_refused(isolated_home: Path, repo: 
 
 
 @needs_sshd
+def test_a_spawn_connects_to_its_hosts_first_thing(server: SshServer, repo: Path) -> None:
+    """`ao spawn` and `ao batch-spawn` begin their project's hosts' channels before the rest
+    of ao is imported (the login runs meanwhile); a host in its backoff, another project's
+    host and this machine are left alone, and a wrong name is the command's to say."""
+    from ao import config
+
+    paths.ensure_dir(paths.config_file().parent)
+    paths.config_file().write_text(json.dumps({
+        "projects": {"shop": {"path": str(repo), "hosts": ["local", "b1", "b2"]},
+                     "other": {"path": str(repo), "hosts": ["b3"]}},
+        "hosts": {n: {**server.host_config(), "workdir": f"wd-{n}"} for n in ("b1", "b2", "b3")}}))
+    hosts.mark_down("b2", "test: in its backoff", time.time())
+    cfg = config.load()
+    hosts.connect_early(cfg, "shop")
+    opened = {ssh for ssh in channel._OPEN}
+    assert opened == {tuple(hosts.ssh_argv(cfg.hosts["b1"]))}
+    assert hosts.run(cfg.hosts["b1"], ["echo", "up"]).stdout == "up\n"  # that channel
+    assert set(channel._OPEN) == opened
+    r = run_ao("batch-spawn", "no-such-project", "T-1")
+    assert r.code == 2 and "no-such-project" in r.err, r.err
+
+
+@needs_sshd
 def test_a_worktree_on_a_host_is_judged_and_saved_by_the_same_rules(server: SshServer,
                                                                     repo: Path) -> None:
     """workspace's checks run through the runner (`workspace.on(host)`) give what they give

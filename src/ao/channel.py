@@ -347,6 +347,12 @@ def run(ssh: tuple[str, ...], script: str, input: bytes = b"",
         return ch.run(script, input, timeout)
 
 
+def open_early(ssh: tuple[str, ...]) -> None:
+    """The channel to `ssh` begun now, its login under way in the background while the
+    caller goes on (its first command then waits for the rest of the login, not all of it)."""
+    _channel(ssh)
+
+
 def _channel(ssh: tuple[str, ...]) -> tuple[Channel, bool]:
     """The open channel to `ssh`, or a new one (True) in place of none or one that ended."""
     with _LOCK:

@@ -30,6 +30,8 @@ T = TypeVar("T")
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
 
+    from .config import Config
+
 LOCAL = "local"
 SSH_FAILED = 255  # what ssh exits with when the connection (not the command) failed
 
@@ -330,6 +332,19 @@ def down(name: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def connect_early(cfg: Config, project: str) -> None:
+    """The project's SSH hosts' channels begun now (channel.open_early), each host not in
+    its backoff: a command that is about to start sessions there logs in while its own
+    start-up goes on."""
+    import time
+
+    now = time.time()
+    for name in cfg.project(project).hosts:
+        h = cfg.hosts.get(name)
+        if h is not None and not h.local and due(name, now):
+            channel.open_early(tuple(ssh_argv(h)))
 
 
 def due(name: str, now: float) -> bool:
