@@ -22,6 +22,7 @@ commands ao sends) to the same cores.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -114,7 +115,6 @@ def spawn(root: Path, tasks: int, rounds: int = 3) -> None:
     cold and with the connections up; `rounds` times, the three side by side in each round
     (so a slow moment of this machine weighs on all three), and the medians compared."""
     import contextlib
-    import json
     import shutil
 
     from tests.sshd import sshd
@@ -122,8 +122,6 @@ def spawn(root: Path, tasks: int, rounds: int = 3) -> None:
     from ao import channel, hosts
 
     work, bare = root / "work", root / "remote.git"
-    sh = lambda *a, cwd=None, env=None: subprocess.run(  # noqa: E731
-        a, cwd=cwd, env=env, check=True, capture_output=True)
     sh("git", "init", "-q", "--bare", "-b", "main", str(bare))
     sh("git", "init", "-q", "-b", "main", str(work))
     (work / "plans").mkdir()
@@ -182,10 +180,6 @@ def _batch(root: Path, k: int, bare: Path, servers: dict[str, Any], tasks: int,
            ) -> tuple[float, float]:
     """One `ao batch-spawn` of the plan in its own AO_HOME, clone, tmux socket and host
     workdirs; its seconds and this machine's busy CPU-seconds."""
-    import json
-
-    sh = lambda *a, cwd=None, env=None: subprocess.run(  # noqa: E731
-        a, cwd=cwd, env=env, check=True, capture_output=True)
     home = root / f"ao-{k}"
     home.mkdir()
     clone = root / f"work-{k}"  # each run its own clone: its own worktrees
@@ -215,6 +209,10 @@ def _batch(root: Path, k: int, bare: Path, servers: dict[str, Any], tasks: int,
     if spawned != tasks:
         raise SystemExit(f"{pool}: {spawned}/{tasks} spawned\n{proc.stdout}{proc.stderr}")
     return seconds, cpu
+
+
+def sh(*argv: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True)
 
 
 def _busy() -> float:

@@ -19,11 +19,11 @@ byte counts (GNU coreutils and busybox read no further than asked, so a frame ne
 the next).
 
 One channel per destination and process. A command that gets no answer in its time is
-given up, the channel kept for the others when it has answered anything meanwhile; a
-channel that said nothing for a command's whole time is taken for gone and closed (the next
-command opens another, and learns at once whether the host answers). A channel whose ssh
-ends fails the commands it was running; a command that never left (the channel had ended
-before it was written) goes once more on a new one.
+given up; the channel stays for the others when anything came on it meanwhile or it answers
+a frame that does nothing within PROBE_WAIT, and is otherwise taken for gone and closed (the
+next command opens another, and learns at once whether the host answers). A channel whose
+ssh ends fails the commands it was running; a command that never left (the channel had
+ended before it was written) goes once more on a new one.
 """
 
 from __future__ import annotations
@@ -52,13 +52,13 @@ log = logging.getLogger(__name__)
 # ends the writer, and an ordinary end takes it along at once. Either way the channel's
 # output closes and ao sees the end.
 #
-# With bash 4.1 or later (`read -N`; most hosts) a command costs one fork and the command's
-# exec: bash reads, counts and prints with builtins, in locale C for its own reading only;
-# the login's LC_ALL, or its absence, is put back in the command's subshell, so commands
-# (and agents a tmux server started by one inherits) keep the login's locale; a command's
-# `exit` still answers (the subshell's EXIT trap). A NUL byte in a command's output ends that
-# output there (ao's commands print text; binary travels as base64). Without bash, POSIX sh
-# and a few coreutils a command, byte for byte.
+# With bash 4.1 or later (`read -N`; most hosts) a command costs its subshell's fork and
+# the command's own fork and exec: bash reads, counts and prints with builtins, in locale C
+# for its own reading only; the login's LC_ALL, or its absence, is put back in the
+# command's subshell, so commands (and agents a tmux server started by one inherits) keep
+# the login's locale; a command's `exit` still answers (the subshell's EXIT trap). A NUL
+# byte in a command's output ends that output there (ao's commands print text; binary
+# travels as base64). Without bash, POSIX sh and a few coreutils a command, byte for byte.
 #
 # The parts both loops share: their folder and FIFO, then (after the writer's body) the
 # writer in the background, the end that takes it along, and the frame's header

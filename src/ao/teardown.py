@@ -69,7 +69,7 @@ def stop_agent(srv: Server, s: Session, repo: Path | None = None) -> None:
     else:
         tmux.kill_session(srv, s.id)
     # the reviewer runs here even for a session on a host (stepwork.py)
-    here = tmux.server(srv.socket_name or "ao") if tmux.remote(srv) else srv
+    here = tmux.server(srv.socket_name or "ao") if h is not None else srv
     tmux.kill_session(here, f"{s.id}-review")
     end_checks(s.project, s.id)
     d = paths.worktrees_dir(s.project)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
 import sqlite3
 import sys
 
@@ -110,9 +109,7 @@ _tidy(app)
 
 
 def run() -> None:
-    # everything ao creates (state.db, logs, locks, worktrees, saved patches) is the user's
-    # alone: 0600 files, 0700 folders
-    os.umask(0o077)
+    """The command line, from `ao.__main__.main` (which has set the umask first)."""
     # the one output gate: nothing printed can carry an escape sequence to the terminal
     # (the board draws its own screen, and attach hands the terminal to tmux)
     if not {"board", "attach"} & set(sys.argv[1:3]):
