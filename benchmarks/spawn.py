@@ -83,6 +83,20 @@ def run_floor(root: Path, work: Path, socket: str, env: dict[str, str]) -> float
     return time.perf_counter() - t0
 
 
+def kill_servers(env: dict[str, str], *sockets: str) -> None:
+    """Each server by its socket in the run's TMUX_TMPDIR (without that environment, `tmux
+    -L` looks in /tmp/tmux-UID, misses them, and they ran on after their folder was gone)."""
+    for s in sockets:
+        subprocess.run(["tmux", "-L", s, "kill-server"], capture_output=True, env=env)
+
+
+def leftovers() -> list[int]:
+    """Processes of this run's tmux servers still running (none, when the run cleans up)."""
+    mine = f"ao-(bench|floor)-{os.getpid()}-"
+    found = subprocess.run(["pgrep", "-f", f"tmux.*-L ?{mine}"], capture_output=True, text=True)
+    return [int(x) for x in found.stdout.split()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=2000)
@@ -107,11 +121,12 @@ def main() -> None:
                     ours.append(run_ao(root, work, s_ao, env_i))
                 else:
                     ours.append(run_ao(root, work, s_ao, env_i))
-                    subprocess.run(["tmux", "-L", s_ao, "kill-server"], capture_output=True)
+                    kill_servers(env_i, s_ao)
                     floors.append(run_floor(root, work, s_floor, env_i))
             finally:
-                for s in (s_ao, s_floor):
-                    subprocess.run(["tmux", "-L", s, "kill-server"], capture_output=True)
+                kill_servers(env_i, s_ao, s_floor)
+    left = leftovers()
+    print(f"tmux servers left running: {len(left)}" + (f" {left}" if left else ""))
     # the disk here swings by 10x between runs, so each run's pair is compared (ao and the floor
     # ran back to back on the same disk) and the median of those ratios is the figure
     ratios = sorted(a / f for a, f in zip(ours, floors, strict=True))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import (
     agents,
+    interrupts,
     paths,
     scheduler,
     steps,
@@ -157,6 +158,9 @@ class Fleet(Ending):
                 return SpawnResult(item.task.key, "queued", item.session.id,
                                    f"{e.message}; it waits in the queue")
             except AoError as e:
+                if interrupts.interrupted():  # a Ctrl-C at the terminal cut a command short
+                    return SpawnResult(item.task.key, "interrupted", None,
+                                       f"rolled back: interrupted ({e})")
                 return SpawnResult(item.task.key, "failed",
                                    None if item.fresh else item.session.id, str(e))
             return SpawnResult(launch.task.key, "spawned", launch.session.id, launch.continued)
@@ -170,15 +174,22 @@ class Fleet(Ending):
                 self.ask_ahead([n for n in project.hosts if n != LOCAL])
             # a worker a start: a start on a host holds its worker for all of it (round
             # trips, mostly waiting), and a fixed few made the batch's last starts queue
-            with ThreadPoolExecutor(max_workers=min(max(len(tasks), 1), SPAWN_WORKERS),
-                                    thread_name_prefix="ao-spawn") as pool:
+            # Ctrl-C is noted and raised at `_start`'s safe points (interrupts.py), so the start
+            # in hand is undone whole wherever the signal lands, and the undo is never cut
+            with interrupts.deferred(), ThreadPoolExecutor(
+                    max_workers=min(max(len(tasks), 1), SPAWN_WORKERS),
+                    thread_name_prefix="ao-spawn") as pool:
                 for i, t in enumerate(tasks):
+                    if interrupts.interrupted():
+                        pending += [SpawnResult(x.key, "interrupted", None,
+                                                "not started: interrupted") for x in tasks[i:]]
+                        break
                     try:
                         started = self._spawn_start(project, t, plan, force=force,
                                                     fresh=fresh)
                     except KeyboardInterrupt:
-                        # Ctrl-C: the start in hand was rolled back by `_start`; the rest are
-                        # not begun; the ones handed to workers finish (or roll back) below
+                        # the start in hand was rolled back by `_start`; the rest are not
+                        # begun; the ones handed to workers finish (or roll back) below
                         pending.append(SpawnResult(t.key, "interrupted", None,
                                                    "rolled back: interrupted"))
                         pending += [SpawnResult(x.key, "interrupted", None,
@@ -277,6 +288,8 @@ class Fleet(Ending):
         try:
             return self._start(s, task, plan, fresh_branch=fresh, fresh=new, host=host)
         except AoError as e:
+            if interrupts.interrupted():  # a Ctrl-C at the terminal cut a command short too
+                raise KeyboardInterrupt from e
             return SpawnResult(task.key, "failed", None if new else s.id, str(e))
 
     def queue(self, project: ProjectConfig, task: Task, plan: Plan | None) -> Session | None:

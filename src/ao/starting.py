@@ -3,11 +3,13 @@ of `Fleet` (fleet.py claims and queues; this makes one start happen)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from . import (
     agents,
     environment,
     hostwork,
+    interrupts,
     paths,
     prompts,
     tmux,
@@ -161,14 +164,18 @@ class Starting(Observing):
                     raise ExternalError(f"agent {profile.name}: `{profile.binary}` is not "
                                         "installed", "install it, or choose another agent "
                                         "(`ao agents`)")
+            interrupts.check()  # a Ctrl-C is raised at these safe points, never mid-step
             exists = self._branch_start(launch, fresh_branch)
+            interrupts.check()
             if host == LOCAL:
                 self._local_worktree(launch, exists)
             else:
                 self._host_worktree(launch, self.host(host), fresh_branch)
+            interrupts.check()
             self.store.update_session(s.id, branch=branch, worktree=str(ctx.worktree),
                                       agent=profile.name)
             self._post_create_hooks(project, s, task, ctx)
+            interrupts.check()
             ctx = launch.ctx = replace(ctx, agent_env=self.agent_env(profile, ctx, host=host),
                                        machine=None if host == LOCAL else
                                        hostwork.HostMachine(self.host(host)))
@@ -183,9 +190,17 @@ class Starting(Observing):
                 command = self._host_launch(s, ctx, command, ctx.agent_env or {},
                                             local_prompt.read_text(encoding="utf-8"))
                 env = None
-            tmux.new_session(srv, s.id, ctx.worktree, command, env,
-                             log=ctx.session_dir / "pane.log")
+            interrupts.check()
+            # the undo is in place first: a tmux client cut short (a Ctrl-C reaches it too) may
+            # have made the session; one tmux refused (a name taken) is not this start's
             launch.undo.append(lambda: tmux.kill_session(srv, s.id))
+            try:
+                tmux.new_session(srv, s.id, ctx.worktree, command, env,
+                                 log=ctx.session_dir / "pane.log")
+            except AoError:
+                launch.undo.pop()
+                raise
+            interrupts.check()
             self.store.set_state(s.id, State.WORKING)
             emit(Event("session.started", project.name, s.id, task.key,
                        {"agent": profile.name, "branch": branch, "command": command,
@@ -232,6 +247,7 @@ class Starting(Observing):
         for rel in project.symlinks:
             workspace.link_into(project.path, ctx.worktree, rel)
         for cmd in project.post_create:
+            interrupts.check()
             _run_post_create(cmd, ctx.worktree)
         # nothing ao writes into a worktree shows in its `git status`
         for pattern in (".ao/", *profile.excludes):
@@ -322,6 +338,11 @@ class Starting(Observing):
             self.store.update_session(s.id, note=f"start on {s.host} cut short: {error}",
                                       worktree=None, branch=None, host=LOCAL)
             self.store.set_state(s.id, State.QUEUED)
+        elif isinstance(error, KeyboardInterrupt) or interrupts.interrupted():
+            # a person's Ctrl-C, not the task's fault: it stays in the queue as it was
+            self.store.update_session(s.id, note="start interrupted (Ctrl-C)", worktree=None,
+                                      branch=None, host=LOCAL)
+            self.store.set_state(s.id, State.QUEUED)
         else:
             self.store.update_session(s.id, note=f"spawn failed: {error}")
             self.store.set_state(s.id, State.FAILED)
@@ -379,14 +400,29 @@ class Starting(Observing):
                                 "check the command template in the project's config")
 
 
-def _run_post_create(cmd: str, cwd: Path) -> None:
+def _run_post_create(cmd: str, cwd: Path, timeout: float = 600) -> None:
+    """The command, in a process group of its own: a Ctrl-C (noted, see interrupts.py), any
+    other exception here, or its timeout ends all of it (an `npm install`'s children too),
+    and the start is undone."""
+    proc = subprocess.Popen(cmd, shell=True, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + timeout
     try:
-        proc = subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True,
-                              timeout=600)
-    except subprocess.TimeoutExpired:
-        raise ExternalError(f"post_create `{cmd}` timed out after 600s",
-                            "fix the command") from None
+        while True:
+            try:
+                out, err = proc.communicate(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                interrupts.check()
+                if time.monotonic() > deadline:
+                    raise ExternalError(f"post_create `{cmd}` timed out after {timeout:g}s",
+                                        "fix the command") from None
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+        tail = (err or out).strip().splitlines()[-1:] or [""]
         raise ExternalError(f"post_create `{cmd}` failed (exit {proc.returncode}): {tail[0]}",
                             "fix the command in the project's config")
