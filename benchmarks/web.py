@@ -69,12 +69,14 @@ def main() -> None:
         port = free_port()
         served = daemon(sb, "--port", str(port))
         time.sleep(3)
+        token = (sb.root / "ao" / "web.token").read_text().strip()  # every request needs it
         sent: dict[str, float] = {}
         sse: dict[str, float] = {}
         cli: dict[str, float] = {}
 
         def read_sse() -> None:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/events?type=bench.",
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/events?type=bench."
+                                        f"&token={token}",
                                         timeout=120) as r:
                 for raw in r:
                     line = raw.decode()
@@ -86,7 +88,8 @@ def main() -> None:
         readers = [threading.Thread(target=read_sse, daemon=True)]
         for _ in range(4):  # four more clients, to weigh on memory
             readers.append(threading.Thread(target=lambda: urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/api/events", timeout=120).read(1), daemon=True))
+                f"http://127.0.0.1:{port}/api/events?token={token}", timeout=120).read(1),
+                daemon=True))
         for t in readers:
             t.start()
         follower = subprocess.Popen([sys.executable, "-m", "ao", "events", "-f", "-t",

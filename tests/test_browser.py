@@ -46,14 +46,15 @@ def test_the_board_in_chromium_takes_keys(env: Env, tmp_path: Path) -> None:
                 "--disable-component-update", "--disable-sync", "--no-first-run"])
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(base + "/")
+            page.goto(server.url())  # the address `ao start` prints: the token becomes a cookie
             page.wait_for_selector(".xterm-screen", timeout=30_000)
             page.wait_for_timeout(4000)  # the board starts and draws its first frame
             page.locator(".xterm-helper-textarea").focus()
             page.keyboard.press("p")  # pause the selected session's project
 
             def paused() -> bool:
-                with urllib.request.urlopen(f"{base}/api/projects", timeout=10) as r:
+                with urllib.request.urlopen(f"{base}/api/projects?token={server.token}",
+                                            timeout=10) as r:
                     return bool(json.loads(r.read())[0]["paused"])
 
             retry_until(paused, timeout=20, interval=0.3, message="the key's effect")
@@ -63,3 +64,71 @@ def test_the_board_in_chromium_takes_keys(env: Env, tmp_path: Path) -> None:
         server.stop()
     assert dialogs == []  # the hostile title was text: no script ran
     assert (tmp_path / "board.png").stat().st_size > 10_000
+
+
+ATTACKER = """<!doctype html><html><body><script>
+(async () => {
+  const results = {};
+  try {
+    const r = await fetch("%(base)s/api/projects/shop/pause",
+                          {method: "POST", credentials: "include", body: "{}",
+                           headers: {"content-type": "application/json"}});
+    results.post = r.status;
+  } catch (e) { results.post = "blocked"; }
+  results.ws = await new Promise(done => {
+    const ws = new WebSocket("%(ws)s/ws");
+    ws.onopen = () => { ws.send(JSON.stringify(["stdin", "p"])); done("open"); };
+    ws.onerror = () => done("refused");
+  });
+  document.title = JSON.stringify(results);
+})();
+</script></body></html>"""
+
+
+def test_a_page_of_another_origin_cannot_drive_the_dashboard(env: Env) -> None:
+    """The user's browser holds the dashboard's cookie (they opened it); a page of another
+    origin (another port of 127.0.0.1: the same site, so SameSite alone would not stop it)
+    opens the board's websocket and POSTs an action: both refused, nothing paused."""
+    import http.server
+    import threading
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = WebServer(config.load(), "127.0.0.1", port)
+    server.start()
+    base = f"http://127.0.0.1:{port}"
+    page_html = (ATTACKER % {"base": base, "ws": f"ws://127.0.0.1:{port}"}).encode()
+
+    class Evil(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(page_html)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Evil)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    try:
+        with playwright.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto(server.url())  # the user's own visit: the cookie is set
+            assert any(c["name"] == server.cookie for c in context.cookies())
+            page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+            page.wait_for_function("document.title.startsWith('{')", timeout=20_000)
+            results = json.loads(page.title())
+            browser.close()
+    finally:
+        evil.shutdown()
+        server.stop()
+    assert results["ws"] == "refused", results
+    assert results["post"] in (403, "blocked"), results
+    assert not Store().paused("shop")

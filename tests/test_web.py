@@ -15,7 +15,7 @@ from ao import config, events, paths
 from ao.events import Event
 from ao.state import State
 from ao.store import Store
-from ao.web import WebServer
+from ao.web import WebServer, web_token
 
 from .fleet_helpers import Env
 from .helpers import run_ao
@@ -31,10 +31,28 @@ def free_port() -> int:
 def web(env: Env) -> Iterator[str]:
     server = WebServer(config.load(), "127.0.0.1", free_port())
     server.start()
+    with_token()
     try:
         yield f"http://127.0.0.1:{server.port}"
     finally:
         server.stop()
+        urllib.request.install_opener(None)  # type: ignore[arg-type]
+
+
+def with_token() -> None:
+    """urlopen as the user: every request carries the dashboard's token."""
+    opener = urllib.request.build_opener()
+    opener.addheaders = [("Authorization", f"Bearer {web_token()}")]
+    urllib.request.install_opener(opener)
+
+
+def plain(req: urllib.request.Request | str) -> int:
+    """The status a request without the token gets (another local user, another page)."""
+    try:
+        with urllib.request.build_opener().open(req, timeout=10) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
 
 
 def get(url: str) -> object:
@@ -110,9 +128,14 @@ def test_start_with_a_port_serves_it(env: Env) -> None:
     port = free_port()
     try:
         r = run_ao("start", "--port", str(port))
-        assert r.code == 0 and f":{port}/" in r.out, r.err
+        url = f"http://127.0.0.1:{port}/?token={web_token()}"
+        assert r.code == 0 and url in r.out, r.err  # the address to open, with its token
+        assert f"dashboard: {url}" in run_ao("status").out
+        assert plain(f"http://127.0.0.1:{port}/api/projects") == 401  # loopback too
+        with_token()
         assert get(f"http://127.0.0.1:{port}/api/projects")
     finally:
+        urllib.request.install_opener(None)  # type: ignore[arg-type]
         run_ao("stop")
 
 
@@ -179,3 +202,99 @@ def test_a_stream_resumed_after_a_disconnect_loses_and_repeats_nothing(env: Env,
         events.emit(Event("bench.x", "shop", data={"n": i}), store)
     got += read(first + 1, 6)  # the client resumes from the last id it saw
     assert got == list(range(8))
+
+
+def test_loopback_needs_the_token_and_rebinding_hosts_are_refused(env: Env, web: str) -> None:
+    """docs/security.md: another local user without the token, and a DNS-rebinding page
+    (its Host and Origin are its own name), can neither read nor act."""
+    assert plain(f"{web}/api/projects") == 401
+    assert plain(urllib.request.Request(f"{web}/api/projects/shop/pause", data=b"{}",
+                                        method="POST")) == 401
+    port = web.rsplit(":", 1)[1]
+    rebound = urllib.request.Request(
+        f"{web}/api/projects/shop/pause", data=b"{}", method="POST",
+        headers={"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}",
+                 "content-type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(rebound, timeout=10)  # even with the token
+    assert e.value.code == 403 and not Store().paused("shop")
+    assert plain(urllib.request.Request(f"{web}/api/projects",
+                                        headers={"Host": f"localhost:{port}"})) == 401
+    status, _ = post(f"{web}/api/projects/shop/pause", {})  # the user, same origin
+    assert status == 200 and Store().paused("shop")
+
+
+def test_the_token_in_the_url_becomes_a_strict_cookie_and_leaves_the_address(
+        env: Env, web: str) -> None:
+    urllib.request.install_opener(None)  # type: ignore[arg-type]
+    opener = urllib.request.build_opener(NoRedirect())
+    with pytest.raises(urllib.error.HTTPError) as e:
+        opener.open(f"{web}/?token={web_token()}&fontsize=14", timeout=10)
+    assert e.value.code == 302 and e.value.headers["Location"] == "/?fontsize=14"
+    cookie = e.value.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and web_token() in cookie
+    name_value = cookie.split(";")[0]
+    req = urllib.request.Request(f"{web}/api/projects", headers={"Cookie": name_value})
+    with urllib.request.build_opener().open(req, timeout=10) as r:
+        assert r.status == 200
+    assert plain(urllib.request.Request(f"{web}/api/projects",
+                                        headers={"Cookie": name_value + "x"})) == 401
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def test_the_board_websocket_checks_origin_and_token(env: Env, web: str) -> None:
+    """The websocket drives the board, whose keys send, kill and merge: another site's page
+    (any Origin but the dashboard's) and a client without the token get no socket."""
+    import asyncio
+
+    import aiohttp
+
+    async def handshake(headers: dict[str, str]) -> int:
+        async with aiohttp.ClientSession() as session:
+            try:
+                async with session.ws_connect(f"{web}/ws", headers=headers) as ws:
+                    await ws.close()
+                    return 101
+            except aiohttp.WSServerHandshakeError as e:
+                return e.status
+
+    token = {"Authorization": f"Bearer {web_token()}"}
+    assert asyncio.run(handshake({**token, "Origin": "http://evil.example"})) == 403
+    assert asyncio.run(handshake(token)) == 403  # no Origin: not a browser page of ours
+    assert asyncio.run(handshake({"Origin": web})) == 401
+    assert asyncio.run(handshake({**token, "Origin": web})) == 101
+
+
+def test_bound_to_every_address_the_page_points_at_the_address_used(env: Env) -> None:
+    server = WebServer(config.load(), "0.0.0.0", free_port())
+    server.start()
+    try:
+        assert server.url() == f"http://{socket.gethostname()}:{server.port}/" \
+            f"?token={web_token()}"
+        with_token()
+        with urllib.request.urlopen(f"http://127.0.0.2:{server.port}/", timeout=10) as r:
+            page = r.read().decode()
+        assert f"ws://127.0.0.2:{server.port}/ws" in page and "0.0.0.0" not in page
+    finally:
+        urllib.request.install_opener(None)  # type: ignore[arg-type]
+        server.stop()
+
+
+def test_json_values_carry_no_escape_or_control_bytes(env: Env, web: str) -> None:
+    """A title or an event from outside reaches a client that prints the JSON: no ESC, BEL,
+    NUL or C1 byte survives decoding."""
+    store = Store()
+    hostile = "A\x1b]52;c;aGk=\x07B\x00C\x9b31mD\x1b[2J"
+    s = store.create_session("shop", "sho", "A-1", title=hostile, state=State.SPAWNING)
+    events.emit(Event("ci.failed", "shop", s.id, "A-1", {"log": hostile}), store)
+    title = get(f"{web}/api/sessions/{s.id}")["title"]  # type: ignore[index]
+    with urllib.request.urlopen(f"{web}/api/events?after=0&limit=1", timeout=10) as r:
+        line = next(ln for ln in r.read().decode().splitlines() if ln.startswith("data: "))
+    log = json.loads(line[6:])["data"]["log"]
+    for text in (title, log):
+        assert not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in text), repr(text)
+        assert "A" in text and "D" in text

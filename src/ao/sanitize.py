@@ -46,6 +46,18 @@ def json_text(text: str) -> str:
     return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def values_for_terminal(value: Any) -> Any:
+    """`for_terminal` on every string inside lists and dicts (keys too): what the JSON API
+    answers is printed by clients, so it carries no escape or control byte either."""
+    if isinstance(value, str):
+        return for_terminal(value)
+    if isinstance(value, dict):
+        return {values_for_terminal(k): values_for_terminal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [values_for_terminal(v) for v in value]
+    return value
+
+
 def for_terminal(text: str) -> str:
     """What may reach a person's terminal: no escape sequences (OSC 52 clipboard writes,
     clear-screen, window titles, links), no control characters but newline and tab."""

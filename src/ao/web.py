@@ -10,7 +10,9 @@ per browser tab and streams its terminal), so the browser has the same views and
   what the CLI does, answering what it would print (400 with the message for bad input).
 - `GET /metrics`: the Prometheus text format.
 
-Bound to 127.0.0.1 unless configured otherwise: the actions act on the machine.
+Bound to 127.0.0.1 unless configured otherwise: the actions act on the machine. Every
+request needs the token (AO_HOME/web.token), loopback too; the Host must be a name the server
+is bound to; POSTs and the websocket only from the page's own origin (docs/security.md).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -32,7 +35,7 @@ from . import config as cfgmod
 from . import paths, views
 from . import plan as planmod
 from .errors import AoError, BadInput, NotFound
-from .sanitize import json_text
+from .sanitize import json_text, values_for_terminal
 from .state import State
 from .store import Store
 
@@ -43,7 +46,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json_text(json.dumps(value, default=str, ensure_ascii=False)),
+    """Values as a terminal may show them (titles and events come from outside)."""
+    clean = values_for_terminal(json.loads(json.dumps(value, default=str)))
+    return web.Response(text=json_text(json.dumps(clean, ensure_ascii=False)),
                         status=status, content_type="application/json")
 
 
@@ -62,8 +67,9 @@ class WebServer(TextualServer):
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
         self.error: BaseException | None = None
-        # beyond loopback every request needs the token (generated once, 0600 under AO_HOME)
-        self.token = None if host in LOOPBACK else web_token()
+        # every request needs the token, loopback too (generated once, 0600 under AO_HOME)
+        self.token = web_token()
+        self.cookie = f"ao_token_{port}"  # one a dashboard: two ports are two homes' boards
 
     # ---- app -----------------------------------------------------------------------------
 
@@ -171,7 +177,8 @@ class WebServer(TextualServer):
                 payload = {"id": r["id"], "ts": r["ts"], "type": r["type"],
                            "project": r["project"], "session": r["session"],
                            "task": r["task"], "data": json.loads(r["data"])}
-                text = json_text(json.dumps(payload, ensure_ascii=False, default=str))
+                text = json_text(json.dumps(values_for_terminal(payload), ensure_ascii=False,
+                                            default=str))
                 await resp.write(f"id: {r['id']}\nevent: {r['type']}\ndata: {text}\n\n"
                                  .encode())
                 sent += 1
@@ -256,24 +263,70 @@ class WebServer(TextualServer):
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """A POST must come from this page's origin (no other site's form or script can act
-        on your agents); beyond loopback every request needs the token."""
-        if request.method == "POST":
-            origin = request.headers.get("Origin")
-            if origin is not None and origin.split("://", 1)[-1] != request.host:
-                return _json({"error": "cross-origin request refused",
-                              "hint": "use the dashboard's own page"}, 403)
-        if self.token is not None:
+        """Who may use the dashboard: a request whose Host is a name this server is bound to
+        (a DNS-rebinding page's Host is its own name), with the token (query, header, or the
+        cookie the first visit set), loopback too; a POST and the board's websocket only from
+        this page's own origin. docs/security.md."""
+        if not self._host_allowed(request.host):
+            return _json({"error": f"Host {request.host!r} refused",
+                          "hint": "open the dashboard by the address it serves on"}, 403)
+        origin = request.headers.get("Origin")
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if (request.method != "GET" or upgrade) and origin is not None \
+                and origin.split("://", 1)[-1] != request.host:
+            return _json({"error": "cross-origin request refused",
+                          "hint": "use the dashboard's own page"}, 403)
+        if upgrade and origin is None:  # browsers always send it; a page cannot omit it
+            return _json({"error": "a websocket needs its Origin",
+                          "hint": "use the dashboard's own page"}, 403)
+        given = request.query.get("token", "")
+        if not secrets_equal(given, self.token):
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() \
-                or request.query.get("token", "") or request.cookies.get("ao_token", "")
+                or request.cookies.get(self.cookie, "")
             if not secrets_equal(given, self.token):
                 return _json({"error": "a token is required",
-                              "hint": "Authorization: Bearer <AO_HOME/web.token>"}, 401)
-        response = await handler(request)
-        if self.token is not None and request.query.get("token"):
-            # the page's own websocket and API calls then carry it as a cookie
-            response.set_cookie("ao_token", self.token, httponly=True, samesite="Strict")
+                              "hint": "open the URL `ao status` prints, or send "
+                                      "Authorization: Bearer <AO_HOME/web.token>"}, 401)
+            return await handler(request)
+        # the token in the URL: kept as a cookie (the page's websocket and API calls carry it)
+        # and, for a page, taken out of the address bar and the history
+        if request.method == "GET" and request.path == "/" and not upgrade:
+            response: web.StreamResponse = web.Response(status=302, headers={
+                "Location": "/" + (f"?{q}" if (q := _without_token(request.query_string))
+                                   else "")})
+        else:
+            response = await handler(request)
+        response.set_cookie(self.cookie, self.token, httponly=True, samesite="Strict",
+                            path="/", secure=request.secure)
         return response
+
+    def _host_allowed(self, host: str) -> bool:
+        """A name this server answers to: its bound address, or loopback's names when bound
+        to loopback. Bound to every address (0.0.0.0), any name: the token still holds."""
+        if self.host in ("0.0.0.0", "::", ""):
+            return True
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        name = name.strip("[]").lower()
+        port = host.rsplit(":", 1)[1] if ":" in host and not host.endswith("]") else ""
+        if port and port != str(self.port):
+            return False
+        names = {self.host.strip("[]").lower()}
+        if self.host in LOOPBACK:
+            names |= {"127.0.0.1", "localhost", "::1"}
+        return name in names
+
+    async def handle_index(self, request: web.Request) -> Any:
+        """The page's asset and websocket URLs from the address the browser used (validated
+        by the guard), not the bound one: bound to 0.0.0.0, `http://0.0.0.0:3001/` never
+        loads from another machine."""
+        self.public_url = f"{'https' if request.secure else 'http'}://{request.host}"
+        return await super().handle_index(request)
+
+    def url(self) -> str:
+        """The address to open, with the token (the first visit turns it into a cookie)."""
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else \
+            f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/?token={self.token}"
 
     # ---- running in a thread beside the daemon ---------------------------------------------
 
@@ -342,6 +395,12 @@ def _error(e: AoError) -> web.Response:
     """404 for what does not exist, 400 for other bad input, 409 for a failure of the world."""
     status = 404 if isinstance(e, NotFound) else 400 if e.exit_code == 2 else 409
     return _json({"error": e.message, "hint": e.hint}, status=status)
+
+
+def _without_token(query: str) -> str:
+    from urllib.parse import parse_qsl, urlencode
+
+    return urlencode([(k, v) for k, v in parse_qsl(query) if k != "token"])
 
 
 def secrets_equal(a: str, b: str) -> bool:

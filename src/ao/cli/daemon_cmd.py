@@ -71,8 +71,8 @@ def run(once: bool = typer.Option(False, "--once",
 
         server = WebServer(cfg, host or cfg.web.host, port, daemon=d)
         server.start()
-        d.web_url = f"http://{server.host}:{port}/"
-        print(f"ao daemon: the board and the API on http://{server.host}:{port}/", flush=True)
+        d.web_url = server.url()
+        print(f"ao daemon: the board and the API on {d.web_url}", flush=True)
     try:
         d.run()
     finally:
@@ -124,9 +124,7 @@ def start(foreground: bool = typer.Option(False, "--foreground",
     while time.monotonic() < deadline:
         state = read_state()
         if state:
-            web = port or services.cfg().web.port
-            where = f"; the board on http://{host or services.cfg().web.host}:{web}/" if web \
-                else ""
+            where = f"; the board on {state['web']}" if state.get("web") else ""
             typer.echo(f"daemon started (pid {state['pid']}){where}; `ao daemon attach` to "
                        "watch it")
             return
