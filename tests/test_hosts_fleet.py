@@ -226,6 +226,11 @@ def test_send_logs_kill_and_cleanup_on_a_remote_session(pool: Pool) -> None:
     assert not pool.env.server().has_session(s.id)
     inbox = Path(str(place.session_dir)) / "demo-inbox.jsonl"
     retry_until(lambda: inbox.exists(), timeout=20, message="the first prompt arrived")
+    # private on the host whatever the login's umask (sshd's is 022): docs/security.md
+    made = [Path(s.worktree), Path(str(place.session_dir)), inbox,
+            Path(str(place.session_dir)) / "pane.log"]
+    assert {str(f): oct(f.stat().st_mode & 0o077) for f in made if f.exists()} == \
+        {str(f): "0o0" for f in made if f.exists()}
     r = run_ao("send", s.id, "hello from far away; with 'quotes'")
     assert r.code == 0 and "delivered" in r.out, r.out + r.err
     texts = [json.loads(line)["text"] for line in inbox.read_text().splitlines()]

@@ -60,3 +60,80 @@ def test_ci_runs_with_a_minimal_environment(env: Env, monkeypatch: pytest.Monkey
                 message="the CI run")
     seen = dump.read_text()
     assert "GITHUB_TOKEN" not in seen and "NODE_ENV=test" in seen and "CI=true" in seen
+
+
+CANARY = "ghp_canary_d9c1f0"
+
+
+def cmdlines_with(secret: str) -> list[str]:
+    """Every process's command line that holds `secret` (argv is world-readable)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                raw = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if secret.encode() in raw:
+                argv = raw.replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{d.name}: {argv}")
+    return found
+
+
+def test_no_secret_on_a_command_line_or_in_tmux_and_commands_get_what_is_named(
+        env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """docs/security.md: with a token in ao's environment, `ao start` and `ao spawn` (each
+    may start ao's tmux server), a post_create command, an event hook and the notifier: no
+    process's argv holds it, ao's tmux server's environment does not, the agent has no handle
+    on ao's tmux server, and the commands get what the config names."""
+    import json
+    import subprocess
+    import sys
+
+    from ao import paths
+
+    from .helpers import run_ao
+
+    monkeypatch.setenv("GITHUB_TOKEN", CANARY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", CANARY + "_key")
+    out = tmp_path / "seen"
+    out.mkdir()
+    hooks = paths.home() / "hooks"
+    hooks.mkdir()
+    (hooks / "test-notify").write_text(f"#!/bin/sh\nenv > {out}/hook\n")
+    (hooks / "test-notify").chmod(0o755)
+    env.write_config(post_create=[f"env > {out}/post_create"], env={"NAMED": "yes"})
+    cfg = json.loads(paths.config_file().read_text())
+    cfg["notify"] = {"command": f"env > {out}/notify", "desktop": False}
+    paths.config_file().write_text(json.dumps(cfg))
+    try:
+        r = run_ao("spawn", "shop", "A-1")  # this command starts ao's tmux server
+        assert r.code == 0, r.err
+        assert run_ao("start").code == 0
+        assert cmdlines_with(CANARY) == []
+        tmux_env = subprocess.run(["tmux", "-L", env.socket, "show-environment", "-g"],
+                                  capture_output=True, text=True).stdout
+        assert CANARY not in tmux_env, tmux_env
+        # the notifier, as the daemon calls it for an escalation
+        subprocess.run([sys.executable, "-c", (
+            "from ao import config; from ao.notify import Notifier; from ao.store import Store;"
+            "from ao.events import Event;"
+            "Notifier(config.load(), Store()).notify(Event('test.notify', 'shop'), 't', 'x')")],
+            check=True, timeout=60)
+        retry_until(lambda: all((out / n).exists() for n in ("post_create", "hook", "notify")),
+                    timeout=30, message="the commands ran")
+        for name in ("post_create", "hook", "notify"):
+            seen = (out / name).read_text()
+            assert CANARY not in seen, name
+            assert "PATH=" in seen, name
+        assert "NAMED=yes" in (out / "post_create").read_text()
+        sid = next(ln.split()[0] for ln in r.out.splitlines() if "spawned" in ln)
+        p = tmux.pane(env.server(), sid)
+        assert p is not None and p.pid is not None
+        agent = environ(p.pid)
+        assert CANARY not in "".join(agent.values())
+        assert not {"TMUX", "TMUX_PANE", "AO_TMUX_SOCKET"} & set(agent), sorted(agent)
+        env_files = list((paths.home() / "env").rglob("*.env"))
+        assert env_files and all(f.stat().st_mode & 0o077 == 0 for f in env_files)
+    finally:
+        run_ao("stop")

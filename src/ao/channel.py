@@ -108,8 +108,10 @@ done
 # Started by the login's shell, whatever it is (sh, bash, zsh, fish: a plain `exec` of a
 # quoted string parses in each), which has read its startup files (a bash started by sshd
 # reads ~/.bashrc): the loop inherits what they exported and does not read them again.
-_PICK = ('if command -v bash >/dev/null 2>&1; then exec bash --norc --noprofile -c "$0" ao '
-         '"$1"; else exec sh -c "$1"; fi')
+# umask 077 first: everything ao makes on a host (workdirs, session folders, pane logs, a
+# tmux server and what its panes write) is the user's alone, whatever the login's umask
+_PICK = ('umask 077; if command -v bash >/dev/null 2>&1; then exec bash --norc --noprofile -c '
+         '"$0" ao "$1"; else exec sh -c "$1"; fi')
 LOOP = " ".join(["exec", "/bin/sh", "-c", *map(shlex.quote, (_PICK, _BASH, _SH))])
 
 

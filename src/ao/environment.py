@@ -10,16 +10,36 @@ keeps the environment of whoever started it first).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 
 BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_ALL",
             "LC_CTYPE", "LC_MESSAGES", "TERM", "COLORTERM", "TMPDIR", "TZ", "XDG_RUNTIME_DIR",
             "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME",
-            "GIT_CONFIG_GLOBAL", "SSH_AUTH_SOCK", "AO_HOME", "AO_TMUX_SOCKET", "TMUX_TMPDIR",
-            "VIRTUAL_ENV", "PYTHONPATH")
+            "GIT_CONFIG_GLOBAL", "SSH_AUTH_SOCK", "AO_HOME", "VIRTUAL_ENV", "PYTHONPATH")
+# a tmux client's: what it needs to find its socket and run; the client that starts ao's
+# server gives it this as its global environment, which every pane can read
+TMUX_CLIENT_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TERM",
+                   "TMPDIR", "TMUX_TMPDIR", "TZ", "XDG_RUNTIME_DIR")
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.I)
+
+
+def tmux_client() -> dict[str, str]:
+    """The environment of ao's tmux clients: TMUX_CLIENT_ENV of ao's own, nothing else."""
+    return {k: v for k, v in os.environ.items() if k in TMUX_CLIENT_ENV}
+
+
+# a notifier's desktop (notify-send finds the session bus and the display by these)
+DESKTOP_ENV = ("DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS")
+
+
+def for_command(configured: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+    """What a `post_create` command, an event hook or the notifier gets: BASE_ENV, the desktop
+    variables, and what the project's `env:` names; never the rest of ao's environment (its
+    GitHub token, the agents' API keys)."""
+    return build(os.environ, DESKTOP_ENV, configured=dict(configured))
 
 
 def expand(values: Mapping[str, str], source: Mapping[str, str]) -> dict[str, str]:

@@ -213,7 +213,7 @@ _END = r"""
 sock=$1 name=$2 tenths=$3
 # the live panes whose process is this tmux server's child (a pid the system gave to another
 # process is not ours), then everything under them; without ps, the panes' own processes
-tree=$({ tmux -L "$sock" list-panes -s -t "=$name" -F 'P #{pane_dead} #{pane_pid} #{pid}' \
+tree=$({ tmux -L "$sock" list-panes -s -t "=$name:" -F 'P #{pane_dead} #{pane_pid} #{pid}' \
          2>/dev/null; ps -e -o pid= -o ppid= 2>/dev/null | sed 's/^ */T /'; } | awk '
   $1 == "P" && $2 == 0 { pane[$3] = $4 }
   $1 == "T" { up[$2] = $3; kids[$3] = kids[$3] " " $2; ps = 1 }

@@ -12,7 +12,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from . import paths
+from . import environment, paths
 from .config import Config
 from .events import Event, emit
 from .store import Store
@@ -47,7 +47,8 @@ class Notifier:
             hook = d / name
             if hook.is_file() and os.access(hook, os.X_OK):
                 why = self._run([str(hook)], event, f"hook {paths.display(hook)}",
-                                stdin=json.dumps(_plain(event)))
+                                stdin=json.dumps(_plain(event)),
+                                env=self._env(event.project))
                 if why:
                     failures.append(why)
         return failures
@@ -58,11 +59,18 @@ class Notifier:
             dirs.insert(0, self.cfg.projects[project].path / "hooks")
         return dirs
 
-    def _run(self, argv: list[str], event: Event, what: str, stdin: str = "") -> str | None:
+    def _env(self, project: str | None) -> dict[str, str]:
+        """Least privilege: BASE_ENV, the desktop's variables, the project's `env:`."""
+        p = self.cfg.projects.get(project or "")
+        return environment.for_command(p.env if p is not None else ())
+
+    def _run(self, argv: list[str], event: Event, what: str, stdin: str = "",
+             env: dict[str, str] | None = None) -> str | None:
         """Run a notifier or hook; None on success, else why it failed (recorded as an event)."""
         try:
             proc = subprocess.run(argv, input=stdin, capture_output=True, text=True,
-                                  timeout=HOOK_TIMEOUT)
+                                  timeout=HOOK_TIMEOUT,
+                                  env=env if env is not None else self._env(event.project))
         except (OSError, subprocess.TimeoutExpired) as e:
             return self._failed(event, what, type(e).__name__)
         if proc.returncode != 0:

@@ -248,7 +248,7 @@ class Starting(Observing):
             workspace.link_into(project.path, ctx.worktree, rel)
         for cmd in project.post_create:
             interrupts.check()
-            _run_post_create(cmd, ctx.worktree)
+            _run_post_create(cmd, ctx.worktree, environment.for_command(project.env))
         # nothing ao writes into a worktree shows in its `git status`
         for pattern in (".ao/", *profile.excludes):
             workspace.exclude(project.path, pattern)
@@ -400,12 +400,12 @@ class Starting(Observing):
                                 "check the command template in the project's config")
 
 
-def _run_post_create(cmd: str, cwd: Path, timeout: float = 600) -> None:
+def _run_post_create(cmd: str, cwd: Path, env: dict[str, str], timeout: float = 600) -> None:
     """The command, in a process group of its own: a Ctrl-C (noted, see interrupts.py), any
     other exception here, or its timeout ends all of it (an `npm install`'s children too),
     and the start is undone."""
     proc = subprocess.Popen(cmd, shell=True, cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
     deadline = time.monotonic() + timeout
     try:
         while True:

@@ -5,10 +5,13 @@ socket (`tmux -L ao`) and its own config file, so the user's tmux setup cannot l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import shlex
 import shutil
+import subprocess
 import tempfile
 import time
 import uuid
@@ -21,7 +24,7 @@ import psutil
 from libtmux import Server
 from libtmux.common import tmux_cmd
 
-from . import channel, paths
+from . import channel, environment, paths
 from .errors import ExternalError
 from .hosts import SSH_FAILED, Host, Unreachable
 
@@ -42,12 +45,41 @@ set -g focus-events on
 class AoServer(Server):
     """Every command with `-u`: without a UTF-8 locale (cron, a service manager, a plain ssh
     command) tmux writes tabs and non-ASCII text in `-F` output as "_", and the
-    tab-separated answers a poll parses would come back as one field."""
+    tab-separated answers a poll parses would come back as one field. Every client runs with
+    `environment.tmux_client()` alone: the client that starts the server gives it its global
+    environment, which any pane can read (`show-environment -g`), so no token goes there."""
 
     def cmd(self, cmd: str, *args: Any, target: str | int | None = None) -> tmux_cmd:
-        if target is not None:
-            return super().cmd(cmd, *args, target=target)
-        return super().cmd("-u", cmd, *args)
+        argv = [self.tmux_bin or shutil.which("tmux") or "tmux"]
+        if self.socket_path:
+            argv.append(f"-S{self.socket_path}")
+        if self.socket_name:
+            argv.append(f"-L{self.socket_name}")
+        if self.config_file:
+            argv.append(f"-f{self.config_file}")
+        argv += ["-u", cmd, *(["-t", str(target)] if target is not None else []),
+                 *map(str, args)]
+        return LocalCmd(argv)
+
+
+class LocalCmd(tmux_cmd):
+    """A tmux client run here with a minimal environment, answered as libtmux's `tmux_cmd`."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.cmd = argv
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, encoding="utf-8",
+                                  errors="backslashreplace", env=environment.tmux_client())
+        except FileNotFoundError:
+            raise ExternalError("tmux is not installed", "install it: apt-get install tmux") \
+                from None
+        self.returncode = proc.returncode
+        lines = proc.stdout.split("\n")
+        while lines and lines[-1] == "":
+            lines.pop()
+        self.stderr = [x for x in proc.stderr.split("\n") if x]
+        self.stdout = [self.stderr[0]] if "has-session" in argv and self.stderr and \
+            not lines else lines
 
 
 class HostServer(AoServer):
@@ -141,30 +173,44 @@ def sessions(srv: Server, under: str | None = None) -> list[str]:
             if root is None or (path + "/").startswith(root + "/")] if r.returncode == 0 else []
 
 
-def _only(srv: Server, command: str, env: Mapping[str, str] | None) -> str:
-    """The command, run with `env` alone: the variables the tmux server holds in its global
-    environment (from whoever started it, maybe long ago) are unset first. Values travel as
-    `-e` (not visible in `ps`); only names appear on the command line."""
+def _only(srv: Server, name: str, command: str, env: Mapping[str, str] | None) -> str:
+    """The command, run with `env` alone. The values go in a private file (0600, AO_HOME/env/)
+    that the pane's shell reads before it runs the command: never `-e NAME=value`, which sits
+    in the tmux client's argv (and, for the client that starts the server, in the server's
+    for its whole life) where every local user reads it with `ps`. `env -i` first: nothing
+    of the tmux server's environment (TMUX, its socket) reaches the agent."""
     if env is None:
         return command
-    if has_server(srv):
-        r = srv.cmd("show-environment", "-g")
-        names = {line.split("=", 1)[0].lstrip("-") for line in r.stdout}
-    else:  # this very command starts the server: its global environment will be ours
-        names = set(os.environ)
-    drop = sorted(n for n in names if n and n not in env and n not in ("TMUX", "TMUX_PANE"))
-    unset = " ".join(f"-u {shlex.quote(n)}" for n in drop)
-    return f"exec env {unset} sh -c {shlex.quote(command)}" if drop else command
+    if remote(srv):  # ao's launches on a host put their environment in a file there
+        # (hostwork.py) and pass none here; a caller that does gets `-e` (_remote_env)
+        return command
+    f = env_file(srv, name)
+    body = "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items() if _NAME.fullmatch(k))
+    paths.ensure_dir(f.parent)
+    paths.write_atomic(f, body, mode=0o600)
+    # the pane's TERM (tmux's) unless the environment names one
+    term = 'TERM="${TERM:-tmux-256color}"'
+    return (f"exec env -i {term} /bin/sh -c {shlex.quote(_SOURCE)} {shlex.quote(str(f))} "
+            f"{shlex.quote(command)}")
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# the file's variables exported, then the command run by a shell that has them
+_SOURCE = 'set -a; . "$0" || exit 126; set +a; exec /bin/sh -c "$1"'
+
+
+def env_file(srv: Server, name: str) -> Path:
+    """Where a session's environment waits for its pane (and a respawn): private to the user."""
+    return paths.home() / "env" / (srv.socket_name or "default") / f"{name}.env"
 
 
 def new_session(srv: Server, name: str, cwd: Path, command: str,
                 env: Mapping[str, str] | None = None, log: Path | None = None) -> None:
     """A detached session running `command` in `cwd`; with `log`, its output is appended
     there (`pipe-pane`) by the same tmux command, so nothing it prints is missed."""
-    args = ["new-session", "-d", "-s", name, "-c", str(cwd), "-x", str(WIDTH), "-y", str(HEIGHT)]
-    for k, v in (env or {}).items():
-        args += ["-e", _env_arg(k, v)]
-    command = _only(srv, command, env)
+    args = ["new-session", "-d", "-s", name, "-c", str(cwd), "-x", str(WIDTH), "-y", str(HEIGHT),
+            *_remote_env(srv, env)]
+    command = _only(srv, name, command, env)
     # remain-on-exit is in our config, but a session started before it was written (or a user's
     # older server on the same socket) still gets it set explicitly
     piped = [";", "pipe-pane", "-o", "-t", f"={name}:", f"cat >> {shlex.quote(str(log))}"] \
@@ -175,17 +221,17 @@ def new_session(srv: Server, name: str, cwd: Path, command: str,
 
 def respawn(srv: Server, name: str, cwd: Path, command: str,
             env: Mapping[str, str] | None = None) -> None:
-    args = ["respawn-pane", "-k", "-t", f"={name}:", "-c", str(cwd)]
-    for k, v in (env or {}).items():
-        args += ["-e", _env_arg(k, v)]
-    _run(srv, *args, _only(srv, command, env))
+    _run(srv, "respawn-pane", "-k", "-t", f"={name}:", "-c", str(cwd), *_remote_env(srv, env),
+         _only(srv, name, command, env))
 
 
-def _env_arg(name: str, value: str) -> str:
-    """`NAME=value` for `-e`: tmux takes an argument ending in `;` as the end of a command,
-    so a value ending in one (a token can) is written `\\;`, which tmux reads back as `;`."""
-    arg = f"{name}={value}"
-    return arg[:-1] + "\\;" if arg.endswith(";") else arg
+def _remote_env(srv: Server, env: Mapping[str, str] | None) -> list[str]:
+    """`-e NAME=value` for a server on a host (a value ending in `;` written `\\;`, which
+    tmux reads back as `;`); none here, where the environment goes through a private file."""
+    if env is None or not remote(srv):
+        return []
+    return [x for k, v in env.items()
+            for x in ("-e", f"{k}={v[:-1]}\\;" if v.endswith(";") else f"{k}={v}")]
 
 
 def pipe_to(srv: Server, name: str, logfile: Path) -> None:
@@ -201,13 +247,16 @@ def kill_session(srv: Server, name: str, grace: float = 2.0) -> bool:
     if not remote(srv):  # a host's pids are not this machine's: never signal them here
         # a dead pane's pid is not looked at (the system may have given it to another
         # process), nor a live one whose parent is not this tmux server
-        r = srv.cmd("list-panes", "-s", "-t", f"={name}", "-F",
+        r = srv.cmd("list-panes", "-s", "-t", f"={name}:", "-F",
                     "#{pane_dead} #{pane_pid} #{pid}")
         live = [int(f[1]) for f in (ln.split() for ln in r.stdout)
                 if len(f) == 3 and f[0] == "0" and f[1].isdigit() and f[2].isdigit()
                 and _child_of(int(f[1]), int(f[2]))]
         procs = paths.process_tree(live) if r.returncode == 0 else []
     ok = srv.cmd("kill-session", "-t", f"={name}").returncode == 0
+    if not remote(srv):
+        with contextlib.suppress(OSError):
+            env_file(srv, name).unlink()
     paths.end_processes(procs, grace)
     return ok
 
