@@ -52,6 +52,10 @@ class Repo:
     # (APPROVED / CHANGES_REQUESTED / REVIEW_REQUIRED) and merges without approval are refused
     # with 405; without, reviewDecision is null whatever the reviews say
     require_reviews: bool = False
+    # accounts with write access (collaborators with push, as `GET /collaborators` lists
+    # them); GitHub counts only their reviews toward reviewDecision and `writersOnly`, and
+    # answers authorAssociation OWNER for the owner, COLLABORATOR for these, NONE otherwise
+    writers: set[str] = field(default_factory=lambda: {"reviewer", "ao-bot", "maintainer"})
     require_up_to_date: bool = False
     allowed_methods: tuple[str, ...] = ("merge", "squash", "rebase")
     # GitHub computes mergeability in the background: `mergeable` reads UNKNOWN for this many
@@ -99,12 +103,13 @@ class FakeGitHub:
     def api(self, path: str) -> str:
         return f"{self.url}{path}"
 
-    def add_issue(self, repo: Repo, title: str, body: str = "") -> dict[str, Any]:
+    def add_issue(self, repo: Repo, title: str, body: str = "",
+                  login: str = "maintainer") -> dict[str, Any]:
         with self.lock:
             n = repo.next_number
             repo.next_number += 1
             issue = {"number": n, "title": title, "body": body, "state": "open",
-                     "state_reason": None, "labels": [], "user": {"login": "someone"}}
+                     "state_reason": None, "labels": [], "user": {"login": login}}
             repo.issues[n] = issue
             return issue
 
@@ -135,13 +140,14 @@ class FakeGitHub:
             repo.threads.setdefault(pr, []).append(
                 {"isResolved": False, "comments": {"nodes": [{
                     "id": f"C_{next(self.ids)}", "body": text, "path": path, "line": line,
-                    "author": {"login": "reviewer"}, "createdAt": _now()}]}})
+                    "author": {"login": login}, "createdAt": _now()}]}})
 
     # ---- JSON shapes ---------------------------------------------------------------------
 
     def _issue_json(self, repo: Repo, i: dict[str, Any]) -> dict[str, Any]:
         base = f"/repos/{repo.full}/issues/{i['number']}"
         return {**i, "id": i["number"], "url": self.api(base),
+                "author_association": self.association(repo, i["user"]["login"]),
                 "html_url": f"{self.url}/{repo.full}/issues/{i['number']}",
                 "labels": [{"name": n, "url": self.api(f"/repos/{repo.full}/labels/{n}")}
                            for n in i["labels"]],
@@ -206,7 +212,7 @@ class FakeGitHub:
             "merge_commit_sha": pr.get("merge_sha"), "user": {"login": pr.get("user", "agent")},
             "head": {"ref": pr["head"], "sha": pr["head_sha"],
                      "label": f"{repo.owner}:{pr['head']}"},
-            "base": {"ref": repo.default_branch,
+            "base": {"ref": pr.get("base") or repo.default_branch,
                      "sha": repo.head_sha(repo.default_branch) or ""},
         }
 
@@ -243,18 +249,30 @@ class FakeGitHub:
             overall = "SUCCESS"
         return {"state": overall, "contexts": {"nodes": nodes}}
 
-    def _latest_opinions(self, repo: Repo, n: int) -> dict[str, str]:
-        """The latest APPROVED / CHANGES_REQUESTED review of each reviewer."""
+    def _latest_opinions(self, repo: Repo, n: int, writers_only: bool = False
+                         ) -> dict[str, str]:
+        """The latest APPROVED / CHANGES_REQUESTED review of each reviewer (GraphQL's
+        latestOpinionatedReviews; `writersOnly`: of accounts with write access only)."""
         out: dict[str, str] = {}
         for r in repo.reviews.get(n, []):
-            if r["state"] in ("APPROVED", "CHANGES_REQUESTED"):
+            if r["state"] in ("APPROVED", "CHANGES_REQUESTED") and (
+                    not writers_only or self._can_write(repo, r["user"]["login"])):
                 out[r["user"]["login"]] = r["state"]
         return out
+
+    def _can_write(self, repo: Repo, login: str) -> bool:
+        return login == repo.owner or login in repo.writers
+
+    def association(self, repo: Repo, login: str) -> str:
+        """GitHub's CommentAuthorAssociation of `login` on the repository."""
+        return "OWNER" if login == repo.owner else \
+            "COLLABORATOR" if login in repo.writers else "NONE"
 
     def _decision(self, repo: Repo, n: int) -> str | None:
         if not repo.require_reviews:
             return None  # GitHub: null when the base branch requires no review
-        opinions = set(self._latest_opinions(repo, n).values())
+        # only reviews by accounts with write access count toward required approvals
+        opinions = set(self._latest_opinions(repo, n, writers_only=True).values())
         if "CHANGES_REQUESTED" in opinions:
             return "CHANGES_REQUESTED"
         return "APPROVED" if "APPROVED" in opinions else "REVIEW_REQUIRED"
@@ -279,7 +297,14 @@ class FakeGitHub:
             return "UNSTABLE"  # no required checks here: failing ones only make it unstable
         return "CLEAN"
 
-    def _pr_graphql(self, repo: Repo, pr: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _opinion_fields(query: str) -> list[tuple[str, bool]]:
+        """The query's latestOpinionatedReviews fields: (alias or name, writersOnly)."""
+        found = re.findall(r"(?:(\w+): )?latestOpinionatedReviews\(([^)]*)\)", query)
+        return [(alias or "latestOpinionatedReviews", "writersOnly: true" in args)
+                for alias, args in found] or [("latestOpinionatedReviews", False)]
+
+    def _pr_graphql(self, repo: Repo, pr: dict[str, Any], query: str = "") -> dict[str, Any]:
         pr = self._pr_live(repo, pr)
         if self.auto_ci and pr["state"] == "open" and pr["head_sha"] not in repo.check_runs:
             conclusion, summary, log = self.auto_ci(repo, pr["head_sha"])
@@ -295,15 +320,17 @@ class FakeGitHub:
         return {
             "number": pr["number"], "url": f"{self.url}/{repo.full}/pull/{pr['number']}",
             "state": pr["state"].upper(), "title": pr["title"], "headRefName": pr["head"],
-            "headRefOid": pr["head_sha"], "baseRefName": repo.default_branch,
+            "headRefOid": pr["head_sha"], "baseRefName": pr.get("base") or repo.default_branch,
             "mergeable": mergeable,
             "reviewDecision": self._decision(repo, pr["number"]),
             "isDraft": bool(pr.get("draft")), "isCrossRepository": bool(pr.get("fork")),
             "createdAt": pr.get("created_at") or "2026-01-01T00:00:00Z",
             "mergeStateStatus": self._merge_state(repo, pr, mergeable, rollup),
-            "latestOpinionatedReviews": {"nodes": [
-                {"state": st, "author": {"login": who}}
-                for who, st in self._latest_opinions(repo, pr["number"]).items()]},
+            **{alias: {"nodes": [
+                {"state": st, "author": {"login": who},
+                 "authorAssociation": self.association(repo, who)}
+                for who, st in self._latest_opinions(repo, pr["number"], writers).items()]}
+               for alias, writers in self._opinion_fields(query)},
             "commits": {"nodes": [{"commit": {"statusCheckRollup": rollup}}]},
         }
 
@@ -345,7 +372,8 @@ class FakeGitHub:
                      if q.get("state", "open") in ("all", i["state"])]
             return self._page(f"/repos/{repo.full}/issues", items, q)
         if rest == "/issues" and method == "POST":
-            issue = self.add_issue(repo, body["title"], body.get("body") or "")
+            issue = self.add_issue(repo, body["title"], body.get("body") or "",
+                                   login=self.token_login)
             issue["labels"] = list(body.get("labels") or [])
             return 201, self._issue_json(repo, issue), {}
         m = re.match(r"^/issues/(\d+)(/comments|/labels)?$", rest)
@@ -383,6 +411,7 @@ class FakeGitHub:
             repo.next_number += 1
             repo.pulls[n] = {"number": n, "title": body["title"], "body": body.get("body") or "",
                              "head": body["head"], "head_sha": sha, "state": "open",
+                             "base": body.get("base") or repo.default_branch,
                              "draft": bool(body.get("draft")), "fork": False,
                              "user": self.token_login,
                              "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -493,7 +522,8 @@ class FakeGitHub:
                     prs.sort(key=lambda p: -p["number"])
                     found = re.search(rf"headRefName: \${var}, first: (\d+)", query)
                     first = int(found.group(1)) if found else 1
-                    out[alias] = {"nodes": [self._pr_graphql(repo, p) for p in prs[:first]]}
+                    out[alias] = {"nodes": [self._pr_graphql(repo, p, query)
+                                            for p in prs[:first]]}
                 return 200, {"data": {"rateLimit": {"remaining": self.rate_limit,
                                                     "resetAt": "2030-01-01T00:00:00Z"},
                                       "repository": out}}, {}
@@ -501,10 +531,14 @@ class FakeGitHub:
                 n = int(variables["number"])
                 reviews = [{"id": r["id"], "state": r["state"], "body": r["body"],
                             "author": {"login": r["user"]["login"]},
+                            "authorAssociation": self.association(repo, r["user"]["login"]),
                             "submittedAt": r["submitted_at"]} for r in repo.reviews.get(n, [])]
+                threads = [{**t, "comments": {"nodes": [
+                    {**c, "authorAssociation": self.association(repo, c["author"]["login"])}
+                    for c in t["comments"]["nodes"]]}} for t in repo.threads.get(n, [])]
                 return 200, {"data": {"repository": {"pullRequest": {
                     "reviews": {"nodes": reviews},
-                    "reviewThreads": {"nodes": repo.threads.get(n, [])}}}}}, {}
+                    "reviewThreads": {"nodes": threads}}}}}, {}
         return 200, {"errors": [{"message": "fake GitHub does not know this query"}]}, {}
 
 

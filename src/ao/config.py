@@ -76,6 +76,7 @@ _PROJECT_KEYS = (
     "path", "repo", "default_branch", "remote", "forge", "agent", "max_concurrent", "plan", "ci",
     "session_prefix", "sandboxed", "auto_merge", "reactions", "post_create", "symlinks",
     "require_review", "require_checks", "merge_states", "merge_method", "env", "disposable",
+    "trusted_reviewers",
     "hosts",
 )
 _AGENT_KEYS = ("name", "command", "permission_mode", "env", "ready", "fallback")
@@ -271,6 +272,8 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         merge_method=merge_method,
         env=_env(raw.get("env"), f"{where}.env", m),
         disposable=str_list(raw.get("disposable"), f"{where}.disposable", m),
+        trusted_reviewers=tuple(x.lower() for x in str_list(
+            raw.get("trusted_reviewers"), f"{where}.trusted_reviewers", m)),
     )
 
 

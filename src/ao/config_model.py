@@ -85,6 +85,8 @@ class ProjectConfig:
     env: tuple[tuple[str, str], ...] = ()  # passed to agents and CI (`${VAR}` from ao's env)
     hosts: tuple[str, ...] = ("local",)  # where its sessions may run (names under `hosts:`)
     disposable: tuple[str, ...] = ()  # ignored paths cleanup may delete, besides the defaults
+    # GitHub logins whose reviews count (and reach agents) besides accounts with write access
+    trusted_reviewers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,7 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
         add(f"{pre}.require_review", p.require_review)
         add(f"{pre}.require_checks", p.require_checks)
         add(f"{pre}.merge_states", list(p.merge_states))
+        add(f"{pre}.trusted_reviewers", list(p.trusted_reviewers))
         add(f"{pre}.merge_method", p.merge_method)
         add(f"{pre}.disposable", list(p.disposable))
         add(f"{pre}.env", {k: environment.masked(k, v) for k, v in (*p.env, *p.agent.env)})

@@ -30,6 +30,7 @@ class GatePolicy:
     require_review: bool = True
     require_checks: bool = True
     accept_states: frozenset[str] = frozenset({"clean"})
+    base: str | None = None  # the branch a PR must target (the project's default branch)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,12 @@ def _not_open(pr: PullRequest, expected_sha: str | None) -> str | None:
         return "the PR is a draft"
     if expected_sha is not None and pr.head_sha != expected_sha:
         return f"the head moved to {pr.head_sha[:10]} since it was checked"
+    return None
+
+
+def _wrong_base(pr: PullRequest, policy: GatePolicy) -> str | None:
+    if policy.base is not None and pr.base != policy.base:
+        return f"the PR targets {pr.base}, not {policy.base}"
     return None
 
 
@@ -123,7 +130,8 @@ def merge_gate(pr: PullRequest, policy: GatePolicy, expected_sha: str | None = N
     """`required`: the step gates of the task (steps.gates); `passed`: those passed for the
     PR's head. A reviewer agent's approval counts as the review `require_review` asks for."""
     a = approval(pr)
-    why_not = _not_open(pr, expected_sha) or _not_green(pr, policy) or \
+    why_not = _not_open(pr, expected_sha) or _wrong_base(pr, policy) or \
+        _not_green(pr, policy) or \
         _not_reviewed(a, policy, required) or _not_mergeable(pr, policy)
     if why_not:
         return Verdict(False, why_not)

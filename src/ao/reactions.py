@@ -62,7 +62,8 @@ class Policy:
                    auto=frozenset(auto),
                    gate=GatePolicy(require_review=p.require_review,
                                    require_checks=p.require_checks,
-                                   accept_states=frozenset({"clean", *p.merge_states})),
+                                   accept_states=frozenset({"clean", *p.merge_states}),
+                                   base=p.default_branch),
                    merge_retries=count("approved-and-green", DEFAULT_MERGE_RETRIES),
                    messages={n: rc.message for n, rc in r.items() if rc.message is not None})
 

@@ -60,6 +60,12 @@ class CheckSummary:
         return CheckSummary(overall, tuple(checks))
 
 
+# GitHub's authorAssociation values of accounts that can write to the repository (or its
+# organisation's members); CONTRIBUTOR, FIRST_TIMER, FIRST_TIME_CONTRIBUTOR, MANNEQUIN and
+# NONE are anyone on a public repository
+WRITERS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+
+
 @dataclass(frozen=True)
 class PullRequest:
     number: int
@@ -78,8 +84,11 @@ class PullRequest:
     # GitHub's mergeStateStatus, lower-cased (clean, blocked, behind, dirty, draft, unstable,
     # has_hooks, unknown); None where the forge has no such notion (the local forge)
     merge_state: str | None = None
-    # the latest opinionated review of each reviewer: (login, approved | changes_requested)
+    # the latest opinionated review of each reviewer whose review counts (write access, or
+    # a trusted reviewer): (login, approved | changes_requested)
     reviews: tuple[tuple[str, str], ...] = ()
+    # the same from accounts without write access: shown to people, never acted on
+    untrusted_reviews: tuple[tuple[str, str], ...] = ()
     created_at: float | None = None  # epoch seconds
     cross_repository: bool = False
 
@@ -110,6 +119,9 @@ class ReviewComment:
     line: int | None = None
     resolved: bool = False
     created_at: str = ""
+    # the author's standing: GitHub's authorAssociation (OWNER, MEMBER, COLLABORATOR, ...);
+    # the local forge's reviews are the user's own (`ao review`)
+    standing: str = "OWNER"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import ExternalError, ForgeError, NothingToReview
 from ..sanitize import clean
 from .base import (
+    WRITERS,
     AgentReview,
     Annotation,
     Check,
@@ -43,7 +44,10 @@ PR_FIELDS = """    {alias}: pullRequests(headRefName: ${var}, first: 5,
         orderBy: {{field: CREATED_AT, direction: DESC}}) {{
       nodes {{ number url state title headRefName headRefOid baseRefName mergeable
         reviewDecision isDraft mergeStateStatus isCrossRepository createdAt
-        latestOpinionatedReviews(first: 20) {{ nodes {{ state author {{ login }} }} }}
+        latestOpinionatedReviews(first: 20, writersOnly: true) {{
+          nodes {{ state author {{ login }} }} }}
+        others: latestOpinionatedReviews(first: 20) {{
+          nodes {{ state author {{ login }} authorAssociation }} }}
         commits(last: 1) {{ nodes {{ commit {{ statusCheckRollup {{ state
           contexts(first: 100) {{ nodes {{ __typename
             ... on CheckRun {{ name status conclusion detailsUrl databaseId }}
@@ -52,9 +56,11 @@ PR_FIELDS = """    {alias}: pullRequests(headRefName: ${var}, first: 5,
 THREADS_QUERY = """query AoThreads($owner: String!, $name: String!, $number: Int!) {
   repository(owner: $owner, name: $name) {
     pullRequest(number: $number) {
-      reviews(last: 50) { nodes { id state body author { login } submittedAt } }
+      reviews(last: 50) { nodes { id state body author { login } authorAssociation
+        submittedAt } }
       reviewThreads(first: 100) { nodes { isResolved
-        comments(first: 50) { nodes { id body path line author { login } createdAt } } } }
+        comments(first: 50) { nodes { id body path line author { login } authorAssociation
+          createdAt } } } }
     }
   }
 }"""
@@ -133,7 +139,7 @@ class GitHubForge(GitHubIssues):
             self.rate_remaining = rate["remaining"]
         repo = data.get("repository") or {}
         for i, branch in enumerate(branches):
-            result.prs[branch] = _own_pr(repo.get(f"b{i}"))
+            result.prs[branch] = _own_pr(repo.get(f"b{i}"), self.trusted)
         result.requests = self.requests - before
         result.rate_remaining = self.rate_remaining
         return result
@@ -241,7 +247,13 @@ class GitHubForge(GitHubIssues):
         data = self._graphql(THREADS_QUERY, {"owner": self.owner, "name": self.repo_name,
                                              "number": pr.number})
         node = ((data.get("repository") or {}).get("pullRequest") or {})
-        return [*_asking_reviews(node), *_open_thread_comments(node)]
+        return [c for c in (*_asking_reviews(node), *_open_thread_comments(node))
+                if c.standing in WRITERS or c.author.lower() in self.trusted]
+
+    @property
+    def trusted(self) -> frozenset[str]:
+        """Logins the project trusts besides accounts with write access (lower-cased)."""
+        return frozenset(self.project.trusted_reviewers)
 
 
 def _asking_reviews(node: dict[str, Any]) -> list[ReviewComment]:
@@ -254,7 +266,8 @@ def _asking_reviews(node: dict[str, Any]) -> list[ReviewComment]:
             CHANGES_REQUESTED_HEAD in body
         if body and (review.get("state") == "CHANGES_REQUESTED" or agent_asked):
             out.append(ReviewComment(id=str(review["id"]), author=login_of(review), body=body,
-                                     created_at=review.get("submittedAt") or ""))
+                                     created_at=review.get("submittedAt") or "",
+                                     standing=review.get("authorAssociation") or "NONE"))
     return out
 
 
@@ -262,7 +275,8 @@ def _open_thread_comments(node: dict[str, Any]) -> list[ReviewComment]:
     """The comments of review threads nobody resolved."""
     return [ReviewComment(id=str(c["id"]), author=login_of(c), body=c["body"],
                           path=c.get("path"), line=c.get("line"), resolved=False,
-                          created_at=c.get("createdAt") or "")
+                          created_at=c.get("createdAt") or "",
+                          standing=c.get("authorAssociation") or "NONE")
             for thread in (node.get("reviewThreads") or {}).get("nodes") or []
             if not thread.get("isResolved")
             for c in (thread.get("comments") or {}).get("nodes") or []]
@@ -278,23 +292,34 @@ _CHECK_STATE = {"SUCCESS": "success", "FAILURE": "failure", "ERROR": "error",
                 "PENDING": "pending", "EXPECTED": "pending"}
 
 
-def _own_pr(connection: dict[str, Any] | None) -> PullRequest | None:
+def _own_pr(connection: dict[str, Any] | None,
+            trusted: frozenset[str] = frozenset()) -> PullRequest | None:
     """The first PR of a branch's connection that is not from a fork, if any."""
     nodes = [n for n in (connection or {}).get("nodes") or []
              if n and not n.get("isCrossRepository")]
-    return _pr_from_graphql(nodes[0]) if nodes else None
+    return _pr_from_graphql(nodes[0], trusted) if nodes else None
 
 
-def _opinions(n: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    """(login, approved | changes_requested) of each reviewer's latest opinionated review."""
-    return tuple(((r.get("author") or {}).get("login") or "ghost", str(r["state"]).lower())
-                 for r in (n.get("latestOpinionatedReviews") or {}).get("nodes") or []
-                 if r and r.get("state") in ("APPROVED", "CHANGES_REQUESTED"))
+def _opinions(n: dict[str, Any], trusted: frozenset[str] = frozenset()
+              ) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """(login, approved | changes_requested) of each reviewer's latest opinionated review:
+    those that count (accounts with write access, GitHub's `writersOnly`, and the project's
+    trusted reviewers), and the others (shown to people, never acted on)."""
+    def pairs(key: str) -> list[tuple[str, str]]:
+        return [(((r.get("author") or {}).get("login") or "ghost"), str(r["state"]).lower())
+                for r in (n.get(key) or {}).get("nodes") or []
+                if r and r.get("state") in ("APPROVED", "CHANGES_REQUESTED")]
+
+    counted = pairs("latestOpinionatedReviews")
+    writers = {login for login, _ in counted}
+    others = [x for x in pairs("others") if x[0] not in writers]
+    counted += [x for x in others if x[0].lower() in trusted]
+    return tuple(counted), tuple(x for x in others if x[0].lower() not in trusted)
 
 
-def _pr_from_graphql(n: dict[str, Any]) -> PullRequest:
+def _pr_from_graphql(n: dict[str, Any], trusted: frozenset[str] = frozenset()) -> PullRequest:
     decision = n.get("reviewDecision")
-    reviews = _opinions(n)
+    reviews, untrusted = _opinions(n, trusted)
     merge_state = n.get("mergeStateStatus")
     return PullRequest(
         number=int(n["number"]), url=n.get("url") or "", state=_STATE.get(n["state"], "open"),
@@ -304,6 +329,7 @@ def _pr_from_graphql(n: dict[str, Any]) -> PullRequest:
         review_decision=decision.lower() if decision else None,
         checks=_checks_from_graphql(n), draft=bool(n.get("isDraft")),
         merge_state=merge_state.lower() if merge_state else "unknown", reviews=reviews,
+        untrusted_reviews=untrusted,
         created_at=_epoch(n.get("createdAt")),
         cross_repository=bool(n.get("isCrossRepository")))
 

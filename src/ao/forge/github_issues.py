@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import BadInput, ForgeError, NotFound
 from ..store import Store
 from .base import (
+    WRITERS,
     Issue,
 )
 from .github_client import GitHubClient
@@ -39,9 +40,14 @@ class GitHubIssues(GitHubClient):
         if self._issues_by_key is None:
             found: dict[str, Issue] = {}
             dupes: dict[str, list[int]] = {}
+            self._left: dict[str, str] = {}
             for raw in self._list_issues():
                 k = self._key_of(raw)
-                if k:
+                if k and not self._trusted_author(raw):  # anyone may open an issue
+                    self._left.setdefault(k, f"left #{raw['number']}: opened by "
+                                             f"@{(raw.get('user') or {}).get('login')}, who "
+                                             "has no write access")
+                elif k:
                     dupes.setdefault(k, []).append(int(raw["number"]))
                     found.setdefault(k, _issue_json(raw))
             self._dupes = {k: v for k, v in dupes.items() if len(v) > 1}
@@ -73,6 +79,17 @@ class GitHubIssues(GitHubClient):
                 break
             page += 1
         return out
+
+    def _trusted_author(self, raw: dict[str, Any]) -> bool:
+        """An issue ao may take as a task's: opened by an account with write access (GitHub's
+        author_association) or by one of the project's trusted reviewers."""
+        login = str((raw.get("user") or {}).get("login") or "").lower()
+        return raw.get("author_association") in WRITERS or \
+            login in self.project.trusted_reviewers
+
+    def left_issue(self, key: str) -> str | None:
+        """Why an issue titled [key] was not taken (its author), if one was left."""
+        return getattr(self, "_left", {}).get(key)
 
     def marker(self, key: str) -> str:
         """Hidden in what ao creates, so a create that GitHub applied but answered with an
@@ -148,7 +165,8 @@ def push_plan(forge: GitHubIssues, plan: Any, store: Store) -> list[tuple[str, i
                 f"Depends on {', '.join(deps)}" if deps else "")
             issue = forge.create_issue(f"[{key}] {t.title}", body.strip(), ["ao"], key=key)
             numbers[key] = issue.number
-            out.append((key, issue.number, "created"))
+            left = forge.left_issue(key)
+            out.append((key, issue.number, f"created ({left})" if left else "created"))
         store.put_task(forge.project.name, key, t.title, body=t.body, deps=t.deps,
                        estimate=t.estimate, issue_number=numbers[key])
     return out
