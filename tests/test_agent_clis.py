@@ -220,8 +220,15 @@ def test_a_humans_draft_is_never_cleared_or_glued(cli: Cli, env: Env,
     fleet = env.fleet()
     tmux.send_keys(fleet.srv, sid, "human draft")
     retry_until(lambda: "human draft" in tmux.capture(fleet.srv, sid), message="the draft")
-    r = Messenger(fleet).send(sid, "machine-msg", now=True)
+    from ao.errors import BadInput
+
+    m = Messenger(fleet)
+    with pytest.raises(BadInput, match="someone is typing"):  # --now refuses over a draft
+        m.send(sid, "machine-msg", now=True)
+    r = m.send(sid, "machine-msg")
     assert r.status == "queued" and "typing" in r.detail, r
+    went = m.deliver_queued(sid)  # as the daemon would: the draft is the person's
+    assert [x.status for x in went] in ([], ["queued"]), went
     screen = tmux.capture(fleet.srv, sid)
     assert "human draft" in screen and "machine-msg" not in screen
     assert activity(env, sid) is not Activity.EXITED  # no clear key ended the agent

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from ao import paths, tmux
 from ao.agents.claude_code import ClaudeCode
 from ao.messaging import Messenger
 from ao.state import Activity, State
+from ao.store import Store
 
 from .fake_anthropic import FakeAnthropic, Reply, serve
 from .fleet_helpers import Env
@@ -193,12 +195,22 @@ def test_worktree_stays_clean_and_commands_are_honest(env: Env, fake: FakeAnthro
     assert git(wt, "status", "--porcelain") == ""
     retry_until(lambda: turn_done(env, sid), timeout=30, message="idle after the first turn")
     m = Messenger(fleet)
-    with pytest.raises(BadInput, match="pass --raw"):
-        m.send(sid, "!touch nope.txt")
+    # judged as typed: bytes that sanitizing removes do not hide the `!`
+    for hidden in ("!touch nope.txt", "\x00!touch nope.txt", "\x1b[0m!touch nope.txt",
+                   "\x07 !touch nope.txt"):
+        with pytest.raises(BadInput, match="pass --raw"):
+            m.send(sid, hidden)
     assert not (wt / "nope.txt").exists()
     r = m.send(sid, "/clear")
     assert r.status == "delivered", r.detail
     assert delivered_events(sid)[-1]["confirmed_by"] == "screen"
+    # --raw: the shell command runs once, and the send says so by the screen (no prompt hook)
+    retry_until(lambda: turn_done(env, sid), timeout=30, message="idle after /clear")
+    started = time.monotonic()
+    r = m.send(sid, "!touch yes.txt", raw=True)
+    assert r.status == "delivered" and time.monotonic() - started < 20, r.detail
+    assert delivered_events(sid)[-1]["confirmed_by"] == "screen"
+    retry_until(lambda: (wt / "yes.txt").exists(), timeout=10, message="the command ran")
 
 
 def test_a_humans_draft_is_never_cleared_or_glued(env: Env, fake: FakeAnthropic) -> None:
@@ -208,10 +220,21 @@ def test_a_humans_draft_is_never_cleared_or_glued(env: Env, fake: FakeAnthropic)
     retry_until(lambda: activity(env, sid) is Activity.ACTIVE, message="busy")
     tmux.send_keys(fleet.srv, sid, "human draft")  # someone typing in the agent's input
     retry_until(lambda: "human draft" in tmux.capture(fleet.srv, sid), message="the draft")
-    r = Messenger(fleet).send(sid, "now-msg", now=True)
+    from ao.errors import BadInput
+
+    m = Messenger(fleet)
+    with pytest.raises(BadInput, match="someone is typing"):  # --now refuses over a draft
+        m.send(sid, "now-msg", now=True)
+    r = m.send(sid, "later-msg")
     assert r.status == "queued" and "typing" in r.detail
+    # the daemon, once the turn is over: the draft is the person's, never cleared (it used to
+    # press Escape twice and send its own message, 4 of 4)
+    retry_until(lambda: fleet.hook_seen(fleet.store.session(sid), "Stop", 0), timeout=30,
+                message="the turn ended")
+    went = m.deliver_queued(sid)
+    assert [x.status for x in went] == ["queued"] and "typing" in went[0].detail, went
     screen = tmux.capture(fleet.srv, sid)
-    assert "human draft" in screen and "now-msg" not in screen and "Interrupted" not in screen
+    assert "human draft" in screen and "msg" not in screen and "Interrupted" not in screen
 
 
 def test_new_spawns_get_the_current_api_endpoint(env: Env, fake: FakeAnthropic,
@@ -320,3 +343,50 @@ def test_an_escape_settles_the_state_at_once(env: Env, fake: FakeAnthropic) -> N
     except AssertionError:
         raise AssertionError(tmux.capture(fleet.srv, sid)) from None
     assert _time.monotonic() - t0 < 4.5
+
+
+def test_a_kill_with_the_daemon_running_ends_the_agent(env: Env, fake: FakeAnthropic) -> None:
+    """The real Claude Code's exit hook wakes the daemon in the middle of a kill; the daemon
+    (1 s poll) saw an exited agent and restored it (`claude --continue`) into a folder the
+    kill then removed: 5 of 5 kills left a live agent. The kill holds the session's lock;
+    the daemon waits a tick and finds the session killed."""
+    import psutil
+
+    from .helpers import run_ao
+
+    fake.script = [Reply(text="done")] * 10
+    env.write_config(agent={"name": "claude-code"})
+    r = run_ao("start", env={"AO_POLL_INTERVAL": "1"})
+    assert r.code == 0, r.err
+    try:
+        for task in ("A-1", "C-1", "D-1"):
+            sid = env.spawn(task)
+            retry_until(lambda sid=sid: turn_done(env, sid), timeout=60, message="idle")
+            r = run_ao("session", "kill", sid)
+            assert r.code == 0, r.err
+            time.sleep(3.5)  # three polls of the daemon after the kill
+
+            def agents_of(sid: str = sid) -> list[str]:
+                """The session's agent processes (its hooks' short `ao hook` runs aside)."""
+                found = []
+                for p in psutil.process_iter(["pid"]):
+                    try:
+                        line = " ".join(p.cmdline())
+                        if p.environ().get("AO_SESSION") == sid and " hook " not in line \
+                                and p.status() != psutil.STATUS_ZOMBIE:
+                            found.append(f"{p.pid} {line[:120]}")
+                    except psutil.Error:
+                        continue
+                return found
+
+            # a restored agent runs on: it would still be here after the daemon's polls
+            retry_until(lambda: not agents_of(), timeout=15,
+                        message=f"{sid}'s agent gone after the kill")
+            time.sleep(2)
+            assert agents_of() == [], f"{sid}: an agent came back after the kill"
+            assert sid not in tmux.sessions(env.server())
+            assert Store().session(sid).state is State.KILLED
+            log = (paths.session_dir("shop", sid) / "events.log").read_text()
+            assert '"agent.restored"' not in log
+    finally:
+        run_ao("stop")

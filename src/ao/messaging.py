@@ -80,6 +80,10 @@ class Messenger:
                                "answers again")
         body = self.prepare(s, text)
         why = self._why_hold(s, activity, now)
+        if now and why == TYPING:
+            raise BadInput(f"someone is typing in {sid}'s input; --now would clear or glue "
+                           "their draft", "send without --now: it waits until the draft is "
+                           "sent or cleared")
         if why is None and not self.store.messages(sid, "queued"):
             return self.deliver(s, body, source)
         r = self._queue(s, body, source, why or "earlier messages first")
@@ -97,7 +101,7 @@ class Messenger:
         # a draft in the input means a human is typing there: never clear or glue it, wait
         if profile.clear_only_drafts and profile.draft_pending(
                 tmux.capture(self.fleet.server(s), s.id), ""):
-            return "someone is typing in the agent's input"
+            return TYPING
         # --now types into a working agent only where Enter queues there (not codex, aider)
         if activity is Activity.ACTIVE and not (now and profile.enter_while_busy):
             return "busy"
@@ -146,17 +150,48 @@ class Messenger:
                 mid = self.store.queue_message(s.id, body, source, status="sending")
             else:
                 mid = message_id
+                # pasted before and left in the input (an Enter that was not pressed)
+                own = any(m["id"] == mid and m.get("stage") in ("pasted", "entered")
+                          for m in self.store.messages(s.id, "queued"))
                 if not self.store.claim_message(mid):
                     return SendResult("failed", "another process is delivering this message",
                                       mid)
-            return self._deliver(s, body, source, mid)
+            return self._deliver(s, body, source, mid, own if message_id is not None else False)
 
-    def _deliver(self, s: Session, body: str, source: str, mid: int) -> SendResult:
+    def _draft(self, s: Session, profile: agents.Profile, screen: str, body: str,
+               own: bool) -> tuple[str, str]:
+        """What the text in the agent's input is, and so what ao may do about it: ("clear",
+        "") for ao's own unsent paste of this message; ("", screen) when the input has
+        emptied (the message just submitted, whose box clears a moment after the agent's
+        hook fired); ("hold", why) for anything else: a person's draft is theirs."""
+        if own and profile.draft_is(screen, body):
+            return "clear", ""
+        last = self.store.messages(s.id, "delivered")[-1:]
+        if last and profile.draft_is(screen, str(last[0]["body"])):
+            # never Escape on it: that interrupts the turn it just started
+            after = tmux.wait_screen(self.fleet.server(s), s.id,
+                                     lambda sc: not profile.draft_pending(sc, ""), 3.0)
+            if after is not None:
+                return "", after
+            return "hold", "the last message is still in the agent's input"
+        return "hold", TYPING
+
+    def _deliver(self, s: Session, body: str, source: str, mid: int,
+                 own: bool = False) -> SendResult:
         srv = self.fleet.server(s)
         profile = agents.get(s.agent or "command")
         # a human scrolled back (copy mode) would eat the keys: left first, with the look
         before = tmux.fresh_screen(srv, s.id)
-        if not profile.clear_only_drafts or profile.draft_pending(before, ""):
+        clear = not profile.clear_only_drafts
+        if profile.clear_only_drafts and profile.draft_pending(before, ""):
+            what, said = self._draft(s, profile, before, body, own)
+            if what == "hold":
+                self.store.set_message(mid, "queued")
+                self._requeue(s, mid, said)
+                return SendResult("queued", said, mid)
+            clear = what == "clear"
+            before = said or before
+        if clear:
             for i, key in enumerate(profile.clear_keys):
                 if i and profile.clear_gap:
                     time.sleep(profile.clear_gap)
@@ -249,9 +284,10 @@ class Messenger:
                 # still in the input: give the agent a moment, then the caller presses again
                 if time.monotonic() > deadline - CONFIRM_TIMEOUT + 1.0:
                     return ""
-            elif (not profile.uses_hooks or body.lstrip().startswith("/")) and \
+            elif (not profile.uses_hooks or body.lstrip().startswith(("/", "!"))) and \
                     profile.submitted(before, screen, body):
-                # a slash command is the agent's own: it fires no prompt hook, its effect shows
+                # a slash command or a `!` shell command (--raw) is the agent's own: it fires
+                # no prompt hook, its effect shows on the screen
                 return "screen"
             time.sleep(0.05)
         return ""
@@ -324,11 +360,16 @@ class Messenger:
         return SendResult("failed", why, mid)
 
 
+TYPING = "someone is typing in the agent's input"
+
+
 def _refusal(s: Session, text: str, raw: bool) -> SendResult | None:
     """Why this message cannot go to this session at all, if it cannot."""
     if s.state not in LIVE or s.state.value == "queued":
         return SendResult("failed", f"{s.id} is {s.state}; nothing is running to read it")
-    if text.lstrip().startswith("!") and not raw:
+    # judged as it will be typed: control and escape bytes before a `!` are removed by
+    # `clean`, and the agent would then see the `!` first (a NUL or an ESC [0m in front passed)
+    if clean(text).strip("\n").lstrip().startswith("!") and not raw:
         raise BadInput("a message starting with `!` runs a shell command in the agent, "
                        "with no permission prompt", "pass --raw to send it anyway")
     if not clean(text).strip():

@@ -257,6 +257,11 @@ class Profile:
         last = [ln for ln in screen.splitlines() if ln.strip()][-3:]
         return bool(tail) and any(tail in ln for ln in last)
 
+    def draft_is(self, screen: str, text: str) -> bool:
+        """The input holds `text` (ao's own paste, or a message just submitted whose box has
+        not cleared yet), not something else (a person's draft)."""
+        return self.draft_pending(screen, text)
+
     def submitted(self, before: str, after: str, text: str) -> bool:
         """The screen shows the message was taken (used when there are no hooks)."""
         return after != before and not self.draft_pending(after, text)

@@ -185,3 +185,14 @@ class ClaudeCode(Profile):
     def draft_pending(self, screen: str, text: str) -> bool:
         box = self._box(screen)
         return box is not None and box != "" and not box.startswith("Press up to edit")
+
+    def draft_is(self, screen: str, text: str) -> bool:
+        """The box shows `text`: its words (the box wraps them) begin the message, or the
+        box shows the placeholder Claude Code draws for a long bracketed paste."""
+        box = self._box(screen)
+        if not box or box.startswith("Press up to edit"):
+            return False
+        if box.startswith("[Pasted text"):
+            return True
+        shown, sent = " ".join(box.split()), " ".join(text.split())
+        return bool(shown) and sent.startswith(shown[:60])
