@@ -190,7 +190,7 @@ class Actions:
     def restore(self, x: Act) -> None:
         self.store.record_attempt(x.s.id, "restore", x.a.fingerprint)
         try:
-            self.fleet.restore(x.s.id)
+            self.fleet.restore_held(x.s.id)  # ticking holds its lock
             emit(Event("agent.restored", **x.ev, data={"reason": x.a.reason}), self.store)
         except AoError as e:
             emit(Event("restore.failed", **x.ev, data={"error": str(e)}), self.store)

@@ -33,6 +33,13 @@ class Ending(Starting):
     place; and escalating to a human, once per trouble. The fourth layer of `Fleet`."""
 
     def kill(self, sid: str, force: bool = False) -> dict[str, object]:
+        # the session's lock first, before the agent is touched: the daemon, woken by the
+        # agent's exit hook in the middle of the kill, must not restore it (it waits a tick,
+        # then finds the session killed)
+        with paths.locked(paths.session_lock(self.store.session(sid).id)):
+            return self._kill(sid, force)
+
+    def _kill(self, sid: str, force: bool) -> dict[str, object]:
         s = self.store.session(sid)
         if s.state not in LIVE and s.state is not State.KILLED:
             raise BadInput(f"{sid} is {s.state}, not running", "see `ao session ls --all`")
@@ -42,6 +49,8 @@ class Ending(Starting):
                            clean=False, note=KILLED_BY_HAND).as_dict()
         for m in self.store.messages(sid, "queued"):  # a restore starts afresh
             self.store.set_message(m["id"], "failed", "the session was killed")
+            emit(Event("message.failed", s.project, sid, s.task,
+                       {"id": m["id"], "why": "the session was killed"}), self.store)
         emit(Event("session.killed", s.project, sid, s.task, outcome), self.store)
         return outcome
 
@@ -80,6 +89,15 @@ class Ending(Starting):
         return s
 
     def restore(self, sid: str) -> Session:
+        """Start a killed or exited session's agent again (its lock held, as a kill's)."""
+        with paths.locked(paths.session_lock(self.store.session(sid).id)):
+            return self._restore(sid)
+
+    def restore_held(self, sid: str) -> Session:
+        """`restore`, by a caller that holds the session's lock already (the daemon)."""
+        return self._restore(sid)
+
+    def _restore(self, sid: str) -> Session:
         s = self.store.session(sid)
         if s.state not in (State.KILLED, State.WORKING, State.PR_OPEN, State.NEEDS_HUMAN):
             raise BadInput(f"{sid} is {s.state}; only a killed or running session can be "

@@ -180,6 +180,14 @@ def try_locked(lockfile: Path) -> Iterator[bool]:
         os.close(fd)
 
 
+def session_lock(session_id: str) -> Path:
+    """Held by whoever changes a session's life (a kill, a restore, the daemon acting on
+    it): the CLI, the daemon and the web take it, so a kill and the daemon's restore of the
+    agent the kill just stopped never interleave. Not the send lock: a daemon action that
+    holds this one delivers messages under that one."""
+    return home() / "locks" / f"session-{session_id}.lock"
+
+
 def send_lock(session_id: str) -> Path:
     """Held by whoever is typing into a session's agent, from clearing its input to the
     confirmation: one sender at a time, so two messages are never glued together."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import config as cfgmod
 from . import forge as forgemod
-from . import hosts, scheduler, steps, workspace
+from . import hosts, paths, scheduler, steps, workspace
 from . import plan as planmod
 from .actions import Actions
 from .config import Config, ProjectConfig
@@ -26,7 +26,7 @@ from .gate import approval, merge_gate
 from .messaging import Messenger
 from .notify import Notifier
 from .plan import Plan
-from .reactions import Action, History, Observation, Policy, decide
+from .reactions import Action, ActionKind, History, Observation, Policy, decide
 from .state import LIVE, Activity, Outcome, State
 from .step_results import StepResults
 from .stepwork import StepWork
@@ -253,8 +253,26 @@ class Ticking:
         if paused:
             policy = replace(policy, auto=frozenset(), auto_merge=False, run_steps=False)
         obs = replace(self.observation(s, pr), steps=task_steps)
-        for action in decide(obs, hist, policy):
-            self.act(project, forge, policy, self.store.session(s.id), pr, action)
+        actions = decide(obs, hist, policy)
+        if not actions:
+            return
+        with paths.try_locked(paths.session_lock(s.id)) as free:
+            if not free:  # a person's kill or restore is at it: the next tick decides again
+                log.info("%s is being changed by another process; its actions wait a tick",
+                         s.id)
+                return
+            expected = s.state
+            for action in actions:
+                current = self.store.session(s.id)
+                if current.state is not expected:
+                    # decided on a state that has since moved (a kill ended it, a person
+                    # resumed it): the rest is dropped, and the next tick decides afresh
+                    log.info("%s moved from %s to %s; %s dropped", s.id, expected,
+                             current.state, action.kind)
+                    return
+                self.act(project, forge, policy, current, pr, action)
+                if action.kind is ActionKind.SET_STATE and action.state is not None:
+                    expected = self.store.session(s.id).state
 
     def _task_steps(self, project: ProjectConfig, s: Session) -> tuple[steps.Step, ...]:
         """The task's steps from its newest plan as it is now (an edit takes effect at the
