@@ -4,6 +4,7 @@ identity, so nothing of the developer's machine leaks in or gets touched."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -15,6 +16,14 @@ from .fleet_helpers import env
 from .helpers import Result, git, run_ao
 
 __all__ = ["env"]
+
+
+# A shell that starts a job in the background without job control (`cmd &` in a script, a
+# nohup'd CI) gives it SIGINT ignored, and every process below inherits that: the tests that
+# press Ctrl-C on a real `ao` would then test nothing. A Python handler here is not inherited
+# (exec resets it to the default), so each `ao` the tests start takes Ctrl-C as a user's does.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -12,10 +12,13 @@ def main() -> None:
     # sockets) is the user's alone: 0600 files, 0700 folders
     os.umask(0o077)
     argv = sys.argv[1:]
-    if len(argv) > 1 and argv[0] in STARTS and not argv[1].startswith("-"):
-        _connect_early(argv[1])
-    from .cli.main import run
-
+    try:
+        if len(argv) > 1 and argv[0] in STARTS and not argv[1].startswith("-"):
+            _connect_early(argv[1])
+        from .cli.main import run
+    except KeyboardInterrupt:  # a Ctrl-C while ao starts: nothing was begun
+        sys.stderr.write("ao: interrupted\n")
+        sys.exit(130)
     run()
 
 
