@@ -20,3 +20,45 @@ def test_stopping_a_stopped_session_never_hits_another_by_prefix(env: Env) -> No
     assert tmux.kill_session(srv, "sho-1", grace=0.2) is False  # no such session: nothing
     assert "sho-11" in tmux.sessions(srv)
     assert psutil.pid_exists(p.pid) and psutil.Process(p.pid).status() != "zombie"
+
+
+def test_kill_then_spawn_continues_the_work_pushed_or_not(env: Env) -> None:
+    """The seed's recovery recipe, `ao session kill wor-8 && ao spawn workflow BOT-002`, on
+    an agent stuck mid-task (unpushed commits, uncommitted changes): the new session takes
+    over the old worktree and goes on (it failed: 'ao/a-1 is already checked out'); with
+    --fresh it starts from main, the old branch under attic/ and the uncommitted work saved."""
+    from pathlib import Path
+
+    from ao import paths
+    from ao.store import Store
+
+    from .helpers import git, run_ao
+
+    env.write_config(agent={"command": "cat"})  # an agent that touches nothing itself
+    sid = env.spawn("A-1")
+    wt = Path(Store().session(sid).worktree or "")
+    (wt / "work.txt").write_text("committed, not pushed\n")
+    git(wt, "add", "work.txt")
+    git(wt, "commit", "-q", "-m", "A-1: half done")
+    (wt / "wip.txt").write_text("not even committed\n")
+    r = run_ao("session", "kill", sid)
+    assert r.code == 0 and wt.is_dir(), r.out + r.err  # kept: it holds work
+    r = run_ao("spawn", "shop", "A-1")
+    assert r.code == 0 and "spawned" in r.out, r.out + r.err
+    new = Store().sessions("shop", task="A-1")[-1]
+    assert new.id != sid and new.worktree is not None
+    nwt = Path(new.worktree)
+    assert (nwt / "work.txt").exists() and (nwt / "wip.txt").read_text() == "not even committed\n"
+    assert "A-1: half done" in git(nwt, "log", "--oneline", "-3")
+    assert not wt.exists() and Store().session(sid).worktree is None
+    # --fresh: from the default branch; nothing lost
+    assert run_ao("session", "kill", new.id).code == 0
+    r = run_ao("spawn", "shop", "A-1", "--fresh")
+    assert r.code == 0 and "spawned" in r.out, r.out + r.err
+    fresh = Store().sessions("shop", task="A-1")[-1]
+    fwt = Path(fresh.worktree or "")
+    assert not (fwt / "work.txt").exists() and not (fwt / "wip.txt").exists()
+    attic = git(env.repo, "branch", "--list", "attic/*").split()
+    assert attic and "A-1: half done" in git(env.repo, "log", "--oneline", attic[-1])
+    saved = list((paths.session_dir("shop", new.id) / "saved").glob("*.patch"))
+    assert saved and "not even committed" in saved[0].read_text()

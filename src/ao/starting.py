@@ -25,6 +25,7 @@ from . import (
     paths,
     prompts,
     tmux,
+    worksafe,
     workspace,
 )
 from . import hosts as hostsmod
@@ -34,7 +35,7 @@ from .errors import AoError, BadInput, ExternalError
 from .events import Event, emit
 from .hosts import LOCAL, Host
 from .plan import Plan, Task
-from .state import State
+from .state import LIVE, State
 from .store import Session, Store
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
@@ -218,6 +219,14 @@ class Starting(Observing):
             self._remote_has(project, branch)
         with workspace.locked(project.path):
             if exists and fresh_branch:
+                earlier = self._earlier_worktree(launch)
+                if earlier is not None:  # its uncommitted work saved, then the folder goes
+                    old_sid, old_wt = earlier
+                    worksafe.save_work(old_wt, paths.session_dir(project.name, old_sid) /
+                                       "saved", project.remote, project.default_branch,
+                                       (*worksafe.DISPOSABLE, *project.disposable), branch)
+                    workspace.remove_worktree(project.path, old_wt)
+                    self.store.update_session(old_sid, worktree=None)
                 launch.continued = "moved to " + workspace.archive_branch(
                     project.path, project.remote, branch)
                 return False
@@ -237,13 +246,26 @@ class Starting(Observing):
             base = self._base(project)
             had_branch = workspace.local_branch_exists(project.path, branch)
             workspace.require_free(ctx.worktree)
-            # the undo is in place before `git worktree add` runs: a start cut short inside
-            # it (Ctrl-C) leaves a half-made worktree, and that is this start's to remove.
-            # Undo runs in reverse: the worktree goes first, then the branch it checked out
-            if not had_branch:
-                launch.undo.append(lambda: workspace.delete_branch(project.path, branch))
-            launch.undo.append(lambda: workspace.remove_worktree(project.path, ctx.worktree))
-            workspace.add_worktree(project.path, ctx.worktree, branch, base, reuse=exists)
+            earlier = self._earlier_worktree(launch) if exists else None
+            if earlier is not None:
+                # the task's branch sits in the worktree an earlier session of the task left
+                # (a kill keeps one with unpushed or uncommitted work): this session takes
+                # that worktree over, commits and uncommitted changes alike; undone by moving
+                # it back
+                old_sid, old_wt = earlier
+                workspace.git(project.path, "worktree", "move", str(old_wt), str(ctx.worktree))
+                launch.undo.append(lambda: workspace.git(project.path, "worktree", "move",
+                                                         str(ctx.worktree), str(old_wt)))
+                self.store.update_session(old_sid, worktree=None)
+                launch.continued += f"; took over {old_sid}'s worktree"
+            else:
+                # the undo is in place before `git worktree add` runs: a start cut short inside
+                # it (Ctrl-C) leaves a half-made worktree, and that is this start's to remove.
+                # Undo runs in reverse: the worktree goes first, then the branch it checked out
+                if not had_branch:
+                    launch.undo.append(lambda: workspace.delete_branch(project.path, branch))
+                launch.undo.append(lambda: workspace.remove_worktree(project.path, ctx.worktree))
+                workspace.add_worktree(project.path, ctx.worktree, branch, base, reuse=exists)
         for rel in project.symlinks:
             workspace.link_into(project.path, ctx.worktree, rel)
         for cmd in project.post_create:
@@ -254,6 +276,21 @@ class Starting(Observing):
             workspace.exclude(project.path, pattern)
         if profile.uses_hooks:
             workspace.exclude(project.path, ".claude/settings.local.json")
+
+    def _earlier_worktree(self, launch: _Launch) -> tuple[str, Path] | None:
+        """The ao worktree of an ended session of the same task that has the task's branch
+        checked out (its id and folder), if there is one: a respawn continues there."""
+        at = workspace.checked_out_at(launch.project.path, launch.branch)
+        if at is None or at == launch.ctx.worktree or \
+                at.parent != paths.worktrees_dir(launch.project.name):
+            return None
+        try:
+            old = self.store.session(at.name)
+        except AoError:
+            return None
+        if old.task != launch.task.key or old.state in LIVE or old.id == launch.session.id:
+            return None
+        return old.id, at
 
     def _host_launch(self, s: Session, ctx: LaunchContext, command: str, env: dict[str, str],
                      prompt: str | None = None) -> str:
