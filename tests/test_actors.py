@@ -62,3 +62,23 @@ def test_kill_then_spawn_continues_the_work_pushed_or_not(env: Env) -> None:
     assert attic and "A-1: half done" in git(env.repo, "log", "--oneline", attic[-1])
     saved = list((paths.session_dir("shop", new.id) / "saved").glob("*.patch"))
     assert saved and "not even committed" in saved[0].read_text()
+
+
+def test_a_zombie_counts_as_gone(tmp_path: object) -> None:
+    """An agent that has exited but is not reaped yet (an orphan where no init reaps it)
+    has ended: a stop does not wait out its grace on it (psutil's wait_procs counted it
+    alive, and each merge's record waited 2 s)."""
+    import subprocess
+
+    from ao import paths
+
+    child = subprocess.Popen(["true"])  # never waited for: a zombie once it exits
+    zombie = psutil.Process(child.pid)
+    import time
+
+    deadline = time.monotonic() + 10
+    while zombie.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert zombie.status() == psutil.STATUS_ZOMBIE
+    assert paths.wait_gone([zombie], 5.0) == []  # (not this process's to reap there)
+    child.wait()
