@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import config as cfgmod
 from . import forge as forgemod
-from . import hosts, paths, scheduler, steps, workspace
+from . import hosts, paths, scheduler, steps, waiting, workspace
 from . import plan as planmod
 from .actions import Actions
 from .config import Config, ProjectConfig
@@ -254,6 +254,7 @@ class Ticking:
             policy = replace(policy, auto=frozenset(), auto_merge=False, run_steps=False)
         obs = replace(self.observation(s, pr), steps=task_steps)
         actions = decide(obs, hist, policy)
+        self.say_why(project, s.id, paused)
         if not actions:
             return
         with paths.try_locked(paths.session_lock(s.id)) as free:
@@ -285,6 +286,24 @@ class Ticking:
             self.store.put_task(project.name, s.task, s.title,
                                 steps=json.dumps(steps.raw(current)))
         return current
+
+    def say_why(self, project: ProjectConfig, sid: str, paused: bool) -> None:
+        """A new reason the session waits is an event (`ao logs` tells it), once per reason
+        and head; one that needs a person (a review, a permission, an idle agent, a PR
+        ready for a human's merge) is also a notification."""
+        s = self.store.session(sid)
+        ctx = waiting.Context(forge=project.forge, auto_merge=project.auto_merge,
+                              paused=paused)
+        w = waiting.why(s, ctx, self.clock())
+        if w is None or w.kind in ("needs_human", "queued", "merging", "merged"):
+            return  # an escalation notifies itself; the rest are ao's own doing
+        episode = s.pr_head_sha or str(int(s.activity_at or 0))
+        if not self.store.record_attempt(sid, "waiting", f"waiting:{w.kind}:{episode}"):
+            return
+        event = emit(Event("session.waiting", project.name, sid, s.task,
+                           {"reason": w.reason, "on": w.who, "kind": w.kind}), self.store)
+        if w.needs_person:
+            self.notifier.notify(event, f"{sid} {s.task} waits for you", w.reason)
 
     def plan_of(self, project: ProjectConfig, task: str) -> Plan | None:
         """The newest plan run holding the task (a later plan's steps are the ones meant)."""

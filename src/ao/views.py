@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import attention, scheduler, steps
+from . import attention, scheduler, steps, waiting
 from . import plan as planmod
+from .config_model import ProjectConfig
 from .state import ENDED, RUNNING, Outcome, State
 from .store import Session, Store
 
@@ -27,8 +28,18 @@ def activity(s: Session) -> str:
     return "exited" if s.state in ENDED else s.activity
 
 
-def session(store: Store, s: Session, now: float | None = None) -> dict[str, Any]:
+def wait_context(store: Store, project: ProjectConfig | None) -> waiting.Context:
+    """What `waiting.why` needs beside a session's own record, for its project."""
+    if project is None:
+        return waiting.Context()
+    return waiting.Context(forge=project.forge, auto_merge=project.auto_merge,
+                           paused=store.paused(project.name))
+
+
+def session(store: Store, s: Session, now: float | None = None,
+            ctx: waiting.Context | None = None) -> dict[str, Any]:
     rounds = len(store.attempts(s.id, "fix-ci"))
+    w = waiting.why(s, ctx or waiting.Context(), now)
     return {"id": s.id, "project": s.project, "task": s.task, "title": s.title,
             "state": s.state.value, "activity": activity(s), "agent": s.agent, "host": s.placed_on,
             "branch": s.branch, "pr": s.pr_number, "pr_url": s.pr_url, "pr_state": s.pr_state,
@@ -39,7 +50,8 @@ def session(store: Store, s: Session, now: float | None = None) -> dict[str, Any
             "outcome": s.outcome.value if s.outcome else None,
             "queued": len(store.messages(s.id, "queued")),
             "limited_until": s.limited_until, "created_at": s.created_at,
-            "updated_at": s.updated_at, "note": s.note}
+            "updated_at": s.updated_at, "note": s.note,
+            "waiting": w.reason if w else None, "waiting_on": w.who if w else None}
 
 
 def plan_status(store: Store, plan: planmod.Plan, project: str) -> dict[str, Any]:

@@ -102,12 +102,15 @@ class WebServer(TextualServer):
     async def sessions(self, request: web.Request) -> web.Response:
         project = request.query.get("project")
         states = None if request.query.get("all") else set(State) - {State.CLEANED}
-        return _json([views.session(self.store, s)
+        ctxs = {name: views.wait_context(self.store, p)
+                for name, p in self.cfg.projects.items()}
+        return _json([views.session(self.store, s, ctx=ctxs.get(s.project))
                       for s in self.store.sessions(project, states)])
 
     async def session(self, request: web.Request) -> web.Response:
         s = self.store.find_session(request.match_info["ref"])
-        return _json({**views.session(self.store, s),
+        ctx = views.wait_context(self.store, self.cfg.projects.get(s.project))
+        return _json({**views.session(self.store, s, ctx=ctx),
                       "timeline": self.store.session_events(s.id)})
 
     async def plan(self, request: web.Request) -> web.Response:

@@ -15,11 +15,22 @@ from typing import Any
 
 import typer
 
-from .. import agent_hooks, agents, attention, events, hosts, hostwork, paths, scheduler, tmux
+from .. import (
+    agent_hooks,
+    agents,
+    attention,
+    events,
+    hosts,
+    hostwork,
+    paths,
+    scheduler,
+    tmux,
+    waiting,
+)
 from ..errors import BadInput, ExternalError
 from ..hosts import LOCAL
-from ..sanitize import clean, transcript
-from ..state import RUNNING, State
+from ..sanitize import clean, for_terminal, transcript
+from ..state import LIVE, RUNNING, State
 from ..store import Session, Store
 from . import services
 from .output import emit_json, note, table
@@ -224,6 +235,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
 
 def _project_status(store: Store, name: str, max_concurrent: int) -> dict[str, Any]:
     sessions = store.sessions(name)
+    ctx = services.wait_context(name)
     by_state: dict[str, int] = {}
     for s in sessions:
         by_state[s.state.value] = by_state.get(s.state.value, 0) + 1
@@ -241,6 +253,10 @@ def _project_status(store: Store, name: str, max_concurrent: int) -> dict[str, A
                     for s in sessions if _limited(s, now)],
         "paused": store.paused(name),
         "next": _next_startable(store, name, sessions),
+        # why each running session is not moving on by itself (waiting.py), and on whom
+        "waiting": [{"id": s.id, "task": s.task, "reason": w.reason, "on": w.who}
+                    for s in sessions if s.state in LIVE and s.state is not State.QUEUED
+                    and (w := waiting.why(s, ctx, now)) is not None],
     }
 
 
@@ -256,15 +272,14 @@ def _print_project_status(name: str, info: dict[str, Any]) -> None:
     lines = [
         ("  queued: ", ", ".join(f"{q['id']} {q['task']}" for q in info["queued"]), ""),
         ("  starts next: ", ", ".join(info["next"]), ""),
-        ("  needs a human: ", ", ".join(info["needs_human"]), ""),
         ("  stopped by hand: ", ", ".join(info["stopped"]),
          " (`ao spawn PROJECT KEY` starts one again)"),
-        ("  waits for your approval: ", ", ".join(info["gate"]),
-         " (`ao approve ID`, or `--reject \"why\"`)"),
     ]
     for head, what, tail in lines:
         if what:
             typer.echo(head + what + tail)
+    for w in info["waiting"]:
+        typer.echo(f"  {w['id']} {w['task']}: {for_terminal(w['reason'])} [{w['on']}]")
     for x in info["limited"]:
         until = time.strftime("%H:%M", time.localtime(x["until"]))
         typer.echo(f"  usage limit: {x['id']} ({x['agent']}) until {until}; no new "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+from typing import Any
 
 from .. import config, views
 from ..ending import started_elsewhere
@@ -56,3 +57,10 @@ def session(ref: str) -> Session:
 
 def age(ts: float | None) -> str:
     return views.duration(time.time() - ts) if ts else "-"
+
+
+def wait_context(project: str) -> Any:
+    """waiting.Context of a project (a default one for a project no longer configured)."""
+    from .. import views
+
+    return views.wait_context(store(), cfg().projects.get(project))

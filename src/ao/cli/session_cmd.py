@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from .. import tmux, views
+from .. import tmux, views, waiting
 from ..errors import BadInput
 from ..observing import LOOK_PATIENCE
 from ..sanitize import for_terminal
@@ -41,27 +41,31 @@ def ls(
              "(`ao hosts` for more)")
     rows = [store.session(s.id) for s in listed]
     queued = {s.id: len(store.messages(s.id, "queued")) for s in rows}
+    ctxs = {p: services.wait_context(p) for p in {s.project for s in rows}}
     if json_out:
-        emit_json([views.session(store, s) for s in rows])
+        emit_json([views.session(store, s, ctx=ctxs[s.project]) for s in rows])
         return
     if not rows:
         note("no sessions" + ("" if all_ else " running; --all shows ended ones"))
         return
-    typer.echo(_session_table(rows, queued))
+    typer.echo(_session_table(rows, queued, ctxs))
 
 
-def _session_table(rows: list[Session], queued: dict[str, int]) -> str:
+def _session_table(rows: list[Session], queued: dict[str, int],
+                   ctxs: dict[str, waiting.Context]) -> str:
     # the host column once sessions run on more than this machine
     hosted = any(s.host != "local" for s in rows)
 
     def row(s: Session) -> tuple[object, ...]:
-        return (s.id, s.task, for_terminal(s.title)[:40], s.state.value, s.step or "-",
+        w = waiting.why(s, ctxs[s.project])
+        why = f"{w.reason} [{w.who}]" if w else "-"
+        return (s.id, s.task, for_terminal(s.title)[:30], s.state.value, s.step or "-",
                 views.activity(s), *([s.placed_on or "-"] if hosted else []), queued[s.id] or "-",
-                s.branch or "-", f"#{s.pr_number}" if s.pr_number else "-",
-                services.age(s.created_at))
+                f"#{s.pr_number}" if s.pr_number else "-", services.age(s.created_at),
+                for_terminal(why)[:70])
 
     return table(["id", "task", "title", "state", "step", "activity",
-                  *(["host"] if hosted else []), "queued", "branch", "pr", "age"],
+                  *(["host"] if hosted else []), "queued", "pr", "age", "waiting for"],
                  [row(s) for s in rows])
 
 
