@@ -371,8 +371,10 @@ def test_a_kill_with_the_daemon_running_ends_the_agent(env: Env, fake: FakeAnthr
                 found = []
                 for p in psutil.process_iter(["pid"]):
                     try:
-                        line = " ".join(p.cmdline())
-                        if p.environ().get("AO_SESSION") == sid and " hook " not in line \
+                        line, environ = " ".join(p.cmdline()), p.environ()
+                        # this test's (other tests running beside it have a sho-1 too)
+                        if environ.get("AO_SESSION") == sid and " hook " not in line \
+                                and environ.get("AO_HOME") == str(paths.ao_home()) \
                                 and p.status() != psutil.STATUS_ZOMBIE:
                             found.append(f"{p.pid} {line[:120]}")
                     except psutil.Error:
