@@ -289,8 +289,8 @@ def test_kill_9_at_random_points_loses_nothing(env: Env) -> None:
 
     # the agents take their time (they go on while the daemon is dead), so the daemon is
     # killed at least ten times, at every stage of the plan
-    slow = json.loads(json.dumps(PLAN).replace("commit A-1", "sleep 4\\ncommit A-1")
-                      .replace("commit B-1: add b", "sleep 4\\ncommit B-1: add b"))
+    slow = json.loads(json.dumps(PLAN).replace("commit A-1", "sleep 6\\ncommit A-1")
+                      .replace("commit B-1: add b", "sleep 6\\ncommit B-1: add b"))
     plan_file = setup(env, slow)
     assert run_ao("plan", "run", str(plan_file), "--project", "shop").code == 0
     store = Store()

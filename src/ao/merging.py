@@ -4,6 +4,9 @@ whoever made it (stop the agent, close the task, tell the hooks)."""
 
 from __future__ import annotations
 
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 from . import forge as forgemod
@@ -21,6 +24,8 @@ from .teardown import stop_agent
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
+
+log = logging.getLogger(__name__)
 
 
 def session_gate(store: Store, project: ProjectConfig, s: Session,
@@ -58,11 +63,23 @@ def merge_now(cfg: Config, store: Store, srv: Server, s: Session,
     return pr.number, sha
 
 
+# the agents of merged sessions stop here, beside the daemon's next merges and looks: an
+# agent takes up to its grace (Claude Code 1-2 s) to exit, and a batch of merges in one tick
+# waited for each in turn. Threads end with the process (interpreter exit joins them)
+_STOPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ao-stop")
+_BEGUN: set[Future[None]] = set()
+_LOCK = threading.Lock()
+
+
 def record_merged(cfg: Config, store: Store, srv: Server, project: ProjectConfig, forge: Forge,
                   s: Session, sha: str, notifier: Notifier) -> None:
-    """What follows a merge: the agent stops now (its worktree stays for the grace period),
-    the task is closed (and its GitHub issue), and the `merged` event reaches the hooks."""
-    stop_agent(srv, s, project.path)
+    """What follows a merge: the task is closed (and its GitHub issue), the `merged` event
+    reaches the hooks, and the agent is stopped beside what comes next (its worktree stays
+    for the grace period)."""
+    stop = _STOPS.submit(_stop, srv, s, project)
+    with _LOCK:
+        _BEGUN.add(stop)
+    stop.add_done_callback(_BEGUN.discard)
     store.update_session(s.id, step="merged")
     row = store.task(project.name, s.task)
     store.put_task(project.name, s.task, s.title, issue_state="closed")
@@ -74,3 +91,17 @@ def record_merged(cfg: Config, store: Store, srv: Server, project: ProjectConfig
                  store)
     event = emit(Event("merged", project.name, s.id, s.task, {"sha": sha}), store)
     notifier.hooks(event)
+
+
+def _stop(srv: Server, s: Session, project: ProjectConfig) -> None:
+    try:
+        stop_agent(srv, s, project.path)
+    except Exception:  # a stop that fails is logged; the next cleanup stops it again
+        log.exception("stopping %s's agent after its merge failed", s.id)
+
+
+def wait_for_stops(timeout: float | None = None) -> None:
+    """Every agent stop begun so far, finished (a test, or a command before it exits)."""
+    with _LOCK:
+        begun = list(_BEGUN)
+    wait(begun, timeout)
