@@ -73,6 +73,7 @@ class Daemon(Ticking):
         self.fleet.recover()
         # deliveries a killed process was making: finished, queued again or escalated
         self.messenger.recover()
+        self.finish_merge_records()
         self._write_state()
         emit(Event("daemon.started", data={"pid": os.getpid()}), self.store)
 

@@ -81,16 +81,37 @@ def record_merged(cfg: Config, store: Store, srv: Server, project: ProjectConfig
         _BEGUN.add(stop)
     stop.add_done_callback(_BEGUN.discard)
     store.update_session(s.id, step="merged")
+    finish_record(store, project, forge, s, sha, notifier)
+
+
+def finish_record(store: Store, project: ProjectConfig, forge: Forge, s: Session, sha: str,
+                  notifier: Notifier) -> None:
+    """The steps after a merge, each once, and the mark that they are all done: a process
+    killed between the merge and the end of these is finished by the next daemon
+    (`unfinished_records`), so the task is closed, its issue too, and the `merged` event
+    and hooks come, once."""
+    if store.attempts(s.id, "merge-recorded"):
+        return
     row = store.task(project.name, s.task)
     store.put_task(project.name, s.task, s.title, issue_state="closed")
     if project.forge == "github" and row and row.get("issue_number"):
-        try:
+        try:  # closing is idempotent: a retry after a crash is safe
             forge.close_issue(int(row["issue_number"]))
         except AoError as e:
             emit(Event("issue.close_failed", project.name, s.id, s.task, {"error": str(e)}),
                  store)
-    event = emit(Event("merged", project.name, s.id, s.task, {"sha": sha}), store)
-    notifier.hooks(event)
+    # once: a record finished after a crash (or of a merge made before this mark existed)
+    # finds the event already there
+    if not any(e["type"] == "merged" for e in store.session_events(s.id)):
+        event = emit(Event("merged", project.name, s.id, s.task, {"sha": sha}), store)
+        notifier.hooks(event)
+    store.record_attempt(s.id, "merge-recorded", f"merge-recorded:{sha}")
+
+
+def unfinished_records(store: Store, projects: list[ProjectConfig]) -> list[Session]:
+    """Merged sessions whose record a crash cut short (no `merge-recorded` mark)."""
+    return [s for p in projects for s in store.sessions(p.name, states={State.MERGED})
+            if not store.attempts(s.id, "merge-recorded")]
 
 
 def _stop(srv: Server, s: Session, project: ProjectConfig) -> None:

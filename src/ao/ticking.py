@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import config as cfgmod
 from . import forge as forgemod
-from . import hosts, paths, scheduler, steps, waiting, workspace
+from . import hosts, merging, paths, scheduler, steps, waiting, workspace
 from . import plan as planmod
 from .actions import Actions
 from .config import Config, ProjectConfig
@@ -286,6 +286,20 @@ class Ticking:
             self.store.put_task(project.name, s.task, s.title,
                                 steps=json.dumps(steps.raw(current)))
         return current
+
+    def finish_merge_records(self) -> None:
+        """What a killed process left of a merge's record (task, issue, `merged` event and
+        hooks, the agent's stop), finished once (merging.finish_record)."""
+        projects = list(self.cfg.projects.values())
+        for s in merging.unfinished_records(self.store, projects):
+            project = self.cfg.project(s.project)
+            log.info("finishing the record of %s's merge", s.id)
+            try:
+                merging.record_merged(self.cfg, self.store, self.fleet.server(s), project,
+                                      self.forge(project, None), s, s.pr_head_sha or "",
+                                      self.notifier)
+            except AoError as e:  # the next start tries again
+                log.warning("the record of %s's merge: %s", s.id, e)
 
     def say_why(self, project: ProjectConfig, sid: str, paused: bool) -> None:
         """A new reason the session waits is an event (`ao logs` tells it), once per reason
