@@ -25,6 +25,7 @@ PLANS = {
     "too big": ("tasks:\n" + "".join(f"  T-{i}: {{title: t}}\n" for i in range(1001)),
                 "at most 1000"),
     "not utf-8": (b"tasks:\n  A-1: {title: \xff\xfe}\n", "not a readable plan"),
+    "5,000 deep": ("tasks: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 100 levels"),
 }
 
 
@@ -85,3 +86,39 @@ def test_commands_with_bad_arguments(repo: Path) -> None:
         r = run_ao(*argv)
         assert r.code == 2 and needle in r.err and r.err.count("\n") == 1, (argv, r.err)
 
+
+
+def test_ao_start_says_what_really_happened(env: object, tmp_path: Path) -> None:
+    """A port out of range, a busy port, a dashboard asked of a daemon running without one,
+    and a repository whose config is bad: one line each, exit 2, and no daemon left running
+    and no repository registered (a bad config registered first broke every later command)."""
+    import socket
+
+    from ao.config_files import registered_repos
+    from ao.daemon import read_state
+
+    r = run_ao("start", "--port", "99999")
+    assert r.code == 2 and "65535" in r.err and read_state() is None, r.err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = run_ao("start", "--port", str(port))
+        assert r.code == 2 and "Address already in use" in r.err and read_state() is None, \
+            r.out + r.err
+        assert "Traceback" not in r.err and "Pane is dead" not in r.err
+    try:
+        assert run_ao("start").code == 0
+        r = run_ao("start", "--port", "3999")
+        assert r.code == 2 and "without a dashboard" in r.err and "ao stop" in r.err, r.err
+    finally:
+        assert run_ao("stop").code == 0
+    repo = tmp_path / "badrepo"
+    repo.mkdir()
+    (repo / "agent-orchestrator.yaml").write_text(
+        "projects:\n  bad:\n    path: .\n    max_concurrent: zero\n")
+    before = registered_repos()
+    r = run_ao("start", cwd=repo)
+    assert r.code == 2 and "max_concurrent" in r.err, r.err
+    assert registered_repos() == before and read_state() is None
+    assert run_ao("status", cwd=tmp_path).code == 0  # every later command still works

@@ -10,7 +10,7 @@ from ao import plan as planmod
 from ao.errors import PlanError
 from ao.plan import Plan, Task
 
-from .helpers import REPO
+from .helpers import REPO, run_ao
 
 WORKFLOW = REPO / "plans" / "workflow.yaml"
 
@@ -40,6 +40,11 @@ def test_workflow_waves_contradict_graph_in_eight_places() -> None:
         "AUTH-001", "USERS-001", "SCHEDULE-001", "NOTIFY-001", "BOT-002", "BOT-003", "BOT-004",
         "DEPLOY-001"])
     assert "AUTH-001: in wave 1, the same wave as DB-001 (wave 1)" in waves[0].message
+    # ao ignores waves: warnings by default, so `ao plan check && ao plan run` goes on
+    r = run_ao("plan", "check", str(WORKFLOW))
+    assert r.code == 0 and "8 warning(s)" in r.out and "warning: AUTH-001" in r.out, r.out
+    r = run_ao("plan", "check", str(WORKFLOW), "--strict")
+    assert r.code == 2 and "8 problem(s)" in r.err, r.err
 
 
 def parse(text: str) -> Plan:

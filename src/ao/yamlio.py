@@ -9,6 +9,7 @@ import yaml
 from yaml.events import AliasEvent
 
 MAX_BYTES = 2 * 1024 * 1024  # a plan or config beyond this is a mistake, not a plan
+MAX_DEPTH = 100
 
 
 class YamlRefused(ValueError):
@@ -20,12 +21,24 @@ class StrictLoader(yaml.SafeLoader):
 
     duplicates: list[tuple[str, int]]
 
+    depth = 0
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
             raise YamlRefused(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor})"
                               " are not accepted; write the value out")
-        return super().compose_node(parent, index)
+        # nesting is bounded before Python's recursion limit is (5,000 `[` ended in a
+        # RecursionError traceback): no plan or config nests anywhere near this
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise YamlRefused(f"line {mark.line + 1}: nested more than {MAX_DEPTH} "
+                                  "levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:

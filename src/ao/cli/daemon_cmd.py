@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import signal
@@ -12,7 +13,7 @@ import typer
 
 from .. import events, paths, tmux
 from ..daemon import Daemon, read_state
-from ..errors import BadInput, ExternalError
+from ..errors import AoError, BadInput, ExternalError
 from ..events import Event
 from ..sanitize import for_terminal
 from . import services
@@ -45,7 +46,8 @@ def events_brief(data: dict[str, object]) -> str:
 def run(once: bool = typer.Option(False, "--once",
                                   help="Run one tick of every project and exit (for cron or "
                                        "scripts; refused while a daemon runs)."),
-        port: int | None = typer.Option(None, "--port", help="Serve the board, the API and "
+        port: int | None = typer.Option(None, "--port", min=1, max=65535,
+                                        help="Serve the board, the API and "
                                         "metrics on this port (also PORT or web.port)."),
         host: str | None = typer.Option(None, "--host", help="Address to serve on "
                                         "(default 127.0.0.1, or web.host).")) -> None:
@@ -75,6 +77,16 @@ def run(once: bool = typer.Option(False, "--once",
         print(f"ao daemon: the board and the API on {d.web_url}", flush=True)
     try:
         d.run()
+    except (AoError, KeyboardInterrupt):
+        raise  # one line, said by the CLI
+    except Exception as e:
+        if type(e).__module__ == "sqlite3":
+            raise  # a store that cannot be written: cli/main.py says it in one line
+        # the traceback to logs/daemon.log (not only to a tmux pane nobody reads), one line
+        # here, and `ao start` says it too
+        logging.getLogger("ao.daemon").exception("the daemon stopped on an error")
+        raise ExternalError(f"the daemon stopped on an error: {type(e).__name__}: {e}",
+                            "its traceback is in logs/daemon.log") from None
     finally:
         if server is not None:
             server.stop()
@@ -93,7 +105,8 @@ def attach() -> None:
 
 def start(foreground: bool = typer.Option(False, "--foreground",
                                           help="Run here (for systemd or launchd)."),
-          port: int | None = typer.Option(None, "--port", help="Serve the board in a browser, "
+          port: int | None = typer.Option(None, "--port", min=1, max=65535,
+                                          help="Serve the board in a browser, "
                                           "the HTTP API and metrics on this port (also PORT "
                                           "or web.port)."),
           host: str | None = typer.Option(None, "--host",
@@ -102,8 +115,17 @@ def start(foreground: bool = typer.Option(False, "--foreground",
     """Start the daemon in the background (in tmux session ao-daemon)."""
     state = read_state()
     if state:
+        if port and not state.get("web"):
+            raise BadInput(f"the daemon is already running (pid {state['pid']}) without a "
+                           "dashboard", f"`ao stop`, then `ao start --port {port}`")
         typer.echo(f"the daemon is already running (pid {state['pid']})")
         return
+    # a bad config (this repository's too) is refused before anything is written: registered
+    # first, it broke every later command from any directory
+    cfg = services.cfg()
+    served = port or cfg.web.port
+    if served:
+        _port_free(host or cfg.web.host, served)
     _register_here()
     if foreground:
         run(once=False, port=port, host=host)
@@ -130,11 +152,28 @@ def start(foreground: bool = typer.Option(False, "--foreground",
             return
         pane = tmux.pane(srv, DAEMON_SESSION)
         if pane is None or pane.dead:
-            last = tmux.capture(srv, DAEMON_SESSION).strip().splitlines()[-2:]
-            raise ExternalError(f"the daemon exited at once: {' | '.join(last)}",
-                                "run `ao daemon run` to see why")
+            lines = tmux.capture(srv, DAEMON_SESSION).strip().splitlines()
+            said = [ln.removeprefix("ao: ") for ln in lines if ln.startswith("ao: ")]
+            tmux.kill_session(srv, DAEMON_SESSION)  # no dead pane left behind
+            raise ExternalError(f"the daemon exited at once: "
+                                f"{said[-1] if said else ' | '.join(lines[-2:])}",
+                                "see logs/daemon.log, or run `ao daemon run` to watch it")
         time.sleep(0.1)
     raise ExternalError("the daemon did not start within 15s", "`ao daemon attach` to look")
+
+
+def _port_free(host: str, port: int) -> None:
+    """The dashboard's port can be bound, said now in one line (a busy one answered 'Pane is
+    dead (status 2)' after the daemon had died in its pane)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as e:
+        raise BadInput(f"cannot serve on {host}:{port}: {e.strerror or e}",
+                       "choose another port (--port, PORT or web.port)") from None
 
 
 def _register_here() -> None:
@@ -162,9 +201,14 @@ def stop() -> None:
         raise ExternalError(f"the daemon (pid {state['pid']}) did not stop within 30s",
                             f"kill {state['pid']}")
     srv = tmux.server(services.cfg().tmux_socket)
+    # its pane, left by remain-on-exit: the daemon removes its state a moment before it ends
+    deadline = time.monotonic() + 5
     p = tmux.pane(srv, DAEMON_SESSION)
+    while p is not None and not p.dead and time.monotonic() < deadline:
+        time.sleep(0.05)
+        p = tmux.pane(srv, DAEMON_SESSION)
     if p is not None and p.dead:
-        tmux.kill_session(srv, DAEMON_SESSION)  # its pane, left by remain-on-exit
+        tmux.kill_session(srv, DAEMON_SESSION)
     typer.echo("daemon stopped; agent sessions keep running")
 
 

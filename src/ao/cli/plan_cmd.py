@@ -24,23 +24,30 @@ app = typer.Typer(help="Check, show and import plans (tasks and their dependency
 def check(
     file: Path = typer.Argument(..., help="The plan file (plans/*.yaml)."),
     json_out: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
+    strict: bool = typer.Option(False, "--strict",
+                                help="Waves (phases) that contradict the graph are errors too."),
 ) -> None:
-    """Validate a plan: unknown or self dependencies, cycles, unsafe keys, contradicting waves,
-    unknown agents."""
+    """Validate a plan: unknown or self dependencies, cycles, unsafe keys, unknown agents;
+    waves that contradict the graph are warnings (ao follows the graph), errors with
+    --strict."""
     p = planmod.load(file)
     p = replace(p, problems=(*p.problems, *_agent_problems(p)))
+    # ao ignores waves: a phase that contradicts the graph is worth knowing, not a stop
+    errors = [x for x in p.problems if strict or x.kind != "wave"]
     if json_out:
         emit_json({"file": str(file), "tasks": len(p.tasks),
-                   "problems": [{"kind": x.kind, "task": x.task, "message": x.message}
+                   "problems": [{"kind": x.kind, "task": x.task, "message": x.message,
+                                 "severity": "error" if x in errors else "warning"}
                                 for x in p.problems]})
     else:
         for x in p.problems:
-            typer.echo(f"{file}: {x.message}")
-        if not p.problems:
-            typer.echo(f"{file}: ok, {len(p.tasks)} task{'s' if len(p.tasks) != 1 else ''}")
-    if p.problems:
-        kinds = sorted({x.kind for x in p.problems})
-        note(f"ao: {len(p.problems)} problem(s) in {file} ({', '.join(kinds)})")
+            typer.echo(f"{file}: {'' if x in errors else 'warning: '}{x.message}")
+        if not errors:
+            typer.echo(f"{file}: ok, {len(p.tasks)} task{'s' if len(p.tasks) != 1 else ''}"
+                       + (f" ({len(p.problems)} warning(s))" if p.problems else ""))
+    if errors:
+        kinds = sorted({x.kind for x in errors})
+        note(f"ao: {len(errors)} problem(s) in {file} ({', '.join(kinds)})")
         raise typer.Exit(2)
 
 
