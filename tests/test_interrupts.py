@@ -161,3 +161,27 @@ def test_ctrl_c_at_a_time_offset_leaves_nothing_half_made(env: Env, offset: floa
     assert "Traceback" not in err, err
     assert debris(env) == [], (offset, out, err)
 
+
+
+def test_a_batch_killed_outright_is_finished_by_the_next_run(env: Env) -> None:
+    """SIGKILL (no Ctrl-C handling at all) after the first agent started: the next
+    `ao batch-spawn` undoes what was cut short, gives the started agent its first prompt
+    (it sat idle, reported `skipped`), and starts the rest."""
+    env.write_config(post_create=[POST_CREATE])
+    proc = subprocess.Popen([sys.executable, "-m", "ao", "batch-spawn", "shop", "--plan",
+                             str(env.plan_file), "--force"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not _tmux(env, 1)() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    again = subprocess.run([sys.executable, "-m", "ao", "batch-spawn", "shop", "--plan",
+                            str(env.plan_file), "--force"], capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0, (again.stdout, again.stderr)
+    assert debris(env) == [], again.stdout
+    live = sorted(s.task for s in Store().sessions("shop") if s.state is State.WORKING)
+    assert live == ["A-1", "B-1", "C-1", "D-1"], again.stdout + again.stderr
+    first = Store().sessions("shop", task="A-1")[-1].id
+    assert env.inbox(first), again.stderr  # its first prompt reached the agent

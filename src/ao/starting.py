@@ -282,7 +282,8 @@ class Starting(Observing):
         checked out (its id and folder), if there is one: a respawn continues there."""
         at = workspace.checked_out_at(launch.project.path, launch.branch)
         if at is None or at == launch.ctx.worktree or \
-                at.parent != paths.worktrees_dir(launch.project.name):
+                at.parent != paths.worktrees_dir(launch.project.name) or \
+                workspace.half_made(launch.project.path, at):
             return None
         try:
             old = self.store.session(at.name)

@@ -146,6 +146,10 @@ def _here(project: ProjectConfig, s: Session, force: bool, place: WorkPlace | No
     wt = Path(s.worktree) if s.worktree else paths.worktree_path(s.project, s.id)
     if workspace.exists(wt):
         _worktree(project, s, wt, force, place.saved_in, place.show, out, machine)
+    elif workspace.registered(place.repo, wt):
+        # no folder, still registered: a `git worktree add` killed outright left it "locked
+        # initializing", with a HEAD that makes every later fetch fail ("bad object")
+        workspace.remove_worktree(place.repo, wt)
     if s.branch and workspace.local_branch_exists(project.path, s.branch):
         _branch(project, s.branch, force, place.saved_in, place.show, out)
     return out
@@ -153,6 +157,10 @@ def _here(project: ProjectConfig, s: Session, force: bool, place: WorkPlace | No
 
 def _worktree(project: ProjectConfig, s: Session, wt: Path, force: bool, saved_in: Path,
               show: Callable[[Path], str], out: Teardown, machine: Machine | None) -> None:
+    if workspace.half_made(project.path, wt):  # git never finished making it: no work
+        workspace.remove_worktree(project.path, wt)
+        out.worktree = "removed"
+        return
     risk = worksafe.work_at_risk(wt, project.remote, project.default_branch,
                                   disposable(project), branch=s.branch)
     if risk and force and workspace.exists(wt / ".git"):

@@ -237,8 +237,10 @@ def fetch_retrying(repo: Path, *args: str, timeout: float = 120,
         proc = git(repo, "fetch", *args, check=False, timeout=timeout)
         if proc.returncode == 0:
             return proc
-        if ("cannot lock ref" not in proc.stderr and "Unable to create" not in proc.stderr) \
-                or attempt == tries - 1:
+        # lost races: a ref lock, and a concurrent fetch into the same repository (seen once
+        # right after a batch was SIGKILLed mid-fetch: "did not send all necessary objects")
+        raced = ("cannot lock ref", "Unable to create", "did not send all necessary objects")
+        if not any(x in proc.stderr for x in raced) or attempt == tries - 1:
             raise ExternalError(f"git fetch failed: {proc.stderr.strip()[-300:]}",
                                 "check the remote")
         time.sleep(0.2 * (attempt + 1))
@@ -281,7 +283,28 @@ def remove_worktree(repo: Path, path: Path) -> None:
         git(repo, "worktree", "remove", "--force", "--force", str(path), check=False)
     if exists(path):  # not a registered worktree (half made): remove the folder itself
         _rmtree(path)
+    if registered(repo, path):
+        # a `git worktree add` killed outright leaves its registration "locked
+        # initializing": prune keeps it, and the branch reads as checked out there for ever
+        git(repo, "worktree", "remove", "--force", "--force", str(path), check=False)
     git(repo, "worktree", "prune", check=False)
+
+
+def half_made(repo: Path, path: Path) -> bool:
+    """A worktree git never finished making (`git worktree add` killed outright): still
+    "locked initializing". Nobody has worked in it; it is not work to keep."""
+    listed = git(repo, "worktree", "list", "--porcelain", check=False).stdout
+    for entry in listed.split("\n\n"):
+        lines = entry.splitlines()
+        if lines and lines[0] == f"worktree {path}":
+            return "locked initializing" in lines
+    return False
+
+
+def registered(repo: Path, path: Path) -> bool:
+    """Whether git still lists `path` among the repository's worktrees."""
+    listed = git(repo, "worktree", "list", "--porcelain", check=False).stdout
+    return f"worktree {path}\n" in listed + "\n"
 
 
 def checked_out_at(repo: Path, branch: str) -> Path | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import typer
 
@@ -33,7 +34,12 @@ def ls(
     fleet = services.fleet()
     store = services.store()
     listed = store.sessions(project, None if all_ else set(LIVE))
-    seen = fleet.observe_all([s for s in listed if s.state in RUNNING],
+    # what the daemon saw less than a poll ago is read, not looked at again (a capture-pane
+    # a session: 0.95 s at 200 sessions); only stale panes are looked at here
+    fresh_for = _fresh_for(services.cfg().poll_interval)
+    now = time.time()
+    seen = fleet.observe_all([s for s in listed if s.state in RUNNING and
+                              now - (s.activity_at or 0) > fresh_for],
                              patience=LOOK_PATIENCE)
     silent = sorted({s.host for s in listed if seen.get(s.id) is Activity.UNREACHABLE})
     if silent:
@@ -49,6 +55,18 @@ def ls(
         note("no sessions" + ("" if all_ else " running; --all shows ended ones"))
         return
     typer.echo(_session_table(rows, queued, ctxs))
+
+
+def _fresh_for(poll_interval: float) -> float:
+    """How old an observation may be and still be read as it is: within the running
+    daemon's poll (and a little), 0 (look at every pane) when no daemon polls."""
+    from ..daemon import read_state
+
+    state = read_state()
+    last = (state or {}).get("last_poll")
+    if not last or time.time() - float(last) > 2 * poll_interval + 5:
+        return 0.0
+    return poll_interval + 2.0
 
 
 def _session_table(rows: list[Session], queued: dict[str, int],

@@ -63,6 +63,7 @@ def batch_spawn(
         if plan is None:
             raise typer.BadParameter("name tasks, or give --plan FILE to take all of its tasks")
         keys = list(plan.tasks)
+    _finish_cut_short()
     results = services.fleet().batch_spawn(project, keys, plan, force=force, fresh=fresh,
                                            on_result=_line)
     counts = {k: sum(1 for r in results if r.status == k)
@@ -72,3 +73,23 @@ def batch_spawn(
         raise typer.Exit(130)
     if counts["failed"]:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _finish_cut_short() -> None:
+    """What an earlier start that was killed (SIGKILL, a closed terminal) left, with no daemon
+    to see it: a start cut short is undone and queued, a delivery cut short is finished or
+    queued again (messaging.recover), and an agent that never got its first prompt gets it
+    now (a re-run used to report such a session `skipped`, its agent idle)."""
+    from ..messaging import Messenger
+    from ..state import State
+
+    fleet = services.fleet()
+    for sid, what in fleet.recover():
+        note(f"{sid}: its start was cut short earlier; {what}")
+    m = Messenger(fleet)
+    m.recover()
+    for s in fleet.store.sessions(states={State.WORKING}):
+        if any(x["source"] == "prompt" for x in fleet.store.messages(s.id, "queued")):
+            went = m.deliver_queued(s.id)
+            note(f"{s.id}: its first prompt, held since its start was cut short: "
+                 f"{went[-1].status if went else 'queued'}")
