@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,19 @@ def repo(tmp_path: Path) -> Path:
     git(work, "remote", "add", "origin", str(bare))
     git(work, "push", "-q", "-u", "origin", "main")
     return work
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    """Skipped tests said by what they need, and the one command that runs them all."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    why: dict[str, int] = {}
+    for rep in skipped:
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        why[reason] = why.get(reason, 0) + 1
+    terminalreporter.write_sep("-", f"{len(skipped)} skipped: what they need")
+    for reason, n in sorted(why.items(), key=lambda x: -x[1]):
+        terminalreporter.write_line(f"{n:4d}  {reason}")
+    terminalreporter.write_line("`bash .ci/run` installs all of it and runs every test.")
