@@ -392,3 +392,37 @@ def test_a_kill_with_the_daemon_running_ends_the_agent(env: Env, fake: FakeAnthr
             assert '"agent.restored"' not in log
     finally:
         run_ao("stop")
+
+
+def test_a_prompt_dismissed_without_a_hook_releases_held_messages_at_once(
+        env: Env, fake: FakeAnthropic) -> None:
+    """Escape on a permission prompt fires no hook: the held message waited for the next
+    poll (about 29 s). The daemon looks at waiting agents between polls; with a 30 s poll the
+    message is delivered within a few seconds of the Escape."""
+    from .helpers import run_ao
+
+    fake.script = [Reply(text="I will create a file.", tool="Bash",
+                         tool_input={"command": "touch made-by-claude.txt",
+                                     "description": "Create a file"}),
+                   Reply(text="Understood."), Reply(text="Got it.")]
+    sid = spawn_claude(env, permission_mode="default")
+    fleet = env.fleet()
+    retry_until(lambda: "Do you want to proceed?" in tmux.capture(fleet.srv, sid), timeout=30,
+                message="the dialog drawn")
+    r = run_ao("start", env={"AO_POLL_INTERVAL": "30"})
+    assert r.code == 0, r.err
+    try:
+        retry_until(lambda: activity(env, sid) is Activity.WAITING_INPUT, timeout=20,
+                    message="the daemon saw the prompt")
+        r = run_ao("send", sid, "held while the prompt is up")
+        assert r.code == 3 and "queued: waiting on a permission prompt" in r.out, r.out + r.err
+        time.sleep(2.5)  # the daemon's first poll is behind it; the next is 30 s away
+        for _ in range(5):  # the person dismisses the prompt (no hook fires)
+            tmux.send_keys(fleet.srv, sid, "Escape")
+            if tmux.wait_screen(fleet.srv, sid, lambda sc: "Do you want to proceed?" not in sc,
+                                timeout=2) is not None:
+                break
+        retry_until(lambda: any("held while the prompt is up" in t for t in fake.user_texts()),
+                    timeout=12, message="the held message delivered well before the next poll")
+    finally:
+        run_ao("stop")

@@ -18,11 +18,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import agents, paths
+from . import agents, paths, tmux
 from . import config as cfgmod
 from .errors import AoError
 from .events import Event, emit
-from .store import Store
+from .hosts import LOCAL
+from .state import Activity, State
+from .store import Session, Store
 from .ticking import Ticking
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
@@ -31,6 +33,7 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
 LOCK_NAME = "daemon.lock"
 log = logging.getLogger(__name__)
 MIN_TICK_GAP = 0.25  # seconds: the shortest time between two ticks, however often woken
+SCREEN_WATCH = 0.5  # seconds between looks at an agent waiting on a prompt, between polls
 
 
 class AlreadyRunning(AoError):
@@ -111,13 +114,42 @@ class Daemon(Ticking):
                     observer = self._watch()
                 self.tick()
                 interval = self.cfg.poll_interval * (4 if self._low_budget() else 1)
-                self.wake.wait(max(0.0, interval - (time.monotonic() - started)))
+                self._until_next_tick(max(0.0, interval - (time.monotonic() - started)))
                 # a burst of wake-ups (many agents stopping at once) costs one tick, not many
                 self.stop.wait(max(0.0, MIN_TICK_GAP - (time.monotonic() - started)))
         finally:
             if observer is not None:
                 observer.stop()
             self.release()
+
+    def _until_next_tick(self, timeout: float) -> None:
+        """Wait for the next tick: woken by a hook, a write, or the poll. An agent on a
+        permission prompt or a question is looked at every SCREEN_WATCH seconds meanwhile: a
+        person who rejects the prompt or dismisses it with Escape fires no hook, and held
+        messages waited for the next poll (29 s of 30)."""
+        deadline = time.monotonic() + timeout
+        while not self.wake.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            prompts = [s for s in self.store.sessions(states={State.WORKING, State.PR_OPEN})
+                       if s.activity == Activity.WAITING_INPUT and s.host == LOCAL]
+            if not prompts:
+                self.wake.wait(left)
+                return
+            if self.wake.wait(min(SCREEN_WATCH, left)):
+                return
+            if any(self._prompt_gone(s) for s in prompts):
+                return  # tick now: it observes, and delivers what was held
+
+    def _prompt_gone(self, s: Session) -> bool:
+        profile = agents.get(s.agent or "command")
+        try:
+            screen = tmux.capture(self.fleet.server(s), s.id)
+        except AoError:
+            return False
+        seen = profile.activity(screen)
+        return seen is not None and seen is not Activity.WAITING_INPUT
 
     def _watch(self) -> Any:
         """watchdog wakes the loop when a plan or a config file is written, so an edit is picked
