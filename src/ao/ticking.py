@@ -69,6 +69,7 @@ class Ticking:
         self._lock_fd: int | None = None
         self._config_digest = cfgmod.content_digest(cfgmod.config_sources())
         self.web_url: str | None = None  # set when the daemon serves the dashboard
+        self._said: dict[str, str] = {}  # the wait each session was last said to have
 
     def _low_budget(self) -> bool:
         low = [n for n, f in self.forges.items() if getattr(f, "low_budget", lambda: False)()]
@@ -312,7 +313,11 @@ class Ticking:
         if w is None or w.kind in ("needs_human", "queued", "merging", "merged"):
             return  # an escalation notifies itself; the rest are ao's own doing
         episode = s.pr_head_sha or str(int(s.activity_at or 0))
-        if not self.store.record_attempt(sid, "waiting", f"waiting:{w.kind}:{episode}"):
+        said = f"waiting:{w.kind}:{episode}"
+        if self._said.get(sid) == said:  # said already (the store keeps it across restarts)
+            return
+        self._said[sid] = said
+        if not self.store.record_attempt(sid, "waiting", said):
             return
         event = emit(Event("session.waiting", project.name, sid, s.task,
                            {"reason": w.reason, "on": w.who, "kind": w.kind}), self.store)

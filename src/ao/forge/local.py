@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .. import environment, paths, workspace
@@ -57,6 +58,7 @@ class LocalForge:
         self.ns = f"refs/ao-forge/{project.name}"
         self._pair_cache: dict[tuple[str, str], tuple[str, str]] = {}
         self._fetched: dict[str, str] | None = None  # the remote's heads at the last fetch
+        self._read_at = 0.0  # when the heads were last read (time.monotonic)
 
     # ---- tasks ----------------------------------------------------------------------------
 
@@ -100,9 +102,14 @@ class LocalForge:
                       f"+refs/heads/{self.project.default_branch}:"
                       f"{self.ns}/{self.project.default_branch}", timeout=120)
 
-    def _refresh(self) -> dict[str, str]:
-        """The remote's heads, fetched into the forge's refs when anything moved."""
+    def _refresh(self, max_age: float = 0.0) -> dict[str, str]:
+        """The remote's heads, fetched into the forge's refs when anything moved; with
+        `max_age`, the heads read that recently are used as they are (a tick's PR openings
+        after its poll: a `git ls-remote` each was most of a tick's cost at 50 sessions)."""
+        if max_age and self._fetched and time.monotonic() - self._read_at < max_age:
+            return self._fetched
         heads = self._heads()
+        self._read_at = time.monotonic()
         if heads != self._fetched:  # nothing moved on the remote: nothing to fetch
             self._fetch()
             self._fetched = heads
@@ -134,7 +141,7 @@ class LocalForge:
     def create_pr(self, branch: str, title: str, body: str) -> PullRequest:
         """Open the branch's PR (numbered now), or name the open one; the branch must be
         pushed with commits ahead of the default branch."""
-        heads = self._refresh()
+        heads = self._refresh(max_age=2.0)
         sha, base = heads.get(branch), heads.get(self.project.default_branch)
         if sha is None or base is None or self._pair(base, sha)[0] == "0":
             raise NothingToReview(branch, self.project.default_branch)
