@@ -47,6 +47,8 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("AO_HOME", str(home / ".agent-orchestrator"))
+    # tables size themselves to COLUMNS: a test that wants a width says so
+    monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
     monkeypatch.setenv("SHELL", "/bin/sh")
     monkeypatch.delenv("TMUX", raising=False)

@@ -475,3 +475,25 @@ def test_copy_mode_is_left_before_typing(env: Env) -> None:
     r = run_ao("send", sid, "after the scroll back")
     assert (r.code, r.out.strip()) == (0, "delivered"), r.err
     assert "after the scroll back" in env.inbox(sid)
+
+
+def test_listings_fit_an_80_column_terminal(env: Env) -> None:
+    """At COLUMNS=80 the session table fits (it was 108 wide): long titles and reasons give
+    way with '…'; without a terminal nothing is cut, and --json has every byte."""
+    from ao.state import State
+    from ao.store import Store
+
+    store = Store()
+    for i in range(3):
+        s = store.create_session("shop", "sho", f"T-{i}", title="a very long title " * 6,
+                                 state=State.SPAWNING)
+        store.set_state(s.id, State.WORKING)
+        store.update_session(s.id, note="x" * 120)
+    narrow = run_ao("session", "ls", env={"COLUMNS": "80"})
+    assert narrow.code == 0, narrow.err
+    assert max(len(ln) for ln in narrow.out.splitlines()) <= 80, narrow.out
+    assert "…" in narrow.out
+    wide = run_ao("session", "ls")
+    assert max(len(ln) for ln in wide.out.splitlines()) > 80
+    rows = json.loads(run_ao("session", "ls", "--json", env={"COLUMNS": "80"}).out)
+    assert rows[0]["title"] == "a very long title " * 6

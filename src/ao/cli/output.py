@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from logging.handlers import RotatingFileHandler
@@ -27,9 +28,29 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[("" if c is None else for_terminal(str(c)).replace("\n", " ")) for c in r]
              for r in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    widths = _fit(widths, [len(h) for h in headers])
+    cells = [[c if len(c) <= w else c[:max(w - 1, 0)] + "…" for c, w in zip(r, widths,
+                                                                          strict=True)]
+             for r in cells]
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
+
+
+def _fit(widths: list[int], floors: list[int]) -> list[int]:
+    """Column widths that fit the terminal (COLUMNS, else the terminal's own width; no limit
+    when the output is not a terminal): the widest column gives way first, down to its
+    header's width or 8, whichever is more; `--json` is the way to every byte."""
+    cols = shutil.get_terminal_size((10**6, 24)).columns
+    out = list(widths)
+    mins = [max(f, 8) for f in floors]
+    while sum(out) + 2 * (len(out) - 1) > cols:
+        i = max(range(len(out)), key=lambda k: out[k] - mins[k])
+        if out[i] <= mins[i]:
+            break  # nothing left to give: the line wraps
+        excess = sum(out) + 2 * (len(out) - 1) - cols
+        out[i] = max(mins[i], out[i] - excess)
+    return out
 
 
 def days(value: float) -> str:
