@@ -220,6 +220,11 @@ def test_loopback_needs_the_token_and_rebinding_hosts_are_refused(env: Env, web:
     assert e.value.code == 403 and not Store().paused("shop")
     assert plain(urllib.request.Request(f"{web}/api/projects",
                                         headers={"Host": f"localhost:{port}"})) == 401
+    # a forwarded port (ssh -L 8080:127.0.0.1:PORT) keeps the name: the user gets in
+    forwarded = urllib.request.Request(f"{web}/api/projects",
+                                       headers={"Host": "localhost:8080"})
+    with urllib.request.urlopen(forwarded, timeout=10) as r:
+        assert r.status == 200
     status, _ = post(f"{web}/api/projects/shop/pause", {})  # the user, same origin
     assert status == 200 and Store().paused("shop")
 

@@ -157,6 +157,9 @@ class Fleet(Ending):
             except hostsmod.Unreachable as e:  # the host went away, not the task
                 return SpawnResult(item.task.key, "queued", item.session.id,
                                    f"{e.message}; it waits in the queue")
+            except KeyboardInterrupt:  # a Ctrl-C noted, raised at a safe point in this thread
+                return SpawnResult(item.task.key, "interrupted", None,
+                                   "rolled back: interrupted")
             except AoError as e:
                 if interrupts.interrupted():  # a Ctrl-C at the terminal cut a command short
                     return SpawnResult(item.task.key, "interrupted", None,

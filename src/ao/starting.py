@@ -254,6 +254,8 @@ class Starting(Observing):
                 # it back
                 old_sid, old_wt = earlier
                 workspace.git(project.path, "worktree", "move", str(old_wt), str(ctx.worktree))
+                launch.undo.append(lambda: self.store.update_session(
+                    old_sid, worktree=str(old_wt)))
                 launch.undo.append(lambda: workspace.git(project.path, "worktree", "move",
                                                          str(ctx.worktree), str(old_wt)))
                 self.store.update_session(old_sid, worktree=None)

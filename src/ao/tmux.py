@@ -188,10 +188,10 @@ def _only(srv: Server, name: str, command: str, env: Mapping[str, str] | None) -
     body = "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items() if _NAME.fullmatch(k))
     paths.ensure_dir(f.parent)
     paths.write_atomic(f, body, mode=0o600)
-    # the pane's TERM (tmux's) unless the environment names one
-    term = 'TERM="${TERM:-tmux-256color}"'
-    return (f"exec env -i {term} /bin/sh -c {shlex.quote(_SOURCE)} {shlex.quote(str(f))} "
-            f"{shlex.quote(command)}")
+    # the pane's TERM as CONF sets it, unless the environment names one; nothing here the
+    # user's default shell must expand (fish and tcsh run this line too)
+    return (f"exec env -i TERM=tmux-256color /bin/sh -c {shlex.quote(_SOURCE)} "
+            f"{shlex.quote(str(f))} {shlex.quote(command)}")
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

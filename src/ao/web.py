@@ -308,11 +308,10 @@ class WebServer(TextualServer):
         to loopback. Bound to every address (0.0.0.0), any name: the token still holds."""
         if self.host in ("0.0.0.0", "::", ""):
             return True
+        # the name only: a forwarded port (ssh -L 8080:127.0.0.1:3001) arrives as another
+        # port of the same name, and the name alone is what a rebinding page changes
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         name = name.strip("[]").lower()
-        port = host.rsplit(":", 1)[1] if ":" in host and not host.endswith("]") else ""
-        if port and port != str(self.port):
-            return False
         names = {self.host.strip("[]").lower()}
         if self.host in LOOPBACK:
             names |= {"127.0.0.1", "localhost", "::1"}
