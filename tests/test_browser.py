@@ -10,6 +10,7 @@ import shutil
 import socket
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,13 @@ from .helpers import retry_until
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
                                 "(.ci/run installs it)")
+
+
+def chromium(pw: Any) -> Any:
+    """Debian's Chromium, headless, with nothing of its own reaching the network."""
+    return pw.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"])
 
 
 def test_the_board_in_chromium_takes_keys(env: Env, tmp_path: Path) -> None:
@@ -41,9 +49,7 @@ def test_the_board_in_chromium_takes_keys(env: Env, tmp_path: Path) -> None:
     dialogs: list[str] = []
     try:
         with playwright.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            browser = chromium(pw)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.goto(server.url())  # the address `ao start` prints: the token becomes a cookie
@@ -115,9 +121,7 @@ def test_a_page_of_another_origin_cannot_drive_the_dashboard(env: Env) -> None:
     threading.Thread(target=evil.serve_forever, daemon=True).start()
     try:
         with playwright.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            browser = chromium(pw)
             context = browser.new_context()
             page = context.new_page()
             page.goto(server.url())  # the user's own visit: the cookie is set

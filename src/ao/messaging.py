@@ -167,14 +167,6 @@ class Messenger:
         if own and profile.draft_is(screen, body):
             return "clear", ""
         last = self.store.messages(s.id, "delivered")[-1:]
-        if not (last and profile.draft_is(screen, str(last[0]["body"]))):
-            # ao's own text left in the box by a delivery that gave up (Enter not taken, a
-            # paste that showed late, a held message that expired): ao's to clear, or every
-            # later message would wait behind it as if a person were typing
-            typed = [m for m in self.store.messages(s.id)[-20:]
-                     if m["status"] != "delivered" and m.get("stage") in ("pasted", "entered")]
-            if any(profile.draft_is(screen, str(m["body"])) for m in typed):
-                return "clear", ""
         if last and profile.draft_is(screen, str(last[0]["body"])):
             # never Escape on it: that interrupts the turn it just started
             after = tmux.wait_screen(self.fleet.server(s), s.id,
@@ -182,6 +174,13 @@ class Messenger:
             if after is not None:
                 return "", after
             return "hold", "the last message is still in the agent's input"
+        # ao's own text left in the box by a delivery that gave up (Enter not taken, a paste
+        # that showed late, a held message that expired): ao's to clear, or every later
+        # message would wait behind it as if a person were typing
+        typed = [m for m in self.store.messages(s.id)[-20:]
+                 if m["status"] != "delivered" and m.get("stage") in ("pasted", "entered")]
+        if any(profile.draft_is(screen, str(m["body"])) for m in typed):
+            return "clear", ""
         return "hold", TYPING
 
     def _deliver(self, s: Session, body: str, source: str, mid: int,

@@ -74,12 +74,18 @@ class LocalCmd(tmux_cmd):
             raise ExternalError("tmux is not installed", "install it: apt-get install tmux") \
                 from None
         self.returncode = proc.returncode
-        lines = proc.stdout.split("\n")
-        while lines and lines[-1] == "":
-            lines.pop()
-        self.stderr = [x for x in proc.stderr.split("\n") if x]
-        self.stdout = [self.stderr[0]] if "has-session" in argv and self.stderr and \
-            not lines else lines
+        self.stdout, self.stderr = _lines(proc.stdout, proc.stderr)
+        if "has-session" in argv and self.stderr and not self.stdout:  # as libtmux does
+            self.stdout = [self.stderr[0]]
+
+
+def _lines(out: str, err: str) -> tuple[list[str], list[str]]:
+    """A tmux client's output as libtmux's `tmux_cmd` holds it: stdout's lines without the
+    trailing empty ones, stderr's non-empty lines."""
+    lines = out.split("\n")
+    while lines and lines[-1] == "":
+        lines.pop()
+    return lines, [x for x in err.split("\n") if x]
 
 
 class HostServer(AoServer):
@@ -114,11 +120,7 @@ class SshCmd(tmux_cmd):
                                          a.returncode)
         except channel.Broken as e:
             out, err, self.returncode = "", str(e), SSH_FAILED
-        lines = out.split("\n")
-        while lines and lines[-1] == "":
-            lines.pop()
-        self.stdout = lines
-        self.stderr = [x for x in err.split("\n") if x]
+        self.stdout, self.stderr = _lines(out, err)
 
 
 def host_of(srv: Server) -> Host | None:

@@ -290,21 +290,25 @@ def remove_worktree(repo: Path, path: Path) -> None:
     git(repo, "worktree", "prune", check=False)
 
 
-def half_made(repo: Path, path: Path) -> bool:
-    """A worktree git never finished making (`git worktree add` killed outright): still
-    "locked initializing". Nobody has worked in it; it is not work to keep."""
+def _worktree_entry(repo: Path, path: Path) -> list[str] | None:
+    """`path`'s lines in `git worktree list --porcelain`, or None when git does not list it."""
     listed = git(repo, "worktree", "list", "--porcelain", check=False).stdout
     for entry in listed.split("\n\n"):
         lines = entry.splitlines()
         if lines and lines[0] == f"worktree {path}":
-            return "locked initializing" in lines
-    return False
+            return lines
+    return None
+
+
+def half_made(repo: Path, path: Path) -> bool:
+    """A worktree git never finished making (`git worktree add` killed outright): still
+    "locked initializing". Nobody has worked in it; it is not work to keep."""
+    return "locked initializing" in (_worktree_entry(repo, path) or [])
 
 
 def registered(repo: Path, path: Path) -> bool:
     """Whether git still lists `path` among the repository's worktrees."""
-    listed = git(repo, "worktree", "list", "--porcelain", check=False).stdout
-    return f"worktree {path}\n" in listed + "\n"
+    return _worktree_entry(repo, path) is not None
 
 
 def checked_out_at(repo: Path, branch: str) -> Path | None:
