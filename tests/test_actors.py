@@ -147,3 +147,41 @@ def test_a_crash_between_a_merge_and_its_record_is_finished_once(
     finally:
         again.release()
     merging.wait_for_stops()
+
+
+def test_a_kill_cut_short_is_finished_never_undone(env: Env) -> None:
+    """A kill interrupted after it stopped the agent (Ctrl-C, a closed terminal) left an
+    exited agent in a live session: the daemon's next tick restored it. Its intent is
+    recorded first, so the tick finishes the kill instead, once."""
+    import pytest
+
+    from ao import config, ending
+    from ao.daemon import Daemon
+    from ao.state import State
+    from ao.store import Store
+
+    env.write_config(agent={"command": "cat"})
+    sid = env.spawn("A-1")
+    fleet = env.fleet()
+    real = ending.teardown
+
+    def cut_short(srv: object, *_: object, **__: object) -> None:
+        tmux.kill_session(fleet.server(fleet.store.session(sid)), sid)  # the agent stopped
+        raise KeyboardInterrupt  # ... and then the person's Ctrl-C, before the record
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(ending, "teardown", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        fleet.kill(sid)
+    mp.undo()
+    assert ending.teardown is real
+    store = Store()
+    assert store.session(sid).state is State.WORKING  # cut short: nothing recorded yet
+    d = Daemon(config.load(), store, env.server())
+    for _ in range(2):
+        d.tick()
+    assert store.session(sid).state is State.KILLED
+    assert sid not in tmux.sessions(env.server())  # not restored
+    kinds = [e["type"] for e in store.session_events(sid)]
+    assert "agent.restored" not in kinds and kinds.count("session.killed") == 1, kinds
+    assert kinds.count("session.recovered") == 1

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ao import agents, paths, tmux
+from ao import paths, tmux
 from ao.messaging import Messenger
 from ao.state import Activity
 
@@ -182,8 +182,8 @@ def test_a_message_while_busy_is_held_and_sent_once(cli: Cli, env: Env,
     wait_activity(env, sid, Activity.ACTIVE, timeout=5)
     m = Messenger(env.fleet())
     # --now types into a working agent only where Enter queues (gemini); never into codex
-    # or aider
-    now = not agents.get(cli.agent).enter_while_busy
+    # or aider (what the CLIs do, not what the profile says: a reverted profile must fail)
+    now = cli.agent in ("codex", "aider")
     r = m.send(sid, "BUSY-MARKER please also add tests", now=now)
     assert (r.status, r.detail) == ("queued", "busy"), r
     assert drain(m, sid) == ["delivered"]

@@ -220,6 +220,10 @@ def test_a_humans_draft_is_never_cleared_or_glued(env: Env, fake: FakeAnthropic)
     retry_until(lambda: activity(env, sid) is Activity.ACTIVE, message="busy")
     tmux.send_keys(fleet.srv, sid, "human draft")  # someone typing in the agent's input
     retry_until(lambda: "human draft" in tmux.capture(fleet.srv, sid), message="the draft")
+    # a busy agent with a draft is busy: the person's text in the box is no sign of a turn's end
+    for _ in range(3):
+        assert activity(env, sid) is Activity.ACTIVE, tmux.capture(fleet.srv, sid)
+        time.sleep(0.5)
     from ao.errors import BadInput
 
     m = Messenger(fleet)

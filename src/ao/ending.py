@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -44,15 +45,39 @@ class Ending(Starting):
         if s.state not in LIVE and s.state is not State.KILLED:
             raise BadInput(f"{sid} is {s.state}, not running", "see `ao session ls --all`")
         project = self.cfg.project(s.project)
-        # killed, not cleaned: `ao session restore` can bring it back from its branch
-        outcome = teardown(self.server(s), self.store, project, s, end=State.KILLED, force=force,
-                           clean=False, note=KILLED_BY_HAND).as_dict()
+        intent = paths.kill_intent(s.id)  # durable before the agent is touched
+        intent.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        intent.write_text(json.dumps({"force": force, "pid": os.getpid()}))
+        try:
+            # killed, not cleaned: `ao session restore` can bring it back from its branch
+            outcome = teardown(self.server(s), self.store, project, s, end=State.KILLED,
+                               force=force, clean=False, note=KILLED_BY_HAND).as_dict()
+        except Exception:
+            intent.unlink(missing_ok=True)  # refused, and said so: not a kill to finish later
+            raise
         for m in self.store.messages(sid, "queued"):  # a restore starts afresh
             self.store.set_message(m["id"], "failed", "the session was killed")
             emit(Event("message.failed", s.project, sid, s.task,
                        {"id": m["id"], "why": "the session was killed"}), self.store)
         emit(Event("session.killed", s.project, sid, s.task, outcome), self.store)
+        intent.unlink(missing_ok=True)
         return outcome
+
+    def finish_kill_held(self, sid: str) -> bool:
+        """A kill that was cut short (its intent left, its process gone), finished by a caller
+        that holds the session's lock: the agent is stopped again if it was brought back,
+        and the session recorded killed. False when no kill was cut short."""
+        intent = paths.kill_intent(sid)
+        try:
+            force = bool(json.loads(intent.read_text()).get("force"))
+        except FileNotFoundError:
+            return False
+        except (ValueError, AttributeError):
+            force = False  # cut short while it was being written
+        if self.store.session(sid).state in LIVE:
+            self._kill(sid, force)
+        intent.unlink(missing_ok=True)
+        return True
 
     def escalate(self, s: Session, fingerprint: str, reason: str,
                  notifier: Notifier | None = None) -> bool:
@@ -158,6 +183,11 @@ class Ending(Starting):
         they somehow hold work), and give a first prompt that was never sent to its agent.
         A start whose process is alive (a `batch-spawn` running now) is left to it."""
         done: list[tuple[str, str]] = []
+        for s in self.store.sessions(states=set(LIVE)):
+            if paths.kill_intent(s.id).exists():
+                with paths.try_locked(paths.session_lock(s.id)) as free:
+                    if free and self.finish_kill_held(s.id):  # else: a kill runs now
+                        done.append((s.id, "its kill, cut short, was finished"))
         for s in self.store.sessions(states={State.SPAWNING}):
             project = self.cfg.projects.get(s.project)
             if project is None or started_elsewhere(s):

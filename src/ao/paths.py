@@ -189,6 +189,13 @@ def session_lock(session_id: str) -> Path:
     return home() / "locks" / f"session-{session_id}.lock"
 
 
+def kill_intent(session_id: str) -> Path:
+    """Written before a kill touches the agent, removed once the kill is recorded: a kill cut
+    short (Ctrl-C, a closed terminal) is finished by the next daemon tick or `ao` command
+    that sees it, never undone by a restore of the agent it had already stopped."""
+    return home() / "locks" / f"session-{session_id}.killing"
+
+
 def send_lock(session_id: str) -> Path:
     """Held by whoever is typing into a session's agent, from clearing its input to the
     confirmation: one sender at a time, so two messages are never glued together."""

@@ -235,6 +235,13 @@ class Ticking:
 
     def handle(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
                pr: PullRequest | None, paused: bool) -> None:
+        if paths.kill_intent(s.id).exists():  # a person's kill: running, or cut short
+            with paths.try_locked(paths.session_lock(s.id)) as free:
+                if free and self.fleet.finish_kill_held(s.id):
+                    emit(Event("session.recovered", s.project, s.id, s.task,
+                               {"session": s.id, "outcome": "its kill, cut short, was "
+                                "finished"}), self.store)
+            return
         task_steps = self._task_steps(project, s)
         if pr is not None and pr.state == "open" and not paused and \
                 task_steps != steps.DEFAULT:

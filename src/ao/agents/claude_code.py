@@ -19,6 +19,9 @@ from .profiles import running_as_root
 HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse",
                "PermissionRequest", "Notification", "Stop", "SessionEnd")
 _RULE = re.compile(r"^\s*─{20,}\s*$", re.M)
+# the spinner line above the input box while a turn runs: `✻ Undulating…`, `* Julienning… (9s ·
+# ↓ 9 tokens)`; a turn that ended reads `✻ Worked for 2s · done 5:04 AM` (no ellipsis)
+_SPINNER = re.compile(r"^\s*\S\s+[A-Z][\w-]*…(\s+\(.*\))?\s*$")
 _PERMISSION = ("Do you want to proceed?", "Esc to cancel · Tab to amend", "Do you want to create",
                "Do you want to make this edit", "Do you want to allow",
                # menus that wait on a human: AskUserQuestion, the /model picker and the like
@@ -165,10 +168,23 @@ class ClaudeCode(Profile):
     def is_ready(self, screen: str) -> bool:
         return self._box(screen) is not None
 
+    @staticmethod
+    def _working(screen: str) -> bool:
+        """A turn runs: the status line ends `esc to interrupt`, or (while someone has text in
+        the box, which replaces that status line) the spinner line stands above the box."""
+        if "esc to interrupt" in screen:
+            return True
+        rules = list(_RULE.finditer(screen))
+        if len(rules) < 2:
+            return False
+        above = [ln for ln in screen[:rules[-2].start()].splitlines() if ln.strip()]
+        # the effort indicator (`◐ medium · /effort`) may sit between the spinner and the box
+        return any(_SPINNER.match(ln) for ln in above[-2:])
+
     def activity(self, screen: str) -> Activity | None:
         if any(t in screen for t in _PERMISSION):
             return Activity.WAITING_INPUT
-        if "esc to interrupt" in screen:
+        if self._working(screen):
             return Activity.ACTIVE
         if self._box(screen) is not None:
             return Activity.IDLE
