@@ -33,6 +33,7 @@ class Reply:
     text: str = "OK"
     shell: str | None = None  # a shell tool call after the text: the command line
     delay: float = 0.0  # seconds the "model" streams before finishing (keeps the agent busy)
+    stall: float = 0.0  # seconds the stream stops after its first half (a model pausing)
 
 
 @dataclass
@@ -127,7 +128,7 @@ def _handler(fake: FakeModels) -> type[BaseHTTPRequestHandler]:
     class Handler(JsonHandler):
 
         def _sse(self, events: list[dict[str, Any]], delay: float, named: bool,
-                 done: bool = False) -> None:
+                 done: bool = False, stall: float = 0.0) -> None:
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.send_header("cache-control", "no-cache")
@@ -137,7 +138,7 @@ def _handler(fake: FakeModels) -> type[BaseHTTPRequestHandler]:
             gap = delay / max(1, len(events) - 1)
             for i, ev in enumerate(events):
                 if i:
-                    time.sleep(gap)
+                    time.sleep(gap + (stall if i == len(events) // 2 else 0.0))
                 head = f"event: {ev['type']}\n" if named else ""
                 self.wfile.write(f"{head}data: {json.dumps(ev)}\n\n".encode())
                 self.wfile.flush()
@@ -159,10 +160,12 @@ def _handler(fake: FakeModels) -> type[BaseHTTPRequestHandler]:
                     reply = Reply(text="Fake thread title")
                 else:
                     reply = fake.next_reply(path, body)
-                self._sse(list(_responses_events(reply, body)), reply.delay, named=True)
+                self._sse(list(_responses_events(reply, body)), reply.delay, named=True,
+                          stall=reply.stall)
             elif path.endswith(":streamGenerateContent"):
                 reply = fake.next_reply(path, body)
-                self._sse(list(_gemini_chunks(reply)), reply.delay, named=False)
+                self._sse(list(_gemini_chunks(reply)), reply.delay, named=False,
+                          stall=reply.stall)
             elif path.endswith(":generateContent"):
                 # gemini's router asks which model should answer, as JSON text
                 text = json.dumps({"reasoning": "a simple request", "model_choice": "flash"})
@@ -176,7 +179,7 @@ def _handler(fake: FakeModels) -> type[BaseHTTPRequestHandler]:
                 reply = fake.next_reply(path, body)
                 model = str(body.get("model", "fake"))
                 self._sse(list(_chat_chunks(reply, model)), reply.delay, named=False,
-                          done=True)
+                          done=True, stall=reply.stall)
             else:
                 self._json(404, {"error": {"message": f"no such endpoint {path}"}})
 

@@ -65,7 +65,7 @@ QUIRKS = [
        PROFILES, 'if "(Y)es/(N)o" in last and last.endswith("]:"):',
        'if "(Y)es/(N)o" in screen:', "aider"),
     _q("codex-no-daemon", "codex's background app-server outlives the session",
-       PROFILES, 'flags = ["--no-daemon", "-c"', 'flags = ["-c"', "codex"),
+       PROFILES, 'flags = ["--no-daemon", "-c"', 'flags = ["-c"', "codex and kill"),
     _q("codex-title", "codex's state is read from its pane title",
        PROFILES, '        t = title.strip()\n', '        t = title.strip()\n        return None\n',
        "codex"),
@@ -87,10 +87,12 @@ QUIRKS = [
        PROFILES, "        from .claude_code import update_json\n",
        "        return\n        from .claude_code import update_json\n", "gemini"),
     _q("gemini-clear-keys", "one Escape does not clear gemini's input",
-       PROFILES, 'clear_keys: ClassVar[tuple[str, ...]] = ("Escape", "Escape")\n    clear_only_'
-       'drafts: ClassVar[bool] = True\n    busy_texts: ClassVar[tuple[str, ...]] = ("esc to',
-       'clear_keys: ClassVar[tuple[str, ...]] = ("Escape",)\n    clear_only_drafts: '
-       'ClassVar[bool] = True\n    busy_texts: ClassVar[tuple[str, ...]] = ("esc to', "gemini"),
+       PROFILES, 'clear_keys: ClassVar[tuple[str, ...]] = ("Escape", "Escape")\n    clear_gap',
+       'clear_keys: ClassVar[tuple[str, ...]] = ("Escape",)\n    clear_gap', "gemini"),
+    _q("gemini-clear-gap", "two Escapes at once read as one key",
+       PROFILES, "    clear_gap: ClassVar[float] = 0.15\n    clear_only_drafts: ClassVar[bool] = "
+       "True\n    busy_texts", "    clear_gap: ClassVar[float] = 0.0\n    clear_only_drafts: "
+       "ClassVar[bool] = True\n    busy_texts", "gemini"),
     _q("gemini-title", "gemini's state is read from its pane title",
        PROFILES, '        t = re.sub(', '        return None\n        t = re.sub(', "gemini"),
     _q("claude-clear-keys", "one Escape does not clear Claude Code's input",
@@ -137,7 +139,7 @@ def run(copy: Path, q: Quirk) -> tuple[str, str]:
     try:
         env = {**os.environ, "PYTHONPATH": str(copy / "src")}
         r = subprocess.run([sys.executable, "-m", "pytest", *q.tests, "-k", q.select, "-x",
-                            "-n", "2", "-p", "no:cacheprovider", "-rs"],
+                            "-n", "2", "-p", "no:cacheprovider", "-rfs"],
                            cwd=copy, env=env, capture_output=True, text=True, timeout=1200)
     finally:
         path.write_text(original)

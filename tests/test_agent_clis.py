@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,21 @@ def test_spawn_first_prompt_activity_and_kill(cli: Cli, env: Env, fake: FakeMode
     fleet.kill(sid, force=True)
     alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], [p.cmdline() for p in alive]
+    # nothing of the agent's outlives it outside its tree either (codex's background
+    # app-server, without --no-daemon, was shared by every later session)
+    import os
+
+    home = os.environ["HOME"]
+
+    def ours(p: psutil.Process) -> bool:
+        try:
+            return p.environ().get("HOME") == home and p.status() != psutil.STATUS_ZOMBIE \
+                and any(cli.binary in c for c in p.cmdline())
+        except psutil.Error:
+            return False
+
+    retry_until(lambda: not [p for p in psutil.process_iter() if ours(p)], timeout=5,
+                message="no process of the agent left")
 
 
 def test_a_long_multiline_message_arrives_once(cli: Cli, env: Env, fake: FakeModels) -> None:
@@ -242,3 +258,40 @@ def test_ao_agents_shows_the_measured_version(cli: Cli, env: Env, fake: FakeMode
     row = next(a for a in json.loads(r.out) if a["name"] == cli.agent)
     assert row["installed"] and row["version"] and row["measured"]
     assert row["version_ok"] is True, row
+
+
+def test_aos_own_leftover_paste_is_cleared_whole(cli: Cli, env: Env, fake: FakeModels) -> None:
+    """A delivery that gave up left its multi-line paste in the input: it is ao's, so the next
+    delivery clears all of it (aider's C-u clears one line; gemini needs Escape twice) and
+    the next message goes alone, never glued to the remains."""
+    fake.script = [Reply(text="ready"), Reply(text="noted")]
+    sid = env.spawn()
+    settled(env, sid, fake)
+    fleet = env.fleet()
+    left = "LEFTOVER-1 first line\nLEFTOVER-2 second line\nLEFTOVER-3 third line"
+    mid = fleet.store.queue_message(sid, left, "user")
+    tmux.paste(fleet.srv, sid, left)  # pasted, and the delivery gave up before Enter
+    fleet.store.set_stage(mid, "pasted")
+    fleet.store.set_message(mid, "failed", "the agent did not take the message")
+    retry_until(lambda: "LEFTOVER-3" in tmux.capture(fleet.srv, sid), message="the leftover")
+    r = Messenger(fleet).send(sid, "NEXT-MARKER alone please")
+    assert r.status == "delivered", r
+    retry_until(lambda: count(fake, "NEXT-MARKER"), timeout=30, message="the next message")
+    assert count(fake, "LEFTOVER") == 0, [b for _, b in fake.requests][-1]
+    assert activity(env, sid) is not Activity.EXITED  # no clear key ended the agent
+
+
+def test_a_reply_that_stalls_mid_stream_is_still_busy(cli: Cli, env: Env,
+                                                      fake: FakeModels) -> None:
+    """A model that pauses mid-reply leaves a still screen that looks idle (codex and gemini
+    draw no busy line while a reply streams): the pane title says working, and a message
+    waits instead of steering the turn."""
+    fake.script = [Reply(text=" ".join(f"word{i}" for i in range(20)), delay=1, stall=12),
+                   Reply(text="noted")]
+    sid = env.spawn()
+    retry_until(lambda: count(fake, "A-1: First task"), timeout=20, message="the first turn")
+    time.sleep(7)  # the stall: past activity.IDLE_AFTER of an unchanged screen
+    assert activity(env, sid) is Activity.ACTIVE, tmux.capture(env.server(), sid)
+    r = Messenger(env.fleet()).send(sid, "STALL-MARKER")
+    assert (r.status, r.detail) == ("queued", "busy"), r
+    assert count(fake, "STALL-MARKER") == 0

@@ -235,7 +235,13 @@ def test_a_humans_draft_is_never_cleared_or_glued(env: Env, fake: FakeAnthropic)
     # press Escape twice and send its own message, 4 of 4)
     retry_until(lambda: fleet.hook_seen(fleet.store.session(sid), "Stop", 0), timeout=30,
                 message="the turn ended")
-    went = m.deliver_queued(sid)
+    went: list[Any] = []
+
+    def tried() -> bool:  # as the daemon does, tick after tick (right at the Stop hook the
+        went.extend(m.deliver_queued(sid))  # screen still shows the turn for a moment)
+        return bool(went)
+
+    retry_until(tried, timeout=10, interval=0.3, message="a delivery attempt")
     assert [x.status for x in went] == ["queued"] and "typing" in went[0].detail, went
     screen = tmux.capture(fleet.srv, sid)
     assert "human draft" in screen and "msg" not in screen and "Interrupted" not in screen
@@ -430,3 +436,23 @@ def test_a_prompt_dismissed_without_a_hook_releases_held_messages_at_once(
                     timeout=12, message="the held message delivered well before the next poll")
     finally:
         run_ao("stop")
+
+
+def test_aos_own_leftover_paste_is_cleared_whole(env: Env, fake: FakeAnthropic) -> None:
+    """ao's own paste of a delivery that gave up is cleared (Escape twice, apart) before the
+    next message, which reaches the model alone."""
+    fake.script = [Reply(text="ready"), Reply(text="noted")]
+    sid = spawn_claude(env)
+    retry_until(lambda: turn_done(env, sid), timeout=60, message="the first turn")
+    fleet = env.fleet()
+    left = "LEFTOVER-1 first line\nLEFTOVER-2 second line"
+    mid = fleet.store.queue_message(sid, left, "user")
+    tmux.paste(fleet.srv, sid, left)  # pasted, and the delivery gave up before Enter
+    fleet.store.set_stage(mid, "pasted")
+    fleet.store.set_message(mid, "failed", "the agent did not take the message")
+    retry_until(lambda: "LEFTOVER-2" in tmux.capture(fleet.srv, sid), message="the leftover")
+    r = Messenger(fleet).send(sid, "NEXT-MARKER alone please")
+    assert r.status == "delivered", r
+    retry_until(lambda: any("NEXT-MARKER" in t for t in fake.user_texts()), timeout=30,
+                message="the next message")
+    assert not any("LEFTOVER" in t for t in fake.user_texts()), fake.user_texts()

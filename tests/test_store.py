@@ -71,7 +71,7 @@ EXPECTED_SCHEMA = [
      "(outcome IS NULL OR outcome IN ('merged', 'abandoned', 'failed')), pr_gate TEXT, "
      'pr_gate_ok INTEGER, pr_draft INTEGER, pr_merge_state TEXT, owner_pid INTEGER, '
      "limited_until REAL, step TEXT, host TEXT NOT NULL DEFAULT 'local', hooks_read INTEGER "
-     "NOT NULL DEFAULT 0)"),
+     "NOT NULL DEFAULT 0, unpushed TEXT)"),
     ("table", "tasks",
      "CREATE TABLE tasks ( project TEXT NOT NULL, key TEXT NOT NULL, title TEXT NOT NULL, body "
      "TEXT NOT NULL DEFAULT '', deps TEXT NOT NULL DEFAULT '[]', estimate TEXT, plan TEXT, "
@@ -87,7 +87,8 @@ def test_blank_database_migrates_to_the_exact_schema(tmp_path: Path) -> None:
     assert store.migrate() == []
     assert [r[0] for r in store.conn.execute("SELECT name FROM migrations")] == [
         "001_initial", "002_local_forge", "003_outcome", "004_message_stage",
-        "005_usage_limits", "006_step", "007_host", "008_hooks_read"]
+        "005_usage_limits", "006_step", "007_host", "008_hooks_read",
+        "009_unpushed"]
 
 
 def test_failed_migration_leaves_nothing_behind(tmp_path: Path,

@@ -99,3 +99,55 @@ def test_a_newcomers_first_pr_says_it_needs_a_review(env: Env) -> None:
     assert told.read_text().count("waits for you") == 1  # once, not every poll
     assert '"session.waiting"' in (paths.session_dir("shop", sid) / "events.log").read_text()
 
+
+
+def test_a_push_that_fails_is_named_in_status(env: Env, monkeypatch: object) -> None:
+    """Every push of the agent failed (here: a push URL that names nothing); ao said
+    working/idle and only `ao logs` had git's error. Within a poll of the agent going idle,
+    `ao status` says the commits are not on the remote, with git's own line, and a person
+    is told."""
+    import pytest
+
+    from ao import ticking
+
+    from .helpers import git
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setattr(ticking, "PUSH_GRACE", 0.0)
+    env.plan_file.write_text(json.dumps({"tasks": {"A-1": PLAN["tasks"]["A-1"]}}))
+    env.write_config(ci={"command": f"{sys.executable} -m unittest -q"})
+    git(env.repo, "config", "remote.origin.pushurl", str(env.repo.parent / "gone.git"))
+    assert run_ao("plan", "run", str(env.plan_file), "-p", "shop").code == 0
+    d = Daemon(config.load(), Store(), env.server())
+
+    def says_push_failing() -> bool:
+        d.tick()
+        return "push failing" in run_ao("status").out
+
+    retry_until(says_push_failing, timeout=60, interval=0.5, message="the push reason")
+    out = run_ao("status").out
+    # git's own line, as the agent's terminal showed it
+    assert "1 commit not on origin: Could not read from remote repository." in out, out
+    assert "[person]" in out, out
+    # fixed: the next push lands, and the reason goes
+    git(env.repo, "config", "--unset", "remote.origin.pushurl")
+    sid = Store().sessions("shop", task="A-1")[-1].id
+    assert run_ao("send", sid, "push").code == 0
+
+    def pushed() -> bool:
+        d.tick()
+        return "push failing" not in run_ao("status").out
+
+    retry_until(pushed, timeout=60, interval=0.5, message="the reason gone")
+
+
+def test_a_relative_remote_is_refused_before_anything_starts(env: Env) -> None:
+    from .helpers import git
+
+    git(env.repo, "remote", "set-url", "origin", "../remote.git")
+    r = run_ao("spawn", "shop", "A-1")
+    assert r.code == 2 and "is a relative path (../remote.git)" in r.err, r.err
+    assert "remote set-url origin" in r.err
+    assert Store().sessions("shop") == [] or all(
+        s.state is State.FAILED for s in Store().sessions("shop"))
+    assert not list(paths.worktrees_dir("shop").glob("*"))

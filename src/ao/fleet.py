@@ -16,6 +16,7 @@ from . import (
     agents,
     interrupts,
     paths,
+    pushes,
     scheduler,
     steps,
 )
@@ -135,6 +136,7 @@ class Fleet(Ending):
         and so do whole starts on SSH hosts (each host's clone is locked there)."""
         project = self.cfg.project(project_name)
         tasks = [self.task(project, k, plan) for k in keys]  # all keys checked before any work
+        pushes.check_remote(project.path, project.remote)  # and the remote agents push to
         if plan is not None:
             order = planmod.priority_order(plan, [t.key for t in tasks if t.key in plan.tasks])
             tasks = [plan.tasks[k] for k in order] + [t for t in tasks if t.key not in order]

@@ -99,9 +99,10 @@ class Messenger:
         if activity is Activity.WAITING_INPUT:
             return "waiting on a permission prompt"
         # a draft in the input means a human is typing there: never clear or glue it, wait
-        if profile.clear_only_drafts and profile.draft_pending(
-                tmux.capture(self.fleet.server(s), s.id), ""):
-            return TYPING
+        if profile.clear_only_drafts:
+            screen = tmux.capture(self.fleet.server(s), s.id)
+            if profile.draft_pending(screen, "") and not self._leftover(s, profile, screen):
+                return TYPING
         # --now types into a working agent only where Enter queues there (not codex, aider)
         if activity is Activity.ACTIVE and not (now and profile.enter_while_busy):
             return "busy"
@@ -177,11 +178,15 @@ class Messenger:
         # ao's own text left in the box by a delivery that gave up (Enter not taken, a paste
         # that showed late, a held message that expired): ao's to clear, or every later
         # message would wait behind it as if a person were typing
-        typed = [m for m in self.store.messages(s.id)[-20:]
-                 if m["status"] != "delivered" and m.get("stage") in ("pasted", "entered")]
-        if any(profile.draft_is(screen, str(m["body"])) for m in typed):
+        if self._leftover(s, profile, screen):
             return "clear", ""
         return "hold", TYPING
+
+    def _leftover(self, s: Session, profile: agents.Profile, screen: str) -> bool:
+        """The input holds ao's own paste of a message that was never delivered."""
+        typed = [m for m in self.store.messages(s.id)[-20:]
+                 if m["status"] != "delivered" and m.get("stage") in ("pasted", "entered")]
+        return any(profile.draft_is(screen, str(m["body"])) for m in typed)
 
     def _deliver(self, s: Session, body: str, source: str, mid: int,
                  own: bool = False) -> SendResult:
@@ -204,6 +209,14 @@ class Messenger:
                     time.sleep(profile.clear_gap)
                 tmux.send_keys(srv, s.id, key)
             before = tmux.capture(srv, s.id)
+            if profile.clear_only_drafts and profile.draft_pending(before, ""):
+                # never paste behind text that stayed: the two would go as one message
+                gone = tmux.wait_screen(srv, s.id, lambda sc: not profile.draft_pending(
+                    sc, ""), timeout=2.0)
+                if gone is None:
+                    return self._failed(s, mid, "ao's earlier text stayed in the agent's "
+                                        "input after the clear keys")
+                before = gone
         tmux.paste(srv, s.id, body)
         # the agent shows the draft once it has taken the paste; then its own settle delay
         # (a line-oriented program: any change; its echo and output interleave)

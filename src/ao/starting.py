@@ -24,6 +24,7 @@ from . import (
     interrupts,
     paths,
     prompts,
+    pushes,
     tmux,
     worksafe,
     workspace,
@@ -391,6 +392,7 @@ class Starting(Observing):
         """The freshly fetched default branch: fetched once per batch, not once per task."""
         key = str(project.path)
         if key not in self._bases or not self._caching:
+            pushes.check_remote(project.path, project.remote)
             self._bases[key] = workspace.fresh_base(project.path, project.remote,
                                                     project.default_branch)
         return self._bases[key]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import config as cfgmod
 from . import forge as forgemod
-from . import hosts, merging, paths, scheduler, steps, waiting, workspace
+from . import hosts, merging, paths, pushes, scheduler, steps, waiting, workspace
 from . import plan as planmod
 from .actions import Actions
 from .config import Config, ProjectConfig
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
 
 LOCK_NAME = "daemon.lock"
 log = logging.getLogger(__name__)
+PUSH_GRACE = 30.0  # seconds idle before an agent's commits are expected on the remote
 MIN_TICK_GAP = 0.25  # seconds: the shortest time between two ticks, however often woken
 
 
@@ -69,6 +70,7 @@ class Ticking:
         self._lock_fd: int | None = None
         self._config_digest = cfgmod.content_digest(cfgmod.config_sources())
         self.web_url: str | None = None  # set when the daemon serves the dashboard
+        self._push_checked: dict[str, tuple[float | None, float | None]] = {}
         self._said: dict[str, str] = {}  # the wait each session was last said to have
 
     def _low_budget(self) -> bool:
@@ -261,6 +263,7 @@ class Ticking:
         if paused:
             policy = replace(policy, auto=frozenset(), auto_merge=False, run_steps=False)
         obs = replace(self.observation(s, pr), steps=task_steps)
+        self.check_pushed(project, s, obs.idle_for)
         actions = decide(obs, hist, policy)
         self.say_why(project, s.id, paused)
         if not actions:
@@ -308,6 +311,24 @@ class Ticking:
                                       self.notifier)
             except AoError as e:  # the next start tries again
                 log.warning("the record of %s's merge: %s", s.id, e)
+
+    def check_pushed(self, project: ProjectConfig, s: Session, idle_for: float) -> None:
+        """Once per idle spell past PUSH_GRACE: are the agent's commits on the remote? (local
+        refs only; a push that failed leaves the remote-tracking ref behind)."""
+        if s.host != hosts.LOCAL or not s.branch or s.state not in (State.WORKING,
+                                                                     State.PR_OPEN):
+            return
+        if idle_for < PUSH_GRACE:
+            return
+        spell = (s.screen_changed_at, s.hook_at)
+        if self._push_checked.get(s.id) == spell:
+            return
+        self._push_checked[s.id] = spell
+        n = pushes.unpushed(project.path, project.remote, s.branch, project.default_branch) \
+            if workspace.has_remote(project.path, project.remote) else 0
+        why = pushes.reason(project.name, s.id, n, project.remote) if n else None
+        if why != s.unpushed:
+            self.store.update_session(s.id, unpushed=why)
 
     def say_why(self, project: ProjectConfig, sid: str, paused: bool) -> None:
         """A new reason the session waits is an event (`ao logs` tells it), once per reason

@@ -70,6 +70,8 @@ def why(s: Session, ctx: Context = Context(), now: float | None = None) -> Wait 
         return Wait(f"{s.agent} usage limit until {until}", AGENT, "limited")
     if ctx.paused:
         return Wait("the project is paused (`ao resume`)", PERSON, "paused")
+    if s.unpushed and s.activity is not Activity.ACTIVE:
+        return Wait(f"push failing: {s.unpushed}", PERSON, "unpushed")
     if s.pr_number and s.pr_state == "open":
         return _pr_wait(s, ctx)
     if s.pr_number and s.pr_state == "merged":

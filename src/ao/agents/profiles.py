@@ -247,7 +247,10 @@ class GeminiAgent(Profile):
                                               "GOOGLE_GEMINI_BASE_URL", "GEMINI_MODEL")
     description: ClassVar[str] = "Google Gemini CLI"
     measured: ClassVar[tuple[str, str] | None] = ("0.61.0", "0.61.0")
+    # Escape twice clears the input, apart: two at once read as one key (and the paste after
+    # them lost its bracket, `[200~` typed in)
     clear_keys: ClassVar[tuple[str, ...]] = ("Escape", "Escape")
+    clear_gap: ClassVar[float] = 0.15
     clear_only_drafts: ClassVar[bool] = True
     busy_texts: ClassVar[tuple[str, ...]] = ("esc to cancel",)
     waiting_texts: ClassVar[tuple[str, ...]] = ("Allow execution", "Apply this change?",

@@ -11,13 +11,13 @@ import time
 
 import typer
 
-from .. import events, paths, tmux
+from .. import events, paths, pushes, tmux
 from ..daemon import Daemon, read_state
 from ..errors import AoError, BadInput, ExternalError
 from ..events import Event
 from ..sanitize import for_terminal
 from . import services
-from .output import log_to
+from .output import log_to, note
 
 app = typer.Typer(help="The daemon: run it in the foreground or attach to it.",
                   no_args_is_help=True)
@@ -126,7 +126,14 @@ def start(foreground: bool = typer.Option(False, "--foreground",
     served = port or cfg.web.port
     if served:
         _port_free(host or cfg.web.host, served)
+    for project in cfg.projects.values():  # a remote no agent could push to, refused now
+        pushes.check_remote(project.path, project.remote)
     _register_here()
+    for project in cfg.projects.values():
+        problem = pushes.unreachable(project.path, project.remote)
+        if problem:
+            note(f"warning: {project.name}: remote {project.remote!r} does not answer "
+                 f"({problem}); agents' pushes will fail until it does")
     if foreground:
         run(once=False, port=port, host=host)
         return

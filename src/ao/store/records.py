@@ -50,6 +50,7 @@ class Session:
     step: str | None = None  # the step of the task's work it is at (steps.py)
     host: str = "local"  # the machine its agent runs on (hosts.py)
     hooks_read: int = 0  # bytes of its hook file recorded (agent_hooks.py)
+    unpushed: str | None = None  # its commits are not on the remote, and why (pushes.py)
 
     @property
     def merged(self) -> bool:

@@ -202,6 +202,11 @@ def _m008_hooks_read(conn: sqlite3.Connection) -> None:
     _execute_all(conn, "ALTER TABLE sessions ADD COLUMN hooks_read INTEGER NOT NULL DEFAULT 0;")
 
 
+def _m009_unpushed(conn: sqlite3.Connection) -> None:
+    """Why a session's commits are not on the remote (pushes.py), while they are not."""
+    _execute_all(conn, "ALTER TABLE sessions ADD COLUMN unpushed TEXT;")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_local_forge", _m002_local_forge),
@@ -211,6 +216,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("006_step", _m006_step),
     ("007_host", _m007_host),
     ("008_hooks_read", _m008_hooks_read),
+    ("009_unpushed", _m009_unpushed),
 ]
 
 
