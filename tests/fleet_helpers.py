@@ -75,3 +75,18 @@ def env(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     e.write_config()
     yield e
     tmux.server(socket).kill()
+
+
+def leave_own_paste(fleet: Fleet, sid: str, text: str) -> None:
+    """ao's own paste of `text` left in the agent's input, as a delivery that gave up before
+    its Enter leaves it (recorded pasted, then failed)."""
+    from ao import tmux
+
+    from .helpers import retry_until
+
+    mid = fleet.store.queue_message(sid, text, "user")
+    tmux.paste(fleet.srv, sid, text)
+    fleet.store.set_stage(mid, "pasted")
+    fleet.store.set_message(mid, "failed", "the agent did not take the message")
+    last = text.splitlines()[-1]
+    retry_until(lambda: last in tmux.capture(fleet.srv, sid), message="the leftover")

@@ -21,7 +21,7 @@ from ao.messaging import Messenger
 from ao.state import Activity
 
 from .fake_models import FakeModels, Reply, serve
-from .fleet_helpers import Env
+from .fleet_helpers import Env, leave_own_paste
 from .helpers import git, retry_until
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -269,11 +269,7 @@ def test_aos_own_leftover_paste_is_cleared_whole(cli: Cli, env: Env, fake: FakeM
     settled(env, sid, fake)
     fleet = env.fleet()
     left = "LEFTOVER-1 first line\nLEFTOVER-2 second line\nLEFTOVER-3 third line"
-    mid = fleet.store.queue_message(sid, left, "user")
-    tmux.paste(fleet.srv, sid, left)  # pasted, and the delivery gave up before Enter
-    fleet.store.set_stage(mid, "pasted")
-    fleet.store.set_message(mid, "failed", "the agent did not take the message")
-    retry_until(lambda: "LEFTOVER-3" in tmux.capture(fleet.srv, sid), message="the leftover")
+    leave_own_paste(fleet, sid, left)  # the delivery gave up before its Enter
     r = Messenger(fleet).send(sid, "NEXT-MARKER alone please")
     assert r.status == "delivered", r
     retry_until(lambda: count(fake, "NEXT-MARKER"), timeout=30, message="the next message")

@@ -22,7 +22,7 @@ from ao.state import Activity, State
 from ao.store import Store
 
 from .fake_anthropic import FakeAnthropic, Reply, serve
-from .fleet_helpers import Env
+from .fleet_helpers import Env, leave_own_paste
 from .helpers import retry_until
 
 pytestmark = [
@@ -446,11 +446,7 @@ def test_aos_own_leftover_paste_is_cleared_whole(env: Env, fake: FakeAnthropic) 
     retry_until(lambda: turn_done(env, sid), timeout=60, message="the first turn")
     fleet = env.fleet()
     left = "LEFTOVER-1 first line\nLEFTOVER-2 second line"
-    mid = fleet.store.queue_message(sid, left, "user")
-    tmux.paste(fleet.srv, sid, left)  # pasted, and the delivery gave up before Enter
-    fleet.store.set_stage(mid, "pasted")
-    fleet.store.set_message(mid, "failed", "the agent did not take the message")
-    retry_until(lambda: "LEFTOVER-2" in tmux.capture(fleet.srv, sid), message="the leftover")
+    leave_own_paste(fleet, sid, left)  # the delivery gave up before its Enter
     r = Messenger(fleet).send(sid, "NEXT-MARKER alone please")
     assert r.status == "delivered", r
     retry_until(lambda: any("NEXT-MARKER" in t for t in fake.user_texts()), timeout=30,
