@@ -82,6 +82,12 @@ class FakeGitHub:
     fault_kinds: tuple[str, ...] = ("500", "timeout", "secondary")
     rate_limit: int = 5000
     valid_token: str | None = None  # when set, any other token is answered 401
+    # GraphQL's primary rate limit, as GitHub documents it: HTTP 200, `errors[].type ==
+    # "RATE_LIMITED"`, x-ratelimit-remaining 0 and the reset time; until this epoch second
+    graphql_limited_until: float = 0.0
+    # head branch names whose PR lookup GitHub answers with an error beside the others'
+    # data (a partial answer: the field null, an error with its `path`)
+    graphql_failing_heads: set[str] = field(default_factory=set)
     # the token's user: PRs opened through the API are theirs, and GitHub answers 422 to
     # their APPROVE or REQUEST_CHANGES on them ("Can not approve your own pull request")
     token_login: str = "ao-bot"
@@ -514,9 +520,21 @@ class FakeGitHub:
         if repo is None:
             return 200, {"errors": [{"type": "NOT_FOUND", "message": "no such repository"}]}, {}
         with self.lock:
+            if time.time() < self.graphql_limited_until:
+                return 200, {"errors": [{"type": "RATE_LIMITED", "message": "API rate limit "
+                                         "already exceeded for user ID 1."}]}, {
+                    "x-ratelimit-remaining": "0",
+                    "x-ratelimit-reset": str(int(self.graphql_limited_until))}
             if "query AoPoll" in query:
                 out: dict[str, Any] = {}
+                errors = []
                 for alias, var in re.findall(r"(\w+): pullRequests\(headRefName: \$(\w+)", query):
+                    if variables[var] in self.graphql_failing_heads:
+                        out[alias] = None
+                        errors.append({"type": "FORBIDDEN", "path": ["repository", alias],
+                                       "locations": [{"line": 1, "column": 1}],
+                                       "message": "Resource not accessible by integration"})
+                        continue
                     # GitHub matches headRefName in forks too: a stranger's PR can be here
                     prs = [p for p in repo.pulls.values() if p["head"] == variables[var]]
                     prs.sort(key=lambda p: -p["number"])
@@ -524,9 +542,12 @@ class FakeGitHub:
                     first = int(found.group(1)) if found else 1
                     out[alias] = {"nodes": [self._pr_graphql(repo, p, query)
                                             for p in prs[:first]]}
-                return 200, {"data": {"rateLimit": {"remaining": self.rate_limit,
-                                                    "resetAt": "2030-01-01T00:00:00Z"},
-                                      "repository": out}}, {}
+                answer: dict[str, Any] = {"data": {"rateLimit": {
+                    "remaining": self.rate_limit, "resetAt": "2030-01-01T00:00:00Z"},
+                    "repository": out}}
+                if errors:
+                    answer["errors"] = errors
+                return 200, answer, {}
             if "query AoThreads" in query:
                 n = int(variables["number"])
                 reviews = [{"id": r["id"], "state": r["state"], "body": r["body"],
@@ -604,12 +625,11 @@ def _handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             self.send_header("content-type", headers.pop("content-type", "application/json"))
             self.send_header("content-length", str(len(data)))
             self.send_header("etag", etag)
-            self.send_header("x-ratelimit-limit", "5000")
-            self.send_header("x-ratelimit-resource",
-                             "graphql" if url.path == "/graphql" else "core")
-            self.send_header("x-ratelimit-remaining", str(fake.rate_limit))
-            self.send_header("x-ratelimit-reset", str(int(time.time()) + 3600))
-            for k, v in headers.items():
+            defaults = {"x-ratelimit-limit": "5000",
+                        "x-ratelimit-resource": "graphql" if url.path == "/graphql" else "core",
+                        "x-ratelimit-remaining": str(fake.rate_limit),
+                        "x-ratelimit-reset": str(int(time.time()) + 3600)}
+            for k, v in {**defaults, **headers}.items():
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(data)

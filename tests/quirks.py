@@ -65,7 +65,7 @@ QUIRKS = [
        PROFILES, 'if "(Y)es/(N)o" in last and last.endswith("]:"):',
        'if "(Y)es/(N)o" in screen:', "aider"),
     _q("codex-no-daemon", "codex's background app-server outlives the session",
-       PROFILES, 'flags = ["--no-daemon", "-c"', 'flags = ["-c"', "codex and kill"),
+       PROFILES, 'flags = ["--no-daemon", "-c"', 'flags = ["-c"', "codex and kill or flags"),
     _q("codex-title", "codex's state is read from its pane title",
        PROFILES, '        t = title.strip()\n', '        t = title.strip()\n        return None\n',
        "codex"),

@@ -265,3 +265,89 @@ def test_plan_push_adopts_only_issues_its_writers_opened(f: GitHubForge, gh: GH)
     n, what = out["T-1"]
     assert n == 3 and "left #1: opened by @stranger, who has no write access" in what
     assert Store().task("shop", "T-1")["issue_number"] == 3
+
+
+def test_graphql_rate_limit_in_its_http_200_form(f: GitHubForge, gh: GH, clone: Path,
+                                                  sleeps: list[float]) -> None:
+    """GitHub answers a spent GraphQL budget with HTTP 200, `errors[].type == RATE_LIMITED`
+    and x-ratelimit-remaining 0 (PyGithub raised it as a 400, and the daemon asked again
+    every tick): a command waits until the reset; the daemon skips the project until then
+    and says why."""
+    import time
+
+    fake, _repo = gh
+    opened(f, gh, clone)
+    fake.graphql_limited_until = time.time() + 30
+    result = f.poll(["ao/a-1"])
+    assert result.errors and "rate limit" in result.errors[0]
+    assert sleeps and 20 <= max(sleeps) <= 31  # x-ratelimit-reset, not a blind backoff
+    f.max_wait = 0  # the daemon's client
+    sleeps.clear()
+    fake.counts.clear()
+    assert f.poll(["ao/a-1"]).errors and sleeps == []
+    assert fake.counts["POST /graphql"] == 1 and f.blocked_until >= time.time() + 20
+    assert f.trouble is not None and f.trouble[0].startswith("rate-limited (graphql) until")
+    fake.graphql_limited_until = 0
+    assert not f.poll(["ao/a-1"]).errors and f.trouble is None
+
+
+def test_a_partial_graphql_answer_is_used(f: GitHubForge, gh: GH, clone: Path) -> None:
+    """GitHub documents partial answers: data for what it could resolve, `errors[]` with a
+    `path` for the rest. The rest is "not seen" (never "no PR", which would open another)."""
+    fake, _repo = gh
+    opened(f, gh, clone)
+    push_branch(clone, "ao/b-1", {"b.txt": "b"})
+    f.create_pr("ao/b-1", "b", "")
+    fake.graphql_failing_heads = {"ao/b-1"}
+    result = f.poll(["ao/a-1", "ao/b-1"])
+    assert result.prs["ao/a-1"] is not None and "ao/b-1" not in result.prs
+    assert result.errors and "FORBIDDEN" in result.errors[0]
+
+
+def test_a_revoked_token_pauses_the_projects_reads_and_tells_a_person(
+        gh: GH, env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A revoked token was polled every tick for ever and nobody was told. Now: one request,
+    `ao status` names it for each session, a person is told once, and the reads wait (ten
+    minutes, or a config change) before the token is tried again."""
+    import json
+    import time
+
+    from ao import paths
+    from ao.daemon import Daemon
+
+    from .helpers import retry_until
+
+    fake, _repo = gh
+    fake.valid_token = "the-right-one"
+    monkeypatch.setenv("GITHUB_TOKEN", "revoked")
+    monkeypatch.setenv("AO_GITHUB_API_URL", fake.url)
+    told = paths.home() / "told.jsonl"
+    env.write_config(repo="acme/shop", forge="github", agent={"command": "cat"})
+    cfg = json.loads(paths.config_file().read_text())
+    cfg["notify"] = {"command": f"cat >> {told}; echo >> {told}", "desktop": False}
+    paths.config_file().write_text(json.dumps(cfg))
+    store = Store()
+    s = store.create_session("shop", "sho", "A-1", state=State.WORKING)
+    store.update_session(s.id, branch="ao/a-1", pr_number=7, pr_state="open")
+    from ao import tmux
+
+    tmux.new_session(env.server(), s.id, env.repo, "cat")  # its agent, alive
+    fake.counts.clear()
+    d = Daemon(config.load(), store, env.server())
+    for _ in range(4):
+        d.tick()
+    assert fake.counts["POST /graphql"] == 1  # not every tick
+    out = run_ao("status").out
+    assert "GitHub: GitHub rejected the token (401 Bad credentials)" in out, out
+    assert "[person]" in out
+    retry_until(lambda: told.exists() and "rejected the token" in told.read_text(),
+                timeout=20, message="the notification")
+    time.sleep(0.3)
+    assert told.read_text().count("cannot be read") == 1
+    # the token fixed and the config changed: read again at once, and the reason goes
+    fake.valid_token = None
+    d.forges.clear()
+    d.tick()
+    assert "rejected the token" not in run_ao("status").out
+    kinds = [e["type"] for e in store.events_after(0, project="shop")]
+    assert kinds.count("forge.trouble") == 1 and "forge.recovered" in kinds

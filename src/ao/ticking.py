@@ -136,6 +136,7 @@ class Ticking:
         result = forge.poll([s.branch for s in tracked if s.branch])
         for err in result.errors:
             emit(Event("forge.error", project.name, data={"error": err}), self.store)
+        self.forge_trouble(project, getattr(forge, "trouble", None))
         self._open_missing_prs(project, forge, tracked, result.prs, result.pushed)
         forge.serve(result.prs)  # the local forge's CI for new heads (an action, not a read)
         paused = self.store.paused(project.name)
@@ -312,6 +313,25 @@ class Ticking:
             except AoError as e:  # the next start tries again
                 log.warning("the record of %s's merge: %s", s.id, e)
 
+    def forge_trouble(self, project: ProjectConfig, trouble: tuple[str, str] | None) -> None:
+        """Why the forge cannot be read (a rejected token, a rate limit), recorded for every
+        reader's "why is it waiting"; a new one is an event, and a notification when a
+        person must act; its end is an event too."""
+        was = self.store.forge_trouble(project.name)
+        if trouble == was:
+            return
+        self.store.ensure_project(project.name, str(project.path), project.repo)
+        self.store.set_forge_trouble(project.name, trouble)
+        if trouble is None:
+            emit(Event("forge.recovered", project.name, data={"was": was[0] if was else ""}),
+                 self.store)
+            return
+        reason, who = trouble
+        event = emit(Event("forge.trouble", project.name, data={"reason": reason, "on": who}),
+                     self.store)
+        if who == waiting.PERSON and (was is None or was[1] != who):
+            self.notifier.notify(event, f"{project.name}: the forge cannot be read", reason)
+
     def check_pushed(self, project: ProjectConfig, s: Session, idle_for: float) -> None:
         """Once per idle spell past PUSH_GRACE: are the agent's commits on the remote? (local
         refs only; a push that failed leaves the remote-tracking ref behind)."""
@@ -338,7 +358,7 @@ class Ticking:
         ctx = waiting.Context(forge=project.forge, auto_merge=project.auto_merge,
                               paused=paused)
         w = waiting.why(s, ctx, self.clock())
-        if w is None or w.kind in ("needs_human", "queued", "merging", "merged"):
+        if w is None or w.kind in ("needs_human", "queued", "merging", "merged", "forge"):
             return  # an escalation notifies itself; the rest are ao's own doing
         episode = s.pr_head_sha or str(int(s.activity_at or 0))
         said = f"waiting:{w.kind}:{episode}"

@@ -33,7 +33,8 @@ def wait_context(store: Store, project: ProjectConfig | None) -> waiting.Context
     if project is None:
         return waiting.Context()
     return waiting.Context(forge=project.forge, auto_merge=project.auto_merge,
-                           paused=store.paused(project.name))
+                           paused=store.paused(project.name),
+                           forge_trouble=store.forge_trouble(project.name))
 
 
 def session(store: Store, s: Session, now: float | None = None,

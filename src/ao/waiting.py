@@ -42,6 +42,7 @@ class Context:
     auto_merge: bool = False
     paused: bool = False
     host_down_since: float | None = None  # the session's host, when it does not answer
+    forge_trouble: tuple[str, str] | None = None  # why the forge cannot be read, who acts
     stuck_after: float = STUCK_AFTER
 
 
@@ -70,6 +71,11 @@ def why(s: Session, ctx: Context = Context(), now: float | None = None) -> Wait 
         return Wait(f"{s.agent} usage limit until {until}", AGENT, "limited")
     if ctx.paused:
         return Wait("the project is paused (`ao resume`)", PERSON, "paused")
+    if ctx.forge_trouble is not None and s.branch and (s.pr_number or
+                                                       s.activity is not Activity.ACTIVE):
+        reason, who = ctx.forge_trouble
+        return Wait(f"{'GitHub' if ctx.forge == 'github' else 'the forge'}: {reason}", who,
+                    "forge")
     if s.unpushed and s.activity is not Activity.ACTIVE:
         return Wait(f"push failing: {s.unpushed}", PERSON, "unpushed")
     if s.pr_number and s.pr_state == "open":

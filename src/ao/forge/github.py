@@ -127,9 +127,10 @@ class GitHubForge(GitHubIssues):
                            for i in range(len(branches)))
         variables: dict[str, Any] = {"owner": self.owner, "name": self.repo_name,
                                      **{f"h{i}": b for i, b in enumerate(branches)}}
+        failed: set[str] = set()  # the aliases GitHub answered with an error: not seen
         try:
             data = self._graphql(POLL_QUERY.format(params=params, fields=fields), variables,
-                                 errors=result.errors)
+                                 errors=result.errors, failed=failed)
         except ExternalError as e:
             result.errors.append(str(e))
             result.requests = self.requests - before
@@ -139,7 +140,8 @@ class GitHubForge(GitHubIssues):
             self.rate_remaining = rate["remaining"]
         repo = data.get("repository") or {}
         for i, branch in enumerate(branches):
-            result.prs[branch] = _own_pr(repo.get(f"b{i}"), self.trusted)
+            if f"b{i}" not in failed:  # "no PR" must not stand in for "could not look"
+                result.prs[branch] = _own_pr(repo.get(f"b{i}"), self.trusted)
         result.requests = self.requests - before
         result.rate_remaining = self.rate_remaining
         return result

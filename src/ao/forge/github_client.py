@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 LOW_BUDGET = 200
 RETRIES = 3
+AUTH_RETRY = 600.0  # seconds between tries of a token GitHub rejected (a config change: at once)
 
 
 class GitHubClient:
@@ -58,6 +59,8 @@ class GitHubClient:
         self._method: str | None = None
         self.budgets: dict[str, int] = {}
         self.blocked_until = 0.0  # a rate limit asked to wait until then
+        # why GitHub cannot be read now, and who must act (waiting.py), until a call succeeds
+        self.trouble: tuple[str, str] | None = None
         # longest rate-limit wait a call sits out itself; the daemon sets 0 and skips the
         # project's polls until `blocked_until` instead
         self.max_wait = 120.0
@@ -110,13 +113,19 @@ class GitHubClient:
         try:
             out = fn()
             self._note_rate(resource)
+            self.trouble = None
             return out
         except GithubException as e:
             headers = {k.lower(): v for k, v in (e.headers or {}).items()}
             if e.status == 401:
-                raise ExternalError("GitHub rejected the token (401 Bad credentials)",
-                                    "set GITHUB_TOKEN or GH_TOKEN to a valid token, or run "
-                                    "`gh auth login`") from None
+                # a revoked token is not asked again every poll: every AUTH_RETRY, or at once
+                # when the config (and so this client) is made again
+                self.blocked_until = time.time() + AUTH_RETRY
+                self.trouble = ("GitHub rejected the token (401 Bad credentials): set "
+                                "GITHUB_TOKEN or GH_TOKEN to a valid one", "person")
+                raise ForgeError("GitHub rejected the token (401 Bad credentials)",
+                                 "set GITHUB_TOKEN or GH_TOKEN to a valid token, or run "
+                                 "`gh auth login`", 401) from None
             limited = e.status == 429 or (e.status == 403 and (
                 _secondary(e) or headers.get("x-ratelimit-remaining") == "0"))
             error = ForgeError(f"GitHub {what} failed: {e.status} {_message(e)}",
@@ -129,6 +138,8 @@ class GitHubClient:
                                    e.status)
                 if wait > self.max_wait:
                     self.blocked_until = time.time() + wait  # the caller skips until then
+                    until = time.strftime("%H:%M", time.localtime(self.blocked_until))
+                    self.trouble = (f"rate-limited ({resource}) until {until}", "github")
                     raise error from None
                 log.warning("GitHub rate limit (%s): waiting %.0fs before %s", resource, wait,
                             what)
@@ -152,14 +163,32 @@ class GitHubClient:
     def low_budget(self) -> bool:
         return self.rate_remaining is not None and self.rate_remaining < LOW_BUDGET
 
-    def _graphql(self, query: str, variables: dict[str, Any],
-                 errors: list[str] | None = None) -> dict[str, Any]:
+    def _graphql(self, query: str, variables: dict[str, Any], errors: list[str] | None = None,
+                 failed: set[str] | None = None) -> dict[str, Any]:
         """The data of a GraphQL answer. Its `errors[]` (type and message each) are raised
-        when there is no data; with partial data they go to `errors` and the data is used."""
-        _, data = self._call("graphql", lambda: self.gh.requester.graphql_query(
-            query, variables), resource="graphql")
+        when there is no data; with partial data they go to `errors`, the top-level fields
+        under `repository` they name go to `failed`, and the data is used (GitHub's
+        documented partial answers; PyGithub's graphql_query raises them all as a 400).
+
+        A primary rate limit comes as HTTP 200 with `errors[].type == "RATE_LIMITED"` and
+        x-ratelimit-remaining 0: waited for, or reported until x-ratelimit-reset, as REST's."""
+        requester = self.gh.requester
+
+        def ask() -> tuple[dict[str, Any], dict[str, Any]]:
+            headers, data = requester.requestJsonAndCheck(
+                "POST", requester.graphql_url, input={"query": query, "variables": variables})
+            if any(x.get("type") == "RATE_LIMITED" for x in data.get("errors") or []):
+                raise GithubException(403, {"message": "API rate limit exceeded (GraphQL "
+                                                       "RATE_LIMITED)"},
+                                      {**headers, "x-ratelimit-remaining": "0"})
+            return headers, data
+
+        _, data = self._call("graphql", ask, resource="graphql")
         problems = ["{}: {}".format(x.get("type") or "ERROR", x.get("message") or "")
                     for x in data.get("errors") or []]
+        if failed is not None:
+            failed.update(str(p[1]) for x in data.get("errors") or []
+                          if isinstance(p := x.get("path"), list) and len(p) > 1)
         result: dict[str, Any] = data.get("data") or {}
         if problems and (not result or errors is None):
             raise ExternalError("GitHub GraphQL: " + "; ".join(problems)[:300],

@@ -42,6 +42,19 @@ class Projects(Connection):
                                 (project,)).fetchone()
         return bool(row and row[0])
 
+    def set_forge_trouble(self, project: str, trouble: tuple[str, str] | None) -> None:
+        """Why the project's forge cannot be read (reason, who must act), or None."""
+        self.conn.execute("UPDATE projects SET forge_trouble = ? WHERE name = ?",
+                          (json.dumps(list(trouble)) if trouble else None, project))
+
+    def forge_trouble(self, project: str) -> tuple[str, str] | None:
+        row = self.conn.execute("SELECT forge_trouble FROM projects WHERE name = ?",
+                                (project,)).fetchone()
+        if not row or not row[0]:
+            return None
+        reason, who = json.loads(row[0])
+        return str(reason), str(who)
+
     def start_plan_run(self, project: str, plan: str) -> None:
         self.conn.execute(
             "INSERT INTO plan_runs (project, plan, started_at) VALUES (?, ?, ?) "

@@ -207,6 +207,11 @@ def _m009_unpushed(conn: sqlite3.Connection) -> None:
     _execute_all(conn, "ALTER TABLE sessions ADD COLUMN unpushed TEXT;")
 
 
+def _m010_forge_trouble(conn: sqlite3.Connection) -> None:
+    """Why a project's forge cannot be read now, and who must act (JSON), while it cannot."""
+    _execute_all(conn, "ALTER TABLE projects ADD COLUMN forge_trouble TEXT;")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_local_forge", _m002_local_forge),
@@ -217,6 +222,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("007_host", _m007_host),
     ("008_hooks_read", _m008_hooks_read),
     ("009_unpushed", _m009_unpushed),
+    ("010_forge_trouble", _m010_forge_trouble),
 ]
 
 
