@@ -422,13 +422,15 @@ class FakeGitHub:
                              "user": self.token_login,
                              "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             return 201, self._pr_json(repo, repo.pulls[n]), {}
-        m = re.match(r"^/pulls/(\d+)(/merge|/reviews|/comments)?$", rest)
+        m = re.match(r"^/pulls/(\d+)(/merge|/reviews|/comments|/update-branch)?$", rest)
         if m:
             pr = repo.pulls.get(int(m.group(1)))
             if pr is None:
                 return 404, {"message": "Not Found"}, {}
             if m.group(2) == "/merge" and method == "PUT":
                 return self._merge(repo, pr, body or {})
+            if m.group(2) == "/update-branch" and method == "PUT":
+                return self._update_branch(repo, pr, body or {})
             if m.group(2) == "/reviews" and method == "POST":
                 return self._create_review(repo, pr, body or {})
             if m.group(2) == "/reviews":
@@ -495,6 +497,10 @@ class FakeGitHub:
             return 405, {"message": "At least 1 approving review is required by reviewers "
                                     "with write access."}, {}
         base = repo.head_sha(repo.default_branch) or ""
+        if repo.require_up_to_date and _git(repo.bare, "merge-base", "--is-ancestor", base,
+                                            pr["head_sha"], check=False).returncode != 0:
+            return 405, {"message": "Head branch is out of date. Review and try the merge "
+                                    "again."}, {}
         p = _git(repo.bare, "merge-tree", "--write-tree", base, pr["head_sha"], check=False)
         if p.returncode != 0:
             return 405, {"message": "Pull Request is not mergeable"}, {}
@@ -513,6 +519,29 @@ class FakeGitHub:
                 repo.issues[int(n)].update(state="closed", state_reason="completed")
         return 200, {"sha": commit, "merged": True,
                      "message": "Pull Request successfully merged"}, {}
+
+    def _update_branch(self, repo: Repo, pr: dict[str, Any], body: dict[str, Any]
+                       ) -> tuple[int, Any, dict[str, str]]:
+        """PUT /pulls/N/update-branch, as documented: 202 and a merge of the base branch into
+        the head (a new head sha); 422 when `expected_head_sha` is not the head, or the merge
+        conflicts."""
+        self._pr_live(repo, pr)
+        if body.get("expected_head_sha") and body["expected_head_sha"] != pr["head_sha"]:
+            return 422, {"message": "expected head sha didn't match current head ref."}, {}
+        base = repo.head_sha(repo.default_branch) or ""
+        p = _git(repo.bare, "merge-tree", "--write-tree", pr["head_sha"], base, check=False)
+        if p.returncode != 0:
+            return 422, {"message": "merge conflict between base and head"}, {}
+        commit = subprocess.run(
+            ["git", "-C", str(repo.bare), "-c", "user.name=fake", "-c",
+             "user.email=fake@example.invalid", "commit-tree", p.stdout.split("\n", 1)[0],
+             "-p", pr["head_sha"], "-p", base, "-m",
+             f"Merge branch '{repo.default_branch}' into {pr['head']}"],
+            capture_output=True, text=True, check=True).stdout.strip()
+        _git(repo.bare, "update-ref", f"refs/heads/{pr['head']}", commit, pr["head_sha"])
+        pr["head_sha"] = commit
+        return 202, {"message": "Updating pull request branch.",
+                     "url": f"{self.url}/repos/{repo.full}/pulls/{pr['number']}"}, {}
 
     def _graphql(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
         query, variables = body["query"], body.get("variables") or {}

@@ -5,6 +5,7 @@ push, secondary limits with Retry-After, writes applied and answered 502, 401)."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -351,3 +352,78 @@ def test_a_revoked_token_pauses_the_projects_reads_and_tells_a_person(
     assert "rejected the token" not in run_ao("status").out
     kinds = [e["type"] for e in store.events_after(0, project="shop")]
     assert kinds.count("forge.trouble") == 1 and "forge.recovered" in kinds
+
+
+def test_a_pr_behind_its_base_is_updated_on_github_then_merges(
+        f: GitHubForge, gh: GH, clone: Path) -> None:
+    """A repository that requires up-to-date branches: each merge left every other green PR
+    BEHIND for ever (never merged, nobody told). ao asks GitHub to update the branch (PUT
+    update-branch with the expected head), once a head; the PR then merges. Refused (a
+    conflict), the agent is asked to rebase instead."""
+    fake, repo = gh
+    repo.require_up_to_date = True
+    a = opened(f, gh, clone)
+    b_sha = push_branch(clone, "ao/b-1", {"b.txt": "b"})
+    f.create_pr("ao/b-1", "[B-1] b", "")
+    fake.add_check_run(repo, b_sha, "tests", "success")
+    f.merge(a, a.head_sha)
+    b = f.poll(["ao/b-1"]).prs["ao/b-1"]
+    assert b is not None and b.merge_state == "behind"
+    obs = Observation(State.PR_OPEN, Activity.IDLE, 0, b)
+    actions = decide(obs, History(), Policy(auto_merge=True))
+    assert [x.kind for x in actions] == ["update-branch"] and actions[0].sha == b_sha
+    assert decide(obs, History(done=frozenset({f"update:{b_sha}"})), Policy(auto_merge=True)) == []
+    with pytest.raises(Exception, match="out of date"):
+        f.merge(b, b_sha)  # GitHub refuses the merge of a head behind, as the gate does
+    f.update_branch(b, b_sha)
+    fake.add_check_run(repo, repo.head_sha("ao/b-1") or "", "tests", "success")
+    after = f.poll(["ao/b-1"]).prs["ao/b-1"]
+    assert after is not None and after.head_sha != b_sha and after.merge_state == "clean"
+    assert f.merge(after, after.head_sha)
+    # a head that moved is not updated (the expected sha), and a refusal asks for a rebase
+    c_sha = push_branch(clone, "ao/c-1", {"a.txt": "conflicts with A"})
+    f.create_pr("ao/c-1", "[C-1] c", "")
+    c = f.poll(["ao/c-1"]).prs["ao/c-1"]
+    assert c is not None
+    with pytest.raises(Exception, match="expected head sha"):
+        f.update_branch(c, "0" * 40)
+    done = History(done=frozenset({f"update:{c_sha}", f"update-refused:{c_sha}"}))
+    behind = replace(c, merge_state="behind", mergeable="mergeable")
+    kinds = [x.kind for x in decide(Observation(State.PR_OPEN, Activity.IDLE, 0, behind), done,
+                                    Policy(auto_merge=True))]
+    assert kinds == ["ask-rebase"]
+    assert [x.kind for x in decide(Observation(State.PR_OPEN, Activity.IDLE, 0, behind),
+                                   History(), Policy(behind="wait"))] == []
+
+
+def test_the_daemon_updates_a_branch_behind_once_and_tells_the_agent(
+        gh: GH, env: Env, clone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ao import tmux
+    from ao.daemon import Daemon
+
+    fake, repo = gh
+    repo.require_up_to_date = True
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("AO_GITHUB_API_URL", fake.url)
+    env.write_config(repo="acme/shop", forge="github", agent={"command": "cat"},
+                     require_review=False)
+    f = GitHubForge(config.load().project("shop"), Store(), TOKEN, base_url=fake.url)
+    sha = push_branch(clone, "ao/b-1", {"b.txt": "b"})
+    f.create_pr("ao/b-1", "[B-1] b", "")
+    fake.add_check_run(repo, sha, "tests", "success")
+    push_branch(clone, "main", {"other.txt": "main moved on"})  # now B is behind
+    store = Store()
+    s = store.create_session("shop", "sho", "B-1", state=State.PR_OPEN)
+    store.update_session(s.id, branch="ao/b-1")
+    tmux.new_session(env.server(), s.id, env.repo, "cat")
+    fake.counts.clear()
+    d = Daemon(config.load(), store, env.server())
+    for _ in range(3):
+        d.tick()
+    updates = [k for k in fake.counts if k.endswith("/update-branch")]
+    assert updates and sum(fake.counts[k] for k in updates) == 1, dict(fake.counts)
+    assert repo.head_sha("ao/b-1") != sha
+    kinds = [e["type"] for e in store.session_events(s.id)]
+    assert "pr.branch_updated" in kinds
+    told = [m["body"] for m in store.messages(s.id)]
+    assert any("git pull --no-rebase origin HEAD" in b for b in told), told

@@ -145,3 +145,26 @@ def test_cli_pr_ls_review_and_merge(env: Env, clone: Path) -> None:
     assert run_ao("review", sid, "--approve").code == 0
     r = run_ao("pr", "merge", sid)
     assert r.code == 0 and "merged as" in r.out, r.err
+
+
+def test_update_branch_merges_the_base_into_the_head(env: Env, clone: Path) -> None:
+    """The local forge's "Update branch", as GitHub's: the base merged into the head on the
+    remote, only while the head is the one expected; a conflict is refused."""
+    f = forge(env)
+    sha = push_branch(clone, "ao/a-1", {"a.txt": "a\n"})
+    f.create_pr("ao/a-1", "a", "")
+    push_branch(clone, "main", {"m.txt": "main moved on\n"})
+    pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
+    assert pr is not None
+    with pytest.raises(ExternalError, match="head moved"):
+        f.update_branch(pr, "0" * 40)
+    f.update_branch(pr, sha)
+    head = git(env.remote, "rev-parse", "refs/heads/ao/a-1")
+    assert head != sha and git(env.remote, "merge-base", "--is-ancestor", "main", head) == ""
+    push_branch(clone, "ao/b-1", {"m.txt": "conflicts\n"}, base=f"{sha}")
+    f.poll(["ao/b-1"])  # as a tick does before it opens the PR of a branch it saw pushed
+    f.create_pr("ao/b-1", "b", "")
+    b = f.poll(["ao/b-1"]).prs["ao/b-1"]
+    assert b is not None
+    with pytest.raises(ExternalError, match="conflicts"):
+        f.update_branch(b, b.head_sha)

@@ -48,6 +48,7 @@ class Actions:
             ActionKind.SET_STATE: self.set_state, ActionKind.FIX_CI: self.fix_ci,
             ActionKind.FORWARD_REVIEW: self.forward_review,
             ActionKind.ASK_REBASE: self.ask_rebase, ActionKind.MERGE: self.merge,
+            ActionKind.UPDATE_BRANCH: self.update_branch,
             ActionKind.NOTIFY: self.notify, ActionKind.ESCALATE: self.escalate,
             ActionKind.RESUME: self.resume, ActionKind.LIMIT_CONTINUE: self.limit_continue,
             ActionKind.NUDGE: self.nudge, ActionKind.START_REVIEW: self.start_review,
@@ -113,6 +114,27 @@ class Actions:
                                                       x.policy.messages.get("merge-conflict")),
                                        "merge-conflict"):
             emit(Event("pr.conflict", **x.ev, data={"sha": x.a.sha}), self.store)
+
+    def update_branch(self, x: Act) -> None:
+        """The base merged into the head on the forge (recorded first: never twice a head);
+        refused, the next tick asks the agent to rebase instead."""
+        if x.pr is None or not self.store.record_attempt(x.s.id, "update-branch",
+                                                         x.a.fingerprint):
+            return
+        try:
+            x.forge.update_branch(x.pr, x.a.sha)
+        except ExternalError as e:
+            self.store.record_attempt(x.s.id, "update-refused", f"update-refused:{x.a.sha}",
+                                      {"error": str(e)})
+            emit(Event("pr.update_refused", **x.ev, data={"sha": x.a.sha, "error": str(e)}),
+                 self.store)
+            return
+        emit(Event("pr.branch_updated", **x.ev, data={"sha": x.a.sha}), self.store)
+        # the agent's own copy is behind its remote branch now: its next push must not fail
+        self.store.record_and_queue(x.s.id, [("branch-updated", f"updated:{x.a.sha}")],
+                                    compose.branch_updated(x.project.default_branch,
+                                                           x.project.remote),
+                                    "branch-updated")
 
     def merge(self, x: Act) -> None:
         if x.pr is None:

@@ -62,6 +62,7 @@ def parse_duration(value: object, where: str = "duration") -> float:
 
 MERGE_METHODS = ("merge", "squash", "rebase", "auto")
 EXTRA_MERGE_STATES = ("has_hooks", "unstable")
+BEHIND = ("update", "rebase", "wait")  # a PR behind a base that must be up to date
 
 
 # ---- reading -------------------------------------------------------------------------------
@@ -76,7 +77,7 @@ _PROJECT_KEYS = (
     "path", "repo", "default_branch", "remote", "forge", "agent", "max_concurrent", "plan", "ci",
     "session_prefix", "sandboxed", "auto_merge", "reactions", "post_create", "symlinks",
     "require_review", "require_checks", "merge_states", "merge_method", "env", "disposable",
-    "trusted_reviewers",
+    "trusted_reviewers", "behind",
     "hosts",
 )
 _AGENT_KEYS = ("name", "command", "permission_mode", "env", "ready", "fallback")
@@ -240,6 +241,10 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         raise ConfigError(f"`{where}.max_concurrent` must be at least 1", "the default is 5")
     ci_command, ci_timeout = _ci(raw.get("ci"), where, m)
     merge_method, merge_states = _merging(raw, where, m)
+    behind = str(typed(raw.get("behind", "update"), str, f"{where}.behind", m))
+    if behind not in BEHIND:
+        raise ConfigError(f"`{where}.behind` must be one of {', '.join(BEHIND)}, got "
+                          f"{behind!r}", "update: ao updates the branch on the forge")
     prefix = str(raw.get("session_prefix") or re.sub(r"[^a-z0-9]", "", name.lower())[:3] or "ses")
     if not re.match(r"^[a-z0-9][a-z0-9_]*$", prefix):
         raise ConfigError(f"`{where}.session_prefix` {prefix!r} is not a safe tmux name",
@@ -274,6 +279,7 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         disposable=str_list(raw.get("disposable"), f"{where}.disposable", m),
         trusted_reviewers=tuple(x.lower() for x in str_list(
             raw.get("trusted_reviewers"), f"{where}.trusted_reviewers", m)),
+        behind=behind,
     )
 
 

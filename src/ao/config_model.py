@@ -82,6 +82,9 @@ class ProjectConfig:
     require_checks: bool = True
     merge_states: tuple[str, ...] = ()
     merge_method: str = "merge"
+    # a PR behind a base branch that must be up to date: ao updates it on the forge, asks
+    # the agent to rebase, or waits
+    behind: str = "update"
     env: tuple[tuple[str, str], ...] = ()  # passed to agents and CI (`${VAR}` from ao's env)
     hosts: tuple[str, ...] = ("local",)  # where its sessions may run (names under `hosts:`)
     disposable: tuple[str, ...] = ()  # ignored paths cleanup may delete, besides the defaults
@@ -194,6 +197,7 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
         add(f"{pre}.merge_states", list(p.merge_states))
         add(f"{pre}.trusted_reviewers", list(p.trusted_reviewers))
         add(f"{pre}.merge_method", p.merge_method)
+        add(f"{pre}.behind", p.behind)
         add(f"{pre}.disposable", list(p.disposable))
         add(f"{pre}.env", {k: environment.masked(k, v) for k, v in (*p.env, *p.agent.env)})
         for name, r in sorted(p.reactions.items()):

@@ -41,6 +41,7 @@ class Policy:
     run_steps: bool = True  # reviewers and checks start (not while the project is paused)
     # a reaction's own opening for its message to the agent (`message:`, config.py)
     messages: Mapping[str, str] = field(default_factory=dict)
+    behind: str = "update"  # a PR behind its base: update | rebase | wait (config.BEHIND)
 
     @classmethod
     def for_project(cls, p: ProjectConfig) -> Policy:
@@ -65,7 +66,8 @@ class Policy:
                                    accept_states=frozenset({"clean", *p.merge_states}),
                                    base=p.default_branch),
                    merge_retries=count("approved-and-green", DEFAULT_MERGE_RETRIES),
-                   messages={n: rc.message for n, rc in r.items() if rc.message is not None})
+                   messages={n: rc.message for n, rc in r.items() if rc.message is not None},
+                   behind=p.behind)
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ class ActionKind(StrEnum):
     FIX_CI = "fix-ci"
     FORWARD_REVIEW = "forward-review"
     ASK_REBASE = "ask-rebase"
+    UPDATE_BRANCH = "update-branch"  # the base merged into a PR's head, on the forge
     MERGE = "merge"
     NOTIFY = "notify"
     ESCALATE = "escalate"
@@ -206,8 +209,8 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
         return actions + _exited(hist, "the agent exited with its PR open")
     passed = hist.passed(pr.head_sha)
     return actions + _ci(obs, hist, policy, pr) + _conflict(hist, policy, pr) + \
-        _review(hist, policy, pr) + _green(obs, hist, policy, pr, passed) + \
-        _merge(obs, hist, policy, pr, passed)
+        _behind(hist, policy, pr) + _review(hist, policy, pr) + \
+        _green(obs, hist, policy, pr, passed) + _merge(obs, hist, policy, pr, passed)
 
 
 def _conflict(hist: History, policy: Policy, pr: PullRequest) -> list[Action]:
@@ -220,6 +223,24 @@ def _conflict(hist: History, policy: Policy, pr: PullRequest) -> list[Action]:
     asked = hist.count("rebase:")
     if asked >= policy.rebase_retries * (hist.resumes + 1):
         return [_escalate(hist, "conflict", f"still conflicting after {asked} rebase requests")]
+    return [Action(ActionKind.ASK_REBASE, f"rebase:{sha}", sha=sha)]
+
+
+def _behind(hist: History, policy: Policy, pr: PullRequest) -> list[Action]:
+    """A PR behind a base that must be up to date (GitHub's BEHIND): updated on the forge
+    once a head, or, when that is refused (a conflict) or configured, the agent asked to
+    rebase, as for a conflict. Each merge used to park every other green PR for good."""
+    sha = pr.head_sha
+    if pr.merge_state != "behind" or pr.mergeable == "conflicting" or policy.behind == "wait":
+        return []
+    if policy.behind == "update" and not hist.has(f"update-refused:{sha}"):
+        return [] if hist.has(f"update:{sha}") else [
+            Action(ActionKind.UPDATE_BRANCH, f"update:{sha}", sha=sha)]
+    if "merge-conflict" not in policy.auto or hist.has(f"rebase:{sha}"):
+        return []
+    asked = hist.count("rebase:")
+    if asked >= policy.rebase_retries * (hist.resumes + 1):
+        return [_escalate(hist, "conflict", f"still behind after {asked} rebase requests")]
     return [Action(ActionKind.ASK_REBASE, f"rebase:{sha}", sha=sha)]
 
 

@@ -112,7 +112,8 @@ def _pr_wait(s: Session, ctx: Context) -> Wait:
         return Wait(f"review needed on {pr}: {how}", REVIEWER, "review")
     if s.pr_merge_state == "behind":
         return Wait(f"{pr} is behind the base branch (the repository requires it up to "
-                    "date)", GITHUB, "behind")
+                    "date): ao updates the branch, or asks the agent to rebase (`behind:`)",
+                    AO, "behind")
     if s.pr_merge_state == "blocked":
         return Wait(f"{pr} is blocked by branch protection ({s.pr_gate or 'a rule'})", PERSON,
                     "blocked")

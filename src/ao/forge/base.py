@@ -169,6 +169,12 @@ class Forge(Protocol):
 
     def merge(self, pr: PullRequest, expected_sha: str) -> str: ...
 
+    def update_branch(self, pr: PullRequest, expected_sha: str) -> None:
+        """Merge the base branch into the PR's head on the forge (GitHub's "Update branch"),
+        if the head is still `expected_sha`; ExternalError when refused (a conflict, a head
+        that moved)."""
+        ...
+
     def create_pr(self, branch: str, title: str, body: str) -> PullRequest: ...
 
     def serve(self, prs: dict[str, PullRequest | None]) -> None:

@@ -171,6 +171,17 @@ class GitHubForge(GitHubIssues):
                 raise NothingToReview(branch, self.project.default_branch) from None
             raise
 
+    def update_branch(self, pr: PullRequest, expected_sha: str) -> None:
+        url = f"{self.repo.url}/pulls/{pr.number}/update-branch"
+
+        def applied() -> bool | None:  # answered 502 and done anyway: the head moved on
+            moved = self.find_pr(pr.head_branch)
+            return True if moved is not None and moved.head_sha != expected_sha else None
+
+        self._write(f"update the branch of PR #{pr.number}", lambda: bool(
+            self.gh.requester.requestJsonAndCheck(
+                "PUT", url, input={"expected_head_sha": expected_sha})), applied)
+
     def merge(self, pr: PullRequest, expected_sha: str) -> str:
         method = self._merge_method()
 

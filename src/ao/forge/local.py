@@ -318,6 +318,28 @@ class LocalForge:
             self.review(pr.number, state, body, sha=sha)  # last: its opinion stands
         return state
 
+    def update_branch(self, pr: PullRequest, expected_sha: str) -> None:
+        """The default branch merged into the PR's head on the remote, as GitHub's "Update
+        branch" does (the local forge itself never needs it: it merges branches behind)."""
+        heads = self._heads()
+        base = heads.get(self.project.default_branch)
+        if heads.get(pr.head_branch) != expected_sha or base is None:
+            raise ExternalError(f"PR #{pr.number}'s head moved", "not updated; look again")
+        self._fetch()
+        clean, tree = self._merge_tree(expected_sha, base)
+        if not clean:
+            raise ExternalError(f"PR #{pr.number} conflicts with {self.project.default_branch}",
+                                "not updated; the agent must rebase")
+        merged = workspace.git(self.repo, "commit-tree", tree, "-p", expected_sha, "-p", base,
+                               "-m", f"Merge branch '{self.project.default_branch}' into "
+                               f"{pr.head_branch}").stdout.strip()
+        push = workspace.git(self.repo, "push", "-q", self.project.remote,
+                             f"--force-with-lease=refs/heads/{pr.head_branch}:{expected_sha}",
+                             f"{merged}:refs/heads/{pr.head_branch}", check=False)
+        if push.returncode != 0:
+            raise ExternalError(f"PR #{pr.number}'s head moved while it was updated",
+                                "not updated; look again")
+
     def merge(self, pr: PullRequest, expected_sha: str) -> str:
         heads = self._heads()
         current = heads.get(pr.head_branch)
