@@ -46,6 +46,13 @@ def test_codex_readiness_drafts_and_approval() -> None:
     assert codex.draft_pending(screen("codex", "05-typed-draft"), "hello codex first prompt")
     assert codex.draft_pending("› [Pasted Content 1681 chars]\n", "x" * 1681)
     assert codex.activity(screen("codex", "27-approval")) is Activity.WAITING_INPUT
+    # the early input box of a codex still starting (docs/agents.md: its footer is only
+    # "? for shortcuts"; a prompt sent then waits "for startup", and the trust dialog can
+    # still come up over it): the ready screen with that footer is not ready
+    early = "\n".join(ln for ln in screen("codex", "04-ready").splitlines()
+                      if "default ·" not in ln and "for agents" not in ln) + \
+        "\n  ? for shortcuts\n"
+    assert not codex.is_ready(early)
     assert codex.clear_keys == ("C-c",) and codex.clear_only_drafts  # C-c on empty exits
 
 
