@@ -52,7 +52,8 @@ def git(cwd: Path, *args: str) -> str:
 
 @contextmanager
 def sandbox(prefix: str) -> Iterator[Sandbox]:
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+    # agents killed with the tmux server may still write their last hook lines meanwhile
+    with tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
         env = {**os.environ, "HOME": str(root), "AO_HOME": str(root / "ao"),
                "GIT_CONFIG_GLOBAL": str(root / "gitconfig"), "TMUX_TMPDIR": str(root),
