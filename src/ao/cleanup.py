@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
 
 RETENTION = 30 * 86400.0
+DEAD_RECHECK = 1.0  # seconds between a cleanup's two looks at an agent found dead
 KEEP_TMUX = ("ao-daemon",)
 
 
@@ -169,10 +170,20 @@ class Cleaner:
             return "its issue was closed"
         if s.state in (State.KILLED, State.FAILED):
             return f"it was {s.state.value}"
-        if s.state in LIVE and s.state is not State.QUEUED:
-            pane = tmux.pane(self.server_of(s), s.id)
-            if (pane is None or pane.dead) and s.pane_alive == 0:
-                return "its agent died and stayed dead"
+        if s.state in LIVE and s.state not in (State.QUEUED, State.SPAWNING):
+            srv = self.server_of(s)
+            pane = tmux.pane(srv, s.id)
+            if pane is not None and not pane.dead:
+                return None
+            if s.pane_alive != 0:
+                # a death nobody recorded (no daemon runs: the nightly cron): this run looks
+                # again a moment later, and records what it saw
+                time.sleep(DEAD_RECHECK)
+                pane = tmux.pane(srv, s.id)
+                if pane is not None and not pane.dead:
+                    return None
+                self.store.update_session(s.id, pane_alive=0, activity="exited")
+            return "its agent died and stayed dead"
         return None
 
     def _orphan_worktrees(self, p: ProjectConfig, owned: set[str], d: Path,
