@@ -68,7 +68,10 @@ def prepare(sb: Sandbox, fake: FakeAnthropic, tasks: int, poll: float, **agent: 
 def spawn(sb: Sandbox, *tasks: str) -> list[str]:
     from ao.store import Store
 
-    sb.ao("batch-spawn", "bench", *tasks, "--plan", str(sb.work / "plan.yaml"))
+    r = sb.ao("batch-spawn", "bench", *tasks, "--plan", str(sb.work / "plan.yaml"),
+              check=False)
+    if r.returncode != 0:
+        raise SystemExit(f"batch-spawn failed: {r.stdout}{r.stderr}")
     store = Store(sb.root / "ao" / "state.db")
     return [store.sessions("bench", task=t)[-1].id for t in tasks]
 

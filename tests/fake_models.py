@@ -175,6 +175,17 @@ def _handler(fake: FakeModels) -> type[BaseHTTPRequestHandler]:
                                       "totalTokenCount": 6}})
             elif path.endswith(":countTokens"):
                 self._json(200, {"totalTokens": 12})
+            elif path.endswith("/chat/completions") and not body.get("stream"):
+                # the non-streaming form (aider's commit messages): one chat.completion
+                reply = fake.next_reply(path, body)
+                time.sleep(reply.delay)
+                self._json(200, {
+                    "id": f"chatcmpl-{int(time.time() * 1e6)}", "object": "chat.completion",
+                    "created": int(time.time()), "model": str(body.get("model", "fake")),
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                        "role": "assistant", "content": reply.text}}],
+                    "usage": {"prompt_tokens": 12, "completion_tokens": 7,
+                              "total_tokens": 19}})
             elif path.endswith("/chat/completions"):
                 reply = fake.next_reply(path, body)
                 model = str(body.get("model", "fake"))

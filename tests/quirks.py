@@ -64,6 +64,9 @@ QUIRKS = [
     _q("aider-answered-question", "an answered question above the prompt reads as waiting",
        PROFILES, 'if "(Y)es/(N)o" in last and last.endswith("]:"):',
        'if "(Y)es/(N)o" in screen:', "aider"),
+    _q("aider-pushes-for-it", "aider never pushes under --yes-always; its work stayed local",
+       PROFILES, "    pushes_itself: ClassVar[bool] = False", "    pushes_itself: ClassVar[bool]"
+       " = True", "aider and pushes_for"),
     _q("codex-no-daemon", "codex's background app-server outlives the session",
        PROFILES, 'flags = ["--no-daemon", "-c"', 'flags = ["-c"', "codex and kill or flags"),
     _q("codex-title", "codex's state is read from its pane title",
@@ -89,15 +92,11 @@ QUIRKS = [
     _q("gemini-clear-keys", "one Escape does not clear gemini's input",
        PROFILES, 'clear_keys: ClassVar[tuple[str, ...]] = ("Escape", "Escape")\n    clear_gap',
        'clear_keys: ClassVar[tuple[str, ...]] = ("Escape",)\n    clear_gap', "gemini"),
-    _q("gemini-clear-gap", "two Escapes at once read as one key",
-       PROFILES, "    clear_gap: ClassVar[float] = 0.15\n    clear_only_drafts: ClassVar[bool] = "
-       "True\n    busy_texts", "    clear_gap: ClassVar[float] = 0.0\n    clear_only_drafts: "
-       "ClassVar[bool] = True\n    busy_texts", "gemini"),
     _q("gemini-title", "gemini's state is read from its pane title",
        PROFILES, '        t = re.sub(', '        return None\n        t = re.sub(', "gemini"),
     _q("claude-clear-keys", "one Escape does not clear Claude Code's input",
        CLAUDE, 'clear_keys: ClassVar[tuple[str, ...]] = ("Escape", "Escape")',
-       'clear_keys: ClassVar[tuple[str, ...]] = ("Escape",)', "draft or glued or sent"),
+       'clear_keys: ClassVar[tuple[str, ...]] = ("Escape",)', "draft or leftover"),
     _q("claude-onboarding", "Claude Code starts in its first-run dialogs",
        CLAUDE, '            data["hasCompletedOnboarding"] = True\n', "", "first_start"),
     _q("claude-trust", "Claude Code asks whether to trust the worktree",

@@ -291,3 +291,63 @@ def test_a_reply_that_stalls_mid_stream_is_still_busy(cli: Cli, env: Env,
     r = Messenger(env.fleet()).send(sid, "STALL-MARKER")
     assert (r.status, r.detail) == ("queued", "busy"), r
     assert count(fake, "STALL-MARKER") == 0
+
+
+def test_an_agents_own_commit_has_the_users_identity(cli: Cli, env: Env,
+                                                     fake: FakeModels) -> None:
+    """Gemini CLI's shell runs git with GIT_CONFIG_GLOBAL=/dev/null: its `git commit` failed
+    with "Author identity unknown" and the agent could never deliver. Agents get the user's
+    git identity as GIT_AUTHOR_* and GIT_COMMITTER_*."""
+    if cli.agent != "gemini":
+        pytest.skip("the case measured is Gemini CLI's shell (aider commits by itself; codex's "
+                    "own sandbox keeps the user's git config)")
+    env.write_config(agent={"name": cli.agent}, sandboxed=True)  # no approval asked
+    fake.script = [Reply(text="Committing.", shell="git commit -q --allow-empty -m "
+                         "'A-1: made by the agent' && touch committed.ok"), Reply(text="Done.")]
+    sid = env.spawn()
+    fleet = env.fleet()
+    wt = Path(fleet.store.session(sid).worktree or "")
+    retry_until(lambda: (wt / "committed.ok").exists(), timeout=60,
+                message=f"the agent's commit\n{tmux.capture(fleet.srv, sid)}")
+    log = git(wt, "log", "-1", "--format=%an <%ae>|%s")
+    assert log.endswith("|A-1: made by the agent"), log
+    assert log.split("|")[0] == "ao test <ao@example.invalid>", log  # the user's (conftest)
+
+
+def test_ao_pushes_for_an_agent_that_cannot(cli: Cli, env: Env, fake: FakeModels,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Aider commits each edit itself, but under --yes-always (ao's sandboxed mode) it answers
+    "no" to every shell command, `git push` too: its work never reached the remote and no PR
+    opened. ao pushes its commits for it once it is idle."""
+    if cli.agent != "aider":
+        pytest.skip("codex, gemini and Claude Code push by themselves")
+    from ao import config, ticking
+    from ao.daemon import Daemon
+
+    monkeypatch.setattr(ticking, "PUSH_FOR_AGENT_GRACE", 0.0)
+    env.write_config(agent={"name": "aider"}, sandboxed=True)
+    fake.script = [Reply(text="notes/aider.md\n```\n<<<<<<< SEARCH\n=======\nwritten by "
+                               "aider\n>>>>>>> REPLACE\n```\n")]
+    sid = env.spawn()
+    fleet = env.fleet()
+    wt = Path(fleet.store.session(sid).worktree or "")
+    try:
+        retry_until(lambda: "written by aider" in git(wt, "log", "-p", "-1"), timeout=60)
+    except AssertionError:
+        raise AssertionError(f"{git(wt, 'status', '--short')}\n{git(wt, 'log', '-2')}\n"
+                             f"{tmux.capture(fleet.srv, sid)[-600:]}") from None
+    assert git(env.remote, "branch", "--list", "ao/a-1") == ""  # aider did not push
+    d = Daemon(config.load(), fleet.store, env.server())
+
+    def pushed() -> bool:
+        d.tick()
+        return git(env.remote, "branch", "--list", "ao/a-1") != ""
+
+    retry_until(pushed, timeout=60, interval=0.5, message="ao's push for the agent")
+    assert git(env.remote, "rev-parse", "ao/a-1") == git(wt, "rev-parse", "HEAD")
+    assert "branch.pushed_for_agent" in {e["type"] for e in events_all(sid)}
+
+
+def events_all(sid: str) -> list[dict[str, object]]:
+    log = paths.session_dir("shop", sid) / "events.log"
+    return [json.loads(line) for line in log.read_text().splitlines()]

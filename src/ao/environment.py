@@ -22,6 +22,10 @@ BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_
 # server gives it this as its global environment, which every pane can read
 TMUX_CLIENT_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TERM",
                    "TMPDIR", "TMUX_TMPDIR", "TZ", "XDG_RUNTIME_DIR")
+# the identity of commits, given to agents from the user's git config (Gemini CLI's shell
+# sets GIT_CONFIG_GLOBAL=/dev/null, and its `git commit` failed: "Author identity unknown")
+GIT_IDENTITY = ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+                "GIT_COMMITTER_EMAIL")
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.I)
 

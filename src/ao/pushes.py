@@ -89,3 +89,15 @@ def reason(project: str, sid: str, n: int, remote: str) -> str:
     what = f"{n} commit{'s' * (n != 1)} not on {remote}"
     return f"{what}: {error}" if error else f"{what} (the agent has not pushed, or its push " \
         "failed: `ao logs " + sid + "`)"
+
+
+def push_for_agent(worktree: Path, remote: str, branch: str) -> str | None:
+    """Push the session's branch from its worktree, for an agent that cannot push by itself;
+    git's reason when the push is refused, else None. Never forced: a branch that moved on
+    the remote is the agent's to reconcile."""
+    proc = workspace.git(worktree, "push", "-q", "-u", remote, f"HEAD:refs/heads/{branch}",
+                         check=False, timeout=120)
+    if proc.returncode == 0:
+        return None
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    return sanitize.for_terminal(lines[-1] if lines else f"exit {proc.returncode}")[:200]

@@ -121,8 +121,10 @@ class Starting(Observing):
         configured = self._configured_env(project) if configured is None else configured
         if host != LOCAL:
             configured = {**configured, **dict(self.host(host).env)}
-        return environment.build(os.environ, profile.passthrough,
-                                 {**profile.env(ctx), "AO_HOME": str(paths.ao_home())},
+        identity = workspace.git_identity(project.path) if host == LOCAL else {}
+        return environment.build(os.environ, (*profile.passthrough, *environment.GIT_IDENTITY),
+                                 {**identity, **profile.env(ctx),
+                                  "AO_HOME": str(paths.ao_home())},
                                  configured, elsewhere=host != LOCAL)
 
     def _record_launch(self, project: ProjectConfig, profile: Profile,

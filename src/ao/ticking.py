@@ -12,9 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import agents, hosts, merging, paths, pushes, scheduler, steps, waiting, workspace
 from . import config as cfgmod
 from . import forge as forgemod
-from . import hosts, merging, paths, pushes, scheduler, steps, waiting, workspace
 from . import plan as planmod
 from .actions import Actions
 from .config import Config, ProjectConfig
@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
 LOCK_NAME = "daemon.lock"
 log = logging.getLogger(__name__)
 PUSH_GRACE = 30.0  # seconds idle before an agent's commits are expected on the remote
+PUSH_FOR_AGENT_GRACE = 5.0  # ... before ao pushes them for an agent that cannot
 MIN_TICK_GAP = 0.25  # seconds: the shortest time between two ticks, however often woken
 
 
@@ -338,7 +339,8 @@ class Ticking:
         if s.host != hosts.LOCAL or not s.branch or s.state not in (State.WORKING,
                                                                      State.PR_OPEN):
             return
-        if idle_for < PUSH_GRACE:
+        profile = agents.get(s.agent or project.agent.name)
+        if idle_for < (PUSH_FOR_AGENT_GRACE if not profile.pushes_itself else PUSH_GRACE):
             return
         spell = (s.screen_changed_at, s.hook_at)
         if self._push_checked.get(s.id) == spell:
@@ -347,6 +349,15 @@ class Ticking:
         n = pushes.unpushed(project.path, project.remote, s.branch, project.default_branch) \
             if workspace.has_remote(project.path, project.remote) else 0
         why = pushes.reason(project.name, s.id, n, project.remote) if n else None
+        if n and not profile.pushes_itself and s.worktree:
+            refused = pushes.push_for_agent(Path(s.worktree), project.remote, s.branch)
+            if refused is None:
+                emit(Event("branch.pushed_for_agent", project.name, s.id, s.task,
+                           {"commits": n}), self.store)
+                why = None
+            else:
+                why = f"{n} commit{'s' * (n != 1)} not on {project.remote}: ao's push for " \
+                    f"the agent was refused: {refused}"
         if why != s.unpushed:
             self.store.update_session(s.id, unpushed=why)
 

@@ -166,6 +166,17 @@ def remote_url(repo: Path, remote: str = "origin") -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def git_identity(repo: Path) -> dict[str, str]:
+    """GIT_AUTHOR_* and GIT_COMMITTER_* from the repository's git config (user.name and
+    user.email, wherever git finds them); empty where it has none."""
+    out: dict[str, str] = {}
+    for key, role in (("user.name", "NAME"), ("user.email", "EMAIL")):
+        value = git(repo, "config", "--get", key, check=False).stdout.strip()
+        if value:
+            out[f"GIT_AUTHOR_{role}"] = out[f"GIT_COMMITTER_{role}"] = value
+    return out
+
+
 def github_slug(url: str | None) -> str | None:
     """`owner/name` from a GitHub remote URL (https or ssh), else None."""
     if not url:

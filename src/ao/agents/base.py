@@ -149,6 +149,9 @@ class Profile:
     # seconds after which a live process counts as ready when its screen cannot tell (a
     # plain command that draws nothing until it gets input); 0: readiness is the screen's
     ready_when_alive_after: ClassVar[float] = 0.0
+    # the agent pushes its own commits; False where it cannot in ao's modes (aider answers
+    # "no" to every shell command under --yes-always): ao pushes them for it (pushes.py)
+    pushes_itself: ClassVar[bool] = True
     # a line-oriented program (no input box: what is typed is echoed like output): a message
     # gets exactly one Enter, confirmed by the screen changing after it
     line_oriented: ClassVar[bool] = False

@@ -200,6 +200,9 @@ class AiderAgent(Profile):
     clear_keys: ClassVar[tuple[str, ...]] = ("C-c",)
     clear_only_drafts: ClassVar[bool] = True
     excludes: ClassVar[tuple[str, ...]] = (".aider*",)
+    # it commits every edit itself, but --yes-always answers "no" to its shell commands (a
+    # `git push` too), and without it every push waits for a person: ao pushes for it
+    pushes_itself: ClassVar[bool] = False
     FLAGS: ClassVar[str] = ("--no-gitignore --no-show-model-warnings --no-show-release-notes "
                             "--analytics-disable --no-check-update")
 
@@ -247,8 +250,8 @@ class GeminiAgent(Profile):
                                               "GOOGLE_GEMINI_BASE_URL", "GEMINI_MODEL")
     description: ClassVar[str] = "Google Gemini CLI"
     measured: ClassVar[tuple[str, str] | None] = ("0.61.0", "0.61.0")
-    # Escape twice clears the input, apart: two at once read as one key (and the paste after
-    # them lost its bracket, `[200~` typed in)
+    # Escape twice clears the input (a paste right after them lost its bracket, `[200~`
+    # typed in: ao waits for the input to empty before it pastes, messaging.py)
     clear_keys: ClassVar[tuple[str, ...]] = ("Escape", "Escape")
     clear_gap: ClassVar[float] = 0.15
     clear_only_drafts: ClassVar[bool] = True
