@@ -403,9 +403,11 @@ class FakeGitHub:
             return 200, self._issue_json(repo, issue), {}
         if rest == "/pulls" and method == "GET":
             head = q.get("head", "")
-            branch = head.split(":", 1)[1] if ":" in head else head
+            owner, branch = head.split(":", 1) if ":" in head else ("", head)
+            # `head=owner:branch` filters by the head's owner: a fork's PR has another one
             items = [self._pr_json(repo, p) for p in repo.pulls.values()
                      if (not branch or p["head"] == branch)
+                     and (not owner or (owner == repo.owner) != bool(p.get("fork")))
                      and q.get("state", "open") in ("all", self._pr_json(repo, p)["state"])]
             return self._page(f"/repos/{repo.full}/pulls", items, q)
         if rest == "/pulls" and method == "POST":
@@ -577,6 +579,10 @@ class FakeGitHub:
                 if errors:
                     answer["errors"] = errors
                 return 200, answer, {}
+            if "query AoPr(" in query:
+                found = repo.pulls.get(int(variables["number"]))
+                return 200, {"data": {"repository": {"pullRequest": self._pr_graphql(
+                    repo, found, query) if found else None}}}, {}
             if "query AoThreads" in query:
                 n = int(variables["number"])
                 reviews = [{"id": r["id"], "state": r["state"], "body": r["body"],

@@ -111,6 +111,13 @@ def test_drafts_forks_and_unknown_mergeability(f: GitHubForge, gh: GH, clone: Pa
     repo.pulls[n] = {**repo.pulls[pr.number], "number": n, "fork": True, "title": "evil"}
     ours = f.poll(["ao/a-1"]).prs["ao/a-1"]
     assert ours is not None and ours.number == pr.number
+    # ... nor are six of them: a poll reads five PRs a branch name, and ours is older
+    for _ in range(5):
+        n = repo.next_number
+        repo.next_number += 1
+        repo.pulls[n] = {**repo.pulls[pr.number], "number": n, "fork": True, "title": "evil"}
+    ours = f.poll(["ao/a-1"]).prs["ao/a-1"]
+    assert ours is not None and ours.number == pr.number and ours.title != "evil"
     # GitHub computes mergeability after a push: UNKNOWN first, then the answer
     repo.unknown_polls = 1
     sha = push_branch(clone, "ao/a-1", {"b.txt": "2"})

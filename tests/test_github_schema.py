@@ -26,10 +26,10 @@ def documents() -> list[tuple[str, str]]:
     fields = "\n".join(github.PR_FIELDS.format(alias=f"b{i}", var=f"h{i}")
                        for i in range(branches))
     return [("poll", github.POLL_QUERY.format(params=params, fields=fields)),
-            ("threads", github.THREADS_QUERY)]
+            ("threads", github.THREADS_QUERY), ("pr", github.PR_BY_NUMBER)]
 
 
-@pytest.mark.parametrize(("name", "document"), documents(), ids=["poll", "threads"])
+@pytest.mark.parametrize(("name", "document"), documents(), ids=["poll", "threads", "pr"])
 def test_documents_validate_against_githubs_schema(name: str, document: str) -> None:
     graphql = pytest.importorskip("graphql")
     path = _schema_file()

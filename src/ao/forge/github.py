@@ -40,9 +40,7 @@ POLL_QUERY = """query AoPoll($owner: String!, $name: String!, {params}) {{
 }}"""
 # several nodes per branch: a fork's PR can carry the same head branch name, and only a
 # same-repository PR is ours (isCrossRepository false)
-PR_FIELDS = """    {alias}: pullRequests(headRefName: ${var}, first: 5,
-        orderBy: {{field: CREATED_AT, direction: DESC}}) {{
-      nodes {{ number url state title headRefName headRefOid baseRefName mergeable
+PR_NODE = """number url state title headRefName headRefOid baseRefName mergeable
         reviewDecision isDraft mergeStateStatus isCrossRepository createdAt
         latestOpinionatedReviews(first: 20, writersOnly: true) {{
           nodes {{ state author {{ login }} }} }}
@@ -51,8 +49,17 @@ PR_FIELDS = """    {alias}: pullRequests(headRefName: ${var}, first: 5,
         commits(last: 1) {{ nodes {{ commit {{ statusCheckRollup {{ state
           contexts(first: 100) {{ nodes {{ __typename
             ... on CheckRun {{ name status conclusion detailsUrl databaseId }}
-            ... on StatusContext {{ context state targetUrl description }} }} }} }} }} }} }} }}
+            ... on StatusContext {{ context state targetUrl description }} }} }} }} }} }} }}"""
+FIRST = 5  # PRs read per head branch name in a poll; more than that from forks: looked up
+PR_FIELDS = """    {alias}: pullRequests(headRefName: ${var}, first: """ + str(FIRST) + """,
+        orderBy: {{field: CREATED_AT, direction: DESC}}) {{
+      nodes {{ """ + PR_NODE + """ }}
     }}"""
+PR_BY_NUMBER = """query AoPr($owner: String!, $name: String!, $number: Int!) {
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) { """ + PR_NODE.replace("{{", "{").replace("}}", "}") + """ }
+  }
+}"""
 THREADS_QUERY = """query AoThreads($owner: String!, $name: String!, $number: Int!) {
   repository(owner: $owner, name: $name) {
     pullRequest(number: $number) {
@@ -140,11 +147,32 @@ class GitHubForge(GitHubIssues):
             self.rate_remaining = rate["remaining"]
         repo = data.get("repository") or {}
         for i, branch in enumerate(branches):
-            if f"b{i}" not in failed:  # "no PR" must not stand in for "could not look"
-                result.prs[branch] = _own_pr(repo.get(f"b{i}"), self.trusted)
+            if f"b{i}" in failed:  # "no PR" must not stand in for "could not look"
+                continue
+            connection = repo.get(f"b{i}")
+            result.prs[branch] = _own_pr(connection, self.trusted)
+            nodes = (connection or {}).get("nodes") or []
+            if result.prs[branch] is None and len(nodes) >= FIRST:
+                # as many newer PRs from forks as a poll reads, all with this head branch name:
+                # ours may be older (REST filters by the head's owner)
+                try:
+                    result.prs[branch] = self._own_pr_beyond_forks(branch)
+                except ExternalError as e:
+                    result.errors.append(str(e))
+                    del result.prs[branch]
         result.requests = self.requests - before
         result.rate_remaining = self.rate_remaining
         return result
+
+    def _own_pr_beyond_forks(self, branch: str) -> PullRequest | None:
+        found = self._call("find the PR of " + branch, lambda: [p.number for p in list(
+            self.repo.get_pulls(state="all", head=f"{self.owner}:{branch}"))[:1]])
+        if not found:
+            return None
+        data = self._graphql(PR_BY_NUMBER, {"owner": self.owner, "name": self.repo_name,
+                                            "number": found[0]})
+        node = (data.get("repository") or {}).get("pullRequest")
+        return _pr_from_graphql(node, self.trusted) if node else None
 
     def find_pr(self, branch: str) -> PullRequest | None:
         result = self.poll([branch])
