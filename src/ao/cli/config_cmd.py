@@ -52,6 +52,11 @@ projects:
     # session_prefix: {prefix}     # session ids: {prefix}-1, {prefix}-2, ...
     # plan: plans/{name}.yaml
     # ci: {{command: "pytest -q", timeout: 10m}}    # local forge: CI run on each pushed head
+    # auto_merge: false             # true: ao merges a PR once it is green and approved
+    require_review: true           # a PR waits for an approval before it merges; on the local
+                                   # forge you give it: `ao review <session> --approve` (or
+                                   # -r "what to change"); `ao status` says when one waits
+    # behind: update                # a PR behind its base: update | rebase | wait
     # post_create: ["pip install -e ."]           # run in each new worktree
     # symlinks: [.env]                             # linked from this clone into each worktree
     # reactions:
