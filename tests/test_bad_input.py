@@ -122,3 +122,44 @@ def test_ao_start_says_what_really_happened(env: object, tmp_path: Path) -> None
     assert r.code == 2 and "max_concurrent" in r.err, r.err
     assert registered_repos() == before and read_state() is None
     assert run_ao("status", cwd=tmp_path).code == 0  # every later command still works
+
+
+def test_a_full_disk_never_kills_the_daemon(env: object, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """ao's home on a disk that fills up: the daemon died ("the disk is full") and `ao status`
+    said it was not running. It waits and tries again each poll, `ao status` says why, and
+    once space is freed it goes on (a `daemon.recovered` event)."""
+    import subprocess
+    import time
+
+    from .fleet_helpers import Env
+    from .helpers import retry_until
+
+    assert isinstance(env, Env)
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(small)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root (`.ci/run` on this machine has it)")
+    try:
+        monkeypatch.setenv("AO_HOME", str(small / "ao"))
+        env.write_config()
+        assert run_ao("start", env={"AO_POLL_INTERVAL": "1"}).code == 0
+        time.sleep(2)
+        with (small / "ao" / "fill").open("wb") as f:  # the disk fills up
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+            except OSError:
+                pass
+        time.sleep(3)  # three polls against a full disk
+        r = run_ao("status")
+        assert r.code == 0 and "daemon: running" in r.out, r.out + r.err
+        assert "is full" in r.out and "tries again" in r.out, r.out
+        (small / "ao" / "fill").unlink()
+        retry_until(lambda: "daemon.recovered" in run_ao("events").out, timeout=15,
+                    message="the daemon going on")
+        assert "is full" not in run_ao("status").out
+    finally:
+        run_ao("stop")
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)

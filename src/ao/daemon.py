@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,23 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
 
 LOCK_NAME = "daemon.lock"
 log = logging.getLogger(__name__)
+
+
+def store_fault(e: BaseException) -> str | None:
+    """What a full disk or a read-only store says, in one line with the way out; None for any
+    other error."""
+    import errno
+
+    where = paths.display(paths.ao_home())
+    text = str(e)
+    if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or \
+            (isinstance(e, sqlite3.OperationalError) and "disk" in text and "full" in text):
+        return f"the disk of {where} is full ({text}): free some space"
+    if (isinstance(e, OSError) and e.errno == errno.EROFS) or \
+            (isinstance(e, sqlite3.OperationalError) and ("readonly" in text or
+                                                       "read-only" in text)):
+        return f"{where} is read-only ({text}): make it writable"
+    return None
 MIN_TICK_GAP = 0.25  # seconds: the shortest time between two ticks, however often woken
 SCREEN_WATCH = 0.5  # seconds between looks at an agent waiting on a prompt, between polls
 
@@ -112,7 +130,13 @@ class Daemon(Ticking):
                     if observer is not None:
                         observer.stop()
                     observer = self._watch()
-                self.tick()
+                try:
+                    self.tick()
+                    self._store_fault(None)
+                except (OSError, sqlite3.OperationalError) as e:
+                    if not store_fault(e):
+                        raise
+                    self._store_fault(e)  # the daemon waits, says so, and tries again
                 interval = self.cfg.poll_interval * (4 if self._low_budget() else 1)
                 self._until_next_tick(max(0.0, interval - (time.monotonic() - started)))
                 # a burst of wake-ups (many agents stopping at once) costs one tick, not many
@@ -121,6 +145,26 @@ class Daemon(Ticking):
             if observer is not None:
                 observer.stop()
             self.release()
+
+    def _store_fault(self, e: BaseException | None) -> None:
+        """A full disk or a read-only store stopped a tick: said once (ao's log on stderr, the
+        notifiers; `ao status` sees it on its own), and the next tick tries again. None: the
+        tick went through, and a fault before it is over."""
+        if e is None:
+            if self.fault is not None:
+                log.warning("the store is writable again; the daemon goes on")
+                with contextlib.suppress(Exception):
+                    emit(Event("daemon.recovered", data={"was": self.fault}), self.store)
+                self.fault = None
+            return
+        why = store_fault(e) or str(e)
+        if self.fault == why:
+            return
+        self.fault = why
+        log.error("the daemon cannot write its store: %s; it waits and tries again", why)
+        with contextlib.suppress(Exception):  # a notifier that writes a record may fail too
+            self.notifier.notify(Event("daemon.store_fault", data={"error": why}),
+                                 "ao's daemon cannot write its store", why)
 
     def _until_next_tick(self, timeout: float) -> None:
         """Wait for the next tick: woken by a hook, a write, or the poll. An agent on a

@@ -189,6 +189,25 @@ def session_lock(session_id: str) -> Path:
     return home() / "locks" / f"session-{session_id}.lock"
 
 
+LOW_SPACE = 1 << 20  # bytes free under which ao's disk counts as full
+
+
+def store_trouble() -> str | None:
+    """ao's home on a full disk or a read-only filesystem, in words; None when writable.
+    Read from the filesystem, not from a record: a full disk cannot take one."""
+    home_dir = ao_home()
+    try:
+        st = os.statvfs(home_dir)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return f"{display(home_dir)} is on a read-only filesystem"
+    free = st.f_bavail * st.f_frsize
+    if free < LOW_SPACE:
+        return f"the disk of {display(home_dir)} is full ({free // 1024} KB free)"
+    return None
+
+
 def kill_intent(session_id: str) -> Path:
     """Written before a kill touches the agent, removed once the kill is recorded: a kill cut
     short (Ctrl-C, a closed terminal) is finished by the next daemon tick or `ao` command

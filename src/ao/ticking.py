@@ -71,6 +71,7 @@ class Ticking:
         self._lock_fd: int | None = None
         self._config_digest = cfgmod.content_digest(cfgmod.config_sources())
         self.web_url: str | None = None  # set when the daemon serves the dashboard
+        self.fault: str | None = None  # a full disk or read-only store stops its ticks
         self._push_checked: dict[str, tuple[float | None, float | None]] = {}
         self._said: dict[str, str] = {}  # the wait each session was last said to have
 

@@ -218,11 +218,14 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
                   f"ago, last poll {services.age(last) + ' ago' if last else 'pending'})")
     else:
         daemon = "not running (`ao start`)"
+    fault = paths.store_trouble()
+    if fault:
+        daemon += f"; {fault}: the daemon waits and tries again each poll"
     projects = {name: _project_status(store, name, p.max_concurrent)
                 for name, p in cfg.projects.items()}
     if json_out:
         emit_json({"daemon": daemon, "dashboard": (state or {}).get("web"),
-                   "projects": projects})
+                   "store_fault": fault, "projects": projects})
         return
     typer.echo(f"daemon: {daemon}")
     if state and state.get("web"):
