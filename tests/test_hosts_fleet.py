@@ -634,3 +634,32 @@ def test_hosts_check_looks_for_the_demo_agents_python(pool: Pool) -> None:
     r = run_ao("hosts", "check", "--json")
     checks = {(c["host"], c["check"]): c["ok"] for c in json.loads(r.out)}
     assert checks[("build-a", sys.executable)] is True, checks
+
+
+def test_a_host_lost_for_good_is_given_up_and_its_task_starts_elsewhere(pool: Pool) -> None:
+    """A host gone for good: `ao session kill` failed with "No route to host", --force too,
+    and `ao spawn` skipped the task (it "already has a session"). Now the kill names the way
+    out, --force records the session killed (its folder there left as it is), and the task
+    starts again here from what was pushed."""
+    pool.configure(["build-a"])
+    r = run_ao("spawn", "shop", "C-1")
+    assert r.code == 0 and "spawned" in r.out, r.out + r.err
+    s = Store().find_session("C-1")
+    retry_until(lambda: "ao/c-1" in git(pool.env.remote, "branch", "--list", "ao/c-1"),
+                timeout=30, message="the agent's push")
+    pool.servers["build-a"].stop()
+    for sock in hosts.control_dir().iterdir():  # the open connection dies with the host
+        subprocess.run(["ssh", "-O", "exit", "-S", str(sock), "x"], capture_output=True,
+                       timeout=10)
+    r = run_ao("session", "kill", s.id)
+    assert r.code == 2 and "does not answer" in r.err and "--force" in r.err, r.out + r.err
+    assert Store().session(s.id).state in (State.WORKING, State.PR_OPEN)
+    r = run_ao("session", "kill", s.id, "--force")
+    assert r.code == 0, r.out + r.err
+    assert Store().session(s.id).state is State.KILLED
+    pool.configure(["local", "build-a"])
+    r = run_ao("spawn", "shop", "C-1")
+    assert r.code == 0 and "spawned" in r.out, r.out + r.err
+    new = Store().sessions("shop", task="C-1")[-1]
+    assert new.id != s.id and new.host == "local"
+    assert git(Path(new.worktree or ""), "log", "-1", "--format=%s").startswith("C-1")

@@ -32,6 +32,11 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
 # how long a command's look (`ao session ls`) waits for a host: a live host answers a poll
 # in milliseconds; the daemon's poll waits longer before it records a host down
 LOOK_PATIENCE = 4.0
+# the daemon's: a host that has not answered its poll in POLL_DEADLINE seconds is down for
+# this tick (its sessions unreachable, the other hosts' ticks go on); one already down is
+# probed with RETRY_DEADLINE (a silent host cost every tick 15 s, and each retry 18-20 s)
+POLL_DEADLINE = 5.0
+RETRY_DEADLINE = 2.0
 
 # a host's poll: its panes' lines (None: no tmux server there), and new hook bytes per session
 _Answer = tuple[list[str] | None, dict[str, bytes]]
@@ -117,7 +122,12 @@ class Observing(Machines):
             h = self.host(name)
             reads = [(s.id, hostwork.place(h, s.project, s.id).session_dir / HOOK_FILE,
                       s.hooks_read) for s in here if agents.get(s.agent or "command").uses_hooks]
-            return hostwork.poll(h, self.cfg.tmux_socket, reads, timeout=patience)
+            # the daemon's deadline for a host: short, so a silent one never holds the
+            # others' tick for long; shorter still for a host already down (its retry is a
+            # probe: an answer in time means it is back)
+            deadline = patience if patience is not None else (
+                RETRY_DEADLINE if hostsmod.down(name) else POLL_DEADLINE)
+            return hostwork.poll(h, self.cfg.tmux_socket, reads, timeout=deadline)
 
         return hostsmod.side_by_side({name: functools.partial(ask, name, here)
                                       for name, here in remote.items()})

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import agents, hostwork, paths, tmux, worksafe, workspace
+from . import agents, hosts, hostwork, paths, tmux, worksafe, workspace
 from .config import ProjectConfig
-from .errors import AoError, ExternalError
+from .errors import AoError, BadInput, ExternalError
 from .hosts import LOCAL, Host
 from .state import ENDED, State
 from .store import Session, Store
@@ -85,8 +85,20 @@ def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
     live session ends in (killed, failed, merged); `clean` marks it cleaned when nothing is
     left. Returns what happened."""
     stop_agent(srv, s, project.path)
-    out = _on_host(srv, project, s, force) if s.host != LOCAL else \
-        _here(project, s, force)
+    if s.host == LOCAL:
+        out = _here(project, s, force)
+    else:
+        try:
+            out = _on_host(srv, project, s, force)
+        except hosts.Unreachable as e:
+            if not force:
+                raise BadInput(f"{s.id}'s host {s.host} does not answer ({e.message})",
+                               f"`ao session kill {s.id} --force` gives it up: recorded "
+                               "killed, its worktree there left as it is; `ao spawn` starts "
+                               "its task again elsewhere from what was pushed") from None
+            # a host lost for good: its session is given up here, its folder there untouched
+            out = Teardown(worktree="kept", why=[f"host {s.host} does not answer: its "
+                                                 "worktree there was left as it is"])
     merged = s.merged or s.state is State.MERGED or end is State.MERGED
     if delete_remote and merged and s.branch and \
             workspace.remote_branch_exists(project.path, project.remote, s.branch):

@@ -53,9 +53,9 @@ projects:
     # plan: plans/{name}.yaml
     # ci: {{command: "pytest -q", timeout: 10m}}    # local forge: CI run on each pushed head
     # auto_merge: false             # true: ao merges a PR once it is green and approved
-    require_review: true           # a PR waits for an approval before it merges; on the local
-                                   # forge you give it: `ao review <session> --approve` (or
-                                   # -r "what to change"); `ao status` says when one waits
+    # require_review: true         # the default: a PR waits for an approval before it merges;
+                                   # on the local forge you give it with `ao review <session>
+                                   # --approve` (or -r "what to change"); `ao status` says so
     # behind: update                # a PR behind its base: update | rebase | wait
     # post_create: ["pip install -e ."]           # run in each new worktree
     # symlinks: [.env]                             # linked from this clone into each worktree
