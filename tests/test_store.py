@@ -57,7 +57,7 @@ EXPECTED_SCHEMA = [
      "NULL, finished_at REAL, PRIMARY KEY (project, plan) )"),
     ("table", "projects",
      "CREATE TABLE projects ( name TEXT PRIMARY KEY, path TEXT NOT NULL, repo TEXT, created_at "
-     "REAL NOT NULL, paused INTEGER NOT NULL DEFAULT 0 , forge_trouble TEXT)"),
+     "REAL NOT NULL, paused INTEGER NOT NULL DEFAULT 0 , forge_trouble TEXT, main_watch TEXT)"),
     ("table", "sessions",
      'CREATE TABLE sessions ( id TEXT PRIMARY KEY, project TEXT NOT NULL, task TEXT NOT '
      "NULL, title TEXT NOT NULL DEFAULT '', state TEXT NOT NULL CHECK (state IN ('queued', "
@@ -88,7 +88,7 @@ def test_blank_database_migrates_to_the_exact_schema(tmp_path: Path) -> None:
     assert [r[0] for r in store.conn.execute("SELECT name FROM migrations")] == [
         "001_initial", "002_local_forge", "003_outcome", "004_message_stage",
         "005_usage_limits", "006_step", "007_host", "008_hooks_read",
-        "009_unpushed", "010_forge_trouble"]
+        "009_unpushed", "010_forge_trouble", "011_main_watch"]
 
 
 def test_failed_migration_leaves_nothing_behind(tmp_path: Path,

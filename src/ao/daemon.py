@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ from .errors import AoError
 from .events import Event, emit
 from .hosts import LOCAL
 from .state import Activity, State
-from .store import Session, Store
+from .store import Session, Store, StoreError
 from .ticking import Ticking
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
@@ -43,10 +42,10 @@ def store_fault(e: BaseException) -> str | None:
     where = paths.display(paths.ao_home())
     text = str(e)
     if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or \
-            (isinstance(e, sqlite3.OperationalError) and "disk" in text and "full" in text):
+            (isinstance(e, StoreError) and "disk" in text and "full" in text):
         return f"the disk of {where} is full ({text}): free some space"
     if (isinstance(e, OSError) and e.errno == errno.EROFS) or \
-            (isinstance(e, sqlite3.OperationalError) and ("readonly" in text or
+            (isinstance(e, StoreError) and ("readonly" in text or
                                                        "read-only" in text)):
         return f"{where} is read-only ({text}): make it writable"
     return None
@@ -133,7 +132,7 @@ class Daemon(Ticking):
                 try:
                     self.tick()
                     self._store_fault(None)
-                except (OSError, sqlite3.OperationalError) as e:
+                except (OSError, StoreError) as e:
                     if not store_fault(e):
                         raise
                     self._store_fault(e)  # the daemon waits, says so, and tries again

@@ -12,7 +12,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import agents, hosts, merging, paths, pushes, scheduler, steps, waiting, workspace
+from . import (
+    agents,
+    hosts,
+    mainwatch,
+    merging,
+    paths,
+    pushes,
+    scheduler,
+    steps,
+    waiting,
+    workspace,
+)
 from . import config as cfgmod
 from . import forge as forgemod
 from . import plan as planmod
@@ -141,23 +152,28 @@ class Ticking:
         self.forge_trouble(project, getattr(forge, "trouble", None))
         self._open_missing_prs(project, forge, tracked, result.prs, result.pushed)
         forge.serve(result.prs)  # the local forge's CI for new heads (an action, not a read)
+        # main red: nothing merges onto it and nothing new starts from it (mainwatch.py)
+        red = mainwatch.watch(self.store, project, forge, self.notifier) is not None
         paused = self.store.paused(project.name)
-        self._react(project, forge, sessions, tracked, result.prs, paused)
+        self._react(project, forge, sessions, tracked, result.prs, paused, red)
         if not paused:
             for sid in self.store.with_queued_messages(project.name):
                 if self.store.session(sid).state in LIVE - {State.QUEUED}:
                     self.messenger.deliver_queued(sid)
         for p in plans:
-            self.schedule(project, p, paused)
-        if not paused:
+            self.schedule(project, p, paused or red)
+        if not paused and not red:
             self.start_unplanned(project, {k for p in plans for k in p.tasks})
         self.cleanup_merged(project)
 
     def _react(self, project: ProjectConfig, forge: Forge, sessions: list[Session],
                tracked: list[Session], prs: dict[str, PullRequest | None],
-               paused: bool) -> None:
-        """Decide and act for each session whose PR the forge answered for."""
+               paused: bool, red: bool = False) -> None:
+        """Decide and act for each session whose PR the forge answered for (no merge while
+        main is red)."""
         policy = Policy.for_project(project)
+        if red:
+            policy = replace(policy, auto_merge=False)
         # a limited session with no PR yet still needs its "continue" at the reset
         for s in sessions:
             if s.branch not in prs and s.limited_until:

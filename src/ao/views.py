@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import attention, scheduler, steps, waiting
+from . import attention, mainwatch, scheduler, steps, waiting
 from . import plan as planmod
 from .config_model import ProjectConfig
 from .state import ENDED, RUNNING, Outcome, State
@@ -34,7 +34,8 @@ def wait_context(store: Store, project: ProjectConfig | None) -> waiting.Context
         return waiting.Context()
     return waiting.Context(forge=project.forge, auto_merge=project.auto_merge,
                            paused=store.paused(project.name),
-                           forge_trouble=store.forge_trouble(project.name))
+                           forge_trouble=store.forge_trouble(project.name),
+                           main_red=mainwatch.red_reason(store.main_watch(project.name)))
 
 
 def session(store: Store, s: Session, now: float | None = None,

@@ -43,6 +43,7 @@ class Context:
     paused: bool = False
     host_down_since: float | None = None  # the session's host, when it does not answer
     forge_trouble: tuple[str, str] | None = None  # why the forge cannot be read, who acts
+    main_red: str | None = None  # main's CI fails: merges wait (mainwatch.py)
     stuck_after: float = STUCK_AFTER
 
 
@@ -117,6 +118,8 @@ def _pr_wait(s: Session, ctx: Context) -> Wait:
     if s.pr_merge_state == "blocked":
         return Wait(f"{pr} is blocked by branch protection ({s.pr_gate or 'a rule'})", PERSON,
                     "blocked")
+    if s.pr_gate_ok and ctx.main_red:
+        return Wait(f"{pr} is ready; merges wait: {ctx.main_red}", PERSON, "main_red")
     if s.pr_gate_ok:
         if ctx.auto_merge:
             return Wait(f"{pr} is approved and green: merging", AO, "merging")

@@ -255,6 +255,7 @@ def _project_status(store: Store, name: str, max_concurrent: int) -> dict[str, A
         "limited": [{"id": s.id, "agent": s.agent, "until": s.limited_until}
                     for s in sessions if _limited(s, now)],
         "paused": store.paused(name),
+        "main_red": ctx.main_red,  # main's CI fails (mainwatch.py)
         "next": _next_startable(store, name, sessions),
         # why each running session is not moving on by itself (waiting.py), and on whom
         "waiting": [{"id": s.id, "task": s.task, "reason": w.reason, "on": w.who}
@@ -273,8 +274,9 @@ def _print_project_status(name: str, info: dict[str, Any]) -> None:
     paused = " (paused: `ao resume` to go on)" if info["paused"] else ""
     typer.echo(f"{name}{paused}: {info['running']}/{info['max_concurrent']} running; {states}")
     lines = [
+        ("  ", info.get("main_red") or "", ": merges and new starts wait until it is green"),
         ("  queued: ", ", ".join(f"{q['id']} {q['task']}" for q in info["queued"]), ""),
-        ("  starts next: ", ", ".join(info["next"]), ""),
+        ("  starts next: ", "" if info.get("main_red") else ", ".join(info["next"]), ""),
         ("  stopped by hand: ", ", ".join(info["stopped"]),
          " (`ao spawn PROJECT KEY` starts one again)"),
     ]

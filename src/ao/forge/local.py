@@ -227,6 +227,34 @@ class LocalForge:
         first = proc.stdout.split("\n", 1)[0].strip()
         return proc.returncode == 0, first
 
+    # ---- main's own CI (mainwatch.py) ----------------------------------------------------
+
+    def main_head(self) -> str | None:
+        """The default branch's head on the remote (as this tick read it)."""
+        return self._refresh(max_age=2.0).get(self.project.default_branch)
+
+    def main_ci(self, sha: str, start: bool = True) -> str:
+        """CI's verdict on a commit of main: passing | failing | error | pending, or none
+        (never run; with `start`, it is started now)."""
+        if start:
+            self._run_ci(self.project.default_branch, sha)
+        row = self.store.local_ci(self.project.name, sha)
+        return str(row["status"]) if row else "none"
+
+    def first_parents(self, since: str, head: str) -> list[str]:
+        """Main's first-parent commits after `since` up to `head`, oldest first: its merges."""
+        self._fetch()
+        proc = workspace.git(self.repo, "rev-list", "--first-parent", "--reverse",
+                             f"{since}..{head}", check=False)
+        return proc.stdout.split() if proc.returncode == 0 else [head]
+
+    def pr_of_merge(self, sha: str) -> tuple[int, str] | None:
+        """The PR (number, branch) whose merge made commit `sha` of main."""
+        for row in self.store.local_prs(self.project.name):
+            if row.get("merged_sha") == sha:
+                return int(row["number"]), str(row["branch"])
+        return None
+
     # ---- CI -------------------------------------------------------------------------------
 
     def ci_log(self, branch: str, sha: str) -> Path:

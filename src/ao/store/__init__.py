@@ -8,11 +8,15 @@ records it hands out are in records.py.
 
 from __future__ import annotations
 
+from sqlite3 import OperationalError as StoreError
+
 from .reads import Reads
 from .records import AtCapacity, Session, TaskBusy
 from .schema import MIGRATIONS
 
-__all__ = ["MIGRATIONS", "AtCapacity", "Session", "Store", "TaskBusy"]
+# what a store that cannot be written (a full disk, a read-only file, a lock held too long)
+# raises, for callers outside this package
+__all__ = ["MIGRATIONS", "AtCapacity", "Session", "Store", "StoreError", "TaskBusy"]
 
 
 class Store(Reads):

@@ -55,6 +55,17 @@ class Projects(Connection):
         reason, who = json.loads(row[0])
         return str(reason), str(who)
 
+    def set_main_watch(self, project: str, watch: dict[str, Any]) -> None:
+        self.conn.execute("UPDATE projects SET main_watch = ? WHERE name = ?",
+                          (json.dumps(watch), project))
+
+    def main_watch(self, project: str) -> dict[str, Any]:
+        """What is known of the project's main branch (mainwatch.py); {} before anything."""
+        row = self.conn.execute("SELECT main_watch FROM projects WHERE name = ?",
+                                (project,)).fetchone()
+        data = json.loads(row[0]) if row and row[0] else {}
+        return data if isinstance(data, dict) else {}
+
     def start_plan_run(self, project: str, plan: str) -> None:
         self.conn.execute(
             "INSERT INTO plan_runs (project, plan, started_at) VALUES (?, ?, ?) "

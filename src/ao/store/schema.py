@@ -212,6 +212,12 @@ def _m010_forge_trouble(conn: sqlite3.Connection) -> None:
     _execute_all(conn, "ALTER TABLE projects ADD COLUMN forge_trouble TEXT;")
 
 
+def _m011_main_watch(conn: sqlite3.Connection) -> None:
+    """What is known of the project's main branch: its last green head, whether it is red, the
+    merge that turned it red (JSON, mainwatch.py)."""
+    _execute_all(conn, "ALTER TABLE projects ADD COLUMN main_watch TEXT;")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_local_forge", _m002_local_forge),
@@ -223,6 +229,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("008_hooks_read", _m008_hooks_read),
     ("009_unpushed", _m009_unpushed),
     ("010_forge_trouble", _m010_forge_trouble),
+    ("011_main_watch", _m011_main_watch),
 ]
 
 

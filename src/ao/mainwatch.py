@@ -1,0 +1,117 @@
+"""Main stays green (docs/reactions.md): after merges, CI runs on each new head of the
+project's default branch; when it turns red, ao holds merges and new starts on that project,
+names the merge that turned it red (redmain.py's bisection, CI on main's earlier merges), and
+tells a person. When main is green again, merging and starting go on.
+
+The local forge runs main's CI itself. A forge that does not (GitHub runs its own checks on
+main) is not watched here: `supports(forge)` says which.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import redmain
+from .events import Event, emit
+
+if TYPE_CHECKING:
+    from .config import ProjectConfig
+    from .notify import Notifier
+    from .store import Store
+
+
+class WatchedForge(Protocol):
+    def main_head(self) -> str | None: ...
+
+    def main_ci(self, sha: str, start: bool = True) -> str: ...
+
+    def first_parents(self, since: str, head: str) -> list[str]: ...
+
+    def pr_of_merge(self, sha: str) -> tuple[int, str] | None: ...
+
+
+def supports(forge: object) -> bool:
+    return all(hasattr(forge, m) for m in ("main_head", "main_ci", "first_parents",
+                                            "pr_of_merge"))
+
+
+def red_reason(watch: dict[str, Any]) -> str | None:
+    """What `ao status` and "why is it waiting" say while main is red; None when it is not."""
+    if not watch.get("red"):
+        return None
+    since = time.strftime("%H:%M", time.localtime(float(watch.get("since") or time.time())))
+    text = f"main is red since {since} (CI failing at {str(watch['red'])[:10]})"
+    if watch.get("culprit_pr"):
+        text += f"; turned red by PR #{watch['culprit_pr']} ({watch.get('culprit_branch')})"
+    elif watch.get("culprit"):
+        text += f"; turned red by {str(watch['culprit'])[:10]}"
+    elif watch.get("green"):
+        text += "; finding the merge that turned it red"
+    return text
+
+
+def watch(store: Store, project: ProjectConfig, forge: object,
+          notifier: Notifier | None = None) -> str | None:
+    """One look at main, at each tick: CI started on a new head, a turn to red or back to
+    green recorded (an event each; a person told of red and of its culprit), the bisection
+    moved on by one step. Returns why merges and starts wait, or None."""
+    if not project.ci_command or not supports(forge):
+        return None
+    f: WatchedForge = forge  # type: ignore[assignment]
+    head = f.main_head()
+    if head is None:
+        return None
+    w = store.main_watch(project.name)
+    before = dict(w)
+    w["head"] = head
+    status = f.main_ci(head)
+    if status == redmain.PASSING:
+        if w.get("red"):
+            emit(Event("main.green", project.name, data={"sha": head, "was": w["red"]}),
+                 store)
+        w = {"head": head, "green": head}
+    elif status in (redmain.FAILING, "error"):
+        _red(store, project, f, w, head, notifier)
+    if w != before:
+        store.ensure_project(project.name, str(project.path), project.repo)
+        store.set_main_watch(project.name, w)
+    return red_reason(w)
+
+
+def _red(store: Store, project: ProjectConfig, f: WatchedForge, w: dict[str, Any], head: str,
+         notifier: Notifier | None) -> None:
+    if not w.get("red"):
+        w.update(red=head, since=time.time())
+        event = emit(Event("main.red", project.name, data={"sha": head,
+                                                           "last_green": w.get("green")}),
+                     store)
+        if notifier is not None:
+            notifier.notify(event, f"{project.name}: main is red",
+                            f"CI fails on {project.default_branch} at {head[:10]}; merges and "
+                            "new starts wait until it is green")
+    w["red"] = head
+    if w.get("culprit") or not w.get("green"):
+        return  # named already, or no green head known to bisect from
+    merges = f.first_parents(str(w["green"]), head)
+    verdicts = {m: v for m in merges if (v := f.main_ci(m, start=False)) != "none"}
+    verdicts[head] = redmain.FAILING
+    step = redmain.bisect(merges, verdicts)
+    if step.run is not None:
+        f.main_ci(step.run)  # its verdict is read at a later tick
+        return
+    if step.culprit is None:
+        return
+    pr = f.pr_of_merge(step.culprit)
+    w["culprit"] = step.culprit
+    if pr is not None:
+        w["culprit_pr"], w["culprit_branch"] = pr
+    event = emit(Event("main.culprit", project.name, data={
+        "sha": step.culprit, "pr": pr[0] if pr else None, "branch": pr[1] if pr else None,
+        "merges_since_green": len(merges),
+        # CI runs on earlier commits the bisection needed (the red head's own aside)
+        "ci_runs": sum(1 for m in merges[:-1] if m in verdicts)}), store)
+    if notifier is not None:
+        what = f"PR #{pr[0]} ({pr[1]})" if pr else step.culprit[:10]
+        notifier.notify(event, f"{project.name}: main turned red with {what}",
+                        f"CI passes before {what} merged and fails after it; merges wait")

@@ -1,0 +1,160 @@
+"""Main stays green: the bisection that names the merge that turned main red (redmain.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ao.redmain import FAILING, PASSING, Step, bisect
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13])
+def test_the_first_red_merge_is_found_in_log2_runs(n: int) -> None:
+    merges = [f"m{i}" for i in range(n)]
+    for culprit in range(n):
+        truth = {m: PASSING if i < culprit else FAILING for i, m in enumerate(merges)}
+        verdicts = {merges[-1]: FAILING}  # the red head is what was seen
+        runs = 0
+        while True:
+            step = bisect(merges, verdicts)
+            if step.culprit is not None:
+                break
+            assert step.run is not None and step.run not in verdicts
+            verdicts[step.run] = truth[step.run]
+            runs += 1
+        assert step.culprit == merges[culprit], (n, culprit)
+        assert runs <= math.ceil(math.log2(n)) if n > 1 else runs == 0
+
+
+def test_a_verdict_not_in_yet_waits_and_nothing_runs_twice() -> None:
+    merges = ["a", "b", "c", "d"]
+    first = bisect(merges, {"d": FAILING})
+    assert first.run == "b"
+    assert bisect(merges, {"d": FAILING, "b": "pending"}) == Step(waiting=True)
+    assert bisect(merges, {"d": FAILING, "b": PASSING}).run == "c"
+    assert bisect(merges, {"d": FAILING, "b": PASSING, "c": FAILING}).culprit == "c"
+    assert bisect([], {}) == Step()
+
+
+def test_a_semantic_conflict_turns_main_red_and_its_merge_is_named(env: object,
+                                                                   tmp_path: object) -> None:
+    """Two PRs, each green alone, red together (each adds a file; CI fails when both are
+    there), then a third merged on top: main's CI turns red, and the bisection over main's
+    merges since its last green head names the second PR, with CI run on no more than
+    ceil(log2(merges)) earlier commits. Merges wait meanwhile; a fix on main turns it green."""
+    from pathlib import Path
+
+    from ao import config, mainwatch
+    from ao.forge.local import LocalForge
+    from ao.store import Store
+
+    from .fleet_helpers import Env
+    from .helpers import git, push_branch, retry_until
+
+    assert isinstance(env, Env) and isinstance(tmp_path, Path)
+    env.write_config(ci={"command": "test ! -f a.txt -o ! -f b.txt", "timeout": "60s"})
+    project = config.load().project("shop")
+    store = Store()
+    forge = LocalForge(project, store)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(env.remote), str(clone))
+
+    def settle() -> dict[str, object]:
+        """Watch as each tick does, until CI has nothing running for main."""
+        def quiet() -> bool:
+            forge.poll(["ao/a-1"])  # as a tick reads the remote first
+            mainwatch.watch(store, project, forge)
+            rows = [store.local_ci("shop", s) for s in store.main_watch("shop").values()
+                    if isinstance(s, str) and len(s) == 40]
+            return all(r is None or r["status"] != "pending" for r in rows) and \
+                store.main_watch("shop").get("head") == forge.main_head() and \
+                forge.main_ci(forge.main_head() or "", start=False) != "pending"
+        retry_until(quiet, timeout=60, interval=0.3, message="main's CI")
+        return store.main_watch("shop")
+
+    assert settle().get("green")  # main starts green
+    numbers = {}
+    for name in ("a", "b", "c"):
+        sha = push_branch(clone, f"ao/{name}-1", {f"{name}.txt": name})
+        forge.poll([f"ao/{name}-1"])
+        pr = forge.create_pr(f"ao/{name}-1", name, "")
+        numbers[name] = pr.number
+        forge.merge(pr, sha)
+        if name == "a":
+            assert settle().get("green") == forge.main_head()  # a alone: green
+    reason = None
+    for _ in range(200):
+        forge.poll(["ao/a-1"])
+        reason = mainwatch.watch(store, project, forge)
+        if store.main_watch("shop").get("culprit"):
+            break
+        import time
+
+        time.sleep(0.2)
+    w = store.main_watch("shop")
+    assert w.get("culprit_pr") == numbers["b"], w
+    assert reason is not None and f"PR #{numbers['b']}" in reason
+    kinds = [e["type"] for e in store.events_after(0, project="shop")]
+    assert kinds.count("main.red") == 1 and kinds.count("main.culprit") == 1
+    runs = [e for e in store.events_after(0, project="shop") if e["type"] == "main.culprit"]
+    import json
+
+    assert json.loads(runs[0]["data"])["ci_runs"] <= 1  # two merges since green: log2(2)
+    # a fix on main: green again, and merging goes on
+    git(clone, "checkout", "-q", "main")
+    git(clone, "pull", "-q", "origin", "main")
+    git(clone, "rm", "-q", "b.txt")
+    git(clone, "commit", "-q", "-m", "fix main")
+    git(clone, "push", "-q", "origin", "main")
+    w = settle()
+    assert w.get("green") == forge.main_head() and not w.get("red")
+    assert "main.green" in [e["type"] for e in store.events_after(0, project="shop")]
+
+
+def test_nothing_starts_from_a_red_main_and_status_says_why(env: object) -> None:
+    """Main's CI fails: the daemon starts no new task from it (each would begin on a broken
+    base), `ao status` names it, and once main is green the plan goes on."""
+    import json
+    import sys
+
+    from ao import config
+    from ao.daemon import Daemon
+    from ao.state import State
+    from ao.store import Store
+
+    from .fleet_helpers import Env
+    from .helpers import git, retry_until, run_ao
+    from .test_daemon import PLAN
+
+    assert isinstance(env, Env)
+    env.plan_file.write_text(json.dumps({"tasks": {"A-1": PLAN["tasks"]["A-1"]}}))
+    env.write_config(ci={"command": f"test ! -f RED.txt && {sys.executable} -c pass"},
+                     auto_merge=True, require_review=False)
+    (env.repo / "RED.txt").write_text("main is broken\n")
+    git(env.repo, "add", "RED.txt")
+    git(env.repo, "commit", "-q", "-m", "break main")
+    git(env.repo, "push", "-q", "origin", "main")
+    store = Store()
+    d = Daemon(config.load(), store, env.server())
+
+    def red_seen() -> bool:
+        d.tick()
+        return bool(store.main_watch("shop").get("red"))
+
+    retry_until(red_seen, timeout=60, interval=0.3, message="main red")
+    assert run_ao("plan", "run", str(env.plan_file), "-p", "shop").code == 0
+    for _ in range(3):
+        d.tick()
+    assert [s.state for s in store.sessions("shop")] == [State.QUEUED]  # nothing started
+    out = run_ao("status").out
+    assert "main is red since" in out, out
+    git(env.repo, "rm", "-q", "RED.txt")
+    git(env.repo, "commit", "-q", "-m", "fix main")
+    git(env.repo, "push", "-q", "origin", "main")
+
+    def started() -> bool:
+        d.tick()
+        return any(s.state is not State.QUEUED for s in store.sessions("shop"))
+
+    retry_until(started, timeout=60, interval=0.3, message="the plan going on")
