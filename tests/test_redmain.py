@@ -131,12 +131,18 @@ def test_nothing_starts_from_a_red_main_and_status_says_why(env: object) -> None
     env.plan_file.write_text(json.dumps({"tasks": {"A-1": PLAN["tasks"]["A-1"]}}))
     env.write_config(ci={"command": f"test ! -f RED.txt && {sys.executable} -c pass"},
                      auto_merge=True, require_review=False)
+    store = Store()
+    d = Daemon(config.load(), store, env.server())
+
+    def green_seen() -> bool:
+        d.tick()
+        return bool(store.main_watch("shop").get("green"))
+
+    retry_until(green_seen, timeout=60, interval=0.3, message="main green")
     (env.repo / "RED.txt").write_text("main is broken\n")
     git(env.repo, "add", "RED.txt")
     git(env.repo, "commit", "-q", "-m", "break main")
     git(env.repo, "push", "-q", "origin", "main")
-    store = Store()
-    d = Daemon(config.load(), store, env.server())
 
     def red_seen() -> bool:
         d.tick()

@@ -3,8 +3,10 @@ project's default branch; when it turns red, ao holds merges and new starts on t
 names the merge that turned it red (redmain.py's bisection, CI on main's earlier merges), and
 tells a person. When main is green again, merging and starting go on.
 
-The local forge runs main's CI itself. A forge that does not (GitHub runs its own checks on
-main) is not watched here: `supports(forge)` says which.
+Only a turn to red is acted on: a main already failing before any green head was seen is
+noted, never held against every start. The local forge runs main's CI itself; a forge that
+does not (GitHub runs its own checks on main) is not watched here: `supports(forge)` says
+which.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def red_reason(watch: dict[str, Any]) -> str | None:
         text += f"; turned red by PR #{watch['culprit_pr']} ({watch.get('culprit_branch')})"
     elif watch.get("culprit"):
         text += f"; turned red by {str(watch['culprit'])[:10]}"
-    elif watch.get("green"):
+    else:
         text += "; finding the merge that turned it red"
     return text
 
@@ -71,8 +73,12 @@ def watch(store: Store, project: ProjectConfig, forge: object,
             emit(Event("main.green", project.name, data={"sha": head, "was": w["red"]}),
                  store)
         w = {"head": head, "green": head}
-    elif status in (redmain.FAILING, "error"):
+    elif status in (redmain.FAILING, "error") and w.get("green"):
         _red(store, project, f, w, head, notifier)
+    elif status in (redmain.FAILING, "error"):
+        # red before any green head was seen: not something a merge of ours did, and holding
+        # every start for it would stop a project whose main was already failing
+        w["red_from_start"] = head
     if w != before:
         store.ensure_project(project.name, str(project.path), project.repo)
         store.set_main_watch(project.name, w)
@@ -91,8 +97,8 @@ def _red(store: Store, project: ProjectConfig, f: WatchedForge, w: dict[str, Any
                             f"CI fails on {project.default_branch} at {head[:10]}; merges and "
                             "new starts wait until it is green")
     w["red"] = head
-    if w.get("culprit") or not w.get("green"):
-        return  # named already, or no green head known to bisect from
+    if w.get("culprit"):
+        return  # named already
     merges = f.first_parents(str(w["green"]), head)
     verdicts = {m: v for m in merges if (v := f.main_ci(m, start=False)) != "none"}
     verdicts[head] = redmain.FAILING
