@@ -373,21 +373,31 @@ class FakeGitHub:
                 "allow_squash_merge": "squash" in repo.allowed_methods,
                 "allow_rebase_merge": "rebase" in repo.allowed_methods}, {}
         if rest == "/issues" and method == "GET":
+            # `labels=a,b`: issues carrying every label named (GitHub's documented filter)
+            wanted = [x for x in q.get("labels", "").split(",") if x]
             items = [self._issue_json(repo, i) for i in sorted(repo.issues.values(),
                                                                 key=lambda i: -i["number"])
-                     if q.get("state", "open") in ("all", i["state"])]
+                     if q.get("state", "open") in ("all", i["state"])
+                     and all(w in i["labels"] for w in wanted)]
             return self._page(f"/repos/{repo.full}/issues", items, q)
         if rest == "/issues" and method == "POST":
             issue = self.add_issue(repo, body["title"], body.get("body") or "",
                                    login=self.token_login)
             issue["labels"] = list(body.get("labels") or [])
             return 201, self._issue_json(repo, issue), {}
-        m = re.match(r"^/issues/(\d+)(/comments|/labels)?$", rest)
+        m = re.match(r"^/issues/(\d+)(/comments|/labels|/dependencies/blocked_by|"
+                     r"/sub_issues)?$", rest)
         if m:
             n = int(m.group(1))
             issue = repo.issues.get(n)
             if issue is None:
                 return 404, {"message": "Not Found"}, {}
+            if m.group(2) in ("/dependencies/blocked_by", "/sub_issues") and method == "GET":
+                # the issues blocking this one / its sub-issues, as issue objects, paginated
+                key = "blocked_by" if m.group(2).startswith("/dep") else "sub_issues"
+                items = [self._issue_json(repo, repo.issues[k]) for k in issue.get(key, [])
+                         if k in repo.issues]
+                return self._page(f"/repos/{repo.full}/issues/{n}{m.group(2)}", items, q)
             if m.group(2) == "/comments" and method == "POST":
                 repo.comments.setdefault(n, []).append({"body": body["body"]})
                 return 201, {"id": next(self.ids), "body": body["body"],

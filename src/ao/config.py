@@ -77,7 +77,7 @@ _PROJECT_KEYS = (
     "path", "repo", "default_branch", "remote", "forge", "agent", "max_concurrent", "plan", "ci",
     "session_prefix", "sandboxed", "auto_merge", "reactions", "post_create", "symlinks",
     "require_review", "require_checks", "merge_states", "merge_method", "env", "disposable",
-    "trusted_reviewers", "behind",
+    "trusted_reviewers", "behind", "pickup",
     "hosts",
 )
 _AGENT_KEYS = ("name", "command", "permission_mode", "env", "ready", "fallback")
@@ -222,6 +222,23 @@ def _merging(raw: Mapping[str, Any], where: str, m: Merged) -> tuple[str, tuple[
     return merge_method, merge_states
 
 
+def _pickup(raw: Any, where: str, m: Merged) -> tuple[str | None, str]:
+    """`pickup: {label: ai-implement, on_unlabel: ask | kill}` (or just the label)."""
+    if raw is None:
+        return None, "ask"
+    if isinstance(raw, str):
+        raw = {"label": raw}
+    spec = checked(raw, where, ("label", "on_unlabel"), m)
+    label = str(typed(spec.get("label", ""), str, f"{where}.label", m)).strip()
+    if not label or "," in label:
+        raise ConfigError(f"`{where}.label` must name one GitHub label", "e.g. ai-implement")
+    on_unlabel = str(typed(spec.get("on_unlabel", "ask"), str, f"{where}.on_unlabel", m))
+    if on_unlabel not in ("ask", "kill"):
+        raise ConfigError(f"`{where}.on_unlabel` must be ask or kill, got {on_unlabel!r}",
+                          "ask: you are told; kill: the session is killed")
+    return label, on_unlabel
+
+
 def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> ProjectConfig:
     where = f"projects.{name}"
     if not _NAME.match(name):
@@ -241,6 +258,10 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         raise ConfigError(f"`{where}.max_concurrent` must be at least 1", "the default is 5")
     ci_command, ci_timeout = _ci(raw.get("ci"), where, m)
     merge_method, merge_states = _merging(raw, where, m)
+    label, on_unlabel = _pickup(raw.get("pickup"), f"{where}.pickup", m)
+    if label and forge != "github":
+        raise ConfigError(f"`{where}.pickup` takes issues from GitHub; this project's forge is "
+                          f"{forge}", "set forge: github and repo: owner/name, or remove it")
     behind = str(typed(raw.get("behind", "update"), str, f"{where}.behind", m))
     if behind not in BEHIND:
         raise ConfigError(f"`{where}.behind` must be one of {', '.join(BEHIND)}, got "
@@ -280,6 +301,8 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         trusted_reviewers=tuple(x.lower() for x in str_list(
             raw.get("trusted_reviewers"), f"{where}.trusted_reviewers", m)),
         behind=behind,
+        pickup_label=label,
+        pickup_on_unlabel=on_unlabel,
     )
 
 

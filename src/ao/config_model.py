@@ -90,6 +90,10 @@ class ProjectConfig:
     disposable: tuple[str, ...] = ()  # ignored paths cleanup may delete, besides the defaults
     # GitHub logins whose reviews count (and reach agents) besides accounts with write access
     trusted_reviewers: tuple[str, ...] = ()
+    # GitHub as the plan (pickup.py): open issues with this label, from accounts with write
+    # access, are tasks; a label removed from a running task's issue: ask | kill
+    pickup_label: str | None = None
+    pickup_on_unlabel: str = "ask"
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,8 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
         add(f"{pre}.require_checks", p.require_checks)
         add(f"{pre}.merge_states", list(p.merge_states))
         add(f"{pre}.trusted_reviewers", list(p.trusted_reviewers))
+        add(f"{pre}.pickup", {"label": p.pickup_label, "on_unlabel": p.pickup_on_unlabel}
+            if p.pickup_label else None)
         add(f"{pre}.merge_method", p.merge_method)
         add(f"{pre}.behind", p.behind)
         add(f"{pre}.disposable", list(p.disposable))

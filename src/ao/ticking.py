@@ -26,6 +26,7 @@ from . import (
 )
 from . import config as cfgmod
 from . import forge as forgemod
+from . import pickup as pickupmod
 from . import plan as planmod
 from .actions import Actions
 from .config import Config, ProjectConfig
@@ -84,6 +85,9 @@ class Ticking:
         self.web_url: str | None = None  # set when the daemon serves the dashboard
         self.fault: str | None = None  # a full disk or read-only store stops its ticks
         self._push_checked: dict[str, tuple[float | None, float | None]] = {}
+        self._picked: dict[str, Plan] = {}  # each project's last pickup plan (pickup.py)
+        self._picked_tasks: dict[tuple[str, str], str] = {}
+        self._pickup_said: set[str] = set()
         self._said: dict[str, str] = {}  # the wait each session was last said to have
 
     def _low_budget(self) -> bool:
@@ -142,6 +146,9 @@ class Ticking:
         self.fleet.observe_all(sessions, self.clock())
         tracked = [s for s in sessions if s.branch]
         forge = self.forge(project, plan)
+        picked = self.pickup(project, forge)
+        if picked is not None:
+            plans = [*plans, picked]
         blocked = getattr(forge, "blocked_until", 0.0)
         if blocked > time.time():
             # GitHub asked us to wait: no poll until then (the other projects go on)
@@ -330,6 +337,55 @@ class Ticking:
                                       self.notifier)
             except AoError as e:  # the next start tries again
                 log.warning("the record of %s's merge: %s", s.id, e)
+
+    def pickup(self, project: ProjectConfig, forge: Forge) -> Plan | None:
+        """GitHub as the plan (pickup.py): the labelled issues as this tick's plan, each
+        recorded as a task with its issue (closed when it merges); what keeps one out, said
+        once; and a queued task whose label went, un-queued (a running one: per on_unlabel)."""
+        if not project.pickup_label or not hasattr(forge, "picked_up"):
+            return None
+        if getattr(forge, "blocked_until", 0.0) > time.time():
+            return self._picked.get(project.name)
+        try:
+            issues, problems = forge.picked_up(project.pickup_label)
+        except ExternalError as e:
+            emit(Event("forge.error", project.name, data={"error": str(e)}), self.store)
+            return self._picked.get(project.name)
+        plan, more = pickupmod.plan_of(issues)
+        for problem in [*problems, *more]:
+            if problem not in self._pickup_said:
+                self._pickup_said.add(problem)
+                emit(Event("pickup.held", project.name, data={"why": problem}), self.store)
+        for p in issues:
+            k = pickupmod.key(p.number)
+            if self._picked_tasks.get((project.name, k)) != p.title:
+                self.store.put_task(project.name, k, p.title, issue_number=p.number)
+                self._picked_tasks[(project.name, k)] = p.title
+        labelled = {pickupmod.key(p.number) for p in issues}
+        for s in self.store.sessions(project.name, states=set(LIVE)):
+            if pickupmod.number(s.task) is None or s.task in labelled:
+                continue
+            self._unlabelled(project, s)
+        self._picked[project.name] = plan
+        return plan
+
+    def _unlabelled(self, project: ProjectConfig, s: Session) -> None:
+        """A task whose issue lost its label (or was closed): un-queued before it started;
+        once running, killed with `on_unlabel: kill`, else a person is told, once."""
+        if s.state is State.QUEUED or project.pickup_on_unlabel == "kill":
+            if s.state is State.QUEUED:
+                self.store.set_state(s.id, State.KILLED, note="its issue lost the pickup label")
+            else:
+                self.fleet.kill(s.id)
+            emit(Event("pickup.dropped", project.name, s.id, s.task,
+                       {"label": project.pickup_label}), self.store)
+            return
+        if self.store.record_attempt(s.id, "pickup", f"unlabelled:{s.task}"):
+            event = emit(Event("pickup.unlabelled", project.name, s.id, s.task,
+                               {"label": project.pickup_label}), self.store)
+            self.notifier.notify(event, f"{s.id} {s.task} lost its label",
+                                 f"{s.task} no longer carries {project.pickup_label}; its "
+                                 f"session goes on (`ao session kill {s.id}` stops it)")
 
     def forge_trouble(self, project: ProjectConfig, trouble: tuple[str, str] | None) -> None:
         """Why the forge cannot be read (a rejected token, a rate limit), recorded for every

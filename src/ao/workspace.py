@@ -209,7 +209,9 @@ def locked(repo: Path) -> Iterator[None]:
 
 
 def branch_name(task: str) -> str:
-    return f"ao/{task.lower()}"
+    """`ao/<key>`, lower-cased, with only what a branch name and a shell take safely (a
+    GitHub issue's `#12` is `ao/12`)."""
+    return "ao/" + re.sub(r"[^a-z0-9._/-]", "", task.lower())
 
 
 def has_remote(repo: Path, remote: str) -> bool:

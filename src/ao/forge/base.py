@@ -67,6 +67,18 @@ WRITERS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 
 
 @dataclass(frozen=True)
+class PickedIssue:
+    """An open issue taken as a task (pickup.py), and the open issues it waits for: GitHub's
+    "blocked by" dependencies, its open sub-issues, and `Depends on #N` / `Blocked by #N`
+    lines in its body."""
+
+    number: int
+    title: str
+    body: str
+    blocked_by: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class PullRequest:
     number: int
     url: str

@@ -3,18 +3,23 @@ closed when the task merges; comments and labels. The second layer of `GitHubFor
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
-from ..errors import BadInput, ForgeError, NotFound
+from ..errors import BadInput, ExternalError, ForgeError, NotFound
+from ..sanitize import for_terminal
 from ..store import Store
 from .base import (
     WRITERS,
     Issue,
+    PickedIssue,
 )
 from .github_client import GitHubClient
 
 _KEY_IN_TITLE = re.compile(r"^\s*\[([A-Za-z0-9._-]+)\]")
+# `Depends on #12`, `Blocked by #3, #4`: the fallback for GitHub's own dependencies
+_DEPENDS = re.compile(r"(?im)^\W*(?:depends on|blocked by)\b([^\n]*)")
 
 
 class GitHubIssues(GitHubClient):
@@ -24,6 +29,54 @@ class GitHubIssues(GitHubClient):
         return Issue(number=raw.number, title=raw.title, body=raw.body or "", state=raw.state,
                      state_reason=getattr(raw, "state_reason", None), url=raw.html_url,
                      labels=tuple(label.name for label in raw.labels))
+
+    def picked_up(self, label: str) -> tuple[list[PickedIssue], list[str]]:
+        """Open issues carrying `label`, opened by an account with write access (or a login
+        in `trusted_reviewers`), with the open issues each waits for; and why others were not
+        taken. Conditional requests: what did not change costs no rate budget."""
+        rows: list[dict[str, Any]] = []
+        for page in range(1, 11):  # up to 1,000 labelled issues
+            chunk = self._get(f"issues labelled {label}", f"/issues?state=open&labels={label}"
+                              f"&per_page=100&page={page}")
+            rows += [r for r in chunk if "pull_request" not in r]
+            if len(chunk) < 100:
+                break
+        taken, problems = [], []
+        open_numbers = {int(r["number"]) for r in rows}
+        for r in rows:
+            login = str((r.get("user") or {}).get("login") or "someone")
+            if r.get("author_association") not in WRITERS and \
+                    login.lower() not in self.project.trusted_reviewers:
+                problems.append(f"#{r['number']} was opened by {for_terminal(login)}, who has "
+                                "no write access: not taken (trusted_reviewers lets a login in)")
+                continue
+            n = int(r["number"])
+            taken.append(PickedIssue(n, str(r.get("title") or ""), str(r.get("body") or ""),
+                                     self._blockers(n, str(r.get("body") or ""), open_numbers)))
+        return taken, problems
+
+    def _blockers(self, n: int, body: str, open_numbers: set[int]) -> tuple[int, ...]:
+        """The open issues issue `n` waits for."""
+        found: set[int] = set()
+        for path in (f"/issues/{n}/dependencies/blocked_by?per_page=100",
+                     f"/issues/{n}/sub_issues?per_page=100"):  # a parent waits for its children
+            # a server without the endpoint (an older GHES): the body's lines only
+            with contextlib.suppress(ExternalError):
+                found |= {int(x["number"]) for x in self._get(f"#{n}'s dependencies", path)
+                          if x.get("state") == "open"}
+        for line in _DEPENDS.findall(body):
+            for m in map(int, re.findall(r"#(\d+)", line)):
+                if m == n:
+                    continue
+                if m in open_numbers:
+                    found.add(m)
+                    continue
+                try:
+                    if self._get(f"issue #{m}", f"/issues/{m}").get("state") == "open":
+                        found.add(m)
+                except ExternalError:
+                    found.add(m)  # a missing issue is reported by the plan, not ignored
+        return tuple(sorted(found))
 
     def resolve_task(self, key: str) -> Issue:
         key = key.lstrip("#")

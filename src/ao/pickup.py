@@ -1,0 +1,74 @@
+"""GitHub as the plan (docs/plans.md "Pickup by label"): the open issues carrying the
+project's label are its tasks, keyed by issue number (`123`; `#123` names it too, as
+everywhere in ao), and the issues each waits for (GitHub's own
+"blocked by" dependencies, its sub-issues, `Depends on #N` lines) are their dependencies. One
+pure decision: the plan the scheduler runs, and what keeps an issue out of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .forge.base import PickedIssue
+from .plan import Plan, Task
+
+
+def key(number: int) -> str:
+    return str(number)
+
+
+def number(task_key: str) -> int | None:
+    """The issue number of a pickup task's key, or None for any other task."""
+    return int(task_key) if task_key.isdigit() else None
+
+
+def plan_of(picked: Iterable[PickedIssue]) -> tuple[Plan, list[str]]:
+    """The plan of the picked issues, and why any issue waits outside it: blocked by an open
+    issue that is not picked up (it starts when that one is closed), or in a cycle."""
+    issues = {p.number: p for p in picked}
+    problems: list[str] = []
+    held: set[int] = set()
+    for cycle in _cycles({n: p.blocked_by for n, p in issues.items()}):
+        held |= set(cycle)
+        problems.append("a dependency cycle: " + " -> ".join(f"#{n}" for n in cycle) +
+                        " (none of them can start; remove one link on GitHub)")
+    changed = True
+    while changed:  # an issue waiting outside holds those that wait for it, and so on
+        changed = False
+        for n, p in issues.items():
+            if n in held:
+                continue
+            outside = [b for b in p.blocked_by if b not in issues or b in held]
+            if outside:
+                held.add(n)
+                changed = True
+                problems.append(f"#{n} waits for {', '.join(f'#{b}' for b in outside)}, not "
+                                "ready for pickup here: it starts once that is closed")
+    tasks = {key(n): Task(key(n), p.title, p.body, deps=tuple(key(b) for b in p.blocked_by))
+             for n, p in sorted(issues.items()) if n not in held}
+    return Plan(tasks=tasks), problems
+
+
+def _cycles(graph: dict[int, tuple[int, ...]]) -> list[list[int]]:
+    """The cycles among the graph's nodes (each once, as a path back to its start)."""
+    found: list[list[int]] = []
+    state: dict[int, int] = {}  # 1: on the path, 2: done
+    path: list[int] = []
+
+    def visit(n: int) -> None:
+        state[n] = 1
+        path.append(n)
+        for m in graph.get(n, ()):
+            if m not in graph:
+                continue
+            if state.get(m) == 1:
+                found.append([*path[path.index(m):], m])
+            elif m not in state:
+                visit(m)
+        path.pop()
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n)
+    return found
