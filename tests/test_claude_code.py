@@ -452,3 +452,37 @@ def test_aos_own_leftover_paste_is_cleared_whole(env: Env, fake: FakeAnthropic) 
     retry_until(lambda: any("NEXT-MARKER" in t for t in fake.user_texts()), timeout=30,
                 message="the next message")
     assert not any("LEFTOVER" in t for t in fake.user_texts()), fake.user_texts()
+
+
+def test_what_the_agent_spends_is_read_from_its_transcript(env: Env,
+                                                          fake: FakeAnthropic) -> None:
+    """Claude Code writes each message's usage in its transcript; ao reads it on from where it
+    stopped at each poll (its hooks name the file), once per message, and `ao usage` shows
+    the session's tokens and estimated cost."""
+    from ao import agent_usage, config
+    from ao.daemon import Daemon
+
+    from .helpers import run_ao
+
+    fake.script = [Reply(text="first", usage={"input_tokens": 1000, "output_tokens": 200}),
+                   Reply(text="second", usage={"input_tokens": 3000, "output_tokens": 400})]
+    sid = spawn_claude(env)
+    retry_until(lambda: turn_done(env, sid), timeout=60, message="the first turn")
+    store = Store()
+    d = Daemon(config.load(), store, env.server())
+    d.tick()
+    first = store.agent_usage(sid)[0]
+    assert first["input_tokens"] >= 1000 and first["output_tokens"] >= 200, first
+    assert Messenger(env.fleet()).send(sid, "and again").status == "delivered"
+    retry_until(lambda: (d.tick(), store.agent_usage(sid)[0]["input_tokens"] >= 4000)[1],
+                timeout=30, interval=0.3, message="the second message's usage")
+    row = store.agent_usage(sid)[0]
+    assert row["output_tokens"] >= 600 and row["cost_usd"] > 0
+    assert not agent_usage.read(store, store.session(sid))  # nothing new: nothing re-read
+    r = run_ao("usage", "--json")
+    assert r.code == 0, r.err
+    data = json.loads(r.out)
+    mine = [x for x in data["sessions"] if x["session"] == sid]
+    assert mine and mine[0]["input"] == row["input_tokens"] and mine[0]["usd"] > 0
+    assert data["tasks"][0]["task"] == "A-1"
+    assert sid in run_ao("usage").out

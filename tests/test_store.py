@@ -22,6 +22,12 @@ EXPECTED_SCHEMA = [
     ("index", "sessions_one_live_per_task",
      "CREATE UNIQUE INDEX sessions_one_live_per_task ON sessions (project, task) WHERE state IN "
      "('needs_human', 'pr_open', 'queued', 'spawning', 'working')"),
+    ("table", "agent_usage",
+     "CREATE TABLE agent_usage ( session TEXT PRIMARY KEY, transcript TEXT, read_to INTEGER NOT "
+     "NULL DEFAULT 0, last_message TEXT, model TEXT, input_tokens INTEGER NOT NULL DEFAULT 0, "
+     "output_tokens INTEGER NOT NULL DEFAULT 0, cache_write_tokens INTEGER NOT NULL DEFAULT 0, "
+     "cache_read_tokens INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0, estimated "
+     "INTEGER NOT NULL DEFAULT 0 )"),
     ("table", "attempts",
      "CREATE TABLE attempts ( id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL "
      "REFERENCES sessions (id), reaction TEXT NOT NULL, fingerprint TEXT NOT NULL, created_at "
@@ -88,7 +94,8 @@ def test_blank_database_migrates_to_the_exact_schema(tmp_path: Path) -> None:
     assert [r[0] for r in store.conn.execute("SELECT name FROM migrations")] == [
         "001_initial", "002_local_forge", "003_outcome", "004_message_stage",
         "005_usage_limits", "006_step", "007_host", "008_hooks_read",
-        "009_unpushed", "010_forge_trouble", "011_main_watch"]
+        "009_unpushed", "010_forge_trouble", "011_main_watch",
+        "012_agent_usage"]
 
 
 def test_failed_migration_leaves_nothing_behind(tmp_path: Path,

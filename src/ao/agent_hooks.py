@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from . import agent_usage, paths
 from .agents.base import HOOK_FILE as FILE
 from .agents.base import HOOK_MAX_PAYLOAD as MAX_PAYLOAD
 from .errors import AoError
@@ -91,6 +91,10 @@ def ingest(store: Store, s: Session, chunk: bytes, offset: int) -> Session:
         return s
     for e in events:
         published(e)
+    paths_named = [str(h.payload["transcript_path"]) for h in hooks
+                   if h.payload.get("transcript_path")]
+    if paths_named:  # where the agent records what it spends (agent_usage.py)
+        agent_usage.note_transcript(store, s, paths_named[-1])
     if last is not None and last[0] in (Activity.IDLE, Activity.WAITING_INPUT,
                                         Activity.EXITED):
         paths.poke_daemon()  # queued messages and reactions need not wait for the next poll

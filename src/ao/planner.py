@@ -16,17 +16,10 @@ from . import workspace
 from .config import LlmConfig
 from .errors import AoError, BadInput, ExternalError
 from .events import Event, emit
+from .prices import DEFAULT_MODEL, PRICES, cost
 from .sanitize import cap, clean
 from .store import Store
 
-DEFAULT_MODEL = "claude-sonnet-5-5"
-# USD per million tokens: (input, output, cache write, cache read); unknown models use the
-# default's prices and their events say "estimated_with": the default
-PRICES = {
-    "claude-sonnet-5-5": (3.0, 15.0, 3.75, 0.30),
-    "claude-opus-5-5": (15.0, 75.0, 18.75, 1.50),
-    "claude-haiku-5-5": (1.0, 5.0, 1.25, 0.10),
-}
 TREE_LIMIT = 400
 FILE_LIMIT = 6000
 KEY_FILES = ("README.md", "README.rst", "pyproject.toml", "package.json", "go.mod",
@@ -61,13 +54,6 @@ PLAN_TOOL = {
         },
     },
 }
-
-
-def cost(model: str, usage: dict[str, int]) -> float:
-    p = PRICES.get(model, PRICES[DEFAULT_MODEL])
-    return (usage.get("input_tokens", 0) * p[0] + usage.get("output_tokens", 0) * p[1]
-            + usage.get("cache_creation_input_tokens", 0) * p[2]
-            + usage.get("cache_read_input_tokens", 0) * p[3]) / 1e6
 
 
 def spent(store: Store, project: str | None = None) -> float:

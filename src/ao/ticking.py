@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import (
+    agent_usage,
     agents,
     hosts,
     mainwatch,
@@ -144,6 +145,9 @@ class Ticking:
         plan = plans[0] if plans else None
         sessions = self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED})
         self.fleet.observe_all(sessions, self.clock())
+        for s in sessions:  # what each agent spent since the last poll, from its own records
+            if s.host == hosts.LOCAL:
+                agent_usage.read(self.store, s)
         tracked = [s for s in sessions if s.branch]
         forge = self.forge(project, plan)
         picked = self.pickup(project, forge)

@@ -116,6 +116,20 @@ class Queue(Sessions):
         (n,) = self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
         return int(n)
 
+    def agent_usage(self, sid: str | None = None) -> list[dict[str, Any]]:
+        """Each session's agent usage row (agent_usage.py); one session's with `sid`."""
+        if sid is not None:
+            return list(self.db.query("SELECT * FROM agent_usage WHERE session = ?", [sid]))
+        return list(self.db.query("SELECT * FROM agent_usage ORDER BY session"))
+
+    def set_agent_usage(self, sid: str, **values: Any) -> None:
+        """Insert the session's row, or update just the given columns."""
+        row = {"session": sid, **values}
+        cols, marks = ", ".join(row), ", ".join("?" * len(row))
+        sets = ", ".join(f"{c} = excluded.{c}" for c in values) or "session = excluded.session"
+        self.conn.execute(f"INSERT INTO agent_usage ({cols}) VALUES ({marks}) "
+                          f"ON CONFLICT (session) DO UPDATE SET {sets}", list(row.values()))
+
     def record_hooks(self, sid: str, old: int, new: int,
                      events: list[tuple[str, str, str | None, str | None, str | None,
                                         dict[str, Any]]],

@@ -218,6 +218,26 @@ def _m011_main_watch(conn: sqlite3.Connection) -> None:
     _execute_all(conn, "ALTER TABLE projects ADD COLUMN main_watch TEXT;")
 
 
+def _m012_agent_usage(conn: sqlite3.Connection) -> None:
+    """What each session's agent spent, from its own records (agent_usage.py): tokens by kind,
+    the estimated cost, and how far its transcript has been read."""
+    _execute_all(conn, """
+    CREATE TABLE agent_usage (
+        session TEXT PRIMARY KEY,
+        transcript TEXT,
+        read_to INTEGER NOT NULL DEFAULT 0,
+        last_message TEXT,
+        model TEXT,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL DEFAULT 0,
+        estimated INTEGER NOT NULL DEFAULT 0
+    );
+    """)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_local_forge", _m002_local_forge),
@@ -230,6 +250,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("009_unpushed", _m009_unpushed),
     ("010_forge_trouble", _m010_forge_trouble),
     ("011_main_watch", _m011_main_watch),
+    ("012_agent_usage", _m012_agent_usage),
 ]
 
 
