@@ -77,7 +77,7 @@ _PROJECT_KEYS = (
     "path", "repo", "default_branch", "remote", "forge", "agent", "max_concurrent", "plan", "ci",
     "session_prefix", "sandboxed", "auto_merge", "reactions", "post_create", "symlinks",
     "require_review", "require_checks", "merge_states", "merge_method", "env", "disposable",
-    "trusted_reviewers", "behind", "pickup",
+    "trusted_reviewers", "behind", "pickup", "overlap", "overlap_wait",
     "hosts",
 )
 _AGENT_KEYS = ("name", "command", "permission_mode", "env", "ready", "fallback")
@@ -262,6 +262,10 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
     if label and forge != "github":
         raise ConfigError(f"`{where}.pickup` takes issues from GitHub; this project's forge is "
                           f"{forge}", "set forge: github and repo: owner/name, or remove it")
+    overlap = str(typed(raw.get("overlap", "wait"), str, f"{where}.overlap", m))
+    if overlap not in ("wait", "ignore"):
+        raise ConfigError(f"`{where}.overlap` must be wait or ignore, got {overlap!r}",
+                          "wait: a task that shares files with a running one waits for it")
     behind = str(typed(raw.get("behind", "update"), str, f"{where}.behind", m))
     if behind not in BEHIND:
         raise ConfigError(f"`{where}.behind` must be one of {', '.join(BEHIND)}, got "
@@ -301,6 +305,8 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         trusted_reviewers=tuple(x.lower() for x in str_list(
             raw.get("trusted_reviewers"), f"{where}.trusted_reviewers", m)),
         behind=behind,
+        overlap=overlap,
+        overlap_wait=parse_duration(raw.get("overlap_wait", "30m"), f"{where}.overlap_wait"),
         pickup_label=label,
         pickup_on_unlabel=on_unlabel,
     )

@@ -93,6 +93,10 @@ class ProjectConfig:
     # GitHub as the plan (pickup.py): open issues with this label, from accounts with write
     # access, are tasks; a label removed from a running task's issue: ask | kill
     pickup_label: str | None = None
+    # two agents on the same files (overlap.py): wait (hold the later task while a running
+    # one writes its files, up to overlap_wait seconds) | ignore
+    overlap: str = "wait"
+    overlap_wait: float = 1800.0
     pickup_on_unlabel: str = "ask"
 
 
@@ -204,6 +208,8 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
             if p.pickup_label else None)
         add(f"{pre}.merge_method", p.merge_method)
         add(f"{pre}.behind", p.behind)
+        add(f"{pre}.overlap", p.overlap)
+        add(f"{pre}.overlap_wait", p.overlap_wait)
         add(f"{pre}.disposable", list(p.disposable))
         add(f"{pre}.env", {k: environment.masked(k, v) for k, v in (*p.env, *p.agent.env)})
         for name, r in sorted(p.reactions.items()):

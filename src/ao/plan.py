@@ -42,7 +42,7 @@ _ESTIMATE = re.compile(
     r"(h|hr|hrs|hours?|d|days?|w|wk|weeks?)\s*$",
     re.IGNORECASE,
 )
-_TASK_KEYS = ("title", "body", "deps", "estimate", "agent", "steps")
+_TASK_KEYS = ("title", "body", "deps", "estimate", "agent", "steps", "files")
 _PLAN_KEYS = ("project", "tasks", "waves", "context", "decisions", "defaults")
 _DEFAULT_KEYS = ("steps",)
 
@@ -56,6 +56,7 @@ class Task:
     estimate: str | None = None
     agent: str | None = None
     steps: tuple[Step, ...] | None = None  # None: the plan's default steps
+    files: tuple[str, ...] = ()  # where it will write: paths or globs (overlap.py)
 
     @property
     def days(self) -> float:
@@ -224,7 +225,16 @@ def _task(key: str, spec: Any, where: str) -> Task:
         estimate=_task_estimate(spec.get("estimate"), f"{where}: task {key}"),
         agent=None if agent is None else str(agent),
         steps=None if spec.get("steps") is None else _steps(spec["steps"], f"{where}: task {key}"),
+        files=_files(spec.get("files"), f"{where}: task {key}"),
     )
+
+
+def _files(raw: Any, where: str) -> tuple[str, ...]:
+    files = [raw] if isinstance(raw, str) else raw or []
+    if not isinstance(files, list) or not all(isinstance(f, str) and f.strip() for f in files):
+        raise PlanError(f"{where}: `files` must be a list of paths or globs",
+                        "e.g. [src/web/*.tsx, src/api/routes.py]")
+    return tuple(f.strip() for f in files)
 
 
 def _deps(raw: Any, where: str) -> tuple[str, ...]:
@@ -310,6 +320,8 @@ def to_yaml(plan: Plan) -> str:
             spec["estimate"] = t.estimate
         if t.agent:
             spec["agent"] = t.agent
+        if t.files:
+            spec["files"] = list(t.files)
         if t.body:
             spec["body"] = t.body
             block = yaml.safe_dump({t.key: spec}, sort_keys=False, width=100, allow_unicode=True)

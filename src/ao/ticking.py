@@ -18,6 +18,7 @@ from . import (
     hosts,
     mainwatch,
     merging,
+    overlap,
     paths,
     pushes,
     scheduler,
@@ -89,6 +90,8 @@ class Ticking:
         self._picked: dict[str, Plan] = {}  # each project's last pickup plan (pickup.py)
         self._picked_tasks: dict[tuple[str, str], str] = {}
         self._pickup_said: set[str] = set()
+        self._held_since: dict[tuple[str, str], float] = {}  # tasks held for overlap.py
+        self._changed: dict[str, tuple[float, list[str]]] = {}
         self._said: dict[str, str] = {}  # the wait each session was last said to have
 
     def _low_budget(self) -> bool:
@@ -485,8 +488,9 @@ class Ticking:
         if scheduler.complete(plan, tasks, closed):
             self._complete(project, plan)
             return
-        start = self._not_limited(project, plan, scheduler.next_to_start(
-            plan, tasks, closed, project.max_concurrent, paused))
+        start = self._not_overlapping(project, plan, self._not_limited(
+            project, plan, scheduler.next_to_start(plan, tasks, closed, project.max_concurrent,
+                                                   paused)))
         if start:
             event = emit(Event("wave.started", project.name, data={"tasks": start}), self.store)
             self.notifier.hooks(event)
@@ -500,6 +504,56 @@ class Ticking:
                 emit(Event("spawn.failed", project.name, queued[0].id, key,
                            {"error": r.reason, "try": n, "of": scheduler.SPAWN_TRIES}),
                      self.store)
+
+    def _not_overlapping(self, project: ProjectConfig, plan: Plan,
+                         start: list[str]) -> list[str]:
+        """The tasks to start that write no file a running session writes (overlap.py); a
+        held one says why, once, and goes anyway after `overlap_wait`."""
+        if project.overlap == "ignore" or not any(plan.tasks[k].files for k in start):
+            return start
+        running = {}
+        for s in self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED}):
+            t = plan.tasks.get(s.task)
+            running[s.task] = (s.id, [*(t.files if t else ()), *self._changed_files(project,
+                                                                                   s)])
+        held = overlap.hold(start, {k: plan.tasks[k].files for k in start}, running,
+                            set(planmod.critical_path(plan)[0]))
+        now, out = self.clock(), []
+        for key in start:
+            since = self._held_since.get((project.name, key))
+            if key in held and (since is None or now - since < project.overlap_wait):
+                queued = self.store.sessions(project.name, states={State.QUEUED}, task=key)
+                for q in queued:
+                    if q.note != f"held: {held[key]}":
+                        self.store.update_session(q.id, note=f"held: {held[key]}")
+                if since is None:
+                    self._held_since[(project.name, key)] = now
+                    emit(Event("task.held", project.name, queued[0].id if queued else None,
+                               key, {"why": held[key]}), self.store)
+                continue
+            if since is not None:
+                self._held_since.pop((project.name, key), None)
+                for q in self.store.sessions(project.name, states={State.QUEUED}, task=key):
+                    self.store.update_session(q.id, note=None)
+            out.append(key)
+        return out
+
+    def _changed_files(self, project: ProjectConfig, s: Session) -> list[str]:
+        """The files a running session's branch has changed against the default branch,
+        committed or not (read here at most every 30 s a session)."""
+        if s.host != hosts.LOCAL or not s.worktree:
+            return []
+        cached = self._changed.get(s.id)
+        now = self.clock()
+        if cached is not None and now - cached[0] < 30.0:
+            return cached[1]
+        wt = Path(s.worktree)
+        base = workspace.git(wt, "merge-base", f"refs/remotes/{project.remote}/"
+                             f"{project.default_branch}", "HEAD", check=False).stdout.strip()
+        files = workspace.git(wt, "diff", "--name-only", base, check=False).stdout.split() \
+            if base else []
+        self._changed[s.id] = (now, files)
+        return files
 
     def _not_limited(self, project: ProjectConfig, plan: Plan, start: list[str]) -> list[str]:
         """The tasks to start with an agent that is not at its usage limit (it would hit the

@@ -246,7 +246,8 @@ def _project_status(store: Store, name: str, max_concurrent: int) -> dict[str, A
     return {
         "by_state": by_state, "running": sum(1 for s in sessions if s.state in RUNNING),
         "max_concurrent": max_concurrent,
-        "queued": [{"id": s.id, "task": s.task} for s in sessions if s.state is State.QUEUED],
+        "queued": [{"id": s.id, "task": s.task, "note": s.note} for s in sessions
+                   if s.state is State.QUEUED],
         "needs_human": [s.id for s in sessions if s.state is State.NEEDS_HUMAN],
         # held at an approval gate: `ao approve` (steps.py)
         "gate": [s.id for s in sessions if attention.zone(s) == "gate"],
@@ -275,7 +276,9 @@ def _print_project_status(name: str, info: dict[str, Any]) -> None:
     typer.echo(f"{name}{paused}: {info['running']}/{info['max_concurrent']} running; {states}")
     lines = [
         ("  ", info.get("main_red") or "", ": merges and new starts wait until it is green"),
-        ("  queued: ", ", ".join(f"{q['id']} {q['task']}" for q in info["queued"]), ""),
+        ("  queued: ", ", ".join(f"{q['id']} {q['task']}" + (
+            f" ({for_terminal(q['note'])})" if q.get("note") else "") for q in info["queued"]),
+         ""),
         ("  starts next: ", "" if info.get("main_red") else ", ".join(info["next"]), ""),
         ("  stopped by hand: ", ", ".join(info["stopped"]),
          " (`ao spawn PROJECT KEY` starts one again)"),

@@ -1,0 +1,52 @@
+"""Don't start two agents on the same files: the decision (overlap.py) and the daemon holding
+a task while a running session writes its files."""
+
+from __future__ import annotations
+
+import json
+
+from ao import config, overlap
+from ao.daemon import Daemon
+from ao.state import State
+from ao.store import Store
+
+from .fleet_helpers import Env
+from .helpers import run_ao
+
+
+def test_the_later_of_two_tasks_on_the_same_files_is_held() -> None:
+    files = {"B": ["src/web/*.tsx"], "C": ["src/web/app.tsx"], "D": ["docs/*.md"], "E": []}
+    held = overlap.hold(["B", "C", "D", "E"], files, {}, set())
+    assert held == {"C": "shares src/web/app.tsx with B (starting now)"}
+    # a running session's actual changes count, and the critical path is never held
+    running = {"A": ("sho-1", ["docs/intro.md"])}
+    assert overlap.hold(["D"], files, running, set()) == {
+        "D": "shares docs/intro.md with A (sho-1)"}
+    assert overlap.hold(["D"], files, running, {"D"}) == {}
+    assert overlap.hold(["E"], files, running, set()) == {}  # no files declared: never held
+
+
+def test_the_daemon_holds_a_task_whose_files_a_running_session_writes(env: Env) -> None:
+    plan = {"tasks": {
+        "A-1": {"title": "the long one", "estimate": "5d"},
+        "B-1": {"title": "shared one", "estimate": "1d", "files": ["src/shared.py"]},
+        "C-1": {"title": "shared two", "estimate": "1d", "files": ["src/*.py"]},
+    }}
+    env.plan_file.write_text(json.dumps(plan))
+    env.write_config(agent={"command": "cat"})
+    assert run_ao("plan", "run", str(env.plan_file), "-p", "shop").code == 0
+    store = Store()
+    d = Daemon(config.load(), store, env.server())
+    d.tick()
+    by_task = {s.task: s for s in store.sessions("shop")}
+    assert by_task["A-1"].state is State.WORKING and by_task["B-1"].state is State.WORKING
+    assert by_task["C-1"].state is State.QUEUED
+    d.tick()  # B-1 runs now: the reason names its session
+    out = run_ao("status").out
+    assert f"held: shares src/shared.py with B-1 ({by_task['B-1'].id})" in out, out
+    held = [e for e in store.events_after(0, project="shop") if e["type"] == "task.held"]
+    assert len(held) == 1  # said once
+    # B-1 ends: C-1 starts at the next tick
+    assert run_ao("session", "kill", by_task["B-1"].id).code == 0
+    d.tick()
+    assert [s.state for s in store.sessions("shop", task="C-1")][-1] is State.WORKING
