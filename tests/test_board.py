@@ -244,3 +244,39 @@ def test_snapshots_of_the_main_screens(view: str, tmp_path: Path) -> None:
             return app.export_screenshot()
 
     snapshot(f"board-{view}", asyncio.run(go()), tmp_path)
+
+
+def test_at_80_columns_the_table_is_whole_and_escape_clears_the_filter(
+        tmp_path: Path) -> None:
+    """At 80x24 the detail pane took a third of the width and the PR and review columns
+    could not be seen; it is hidden there (`d` shows it). Escape in the filter clears it, as
+    its placeholder says. With no daemon running, the header says so."""
+    store = Store()
+    seed(store)
+
+    async def go() -> str:
+        app = make_app(config.load(), store, None)
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert not app.query_one("#detail").display
+            await pilot.press("slash")
+            await pilot.pause()
+            await pilot.press(*"M-1")
+            await pilot.press("enter")
+            await pilot.pause()
+            assert zones(app) == [("merge", "M-1")]
+            await pilot.press("slash")
+            await pilot.pause()
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.filter_text == "" and len(zones(app)) == 6
+            assert "daemon not running (`ao start`)" in app.sub_title, app.sub_title
+            await pilot.press("d")
+            await pilot.pause()
+            assert app.query_one("#detail").display
+            await pilot.press("d")
+            await pilot.pause()
+            app.save_screenshot(str(tmp_path / "narrow.svg"))
+        return screen_text((tmp_path / "narrow.svg").read_text())
+
+    text = asyncio.run(go())
+    assert "#4 passing" in text and "approve" in text, text  # PR and review columns show

@@ -33,6 +33,7 @@ from .views import detail_view, plan_view, progress_line, session_row
 
 COLUMNS = ("zone", "id", "task", "title", "activity", "pr", "review", "round", "age", "last")
 HOSTED = (*COLUMNS[:5], "host", *COLUMNS[5:])  # with hosts configured: where each one runs
+NARROW = 100  # columns under which the detail pane is hidden (`d` shows it)
 AGE_EVERY = 5.0  # seconds between age refreshes when nothing else changed
 
 
@@ -58,6 +59,7 @@ class BoardApp(App[None]):
         Binding("p", "pause", "Pause", id="pause"),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("tab", "switch", "View", id="switch", priority=True),
+        Binding("d", "detail", "Detail", id="detail", show=False),
         Binding("q", "quit", "Quit", id="quit"),
     ]
 
@@ -79,6 +81,7 @@ class BoardApp(App[None]):
         self.shown: dict[str, tuple[Any, ...]] = {}
         self.screens: dict[str, str] = {}  # each session's last captured screen (a worker's)
         self.last_aged = 0.0
+        self._detail_chosen = False  # `d` pressed: the person's choice, kept on resize
 
     # ---- layout ---------------------------------------------------------------------------
 
@@ -164,10 +167,15 @@ class BoardApp(App[None]):
             p = self.plan()
         except AoError:
             p = None
+        from ..daemon import read_state
+
+        # a board with no daemon behind it shows a still world: it says so
+        down = "" if read_state() else "daemon not running (`ao start`)"
         if p is None:
-            self.sub_title = ""
+            self.sub_title = down
             return
-        self.sub_title = progress_line(self.store, p, self.project or p.project or "")
+        line = progress_line(self.store, p, self.project or p.project or "")
+        self.sub_title = f"{line} · {down}" if down else line
 
     def apply(self, ids: list[str]) -> None:
         """Update just these sessions' rows; re-sort only if a zone changed."""
@@ -224,9 +232,9 @@ class BoardApp(App[None]):
             detail.update("no session selected")
             return
         if s.activity is Activity.UNREACHABLE:
-            detail.update(detail_view(self.store, s, f"(host {s.host} is unreachable)"))
+            detail.update(detail_view(self.store, s, f"(host {s.host} is unreachable)", self.cfg))
             return
-        detail.update(detail_view(self.store, s, self.screens.get(s.id, "")))
+        detail.update(detail_view(self.store, s, self.screens.get(s.id, ""), self.cfg))
         if self.fleet is not None and s.state.value not in ("queued", "cleaned"):
             self.capture(s)
 
@@ -246,7 +254,7 @@ class BoardApp(App[None]):
         self.screens[sid] = screen
         s = self.selected()
         if s is not None and s.id == sid and s.activity is not Activity.UNREACHABLE:
-            self.query_one("#detail", Static).update(detail_view(self.store, s, screen))
+            self.query_one("#detail", Static).update(detail_view(self.store, s, screen, self.cfg))
 
     def plan(self) -> planmod.Plan | None:
         if self.plan_file is not None:
@@ -277,6 +285,28 @@ class BoardApp(App[None]):
     def action_switch(self) -> None:
         tabs = self.query_one(TabbedContent)
         tabs.active = "plan-tab" if tabs.active == "sessions-tab" else "sessions-tab"
+
+    def on_resize(self) -> None:
+        """The detail pane beside the table only where both fit (at 80 columns the table's
+        PR and review columns were cut off); `d` shows or hides it."""
+        if not self._detail_chosen:
+            self.query_one("#detail", Static).display = self.size.width >= NARROW
+
+    def action_detail(self) -> None:
+        detail = self.query_one("#detail", Static)
+        detail.display = not detail.display
+        self._detail_chosen = True
+
+    def on_key(self, event: Any) -> None:
+        """Escape in the filter clears it (its placeholder says so) and closes it."""
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and box.has_focus:
+            box.value = ""
+            box.display = False
+            self.filter_text = ""
+            self.rebuild()
+            self.query_one(SessionTable).focus()
+            event.stop()
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

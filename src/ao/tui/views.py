@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 from rich.text import Text
 
-from .. import attention, events, paths, scheduler, views
+from .. import attention, events, paths, scheduler, views, waiting
 from .. import plan as planmod
 from ..config import Config
 from ..reactions import DEFAULT_CI_RETRIES, Policy
 from ..sanitize import clean, for_terminal
 from ..store import Session, Store
 
+ENDED_NAMES = ("merged", "cleaned", "killed", "failed")
 ZONE_STYLE = {"respond": "bold red", "gate": "bold magenta", "merge": "bold green",
               "fixing": "yellow", "working": "cyan", "queued": "dim", "done": "dim green"}
 
@@ -31,8 +30,12 @@ def session_row(store: Store, cfg: Config, s: Session, last: str, now: float,
     if s.step and s.step not in ("implement", "merge", "merged"):
         review = f"{review} → {s.step}"  # the step that holds the merge (steps.py)
     # plain Text, never markup: a title like "[/bold] x" is text, and escapes are gone
+    # an ended session says how it ended (merged, killed, failed): "done" alone hid it
+    doing = s.activity if s.state.value not in ("queued", *ENDED_NAMES) else \
+        ("-" if s.state.value == "queued" else (s.outcome.value if s.outcome else
+                                                 s.state.value))
     return (Text(z, style=ZONE_STYLE[z]), *(Text(for_terminal(str(x))) for x in (
-            s.id, s.task, s.title[:36], s.activity if s.state.value != "queued" else "-",
+            s.id, s.task, s.title[:36], doing,
             *([s.placed_on or "-"] if hosted else []), pr, review,
             f"{rounds}/{limit}" if rounds else "-",
             views.duration(now - s.created_at), last or "-")))
@@ -80,7 +83,7 @@ def _plan_line(t: Text, p: planmod.Plan, k: str, state: str, done: set[str],
     t.append("\n")
 
 
-def detail_view(store: Store, s: Session, screen: str) -> Text:
+def detail_view(store: Store, s: Session, screen: str, cfg: Config | None = None) -> Text:
     """A session's detail: its task, PR, queued messages, the last of its screen (as the
     board read it) and its latest events."""
     t = Text()
@@ -93,6 +96,11 @@ def detail_view(store: Store, s: Session, screen: str) -> Text:
     queued = store.messages(s.id, "queued")
     if queued:
         t.append(f"{len(queued)} message(s) queued\n", style="yellow")
+    project = cfg.projects.get(s.project) if cfg is not None else None
+    w = waiting.why(s, views.wait_context(store, project))
+    if w is not None:
+        t.append(f"waiting: {for_terminal(w.reason)} [{w.who}]\n",
+                 style="bold yellow" if w.needs_person else "yellow")
     t.append("\nscreen\n", style="bold")
     lines = [ln for ln in clean(screen).splitlines() if ln.strip()][-10:]
     t.append("\n".join(ln[:70] for ln in lines) or "(no terminal)")
@@ -100,8 +108,18 @@ def detail_view(store: Store, s: Session, screen: str) -> Text:
     log = paths.ao_home() / "sessions" / s.project / s.id / "events.log"
     evs = list(events.read(log, include_rotated=False))[-8:] if log.exists() else []
     for e in evs:
-        t.append(f"{e.ts[11:19]} {e.type} {json.dumps(e.data)[:40]}\n")
+        t.append(f"{e.ts[11:19]} {e.type} {_said(e.data)}\n")
     return t
+
+
+def _said(data: dict[str, object], width: int = 48) -> str:
+    """An event's data in words: its short values as `key value`, never raw JSON."""
+    parts = []
+    for k, v in data.items():
+        if isinstance(v, str | int | float | bool) and not (isinstance(v, str) and len(v) > 60
+                                                            and "/" in v):
+            parts.append(f"{k} {v}")
+    return for_terminal(", ".join(parts))[:width]
 
 
 def progress_line(store: Store, p: planmod.Plan, project: str) -> str:
