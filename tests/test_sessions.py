@@ -497,3 +497,30 @@ def test_listings_fit_an_80_column_terminal(env: Env) -> None:
     assert max(len(ln) for ln in wide.out.splitlines()) > 80
     rows = json.loads(run_ao("session", "ls", "--json", env={"COLUMNS": "80"}).out)
     assert rows[0]["title"] == "a very long title " * 6
+
+
+def test_session_diff_shows_what_the_agent_changed(env: Env) -> None:
+    """`ao session diff`: commits and uncommitted work against the default branch, and the
+    files not added; escape sequences in the agent's text are shown, never obeyed."""
+    from pathlib import Path
+
+    from ao.store import Store
+
+    from .helpers import git, run_ao
+
+    env.write_config(agent={"command": "cat"})
+    sid = env.spawn("A-1")
+    wt = Path(Store().session(sid).worktree or "")
+    (wt / "done.txt").write_text("committed\n")
+    git(wt, "add", "done.txt")
+    git(wt, "commit", "-q", "-m", "A-1: done")
+    (wt / "README.md").write_text("changed, not committed \x1b]0;pwned\x07\n")
+    (wt / "new.txt").write_text("not added\n")
+    r = run_ao("session", "diff", sid)
+    assert r.code == 0, r.err
+    assert "+committed" in r.out and "+changed, not committed" in r.out
+    assert "\x1b" not in r.out and "not added: new.txt" in r.out
+    r = run_ao("session", "diff", sid, "--stat")
+    assert "done.txt" in r.out and "README.md" in r.out and "+committed" not in r.out
+    r = run_ao("session", "diff", "nope-9")
+    assert r.code == 2 and r.err.count("\n") == 1

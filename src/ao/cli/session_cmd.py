@@ -1,4 +1,4 @@
-"""`ao session ls | attach | kill | restore`."""
+"""`ao session ls | attach | diff | kill | restore | resume`."""
 
 from __future__ import annotations
 
@@ -130,6 +130,40 @@ def restore(session: str = typer.Argument(..., help=SESSION_HELP)) -> None:
     s = services.fleet().restore(services.session(session).id)
     typer.echo(f"{s.id} restored ({s.state})")
 
+
+
+@app.command("diff")
+def diff(session: str = typer.Argument(..., help=SESSION_HELP),
+         stat: bool = typer.Option(False, "--stat", help="Files and line counts only.")) -> None:
+    """What the agent changed: its worktree against the default branch it started from,
+    commits and uncommitted work alike, and the new files it has not added."""
+    from pathlib import Path
+
+    from .. import workspace
+    from ..hosts import LOCAL
+
+    s = services.session(session)
+    if not s.worktree:
+        raise BadInput(f"{s.id} has no worktree ({s.state})", "see `ao session ls --all`")
+    cfg = services.cfg()
+    project = cfg.project(s.project)
+    host = None if s.host == LOCAL else cfg.hosts.get(s.host)
+    wt = Path(s.worktree)
+    with workspace.on(host):
+        if not workspace.exists(wt):
+            raise BadInput(f"{s.id}'s worktree {wt} is gone", "its branch may still be "
+                           f"there: `git log {s.branch}`")
+        base = workspace.git(wt, "merge-base", f"refs/remotes/{project.remote}/"
+                             f"{project.default_branch}", "HEAD", check=False).stdout.strip()
+        out = workspace.git(wt, "diff", *(["--stat"] if stat else []), base or "HEAD",
+                            check=False).stdout
+        new = workspace.git(wt, "ls-files", "--others", "--exclude-standard",
+                            check=False).stdout.split()
+    # the agent's text: shown, never obeyed by the terminal
+    typer.echo(for_terminal(out).rstrip("\n") or f"{s.id}: no changes against "
+               f"{project.default_branch}")
+    if new:
+        typer.echo("not added: " + ", ".join(for_terminal(f) for f in new))
 
 
 @app.command("resume")
