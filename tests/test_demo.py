@@ -28,7 +28,7 @@ def test_demo_runs_the_whole_loop() -> None:
                   "a reviewer agent reads DOCS-1's PR (round 1)",
                   "reviewer on DOCS-1: request changes", "reviewer on DOCS-1: approve",
                   "conflicts with main", "REL-1: green, waits for a human's approval",
-                  "REL-1: approved by the demo's human", "green and approved, merged",
+                  "REL-1: approved by the demo's human", "its merge gate passed, merged",
                   "cleaned up", "■ plan complete"):
         assert story in out, story
     # the board's and ls's view of the same run

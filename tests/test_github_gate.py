@@ -433,4 +433,4 @@ def test_the_daemon_updates_a_branch_behind_once_and_tells_the_agent(
     kinds = [e["type"] for e in store.session_events(s.id)]
     assert "pr.branch_updated" in kinds
     told = [m["body"] for m in store.messages(s.id)]
-    assert any("git pull --no-rebase origin HEAD" in b for b in told), told
+    assert any("git pull --no-rebase origin ao/b-1" in b for b in told), told

@@ -168,3 +168,14 @@ def test_update_branch_merges_the_base_into_the_head(env: Env, clone: Path) -> N
     assert b is not None
     with pytest.raises(ExternalError, match="conflicts"):
         f.update_branch(b, b.head_sha)
+
+
+def test_a_changed_ci_command_runs_again_on_the_same_head(env: Env, clone: Path) -> None:
+    """The CI command fixed in the config: the head's old verdict was of a command nobody
+    runs any more, and the agent was sent its log as if it were now."""
+    f = forge(env)  # CI: fails without ok.txt
+    push_branch(clone, "ao/a-1", {"feature.txt": "v1\n"})
+    f.create_pr("ao/a-1", "a", "")
+    wait_ci(f, "ao/a-1", "failing")
+    env.write_config(ci={"command": "true", "timeout": "60s"})
+    wait_ci(LocalForge(config.load().project("shop"), Store()), "ao/a-1", "passing")

@@ -89,3 +89,9 @@ def test_labelled_issues_start_in_dependency_order_and_a_dropped_label_unqueues(
     kinds = [e["type"] for e in store.events_after(0, project="shop")]
     assert kinds.count("pickup.dropped") == 1 and kinds.count("pickup.held") == len(held)
     assert f"ao/{a}" in run_ao("session", "ls", "--json").out
+    # #a closed (its PR merged on GitHub, `Closes #a`): not a label taken off
+    repo.issues[a]["state"] = "closed"
+    d.tick()
+    kinds = [e["type"] for e in store.events_after(0, project="shop")]
+    assert "pickup.unlabelled" not in kinds and kinds.count("pickup.dropped") == 1
+    assert store.session(by_task[str(a)].id).state is State.WORKING

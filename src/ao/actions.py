@@ -78,7 +78,8 @@ class Actions:
 
             planner = Planner(self.cfg.llm, self.store, x.project.name)
             details = [replace(d, log_tail=planner.condense(d.log_tail)) for d in details]
-        body = compose.ci_fix(x.a.round, x.policy.ci_retries, x.a.sha, details,
+        of = int(x.a.data.get("of", x.policy.ci_retries))  # type: ignore[call-overload]
+        body = compose.ci_fix(x.a.round, of, x.a.sha, details,
                               x.policy.messages.get("ci-failed"))
         if self.store.record_and_queue(x.s.id, [("fix-ci", x.a.fingerprint)], body,
                                        "ci-failed", {"round": x.a.round}):
@@ -133,7 +134,8 @@ class Actions:
         # the agent's own copy is behind its remote branch now: its next push must not fail
         self.store.record_and_queue(x.s.id, [("branch-updated", f"updated:{x.a.sha}")],
                                     compose.branch_updated(x.project.default_branch,
-                                                           x.project.remote),
+                                                           x.project.remote,
+                                                           x.s.branch or x.pr.head_branch),
                                     "branch-updated")
 
     def merge(self, x: Act) -> None:

@@ -49,6 +49,8 @@ def read(store: Store, s: Session) -> bool:
         return False
     end = chunk.rfind(b"\n") + 1  # a line being written waits for the next read
     if not end:
+        if len(chunk) == CHUNK:  # one line longer than a read (an image, a big tool result):
+            store.set_agent_usage(s.id, read_to=offset + len(chunk))  # passed over
         return False
     totals = {k: int(row[k]) for k in ("input_tokens", "output_tokens", "cache_write_tokens",
                                        "cache_read_tokens")}

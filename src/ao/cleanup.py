@@ -176,13 +176,14 @@ class Cleaner:
             if pane is not None and not pane.dead:
                 return None
             if s.pane_alive != 0:
+                if s.host != hosts.LOCAL:
+                    return None  # a host that does not answer shows no pane: not a death
                 # a death nobody recorded (no daemon runs: the nightly cron): this run looks
-                # again a moment later, and records what it saw
+                # again a moment later (and writes nothing: a dry run changes nothing)
                 time.sleep(DEAD_RECHECK)
                 pane = tmux.pane(srv, s.id)
                 if pane is not None and not pane.dead:
                     return None
-                self.store.update_session(s.id, pane_alive=0, activity="exited")
             return "its agent died and stayed dead"
         return None
 

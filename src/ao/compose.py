@@ -59,10 +59,10 @@ def rebase(default_branch: str, remote: str, template: str | None = None) -> str
                    "(git push --force-with-lease).", branch=default_branch, remote=remote)
 
 
-def branch_updated(default_branch: str, remote: str) -> str:
+def branch_updated(default_branch: str, remote: str, branch: str) -> str:
     return (f"ao merged {remote}/{default_branch} into your branch on {remote} (the repository "
             "requires branches to be up to date before they merge). Before you push again, "
-            f"bring it in: git pull --no-rebase {remote} HEAD.")
+            f"bring it in: git pull --no-rebase {remote} {branch}.")
 
 
 def nudge(reason: str, template: str | None = None) -> str:

@@ -257,6 +257,8 @@ class Daemon(Ticking):
             try:
                 self.tick_project(project)
             except Exception as e:  # one project's trouble never stops the others
+                if store_fault(e):
+                    raise  # a full disk or read-only store: the loop says so once, and waits
                 log.exception("tick of project %s failed", name)  # the traceback, for us
                 try:
                     emit(Event("daemon.error", name,

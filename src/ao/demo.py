@@ -166,7 +166,7 @@ STORY: dict[str, Callable[[Event], str]] = {
                              "rebase",
     "message.delivered": lambda e: f"  → {e.session}: {e.data['source']} message delivered"
     if e.data.get("source") not in ("prompt", None) else "",
-    "pr.merged_by_ao": lambda e: f"  ✓ {e.session} {e.task}: green and approved, merged",
+    "pr.merged_by_ao": lambda e: f"  ✓ {e.session} {e.task}: its merge gate passed, merged",
     "session.cleaned": lambda e: f"  {e.session} {e.task}: cleaned up "
                                  f"(worktree {e.data['worktree']})",
     "all-complete": lambda e: f"■ plan complete: {e.data['merged']} of {e.data['tasks']} tasks "

@@ -124,6 +124,9 @@ class Ending(Starting):
 
     def _restore(self, sid: str) -> Session:
         s = self.store.session(sid)
+        # a person brings it back: an earlier kill's marker, left by a fault after the kill
+        # was recorded, must not end it again
+        paths.kill_intent(s.id).unlink(missing_ok=True)
         if s.state not in (State.KILLED, State.WORKING, State.PR_OPEN, State.NEEDS_HUMAN):
             raise BadInput(f"{sid} is {s.state}; only a killed or running session can be "
                            "restored", "see `ao session ls --all`")

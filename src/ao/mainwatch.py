@@ -100,7 +100,9 @@ def _red(store: Store, project: ProjectConfig, f: WatchedForge, w: dict[str, Any
     if w.get("culprit"):
         return  # named already
     merges = f.first_parents(str(w["green"]), head)
-    verdicts = {m: v for m in merges if (v := f.main_ci(m, start=False)) != "none"}
+    # a run that errored (a timeout, a crash) counts as red: the bisection never waits on it
+    verdicts = {m: redmain.FAILING if v == "error" else v for m in merges
+                if (v := f.main_ci(m, start=False)) != "none"}
     verdicts[head] = redmain.FAILING
     step = redmain.bisect(merges, verdicts)
     if step.run is not None:

@@ -304,8 +304,10 @@ def _ci(obs: Observation, hist: History, policy: Policy, pr: PullRequest) -> lis
         return [_escalate(hist, "ci-exhausted",
                           f"CI failed after {len(hist.ci_rounds)} fix rounds")]
     if "ci-failed" in policy.auto:
+        # each hand-back grants a fresh budget: "round 4 of 6", never "round 4 of 3"
         return [Action(ActionKind.FIX_CI, f"ci:{sha}", sha=sha,
-                       round=len(hist.ci_rounds) + 1)]
+                       round=len(hist.ci_rounds) + 1,
+                       data={"of": policy.ci_retries * (hist.resumes + 1)})]
     return []
 
 

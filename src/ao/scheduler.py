@@ -9,7 +9,7 @@ project's max_concurrent. Waves are a view, never a barrier.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -83,15 +83,18 @@ def ready(plan: Plan, tasks: Mapping[str, TaskStatus], closed_issues: set[str]) 
 
 
 def next_to_start(plan: Plan, tasks: Mapping[str, TaskStatus], closed_issues: set[str],
-                  max_concurrent: int, paused: bool = False) -> list[str]:
-    """Queued tasks of `plan` to start now, in start order."""
+                  max_concurrent: int, paused: bool = False,
+                  keep: Callable[[list[str]], list[str]] | None = None) -> list[str]:
+    """Queued tasks of `plan` to start now, in start order; `keep` narrows the ready ones
+    before the room is counted out (a task held for its files never takes a slot)."""
     if paused:
         return []
     running = sum(1 for t in tasks.values() for s in t.states if s in RUNNING)
     room = max_concurrent - running
     if room <= 0:
         return []
-    return ready(plan, tasks, closed_issues)[:room]
+    candidates = ready(plan, tasks, closed_issues)
+    return (keep(candidates) if keep is not None else candidates)[:room]
 
 
 def spawn_gave_up(t: TaskStatus, tries: int = SPAWN_TRIES) -> bool:

@@ -167,7 +167,12 @@ class Ticking:
         self._open_missing_prs(project, forge, tracked, result.prs, result.pushed)
         forge.serve(result.prs)  # the local forge's CI for new heads (an action, not a read)
         # main red: nothing merges onto it and nothing new starts from it (mainwatch.py)
-        red = mainwatch.watch(self.store, project, forge, self.notifier) is not None
+        try:
+            red = mainwatch.watch(self.store, project, forge, self.notifier) is not None
+        except AoError as e:  # the remote away: main's state as last known, said as an error
+            emit(Event("forge.error", project.name, data={"error": f"main's CI: {e}"}),
+                 self.store)
+            red = mainwatch.red_reason(self.store.main_watch(project.name)) is not None
         paused = self.store.paused(project.name)
         self._react(project, forge, sessions, tracked, result.prs, paused, red)
         if not paused:
@@ -186,8 +191,7 @@ class Ticking:
         """Decide and act for each session whose PR the forge answered for (no merge while
         main is red)."""
         policy = Policy.for_project(project)
-        if red:
-            policy = replace(policy, auto_merge=False)
+        self._red = red  # no merge onto a red main (handle drops the merge actions)
         # a limited session with no PR yet still needs its "continue" at the reset
         for s in sessions:
             if s.branch not in prs and s.limited_until:
@@ -296,8 +300,13 @@ class Ticking:
         if paused:
             policy = replace(policy, auto=frozenset(), auto_merge=False, run_steps=False)
         obs = replace(self.observation(s, pr), steps=task_steps)
-        self.check_pushed(project, s, obs.idle_for)
+        try:
+            self.check_pushed(project, s, obs.idle_for)
+        except (AoError, OSError) as e:  # a worktree gone, a remote away: next time
+            log.warning("%s: push check failed: %s", s.id, e)
         actions = decide(obs, hist, policy)
+        if getattr(self, "_red", False):
+            actions = [a for a in actions if a.kind is not ActionKind.MERGE]
         self.say_why(project, s.id, paused)
         if not actions:
             return
@@ -370,15 +379,24 @@ class Ticking:
                 self._picked_tasks[(project.name, k)] = p.title
         labelled = {pickupmod.key(p.number) for p in issues}
         for s in self.store.sessions(project.name, states=set(LIVE)):
-            if pickupmod.number(s.task) is None or s.task in labelled:
-                continue
-            self._unlabelled(project, s)
+            if s.task in labelled or (project.name, s.task) not in self._picked_tasks or \
+                    s.pr_state == "merged":
+                continue  # not a picked-up task, or still labelled, or done
+            try:
+                self._unlabelled(project, forge, s)
+            except AoError as e:
+                log.warning("%s: after its label went: %s", s.id, e)
         self._picked[project.name] = plan
         return plan
 
-    def _unlabelled(self, project: ProjectConfig, s: Session) -> None:
-        """A task whose issue lost its label (or was closed): un-queued before it started;
-        once running, killed with `on_unlabel: kill`, else a person is told, once."""
+    def _unlabelled(self, project: ProjectConfig, forge: Forge, s: Session) -> None:
+        """A task whose issue lost its label: un-queued before it started; once running,
+        killed with `on_unlabel: kill`, else a person is told, once. An issue closed (its PR
+        merged on GitHub: `Closes #N`) is not an issue that lost its label."""
+        n = pickupmod.number(s.task)
+        if n is None or not getattr(forge, "open_without", lambda *_: False)(
+                n, project.pickup_label):
+            return
         if s.state is State.QUEUED or project.pickup_on_unlabel == "kill":
             if s.state is State.QUEUED:
                 self.store.set_state(s.id, State.KILLED, note="its issue lost the pickup label")
@@ -488,9 +506,9 @@ class Ticking:
         if scheduler.complete(plan, tasks, closed):
             self._complete(project, plan)
             return
-        start = self._not_overlapping(project, plan, self._not_limited(
-            project, plan, scheduler.next_to_start(plan, tasks, closed, project.max_concurrent,
-                                                   paused)))
+        start = self._not_limited(project, plan, scheduler.next_to_start(
+            plan, tasks, closed, project.max_concurrent, paused,
+            keep=lambda ready: self._not_overlapping(project, plan, ready)))
         if start:
             event = emit(Event("wave.started", project.name, data={"tasks": start}), self.store)
             self.notifier.hooks(event)
@@ -548,10 +566,16 @@ class Ticking:
         if cached is not None and now - cached[0] < 30.0:
             return cached[1]
         wt = Path(s.worktree)
-        base = workspace.git(wt, "merge-base", f"refs/remotes/{project.remote}/"
-                             f"{project.default_branch}", "HEAD", check=False).stdout.strip()
-        files = workspace.git(wt, "diff", "--name-only", base, check=False).stdout.split() \
-            if base else []
+        if not wt.is_dir():
+            return []
+        try:
+            base = workspace.git(wt, "merge-base", f"refs/remotes/{project.remote}/"
+                                 f"{project.default_branch}", "HEAD", check=False
+                                 ).stdout.strip()
+            files = workspace.git(wt, "diff", "--name-only", base, check=False
+                                  ).stdout.split() if base else []
+        except AoError:
+            files = []
         self._changed[s.id] = (now, files)
         return files
 

@@ -21,7 +21,7 @@ HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse",
 _RULE = re.compile(r"^\s*─{20,}\s*$", re.M)
 # the spinner line above the input box while a turn runs: `✻ Undulating…`, `* Julienning… (9s ·
 # ↓ 9 tokens)`; a turn that ended reads `✻ Worked for 2s · done 5:04 AM` (no ellipsis)
-_SPINNER = re.compile(r"^\s*\S\s+[A-Z][\w-]*…(\s+\(.*\))?\s*$")
+_SPINNER = re.compile(r"^\s*[^\s⎿│]\s+[A-Z][\w-]*…(\s+\(.*\))?\s*$")  # not a tool's `⎿  Running…`
 _PERMISSION = ("Do you want to proceed?", "Esc to cancel · Tab to amend", "Do you want to create",
                "Do you want to make this edit", "Do you want to allow",
                # menus that wait on a human: AskUserQuestion, the /model picker and the like

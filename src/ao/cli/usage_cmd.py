@@ -71,6 +71,9 @@ def usage(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) ->
             f"; ${per_merged:.4f} per merged task" if per_merged is not None else "") +
             ("  (~: a model without a price, estimated)" if any(
                 r["estimated"] for r in sessions) else ""))
+    if not sessions:
+        typer.echo("no agent usage recorded yet (read from Claude Code's transcripts; Codex's, "
+                   "Gemini CLI's and Aider's records are not read yet)")
     if not rows:
         typer.echo("no planner calls yet")
         return

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import BadInput, ExternalError, ForgeError, NotFound
 from ..sanitize import for_terminal
@@ -22,8 +24,17 @@ _KEY_IN_TITLE = re.compile(r"^\s*\[([A-Za-z0-9._-]+)\]")
 _DEPENDS = re.compile(r"(?im)^\W*(?:depends on|blocked by)\b([^\n]*)")
 
 
+DEPS_EVERY = 300.0  # seconds between reads of an unchanged picked-up issue's dependencies
+
+
 class GitHubIssues(GitHubClient):
     """Issues, comments and labels."""
+
+    _deps: dict[int, tuple[tuple[str, str], float, tuple[int, ...]]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deps = {}
 
     def _issue(self, raw: Any) -> Issue:
         return Issue(number=raw.number, title=raw.title, body=raw.body or "", state=raw.state,
@@ -36,8 +47,8 @@ class GitHubIssues(GitHubClient):
         taken. Conditional requests: what did not change costs no rate budget."""
         rows: list[dict[str, Any]] = []
         for page in range(1, 11):  # up to 1,000 labelled issues
-            chunk = self._get(f"issues labelled {label}", f"/issues?state=open&labels={label}"
-                              f"&per_page=100&page={page}")
+            chunk = self._get(f"issues labelled {label}", "/issues?state=open&labels="
+                              f"{quote(label, safe='')}&per_page=100&page={page}")
             rows += [r for r in chunk if "pull_request" not in r]
             if len(chunk) < 100:
                 break
@@ -51,9 +62,25 @@ class GitHubIssues(GitHubClient):
                                 "no write access: not taken (trusted_reviewers lets a login in)")
                 continue
             n = int(r["number"])
+            # an issue's dependencies are asked again when it changed, or every DEPS_EVERY
+            # seconds (a dependency closed elsewhere does not touch this issue): a poll of 50
+            # labelled issues was 100 requests
+            stamp = (str(r.get("updated_at") or ""), str(r.get("body") or ""))
+            cached = self._deps.get(n)
+            if cached is None or cached[0] != stamp or \
+                    time.monotonic() - cached[1] > DEPS_EVERY:
+                cached = (stamp, time.monotonic(), self._blockers(
+                    n, str(r.get("body") or ""), open_numbers))
+                self._deps[n] = cached
             taken.append(PickedIssue(n, str(r.get("title") or ""), str(r.get("body") or ""),
-                                     self._blockers(n, str(r.get("body") or ""), open_numbers)))
+                                     cached[2]))
         return taken, problems
+
+    def open_without(self, n: int, label: str) -> bool:
+        """Issue `n` is open and does not carry `label` (it was taken off)."""
+        d = self._get(f"issue #{n}", f"/issues/{n}")
+        return d.get("state") == "open" and label not in {
+            str(x.get("name")) for x in d.get("labels") or [] if isinstance(x, dict)}
 
     def _blockers(self, n: int, body: str, open_numbers: set[int]) -> tuple[int, ...]:
         """The open issues issue `n` waits for."""
@@ -62,8 +89,11 @@ class GitHubIssues(GitHubClient):
                      f"/issues/{n}/sub_issues?per_page=100"):  # a parent waits for its children
             # a server without the endpoint (an older GHES): the body's lines only
             with contextlib.suppress(ExternalError):
+                # of this repository only: another's #3 is not this one's
+                mine = f"/repos/{self.project.repo}".lower()
                 found |= {int(x["number"]) for x in self._get(f"#{n}'s dependencies", path)
-                          if x.get("state") == "open"}
+                          if x.get("state") == "open" and str(x.get("repository_url") or
+                                                              mine).lower().endswith(mine)}
         for line in _DEPENDS.findall(body):
             for m in map(int, re.findall(r"#(\d+)", line)):
                 if m == n:

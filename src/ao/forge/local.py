@@ -284,6 +284,12 @@ class LocalForge:
                 not paths.pid_alive(int(row["pid"])):
             self.store.reset_local_ci(self.project.name, sha)
             row = None
+        if row is not None and row["status"] != "pending" and \
+                _ran(str(row["log"] or "")) not in (None, self.project.ci_command):
+            # the project's CI command changed since this verdict: it is run again (the old
+            # verdict was of a command nobody runs any more)
+            self.store.reset_local_ci(self.project.name, sha)
+            row = None
         if row is None:
             log = self.ci_log(branch, sha)
             if self.store.claim_local_ci(self.project.name, sha, str(log)):
@@ -408,3 +414,13 @@ NONE_CHECKS = CheckSummary(NONE, ())
 
 
 __all__ = ["FAILING", "PASSING", "PENDING", "LocalForge"]
+
+
+def _ran(log: str) -> str | None:
+    """The command a CI log was written by (its first line, `$ command`), if it says."""
+    try:
+        with open(log, encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        return None
+    return first[2:].rstrip("\n") if first.startswith("$ ") else None
