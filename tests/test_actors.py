@@ -185,3 +185,29 @@ def test_a_kill_cut_short_is_finished_never_undone(env: Env) -> None:
     kinds = [e["type"] for e in store.session_events(sid)]
     assert "agent.restored" not in kinds and kinds.count("session.killed") == 1, kinds
     assert kinds.count("session.recovered") == 1
+
+
+def test_held_messages_of_many_sessions_go_out_in_one_tick(env: Env) -> None:
+    """Held messages were delivered one session after another inside the tick (150 reminders:
+    a 42 s tick). They go side by side, each session's in order, all within the tick."""
+    from ao import config
+    from ao.daemon import Daemon
+    from ao.state import Activity
+    from ao.store import Store
+
+    from .helpers import retry_until
+
+    env.write_config(max_concurrent=6)  # the demo agent: its prompt says when it is idle
+    sids = [env.spawn(k) for k in ("A-1", "C-1", "D-1")]
+    fleet = env.fleet()
+    for sid in sids:
+        retry_until(lambda sid=sid: fleet.observe(fleet.store.session(sid)) is Activity.IDLE,
+                    timeout=30, message=f"{sid} idle")
+    store = Store()
+    for sid in sids:  # the next goes when the agent is idle again: one each is the tick's
+        store.queue_message(sid, f"held for {sid}", "user")
+    Daemon(config.load(), store, env.server()).tick()
+    for sid in sids:
+        rows = [m for m in store.messages(sid) if m["source"] == "user"]
+        assert [m["status"] for m in rows] == ["delivered"], (sid, rows)
+        assert f"held for {sid}" in tmux.capture(env.server(), sid)
