@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .prices import DEFAULT_MODEL, PRICES, cost
 
@@ -29,14 +29,15 @@ def note_transcript(store: Store, s: Session, path: str) -> None:
     store.set_agent_usage(s.id, transcript=path, read_to=0, last_message=None)
 
 
-def read(store: Store, s: Session) -> bool:
+def read(store: Store, s: Session, row: dict[str, Any] | None = None) -> bool:
     """The session's transcript read on from its offset, its new assistant messages counted
     once each (a message written in several lines repeats its usage); whether anything was
-    added."""
-    rows = store.agent_usage(s.id)
-    if not rows or not rows[0]["transcript"]:
+    added. `row`: the session's usage record, when the caller read it already."""
+    if row is None:
+        rows = store.agent_usage(s.id)
+        row = rows[0] if rows else None
+    if row is None or not row["transcript"]:
         return False
-    row = rows[0]
     path, offset = str(row["transcript"]), int(row["read_to"])
     try:
         size = os.path.getsize(path)

@@ -215,6 +215,16 @@ def kill_intent(session_id: str) -> Path:
     return home() / "locks" / f"session-{session_id}.killing"
 
 
+def kill_intents() -> set[str]:
+    """The sessions with a kill intent recorded (one listing, for a whole tick)."""
+    d = home() / "locks"
+    try:
+        return {e.name[len("session-"):-len(".killing")] for e in os.scandir(d)
+                if e.name.startswith("session-") and e.name.endswith(".killing")}
+    except OSError:
+        return set()
+
+
 def send_lock(session_id: str) -> Path:
     """Held by whoever is typing into a session's agent, from clearing its input to the
     confirmation: one sender at a time, so two messages are never glued together."""

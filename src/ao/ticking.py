@@ -150,9 +150,17 @@ class Ticking:
         plan = plans[0] if plans else None
         sessions = self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED})
         self.fleet.observe_all(sessions, self.clock())
-        for s in sessions:  # what each agent spent since the last poll, from its own records
-            if s.host == hosts.LOCAL:
-                agent_usage.read(self.store, s)
+        # what each agent spent since the last poll, from its own records (one read of the
+        # records for the sessions whose agents keep them)
+        keeping = [s for s in sessions if s.host == hosts.LOCAL and
+                   agents.get(s.agent or project.agent.name).uses_hooks]
+        if keeping:
+            rows = {r["session"]: r for r in self.store.agent_usage_of([s.id for s in keeping])}
+            for s in keeping:
+                if s.id in rows:
+                    agent_usage.read(self.store, s, rows[s.id])
+        # kills in progress or cut short, for all sessions at once (handle looks them up)
+        self._killing = paths.kill_intents()
         tracked = [s for s in sessions if s.branch]
         forge = self.forge(project, plan)
         picked = self.pickup(project, forge)
@@ -302,7 +310,9 @@ class Ticking:
 
     def handle(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
                pr: PullRequest | None, paused: bool) -> None:
-        if paths.kill_intent(s.id).exists():  # a person's kill: running, or cut short
+        if s.id in getattr(self, "_killing", ()) or (
+                not hasattr(self, "_killing") and paths.kill_intent(s.id).exists()):
+            # a person's kill: running, or cut short
             with paths.try_locked(paths.session_lock(s.id)) as free:
                 if free and self.fleet.finish_kill_held(s.id):
                     emit(Event("session.recovered", s.project, s.id, s.task,

@@ -122,6 +122,12 @@ class Queue(Sessions):
             return list(self.db.query("SELECT * FROM agent_usage WHERE session = ?", [sid]))
         return list(self.db.query("SELECT * FROM agent_usage ORDER BY session"))
 
+    def agent_usage_of(self, sids: list[str]) -> list[dict[str, Any]]:
+        """The usage rows of these sessions, in one query."""
+        marks = ", ".join("?" * len(sids))
+        return list(self.db.query(f"SELECT * FROM agent_usage WHERE session IN ({marks})",
+                                  sids)) if sids else []
+
     def set_agent_usage(self, sid: str, **values: Any) -> None:
         """Insert the session's row, or update just the given columns."""
         row = {"session": sid, **values}
