@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
 
 LOCK_NAME = "daemon.lock"
 log = logging.getLogger(__name__)
+PROMPT_RECHECK = 2.0  # seconds between looks at the record for agents on a prompt
 
 
 def store_fault(e: BaseException) -> str | None:
@@ -178,8 +179,11 @@ class Daemon(Ticking):
             prompts = [s for s in self.store.sessions(states={State.WORKING, State.PR_OPEN})
                        if s.activity == Activity.WAITING_INPUT and s.host == LOCAL]
             if not prompts:
-                self.wake.wait(left)
-                return
+                # a prompt another process records meanwhile (`ao send` read the agent's
+                # hook first) is watched too: the record is looked at again every few seconds
+                if self.wake.wait(min(PROMPT_RECHECK, left)):
+                    return
+                continue
             if self.wake.wait(min(SCREEN_WATCH, left)):
                 return
             if any(self._prompt_gone(s) for s in prompts):
