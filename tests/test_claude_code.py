@@ -470,10 +470,15 @@ def test_what_the_agent_spends_is_read_from_its_transcript(env: Env,
     retry_until(lambda: turn_done(env, sid), timeout=60, message="the first turn")
     store = Store()
     d = Daemon(config.load(), store, env.server())
-    d.tick()
+    # the transcript's line can land a moment after the Stop hook: a later poll reads it
+    retry_until(lambda: (d.tick(), store.agent_usage(sid)[0]["input_tokens"] >= 1000)[1],
+                timeout=15, interval=0.3, message="the first message's usage")
     first = store.agent_usage(sid)[0]
     assert first["input_tokens"] >= 1000 and first["output_tokens"] >= 200, first
-    assert Messenger(env.fleet()).send(sid, "and again").status == "delivered"
+    m = Messenger(env.fleet())
+    retry_until(lambda: m.send(sid, "and again").status in ("delivered", "queued"),
+                timeout=30, interval=1.0, message="the second message sent")
+    drain(m, sid)  # a held one delivered as the daemon would
     retry_until(lambda: (d.tick(), store.agent_usage(sid)[0]["input_tokens"] >= 4000)[1],
                 timeout=30, interval=0.3, message="the second message's usage")
     row = store.agent_usage(sid)[0]
