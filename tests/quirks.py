@@ -104,9 +104,6 @@ QUIRKS = [
     _q("claude-api-key", "Claude Code asks whether to use the API key",
        CLAUDE, "                    approved.append(key[-20:])\n", "                    pass\n",
        "first_start"),
-    _q("claude-permission-box", "a paste during a permission prompt answers it 'Yes'",
-       CLAUDE, "if any(t in screen for t in _PERMISSION) or len(_RULE.findall(screen)) < 2:",
-       "if len(_RULE.findall(screen)) < 2:", "permission"),
     _q("claude-spinner", "a working Claude with a person's draft reads as idle",
        CLAUDE, "        return any(_SPINNER.match(ln) for ln in above[-2:])",
        "        return False", "draft"),
@@ -114,7 +111,8 @@ QUIRKS = [
        CLAUDE, '        return "What should Claude do instead" in screen or bool(box and '
        "box.strip())", "        return False", "escape or dismissed"),
     _q("claude-tool-matcher", "tool hooks without a matcher never fire",
-       CLAUDE, '                    entry["matcher"] = "*"\n', "", "first_start or permission"),
+       CLAUDE, '                    entry["matcher"] = "*"\n', "                    pass\n",
+       "first_start or permission"),
 ]
 
 
