@@ -24,7 +24,7 @@ from .errors import AoError
 from .events import Event, emit
 from .hosts import LOCAL
 from .state import Activity, State
-from .store import Session, Store, StoreError
+from .store import Session, Store, StoreError, fault_kind
 from .ticking import Ticking
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
@@ -37,18 +37,13 @@ PROMPT_RECHECK = 2.0  # seconds between looks at the record for agents on a prom
 
 def store_fault(e: BaseException) -> str | None:
     """What a full disk or a read-only store says, in one line with the way out; None for any
-    other error."""
-    import errno
-
+    other error (a lock held too long included: the next tick simply tries again)."""
+    kind = fault_kind(e)
     where = paths.display(paths.ao_home())
-    text = str(e)
-    if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or \
-            (isinstance(e, StoreError) and "disk" in text and "full" in text):
-        return f"the disk of {where} is full ({text}): free some space"
-    if (isinstance(e, OSError) and e.errno == errno.EROFS) or \
-            (isinstance(e, StoreError) and ("readonly" in text or
-                                                       "read-only" in text)):
-        return f"{where} is read-only ({text}): make it writable"
+    if kind == "full":
+        return f"the disk of {where} is full ({e}): free some space"
+    if kind == "readonly":
+        return f"{where} is read-only ({e}): make it writable"
     return None
 MIN_TICK_GAP = 0.25  # seconds: the shortest time between two ticks, however often woken
 SCREEN_WATCH = 0.5  # seconds between looks at an agent waiting on a prompt, between polls

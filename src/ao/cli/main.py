@@ -143,12 +143,15 @@ def run() -> None:
 
 def store_fault(e: sqlite3.OperationalError) -> str:
     """A store that cannot be written, in one line with the way out."""
+    from ..store import fault_kind
+
     where = paths.display(paths.ao_home() / "state.db")
     text = str(e)
-    if "readonly" in text or "read-only" in text:
+    kind = fault_kind(e)
+    if kind == "readonly":
         return f"{where} is read-only ({text}) (make it and its folder writable: chmod u+w)"
-    if "disk" in text and "full" in text:
+    if kind == "full":
         return f"{where}: the disk is full ({text}) (free some space, then run it again)"
-    if "locked" in text:
+    if kind == "locked":
         return f"{where} is locked by another process ({text}) (try again in a moment)"
     return f"{where}: {text} (check the file and its folder)"

@@ -8,6 +8,7 @@ records it hands out are in records.py.
 
 from __future__ import annotations
 
+import errno
 from sqlite3 import OperationalError as StoreError
 
 from .reads import Reads
@@ -16,7 +17,25 @@ from .schema import MIGRATIONS
 
 # what a store that cannot be written (a full disk, a read-only file, a lock held too long)
 # raises, for callers outside this package
-__all__ = ["MIGRATIONS", "AtCapacity", "Session", "Store", "StoreError", "TaskBusy"]
+__all__ = ["MIGRATIONS", "AtCapacity", "Session", "Store", "StoreError", "TaskBusy",
+           "fault_kind"]
+
+
+def fault_kind(e: BaseException) -> str | None:
+    """What stops the store being written, if that is what `e` says: "full" (the disk),
+    "readonly" (the file or its filesystem), "locked" (another process holds it too long);
+    None for anything else. SQLite says it in its message, the filesystem in errno."""
+    if isinstance(e, OSError):
+        return "full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else \
+            "readonly" if e.errno == errno.EROFS else None
+    if not isinstance(e, StoreError):
+        return None
+    text = str(e)
+    if "readonly" in text or "read-only" in text:
+        return "readonly"
+    if "disk" in text and "full" in text:
+        return "full"
+    return "locked" if "locked" in text else None
 
 
 class Store(Reads):
