@@ -94,6 +94,7 @@ class Ticking:
         self._pickup_said: set[str] = set()
         self._held_since: dict[tuple[str, str], float] = {}  # tasks held for overlap.py
         self._changed: dict[str, tuple[float, list[str]]] = {}
+        self._killing: set[str] = set()  # sessions with a kill intent, listed each tick
         self._said: dict[str, str] = {}  # the wait each session was last said to have
 
     def _low_budget(self) -> bool:
@@ -227,11 +228,11 @@ class Ticking:
         """Decide and act for each session whose PR the forge answered for (no merge while
         main is red)."""
         policy = Policy.for_project(project)
-        self._red = red  # no merge onto a red main (handle drops the merge actions)
         # a limited session with no PR yet still needs its "continue" at the reset
         for s in sessions:
             if s.branch not in prs and s.limited_until:
-                self.handle(project, forge, policy, self.store.session(s.id), None, paused)
+                self.handle(project, forge, policy, self.store.session(s.id), None, paused,
+                            red)
         for s in tracked:
             if s.branch not in prs:
                 continue  # the forge could not see it this time: decide nothing
@@ -240,7 +241,7 @@ class Ticking:
                     pr.created_at < s.created_at:
                 pr = None  # a PR that ended before this session began is an earlier session's
             try:
-                self.handle(project, forge, policy, self.store.session(s.id), pr, paused)
+                self.handle(project, forge, policy, self.store.session(s.id), pr, paused, red)
             except AoError as e:
                 emit(Event("reaction.error", project.name, s.id, s.task,
                            {"error": str(e)}), self.store)
@@ -309,10 +310,9 @@ class Ticking:
                            limited_until=s.limited_until, now=now)
 
     def handle(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
-               pr: PullRequest | None, paused: bool) -> None:
-        if s.id in getattr(self, "_killing", ()) or (
-                not hasattr(self, "_killing") and paths.kill_intent(s.id).exists()):
-            # a person's kill: running, or cut short
+               pr: PullRequest | None, paused: bool, red: bool = False) -> None:
+        """Decide and act for one session; `red`: main's CI fails, nothing merges onto it."""
+        if s.id in self._killing:  # a person's kill: running, or cut short
             with paths.try_locked(paths.session_lock(s.id)) as free:
                 if free and self.fleet.finish_kill_held(s.id):
                     emit(Event("session.recovered", s.project, s.id, s.task,
@@ -343,7 +343,7 @@ class Ticking:
         except (AoError, OSError) as e:  # a worktree gone, a remote away: next time
             log.warning("%s: push check failed: %s", s.id, e)
         actions = decide(obs, hist, policy)
-        if getattr(self, "_red", False):
+        if red:
             actions = [a for a in actions if a.kind is not ActionKind.MERGE]
         self.say_why(project, s.id, paused)
         if not actions:
