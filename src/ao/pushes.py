@@ -83,9 +83,10 @@ def last_error(project: str, sid: str, tail: int = 32_768) -> str | None:
     return sanitize.for_terminal(found)[:160] if found else None
 
 
-def reason(project: str, sid: str, n: int, remote: str) -> str:
-    """What `ao status` says about a session whose `n` commits are not on the remote."""
-    error = last_error(project, sid)
+def reason(project: str, sid: str, n: int, remote: str, error: str | None = None) -> str:
+    """What `ao status` says about a session whose `n` commits are not on the remote: with
+    `error` (a push of ao's that was refused), that; else git's last error in its terminal."""
+    error = error or last_error(project, sid)
     what = f"{n} commit{'s' * (n != 1)} not on {remote}"
     return f"{what}: {error}" if error else f"{what} (the agent has not pushed, or its push " \
         "failed: `ao logs " + sid + "`)"

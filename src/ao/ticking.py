@@ -484,16 +484,15 @@ class Ticking:
         self._push_checked[s.id] = spell
         n = pushes.unpushed(project.path, project.remote, s.branch, project.default_branch) \
             if workspace.has_remote(project.path, project.remote) else 0
-        why = pushes.reason(project.name, s.id, n, project.remote) if n else None
+        refused = None
         if n and not profile.pushes_itself and s.worktree:
             refused = pushes.push_for_agent(Path(s.worktree), project.remote, s.branch)
             if refused is None:
                 emit(Event("branch.pushed_for_agent", project.name, s.id, s.task,
                            {"commits": n}), self.store)
-                why = None
-            else:
-                why = f"{n} commit{'s' * (n != 1)} not on {project.remote}: ao's push for " \
-                    f"the agent was refused: {refused}"
+                n = 0
+        why = pushes.reason(project.name, s.id, n, project.remote, refused and
+                            f"ao's push for the agent was refused: {refused}") if n else None
         if why != s.unpushed:
             self.store.update_session(s.id, unpushed=why)
 
@@ -607,11 +606,8 @@ class Ticking:
         if not wt.is_dir():
             return []
         try:
-            base = workspace.git(wt, "merge-base", f"refs/remotes/{project.remote}/"
-                                 f"{project.default_branch}", "HEAD", check=False
-                                 ).stdout.strip()
-            files = workspace.git(wt, "diff", "--name-only", base, check=False
-                                  ).stdout.split() if base else []
+            files = workspace.diff_from_base(wt, project.remote, project.default_branch,
+                                             "--name-only", or_head=False).split()
         except AoError:
             files = []
         self._changed[s.id] = (now, files)

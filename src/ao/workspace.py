@@ -166,6 +166,18 @@ def remote_url(repo: Path, remote: str = "origin") -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def diff_from_base(worktree: Path, remote: str, default_branch: str, *args: str,
+                   or_head: bool = True) -> str:
+    """`git diff ARGS` of the worktree (commits and uncommitted changes) against where its
+    branch left the default branch (their merge base). With no merge base: against HEAD, or
+    nothing when not `or_head`."""
+    base = git(worktree, "merge-base", f"refs/remotes/{remote}/{default_branch}", "HEAD",
+               check=False).stdout.strip()
+    if not base and not or_head:
+        return ""
+    return git(worktree, "diff", *args, base or "HEAD", check=False).stdout
+
+
 def git_identity(repo: Path) -> dict[str, str]:
     """GIT_AUTHOR_* and GIT_COMMITTER_* from the repository's git config (user.name and
     user.email, wherever git finds them); empty where it has none."""

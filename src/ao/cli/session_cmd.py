@@ -153,10 +153,8 @@ def diff(session: str = typer.Argument(..., help=SESSION_HELP),
         if not workspace.exists(wt):
             raise BadInput(f"{s.id}'s worktree {wt} is gone", "its branch may still be "
                            f"there: `git log {s.branch}`")
-        base = workspace.git(wt, "merge-base", f"refs/remotes/{project.remote}/"
-                             f"{project.default_branch}", "HEAD", check=False).stdout.strip()
-        out = workspace.git(wt, "diff", *(["--stat"] if stat else []), base or "HEAD",
-                            check=False).stdout
+        out = workspace.diff_from_base(wt, project.remote, project.default_branch,
+                                       *(["--stat"] if stat else []))
         new = workspace.git(wt, "ls-files", "--others", "--exclude-standard",
                             check=False).stdout.split()
     # the agent's text: shown, never obeyed by the terminal
