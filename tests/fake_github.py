@@ -57,6 +57,14 @@ class Repo:
     # answers authorAssociation OWNER for the owner, COLLABORATOR for these, NONE otherwise
     writers: set[str] = field(default_factory=lambda: {"reviewer", "ao-bot", "maintainer"})
     require_up_to_date: bool = False
+    # required status checks (branch protection's `contexts`, as `GET /branches/{b}` shows
+    # them): one that has not passed makes a PR BLOCKED and its merge refused; other failing
+    # checks only make it UNSTABLE
+    required_checks: tuple[str, ...] = ()
+    # ruleset rules on the default branch, as `GET /rules/branches/{b}` lists them
+    # ({"type": "required_signatures"}, ...); a required_status_checks rule adds its contexts
+    # to the required checks, and every other rule here is one the fake's PRs do not meet
+    rules: list[dict[str, Any]] = field(default_factory=list)
     allowed_methods: tuple[str, ...] = ("merge", "squash", "rebase")
     # GitHub computes mergeability in the background: `mergeable` reads UNKNOWN for this many
     # polls after each new head
@@ -222,6 +230,30 @@ class FakeGitHub:
                      "sha": repo.head_sha(repo.default_branch) or ""},
         }
 
+    def _rules_json(self, repo: Repo) -> list[dict[str, Any]]:
+        """`GET /rules/branches/{b}`: every active ruleset rule on the branch, each with the
+        ruleset it comes from."""
+        rules = list(repo.rules)
+        if repo.require_reviews:
+            rules.insert(0, {"type": "pull_request", "parameters": {
+                "required_approving_review_count": 1, "dismiss_stale_reviews_on_push": False,
+                "require_code_owner_review": False, "require_last_push_approval": False,
+                "required_review_thread_resolution": False}})
+        return [{**r, "ruleset_source_type": "Repository", "ruleset_source": repo.full,
+                 "ruleset_id": 7} for r in rules]
+
+    def _branch_json(self, repo: Repo, name: str) -> dict[str, Any]:
+        """`GET /branches/{b}`: classic branch protection's summary (readable with read
+        access): `protected`, and the required status checks' contexts."""
+        protected = bool(repo.required_checks)
+        return {"name": name, "commit": {"sha": repo.head_sha(name) or ""},
+                "protected": protected, "protection": {
+                    "enabled": protected, "required_status_checks": {
+                        "enforcement_level": "non_admins" if protected else "off",
+                        "contexts": list(repo.required_checks),
+                        "checks": [{"context": c, "app_id": None}
+                                   for c in repo.required_checks]}}}
+
     def _check_run_json(self, repo: Repo, sha: str, c: dict[str, Any]) -> dict[str, Any]:
         rid = c["id"]
         url = self.api(f"/repos/{repo.full}/check-runs/{rid}")
@@ -253,7 +285,9 @@ class FakeGitHub:
             overall = "PENDING"
         else:
             overall = "SUCCESS"
-        return {"state": overall, "contexts": {"nodes": nodes}}
+        # `contexts(first: 100)`: GitHub gives the first page; the state covers them all
+        return {"state": overall, "contexts": {"nodes": nodes[:100],
+                                               "totalCount": len(nodes)}}
 
     def _latest_opinions(self, repo: Repo, n: int, writers_only: bool = False
                          ) -> dict[str, str]:
@@ -295,6 +329,8 @@ class FakeGitHub:
             return "DIRTY"
         if repo.require_reviews and self._decision(repo, pr["number"]) != "APPROVED":
             return "BLOCKED"
+        if self._unmet(repo, pr["head_sha"]) or self._other_rules(repo):
+            return "BLOCKED"
         base = repo.head_sha(repo.default_branch) or ""
         if repo.require_up_to_date and _git(repo.bare, "merge-base", "--is-ancestor", base,
                                             pr["head_sha"], check=False).returncode != 0:
@@ -302,6 +338,30 @@ class FakeGitHub:
         if rollup is not None and rollup["state"] in ("FAILURE", "ERROR"):
             return "UNSTABLE"  # no required checks here: failing ones only make it unstable
         return "CLEAN"
+
+    @staticmethod
+    def _required(repo: Repo) -> list[str]:
+        by_rules = [c["context"] for r in repo.rules if r["type"] == "required_status_checks"
+                    for c in r.get("parameters", {}).get("required_status_checks", [])]
+        return list(dict.fromkeys([*repo.required_checks, *by_rules]))
+
+    @staticmethod
+    def _other_rules(repo: Repo) -> list[dict[str, Any]]:
+        return [r for r in repo.rules if r["type"] not in ("required_status_checks",
+                                                            "pull_request")]
+
+    def _unmet(self, repo: Repo, sha: str) -> list[tuple[str, str]]:
+        """Required checks that have not passed: (context, "failing" | "pending" |
+        "expected"), as GitHub's merge refusal names them."""
+        states = {c["name"]: c["conclusion"] or "pending" for c in repo.check_runs.get(sha, [])}
+        states |= {s["context"]: s["state"] for s in repo.statuses.get(sha, [])}
+        out = []
+        for name in self._required(repo):
+            st = states.get(name)
+            if st != "success":
+                out.append((name, "expected" if st is None else "pending"
+                            if st == "pending" else "failing"))
+        return out
 
     @staticmethod
     def _opinion_fields(query: str) -> list[tuple[str, bool]]:
@@ -338,6 +398,7 @@ class FakeGitHub:
                 for who, st in self._latest_opinions(repo, pr["number"], writers).items()]}
                for alias, writers in self._opinion_fields(query)},
             "commits": {"nodes": [{"commit": {"statusCheckRollup": rollup}}]},
+            "reviews": {"totalCount": len(repo.reviews.get(pr["number"], []))},
         }
 
     # ---- request handling ----------------------------------------------------------------
@@ -456,18 +517,24 @@ class FakeGitHub:
         m = re.match(r"^/commits/([0-9a-f]{7,40})(/check-runs|/status)?$", rest)
         if m:
             sha = m.group(1)
-            if m.group(2) == "/check-runs":
+            path = f"/repos/{repo.full}/commits/{sha}{m.group(2)}"
+            if m.group(2) == "/check-runs":  # paginated: 30 a page unless per_page (≤ 100)
                 runs = [self._check_run_json(repo, sha, c) for c in repo.check_runs.get(sha, [])]
-                return 200, {"total_count": len(runs), "check_runs": runs}, {}
-            if m.group(2) == "/status":
+                _, chunk, link = self._page(path, runs, q)
+                return 200, {"total_count": len(runs), "check_runs": chunk}, link
+            if m.group(2) == "/status":  # the combined status: its statuses paginated too
                 sts = repo.statuses.get(sha, [])
                 state = "failure" if any(s["state"] in ("failure", "error") for s in sts) \
                     else "pending" if any(s["state"] == "pending" for s in sts) else "success"
+                _, chunk, link = self._page(path, sts, q)
                 return 200, {"state": state, "sha": sha, "total_count": len(sts),
-                             "statuses": sts, "url": self.api(
-                                 f"/repos/{repo.full}/commits/{sha}/status")}, {}
+                             "statuses": chunk, "url": self.api(path)}, link
             return 200, {"sha": sha, "url": self.api(f"/repos/{repo.full}/commits/{sha}"),
                          "commit": {"message": ""}}, {}
+        m = re.match(r"^/(rules/)?branches/([^/]+)$", rest)
+        if m and method == "GET":
+            return 200, (self._rules_json(repo) if m.group(1) else
+                         self._branch_json(repo, m.group(2))), {}
         m = re.match(r"^/check-runs/(\d+)/annotations$", rest)
         if m:
             for runs in repo.check_runs.values():
@@ -508,6 +575,12 @@ class FakeGitHub:
         if repo.require_reviews and self._decision(repo, pr["number"]) != "APPROVED":
             return 405, {"message": "At least 1 approving review is required by reviewers "
                                     "with write access."}, {}
+        unmet = self._unmet(repo, pr["head_sha"])
+        if unmet:
+            return 405, {"message": f'Required status check "{unmet[0][0]}" is '
+                                    f"{unmet[0][1]}."}, {}
+        if self._other_rules(repo):
+            return 405, {"message": "Repository rule violations found"}, {}
         base = repo.head_sha(repo.default_branch) or ""
         if repo.require_up_to_date and _git(repo.bare, "merge-base", "--is-ancestor", base,
                                             pr["head_sha"], check=False).returncode != 0:
@@ -631,6 +704,9 @@ def _handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             with fake.lock:
                 fake.counts[kind] += 1
                 fake.counts["total"] += 1
+                if isinstance(body, dict) and (q := re.search(r"query (\w+)",
+                                                              body.get("query") or "")):
+                    fake.counts[f"graphql {q.group(1)}"] += 1  # by the query's name
                 fake.rate_limit = max(0, fake.rate_limit - 1)
                 fault = fake.fault_rate and fake.rng.random() < fake.fault_rate \
                     and not url.path.startswith("/_logs")

@@ -434,3 +434,104 @@ def test_the_daemon_updates_a_branch_behind_once_and_tells_the_agent(
     assert "pr.branch_updated" in kinds
     told = [m["body"] for m in store.messages(s.id)]
     assert any("git pull --no-rebase origin ao/b-1" in b for b in told), told
+
+
+def test_blocked_names_the_rule_github_holds_it_by(f: GitHubForge, gh: GH, clone: Path) -> None:
+    """GitHub says only BLOCKED; ao reads the branch's classic protection and its rulesets
+    (both readable with read access) and names what is unmet: a required check that has not
+    run, failed or is pending, a ruleset's rule. GitHub refuses the merge the same way."""
+    fake, repo = gh
+    repo.required_checks = ("ci",)
+    pr = opened(f, gh, clone, ci="success")  # "tests" passes; the required "ci" never ran
+    assert pr.merge_state == "blocked"
+    assert pr.blocked_by == 'required check "ci" has not run'
+    verdict = merge_gate(pr, GatePolicy(require_review=False))
+    assert not verdict and verdict.reason == ('the PR is blocked by branch protection: '
+                                              'required check "ci" has not run')
+    with pytest.raises(Exception, match='Required status check "ci" is expected'):
+        f.merge(pr, pr.head_sha)
+    fake.add_check_run(repo, pr.head_sha, "ci", "failure")
+    repo.rules.append({"type": "required_signatures"})
+    f._rules.clear()  # rules are read once per RULES_EVERY a base: a new ruleset now
+    pr = f.poll(["ao/a-1"]).prs["ao/a-1"]
+    assert pr is not None and pr.blocked_by == ('required check "ci" failed; commits must be '
+                                                'signed (ruleset 7)')
+    # a failing required check is CI failing, whatever merge state: a fix round, never a merge
+    kinds = act(pr)
+    assert "fix-ci" in kinds and "merge" not in kinds
+    fake.counts.clear()
+    f.poll(["ao/a-1"])
+    assert not [k for k in fake.counts if "branches" in k]  # cached for a while
+
+
+def test_merge_states_unstable_merges_past_failing_optional_checks(
+        f: GitHubForge, gh: GH, env: Env, clone: Path) -> None:
+    """A failing check that is not required leaves GitHub's PR UNSTABLE (mergeable). With
+    `merge_states: [unstable]` it merges and the agent is not asked to fix it (the setting had
+    no effect: the failing rollup held it first); without, it is a fix round as before."""
+    fake, repo = gh
+    pr = opened(f, gh, clone, ci="success")
+    fake.add_check_run(repo, pr.head_sha, "optional-lint", "failure")
+    pr = f.poll(["ao/a-1"]).prs["ao/a-1"]  # type: ignore[assignment]
+    assert pr is not None and pr.merge_state == "unstable" and pr.checks.overall == "failing"
+    obs = Observation(State.PR_OPEN, Activity.IDLE, 0, pr)
+    strict = Policy(auto_merge=True, gate=GatePolicy(require_review=False))
+    assert [a.kind for a in decide(obs, History(), strict)] == ["fix-ci"]
+    env.write_config(repo="acme/shop", forge="github", auto_merge=True, require_review=False,
+                     merge_states=["unstable"])
+    policy = Policy.for_project(config.load().project("shop"))
+    kinds = [a.kind for a in decide(obs, History(), policy)]
+    assert kinds == ["merge"], kinds
+    assert f.merge(pr, pr.head_sha)
+
+
+def test_failure_details_read_every_page(f: GitHubForge, gh: GH, clone: Path) -> None:
+    """GitHub lists check runs and statuses 30 a page (100 at most): the failing one on page 2
+    of 150 used to be missed, so the agent got no details."""
+    fake, repo = gh
+    pr = opened(f, gh, clone, ci=None)
+    for i in range(149):
+        fake.add_check_run(repo, pr.head_sha, f"shard-{i}", "success")
+        fake.add_status(repo, pr.head_sha, f"status-{i}", "success")
+    fake.add_check_run(repo, pr.head_sha, "shard-149", "failure", summary="it broke")
+    fake.add_status(repo, pr.head_sha, "status-149", "failure", "legacy broke")
+    pr = f.poll(["ao/a-1"]).prs["ao/a-1"]  # type: ignore[assignment]
+    assert pr is not None and pr.checks.overall == "failing"  # the rollup's state says so
+    assert len(pr.checks.checks) == 100  # GitHub gives the rollup's first page only
+    details = {d.check: d.output for d in f.failure_details(pr)}
+    assert details == {"shard-149": "shard-149\nit broke", "status-149": "legacy broke"}
+    assert fake.counts["GET /repos/acme/shop/commits/N/check-runs"] == 2
+
+
+def test_standing_change_requests_are_read_once_per_head_and_review(
+        gh: GH, env: Env, clone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PR with changes requested cost a GraphQL read of its threads at every poll. Now once
+    per head and count of reviews: a new review is read at the next poll."""
+    from ao import tmux
+    from ao.daemon import Daemon
+
+    fake, repo = gh
+    repo.writers |= {"alice"}
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("AO_GITHUB_API_URL", fake.url)
+    env.write_config(repo="acme/shop", forge="github", agent={"command": "cat"})
+    f = GitHubForge(config.load().project("shop"), Store(), TOKEN, base_url=fake.url)
+    sha = push_branch(clone, "ao/b-1", {"b.txt": "b"})
+    pr = f.create_pr("ao/b-1", "[B-1] b", "")
+    fake.add_check_run(repo, sha, "tests", "success")
+    fake.add_review(repo, pr.number, "CHANGES_REQUESTED", "rename it", login="alice")
+    store = Store()
+    s = store.create_session("shop", "sho", "B-1", state=State.PR_OPEN)
+    store.update_session(s.id, branch="ao/b-1")
+    tmux.new_session(env.server(), s.id, env.repo, "cat")
+    d = Daemon(config.load(), store, env.server())
+    fake.counts.clear()
+    for _ in range(3):
+        d.tick()
+    assert fake.counts["graphql AoThreads"] == 1, dict(fake.counts)
+    fake.add_review(repo, pr.number, "CHANGES_REQUESTED", "and add a test", login="alice")
+    for _ in range(2):
+        d.tick()
+    assert fake.counts["graphql AoThreads"] == 2, dict(fake.counts)
+    told = [m["body"] for m in store.messages(s.id)]
+    assert any("rename it" in b for b in told) and any("and add a test" in b for b in told)

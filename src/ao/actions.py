@@ -3,6 +3,7 @@ each recording what it did once, so a crash between two ticks never does it twic
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,6 +21,8 @@ from .state import State
 from .step_results import StepResults
 from .stepwork import StepWork
 from .store import Session, Store
+
+REVIEW_REREAD = 600.0  # seconds: comments re-read at least this often while changes stand
 
 
 @dataclass
@@ -54,6 +57,8 @@ class Actions:
             ActionKind.NUDGE: self.nudge, ActionKind.START_REVIEW: self.start_review,
             ActionKind.RUN_CHECK: self.run_check, ActionKind.RESTORE: self.restore,
         }
+        # per session: what its review comments were last read for, and when
+        self._reviews_read: dict[str, tuple[tuple[Any, ...], float]] = {}
 
     def act(self, project: ProjectConfig, forge: Forge, policy: Policy, s: Session,
             pr: PullRequest | None, a: Action) -> None:
@@ -89,10 +94,20 @@ class Actions:
             self.notifier.hooks(event)
 
     def forward_review(self, x: Act) -> None:
+        """The comments of a PR whose changes are requested, read once a head and a count of
+        reviews (every new review, a reply in a thread too, adds one), or after
+        REVIEW_REREAD: a standing request used to cost a request every poll."""
         if x.pr is None:
             return
+        seen = (x.pr.number, x.pr.head_sha, x.pr.review_count, x.pr.reviews)
+        last = self._reviews_read.get(x.s.id)
+        now = time.monotonic()
+        if last is not None and last[0] == seen and now - last[1] < REVIEW_REREAD:
+            return
         hist = self.history(x.s.id)
-        new = [c for c in x.forge.review_comments(x.pr) if not hist.has(f"review:{c.id}")]
+        comments = x.forge.review_comments(x.pr)
+        self._reviews_read[x.s.id] = (seen, now)
+        new = [c for c in comments if not hist.has(f"review:{c.id}")]
         if not new:
             return
         rounds = hist.count("review-round:")

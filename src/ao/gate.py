@@ -46,7 +46,6 @@ class Verdict:
 
 _STATE_REASONS = {
     "behind": "behind the base branch (the repository requires it up to date)",
-    "blocked": "blocked by branch protection (required reviews or checks)",
     "dirty": "conflicts with the base branch",
     "draft": "a draft",
     "unknown": "GitHub is still computing mergeability",
@@ -82,8 +81,18 @@ def _wrong_base(pr: PullRequest, policy: GatePolicy) -> str | None:
     return None
 
 
+def checks_state(pr: PullRequest, policy: GatePolicy) -> str:
+    """The checks as the merge sees them: failing checks on a PR GitHub calls UNSTABLE are
+    none of the required ones, and where the project accepts `unstable` they hold nothing
+    (no fix round, no wait)."""
+    if pr.checks.overall == FAILING and pr.merge_state == "unstable" and \
+            "unstable" in policy.accept_states:
+        return PASSING
+    return pr.checks.overall
+
+
 def _not_green(pr: PullRequest, policy: GatePolicy) -> str | None:
-    checks = pr.checks.overall
+    checks = checks_state(pr, policy)
     if checks == FAILING:
         return "CI is failing"
     if checks == PENDING:
@@ -112,6 +121,9 @@ def _not_mergeable(pr: PullRequest, policy: GatePolicy) -> str | None:
         return "conflicts with the base branch"
     if pr.merge_state is None:
         return None if pr.mergeable == "mergeable" else "mergeability is not known yet"
+    if pr.merge_state == "blocked":
+        return "the PR is blocked by branch protection: " + (
+            pr.blocked_by or "a rule ao cannot read (look at the PR on GitHub)")
     if pr.merge_state not in policy.accept_states:
         return "the PR is " + _STATE_REASONS.get(pr.merge_state,
                                                   f"in merge state {pr.merge_state}")
@@ -135,7 +147,7 @@ def merge_gate(pr: PullRequest, policy: GatePolicy, expected_sha: str | None = N
         _not_reviewed(a, policy, required) or _not_mergeable(pr, policy)
     if why_not:
         return Verdict(False, why_not)
-    checks = pr.checks.overall
+    checks = checks_state(pr, policy)
     missing = sorted(required - passed, key=lambda g: (g == "approve", g))  # the human last
     if missing:
         return Verdict(False, _GATE_REASONS.get(missing[0], f"waiting for {missing[0]}"),

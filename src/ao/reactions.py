@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import ProjectConfig
 from .forge.base import FAILING, NONE, PASSING, PullRequest
-from .gate import Approval, GatePolicy, approval, merge_gate
+from .gate import Approval, GatePolicy, approval, checks_state, merge_gate
 from .state import Activity, State
 from .steps import DEFAULT as DEFAULT_STEPS
 from .steps import Step, gate_id, gates
@@ -258,8 +258,8 @@ def _review(hist: History, policy: Policy, pr: PullRequest) -> list[Action]:
 def _green(obs: Observation, hist: History, policy: Policy, pr: PullRequest,
            passed: frozenset[str]) -> list[Action]:
     """The steps that run once the head is green and mergeable."""
-    green = pr.checks.overall == PASSING or (pr.checks.overall == NONE
-                                             and not policy.gate.require_checks)
+    checks = checks_state(pr, policy.gate)
+    green = checks == PASSING or (checks == NONE and not policy.gate.require_checks)
     if green and pr.mergeable != "conflicting" and not pr.draft and policy.run_steps:
         return _steps(obs, hist, policy, pr.head_sha, passed)
     return []
@@ -295,7 +295,7 @@ def _ci(obs: Observation, hist: History, policy: Policy, pr: PullRequest) -> lis
     """A failing head: a fix round, or "still failing" once asked, or escalation after the
     configured rounds."""
     sha = pr.head_sha
-    if pr.checks.overall != FAILING:
+    if checks_state(pr, policy.gate) != FAILING:
         return []
     if sha in hist.ci_rounds:
         return _stuck(obs, hist, policy, f"ci:{sha}",

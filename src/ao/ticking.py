@@ -502,7 +502,7 @@ class Ticking:
         ready for a human's merge) is also a notification."""
         s = self.store.session(sid)
         ctx = waiting.Context(forge=project.forge, auto_merge=project.auto_merge,
-                              paused=paused)
+                              paused=paused, merge_states=project.merge_states)
         w = waiting.why(s, ctx, self.clock())
         if w is None or w.kind in ("needs_human", "queued", "merging", "merged", "forge"):
             return  # an escalation notifies itself; the rest are ao's own doing

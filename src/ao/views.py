@@ -33,6 +33,7 @@ def wait_context(store: Store, project: ProjectConfig | None) -> waiting.Context
     if project is None:
         return waiting.Context()
     return waiting.Context(forge=project.forge, auto_merge=project.auto_merge,
+                           merge_states=project.merge_states,
                            paused=store.paused(project.name),
                            forge_trouble=store.forge_trouble(project.name),
                            main_red=mainwatch.red_reason(store.main_watch(project.name)))

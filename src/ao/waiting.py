@@ -45,6 +45,7 @@ class Context:
     forge_trouble: tuple[str, str] | None = None  # why the forge cannot be read, who acts
     main_red: str | None = None  # main's CI fails: merges wait (mainwatch.py)
     stuck_after: float = STUCK_AFTER
+    merge_states: tuple[str, ...] = ()  # the project's accepted extra merge states
 
 
 def why(s: Session, ctx: Context = Context(), now: float | None = None) -> Wait | None:
@@ -94,7 +95,8 @@ def _pr_wait(s: Session, ctx: Context) -> Wait:
     pr = f"PR #{s.pr_number}"
     if s.pr_draft:
         return Wait(f"{pr} is a draft", AGENT, "draft")
-    if s.pr_checks == "failing":
+    unstable_ok = s.pr_merge_state == "unstable" and "unstable" in ctx.merge_states
+    if s.pr_checks == "failing" and not unstable_ok:  # else: none of the required checks
         return Wait(f"CI failing on {pr}: the agent is fixing it", AGENT, "ci_failing")
     if s.pr_review == "changes_requested":
         return Wait(f"changes requested on {pr}: the agent is on it", AGENT, "changes")
@@ -116,7 +118,8 @@ def _pr_wait(s: Session, ctx: Context) -> Wait:
                     "date): ao updates the branch, or asks the agent to rebase (`behind:`)",
                     AO, "behind")
     if s.pr_merge_state == "blocked":
-        return Wait(f"{pr} is blocked by branch protection ({s.pr_gate or 'a rule'})", PERSON,
+        rule = (s.pr_gate or "").removeprefix("the PR is blocked by branch protection: ")
+        return Wait(f"{pr} is blocked by branch protection: {rule or 'a rule'}", PERSON,
                     "blocked")
     if s.pr_gate_ok and ctx.main_red:
         return Wait(f"{pr} is ready; merges wait: {ctx.main_red}", PERSON, "main_red")

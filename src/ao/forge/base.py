@@ -103,6 +103,10 @@ class PullRequest:
     untrusted_reviews: tuple[tuple[str, str], ...] = ()
     created_at: float | None = None  # epoch seconds
     cross_repository: bool = False
+    # every review submitted so far, of any kind: a new one means new comments to read
+    review_count: int = 0
+    # the branch rules a BLOCKED PR does not meet, in words (GitHub; "" when not known)
+    blocked_by: str = ""
 
 
 @dataclass(frozen=True)

@@ -8,29 +8,24 @@ jittered backoff a few times, then reported, never raised out of `poll`.
 
 from __future__ import annotations
 
-import urllib.request
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from ..errors import ExternalError, ForgeError, NothingToReview
-from ..sanitize import clean
 from .base import (
     WRITERS,
     AgentReview,
-    Annotation,
     Check,
     CheckSummary,
-    FailureDetail,
     PollResult,
     PullRequest,
     ReviewComment,
 )
+from .github_checks import GitHubChecks
 from .github_client import login_of
 from .github_client import token_from_env as token_from_env
-from .github_issues import GitHubIssues
 from .github_issues import push_plan as push_plan
-
-LOG_TAIL_LINES = 80
 
 POLL_QUERY = """query AoPoll($owner: String!, $name: String!, {params}) {{
   rateLimit {{ remaining resetAt }}
@@ -42,6 +37,7 @@ POLL_QUERY = """query AoPoll($owner: String!, $name: String!, {params}) {{
 # same-repository PR is ours (isCrossRepository false)
 PR_NODE = """number url state title headRefName headRefOid baseRefName mergeable
         reviewDecision isDraft mergeStateStatus isCrossRepository createdAt
+        reviews {{ totalCount }}
         latestOpinionatedReviews(first: 20, writersOnly: true) {{
           nodes {{ state author {{ login }} }} }}
         others: latestOpinionatedReviews(first: 20) {{
@@ -73,7 +69,7 @@ THREADS_QUERY = """query AoThreads($owner: String!, $name: String!, $number: Int
 }"""
 
 
-class GitHubForge(GitHubIssues):
+class GitHubForge(GitHubChecks):
     name = "github"
 
     # ---- calling GitHub -------------------------------------------------------------------
@@ -160,6 +156,10 @@ class GitHubForge(GitHubIssues):
                 except ExternalError as e:
                     result.errors.append(str(e))
                     del result.prs[branch]
+        for branch, pr in result.prs.items():
+            if pr is not None and pr.merge_state == "blocked" and pr.review_decision not in (
+                    "review_required", "changes_requested"):  # the gate names those already
+                result.prs[branch] = replace(pr, blocked_by=self.blocked_by(pr))
         result.requests = self.requests - before
         result.rate_remaining = self.rate_remaining
         return result
@@ -238,48 +238,6 @@ class GitHubForge(GitHubIssues):
                        if ok]
             self._method = allowed[0] if allowed else "merge"
         return self._method
-
-    def failure_details(self, pr: PullRequest) -> list[FailureDetail]:
-        out = []
-        sha = pr.head_sha
-        runs = self._get("check runs", f"/commits/{sha}/check-runs?per_page=100")
-        for run in runs.get("check_runs", []):
-            if run.get("conclusion") not in ("failure", "timed_out", "cancelled",
-                                             "action_required"):
-                continue
-            raw = self._get("annotations", f"/check-runs/{run['id']}/annotations")
-            annotations = [Annotation(a.get("path", ""), a.get("start_line"),
-                                      clean(a.get("message") or "")[:300],
-                                      a.get("annotation_level", "failure")) for a in raw]
-            output = run.get("output") or {}
-            text = "\n".join(str(x) for x in (output.get("title"), output.get("summary"),
-                                               output.get("text")) if x)
-            out.append(FailureDetail(check=str(run.get("name")), url=run.get("html_url") or "",
-                                     output=clean(text)[:4000],
-                                     annotations=tuple(annotations[:30]),
-                                     log_tail=self._job_log_tail(int(run["id"]))))
-        status = self._get("statuses", f"/commits/{sha}/status")
-        for st in status.get("statuses", []):
-            if st.get("state") in ("failure", "error"):
-                out.append(FailureDetail(check=str(st.get("context")),
-                                         url=st.get("target_url") or "",
-                                         output=clean(st.get("description") or "")))
-        return out
-
-    def _job_log_tail(self, job_id: int) -> str:
-        url = f"{self.repo.url}/actions/jobs/{job_id}/logs"
-        try:
-            status, headers, body = self._call("job log", lambda: self.gh.requester.requestJson(
-                "GET", url))
-            if status in (301, 302, 307) and headers.get("location"):
-                with urllib.request.urlopen(headers["location"], timeout=15) as resp:
-                    body = resp.read().decode("utf-8", "replace")
-            elif status != 200:
-                return ""
-        except (ExternalError, OSError):
-            return ""
-        lines = clean(body or "").splitlines()
-        return "\n".join(lines[-LOG_TAIL_LINES:])
 
     def serve(self, prs: dict[str, PullRequest | None]) -> None:
         """GitHub runs checks and closes PRs on its own servers: nothing to do here."""
@@ -372,6 +330,7 @@ def _pr_from_graphql(n: dict[str, Any], trusted: frozenset[str] = frozenset()) -
         merge_state=merge_state.lower() if merge_state else "unknown", reviews=reviews,
         untrusted_reviews=untrusted,
         created_at=_epoch(n.get("createdAt")),
+        review_count=int((n.get("reviews") or {}).get("totalCount") or 0),
         cross_repository=bool(n.get("isCrossRepository")))
 
 

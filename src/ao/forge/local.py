@@ -213,6 +213,7 @@ class LocalForge:
             review_decision=decision, checks=checks,
             # the local forge has one reviewer (`ao review`): its latest opinion stands
             reviews=(("reviewer", decision),) if decision else (),
+            review_count=len(self.store.local_reviews(self.project.name, number)),
             created_at=float(str(row["created_at"])))
 
     def _decision(self, number: int) -> str | None:
