@@ -16,12 +16,20 @@ The CPU this machine spent in each is printed beside: when the "hosts" are sshd 
 this machine they add their own work (their logins, clones, tmux servers and agents, the
 commands ao sends) to the same cores.
 
+outage: the daemon's loop (2 s poll) over 3 hosts with 10 sessions each, for --outage-seconds
+without a fault, then as long with one host frozen (its sshd stopped: connections open and
+silent, the worst case). The mean time between two ticks that observed the healthy hosts,
+during the freeze against without it (target <= 1.5), the longest tick, and `ao session ls`
+during the freeze (once the daemon recorded the host down) against without it (target <= 1.5).
+
     python benchmarks/hosts.py [--sessions 30] [--rounds 20] [--tasks 12] [--spawn-rounds 3]
+                               [--outage-seconds 20] [--only poll|spawn|outage]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -41,14 +49,112 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--tasks", type=int, default=12)
     ap.add_argument("--spawn-rounds", type=int, default=3)
+    ap.add_argument("--outage-seconds", type=float, default=20)
+    ap.add_argument("--only", choices=("poll", "spawn", "outage"))
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ao-bench-hosts-"))
     os.environ.update(HOME=str(root / "home"), AO_HOME=str(root / "home" / ".ao"),
                       GIT_CONFIG_GLOBAL=str(root / "gitconfig"))
     (root / "home").mkdir()
     (root / "gitconfig").write_text("[user]\n\tname = bench\n\temail = b@example.invalid\n")
-    poll(root, args)
-    spawn(root, args.tasks, args.spawn_rounds)
+    if args.only in (None, "poll"):
+        poll(root, args)
+    if args.only in (None, "spawn"):
+        spawn(root, args.tasks, args.spawn_rounds)
+    if args.only in (None, "outage"):
+        outage(root, args.outage_seconds)
+
+
+def outage(root: Path, seconds: float, interval: float = 2.0) -> None:
+    """Ticks of the daemon (its own loop's cadence: a tick every `interval`, or right after
+    one that took longer) without a fault, then with one host frozen."""
+    import contextlib
+    import shutil
+
+    from tests.sshd import sshd
+
+    from ao import channel, config, hosts, hostwork, paths, tmux
+    from ao.daemon import Daemon
+    from ao.state import Activity, State
+    from ao.store import Store
+
+    home = root / "outage"
+    home.mkdir()
+    os.environ["AO_HOME"] = str(home / "ao")
+    socket = f"ao-bench-out-{os.getpid()}"
+    os.environ["AO_TMUX_SOCKET"] = socket
+    work = root / "outage-work"
+    sh("git", "init", "-q", "-b", "main", str(work))
+    sh("git", "commit", "-q", "--allow-empty", "-m", "initial", cwd=work)
+    names = ["out-0", "out-1", "out-2"]
+    tmux_dirs = {n: Path(tempfile.mkdtemp(prefix=f"ao-{n}-")) for n in names}
+    with contextlib.ExitStack() as stack:
+        servers = {n: stack.enter_context(sshd(root / f"sshd-{n}", setenv={
+            "TMUX_TMPDIR": str(d)})) for n, d in tmux_dirs.items()}
+        paths.ensure_dir(paths.home())
+        paths.config_file().write_text(json.dumps({"poll_interval": interval, "hosts": {
+            n: {**srv.host_config(), "workdir": str(root / f"wd-{n}")}
+            for n, srv in servers.items()}, "projects": {"bench": {
+                "path": str(work), "agent": {"command": "sleep 600"}, "hosts": names}}}))
+        cfg = config.load()
+        store = Store()
+        for i in range(30):
+            n = names[i % 3]
+            s = store.create_session("bench", "ben", f"T-{i}", state=State.WORKING)
+            store.update_session(s.id, host=n)
+            h = cfg.hosts[n]
+            conf = hostwork.tmux_conf(h)
+            hostwork.write(h, conf, tmux.CONF)
+            tmux.new_session(hosts.tmux_server(h, socket, str(conf)), s.id, Path("/tmp"),
+                             "sleep 600", {})
+        d = Daemon(cfg, store, tmux.server(socket))
+        healthy = [s.id for s in store.sessions("bench") if s.host != names[0]]
+
+        def run_loop() -> tuple[list[float], list[float]]:
+            starts, lengths = [], []
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                t0 = time.monotonic()
+                d.tick()
+                lengths.append(time.monotonic() - t0)
+                seen = {s.id: s.activity for s in store.sessions("bench")}
+                if all(seen[x] != Activity.UNREACHABLE.value for x in healthy):
+                    starts.append(t0)
+                time.sleep(max(0.0, interval - (time.monotonic() - t0)))
+            return starts, lengths
+
+        def ls() -> float:
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "ao", "session", "ls"], cwd=work,
+                           capture_output=True, check=True)
+            return time.perf_counter() - t0
+
+        def gap(starts: list[float]) -> float:
+            return statistics.mean(b - a for a, b in itertools.pairwise(starts))
+
+        d.tick()  # connections up, as with a daemon running
+        calm, calm_len = run_loop()
+        calm_ls = statistics.median(ls() for _ in range(3))
+        servers[names[0]].freeze()
+        try:
+            cut, cut_len = run_loop()
+            down = hosts.down(names[0]) is not None
+            cut_ls = statistics.median(ls() for _ in range(3))
+        finally:
+            servers[names[0]].freeze(False)
+        for dd in tmux_dirs.values():
+            subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True,
+                           env={**os.environ, "TMUX_TMPDIR": str(dd)})
+        channel.close_all()
+    for dd in tmux_dirs.values():
+        shutil.rmtree(dd, ignore_errors=True)
+    print(f"outage: 30 sessions on 3 SSH hosts, the daemon's loop ({interval:g} s poll) for "
+          f"{seconds:g} s each way; one host frozen (recorded down: {down})")
+    print(f"  time between ticks that observed the healthy hosts: {gap(calm):.2f} s without "
+          f"the fault, {gap(cut):.2f} s during it; ratio {gap(cut) / gap(calm):.2f} "
+          f"(target <= 1.5); longest tick {max(calm_len):.2f} s / {max(cut_len):.2f} s")
+    print(f"  `ao session ls`: {calm_ls:.2f} s without the fault, {cut_ls:.2f} s during it; "
+          f"ratio {cut_ls / calm_ls:.2f} (target <= 1.5)")
 
 
 def poll(root: Path, args: argparse.Namespace) -> None:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import pytest
 from ao import channel, config, hosts, hostwork, paths
 from ao.daemon import Daemon
 from ao.fleet import Fleet
+from ao.observing import LOOK_PATIENCE, POLL_DEADLINE
 from ao.state import Activity, State
 from ao.store import Session, Store
 
@@ -446,6 +448,13 @@ def test_a_hung_host_shows_unreachable_and_holds_up_no_other(pool: Pool) -> None
                                                           Activity.EXITED.value)
         assert "not answering: build-a;" in r.err
         assert hosts.down("build-a") is None and hosts.down("build-b") is None
+        # `ao send` queues for the silent host after its short look (it took 18 s)
+        t0 = time.monotonic()
+        r = run_ao("send", on["build-a"].id, "when you are back")
+        # exit 3: queued with no daemon to deliver it (it says so)
+        assert r.code == 3 and "queued: host build-a is unreachable" in r.out, r.out + r.err
+        assert time.monotonic() - t0 < 4 * LOOK_PATIENCE
+        assert [m["status"] for m in store.messages(on["build-a"].id)][-1] == "queued"
     finally:
         pool.servers["build-a"].freeze(False)
     r = run_ao("session", "ls", "--json")
@@ -480,11 +489,21 @@ def test_a_host_cut_off_mid_run_loses_nothing_and_doubles_nothing(env: Env,
             running = [s for s in store.sessions("shop") if s.state is State.WORKING]
             assert {s.host for s in running} == {"build-c"} and len(running) == 3
             srv.cut()
-            d.tick()  # the poll's question goes unanswered: the host is marked down
-            for s in store.sessions("shop"):
-                if s.state is not State.QUEUED:
-                    assert s.activity == Activity.UNREACHABLE.value, s
-                    assert s.state in (State.WORKING, State.PR_OPEN), s
+            took: list[float] = []
+
+            def marked_down() -> bool:
+                t0 = time.monotonic()
+                d.tick()
+                took.append(time.monotonic() - t0)
+                return hosts.down("build-c") is not None and all(
+                    s.activity == Activity.UNREACHABLE.value for s in store.sessions("shop")
+                    if s.state in (State.WORKING, State.PR_OPEN))
+
+            # the poll's question goes unanswered: the host is marked down once its deadline
+            # passed, while each tick waits for it a moment at most and goes on (a PR already
+            # green merges meanwhile: its work is on the remote)
+            retry_until(marked_down, timeout=30, interval=0.2, message="the host marked down")
+            assert len(took) >= 2 and max(took) < POLL_DEADLINE, took
             d.tick()  # in its backoff: not asked again, nothing changes
             srv.mend()
 

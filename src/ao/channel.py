@@ -349,6 +349,15 @@ def run(ssh: tuple[str, ...], script: str, input: bytes = b"",
         return ch.run(script, input, timeout)
 
 
+def is_open(ssh: tuple[str, ...]) -> bool:
+    """Whether a channel to `ssh` is open and logged in (a command on it costs a round
+    trip, not a login)."""
+    with _LOCK:
+        ch = _OPEN.get(ssh)
+        return ch is not None and ch.ended is None and ch.proc.poll() is None and \
+            ch.heard > float("-inf")
+
+
 def open_early(ssh: tuple[str, ...]) -> None:
     """The channel to `ssh` begun now, its login under way in the background while the
     caller goes on (its first command then waits for the rest of the login, not all of it)."""

@@ -42,6 +42,7 @@ class Unreachable(ExternalError):
 HOST_KEYS = ("ssh", "port", "identity", "max_sessions", "min_free_mb", "workdir", "env",
              "ssh_options")
 CONNECT_TIMEOUT = 10
+QUICK = 2.0  # a question on an open channel: a live host answers in milliseconds
 
 
 @dataclass(frozen=True)
@@ -182,17 +183,36 @@ def ssh_argv(host: Host) -> list[str]:
     return [*argv, host.ssh]
 
 
-def side_by_side(calls: Mapping[str, Callable[[], T]]) -> dict[str, T | Exception]:
+def side_by_side(calls: Mapping[str, Callable[[], T]], within: float | None = None
+                 ) -> dict[str, T | Exception]:
     """Each host's call at once (a thread each; one alone runs here): what it returned, or
     the exception it raised, by host. A host that hangs holds the answer up by its own
-    timeout, not by the sum of every host's. The calls touch the network only: the store is
-    the caller's to write, after."""
+    timeout, not by the sum of every host's; with `within` (a command's look), by that long
+    at most: a call still going then is Unreachable, and left to end on its own (its thread
+    holds up neither the caller nor the process's exit). The calls touch the network only:
+    the store is the caller's to write, after."""
     def outcome(call: Callable[[], T]) -> T | Exception:
         try:
             return call()
         except Exception as e:  # handed back: the caller knows what each means
             return e
 
+    if within is not None and calls:
+        import threading
+        import time
+
+        answers: dict[str, T | Exception] = {}
+        threads = {name: threading.Thread(target=lambda n=name, c=call: answers.__setitem__(
+            n, outcome(c)), name=f"ao-look-{name}", daemon=True)
+            for name, call in calls.items()}
+        deadline = time.monotonic() + within
+        for t in threads.values():
+            t.start()
+        for t in threads.values():
+            t.join(max(0.0, deadline - time.monotonic()))
+        return {name: answers[name] if name in answers else Unreachable(
+            f"host {name} did not answer in {within:g}s", f"is {name} reachable?")
+            for name in calls}
     if len(calls) <= 1:
         return {name: outcome(call) for name, call in calls.items()}
     with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="ao-hosts") as pool:
@@ -230,6 +250,14 @@ def run(host: Host, argv: list[str], input: str | None = None, timeout: float = 
     return subprocess.CompletedProcess(argv, a.returncode,
                                        a.stdout.decode("utf-8", "replace"),
                                        a.stderr.decode("utf-8", "replace"))
+
+
+def question_timeout(host: Host) -> float:
+    """How long a quick question to the host may take: QUICK on an open channel, the login's
+    time too when one must be opened first."""
+    if host.local or channel.is_open(tuple(ssh_argv(host))):
+        return QUICK
+    return CONNECT_TIMEOUT + 5
 
 
 def connected(host: Host) -> bool:

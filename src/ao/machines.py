@@ -7,7 +7,7 @@ import functools
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import hosts as hostsmod
 from . import (
@@ -41,6 +41,9 @@ class Machines:
         self._batch_up: set[str] | None = None
         # hosts being asked in the background (ask_ahead), and since when
         self._ahead: tuple[Future[dict[str, object]], float] | None = None
+        # hosts whose poll outlasted a tick's wait and is still going (observing.py): not
+        # answering now, so nothing is placed there meanwhile
+        self._late: dict[str, Future[Any]] = {}
 
     def host(self, name: str) -> Host:
         h = self.cfg.hosts.get(name)
@@ -115,11 +118,29 @@ class Machines:
             out.append(pr)
         return out
 
+    def slow(self, name: str) -> bool:
+        """Whether the host's last poll outlasted a tick's wait and has not ended yet, or
+        ended without an answer (recorded down now: no later poll may come to read it, when
+        the host has no live session left)."""
+        fut = self._late.get(name)
+        if fut is None:
+            return False
+        if not fut.done():
+            return True
+        del self._late[name]
+        answer = fut.result()
+        if isinstance(answer, hostsmod.Unreachable):
+            self.host_down(self.host(name), answer.message)
+            return True
+        return False
+
     def reachable(self, name: str) -> bool:
         """Whether the machine answers now (this one always does); a host in its backoff is
         not asked, nor one that answered since the batch spawn under way began."""
         if name == LOCAL:
             return True
+        if self.slow(name):
+            return False
         self._heard_ahead()
         if self._batch_up is not None and name in self._batch_up:
             return True
@@ -149,13 +170,14 @@ class Machines:
     def _ask(self, names: list[str], now: float) -> dict[str, object]:
         asked = [n for n in names if n in self.cfg.hosts and hostsmod.due(n, now)]
         return hostsmod.side_by_side({n: functools.partial(
-            hostsmod.run, self.host(n), ["true"], timeout=hostsmod.CONNECT_TIMEOUT + 5,
-            silence_is_down=True) for n in asked})
+            hostsmod.run, self.host(n), ["true"],
+            timeout=hostsmod.question_timeout(self.host(n)), silence_is_down=True)
+            for n in asked})
 
     def _record(self, answers: dict[str, object], now: float) -> set[str]:
         up = set()
         for n, answer in answers.items():
-            if isinstance(answer, hostsmod.Unreachable):
+            if isinstance(answer, ExternalError):  # `true` failing any way: not usable now
                 self.host_down(self.host(n), answer.message, now)
             elif isinstance(answer, Exception):
                 raise answer

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -30,16 +31,24 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
 
 # how long a command's look (`ao session ls`) waits for a host: a live host answers a poll
-# in milliseconds; the daemon's poll waits longer before it records a host down
-LOOK_PATIENCE = 4.0
-# the daemon's: a host that has not answered its poll in POLL_DEADLINE seconds is down for
-# this tick (its sessions unreachable, the other hosts' ticks go on); one already down is
-# probed with RETRY_DEADLINE (a silent host cost every tick 15 s, and each retry 18-20 s)
+# in milliseconds; one the daemon has recorded down is not waited for at all
+LOOK_PATIENCE = 2.0
+# the daemon's: a host that has not answered its poll in POLL_DEADLINE seconds is down (its
+# sessions unreachable); one already down is probed with RETRY_DEADLINE. The tick itself
+# waits TICK_WAIT at most: a host slower than that is read at a later tick, when its poll has
+# ended, and the other hosts' sessions are observed, merged and started meanwhile (a silent
+# host cost every tick 15 s, and each retry 18-20 s)
 POLL_DEADLINE = 5.0
 RETRY_DEADLINE = 2.0
+TICK_WAIT = 1.0
 
-# a host's poll: its panes' lines (None: no tmux server there), and new hook bytes per session
-_Answer = tuple[list[str] | None, dict[str, bytes]]
+# a host's poll: its panes' lines (None: no tmux server there), new hook bytes per session,
+# and the offset in each session's hook file the bytes start at
+_Answer = tuple[list[str] | None, dict[str, bytes], dict[str, int]]
+
+
+class Late(Exception):
+    """The host's poll has not ended within the tick's wait: nothing new is known of it."""
 
 
 class Observing(Machines):
@@ -50,10 +59,13 @@ class Observing(Machines):
         # per session: (pane output time, capture time, screen hash, what the screen shows)
         self._screens: dict[str, tuple[int, float, str, Activity | None, float | None,
                                        bool]] = {}
+        self._polls: ThreadPoolExecutor | None = None
 
     def observe(self, s: Session) -> Activity:
-        """Look at one session's pane and record what it shows (hooks first, then screen)."""
-        return self.observe_all([s])[s.id]
+        """Look at one session's pane and record what it shows (hooks first, then screen); a
+        host that does not answer in LOOK_PATIENCE (or is recorded down) shows it unreachable
+        (`ao send` queued after 18 s on a silent host)."""
+        return self.observe_all([s], patience=LOOK_PATIENCE)[s.id]
 
     def observe_all(self, sessions: list[Session], now: float | None = None,
                     patience: float | None = None) -> dict[str, Activity]:
@@ -70,6 +82,9 @@ class Observing(Machines):
         changes: dict[str, dict[str, object]] = {}
         out: dict[str, Activity] = {}
         for s in (fresh.get(x.id, x) for x in sessions):
+            if s.host in down and down[s.host] is Late:  # as last seen, till its poll ends
+                out[s.id] = Activity(s.activity) if s.activity else Activity.UNREACHABLE
+                continue
             out[s.id], new = self._observe_one(s, states.get(s.id), s.host in down, now)
             diff = {k: v for k, v in new.items() if getattr(s, k) != v}
             if diff:
@@ -78,11 +93,12 @@ class Observing(Machines):
         return out
 
     def _look_machines(self, sessions: list[Session], now: float, patience: float | None
-                       ) -> tuple[dict[str, tmux.PaneState], set[str], dict[str, Session]]:
+                       ) -> tuple[dict[str, tmux.PaneState], dict[str, type[Exception]],
+                                  dict[str, Session]]:
         """Each machine with sessions asked once: the panes seen, the machines that did not
-        answer, and the sessions as their new hook lines left them."""
+        answer (Late: not yet), and the sessions as their new hook lines left them."""
         states: dict[str, tmux.PaneState] = {}
-        down: set[str] = set()
+        down: dict[str, type[Exception]] = {}
         fresh: dict[str, Session] = {}
         names = sorted({s.host for s in sessions})
         answers = self._ask_hosts({n: [s for s in sessions if s.host == n]
@@ -92,9 +108,12 @@ class Observing(Machines):
             if name == LOCAL:
                 states.update(self._poll_here(here, fresh))
                 continue
+            if isinstance(answers[name], Late):
+                down[name] = Late
+                continue
             seen = self._host_seen(name, here, answers[name], fresh, now, patience is None)
             if seen is None:
-                down.add(name)
+                down[name] = hostsmod.Unreachable
             else:
                 states.update(seen)
         return states, down, fresh
@@ -115,22 +134,49 @@ class Observing(Machines):
 
     def _ask_hosts(self, remote: dict[str, list[Session]], now: float,
                    patience: float | None) -> dict[str, _Answer | Exception]:
-        """Each host's poll (hostwork.poll), side by side (hosts.side_by_side)."""
-        def ask(name: str, here: list[Session]) -> _Answer:
-            if not hostsmod.due(name, now):
-                raise hostsmod.Unreachable(f"host {name} is in its retry backoff", "")
+        """Each host's poll (hostwork.poll), side by side. A command's look (`patience`)
+        waits that long at most and skips a host the daemon has recorded down until its
+        retry; the daemon's tick waits TICK_WAIT at most, and a poll still going then is
+        read at a later tick (Late meanwhile)."""
+        def ask(name: str, here: list[Session], deadline: float) -> _Answer:
             h = self.host(name)
             reads = [(s.id, hostwork.place(h, s.project, s.id).session_dir / HOOK_FILE,
                       s.hooks_read) for s in here if agents.get(s.agent or "command").uses_hooks]
-            # the daemon's deadline for a host: short, so a silent one never holds the
-            # others' tick for long; shorter still for a host already down (its retry is a
-            # probe: an answer in time means it is back)
-            deadline = patience if patience is not None else (
-                RETRY_DEADLINE if hostsmod.down(name) else POLL_DEADLINE)
-            return hostwork.poll(h, self.cfg.tmux_socket, reads, timeout=deadline)
+            lines, chunks = hostwork.poll(h, self.cfg.tmux_socket, reads, timeout=deadline)
+            return lines, chunks, {sid: offset for sid, _, offset in reads}
 
-        return hostsmod.side_by_side({name: functools.partial(ask, name, here)
-                                      for name, here in remote.items()})
+        for name in [n for n in self._late if n not in remote]:
+            self.slow(name)  # a poll of a host with no session left: its answer settled
+        out: dict[str, _Answer | Exception] = {}
+        asked: dict[str, list[Session]] = {}
+        for name, here in remote.items():
+            if not hostsmod.due(name, now) and name not in self._late:
+                out[name] = hostsmod.Unreachable(f"host {name} is in its retry backoff", "")
+            else:
+                asked[name] = here
+        if patience is not None:
+            out.update(hostsmod.side_by_side({name: functools.partial(ask, name, here, patience)
+                                              for name, here in asked.items()},
+                                             within=patience))
+            return out
+        if self._polls is None:
+            self._polls = ThreadPoolExecutor(8, thread_name_prefix="ao-host-poll")
+        going: dict[str, Future[_Answer | Exception]] = {}
+        for name, here in asked.items():
+            # short, so a silent host is soon known down; shorter still for a host already
+            # down (its retry is a probe: an answer in time means it is back)
+            deadline = RETRY_DEADLINE if hostsmod.down(name) else POLL_DEADLINE
+            late = self._late.pop(name, None)
+            going[name] = late if late is not None else self._polls.submit(
+                _outcome, functools.partial(ask, name, here, deadline))
+        wait(going.values(), timeout=TICK_WAIT)
+        for name, fut in going.items():
+            if fut.done():
+                out[name] = fut.result()
+            else:
+                self._late[name] = fut
+                out[name] = Late(name)
+        return out
 
     def _observe_one(self, s: Session, p: tmux.PaneState | None, away: bool,
                      now: float) -> tuple[Activity, dict[str, object]]:
@@ -171,11 +217,12 @@ class Observing(Machines):
         recorded; the poll's error raised."""
         if isinstance(answer, Exception):
             raise answer
-        lines, chunks = answer
+        lines, chunks, offsets = answer
         self.host_up(self.host(name))
         for s in sessions:
-            if s.id in chunks:
-                fresh[s.id] = agent_hooks.ingest(self.store, s, chunks[s.id], s.hooks_read)
+            if s.id in chunks:  # from where the poll read (a late answer: a tick ago)
+                fresh[s.id] = agent_hooks.ingest(self.store, s, chunks[s.id],
+                                                 offsets.get(s.id, s.hooks_read))
         return tmux.parse_panes(lines) if lines is not None else {}
 
     def read_hooks(self, s: Session) -> Session:
@@ -212,3 +259,10 @@ class Observing(Machines):
         settled = profile.settled(screen)
         self._screens[s.id] = (p.activity, taken, digest, seen, until, settled)
         return digest, seen, until, settled
+
+
+def _outcome(call: functools.partial[_Answer]) -> _Answer | Exception:
+    try:
+        return call()
+    except Exception as e:  # handed back: the tick knows what each means
+        return e

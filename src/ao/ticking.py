@@ -33,7 +33,7 @@ from . import pickup as pickupmod
 from . import plan as planmod
 from .actions import Actions
 from .config import Config, ProjectConfig
-from .errors import AoError, ExternalError, NothingToReview
+from .errors import AoError, BadInput, ExternalError, NothingToReview
 from .events import Event, emit
 from .fleet import Fleet
 from .forge.base import Forge, PullRequest
@@ -688,11 +688,12 @@ class Ticking:
             if now - s.updated_at < self.cfg.cleanup_grace or \
                     self.store.attempts(s.id, "cleanup-kept"):
                 continue
-            if s.host != "local" and not hosts.due(s.host, now):
+            if s.host != "local" and (not hosts.due(s.host, now) or self.fleet.slow(s.host)):
                 continue  # its host is away: torn down when it answers again
             try:
                 out = teardown(self.fleet.server(s), self.store, project, s, end=None)
-            except hosts.Unreachable:
+            except (hosts.Unreachable, BadInput) as e:  # its host went away meanwhile
+                log.warning("%s: torn down later: %s", s.id, e)
                 continue
             if out.why:  # the worktree, or a branch with commits nowhere else, was kept
                 self.store.record_attempt(s.id, "cleanup-kept", "cleanup-kept")

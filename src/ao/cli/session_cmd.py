@@ -34,12 +34,13 @@ def ls(
     fleet = services.fleet()
     store = services.store()
     listed = store.sessions(project, None if all_ else set(LIVE))
-    # what the daemon saw less than a poll ago is read, not looked at again (a capture-pane
-    # a session: 0.95 s at 200 sessions); only stale panes are looked at here
-    fresh_for = _fresh_for(services.cfg().poll_interval)
-    now = time.time()
+    # what the daemon saw at its last poll is read, not looked at again (a capture-pane a
+    # session: 0.95 s at 200 sessions); only sessions begun since, or every one when no daemon
+    # polls, are looked at here
+    last = _daemon_polled(services.cfg().poll_interval)
     seen = fleet.observe_all([s for s in listed if s.state in RUNNING and
-                              now - (s.activity_at or 0) > fresh_for],
+                              (last is None or s.created_at >= last - 1 or
+                               s.project not in services.cfg().projects)],
                              patience=LOOK_PATIENCE)
     silent = sorted({s.host for s in listed if seen.get(s.id) is Activity.UNREACHABLE})
     if silent:
@@ -57,16 +58,16 @@ def ls(
     typer.echo(_session_table(rows, queued, ctxs))
 
 
-def _fresh_for(poll_interval: float) -> float:
-    """How old an observation may be and still be read as it is: within the running
-    daemon's poll (and a little), 0 (look at every pane) when no daemon polls."""
+def _daemon_polled(poll_interval: float) -> float | None:
+    """When the running daemon last observed every live session (its hosts' that did not
+    answer are recorded `unreachable`), or None when no daemon polls."""
     from ..daemon import read_state
 
     state = read_state()
     last = (state or {}).get("last_poll")
     if not last or time.time() - float(last) > 2 * poll_interval + 5:
-        return 0.0
-    return poll_interval + 2.0
+        return None
+    return float(last)
 
 
 def _session_table(rows: list[Session], queued: dict[str, int],
