@@ -202,3 +202,41 @@ def test_a_killed_session_whose_branch_a_later_one_continues_is_cleaned(env: Env
     assert store.session(second).state is State.WORKING
     assert "ao/a-1" in git(env.repo, "branch", "--list", "ao/a-1")
     assert cleanup("-p", "shop", "--yes")["items"] == []  # nothing left to retry
+
+
+def test_delete_remote_prunes_branches_an_earlier_cleanup_left(env: Env) -> None:
+    """Remote ao/* branches were pruned only by the cleanup that ended their session with
+    --delete-remote; a later `--delete-remote` prunes those an earlier run left, under a
+    lease (a branch pushed to since its PR merged is kept, and says so)."""
+    a, b = spawned(env, "A-1"), spawned(env, "C-1")
+    for sid in (a, b):
+        ended(env, sid)
+    store = env.fleet().store
+    for sid in (a, b):
+        head = git(env.remote, "rev-parse", store.session(sid).branch or "")
+        store.update_session(sid, pr_head_sha=head)
+        store.set_state(sid, State.PR_OPEN)
+        store.set_state(sid, State.MERGED)
+    out = run_ao("session", "cleanup", "-p", "shop", "--yes")  # no --delete-remote
+    assert out.code == 0, out.err
+    heads = git(env.remote, "branch", "--format=%(refname:short)")
+    assert "ao/a-1" in heads and "ao/c-1" in heads
+    # someone pushes to C-1's branch after its PR merged: that work is not to be deleted
+    clone = env.repo.parent / "other-clone"
+    git(env.repo.parent, "clone", "-q", str(env.remote), str(clone))
+    git(clone, "checkout", "-q", "ao/c-1")
+    (clone / "later.txt").write_text("later\n")
+    git(clone, "add", "-A")
+    git(clone, "-c", "user.name=x", "-c", "user.email=x@example.invalid", "commit", "-qm", "later")
+    git(clone, "push", "-q", "origin", "ao/c-1")
+    dry = cleanup("-p", "shop", "--dry-run", "--delete-remote")
+    items = {i["name"]: i for i in dry["items"]}  # type: ignore[union-attr]
+    assert items["ao/a-1"]["kind"] == "remote-branch" and items["ao/a-1"]["kept"] == []
+    assert "after its PR merged" in items["ao/c-1"]["kept"][0]
+    assert "ao/a-1" in git(env.remote, "branch", "--format=%(refname:short)")  # dry: kept
+    out = run_ao("session", "cleanup", "-p", "shop", "--yes", "--delete-remote")
+    assert out.code == 0, out.err
+    assert "removed  remote branch ao/a-1" in out.out and "kept     remote branch ao/c-1" \
+        in out.out, out.out
+    heads = git(env.remote, "branch", "--format=%(refname:short)")
+    assert "ao/a-1" not in heads and "ao/c-1" in heads

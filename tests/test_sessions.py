@@ -298,6 +298,13 @@ def test_restore_relaunches_in_place(env: Env) -> None:
     s = fleet.restore(sid)
     assert s.state is State.WORKING
     retry_until(lambda: "demo›" in tmux.capture(fleet.srv, sid), message="the agent again")
+    # restarted, the agent is told to go on, its task included: it sat idle, told nothing
+    told = [m for m in Store().messages(sid) if m["source"] == "restore"]
+    assert len(told) == 1 and "ao restarted you" in told[0]["body"]
+    assert "The task, as first given" in told[0]["body"] and "A-1" in told[0]["body"]
+    Messenger(fleet).deliver_queued(sid)
+    retry_until(lambda: "ao restarted you" in tmux.capture(fleet.srv, sid),
+                message="the message typed in the restarted agent")
     with pytest.raises(BadInput, match="already running"):
         fleet.restore(sid)
 

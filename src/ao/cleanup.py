@@ -81,10 +81,13 @@ class Cleaner:
     def server_of(self, s: Session) -> Server:
         return self.host_server(s.host)
 
-    def plan(self, projects: list[ProjectConfig], older_than: float = 0.0) -> Report:
+    def plan(self, projects: list[ProjectConfig], older_than: float = 0.0,
+             delete_remote: bool = False) -> Report:
         report = Report()
         now = time.time()
         for p in projects:
+            if delete_remote:
+                report.items += self._merged_remote_branches(p)
             owned = set()
             for s in self.store.sessions(p.name):
                 owned.add(s.id)
@@ -187,6 +190,30 @@ class Cleaner:
             return "its agent died and stayed dead"
         return None
 
+    def _merged_remote_branches(self, p: ProjectConfig) -> list[Item]:
+        """`--delete-remote`: remote branches of sessions that ended with their PR merged,
+        whichever cleanup ended them (they were pruned only by the very run that ended the
+        session). One that moved since its PR merged is kept: its new commits are nobody's
+        merge."""
+        live = {s.branch for s in self.store.sessions(p.name) if s.branch and
+                s.state not in (State.MERGED, State.CLEANED, State.KILLED, State.FAILED)}
+        merged = {s.branch: s for s in self.store.sessions(p.name)
+                  if s.branch and (s.merged or s.pr_state == "merged") and s.branch not in live}
+        if not merged:
+            return []
+        out = []
+        for branch, sha in sorted(workspace.remote_head_shas(p.path, p.remote, "ao/").items()):
+            s = merged.get(branch)
+            if s is None or s.state not in (State.CLEANED, State.KILLED, State.FAILED):
+                continue  # not ours, or a live (or merged, not yet torn down) session's
+            item = Item("remote-branch", branch, p.name, f"{s.id}'s PR merged", branch=branch,
+                        session=s, blind=True)  # on the remote: nothing to save here
+            if s.pr_head_sha and sha != s.pr_head_sha:
+                item.keep.append(f"it moved to {sha[:10]} after its PR merged at "
+                                 f"{s.pr_head_sha[:10]}")
+            out.append(item)
+        return out
+
     def _orphan_worktrees(self, p: ProjectConfig, owned: set[str], d: Path,
                           host: str = hosts.LOCAL) -> list[Item]:
         """Worktrees in `d` (a project's folder of them, here or on a host inside
@@ -233,7 +260,11 @@ class Cleaner:
                  self.store)
             return
         p = self.cfg.projects.get(item.project)
-        if item.kind == "session" and item.session is not None and p is not None:
+        if item.kind == "remote-branch" and p is not None and item.session is not None:
+            if not item.keep and not workspace.delete_remote_branch(
+                    p.path, p.remote, item.name, item.session.pr_head_sha or item.name):
+                item.keep.append("the remote refused, or it moved meanwhile")
+        elif item.kind == "session" and item.session is not None and p is not None:
             s = item.session
             merged = s.state is State.MERGED or s.pr_state == "merged"
             out = teardown(self.server_of(s), self.store, p, s, force=force,

@@ -65,6 +65,14 @@ def branch_updated(default_branch: str, remote: str, branch: str) -> str:
             f"bring it in: git pull --no-rebase {remote} {branch}.")
 
 
+def restarted(branch: str, task: str) -> str:
+    """To an agent ao started again (`ao session restore`, or the daemon after it exited)."""
+    out = ("ao restarted you. Go on with your task from where your work stands in this "
+           "worktree (`git status` and `git log` show it); when it is done, commit and push "
+           f"{branch}.")
+    return out + (f"\n\nThe task, as first given:\n\n{task.strip()}\n" if task.strip() else "")
+
+
 def nudge(reason: str, template: str | None = None) -> str:
     return opening(template, f"ao here: you seem stuck ({reason}). Please continue with the "
                    "task; if you are blocked, say what you need. When done, commit and push "

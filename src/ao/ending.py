@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from . import (
     agents,
+    compose,
     hostwork,
     paths,
     tmux,
@@ -152,9 +153,22 @@ class Ending(Starting):
                              log=ctx.session_dir / "pane.log")
         if s.state is State.KILLED:
             self.store.set_state(sid, State.WORKING)
+        self._tell_restarted(s)
         emit(Event("session.restored", s.project, sid, s.task, {"command": command}),
              self.store)
         return self.store.session(sid)
+
+    def _tell_restarted(self, s: Session) -> None:
+        """A restarted agent is told to go on with its task, the task itself included (an
+        agent that resumes its conversation waits for input, one that cannot has lost it):
+        restored agents sat idle with nothing said. Delivered once it is ready, as any
+        message."""
+        from .messaging import Messenger
+
+        prompt_file = paths.session_dir(s.project, s.id) / "prompt.md"
+        task = prompt_file.read_text(encoding="utf-8") if prompt_file.exists() else ""
+        body = compose.restarted(s.branch or workspace.branch_name(s.task), task)
+        self.store.queue_message(s.id, Messenger(self).prepare(s, body), "restore")
 
     def _worktree_again(self, project: ProjectConfig, s: Session, profile: Profile,
                         ctx: LaunchContext) -> None:

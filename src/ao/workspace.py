@@ -247,11 +247,25 @@ def remote_branch_exists(repo: Path, remote: str, branch: str) -> bool:
 
 def remote_heads(repo: Path, remote: str, prefix: str) -> set[str]:
     """Branch names under `prefix` on the remote, in one round trip."""
+    return set(remote_head_shas(repo, remote, prefix))
+
+
+def remote_head_shas(repo: Path, remote: str, prefix: str) -> dict[str, str]:
+    """Branches under `prefix` on the remote and the commit each points at, in one round
+    trip."""
     if not has_remote(repo, remote):
-        return set()
+        return {}
     proc = git(repo, "ls-remote", "--heads", remote, f"refs/heads/{prefix}*", check=False)
-    return {line.split("refs/heads/", 1)[1] for line in proc.stdout.splitlines()
-            if "refs/heads/" in line}
+    return {line.split("refs/heads/", 1)[1]: line.split()[0] for line in
+            proc.stdout.splitlines() if "refs/heads/" in line}
+
+
+def delete_remote_branch(repo: Path, remote: str, branch: str, expected: str) -> bool:
+    """Delete the remote branch if it still points at `expected` (a lease: a push since
+    then keeps it); whether it went."""
+    proc = git(repo, "push", "-q", f"--force-with-lease=refs/heads/{branch}:{expected}",
+               remote, f":refs/heads/{branch}", check=False)
+    return proc.returncode == 0
 
 
 def fetch_retrying(repo: Path, *args: str, timeout: float = 120,

@@ -36,7 +36,7 @@ def cleanup(
     projects = list(cfg.projects.values()) if all_ else [cfg.project(project or "")]
     age = parse_duration(older_than, "--older-than") if older_than else 0.0
     cleaner = Cleaner(cfg, services.store(), services.fleet().srv, services.fleet().host_server)
-    report = cleaner.plan(projects, age)
+    report = cleaner.plan(projects, age, delete_remote=delete_remote)
     if not dry_run and not yes:
         _confirm(report)
     if not dry_run:
@@ -68,7 +68,7 @@ def _item(i: Item) -> dict[str, object]:
 
 
 _WHAT = {"session": "session", "orphan-worktree": "orphaned worktree",
-         "orphan-tmux": "orphaned tmux session"}
+         "orphan-tmux": "orphaned tmux session", "remote-branch": "remote branch"}
 
 
 def _print(report: Report, dry_run: bool, force: bool) -> None:
@@ -89,8 +89,8 @@ def _line(i: Item, verb: str, saving: bool = False) -> str:
         return (f"{verb:<8} {_WHAT[i.kind]} {name} ({i.why}), its work saved first: "
                 f"{'; '.join(i.keep)}")
     if i.keep:
-        return (f"kept     {_WHAT[i.kind]} {name}: {'; '.join(i.keep)} "
-                "(push it, or --force to save it first)")
+        how = "" if i.kind == "remote-branch" else " (push it, or --force to save it first)"
+        return f"kept     {_WHAT[i.kind]} {name}: {'; '.join(i.keep)}{how}"
     size = f", {human(i.bytes)}" if i.bytes else ""
     return f"{verb:<8} {_WHAT[i.kind]} {name} ({i.why}{size})"
 
