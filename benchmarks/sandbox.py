@@ -32,6 +32,33 @@ class Sandbox:
             "projects": {"bench": {"path": str(self.work), **project}}}))
 
 
+    def working_sessions(self, n: int, command: str) -> list[str]:
+        """n live sessions of a command agent running `command` in tmux, each with a pushed
+        branch one commit ahead of main (an agent's work): each is an open PR on the local
+        forge, so a tick does its forge read and per-session PR work (without branches the
+        tick skipped both: 7 ms where a real one costs about 23 ms of CPU at 200)."""
+        from ao import config, tmux
+        from ao.state import State
+        from ao.store import Store
+
+        store = Store()
+        srv = tmux.server(config.load().tmux_socket)
+        tree = git(self.work, "rev-parse", "HEAD^{tree}")
+        ahead = git(self.work, "commit-tree", tree, "-p", "HEAD", "-m", "work")
+        for i in range(n):
+            git(self.work, "branch", f"ao/t-{i}", ahead)
+        git(self.work, "push", "-q", "origin", *[f"ao/t-{i}" for i in range(n)])
+        sids = []
+        for i in range(n):
+            s = store.create_session("bench", "ben", f"T-{i}", agent="command",
+                                     state=State.SPAWNING)
+            store.update_session(s.id, branch=f"ao/t-{i}")
+            store.set_state(s.id, State.WORKING)
+            tmux.new_session(srv, s.id, self.work, command)
+            sids.append(s.id)
+        store.close()
+        return sids
+
     @contextmanager
     def daemon(self, *args: str) -> Iterator[subprocess.Popen[bytes]]:
         """A real `ao daemon run` for the length of the block, stopped as `ao stop` would."""

@@ -7,6 +7,10 @@ For N in 10, 50, 100, 200 (real `sleep` agents on ao's tmux server, recorded as 
 sessions of a command agent): the median wall time of `Daemon.tick` after a warm-up tick, and
 the processes it spawned. Prints the fitted growth law.
 
+At the largest N, with the daemon's ticks just made: `ao session ls` against `ao status`
+(target <= 1.5): a listing reads what the daemon saw (it ran a capture-pane a session, 0.95 s
+at 200, 4.4x the cost of importing the CLI).
+
 Run: python benchmarks/tick.py [--sizes 10,50,100,200] [--ticks 5]
 """
 
@@ -20,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from sandbox import git, sandbox
+from sandbox import sandbox
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
@@ -40,10 +44,12 @@ class Spawned:
         subprocess.Popen.__init__ = counting  # type: ignore[method-assign]
 
 
+LISTED: dict[str, float] = {}  # the largest N's `ao session ls` and `ao status`, median s
+
+
 def measure(n: int, ticks: int) -> tuple[float, float, float]:
     from ao import config, tmux
     from ao.daemon import Daemon
-    from ao.state import State
     from ao.store import Store
 
     with sandbox(f"ao-bench-tick-{n}-") as sb:
@@ -51,21 +57,7 @@ def measure(n: int, ticks: int) -> tuple[float, float, float]:
         cfg = config.load()
         store = Store()
         srv = tmux.server(cfg.tmux_socket)
-        # realistic sessions: each with a pushed branch, so each is an open PR on the local
-        # forge and the tick does its forge read and per-session PR work (without branches
-        # the tick skipped both: 7 ms where a real one costs about 23 ms of CPU at 200)
-        # one commit ahead of main (an agent's work), on every branch
-        tree = git(sb.work, "rev-parse", "HEAD^{tree}")
-        ahead = git(sb.work, "commit-tree", tree, "-p", "HEAD", "-m", "work")
-        for i in range(n):
-            git(sb.work, "branch", f"ao/t-{i}", ahead)
-        git(sb.work, "push", "-q", "origin", *[f"ao/t-{i}" for i in range(n)])
-        for i in range(n):
-            s = store.create_session("bench", "ben", f"T-{i}", agent="command",
-                                     state=State.SPAWNING)
-            store.update_session(s.id, branch=f"ao/t-{i}")
-            store.set_state(s.id, State.WORKING)
-            tmux.new_session(srv, s.id, sb.work, "sleep 100000")
+        sb.working_sessions(n, "sleep 100000")  # realistic: branches, open PRs
         d = Daemon(cfg, store, srv)
         time.sleep(1.5)  # output in the second of a capture counts as new: let it pass
         d.tick()  # warm-up: first captures, caches
@@ -77,6 +69,14 @@ def measure(n: int, ticks: int) -> tuple[float, float, float]:
             walls.append(time.perf_counter() - t0)
         procs = counter.n / ticks
         subprocess.Popen.__init__ = counter._orig  # type: ignore[method-assign]
+        for what in ("status", "session ls"):
+            samples = []
+            for _ in range(3):
+                d.tick()  # as a running daemon's last poll
+                t0 = time.perf_counter()
+                sb.ao(*what.split())
+                samples.append(time.perf_counter() - t0)
+            LISTED[what] = statistics.median(samples)
         # the floor: one `list-panes -a` and the one forge read of every branch
         from ao import forge as forgemod
 
@@ -113,6 +113,9 @@ def main() -> None:
     a, b = fit([float(r[0]) for r in rows], [r[1] * 1000 for r in rows])
     print(f"fitted: tick ≈ {a:.1f} + {b:.3f}·N ms")
     print(f"at {rows[-1][0]}: ratio {rows[-1][1] / rows[-1][3]:.2f} (target <= 3)")
+    print(f"at {rows[-1][0]}: `ao session ls` {LISTED['session ls']:.2f} s, `ao status` "
+          f"{LISTED['status']:.2f} s; ratio {LISTED['session ls'] / LISTED['status']:.2f} "
+          "(target <= 1.5)")
     n, wall, procs, floor = rows[-1]
     print(json.dumps({"benchmark": "tick", "metric": f"one tick over {n} idle sessions",
                       "unit": "s", "value": round(wall, 4), "baseline": round(floor, 4),

@@ -4,6 +4,10 @@ traceback, and nothing written (no state.db row, no tmux.conf, no worktree)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -163,3 +167,51 @@ def test_a_full_disk_never_kills_the_daemon(env: object, tmp_path: Path,
     finally:
         run_ao("stop")
         subprocess.run(["umount", "-l", str(small)], capture_output=True)
+
+
+def test_a_registered_repository_gone_bad_is_named_and_stop_still_stops(
+        env: object, tmp_path: Path) -> None:
+    """A registered repository whose config turned bad broke every command from anywhere with
+    a line that named neither the file nor the way out; `ao stop` stopped the daemon and still
+    answered that error (exit 2), leaving its dead pane. A dashboard asked on another port
+    than the running one's is refused, not answered "already running" with exit 0."""
+    from ao import tmux
+    from ao.daemon import read_state
+
+    repo = tmp_path / "gone-bad"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    r = run_ao("init", cwd=repo)
+    assert r.code == 0, r.err
+    try:
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            port = free.getsockname()[1]
+        r = run_ao("start", "--port", str(port))
+        assert r.code == 0, r.out + r.err
+        web = (read_state() or {}).get("web")
+        assert web and str(port) in web
+        r = run_ao("start", "--port", str(port + 1))
+        assert r.code == 2 and f"dashboard at {web}" in r.err, r.err
+        cfg_file = repo / "agent-orchestrator.yaml"
+        cfg_file.write_text(cfg_file.read_text() + "    max_concurrent: -3\n")
+        r = run_ao("status", cwd=tmp_path)
+        assert r.code == 2 and str(cfg_file.name) in r.err and "max_concurrent" in r.err
+        assert "ao init --forget" in r.err, r.err
+    finally:
+        r = run_ao("stop", cwd=tmp_path)
+    assert r.code == 0 and "daemon stopped" in r.out, r.out + r.err
+    assert read_state() is None
+    assert "ao-daemon" not in tmux.sessions(tmux.server(os.environ["AO_TMUX_SOCKET"]))
+
+
+def test_the_demo_without_tmux_says_so_at_once(isolated_home: Path, tmp_path: Path) -> None:
+    """Without tmux, `ao demo` went on "starting" for 4 minutes before saying why."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("git", "python3"):
+        found = shutil.which(tool)
+        assert found
+        (bin_dir / tool).symlink_to(found)
+    r = run_ao("demo", env={"PATH": str(bin_dir)}, timeout=30)
+    assert r.code != 0 and "tmux is not installed" in r.err, r.out + r.err
+    assert "starting" not in r.out

@@ -280,3 +280,38 @@ def test_at_80_columns_the_table_is_whole_and_escape_clears_the_filter(
 
     text = asyncio.run(go())
     assert "#4 passing" in text and "approve" in text, text  # PR and review columns show
+
+
+def test_a_changed_row_is_drawn_again_and_only_it(tmp_path: Path) -> None:
+    """A change within a zone redraws its row on screen (the row's own render caches are
+    dropped, not every row's: one changed cell drew every visible row again); the rows
+    around it are drawn from their caches, as they were."""
+    store = Store()
+    ids = seed(store)
+
+    async def go() -> None:
+        app = make_app(config.load(), store, None, refresh_every=3600)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause()
+            table = app.query_one(SessionTable)
+            lines = {y: table.render_line(y).text for y in range(1, table.row_count + 1)}
+            row = next(i for i in range(table.row_count) if str(table.get_row_at(i)[2]) ==
+                       "W-1")
+            computed: list[int] = []
+            compute = table._compute_row_renderables
+
+            def counting(index: int) -> object:
+                computed.append(index)
+                return compute(index)
+
+            table._compute_row_renderables = counting  # type: ignore[method-assign]
+            store.update_session(ids["W-1"], activity="idle")
+            app.poll()
+            await pilot.pause()
+            after = {y: table.render_line(y).text for y in range(1, table.row_count + 1)}
+            changed = [y for y in lines if lines[y] != after[y]]
+            assert changed == [row + 1], (changed, row)  # the header is line 0
+            assert "idle" in after[row + 1] and "active" in lines[row + 1]
+            assert set(computed) == {row}, computed  # the others: from their caches
+
+    asyncio.run(go())

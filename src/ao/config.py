@@ -8,10 +8,11 @@ rejected with the file, the dotted key and the nearest valid key.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -317,11 +318,11 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
     data = m.data
     check_keys(data, _TOP_KEYS, "", m)
     tmux = checked(data.get("tmux"), "tmux", _TMUX_KEYS, m)
-    projects = {
-        str(name): _project(str(name), mapping(raw, f"projects.{name}", m), m,
-                            bases.get(str(name), Path.cwd()))
-        for name, raw in mapping(data.get("projects"), "projects", m).items()
-    }
+    projects: dict[str, ProjectConfig] = {}
+    for name, raw in mapping(data.get("projects"), "projects", m).items():
+        n = str(name)
+        projects[n] = _in_file(files, bases.get(n), functools.partial(
+            _project, n, mapping(raw, f"projects.{n}", m), m, bases.get(n, Path.cwd())))
     _check_projects(projects, m)
     notify = checked(data.get("notify"), "notify", _NOTIFY_KEYS, m)
     cleanup = checked(data.get("cleanup"), "cleanup", _CLEANUP_KEYS, m)
@@ -353,6 +354,23 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
         origins=dict(m.origins),
         files=tuple(files),
     )
+
+
+def _in_file(files: list[Path], base: Path | None,
+             make: Callable[[], ProjectConfig]) -> ProjectConfig:
+    """A project made from its file, a mistake in it named with that file and the way out:
+    one bad value in a registered repository's config broke every command, from anywhere,
+    with no word of where it was."""
+    try:
+        return make()
+    except ConfigError as e:
+        f = next((x for x in reversed(files) if base is not None and x.parent == base), None)
+        if f is None or f.parent == paths.ao_home():
+            raise
+        out = f"{e.hint + '; ' if e.hint else ''}fix it there"
+        if f.parent in registered_repos():  # read from anywhere: the way to stop that too
+            out += f", or `ao init --forget` in {paths.display(f.parent)} to stop reading it"
+        raise ConfigError(f"{paths.display(f)}: {e.message}", out) from None
 
 
 def _sources(cwd: Path | None, env: Mapping[str, str]) -> tuple[Merged, list[Path],

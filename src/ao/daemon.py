@@ -104,7 +104,8 @@ class Daemon(Ticking):
     def _write_state(self) -> None:
         state = {"pid": os.getpid(), "started_at": self.started_at,
                  "last_poll": self.clock() if self.polls else None, "polls": self.polls,
-                 "poll_interval": self.cfg.poll_interval, "web": self.web_url}
+                 "poll_interval": self.cfg.poll_interval, "web": self.web_url,
+                 "tmux_socket": self.cfg.tmux_socket}
         paths.write_atomic(paths.ao_home() / "daemon.pid", json.dumps(state))
 
     def run(self) -> None:
@@ -139,6 +140,7 @@ class Daemon(Ticking):
         finally:
             if observer is not None:
                 observer.stop()
+            self.deliveries.close()  # the deliveries under way end first: none cut short
             self.release()
 
     def _store_fault(self, e: BaseException | None) -> None:
@@ -243,7 +245,7 @@ class Daemon(Ticking):
             emit(Event("config.invalid", data={"error": str(e), "kept": "the last good config"}),
                  self.store)
             return False
-        self.cfg = self.fleet.cfg = self.notifier.cfg = cfg
+        self.cfg = self.fleet.cfg = self.notifier.cfg = self.deliveries.cfg = cfg
         self.forges.clear()
         agents.reload()
         emit(Event("config.reloaded", data={"projects": sorted(cfg.projects)}), self.store)

@@ -186,6 +186,7 @@ def forget(store: Store, srv: Any) -> None:
 def run(root: Path, keep: bool = False, timeout: float = 240.0,
         out: Callable[[str], None] = print) -> dict[str, Any]:
     started = time.monotonic()
+    tmux.require_tmux()  # said at once: each start failing on it kept the demo going 4 minutes
     out(f"ao demo: a small project in {paths.display(root)}, five tasks, the demo agent, "
         "the local forge")
     work = make_project(root)

@@ -8,7 +8,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +32,7 @@ from . import pickup as pickupmod
 from . import plan as planmod
 from .actions import Actions
 from .config import Config, ProjectConfig
+from .deliveries import Deliveries
 from .errors import AoError, BadInput, ExternalError, NothingToReview
 from .events import Event, emit
 from .fleet import Fleet
@@ -53,7 +53,6 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
 
 LOCK_NAME = "daemon.lock"
 log = logging.getLogger(__name__)
-DELIVERY_WORKERS = 8  # sessions whose held messages are delivered side by side
 PUSH_GRACE = 30.0  # seconds idle before an agent's commits are expected on the remote
 PUSH_FOR_AGENT_GRACE = 5.0  # ... before ao pushes them for an agent that cannot
 MIN_TICK_GAP = 0.25  # seconds: the shortest time between two ticks, however often woken
@@ -69,6 +68,7 @@ class Ticking:
         self.store = store
         self.fleet = Fleet(cfg, store, srv)
         self.messenger = Messenger(self.fleet)
+        self.deliveries = Deliveries(cfg, store, self.fleet.srv)
         self.stepwork = StepWork(self.fleet)
         self.notifier = Notifier(cfg, store)
         self.step_results = StepResults(self.fleet, self.stepwork, self.notifier,
@@ -196,31 +196,8 @@ class Ticking:
         self.cleanup_merged(project)
 
     def deliver_all(self, sids: list[str]) -> None:
-        """Held messages delivered, several sessions side by side (one at a time, 150
-        reminders took a 42 s tick during which nothing else was observed or merged); each
-        worker with its own store connection, each session's messages in order."""
-        if len(sids) <= 1:
-            for sid in sids:
-                self.messenger.deliver_queued(sid)
-            return
-        local = threading.local()
-        stores: list[Store] = []
-
-        def one(sid: str) -> None:
-            if not hasattr(local, "messenger"):
-                fleet = Fleet(self.cfg, Store(self.store.path), self.fleet.srv)
-                stores.append(fleet.store)
-                local.messenger = Messenger(fleet)
-            try:
-                local.messenger.deliver_queued(sid)
-            except AoError as e:  # one session's trouble is its own: the others go on
-                log.warning("%s: delivery failed: %s", sid, e)
-
-        with ThreadPoolExecutor(max_workers=min(DELIVERY_WORKERS, len(sids)),
-                                thread_name_prefix="ao-deliver") as pool:
-            list(pool.map(one, sids))
-        for store in stores:
-            store.close()
+        """Held messages handed to the deliveries beside the tick (deliveries.py)."""
+        self.deliveries.hand(sids)
 
     def _react(self, project: ProjectConfig, forge: Forge, sessions: list[Session],
                tracked: list[Session], prs: dict[str, PullRequest | None],

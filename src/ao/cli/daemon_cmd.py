@@ -118,7 +118,13 @@ def start(foreground: bool = typer.Option(False, "--foreground",
         if port and not state.get("web"):
             raise BadInput(f"the daemon is already running (pid {state['pid']}) without a "
                            "dashboard", f"`ao stop`, then `ao start --port {port}`")
-        typer.echo(f"the daemon is already running (pid {state['pid']})")
+        web = state.get("web")
+        if port and web and not str(web).rstrip("/").endswith(f":{port}"):
+            raise BadInput(f"the daemon is already running (pid {state['pid']}) with its "
+                           f"dashboard at {web}", f"open that, or `ao stop`, then `ao start "
+                           f"--port {port}`")
+        typer.echo(f"the daemon is already running (pid {state['pid']})" +
+                   (f"; dashboard at {web}" if web else ""))
         return
     # a bad config (this repository's too) is refused before anything is written: registered
     # first, it broke every later command from any directory
@@ -207,7 +213,9 @@ def stop() -> None:
     if read_state():
         raise ExternalError(f"the daemon (pid {state['pid']}) did not stop within 30s",
                             f"kill {state['pid']}")
-    srv = tmux.server(services.cfg().tmux_socket)
+    # the socket the daemon ran on, as it said: a config broken since must not make a stop
+    # that happened report an error (and leave the daemon's dead pane)
+    srv = tmux.server(str(state.get("tmux_socket") or _socket()))
     # its pane, left by remain-on-exit: the daemon removes its state a moment before it ends
     deadline = time.monotonic() + 5
     p = tmux.pane(srv, DAEMON_SESSION)
@@ -217,6 +225,13 @@ def stop() -> None:
     if p is not None and p.dead:
         tmux.kill_session(srv, DAEMON_SESSION)
     typer.echo("daemon stopped; agent sessions keep running")
+
+
+def _socket() -> str:
+    try:
+        return services.cfg().tmux_socket
+    except AoError:
+        return os.environ.get("AO_TMUX_SOCKET") or "ao"
 
 
 def _set_paused(project: str, paused: bool) -> None:
