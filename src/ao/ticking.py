@@ -205,11 +205,13 @@ class Ticking:
         """Decide and act for each session whose PR the forge answered for (no merge while
         main is red)."""
         policy = Policy.for_project(project)
+        # as this tick's observations left them: one read, not one a session
+        now = {x.id: x for x in self.store.sessions(project.name, states=set(LIVE))}
         # a limited session with no PR yet still needs its "continue" at the reset
         for s in sessions:
             if s.branch not in prs and s.limited_until:
-                self.handle(project, forge, policy, self.store.session(s.id), None, paused,
-                            red)
+                self.handle(project, forge, policy, now.get(s.id) or self.store.session(s.id),
+                            None, paused, red)
         for s in tracked:
             if s.branch not in prs:
                 continue  # the forge could not see it this time: decide nothing
@@ -218,7 +220,8 @@ class Ticking:
                     pr.created_at < s.created_at:
                 pr = None  # a PR that ended before this session began is an earlier session's
             try:
-                self.handle(project, forge, policy, self.store.session(s.id), pr, paused, red)
+                self.handle(project, forge, policy, now.get(s.id) or self.store.session(s.id),
+                            pr, paused, red)
             except AoError as e:
                 emit(Event("reaction.error", project.name, s.id, s.task,
                            {"error": str(e)}), self.store)
@@ -300,18 +303,22 @@ class Ticking:
         if pr is not None and pr.state == "open" and not paused and \
                 task_steps != steps.DEFAULT:
             self.step_results.collect(project, forge, policy, s, pr)
+            s = self.store.session(s.id)  # as the step results left it
         hist = self.history(s.id)  # read once, after the step results were recorded
         if pr is not None:
             passed = hist.passed(pr.head_sha)
             verdict = merge_gate(pr, policy.gate, expected_sha=pr.head_sha,
                                  required=steps.gates(task_steps), passed=passed)
-            self.store.update_session(
-                s.id, pr_number=pr.number, pr_url=pr.url, pr_state=pr.state,
+            facts: dict[str, object] = dict(
+                pr_number=pr.number, pr_url=pr.url, pr_state=pr.state,
                 pr_head_sha=pr.head_sha, pr_checks=pr.checks.overall,
                 pr_review=approval(pr).value, pr_mergeable=pr.mergeable,
                 pr_gate=verdict.reason, pr_gate_ok=int(verdict.ok), pr_draft=int(pr.draft),
-                pr_merge_state=pr.merge_state, pr_seen_at=self.clock(),
+                pr_merge_state=pr.merge_state,
                 step=steps.holding(task_steps, pr.state, verdict.ok, verdict.waiting_for))
+            changed = {k: v for k, v in facts.items() if getattr(s, k) != v}
+            if changed:  # written when they change, not at every tick (200 writes a tick)
+                s = self.store.update_session(s.id, **changed, pr_seen_at=self.clock())
         if paused:
             policy = replace(policy, auto=frozenset(), auto_merge=False, run_steps=False)
         obs = replace(self.observation(s, pr), steps=task_steps)
@@ -322,7 +329,7 @@ class Ticking:
         actions = decide(obs, hist, policy)
         if red:
             actions = [a for a in actions if a.kind is not ActionKind.MERGE]
-        self.say_why(project, s.id, paused)
+        self.say_why(project, s, paused)
         if not actions:
             return
         with paths.try_locked(paths.session_lock(s.id)) as free:
@@ -473,11 +480,11 @@ class Ticking:
         if why != s.unpushed:
             self.store.update_session(s.id, unpushed=why)
 
-    def say_why(self, project: ProjectConfig, sid: str, paused: bool) -> None:
+    def say_why(self, project: ProjectConfig, s: Session, paused: bool) -> None:
         """A new reason the session waits is an event (`ao logs` tells it), once per reason
         and head; one that needs a person (a review, a permission, an idle agent, a PR
         ready for a human's merge) is also a notification."""
-        s = self.store.session(sid)
+        sid = s.id
         ctx = waiting.Context(forge=project.forge, auto_merge=project.auto_merge,
                               paused=paused, merge_states=project.merge_states)
         w = waiting.why(s, ctx, self.clock())
