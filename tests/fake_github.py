@@ -514,7 +514,19 @@ class FakeGitHub:
                 return 200, [c for t in repo.threads.get(pr["number"], [])
                              for c in t["comments"]["nodes"]], {}
             return 200, self._pr_json(repo, pr), {}
-        m = re.match(r"^/commits/([0-9a-f]{7,40})(/check-runs|/status)?$", rest)
+        m = re.match(r"^/compare/([0-9a-f]{7,40})\.\.\.([0-9a-f]{7,40})$", rest)
+        if m:  # the commits reachable from head and not from base, oldest first, parents
+            out = _git(repo.bare, "rev-list", "--reverse", "--parents",
+                       f"{m.group(1)}..{m.group(2)}", check=False).stdout.split("\n")
+            commits = [{"sha": line.split()[0], "parents": [{"sha": p} for p in
+                                                            line.split()[1:]]}
+                       for line in out if line.strip()]
+            return 200, {"status": "ahead", "ahead_by": len(commits),
+                         "total_commits": len(commits), "commits": commits[-250:]}, {}
+        m = re.match(r"^/commits/([0-9a-f]{7,40})(/check-runs|/status|/pulls)?$", rest)
+        if m and m.group(2) == "/pulls":  # the PRs a commit belongs to (a merge's PR too)
+            return 200, [self._pr_json(repo, p) | {"merged_at": "2026-01-01T00:00:00Z"}
+                         for p in repo.pulls.values() if p.get("merge_sha") == m.group(1)], {}
         if m:
             sha = m.group(1)
             path = f"/repos/{repo.full}/commits/{sha}{m.group(2)}"

@@ -535,3 +535,40 @@ def test_standing_change_requests_are_read_once_per_head_and_review(
     assert fake.counts["graphql AoThreads"] == 2, dict(fake.counts)
     told = [m["body"] for m in store.messages(s.id)]
     assert any("rename it" in b for b in told) and any("and add a test" in b for b in told)
+
+
+def test_main_turned_red_on_github_is_seen_its_merge_named_and_merges_wait(
+        f: GitHubForge, gh: GH, env: Env, clone: Path) -> None:
+    """GitHub runs the checks of every push to main itself: ao reads them after its merges.
+    Two PRs each green alone, red together: main's red head is seen, the merge that turned it
+    red is named from GitHub's own verdicts on main's merges (no run started), a person told,
+    and merges wait; a green head lets them go on."""
+    from ao import mainwatch
+
+    fake, repo = gh
+    store = Store()
+    project = config.load().project("shop")
+    base = repo.head_sha("main") or ""
+    fake.add_check_run(repo, base, "ci", "success")
+    assert mainwatch.watch(store, project, f) is None  # green: nothing waits
+    shas = {}
+    for name in ("a", "b"):
+        sha = push_branch(clone, f"ao/{name}-1", {f"{name}.txt": name})
+        f.create_pr(f"ao/{name}-1", f"[{name.upper()}-1] {name}", "")
+        fake.add_check_run(repo, sha, "ci", "success")
+        pr = f.poll([f"ao/{name}-1"]).prs[f"ao/{name}-1"]
+        assert pr is not None
+        shas[name] = f.merge(pr, pr.head_sha)
+        git(clone, "checkout", "-q", "main")
+        git(clone, "pull", "-q", "origin", "main")
+    fake.add_check_run(repo, shas["a"], "ci", "success")  # A alone: green
+    fake.add_check_run(repo, shas["b"], "ci", "failure")  # with B: red
+    reason = mainwatch.watch(store, project, f)
+    assert reason is not None and "main is red" in reason
+    assert "turned red by PR #2 (ao/b-1)" in reason, reason
+    kinds = [e["type"] for e in store.events_after(0, project="shop")]
+    assert "main.red" in kinds and "main.culprit" in kinds
+    fix = push_branch(clone, "main", {"b.txt": "fixed"})
+    fake.add_check_run(repo, fix, "ci", "success")
+    assert mainwatch.watch(store, project, f) is None
+    assert "main.green" in [e["type"] for e in store.events_after(0, project="shop")]

@@ -58,7 +58,8 @@ def watch(store: Store, project: ProjectConfig, forge: object,
     """One look at main, at each tick: CI started on a new head, a turn to red or back to
     green recorded (an event each; a person told of red and of its culprit), the bisection
     moved on by one step. Returns why merges and starts wait, or None."""
-    if not project.ci_command or not supports(forge):
+    # the local forge watches main with the project's `ci:` command; GitHub with its checks
+    if not supports(forge) or (project.forge == "local" and not project.ci_command):
         return None
     f: WatchedForge = forge  # type: ignore[assignment]
     head = f.main_head()
@@ -103,6 +104,8 @@ def _red(store: Store, project: ProjectConfig, f: WatchedForge, w: dict[str, Any
     # a run that errored (a timeout, a crash) counts as red: the bisection never waits on it
     verdicts = {m: redmain.FAILING if v == "error" else v for m in merges
                 if (v := f.main_ci(m, start=False)) != "none"}
+    if not getattr(f, "runs_ci_on_demand", True):  # GitHub: only what its checks ran on
+        merges = [m for m in merges if m in verdicts or m == head]
     verdicts[head] = redmain.FAILING
     step = redmain.bisect(merges, verdicts)
     if step.run is not None:

@@ -22,10 +22,10 @@ from .base import (
     PullRequest,
     ReviewComment,
 )
-from .github_checks import GitHubChecks
 from .github_client import login_of
 from .github_client import token_from_env as token_from_env
 from .github_issues import push_plan as push_plan
+from .github_main import GitHubMain
 
 POLL_QUERY = """query AoPoll($owner: String!, $name: String!, {params}) {{
   rateLimit {{ remaining resetAt }}
@@ -69,7 +69,7 @@ THREADS_QUERY = """query AoThreads($owner: String!, $name: String!, $number: Int
 }"""
 
 
-class GitHubForge(GitHubChecks):
+class GitHubForge(GitHubMain):
     name = "github"
 
     # ---- calling GitHub -------------------------------------------------------------------

@@ -1,0 +1,68 @@
+"""Main's own checks on GitHub, for keeping main green (mainwatch.py): its head, the verdict of
+GitHub's checks on a commit of it, its merges since a commit, and the PR each merge came from.
+The fourth layer of `GitHubForge`.
+
+GitHub runs a repository's checks on every push to main itself, so every merge has its own
+verdict and ao never starts a run (a commit GitHub did not check is left out of the search for
+the merge that turned main red, not waited for).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from ..redmain import FAILING, PASSING
+from .base import Check, CheckSummary
+from .github_checks import GitHubChecks
+
+COMPARE_LIMIT = 250  # commits GitHub's compare lists at most
+
+
+class GitHubMain(GitHubChecks):
+    runs_ci_on_demand = False  # GitHub's checks run on its pushes, not when ao asks
+
+    def main_head(self) -> str | None:
+        branch = self._get("main's head", f"/branches/{quote(self.project.default_branch)}")
+        return ((branch.get("commit") or {}).get("sha")) or None
+
+    def main_ci(self, sha: str, start: bool = True) -> str:
+        """The verdict of GitHub's checks on a commit of main: passing | failing | pending,
+        or none (nothing ran on it). `start` is ignored: GitHub runs them on its own."""
+        runs = self._pages("check runs", f"/commits/{sha}/check-runs", "check_runs")
+        statuses = self._pages("statuses", f"/commits/{sha}/status", "statuses")
+        overall = CheckSummary.of([_run(r) for r in runs] + [
+            Check(str(x.get("context")), str(x.get("state") or "pending"))
+            for x in statuses]).overall
+        return {"passing": PASSING, "failing": FAILING, "pending": "pending"}.get(overall,
+                                                                              "none")
+
+    def first_parents(self, since: str, head: str) -> list[str]:
+        """Main's first-parent commits after `since` up to `head`, oldest first (its merges),
+        from GitHub's compare of the two."""
+        data = self._get("main's merges", f"/compare/{since}...{head}")
+        parents: dict[str, str | None] = {}
+        for c in data.get("commits") or []:
+            ps = [p.get("sha") for p in c.get("parents") or []]
+            parents[str(c.get("sha"))] = ps[0] if ps else None
+        out: list[str] = []
+        at: str | None = head
+        while at is not None and at != since and at in parents and len(out) < COMPARE_LIMIT:
+            out.append(at)
+            at = parents[at]
+        return list(reversed(out)) or [head]
+
+    def pr_of_merge(self, sha: str) -> tuple[int, str] | None:
+        """The merged PR whose merge made commit `sha` of main (`GET /commits/{sha}/pulls`)."""
+        pulls: list[dict[str, Any]] = self._get("the PR of a merge", f"/commits/{sha}/pulls")
+        for p in pulls if isinstance(pulls, list) else []:
+            if p.get("merge_commit_sha") == sha or p.get("merged_at"):
+                return int(p["number"]), str((p.get("head") or {}).get("ref") or "")
+        return None
+
+
+def _run(r: dict[str, Any]) -> Check:
+    """A REST check run: its conclusion once completed, else pending."""
+    done = r.get("status") == "completed"
+    return Check(str(r.get("name")), str(r.get("conclusion") or "pending") if done
+                 else "pending")
