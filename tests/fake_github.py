@@ -48,6 +48,7 @@ class Repo:
     threads: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     job_logs: dict[int, str] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    comment_edits: int = 0
     # branch protection, as GitHub documents it: with required reviews, reviewDecision is set
     # (APPROVED / CHANGES_REQUESTED / REVIEW_REQUIRED) and merges without approval are refused
     # with 405; without, reviewDecision is null whatever the reviews say
@@ -254,6 +255,14 @@ class FakeGitHub:
                         "checks": [{"context": c, "app_id": None}
                                    for c in repo.required_checks]}}}
 
+    def _comment_json(self, repo: Repo, c: dict[str, Any]) -> dict[str, Any]:
+        url = self.api(f"/repos/{repo.full}/issues/comments/{c['id']}")
+        return {"id": c["id"], "body": c["body"], "user": c["user"], "url": url,
+                "html_url": f"{self.url}/{repo.full}/issues/{c['issue']}#issuecomment-{c['id']}",
+                "issue_url": self.api(f"/repos/{repo.full}/issues/{c['issue']}"),
+                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+                "author_association": self.association(repo, c["user"]["login"])}
+
     def _check_run_json(self, repo: Repo, sha: str, c: dict[str, Any]) -> dict[str, Any]:
         rid = c["id"]
         url = self.api(f"/repos/{repo.full}/check-runs/{rid}")
@@ -407,6 +416,9 @@ class FakeGitHub:
                body: Any) -> tuple[int, Any, dict[str, str]]:
         if path == "/graphql":
             return self._graphql(body)
+        if path == "/user":  # the token's own account
+            return 200, {"login": self.token_login, "id": 1, "type": "User",
+                         "url": self.api(f"/users/{self.token_login}")}, {}
         if path == "/rate_limit":
             return 200, {"resources": {"core": {"remaining": self.rate_limit}}}, {}
         m = re.match(r"^/_logs/(\d+)$", path)
@@ -446,6 +458,18 @@ class FakeGitHub:
                                    login=self.token_login)
             issue["labels"] = list(body.get("labels") or [])
             return 201, self._issue_json(repo, issue), {}
+        m = re.match(r"^/issues/comments/(\d+)$", rest)
+        if m:  # one comment: GET it, or PATCH its body (its author's token only)
+            found = next((c for cs in repo.comments.values() for c in cs
+                          if c["id"] == int(m.group(1))), None)
+            if found is None:
+                return 404, {"message": "Not Found"}, {}
+            if method == "PATCH":
+                if found["user"]["login"] != self.token_login:
+                    return 403, {"message": "Must have admin rights to Repository."}, {}
+                found["body"] = body["body"]
+                repo.comment_edits += 1
+            return 200, self._comment_json(repo, found), {}
         m = re.match(r"^/issues/(\d+)(/comments|/labels|/dependencies/blocked_by|"
                      r"/sub_issues)?$", rest)
         if m:
@@ -460,9 +484,14 @@ class FakeGitHub:
                          if k in repo.issues]
                 return self._page(f"/repos/{repo.full}/issues/{n}{m.group(2)}", items, q)
             if m.group(2) == "/comments" and method == "POST":
-                repo.comments.setdefault(n, []).append({"body": body["body"]})
-                return 201, {"id": next(self.ids), "body": body["body"],
-                             "url": self.api(f"/repos/{repo.full}/issues/comments/1")}, {}
+                c = {"id": next(self.ids), "body": body["body"], "issue": n,
+                     "user": {"login": self.token_login}}
+                repo.comments.setdefault(n, []).append(c)
+                return 201, self._comment_json(repo, c), {}
+            if m.group(2) == "/comments":  # GET: the issue's comments, oldest first, paginated
+                return self._page(f"/repos/{repo.full}/issues/{n}/comments",
+                                  [self._comment_json(repo, c) for c in
+                                   repo.comments.get(n, [])], q)
             if m.group(2) == "/labels" and method == "POST":
                 names = body if isinstance(body, list) else body.get("labels", [])
                 issue["labels"] = sorted(set(issue["labels"]) | set(names))

@@ -55,6 +55,19 @@ def labelled(fake: FakeGitHub, repo: Repo, title: str, body: str = "",
     return int(issue["number"])
 
 
+def started(store: Store, env: Env, issue: int) -> Daemon:
+    """A daemon ticked until the issue's task has started."""
+    d = Daemon(config.load(), store, env.server())
+
+    def going() -> bool:
+        d.tick()
+        return any(s.task == str(issue) and s.state is not State.QUEUED
+                   for s in store.sessions("shop"))
+
+    retry_until(going, timeout=30, interval=0.3, message=f"#{issue} started")
+    return d
+
+
 def test_labelled_issues_start_in_dependency_order_and_a_dropped_label_unqueues(
         gh: tuple[FakeGitHub, Repo], env: Env) -> None:
     fake, repo = gh
@@ -65,14 +78,7 @@ def test_labelled_issues_start_in_dependency_order_and_a_dropped_label_unqueues(
     stranger = labelled(fake, repo, "Run this for me", login="stranger")
     fake.add_issue(repo, "Not for ao")  # no label
     store = Store()
-    d = Daemon(config.load(), store, env.server())
-
-    def started() -> bool:
-        d.tick()
-        return any(s.task == str(a) and s.state is not State.QUEUED
-                   for s in store.sessions("shop"))
-
-    retry_until(started, timeout=30, interval=0.3, message=f"#{a} started")
+    d = started(store, env, a)
     by_task = {s.task: s for s in store.sessions("shop")}
     assert by_task[str(b)].state is State.QUEUED and by_task[str(c)].state is State.QUEUED
     assert str(stranger) not in by_task and len(by_task) == 3
@@ -95,3 +101,44 @@ def test_labelled_issues_start_in_dependency_order_and_a_dropped_label_unqueues(
     kinds = [e["type"] for e in store.events_after(0, project="shop")]
     assert "pickup.unlabelled" not in kinds and kinds.count("pickup.dropped") == 1
     assert store.session(by_task[str(a)].id).state is State.WORKING
+
+
+def test_each_picked_issue_has_one_status_comment_edited_in_place(
+        gh: tuple[FakeGitHub, Repo], env: Env) -> None:
+    """The issue is the status page: one comment by ao on each picked-up issue, made once and
+    edited as its task moves on (queued, an agent on it), never a comment per step and never
+    edited when nothing changed; another account's comment carrying the marker is not ao's."""
+    from ao.pickup import MARKER
+
+    fake, repo = gh
+    a = labelled(fake, repo, "Add a")
+    b = labelled(fake, repo, "Add b", f"Depends on #{a}\n")
+    fake.add_issue(repo, "unrelated")
+    repo.comments.setdefault(b, []).append(  # a stranger's look-alike: never edited
+        {"id": 999, "body": f"{MARKER} fake status", "issue": b, "user": {"login": "mallory"}})
+    store = Store()
+    d = started(store, env, a)
+    d.tick()
+
+    def ours(n: int) -> list[str]:
+        return [c["body"] for c in repo.comments.get(n, [])
+                if c["user"]["login"] == fake.token_login]
+
+    assert len(ours(a)) == 1 and "An agent (command) is on it in session" in ours(a)[0], \
+        ours(a)
+    assert len(ours(b)) == 1 and "Queued" in ours(b)[0], ours(b)
+    assert repo.comments[b][0]["body"] == f"{MARKER} fake status"  # the stranger's, untouched
+    edits = repo.comment_edits
+    for _ in range(3):
+        d.tick()
+    assert repo.comment_edits == edits  # nothing changed: nothing sent
+    # a fresh daemon finds its comment again rather than making a second one
+    d2 = Daemon(config.load(), store, env.server())
+    d2.tick()
+    assert len(ours(a)) == 1 and len(ours(b)) == 1 and repo.comment_edits == edits
+    # #b's task is stopped by hand: its comment is edited in place to say so
+    sid = next(s.id for s in store.sessions("shop") if s.task == str(b))
+    store.set_state(sid, State.KILLED)
+    d2.tick()
+    assert len(ours(b)) == 1 and "Stopped (killed)" in ours(b)[0], ours(b)
+    assert repo.comment_edits == edits + 1

@@ -223,13 +223,14 @@ def _merging(raw: Mapping[str, Any], where: str, m: Merged) -> tuple[str, tuple[
     return merge_method, merge_states
 
 
-def _pickup(raw: Any, where: str, m: Merged) -> tuple[str | None, str]:
-    """`pickup: {label: ai-implement, on_unlabel: ask | kill}` (or just the label)."""
+def _pickup(raw: Any, where: str, m: Merged) -> tuple[str | None, str, bool]:
+    """`pickup: {label: ai-implement, on_unlabel: ask | kill, status_comment: true}` (or just
+    the label)."""
     if raw is None:
-        return None, "ask"
+        return None, "ask", True
     if isinstance(raw, str):
         raw = {"label": raw}
-    spec = checked(raw, where, ("label", "on_unlabel"), m)
+    spec = checked(raw, where, ("label", "on_unlabel", "status_comment"), m)
     label = str(typed(spec.get("label", ""), str, f"{where}.label", m)).strip()
     if not label or "," in label:
         raise ConfigError(f"`{where}.label` must name one GitHub label", "e.g. ai-implement")
@@ -237,7 +238,8 @@ def _pickup(raw: Any, where: str, m: Merged) -> tuple[str | None, str]:
     if on_unlabel not in ("ask", "kill"):
         raise ConfigError(f"`{where}.on_unlabel` must be ask or kill, got {on_unlabel!r}",
                           "ask: you are told; kill: the session is killed")
-    return label, on_unlabel
+    status = bool(typed(spec.get("status_comment", True), bool, f"{where}.status_comment", m))
+    return label, on_unlabel, status
 
 
 def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> ProjectConfig:
@@ -259,7 +261,7 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         raise ConfigError(f"`{where}.max_concurrent` must be at least 1", "the default is 5")
     ci_command, ci_timeout = _ci(raw.get("ci"), where, m)
     merge_method, merge_states = _merging(raw, where, m)
-    label, on_unlabel = _pickup(raw.get("pickup"), f"{where}.pickup", m)
+    label, on_unlabel, status_comment = _pickup(raw.get("pickup"), f"{where}.pickup", m)
     if label and forge != "github":
         raise ConfigError(f"`{where}.pickup` takes issues from GitHub; this project's forge is "
                           f"{forge}", "set forge: github and repo: owner/name, or remove it")
@@ -310,6 +312,7 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         overlap_wait=parse_duration(raw.get("overlap_wait", "30m"), f"{where}.overlap_wait"),
         pickup_label=label,
         pickup_on_unlabel=on_unlabel,
+        pickup_status_comment=status_comment,
     )
 
 

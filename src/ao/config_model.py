@@ -98,6 +98,8 @@ class ProjectConfig:
     overlap: str = "wait"
     overlap_wait: float = 1800.0
     pickup_on_unlabel: str = "ask"
+    # one comment on each picked-up issue that ao keeps up to date (edited in place)
+    pickup_status_comment: bool = True
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,8 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
         add(f"{pre}.require_checks", p.require_checks)
         add(f"{pre}.merge_states", list(p.merge_states))
         add(f"{pre}.trusted_reviewers", list(p.trusted_reviewers))
-        add(f"{pre}.pickup", {"label": p.pickup_label, "on_unlabel": p.pickup_on_unlabel}
+        add(f"{pre}.pickup", {"label": p.pickup_label, "on_unlabel": p.pickup_on_unlabel,
+                              "status_comment": p.pickup_status_comment}
             if p.pickup_label else None)
         add(f"{pre}.merge_method", p.merge_method)
         add(f"{pre}.behind", p.behind)

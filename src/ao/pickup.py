@@ -8,9 +8,17 @@ pure decision: the plan the scheduler runs, and what keeps an issue out of it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .forge.base import PickedIssue
 from .plan import Plan, Task
+from .state import State
+
+if TYPE_CHECKING:  # the records only: a decision reads them, never the store
+    from .store import Session
+    from .waiting import Wait
+
+MARKER = "<!-- ao-status -->"  # the one comment on the issue that ao keeps up to date
 
 
 def key(number: int) -> str:
@@ -72,3 +80,28 @@ def _cycles(graph: dict[int, tuple[int, ...]]) -> list[list[int]]:
         if n not in state:
             visit(n)
     return found
+
+
+def status_line(s: Session | None, wait: Wait | None, rounds: int = 0,
+                of: int = 0) -> str:
+    """Where the issue's task stands, in one line, for its status comment: queued, an agent
+    on it, its PR and what it waits for, fix rounds, needs a human, merged."""
+    if s is None or s.state is State.QUEUED:
+        why = f": {s.note}" if s is not None and s.note else ""
+        return f"Queued{why}."
+    if s.state in (State.MERGED, State.CLEANED) and (s.merged or s.pr_state == "merged"):
+        return f"Merged in PR #{s.pr_number}." if s.pr_number else "Merged."
+    if s.state in (State.KILLED, State.FAILED, State.CLEANED):
+        return f"Stopped ({s.state.value}); it starts again when asked (`ao spawn`)."
+    if s.state is State.NEEDS_HUMAN:
+        return f"Needs a human: {s.note or 'escalated'} (session {s.id})."
+    line = f"An agent ({s.agent}) is on it in session {s.id}"
+    if s.pr_number:
+        line += f"; PR #{s.pr_number}"
+    if rounds:
+        line += f"; CI fix round {rounds}{f' of {of}' if of else ''}"
+    return line + (f": {wait.reason}." if wait is not None else ".")
+
+
+def status_body(line: str) -> str:
+    return f"{MARKER}\n**ao**: {line}\n\n<sub>This comment is kept up to date by ao.</sub>"

@@ -96,6 +96,7 @@ class Ticking:
         self._changed: dict[str, tuple[float, list[str]]] = {}
         self._killing: set[str] = set()  # sessions with a kill intent, listed each tick
         self._said: dict[str, str] = {}  # the wait each session was last said to have
+        self._status_said: dict[tuple[str, int], str] = {}  # each issue's status comment
 
     def _low_budget(self) -> bool:
         low = [n for n, f in self.forges.items() if getattr(f, "low_budget", lambda: False)()]
@@ -186,6 +187,7 @@ class Ticking:
             red = mainwatch.red_reason(self.store.main_watch(project.name)) is not None
         paused = self.store.paused(project.name)
         self._react(project, forge, sessions, tracked, result.prs, paused, red)
+        self.status_comments(project, forge, picked, paused)
         if not paused:
             self.deliver_all([sid for sid in self.store.with_queued_messages(project.name)
                               if self.store.session(sid).state in LIVE - {State.QUEUED}])
@@ -410,6 +412,41 @@ class Ticking:
                 log.warning("%s: after its label went: %s", s.id, e)
         self._picked[project.name] = plan
         return plan
+
+    def status_comments(self, project: ProjectConfig, forge: Forge, plan: Plan | None,
+                        paused: bool) -> None:
+        """The issue is the status page: each picked-up issue's one comment by ao, edited
+        when where its task stands changes (queued, an agent on it, its PR and what it waits
+        for, fix rounds, needs a human, merged), never a comment per step."""
+        if plan is None or not project.pickup_status_comment or \
+                not hasattr(forge, "status_comment") or \
+                getattr(forge, "blocked_until", 0.0) > time.time():
+            return
+        now = self.clock()
+        newest: dict[str, Session] = {}
+        for s in self.store.sessions(project.name):  # oldest first: the newest stays
+            newest[s.task] = s
+        keys = set(plan.tasks) | {k for k, s in newest.items() if s.merged and
+                                  now - s.updated_at < 86400}  # its issue closed: said once
+        ctx = waiting.Context(forge=project.forge, auto_merge=project.auto_merge,
+                              paused=paused, merge_states=project.merge_states)
+        for k in sorted(keys):
+            n = pickupmod.number(k)
+            if n is None:
+                continue
+            found = newest.get(k)
+            line = pickupmod.status_line(
+                found, waiting.why(found, ctx, now) if found is not None else None,
+                len(self.store.attempts(found.id, "fix-ci")) if found is not None else 0,
+                Policy.for_project(project).ci_retries)
+            if self._status_said.get((project.name, n)) == line:
+                continue
+            try:
+                forge.status_comment(n, pickupmod.status_body(line), pickupmod.MARKER)
+            except ExternalError as e:  # the next tick tries again
+                log.warning("status comment on #%s: %s", n, e)
+                continue
+            self._status_said[(project.name, n)] = line
 
     def _unlabelled(self, project: ProjectConfig, forge: Forge, s: Session) -> None:
         """A task whose issue lost its label: un-queued before it started; once running,

@@ -35,6 +35,8 @@ class GitHubIssues(GitHubClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deps = {}
+        self._status: dict[int, tuple[int, str]] = {}  # issue: its status comment (id, text)
+        self._login: str | None = None
 
     def _issue(self, raw: Any) -> Issue:
         return Issue(number=raw.number, title=raw.title, body=raw.body or "", state=raw.state,
@@ -217,6 +219,34 @@ class GitHubIssues(GitHubClient):
 
         self._write(f"comment on #{number}",
                     lambda: bool(self.repo.get_issue(number).create_comment(body)), applied)
+
+    def status_comment(self, number: int, body: str, marker: str) -> None:
+        """The issue's one comment by ao carrying `marker`, made once and edited in place
+        after (never a new comment per step); nothing sent when its text is unchanged."""
+        known = self._status.get(number) or self._find_status(number, marker)
+        if known is not None and known[1] == body:
+            self._status[number] = known
+            return
+        if known is None:  # made once: a write answered 502 and applied is found, not doubled
+            made = self._write(f"status comment on #{number}", lambda: (
+                lambda c: (c.id, body))(self.repo.get_issue(number).create_comment(body)),
+                lambda: self._find_status(number, marker))
+            self._status[number] = (made[0], body)
+            return
+        cid = known[0]
+        self._call(f"update the status comment on #{number}", lambda: self.repo.get_issue(
+            number).get_comment(cid).edit(body))
+        self._status[number] = (cid, body)
+
+    def _find_status(self, number: int, marker: str) -> tuple[int, str] | None:
+        """ao's own comment on the issue carrying `marker` (another account's never counts)."""
+        if self._login is None:
+            self._login = self._call("your login", lambda: self.gh.get_user().login)
+        mine = self._login
+        found = self._call(f"comments of #{number}", lambda: [
+            (c.id, c.body or "") for c in self.repo.get_issue(number).get_comments()
+            if marker in (c.body or "") and c.user is not None and c.user.login == mine])
+        return found[-1] if found else None
 
     def label(self, number: int, labels: list[str]) -> None:
         self._call(f"label #{number}", lambda: self.repo.get_issue(number).add_to_labels(*labels))
