@@ -315,3 +315,40 @@ def test_a_changed_row_is_drawn_again_and_only_it(tmp_path: Path) -> None:
             assert set(computed) == {row}, computed  # the others: from their caches
 
     asyncio.run(go())
+
+
+def test_the_approval_gate_is_passed_from_the_board(
+        env: Env) -> None:
+    """`A` on a session waiting at its approval gate asks, then passes the gate for the PR's
+    head as `ao approve` does (the gate zone had no key for it)."""
+    import json
+
+    from ao.forge.local import LocalForge
+
+    from .test_cleanup import ended
+    from .test_sessions import spawned
+
+    sid = spawned(env)
+    ended(env, sid)  # its branch pushed
+    fleet = env.fleet()
+    s = fleet.store.session(sid)
+    forge = LocalForge(config.load().project("shop"), fleet.store)
+    pr = forge.create_pr(s.branch or "", "[A-1] a", "")
+    fleet.store.put_task("shop", s.task, s.title, steps=json.dumps(["implement", "approve"]))
+    fleet.store.update_session(sid, step="approve", pr_number=pr.number, pr_state="open",
+                               pr_head_sha=pr.head_sha)
+
+    async def go() -> None:
+        app = make_app(config.load(), fleet.store, fleet, refresh_every=0.1)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.press("A")
+            await pilot.pause()
+            await pilot.press("y")
+            for _ in range(60):
+                await pilot.pause(0.05)
+                if fleet.store.attempts(sid, "gate"):
+                    break
+
+    asyncio.run(go())
+    gates = fleet.store.attempts(sid, "gate")
+    assert [g["fingerprint"] for g in gates] == [f"gate:approve:{pr.head_sha}"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ao import config
+from ao import config, tmux
 from ao.state import State
 from ao.store import Store
 from ao.web import WebServer
@@ -40,6 +40,7 @@ def test_the_board_in_chromium_takes_keys(env: Env, tmp_path: Path) -> None:
     s = store.create_session("shop", "sho", "A-1", state=State.SPAWNING,
                              title="<img src=x onerror=alert(1)> [/bold] \x1b]52;c;aGk=\x07x")
     store.set_state(s.id, State.WORKING)
+    tmux.new_session(env.server(), s.id, env.repo, "cat")  # a live terminal to attach to
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
@@ -64,6 +65,13 @@ def test_the_board_in_chromium_takes_keys(env: Env, tmp_path: Path) -> None:
                     return bool(json.loads(r.read())[0]["paused"])
 
             retry_until(paused, timeout=20, interval=0.3, message="the key's effect")
+            # attach: a browser has no terminal to hand over (it ended the board with a
+            # traceback); the board says how, and still takes keys after
+            page.keyboard.press("a")
+            page.wait_for_timeout(1000)
+            page.keyboard.press("p")  # resume: the board is alive
+            retry_until(lambda: not paused(), timeout=20, interval=0.3,
+                        message="a key after attach")
             page.screenshot(path=str(tmp_path / "board.png"))
             browser.close()
     finally:

@@ -23,7 +23,7 @@ from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 from .. import attention, tmux, views
 from .. import plan as planmod
 from ..config import Config
-from ..errors import AoError
+from ..errors import AoError, BadInput
 from ..fleet import Fleet
 from ..messaging import Messenger
 from ..state import Activity
@@ -91,6 +91,7 @@ class BoardApp(App[None]):
         Binding("k", "kill", "Kill", id="kill"),
         Binding("r", "restore", "Restore", id="restore"),
         Binding("m", "merge", "Merge", id="merge"),
+        Binding("A", "approve", "Approve", id="approve", show=False),
         Binding("p", "pause", "Pause", id="pause"),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("tab", "switch", "View", id="switch", priority=True),
@@ -355,6 +356,11 @@ class BoardApp(App[None]):
 
     def action_attach(self) -> None:
         s = self._need()
+        if s is not None and self.is_web:  # a browser has no terminal to hand over: it
+            # ended the whole board with a traceback ("Session ended")
+            self.notify(f"attach from a terminal: `ao session attach {s.id}` (or `s` sends "
+                        "it a message from here)", severity="warning")
+            return
         if s is None or self.fleet is None:
             return
         if not tmux.has_session(self.fleet.server(s), s.id):
@@ -416,6 +422,23 @@ class BoardApp(App[None]):
         if self.fleet is not None:
             self.act("merge", s.id)
 
+    def action_approve(self) -> None:
+        """A task's approval gate passed for its PR's head as the board shows it (the gate
+        zone had no key for it: `ao approve` only)."""
+        s = self._need()
+        if s is None or self.fleet is None:
+            return
+        if s.step != "approve":
+            self.notify(f"{s.id} is not waiting at an approval gate", severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.act("approve", s.id)
+
+        self.push_screen(ConfirmScreen(f"Approve PR #{s.pr_number} of {s.id} ({s.task}) at "
+                                       f"{(s.pr_head_sha or '')[:10]} for merge?"), confirmed)
+
     @work(thread=True, group="act")
     def act(self, what: str, sid: str) -> None:
         """Kill, restore or merge off the UI thread, on a store connection of its own."""
@@ -430,6 +453,18 @@ class BoardApp(App[None]):
             elif what == "restore":
                 fleet.restore(sid)
                 note = f"{sid} restored"
+            elif what == "approve":
+                import getpass
+
+                from .. import forge as forgemod
+                from ..step_results import approve_gate
+
+                s = fleet.store.session(sid)
+                pr = forgemod.for_project(self.cfg.project(s.project), fleet.store).find_pr(
+                    s.branch or "") if s.branch else None
+                if pr is None:
+                    raise BadInput(f"{sid} has no pull request yet", "nothing to approve")
+                note = approve_gate(fleet, s, pr, getpass.getuser())
             else:
                 from ..merging import merge_now
 
