@@ -349,7 +349,7 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
         cleanup_grace=parse_duration(cleanup.get("grace", 300), "cleanup.grace"),
         nightly_at=None if nightly is None else str(nightly),
         notify=NotifyConfig(
-            desktop=bool(typed(notify.get("desktop", False), bool, "notify.desktop", m)),
+            desktop=bool(typed(notify.get("desktop", True), bool, "notify.desktop", m)),
             webhook=optional(notify, "webhook", str, "notify", m),
             command=optional(notify, "command", str, "notify", m)),
         projects=projects,

@@ -104,7 +104,7 @@ class ProjectConfig:
 
 @dataclass(frozen=True)
 class NotifyConfig:
-    desktop: bool = False
+    desktop: bool = True  # where a desktop can show them (notify.reaches)
     webhook: str | None = None
     command: str | None = None
 

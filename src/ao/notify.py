@@ -22,6 +22,22 @@ HOOK_EVENTS = ("ci-failed", "escalated", "merged", "wave-started", "all-complete
                "post-create", "merge-ready", "needs-input")
 
 
+def desktop_here() -> bool:
+    """Whether a desktop notification can be shown from here: `notify-send`, and a graphical
+    session (an X or Wayland display, or a session bus) to show it on."""
+    return shutil.which("notify-send") is not None and any(
+        os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS"))
+
+
+def reaches(cfg: Config) -> list[str]:
+    """The channels a notification goes out on, as configured here: none means an
+    escalation at night reaches no one (`ao start` says so)."""
+    n = cfg.notify
+    return [name for name, on in (("desktop", n.desktop and desktop_here()),
+                                  ("webhook", bool(n.webhook)), ("command", bool(n.command)))
+            if on]
+
+
 class Notifier:
     def __init__(self, cfg: Config, store: Store | None = None) -> None:
         self.cfg = cfg
@@ -30,7 +46,7 @@ class Notifier:
     def notify(self, event: Event, title: str, text: str) -> None:
         """Tell a human: every configured channel, then the event's hooks."""
         n = self.cfg.notify
-        if n.desktop and shutil.which("notify-send"):
+        if n.desktop and desktop_here():
             self._run(["notify-send", "--app-name=ao", title, text], event, "desktop")
         if n.webhook:
             self._webhook(n.webhook, f"*{title}*\n{text}", event)

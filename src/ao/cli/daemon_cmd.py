@@ -162,6 +162,11 @@ def start(foreground: bool = typer.Option(False, "--foreground",
             where = f"; the board on {state['web']}" if state.get("web") else ""
             typer.echo(f"daemon started (pid {state['pid']}){where}; `ao daemon attach` to "
                        "watch it")
+            from ..notify import reaches
+
+            if not reaches(services.cfg()):  # an escalation at night would reach no one
+                note("notifications reach no one here (no desktop to show them): set "
+                     "notify.webhook or notify.command (docs/configuration.md)")
             return
         pane = tmux.pane(srv, DAEMON_SESSION)
         if pane is None or pane.dead:
