@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -34,3 +35,15 @@ def test_demo_runs_the_whole_loop() -> None:
     # the board's and ls's view of the same run
     ls = run_ao("session", "ls", "--all", "-p", "demo")
     assert ls.code == 0 and ls.out.count("cleaned") == 5
+    # the run seen whole: each task's line on one clock, CI failures, the critical path
+    rep = run_ao("report", "-p", "demo", env={"COLUMNS": "100"})
+    assert rep.code == 0, rep.err
+    assert "5 of 5 tasks merged" in rep.out, rep.out
+    lines = {ln.split()[0].lstrip(">"): ln for ln in rep.out.splitlines()
+             if re.match(r"^[> ][A-Z]+-\d ", ln)}
+    assert set(lines) == {"CORE-1", "CORE-2", "DOCS-1", "CLI-1", "REL-1"}, rep.out
+    assert all("*" in ln for ln in lines.values()) and "x" in lines["CORE-2"].split("|")[1]
+    assert lines["REL-1"].startswith(">") and "-> REL-1" in rep.out  # it merges last
+    data = json.loads(run_ao("report", "-p", "demo", "--json").out)
+    assert data["merged"] == 5 and data["critical_path"][-1] == "REL-1"
+    assert run_ao("report", "-p", "nope").code == 2

@@ -27,6 +27,7 @@ from . import (
     logs_cmd,
     plan_cmd,
     pr_cmd,
+    report_cmd,
     send_cmd,
     session_cmd,
     spawn_cmd,
@@ -85,6 +86,7 @@ app.command("demo", help=demo_cmd.demo.__doc__)(demo_cmd.demo)
 app.add_typer(cleanup_cmd.cron_app, name="cron")
 app.command("board", help=board_cmd.board.__doc__)(board_cmd.board)
 app.command("usage", help=usage_cmd.usage.__doc__)(usage_cmd.usage)
+app.command("report", help=report_cmd.report.__doc__)(report_cmd.report)
 app.command("hook", help=logs_cmd.hook.__doc__, hidden=True)(logs_cmd.hook)
 
 
