@@ -4,6 +4,7 @@ a task while a running session writes its files."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ao import config, overlap
 from ao.daemon import Daemon
@@ -50,3 +51,23 @@ def test_the_daemon_holds_a_task_whose_files_a_running_session_writes(env: Env) 
     assert run_ao("session", "kill", by_task["B-1"].id).code == 0
     d.tick()
     assert [s.state for s in store.sessions("shop", task="C-1")][-1] is State.WORKING
+
+
+def test_plan_show_names_predicted_overlaps_and_the_makespan_with_holds(tmp_path: Path) -> None:
+    """`ao plan show` lists the tasks that may run together and share files, and the
+    simulated makespan when one waits for the other (overlap: wait) beside without."""
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "tasks:\n"
+        "  FE-1: {title: login, estimate: 3d, files: [src/web/app.tsx, 'src/web/login/*']}\n"
+        "  FE-2: {title: settings, estimate: 3d, files: [src/web/app.tsx]}\n"
+        "  BE-1: {title: api, estimate: 2d, files: ['src/api/**']}\n"
+        "  BE-2: {title: docs, estimate: 1d, deps: [BE-1], files: [src/api/docs.md]}\n")
+    r = run_ao("plan", "show", str(f))
+    assert r.code == 0, r.err
+    assert "FE-1 and FE-2 share src/web/app.tsx" in r.out, r.out
+    assert "BE-1 and BE-2" not in r.out  # one waits for the other: never together
+    data = json.loads(run_ao("plan", "show", str(f), "--json").out)
+    assert data["overlaps"] == [{"tasks": ["FE-1", "FE-2"], "shares": "src/web/app.tsx"}]
+    assert data["makespan"]["dependency_driven"] == 3.0
+    assert data["makespan"]["with_overlap_holds"] == 6.0  # one of the two waits

@@ -63,3 +63,29 @@ def test_import_command_writes_a_plan_that_checks(tmp_path: Path) -> None:
     assert run_ao("plan", "check", str(out)).code == 0
     again = run_ao("plan", "import", str(doc), "-o", str(out))
     assert again.code == 2 and "already exists" in again.err
+
+
+def test_files_from_the_document_feed_the_overlap_rule(tmp_path: Path) -> None:
+    """Where each task will write, from the document: a `Files:` line under the task, or a
+    files column in its table row; the imported plan carries them, and `ao plan show` names
+    the tasks that share them."""
+    doc = tmp_path / "plan.md"
+    doc.write_text(
+        "```mermaid\ngraph TD\n  FE-001 --> FE-003\n  BE-001\n  FE-002\n```\n\n"
+        "| Key | Title | Estimate | Files |\n|---|---|---|---|\n"
+        "| FE-001 | Login page | 2d | `src/web/app.tsx`, `src/web/login/*` |\n"
+        "| BE-001 | API | 3d | src/api/** |\n\n"
+        "### FE-002 Settings page\n\nSome text.\n\n**Files:** `src/web/app.tsx`\n\n"
+        "### FE-003 Profile\n\n- Files: src/web/profile.tsx\n")
+    out = tmp_path / "plan.yaml"
+    r = run_ao("plan", "import", str(doc), "-o", str(out))
+    assert r.code == 0, r.err
+    from ao.plan import load
+
+    p = load(out)
+    assert p.tasks["FE-001"].files == ("src/web/app.tsx", "src/web/login/*")
+    assert p.tasks["BE-001"].files == ("src/api/**",)
+    assert p.tasks["FE-002"].files == ("src/web/app.tsx",)
+    assert p.tasks["FE-003"].files == ("src/web/profile.tsx",)
+    shown = run_ao("plan", "show", str(out))
+    assert "FE-001 and FE-002 share src/web/app.tsx" in shown.out, shown.out

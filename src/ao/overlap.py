@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatch
 
 
-def _meets(globs: Sequence[str], files: Iterable[str]) -> str | None:
+def meets(globs: Sequence[str], files: Iterable[str]) -> str | None:
     """The first file (or glob) of `files` that `globs` covers, or that covers a glob."""
     for f in files:
         for g in globs:
@@ -38,7 +38,7 @@ def hold(start: Sequence[str], files: Mapping[str, Sequence[str]],
             going[key] = ("starting now", list(globs))
             continue
         for other, (sid, theirs) in going.items():
-            shared = _meets(globs, theirs)
+            shared = meets(globs, theirs)
             if shared is not None:
                 held[key] = f"shares {shared} with {other} ({sid})"
                 break

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import overlap
 from .errors import PlanError
 
 if TYPE_CHECKING:
@@ -171,9 +172,43 @@ def total_work(plan: Plan) -> float:
     return sum(t.days for t in plan.tasks.values())
 
 
-def simulate(plan: Plan, max_concurrent: int) -> float:
-    """Makespan when each task starts as soon as its own deps are done, critical-path-first."""
-    return _simulate(plan, list(plan.tasks), max_concurrent)
+def simulate(plan: Plan, max_concurrent: int, apart: bool = False) -> float:
+    """Makespan when each task starts as soon as its own deps are done, critical-path-first;
+    with `apart`, a task off the critical path is held while a running one shares its
+    `files:` (overlap.py's rule, `overlap: wait`)."""
+    return _simulate(plan, list(plan.tasks), max_concurrent, apart)
+
+
+def overlaps(plan: Plan) -> list[tuple[str, str, str]]:
+    """Pairs of tasks that may run at once (neither waits for the other) and share files:
+    (first, second, the path or glob they share)."""
+    before = _ancestors(plan)
+    keys = [k for k in plan.tasks if plan.tasks[k].files]
+    out = []
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            if a in before[b] or b in before[a]:
+                continue  # one waits for the other: they never run together
+            shared = overlap.meets(plan.tasks[a].files, plan.tasks[b].files)
+            if shared is not None:
+                out.append((a, b, shared))
+    return out
+
+
+def _ancestors(plan: Plan) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+
+    def of(k: str) -> set[str]:
+        if k not in out:
+            out[k] = set()
+            for d in plan.tasks[k].deps:
+                if d in plan.tasks:
+                    out[k] |= {d} | of(d)
+        return out[k]
+
+    for k in plan.tasks:
+        of(k)
+    return out
 
 
 def simulate_waves(plan: Plan, max_concurrent: int) -> float | None:
@@ -188,7 +223,7 @@ def simulate_waves(plan: Plan, max_concurrent: int) -> float | None:
                for w in plan.waves)
 
 
-def _simulate(plan: Plan, keys: list[str], max_concurrent: int) -> float:
+def _simulate(plan: Plan, keys: list[str], max_concurrent: int, apart: bool = False) -> float:
     """List scheduling of `keys`; dependencies outside `keys` count as already done."""
     if max_concurrent < 1:
         raise PlanError("max concurrent must be at least 1", "e.g. --max-concurrent 5")
@@ -199,10 +234,20 @@ def _simulate(plan: Plan, keys: list[str], max_concurrent: int) -> float:
     heapq.heapify(ready)
     running: list[tuple[float, int, str]] = []
     now = 0.0
+    crit = set(critical_path(plan)[0]) if apart else set()
     while ready or running:
+        held = []
         while ready and len(running) < max_concurrent:
-            _, _, k = heapq.heappop(ready)
+            item = heapq.heappop(ready)
+            k = item[2]
+            files = plan.tasks[k].files
+            if apart and files and k not in crit and any(
+                    overlap.meets(files, plan.tasks[r].files) for _, _, r in running):
+                held.append(item)  # waits for the task writing its files
+                continue
             heapq.heappush(running, (now + plan.tasks[k].days, pos[k], k))
+        for item in held:
+            heapq.heappush(ready, item)
         now, _, done = heapq.heappop(running)
         for d in _released(dependents[done], waiting):
             heapq.heappush(ready, (-tail[d], pos[d], d))
@@ -259,8 +304,10 @@ def summary(plan: Plan, max_concurrent: int) -> dict[str, Any]:
         "layers": layers(plan),
         "critical_path": {"tasks": path, "length": length},
         "total_work": total_work(plan),
+        "overlaps": [{"tasks": [a, b], "shares": f} for a, b, f in overlaps(plan)],
         "makespan": {
             "dependency_driven": simulate(plan, max_concurrent),
+            "with_overlap_holds": simulate(plan, max_concurrent, apart=True),
             "waves_as_barriers": simulate_waves(plan, max_concurrent),
             "max_concurrent": max_concurrent,
         },

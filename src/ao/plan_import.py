@@ -6,7 +6,10 @@ What it reads, all optional but the graph:
 - a markdown table with a key column and a title column (and an estimate column), or lines with
   bracketed keys, `[AUTH-001] Implement JWT ...`, for titles and estimates;
 - `ao batch-spawn PROJECT KEY...` command lines, which become the plan's explicit waves (checked
-  against the graph like any waves) and give the default project.
+  against the graph like any waves) and give the default project;
+- where each task will write, for the overlap rule (overlap.py): a `Files:` line under a task
+  (after a heading or line naming its key), or a `files` column in its table row; paths or
+  globs, comma-separated, backticks allowed.
 """
 
 from __future__ import annotations
@@ -59,6 +62,39 @@ def _table_rows(text: str) -> dict[str, tuple[str, str | None]]:
     return rows
 
 
+_FILES_LINE = re.compile(r"^\s*(?:[-*]\s*)?(?:\*\*|__)?files(?:\*\*|__)?\s*:\s*(?:\*\*)?\s*(.+)$",
+                         re.IGNORECASE)
+
+
+def _paths(cell: str) -> tuple[str, ...]:
+    return tuple(p for p in (x.strip().strip("`").strip() for x in re.split(r"[,;]", cell))
+                 if p and p not in ("-", "—"))
+
+
+def _files(text: str) -> dict[str, tuple[str, ...]]:
+    """key -> the paths a `Files:` line under it (or its table row's files column) names."""
+    out: dict[str, tuple[str, ...]] = {}
+    current: str | None = None
+    column: int | None = None
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.strip().startswith("|") and any(c.lower() == "files" for c in cells):
+            column = [c.lower() for c in cells].index("files")  # a table's header row
+            continue
+        if line.strip().startswith("|") and column is not None and len(cells) > column \
+                and re.fullmatch(KEY, cells[0]) and _paths(cells[column]):
+            out[cells[0]] = _paths(cells[column])
+            continue
+        m = _FILES_LINE.match(line)
+        if m and current is not None:
+            out[current] = (*out.get(current, ()), *_paths(m.group(1)))
+            continue
+        named = re.search(rf"^\s*(?:#+\s*|[-*]\s*)?\[?({KEY})\b", line)
+        if named:
+            current = named.group(1)
+    return out
+
+
 def import_markdown(text: str, source: str = "document") -> Plan:
     blocks = _mermaid_blocks(text)
     if not blocks:
@@ -72,11 +108,13 @@ def import_markdown(text: str, source: str = "document") -> Plan:
                 if a not in deps[b]:
                     deps[b].append(a)
     table = _table_rows(text)
+    files = _files(text)
     keys = list(dict.fromkeys([*table, *deps]))
     tasks = {}
     for key in keys:
         title, estimate = table.get(key, (labels.get(key, key), None))
-        tasks[key] = Task(key=key, title=title, deps=tuple(deps.get(key, ())), estimate=estimate)
+        tasks[key] = Task(key=key, title=title, deps=tuple(deps.get(key, ())), estimate=estimate,
+                          files=files.get(key, ()))
     waves: list[tuple[str, ...]] = []
     project = None
     for m in _BATCH.finditer(text):

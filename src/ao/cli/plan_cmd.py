@@ -100,6 +100,13 @@ def show(
     if m["waves_as_barriers"] is not None:
         typer.echo(f"  versus {days(m['waves_as_barriers'])} running the plan's "
                    f"{len(p.waves or ())} explicit waves as barriers")
+    if s["overlaps"]:
+        typer.echo(f"predicted overlaps ({len(s['overlaps'])}; from the tasks' `files:`):")
+        for o in s["overlaps"]:
+            typer.echo(f"  {o['tasks'][0]} and {o['tasks'][1]} share {o['shares']}")
+        typer.echo(f"  makespan holding a task while another writes its files (overlap: "
+                   f"wait): {days(m['with_overlap_holds'])}, against "
+                   f"{days(m['dependency_driven'])} without")
     if s["wave_problems"]:
         note(f"note: the plan's waves contradict its graph in {len(s['wave_problems'])} places; "
              f"`ao plan check {file}` lists them")
