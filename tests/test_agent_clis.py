@@ -22,7 +22,7 @@ from ao.state import Activity
 
 from .fake_models import FakeModels, Reply, serve
 from .fleet_helpers import Env, leave_own_paste
-from .helpers import git, retry_until
+from .helpers import git, retry_until, run_ao
 
 pytestmark = [pytest.mark.timeout(240)]
 
@@ -351,3 +351,40 @@ def test_ao_pushes_for_an_agent_that_cannot(cli: Cli, env: Env, fake: FakeModels
 def events_all(sid: str) -> list[dict[str, object]]:
     log = paths.session_dir("shop", sid) / "events.log"
     return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_codex_usage_is_read_from_its_rollout(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Codex records a session's running token totals in its rollout file; ao finds the file
+    by the session's worktree and reads it on at each poll: `ao usage` shows what the
+    session spent (12 input and 7 output tokens a reply, from the fake's usage)."""
+    import os
+
+    from ao import config
+    from ao.daemon import Daemon
+    from ao.store import Store
+
+    cli = CLIS[0]
+    if shutil.which(cli.binary) is None:
+        pytest.skip(f"`{cli.binary}` is not installed; `.ci/run` installs {cli.package}")
+    with serve() as f:
+        _configure(cli, f.url, Path(os.environ["HOME"]), monkeypatch)
+        env.write_config(agent={"name": "codex"})
+        f.script = [Reply(text="done")]
+        sid = env.spawn()
+        retry_until(lambda: count(f, "A-1: First task"), timeout=30, message="the first turn")
+        wait_activity(env, sid, Activity.IDLE, timeout=30)
+        store = Store()
+        d = Daemon(config.load(), store, env.server())
+
+        def counted() -> bool:
+            d.tick()
+            rows = store.agent_usage(sid)
+            return bool(rows) and int(rows[0]["output_tokens"]) >= 7
+
+        retry_until(counted, timeout=30, interval=0.5, message="codex's usage read")
+        row = store.agent_usage(sid)[0]
+        assert row["model"] == "gpt-5" and int(row["input_tokens"]) >= 12, row
+        assert "rollout-" in str(row["transcript"]) and float(row["cost_usd"]) > 0
+        r = run_ao("usage", "--json")
+        assert any(x["session"] == sid and x["agent"] == "codex" for x in
+                   json.loads(r.out)["sessions"]), r.out

@@ -4,13 +4,18 @@ the `transcript_path` its hooks report, read from where the last read stopped (n
 again) at each poll. Tokens by kind and the estimated cost, priced with the one price table
 (prices.py); a model not in it is priced as the default and marked estimated.
 
-Codex's, Gemini CLI's and Aider's own usage records are not read yet.
+Codex's rollout file (`$CODEX_HOME/sessions/YYYY/MM/DD/rollout-*.jsonl`: a `session_meta`
+line with the `cwd` it runs in, `turn_context` lines with the model, `event_msg` lines of
+type `token_count` with the session's running totals) is found by the session's worktree and
+read on the same way. Gemini CLI's and Aider's own usage records are not read yet.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .prices import DEFAULT_MODEL, PRICES, cost
@@ -79,3 +84,80 @@ def read(store: Store, s: Session, row: dict[str, Any] | None = None) -> bool:
     store.set_agent_usage(s.id, read_to=offset + end, last_message=last, model=model,
                           cost_usd=round(spent, 6), estimated=estimated, **totals)
     return True
+
+
+_CWD_OF: dict[str, str | None] = {}  # a rollout file's session cwd, read once a file
+
+
+def find_codex_rollout(store: Store, s: Session, codex_home: Path) -> str | None:
+    """The Codex rollout file of the session: under its CODEX_HOME, begun since the session
+    was, whose `session_meta` names the session's worktree as its cwd; noted on the session
+    (read from then on) when found."""
+    if not s.worktree:
+        return None
+    want = os.path.realpath(s.worktree)
+    since = s.created_at - 60
+    days = {time.strftime("%Y/%m/%d", time.localtime(t)) for t in (since, time.time())}
+    days |= {time.strftime("%Y/%m/%d", time.gmtime(t)) for t in (since, time.time())}
+    for day in sorted(days):
+        for f in sorted((codex_home / "sessions" / day).glob("rollout-*.jsonl")):
+            key = str(f)
+            if key not in _CWD_OF:
+                try:
+                    if f.stat().st_mtime < since:
+                        continue
+                    with f.open("rb") as fh:
+                        meta = json.loads(fh.readline() or b"{}")
+                    cwd = (meta.get("payload") or {}).get("cwd") \
+                        if meta.get("type") == "session_meta" else None
+                except (OSError, ValueError, AttributeError):
+                    continue
+                _CWD_OF[key] = os.path.realpath(cwd) if isinstance(cwd, str) else None
+            if _CWD_OF[key] == want:
+                note_transcript(store, s, key)
+                return key
+    return None
+
+
+def read_codex(store: Store, s: Session, row: dict[str, Any]) -> bool:
+    """The session's Codex rollout read on from its offset: the model of its turns, and the
+    running totals of its last `token_count` (input less the cached part, the cached part as
+    cache reads, output with reasoning), priced once more from them."""
+    path, offset = str(row["transcript"]), int(row["read_to"])
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            chunk = f.read(CHUNK)
+    except OSError:
+        return False
+    end = chunk.rfind(b"\n") + 1
+    if not end:
+        return False
+    model, totals = row["model"], None
+    for line in chunk[:end].splitlines():
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        p = d.get("payload") if isinstance(d, dict) else None
+        if not isinstance(p, dict):
+            continue
+        if d.get("type") == "turn_context" and p.get("model"):
+            model = str(p["model"])
+        if d.get("type") == "event_msg" and p.get("type") == "token_count":
+            info = p.get("info") or {}
+            if isinstance(info.get("total_token_usage"), dict):
+                totals = info["total_token_usage"]
+    changes: dict[str, Any] = {"read_to": offset + end, "model": model or DEFAULT_MODEL}
+    if totals is not None:
+        cached = int(totals.get("cached_input_tokens") or 0)
+        usage = {"input_tokens": max(0, int(totals.get("input_tokens") or 0) - cached),
+                 "cache_read_input_tokens": cached,
+                 "output_tokens": int(totals.get("output_tokens") or 0) +
+                 int(totals.get("reasoning_output_tokens") or 0)}
+        m = str(model or DEFAULT_MODEL)
+        changes.update(input_tokens=usage["input_tokens"], output_tokens=usage["output_tokens"],
+                       cache_read_tokens=cached, cache_write_tokens=0,
+                       cost_usd=round(cost(m, usage), 6), estimated=int(m not in PRICES))
+    store.set_agent_usage(s.id, **changes)
+    return totals is not None

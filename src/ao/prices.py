@@ -9,6 +9,9 @@ PRICES = {
     "claude-sonnet-5-5": (3.0, 15.0, 3.75, 0.30),
     "claude-opus-5-5": (15.0, 75.0, 18.75, 1.50),
     "claude-haiku-5-5": (1.0, 5.0, 1.25, 0.10),
+    # OpenAI's, for Codex (cached input is read at a tenth of the price; no cache writes)
+    "gpt-5": (1.25, 10.0, 0.0, 0.125),
+    "gpt-5-codex": (1.25, 10.0, 0.0, 0.125),
 }
 
 

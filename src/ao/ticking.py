@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import (
     agent_usage,
@@ -155,11 +156,14 @@ class Ticking:
         # what each agent spent since the last poll, from its own records (one read of the
         # records for the sessions whose agents keep them)
         keeping = [s for s in sessions if s.host == hosts.LOCAL and
-                   agents.get(s.agent or project.agent.name).uses_hooks]
+                   (agents.get(s.agent or project.agent.name).uses_hooks or
+                    (s.agent or project.agent.name) == "codex")]
         if keeping:
             rows = {r["session"]: r for r in self.store.agent_usage_of([s.id for s in keeping])}
             for s in keeping:
-                if s.id in rows:
+                if (s.agent or project.agent.name) == "codex":
+                    self._codex_usage(s, rows.get(s.id))
+                elif s.id in rows:
                     agent_usage.read(self.store, s, rows[s.id])
         # kills in progress or cut short, for all sessions at once (handle looks them up)
         self._killing = paths.kill_intents()
@@ -412,6 +416,15 @@ class Ticking:
                 log.warning("%s: after its label went: %s", s.id, e)
         self._picked[project.name] = plan
         return plan
+
+    def _codex_usage(self, s: Session, row: dict[str, Any] | None) -> None:
+        """A Codex session's usage, from its rollout file (found once by its worktree)."""
+        if row is None or not row["transcript"]:
+            home = Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex")
+            if agent_usage.find_codex_rollout(self.store, s, home) is None:
+                return
+            row = self.store.agent_usage(s.id)[0]
+        agent_usage.read_codex(self.store, s, row)
 
     def status_comments(self, project: ProjectConfig, forge: Forge, plan: Plan | None,
                         paused: bool) -> None:

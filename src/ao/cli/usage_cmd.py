@@ -72,8 +72,8 @@ def usage(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) ->
             ("  (~: a model without a price, estimated)" if any(
                 r["estimated"] for r in sessions) else ""))
     if not sessions:
-        typer.echo("no agent usage recorded yet (read from Claude Code's transcripts; Codex's, "
-                   "Gemini CLI's and Aider's records are not read yet)")
+        typer.echo("no agent usage recorded yet (read from Claude Code's transcripts and Codex's "
+                   "rollout files; Gemini CLI's and Aider's records are not read yet)")
     if not rows:
         typer.echo("no planner calls yet")
         return
