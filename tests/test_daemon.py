@@ -377,3 +377,35 @@ def test_status_counts_a_closed_issue_as_done(env: Env) -> None:
     assert "starts next: B-1\n" in out  # A-1 is done by its closed issue; B-1 waits on nothing
     rows = json.loads(run_ao("plan", "status", str(plan_file), "-p", "shop", "--json").out)
     assert {r["task"]: r["waits_on"] for r in rows}["B-1"] == []
+
+
+def test_a_spent_budget_starts_nothing_new_and_tells_the_agents_once(env: Env) -> None:
+    """`budget_usd` reached by what the project's agents spent (their own records): no new
+    session starts, each running agent is told once to wrap up, a person is told once, and
+    `ao status` says why the queued tasks wait."""
+    from ao.store import Store
+
+    from .helpers import run_ao
+    from .test_sessions import spawned
+
+    env.write_config(budget_usd=0.5)
+    sid = spawned(env, "A-1")
+    store = Store()
+    store.set_agent_usage(sid, model="claude-sonnet-5-5", cost_usd=0.75, input_tokens=100000)
+    store.start_plan_run("shop", str(env.plan_file.resolve()))
+    d = Daemon(config.load(), store, env.server())
+    for _ in range(3):
+        d.tick()
+    running = [s for s in store.sessions("shop") if s.state not in (State.QUEUED,)]
+    assert [s.task for s in running] == ["A-1"], running  # C-1 and D-1 stay queued
+    told = [m for m in store.messages(sid) if m["source"] == "budget"]
+    assert len(told) == 1 and "budget is spent ($0.75 of $0.50)" in told[0]["body"]
+    kinds = [e["type"] for e in store.events_after(0, project="shop")]
+    assert kinds.count("budget.reached") == 1
+    r = run_ao("status")
+    assert "budget is spent" in r.out, r.out
+    env.write_config(budget_usd=5)  # raised: the queued tasks start
+    d = Daemon(config.load(), store, env.server())
+    d.tick()
+    assert {s.task for s in store.sessions("shop") if s.state is not State.QUEUED} >= \
+        {"A-1", "C-1", "D-1"}

@@ -161,3 +161,18 @@ def read_codex(store: Store, s: Session, row: dict[str, Any]) -> bool:
                        cost_usd=round(cost(m, usage), 6), estimated=int(m not in PRICES))
     store.set_agent_usage(s.id, **changes)
     return totals is not None
+
+
+def spent(store: Store, project: str) -> float:
+    """What the project's agents have spent so far, in dollars (every session's record)."""
+    ids = [s.id for s in store.sessions(project)]
+    return round(sum(float(r["cost_usd"]) for r in store.agent_usage_of(ids)), 6)
+
+
+def over_budget(store: Store, project: str, budget: float | None) -> str | None:
+    """Why nothing new starts in the project, when its agents spent its budget; else None."""
+    if budget is None:
+        return None
+    used = spent(store, project)
+    return f"the project's budget is spent (${used:.2f} of ${budget:.2f})" \
+        if used >= budget else None

@@ -73,6 +73,11 @@ def restarted(branch: str, task: str) -> str:
     return out + (f"\n\nThe task, as first given:\n\n{task.strip()}\n" if task.strip() else "")
 
 
+def budget_spent(why: str) -> str:
+    return (f"ao here: {why}. Wrap up: finish the step you are on, commit and push your "
+            "branch, and stop there; nothing more is started until the budget is raised.")
+
+
 def nudge(reason: str, template: str | None = None) -> str:
     return opening(template, f"ao here: you seem stuck ({reason}). Please continue with the "
                    "task; if you are blocked, say what you need. When done, commit and push "

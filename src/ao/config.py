@@ -78,7 +78,7 @@ _PROJECT_KEYS = (
     "path", "repo", "default_branch", "remote", "forge", "agent", "max_concurrent", "plan", "ci",
     "session_prefix", "sandboxed", "auto_merge", "reactions", "post_create", "symlinks",
     "require_review", "require_checks", "merge_states", "merge_method", "env", "disposable",
-    "trusted_reviewers", "behind", "pickup", "overlap", "overlap_wait",
+    "trusted_reviewers", "behind", "pickup", "overlap", "overlap_wait", "budget_usd",
     "hosts",
 )
 _AGENT_KEYS = ("name", "command", "permission_mode", "env", "ready", "fallback")
@@ -223,6 +223,17 @@ def _merging(raw: Mapping[str, Any], where: str, m: Merged) -> tuple[str, tuple[
     return merge_method, merge_states
 
 
+def _budget(raw: Any, where: str, m: Merged) -> float | None:
+    """`budget_usd: 50`: what the project's agents may spend, in dollars (agent_usage.py)."""
+    if raw is None:
+        return None
+    value = typed(raw, (int, float), where, m)
+    if isinstance(value, bool) or float(value) <= 0:
+        raise ConfigError(f"`{where}` must be a positive amount of dollars, got {raw!r}",
+                          "e.g. budget_usd: 50")
+    return float(value)
+
+
 def _pickup(raw: Any, where: str, m: Merged) -> tuple[str | None, str, bool]:
     """`pickup: {label: ai-implement, on_unlabel: ask | kill, status_comment: true}` (or just
     the label)."""
@@ -312,6 +323,7 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         overlap_wait=parse_duration(raw.get("overlap_wait", "30m"), f"{where}.overlap_wait"),
         pickup_label=label,
         pickup_on_unlabel=on_unlabel,
+        budget_usd=_budget(raw.get("budget_usd"), f"{where}.budget_usd", m),
         pickup_status_comment=status_comment,
     )
 

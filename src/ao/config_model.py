@@ -100,6 +100,9 @@ class ProjectConfig:
     pickup_on_unlabel: str = "ask"
     # one comment on each picked-up issue that ao keeps up to date (edited in place)
     pickup_status_comment: bool = True
+    # what the project's agents may spend (agent_usage.py): reached, nothing new starts and
+    # the running agents are told to wrap up
+    budget_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,7 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
                               "status_comment": p.pickup_status_comment}
             if p.pickup_label else None)
         add(f"{pre}.merge_method", p.merge_method)
+        add(f"{pre}.budget_usd", p.budget_usd)
         add(f"{pre}.behind", p.behind)
         add(f"{pre}.overlap", p.overlap)
         add(f"{pre}.overlap_wait", p.overlap_wait)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import (
     agent_usage,
     agents,
+    compose,
     hosts,
     mainwatch,
     merging,
@@ -98,6 +99,7 @@ class Ticking:
         self._killing: set[str] = set()  # sessions with a kill intent, listed each tick
         self._said: dict[str, str] = {}  # the wait each session was last said to have
         self._status_said: dict[tuple[str, int], str] = {}  # each issue's status comment
+        self._budget_said: set[str] = set()  # projects whose spent budget was said
 
     def _low_budget(self) -> bool:
         low = [n for n, f in self.forges.items() if getattr(f, "low_budget", lambda: False)()]
@@ -192,12 +194,13 @@ class Ticking:
         paused = self.store.paused(project.name)
         self._react(project, forge, sessions, tracked, result.prs, paused, red)
         self.status_comments(project, forge, picked, paused)
+        broke = self.budget(project)
         if not paused:
             self.deliver_all([sid for sid in self.store.with_queued_messages(project.name)
                               if self.store.session(sid).state in LIVE - {State.QUEUED}])
         for p in plans:
-            self.schedule(project, p, paused or red)
-        if not paused and not red:
+            self.schedule(project, p, paused or red or broke)
+        if not paused and not red and not broke:
             self.start_unplanned(project, {k for p in plans for k in p.tasks})
         self.cleanup_merged(project)
 
@@ -416,6 +419,23 @@ class Ticking:
                 log.warning("%s: after its label went: %s", s.id, e)
         self._picked[project.name] = plan
         return plan
+
+    def budget(self, project: ProjectConfig) -> bool:
+        """The project's budget spent: nothing new starts; said once (an event and a
+        notification), and each running agent is told once to wrap up."""
+        why = agent_usage.over_budget(self.store, project.name, project.budget_usd)
+        if why is None:
+            return False
+        fp = f"budget:{project.budget_usd}"
+        for s in self.store.sessions(project.name, states={State.WORKING, State.PR_OPEN}):
+            self.store.record_and_queue(s.id, [("budget", fp)], compose.budget_spent(why),
+                                        "budget")
+        if project.name not in self._budget_said:
+            self._budget_said.add(project.name)
+            event = emit(Event("budget.reached", project.name, data={"why": why}), self.store)
+            self.notifier.notify(event, f"{project.name}: budget reached",
+                                 f"{why}; nothing new starts (raise budget_usd to go on)")
+        return True
 
     def _codex_usage(self, s: Session, row: dict[str, Any] | None) -> None:
         """A Codex session's usage, from its rollout file (found once by its worktree)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import attention, mainwatch, scheduler, steps, waiting
+from . import agent_usage, attention, mainwatch, scheduler, steps, waiting
 from . import plan as planmod
 from .config_model import ProjectConfig
 from .state import ENDED, RUNNING, Outcome, State
@@ -36,7 +36,9 @@ def wait_context(store: Store, project: ProjectConfig | None) -> waiting.Context
                            merge_states=project.merge_states,
                            paused=store.paused(project.name),
                            forge_trouble=store.forge_trouble(project.name),
-                           main_red=mainwatch.red_reason(store.main_watch(project.name)))
+                           main_red=mainwatch.red_reason(store.main_watch(project.name)),
+                           budget=agent_usage.over_budget(store, project.name,
+                                                          project.budget_usd))
 
 
 def session(store: Store, s: Session, now: float | None = None,

@@ -44,6 +44,7 @@ class Context:
     host_down_since: float | None = None  # the session's host, when it does not answer
     forge_trouble: tuple[str, str] | None = None  # why the forge cannot be read, who acts
     main_red: str | None = None  # main's CI fails: merges wait (mainwatch.py)
+    budget: str | None = None  # the project's budget is spent: nothing new starts
     stuck_after: float = STUCK_AFTER
     merge_states: tuple[str, ...] = ()  # the project's accepted extra merge states
 
@@ -54,6 +55,8 @@ def why(s: Session, ctx: Context = Context(), now: float | None = None) -> Wait 
     now = time.time() if now is None else now
     if s.state in (State.MERGED, State.CLEANED, State.KILLED, State.FAILED):
         return None
+    if s.state is State.QUEUED and ctx.budget:
+        return Wait(f"queued: {ctx.budget} (raise budget_usd)", PERSON, "budget")
     if s.state is State.QUEUED:
         return Wait(f"queued: {s.note}" if s.note else "queued", AO, "queued")
     if s.state is State.NEEDS_HUMAN:

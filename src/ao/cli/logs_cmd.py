@@ -257,6 +257,7 @@ def _project_status(store: Store, name: str, max_concurrent: int) -> dict[str, A
                     for s in sessions if _limited(s, now)],
         "paused": store.paused(name),
         "main_red": ctx.main_red,  # main's CI fails (mainwatch.py)
+        "budget": ctx.budget,  # the agents spent the project's budget_usd (agent_usage.py)
         "next": _next_startable(store, name, sessions),
         # why each running session is not moving on by itself (waiting.py), and on whom
         "waiting": [{"id": s.id, "task": s.task, "reason": w.reason, "on": w.who}
@@ -276,10 +277,12 @@ def _print_project_status(name: str, info: dict[str, Any]) -> None:
     typer.echo(f"{name}{paused}: {info['running']}/{info['max_concurrent']} running; {states}")
     lines = [
         ("  ", info.get("main_red") or "", ": merges and new starts wait until it is green"),
+        ("  ", info.get("budget") or "", ": nothing new starts (raise budget_usd)"),
         ("  queued: ", ", ".join(f"{q['id']} {q['task']}" + (
             f" ({for_terminal(q['note'])})" if q.get("note") else "") for q in info["queued"]),
          ""),
-        ("  starts next: ", "" if info.get("main_red") else ", ".join(info["next"]), ""),
+        ("  starts next: ", "" if info.get("main_red") or info.get("budget")
+         else ", ".join(info["next"]), ""),
         ("  stopped by hand: ", ", ".join(info["stopped"]),
          " (`ao spawn PROJECT KEY` starts one again)"),
     ]
