@@ -321,10 +321,10 @@ def test_ao_pushes_for_an_agent_that_cannot(cli: Cli, env: Env, fake: FakeModels
     opened. ao pushes its commits for it once it is idle."""
     if cli.agent != "aider":
         pytest.skip("codex, gemini and Claude Code push by themselves")
-    from ao import config, ticking
+    from ao import config, telling
     from ao.daemon import Daemon
 
-    monkeypatch.setattr(ticking, "PUSH_FOR_AGENT_GRACE", 0.0)
+    monkeypatch.setattr(telling, "PUSH_FOR_AGENT_GRACE", 0.0)
     env.write_config(agent={"name": "aider"}, sandboxed=True)
     fake.script = [Reply(text="notes/aider.md\n```\n<<<<<<< SEARCH\n=======\nwritten by "
                                "aider\n>>>>>>> REPLACE\n```\n")]

@@ -108,12 +108,12 @@ def test_a_push_that_fails_is_named_in_status(env: Env, monkeypatch: object) -> 
     is told."""
     import pytest
 
-    from ao import ticking
+    from ao import telling
 
     from .helpers import git
 
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
-    monkeypatch.setattr(ticking, "PUSH_GRACE", 0.0)
+    monkeypatch.setattr(telling, "PUSH_GRACE", 0.0)
     env.plan_file.write_text(json.dumps({"tasks": {"A-1": PLAN["tasks"]["A-1"]}}))
     env.write_config(ci={"command": f"{sys.executable} -m unittest -q"})
     git(env.repo, "config", "remote.origin.pushurl", str(env.repo.parent / "gone.git"))
