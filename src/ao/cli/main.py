@@ -17,6 +17,7 @@ from .. import __version__, paths
 from ..errors import AoError
 from ..sanitize import TerminalGate
 from . import (
+    agents_cmd,
     board_cmd,
     cleanup_cmd,
     config_cmd,
@@ -31,6 +32,7 @@ from . import (
     send_cmd,
     session_cmd,
     spawn_cmd,
+    status_cmd,
     usage_cmd,
 )
 from .output import log_to
@@ -70,9 +72,9 @@ app.add_typer(session_cmd.app, name="session")
 app.command("send", help=send_cmd.send.__doc__)(send_cmd.send)
 app.command("logs", help=logs_cmd.logs.__doc__)(logs_cmd.logs)
 app.command("open", help=logs_cmd.open_.__doc__)(logs_cmd.open_)
-app.command("status", help=logs_cmd.status.__doc__)(logs_cmd.status)
-app.command("stats", help=logs_cmd.stats.__doc__)(logs_cmd.stats)
-app.command("agents", help=logs_cmd.agents_.__doc__)(logs_cmd.agents_)
+app.command("status", help=status_cmd.status.__doc__)(status_cmd.status)
+app.command("stats", help=status_cmd.stats.__doc__)(status_cmd.stats)
+app.command("agents", help=agents_cmd.agents_.__doc__)(agents_cmd.agents_)
 app.add_typer(pr_cmd.app, name="pr")
 app.add_typer(hosts_cmd.app, name="hosts")
 app.command("review", help=pr_cmd.review.__doc__)(pr_cmd.review)
@@ -87,7 +89,7 @@ app.add_typer(cleanup_cmd.cron_app, name="cron")
 app.command("board", help=board_cmd.board.__doc__)(board_cmd.board)
 app.command("usage", help=usage_cmd.usage.__doc__)(usage_cmd.usage)
 app.command("report", help=report_cmd.report.__doc__)(report_cmd.report)
-app.command("hook", help=logs_cmd.hook.__doc__, hidden=True)(logs_cmd.hook)
+app.command("hook", help=agents_cmd.hook.__doc__, hidden=True)(agents_cmd.hook)
 
 
 def _reflow(doc: str) -> str:
