@@ -6,6 +6,7 @@ included, so a third-party profile is installed the same way.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -14,10 +15,10 @@ import subprocess
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .. import paths, workspace
-from ..errors import AoError
+from ..errors import AoError, BadInput
 from ..state import Activity
 
 HOOK_FILE = "hooks.tsv"
@@ -273,3 +274,31 @@ class Profile:
 def _last_words(text: str) -> str:
     words = re.findall(r"\S+", text.strip().splitlines()[-1] if text.strip() else "")
     return " ".join(words[-3:])[-40:]
+
+
+def running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def update_json(path: Path, change: Any, machine: Machine | None = None,
+                create: bool = True) -> None:
+    """Read-modify-write a JSON file other processes share: under a lock, replaced atomically,
+    every key we do not own kept as it was; on `machine` (by default this one). A missing
+    file is made, unless `create` is False (then nothing is done)."""
+    m = machine or LocalMachine()
+    with m.lock(path):
+        text = m.read(path)
+        if text is None and not create:
+            return
+        data = _parsed(path, text) if text is not None else {}
+        change(data)
+        m.write(path, json.dumps(data, indent=2))
+
+
+def _parsed(path: Path, text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise BadInput(f"{path} is not valid JSON", "fix or move it; ao will not "
+                       "overwrite a file it cannot read") from None
+    return data if isinstance(data, dict) else {}

@@ -4,7 +4,6 @@ box, and never a paste while a permission prompt is up."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -13,8 +12,15 @@ from typing import Any, ClassVar
 
 from ..errors import BadInput
 from ..state import Activity
-from .base import HOOK_MARK, LaunchContext, LocalMachine, Machine, Profile
-from .profiles import running_as_root
+from .base import (
+    HOOK_MARK,
+    LaunchContext,
+    LocalMachine,
+    Machine,
+    Profile,
+    running_as_root,
+    update_json,
+)
 
 HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse",
                "PermissionRequest", "Notification", "Stop", "SessionEnd")
@@ -29,28 +35,6 @@ _PERMISSION = ("Do you want to proceed?", "Esc to cancel · Tab to amend", "Do y
 BYPASS = ("bypassPermissions", "dangerously-skip-permissions")
 
 
-def update_json(path: Path, change: Any, machine: Machine | None = None,
-                create: bool = True) -> None:
-    """Read-modify-write a JSON file other processes share: under a lock, replaced atomically,
-    every key we do not own kept as it was; on `machine` (by default this one). A missing
-    file is made, unless `create` is False (then nothing is done)."""
-    m = machine or LocalMachine()
-    with m.lock(path):
-        text = m.read(path)
-        if text is None and not create:
-            return
-        data = _parsed(path, text) if text is not None else {}
-        change(data)
-        m.write(path, json.dumps(data, indent=2))
-
-
-def _parsed(path: Path, text: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise BadInput(f"{path} is not valid JSON", "fix or move it; ao will not "
-                       "overwrite a file it cannot read") from None
-    return data if isinstance(data, dict) else {}
 
 
 @dataclass

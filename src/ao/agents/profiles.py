@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from ..errors import BadInput
 from ..state import Activity
-from .base import LaunchContext, Profile
+from .base import LaunchContext, Profile, update_json
 
 
 @dataclass
@@ -268,8 +268,6 @@ class GeminiAgent(Profile):
         return {**super().env(ctx), "GEMINI_CLI_TRUST_WORKSPACE": "true"}
 
     def prepare(self, ctx: LaunchContext) -> None:
-        from .claude_code import update_json
-
         update_json(ctx.agent_home() / ".gemini" / "settings.json", lambda d: d.setdefault(
             "security", {}).setdefault("auth", {}).setdefault("selectedType",
                                                                "gemini-api-key"), ctx.machine)
@@ -307,5 +305,3 @@ class GeminiAgent(Profile):
             body, text)
 
 
-def running_as_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
