@@ -105,7 +105,7 @@ def outage(root: Path, seconds: float, interval: float = 2.0) -> None:
             h = cfg.hosts[n]
             conf = hostwork.tmux_conf(h)
             hostwork.write(h, conf, tmux.CONF)
-            tmux.new_session(hosts.tmux_server(h, socket, str(conf)), s.id, Path("/tmp"),
+            tmux.new_session(tmux.host_server(h, socket, str(conf)), s.id, Path("/tmp"),
                              "sleep 600", {})
         d = Daemon(cfg, store, tmux.server(socket))
         healthy = [s.id for s in store.sessions("bench") if s.host != names[0]]
@@ -179,7 +179,7 @@ def poll(root: Path, args: argparse.Namespace) -> None:
                 f"bench-{n}"]
             conf = hostwork.tmux_conf(h)
             hostwork.write(h, conf, tmux.CONF)
-            srv = hosts.tmux_server(h, socket, str(conf))
+            srv = tmux.host_server(h, socket, str(conf))
             stack.callback(srv.cmd, "kill-server")
             hooks = root / f"bench-wd-{n}" / "hooks"
             hooks.mkdir(parents=True)

@@ -352,3 +352,26 @@ def test_the_approval_gate_is_passed_from_the_board(
     asyncio.run(go())
     gates = fleet.store.attempts(sid, "gate")
     assert [g["fingerprint"] for g in gates] == [f"gate:approve:{pr.head_sha}"]
+
+
+def test_a_forge_text_with_brackets_is_shown_as_text(tmp_path: Path) -> None:
+    """A check name or rule from GitHub can hold `[/]` or `[link=...]`: shown in a
+    notification, it is text (Textual's markup failed on it and the board crashed)."""
+    store = Store()
+    ids = seed(store)
+    gate = 'the PR is blocked by branch protection: required check "build [/]" has not run'
+    store.update_session(ids["F-1"], pr_gate=gate, pr_gate_ok=0)
+
+    async def go() -> None:
+        app = make_app(config.load(), store, None, refresh_every=3600)
+        async with app.run_test(size=(120, 36)) as pilot:
+            table = app.query_one(SessionTable)
+            row = next(i for i in range(table.row_count)
+                       if str(table.get_row_at(i)[2]) == "F-1")
+            table.move_cursor(row=row)
+            await pilot.press("m")
+            await pilot.pause()
+            notes = [str(n.message) for n in app._notifications]
+            assert any('"build [/]" has not run' in n for n in notes), notes
+
+    asyncio.run(go())

@@ -110,7 +110,7 @@ def test_tmux_on_a_host_through_the_runner(server: SshServer) -> None:
     socket = f"ao-host-test-{os.getpid()}"
     conf = hostwork.tmux_conf(h)
     hostwork.write(h, conf, tmux.CONF)
-    srv = hosts.tmux_server(h, socket, str(conf))
+    srv = tmux.host_server(h, socket, str(conf))
     try:
         workdir = Path(hosts.run(h, ["sh", "-c", "mkdir -p ao-t && cd ao-t && pwd"])
                        .stdout.strip())
@@ -556,3 +556,45 @@ def test_two_installations_never_share_a_hosts_workdir(server: SshServer, tmp_pa
     monkeypatch.setattr(hostwork, "_ABS", {})
     assert hostwork.workdir(h2) != first
     assert marker.read_text().strip() == paths.installation_id()
+
+
+def test_a_slow_hosts_late_answer_goes_to_the_look_that_asked(
+        isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host slower than a tick's wait is read at a later tick, from the poll that tick's
+    look began: another project's look of the same host never takes (or throws away) that
+    answer, and placement's check does not either."""
+    from ao import config, observing
+    from ao.fleet import Fleet
+    from ao.state import Activity, State
+    from ao.store import Store
+
+    (paths.home()).mkdir(parents=True, exist_ok=True)
+    paths.config_file().write_text(json.dumps({"hosts": {"slow-1": {
+        "ssh": "nobody@127.0.0.1", "workdir": "/tmp/none"}}, "projects": {}}))
+    asked: list[str] = []
+
+    def poll(h: object, socket: str, reads: object, timeout: float | None = None
+             ) -> tuple[list[str], dict[str, bytes]]:
+        asked.append(str(reads))
+        time.sleep(1.5)  # slower than a tick's wait
+        return [], {}
+
+    monkeypatch.setattr(observing.hostwork, "poll", poll)
+    monkeypatch.setattr(observing, "TICK_WAIT", 0.2)
+    store = Store()
+    a = store.create_session("pa", "paa", "A-1", state=State.WORKING)
+    b = store.create_session("pb", "pbb", "B-1", state=State.WORKING)
+    for s in (a, b):
+        store.update_session(s.id, host="slow-1", activity="idle")
+    fleet = Fleet(config.load(), store)
+    first_a = fleet.observe_all([store.session(a.id)])
+    first_b = fleet.observe_all([store.session(b.id)])
+    assert first_a[a.id] is Activity.IDLE and first_b[b.id] is Activity.IDLE  # as last seen
+    assert not fleet.reachable("slow-1")  # its polls are still going: nothing placed there
+    time.sleep(1.6)
+    assert not fleet.slow("slow-1")  # ended with answers: left for the looks that asked
+    fleet.observe_all([store.session(a.id)])
+    fleet.observe_all([store.session(b.id)])
+    assert len(asked) == 2, asked  # each look read its own poll's answer: none asked again
+    assert store.session(a.id).activity is Activity.EXITED  # no pane in the answer
+    assert store.session(b.id).activity is Activity.EXITED

@@ -76,7 +76,9 @@ def test_files_from_the_document_feed_the_overlap_rule(tmp_path: Path) -> None:
         "| FE-001 | Login page | 2d | `src/web/app.tsx`, `src/web/login/*` |\n"
         "| BE-001 | API | 3d | src/api/** |\n\n"
         "### FE-002 Settings page\n\nSome text.\n\n**Files:** `src/web/app.tsx`\n\n"
-        "### FE-003 Profile\n\n- Files: src/web/profile.tsx\n")
+        "### FE-003 Profile\n\n- Files: src/web/profile.tsx\n\n"
+        "## Risks\n\nFiles: nothing of a task's\n\n"  # a heading of no task: not FE-003's
+        "| Key | Risk | Owner |\n|---|---|---|\n| BE-001 | slow | alice |\n")  # no files column
     out = tmp_path / "plan.yaml"
     r = run_ao("plan", "import", str(doc), "-o", str(out))
     assert r.code == 0, r.err

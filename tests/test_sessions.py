@@ -349,7 +349,7 @@ def test_hook_records_agent_state(env: Env) -> None:
 def test_claude_code_root_without_sandbox_is_refused(env: Env) -> None:
     env.write_config(agent={"name": "claude-code", "permission_mode": "bypassPermissions"})
     fleet = env.fleet()
-    from ao.agents.profiles import running_as_root
+    from ao.agents.base import running_as_root
 
     if not running_as_root():
         pytest.skip("the refusal applies to root only")

@@ -132,6 +132,8 @@ def read_codex(store: Store, s: Session, row: dict[str, Any]) -> bool:
         return False
     end = chunk.rfind(b"\n") + 1
     if not end:
+        if len(chunk) == CHUNK:  # one line longer than a read (a big tool output): passed over
+            store.set_agent_usage(s.id, read_to=offset + len(chunk))
         return False
     model, totals = row["model"], None
     for line in chunk[:end].splitlines():

@@ -41,6 +41,9 @@ def _pr_zone(s: Session) -> str:
         return "merge"  # the merge gate said yes (gate.py), as the daemon last saw it
     if s.step == "approve":
         return "gate"  # only a human's approval holds it (`ao approve`, steps.py)
+    if s.pr_checks == "passing" and s.step != "review" and \
+            s.pr_review in ("not_reviewed", "review_required"):
+        return "respond"  # green, and a person's review holds it (waiting.py: reviewer)
     return "working"
 
 

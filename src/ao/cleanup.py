@@ -208,7 +208,9 @@ class Cleaner:
                 continue  # not ours, or a live (or merged, not yet torn down) session's
             item = Item("remote-branch", branch, p.name, f"{s.id}'s PR merged", branch=branch,
                         session=s, blind=True)  # on the remote: nothing to save here
-            if s.pr_head_sha and sha != s.pr_head_sha:
+            if not s.pr_head_sha:
+                item.keep.append("the head its PR merged at was not recorded")
+            elif sha != s.pr_head_sha:
                 item.keep.append(f"it moved to {sha[:10]} after its PR merged at "
                                  f"{s.pr_head_sha[:10]}")
             out.append(item)
@@ -262,7 +264,7 @@ class Cleaner:
         p = self.cfg.projects.get(item.project)
         if item.kind == "remote-branch" and p is not None and item.session is not None:
             if not item.keep and not workspace.delete_remote_branch(
-                    p.path, p.remote, item.name, item.session.pr_head_sha or item.name):
+                    p.path, p.remote, item.name, item.session.pr_head_sha or ""):
                 item.keep.append("the remote refused, or it moved meanwhile")
         elif item.kind == "session" and item.session is not None and p is not None:
             s = item.session

@@ -336,7 +336,7 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
     projects: dict[str, ProjectConfig] = {}
     for name, raw in mapping(data.get("projects"), "projects", m).items():
         n = str(name)
-        projects[n] = _in_file(files, bases.get(n), functools.partial(
+        projects[n] = _in_file(files, bases.get(n), m, n, functools.partial(
             _project, n, mapping(raw, f"projects.{n}", m), m, bases.get(n, Path.cwd())))
     _check_projects(projects, m)
     notify = checked(data.get("notify"), "notify", _NOTIFY_KEYS, m)
@@ -371,21 +371,25 @@ def load(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Confi
     )
 
 
-def _in_file(files: list[Path], base: Path | None,
+def _in_file(files: list[Path], base: Path | None, m: Merged, name: str,
              make: Callable[[], ProjectConfig]) -> ProjectConfig:
     """A project made from its file, a mistake in it named with that file and the way out:
     one bad value in a registered repository's config broke every command, from anywhere,
-    with no word of where it was."""
+    with no word of where it was. Only a project every value of which came from that one
+    file is blamed on it (the global config or an AO_* variable may have set the bad one)."""
     try:
         return make()
     except ConfigError as e:
         f = next((x for x in reversed(files) if base is not None and x.parent == base), None)
-        if f is None or f.parent == paths.ao_home():
+        sources = {src for key, src in m.origins.items() if key.startswith(f"projects.{name}.")}
+        if f is None or f.parent == paths.ao_home() or sources != {str(f)}:
             raise
         out = f"{e.hint + '; ' if e.hint else ''}fix it there"
         if f.parent in registered_repos():  # read from anywhere: the way to stop that too
             out += f", or `ao init --forget` in {paths.display(f.parent)} to stop reading it"
-        raise ConfigError(f"{paths.display(f)}: {e.message}", out) from None
+        named = e.message.startswith(paths.display(f)) or e.message.startswith(str(f))
+        raise ConfigError(e.message if named else f"{paths.display(f)}: {e.message}",
+                          out) from None
 
 
 def _sources(cwd: Path | None, env: Mapping[str, str]) -> tuple[Merged, list[Path],

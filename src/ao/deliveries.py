@@ -54,9 +54,10 @@ class Deliveries:
         return not left
 
     def close(self) -> None:
-        """The deliveries under way finished, the pool and its store connections closed."""
+        """The deliveries under way finished (those not begun stay queued in the store, for
+        the next daemon), the pool and its store connections closed."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         with self._lock:
             for s in self._stores:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -18,7 +19,7 @@ from . import (
 from . import hosts as hostsmod
 from .agents import LaunchContext, Profile
 from .config import ProjectConfig
-from .errors import BadInput
+from .errors import AoError, BadInput
 from .events import Event, emit
 from .hosts import LOCAL
 from .starting import Starting
@@ -28,6 +29,9 @@ from .teardown import teardown
 
 if TYPE_CHECKING:
     from .notify import Notifier
+
+
+log = logging.getLogger(__name__)
 
 
 class Ending(Starting):
@@ -165,10 +169,17 @@ class Ending(Starting):
         message."""
         from .messaging import Messenger
 
+        if any(m["source"] == "prompt" for m in self.store.messages(s.id, "queued")):
+            return  # its first prompt has not gone yet: that tells it the task
         prompt_file = paths.session_dir(s.project, s.id) / "prompt.md"
         task = prompt_file.read_text(encoding="utf-8") if prompt_file.exists() else ""
         body = compose.restarted(s.branch or workspace.branch_name(s.task), task)
-        self.store.queue_message(s.id, Messenger(self).prepare(s, body), "restore")
+        try:
+            body = Messenger(self).prepare(s, body)
+        except AoError as e:  # a host's file not written: the message goes inline, cut
+            log.warning("%s: the restart message's file: %s", s.id, e)
+            body = body[:4000]
+        self.store.queue_message(s.id, body, "restore")
 
     def _worktree_again(self, project: ProjectConfig, s: Session, profile: Profile,
                         ctx: LaunchContext) -> None:

@@ -3,7 +3,7 @@
 `local` is this machine. An SSH host is reached with OpenSSH's own client and connection
 multiplexing (ControlMaster/ControlPersist): the first command opens one connection, every
 later one rides it, so a command costs one round trip on an open channel, not a handshake.
-A host's tmux server is driven through the same connection: `tmux_server()` gives a libtmux
+A host's tmux server is driven through the same connection: `tmux.host_server()` gives a libtmux
 Server whose commands go over ssh with their arguments quoted for the remote shell
 (tmux.HostServer), so everything in tmux.py works on a host unchanged.
 """
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
-    from libtmux import Server
 
     from .config import Config
 
@@ -270,21 +269,6 @@ def connected(host: Host) -> bool:
                               timeout=10, stdin=subprocess.DEVNULL).returncode == 0
     except subprocess.TimeoutExpired:
         return False
-
-
-def tmux_server(host: Host, socket: str, conf: str) -> Server:
-    """A libtmux Server for the host's own tmux server on ao's socket, started with ao's
-    settings file `conf` there (hostwork.tmux_conf), its commands sent over the host's
-    connection (tmux.HostServer); no round trip here: a host that is away fails the commands
-    sent through it, not this."""
-    from . import tmux
-
-    if host.local:
-        return tmux.server(socket)
-    srv = tmux.server(socket, tuple(ssh_argv(host)), conf)
-    if isinstance(srv, tmux.HostServer):
-        srv.ao_host = host
-    return srv
 
 
 _PROBE = r"""

@@ -28,6 +28,9 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
 
 
 
+LATE_KEPT = 60.0  # seconds a late poll's answer waits for the look it belongs to
+
+
 class Machines:
     """The machines a fleet's sessions run on: each session's tmux server (here, or its SSH
     host's), placement over a project's hosts, and each host's reachability."""
@@ -43,7 +46,7 @@ class Machines:
         self._ahead: tuple[Future[dict[str, object]], float] | None = None
         # hosts whose poll outlasted a tick's wait and is still going (observing.py): not
         # answering now, so nothing is placed there meanwhile
-        self._late: dict[str, Future[Any]] = {}
+        self._late: dict[tuple[str, frozenset[str]], tuple[Future[Any], float]] = {}
 
     def host(self, name: str) -> Host:
         h = self.cfg.hosts.get(name)
@@ -61,7 +64,7 @@ class Machines:
             return self.srv
         if name not in self._servers:
             h = self.host(name)
-            self._servers[name] = hostsmod.tmux_server(h, self.cfg.tmux_socket,
+            self._servers[name] = tmux.host_server(h, self.cfg.tmux_socket,
                                                        str(hostwork.tmux_conf(h)))
         return self._servers[name]
 
@@ -119,20 +122,25 @@ class Machines:
         return out
 
     def slow(self, name: str) -> bool:
-        """Whether the host's last poll outlasted a tick's wait and has not ended yet, or
-        ended without an answer (recorded down now: no later poll may come to read it, when
-        the host has no live session left)."""
-        fut = self._late.get(name)
-        if fut is None:
-            return False
-        if not fut.done():
-            return True
-        del self._late[name]
-        answer = fut.result()
-        if isinstance(answer, hostsmod.Unreachable):
-            self.host_down(self.host(name), answer.message)
-            return True
-        return False
+        """Whether a poll of the host outlasted a tick's wait and has not ended yet, or ended
+        without an answer (recorded down now: no later look may come to read it, when the
+        host has no live session left). An answer is left to the look it belongs to; one
+        nobody came for in LATE_KEPT is dropped."""
+        slow = False
+        for key, (fut, since) in list(self._late.items()):
+            if key[0] != name:
+                continue
+            if not fut.done():
+                slow = True
+                continue
+            answer = fut.result()
+            if isinstance(answer, hostsmod.Unreachable):
+                del self._late[key]
+                self.host_down(self.host(name), answer.message)
+                slow = True
+            elif time.monotonic() - since > LATE_KEPT:
+                del self._late[key]
+        return slow
 
     def reachable(self, name: str) -> bool:
         """Whether the machine answers now (this one always does); a host in its backoff is

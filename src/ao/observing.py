@@ -145,12 +145,10 @@ class Observing(Machines):
             lines, chunks = hostwork.poll(h, self.cfg.tmux_socket, reads, timeout=deadline)
             return lines, chunks, {sid: offset for sid, _, offset in reads}
 
-        for name in [n for n in self._late if n not in remote]:
-            self.slow(name)  # a poll of a host with no session left: its answer settled
         out: dict[str, _Answer | Exception] = {}
         asked: dict[str, list[Session]] = {}
         for name, here in remote.items():
-            if not hostsmod.due(name, now) and name not in self._late:
+            if not hostsmod.due(name, now) and (name, _ids(here)) not in self._late:
                 out[name] = hostsmod.Unreachable(f"host {name} is in its retry backoff", "")
             else:
                 asked[name] = here
@@ -161,20 +159,24 @@ class Observing(Machines):
             return out
         if self._polls is None:
             self._polls = ThreadPoolExecutor(8, thread_name_prefix="ao-host-poll")
+        for name in {key[0] for key in self._late}:
+            self.slow(name)  # a poll that ended unanswered is recorded; one left long, dropped
         going: dict[str, Future[_Answer | Exception]] = {}
         for name, here in asked.items():
             # short, so a silent host is soon known down; shorter still for a host already
             # down (its retry is a probe: an answer in time means it is back)
             deadline = RETRY_DEADLINE if hostsmod.down(name) else POLL_DEADLINE
-            late = self._late.pop(name, None)
-            going[name] = late if late is not None else self._polls.submit(
+            # a poll still going is this look's own (the same host and sessions: another
+            # project's look never takes its answer); one of a set since changed is left
+            late = self._late.pop((name, _ids(here)), None)
+            going[name] = late[0] if late is not None else self._polls.submit(
                 _outcome, functools.partial(ask, name, here, deadline))
         wait(going.values(), timeout=TICK_WAIT)
         for name, fut in going.items():
             if fut.done():
                 out[name] = fut.result()
             else:
-                self._late[name] = fut
+                self._late[(name, _ids(remote[name]))] = (fut, time.monotonic())
                 out[name] = Late(name)
         return out
 
@@ -259,6 +261,10 @@ class Observing(Machines):
         settled = profile.settled(screen)
         self._screens[s.id] = (p.activity, taken, digest, seen, until, settled)
         return digest, seen, until, settled
+
+
+def _ids(sessions: list[Session]) -> frozenset[str]:
+    return frozenset(s.id for s in sessions)
 
 
 def _outcome(call: functools.partial[_Answer]) -> _Answer | Exception:

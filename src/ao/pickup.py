@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .forge.base import PickedIssue
 from .plan import Plan, Task
+from .sanitize import clean
 from .state import State
 
 if TYPE_CHECKING:  # the records only: a decision reads them, never the store
@@ -104,4 +105,9 @@ def status_line(s: Session | None, wait: Wait | None, rounds: int = 0,
 
 
 def status_body(line: str) -> str:
-    return f"{MARKER}\n**ao**: {line}\n\n<sub>This comment is kept up to date by ao.</sub>"
+    """The comment: ao's line as text on a page others read (no @-mention pings anyone, no
+    markup or HTML from a reason's outside text takes effect)."""
+    text = clean(line).replace("@", "@\u200b")
+    for ch in "\\`*_<>[]#|~":
+        text = text.replace(ch, "\\" + ch)
+    return f"{MARKER}\n**ao**: {text}\n\n<sub>This comment is kept up to date by ao.</sub>"

@@ -78,6 +78,8 @@ def _files(text: str) -> dict[str, tuple[str, ...]]:
     column: int | None = None
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.strip().startswith("|"):
+            column = None  # a table ended: its files column with it
         if line.strip().startswith("|") and any(c.lower() == "files" for c in cells):
             column = [c.lower() for c in cells].index("files")  # a table's header row
             continue
@@ -92,6 +94,8 @@ def _files(text: str) -> dict[str, tuple[str, ...]]:
         named = re.search(rf"^\s*(?:#+\s*|[-*]\s*)?\[?({KEY})\b", line)
         if named:
             current = named.group(1)
+        elif line.lstrip().startswith("#"):
+            current = None  # a heading of no task: what follows is not a task's
     return out
 
 

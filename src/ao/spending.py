@@ -26,7 +26,7 @@ class Spending:
     fleet: Fleet
     notifier: Notifier
     clock: Callable[[], float]
-    _budget_said: set[str]  # projects whose spent budget was said
+    _budget_said: dict[str, str]  # the budget each project was last said to have spent
 
     def read_usage(self, project: ProjectConfig, sessions: list[Session]) -> None:
         """What each agent spent since the last poll, from its own records (one read of the
@@ -53,8 +53,8 @@ class Spending:
         for s in self.store.sessions(project.name, states={State.WORKING, State.PR_OPEN}):
             self.store.record_and_queue(s.id, [("budget", fp)], compose.budget_spent(why),
                                         "budget")
-        if project.name not in self._budget_said:
-            self._budget_said.add(project.name)
+        if self._budget_said.get(project.name) != fp:
+            self._budget_said[project.name] = fp  # said again when a raised budget runs out
             event = emit(Event("budget.reached", project.name, data={"why": why}), self.store)
             self.notifier.notify(event, f"{project.name}: budget reached",
                                  f"{why}; nothing new starts (raise budget_usd to go on)")

@@ -95,7 +95,7 @@ class Ticking(Scheduling, Picking, Spending, Telling):
         self._killing: set[str] = set()  # sessions with a kill intent, listed each tick
         self._said: dict[str, str] = {}  # the wait each session was last said to have
         self._status_said: dict[tuple[str, int], str] = {}  # each issue's status comment
-        self._budget_said: set[str] = set()  # projects whose spent budget was said
+        self._budget_said: dict[str, str] = {}  # the spent budget each project was told of
 
     def _low_budget(self) -> bool:
         low = [n for n, f in self.forges.items() if getattr(f, "low_budget", lambda: False)()]

@@ -26,7 +26,7 @@ from libtmux.common import tmux_cmd
 
 from . import channel, environment, paths
 from .errors import ExternalError
-from .hosts import SSH_FAILED, Host, Unreachable
+from .hosts import SSH_FAILED, Host, Unreachable, ssh_argv
 
 WIDTH, HEIGHT = 200, 50
 CONF = """\
@@ -126,6 +126,19 @@ class SshCmd(tmux_cmd):
 def host_of(srv: Server) -> Host | None:
     """The SSH host a server runs on; None for this machine's."""
     return srv.ao_host if isinstance(srv, HostServer) else None
+
+
+def host_server(host: Host, socket: str, conf: str) -> Server:
+    """A libtmux Server for the host's own tmux server on ao's socket, started with ao's
+    settings file `conf` there (hostwork.tmux_conf), its commands sent over the host's
+    connection (HostServer); no round trip here: a host that is away fails the commands
+    sent through it, not this."""
+    if host.local:
+        return server(socket)
+    srv = server(socket, tuple(ssh_argv(host)), conf)
+    if isinstance(srv, HostServer):
+        srv.ao_host = host
+    return srv
 
 
 def server(socket: str, ssh: tuple[str, ...] = (), config_file: str | None = None) -> Server:
@@ -426,8 +439,6 @@ def attach_argv(socket: str, name: str, srv: Server | None = None) -> list[str]:
     a session on a host, through ssh with a terminal (`ssh -t`)."""
     host = host_of(srv) if srv is not None else None
     if host is not None:
-        from .hosts import ssh_argv
-
         argv = ssh_argv(host)
         return [*argv[:-1], "-t", argv[-1], "--",
                 shlex.join(["tmux", "-L", socket, "attach-session", "-t", f"={name}"])]

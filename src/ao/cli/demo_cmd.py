@@ -12,7 +12,8 @@ from .. import paths
 def demo(
     dir_: Path | None = typer.Option(None, "--dir", help="Where to make the demo project "
                                      "(default: ~/.agent-orchestrator/demo)."),
-    keep: bool = typer.Option(False, "--keep", help="Leave the sessions for inspection."),
+    keep: bool = typer.Option(False, "--keep", help="Leave the sessions' worktrees and records "
+                              "for inspection (their agents end at their merges)."),
 ) -> None:
     """Watch ao run a five-task plan end to end, offline, in about half a minute."""
     from ..demo import run

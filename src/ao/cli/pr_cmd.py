@@ -135,4 +135,7 @@ def review(
     state = "approved" if approve else "changes_requested" if request_changes else "commented"
     body = request_changes or comment or ""
     forge.review(pr.number, state, body, str(file) if file else None, line, pr.head_sha)
+    from .. import paths
+
+    paths.poke_daemon()  # seen at once, not at the next poll (ls said "review needed")
     typer.echo(f"{s.id}: PR #{pr.number} {state.replace('_', ' ')}")

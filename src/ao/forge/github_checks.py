@@ -115,7 +115,6 @@ _RULES = {
     "required_linear_history": "the history must be linear (no merge commits)",
     "merge_queue": "the branch requires GitHub's merge queue",
     "update": "updates to the branch are restricted",
-    "non_fast_forward": "force pushes are blocked",
     "code_scanning": "code scanning results are required",
     "workflows": "required workflows must pass",
 }

@@ -228,24 +228,38 @@ class GitHubIssues(GitHubClient):
             self._status[number] = known
             return
         if known is None:  # made once: a write answered 502 and applied is found, not doubled
-            made = self._write(f"status comment on #{number}", lambda: (
-                lambda c: (c.id, body))(self.repo.get_issue(number).create_comment(body)),
-                lambda: self._find_status(number, marker))
+            def create() -> tuple[int, str]:
+                c = self.repo.get_issue(number).create_comment(body)
+                if self._login is None and c.user is not None:
+                    self._login = c.user.login  # whose comments are ao's, from now on
+                return c.id, body
+
+            made = self._write(f"status comment on #{number}", create,
+                               lambda: self._find_status(number, marker))
             self._status[number] = (made[0], body)
             return
         cid = known[0]
-        self._call(f"update the status comment on #{number}", lambda: self.repo.get_issue(
-            number).get_comment(cid).edit(body))
+        try:
+            self._call(f"update the status comment on #{number}", lambda: self.repo.get_issue(
+                number).get_comment(cid).edit(body))
+        except ForgeError as e:
+            if e.status == 404:  # deleted by someone: made again at the next change
+                self._status.pop(number, None)
+            raise
         self._status[number] = (cid, body)
 
     def _find_status(self, number: int, marker: str) -> tuple[int, str] | None:
         """ao's own comment on the issue carrying `marker` (another account's never counts)."""
         if self._login is None:
-            self._login = self._call("your login", lambda: self.gh.get_user().login)
+            try:
+                self._login = self._call("your login", lambda: self.gh.get_user().login)
+            except ForgeError:  # an app's token may not read /user: learnt from our comment
+                return None
         mine = self._login
         found = self._call(f"comments of #{number}", lambda: [
             (c.id, c.body or "") for c in self.repo.get_issue(number).get_comments()
-            if marker in (c.body or "") and c.user is not None and c.user.login == mine])
+            if (c.body or "").startswith(marker) and c.user is not None and
+            c.user.login == mine])
         return found[-1] if found else None
 
     def label(self, number: int, labels: list[str]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from ..errors import ExternalError
 from ..redmain import FAILING, PASSING
 from .base import Check, CheckSummary
 from .github_checks import GitHubChecks
@@ -31,11 +32,27 @@ class GitHubMain(GitHubChecks):
         or none (nothing ran on it). `start` is ignored: GitHub runs them on its own."""
         runs = self._pages("check runs", f"/commits/{sha}/check-runs", "check_runs")
         statuses = self._pages("statuses", f"/commits/{sha}/status", "statuses")
-        overall = CheckSummary.of([_run(r) for r in runs] + [
-            Check(str(x.get("context")), str(x.get("state") or "pending"))
-            for x in statuses]).overall
+        checks = [c for c in [_run(r) for r in runs] + [
+            Check(str(x.get("context")), str(x.get("state") or "pending")) for x in statuses]
+            if c.conclusion not in ("cancelled", "skipped", "neutral", "stale")]
+        # a run cancelled by the next push says nothing of its commit; where the branch
+        # names required checks, only those count (an optional red check holds nothing)
+        required = self._required_checks()
+        if required:
+            checks = [c for c in checks if c.name in required]
+        overall = CheckSummary.of(checks).overall
         return {"passing": PASSING, "failing": FAILING, "pending": "pending"}.get(overall,
                                                                               "none")
+
+    def _required_checks(self) -> set[str]:
+        try:
+            rules, required = self._branch_rules(self.project.default_branch)
+        except ExternalError:
+            return set()
+        return set(required) | {str(c.get("context")) for r in rules
+                                if r.get("type") == "required_status_checks"
+                                for c in (r.get("parameters") or {}).get(
+                                    "required_status_checks") or [] if isinstance(c, dict)}
 
     def first_parents(self, since: str, head: str) -> list[str]:
         """Main's first-parent commits after `since` up to `head`, oldest first (its merges),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from textual import work
 
@@ -35,23 +35,29 @@ class Acting(_Base):
     def selected(self) -> Session | None:
         raise NotImplementedError  # the board's own
 
+    def say(self, text: str, severity: Literal["information", "warning", "error"] =
+            "information") -> None:
+        """A notification whose text is text: a check name or a forge's message can hold
+        `[...]`, which Textual's markup would read (and fail on)."""
+        self.notify(text, severity=severity, markup=False)
+
     def _need(self) -> Session | None:
         s = self.selected()
         if s is None:
-            self.notify("select a session first", severity="warning")
+            self.say("select a session first", severity="warning")
         return s
 
     def action_attach(self) -> None:
         s = self._need()
         if s is not None and self.is_web:  # a browser has no terminal to hand over: it
             # ended the whole board with a traceback ("Session ended")
-            self.notify(f"attach from a terminal: `ao session attach {s.id}` (or `s` sends "
+            self.say(f"attach from a terminal: `ao session attach {s.id}` (or `s` sends "
                         "it a message from here)", severity="warning")
             return
         if s is None or self.fleet is None:
             return
         if not tmux.has_session(self.fleet.server(s), s.id):
-            self.notify(f"{s.id} has no running terminal", severity="warning")
+            self.say(f"{s.id} has no running terminal", severity="warning")
             return
         argv = tmux.attach_argv(self.cfg.tmux_socket, s.id, self.fleet.server(s))
         with self.suspend():
@@ -77,7 +83,7 @@ class Acting(_Base):
             r = Messenger(fleet).send(sid, text)
         severity = "information" if r.status == "delivered" else \
             "warning" if r.status == "queued" else "error"
-        self.call_from_thread(self.notify, f"{sid}: {r.status} {r.detail}".strip(),
+        self.call_from_thread(self.say, f"{sid}: {r.status} {r.detail}".strip(),
                               severity=severity)
 
     def action_kill(self) -> None:
@@ -103,7 +109,7 @@ class Acting(_Base):
             return
         if not s.pr_gate_ok:
             # what the merge gate said when the daemon last looked; merge_now asks it again
-            self.notify(f"{s.id} cannot merge: {s.pr_gate or 'no pull request seen yet'}",
+            self.say(f"{s.id} cannot merge: {s.pr_gate or 'no pull request seen yet'}",
                         severity="warning")
             return
         if self.fleet is not None:
@@ -116,7 +122,7 @@ class Acting(_Base):
         if s is None or self.fleet is None:
             return
         if s.step != "approve":
-            self.notify(f"{s.id} is not waiting at an approval gate", severity="warning")
+            self.say(f"{s.id} is not waiting at an approval gate", severity="warning")
             return
 
         def confirmed(yes: bool | None) -> None:
@@ -159,19 +165,19 @@ class Acting(_Base):
                 # the same gate as `ao pr merge` and the daemon, on the PR as it is now
                 number, _sha = merge_now(self.cfg, fleet.store, fleet.server(s), s)
                 note = f"{sid}: PR #{number} merged"
-            self.call_from_thread(self.notify, note)
+            self.call_from_thread(self.say, note)
         except AoError as e:
-            self.call_from_thread(self.notify, str(e), severity="error")
+            self.call_from_thread(self.say, str(e), severity="error")
 
     def action_pause(self) -> None:
         s = self.selected()
         project = self.project or (s.project if s else None)
         if project is None:
-            self.notify("no project to pause", severity="warning")
+            self.say("no project to pause", severity="warning")
             return
         paused = not self.store.paused(project)
         if project in self.cfg.projects:
             p = self.cfg.projects[project]
             self.store.ensure_project(p.name, str(p.path), p.repo)
         self.store.set_paused(project, paused)
-        self.notify(f"{project} {'paused' if paused else 'resumed'}")
+        self.say(f"{project} {'paused' if paused else 'resumed'}")
