@@ -142,3 +142,17 @@ def test_each_picked_issue_has_one_status_comment_edited_in_place(
     d2.tick()
     assert len(ours(b)) == 1 and "Stopped (killed)" in ours(b)[0], ours(b)
     assert repo.comment_edits == edits + 1
+
+
+def test_a_status_line_does_not_move_with_the_clock(isolated_home: object) -> None:
+    """The status comment is edited when the line changes: a reason that counts minutes
+    ("idle with no pull request for 12 min") would edit it every minute."""
+    from ao.pickup import status_body, status_line
+    from ao.waiting import PERSON, Wait
+
+    s = Store().create_session("shop", "sho", "12", state=State.WORKING)
+    a = status_line(s, Wait("idle with no pull request for 11 min (...)", PERSON, "stuck"))
+    b = status_line(s, Wait("idle with no pull request for 12 min (...)", PERSON, "stuck"))
+    assert a == b and "idle with no pull request" in a
+    body = status_body("PR #3: @alice asked [x](javascript:alert(1)) <b>")
+    assert "@\u200balice" in body and "\\[x\\]" in body and "\\<b\\>" in body

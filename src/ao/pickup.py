@@ -101,7 +101,12 @@ def status_line(s: Session | None, wait: Wait | None, rounds: int = 0,
         line += f"; PR #{s.pr_number}"
     if rounds:
         line += f"; CI fix round {rounds}{f' of {of}' if of else ''}"
-    return line + (f": {wait.reason}." if wait is not None else ".")
+    if wait is None:
+        return line + "."
+    # a reason whose text moves with the clock ("idle for 12 min") would edit the comment
+    # every minute: its kind is said instead
+    steady = {"stuck": "the agent is idle with no pull request"}.get(wait.kind, wait.reason)
+    return line + f": {steady}."
 
 
 def status_body(line: str) -> str:
