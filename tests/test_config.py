@@ -160,8 +160,13 @@ def test_config_show_json(isolated_home: Path, tmp_path: Path) -> None:
 
 def test_init_detects_origin_and_branch(repo: Path) -> None:
     git(repo, "remote", "set-url", "origin", "git@github.com:acme/work-flow.git")
-    r = run_ao("init", cwd=repo)
+    r = run_ao("init", cwd=repo, env={"PATH": "/usr/bin:/bin"})  # no `claude` on it
     assert r.code == 0, r.err
+    # the template names claude-code: where it is not installed, init says so
+    import shutil
+
+    said = "claude-code (the `claude` CLI), is not installed" in r.err
+    assert said == (shutil.which("claude", path="/usr/bin:/bin") is None), r.err
     text = (repo / "agent-orchestrator.yaml").read_text()
     assert "repo: acme/work-flow" in text and "default_branch: main" in text
     cfg = config.load(cwd=repo)

@@ -216,7 +216,7 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
         add(f"{pre}.budget_usd", p.budget_usd)
         add(f"{pre}.behind", p.behind)
         add(f"{pre}.overlap", p.overlap)
-        add(f"{pre}.overlap_wait", p.overlap_wait)
+        add(f"{pre}.overlap_wait", f"{p.overlap_wait:g}s")
         add(f"{pre}.disposable", list(p.disposable))
         add(f"{pre}.env", {k: environment.masked(k, v) for k, v in (*p.env, *p.agent.env)})
         for name, r in sorted(p.reactions.items()):

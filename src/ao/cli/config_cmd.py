@@ -9,7 +9,7 @@ import typer
 
 from .. import config as cfgmod
 from .. import paths, workspace
-from .output import emit_json, table
+from .output import emit_json, note, table
 
 app = typer.Typer(help="Show the effective configuration and where each value came from.",
                   no_args_is_help=True)
@@ -101,3 +101,8 @@ def init(
     cfgmod.register_repo(root)
     typer.echo(f"wrote {paths.display(target)} (project {project}, forge "
                f"{'github ' + slug if slug else 'local'}) and registered the repository")
+    from .. import agents
+
+    if not agents.get("claude-code").installed():  # the template's agent: said, not found
+        note("note: the agent it names, claude-code (the `claude` CLI), is not installed "
+             "here: install it, or set `agent:` to codex, aider, gemini or demo (`ao agents`)")
