@@ -34,6 +34,29 @@ def note_transcript(store: Store, s: Session, path: str) -> None:
     store.set_agent_usage(s.id, transcript=path, read_to=0, last_message=None)
 
 
+def _new_lines(store: Store, s: Session, row: dict[str, Any]) -> tuple[list[bytes], int] | None:
+    """The whole lines written to the session's record (a transcript, a rollout file) since
+    its offset, at most CHUNK bytes of them, and the offset after them; None when there are
+    none. A line being written waits for the next read; one longer than a read (an image, a
+    big tool output) is passed over."""
+    path, offset = str(row["transcript"]), int(row["read_to"])
+    try:
+        size = os.path.getsize(path)
+        if size <= offset:
+            return None
+        with open(path, "rb") as f:
+            f.seek(offset)
+            chunk = f.read(min(CHUNK, size - offset))
+    except OSError:
+        return None
+    end = chunk.rfind(b"\n") + 1
+    if not end:
+        if len(chunk) == CHUNK:
+            store.set_agent_usage(s.id, read_to=offset + len(chunk))  # passed over
+        return None
+    return chunk[:end].splitlines(), offset + end
+
+
 def read(store: Store, s: Session, row: dict[str, Any] | None = None) -> bool:
     """The session's transcript read on from its offset, its new assistant messages counted
     once each (a message written in several lines repeats its usage); whether anything was
@@ -43,26 +66,15 @@ def read(store: Store, s: Session, row: dict[str, Any] | None = None) -> bool:
         row = rows[0] if rows else None
     if row is None or not row["transcript"]:
         return False
-    path, offset = str(row["transcript"]), int(row["read_to"])
-    try:
-        size = os.path.getsize(path)
-        if size <= offset:
-            return False
-        with open(path, "rb") as f:
-            f.seek(offset)
-            chunk = f.read(min(CHUNK, size - offset))
-    except OSError:
+    new = _new_lines(store, s, row)
+    if new is None:
         return False
-    end = chunk.rfind(b"\n") + 1  # a line being written waits for the next read
-    if not end:
-        if len(chunk) == CHUNK:  # one line longer than a read (an image, a big tool result):
-            store.set_agent_usage(s.id, read_to=offset + len(chunk))  # passed over
-        return False
+    lines, read_to = new
     totals = {k: int(row[k]) for k in ("input_tokens", "output_tokens", "cache_write_tokens",
                                        "cache_read_tokens")}
     spent, last, model, estimated = float(row["cost_usd"]), row["last_message"], row["model"], \
         int(row["estimated"])
-    for line in chunk[:end].splitlines():
+    for line in lines:
         try:
             d = json.loads(line)
         except ValueError:
@@ -81,7 +93,7 @@ def read(store: Store, s: Session, row: dict[str, Any] | None = None) -> bool:
         totals["output_tokens"] += usage.get("output_tokens", 0)
         totals["cache_write_tokens"] += usage.get("cache_creation_input_tokens", 0)
         totals["cache_read_tokens"] += usage.get("cache_read_input_tokens", 0)
-    store.set_agent_usage(s.id, read_to=offset + end, last_message=last, model=model,
+    store.set_agent_usage(s.id, read_to=read_to, last_message=last, model=model,
                           cost_usd=round(spent, 6), estimated=estimated, **totals)
     return True
 
@@ -123,20 +135,12 @@ def read_codex(store: Store, s: Session, row: dict[str, Any]) -> bool:
     """The session's Codex rollout read on from its offset: the model of its turns, and the
     running totals of its last `token_count` (input less the cached part, the cached part as
     cache reads, output with reasoning), priced once more from them."""
-    path, offset = str(row["transcript"]), int(row["read_to"])
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            chunk = f.read(CHUNK)
-    except OSError:
+    new = _new_lines(store, s, row)
+    if new is None:
         return False
-    end = chunk.rfind(b"\n") + 1
-    if not end:
-        if len(chunk) == CHUNK:  # one line longer than a read (a big tool output): passed over
-            store.set_agent_usage(s.id, read_to=offset + len(chunk))
-        return False
+    lines, read_to = new
     model, totals = row["model"], None
-    for line in chunk[:end].splitlines():
+    for line in lines:
         try:
             d = json.loads(line)
         except ValueError:
@@ -150,7 +154,7 @@ def read_codex(store: Store, s: Session, row: dict[str, Any]) -> bool:
             info = p.get("info") or {}
             if isinstance(info.get("total_token_usage"), dict):
                 totals = info["total_token_usage"]
-    changes: dict[str, Any] = {"read_to": offset + end, "model": model or DEFAULT_MODEL}
+    changes: dict[str, Any] = {"read_to": read_to, "model": model or DEFAULT_MODEL}
     if totals is not None:
         cached = int(totals.get("cached_input_tokens") or 0)
         usage = {"input_tokens": max(0, int(totals.get("input_tokens") or 0) - cached),

@@ -195,9 +195,10 @@ class Cleaner:
         whichever cleanup ended them (they were pruned only by the very run that ended the
         session). One that moved since its PR merged is kept: its new commits are nobody's
         merge."""
-        live = {s.branch for s in self.store.sessions(p.name) if s.branch and
+        sessions = self.store.sessions(p.name)
+        live = {s.branch for s in sessions if s.branch and
                 s.state not in (State.MERGED, State.CLEANED, State.KILLED, State.FAILED)}
-        merged = {s.branch: s for s in self.store.sessions(p.name)
+        merged = {s.branch: s for s in sessions
                   if s.branch and (s.merged or s.pr_state == "merged") and s.branch not in live}
         if not merged:
             return []

@@ -182,6 +182,15 @@ def ssh_argv(host: Host) -> list[str]:
     return [*argv, host.ssh]
 
 
+def outcome(call: Callable[[], T]) -> T | Exception:
+    """What a host's call returned, or the exception it raised: handed back, for the caller
+    knows what each means."""
+    try:
+        return call()
+    except Exception as e:
+        return e
+
+
 def side_by_side(calls: Mapping[str, Callable[[], T]], within: float | None = None
                  ) -> dict[str, T | Exception]:
     """Each host's call at once (a thread each; one alone runs here): what it returned, or
@@ -190,12 +199,6 @@ def side_by_side(calls: Mapping[str, Callable[[], T]], within: float | None = No
     at most: a call still going then is Unreachable, and left to end on its own (its thread
     holds up neither the caller nor the process's exit). The calls touch the network only:
     the store is the caller's to write, after."""
-    def outcome(call: Callable[[], T]) -> T | Exception:
-        try:
-            return call()
-        except Exception as e:  # handed back: the caller knows what each means
-            return e
-
     if within is not None and calls:
         import threading
         import time

@@ -170,7 +170,7 @@ class Observing(Machines):
             # project's look never takes its answer); one of a set since changed is left
             late = self._late.pop((name, _ids(here)), None)
             going[name] = late[0] if late is not None else self._polls.submit(
-                _outcome, functools.partial(ask, name, here, deadline))
+                hostsmod.outcome, functools.partial(ask, name, here, deadline))
         wait(going.values(), timeout=TICK_WAIT)
         for name, fut in going.items():
             if fut.done():
@@ -265,10 +265,3 @@ class Observing(Machines):
 
 def _ids(sessions: list[Session]) -> frozenset[str]:
     return frozenset(s.id for s in sessions)
-
-
-def _outcome(call: functools.partial[_Answer]) -> _Answer | Exception:
-    try:
-        return call()
-    except Exception as e:  # handed back: the tick knows what each means
-        return e

@@ -87,8 +87,8 @@ class Picking:
             newest[s.task] = s
         keys = set(plan.tasks) | {k for k, s in newest.items() if s.merged and
                                   now - s.updated_at < 86400}  # its issue closed: said once
-        ctx = waiting.Context(forge=project.forge, auto_merge=project.auto_merge,
-                              paused=paused, merge_states=project.merge_states)
+        ctx = waiting.Context.of(project, paused=paused)
+        rounds_of = Policy.for_project(project).ci_retries
         for k in sorted(keys):
             n = pickupmod.number(k)
             if n is None:
@@ -97,7 +97,7 @@ class Picking:
             line = pickupmod.status_line(
                 found, waiting.why(found, ctx, now) if found is not None else None,
                 len(self.store.attempts(found.id, "fix-ci")) if found is not None else 0,
-                Policy.for_project(project).ci_retries)
+                rounds_of)
             if self._status_said.get((project.name, n)) == line:
                 continue
             try:

@@ -84,8 +84,7 @@ class Telling:
         and head; one that needs a person (a review, a permission, an idle agent, a PR
         ready for a human's merge) is also a notification."""
         sid = s.id
-        ctx = waiting.Context(forge=project.forge, auto_merge=project.auto_merge,
-                              paused=paused, merge_states=project.merge_states)
+        ctx = waiting.Context.of(project, paused=paused)
         w = waiting.why(s, ctx, self.clock())
         if w is None or w.kind in ("needs_human", "queued", "merging", "merged", "forge"):
             return  # an escalation notifies itself; the rest are ao's own doing

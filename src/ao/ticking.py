@@ -181,17 +181,14 @@ class Ticking(Scheduling, Picking, Spending, Telling):
         self.status_comments(project, forge, picked, paused)
         broke = self.budget(project)
         if not paused:
-            self.deliver_all([sid for sid in self.store.with_queued_messages(project.name)
-                              if self.store.session(sid).state in LIVE - {State.QUEUED}])
+            # held messages, delivered beside the tick (deliveries.py)
+            self.deliveries.hand([sid for sid in self.store.with_queued_messages(project.name)
+                                  if self.store.session(sid).state in LIVE - {State.QUEUED}])
         for p in plans:
             self.schedule(project, p, paused or red or broke)
         if not paused and not red and not broke:
             self.start_unplanned(project, {k for p in plans for k in p.tasks})
         self.cleanup_merged(project)
-
-    def deliver_all(self, sids: list[str]) -> None:
-        """Held messages handed to the deliveries beside the tick (deliveries.py)."""
-        self.deliveries.hand(sids)
 
     def _react(self, project: ProjectConfig, forge: Forge, sessions: list[Session],
                tracked: list[Session], prs: dict[str, PullRequest | None],

@@ -32,13 +32,11 @@ def wait_context(store: Store, project: ProjectConfig | None) -> waiting.Context
     """What `waiting.why` needs beside a session's own record, for its project."""
     if project is None:
         return waiting.Context()
-    return waiting.Context(forge=project.forge, auto_merge=project.auto_merge,
-                           merge_states=project.merge_states,
-                           paused=store.paused(project.name),
-                           forge_trouble=store.forge_trouble(project.name),
-                           main_red=mainwatch.red_reason(store.main_watch(project.name)),
-                           budget=agent_usage.over_budget(store, project.name,
-                                                          project.budget_usd))
+    return waiting.Context.of(
+        project, paused=store.paused(project.name),
+        forge_trouble=store.forge_trouble(project.name),
+        main_red=mainwatch.red_reason(store.main_watch(project.name)),
+        budget=agent_usage.over_budget(store, project.name, project.budget_usd))
 
 
 def session(store: Store, s: Session, now: float | None = None,

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .state import Activity, State
 
 if TYPE_CHECKING:  # the record only: a decision reads it, never the store
+    from .config import ProjectConfig
     from .store import Session
 
 AGENT, CI, REVIEWER, GITHUB, HOST, PERSON, AO = ("agent", "ci", "reviewer", "github", "host",
@@ -47,6 +48,12 @@ class Context:
     budget: str | None = None  # the project's budget is spent: nothing new starts
     stuck_after: float = STUCK_AFTER
     merge_states: tuple[str, ...] = ()  # the project's accepted extra merge states
+
+    @classmethod
+    def of(cls, project: ProjectConfig, **facts: Any) -> Context:
+        """The project's own settings, and the facts known of it now (paused, ...)."""
+        return cls(forge=project.forge, auto_merge=project.auto_merge,
+                   merge_states=project.merge_states, **facts)
 
 
 def why(s: Session, ctx: Context = Context(), now: float | None = None) -> Wait | None:

@@ -120,18 +120,22 @@ _RULES = {
 }
 
 
+def required_contexts(rules: list[dict[str, Any]], classic: list[str]) -> list[str]:
+    """The checks the branch requires: its classic protection's, then its rulesets'."""
+    return list(dict.fromkeys([*classic, *(
+        str(c.get("context")) for r in rules if r.get("type") == "required_status_checks"
+        for c in (r.get("parameters") or {}).get("required_status_checks") or []
+        if isinstance(c, dict))]))
+
+
 def block_reason(pr: PullRequest, rules: list[dict[str, Any]], required: list[str]) -> str:
     """The rules a BLOCKED PR does not meet, most actionable first. Pure."""
-    contexts = list(required)
     said: list[str] = []
     for r in rules:
         params = r.get("parameters") or {}
         kind = str(r.get("type") or "")
         where = f" (ruleset {r['ruleset_id']})" if r.get("ruleset_id") else ""
-        if kind == "required_status_checks":
-            contexts += [str(c.get("context")) for c in
-                         params.get("required_status_checks") or [] if isinstance(c, dict)]
-        elif kind == "pull_request":
+        if kind == "pull_request":
             said += [p + where for p in _review_rules(pr, params)]
         elif kind == "required_deployments":
             envs = ", ".join(map(str, params.get("required_deployment_environments") or []))
@@ -140,7 +144,7 @@ def block_reason(pr: PullRequest, rules: list[dict[str, Any]], required: list[st
             said.append(_RULES[kind] + where)
     checks = {c.name: c for c in pr.checks.checks}
     unmet = []
-    for name in dict.fromkeys(contexts):
+    for name in required_contexts(rules, required):
         c = checks.get(name)
         if c is None:
             unmet.append(f'required check "{name}" has not run')

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from ..errors import ExternalError
 from ..redmain import FAILING, PASSING
 from .base import Check, CheckSummary
-from .github_checks import GitHubChecks
+from .github_checks import GitHubChecks, required_contexts
 
 COMPARE_LIMIT = 250  # commits GitHub's compare lists at most
 
@@ -49,10 +49,7 @@ class GitHubMain(GitHubChecks):
             rules, required = self._branch_rules(self.project.default_branch)
         except ExternalError:
             return set()
-        return set(required) | {str(c.get("context")) for r in rules
-                                if r.get("type") == "required_status_checks"
-                                for c in (r.get("parameters") or {}).get(
-                                    "required_status_checks") or [] if isinstance(c, dict)}
+        return set(required_contexts(rules, required))
 
     def first_parents(self, since: str, head: str) -> list[str]:
         """Main's first-parent commits after `since` up to `head`, oldest first (its merges),
