@@ -3,10 +3,38 @@
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from ao.redmain import FAILING, PASSING, Step, bisect
+
+
+def _watch_until(store: Any, project: Any, forge: Any, done: Callable[[dict[str, Any]], object],
+                 what: str) -> str | None:
+    """Look at main as each tick does until `done(main's watch)`; the last reason it gave."""
+    from ao import mainwatch
+
+    for _ in range(300):
+        forge.poll(["ao/a-1"])  # as a tick reads the remote first
+        reason = mainwatch.watch(store, project, forge)
+        if done(store.main_watch(project.name)):
+            return reason
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: {store.main_watch(project.name)}")
+
+
+def _merge_pr(clone: Any, forge: Any, name: str, files: dict[str, str]) -> int:
+    """Push `ao/<name>-1` with `files` from main, open its PR and merge it; its number."""
+    from .helpers import push_branch
+
+    sha = push_branch(clone, f"ao/{name}-1", files, base="origin/main")
+    forge.poll([f"ao/{name}-1"])
+    pr = forge.create_pr(f"ao/{name}-1", name, "")
+    forge.merge(pr, sha)
+    return int(pr.number)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13])
@@ -50,7 +78,7 @@ def test_a_semantic_conflict_turns_main_red_and_its_merge_is_named(env: object,
     from ao.store import Store
 
     from .fleet_helpers import Env
-    from .helpers import git, push_branch, retry_until
+    from .helpers import git, retry_until
 
     assert isinstance(env, Env) and isinstance(tmp_path, Path)
     env.write_config(ci={"command": "test ! -f a.txt -o ! -f b.txt", "timeout": "60s"})
@@ -76,22 +104,10 @@ def test_a_semantic_conflict_turns_main_red_and_its_merge_is_named(env: object,
     assert settle().get("green")  # main starts green
     numbers = {}
     for name in ("a", "b", "c"):
-        sha = push_branch(clone, f"ao/{name}-1", {f"{name}.txt": name})
-        forge.poll([f"ao/{name}-1"])
-        pr = forge.create_pr(f"ao/{name}-1", name, "")
-        numbers[name] = pr.number
-        forge.merge(pr, sha)
+        numbers[name] = _merge_pr(clone, forge, name, {f"{name}.txt": name})
         if name == "a":
             assert settle().get("green") == forge.main_head()  # a alone: green
-    reason = None
-    for _ in range(200):
-        forge.poll(["ao/a-1"])
-        reason = mainwatch.watch(store, project, forge)
-        if store.main_watch("shop").get("culprit"):
-            break
-        import time
-
-        time.sleep(0.2)
+    reason = _watch_until(store, project, forge, lambda w: w.get("culprit"), "the culprit")
     w = store.main_watch("shop")
     assert w.get("culprit_pr") == numbers["b"], w
     assert reason is not None and f"PR #{numbers['b']}" in reason
@@ -164,3 +180,95 @@ def test_nothing_starts_from_a_red_main_and_status_says_why(env: object) -> None
         return any(s.state is not State.QUEUED for s in store.sessions("shop"))
 
     retry_until(started, timeout=60, interval=0.3, message="the plan going on")
+
+
+def test_on_red_main_revert_opens_and_merges_the_revert_of_the_culprit(env: object,
+                                                                     tmp_path: object) -> None:
+    """`on_red_main: revert`: two PRs green alone turn main red together; ao names the second,
+    opens a PR that reverts its merge (CI runs on it, as on any PR), merges it once green
+    while every other merge waits, and main is green again without the culprit's file."""
+    import json
+    from pathlib import Path
+
+    from ao import config
+    from ao.forge.local import LocalForge
+    from ao.store import Store
+
+    from .fleet_helpers import Env
+    from .helpers import git
+
+    assert isinstance(env, Env) and isinstance(tmp_path, Path)
+    env.write_config(ci={"command": "test ! -f a.txt -o ! -f b.txt", "timeout": "60s"},
+                     on_red_main="revert", auto_merge=True)
+    project = config.load().project("shop")
+    assert project.on_red_main == "revert"
+    store = Store()
+    forge = LocalForge(project, store)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(env.remote), str(clone))
+
+    def watch_until(done: Callable[[dict[str, Any]], object], what: str) -> None:
+        _watch_until(store, project, forge, done, what)
+
+    watch_until(lambda w: w.get("green"), "main green at first")
+    numbers = {}
+    for name in ("a", "b"):
+        numbers[name] = _merge_pr(clone, forge, name, {f"{name}.txt": name})
+        if name == "a":
+            watch_until(lambda w: w.get("green") == forge.main_head(), "a alone green")
+    watch_until(lambda w: w.get("reverted"), "the revert merged")
+    watch_until(lambda w: not w.get("red") and w.get("green") == forge.main_head(),
+                "main green again")
+    git(clone, "fetch", "-q", "origin")
+    files = git(clone, "ls-tree", "--name-only", "origin/main").split()
+    assert "a.txt" in files and "b.txt" not in files
+    events = store.events_after(0, project="shop")
+    kinds = [e["type"] for e in events]
+    for kind in ("main.red", "main.culprit", "main.revert_opened", "main.reverted",
+                 "main.green"):
+        assert kinds.count(kind) == 1, (kind, kinds)
+    opened = json.loads(next(e for e in events if e["type"] == "main.revert_opened")["data"])
+    revert = store.local_pr("shop", opened["branch"])
+    assert revert is not None and revert["state"] == "merged"
+    assert str(revert["title"]) == f"Revert PR #{numbers['b']}"
+    # the culprit's own PR stays merged: the revert is a new commit on main, not a rewrite
+    assert store.local_pr("shop", "ao/b-1")["state"] == "merged"  # type: ignore[index]
+
+
+def test_a_revert_that_conflicts_tells_a_person_and_waits(env: object, tmp_path: object) -> None:
+    """The culprit cannot be reverted cleanly (a later merge changed the same lines): no PR,
+    one `main.revert_failed` event, and main stays held for a person."""
+    import time
+    from pathlib import Path
+
+    from ao import config, mainwatch
+    from ao.forge.local import LocalForge
+    from ao.store import Store
+
+    from .fleet_helpers import Env
+    from .helpers import git
+
+    assert isinstance(env, Env) and isinstance(tmp_path, Path)
+    env.write_config(ci={"command": "test ! -f a.txt -o ! -f b.txt", "timeout": "60s"},
+                     on_red_main="revert", auto_merge=True)
+    project = config.load().project("shop")
+    store = Store()
+    forge = LocalForge(project, store)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(env.remote), str(clone))
+    for name, files in (("a", {"a.txt": "a"}), ("b", {"b.txt": "b"}),
+                        ("c", {"b.txt": "b changed after"})):
+        _merge_pr(clone, forge, name, files)
+        for _ in range(300):  # a's head seen green; b and c merge before main is looked at
+            mainwatch.watch(store, project, forge)
+            if name != "a" or store.main_watch("shop").get("green") == forge.main_head():
+                break
+            time.sleep(0.2)
+    reason = _watch_until(store, project, forge, lambda w: w.get("revert_failed"),
+                          "the revert refused")
+    w = store.main_watch("shop")
+    assert w.get("red") and "conflicts" in str(w.get("revert_failed")), w
+    assert reason is not None and "main is red" in reason
+    kinds = [e["type"] for e in store.events_after(0, project="shop")]
+    assert kinds.count("main.revert_failed") == 1 and "main.revert_opened" not in kinds
+    assert not [r for r in store.local_prs("shop") if str(r["branch"]).startswith("ao/revert")]

@@ -12,7 +12,7 @@ import functools
 import os
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ def parse_duration(value: object, where: str = "duration") -> float:
 MERGE_METHODS = ("merge", "squash", "rebase", "auto")
 EXTRA_MERGE_STATES = ("has_hooks", "unstable")
 BEHIND = ("update", "rebase", "wait")  # a PR behind a base that must be up to date
+RED_MAIN = ("pause", "revert")  # main turned red by a merge: wait for a person, or revert it
 
 
 # ---- reading -------------------------------------------------------------------------------
@@ -79,7 +80,7 @@ _PROJECT_KEYS = (
     "session_prefix", "sandboxed", "auto_merge", "reactions", "post_create", "symlinks",
     "require_review", "require_checks", "merge_states", "merge_method", "env", "disposable",
     "trusted_reviewers", "behind", "pickup", "overlap", "overlap_wait", "budget_usd",
-    "hosts",
+    "hosts", "on_red_main",
 )
 _AGENT_KEYS = ("name", "command", "permission_mode", "env", "ready", "fallback")
 _CI_KEYS = ("command", "timeout")
@@ -223,6 +224,16 @@ def _merging(raw: Mapping[str, Any], where: str, m: Merged) -> tuple[str, tuple[
     return merge_method, merge_states
 
 
+def _one_of(raw: Mapping[str, Any], key: str, options: Sequence[str], where: str, m: Merged,
+            hint: str) -> str:
+    """A setting that takes one of a few words; the first is its default."""
+    value = str(typed(raw.get(key, options[0]), str, f"{where}.{key}", m))
+    if value not in options:
+        raise ConfigError(f"`{where}.{key}` must be one of {', '.join(options)}, got "
+                          f"{value!r}", hint)
+    return value
+
+
 def _budget(raw: Any, where: str, m: Merged) -> float | None:
     """`budget_usd: 50`: what the project's agents may spend, in dollars (agent_usage.py)."""
     if raw is None:
@@ -276,14 +287,11 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
     if label and forge != "github":
         raise ConfigError(f"`{where}.pickup` takes issues from GitHub; this project's forge is "
                           f"{forge}", "set forge: github and repo: owner/name, or remove it")
-    overlap = str(typed(raw.get("overlap", "wait"), str, f"{where}.overlap", m))
-    if overlap not in ("wait", "ignore"):
-        raise ConfigError(f"`{where}.overlap` must be wait or ignore, got {overlap!r}",
-                          "wait: a task that shares files with a running one waits for it")
-    behind = str(typed(raw.get("behind", "update"), str, f"{where}.behind", m))
-    if behind not in BEHIND:
-        raise ConfigError(f"`{where}.behind` must be one of {', '.join(BEHIND)}, got "
-                          f"{behind!r}", "update: ao updates the branch on the forge")
+    overlap = _one_of(raw, "overlap", ("wait", "ignore"), where, m,
+                      "wait: a task that shares files with a running one waits for it")
+    behind = _one_of(raw, "behind", BEHIND, where, m, "update: ao updates the branch on the forge")
+    on_red_main = _one_of(raw, "on_red_main", RED_MAIN, where, m,
+                          "pause: merges and starts wait; revert: ao reverts the culprit")
     prefix = str(raw.get("session_prefix") or re.sub(r"[^a-z0-9]", "", name.lower())[:3] or "ses")
     if not re.match(r"^[a-z0-9][a-z0-9_]*$", prefix):
         raise ConfigError(f"`{where}.session_prefix` {prefix!r} is not a safe tmux name",
@@ -324,6 +332,7 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         pickup_label=label,
         pickup_on_unlabel=on_unlabel,
         budget_usd=_budget(raw.get("budget_usd"), f"{where}.budget_usd", m),
+        on_red_main=on_red_main,
         pickup_status_comment=status_comment,
     )
 

@@ -103,6 +103,9 @@ class ProjectConfig:
     # what the project's agents may spend (agent_usage.py): reached, nothing new starts and
     # the running agents are told to wrap up
     budget_usd: float | None = None
+    # main turned red by a merge (mainwatch.py): pause (merges and starts wait for a person)
+    # | revert (ao opens a PR that reverts the culprit, reverting.py)
+    on_red_main: str = "pause"
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,7 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
         add(f"{pre}.budget_usd", p.budget_usd)
         add(f"{pre}.behind", p.behind)
         add(f"{pre}.overlap", p.overlap)
+        add(f"{pre}.on_red_main", p.on_red_main)
         add(f"{pre}.overlap_wait", f"{p.overlap_wait:g}s")
         add(f"{pre}.disposable", list(p.disposable))
         add(f"{pre}.env", {k: environment.masked(k, v) for k, v in (*p.env, *p.agent.env)})

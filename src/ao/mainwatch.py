@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import redmain
+from . import redmain, reverting
 from .events import Event, emit
 
 if TYPE_CHECKING:
@@ -50,6 +50,10 @@ def red_reason(watch: dict[str, Any]) -> str | None:
         text += f"; turned red by {str(watch['culprit'])[:10]}"
     else:
         text += "; finding the merge that turned it red"
+    if watch.get("revert_failed"):
+        text += f"; not reverted: {watch['revert_failed']}"
+    elif watch.get("revert_pr"):
+        text += f"; PR #{watch['revert_pr']} reverts it"
     return text
 
 
@@ -98,8 +102,9 @@ def _red(store: Store, project: ProjectConfig, f: WatchedForge, w: dict[str, Any
                             f"CI fails on {project.default_branch} at {head[:10]}; merges and "
                             "new starts wait until it is green")
     w["red"] = head
-    if w.get("culprit"):
-        return  # named already
+    if w.get("culprit"):  # named already: what the project does about it
+        reverting.act(store, project, f, w, notifier)  # type: ignore[arg-type]
+        return
     merges = f.first_parents(str(w["green"]), head)
     # a run that errored (a timeout, a crash) counts as red: the bisection never waits on it
     verdicts = {m: redmain.FAILING if v == "error" else v for m in merges
@@ -126,3 +131,4 @@ def _red(store: Store, project: ProjectConfig, f: WatchedForge, w: dict[str, Any
         what = f"PR #{pr[0]} ({pr[1]})" if pr else step.culprit[:10]
         notifier.notify(event, f"{project.name}: main turned red with {what}",
                         f"CI passes before {what} merged and fails after it; merges wait")
+    reverting.act(store, project, f, w, notifier)  # type: ignore[arg-type]
