@@ -67,6 +67,10 @@ class Repo:
     # to the required checks, and every other rule here is one the fake's PRs do not meet
     rules: list[dict[str, Any]] = field(default_factory=list)
     allowed_methods: tuple[str, ...] = ("merge", "squash", "rebase")
+    # GitHub's merge queue (a `merge_queue` rule in `rules`): the PR numbers queued, in order,
+    # and each PR's RemovedFromMergeQueueEvents ({reason, createdAt, beforeCommit})
+    queue: list[int] = field(default_factory=list)
+    removals: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     # GitHub computes mergeability in the background: `mergeable` reads UNKNOWN for this many
     # polls after each new head
     unknown_polls: int = 0
@@ -357,7 +361,88 @@ class FakeGitHub:
     @staticmethod
     def _other_rules(repo: Repo) -> list[dict[str, Any]]:
         return [r for r in repo.rules if r["type"] not in ("required_status_checks",
-                                                            "pull_request")]
+                                                            "pull_request", "merge_queue")]
+
+    @staticmethod
+    def queue_required(repo: Repo) -> bool:
+        return any(r["type"] == "merge_queue" for r in repo.rules)
+
+    def process_queue(self, repo: Repo, failing: set[int] = frozenset()  # type: ignore[assignment]
+                      ) -> list[int]:
+        """What GitHub's merge queue does once the checks of its merge groups are in: each
+        queued PR, in order, merged onto the base (and the groups ahead of it); a group whose
+        PR is in `failing` gets a failing "ci" check run on its commit and the PR is removed
+        (`failed_checks`), as is one that no longer merges (`merge_conflict`). Every removal,
+        a merge's too, is a RemovedFromMergeQueueEvent on the PR's timeline. The merged PRs."""
+        merged = []
+        with self.lock:
+            for n in list(repo.queue):
+                pr = repo.pulls[n]
+                base = repo.head_sha(repo.default_branch) or ""
+                group = self._merge_commit(repo, pr, base, f"Merge group: PR #{n}")
+                repo.queue.remove(n)
+                reason = "merged"
+                if group is None:
+                    reason = "merge_conflict"
+                elif n in failing:
+                    reason = "failed_checks"
+                    self.add_check_run(repo, group, "ci", "failure", "tests fail on the group",
+                                       log="FAILED test_main.py::test_all - the group breaks")
+                else:
+                    _git(repo.bare, "update-ref", f"refs/heads/{repo.default_branch}", group,
+                         base)
+                    pr.update(state="merged", merge_sha=group)
+                    merged.append(n)
+                repo.removals.setdefault(n, []).append({
+                    "reason": reason, "createdAt": _now(),  # GitHub's words: failed_checks...
+                    "beforeCommit": {"oid": group} if group else None})
+        return merged
+
+    def _merge_commit(self, repo: Repo, pr: dict[str, Any], base: str, message: str
+                      ) -> str | None:
+        """The merge of the PR's head onto `base` (None when it conflicts)."""
+        p = _git(repo.bare, "merge-tree", "--write-tree", base, pr["head_sha"], check=False)
+        if p.returncode != 0:
+            return None
+        return subprocess.run(
+            ["git", "-C", str(repo.bare), "-c", "user.name=fake", "-c",
+             "user.email=fake@example.invalid", "commit-tree", p.stdout.split("\n", 1)[0],
+             "-p", base, "-p", pr["head_sha"], "-m", message],
+            capture_output=True, text=True, check=True).stdout.strip()
+
+    def _enqueue(self, variables: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        """`enqueuePullRequest`, as GitHub's schema and docs define it: the PR by its node id,
+        refused (UNPROCESSABLE) when the head is not `expectedHeadOid`, the branch has no merge
+        queue, or the PR does not meet the branch's rules."""
+        def refused(message: str) -> tuple[int, Any, dict[str, str]]:
+            return 200, {"data": {"enqueuePullRequest": None}, "errors": [
+                {"type": "UNPROCESSABLE", "path": ["enqueuePullRequest"], "message": message}]}, {}
+
+        for repo in self.repos.values():
+            for pr in repo.pulls.values():
+                if _node_id(repo, pr["number"]) != variables.get("pr"):
+                    continue
+                self._pr_live(repo, pr)
+                if not self.queue_required(repo):
+                    return refused("Merge queue is not enabled for this branch")
+                if variables.get("sha") and variables["sha"] != pr["head_sha"]:
+                    return refused("Head sha didn't match expected head sha")
+                if pr["state"] != "open" or self._unmet(repo, pr["head_sha"]) or (
+                        repo.require_reviews and self._decision(repo, pr["number"]) != "APPROVED"):
+                    return refused(f"Pull request #{pr['number']} is not mergeable")
+                if pr["number"] not in repo.queue:
+                    repo.queue.append(pr["number"])
+                return 200, {"data": {"enqueuePullRequest": {"mergeQueueEntry": self._entry(
+                    repo, pr["number"])}}}, {}
+        return 200, {"data": {"enqueuePullRequest": None}, "errors": [
+            {"type": "NOT_FOUND", "path": ["enqueuePullRequest"],
+             "message": "Could not resolve to a node with the global id of "
+                        f"'{variables.get('pr')}'"}]}, {}
+
+    @staticmethod
+    def _entry(repo: Repo, n: int) -> dict[str, Any] | None:
+        return {"state": "QUEUED", "position": repo.queue.index(n) + 1} \
+            if n in repo.queue else None
 
     def _unmet(self, repo: Repo, sha: str) -> list[tuple[str, str]]:
         """Required checks that have not passed: (context, "failing" | "pending" |
@@ -393,6 +478,7 @@ class FakeGitHub:
             mergeable = "UNKNOWN"
         rollup = self._rollup(repo, pr["head_sha"])
         return {
+            "id": _node_id(repo, pr["number"]), "mergeQueueEntry": self._entry(repo, pr["number"]),
             "number": pr["number"], "url": f"{self.url}/{repo.full}/pull/{pr['number']}",
             "state": pr["state"].upper(), "title": pr["title"], "headRefName": pr["head"],
             "headRefOid": pr["head_sha"], "baseRefName": pr.get("base") or repo.default_branch,
@@ -613,6 +699,11 @@ class FakeGitHub:
             return 405, {"message": f"{what} are not allowed on this repository."}, {}
         if pr.get("draft"):
             return 405, {"message": "Pull Request is still a draft"}, {}
+        if pr["number"] in repo.queue:
+            return 405, {"message": "Pull Request is in the merge queue"}, {}
+        if self.queue_required(repo):
+            return 405, {"message": "Repository rule violations found\n\nChanges must be made "
+                                    "through the merge queue"}, {}
         if repo.require_reviews and self._decision(repo, pr["number"]) != "APPROVED":
             return 405, {"message": "At least 1 approving review is required by reviewers "
                                     "with write access."}, {}
@@ -627,16 +718,10 @@ class FakeGitHub:
                                             pr["head_sha"], check=False).returncode != 0:
             return 405, {"message": "Head branch is out of date. Review and try the merge "
                                     "again."}, {}
-        p = _git(repo.bare, "merge-tree", "--write-tree", base, pr["head_sha"], check=False)
-        if p.returncode != 0:
+        commit = self._merge_commit(repo, pr, base,
+                                    f"Merge pull request #{pr['number']} from {pr['head']}")
+        if commit is None:
             return 405, {"message": "Pull Request is not mergeable"}, {}
-        tree = p.stdout.split("\n", 1)[0].strip()
-        env_msg = f"Merge pull request #{pr['number']} from {pr['head']}"
-        commit = subprocess.run(
-            ["git", "-C", str(repo.bare), "-c", "user.name=fake", "-c",
-             "user.email=fake@example.invalid", "commit-tree", tree, "-p", base, "-p",
-             pr["head_sha"], "-m", env_msg], capture_output=True, text=True, check=True
-        ).stdout.strip()
         _git(repo.bare, "update-ref", f"refs/heads/{repo.default_branch}", commit, base)
         pr.update(state="merged", merge_sha=commit)
         for n in re.findall(r"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s+#(\d+)",
@@ -671,6 +756,9 @@ class FakeGitHub:
 
     def _graphql(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
         query, variables = body["query"], body.get("variables") or {}
+        if "mutation AoEnqueue" in query:
+            with self.lock:
+                return self._enqueue(variables)
         repo = self.repos.get(f"{variables.get('owner')}/{variables.get('name')}")
         if repo is None:
             return 200, {"errors": [{"type": "NOT_FOUND", "message": "no such repository"}]}, {}
@@ -707,6 +795,11 @@ class FakeGitHub:
                 found = repo.pulls.get(int(variables["number"]))
                 return 200, {"data": {"repository": {"pullRequest": self._pr_graphql(
                     repo, found, query) if found else None}}}, {}
+            if "query AoQueueRemoval" in query:
+                n = int(variables["number"])
+                return 200, {"data": {"repository": {"pullRequest": {
+                    "mergeQueueEntry": self._entry(repo, n),
+                    "timelineItems": {"nodes": repo.removals.get(n, [])[-1:]}}}}}, {}
             if "query AoThreads" in query:
                 n = int(variables["number"])
                 reviews = [{"id": r["id"], "state": r["state"], "body": r["body"],
@@ -723,6 +816,13 @@ class FakeGitHub:
 
 
 _ID = re.compile(r"/[0-9a-f]{40}|/\d+")
+
+
+def _node_id(repo: Repo, number: int) -> str:
+    """A PR's global node id (opaque to clients, as GitHub's are)."""
+    import base64
+
+    return "PR_" + base64.b64encode(f"{repo.full}#{number}".encode()).decode().rstrip("=")
 
 
 def _now() -> str:

@@ -21,7 +21,7 @@ from ao.store import Store
 
 from .fake_github import FakeGitHub, Repo, serve
 from .fleet_helpers import Env
-from .helpers import git, push_branch, run_ao
+from .helpers import git, push_branch, retry_until, run_ao
 
 TOKEN = "ghp_gate_test_token"
 GH = tuple[FakeGitHub, Repo]
@@ -572,3 +572,63 @@ def test_main_turned_red_on_github_is_seen_its_merge_named_and_merges_wait(
     fake.add_check_run(repo, fix, "ci", "success")
     assert mainwatch.watch(store, project, f) is None
     assert "main.green" in [e["type"] for e in store.events_after(0, project="shop")]
+
+
+def test_a_merge_queue_branch_enqueues_feeds_an_ejection_back_and_merges(
+        gh: GH, env: Env, clone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The base requires GitHub's merge queue: the ready PR (CLEAN, as GitHub shows it) is
+    enqueued with the head it was checked at, never merged directly and never queued twice;
+    GitHub removes it because the checks fail on the merge group: the agent gets those checks
+    as a CI round; its next head is queued again and GitHub merges it; the session is merged."""
+    import time
+
+    from ao import tmux
+    from ao.daemon import Daemon
+
+    fake, repo = gh
+    repo.rules = [{"type": "merge_queue", "ruleset_id": 3, "parameters": {
+        "merge_method": "MERGE", "grouping_strategy": "ALLGREEN"}}]
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("AO_GITHUB_API_URL", fake.url)
+    env.write_config(repo="acme/shop", forge="github", agent={"command": "cat"},
+                     require_review=False, auto_merge=True)
+    f = GitHubForge(config.load().project("shop"), Store(), TOKEN, base_url=fake.url)
+    store = Store()
+    s = store.create_session("shop", "sho", "B-1", state=State.PR_OPEN)
+    store.update_session(s.id, branch="ao/b-1")
+    time.sleep(1.1)  # GitHub's createdAt has whole seconds: the PR is the session's own
+    sha = push_branch(clone, "ao/b-1", {"b.txt": "b"})
+    number = f.create_pr("ao/b-1", "[B-1] b", "").number
+    fake.add_check_run(repo, sha, "tests", "success")
+    tmux.new_session(env.server(), s.id, env.repo, "cat")
+    d = Daemon(config.load(), store, env.server())
+    for _ in range(3):
+        d.tick()
+    assert repo.queue == [number]
+    assert not [k for k in fake.counts if k.endswith(f"/pulls/{number}/merge")]  # no 405s
+    assert [e["type"] for e in store.session_events(s.id)].count("pr.enqueued") == 1
+    d.tick()
+    assert store.session(s.id).pr_merge_state == "queued"  # status: "in GitHub's merge queue"
+    # GitHub runs the checks on the merge group; they fail there
+    assert fake.process_queue(repo, failing={number}) == []
+    for _ in range(2):
+        d.tick()
+    told = [m["body"] for m in store.messages(s.id)]
+    assert any("merge queue removed this PR" in b and "the group breaks" in b for b in told), told
+    assert store.session(s.id).state is State.PR_OPEN and repo.queue == []
+    assert [e["type"] for e in store.session_events(s.id)].count("pr.dequeued") == 1
+    assert History.of(store.attempts(s.id)).ci_rounds == (sha,)  # counted as a CI round
+    # the agent's fix: a new head, green, queued again and merged by the queue
+    fixed = push_branch(clone, "ao/b-1", {"b.txt": "b, fixed"})
+    fake.add_check_run(repo, fixed, "tests", "success")
+    for _ in range(2):
+        d.tick()
+    assert repo.queue == [number]
+    assert fake.process_queue(repo) == [number]
+
+    def merged() -> bool:
+        d.tick()
+        return store.session(s.id).state is State.MERGED
+
+    retry_until(merged, timeout=20, interval=0.3, message="the queue's merge recorded")
+    assert repo.pulls[number]["state"] == "merged"

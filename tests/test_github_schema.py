@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ao.forge import github
+from ao.forge import github, github_queue
 
 
 def _schema_file() -> Path | None:
@@ -26,10 +26,12 @@ def documents() -> list[tuple[str, str]]:
     fields = "\n".join(github.PR_FIELDS.format(alias=f"b{i}", var=f"h{i}")
                        for i in range(branches))
     return [("poll", github.POLL_QUERY.format(params=params, fields=fields)),
-            ("threads", github.THREADS_QUERY), ("pr", github.PR_BY_NUMBER)]
+            ("threads", github.THREADS_QUERY), ("pr", github.PR_BY_NUMBER),
+            ("enqueue", github_queue.ENQUEUE), ("queue-removal", github_queue.REMOVALS)]
 
 
-@pytest.mark.parametrize(("name", "document"), documents(), ids=["poll", "threads", "pr"])
+@pytest.mark.parametrize(("name", "document"), documents(),
+                         ids=["poll", "threads", "pr", "enqueue", "queue-removal"])
 def test_documents_validate_against_githubs_schema(name: str, document: str) -> None:
     graphql = pytest.importorskip("graphql")
     path = _schema_file()

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import compose, steps
+from . import compose, queueing, steps
 from .config import Config, ProjectConfig
 from .errors import AoError, ExternalError
 from .events import Event, emit
 from .fleet import Fleet
-from .forge.base import Forge, PullRequest
+from .forge.base import Enqueued, Forge, PullRequest
 from .merging import record_merged
 from .notify import Notifier
 from .reactions import Action, ActionKind, History, Policy
@@ -56,6 +56,7 @@ class Actions:
             ActionKind.RESUME: self.resume, ActionKind.LIMIT_CONTINUE: self.limit_continue,
             ActionKind.NUDGE: self.nudge, ActionKind.START_REVIEW: self.start_review,
             ActionKind.RUN_CHECK: self.run_check, ActionKind.RESTORE: self.restore,
+            ActionKind.DEQUEUED: self.dequeued,
         }
         # per session: what its review comments were last read for, and when
         self._reviews_read: dict[str, tuple[tuple[Any, ...], float]] = {}
@@ -158,6 +159,9 @@ class Actions:
             return
         try:
             merged = x.forge.merge(x.pr, x.a.sha)
+        except Enqueued as q:  # GitHub's merge queue merges it, later (queueing.py)
+            queueing.enqueued(self.store, x, q)
+            return
         except ExternalError as e:
             # counted per head: the gate escalates after `merge_retries` refusals
             n = self.history(x.s.id).count(f"merge-failed:{x.a.sha}:") + 1
@@ -172,6 +176,11 @@ class Actions:
         self.store.update_session(x.s.id, pr_state="merged")
         self.set_state(replace(x, s=self.store.session(x.s.id), a=Action(
             ActionKind.SET_STATE, state=State.MERGED, reason="merged by ao", sha=x.a.sha)))
+
+    def dequeued(self, x: Act) -> None:
+        spent = queueing.dequeued(self.store, x, self.history(x.s.id), self.notifier)
+        if spent is not None:
+            self.escalate(replace(x, a=spent))
 
     def notify(self, x: Act) -> None:
         if self.store.record_attempt(x.s.id, "notify", x.a.fingerprint):

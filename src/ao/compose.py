@@ -35,6 +35,17 @@ def ci_fix(round_: int, rounds: int, sha: str, details: list[FailureDetail],
     return "\n".join(lines)
 
 
+def queue_failed(round_: int, rounds: int, sha: str, details: list[FailureDetail],
+                 reason: str, template: str | None = None) -> str:
+    """GitHub's merge queue removed the PR: its checks failed on the merge group (the PR
+    merged onto main and the PRs ahead of it), though they passed on the PR itself."""
+    return ci_fix(round_, rounds, sha, details, template) + (
+        f"\n\nGitHub's merge queue removed this PR ({clean(reason)}): the checks above ran on "
+        "your change merged onto the base branch together with the PRs queued ahead of it, "
+        "and failed there. Merge the base branch into your branch, fix what breaks, and push; "
+        "ao queues the new head once its checks pass.")
+
+
 def review(comments: list[ReviewComment], round_: int, template: str | None = None) -> str:
     lines = [opening(template, f"Review feedback (round {round_}). Please address each point, "
                      "commit and push:", round=round_)]

@@ -133,6 +133,7 @@ class ActionKind(StrEnum):
     LIMIT_CONTINUE = "limit-continue"
     START_REVIEW = "start-review"  # a reviewer agent on the PR's head (steps.py)
     RUN_CHECK = "run-check"  # a check step's command on the PR's head
+    DEQUEUED = "dequeued"  # a PR ao put in GitHub's merge queue left it unmerged
 
 
 @dataclass(frozen=True)
@@ -204,13 +205,24 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
         actions.append(Action(ActionKind.SET_STATE, state=State.PR_OPEN, reason=f"PR #{pr.number}"))
     if pr.state == "closed":
         closed = f"PR #{pr.number} was closed without merging"
-        return [*actions, _escalate(hist, "pr-closed", closed)]
+        return [*actions, escalation(hist, "pr-closed", closed)]
     if obs.activity is Activity.EXITED:
         return actions + _exited(hist, "the agent exited with its PR open")
     passed = hist.passed(pr.head_sha)
     return actions + _ci(obs, hist, policy, pr) + _conflict(hist, policy, pr) + \
         _behind(hist, policy, pr) + _review(hist, policy, pr) + \
-        _green(obs, hist, policy, pr, passed) + _merge(obs, hist, policy, pr, passed)
+        _green(obs, hist, policy, pr, passed) + _merge(obs, hist, policy, pr, passed) + \
+        _dequeued(hist, pr)
+
+
+def _dequeued(hist: History, pr: PullRequest) -> list[Action]:
+    """A head ao put in the merge queue that is neither in it nor merged: GitHub removed it
+    (its checks failed on the merge group, or a person took it out). Looked into until the
+    removal is seen, then once a head."""
+    sha = pr.head_sha
+    if pr.queue is not None or not hist.has(f"queued:{sha}") or hist.has(f"dequeued:{sha}"):
+        return []
+    return [Action(ActionKind.DEQUEUED, f"dequeued:{sha}", sha=sha)]
 
 
 def _conflict(hist: History, policy: Policy, pr: PullRequest) -> list[Action]:
@@ -222,7 +234,7 @@ def _conflict(hist: History, policy: Policy, pr: PullRequest) -> list[Action]:
         return []
     asked = hist.count("rebase:")
     if asked >= policy.rebase_retries * (hist.resumes + 1):
-        return [_escalate(hist, "conflict", f"still conflicting after {asked} rebase requests")]
+        return [escalation(hist, "conflict", f"still conflicting after {asked} rebase requests")]
     return [Action(ActionKind.ASK_REBASE, f"rebase:{sha}", sha=sha)]
 
 
@@ -240,7 +252,7 @@ def _behind(hist: History, policy: Policy, pr: PullRequest) -> list[Action]:
         return []
     asked = hist.count("rebase:")
     if asked >= policy.rebase_retries * (hist.resumes + 1):
-        return [_escalate(hist, "conflict", f"still behind after {asked} rebase requests")]
+        return [escalation(hist, "conflict", f"still behind after {asked} rebase requests")]
     return [Action(ActionKind.ASK_REBASE, f"rebase:{sha}", sha=sha)]
 
 
@@ -301,7 +313,7 @@ def _ci(obs: Observation, hist: History, policy: Policy, pr: PullRequest) -> lis
         return _stuck(obs, hist, policy, f"ci:{sha}",
                       "CI still fails and no new commits since the fix request")
     if len(hist.ci_rounds) >= policy.ci_retries * (hist.resumes + 1):
-        return [_escalate(hist, "ci-exhausted",
+        return [escalation(hist, "ci-exhausted",
                           f"CI failed after {len(hist.ci_rounds)} fix rounds")]
     if "ci-failed" in policy.auto:
         # each hand-back grants a fresh budget: "round 4 of 6", never "round 4 of 3"
@@ -326,7 +338,7 @@ def _merge(obs: Observation, hist: History, policy: Policy, pr: PullRequest,
         return out
     refused = hist.count(f"merge-failed:{sha}:")
     if policy.auto_merge and refused >= policy.merge_retries:
-        out.append(_escalate(hist, f"merge:{sha}", f"the forge refused to merge PR "
+        out.append(escalation(hist, f"merge:{sha}", f"the forge refused to merge PR "
                              f"#{pr.number} {refused} times"))
     elif policy.auto_merge:
         if not hist.has(f"merge:{sha}"):
@@ -359,7 +371,7 @@ def _steps(obs: Observation, hist: History, policy: Policy, sha: str,
         return out
     runs = hist.count("review-run:")
     if runs >= policy.review_rounds * (r + 1):
-        return [*out, _escalate(hist, "reviewer-rounds",
+        return [*out, escalation(hist, "reviewer-rounds",
                                 f"the reviewer agent ran {runs} times without approving")]
     out.append(Action(ActionKind.START_REVIEW, f"review-run:{sha}:{r}", "the PR is green",
                       sha=sha, round=runs + 1, data={"agent": review.agent or ""}))
@@ -381,7 +393,7 @@ def _without_pr(obs: Observation, hist: History, policy: Policy) -> list[Action]
 def _exited(hist: History, reason: str) -> list[Action]:
     if hist.restores < 1 + hist.resumes:
         return [Action(ActionKind.RESTORE, f"restore:{hist.restores + 1}", reason)]
-    return [_escalate(hist, "exited", reason + " again after a restore")]
+    return [escalation(hist, "exited", reason + " again after a restore")]
 
 
 def _stuck(obs: Observation, hist: History, policy: Policy, key: str,
@@ -393,11 +405,11 @@ def _stuck(obs: Observation, hist: History, policy: Policy, key: str,
             return []
         return [Action(ActionKind.NUDGE, f"nudge:{key}", reason)]
     if obs.idle_for >= 2 * policy.stuck_after:
-        return [_escalate(hist, f"stuck:{key}", reason + ", after a nudge")]
+        return [escalation(hist, f"stuck:{key}", reason + ", after a nudge")]
     return []
 
 
-def _escalate(hist: History, key: str, reason: str) -> Action:
+def escalation(hist: History, key: str, reason: str) -> Action:
     # the hand-back count is part of the fingerprint: once resumed, the same trouble escalates
     # again instead of being taken for the escalation already made
     return Action(ActionKind.ESCALATE, f"escalate:{key}:{hist.resumes}", reason)

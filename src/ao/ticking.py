@@ -286,7 +286,8 @@ class Ticking(Scheduling, Picking, Spending, Telling):
                 pr_head_sha=pr.head_sha, pr_checks=pr.checks.overall,
                 pr_review=approval(pr).value, pr_mergeable=pr.mergeable,
                 pr_gate=verdict.reason, pr_gate_ok=int(verdict.ok), pr_draft=int(pr.draft),
-                pr_merge_state=pr.merge_state,
+                # in GitHub's merge queue: what it waits for, whatever its merge state says
+                pr_merge_state="queued" if pr.queue else pr.merge_state,
                 step=steps.holding(task_steps, pr.state, verdict.ok, verdict.waiting_for))
             changed = {k: v for k, v in facts.items() if getattr(s, k) != v}
             if changed:  # written when they change, not at every tick (200 writes a tick)

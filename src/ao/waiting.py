@@ -131,6 +131,9 @@ def _pr_wait(s: Session, ctx: Context) -> Wait:
         rule = (s.pr_gate or "").removeprefix("the PR is blocked by branch protection: ")
         return Wait(f"{pr} is blocked by branch protection: {rule or 'a rule'}", PERSON,
                     "blocked")
+    if s.pr_merge_state == "queued":
+        return Wait(f"{pr} is in GitHub's merge queue: GitHub merges it once the checks pass "
+                    "on its merge group", GITHUB, "queued")
     if s.pr_gate_ok and ctx.main_red:
         return Wait(f"{pr} is ready; merges wait: {ctx.main_red}", PERSON, "main_red")
     if s.pr_gate_ok:

@@ -107,6 +107,29 @@ class PullRequest:
     review_count: int = 0
     # the branch rules a BLOCKED PR does not meet, in words (GitHub; "" when not known)
     blocked_by: str = ""
+    node_id: str = ""  # GitHub's global id of the PR (its GraphQL mutations take it)
+    # GitHub's merge queue entry state, lower-cased (queued, awaiting_checks, mergeable,
+    # unmergeable, locked); None when the PR is not in a merge queue
+    queue: str | None = None
+
+
+class Enqueued(Exception):
+    """`merge` put the PR in the base branch's merge queue (GitHub) instead of merging it:
+    the forge merges it later, or removes it (merge_queue.md in docs/reactions.md)."""
+
+    def __init__(self, number: int, state: str, position: int | None) -> None:
+        super().__init__(f"PR #{number} is in the merge queue"
+                         + (f" at position {position}" if position else ""))
+        self.state, self.position = state, position
+
+
+@dataclass(frozen=True)
+class QueueRemoval:
+    """Why GitHub took a PR out of its merge queue (a RemovedFromMergeQueueEvent)."""
+
+    reason: str  # failed_checks, manual, merged, ... (lower-cased; GitHub's words)
+    group_sha: str | None  # the merge group's commit, where the queue's checks ran
+    at: float  # epoch seconds
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from .base import (
 from .github_client import login_of
 from .github_client import token_from_env as token_from_env
 from .github_issues import push_plan as push_plan
-from .github_main import GitHubMain
+from .github_queue import GitHubQueue
 
 POLL_QUERY = """query AoPoll($owner: String!, $name: String!, {params}) {{
   rateLimit {{ remaining resetAt }}
@@ -35,8 +35,9 @@ POLL_QUERY = """query AoPoll($owner: String!, $name: String!, {params}) {{
 }}"""
 # several nodes per branch: a fork's PR can carry the same head branch name, and only a
 # same-repository PR is ours (isCrossRepository false)
-PR_NODE = """number url state title headRefName headRefOid baseRefName mergeable
+PR_NODE = """id number url state title headRefName headRefOid baseRefName mergeable
         reviewDecision isDraft mergeStateStatus isCrossRepository createdAt
+        mergeQueueEntry {{ state }}
         reviews {{ totalCount }}
         latestOpinionatedReviews(first: 20, writersOnly: true) {{
           nodes {{ state author {{ login }} }} }}
@@ -69,7 +70,7 @@ THREADS_QUERY = """query AoThreads($owner: String!, $name: String!, $number: Int
 }"""
 
 
-class GitHubForge(GitHubMain):
+class GitHubForge(GitHubQueue):
     name = "github"
 
     # ---- calling GitHub -------------------------------------------------------------------
@@ -211,6 +212,10 @@ class GitHubForge(GitHubMain):
                 "PUT", url, input={"expected_head_sha": expected_sha})), applied)
 
     def merge(self, pr: PullRequest, expected_sha: str) -> str:
+        """Merge at `expected_sha`; where the base requires the merge queue, enqueue it
+        instead and raise `Enqueued` (GitHub merges it after the queue's checks)."""
+        if self.queue_required(pr.base):
+            raise self.enqueue(pr, expected_sha)
         method = self._merge_method()
 
         def applied() -> str | None:
@@ -331,7 +336,9 @@ def _pr_from_graphql(n: dict[str, Any], trusted: frozenset[str] = frozenset()) -
         untrusted_reviews=untrusted,
         created_at=_epoch(n.get("createdAt")),
         review_count=int((n.get("reviews") or {}).get("totalCount") or 0),
-        cross_repository=bool(n.get("isCrossRepository")))
+        cross_repository=bool(n.get("isCrossRepository")), node_id=str(n.get("id") or ""),
+        queue=str(entry.get("state") or "queued").lower()
+        if (entry := n.get("mergeQueueEntry")) else None)
 
 
 def _checks_from_graphql(n: dict[str, Any]) -> CheckSummary:

@@ -48,8 +48,11 @@ class GitHubChecks(GitHubIssues):
         return out
 
     def failure_details(self, pr: PullRequest) -> list[FailureDetail]:
+        return self.details_at(pr.head_sha)
+
+    def details_at(self, sha: str) -> list[FailureDetail]:
+        """The failing check runs and statuses of a commit, with their annotations and logs."""
         out = []
-        sha = pr.head_sha
         for run in self._pages("check runs", f"/commits/{sha}/check-runs", "check_runs"):
             if run.get("conclusion") not in _FAILED:
                 continue
@@ -113,7 +116,6 @@ class GitHubChecks(GitHubIssues):
 _RULES = {
     "required_signatures": "commits must be signed",
     "required_linear_history": "the history must be linear (no merge commits)",
-    "merge_queue": "the branch requires GitHub's merge queue",
     "update": "updates to the branch are restricted",
     "code_scanning": "code scanning results are required",
     "workflows": "required workflows must pass",
