@@ -272,3 +272,78 @@ def test_a_revert_that_conflicts_tells_a_person_and_waits(env: object, tmp_path:
     kinds = [e["type"] for e in store.events_after(0, project="shop")]
     assert kinds.count("main.revert_failed") == 1 and "main.revert_opened" not in kinds
     assert not [r for r in store.local_prs("shop") if str(r["branch"]).startswith("ao/revert")]
+
+
+def test_a_merge_train_step_is_a_bisection() -> None:
+    from ao.forge.local_train import Step, step
+
+    assert step(4, "passing") == Step("merge", 4)
+    assert step(4, "failing") == Step("test", 2)
+    assert step(3, "error") == Step("test", 1)
+    assert step(1, "failing") == Step("remove", 1)
+    assert step(2, "pending") == Step("wait")
+
+
+def test_merge_queue_keeps_main_green_and_sends_the_breaking_pr_back(
+        env: object, tmp_path: object) -> None:
+    """`merge: queue` on the local forge: three PRs pass the gate; c is fine, a and b break
+    main together (each green alone). The daemon queues them instead of merging; the train
+    runs CI on the PRs merged one onto the other and bisects a red train, so whichever of a
+    and b queued second is removed from the queue, its agent told with the train's failing CI
+    as a fix round, and the others merge. Main is never red: every commit on it passed CI
+    first."""
+    import time
+    from pathlib import Path
+
+    from ao import config, tmux
+    from ao.daemon import Daemon
+    from ao.reactions import History
+    from ao.state import State
+    from ao.store import Store
+
+    from .fleet_helpers import Env
+    from .helpers import git, push_branch
+
+    assert isinstance(env, Env) and isinstance(tmp_path, Path)
+    env.write_config(ci={"command": "test ! -f a.txt -o ! -f b.txt", "timeout": "60s"},
+                     merge="queue", auto_merge=True, require_review=False,
+                     agent={"command": "cat"})
+    store = Store()
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(env.remote), str(clone))
+    start = git(clone, "rev-parse", "origin/main").strip()
+    sessions = {}
+    for name in ("a", "b", "c"):
+        s = store.create_session("shop", "sho", f"{name.upper()}-1", state=State.WORKING)
+        store.update_session(s.id, branch=f"ao/{name}-1")
+        tmux.new_session(env.server(), s.id, env.repo, "cat")
+        sessions[name] = s.id
+        push_branch(clone, f"ao/{name}-1", {f"{name}.txt": name})
+    d = Daemon(config.load(), store, env.server())
+    deadline = time.monotonic() + 80
+    while time.monotonic() < deadline:
+        d.tick()
+        states = {n: store.session(sid).state for n, sid in sessions.items()}
+        # a and b break main together: whichever queued second is sent back
+        merged = {n for n, st in states.items() if st is State.MERGED}
+        told = {n: [m["body"] for m in store.messages(sessions[n])] for n in ("a", "b")}
+        if len(merged) == 2 and any(told.values()):
+            break
+        time.sleep(0.3)
+    assert "c" in merged and len(merged & {"a", "b"}) == 1, states
+    back = ({"a", "b"} - merged).pop()
+    assert states[back] is State.PR_OPEN
+    assert any("merge queue removed this PR" in b for b in told[back]), told
+    assert len(History.of(store.attempts(sessions[back])).ci_rounds) == 1
+    kinds = [e["type"] for e in store.session_events(sessions[back])]
+    assert kinds.count("pr.enqueued") == 1 and kinds.count("pr.dequeued") == 1
+    # main moved only to commits CI had passed: never red
+    git(clone, "fetch", "-q", "origin")
+    line = git(clone, "rev-list", "--first-parent", f"{start}..origin/main").split()
+    assert len(line) == 2  # the two merges
+    for sha in line:
+        row = store.local_ci("shop", sha)
+        assert row is not None and row["status"] == "passing", sha
+    files = git(clone, "ls-tree", "--name-only", "origin/main").split()
+    assert f"{back}.txt" not in files and {f"{n}.txt" for n in merged} <= set(files)
+    assert not store.main_watch("shop").get("red")

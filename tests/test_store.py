@@ -44,8 +44,8 @@ EXPECTED_SCHEMA = [
     ("table", "local_prs",
      "CREATE TABLE local_prs ( project TEXT NOT NULL, number INTEGER NOT NULL, branch TEXT NOT "
      "NULL, state TEXT NOT NULL CHECK (state IN ('open', 'closed', 'merged')), title TEXT NOT "
-     "NULL DEFAULT '', created_at REAL NOT NULL, merged_sha TEXT, PRIMARY KEY (project, "
-     "number) )"),
+     "NULL DEFAULT '', created_at REAL NOT NULL, merged_sha TEXT, queued_sha TEXT, queued_at "
+     "REAL, removed TEXT, PRIMARY KEY (project, number) )"),
     ("table", "local_reviews",
      "CREATE TABLE local_reviews ( id INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT NOT NULL, "
      "pr INTEGER NOT NULL, state TEXT NOT NULL CHECK (state IN ('approved', "
@@ -63,7 +63,8 @@ EXPECTED_SCHEMA = [
      "NULL, finished_at REAL, PRIMARY KEY (project, plan) )"),
     ("table", "projects",
      "CREATE TABLE projects ( name TEXT PRIMARY KEY, path TEXT NOT NULL, repo TEXT, created_at "
-     "REAL NOT NULL, paused INTEGER NOT NULL DEFAULT 0 , forge_trouble TEXT, main_watch TEXT)"),
+     "REAL NOT NULL, paused INTEGER NOT NULL DEFAULT 0 , forge_trouble TEXT, main_watch TEXT, "
+     "train TEXT)"),
     ("table", "sessions",
      'CREATE TABLE sessions ( id TEXT PRIMARY KEY, project TEXT NOT NULL, task TEXT NOT '
      "NULL, title TEXT NOT NULL DEFAULT '', state TEXT NOT NULL CHECK (state IN ('queued', "
@@ -95,7 +96,7 @@ def test_blank_database_migrates_to_the_exact_schema(tmp_path: Path) -> None:
         "001_initial", "002_local_forge", "003_outcome", "004_message_stage",
         "005_usage_limits", "006_step", "007_host", "008_hooks_read",
         "009_unpushed", "010_forge_trouble", "011_main_watch",
-        "012_agent_usage"]
+        "012_agent_usage", "013_merge_train"]
 
 
 def test_failed_migration_leaves_nothing_behind(tmp_path: Path,

@@ -65,6 +65,7 @@ MERGE_METHODS = ("merge", "squash", "rebase", "auto")
 EXTRA_MERGE_STATES = ("has_hooks", "unstable")
 BEHIND = ("update", "rebase", "wait")  # a PR behind a base that must be up to date
 RED_MAIN = ("pause", "revert")  # main turned red by a merge: wait for a person, or revert it
+MERGE_WAYS = ("direct", "queue")  # the local forge's merge train (forge/local_train.py)
 
 
 # ---- reading -------------------------------------------------------------------------------
@@ -80,7 +81,7 @@ _PROJECT_KEYS = (
     "session_prefix", "sandboxed", "auto_merge", "reactions", "post_create", "symlinks",
     "require_review", "require_checks", "merge_states", "merge_method", "env", "disposable",
     "trusted_reviewers", "behind", "pickup", "overlap", "overlap_wait", "budget_usd",
-    "hosts", "on_red_main",
+    "hosts", "on_red_main", "merge",
 )
 _AGENT_KEYS = ("name", "command", "permission_mode", "env", "ready", "fallback")
 _CI_KEYS = ("command", "timeout")
@@ -292,6 +293,12 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
     behind = _one_of(raw, "behind", BEHIND, where, m, "update: ao updates the branch on the forge")
     on_red_main = _one_of(raw, "on_red_main", RED_MAIN, where, m,
                           "pause: merges and starts wait; revert: ao reverts the culprit")
+    merge = _one_of(raw, "merge", MERGE_WAYS, where, m,
+                    "queue: a PR merges only after CI passed on it merged onto main")
+    if merge == "queue" and (forge != "local" or not ci_command):
+        raise ConfigError(f"`{where}.merge: queue` is the local forge's merge train and needs "
+                          "its `ci:` command", "on GitHub, the branch's rules turn its own merge "
+                          "queue on, and ao uses it")
     prefix = str(raw.get("session_prefix") or re.sub(r"[^a-z0-9]", "", name.lower())[:3] or "ses")
     if not re.match(r"^[a-z0-9][a-z0-9_]*$", prefix):
         raise ConfigError(f"`{where}.session_prefix` {prefix!r} is not a safe tmux name",
@@ -333,6 +340,7 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
         pickup_on_unlabel=on_unlabel,
         budget_usd=_budget(raw.get("budget_usd"), f"{where}.budget_usd", m),
         on_red_main=on_red_main,
+        merge=merge,
         pickup_status_comment=status_comment,
     )
 

@@ -106,6 +106,9 @@ class ProjectConfig:
     # main turned red by a merge (mainwatch.py): pause (merges and starts wait for a person)
     # | revert (ao opens a PR that reverts the culprit, reverting.py)
     on_red_main: str = "pause"
+    # direct | queue (the local forge's merge train: merged only after CI passed on the PR
+    # merged onto main, forge/local_train.py)
+    merge: str = "direct"
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,7 @@ def effective(cfg: Config) -> list[tuple[str, object, str]]:
         add(f"{pre}.behind", p.behind)
         add(f"{pre}.overlap", p.overlap)
         add(f"{pre}.on_red_main", p.on_red_main)
+        add(f"{pre}.merge", p.merge)
         add(f"{pre}.overlap_wait", f"{p.overlap_wait:g}s")
         add(f"{pre}.disposable", list(p.disposable))
         add(f"{pre}.env", {k: environment.masked(k, v) for k, v in (*p.env, *p.agent.env)})

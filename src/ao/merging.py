@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,7 @@ from . import paths, steps
 from .config import Config, ProjectConfig
 from .errors import AoError, BadInput
 from .events import Event, emit
-from .forge.base import Forge, PullRequest
+from .forge.base import Enqueued, Forge, PullRequest
 from .gate import Verdict, merge_gate
 from .notify import Notifier
 from .reactions import Policy
@@ -40,7 +41,8 @@ def session_gate(store: Store, project: ProjectConfig, s: Session,
 
 def merge_now(cfg: Config, store: Store, srv: Server, s: Session,
               forge: Forge | None = None) -> tuple[int, str]:
-    """Merge the session's PR if the gate allows it now; (PR number, merge sha)."""
+    """Merge the session's PR if the gate allows it now; (PR number, merge sha), the sha
+    empty when a merge queue took it (it merges later)."""
     project = cfg.project(s.project)
     forge = forge or forgemod.for_project(project, store)
     pr = forge.find_pr(s.branch) if s.branch else None
@@ -50,7 +52,15 @@ def merge_now(cfg: Config, store: Store, srv: Server, s: Session,
     if not verdict:
         raise BadInput(f"{s.id}: PR #{pr.number} cannot merge: {verdict.reason}",
                        "`ao pr ls` shows every PR's state; see docs/forges.md (the merge gate)")
-    sha = forge.merge(pr, pr.head_sha)
+    try:
+        sha = forge.merge(pr, pr.head_sha)
+    except Enqueued as q:  # a merge queue merges it once CI passed on it merged onto main
+        store.record_attempt(s.id, "merge", f"merge:{pr.head_sha}", {"queued": q.state})
+        if store.record_attempt(s.id, "queued", f"queued:{pr.head_sha}", {"at": time.time()}):
+            emit(Event("pr.enqueued", s.project, s.id, s.task, {
+                "sha": pr.head_sha, "pr": pr.number, "position": q.position, "by": "human"}),
+                store)
+        return pr.number, ""
     emit(Event("pr.merged_by_human", s.project, s.id, s.task, {"pr": pr.number, "sha": sha}),
          store)
     store.update_session(s.id, pr_state="merged")

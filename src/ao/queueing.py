@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 # ours differ by a little)
 CLOCK_SLACK = 5.0
 FAILED = ("failed_checks", "checks_failed", "ci_failed", "unknown")
+# removals the PR's own reactions answer: a conflict with main asks its agent to rebase, a
+# new head is gated and queued again; nobody needs telling
+QUIET = ("merge_conflict", "head_moved")
 
 
 def enqueued(store: Store, x: Act, q: Enqueued) -> None:
@@ -56,6 +59,8 @@ def dequeued(store: Store, x: Act, hist: History, notifier: Notifier) -> Action 
     if removal.reason not in FAILED:
         if store.record_attempt(x.s.id, "dequeued", x.a.fingerprint, data):
             event = emit(Event("pr.dequeued", **x.ev, data=data), store)
+            if removal.reason in QUIET:
+                return None
             notifier.notify(event, f"{x.s.id}: PR #{x.pr.number} left the merge queue",
                             f"removed ({removal.reason}), not merged; `ao pr merge {x.s.id}` "
                             "queues it again")

@@ -224,7 +224,8 @@ class WebServer(TextualServer):
                         .state.value}
             if action == "merge":
                 number, sha = merge_now(self.cfg, store, fleet.server(s), s)
-                return {"merged": s.id, "pr": number, "sha": sha}
+                return {"merged": s.id, "pr": number, "sha": sha} if sha else \
+                    {"queued": s.id, "pr": number}
             if action == "approve":
                 from . import forge as forgemod
                 from .step_results import approve_gate

@@ -110,7 +110,9 @@ def merge(session: str = typer.Argument(..., help=SESSION_HELP)) -> None:
 
     s = services.session(session)
     number, sha = merge_now(services.cfg(), services.store(), services.fleet().server(s), s)
-    typer.echo(f"{s.id}: PR #{number} merged as {sha[:10]}")
+    typer.echo(f"{s.id}: PR #{number} merged as {sha[:10]}" if sha else
+               f"{s.id}: PR #{number} is in the merge queue: it merges once CI passes on it "
+               "merged onto main (`ao logs` tells when)")
 
 
 def review(

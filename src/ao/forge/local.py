@@ -8,46 +8,44 @@
   action after each poll, what GitHub's servers do by themselves) starts it;
 - reviews come from `ao review`;
 - merging writes a merge commit with `git merge-tree --write-tree` + `commit-tree` and pushes
-  it to the default branch, refusing if the head moved or the merge conflicts.
+  it to the default branch, refusing if the head moved or the merge conflicts; with
+  `merge: queue` the PR is queued instead, and the merge train (local_train.py) merges it once
+  CI passed on it merged onto main.
+
+CI and main's own line live in local_ci.py (its second half).
 """
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 import time
-from pathlib import Path
+from typing import Any
 
-from .. import environment, paths, workspace
+from .. import workspace
 from ..config import ProjectConfig
 from ..errors import BadInput, ExternalError, NothingToReview
 from ..plan import Plan
 from ..sanitize import for_terminal
 from ..store import Store
+from . import local_train
 from .base import (
     FAILING,
-    NONE,
     PASSING,
     PENDING,
     AgentReview,
-    Annotation,
-    Check,
     CheckSummary,
     FailureDetail,
     Issue,
     PollResult,
     PullRequest,
+    QueueRemoval,
     ReviewComment,
 )
+from .local_ci import NONE_CHECKS, LocalCI
 
 PREFIX = "ao/"
-LOG_TAIL_LINES = 80
-_ANNOTATION = re.compile(r"^(?:[A-Z]+\s+)?([\w./-]+\.\w+):(\d+):?\s*(.*)$")
 
 
-class LocalForge:
+class LocalForge(LocalCI):
     name = "local"
 
     def __init__(self, project: ProjectConfig, store: Store, plan: Plan | None = None) -> None:
@@ -167,6 +165,8 @@ class LocalForge:
                     self.store.set_local_pr(self.project.name, pr.number, state="closed")
             elif pr.state == "open" and self.project.ci_command:
                 self._run_ci(pr.head_branch, pr.head_sha)
+        if self.project.merge == "queue":
+            local_train.advance(self)  # the merge train's next step (local_train.py)
 
     def _pr(self, branch: str, sha: str | None, base: str | None) -> PullRequest | None:
         row = self.store.local_pr(self.project.name, branch)
@@ -181,7 +181,8 @@ class LocalForge:
         if sha is None or base is None:
             return self._to_pr(row, "", "closed", NONE_CHECKS)  # its branch was deleted
         mergeable = self._pair(base, sha)[1]
-        return self._to_pr(row, sha, "open", self._checks(sha), mergeable)
+        return self._to_pr(row, sha, "open", self._checks(sha), mergeable,
+                           local_train.queue_of(row, sha))
 
     def _pair(self, base: str, sha: str) -> tuple[str, str]:
         """Commits ahead, and whether it merges: the git work for a head depends only on the
@@ -202,8 +203,8 @@ class LocalForge:
                     return f"[{k}] {t.title}"
         return key
 
-    def _to_pr(self, row: dict[str, object], sha: str, state: str, checks: CheckSummary,
-               mergeable: str = "unknown") -> PullRequest:
+    def _to_pr(self, row: dict[str, Any], sha: str, state: str, checks: CheckSummary,
+               mergeable: str = "unknown", queue: str | None = None) -> PullRequest:
         number = int(str(row["number"]))
         decision = self._decision(number)
         return PullRequest(
@@ -214,7 +215,7 @@ class LocalForge:
             # the local forge has one reviewer (`ao review`): its latest opinion stands
             reviews=(("reviewer", decision),) if decision else (),
             review_count=len(self.store.local_reviews(self.project.name, number)),
-            created_at=float(str(row["created_at"])))
+            created_at=float(str(row["created_at"])), queue=queue)
 
     def _decision(self, number: int) -> str | None:
         decision = None
@@ -228,104 +229,13 @@ class LocalForge:
         first = proc.stdout.split("\n", 1)[0].strip()
         return proc.returncode == 0, first
 
-    # ---- main's own CI (mainwatch.py) ----------------------------------------------------
+    # ---- the merge queue (local_train.py) ------------------------------------------------
 
-    def main_head(self) -> str | None:
-        """The default branch's head on the remote (as this tick read it)."""
-        return self._refresh(max_age=2.0).get(self.project.default_branch)
+    def queue_removal(self, pr: PullRequest) -> QueueRemoval | None:
+        return local_train.removal(self, pr)
 
-    def main_ci(self, sha: str, start: bool = True) -> str:
-        """CI's verdict on a commit of main: passing | failing | error | pending, or none
-        (never run; with `start`, it is started now)."""
-        if start:
-            self._run_ci(self.project.default_branch, sha)
-        row = self.store.local_ci(self.project.name, sha)
-        return str(row["status"]) if row else "none"
-
-    def first_parents(self, since: str, head: str) -> list[str]:
-        """Main's first-parent commits after `since` up to `head`, oldest first: its merges."""
-        self._fetch()
-        proc = workspace.git(self.repo, "rev-list", "--first-parent", "--reverse",
-                             f"{since}..{head}", check=False)
-        return proc.stdout.split() if proc.returncode == 0 else [head]
-
-    def pr_of_merge(self, sha: str) -> tuple[int, str] | None:
-        """The PR (number, branch) whose merge made commit `sha` of main."""
-        for row in self.store.local_prs(self.project.name):
-            if row.get("merged_sha") == sha:
-                return int(row["number"]), str(row["branch"])
-        return None
-
-    # ---- CI -------------------------------------------------------------------------------
-
-    def ci_log(self, branch: str, sha: str) -> Path:
-        owner = next((s for s in self.store.sessions(self.project.name) if s.branch == branch),
-                     None)
-        d = paths.session_dir(self.project.name, owner.id) / "ci" if owner else \
-            paths.home() / "forge" / self.project.name / "ci"
-        paths.ensure_dir(d)
-        return d / f"{sha}.log"
-
-    def _checks(self, sha: str) -> CheckSummary:
-        """The head's CI as recorded (pending until a run for it is recorded)."""
-        if not self.project.ci_command:
-            return NONE_CHECKS
-        row = self.store.local_ci(self.project.name, sha)
-        status = str(row["status"]) if row else "pending"
-        conclusion = {"passing": "success", "failing": "failure", "error": "error"}.get(
-            status, "pending")
-        return CheckSummary.of([Check("ci", conclusion, f"file://{row['log'] if row else ''}",
-                                      self.project.ci_command)])
-
-    def _run_ci(self, branch: str, sha: str) -> None:
-        """Start CI for the head unless a run for it is recorded; again when its runner died
-        without a verdict (machine restart, kill -9)."""
-        row = self.store.local_ci(self.project.name, sha)
-        if row is not None and row["status"] == "pending" and row["pid"] and \
-                not paths.pid_alive(int(row["pid"])):
-            self.store.reset_local_ci(self.project.name, sha)
-            row = None
-        if row is not None and row["status"] != "pending" and \
-                _ran(str(row["log"] or "")) not in (None, self.project.ci_command):
-            # the project's CI command changed since this verdict: it is run again (the old
-            # verdict was of a command nobody runs any more)
-            self.store.reset_local_ci(self.project.name, sha)
-            row = None
-        if row is None:
-            log = self.ci_log(branch, sha)
-            if self.store.claim_local_ci(self.project.name, sha, str(log)):
-                self._start_ci(sha, log)
-
-    def _start_ci(self, sha: str, log: Path) -> None:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ao.forge.ci_runner", "--repo", str(self.repo), "--project",
-             self.project.name, "--sha", sha, "--log", str(log), "--timeout",
-             str(self.project.ci_timeout), "--command", self.project.ci_command or "true"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            # code the agent wrote runs here: no tokens, only what the project passes
-            env=environment.build(os.environ, (), {"AO_HOME": str(paths.ao_home())},
-                                  dict(self.project.env)))
-        self.store.set_local_ci(self.project.name, sha, pid=proc.pid)
-
-    def failure_details(self, pr: PullRequest) -> list[FailureDetail]:
-        row = self.store.local_ci(self.project.name, pr.head_sha)
-        if row is None or row["status"] not in ("failing", "error"):
-            return []
-        try:
-            text = Path(str(row["log"])).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            text = ""
-        lines = text.splitlines()
-        annotations = []
-        for line in lines:
-            m = _ANNOTATION.match(line.strip())
-            if m and not m.group(1).startswith(("http", "/usr", "<")):
-                annotations.append(Annotation(m.group(1), int(m.group(2)), m.group(3)[:300]))
-        return [FailureDetail(
-            check="ci", url=f"file://{row['log']}",
-            output=f"`{self.project.ci_command}` exited {row['exit_code']}",
-            annotations=tuple(annotations[:20]), log_tail="\n".join(lines[-LOG_TAIL_LINES:]))]
+    def group_failures(self, removal: QueueRemoval) -> list[FailureDetail]:
+        return local_train.group_failures(self, removal)
 
     # ---- reviews and merging --------------------------------------------------------------
 
@@ -376,11 +286,15 @@ class LocalForge:
                                 "not updated; look again")
 
     def merge(self, pr: PullRequest, expected_sha: str) -> str:
+        """Merge at `expected_sha`; with `merge: queue`, queue it instead and raise
+        `Enqueued` (the merge train merges it once CI passed on it merged onto main)."""
         heads = self._heads()
         current = heads.get(pr.head_branch)
         if current != expected_sha:
             raise ExternalError(f"PR #{pr.number}'s head moved ({(current or 'gone')[:10]} is "
                                 f"not {expected_sha[:10]})", "not merged; look again")
+        if self.project.merge == "queue":
+            raise local_train.enqueue(self, pr, expected_sha)
         base = heads.get(self.project.default_branch)
         if base is None:
             raise ExternalError(f"the remote has no {self.project.default_branch}",
@@ -411,17 +325,6 @@ class LocalForge:
         return merged
 
 
-NONE_CHECKS = CheckSummary(NONE, ())
 
 
 __all__ = ["FAILING", "PASSING", "PENDING", "LocalForge"]
-
-
-def _ran(log: str) -> str | None:
-    """The command a CI log was written by (its first line, `$ command`), if it says."""
-    try:
-        with open(log, encoding="utf-8", errors="replace") as f:
-            first = f.readline()
-    except OSError:
-        return None
-    return first[2:].rstrip("\n") if first.startswith("$ ") else None

@@ -61,7 +61,19 @@ class Projects(Connection):
 
     def main_watch(self, project: str) -> dict[str, Any]:
         """What is known of the project's main branch (mainwatch.py); {} before anything."""
-        row = self.conn.execute("SELECT main_watch FROM projects WHERE name = ?",
+        return self._project_json(project, "main_watch")
+
+    def set_train(self, project: str, train: dict[str, Any] | None) -> None:
+        self.conn.execute("UPDATE projects SET train = ? WHERE name = ?",
+                          (json.dumps(train) if train else None, project))
+
+    def train(self, project: str) -> dict[str, Any]:
+        """The local forge's merge train in progress (forge/local_train.py); {} when none."""
+        return self._project_json(project, "train")
+
+    def _project_json(self, project: str, column: str) -> dict[str, Any]:
+        assert column in ("main_watch", "train")
+        row = self.conn.execute(f"SELECT {column} FROM projects WHERE name = ?",
                                 (project,)).fetchone()
         data = json.loads(row[0]) if row and row[0] else {}
         return data if isinstance(data, dict) else {}

@@ -238,6 +238,17 @@ def _m012_agent_usage(conn: sqlite3.Connection) -> None:
     """)
 
 
+def _m013_merge_train(conn: sqlite3.Connection) -> None:
+    """The local forge's merge queue (forge/local_train.py): the head a PR was queued at and
+    when, why it was removed (JSON), and each project's train in progress (JSON)."""
+    _execute_all(conn, """
+    ALTER TABLE local_prs ADD COLUMN queued_sha TEXT;
+    ALTER TABLE local_prs ADD COLUMN queued_at REAL;
+    ALTER TABLE local_prs ADD COLUMN removed TEXT;
+    ALTER TABLE projects ADD COLUMN train TEXT;
+    """)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_local_forge", _m002_local_forge),
@@ -251,6 +262,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("010_forge_trouble", _m010_forge_trouble),
     ("011_main_watch", _m011_main_watch),
     ("012_agent_usage", _m012_agent_usage),
+    ("013_merge_train", _m013_merge_train),
 ]
 
 

@@ -163,8 +163,8 @@ class Acting(_Base):
 
                 s = fleet.store.session(sid)
                 # the same gate as `ao pr merge` and the daemon, on the PR as it is now
-                number, _sha = merge_now(self.cfg, fleet.store, fleet.server(s), s)
-                note = f"{sid}: PR #{number} merged"
+                number, sha = merge_now(self.cfg, fleet.store, fleet.server(s), s)
+                note = f"{sid}: PR #{number} " + ("merged" if sha else "in the merge queue")
             self.call_from_thread(self.say, note)
         except AoError as e:
             self.call_from_thread(self.say, str(e), severity="error")
