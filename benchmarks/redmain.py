@@ -8,6 +8,11 @@ main, the daemon's own tick in this process (every 0.5 s), plain command agents 
 PRs (the two conflicting among them) are ready first; five more become ready while main is
 red: none of them may merge until main is green again.
 
+Then the same ten PRs with `merge: queue` (the local forge's merge train, keeping main green
+before the fact): times main turned red (target 0), PRs merged (target 9: the second of the
+two conflicting ones is sent back), CI runs on train commits (against ceil(log2(10)) + 2 per
+removed PR plus one per merged train), and ticks until done.
+
 Run: python benchmarks/redmain.py
 """
 
@@ -86,6 +91,7 @@ def main() -> None:
         merges, runs = int(data["merges_since_green"]), int(data["ci_runs"])
         bound = 2 + math.ceil(math.log2(max(1, merges)))
         d.deliveries.close()
+    queued = train()
     print(f"culprit {data.get('branch')} named after {runs} CI runs on earlier commits "
           f"({merges} merges since green; target <= {bound}), {ticks} ticks after red was "
           f"seen; PRs merged onto red main: {len(onto_red)} (target 0)")
@@ -94,6 +100,54 @@ def main() -> None:
                       "ratio": round(runs / bound, 2), "target": 1, "target_on": "ratio",
                       "merged_onto_red": len(onto_red), "ticks": ticks,
                       "culprit": data.get("branch")}))
+    print(f"merge: queue: main turned red {queued['red']} times (target 0), "
+          f"{queued['merged']} of 10 PRs merged (target 9), {queued['runs']} CI runs on train "
+          f"commits, {queued['ticks']} ticks")
+    print(json.dumps({"benchmark": "redmain-queue", "metric": "main turned red",
+                      "unit": "times", "value": queued["red"], "target": 0, **queued}))
+
+
+def train() -> dict[str, int]:
+    """The ten PRs through the merge train: main is never red, the breaking PR goes back."""
+    from ao import config, tmux
+    from ao.daemon import Daemon
+    from ao.forge.local import LocalForge
+    from ao.state import State
+    from ao.store import Store
+
+    with sandbox("ao-bench-train-") as sb:
+        sb.config(30, agent={"command": "sleep 100000"}, max_concurrent=20, auto_merge=True,
+                  require_review=False, ci={"command": CI, "timeout": "60s"}, merge="queue")
+        cfg = config.load()
+        store = Store()
+        srv = tmux.server(cfg.tmux_socket)
+        d = Daemon(cfg, store, srv)
+        names = branches(sb, "ao/t-", 10)
+        forge = LocalForge(cfg.project("bench"), store)
+        heads = set()
+        for b in names:  # the session first: a PR older than its session is an earlier one's
+            s = store.create_session("bench", "ben", b.removeprefix("ao/").upper(),
+                                     agent="command", state=State.SPAWNING)
+            store.update_session(s.id, branch=b)
+            store.set_state(s.id, State.WORKING)
+            tmux.new_session(srv, s.id, sb.work, "sleep 100000")
+        time.sleep(1.0)
+        heads |= {forge.create_pr(b, b, "").head_sha for b in names}
+        ticks, end = 0, time.monotonic() + 180
+        while time.monotonic() < end:
+            d.tick()
+            ticks += 1
+            kinds = [e["type"] for e in store.events_after(0, project="bench")]
+            if kinds.count("merged") + kinds.count("pr.dequeued") >= 10:
+                break
+            time.sleep(0.5)
+        kinds = [e["type"] for e in store.events_after(0, project="bench")]
+        main = store.main_watch("bench")
+        trains = [r for r in store.conn.execute(
+            "SELECT sha FROM local_ci WHERE project = 'bench'") if r[0] not in heads]
+        d.deliveries.close()
+    return {"red": kinds.count("main.red"), "merged": kinds.count("merged"),
+            "runs": len(trains), "ticks": ticks, "green": int(bool(main.get("green")))}
 
 
 if __name__ == "__main__":
