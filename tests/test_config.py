@@ -84,7 +84,7 @@ def test_unknown_top_level_key(isolated_home: Path) -> None:
     ("projects:\n  work:\n    path: /x\n  workshop:\n    path: /y\n", "share the session prefix"),
     ("projects: [\n", "not valid YAML"),
     ("projects:\n  w:\n    path: /x\n    on_red_main: panic\n",
-     "`projects.w.on_red_main` must be one of pause, revert, got 'panic'"),
+     "`projects.w.on_red_main` must be one of pause, revert, fix, got 'panic'"),
     ("projects:\n  w:\n    path: /x\n    merge: queue\n", "needs its `ci:` command"),
     ("projects:\n  w:\n    path: /x\n    repo: a/b\n    ci: make\n    merge: queue\n",
      "is the local forge's merge train"),

@@ -347,3 +347,71 @@ def test_merge_queue_keeps_main_green_and_sends_the_breaking_pr_back(
     files = git(clone, "ls-tree", "--name-only", "origin/main").split()
     assert f"{back}.txt" not in files and {f"{n}.txt" for n in merged} <= set(files)
     assert not store.main_watch("shop").get("red")
+
+
+def test_on_red_main_fix_starts_a_fix_task_that_alone_starts_and_merges(
+        env: object, tmp_path: object) -> None:
+    """`on_red_main: fix`: a and b turn main red together; ao names b, records FIX-MAIN-<b>
+    whose prompt holds main's failing CI and the PR merged before b, and starts it at once
+    while the plan's other task waits; the fix's PR is the one that merges onto the red main,
+    and main is green again."""
+    import json
+    import time
+    from pathlib import Path
+
+    from ao import config
+    from ao.daemon import Daemon
+    from ao.forge.local import LocalForge
+    from ao.state import State
+    from ao.store import Store
+
+    from .fleet_helpers import Env
+    from .helpers import git, push_branch, run_ao
+    from .test_daemon import PLAN
+
+    assert isinstance(env, Env) and isinstance(tmp_path, Path)
+    env.plan_file.write_text(json.dumps({"tasks": {"A-1": PLAN["tasks"]["A-1"]}}))
+    env.write_config(ci={"command": "test ! -f a.txt -o ! -f b.txt", "timeout": "60s"},
+                     on_red_main="fix", auto_merge=True, require_review=False,
+                     agent={"command": "cat"})
+    project = config.load().project("shop")
+    store = Store()
+    forge = LocalForge(project, store)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(env.remote), str(clone))
+    d = Daemon(config.load(), store, env.server())
+
+    def ticks_until(done: Callable[[], object], what: str) -> None:
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            d.tick()
+            if done():
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"{what}: {store.main_watch('shop')}")
+
+    ticks_until(lambda: store.main_watch("shop").get("green"), "main green first")
+    first = _merge_pr(clone, forge, "a", {"a.txt": "a"})
+    ticks_until(lambda: store.main_watch("shop").get("green") == forge.main_head(), "a green")
+    culprit = _merge_pr(clone, forge, "b", {"b.txt": "b"})
+    ticks_until(lambda: store.main_watch("shop").get("red"), "main red")
+    assert run_ao("plan", "run", str(env.plan_file), "-p", "shop").code == 0
+    key = f"FIX-MAIN-{culprit}"
+    ticks_until(lambda: store.sessions("shop", task=key), "the fix task started")
+    task = store.task("shop", key)
+    assert task is not None and f"PR #{first}" in task["body"] and f"PR #{culprit}" in task["body"]
+    assert "test ! -f a.txt" in task["body"]  # main's failing check, as the agent reads it
+    assert [s.state for s in store.sessions("shop", task="A-1")] == [State.QUEUED]
+    fix = store.sessions("shop", task=key)[0]
+    assert "fixes it" in (run_ao("status").out), run_ao("status").out
+    # the agent's fix: b's file goes, on its branch; its PR merges onto the red main
+    push_branch(clone, str(fix.branch), {"FIX.md": "b and a clash\n"}, message="why")
+    git(clone, "rm", "-q", "b.txt")
+    git(clone, "commit", "-q", "-m", "drop b.txt")
+    git(clone, "push", "-q", "origin", str(fix.branch))
+    ticks_until(lambda: store.session(fix.id).state is State.MERGED, "the fix merged")
+    ticks_until(lambda: not store.main_watch("shop").get("red"), "main green again")
+    ticks_until(lambda: any(s.state is not State.QUEUED
+                            for s in store.sessions("shop", task="A-1")), "the plan going on")
+    kinds = [e["type"] for e in store.events_after(0, project="shop")]
+    assert kinds.count("main.fix_task") == 1 and "main.green" in kinds

@@ -64,7 +64,7 @@ def parse_duration(value: object, where: str = "duration") -> float:
 MERGE_METHODS = ("merge", "squash", "rebase", "auto")
 EXTRA_MERGE_STATES = ("has_hooks", "unstable")
 BEHIND = ("update", "rebase", "wait")  # a PR behind a base that must be up to date
-RED_MAIN = ("pause", "revert")  # main turned red by a merge: wait for a person, or revert it
+RED_MAIN = ("pause", "revert", "fix")  # main turned red by a merge (redmain_act.py)
 MERGE_WAYS = ("direct", "queue")  # the local forge's merge train (forge/local_train.py)
 
 
@@ -292,7 +292,8 @@ def _project(name: str, raw: Mapping[str, Any], m: Merged, base: Path) -> Projec
                       "wait: a task that shares files with a running one waits for it")
     behind = _one_of(raw, "behind", BEHIND, where, m, "update: ao updates the branch on the forge")
     on_red_main = _one_of(raw, "on_red_main", RED_MAIN, where, m,
-                          "pause: merges and starts wait; revert: ao reverts the culprit")
+                          "pause: merges and starts wait; revert: ao reverts the culprit; "
+                          "fix: an agent fixes main")
     merge = _one_of(raw, "merge", MERGE_WAYS, where, m,
                     "queue: a PR merges only after CI passed on it merged onto main")
     if merge == "queue" and (forge != "local" or not ci_command):

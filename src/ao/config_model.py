@@ -104,7 +104,7 @@ class ProjectConfig:
     # the running agents are told to wrap up
     budget_usd: float | None = None
     # main turned red by a merge (mainwatch.py): pause (merges and starts wait for a person)
-    # | revert (ao opens a PR that reverts the culprit, reverting.py)
+    # | revert (ao opens a PR that reverts the culprit) | fix (an agent's fix task), redmain_act.py
     on_red_main: str = "pause"
     # direct | queue (the local forge's merge train: merged only after CI passed on the PR
     # merged onto main, forge/local_train.py)

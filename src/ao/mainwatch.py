@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import redmain, reverting
+from . import redmain, redmain_act
 from .events import Event, emit
 
 if TYPE_CHECKING:
@@ -54,6 +54,8 @@ def red_reason(watch: dict[str, Any]) -> str | None:
         text += f"; not reverted: {watch['revert_failed']}"
     elif watch.get("revert_pr"):
         text += f"; PR #{watch['revert_pr']} reverts it"
+    elif watch.get("fix_task"):
+        text += f"; {watch['fix_task']} fixes it"
     return text
 
 
@@ -103,7 +105,7 @@ def _red(store: Store, project: ProjectConfig, f: WatchedForge, w: dict[str, Any
                             "new starts wait until it is green")
     w["red"] = head
     if w.get("culprit"):  # named already: what the project does about it
-        reverting.act(store, project, f, w, notifier)  # type: ignore[arg-type]
+        redmain_act.act(store, project, f, w, notifier)  # type: ignore[arg-type]
         return
     merges = f.first_parents(str(w["green"]), head)
     # a run that errored (a timeout, a crash) counts as red: the bisection never waits on it
@@ -120,6 +122,9 @@ def _red(store: Store, project: ProjectConfig, f: WatchedForge, w: dict[str, Any
         return
     pr = f.pr_of_merge(step.culprit)
     w["culprit"] = step.culprit
+    # the merges before it since green: the other half of a semantic conflict
+    w["involved"] = [list(p) for m in merges[:merges.index(step.culprit)]
+                     if (p := f.pr_of_merge(m)) is not None][-5:]
     if pr is not None:
         w["culprit_pr"], w["culprit_branch"] = pr
     event = emit(Event("main.culprit", project.name, data={
@@ -131,4 +136,4 @@ def _red(store: Store, project: ProjectConfig, f: WatchedForge, w: dict[str, Any
         what = f"PR #{pr[0]} ({pr[1]})" if pr else step.culprit[:10]
         notifier.notify(event, f"{project.name}: main turned red with {what}",
                         f"CI passes before {what} merged and fails after it; merges wait")
-    reverting.act(store, project, f, w, notifier)  # type: ignore[arg-type]
+    redmain_act.act(store, project, f, w, notifier)  # type: ignore[arg-type]

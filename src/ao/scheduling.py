@@ -51,6 +51,20 @@ class Scheduling:
                 emit(Event("spawn.failed", project.name, s.id, s.task, {"error": r.reason}),
                      self.store)
 
+    def start_fix(self, project: ProjectConfig, key: str) -> None:
+        """The task that fixes a red main (redmain_act.py): started now, red main or not,
+        once; queued for room like any start."""
+        mine = self.store.sessions(project.name, task=key)
+        if not mine:
+            r = self.fleet.spawn(project.name, key)
+        elif mine[-1].state is State.QUEUED:
+            r = self.fleet.start_queued(mine[-1].id, None)
+        else:
+            return
+        if r.status == "failed":
+            emit(Event("spawn.failed", project.name, r.session, key, {"error": r.reason}),
+                 self.store)
+
     def schedule(self, project: ProjectConfig, plan: Plan, paused: bool) -> None:
         sessions = self.store.sessions(project.name)
         tasks = scheduler.by_task(sessions)

@@ -19,6 +19,7 @@ from . import (
     mainwatch,
     merging,
     paths,
+    redmain_act,
     steps,
     workspace,
 )
@@ -93,6 +94,9 @@ class Ticking(Scheduling, Picking, Spending, Telling):
         self._held_since: dict[tuple[str, str], float] = {}  # tasks held for overlap.py
         self._changed: dict[str, tuple[float, list[str]]] = {}
         self._killing: set[str] = set()  # sessions with a kill intent, listed each tick
+        # per project: the task fixing its red main (on_red_main: fix), which alone starts
+        # and merges while main is red
+        self._fixing: dict[str, str | None] = {}
         self._said: dict[str, str] = {}  # the wait each session was last said to have
         self._status_said: dict[tuple[str, int], str] = {}  # each issue's status comment
         self._budget_said: dict[str, str] = {}  # the spent budget each project was told of
@@ -177,6 +181,8 @@ class Ticking(Scheduling, Picking, Spending, Telling):
                  self.store)
             red = mainwatch.red_reason(self.store.main_watch(project.name)) is not None
         paused = self.store.paused(project.name)
+        fixing = self._fixing[project.name] = \
+            redmain_act.fix_task(self.store.main_watch(project.name)) if red else None
         self._react(project, forge, sessions, tracked, result.prs, paused, red)
         self.status_comments(project, forge, picked, paused)
         broke = self.budget(project)
@@ -188,6 +194,8 @@ class Ticking(Scheduling, Picking, Spending, Telling):
             self.schedule(project, p, paused or red or broke)
         if not paused and not red and not broke:
             self.start_unplanned(project, {k for p in plans for k in p.tasks})
+        elif fixing and not paused:
+            self.start_fix(project, fixing)
         self.cleanup_merged(project)
 
     def _react(self, project: ProjectConfig, forge: Forge, sessions: list[Session],
@@ -300,7 +308,7 @@ class Ticking(Scheduling, Picking, Spending, Telling):
         except (AoError, OSError) as e:  # a worktree gone, a remote away: next time
             log.warning("%s: push check failed: %s", s.id, e)
         actions = decide(obs, hist, policy)
-        if red:
+        if red and s.task != self._fixing.get(s.project):  # the fix of main alone merges
             actions = [a for a in actions if a.kind is not ActionKind.MERGE]
         self.say_why(project, s, paused)
         if not actions:

@@ -1,8 +1,16 @@
-"""A red main's revert (`on_red_main: revert`, docs/reactions.md "Main stays green"): once the
-merge that turned main red is named (mainwatch.py), ao opens a PR that reverts it on top of
-main's head, follows it like any PR (the forge's CI runs on it), and merges it when its checks
-pass and it merges cleanly, if the project auto-merges; a person is told at each step. It is
-the one merge a red main lets through.
+"""What ao does once the merge that turned main red is named (mainwatch.py), per the project's
+`on_red_main` (docs/reactions.md "Main stays green"): `pause` (nothing more: merges and starts
+wait for a person), `revert` or `fix`.
+
+`revert`: ao opens a PR that reverts the culprit on top of main's head, follows it like any PR
+(the forge's CI runs on it), and merges it when its checks pass and it merges cleanly, if the
+project auto-merges; a person is told at each step. It is the one merge a red main lets
+through.
+
+`fix`: ao records a fix task (`FIX-MAIN-<PR>`) whose prompt holds main's failing checks, the
+culprit PR and the PRs merged before it since main was green (the other half of a semantic
+conflict); the daemon starts it at once, red main or not, and its PR is the one that may merge
+onto the red main (its gate, reviews included, still holds).
 
 The revert needs no review: it takes main back towards a tree that was reviewed and green,
 and a person chose `revert` for exactly this. It is made in a throwaway worktree of the
@@ -16,10 +24,10 @@ import shutil
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from . import paths, workspace
+from . import compose, paths, workspace
 from .errors import AoError, ExternalError
 from .events import Event, emit
-from .forge.base import FAILING
+from .forge.base import FAILING, FailureDetail
 from .gate import merge_gate
 from .reactions import Policy
 from .sanitize import for_terminal
@@ -41,6 +49,9 @@ def act(store: Store, project: ProjectConfig, forge: Forge, w: dict[str, Any],
     """One step of the revert, at each tick while main is red and its culprit named: open the
     revert PR once, then start its CI and merge it when the gate allows. `w` (main's watch)
     keeps where it is, so a restarted daemon goes on where this one stopped."""
+    if project.on_red_main == "fix" and w.get("culprit") and not w.get("fix_task"):
+        _fix_task(store, project, forge, w, notifier)
+        return
     if project.on_red_main != "revert" or not w.get("culprit") or w.get("revert_failed"):
         return
     if not w.get("revert_pr"):
@@ -78,6 +89,38 @@ def act(store: Store, project: ProjectConfig, forge: Forge, w: dict[str, Any],
     w["reverted"] = sha
     emit(Event("main.reverted", project.name, data={"pr": pr.number, "sha": sha,
                                                     "culprit": w["culprit"]}), store)
+
+
+def fix_task(w: dict[str, Any]) -> str | None:
+    """The task that fixes the red main (`on_red_main: fix`), when there is one: it starts, and
+    its PR merges, while everything else waits."""
+    return str(w["fix_task"]) if w.get("fix_task") else None
+
+
+def _fix_task(store: Store, project: ProjectConfig, forge: Forge, w: dict[str, Any],
+              notifier: Notifier | None) -> None:
+    culprit = str(w["culprit"])
+    what = f"PR #{w['culprit_pr']}" if w.get("culprit_pr") else culprit[:10]
+    key = f"FIX-MAIN-{w.get('culprit_pr') or culprit[:7]}".upper()
+    details: list[FailureDetail] = getattr(forge, "details_at", lambda sha: [])(
+        str(w.get("head") or w["red"]))
+    involved = ", ".join(f"PR #{n} ({for_terminal(b)})" for n, b in w.get("involved") or [])
+    body = "\n".join([
+        f"Main ({project.default_branch}) turned red when {what} "
+        f"({for_terminal(str(w.get('culprit_branch') or culprit[:10]))}) merged: CI passes "
+        "before that merge and fails after it.",
+        f"Merged before it since main was last green: {involved}." if involved else "",
+        "Those are each green alone; together they break main (a semantic conflict). Make "
+        f"main green again on a branch from {project.default_branch}: fix what breaks, keep "
+        "what both changes meant to do, run the tests, commit and push. Merges and new starts "
+        "wait for your PR.", "", compose.ci_fix(1, 1, str(w["red"]), details).split("\n", 1)[-1]])
+    store.ensure_project(project.name, str(project.path), project.repo)
+    store.put_task(project.name, key, f"Make {project.default_branch} green again after {what}",
+                   body=body, deps=())
+    w["fix_task"] = key
+    _tell(store, project, notifier, "main.fix_task", {"task": key},
+          f"ao starts {key} to fix main", f"main turned red with {what}; the fix task's PR is "
+          "the one merge a red main lets through")
 
 
 def _open(store: Store, project: ProjectConfig, forge: Forge, w: dict[str, Any],
