@@ -818,6 +818,33 @@ class FakeGitHub:
 _ID = re.compile(r"/[0-9a-f]{40}|/\d+")
 
 
+def deliver(url: str, secret: str | None, event: str, payload: dict[str, Any],
+            signed_with: str | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """A webhook delivery as GitHub sends it (its documented headers): a JSON body, the event
+    name, a delivery GUID, and `X-Hub-Signature-256: sha256=<HMAC-SHA256 of the body>` with
+    the webhook's secret (`signed_with` a different one forges it; None sends none)."""
+    import hashlib
+    import hmac
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/7f3e2a1",
+               "X-GitHub-Event": event, "X-GitHub-Delivery": str(uuid.uuid4()),
+               "X-GitHub-Hook-ID": "1"}
+    key = signed_with if signed_with is not None else secret
+    if key is not None:
+        headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(
+            key.encode(), body, hashlib.sha256).hexdigest()
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.build_opener().open(req, timeout=10) as r:
+            return r.status, json.loads(r.read()), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), dict(e.headers)
+
+
 def _node_id(repo: Repo, number: int) -> str:
     """A PR's global node id (opaque to clients, as GitHub's are)."""
     import base64

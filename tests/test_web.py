@@ -303,3 +303,56 @@ def test_json_values_carry_no_escape_or_control_bytes(env: Env, web: str) -> Non
     for text in (title, log):
         assert not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in text), repr(text)
         assert "A" in text and "D" in text
+
+
+def test_github_webhooks_wake_the_daemon_only_when_signed(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`POST /webhooks/github` needs no dashboard token but the webhook's secret: a delivery
+    signed as GitHub signs it, for a project's repository, wakes the daemon; a forged or
+    unsigned one is refused and wakes nothing; without the secret set, the endpoint is off;
+    the path opens nothing else of the dashboard."""
+    from .fake_github import deliver
+
+    env.write_config(repo="acme/shop", forge="github")
+    issue = {"action": "labeled", "label": {"name": "ai-implement"},
+             "issue": {"number": 7, "title": "x"}, "repository": {"full_name": "Acme/Shop"}}
+    wake = paths.wake_file()
+
+    def serve(secret: str | None) -> WebServer:
+        if secret is None:
+            monkeypatch.delenv("AO_GITHUB_WEBHOOK_SECRET", raising=False)
+        else:
+            monkeypatch.setenv("AO_GITHUB_WEBHOOK_SECRET", secret)
+        server = WebServer(config.load(), "127.0.0.1", free_port())
+        server.start()
+        return server
+
+    off = serve(None)
+    try:
+        status, body, _ = deliver(f"http://127.0.0.1:{off.port}/webhooks/github", "s3cret",
+                                  "issues", issue)
+        assert status == 404 and "AO_GITHUB_WEBHOOK_SECRET" in str(body["hint"])
+    finally:
+        off.stop()
+    server = serve("s3cret")
+    url = f"http://127.0.0.1:{server.port}/webhooks/github"
+    try:
+        wake.unlink(missing_ok=True)
+        for forged in ("not-the-secret", None):
+            status, body, headers = deliver(url, None, "issues", issue, signed_with=forged)
+            assert status == 401 and not wake.exists(), body
+        status, body, headers = deliver(url, "s3cret", "issues", issue)
+        assert status == 200 and body["woke"] == ["shop"] and wake.exists(), body
+        assert "Set-Cookie" not in headers  # no dashboard session handed out
+        assert deliver(url, "s3cret", "ping", {"zen": "hi"})[0] == 200
+        other = {**issue, "repository": {"full_name": "someone/else"}}
+        wake.unlink()
+        assert deliver(url, "s3cret", "issues", other)[0] == 202 and not wake.exists()
+        assert deliver(url, "s3cret", "star", issue)[0] == 202 and not wake.exists()
+        # the signed path is the only way in without the token
+        req = urllib.request.Request(f"http://127.0.0.1:{server.port}/api/projects/shop/pause",
+                                     data=b"{}", method="POST",
+                                     headers={"X-Hub-Signature-256": "sha256=00"})
+        assert plain(req) == 401
+    finally:
+        server.stop()

@@ -9,6 +9,9 @@ per browser tab and streams its terminal), so the browser has the same views and
 - `POST /api/sessions/<ref>/send|kill|restore|merge|resume`, `/api/projects/<name>/pause|resume`:
   what the CLI does, answering what it would print (400 with the message for bad input).
 - `GET /metrics`: the Prometheus text format.
+- `POST /webhooks/github`: GitHub's deliveries, which wake the daemon (webhooks.py); each is
+  verified by its HMAC signature with AO_GITHUB_WEBHOOK_SECRET, the only way in without the
+  token.
 
 Bound to 127.0.0.1 unless configured otherwise: the actions act on the machine. Every
 request needs the token (AO_HOME/web.token), loopback too; the Host must be a name the server
@@ -32,7 +35,7 @@ from aiohttp import web
 from textual_serve.server import Server as TextualServer
 
 from . import config as cfgmod
-from . import paths, views
+from . import paths, views, webhooks
 from . import plan as planmod
 from .errors import AoError, BadInput, NotFound
 from .sanitize import json_text, values_for_terminal
@@ -70,6 +73,7 @@ class WebServer(TextualServer):
         # every request needs the token, loopback too (generated once, 0600 under AO_HOME)
         self.token = web_token()
         self.cookie = f"ao_token_{port}"  # one a dashboard: two ports are two homes' boards
+        self.webhook_secret = webhooks.secret()  # GitHub's deliveries (webhooks.py)
 
     # ---- app -----------------------------------------------------------------------------
 
@@ -85,6 +89,7 @@ class WebServer(TextualServer):
             web.get("/api/stats", self.stats),
             web.get("/api/events", self.events),
             web.get("/metrics", self.metrics),
+            web.post(webhooks.PATH, self.webhook),
         ])
         return app
 
@@ -257,6 +262,13 @@ class WebServer(TextualServer):
 
         return await self._act(act)
 
+    async def webhook(self, request: web.Request) -> web.Response:
+        """A GitHub delivery, verified by its signature alone (webhooks.py)."""
+        answer = webhooks.receive(self.cfg, request.headers.get("X-GitHub-Event", ""),
+                                  request.headers.get("X-Hub-Signature-256", ""),
+                                  await request.read(), self.webhook_secret)
+        return _json(answer.body, answer.status)
+
     async def _act(self, fn: Callable[[], dict[str, Any]]) -> web.Response:
         """Run an action off the event loop (it may type into a terminal or call GitHub)."""
         loop = asyncio.get_running_loop()
@@ -270,7 +282,10 @@ class WebServer(TextualServer):
         """Who may use the dashboard: a request whose Host is a name this server is bound to
         (a DNS-rebinding page's Host is its own name), with the token (query, header, or the
         cookie the first visit set), loopback too; a POST and the board's websocket only from
-        this page's own origin. docs/security.md."""
+        this page's own origin. docs/security.md. GitHub's deliveries carry a signature
+        instead, checked by their one handler (webhooks.py)."""
+        if request.method == "POST" and request.path == webhooks.PATH:
+            return await handler(request)
         if not self._host_allowed(request.host):
             return _json({"error": f"Host {request.host!r} refused",
                           "hint": "open the dashboard by the address it serves on"}, 403)
