@@ -785,6 +785,10 @@ class FakeGitHub:
                     first = int(found.group(1)) if found else 1
                     out[alias] = {"nodes": [self._pr_graphql(repo, p, query)
                                             for p in prs[:first]]}
+                if "main: object(expression: $main)" in query:  # a commit's oid and checks
+                    sha = repo.head_sha(str(variables["main"]))
+                    out["main"] = {"oid": sha, "statusCheckRollup": self._rollup(repo, sha)} \
+                        if sha else None
                 answer: dict[str, Any] = {"data": {"rateLimit": {
                     "remaining": self.rate_limit, "resetAt": "2030-01-01T00:00:00Z"},
                     "repository": out}}

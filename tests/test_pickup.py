@@ -156,3 +156,29 @@ def test_a_status_line_does_not_move_with_the_clock(isolated_home: object) -> No
     assert a == b and "idle with no pull request" in a
     body = status_body("PR #3: @alice asked [x](javascript:alert(1)) <b>")
     assert "@\u200balice" in body and "\\[x\\]" in body and "\\<b\\>" in body
+
+
+def test_held_issues_say_why_on_the_issue_and_plan_show_reads_githubs_graph(
+        gh: tuple[FakeGitHub, Repo], env: Env) -> None:
+    """A cycle on GitHub (#c blocked by #d, #d by #c) holds both: each issue's status comment
+    says so; `ao plan show --from-github` prints the graph GitHub holds, with what is held and
+    why, and refuses to be given a file as well."""
+    fake, repo = gh
+    a = labelled(fake, repo, "Add a")
+    labelled(fake, repo, "Add b", f"Depends on #{a}\n")
+    c = labelled(fake, repo, "Add c")
+    d = labelled(fake, repo, "Add d")
+    repo.issues[c]["blocked_by"] = [d]
+    repo.issues[d]["blocked_by"] = [c]
+    out = run_ao("plan", "show", "--from-github", "shop")
+    assert out.code == 0, out.err
+    assert "wave 1:" in out.out and "wave 2:" in out.out and f"<- {a}" in out.out, out.out
+    assert f"held: a dependency cycle: #{c} -> #{d} -> #{c}" in out.out, out.out
+    js = json.loads(run_ao("plan", "show", "--from-github", "shop", "--json").out)
+    assert sorted(js["held"]) == [f"#{c}", f"#{d}"]
+    bad = run_ao("plan", "show", "plans/p.yaml", "--from-github", "shop")
+    assert bad.code == 2 and "one of them" in bad.err
+    store = Store()
+    started(store, env, a).tick()
+    said = [x["body"] for x in repo.comments.get(c, []) if x["user"]["login"] == fake.token_login]
+    assert len(said) == 1 and "Held: a dependency cycle" in said[0], said

@@ -36,6 +36,7 @@ class Picking:
     _picked_tasks: dict[tuple[str, str], str]
     _pickup_said: set[str]
     _status_said: dict[tuple[str, int], str]  # each issue's status comment
+    _held: dict[str, dict[int, str]]  # each project's held issues, with why
 
     def pickup(self, project: ProjectConfig, forge: Forge) -> Plan | None:
         """GitHub as the plan (pickup.py): the labelled issues as this tick's plan, each
@@ -50,8 +51,9 @@ class Picking:
         except ExternalError as e:
             emit(Event("forge.error", project.name, data={"error": str(e)}), self.store)
             return self._picked.get(project.name)
-        plan, more = pickupmod.plan_of(issues)
-        for problem in [*problems, *more]:
+        plan, held = pickupmod.plan_and_held(issues)
+        self._held[project.name] = held  # said on each held issue (status_comments)
+        for problem in dict.fromkeys([*problems, *held.values()]):
             if problem not in self._pickup_said:
                 self._pickup_said.add(problem)
                 emit(Event("pickup.held", project.name, data={"why": problem}), self.store)
@@ -85,8 +87,10 @@ class Picking:
         newest: dict[str, Session] = {}
         for s in self.store.sessions(project.name):  # oldest first: the newest stays
             newest[s.task] = s
+        held = self._held.get(project.name, {})
         keys = set(plan.tasks) | {k for k, s in newest.items() if s.merged and
-                                  now - s.updated_at < 86400}  # its issue closed: said once
+                                  now - s.updated_at < 86400} | {  # its issue closed: said once
+            pickupmod.key(n) for n in held}
         ctx = waiting.Context.of(project, paused=paused)
         rounds_of = Policy.for_project(project).ci_retries
         for k in sorted(keys):
@@ -94,10 +98,11 @@ class Picking:
             if n is None:
                 continue
             found = newest.get(k)
-            line = pickupmod.status_line(
-                found, waiting.why(found, ctx, now) if found is not None else None,
-                len(self.store.attempts(found.id, "fix-ci")) if found is not None else 0,
-                rounds_of)
+            line = f"Held: {held[n]}." if n in held and k not in plan.tasks else \
+                pickupmod.status_line(
+                    found, waiting.why(found, ctx, now) if found is not None else None,
+                    len(self.store.attempts(found.id, "fix-ci")) if found is not None else 0,
+                    rounds_of)
             if self._status_said.get((project.name, n)) == line:
                 continue
             try:

@@ -34,13 +34,18 @@ def number(task_key: str) -> int | None:
 def plan_of(picked: Iterable[PickedIssue]) -> tuple[Plan, list[str]]:
     """The plan of the picked issues, and why any issue waits outside it: blocked by an open
     issue that is not picked up (it starts when that one is closed), or in a cycle."""
+    plan, held = plan_and_held(picked)
+    return plan, list(dict.fromkeys(held.values()))
+
+
+def plan_and_held(picked: Iterable[PickedIssue]) -> tuple[Plan, dict[int, str]]:
+    """The plan, and each held issue with why (said on the issue itself)."""
     issues = {p.number: p for p in picked}
-    problems: list[str] = []
-    held: set[int] = set()
+    held: dict[int, str] = {}
     for cycle in _cycles({n: p.blocked_by for n, p in issues.items()}):
-        held |= set(cycle)
-        problems.append("a dependency cycle: " + " -> ".join(f"#{n}" for n in cycle) +
-                        " (none of them can start; remove one link on GitHub)")
+        why = ("a dependency cycle: " + " -> ".join(f"#{n}" for n in cycle) +
+               " (none of them can start; remove one link on GitHub)")
+        held |= {n: why for n in cycle}
     changed = True
     while changed:  # an issue waiting outside holds those that wait for it, and so on
         changed = False
@@ -49,13 +54,12 @@ def plan_of(picked: Iterable[PickedIssue]) -> tuple[Plan, list[str]]:
                 continue
             outside = [b for b in p.blocked_by if b not in issues or b in held]
             if outside:
-                held.add(n)
+                held[n] = (f"#{n} waits for {', '.join(f'#{b}' for b in outside)}, not "
+                           "ready for pickup here: it starts once that is closed")
                 changed = True
-                problems.append(f"#{n} waits for {', '.join(f'#{b}' for b in outside)}, not "
-                                "ready for pickup here: it starts once that is closed")
     tasks = {key(n): Task(key(n), p.title, p.body, deps=tuple(key(b) for b in p.blocked_by))
              for n, p in sorted(issues.items()) if n not in held}
-    return Plan(tasks=tasks), problems
+    return Plan(tasks=tasks), held
 
 
 def _cycles(graph: dict[int, tuple[int, ...]]) -> list[list[int]]:

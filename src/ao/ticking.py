@@ -99,6 +99,7 @@ class Ticking(Scheduling, Picking, Spending, Telling):
         self._fixing: dict[str, str | None] = {}
         self._said: dict[str, str] = {}  # the wait each session was last said to have
         self._status_said: dict[tuple[str, int], str] = {}  # each issue's status comment
+        self._held: dict[str, dict[int, str]] = {}  # each project's held issues, with why
         self._budget_said: dict[str, str] = {}  # the spent budget each project was told of
 
     def _low_budget(self) -> bool:

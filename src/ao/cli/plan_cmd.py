@@ -67,17 +67,31 @@ def _agent_problems(p: planmod.Plan) -> list[planmod.Problem]:
 
 @app.command("show")
 def show(
-    file: Path = typer.Argument(..., help="The plan file (plans/*.yaml)."),
+    file: Path | None = typer.Argument(None, help="The plan file (plans/*.yaml)."),
+    from_github: str | None = typer.Option(
+        None, "--from-github", metavar="PROJECT",
+        help="The graph GitHub holds: PROJECT's labelled issues and their dependencies."),
     max_concurrent: int = typer.Option(5, "--max-concurrent", "-n", min=1,
                                        help="Agents at once, for the makespan simulation."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Waves, critical path, total work and simulated makespan of a plan."""
-    p = planmod.load(file)
+    if (file is None) == (from_github is None):
+        raise BadInput("give a plan file or --from-github PROJECT (one of them)",
+                       "e.g. `ao plan show plans/p.yaml`, `ao plan show --from-github shop`")
+    held: dict[int, str] = {}
+    if from_github is not None:
+        p, held = _from_github(from_github)
+    else:
+        assert file is not None
+        p = planmod.load(file)
     s = planmod.summary(p, max_concurrent)
     if json_out:
-        emit_json(s)
+        emit_json({**s, "held": {f"#{n}": why for n, why in held.items()}} if from_github
+                  else s)
         return
+    for why in dict.fromkeys(held.values()):
+        typer.echo(f"held: {why}")
     tail = planmod.tails(p)
     crit = set(s["critical_path"]["tasks"])
     for i, layer in enumerate(s["layers"], start=1):
@@ -110,6 +124,25 @@ def show(
     if s["wave_problems"]:
         note(f"note: the plan's waves contradict its graph in {len(s['wave_problems'])} places; "
              f"`ao plan check {file}` lists them")
+
+
+def _from_github(name: str) -> tuple[planmod.Plan, dict[int, str]]:
+    """The plan the daemon runs from a project's labelled issues (pickup.py), and the issues
+    it holds, with why: read now from GitHub."""
+    from .. import forge as forgemod
+    from .. import pickup
+    from . import services
+
+    project = services.cfg().project(name)
+    if not project.pickup_label:
+        raise BadInput(f"project {name} picks up no labelled issues",
+                       "set `pickup: {label: ai-implement}` in its config (docs/plans.md)")
+    forge = forgemod.for_project(project, services.store())
+    issues, refused = forge.picked_up(project.pickup_label)  # type: ignore[attr-defined]
+    plan, held = pickup.plan_and_held(issues)
+    for why in refused:
+        note(f"not taken: {why}")
+    return plan, held
 
 
 @app.command("import")

@@ -27,9 +27,13 @@ from .github_client import token_from_env as token_from_env
 from .github_issues import push_plan as push_plan
 from .github_queue import GitHubQueue
 
-POLL_QUERY = """query AoPoll($owner: String!, $name: String!, {params}) {{
+POLL_QUERY = """query AoPoll($owner: String!, $name: String!, $main: String!, {params}) {{
   rateLimit {{ remaining resetAt }}
   repository(owner: $owner, name: $name) {{
+    main: object(expression: $main) {{ ... on Commit {{ oid statusCheckRollup {{ state
+      contexts(first: 100) {{ nodes {{ __typename
+        ... on CheckRun {{ name status conclusion detailsUrl databaseId }}
+        ... on StatusContext {{ context state targetUrl description }} }} }} }} }} }}
 {fields}
   }}
 }}"""
@@ -130,6 +134,7 @@ class GitHubForge(GitHubQueue):
         fields = "\n".join(PR_FIELDS.format(alias=f"b{i}", var=f"h{i}")
                            for i in range(len(branches)))
         variables: dict[str, Any] = {"owner": self.owner, "name": self.repo_name,
+                                     "main": self.project.default_branch,
                                      **{f"h{i}": b for i, b in enumerate(branches)}}
         failed: set[str] = set()  # the aliases GitHub answered with an error: not seen
         try:
@@ -143,6 +148,10 @@ class GitHubForge(GitHubQueue):
         if isinstance(rate.get("remaining"), int):
             self.rate_remaining = rate["remaining"]
         repo = data.get("repository") or {}
+        main = repo.get("main") or {}
+        if main.get("oid"):  # main's head and its checks, for keeping it green (github_main.py)
+            self.saw_main(str(main["oid"]), _checks_from_graphql({"commits": {"nodes": [
+                {"commit": main}]}}).checks)
         for i, branch in enumerate(branches):
             if f"b{i}" in failed:  # "no PR" must not stand in for "could not look"
                 continue
@@ -217,6 +226,7 @@ class GitHubForge(GitHubQueue):
         if self.queue_required(pr.base):
             raise self.enqueue(pr, expected_sha)
         method = self._merge_method()
+        self._main_seen = None  # main moves: what the poll read of it is old
 
         def applied() -> str | None:
             raw = self.repo.get_pull(pr.number)

@@ -4,11 +4,14 @@ The fourth layer of `GitHubForge`.
 
 GitHub runs a repository's checks on every push to main itself, so every merge has its own
 verdict and ao never starts a run (a commit GitHub did not check is left out of the search for
-the merge that turned main red, not waited for).
+the merge that turned main red, not waited for). Main's head and its checks come with the
+poll's one GraphQL request (`saw_main`); REST is read only for earlier commits (the search)
+or when no poll ran lately.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -18,23 +21,45 @@ from .base import Check, CheckSummary
 from .github_checks import GitHubChecks, required_contexts
 
 COMPARE_LIMIT = 250  # commits GitHub's compare lists at most
+FRESH = 5.0  # seconds main as the last poll read it stands (until ao merges)
 
 
 class GitHubMain(GitHubChecks):
     runs_ci_on_demand = False  # GitHub's checks run on its pushes, not when ao asks
+    _main_seen: tuple[float, str, tuple[Check, ...]] | None = None
+
+    def saw_main(self, sha: str, checks: tuple[Check, ...]) -> None:
+        """Main's head and its checks as the poll's one GraphQL request read them: what the
+        watch uses while fresh (three REST reads a tick otherwise)."""
+        self._main_seen = (time.monotonic(), sha, checks)
+
+    def _fresh_main(self) -> tuple[str, tuple[Check, ...]] | None:
+        seen = self._main_seen
+        if seen is None or time.monotonic() - seen[0] > FRESH:
+            return None
+        return seen[1], seen[2]
 
     def main_head(self) -> str | None:
+        fresh = self._fresh_main()
+        if fresh is not None:
+            return fresh[0]
         branch = self._get("main's head", f"/branches/{quote(self.project.default_branch)}")
         return ((branch.get("commit") or {}).get("sha")) or None
 
     def main_ci(self, sha: str, start: bool = True) -> str:
         """The verdict of GitHub's checks on a commit of main: passing | failing | pending,
         or none (nothing ran on it). `start` is ignored: GitHub runs them on its own."""
-        runs = self._pages("check runs", f"/commits/{sha}/check-runs", "check_runs")
-        statuses = self._pages("statuses", f"/commits/{sha}/status", "statuses")
-        checks = [c for c in [_run(r) for r in runs] + [
-            Check(str(x.get("context")), str(x.get("state") or "pending")) for x in statuses]
-            if c.conclusion not in ("cancelled", "skipped", "neutral", "stale")]
+        fresh = self._fresh_main()
+        if fresh is not None and fresh[0] == sha:
+            found = list(fresh[1])
+        else:
+            runs = self._pages("check runs", f"/commits/{sha}/check-runs", "check_runs")
+            statuses = self._pages("statuses", f"/commits/{sha}/status", "statuses")
+            found = [_run(r) for r in runs] + [
+                Check(str(x.get("context")), str(x.get("state") or "pending"))
+                for x in statuses]
+        checks = [c for c in found
+                  if c.conclusion not in ("cancelled", "skipped", "neutral", "stale")]
         # a run cancelled by the next push says nothing of its commit; where the branch
         # names required checks, only those count (an optional red check holds nothing)
         required = self._required_checks()
