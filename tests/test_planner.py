@@ -21,9 +21,9 @@ GOOD = {"tasks": [
     {"key": "AUTH-001", "title": "User model and migrations", "body": "users table",
      "estimate": "1d"},
     {"key": "AUTH-002", "title": "Registration endpoint", "body": "POST /register",
-     "deps": ["AUTH-001"], "estimate": "2d"},
+     "deps": ["AUTH-001"], "estimate": "2d", "files": ["src/auth/*.py", "tests/test_reg.py"]},
     {"key": "AUTH-003", "title": "Login with JWT", "body": "POST /login returns a JWT",
-     "deps": ["AUTH-001"], "estimate": "2d"},
+     "deps": ["AUTH-001"], "estimate": "2d", "files": ["src/auth/jwt.py"]},
 ], "decisions": ["use JWT with 1-hour expiry"]}
 CYCLE = {"tasks": [
     {"key": "A-1", "title": "a", "body": "a", "deps": ["B-1"]},
@@ -53,7 +53,12 @@ def test_draft_a_good_plan_from_the_repo(env: Env, fake: FakeAnthropic) -> None:
     assert run_ao("plan", "check", str(out)).code == 0
     text = out.read_text()
     assert "AUTH-002" in text and "use JWT with 1-hour expiry" in text
+    # the planner's predicted files reach the plan: `plan show` names the overlap they make
+    shown = run_ao("plan", "show", str(out)).out
+    assert "AUTH-002 and AUTH-003 share src/auth/jwt.py" in shown, shown
     body = fake.requests[0]
+    schema = body["tools"][0]["input_schema"]["properties"]["tasks"]["items"]["properties"]
+    assert schema["files"]["type"] == "array"
     assert body["tool_choice"] == {"type": "tool", "name": "write_plan"}
     assert "README.md" in body["messages"][0]["content"]  # the repo was read, bounded
     calls = [json.loads(line) for line in paths.events_log().read_text().splitlines()

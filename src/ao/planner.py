@@ -46,6 +46,11 @@ PLAN_TOOL = {
                                  "description": "what to build and the deliverables"},
                         "deps": {"type": "array", "items": {"type": "string"}},
                         "estimate": {"type": "string", "description": "e.g. 2d, 3-4d, 6h"},
+                        "files": {"type": "array", "items": {"type": "string"},
+                                  "description": "the paths or globs the task will write "
+                                                 "(from the repository's tree), e.g. "
+                                                 "src/web/*.tsx: ao keeps two agents off "
+                                                 "the same files"},
                     },
                 },
             },
@@ -121,7 +126,9 @@ class Planner:
         system = ("You plan software work for a fleet of coding agents. Each task is done by "
                   "one agent on its own branch and merged by pull request, so tasks must be "
                   "small, independently testable, and ordered by real dependencies only: a "
-                  "task lists as deps exactly the tasks whose code it needs. Record decisions "
+                  "task lists as deps exactly the tasks whose code it needs, and as files the "
+                  "paths it will write (so two agents are not started on the same files). "
+                  "Record decisions "
                   "that several agents must share. Answer by calling write_plan.")
         messages: list[dict[str, Any]] = [{"role": "user", "content": (
             f"Feature to build:\n{feature}\n\nThe repository:\n{context}")}]
@@ -190,7 +197,7 @@ def to_plan(data: Any, project: str | None) -> tuple[planmod.Plan, list[str]]:
     for t in data["tasks"]:
         if not isinstance(t, dict) or "key" not in t:
             return planmod.Plan(tasks={}), ["every task needs a key"]
-        spec = {k: t[k] for k in ("title", "body", "deps", "estimate") if t.get(k)}
+        spec = {k: t[k] for k in ("title", "body", "deps", "estimate", "files") if t.get(k)}
         tasks[str(t["key"])] = spec
     doc: dict[str, Any] = {"tasks": tasks}
     if project:
