@@ -51,6 +51,8 @@ def test_the_daemon_holds_a_task_whose_files_a_running_session_writes(env: Env) 
     assert run_ao("session", "kill", by_task["B-1"].id).code == 0
     d.tick()
     assert [s.state for s in store.sessions("shop", task="C-1")][-1] is State.WORKING
+    released = [e for e in store.events_after(0, project="shop") if e["type"] == "task.released"]
+    assert len(released) == 1 and "ended" in released[0]["data"]
 
 
 def test_plan_show_names_predicted_overlaps_and_the_makespan_with_holds(tmp_path: Path) -> None:

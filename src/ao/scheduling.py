@@ -127,8 +127,14 @@ class Scheduling:
                 continue
             if since is not None:
                 self._held_since.pop((project.name, key), None)
-                for q in self.store.sessions(project.name, states={State.QUEUED}, task=key):
+                queued = self.store.sessions(project.name, states={State.QUEUED}, task=key)
+                for q in queued:
                     self.store.update_session(q.id, note=None)
+                # released: the other session ended, or the hold ran out (overlap_wait)
+                emit(Event("task.released", project.name, queued[0].id if queued else None,
+                           key, {"held_s": round(now - since, 1), "why": "overlap_wait ran out"
+                                 if key in held else "the overlapping session ended"}),
+                     self.store)
             out.append(key)
         return out
 
