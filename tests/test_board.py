@@ -375,3 +375,37 @@ def test_a_forge_text_with_brackets_is_shown_as_text(tmp_path: Path) -> None:
             assert any('"build [/]" has not run' in n for n in notes), notes
 
     asyncio.run(go())
+
+
+def test_c_shows_what_the_agent_changed_and_escape_closes_it(env: Env) -> None:
+    """The board's diff: `c` on a session opens what its agent changed (the stat, then the
+    diff against the default branch, an escape in it shown as text), Escape closes it."""
+
+    from ao.tui.screens import DiffScreen
+
+    from .helpers import git
+
+    env.write_config(agent={"command": "cat"})
+    sid = env.spawn("A-1")
+    fleet = env.fleet()
+    wt = Path(fleet.store.session(sid).worktree or "")
+    (wt / "done.txt").write_text("committed \x1b]0;pwned\x07\n")
+    git(wt, "add", "done.txt")
+    git(wt, "commit", "-q", "-m", "A-1: done")
+
+    async def go() -> None:
+        app = make_app(config.load(), fleet.store, fleet, refresh_every=0.1)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("c")
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if isinstance(app.screen, DiffScreen):
+                    break
+            assert isinstance(app.screen, DiffScreen), [n.message for n in app._notifications]
+            shown = str(app.screen.query_one("#diff", Static).content)
+            assert "done.txt" in shown and "+committed" in shown and "\x1b" not in shown
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, DiffScreen)
+
+    asyncio.run(go())

@@ -356,3 +356,24 @@ def test_github_webhooks_wake_the_daemon_only_when_signed(
         assert plain(req) == 401
     finally:
         server.stop()
+
+
+def test_the_diff_of_a_session_is_served(env: Env, web: str) -> None:
+    """`GET /api/sessions/<ref>/diff`: what its agent changed, as the CLI shows it; a session
+    with no worktree answers 400 with the reason."""
+    from pathlib import Path
+
+    from .helpers import git
+
+    env.write_config(agent={"command": "cat"})
+    sid = env.spawn("A-1")
+    wt = Path(Store().session(sid).worktree or "")
+    (wt / "done.txt").write_text("committed\n")
+    git(wt, "add", "done.txt")
+    git(wt, "commit", "-q", "-m", "A-1: done")
+    (wt / "new.txt").write_text("x\n")
+    got = get(f"{web}/api/sessions/{sid}/diff")
+    assert isinstance(got, dict)
+    assert "+committed" in got["diff"] and "done.txt" in got["stat"]
+    assert got["untracked"] == ["new.txt"]
+    assert plain(f"{web}/api/sessions/{sid}/diff") == 401  # the token, as everywhere

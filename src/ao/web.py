@@ -4,6 +4,7 @@ per browser tab and streams its terminal), so the browser has the same views and
 
 - `GET /api/projects`, `/api/sessions[?project=]`, `/api/sessions/<ref>` (with its timeline),
   `/api/plan?project=`, `/api/stats`: the field names of the CLI's `--json` (views.py).
+- `GET /api/sessions/<ref>/diff`: what its agent changed (stat, diff, files not added).
 - `GET /api/events`: server-sent events from the store's event table, filtered by `project`,
   `session` and `type` (a prefix), resumable with `Last-Event-ID`, with keep-alives.
 - `POST /api/sessions/<ref>/send|kill|restore|merge|resume`, `/api/projects/<name>/pause|resume`:
@@ -34,8 +35,8 @@ from typing import Any
 from aiohttp import web
 from textual_serve.server import Server as TextualServer
 
+from . import changes, paths, views, webhooks
 from . import config as cfgmod
-from . import paths, views, webhooks
 from . import plan as planmod
 from .errors import AoError, BadInput, NotFound
 from .sanitize import json_text, values_for_terminal
@@ -83,6 +84,7 @@ class WebServer(TextualServer):
             web.get("/api/projects", self.projects),
             web.get("/api/sessions", self.sessions),
             web.get("/api/sessions/{ref}", self.session),
+            web.get("/api/sessions/{ref}/diff", self.diff),
             web.post("/api/sessions/{ref}/{action}", self.session_action),
             web.post("/api/projects/{name}/{action}", self.project_action),
             web.get("/api/plan", self.plan),
@@ -117,6 +119,17 @@ class WebServer(TextualServer):
         ctx = views.wait_context(self.store, self.cfg.projects.get(s.project))
         return _json({**views.session(self.store, s, ctx=ctx),
                       "timeline": self.store.session_events(s.id)})
+
+    async def diff(self, request: web.Request) -> web.Response:
+        """What the session's agent changed (changes.py): stat, diff, files not added."""
+        s = self.store.find_session(request.match_info["ref"])
+
+        def read() -> dict[str, Any]:
+            found = changes.of_session(self.cfg, s)
+            return {"session": s.id, "stat": found.stat, "diff": found.diff,
+                    "untracked": list(found.untracked), "cut": found.cut}
+
+        return await self._act(read)
 
     async def plan(self, request: web.Request) -> web.Response:
         project = request.query.get("project") or next(iter(self.cfg.projects), "")

@@ -138,31 +138,17 @@ def diff(session: str = typer.Argument(..., help=SESSION_HELP),
          stat: bool = typer.Option(False, "--stat", help="Files and line counts only.")) -> None:
     """What the agent changed: its worktree against the default branch it started from,
     commits and uncommitted work alike, and the new files it has not added."""
-    from pathlib import Path
-
-    from .. import workspace
-    from ..hosts import LOCAL
+    from .. import changes
 
     s = services.session(session)
-    if not s.worktree:
-        raise BadInput(f"{s.id} has no worktree ({s.state})", "see `ao session ls --all`")
-    cfg = services.cfg()
-    project = cfg.project(s.project)
-    host = None if s.host == LOCAL else cfg.hosts.get(s.host)
-    wt = Path(s.worktree)
-    with workspace.on(host):
-        if not workspace.exists(wt):
-            raise BadInput(f"{s.id}'s worktree {wt} is gone", "its branch may still be "
-                           f"there: `git log {s.branch}`")
-        out = workspace.diff_from_base(wt, project.remote, project.default_branch,
-                                       *(["--stat"] if stat else []))
-        new = workspace.git(wt, "ls-files", "--others", "--exclude-standard",
-                            check=False).stdout.split()
-    # the agent's text: shown, never obeyed by the terminal
-    typer.echo(for_terminal(out).rstrip("\n") or f"{s.id}: no changes against "
-               f"{project.default_branch}")
-    if new:
-        typer.echo("not added: " + ", ".join(for_terminal(f) for f in new))
+    found = changes.of_session(services.cfg(), s, with_diff=not stat)
+    if stat:
+        typer.echo(found.text(with_diff=False))
+        return
+    typer.echo(found.diff.rstrip("\n") or f"{s.id}: no changes against "
+               f"{services.cfg().project(s.project).default_branch}")
+    if found.untracked:
+        typer.echo("not added: " + ", ".join(found.untracked))
 
 
 @app.command("resume")

@@ -16,7 +16,7 @@ from ..errors import AoError, BadInput
 from ..fleet import Fleet
 from ..messaging import Messenger
 from ..store import Session, Store
-from .screens import ConfirmScreen, SendScreen
+from .screens import ConfirmScreen, DiffScreen, SendScreen
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -74,6 +74,24 @@ class Acting(_Base):
                 self.deliver(s.id, text)
 
         self.push_screen(SendScreen(s.id), sent)
+
+    def action_changes(self) -> None:
+        """What the selected session's agent changed, in a screen of its own (read off the
+        UI thread: a big diff, or a remote host's, takes a moment)."""
+        s = self._need()
+        if s is not None:
+            self.read_changes(s)
+
+    @work(thread=True, exclusive=True, group="diff")
+    def read_changes(self, s: Session) -> None:
+        from .. import changes
+
+        try:
+            text = changes.of_session(self.cfg, s).text()
+        except AoError as e:
+            self.call_from_thread(self.say, str(e), severity="warning")
+            return
+        self.call_from_thread(self.push_screen, DiffScreen(s.id, text))
 
     @work(thread=True, exclusive=True, group="send")
     def deliver(self, sid: str, text: str) -> None:

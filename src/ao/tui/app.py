@@ -49,6 +49,7 @@ class BoardApp(Acting, App[None]):
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("tab", "switch", "View", id="switch", priority=True),
         Binding("d", "detail", "Detail", id="detail", show=False),
+        Binding("c", "changes", "Diff", id="changes", show=False),
         Binding("q", "quit", "Quit", id="quit"),
     ]
 

@@ -1,12 +1,13 @@
-"""The board's modal screens: a message to send, a yes or no."""
+"""The board's modal screens: a message to send, a yes or no, what an agent changed."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, Input, Label, Static
 
 
 class SendScreen(ModalScreen[str | None]):
@@ -51,3 +52,35 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_no(self) -> None:
         self.dismiss(False)
+
+
+class DiffScreen(ModalScreen[None]):
+    """What the agent changed (changes.py): the stat, then the diff, coloured; scrolled with the
+    arrows and PageUp/PageDown; Escape or q closes it."""
+
+    BINDINGS = [Binding("escape,q,c", "close", "Close", id="diff.close")]
+
+    def __init__(self, sid: str, text: str) -> None:
+        super().__init__()
+        self.sid, self.text = sid, text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="diff-dialog"):
+            yield Label(f"{self.sid}: changes against the default branch (Escape closes)")
+            with VerticalScroll(id="diff-scroll"):
+                yield Static(_coloured(self.text), id="diff")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+def _coloured(text: str) -> Text:
+    """A diff as text (never markup: it is the agent's), its lines coloured as git does."""
+    out = Text()
+    for line in text.splitlines():
+        style = "green" if line.startswith("+") and not line.startswith("+++") else \
+            "red" if line.startswith("-") and not line.startswith("---") else \
+            "cyan" if line.startswith("@@") else "bold" if line.startswith("diff --git") \
+            else ""
+        out.append(line + "\n", style=style)
+    return out
