@@ -54,6 +54,18 @@ class Env:
         assert r.session
         return r.session
 
+    def commit_in_worktree(self, sid: str, files: dict[str, str]) -> Path:
+        """Files written and committed in the session's worktree, as its agent would; the
+        worktree."""
+        from .helpers import git
+
+        wt = Path(Store().session(sid).worktree or "")
+        for name, text in files.items():
+            (wt / name).write_text(text)
+        git(wt, "add", *files)
+        git(wt, "commit", "-q", "-m", f"{sid}: done")
+        return wt
+
     def inbox(self, sid: str) -> list[str]:
         f = paths.session_dir("shop", sid) / "demo-inbox.jsonl"
         if not f.exists():

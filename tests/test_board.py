@@ -383,15 +383,10 @@ def test_c_shows_what_the_agent_changed_and_escape_closes_it(env: Env) -> None:
 
     from ao.tui.screens import DiffScreen
 
-    from .helpers import git
-
     env.write_config(agent={"command": "cat"})
     sid = env.spawn("A-1")
     fleet = env.fleet()
-    wt = Path(fleet.store.session(sid).worktree or "")
-    (wt / "done.txt").write_text("committed \x1b]0;pwned\x07\n")
-    git(wt, "add", "done.txt")
-    git(wt, "commit", "-q", "-m", "A-1: done")
+    env.commit_in_worktree(sid, {"done.txt": "committed \x1b]0;pwned\x07\n"})
 
     async def go() -> None:
         app = make_app(config.load(), fleet.store, fleet, refresh_every=0.1)

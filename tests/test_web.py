@@ -359,18 +359,11 @@ def test_github_webhooks_wake_the_daemon_only_when_signed(
 
 
 def test_the_diff_of_a_session_is_served(env: Env, web: str) -> None:
-    """`GET /api/sessions/<ref>/diff`: what its agent changed, as the CLI shows it; a session
-    with no worktree answers 400 with the reason."""
-    from pathlib import Path
-
-    from .helpers import git
-
+    """`GET /api/sessions/<ref>/diff`: what its agent changed, as the CLI shows it, for the
+    token's holder only."""
     env.write_config(agent={"command": "cat"})
     sid = env.spawn("A-1")
-    wt = Path(Store().session(sid).worktree or "")
-    (wt / "done.txt").write_text("committed\n")
-    git(wt, "add", "done.txt")
-    git(wt, "commit", "-q", "-m", "A-1: done")
+    wt = env.commit_in_worktree(sid, {"done.txt": "committed\n"})
     (wt / "new.txt").write_text("x\n")
     got = get(f"{web}/api/sessions/{sid}/diff")
     assert isinstance(got, dict)
