@@ -182,7 +182,7 @@ def test_placement_spreads_over_hosts_with_room() -> None:
              Room("b", 0, 2, free_mb=900, floor_mb=2048)]
     assert choose(rooms) is None
     assert why_full(rooms) == ("no host has room: local full (2/2), a unreachable, "
-                               "b low on memory (900 MB free)")
+                               "b low on memory (900 MB free, 2048 MB kept free)")
     assert choose([*rooms, Room("c", 1, 2, free_mb=4096, floor_mb=2048)]) == "c"
 
 

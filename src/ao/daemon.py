@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import agents, paths, tmux
+from . import agents, memory, paths, tmux
 from . import config as cfgmod
 from .errors import AoError
 from .events import Event, emit
@@ -271,8 +271,30 @@ class Daemon(Ticking):
         except Exception as e:  # a host away, a full disk: said, and the loop goes on
             log.exception("the nightly cleanup failed")
             emit(Event("daemon.error", data={"error": f"nightly cleanup: {e}"}), self.store)
+        if self.memory_sampler.due():
+            self.measure_memory()
         self.polls += 1
         self._write_state()
+
+    def measure_memory(self) -> None:
+        """Each local agent's process tree measured (memory.py): the estimates starts are
+        placed by. A machine without /proc measures nothing."""
+        live = [s for s in self.store.sessions(states={State.WORKING, State.PR_OPEN,
+                                                        State.NEEDS_HUMAN}) if s.host == LOCAL]
+        if not live:
+            return
+        try:
+            panes = tmux.panes(self.fleet.srv)
+            sizes = memory.tree_rss_mb({s.id: p.pid for s in live
+                                        if (p := panes.get(s.id)) and p.pid and not p.dead})
+        except (AoError, OSError) as e:
+            log.warning("measuring the agents' memory failed: %s", e)
+            return
+        by_agent: dict[str, list[int]] = {}
+        for s in live:
+            if s.id in sizes:
+                by_agent.setdefault(s.agent or "command", []).append(sizes[s.id])
+        memory.record(by_agent)
 
     def nightly(self) -> None:
         """`cleanup.nightly_at`: the daemon runs the cleanup for every project once a day."""

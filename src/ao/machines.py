@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from . import hosts as hostsmod
 from . import (
     hostwork,
+    memory,
     placement,
     tmux,
 )
@@ -73,13 +74,15 @@ class Machines:
         not. A host in its unreachable backoff has no room; one with a memory floor is asked
         for its free memory."""
         here = self.host(LOCAL)
-        if project.hosts == (LOCAL,) and here.max_sessions is None and here.min_free_mb is None:
-            return LOCAL, ""  # what ao always did: the project's max_concurrent alone
+        if project.hosts == (LOCAL,) and here.max_sessions is None:
+            # the project's max_concurrent, and this machine's memory (memory.py)
+            short = memory.room(profile.name, here.min_free_mb)
+            return (None, short) if short else (LOCAL, "")
         running: dict[str, int] = {}
         for x in self.store.sessions(states=set(RUNNING)):
             running[x.host] = running.get(x.host, 0) + 1
-        rooms = [self._room(self.host(name), running.get(name, 0)) for name in project.hosts
-                 if name == LOCAL or profile.on_hosts]
+        rooms = [self._room(self.host(name), running.get(name, 0), profile.name)
+                 for name in project.hosts if name == LOCAL or profile.on_hosts]
         if not rooms:
             return None, f"agent {profile.name} runs on this machine only, and the project " \
                 "does not list `local` under its hosts"
@@ -91,15 +94,22 @@ class Machines:
             choice = placement.choose(rooms)
         return choice, "" if choice else placement.why_full(rooms)
 
-    def _room(self, h: Host, running: int) -> placement.Room:
+    def _room(self, h: Host, running: int, agent: str) -> placement.Room:
         """A machine's room for one more session: a host in its backoff has none; one with a
-        memory floor is asked for its free memory (this machine's too: one round trip)."""
+        memory floor is asked for its free memory; this machine reads its own (memory.py),
+        and keeps its floor free after the agent's measured size."""
         now = time.time()
         reachable, free = h.local or hostsmod.due(h.name, now), None
+        needs = memory.estimates().get(agent, 0)
+        if h.local:
+            free = memory.available_mb()
+            floor = memory.DEFAULT_FLOOR_MB if h.min_free_mb is None else h.min_free_mb
+            return placement.Room(h.name, running, h.max_sessions, True, free, floor, needs)
         if reachable and h.min_free_mb is not None:
             pr = self.probe([h])[0]
             reachable, free = pr.reachable, pr.mem_available_mb
-        return placement.Room(h.name, running, h.max_sessions, reachable, free, h.min_free_mb)
+        return placement.Room(h.name, running, h.max_sessions, reachable, free, h.min_free_mb,
+                              needs)
 
     def probe(self, machines: list[Host], binaries: tuple[str, ...] = ()
               ) -> list[hostsmod.Probe]:

@@ -1,7 +1,8 @@
 """Where a new session runs (docs/hosts.md): a pure decision over the project's hosts.
 
 A host has room when it answers, holds fewer sessions than its `max_sessions`, and (when it
-has a `min_free_mb` floor) has at least that much memory free. Among hosts with room the
+has a `min_free_mb` floor; this machine always has one, memory.py) keeps that much memory free
+after the agent's measured size. Among hosts with room the
 least full is chosen (running / max_sessions; `local` first on a tie), so work spreads over
 the pool instead of filling the first host; a host without `max_sessions` counts as empty.
 No host with room: the task waits in the queue.
@@ -20,6 +21,7 @@ class Room:
     reachable: bool = True
     free_mb: int | None = None  # read from the host when it has a floor
     floor_mb: int | None = None
+    needs_mb: int = 0  # the agent's measured size (memory.py), 0 before it was measured
 
     @property
     def free(self) -> bool:
@@ -27,8 +29,12 @@ class Room:
             return False
         if self.max_sessions is not None and self.running >= self.max_sessions:
             return False
-        return not (self.floor_mb is not None and self.free_mb is not None
-                    and self.free_mb < self.floor_mb)
+        return not self.short_of_memory
+
+    @property
+    def short_of_memory(self) -> bool:
+        return self.floor_mb is not None and self.free_mb is not None and \
+            self.free_mb - self.needs_mb < self.floor_mb
 
     @property
     def load(self) -> float:
@@ -51,6 +57,8 @@ def why_full(rooms: list[Room]) -> str:
             parts.append(f"{r.host} unreachable")
         elif r.max_sessions is not None and r.running >= r.max_sessions:
             parts.append(f"{r.host} full ({r.running}/{r.max_sessions})")
-        elif r.floor_mb is not None and r.free_mb is not None and r.free_mb < r.floor_mb:
-            parts.append(f"{r.host} low on memory ({r.free_mb} MB free)")
+        elif r.short_of_memory:
+            needs = f", the agent takes about {r.needs_mb} MB" if r.needs_mb else ""
+            parts.append(f"{r.host} low on memory ({r.free_mb} MB free{needs}, "
+                         f"{r.floor_mb} MB kept free)")
     return "no host has room: " + ", ".join(parts)

@@ -17,6 +17,7 @@ from . import forge as forgemod
 from . import (
     hosts,
     mainwatch,
+    memory,
     merging,
     paths,
     redmain_act,
@@ -83,6 +84,7 @@ class Ticking(Scheduling, Picking, Spending, Telling):
         self.config_dirty = False
         self.started_at = clock()
         self.polls = 0
+        self.memory_sampler = memory.Sampler()  # the agents measured (memory.py)
         self._lock_fd: int | None = None
         self._config_digest = cfgmod.content_digest(cfgmod.config_sources())
         self.web_url: str | None = None  # set when the daemon serves the dashboard
