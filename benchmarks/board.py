@@ -28,8 +28,8 @@ TARGET_RATIO = 0.3
 async def measure(n: int, changed: int, repeat: int, moving: bool = False
                   ) -> tuple[float, float]:
     from ao import config
-    from ao.state import State
-    from ao.store import Store
+    from ao.record.state import State
+    from ao.record.store import Store
     from ao.tui.app import make_app
 
     store = Store()

@@ -30,7 +30,7 @@ def one_run(interval: float) -> float:
         git(sb.work, "commit", "-q", "-m", "plan")
         sb.config(interval, agent="demo")
         with sb.daemon():
-            from ao.store import Store
+            from ao.record.store import Store
 
             time.sleep(1.0)
             sb.ao("spawn", "bench", "T-1", "--plan", str(sb.work / "plan.yaml"))

@@ -73,10 +73,12 @@ def outage(root: Path, seconds: float, interval: float = 2.0) -> None:
 
     from tests.sshd import sshd
 
-    from ao import channel, config, hosts, hostwork, paths, tmux
-    from ao.daemon import Daemon
-    from ao.state import Activity, State
-    from ao.store import Store
+    from ao import config, paths
+    from ao.loop.daemon import Daemon
+    from ao.record.state import Activity, State
+    from ao.record.store import Store
+    from ao.services import hostwork
+    from ao.world import channel, hosts, tmux
 
     home = root / "outage"
     home.mkdir()
@@ -165,7 +167,8 @@ def poll(root: Path, args: argparse.Namespace) -> None:
 
     from tests.sshd import sshd
 
-    from ao import channel, hosts, hostwork, tmux
+    from ao.services import hostwork
+    from ao.world import channel, hosts, tmux
 
     socket = f"ao-bench-{os.getpid()}"
     with contextlib.ExitStack() as stack:
@@ -225,7 +228,7 @@ def spawn(root: Path, tasks: int, rounds: int = 3) -> None:
 
     from tests.sshd import sshd
 
-    from ao import channel, hosts
+    from ao.world import channel, hosts
 
     work, bare = root / "work", root / "remote.git"
     sh("git", "init", "-q", "--bare", "-b", "main", str(bare))

@@ -41,11 +41,12 @@ def branches(sb: Sandbox, prefix: str, n: int) -> list[str]:
 
 
 def measure(n: int, exit_after: float) -> tuple[float, float]:
-    from ao import config, tmux
-    from ao.daemon import Daemon
-    from ao.forge.local import LocalForge
-    from ao.state import State
-    from ao.store import Store
+    from ao import config
+    from ao.loop.daemon import Daemon
+    from ao.record.state import State
+    from ao.record.store import Store
+    from ao.world import tmux
+    from ao.world.forge.local import LocalForge
 
     slow = f"sh -c 'trap \"sleep {exit_after}; exit 0\" TERM HUP INT; while :; do sleep 1; done'"
     with sandbox("ao-bench-merges-") as sb:

@@ -38,12 +38,13 @@ POLL = 60.0
 
 
 def main() -> None:
-    from ao import config, tmux
-    from ao import plan as planmod
-    from ao.daemon import Daemon
-    from ao.plan_graph import topo_order
-    from ao.state import State
-    from ao.store import Store
+    from ao import config
+    from ao.decide import plan as planmod
+    from ao.decide.plan_graph import topo_order
+    from ao.loop.daemon import Daemon
+    from ao.record.state import State
+    from ao.record.store import Store
+    from ao.world import tmux
 
     plan = planmod.load(REPO / "plans" / "workflow.yaml")
     with sandbox("ao-bench-pickup-") as sb, serve(FakeGitHub()) as fake:
@@ -129,8 +130,8 @@ def _free_port() -> int:
 
 def _wait_idle(running: int) -> None:
     """Until the daemon has the first wave running and has said nothing for 2 s."""
-    from ao.state import State
-    from ao.store import Store
+    from ao.record.state import State
+    from ao.record.store import Store
 
     store = Store()
     end = time.monotonic() + 120

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run(interval: float) -> tuple[float, int]:
     sys.path.insert(0, str(REPO / "src"))
-    from ao import plan as planmod
+    from ao.decide import plan as planmod
 
     plan = planmod.load_valid(REPO / "plans" / "workflow.yaml")
     levels = len(planmod.layers(plan))

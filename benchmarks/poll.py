@@ -42,8 +42,8 @@ def main() -> None:
             branches.append(b)
 
         from ao.config import ProjectConfig
-        from ao.forge.github import GitHubForge
-        from ao.store import Store
+        from ao.record.store import Store
+        from ao.world.forge.github import GitHubForge
 
         with serve(FakeGitHub()) as fake:
             repo = fake.add_repo("acme/workflow", bare)

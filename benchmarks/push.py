@@ -31,9 +31,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ao-bench-push-") as tmp:
         os.environ.update(AO_HOME=str(Path(tmp) / "ao"), HOME=tmp)
         from ao.config import ProjectConfig
-        from ao.forge.github import GitHubForge, push_plan
-        from ao.plan import load_valid
-        from ao.store import Store
+        from ao.decide.plan import load_valid
+        from ao.record.store import Store
+        from ao.world.forge.github import GitHubForge, push_plan
 
         plan = load_valid(REPO / "plans" / "workflow.yaml")
         with serve() as fake:

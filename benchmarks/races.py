@@ -66,7 +66,7 @@ def prepare(sb: Sandbox, fake: FakeAnthropic, tasks: int, poll: float, **agent: 
 
 
 def spawn(sb: Sandbox, *tasks: str) -> list[str]:
-    from ao.store import Store
+    from ao.record.store import Store
 
     r = sb.ao("batch-spawn", "bench", *tasks, "--plan", str(sb.work / "plan.yaml"),
               check=False)
@@ -161,7 +161,7 @@ def drafts(sb: Sandbox, fake: FakeAnthropic, n: int) -> int:
 def dismissal(fake: FakeAnthropic) -> float:
     """Seconds from Escape on a permission prompt to the held message's delivery, with the
     daemon at a 30 s poll."""
-    from ao.store import Store
+    from ao.record.store import Store
 
     with sandbox("ao-bench-dismiss-") as sb:
         prepare(sb, fake, 1, 30, permission_mode="default")

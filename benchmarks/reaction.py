@@ -34,7 +34,7 @@ def one_run(interval: float) -> float:
         sb.config(interval, agent="demo", ci={"command": f"{sys.executable} -m unittest -q"})
         sb.ao("plan", "run", str(sb.work / "plan.yaml"), "-p", "bench")
         with sb.daemon():
-            from ao.store import Store
+            from ao.record.store import Store
 
             store = Store(sb.root / "ao" / "state.db")
             deadline = time.monotonic() + 90

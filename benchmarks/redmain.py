@@ -33,11 +33,12 @@ CI = "test ! -f ao-t-1.txt -o ! -f ao-t-3.txt"  # the two that conflict: each fi
 
 
 def main() -> None:
-    from ao import config, tmux
-    from ao.daemon import Daemon
-    from ao.forge.local import LocalForge
-    from ao.state import State
-    from ao.store import Store
+    from ao import config
+    from ao.loop.daemon import Daemon
+    from ao.record.state import State
+    from ao.record.store import Store
+    from ao.world import tmux
+    from ao.world.forge.local import LocalForge
 
     with sandbox("ao-bench-redmain-") as sb:
         sb.config(30, agent={"command": "sleep 100000"}, max_concurrent=20, auto_merge=True,
@@ -109,11 +110,12 @@ def main() -> None:
 
 def train() -> dict[str, int]:
     """The ten PRs through the merge train: main is never red, the breaking PR goes back."""
-    from ao import config, tmux
-    from ao.daemon import Daemon
-    from ao.forge.local import LocalForge
-    from ao.state import State
-    from ao.store import Store
+    from ao import config
+    from ao.loop.daemon import Daemon
+    from ao.record.state import State
+    from ao.record.store import Store
+    from ao.world import tmux
+    from ao.world.forge.local import LocalForge
 
     with sandbox("ao-bench-train-") as sb:
         sb.config(30, agent={"command": "sleep 100000"}, max_concurrent=20, auto_merge=True,

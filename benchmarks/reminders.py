@@ -29,9 +29,10 @@ TARGET = 2.0
 
 
 def measure(n: int, ticks: int) -> tuple[float, float, float, int]:
-    from ao import config, tmux
-    from ao.daemon import Daemon
-    from ao.store import Store
+    from ao import config
+    from ao.loop.daemon import Daemon
+    from ao.record.store import Store
+    from ao.world import tmux
 
     with sandbox("ao-bench-reminders-") as sb:
         sb.config(30, agent={"command": "cat"}, max_concurrent=n + 1)

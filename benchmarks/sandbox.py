@@ -37,9 +37,10 @@ class Sandbox:
         branch one commit ahead of main (an agent's work): each is an open PR on the local
         forge, so a tick does its forge read and per-session PR work (without branches the
         tick skipped both: 7 ms where a real one costs about 23 ms of CPU at 200)."""
-        from ao import config, tmux
-        from ao.state import State
-        from ao.store import Store
+        from ao import config
+        from ao.record.state import State
+        from ao.record.store import Store
+        from ao.world import tmux
 
         store = Store()
         srv = tmux.server(config.load().tmux_socket)

@@ -40,7 +40,7 @@ def make_repo(root: Path, files: int) -> tuple[Path, Path]:
     (work / "plans").mkdir()
     # the 24 tasks as they are, each told to do nothing once started: this measures spawning,
     # not 24 agents committing and pushing 2,000-file worktrees on 2 cores at the same time
-    from ao import plan as planmod
+    from ao.decide import plan as planmod
 
     plan = planmod.load(REPO / "plans" / "workflow.yaml")
     idle = {k: replace(t, body="```demo\nsleep 0\n```") for k, t in plan.tasks.items()}

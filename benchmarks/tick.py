@@ -48,9 +48,10 @@ LISTED: dict[str, float] = {}  # the largest N's `ao session ls` and `ao status`
 
 
 def measure(n: int, ticks: int) -> tuple[float, float, float]:
-    from ao import config, tmux
-    from ao.daemon import Daemon
-    from ao.store import Store
+    from ao import config
+    from ao.loop.daemon import Daemon
+    from ao.record.store import Store
+    from ao.world import tmux
 
     with sandbox(f"ao-bench-tick-{n}-") as sb:
         sb.config(30, agent={"command": "sleep 100000"}, max_concurrent=n + 1)
@@ -78,7 +79,7 @@ def measure(n: int, ticks: int) -> tuple[float, float, float]:
                 samples.append(time.perf_counter() - t0)
             LISTED[what] = statistics.median(samples)
         # the floor: one `list-panes -a` and the one forge read of every branch
-        from ao import forge as forgemod
+        from ao.world import forge as forgemod
 
         forge = forgemod.for_project(cfg.project("bench"), store)
         branches = [f"ao/t-{i}" for i in range(n)]

@@ -55,9 +55,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200)
     args = ap.parse_args()
-    from ao import events
-    from ao.events import Event
-    from ao.store import Store
+    from ao.record import events
+    from ao.record.events import Event
+    from ao.record.store import Store
 
     with sandbox("ao-bench-web-") as sb:
         sb.config(30)

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from libtmux import Server
 
-from ao import config, paths, tmux
-from ao.fleet import Fleet
-from ao.store import Store
+from ao import config, paths
+from ao.record.store import Store
+from ao.services.fleet import Fleet
+from ao.world import tmux
 
 from .helpers import git
 
@@ -92,7 +93,7 @@ def env(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 def leave_own_paste(fleet: Fleet, sid: str, text: str) -> None:
     """ao's own paste of `text` left in the agent's input, as a delivery that gave up before
     its Enter leaves it (recorded pasted, then failed)."""
-    from ao import tmux
+    from ao.world import tmux
 
     from .helpers import retry_until
 

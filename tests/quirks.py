@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROFILES = "src/ao/agents/profiles.py"
-CLAUDE = "src/ao/agents/claude_code.py"
+PROFILES = "src/ao/world/agents/profiles.py"
+CLAUDE = "src/ao/world/agents/claude_code.py"
 CLIS = ["tests/test_agent_profiles.py", "tests/test_agent_clis.py"]
 CLAUDE_TESTS = ["tests/test_claude_code.py"]
 

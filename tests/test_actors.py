@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import psutil
 
-from ao import tmux
+from ao.world import tmux
 
 from .fleet_helpers import Env
 
@@ -30,7 +30,7 @@ def test_kill_then_spawn_continues_the_work_pushed_or_not(env: Env) -> None:
     from pathlib import Path
 
     from ao import paths
-    from ao.store import Store
+    from ao.record.store import Store
 
     from .helpers import git, run_ao
 
@@ -94,10 +94,11 @@ def test_a_crash_between_a_merge_and_its_record_is_finished_once(
 
     import pytest
 
-    from ao import config, merging, paths
-    from ao.daemon import Daemon
-    from ao.state import State
-    from ao.store import Store
+    from ao import config, paths
+    from ao.loop.daemon import Daemon
+    from ao.record.state import State
+    from ao.record.store import Store
+    from ao.services import merging
 
     from .helpers import retry_until, run_ao
     from .test_daemon import PLAN
@@ -155,10 +156,11 @@ def test_a_kill_cut_short_is_finished_never_undone(env: Env) -> None:
     recorded first, so the tick finishes the kill instead, once."""
     import pytest
 
-    from ao import config, ending
-    from ao.daemon import Daemon
-    from ao.state import State
-    from ao.store import Store
+    from ao import config
+    from ao.loop.daemon import Daemon
+    from ao.record.state import State
+    from ao.record.store import Store
+    from ao.services import ending
 
     env.write_config(agent={"command": "cat"})
     sid = env.spawn("A-1")
@@ -192,9 +194,9 @@ def test_held_messages_of_many_sessions_go_out_beside_the_tick(env: Env) -> None
     a 42 s tick). The tick hands them to deliveries that go on beside it, side by side, each
     session's in order, and returns at once: it does not wait for them."""
     from ao import config
-    from ao.daemon import Daemon
-    from ao.state import Activity
-    from ao.store import Store
+    from ao.loop.daemon import Daemon
+    from ao.record.state import Activity
+    from ao.record.store import Store
 
     from .helpers import retry_until
 

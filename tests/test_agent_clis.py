@@ -16,9 +16,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ao import paths, tmux
-from ao.messaging import Messenger
-from ao.state import Activity
+from ao import paths
+from ao.record.state import Activity
+from ao.services.messaging import Messenger
+from ao.world import tmux
 
 from .fake_models import FakeModels, Reply, serve
 from .fleet_helpers import Env, leave_own_paste
@@ -321,8 +322,9 @@ def test_ao_pushes_for_an_agent_that_cannot(cli: Cli, env: Env, fake: FakeModels
     opened. ao pushes its commits for it once it is idle."""
     if cli.agent != "aider":
         pytest.skip("codex, gemini and Claude Code push by themselves")
-    from ao import config, telling
-    from ao.daemon import Daemon
+    from ao import config
+    from ao.loop import telling
+    from ao.loop.daemon import Daemon
 
     monkeypatch.setattr(telling, "PUSH_FOR_AGENT_GRACE", 0.0)
     env.write_config(agent={"name": "aider"}, sandboxed=True)
@@ -360,8 +362,8 @@ def test_codex_usage_is_read_from_its_rollout(env: Env, monkeypatch: pytest.Monk
     import os
 
     from ao import config
-    from ao.daemon import Daemon
-    from ao.store import Store
+    from ao.loop.daemon import Daemon
+    from ao.record.store import Store
 
     cli = CLIS[0]
     if shutil.which(cli.binary) is None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from ao import agent_hooks
-from ao.state import Activity
-from ao.store import Store
+from ao.record.state import Activity
+from ao.record.store import Store
+from ao.world import agent_hooks
 
 
 def test_the_newest_hook_wins_whatever_the_order_of_its_line(tmp_path: Path) -> None:

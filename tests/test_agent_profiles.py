@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ao.agents import LaunchContext, get
-from ao.state import Activity
+from ao.record.state import Activity
+from ao.world.agents import LaunchContext, get
 
 SCREENS = Path(__file__).parent / "screens"
 

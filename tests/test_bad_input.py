@@ -99,7 +99,7 @@ def test_ao_start_says_what_really_happened(env: object, tmp_path: Path) -> None
     import socket
 
     from ao.config_files import registered_repos
-    from ao.daemon import read_state
+    from ao.loop.daemon import read_state
 
     r = run_ao("start", "--port", "99999")
     assert r.code == 2 and "65535" in r.err and read_state() is None, r.err
@@ -179,8 +179,8 @@ def test_a_registered_repository_gone_bad_is_named_and_stop_still_stops(
     a line that named neither the file nor the way out; `ao stop` stopped the daemon and still
     answered that error (exit 2), leaving its dead pane. A dashboard asked on another port
     than the running one's is refused, not answered "already running" with exit 0."""
-    from ao import tmux
-    from ao.daemon import read_state
+    from ao.loop.daemon import read_state
+    from ao.world import tmux
 
     repo = tmp_path / "gone-bad"
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)

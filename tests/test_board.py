@@ -9,8 +9,8 @@ import pytest
 from textual.widgets import Static
 
 from ao import config
-from ao.state import State
-from ao.store import Store
+from ao.record.state import State
+from ao.record.store import Store
 from ao.tui.app import SessionTable, make_app
 
 from .fleet_helpers import Env
@@ -100,7 +100,7 @@ def test_grouping_filter_and_live_updates(tmp_path: Path) -> None:
             # an update of one session moves just its row, within the refresh interval
             sid = store.sessions(task="W-1")[0].id
             store.update_session(sid, pr_number=9, pr_state="open", pr_checks="failing")
-            from ao.events import Event, emit
+            from ao.record.events import Event, emit
 
             emit(Event("ci.failed", "workflow", sid, "W-1"), store)
             for _ in range(40):
@@ -323,7 +323,7 @@ def test_the_approval_gate_is_passed_from_the_board(
     head as `ao approve` does (the gate zone had no key for it)."""
     import json
 
-    from ao.forge.local import LocalForge
+    from ao.world.forge.local import LocalForge
 
     from .test_cleanup import ended
     from .test_sessions import spawned

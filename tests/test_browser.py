@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from ao import config, tmux
-from ao.state import State
-from ao.store import Store
+from ao import config
+from ao.record.state import State
+from ao.record.store import Store
 from ao.web import WebServer
+from ao.world import tmux
 
 from .fleet_helpers import Env
 from .helpers import retry_until

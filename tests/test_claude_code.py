@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from ao import paths, tmux
-from ao.agents.claude_code import ClaudeCode
-from ao.messaging import Messenger
-from ao.state import Activity, State
-from ao.store import Store
+from ao import paths
+from ao.record.state import Activity, State
+from ao.record.store import Store
+from ao.services.messaging import Messenger
+from ao.world import tmux
+from ao.world.agents.claude_code import ClaudeCode
 
 from .fake_anthropic import FakeAnthropic, Reply, serve
 from .fleet_helpers import Env, leave_own_paste
@@ -164,7 +165,7 @@ def test_profile_keeps_other_keys_and_user_hooks(env: Env, tmp_path: Path) -> No
     (wt / ".claude" / "settings.local.json").write_text(json.dumps(
         {"permissions": {"allow": ["Bash(ls)"]},
          "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "notify-me"}]}]}}))
-    from ao.agents import LaunchContext
+    from ao.world.agents import LaunchContext
 
     ctx = LaunchContext(session_id="sho-1", project="shop", task="A-1", worktree=wt,
                         prompt_file=wt / "p.md", session_dir=tmp_path)
@@ -459,8 +460,9 @@ def test_what_the_agent_spends_is_read_from_its_transcript(env: Env,
     """Claude Code writes each message's usage in its transcript; ao reads it on from where it
     stopped at each poll (its hooks name the file), once per message, and `ao usage` shows
     the session's tokens and estimated cost."""
-    from ao import agent_usage, config
-    from ao.daemon import Daemon
+    from ao import config
+    from ao.loop.daemon import Daemon
+    from ao.world import agent_usage
 
     from .helpers import run_ao
 

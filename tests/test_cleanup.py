@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ao import paths, tmux
-from ao.state import State
+from ao import paths
+from ao.record.state import State
+from ao.world import tmux
 
 from .fleet_helpers import Env
 from .helpers import git, retry_until, run_ao

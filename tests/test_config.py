@@ -120,7 +120,7 @@ def test_repo_file_overrides_global_and_env_overrides_both(
 
 def test_reaction_settings_are_read_as_what_they_mean(isolated_home: Path,
                                                       tmp_path: Path) -> None:
-    from ao.reactions import DEFAULT_REVIEW_ROUNDS, Policy
+    from ao.decide.reactions import DEFAULT_REVIEW_ROUNDS, Policy
 
     git_init(tmp_path)
     write_global(isolated_home, f"projects:\n  w:\n    path: {tmp_path}\n    reactions:\n"

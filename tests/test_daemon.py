@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ao import config, paths, tmux
-from ao.daemon import Daemon
-from ao.state import State
-from ao.store import Store
+from ao import config, paths
+from ao.loop.daemon import Daemon
+from ao.record.state import State
+from ao.record.store import Store
+from ao.world import tmux
 
 from .fleet_helpers import Env
 from .helpers import git, retry_until
@@ -233,7 +234,7 @@ def github_ci(repo: object, sha: str) -> tuple[str, str, str]:
 @pytest.mark.parametrize("fault_rate", [0.0, 0.2])
 def test_full_loop_on_fake_github(env: Env, fault_rate: float,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from ao.forge.github import GitHubForge
+    from ao.world.forge.github import GitHubForge
 
     from .fake_github import serve
 
@@ -283,7 +284,7 @@ def test_kill_9_at_random_points_loses_nothing(env: Env) -> None:
     import signal
     import subprocess
 
-    from ao.daemon import read_state
+    from ao.loop.daemon import read_state
 
     from .helpers import run_ao
 
@@ -341,7 +342,7 @@ def test_kill_9_at_random_points_loses_nothing(env: Env) -> None:
 
 
 def test_a_start_cut_short_by_a_crash_is_undone_and_retried(env: Env) -> None:
-    from ao import workspace
+    from ao.world import workspace
 
     from .helpers import run_ao
 
@@ -383,7 +384,7 @@ def test_a_spent_budget_starts_nothing_new_and_tells_the_agents_once(env: Env) -
     """`budget_usd` reached by what the project's agents spent (their own records): no new
     session starts, each running agent is told once to wrap up, a person is told once, and
     `ao status` says why the queued tasks wait."""
-    from ao.store import Store
+    from ao.record.store import Store
 
     from .helpers import run_ao
     from .test_sessions import spawned

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ao import config, hosts
+from ao import config, config_settings
+from ao.world import hosts
 
 from .helpers import REPO
 
@@ -10,7 +11,7 @@ from .helpers import REPO
 def test_configuration_doc_names_every_key() -> None:
     doc = (REPO / "docs" / "configuration.md").read_text()
     keys = [*config._TOP_KEYS, *(f"tmux.{k}" for k in config._TMUX_KEYS),
-            *config._PROJECT_KEYS, *config._REACTION_KEYS, *config.REACTION_NAMES,
+            *config._PROJECT_KEYS, *config_settings._REACTION_KEYS, *config.REACTION_NAMES,
             *config.ENV_VARS, *(f"notify.{k}" for k in config._NOTIFY_KEYS),
             *(f"cleanup.{k}" for k in config._CLEANUP_KEYS),
             *(f"llm.{k}" for k in config._LLM_KEYS),

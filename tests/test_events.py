@@ -6,9 +6,10 @@ import os
 import threading
 from pathlib import Path
 
-from ao import events, paths
-from ao.events import Event
-from ao.store import Store
+from ao import paths
+from ao.record import events
+from ao.record.events import Event
+from ao.record.store import Store
 
 from .helpers import retry_until, run_ao
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from ao import config
+from ao.decide.gate import Approval, GatePolicy, approval, merge_gate
+from ao.decide.plan import parse
 from ao.errors import BadInput, ExternalError, NotFound
-from ao.forge.github import GitHubForge, push_plan
-from ao.gate import Approval, GatePolicy, approval, merge_gate
-from ao.plan import parse
-from ao.store import Store
+from ao.record.store import Store
+from ao.world.forge.github import GitHubForge, push_plan
 
 from .fake_github import FakeGitHub, Repo, serve
 from .fleet_helpers import Env
@@ -254,7 +254,7 @@ def test_low_rate_budget_is_noticed(f: GitHubForge, gh: GH, clone: Path) -> None
     f.poll(["ao/a-1"])
     assert f.low_budget() and f.rate_remaining is not None and f.rate_remaining < 150
     # the daemon stretches its interval and says so
-    from ao.daemon import Daemon
+    from ao.loop.daemon import Daemon
 
     d = Daemon(config.load(), Store(), forges={"shop": f})
     assert d._low_budget() is True
@@ -267,7 +267,7 @@ def test_a_reviewer_verdict_is_posted_once_as_github_allows(f: GitHubForge, gh: 
     refuses the author an APPROVE or REQUEST_CHANGES (422): the verdict goes as a COMMENT
     headed with it, the comments folded into its body; ao's own record holds the gate. A
     second post finds the first by its marker."""
-    from ao.forge.base import AgentReview
+    from ao.record.forge import AgentReview
 
     fake, repo = gh
     sha = push_branch(clone, "ao/r-1", {"r.py": "x = 1\n"})

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from ao import config
-from ao.forge.base import PullRequest
-from ao.forge.github import GitHubForge, push_plan
-from ao.gate import Approval, GatePolicy, approval, merge_gate
-from ao.plan import parse
-from ao.reactions import History, Observation, Policy, decide
-from ao.state import Activity, State
-from ao.store import Store
+from ao.decide.gate import Approval, GatePolicy, approval, merge_gate
+from ao.decide.plan import parse
+from ao.decide.reactions import History, Observation, Policy, decide
+from ao.record.forge import PullRequest
+from ao.record.state import Activity, State
+from ao.record.store import Store
+from ao.world.forge.github import GitHubForge, push_plan
 
 from .fake_github import FakeGitHub, Repo, serve
 from .fleet_helpers import Env
@@ -233,7 +233,7 @@ def test_a_stranger_cannot_approve_or_steer_the_agent(f: GitHubForge, gh: GH, cl
     assert pr is not None and approval(pr) is Approval.CHANGES_REQUESTED
     comments = f.review_comments(pr)
     assert [(c.author, c.standing) for c in comments] == [("reviewer", "COLLABORATOR")]
-    from ao import compose
+    from ao.decide import compose
 
     text = compose.review(comments, 1)
     assert "review by @reviewer (collaborator)" in text and "curl" not in text
@@ -321,7 +321,7 @@ def test_a_revoked_token_pauses_the_projects_reads_and_tells_a_person(
     import time
 
     from ao import paths
-    from ao.daemon import Daemon
+    from ao.loop.daemon import Daemon
 
     from .helpers import retry_until
 
@@ -337,7 +337,7 @@ def test_a_revoked_token_pauses_the_projects_reads_and_tells_a_person(
     store = Store()
     s = store.create_session("shop", "sho", "A-1", state=State.WORKING)
     store.update_session(s.id, branch="ao/a-1", pr_number=7, pr_state="open")
-    from ao import tmux
+    from ao.world import tmux
 
     tmux.new_session(env.server(), s.id, env.repo, "cat")  # its agent, alive
     fake.counts.clear()
@@ -405,8 +405,8 @@ def test_a_pr_behind_its_base_is_updated_on_github_then_merges(
 
 def test_the_daemon_updates_a_branch_behind_once_and_tells_the_agent(
         gh: GH, env: Env, clone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ao import tmux
-    from ao.daemon import Daemon
+    from ao.loop.daemon import Daemon
+    from ao.world import tmux
 
     fake, repo = gh
     repo.require_up_to_date = True
@@ -507,8 +507,8 @@ def test_standing_change_requests_are_read_once_per_head_and_review(
         gh: GH, env: Env, clone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A PR with changes requested cost a GraphQL read of its threads at every poll. Now once
     per head and count of reviews: a new review is read at the next poll."""
-    from ao import tmux
-    from ao.daemon import Daemon
+    from ao.loop.daemon import Daemon
+    from ao.world import tmux
 
     fake, repo = gh
     repo.writers |= {"alice"}
@@ -543,7 +543,7 @@ def test_main_turned_red_on_github_is_seen_its_merge_named_and_merges_wait(
     Two PRs each green alone, red together: main's red head is seen, the merge that turned it
     red is named from GitHub's own verdicts on main's merges (no run started), a person told,
     and merges wait; a green head lets them go on."""
-    from ao import mainwatch
+    from ao.loop import mainwatch
 
     fake, repo = gh
     store = Store()
@@ -582,8 +582,8 @@ def test_a_merge_queue_branch_enqueues_feeds_an_ejection_back_and_merges(
     as a CI round; its next head is queued again and GitHub merges it; the session is merged."""
     import time
 
-    from ao import tmux
-    from ao.daemon import Daemon
+    from ao.loop.daemon import Daemon
+    from ao.world import tmux
 
     fake, repo = gh
     repo.rules = [{"type": "merge_queue", "ruleset_id": 3, "parameters": {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ao.forge import github, github_queue
+from ao.world.forge import github, github_queue
 
 
 def _schema_file() -> Path | None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import re
 
-from ao import events
-from ao.events import Event
+from ao.record import events
+from ao.record.events import Event
+from ao.record.state import State
+from ao.record.store import Store
 from ao.sanitize import for_terminal
-from ao.state import State
-from ao.store import Store
 
 from .fleet_helpers import Env
 from .helpers import retry_until, run_ao
@@ -58,7 +58,7 @@ def test_a_real_terminal_sees_no_clipboard_write_title_or_clear(env: Env) -> Non
     import shlex
     import sys
 
-    from ao import tmux
+    from ao.world import tmux
 
     plan = {"tasks": {"A-1": {"title": EVIL, "body": EVIL}}}
     env.plan_file.write_text(json.dumps(plan))

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ao import channel, hosts, hostwork, paths, tmux
+from ao import paths
 from ao.errors import BadInput, ExternalError
+from ao.services import hostwork
+from ao.world import channel, hosts, tmux
 
 from .helpers import retry_until, run_ao
 from .sshd import SSHD, SshServer, sshd
@@ -171,7 +173,7 @@ def test_a_poll_reads_panes_without_a_utf8_locale(isolated_home: Path,
 
 
 def test_placement_spreads_over_hosts_with_room() -> None:
-    from ao.placement import Room, choose, why_full
+    from ao.decide.placement import Room, choose, why_full
 
     # least full first, this machine first on a tie
     assert choose([Room("local", 1, 2), Room("a", 0, 2), Room("b", 1, 4)]) == "a"
@@ -223,8 +225,8 @@ def test_a_worktree_on_a_host_is_judged_and_saved_by_the_same_rules(server: SshS
                                                                     repo: Path) -> None:
     """workspace's checks run through the runner (`workspace.on(host)`) give what they give
     here, case by case, on the very same worktree (the host is this machine)."""
-    from ao import worksafe, workspace
-    from ao.teardown import Teardown, WorkPlace, _here
+    from ao.services.teardown import Teardown, WorkPlace, _here
+    from ao.world import worksafe, workspace
 
     from .helpers import git
 
@@ -256,8 +258,8 @@ def test_a_worktree_on_a_host_is_judged_and_saved_by_the_same_rules(server: SshS
     # --force on the host: a patch (the ignored file too) and a bundle of the branch, saved
     # there, and only then the worktree removed
     from ao.config import ProjectConfig
-    from ao.state import State
-    from ao.store import Session
+    from ao.record.state import State
+    from ao.record.store import Session
 
     s = Session(id="sho-9", project="shop", task="T-1", title="", state=State.KILLED,
                 agent="demo", branch="ao/t-1", worktree=str(wt), created_at=0, updated_at=0,
@@ -509,9 +511,9 @@ def test_a_host_going_away_and_back_is_in_the_log(isolated_home: Path) -> None:
                 logging.getLogger("ao").removeHandler(h)
                 h.close()
     text = (paths.logs_dir() / "ao.log").read_text()
-    assert "WARNING ao.hosts: host build-9 did not answer (ssh: connect to host build-9 port " \
-           "22: No route); asked again in 5s" in text, text
-    assert "INFO ao.hosts: host build-9 answers again" in text
+    assert "WARNING ao.world.hosts: host build-9 did not answer (ssh: connect to host " \
+           "build-9 port 22: No route); asked again in 5s" in text, text
+    assert "INFO ao.world.hosts: host build-9 answers again" in text
 
 
 def test_a_batchs_threads_agree_on_the_installation_id(isolated_home: Path) -> None:
@@ -563,10 +565,11 @@ def test_a_slow_hosts_late_answer_goes_to_the_look_that_asked(
     """A host slower than a tick's wait is read at a later tick, from the poll that tick's
     look began: another project's look of the same host never takes (or throws away) that
     answer, and placement's check does not either."""
-    from ao import config, observing
-    from ao.fleet import Fleet
-    from ao.state import Activity, State
-    from ao.store import Store
+    from ao import config
+    from ao.record.state import Activity, State
+    from ao.record.store import Store
+    from ao.services import observing
+    from ao.services.fleet import Fleet
 
     (paths.home()).mkdir(parents=True, exist_ok=True)
     paths.config_file().write_text(json.dumps({"hosts": {"slow-1": {

@@ -23,12 +23,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ao import channel, config, hosts, hostwork, paths
-from ao.daemon import Daemon
-from ao.fleet import Fleet
-from ao.observing import LOOK_PATIENCE, POLL_DEADLINE
-from ao.state import Activity, State
-from ao.store import Session, Store
+from ao import config, paths
+from ao.loop.daemon import Daemon
+from ao.record.state import Activity, State
+from ao.record.store import Session, Store
+from ao.services import hostwork
+from ao.services.fleet import Fleet
+from ao.services.observing import LOOK_PATIENCE, POLL_DEADLINE
+from ao.world import channel, hosts
 
 from .fleet_helpers import Env
 from .helpers import git, retry_until, run_ao
@@ -165,7 +167,7 @@ def test_a_start_handed_to_a_worker_counts_on_its_host_at_once(pool: Pool) -> No
     """Batch-spawn places every task before the workers start them: the host chosen for a
     start is recorded at once, so the next placement never counts it as this machine's and
     a host's `max_sessions` holds."""
-    from ao.starting import _Ready
+    from ao.services.starting import _Ready
 
     pool.configure(["build-a", "build-b"], {"build-a": 1, "build-b": 1})
     fleet = Fleet(config.load(), Store(), pool.env.server())
@@ -391,7 +393,7 @@ def test_a_host_that_goes_away_leaves_its_sessions_unreachable_then_resumes(
     assert now.activity == Activity.UNREACHABLE.value
     assert now.state in (State.WORKING, State.PR_OPEN)  # not failed, not exited, not done
     # what follows a merge goes on past it: its agent's stop there is logged, not raised
-    from ao.teardown import stop_agent
+    from ao.services.teardown import stop_agent
 
     stop_agent(d.fleet.server(now), now)
     r = run_ao("send", s.id, "are you there?")
@@ -539,7 +541,7 @@ def test_claude_code_on_a_host_answers_its_hooks_there(pool: Pool,
     """The real Claude Code on a host: its first-run answers and hooks written in the host's
     home and worktree (this machine's untouched), its hooks read back over the connection,
     a message confirmed by its UserPromptSubmit hook there."""
-    from ao.messaging import Messenger
+    from ao.services.messaging import Messenger
 
     from .fake_anthropic import Reply, serve
 

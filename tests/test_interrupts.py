@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from ao import paths, tmux
-from ao.state import State
-from ao.store import Store
+from ao import paths
+from ao.record.state import State
+from ao.record.store import Store
+from ao.world import tmux
 
 from .fleet_helpers import Env
 from .helpers import git

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from ao import config, paths, scheduler
-from ao.daemon import Daemon
-from ao.forge.base import PASSING, CheckSummary, PullRequest
-from ao.plan import parse
-from ao.reactions import History, Observation, Policy, decide
-from ao.state import Activity, Outcome, State
-from ao.store import Store
+from ao import config, paths
+from ao.decide import scheduler
+from ao.decide.plan import parse
+from ao.decide.reactions import History, Observation, Policy, decide
+from ao.loop.daemon import Daemon
+from ao.record.forge import PASSING, CheckSummary, PullRequest
+from ao.record.state import Activity, Outcome, State
+from ao.record.store import Store
 
 from .fleet_helpers import Env
 from .helpers import git, retry_until, run_ao

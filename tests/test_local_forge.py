@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from ao import config
-from ao.daemon import Daemon
 from ao.errors import ExternalError, NothingToReview
-from ao.forge.local import LocalForge
-from ao.store import Store
+from ao.loop.daemon import Daemon
+from ao.record.store import Store
+from ao.world.forge.local import LocalForge
 
 from .fleet_helpers import Env
 from .helpers import git, push_branch, retry_until, run_ao

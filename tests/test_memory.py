@@ -9,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ao import config, memory, paths, placement
-from ao.daemon import Daemon
-from ao.state import State
-from ao.store import Store
+from ao import config, paths
+from ao.decide import placement
+from ao.loop.daemon import Daemon
+from ao.record.state import State
+from ao.record.store import Store
+from ao.world import memory
 
 from .fleet_helpers import Env
 from .helpers import run_ao

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from ao import config, paths
-from ao.events import Event
-from ao.notify import Notifier
-from ao.store import Store
+from ao.record.events import Event
+from ao.record.store import Store
+from ao.services.notify import Notifier
 
 from .fleet_helpers import Env
 from .helpers import REPO, retry_until, run_ao

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ao import config, overlap
-from ao.daemon import Daemon
-from ao.state import State
-from ao.store import Store
+from ao import config
+from ao.decide import overlap
+from ao.loop.daemon import Daemon
+from ao.record.state import State
+from ao.record.store import Store
 
 from .fleet_helpers import Env
 from .helpers import run_ao

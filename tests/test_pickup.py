@@ -9,11 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from ao import config, pickup
-from ao.daemon import Daemon
-from ao.forge.base import PickedIssue
-from ao.state import State
-from ao.store import Store
+from ao import config
+from ao.decide import pickup
+from ao.loop.daemon import Daemon
+from ao.record.forge import PickedIssue
+from ao.record.state import State
+from ao.record.store import Store
 
 from .fake_github import FakeGitHub, Repo, serve
 from .fleet_helpers import Env
@@ -108,7 +109,7 @@ def test_each_picked_issue_has_one_status_comment_edited_in_place(
     """The issue is the status page: one comment by ao on each picked-up issue, made once and
     edited as its task moves on (queued, an agent on it), never a comment per step and never
     edited when nothing changed; another account's comment carrying the marker is not ao's."""
-    from ao.pickup import MARKER
+    from ao.decide.pickup import MARKER
 
     fake, repo = gh
     a = labelled(fake, repo, "Add a")
@@ -147,8 +148,8 @@ def test_each_picked_issue_has_one_status_comment_edited_in_place(
 def test_a_status_line_does_not_move_with_the_clock(isolated_home: object) -> None:
     """The status comment is edited when the line changes: a reason that counts minutes
     ("idle with no pull request for 12 min") would edit it every minute."""
-    from ao.pickup import status_body, status_line
-    from ao.waiting import PERSON, Wait
+    from ao.decide.pickup import status_body, status_line
+    from ao.decide.waiting import PERSON, Wait
 
     s = Store().create_session("shop", "sho", "12", state=State.WORKING)
     a = status_line(s, Wait("idle with no pull request for 11 min (...)", PERSON, "stuck"))

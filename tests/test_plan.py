@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ao import plan as planmod
+from ao.decide import plan as planmod
+from ao.decide.plan import Plan, Task
 from ao.errors import PlanError
-from ao.plan import Plan, Task
 
 from .helpers import REPO, run_ao
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from ao import plan as planmod
+from ao.decide import plan as planmod
+from ao.decide.plan_import import import_markdown
 from ao.errors import PlanError
-from ao.plan_import import import_markdown
 
 from .helpers import run_ao
 
@@ -82,7 +82,7 @@ def test_files_from_the_document_feed_the_overlap_rule(tmp_path: Path) -> None:
     out = tmp_path / "plan.yaml"
     r = run_ao("plan", "import", str(doc), "-o", str(out))
     assert r.code == 0, r.err
-    from ao.plan import load
+    from ao.decide.plan import load
 
     p = load(out)
     assert p.tasks["FE-001"].files == ("src/web/app.tsx", "src/web/login/*")

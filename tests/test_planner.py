@@ -10,8 +10,8 @@ import pytest
 from ao import paths
 from ao.config import LlmConfig
 from ao.errors import BadInput, ExternalError
-from ao.planner import Planner, extract_errors, spent
-from ao.store import Store
+from ao.record.store import Store
+from ao.services.planner import Planner, extract_errors, spent
 
 from .fake_anthropic import FakeAnthropic, Reply, serve
 from .fleet_helpers import Env

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from ao.redmain import FAILING, PASSING, Step, bisect
+from ao.decide.redmain import FAILING, PASSING, Step, bisect
 
 
 def _watch_until(store: Any, project: Any, forge: Any, done: Callable[[dict[str, Any]], object],
                  what: str) -> str | None:
     """Look at main as each tick does until `done(main's watch)`; the last reason it gave."""
-    from ao import mainwatch
+    from ao.loop import mainwatch
 
     for _ in range(300):
         forge.poll(["ao/a-1"])  # as a tick reads the remote first
@@ -73,9 +73,10 @@ def test_a_semantic_conflict_turns_main_red_and_its_merge_is_named(env: object,
     ceil(log2(merges)) earlier commits. Merges wait meanwhile; a fix on main turns it green."""
     from pathlib import Path
 
-    from ao import config, mainwatch
-    from ao.forge.local import LocalForge
-    from ao.store import Store
+    from ao import config
+    from ao.loop import mainwatch
+    from ao.record.store import Store
+    from ao.world.forge.local import LocalForge
 
     from .fleet_helpers import Env
     from .helpers import git, retry_until
@@ -135,9 +136,9 @@ def test_nothing_starts_from_a_red_main_and_status_says_why(env: object) -> None
     import sys
 
     from ao import config
-    from ao.daemon import Daemon
-    from ao.state import State
-    from ao.store import Store
+    from ao.loop.daemon import Daemon
+    from ao.record.state import State
+    from ao.record.store import Store
 
     from .fleet_helpers import Env
     from .helpers import git, retry_until, run_ao
@@ -191,8 +192,8 @@ def test_on_red_main_revert_opens_and_merges_the_revert_of_the_culprit(env: obje
     from pathlib import Path
 
     from ao import config
-    from ao.forge.local import LocalForge
-    from ao.store import Store
+    from ao.record.store import Store
+    from ao.world.forge.local import LocalForge
 
     from .fleet_helpers import Env
     from .helpers import git
@@ -241,9 +242,10 @@ def test_a_revert_that_conflicts_tells_a_person_and_waits(env: object, tmp_path:
     import time
     from pathlib import Path
 
-    from ao import config, mainwatch
-    from ao.forge.local import LocalForge
-    from ao.store import Store
+    from ao import config
+    from ao.loop import mainwatch
+    from ao.record.store import Store
+    from ao.world.forge.local import LocalForge
 
     from .fleet_helpers import Env
     from .helpers import git
@@ -275,7 +277,7 @@ def test_a_revert_that_conflicts_tells_a_person_and_waits(env: object, tmp_path:
 
 
 def test_a_merge_train_step_is_a_bisection() -> None:
-    from ao.forge.local_train import Step, step
+    from ao.world.forge.local_train import Step, step
 
     assert step(4, "passing") == Step("merge", 4)
     assert step(4, "failing") == Step("test", 2)
@@ -295,11 +297,12 @@ def test_merge_queue_keeps_main_green_and_sends_the_breaking_pr_back(
     import time
     from pathlib import Path
 
-    from ao import config, tmux
-    from ao.daemon import Daemon
-    from ao.reactions import History
-    from ao.state import State
-    from ao.store import Store
+    from ao import config
+    from ao.decide.reactions import History
+    from ao.loop.daemon import Daemon
+    from ao.record.state import State
+    from ao.record.store import Store
+    from ao.world import tmux
 
     from .fleet_helpers import Env
     from .helpers import git, push_branch
@@ -360,10 +363,10 @@ def test_on_red_main_fix_starts_a_fix_task_that_alone_starts_and_merges(
     from pathlib import Path
 
     from ao import config
-    from ao.daemon import Daemon
-    from ao.forge.local import LocalForge
-    from ao.state import State
-    from ao.store import Store
+    from ao.loop.daemon import Daemon
+    from ao.record.state import State
+    from ao.record.store import Store
+    from ao.world.forge.local import LocalForge
 
     from .fleet_helpers import Env
     from .helpers import git, push_branch, run_ao

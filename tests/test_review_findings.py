@@ -8,13 +8,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ao import config, paths, worksafe, workspace
-from ao.daemon import Daemon
-from ao.forge.base import PASSING, CheckSummary, PullRequest
-from ao.gate import Approval, approval
-from ao.reactions import History, Observation, Policy, decide
-from ao.state import Activity, State
-from ao.store import Store
+from ao import config, paths
+from ao.decide.gate import Approval, approval
+from ao.decide.reactions import History, Observation, Policy, decide
+from ao.loop.daemon import Daemon
+from ao.record.forge import PASSING, CheckSummary, PullRequest
+from ao.record.state import Activity, State
+from ao.record.store import Store
+from ao.world import worksafe, workspace
 
 from .fleet_helpers import Env
 from .helpers import git

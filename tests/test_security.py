@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ao import tmux
+from ao.world import tmux
 
 from .fleet_helpers import Env
 from .helpers import retry_until
@@ -42,8 +42,8 @@ def test_an_agent_gets_its_profile_and_project_variables_only(
 def test_ci_runs_with_a_minimal_environment(env: Env, monkeypatch: pytest.MonkeyPatch,
                                             tmp_path: Path) -> None:
     from ao import config
-    from ao.forge.local import LocalForge
-    from ao.store import Store
+    from ao.record.store import Store
+    from ao.world.forge.local import LocalForge
 
     from .helpers import git, push_branch
 
@@ -116,8 +116,8 @@ def test_no_secret_on_a_command_line_or_in_tmux_and_commands_get_what_is_named(
         assert CANARY not in tmux_env, tmux_env
         # the notifier, as the daemon calls it for an escalation
         subprocess.run([sys.executable, "-c", (
-            "from ao import config; from ao.notify import Notifier; from ao.store import Store;"
-            "from ao.events import Event;"
+            "from ao import config; from ao.services.notify import Notifier;"
+            "from ao.record.store import Store; from ao.record.events import Event;"
             "Notifier(config.load(), Store()).notify(Event('test.notify', 'shop'), 't', 'x')")],
             check=True, timeout=60)
         retry_until(lambda: all((out / n).exists() for n in ("post_create", "hook", "notify")),

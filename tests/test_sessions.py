@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ao import paths, tmux, workspace
+from ao import paths
 from ao.errors import BadInput, ExternalError
-from ao.messaging import Messenger
-from ao.state import Activity, State
-from ao.store import Store
+from ao.record.state import Activity, State
+from ao.record.store import Store
+from ao.services.messaging import Messenger
+from ao.world import tmux, workspace
 
 from .fleet_helpers import Env
 from .helpers import git, retry_until, run_ao
@@ -349,7 +350,7 @@ def test_hook_records_agent_state(env: Env) -> None:
 def test_claude_code_root_without_sandbox_is_refused(env: Env) -> None:
     env.write_config(agent={"name": "claude-code", "permission_mode": "bypassPermissions"})
     fleet = env.fleet()
-    from ao.agents.base import running_as_root
+    from ao.world.agents.base import running_as_root
 
     if not running_as_root():
         pytest.skip("the refusal applies to root only")
@@ -431,8 +432,8 @@ def test_kill_9_of_batch_spawn_is_repaired_by_the_next_command(env: Env) -> None
 def test_logs_reads_the_agents_own_transcript(env: Env, tmp_path: Path) -> None:
     """A full-screen agent's pane log is cursor moves; when its hooks named a transcript
     (Claude Code's JSONL), `ao logs` prints that instead, readably."""
-    from ao import events
-    from ao.events import Event
+    from ao.record import events
+    from ao.record.events import Event
 
     store = Store()
     s = store.create_session("shop", "sho", "A-1", state=State.SPAWNING)
@@ -487,8 +488,8 @@ def test_copy_mode_is_left_before_typing(env: Env) -> None:
 def test_listings_fit_an_80_column_terminal(env: Env) -> None:
     """At COLUMNS=80 the session table fits (it was 108 wide): long titles and reasons give
     way with '…'; without a terminal nothing is cut, and --json has every byte."""
-    from ao.state import State
-    from ao.store import Store
+    from ao.record.state import State
+    from ao.record.store import Store
 
     store = Store()
     for i in range(3):
@@ -511,7 +512,7 @@ def test_session_diff_shows_what_the_agent_changed(env: Env) -> None:
     files not added; escape sequences in the agent's text are shown, never obeyed."""
     from pathlib import Path
 
-    from ao.store import Store
+    from ao.record.store import Store
 
     from .helpers import git, run_ao
 

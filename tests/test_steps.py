@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from ao import steps
+from ao.decide import steps
+from ao.decide.gate import GatePolicy, merge_gate
+from ao.decide.plan import parse
 from ao.errors import PlanError
-from ao.forge.base import PASSING, CheckSummary, PullRequest
-from ao.gate import GatePolicy, merge_gate
-from ao.plan import parse
-from ao.state import State
-from ao.store import Store
+from ao.record.forge import PASSING, CheckSummary, PullRequest
+from ao.record.state import State
+from ao.record.store import Store
 
 from .fleet_helpers import Env
 from .helpers import git, run_ao
@@ -97,8 +97,8 @@ def test_a_reviewer_requests_changes_once_then_approves(env: Env) -> None:
     # a crash after a review was posted and before it was recorded posts nothing twice: the
     # forge finds the run's marker
     from ao import config
-    from ao.forge.base import AgentReview
-    from ao.forge.local import LocalForge
+    from ao.record.forge import AgentReview
+    from ao.world.forge.local import LocalForge
 
     forge = LocalForge(config.load().project("shop"), store)
     first = next(r for r in reviews if "<!-- ao-review" in r["body"])
@@ -178,7 +178,7 @@ def test_check_gates_follow_their_command_and_verdicts_are_checked() -> None:
     """A check's pass belongs to its command, not its place in the list: a check inserted
     before it later is not passed by it. A verdict's comment paths are cleaned first, then
     judged."""
-    from ao.stepwork import parse_verdict
+    from ao.services.stepwork import parse_verdict
 
     lint = steps.parse(["implement", {"check": {"run": "make lint"}}], "t")
     both = steps.parse(["implement", {"check": {"run": "make scan"}},
@@ -225,8 +225,8 @@ def test_a_reviewer_on_github_reviews_through_the_reviews_api(
     import time
 
     from ao import config
-    from ao.daemon import Daemon
-    from ao.forge.github import GitHubForge
+    from ao.loop.daemon import Daemon
+    from ao.world.forge.github import GitHubForge
 
     from .fake_github import serve
     from .test_daemon import github_ci

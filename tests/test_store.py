@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ao.errors import StateError
-from ao.state import State, check_transition
-from ao.store import AtCapacity, Store, TaskBusy
+from ao.record.state import State, check_transition
+from ao.record.store import AtCapacity, Store, TaskBusy
 
 EXPECTED_SCHEMA = [
     ("index", "events_by_session", "CREATE INDEX events_by_session ON events (session, id)"),
@@ -101,7 +101,7 @@ def test_blank_database_migrates_to_the_exact_schema(tmp_path: Path) -> None:
 
 def test_failed_migration_leaves_nothing_behind(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from ao.store import connection as storemod  # where migrate() reads MIGRATIONS
+    from ao.record.store import connection as storemod  # where migrate() reads MIGRATIONS
 
     def broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half (x)")

@@ -9,10 +9,11 @@ import sys
 import time
 from dataclasses import replace
 
-from ao import config, paths, waiting
-from ao.daemon import Daemon
-from ao.state import Activity, State
-from ao.store import Session, Store
+from ao import config, paths
+from ao.decide import waiting
+from ao.loop.daemon import Daemon
+from ao.record.state import Activity, State
+from ao.record.store import Session, Store
 
 from .fleet_helpers import Env
 from .helpers import retry_until, run_ao
@@ -108,7 +109,7 @@ def test_a_push_that_fails_is_named_in_status(env: Env, monkeypatch: object) -> 
     is told."""
     import pytest
 
-    from ao import telling
+    from ao.loop import telling
 
     from .helpers import git
 

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from ao import config, events, paths
-from ao.events import Event
-from ao.state import State
-from ao.store import Store
+from ao import config, paths
+from ao.record import events
+from ao.record.events import Event
+from ao.record.state import State
+from ao.record.store import Store
 from ao.web import WebServer, web_token
 
 from .fleet_helpers import Env

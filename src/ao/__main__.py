@@ -1,6 +1,7 @@
 """`ao` and `python -m ao`."""
 
 import os
+import signal
 import sys
 
 # commands that start sessions on a project's hosts: `ao spawn PROJECT ...`
@@ -15,8 +16,9 @@ def main() -> None:
     try:
         if len(argv) > 1 and argv[0] in STARTS and not argv[1].startswith("-"):
             _connect_early(argv[1])
-        from .cli.main import run
+        from ao.cli.main import run
     except KeyboardInterrupt:  # a Ctrl-C while ao starts: nothing was begun
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second one cannot cut the exit
         sys.stderr.write("ao: interrupted\n")
         sys.exit(130)
     run()
@@ -27,7 +29,8 @@ def _connect_early(project: str) -> None:
     second here): a login there runs meanwhile. Whatever is wrong (the config, the project's
     name) is the command's to say, once it runs; nothing is said or written here."""
     try:
-        from . import config, hosts
+        from ao import config
+        from ao.world import hosts
 
         hosts.connect_early(config.load(), project)
     except Exception:  # said by the command itself, with its way out

@@ -4,12 +4,13 @@ valid one, and every error naming the file the value came from (`Merged.source_o
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from . import paths
-from .config_files import Merged
-from .errors import ConfigError
+from ao import paths
+from ao.config_files import Merged
+from ao.errors import ConfigError
 
 
 def check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str, m: Merged) -> None:
@@ -63,3 +64,19 @@ def str_list(value: Any, where: str, m: Merged) -> tuple[str, ...]:
         return ()
     items = typed(value, list, where, m)
     return tuple(str(typed(v, str, where, m)) for v in items)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: object, where: str = "duration") -> float:
+    """Seconds from `30s`, `5m`, `2h`, `7d`, `250ms` or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a duration, got {value!r}", "write e.g. 30s, 5m, 2h")
+    if isinstance(value, int | float):
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ConfigError(f"{where}: {value!r} is not a duration", "write e.g. 30s, 5m, 2h, 7d")
+    return float(m.group(1)) * _UNITS[m.group(2)]

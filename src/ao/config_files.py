@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from . import paths, yamlio
-from .errors import ConfigError
+from ao import paths, yamlio
+from ao.errors import ConfigError
 
 REPO_CONFIG_NAME = "agent-orchestrator.yaml"
 

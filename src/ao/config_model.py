@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import environment, paths
-from . import hosts as hostsmod
-from .errors import NotFound
-from .hosts import Host
+from ao import environment, paths
+from ao import host_config as hostsmod
+from ao.errors import NotFound
+from ao.host_config import Host
 
 REACTION_NAMES = (
     "ci-failed",

@@ -8,12 +8,9 @@ import time
 
 import typer
 
-from .. import (
-    agent_hooks,
-    agents,
-    paths,
-)
-from .output import emit_json, table
+from ao import paths
+from ao.cli.output import emit_json, table
+from ao.world import agent_hooks, agents
 
 
 def agents_(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:

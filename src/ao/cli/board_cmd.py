@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from . import services
+from ao.cli import services
 
 
 def board(
@@ -14,7 +14,7 @@ def board(
     plan_file: Path | None = typer.Option(None, "--plan", help="The plan for the plan view."),
 ) -> None:
     """The live board: sessions by what needs you, a detail pane, and the plan view."""
-    from ..tui.app import make_app
+    from ao.tui.app import make_app
 
     if project:
         services.cfg().project(project)

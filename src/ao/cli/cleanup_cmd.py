@@ -6,12 +6,12 @@ import sys
 
 import typer
 
-from .. import cron as cronmod
-from ..cleanup import Cleaner, Item, Report, human
-from ..config import parse_duration
-from ..errors import BadInput
-from . import services
-from .output import emit_json
+from ao.cli import services
+from ao.cli.output import emit_json
+from ao.config import parse_duration
+from ao.errors import BadInput
+from ao.services.cleanup import Cleaner, Item, Report, human
+from ao.world import cron as cronmod
 
 cron_app = typer.Typer(help="The nightly cleanup in your crontab.", no_args_is_help=True)
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import typer
 
-from .. import config as cfgmod
-from .. import paths, workspace
-from .output import emit_json, note, table
+from ao import config as cfgmod
+from ao import paths
+from ao.cli.output import emit_json, note, table
+from ao.world import workspace
 
 app = typer.Typer(help="Show the effective configuration and where each value came from.",
                   no_args_is_help=True)
@@ -101,7 +102,7 @@ def init(
     cfgmod.register_repo(root)
     typer.echo(f"wrote {paths.display(target)} (project {project}, forge "
                f"{'github ' + slug if slug else 'local'}) and registered the repository")
-    from .. import agents
+    from ao.world import agents
 
     if not agents.get("claude-code").installed():  # the template's agent: said, not found
         note("note: the agent it names, claude-code (the `claude` CLI), is not installed "

@@ -11,13 +11,16 @@ import time
 
 import typer
 
-from .. import events, paths, pushes, tmux
-from ..daemon import Daemon, read_state
-from ..errors import AoError, BadInput, ExternalError
-from ..events import Event
-from ..sanitize import for_terminal
-from . import services
-from .output import log_to, note
+from ao import paths
+from ao.cli import services
+from ao.cli.output import log_to, note
+from ao.errors import AoError, BadInput, ExternalError
+from ao.loop.daemon import Daemon, read_state
+from ao.record import events
+from ao.record.events import Event
+from ao.sanitize import for_terminal
+from ao.services import pushes
+from ao.world import tmux
 
 app = typer.Typer(help="The daemon: run it in the foreground or attach to it.",
                   no_args_is_help=True)
@@ -69,7 +72,7 @@ def run(once: bool = typer.Option(False, "--once",
     port = port or cfg.web.port
     server = None
     if port:
-        from ..web import WebServer
+        from ao.web import WebServer
 
         server = WebServer(cfg, host or cfg.web.host, port, daemon=d)
         server.start()
@@ -84,7 +87,7 @@ def run(once: bool = typer.Option(False, "--once",
             raise  # a store that cannot be written: cli/main.py says it in one line
         # the traceback to logs/daemon.log (not only to a tmux pane nobody reads), one line
         # here, and `ao start` says it too
-        logging.getLogger("ao.daemon").exception("the daemon stopped on an error")
+        logging.getLogger("ao.loop.daemon").exception("the daemon stopped on an error")
         raise ExternalError(f"the daemon stopped on an error: {type(e).__name__}: {e}",
                             "its traceback is in logs/daemon.log") from None
     finally:
@@ -162,7 +165,7 @@ def start(foreground: bool = typer.Option(False, "--foreground",
             where = f"; the board on {state['web']}" if state.get("web") else ""
             typer.echo(f"daemon started (pid {state['pid']}){where}; `ao daemon attach` to "
                        "watch it")
-            from ..notify import reaches
+            from ao.services.notify import reaches
 
             if not reaches(services.cfg()):  # an escalation at night would reach no one
                 note("notifications reach no one here (no desktop to show them): set "
@@ -197,7 +200,7 @@ def _port_free(host: str, port: int) -> None:
 def _register_here() -> None:
     """`ao start` run inside a repository whose config is not registered registers it: the
     daemon runs elsewhere and would not see it otherwise."""
-    from .. import config as cfgmod
+    from ao import config as cfgmod
 
     found = cfgmod.find_repo_config()
     if found is not None and cfgmod.register_repo(found.parent):

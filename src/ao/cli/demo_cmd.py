@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .. import paths
+from ao import paths
 
 
 def demo(
@@ -16,7 +16,7 @@ def demo(
                               "for inspection (their agents end at their merges)."),
 ) -> None:
     """Watch ao run a five-task plan end to end, offline, in about half a minute."""
-    from ..demo import run
+    from ao.cli.demo import run
 
     summary = run((dir_ or paths.home() / "demo").resolve(), keep=keep)
     if summary["merged"] != summary["total"]:

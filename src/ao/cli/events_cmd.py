@@ -7,8 +7,8 @@ from collections import deque
 
 import typer
 
-from .. import events as ev
-from ..sanitize import json_text
+from ao.record import events as ev
+from ao.sanitize import json_text
 
 
 def _line(e: ev.Event) -> str:

@@ -6,12 +6,12 @@ from typing import Any
 
 import typer
 
-from .. import agents, hosts
-from ..config import AgentSpec
-from ..errors import AoError
-from ..state import RUNNING
-from . import services
-from .output import emit_json, table
+from ao.cli import services
+from ao.cli.output import emit_json, table
+from ao.config import AgentSpec
+from ao.errors import AoError
+from ao.record.state import RUNNING
+from ao.world import agents, hosts
 
 app = typer.Typer(help="The machines agents can run on: reachability, load, memory, tools.",
                   invoke_without_command=True, no_args_is_help=False)

@@ -13,21 +13,18 @@ from pathlib import Path
 
 import typer
 
-from .. import (
-    events,
-    hosts,
-    hostwork,
-    paths,
-    tmux,
-)
-from ..errors import BadInput, ExternalError
-from ..hosts import LOCAL
-from ..sanitize import clean, transcript
-from ..state import RUNNING
-from ..store import Session
-from . import services
-from .output import note
-from .services import SESSION_HELP
+from ao import paths
+from ao.cli import services
+from ao.cli.output import note
+from ao.cli.services import SESSION_HELP
+from ao.errors import BadInput, ExternalError
+from ao.record import events
+from ao.record.state import RUNNING
+from ao.record.store import Session
+from ao.sanitize import clean, transcript
+from ao.services import hostwork
+from ao.world import hosts, tmux
+from ao.world.hosts import LOCAL
 
 
 def logs(

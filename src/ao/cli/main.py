@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import signal
 import sqlite3
 import sys
 
@@ -13,10 +14,8 @@ try:  # typer 0.2x carries its own copy of click
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as cx  # type: ignore[no-redef]
 
-from .. import __version__, paths
-from ..errors import AoError
-from ..sanitize import TerminalGate
-from . import (
+from ao import __version__, paths
+from ao.cli import (
     agents_cmd,
     board_cmd,
     cleanup_cmd,
@@ -35,7 +34,9 @@ from . import (
     status_cmd,
     usage_cmd,
 )
-from .output import log_to
+from ao.cli.output import log_to
+from ao.errors import AoError
+from ao.sanitize import TerminalGate
 
 app = typer.Typer(
     name="ao",
@@ -131,7 +132,7 @@ def run() -> None:
         sys.stderr.write(f"ao: {e.format_message()} (see `{cmd} --help`)\n")
         code = 2
     except typer.Abort:
-        sys.stderr.write("ao: interrupted\n")
+        _interrupted()
         code = 130
     except AoError as e:
         sys.stderr.write(f"ao: {e}\n")
@@ -140,14 +141,22 @@ def run() -> None:
         sys.stderr.write(f"ao: {store_fault(e)}\n")
         code = 1
     except KeyboardInterrupt:
-        sys.stderr.write("ao: interrupted\n")
+        _interrupted()
         code = 130
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def _interrupted() -> None:
+    """Said once, and a second Ctrl-C (the terminal sends one to every process of the group,
+    ssh's ending raises one too) cannot cut the exit short: ao ends with 130, never killed
+    by the signal halfway through saying so."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.stderr.write("ao: interrupted\n")
+
+
 def store_fault(e: sqlite3.OperationalError) -> str:
     """A store that cannot be written, in one line with the way out."""
-    from ..store import fault_kind
+    from ao.record.store import fault_kind
 
     where = paths.display(paths.ao_home() / "state.db")
     text = str(e)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from logging.handlers import RotatingFileHandler
 from typing import Any
 
-from ..sanitize import for_terminal, json_text
+from ao.sanitize import for_terminal, json_text
 
 
 def emit_json(value: Any) -> None:
@@ -63,7 +63,7 @@ def log_to(name: str) -> None:
     command that logs nothing touches no folder). The event log stays the user-facing record."""
     import logging
 
-    from .. import paths
+    from ao import paths
 
     root = logging.getLogger("ao")
     for h in [h for h in root.handlers if isinstance(h, _LogFile)]:
@@ -81,7 +81,7 @@ class _LogFile(RotatingFileHandler):
     line."""
 
     def _open(self) -> Any:
-        from .. import paths
+        from ao import paths
 
         paths.logs_dir()
         return super()._open()

@@ -10,11 +10,13 @@ from typing import Any
 
 import typer
 
-from .. import agents, paths, scheduler
-from .. import plan as planmod
-from ..errors import BadInput, PlanError
-from ..plan_import import import_file
-from .output import days, emit_json, note, table
+from ao import paths
+from ao.cli.output import days, emit_json, note, table
+from ao.decide import plan as planmod
+from ao.decide import scheduler
+from ao.decide.plan_import import import_file
+from ao.errors import BadInput, PlanError
+from ao.world import agents
 
 app = typer.Typer(help="Check, show and import plans (tasks and their dependency graph).",
                   no_args_is_help=True)
@@ -129,9 +131,9 @@ def show(
 def _from_github(name: str) -> tuple[planmod.Plan, dict[int, str]]:
     """The plan the daemon runs from a project's labelled issues (pickup.py), and the issues
     it holds, with why: read now from GitHub."""
-    from .. import forge as forgemod
-    from .. import pickup
-    from . import services
+    from ao.cli import services
+    from ao.decide import pickup
+    from ao.world import forge as forgemod
 
     project = services.cfg().project(name)
     if not project.pickup_label:
@@ -178,8 +180,8 @@ def push(
     project: str = typer.Option(..., "--project", "-p", help="The project (forge: github)."),
 ) -> None:
     """Create the plan's issues on GitHub as `[KEY] title` (idempotent: existing ones kept)."""
-    from ..forge.github import GitHubForge, push_plan
-    from . import services
+    from ao.cli import services
+    from ao.world.forge.github import GitHubForge, push_plan
 
     p = planmod.load_valid(file)
     cfg = services.cfg().project(project)
@@ -198,8 +200,8 @@ def run(
                                        help="The project (default: the plan's `project:`)."),
 ) -> None:
     """Queue every task of a plan; the daemon starts each as soon as its deps are done."""
-    from ..daemon import read_state
-    from . import services
+    from ao.cli import services
+    from ao.loop.daemon import read_state
 
     p = planmod.load_valid(file)
     unknown = _agent_problems(p)
@@ -233,8 +235,8 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Each task's state, session, PR and what it waits on."""
-    from .. import views
-    from . import services
+    from ao.cli import services
+    from ao.services import views
 
     p = planmod.load_valid(file)
     name = project or p.project
@@ -263,8 +265,8 @@ def draft(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Draft a plan for a feature with Claude: tasks, dependencies, estimates, decisions."""
-    from ..planner import Planner
-    from . import services
+    from ao.cli import services
+    from ao.services.planner import Planner
 
     cfg = services.cfg()
     p = cfg.project(project)

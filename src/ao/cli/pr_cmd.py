@@ -6,16 +6,16 @@ from pathlib import Path
 
 import typer
 
-from .. import forge as forgemod
-from ..errors import BadInput
-from ..forge.base import Forge, PullRequest
-from ..forge.local import LocalForge
-from ..gate import approval
-from ..merging import session_gate
-from ..store import Session
-from . import services
-from .output import emit_json, table
-from .services import SESSION_HELP
+from ao.cli import services
+from ao.cli.output import emit_json, table
+from ao.cli.services import SESSION_HELP
+from ao.decide.gate import approval
+from ao.errors import BadInput
+from ao.record.forge import Forge, PullRequest
+from ao.record.store import Session
+from ao.services.merging import session_gate
+from ao.world import forge as forgemod
+from ao.world.forge.local import LocalForge
 
 app = typer.Typer(help="Pull requests of the project's sessions: list and merge.",
                   no_args_is_help=True)
@@ -97,7 +97,7 @@ def approve(
     reject it (docs/steps.md)."""
     import getpass
 
-    from ..step_results import approve_gate
+    from ao.services.step_results import approve_gate
 
     s, _forge, pr = _session_pr(session)
     typer.echo(approve_gate(services.fleet(), s, pr, getpass.getuser(), reject))
@@ -106,7 +106,7 @@ def approve(
 @app.command("merge")
 def merge(session: str = typer.Argument(..., help=SESSION_HELP)) -> None:
     """Merge a session's PR now, if the merge gate allows it (docs/forges.md)."""
-    from ..merging import merge_now
+    from ao.services.merging import merge_now
 
     s = services.session(session)
     number, sha = merge_now(services.cfg(), services.store(), services.fleet().server(s), s)
@@ -137,7 +137,7 @@ def review(
     state = "approved" if approve else "changes_requested" if request_changes else "commented"
     body = request_changes or comment or ""
     forge.review(pr.number, state, body, str(file) if file else None, line, pr.head_sha)
-    from .. import paths
+    from ao import paths
 
     paths.poke_daemon()  # seen at once, not at the next poll (ls said "review needed")
     typer.echo(f"{s.id}: PR #{pr.number} {state.replace('_', ' ')}")

@@ -6,9 +6,9 @@ import shutil
 
 import typer
 
-from ..runreport import build, draw
-from . import services
-from .output import emit_json
+from ao.cli import services
+from ao.cli.output import emit_json
+from ao.services.runreport import build, draw
 
 
 def report(

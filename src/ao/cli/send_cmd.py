@@ -8,11 +8,11 @@ from pathlib import Path
 
 import typer
 
-from ..daemon import read_state
-from ..errors import BadInput
-from ..messaging import Messenger
-from . import services
-from .services import SESSION_HELP
+from ao.cli import services
+from ao.cli.services import SESSION_HELP
+from ao.errors import BadInput
+from ao.loop.daemon import read_state
+from ao.services.messaging import Messenger
 
 EXIT_QUEUED = 3
 FLUSH_WAIT = 300.0

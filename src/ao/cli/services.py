@@ -7,12 +7,13 @@ import sys
 import time
 from typing import Any
 
-from .. import config, views
-from ..ending import started_elsewhere
-from ..errors import AoError
-from ..fleet import Fleet
-from ..messaging import Messenger
-from ..store import Session, Store
+from ao import config
+from ao.errors import AoError
+from ao.record.store import Session, Store
+from ao.services import views
+from ao.services.ending import started_elsewhere
+from ao.services.fleet import Fleet
+from ao.services.messaging import Messenger
 
 SESSION_HELP = "Session id (wor-1), task key (AUTH-001) or project/KEY."
 
@@ -32,7 +33,7 @@ def store() -> Store:
 def _repair(s: Store) -> None:
     """Repair on open: a start or a delivery whose process died is finished, undone or
     escalated by whichever `ao` command looks next, not only by a daemon restart."""
-    from ..state import State
+    from ao.record.state import State
 
     dead = [x for x in s.sessions(states={State.SPAWNING}) if not started_elsewhere(x)]
     if not dead and not s.sending():
@@ -61,6 +62,6 @@ def age(ts: float | None) -> str:
 
 def wait_context(project: str) -> Any:
     """waiting.Context of a project (a default one for a project no longer configured)."""
-    from .. import views
+    from ao.services import views
 
     return views.wait_context(store(), cfg().projects.get(project))

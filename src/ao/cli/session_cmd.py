@@ -8,15 +8,17 @@ import time
 
 import typer
 
-from .. import tmux, views, waiting
-from ..errors import BadInput
-from ..observing import LOOK_PATIENCE
-from ..sanitize import for_terminal
-from ..state import LIVE, RUNNING, Activity
-from ..store import Session
-from . import services
-from .output import emit_json, note, table
-from .services import SESSION_HELP
+from ao.cli import services
+from ao.cli.output import emit_json, note, table
+from ao.cli.services import SESSION_HELP
+from ao.decide import waiting
+from ao.errors import BadInput
+from ao.record.state import LIVE, RUNNING, Activity
+from ao.record.store import Session
+from ao.sanitize import for_terminal
+from ao.services import views
+from ao.services.observing import LOOK_PATIENCE
+from ao.world import tmux
 
 app = typer.Typer(help="List, attach to, kill and restore sessions.", no_args_is_help=True)
 
@@ -61,7 +63,7 @@ def ls(
 def _daemon_polled(poll_interval: float) -> float | None:
     """When the running daemon last observed every live session (its hosts' that did not
     answer are recorded `unreachable`), or None when no daemon polls."""
-    from ..daemon import read_state
+    from ao.loop.daemon import read_state
 
     state = read_state()
     last = (state or {}).get("last_poll")
@@ -138,7 +140,7 @@ def diff(session: str = typer.Argument(..., help=SESSION_HELP),
          stat: bool = typer.Option(False, "--stat", help="Files and line counts only.")) -> None:
     """What the agent changed: its worktree against the default branch it started from,
     commits and uncommitted work alike, and the new files it has not added."""
-    from .. import changes
+    from ao.services import changes
 
     s = services.session(session)
     found = changes.of_session(services.cfg(), s, with_diff=not stat)

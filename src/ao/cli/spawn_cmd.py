@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
-from ..errors import BadInput
-from ..fleet import SpawnResult
-from ..plan import Plan
-from . import services
-from .output import note
+from ao.cli import services
+from ao.cli.output import note
+from ao.decide.plan import Plan
+from ao.errors import BadInput
+from ao.services.fleet import SpawnResult
 
 EXIT_SOME_FAILED = 1
 
@@ -80,8 +80,8 @@ def _finish_cut_short() -> None:
     to see it: a start cut short is undone and queued, a delivery cut short is finished or
     queued again (messaging.recover), and an agent that never got its first prompt gets it
     now (a re-run used to report such a session `skipped`, its agent idle)."""
-    from ..messaging import Messenger
-    from ..state import State
+    from ao.record.state import State
+    from ao.services.messaging import Messenger
 
     fleet = services.fleet()
     for sid, what in fleet.recover():

@@ -8,24 +8,20 @@ from typing import Any
 
 import typer
 
-from .. import (
-    attention,
-    paths,
-    scheduler,
-    waiting,
-)
-from ..sanitize import for_terminal
-from ..state import LIVE, RUNNING, State
-from ..store import Session, Store
-from . import services
-from .output import emit_json, note, table
+from ao import paths
+from ao.cli import services
+from ao.cli.output import emit_json, note, table
+from ao.decide import attention, scheduler, waiting
+from ao.record.state import LIVE, RUNNING, State
+from ao.record.store import Session, Store
+from ao.sanitize import for_terminal
 
 
 def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Per project: sessions by state, queued tasks, and what runs next."""
     cfg = services.cfg()
     store = services.store()
-    from ..daemon import read_state
+    from ao.loop.daemon import read_state
 
     state = read_state()
     if state:
@@ -118,7 +114,7 @@ def stats(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
                                              help="Only this project.")) -> None:
     """Per project: tasks merged and failed, success and error rates, time to merge, fix
     rounds, escalations and utilisation (the same figures as /api/stats and /metrics)."""
-    from .. import views
+    from ao.services import views
 
     cfg = services.cfg()
     names = [project] if project else list(cfg.projects)
@@ -144,9 +140,9 @@ def stats(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 def _next_startable(store: Store, project: str, sessions: list[Session]) -> list[str]:
     """Queued tasks of running plans whose dependencies are all done, critical path first
     (what the daemon starts as soon as there is room)."""
-    from .. import plan as planmod
-    from .. import scheduler
-    from ..errors import AoError
+    from ao.decide import plan as planmod
+    from ao.decide import scheduler
+    from ao.errors import AoError
 
     tasks = scheduler.by_task(sessions)
     closed = store.closed_tasks(project)

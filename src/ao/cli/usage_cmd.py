@@ -7,8 +7,8 @@ from typing import Any
 
 import typer
 
-from . import services
-from .output import emit_json, table
+from ao.cli import services
+from ao.cli.output import emit_json, table
 
 
 def _agents() -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Literal
 
 from textual import work
 
-from .. import tmux
-from ..config import Config
-from ..errors import AoError, BadInput
-from ..fleet import Fleet
-from ..messaging import Messenger
-from ..store import Session, Store
-from .screens import ConfirmScreen, DiffScreen, SendScreen
+from ao.config import Config
+from ao.errors import AoError, BadInput
+from ao.record.store import Session, Store
+from ao.services.fleet import Fleet
+from ao.services.messaging import Messenger
+from ao.tui.screens import ConfirmScreen, DiffScreen, SendScreen
+from ao.world import tmux
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -84,7 +84,7 @@ class Acting(_Base):
 
     @work(thread=True, exclusive=True, group="diff")
     def read_changes(self, s: Session) -> None:
-        from .. import changes
+        from ao.services import changes
 
         try:
             text = changes.of_session(self.cfg, s).text()
@@ -167,8 +167,8 @@ class Acting(_Base):
             elif what == "approve":
                 import getpass
 
-                from .. import forge as forgemod
-                from ..step_results import approve_gate
+                from ao.services.step_results import approve_gate
+                from ao.world import forge as forgemod
 
                 s = fleet.store.session(sid)
                 pr = forgemod.for_project(self.cfg.project(s.project), fleet.store).find_pr(
@@ -177,7 +177,7 @@ class Acting(_Base):
                     raise BadInput(f"{sid} has no pull request yet", "nothing to approve")
                 note = approve_gate(fleet, s, pr, getpass.getuser())
             else:
-                from ..merging import merge_now
+                from ao.services.merging import merge_now
 
                 s = fleet.store.session(sid)
                 # the same gate as `ao pr merge` and the daemon, on the PR as it is now

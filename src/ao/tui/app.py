@@ -18,16 +18,18 @@ from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 from textual.widgets.data_table import CellDoesNotExist
 
-from .. import attention, tmux, views
-from .. import plan as planmod
-from ..config import Config
-from ..errors import AoError
-from ..fleet import Fleet
-from ..state import Activity
-from ..store import Session, Store
-from .acting import Acting
-from .table import SessionTable, _show
-from .views import detail_view, plan_view, progress_line, session_row
+from ao.config import Config
+from ao.decide import attention
+from ao.decide import plan as planmod
+from ao.errors import AoError
+from ao.record.state import Activity
+from ao.record.store import Session, Store
+from ao.services import views
+from ao.services.fleet import Fleet
+from ao.tui.acting import Acting
+from ao.tui.table import SessionTable, _show
+from ao.tui.views import detail_view, plan_view, progress_line, session_row
+from ao.world import tmux
 
 COLUMNS = ("zone", "id", "task", "title", "activity", "pr", "review", "round", "age", "last")
 HOSTED = (*COLUMNS[:5], "host", *COLUMNS[5:])  # with hosts configured: where each one runs
@@ -157,7 +159,7 @@ class BoardApp(Acting, App[None]):
             p = self.plan()
         except AoError:
             p = None
-        from ..daemon import read_state
+        from ao.loop.daemon import read_state
 
         # a board with no daemon behind it shows a still world: it says so
         down = "" if read_state() else "daemon not running (`ao start`)"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from .. import attention, events, paths, scheduler, views, waiting
-from .. import plan as planmod
-from ..config import Config
-from ..reactions import DEFAULT_CI_RETRIES, Policy
-from ..sanitize import clean, for_terminal
-from ..store import Session, Store
+from ao import paths
+from ao.config import Config
+from ao.decide import attention, scheduler, waiting
+from ao.decide import plan as planmod
+from ao.decide.reactions import DEFAULT_CI_RETRIES, Policy
+from ao.record import events
+from ao.record.store import Session, Store
+from ao.sanitize import clean, for_terminal
+from ao.services import views
 
 ENDED_NAMES = ("merged", "cleaned", "killed", "failed")
 ZONE_STYLE = {"respond": "bold red", "gate": "bold magenta", "merge": "bold green",
