@@ -3,6 +3,7 @@ identity, so nothing of the developer's machine leaks in or gets touched."""
 
 from __future__ import annotations
 
+import gc
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,17 @@ __all__ = ["env"]
 # (exec resets it to the default), so each `ao` the tests start takes Ctrl-C as a user's does.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def collected() -> Iterator[None]:
+    """Each test's garbage collected at its end, its finalizers run here: one run later, in the
+    middle of an `ast.parse` (pytest's own, formatting a failure), trips CPython 3.11.7's "AST
+    constructor recursion depth mismatch" SystemError (python/cpython#106905), which crashed
+    a whole run as an INTERNALERROR. asyncio's subprocess transports of a closed loop are the
+    ones seen doing it."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)

@@ -179,3 +179,30 @@ def test_waves_as_barriers_respect_the_same_bounds(p: Plan, n: int) -> None:
     assert barriers >= planmod.total_work(p) / n - 1e-9
     assert planmod.simulate_waves(Plan(tasks=p.tasks, waves=waves), 1) == pytest.approx(
         planmod.total_work(p))
+
+
+def test_plan_show_estimates_the_cost_from_what_merged_tasks_spent(isolated_home: Path) -> None:
+    """`ao plan show` prices a plan from its agents' own records: the mean of what the last
+    merged tasks' agents spent, times the plan's tasks; nothing said before anything merged
+    with a known cost."""
+    import json as jsonlib
+
+    from ao.record.state import State
+    from ao.record.store import Store
+
+    from .helpers import REPO, run_ao
+
+    plan = REPO / "plans" / "workflow.yaml"
+    first = run_ao("plan", "show", str(plan))
+    assert first.code == 0 and "estimated cost" not in first.out
+    store = Store()
+    store.ensure_project("shop", "/x", None)
+    for i, cost in enumerate((1.5, 2.5)):
+        s = store.create_session("shop", "sho", f"T-{i}", state=State.WORKING)
+        store.update_session(s.id, pr_state="merged")
+        store.set_state(s.id, State.MERGED)
+        store.set_agent_usage(s.id, cost_usd=cost, input_tokens=10)
+    out = run_ao("plan", "show", str(plan))
+    assert "estimated cost: $48.00 (24 tasks at $2.00" in out.out, out.out
+    js = jsonlib.loads(run_ao("plan", "show", str(plan), "--json").out)
+    assert js["estimated_cost"] == {"usd": 48.0, "per_task": 2.0, "from": 2}

@@ -88,6 +88,7 @@ def show(
         assert file is not None
         p = planmod.load(file)
     s = planmod.summary(p, max_concurrent)
+    s["estimated_cost"] = _cost_estimate(len(p.tasks))
     if json_out:
         emit_json({**s, "held": {f"#{n}": why for n, why in held.items()}} if from_github
                   else s)
@@ -116,6 +117,11 @@ def show(
     if m["waves_as_barriers"] is not None:
         typer.echo(f"  versus {days(m['waves_as_barriers'])} running the plan's "
                    f"{len(p.waves or ())} explicit waves as barriers")
+    est = s["estimated_cost"]
+    if est is not None:
+        typer.echo(f"estimated cost: ${est['usd']:.2f} ({s['tasks']} tasks at "
+                   f"${est['per_task']:.2f}, what each of the last {est['from']} merged tasks' "
+                   "agents spent on average; `ao usage` has the records)")
     if s["overlaps"]:
         typer.echo(f"predicted overlaps ({len(s['overlaps'])}; from the tasks' `files:`):")
         for o in s["overlaps"]:
@@ -126,6 +132,24 @@ def show(
     if s["wave_problems"]:
         note(f"note: the plan's waves contradict its graph in {len(s['wave_problems'])} places; "
              f"`ao plan check {file}` lists them")
+
+
+def _cost_estimate(tasks: int) -> dict[str, Any] | None:
+    """What a plan of `tasks` tasks may cost, from what the agents of the last merged tasks
+    spent (their own usage records); None before anything merged with a known cost."""
+    from ao.record.state import State
+
+    from . import services
+
+    store = services.store()
+    merged = [s.id for s in store.sessions(states={State.MERGED, State.CLEANED})
+              if s.merged][-50:]
+    costs = [float(r["cost_usd"]) for r in store.agent_usage_of(merged)
+             if float(r["cost_usd"] or 0) > 0]
+    if not costs:
+        return None
+    per = sum(costs) / len(costs)
+    return {"usd": round(per * tasks, 2), "per_task": round(per, 4), "from": len(costs)}
 
 
 def _from_github(name: str) -> tuple[planmod.Plan, dict[int, str]]:
