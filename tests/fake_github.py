@@ -786,7 +786,7 @@ class FakeGitHub:
                     out[alias] = {"nodes": [self._pr_graphql(repo, p, query)
                                             for p in prs[:first]]}
                 if "main: object(expression: $main)" in query:  # a commit's oid and checks
-                    sha = repo.head_sha(str(variables["main"]))
+                    sha = repo.head_sha(str(variables["main"]).removeprefix("refs/heads/"))
                     out["main"] = {"oid": sha, "statusCheckRollup": self._rollup(repo, sha)} \
                         if sha else None
                 answer: dict[str, Any] = {"data": {"rateLimit": {

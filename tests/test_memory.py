@@ -65,6 +65,14 @@ def test_the_daemon_measures_its_agents_and_a_start_waits_for_memory(env: Env) -
     out = run_ao("session", "ls", "--json").out
     queued = [x for x in json.loads(out) if x["task"] == key]
     assert queued and queued[0]["state"] == "queued"
+    # a wave: each start sees the same free memory; an agent started a moment ago, not grown
+    # yet, counts at its size too (here 3/4 of the room: one fits, two do not)
+    room_mb = (memory.available_mb() or 0) - memory.DEFAULT_FLOOR_MB
+    f.write_text(json.dumps({"command": [room_mb * 3 // 4]}))
+    assert memory.room("command", None) is None  # alone, it fits
+    assert memory.room("command", None, starting=1) is not None
+    again = fleet.start_queued(r.session or "", None)
+    assert again.status == "queued", again  # A-1's session started under a minute ago
     f.write_text(json.dumps({"command": [1]}))
     started = fleet.start_queued(r.session or "", None)
     assert started.status == "spawned", started

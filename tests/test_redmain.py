@@ -356,8 +356,8 @@ def test_on_red_main_fix_starts_a_fix_task_that_alone_starts_and_merges(
         env: object, tmp_path: object) -> None:
     """`on_red_main: fix`: a and b turn main red together; ao names b, records FIX-MAIN-<b>
     whose prompt holds main's failing CI and the PR merged before b, and starts it at once
-    while the plan's other task waits; the fix's PR is the one that merges onto the red main,
-    and main is green again."""
+    (past max_concurrent: the running session cannot merge meanwhile) while the plan's other
+    task waits; the fix's PR is the one that merges onto the red main, and main is green."""
     import json
     import time
     from pathlib import Path
@@ -376,7 +376,7 @@ def test_on_red_main_fix_starts_a_fix_task_that_alone_starts_and_merges(
     env.plan_file.write_text(json.dumps({"tasks": {"A-1": PLAN["tasks"]["A-1"]}}))
     env.write_config(ci={"command": "test ! -f a.txt -o ! -f b.txt", "timeout": "60s"},
                      on_red_main="fix", auto_merge=True, require_review=False,
-                     agent={"command": "cat"})
+                     agent={"command": "cat"}, max_concurrent=1)
     project = config.load().project("shop")
     store = Store()
     forge = LocalForge(project, store)
@@ -394,6 +394,11 @@ def test_on_red_main_fix_starts_a_fix_task_that_alone_starts_and_merges(
         raise AssertionError(f"{what}: {store.main_watch('shop')}")
 
     ticks_until(lambda: store.main_watch("shop").get("green"), "main green first")
+    # the one slot taken by a session whose PR cannot merge while main is red: the fix task
+    # starts anyway (it would wait for that slot forever)
+    fleet = env.fleet()
+    busy = fleet.spawn("shop", fleet.one_off("shop", "something long", None))
+    assert busy.status == "spawned", busy
     first = _merge_pr(clone, forge, "a", {"a.txt": "a"})
     ticks_until(lambda: store.main_watch("shop").get("green") == forge.main_head(), "a green")
     culprit = _merge_pr(clone, forge, "b", {"b.txt": "b"})
@@ -414,6 +419,7 @@ def test_on_red_main_fix_starts_a_fix_task_that_alone_starts_and_merges(
     git(clone, "push", "-q", "origin", str(fix.branch))
     ticks_until(lambda: store.session(fix.id).state is State.MERGED, "the fix merged")
     ticks_until(lambda: not store.main_watch("shop").get("red"), "main green again")
+    fleet.kill(str(busy.session))  # its slot back: the plan goes on
     ticks_until(lambda: any(s.state is not State.QUEUED
                             for s in store.sessions("shop", task="A-1")), "the plan going on")
     kinds = [e["type"] for e in store.events_after(0, project="shop")]

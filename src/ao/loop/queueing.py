@@ -56,7 +56,10 @@ def dequeued(store: Store, x: Act, hist: History, notifier: Notifier) -> Action 
     if removal is None or removal.reason == "merged" or removal.at + CLOCK_SLACK < queued_at:
         return None
     data = {"sha": x.a.sha, "reason": removal.reason, "group": removal.group_sha}
-    if removal.reason not in FAILED:
+    # GitHub's reason is free text: the merge group's own failing checks decide, the words
+    # only where none can be read
+    details = forge.group_failures(removal) if removal.reason not in QUIET else []
+    if not details and removal.reason not in FAILED:
         if store.record_attempt(x.s.id, "dequeued", x.a.fingerprint, data):
             event = emit(Event("pr.dequeued", **x.ev, data=data), store)
             if removal.reason in QUIET:
@@ -70,7 +73,6 @@ def dequeued(store: Store, x: Act, hist: History, notifier: Notifier) -> Action 
     if rounds >= of:
         return escalation(hist, "ci-exhausted", f"the merge queue removed PR #{x.pr.number} "
                           f"after {rounds} fix rounds")
-    details = forge.group_failures(removal)
     body = compose.queue_failed(rounds + 1, of, x.a.sha, details, removal.reason,
                                 x.policy.messages.get("ci-failed"))
     if store.record_and_queue(x.s.id, [("dequeued", x.a.fingerprint),

@@ -54,12 +54,15 @@ class Scheduling:
 
     def start_fix(self, project: ProjectConfig, key: str) -> None:
         """The task that fixes a red main (redmain_act.py): started now, red main or not,
-        once; queued for room like any start."""
+        once, and past max_concurrent (the running sessions cannot merge, so they would never
+        give it a slot); a machine without room still holds it, and says why."""
         mine = self.store.sessions(project.name, task=key)
         if not mine:
             r = self.fleet.spawn(project.name, key)
+            if r.status == "queued" and r.session and "max_concurrent" in r.reason:
+                r = self.fleet.start_queued(r.session, None, beyond_max=True)
         elif mine[-1].state is State.QUEUED:
-            r = self.fleet.start_queued(mine[-1].id, None)
+            r = self.fleet.start_queued(mine[-1].id, None, beyond_max=True)
         else:
             return
         if r.status == "failed":

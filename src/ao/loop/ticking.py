@@ -192,7 +192,7 @@ class Ticking(Scheduling, Picking, Spending, Telling):
             self.schedule(project, p, paused or red or broke)
         if not paused and not red and not broke:
             self.start_unplanned(project, {k for p in plans for k in p.tasks})
-        elif fixing and not paused:
+        elif fixing and not paused and not broke:
             self.start_fix(project, fixing)
         self.cleanup_merged(project)
 

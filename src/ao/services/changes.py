@@ -53,7 +53,7 @@ def of_session(cfg: Config, s: Session, with_diff: bool = True) -> Changes:
         stat = workspace.diff_from_base(wt, project.remote, project.default_branch, "--stat")
         diff = workspace.diff_from_base(wt, project.remote, project.default_branch) \
             if with_diff else ""
-        new = workspace.git(wt, "ls-files", "--others", "--exclude-standard",
-                            check=False).stdout.split()
+        new = [f for f in workspace.git(wt, "ls-files", "-z", "--others", "--exclude-standard",
+                                        check=False).stdout.split("\0") if f]
     return Changes(for_terminal(stat), for_terminal(diff[:LIMIT]),
                    tuple(for_terminal(f) for f in new), len(diff) > LIMIT)

@@ -302,15 +302,17 @@ class Fleet(Ending):
             return None
 
     def start_queued(self, sid: str, plan: Plan | None = None,
-                     agent: str | None = None) -> SpawnResult:
+                     agent: str | None = None, beyond_max: bool = False) -> SpawnResult:
         """Start a queued session in place (the daemon does this when its deps are done);
-        `agent` overrides the task's agent (the fallback while the usual one is limited)."""
+        `agent` overrides the task's agent (the fallback while the usual one is limited);
+        `beyond_max`: past max_concurrent (the fix of a red main, which the others wait for)."""
         s = self.store.session(sid)
         project = self.cfg.project(s.project)
         task = self.task(project, s.task, plan)
         if agent:
             task = replace(task, agent=agent)
-        claim = self._claim(project, sid, task.key, agents.get(task.agent or project.agent))
+        claim = self._claim(project, sid, task.key, agents.get(task.agent or project.agent),
+                            beyond_max)
         if isinstance(claim, SpawnResult):
             return claim
         try:
@@ -323,11 +325,11 @@ class Fleet(Ending):
         return SpawnResult(task.key, "spawned", sid)
 
     def _claim(self, project: ProjectConfig, sid: str, key: str,
-               profile: Profile) -> SpawnResult | str:
+               profile: Profile, beyond_max: bool = False) -> SpawnResult | str:
         """Take a queued record for this process to start, and the host it goes to; why
         not, if it cannot."""
         running = self.store.sessions(project.name, states=set(RUNNING))
-        if len(running) >= project.max_concurrent:
+        if not beyond_max and len(running) >= project.max_concurrent:
             return SpawnResult(key, "queued", sid, "max_concurrent reached")
         host, why = self.place(project, profile)
         if host is None:

@@ -73,7 +73,7 @@ class Machines:
         here = self.host(LOCAL)
         if project.hosts == (LOCAL,) and here.max_sessions is None:
             # the project's max_concurrent, and this machine's memory (memory.py)
-            short = memory.room(profile.name, here.min_free_mb)
+            short = memory.room(profile.name, here.min_free_mb, self._starting(profile.name))
             return (None, short) if short else (LOCAL, "")
         running: dict[str, int] = {}
         for x in self.store.sessions(states=set(RUNNING)):
@@ -91,6 +91,12 @@ class Machines:
             choice = placement.choose(rooms)
         return choice, "" if choice else placement.why_full(rooms)
 
+    def _starting(self, agent: str) -> int:
+        """This machine's sessions of `agent` started in the last memory.GROWING seconds."""
+        since = time.time() - memory.GROWING
+        return sum(1 for x in self.store.sessions(states=set(RUNNING))
+                   if x.host == LOCAL and x.agent == agent and x.created_at >= since)
+
     def _room(self, h: Host, running: int, agent: str) -> placement.Room:
         """A machine's room for one more session: a host in its backoff has none; one with a
         memory floor is asked for its free memory; this machine reads its own (memory.py),
@@ -99,6 +105,7 @@ class Machines:
         reachable, free = h.local or hostsmod.due(h.name, now), None
         needs = memory.estimates().get(agent, 0)
         if h.local:
+            needs *= 1 + self._starting(agent)
             free = memory.available_mb()
             floor = memory.DEFAULT_FLOOR_MB if h.min_free_mb is None else h.min_free_mb
             return placement.Room(h.name, running, h.max_sessions, True, free, floor, needs)

@@ -30,7 +30,7 @@ from ao.decide.gate import merge_gate
 from ao.decide.reactions import Policy
 from ao.errors import AoError, ExternalError
 from ao.record.events import Event, emit
-from ao.record.forge import FAILING, FailureDetail
+from ao.record.forge import FAILING, Enqueued, FailureDetail
 from ao.sanitize import for_terminal
 from ao.world import workspace
 
@@ -87,7 +87,17 @@ def act(store: Store, project: ProjectConfig, forge: Forge, w: dict[str, Any],
                   f"the revert PR #{pr.number} is green",
                   "merge it to make main green (the project does not auto-merge)")
         return
-    sha = forge.merge(pr, pr.head_sha)
+    if pr.queue is not None:
+        return  # in the forge's merge queue: it merges from there
+    try:
+        sha = forge.merge(pr, pr.head_sha)
+    except Enqueued:  # the branch requires a merge queue: it merges from there, said once
+        if w.get("revert_told") != f"queued:{pr.head_sha}":
+            w["revert_told"] = f"queued:{pr.head_sha}"
+            _tell(store, project, notifier, "main.revert_queued", {"pr": pr.number},
+                  f"the revert PR #{pr.number} is in the merge queue",
+                  "it merges once the queue's checks pass on it")
+        return
     w["reverted"] = sha
     emit(Event("main.reverted", project.name, data={"pr": pr.number, "sha": sha,
                                                     "culprit": w["culprit"]}), store)
@@ -168,8 +178,10 @@ def _push_revert(project: ProjectConfig, culprit: str, head: str, branch: str,
         mainline = ["-m", "1"] if len(parents) > 1 else []
         proc = workspace.git(tmp, "revert", "--no-edit", *mainline, culprit, check=False)
         if proc.returncode != 0:
-            raise ExternalError(f"reverting {what} conflicts with what merged after it",
-                                "a person must fix main")
+            said = (proc.stderr or proc.stdout).strip().splitlines()
+            why = "conflicts with what merged after it" if "conflict" in \
+                (proc.stdout + proc.stderr).lower() else f"failed: {said[-1] if said else '?'}"
+            raise ExternalError(f"reverting {what} {why}", "a person must fix main")
         workspace.git(tmp, "push", "-q", project.remote, f"HEAD:refs/heads/{branch}")
     finally:
         workspace.git(repo, "worktree", "remove", "--force", str(tmp), check=False)

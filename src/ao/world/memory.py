@@ -20,6 +20,7 @@ from pathlib import Path
 from ao import paths
 
 SAMPLE_EVERY = 30.0
+GROWING = 60.0  # seconds a started agent counts as not grown yet
 KEPT = 20
 DEFAULT_FLOOR_MB = 512
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
@@ -123,15 +124,17 @@ class Sampler:
         return True
 
 
-def room(agent: str, floor_mb: int | None) -> str | None:
-    """Why this machine has no room for one more `agent` now, or None when it has."""
+def room(agent: str, floor_mb: int | None, starting: int = 0) -> str | None:
+    """Why this machine has no room for one more `agent` now, or None when it has.
+    `starting`: its sessions started a moment ago, not grown yet (a wave of starts would
+    each see the same free memory): counted at the agent's size too."""
     free = available_mb()
     if free is None:
         return None  # not Linux: nothing to go by
     floor = DEFAULT_FLOOR_MB if floor_mb is None else floor_mb
-    needs = estimates().get(agent, 0)
+    needs = estimates().get(agent, 0) * (1 + starting)
     if free - needs >= floor:
         return None
-    took = f"; {agent} takes about {needs} MB (measured)" if needs else ""
+    took = f"; {agent} takes about {needs // (1 + starting)} MB (measured)" if needs else ""
     return (f"this machine has {free} MB of memory free{took}, and {floor} MB are kept free "
             "(hosts: local: min_free_mb)")

@@ -18,7 +18,11 @@ def _registry() -> dict[str, type[Profile]]:
     installed package (`reload()` reads them again)."""
     found: dict[str, type[Profile]] = {}
     for ep in entry_points(group="ao.agents"):
-        cls = ep.load()
+        try:
+            cls = ep.load()
+        except ImportError as e:  # an install older than its code (the modules moved)
+            raise BadInput(f"agent {ep.name!r} cannot be loaded from {ep.value}: {e}",
+                           "reinstall ao (`pip install -e .` in its checkout)") from None
         if isinstance(cls, type) and issubclass(cls, Profile):
             found[ep.name] = cls
     return found

@@ -134,7 +134,7 @@ class GitHubForge(GitHubQueue):
         fields = "\n".join(PR_FIELDS.format(alias=f"b{i}", var=f"h{i}")
                            for i in range(len(branches)))
         variables: dict[str, Any] = {"owner": self.owner, "name": self.repo_name,
-                                     "main": self.project.default_branch,
+                                     "main": f"refs/heads/{self.project.default_branch}",
                                      **{f"h{i}": b for i, b in enumerate(branches)}}
         failed: set[str] = set()  # the aliases GitHub answered with an error: not seen
         try:

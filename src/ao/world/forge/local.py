@@ -293,7 +293,10 @@ class LocalForge(LocalCI):
         if current != expected_sha:
             raise ExternalError(f"PR #{pr.number}'s head moved ({(current or 'gone')[:10]} is "
                                 f"not {expected_sha[:10]})", "not merged; look again")
-        if self.project.merge == "queue":
+        if self.project.merge == "queue" and \
+                not self.store.main_watch(self.project.name).get("red"):
+            # (while main is red only its revert or fix merges, and straight in: the train
+            # waits for main to be green)
             raise local_train.enqueue(self, pr, expected_sha)
         base = heads.get(self.project.default_branch)
         if base is None:

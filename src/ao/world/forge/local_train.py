@@ -11,7 +11,9 @@ that fails alone is removed from the queue with its train commit, whose failing 
 its agent as a fix round (queueing.py). A queued PR that conflicts with main is removed
 (its agent is asked to rebase, as for any conflict); one that conflicts only with a PR ahead
 waits for the next train. A head pushed after queueing leaves the queue (the new head is
-gated and queued again). The train is kept in the store: a restarted daemon goes on with it.
+gated and queued again), in a train too. While main is red for a reason of its own the train
+waits (each PR would fail alone, charged for a break not its own), and the red main's revert
+or fix merges straight in. The train is kept in the store: a restarted daemon goes on.
 """
 
 from __future__ import annotations
@@ -82,7 +84,9 @@ def advance(forge: LocalForge) -> None:
     heads = forge._refresh(max_age=2.0)
     base = heads.get(main)
     train = store.train(name)
-    if base is None:
+    if base is None or store.main_watch(name).get("red"):
+        # main red for a reason of its own: each PR would fail alone and be charged a fix
+        # round for it; the train waits (the red main's revert or fix merges straight in)
         return
     if train.get("base") != base:  # main moved under the train (or none yet): a new one
         train = _build(forge, base, heads)
@@ -90,6 +94,14 @@ def advance(forge: LocalForge) -> None:
         store.set_train(name, None)
         return
     members, tested = train["members"], int(train["tested"])
+    gone = [m for m in members[:tested] if heads.get(str(m.get("branch"))) != m["head"]
+            or (row := store.local_pr(name, str(m.get("branch")))) is None
+            or row["state"] != "open"]
+    if gone:  # pushed again (or closed) since the train was built: rebuilt without it
+        for m in gone:
+            _remove(forge, int(m["number"]), "head_moved", None)
+        store.set_train(name, None)
+        return
     tip = str(members[tested - 1]["group"])
     forge._run_ci(main, tip)  # once per commit
     row = store.local_ci(name, tip)
@@ -132,7 +144,8 @@ def _build(forge: LocalForge, base: str, heads: dict[str, str]) -> dict[str, Any
                               f"{for_terminal(str(r['title']))[:200]}").stdout.strip()
         # kept under the forge's refs: CI checks it out, and gc never takes it
         workspace.git(forge.repo, "update-ref", f"{forge.ns}/train/{r['number']}", group)
-        members.append({"number": int(r["number"]), "head": head, "group": group})
+        members.append({"number": int(r["number"]), "head": head, "group": group,
+                        "branch": str(r["branch"])})
         parent = group
     return {"base": base, "members": members, "tested": len(members)} if members else {}
 
