@@ -73,30 +73,28 @@ def act(store: Store, project: ProjectConfig, forge: Forge, w: dict[str, Any],
                                                                "error": w["revert_failed"]},
               w["revert_failed"], "main stays red and merges wait; a person must fix main")
         return
+    def once(kind: str, title: str, body: str) -> None:
+        """Said once a head of the revert PR and a kind of news."""
+        if w.get("revert_told") != f"{kind}:{pr.head_sha}":
+            w["revert_told"] = f"{kind}:{pr.head_sha}"
+            _tell(store, project, notifier, f"main.revert_{kind}", {"pr": pr.number},
+                  f"the revert PR #{pr.number} {title}", body)
+
     if not verdict:
-        if pr.checks.overall == FAILING and w.get("revert_told") != pr.head_sha:
-            w["revert_told"] = pr.head_sha
-            _tell(store, project, notifier, "main.revert_failing", {"pr": pr.number},
-                  f"the revert PR #{pr.number} fails CI too",
-                  "main stays red and merges wait; a person must fix main")
+        if pr.checks.overall == FAILING:
+            once("failing", "fails CI too", "main stays red and merges wait; a person must "
+                 "fix main")
         return
     if not project.auto_merge:
-        if w.get("revert_told") != f"ready:{pr.head_sha}":
-            w["revert_told"] = f"ready:{pr.head_sha}"
-            _tell(store, project, notifier, "main.revert_ready", {"pr": pr.number},
-                  f"the revert PR #{pr.number} is green",
-                  "merge it to make main green (the project does not auto-merge)")
+        once("ready", "is green", "merge it to make main green (the project does not "
+             "auto-merge)")
         return
     if pr.queue is not None:
         return  # in the forge's merge queue: it merges from there
     try:
         sha = forge.merge(pr, pr.head_sha)
-    except Enqueued:  # the branch requires a merge queue: it merges from there, said once
-        if w.get("revert_told") != f"queued:{pr.head_sha}":
-            w["revert_told"] = f"queued:{pr.head_sha}"
-            _tell(store, project, notifier, "main.revert_queued", {"pr": pr.number},
-                  f"the revert PR #{pr.number} is in the merge queue",
-                  "it merges once the queue's checks pass on it")
+    except Enqueued:  # the branch requires a merge queue: it merges from there
+        once("queued", "is in the merge queue", "it merges once the queue's checks pass on it")
         return
     w["reverted"] = sha
     emit(Event("main.reverted", project.name, data={"pr": pr.number, "sha": sha,
