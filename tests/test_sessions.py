@@ -532,3 +532,31 @@ def test_session_diff_shows_what_the_agent_changed(env: Env) -> None:
     assert "done.txt" in r.out and "README.md" in r.out and "+committed" not in r.out
     r = run_ao("session", "diff", "nope-9")
     assert r.code == 2 and r.err.count("\n") == 1
+
+
+def test_the_diff_of_a_merged_session_is_what_it_merged(env: Env) -> None:
+    """After its merge the merge base is the session's own head: the diff shows what the
+    session brought in, said as merged, not "no changes"."""
+    from ao import config
+    from ao.record.state import State
+    from ao.world.forge.local import LocalForge
+
+    from .helpers import git, run_ao
+
+    env.write_config(agent={"command": "cat"})
+    sid = env.spawn("A-1")
+    wt = env.commit_in_worktree(sid, {"done.txt": "committed\n"})
+    store = Store()
+    branch = str(store.session(sid).branch)
+    git(wt, "push", "-q", "origin", f"HEAD:{branch}")
+    forge = LocalForge(config.load().project("shop"), store)
+    forge.poll([branch])
+    pr = forge.create_pr(branch, "A-1", "")
+    forge.merge(pr, pr.head_sha)
+    git(wt, "fetch", "-q", "origin")
+    store.update_session(sid, pr_state="merged")
+    store.set_state(sid, State.PR_OPEN)
+    store.set_state(sid, State.MERGED)
+    r = run_ao("session", "diff", sid)
+    assert r.code == 0 and "merged: its changes as they merged into main" in r.out, r.out
+    assert "+committed" in r.out

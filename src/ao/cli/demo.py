@@ -232,7 +232,7 @@ def run(root: Path, keep: bool = False, timeout: float = 240.0,
             f"{row['rebases']}")
     out(f"\n{summary['merged']}/{summary['total']} tasks merged in {summary['seconds']:.0f}s; "
         f"{summary['left_running']} sessions left running"
-        + ("" if not keep else " (--keep: `ao session ls -p demo`, `ao session attach ID`)"))
+        + ("" if not keep else " (--keep: `ao session ls --all -p demo`, `ao session diff ID`)"))
     return summary
 
 

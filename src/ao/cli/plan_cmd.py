@@ -160,9 +160,12 @@ def _from_github(name: str) -> tuple[planmod.Plan, dict[int, str]]:
     from ao.world import forge as forgemod
 
     project = services.cfg().project(name)
+    if project.forge != "github":
+        raise BadInput(f"project {name}'s forge is {project.forge}: its plan is not on GitHub",
+                       "show its plan file instead: `ao plan show FILE`")
     if not project.pickup_label:
         raise BadInput(f"project {name} picks up no labelled issues",
-                       "set `pickup: {label: ai-implement}` in its config (docs/plans.md)")
+                       "set `pickup: {label: ai-implement}` in its config, see docs/plans.md")
     forge = forgemod.for_project(project, services.store())
     issues, refused = forge.picked_up(project.pickup_label)  # type: ignore[attr-defined]
     plan, held = pickup.plan_and_held(issues)

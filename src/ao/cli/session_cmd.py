@@ -147,8 +147,9 @@ def diff(session: str = typer.Argument(..., help=SESSION_HELP),
     if stat:
         typer.echo(found.text(with_diff=False))
         return
-    typer.echo(found.diff.rstrip("\n") or f"{s.id}: no changes against "
-               f"{services.cfg().project(s.project).default_branch}")
+    if found.merged:
+        typer.echo(f"{s.id} merged: its changes as they merged into {found.base}")
+    typer.echo(found.diff.rstrip("\n") or f"{s.id}: no changes against {found.base}")
     if found.untracked:
         typer.echo("not added: " + ", ".join(found.untracked))
 

@@ -28,9 +28,12 @@ class Changes:
     diff: str
     untracked: tuple[str, ...]
     cut: bool = False  # the diff was longer than LIMIT
+    base: str = "the default branch"  # what it is against
+    merged: bool = False  # what the session merged (its branch is on the default branch)
 
     def text(self, with_diff: bool = True) -> str:
-        parts = [self.stat.rstrip("\n") or "no changes against the default branch"]
+        parts = [f"(merged: its changes as they merged into {self.base})"] if self.merged else []
+        parts.append(self.stat.rstrip("\n") or f"no changes against {self.base}")
         if self.untracked:
             parts.append("not added: " + ", ".join(self.untracked))
         if with_diff and self.diff:
@@ -48,12 +51,28 @@ def of_session(cfg: Config, s: Session, with_diff: bool = True) -> Changes:
     wt = Path(s.worktree)
     with workspace.on(host):
         if not workspace.exists(wt):
-            raise BadInput(f"{s.id}'s worktree {wt} is gone", "its branch may still be "
-                           f"there: `git log {s.branch}`")
-        stat = workspace.diff_from_base(wt, project.remote, project.default_branch, "--stat")
-        diff = workspace.diff_from_base(wt, project.remote, project.default_branch) \
-            if with_diff else ""
+            raise BadInput(f"{s.id}'s worktree {wt} is gone", "its branch may still be on "
+                           f"the remote: `git log {project.remote}/{s.branch}`")
+        since = _merged_from(wt, project.remote, project.default_branch) if s.merged else None
+        if since is not None:  # merged: the merge base is its own head; what it brought in
+            stat = workspace.git(wt, "diff", "--stat", f"{since}...HEAD", check=False).stdout
+            diff = workspace.git(wt, "diff", f"{since}...HEAD", check=False).stdout \
+                if with_diff else ""
+        else:
+            stat = workspace.diff_from_base(wt, project.remote, project.default_branch,
+                                            "--stat")
+            diff = workspace.diff_from_base(wt, project.remote, project.default_branch) \
+                if with_diff else ""
         new = [f for f in workspace.git(wt, "ls-files", "-z", "--others", "--exclude-standard",
                                         check=False).stdout.split("\0") if f]
     return Changes(for_terminal(stat), for_terminal(diff[:LIMIT]),
-                   tuple(for_terminal(f) for f in new), len(diff) > LIMIT)
+                   tuple(for_terminal(f) for f in new), len(diff) > LIMIT,
+                   project.default_branch, since is not None)
+
+
+def _merged_from(wt: Path, remote: str, branch: str) -> str | None:
+    """Where the default branch stood when this worktree's head merged into it (the first
+    parent of the merge that brought it in); None when it has not merged there."""
+    merges = workspace.git(wt, "rev-list", "--ancestry-path", "--merges", "--reverse",
+                           f"HEAD..refs/remotes/{remote}/{branch}", check=False).stdout.split()
+    return f"{merges[0]}^1" if merges else None
