@@ -134,6 +134,9 @@ class Daemon(Ticking):
                     if not store_fault(e):
                         raise
                     self._store_fault(e)  # the daemon waits, says so, and tries again
+                if self.memory_sampler.due():
+                    # between ticks, never inside one: a tick's reactions do not wait on it
+                    self.measure_memory()
                 interval = self.cfg.poll_interval * (4 if self._low_budget() else 1)
                 self._until_next_tick(max(0.0, interval - (time.monotonic() - started)))
                 # a burst of wake-ups (many agents stopping at once) costs one tick, not many
@@ -272,8 +275,6 @@ class Daemon(Ticking):
         except Exception as e:  # a host away, a full disk: said, and the loop goes on
             log.exception("the nightly cleanup failed")
             emit(Event("daemon.error", data={"error": f"nightly cleanup: {e}"}), self.store)
-        if self.memory_sampler.due():
-            self.measure_memory()
         self.polls += 1
         self._write_state()
 
