@@ -9,13 +9,13 @@ fix round, counted with the others (escalated past the project's rounds); any ot
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from ao.decide import compose
 from ao.decide.reactions import Action, escalation
 from ao.record.events import Event, emit
 from ao.record.forge import Enqueued
+from ao.services.merging import record_enqueued
 
 if TYPE_CHECKING:
     from ao.decide.reactions import History
@@ -35,10 +35,7 @@ QUIET = ("merge_conflict", "head_moved")
 def enqueued(store: Store, x: Act, q: Enqueued) -> None:
     """The gate passed and the PR is in the merge queue: recorded once a head (never queued
     twice), and said."""
-    store.record_attempt(x.s.id, "merge", x.a.fingerprint, {"queued": q.state})
-    if store.record_attempt(x.s.id, "queued", f"queued:{x.a.sha}", {"at": time.time()}):
-        emit(Event("pr.enqueued", **x.ev, data={"sha": x.a.sha, "pr": x.pr.number if x.pr else None,
-                                                "position": q.position}), store)
+    record_enqueued(store, x.s, x.pr.number if x.pr else None, x.a.sha, q)
 
 
 def dequeued(store: Store, x: Act, hist: History, notifier: Notifier) -> Action | None:

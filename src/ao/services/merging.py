@@ -56,11 +56,7 @@ def merge_now(cfg: Config, store: Store, srv: Server, s: Session,
     try:
         sha = forge.merge(pr, pr.head_sha)
     except Enqueued as q:  # a merge queue merges it once CI passed on it merged onto main
-        store.record_attempt(s.id, "merge", f"merge:{pr.head_sha}", {"queued": q.state})
-        if store.record_attempt(s.id, "queued", f"queued:{pr.head_sha}", {"at": time.time()}):
-            emit(Event("pr.enqueued", s.project, s.id, s.task, {
-                "sha": pr.head_sha, "pr": pr.number, "position": q.position, "by": "human"}),
-                store)
+        record_enqueued(store, s, pr.number, pr.head_sha, q, by="human")
         return pr.number, ""
     emit(Event("pr.merged_by_human", s.project, s.id, s.task, {"pr": pr.number, "sha": sha}),
          store)
@@ -72,6 +68,17 @@ def merge_now(cfg: Config, store: Store, srv: Server, s: Session,
         record_merged(cfg, store, srv, project, forge, s, sha, Notifier(cfg, store))
     paths.poke_daemon()  # dependents start now, not at the next poll
     return pr.number, sha
+
+
+def record_enqueued(store: Store, s: Session, number: int | None, sha: str, q: Enqueued,
+                    by: str | None = None) -> None:
+    """A merge queue took the PR's head: the merge recorded as made (never queued twice),
+    the queueing and its time once, and said (`pr.enqueued`)."""
+    store.record_attempt(s.id, "merge", f"merge:{sha}", {"queued": q.state})
+    if store.record_attempt(s.id, "queued", f"queued:{sha}", {"at": time.time()}):
+        data = {"sha": sha, "pr": number, "position": q.position}
+        emit(Event("pr.enqueued", s.project, s.id, s.task, {**data, "by": by} if by else data),
+             store)
 
 
 # the agents of merged sessions stop here, beside the daemon's next merges and looks: an
