@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 
 import ao
+from ao.decide.plan_graph import components
 
 FACES = {"ao.cli", "ao.tui", "ao.web", "ao.__main__"}
 LAYERS = ["ao.loop", "ao.services", "ao.world", "ao.decide", "ao.record"]
@@ -73,41 +74,6 @@ def test_the_import_graph_has_no_circle() -> None:
     grimp = pytest.importorskip("grimp")  # import-linter's graph, installed beside it
     graph = grimp.build_graph("ao", exclude_type_checking_imports=True)
     mods = sorted(m for m in graph.modules if m.startswith("ao"))
-    # Tarjan's strongly connected components, iteratively
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on: set[str] = set()
-    stack: list[str] = []
-    circles: list[list[str]] = []
-    for root in mods:
-        if root in index:
-            continue
-        work = [(root, iter(sorted(graph.find_modules_directly_imported_by(root))))]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on.add(root)
-        while work:
-            v, children = work[-1]
-            w = next((c for c in children if c.startswith("ao")), None)
-            if w is None:
-                work.pop()
-                if work:
-                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
-                if low[v] == index[v]:
-                    comp = []
-                    while True:
-                        x = stack.pop()
-                        on.discard(x)
-                        comp.append(x)
-                        if x == v:
-                            break
-                    if len(comp) > 1:
-                        circles.append(sorted(comp))
-            elif w not in index:
-                index[w] = low[w] = len(index)
-                stack.append(w)
-                on.add(w)
-                work.append((w, iter(sorted(graph.find_modules_directly_imported_by(w)))))
-            elif w in on:
-                low[v] = min(low[v], index[w])
+    circles = components(mods, lambda m: sorted(
+        d for d in graph.find_modules_directly_imported_by(m) if d.startswith("ao")))
     assert circles == []

@@ -36,12 +36,13 @@ def find_cycles(plan: Plan) -> list[list[str]]:
     def deps(k: str) -> list[str]:
         return [d for d in plan.tasks[k].deps if d in plan.tasks and d != k]
 
-    return [_cycle_in(comp, deps, order) for comp in _components(order, deps)]
+    return [_cycle_in(comp, deps, order) for comp in components(order, deps)]
 
 
-def _components(order: list[str], deps: Callable[[str], list[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one task (Tarjan's, without
-    recursion: a plan may be a long chain)."""
+def components(order: list[str], deps: Callable[[str], list[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan's, without
+    recursion: a plan may be a long chain): a plan's cycles, and the import graph's
+    circles (tests/test_layers.py)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
