@@ -71,14 +71,16 @@ class Machines:
         not. A host in its unreachable backoff has no room; one with a memory floor is asked
         for its free memory."""
         here = self.host(LOCAL)
+        live = self.store.sessions(states=set(RUNNING))
+        starting = _starting(live, profile.name)
         if project.hosts == (LOCAL,) and here.max_sessions is None:
             # the project's max_concurrent, and this machine's memory (memory.py)
-            short = memory.room(profile.name, here.min_free_mb, self._starting(profile.name))
+            short = memory.room(profile.name, here.min_free_mb, starting)
             return (None, short) if short else (LOCAL, "")
         running: dict[str, int] = {}
-        for x in self.store.sessions(states=set(RUNNING)):
+        for x in live:
             running[x.host] = running.get(x.host, 0) + 1
-        rooms = [self._room(self.host(name), running.get(name, 0), profile.name)
+        rooms = [self._room(self.host(name), running.get(name, 0), profile.name, starting)
                  for name in project.hosts if name == LOCAL or profile.on_hosts]
         if not rooms:
             return None, f"agent {profile.name} runs on this machine only, and the project " \
@@ -91,24 +93,16 @@ class Machines:
             choice = placement.choose(rooms)
         return choice, "" if choice else placement.why_full(rooms)
 
-    def _starting(self, agent: str) -> int:
-        """This machine's sessions of `agent` started in the last memory.GROWING seconds."""
-        since = time.time() - memory.GROWING
-        return sum(1 for x in self.store.sessions(states=set(RUNNING))
-                   if x.host == LOCAL and x.agent == agent and x.created_at >= since)
-
-    def _room(self, h: Host, running: int, agent: str) -> placement.Room:
+    def _room(self, h: Host, running: int, agent: str, starting: int) -> placement.Room:
         """A machine's room for one more session: a host in its backoff has none; one with a
         memory floor is asked for its free memory; this machine reads its own (memory.py),
         and keeps its floor free after the agent's measured size."""
         now = time.time()
         reachable, free = h.local or hostsmod.due(h.name, now), None
-        needs = memory.estimates().get(agent, 0)
         if h.local:
-            needs *= 1 + self._starting(agent)
-            free = memory.available_mb()
-            floor = memory.DEFAULT_FLOOR_MB if h.min_free_mb is None else h.min_free_mb
+            free, floor, needs = memory.here(agent, h.min_free_mb, starting)
             return placement.Room(h.name, running, h.max_sessions, True, free, floor, needs)
+        needs = memory.estimates().get(agent, 0)
         if reachable and h.min_free_mb is not None:
             pr = self.probe([h])[0]
             reachable, free = pr.reachable, pr.mem_available_mb
@@ -229,3 +223,9 @@ class Machines:
             emit(Event("host.reachable", data={"host": h.name,
                                                "down_for": round(time.time() - was["since"])}),
                  self.store)
+
+
+def _starting(live: list[Session], agent: str) -> int:
+    """This machine's sessions of `agent` started in the last memory.GROWING seconds."""
+    since = time.time() - memory.GROWING
+    return sum(1 for x in live if x.host == LOCAL and x.agent == agent and x.created_at >= since)

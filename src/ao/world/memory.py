@@ -124,17 +124,21 @@ class Sampler:
         return True
 
 
-def room(agent: str, floor_mb: int | None, starting: int = 0) -> str | None:
-    """Why this machine has no room for one more `agent` now, or None when it has.
-    `starting`: its sessions started a moment ago, not grown yet (a wave of starts would
-    each see the same free memory): counted at the agent's size too."""
-    free = available_mb()
-    if free is None:
-        return None  # not Linux: nothing to go by
+def here(agent: str, floor_mb: int | None, starting: int = 0
+         ) -> tuple[int | None, int, int]:
+    """This machine's free memory (None where it cannot be read), the floor kept free, and
+    what one more `agent` needs, in MB. `starting`: its sessions started a moment ago, not
+    grown yet (a wave of starts would each see the same free memory): counted at the
+    agent's size too."""
     floor = DEFAULT_FLOOR_MB if floor_mb is None else floor_mb
-    needs = estimates().get(agent, 0) * (1 + starting)
-    if free - needs >= floor:
-        return None
+    return available_mb(), floor, estimates().get(agent, 0) * (1 + starting)
+
+
+def room(agent: str, floor_mb: int | None, starting: int = 0) -> str | None:
+    """Why this machine has no room for one more `agent` now, or None when it has."""
+    free, floor, needs = here(agent, floor_mb, starting)
+    if free is None or free - needs >= floor:
+        return None  # (not Linux: nothing to go by)
     took = f"; {agent} takes about {needs // (1 + starting)} MB (measured)" if needs else ""
     return (f"this machine has {free} MB of memory free{took}, and {floor} MB are kept free "
             "(hosts: local: min_free_mb)")
