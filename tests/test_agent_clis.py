@@ -355,38 +355,54 @@ def events_all(sid: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-def test_codex_usage_is_read_from_its_rollout(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Codex records a session's running token totals in its rollout file; ao finds the file
-    by the session's worktree and reads it on at each poll: `ao usage` shows what the
-    session spent (12 input and 7 output tokens a reply, from the fake's usage)."""
-    import os
-
+def test_each_clis_usage_is_read_from_its_own_record(cli: Cli, env: Env,
+                                                    fake: FakeModels) -> None:
+    """Each CLI's own record of what it spent, found by ao and read on at each poll: Codex's
+    rollout file (its running totals), Gemini CLI's chat record (each reply's tokens, once
+    per reply), Aider's analytics log (aider's own count of a streamed reply, marked an
+    estimate). Where the CLI records the API's usage, the sums match the fake's to the
+    token: 12 input and 7 output tokens a reply it served."""
     from ao import config
     from ao.loop.daemon import Daemon
     from ao.record.store import Store
 
-    cli = CLIS[0]
-    if shutil.which(cli.binary) is None:
-        pytest.skip(f"`{cli.binary}` is not installed; `.ci/run` installs {cli.package}")
-    with serve() as f:
-        _configure(cli, f.url, Path(os.environ["HOME"]), monkeypatch)
-        env.write_config(agent={"name": "codex"})
-        f.script = [Reply(text="done")]
-        sid = env.spawn()
-        retry_until(lambda: count(f, "A-1: First task"), timeout=30, message="the first turn")
-        wait_activity(env, sid, Activity.IDLE, timeout=30)
-        store = Store()
-        d = Daemon(config.load(), store, env.server())
+    fake.script = [Reply(text="done")]
+    sid = env.spawn()
+    settled(env, sid, fake)
+    store = Store()
+    d = Daemon(config.load(), store, env.server())
+    # the replies the fake served to the CLI's turns (not Codex's title requests nor Gemini's
+    # model router: neither is in the CLI's record)
+    turns = {"codex": "/responses", "gemini": ":streamGenerateContent",
+             "aider": "/chat/completions"}[cli.agent]
 
-        def counted() -> bool:
-            d.tick()
-            rows = store.agent_usage(sid)
-            return bool(rows) and int(rows[0]["output_tokens"]) >= 7
+    def served() -> int:
+        return sum(1 for path, body in list(fake.requests) if path.endswith(turns) and
+                   (cli.agent != "aider" or body.get("stream")))
 
-        retry_until(counted, timeout=30, interval=0.5, message="codex's usage read")
-        row = store.agent_usage(sid)[0]
-        assert row["model"] == "gpt-5" and int(row["input_tokens"]) >= 12, row
-        assert "rollout-" in str(row["transcript"]) and float(row["cost_usd"]) > 0
-        r = run_ao("usage", "--json")
-        assert any(x["session"] == sid and x["agent"] == "codex" for x in
-                   json.loads(r.out)["sessions"]), r.out
+    def counted() -> bool:
+        d.tick()
+        rows = store.agent_usage(sid)
+        if not rows or int(rows[0]["output_tokens"]) == 0:
+            return False
+        return cli.agent == "aider" or (int(rows[0]["input_tokens"]),
+                                        int(rows[0]["output_tokens"])) == \
+            (12 * served(), 7 * served())
+
+    try:
+        retry_until(counted, timeout=30, interval=0.5, message=f"{cli.agent}'s usage read")
+    except AssertionError:
+        raise AssertionError((store.agent_usage(sid), served())) from None
+    row = store.agent_usage(sid)[0]
+    where = {"codex": "rollout-", "gemini": "/chats/session-", "aider": "aider-analytics"}
+    assert where[cli.agent] in str(row["transcript"]), row
+    model = {"codex": "gpt-5", "gemini": "gemini-", "aider": ""}[cli.agent]
+    assert str(row["model"]).startswith(model) and float(row["cost_usd"]) > 0, row
+    assert bool(row["estimated"]) == (cli.agent != "codex"), row  # priced models only
+    before = dict(row)
+    d.tick()  # nothing new written: nothing counted twice
+    assert {k: store.agent_usage(sid)[0][k] for k in ("input_tokens", "output_tokens")} == \
+        {k: before[k] for k in ("input_tokens", "output_tokens")}
+    r = run_ao("usage", "--json")
+    assert any(x["session"] == sid and x["agent"] == cli.agent for x in
+               json.loads(r.out)["sessions"]), r.out

@@ -116,7 +116,9 @@ def test_full_loop_on_the_local_forge(env: Env) -> None:
     # B-1's CI failed once, the agent was told, fixed it, and it merged
     fix = [e for e in evs if e["type"] == "ci.failed"]
     assert [(e["task"], e["data"]["round"]) for e in fix] == [("B-1", 1)]
-    assert len(store.attempts(sessions["B-1"].id, "fix-ci")) == 1
+    rounds = store.attempts(sessions["B-1"].id, "fix-ci")
+    # what the agent had spent when the round was sent: what the round cost (`ao usage`)
+    assert [json.loads(a["data"])["usd_at"] for a in rounds] == [0.0]
     msgs = store.messages(sessions["B-1"].id)
     assert [m["source"] for m in msgs] == ["prompt", "ci-failed"]
     assert all(m["status"] == "delivered" for m in msgs)

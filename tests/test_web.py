@@ -111,12 +111,15 @@ def test_metrics_are_prometheus_text(env: Env, web: str) -> None:
     s = store.create_session("shop", "sho", "A-1", state=State.SPAWNING)
     store.set_state(s.id, State.WORKING)
     store.set_state(s.id, State.MERGED)
+    store.set_agent_usage(s.id, model="claude-sonnet-5-5", cost_usd=1.25)
     with urllib.request.urlopen(f"{web}/metrics", timeout=10) as r:
         text = r.read().decode()
         assert r.headers["content-type"].startswith("text/plain")
     assert 'ao_sessions{project="shop",state="merged"} 1' in text
     assert 'ao_merged_total{project="shop"} 1' in text
     assert "# TYPE ao_utilisation gauge" in text
+    assert 'ao_agent_cost_usd{project="shop"} 1.25' in text  # the agents' own records
+    assert 'ao_cost_per_merged_usd{project="shop"} 1.25' in text
 
 
 def test_the_board_page_is_served(env: Env, web: str) -> None:

@@ -15,6 +15,7 @@ from ao.decide import attention, scheduler, waiting
 from ao.record.state import LIVE, RUNNING, State
 from ao.record.store import Session, Store
 from ao.sanitize import for_terminal
+from ao.world import agent_usage
 
 
 def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -33,7 +34,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
     fault = paths.store_trouble()
     if fault:
         daemon += f"; {fault}: the daemon waits and tries again each poll"
-    projects = {name: _project_status(store, name, p.max_concurrent)
+    projects = {name: _project_status(store, name, p.max_concurrent, p.budget_usd)
                 for name, p in cfg.projects.items()}
     if json_out:
         emit_json({"daemon": daemon, "dashboard": (state or {}).get("web"),
@@ -48,7 +49,8 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
         note("no projects configured: run `ao init` in a repository")
 
 
-def _project_status(store: Store, name: str, max_concurrent: int) -> dict[str, Any]:
+def _project_status(store: Store, name: str, max_concurrent: int,
+                    budget_usd: float | None = None) -> dict[str, Any]:
     sessions = store.sessions(name)
     ctx = services.wait_context(name)
     by_state: dict[str, int] = {}
@@ -70,6 +72,8 @@ def _project_status(store: Store, name: str, max_concurrent: int) -> dict[str, A
         "paused": store.paused(name),
         "main_red": ctx.main_red,  # main's CI fails (mainwatch.py)
         "budget": ctx.budget,  # the agents spent the project's budget_usd (agent_usage.py)
+        "usd": agent_usage.spent(store, name),  # what its agents spent, their own records
+        "budget_usd": budget_usd,
         "next": _next_startable(store, name, sessions),
         # why each running session is not moving on by itself (waiting.py), and on whom
         "waiting": [{"id": s.id, "task": s.task, "reason": w.reason, "on": w.who}
@@ -101,6 +105,10 @@ def _print_project_status(name: str, info: dict[str, Any]) -> None:
     for head, what, tail in lines:
         if what:
             typer.echo(head + what + tail)
+    if info["usd"] or info["budget_usd"]:
+        typer.echo(f"  agents spent: ${info['usd']:.2f}" + (
+            f" of a ${info['budget_usd']:.2f} budget" if info["budget_usd"] else "") +
+            " (`ao usage`)")
     for w in info["waiting"]:
         typer.echo(f"  {w['id']} {w['task']}: {for_terminal(w['reason'])} [{w['on']}]")
     for x in info["limited"]:

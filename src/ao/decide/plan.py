@@ -43,7 +43,7 @@ _ESTIMATE = re.compile(
     re.IGNORECASE,
 )
 _TASK_KEYS = ("title", "body", "deps", "estimate", "agent", "steps", "files")
-_PLAN_KEYS = ("project", "tasks", "waves", "context", "decisions", "defaults")
+_PLAN_KEYS = ("project", "tasks", "waves", "context", "decisions", "defaults", "budget_usd")
 _DEFAULT_KEYS = ("steps",)
 
 
@@ -75,6 +75,7 @@ class Plan:
     source: Path | None = None
     problems: tuple[Problem, ...] = field(default=(), compare=False)
     default_steps: tuple[Step, ...] = steps_mod.DEFAULT
+    budget_usd: float | None = None  # what its tasks' agents may spend; then nothing starts
 
     def steps(self, key: str) -> tuple[Step, ...]:
         """The steps of a task's work (docs/steps.md): its own, else the plan's default."""
@@ -139,12 +140,22 @@ def parse(text: str, source: Path | None = None) -> Plan:
         decisions=tuple(str(c) for c in data.get("decisions") or ()),
         source=source,
         default_steps=_defaults(data.get("defaults"), where),
+        budget_usd=_budget(data.get("budget_usd"), where),
     )
     problems += [Problem("cycle", c[0], "cycle: " + " -> ".join([*c, c[0]]))
                  for c in find_cycles(plan)]
     if plan.waves is not None:
         problems += wave_problems(plan)
     return replace(plan, problems=tuple(problems))
+
+
+def _budget(raw: object, where: str) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw <= 0:
+        raise PlanError(f"{where}: budget_usd must be a positive number of dollars, not "
+                        f"{raw!r}", "e.g. `budget_usd: 40`")
+    return float(raw)
 
 
 def _document(text: str, where: str) -> tuple[Mapping[str, Any], list[tuple[Any, int]]]:

@@ -12,6 +12,9 @@ PRICES = {
     # OpenAI's, for Codex (cached input is read at a tenth of the price; no cache writes)
     "gpt-5": (1.25, 10.0, 0.0, 0.125),
     "gpt-5-codex": (1.25, 10.0, 0.0, 0.125),
+    # Google's, for Gemini CLI (prompts up to 200k tokens)
+    "gemini-2.5-pro": (1.25, 10.0, 0.0, 0.31),
+    "gemini-2.5-flash": (0.30, 2.50, 0.0, 0.075),
 }
 
 

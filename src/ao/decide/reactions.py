@@ -192,8 +192,9 @@ def decide(obs: Observation, hist: History, policy: Policy) -> list[Action]:
         return []  # its host does not answer: nothing is known of the agent (fleet.py)
     if obs.state is State.NEEDS_HUMAN:
         return _hand_back(obs, hist, policy)
-    if obs.limited_until and obs.activity is Activity.LIMITED:
-        # nothing to nudge or escalate: the agent waits for its reset, and so do we
+    if obs.limited_until and obs.now < obs.limited_until:
+        # nothing to nudge or escalate: the agent (at its limit, or parked beside one that
+        # is) waits for its reset, and so do we
         fp = f"limited:{int(obs.limited_until)}"
         return [] if hist.has(fp) else [Action(ActionKind.NOTIFY, fp, "the agent hit its usage "
                                                f"limit; it resets at "

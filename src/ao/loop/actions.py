@@ -89,11 +89,18 @@ class Actions:
         body = compose.ci_fix(x.a.round, of, x.a.sha, details,
                               x.policy.messages.get("ci-failed"))
         if self.store.record_and_queue(x.s.id, [("fix-ci", x.a.fingerprint)], body,
-                                       "ci-failed", {"round": x.a.round}):
+                                       "ci-failed", {"round": x.a.round,
+                                                     "usd_at": self._spent(x.s.id)}):
             event = emit(Event("ci.failed", **x.ev, data={
                 "sha": x.a.sha, "round": x.a.round, "checks": [d.check for d in details]}),
                 self.store)
             self.notifier.hooks(event)
+
+    def _spent(self, sid: str) -> float:
+        """What the session's agent had spent when a fix round was sent: what each round cost
+        is read from it (`ao usage`)."""
+        rows = self.store.agent_usage(sid)
+        return float(rows[0]["cost_usd"]) if rows else 0.0
 
     def forward_review(self, x: Act) -> None:
         """The comments of a PR whose changes are requested, read once a head and a count of
@@ -121,7 +128,8 @@ class Actions:
         fps = [("review-round", f"review-round:{rounds + 1}")] + [
             ("review", f"review:{c.id}") for c in new]
         body = compose.review(new, rounds + 1, x.policy.messages.get("changes-requested"))
-        if self.store.record_and_queue(x.s.id, fps, body, "changes-requested"):
+        if self.store.record_and_queue(x.s.id, fps, body, "changes-requested",
+                                       {"usd_at": self._spent(x.s.id)}):
             emit(Event("review.forwarded", **x.ev, data={"comments": len(new),
                                                          "round": rounds + 1}), self.store)
 

@@ -138,7 +138,11 @@ class Daemon(Ticking):
                     # between ticks, never inside one: a tick's reactions do not wait on it
                     self.measure_memory()
                 interval = self.cfg.poll_interval * (4 if self._low_budget() else 1)
-                self._until_next_tick(max(0.0, interval - (time.monotonic() - started)))
+                left = max(0.0, interval - (time.monotonic() - started))
+                reset = self._next_reset()
+                if reset is not None:  # a usage limit resets first: the fleet goes on then
+                    left = min(left, max(0.0, reset - time.time()) + 0.1)
+                self._until_next_tick(left)
                 # a burst of wake-ups (many agents stopping at once) costs one tick, not many
                 self.stop.wait(max(0.0, MIN_TICK_GAP - (time.monotonic() - started)))
         finally:
@@ -166,6 +170,13 @@ class Daemon(Ticking):
         with contextlib.suppress(Exception):  # a notifier that writes a record may fail too
             self.notifier.notify(Event("daemon.store_fault", data={"error": why}),
                                  "ao's daemon cannot write its store", why)
+
+    def _next_reset(self) -> float | None:
+        """When the earliest usage limit of a working session resets, if one is ahead."""
+        now = time.time()
+        ahead = [s.limited_until for s in self.store.sessions(
+            states={State.WORKING, State.PR_OPEN}) if (s.limited_until or 0) > now]
+        return min(x for x in ahead if x is not None) if ahead else None
 
     def _until_next_tick(self, timeout: float) -> None:
         """Wait for the next tick: woken by a hook, a write, or the poll. An agent on a

@@ -186,10 +186,11 @@ class Scheduling:
         return [k for k in start if k not in waiting]
 
     def _limited_agents(self, project: ProjectConfig) -> dict[str, float]:
-        """Agents of the project's live sessions at their usage limit, with the reset."""
+        """Agents at their usage limit, with the reset: any project's live session counts
+        (one login serves them all)."""
         now = self.clock()
         out: dict[str, float] = {}
-        for s in self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED}):
+        for s in self.store.sessions(states=set(LIVE) - {State.QUEUED}):
             if s.limited_until and s.limited_until > now:
                 out[s.agent] = max(out.get(s.agent, 0.0), s.limited_until)
         return out

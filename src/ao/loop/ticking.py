@@ -153,6 +153,7 @@ class Ticking(Scheduling, Picking, Spending, Telling):
         plan = plans[0] if plans else None
         sessions = self.store.sessions(project.name, states=set(LIVE) - {State.QUEUED})
         self.fleet.observe_all(sessions, self.clock())
+        self.park_fleet(project)  # one session at its usage limit parks its agent's others
         self.read_usage(project, sessions)
         # kills in progress or cut short, for all sessions at once (handle looks them up)
         self._killing = paths.kill_intents()
@@ -189,7 +190,8 @@ class Ticking(Scheduling, Picking, Spending, Telling):
             self.deliveries.hand([sid for sid in self.store.with_queued_messages(project.name)
                                   if self.store.session(sid).state in LIVE - {State.QUEUED}])
         for p in plans:
-            self.schedule(project, p, paused or red or broke)
+            spent = p.budget_usd is not None and self.budget(project, p)
+            self.schedule(project, p, paused or red or broke or spent)
         if not paused and not red and not broke:
             self.start_unplanned(project, {k for p in plans for k in p.tasks})
         elif fixing and not paused and not broke:
@@ -206,7 +208,7 @@ class Ticking(Scheduling, Picking, Spending, Telling):
         now = {x.id: x for x in self.store.sessions(project.name, states=set(LIVE))}
         # a limited session with no PR yet still needs its "continue" at the reset
         for s in sessions:
-            if s.branch not in prs and s.limited_until:
+            if s.branch not in prs and (now.get(s.id) or s).limited_until:
                 self.handle(project, forge, policy, now.get(s.id) or self.store.session(s.id),
                             None, paused, red)
         for s in tracked:

@@ -100,6 +100,9 @@ class Messenger:
         profile = agents.get(s.agent or "command")
         if activity is Activity.WAITING_INPUT:
             return "waiting on a permission prompt"
+        if (s.limited_until or 0) > time.time() and not now:
+            # parked at its agent's usage limit: a message would only run into the wall
+            return f"usage limit until {time.strftime('%H:%M', time.localtime(s.limited_until))}"
         # a draft in the input means a human is typing there: never clear or glue it, wait
         if profile.clear_only_drafts:
             screen = tmux.capture(self.fleet.server(s), s.id)

@@ -105,7 +105,14 @@ def stats(store: Store, project: str, max_concurrent: int) -> dict[str, Any]:
             "error_rate": _rate(outcomes.count(Outcome.FAILED), len(outcomes)),
             **_to_merge(merged), **_recorded(store, sessions),
             "limited": sum(1 for s in sessions if s.limited_until),
-            "at": time.time()}
+            **_spent(store, sessions, len(merged)), "at": time.time()}
+
+
+def _spent(store: Store, sessions: list[Session], merged: int) -> dict[str, Any]:
+    """What the project's agents spent (their own records), in all and per merged task."""
+    usd = round(sum(float(r["cost_usd"]) for r in store.agent_usage_of(
+        [s.id for s in sessions])), 6)
+    return {"usd": usd, "usd_per_merged": round(usd / merged, 6) if merged else None}
 
 
 def _recorded(store: Store, sessions: list[Session]) -> dict[str, Any]:

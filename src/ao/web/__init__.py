@@ -153,7 +153,11 @@ class WebServer(TextualServer):
                     ("ao_utilisation", "utilisation", "gauge",
                      "Running sessions over max_concurrent."),
                     ("ao_success_ratio", "success_rate", "gauge",
-                     "Merged over ended sessions."))
+                     "Merged over ended sessions."),
+                    ("ao_agent_cost_usd", "usd", "counter",
+                     "What the agents spent, from their own records (estimated)."),
+                    ("ao_cost_per_merged_usd", "usd_per_merged", "gauge",
+                     "What the agents spent per merged task."))
         stats = [views.stats(self.store, p.name, p.max_concurrent)
                  for p in self.cfg.projects.values()]
         for metric, key, kind, text in families:

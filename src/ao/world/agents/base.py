@@ -164,6 +164,8 @@ class Profile:
     excludes: ClassVar[tuple[str, ...]] = ()
     # the agent prints a usage-limit message with its reset time (limits.py reads it)
     shows_limits: ClassVar[bool] = False
+    # the keys that interrupt a turn in flight (a session parked at a usage limit)
+    stop_keys: ClassVar[tuple[str, ...]] = ("Escape",)
     # screen texts meaning "blocked on a question to the human"
     waiting_texts: ClassVar[tuple[str, ...]] = (
         "Do you want to proceed?", "(y/n)", "[y/N]", "[Y/n]", "Allow command?", "Approve?",

@@ -11,7 +11,8 @@ Script commands, one a line: `write PATH` / `append PATH` (content lines up to `
 `replace PATH OLD => NEW`, `sh COMMAND`, `commit MESSAGE`, `push`, `rebase`, `sleep SECONDS`,
 `ask QUESTION` (a permission prompt: Enter or 1 answers yes, 2 or Escape no), `exit [CODE]`,
 `limit MINUTES` (prints a usage-limit message resetting then, as Claude Code does, and ends the
-turn: the rest of the script is not run).
+turn: the rest of the script is not run). Escape during `sh` or `sleep` interrupts the turn, as
+it does a real agent's; a usage-limit line in a `sh` command's output ends it as `limit` does.
 """
 
 from __future__ import annotations
@@ -21,17 +22,21 @@ import json
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
 
 PROMPT = "demo› "
 PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
 _REVIEW_ROUND = re.compile(r"^AO-REVIEW-ROUND (\d+)\s*$", re.M)
 _VERDICT_TO = re.compile(r"Write your verdict as JSON to (\S+) \(and nothing")
+_LIMIT_LINE = re.compile(r"hit your (?:[\w-]+ )?(?:usage )?limit|usage limit reached", re.I)
 _REVIEW_BLOCK = re.compile(r"```demo-review[ \t]*\n(.*?)```", re.S)
 _BLOCK = re.compile(r"```demo(?:-on[ \t]+(?P<on>[^\n`]+))?[ \t]*\n(?P<body>.*?)```", re.S)
 
@@ -55,6 +60,7 @@ class Agent:
             self.rules = []
         self.default_branch = os.environ.get("AO_DEFAULT_BRANCH", "main")
         self.remote = os.environ.get("AO_REMOTE", "origin")
+        self.typed = ""  # keys that came while a step ran: read at the next prompt
 
     # ---- terminal -------------------------------------------------------------------------
 
@@ -79,7 +85,8 @@ class Agent:
         in_paste = False
         self.draw(draft)
         while True:
-            chunk = self.read_key()
+            chunk = self.typed or self.read_key()
+            self.typed = ""
             if not chunk:
                 continue
             pending += chunk
@@ -147,7 +154,8 @@ class Agent:
         if not scripts:
             scripts.append(self.default_script(message))
         for script in scripts:
-            self.run(script)
+            if self.run(script) is STOP:
+                break  # interrupted, or at the usage limit: the turn ends here
         out(f"✓ done · {time.strftime('%H:%M:%S')}\r\n")
 
     def review(self, message: str, round_: int) -> None:
@@ -198,7 +206,7 @@ class Agent:
         subject = first.removeprefix(f"{self.task}:").strip() or first  # "# X-1: title"
         return f"append {path}\n- {first}\nEOF\ncommit {self.task}: {subject}\npush\n"
 
-    def run(self, script: str) -> None:
+    def run(self, script: str) -> object:
         steps = {"write": self._write, "append": self._write, "replace": self._replace,
                  "sh": self._sh, "commit": self._commit, "push": self._push,
                  "rebase": lambda _c, _a, _b: self.rebase(), "sleep": self._sleep,
@@ -209,7 +217,8 @@ class Agent:
             if step is None:
                 out(f"  ? unknown step: {line.strip()[:60]}\r\n")
             elif step(cmd, arg, body) is STOP:
-                return
+                return STOP
+        return None
 
     def _write(self, cmd: str, arg: str, body: list[str]) -> None:
         path = Path(arg.strip())
@@ -225,9 +234,39 @@ class Agent:
         path.write_text(path.read_text(encoding="utf-8").replace(old, new, 1), encoding="utf-8")
         out(f"  edit {path}\r\n")
 
-    def _sh(self, _cmd: str, arg: str, _body: list[str]) -> None:
-        r = subprocess.run(arg, shell=True, capture_output=True, text=True, timeout=300)
-        out(f"  $ {arg} -> {r.returncode}\r\n")
+    def _sh(self, _cmd: str, arg: str, _body: list[str]) -> object:
+        """The command run while the keyboard is watched: Escape interrupts it (the turn ends
+        as the real agents' do, "Interrupted"); other keys wait for the next prompt. A
+        usage-limit line in its output ends the turn with that line shown, as a model call
+        refused at the limit does."""
+        with tempfile.TemporaryFile() as log:
+            proc = subprocess.Popen(arg, shell=True, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            if self._wait(proc.poll, 300) is STOP:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return STOP
+            log.seek(0)
+            output = log.read().decode("utf-8", "replace")
+        out(f"  $ {arg} -> {proc.returncode}\r\n")
+        hit = next((ln for ln in output.splitlines() if _LIMIT_LINE.search(ln)), None)
+        if hit:
+            out(f"{hit.strip()}\r\n")
+            return STOP
+        return None
+
+    def _wait(self, done: Callable[[], object], seconds: float) -> object:
+        """Until `done()` is not None or the time is up; STOP when Escape came first."""
+        deadline = time.monotonic() + seconds
+        while done() is None and time.monotonic() < deadline:
+            key = self.read_key(0.1)
+            if key.startswith("\x1b") and not key.startswith(PASTE_START):
+                out("  ⎿  Interrupted · What should the agent do instead?\r\n")
+                self.typed += key[1:]
+                return STOP
+            self.typed += key
+        return None
 
     def _commit(self, _cmd: str, arg: str, _body: list[str]) -> None:
         git("add", "-A")
@@ -238,8 +277,8 @@ class Agent:
         r = git("push", "-q", "--force-with-lease", "-u", self.remote, "HEAD")
         out(f"  push: {'ok' if r.returncode == 0 else r.stderr.strip()[-120:]}\r\n")
 
-    def _sleep(self, _cmd: str, arg: str, _body: list[str]) -> None:
-        time.sleep(min(float(arg or 1), 30))
+    def _sleep(self, _cmd: str, arg: str, _body: list[str]) -> object:
+        return self._wait(lambda: None, min(float(arg or 1), 30))
 
     def _limit(self, _cmd: str, arg: str, _body: list[str]) -> object:
         reset = time.gmtime(time.time() + float(arg or 60) * 60)
@@ -287,7 +326,7 @@ class Agent:
                 return
 
 
-STOP = object()  # a step after which the script ends (a usage limit)
+STOP = object()  # a step after which the turn ends (a usage limit, an interrupt)
 
 
 def _parse_script(script: str) -> list[tuple[str, str, list[str], str]]:

@@ -180,6 +180,9 @@ class CodexAgent(Profile):
             body, text)
 
 
+AIDER_USAGE_FILE = "aider-analytics.jsonl"  # in the session's folder
+
+
 @dataclass
 class AiderAgent(Profile):
     name: ClassVar[str] = "aider"
@@ -198,6 +201,7 @@ class AiderAgent(Profile):
     # C-u clears one line of a multi-line draft; C-c the whole of it, and on an empty prompt
     # it starts exiting ("^C again to exit"): only with a draft
     clear_keys: ClassVar[tuple[str, ...]] = ("C-c",)
+    stop_keys: ClassVar[tuple[str, ...]] = ("C-c",)  # one C-c interrupts a reply in flight
     clear_only_drafts: ClassVar[bool] = True
     excludes: ClassVar[tuple[str, ...]] = (".aider*",)
     # it commits every edit itself, but --yes-always answers "no" to its shell commands (a
@@ -213,7 +217,11 @@ class AiderAgent(Profile):
         return self.command(ctx) + " --restore-chat-history"
 
     def env(self, ctx: LaunchContext) -> dict[str, str]:
-        return {**super().env(ctx), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        # its analytics log (written with analytics off) has each message's tokens and cost:
+        # where ao reads what it spent (agent_usage.py), unless the user keeps one elsewhere
+        return {**super().env(ctx), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                "AIDER_ANALYTICS_LOG": os.environ.get("AIDER_ANALYTICS_LOG") or
+                str(ctx.session_dir / AIDER_USAGE_FILE)}
 
     @staticmethod
     def _last(screen: str) -> str:
