@@ -75,3 +75,88 @@ def test_commands_use_the_flags_that_exist(tmp_path: Path) -> None:
     aider = get("aider").command(ctx)
     assert "--no-gitignore" in aider and "--no-show-model-warnings" in aider
     assert get("gemini").env(ctx)["GEMINI_CLI_TRUST_WORKSPACE"] == "true"
+
+
+# ---- the quirks measured on the real CLIs, each caught here when reverted ------------------
+# (benchmarks/mutation.py reverts each one and runs this file: docs/mutation.md)
+
+@pytest.mark.parametrize(("title", "want"), [
+    ("Ready", Activity.IDLE), ("⠦ Working", Activity.ACTIVE),
+    ("[ ! ] Action Required", Activity.WAITING_INPUT), ("codex", None)])
+def test_codex_reads_its_run_state_from_the_pane_title(title: str, want: object) -> None:
+    """Codex sets its run state in the pane title, also while a reply streams and the screen
+    looks idle (a working Codex was read as idle for 19 s without it)."""
+    assert get("codex").title_activity(title) is want
+
+
+@pytest.mark.parametrize(("title", "want"), [
+    ("◇  Ready (shop)", Activity.IDLE), ("✦  Working… (shop)", Activity.ACTIVE),
+    ("✋  Action Required (shop)", Activity.WAITING_INPUT), ("gemini", None)])
+def test_gemini_reads_its_run_state_from_the_pane_title(title: str, want: object) -> None:
+    assert get("gemini").title_activity(title) is want
+
+
+def test_enter_goes_into_a_running_turn_only_where_it_queues() -> None:
+    """Measured: Codex steers the running turn with Enter, aider buffers the keys into its
+    next question (a shell command approved by nobody); Claude Code and Gemini CLI queue it."""
+    assert {n: get(n).enter_while_busy for n in ("codex", "aider", "claude-code", "gemini")} \
+        == {"codex": False, "aider": False, "claude-code": True, "gemini": True}
+
+
+def test_each_agent_is_interrupted_and_cleared_with_its_own_keys() -> None:
+    """A turn in flight stops on Escape (Claude Code, Codex, Gemini CLI) but on C-c in aider,
+    where Escape does nothing; Claude Code clears a draft with Escape twice (C-u clears one
+    line), Gemini CLI too, Codex and aider with C-c (only with a draft: on an empty input
+    C-c exits)."""
+    stop = {n: get(n).stop_keys for n in ("claude-code", "codex", "gemini", "aider")}
+    assert stop == {"claude-code": ("Escape",), "codex": ("Escape",), "gemini": ("Escape",),
+                    "aider": ("C-c",)}
+    clear = {n: get(n).clear_keys for n in ("claude-code", "codex", "gemini", "aider")}
+    assert clear == {"claude-code": ("Escape", "Escape"), "codex": ("C-c",),
+                     "gemini": ("Escape", "Escape"), "aider": ("C-c",)}
+
+
+RULE = "─" * 60
+
+
+def test_claude_code_is_working_while_its_status_line_says_esc_to_interrupt() -> None:
+    """The status line ends `esc to interrupt` while a turn runs; with a task list drawn
+    between the spinner and the box, the status line is all that tells (the screen texts of
+    docs in the reference, 2.1.329)."""
+    working = "\n".join([
+        "● Update(notes.md)", "✽ Topsy-turvying… (12s · ↓ 310 tokens)",
+        "  ⎿  ☐ write the tests", "     ☐ run them", "", RULE, "❯ ", RULE,
+        "  ⏵⏵ auto mode on · esc to interrupt"])
+    idle = working.replace(" · esc to interrupt", " (shift+tab to cycle)").replace(
+        "✽ Topsy-turvying… (12s · ↓ 310 tokens)", "✻ Worked for 12s · done 5:04 AM")
+    cc = get("claude-code")
+    assert cc.activity(working) is Activity.ACTIVE
+    assert cc.activity(idle) is Activity.IDLE
+    assert not cc.settled(working)
+
+
+A, I, W = Activity.ACTIVE, Activity.IDLE, Activity.WAITING_INPUT
+
+
+@pytest.mark.parametrize(("seen", "hook", "hook_at", "hooks", "changed", "now", "settled",
+                          "want"), [
+    (W, A, 10.0, True, 5.0, 20.0, False, W),    # a prompt on screen always waits
+    (None, A, 10.0, True, 12.0, 100.0, False, A),  # hooks speak first
+    (I, A, 10.0, True, 9.0, 100.0, False, A),   # a screen older than the hook: the hook
+    (I, A, 10.0, True, 12.0, 14.0, False, A),   # changed after it, still for 2 s: the hook
+    (I, A, 10.0, True, 12.0, 17.0, False, I),   # still for 5 s: the screen
+    (I, A, 10.0, True, 12.0, 12.5, True, I),    # the screen says the turn ended: at once
+    (I, W, 10.0, True, 12.0, 12.5, False, I),   # a prompt answered or dismissed: at once
+    (A, A, 10.0, True, 12.0, 100.0, False, A),  # the same state
+    (I, A, None, True, 12.0, 17.0, False, I),   # a hook with no time
+    (A, None, None, True, 12.0, 100.0, False, A),  # hooks, none yet: the screen
+    (A, I, 10.0, False, 12.0, 100.0, False, A),  # no hooks: the screen
+    (None, None, None, False, 12.0, 16.9, False, A),  # nothing known, changed 4.9 s ago
+    (None, None, None, False, 12.0, 17.0, False, I),  # still for 5 s: idle
+])
+def test_activity_is_inferred_from_hooks_screen_and_time(
+        seen: Activity | None, hook: Activity | None, hook_at: float | None, hooks: bool,
+        changed: float, now: float, settled: bool, want: Activity) -> None:
+    from ao.decide.activity import infer
+
+    assert infer(seen, hook, hook_at, hooks, changed, now, settled) is want

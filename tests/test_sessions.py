@@ -15,7 +15,7 @@ from ao.errors import BadInput, ExternalError
 from ao.record.state import Activity, State
 from ao.record.store import Store
 from ao.services.messaging import Messenger
-from ao.world import tmux, workspace
+from ao.world import remotes, tmux, workspace
 
 from .fleet_helpers import Env
 from .helpers import git, retry_until, run_ao
@@ -51,7 +51,7 @@ def test_spawn_then_kill_leaves_nothing_behind(env: Env) -> None:
     # the demo agent got the first prompt, committed and pushed its branch
     prompt = (paths.session_dir("shop", "sho-1") / "prompt.md").read_text()
     assert env.inbox("sho-1") == [prompt.strip("\n")]
-    retry_until(lambda: workspace.remote_branch_exists(env.repo, "origin", "ao/a-1"),
+    retry_until(lambda: remotes.remote_branch_exists(env.repo, "origin", "ao/a-1"),
                 message="the agent's push")
     retry_until(lambda: fleet.observe(fleet.store.session("sho-1")) is not Activity.ACTIVE,
                 timeout=15, message="the agent to finish")

@@ -19,7 +19,7 @@ from ao.record.store import Session, Store
 from ao.services import pushes
 from ao.services.fleet import Fleet
 from ao.services.notify import Notifier
-from ao.world import agents, hosts, workspace
+from ao.world import agents, hosts, remotes
 
 log = logging.getLogger(__name__)
 PUSH_GRACE = 30.0  # seconds idle before an agent's commits are expected on the remote
@@ -68,7 +68,7 @@ class Telling:
             return
         self._push_checked[s.id] = spell
         n = pushes.unpushed(project.path, project.remote, s.branch, project.default_branch) \
-            if workspace.has_remote(project.path, project.remote) else 0
+            if remotes.has_remote(project.path, project.remote) else 0
         refused = None
         if n and not profile.pushes_itself and s.worktree:
             refused = pushes.push_for_agent(Path(s.worktree), project.remote, s.branch)

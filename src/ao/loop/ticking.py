@@ -40,7 +40,7 @@ from ao.services.step_results import StepResults
 from ao.services.stepwork import StepWork
 from ao.services.teardown import teardown
 from ao.world import forge as forgemod
-from ao.world import hosts, memory, workspace
+from ao.world import hosts, memory, remotes
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
@@ -235,7 +235,7 @@ class Ticking(Scheduling, Picking, Spending, Telling):
         if not missing:
             return
         heads = pushed if pushed is not None else \
-            workspace.remote_heads(project.path, project.remote, "ao/")
+            remotes.remote_heads(project.path, project.remote, "ao/")
         for s in missing:
             if s.branch in heads:
                 self._open_pr(project, forge, s, prs)

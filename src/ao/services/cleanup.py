@@ -26,7 +26,7 @@ from ao.record.store import Session, Store
 from ao.services import hostwork
 from ao.services.stepwork import owner_of_step
 from ao.services.teardown import disposable, teardown, work_place
-from ao.world import hosts, tmux, worksafe, workspace
+from ao.world import hosts, remotes, tmux, worksafe, workspace
 from ao.world.hosts import Host
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
@@ -205,7 +205,7 @@ class Cleaner:
         if not merged:
             return []
         out = []
-        for branch, sha in sorted(workspace.remote_head_shas(p.path, p.remote, "ao/").items()):
+        for branch, sha in sorted(remotes.remote_head_shas(p.path, p.remote, "ao/").items()):
             s = merged.get(branch)
             if s is None or s.state not in (State.CLEANED, State.KILLED, State.FAILED):
                 continue  # not ours, or a live (or merged, not yet torn down) session's
@@ -266,7 +266,7 @@ class Cleaner:
             return
         p = self.cfg.projects.get(item.project)
         if item.kind == "remote-branch" and p is not None and item.session is not None:
-            if not item.keep and not workspace.delete_remote_branch(
+            if not item.keep and not remotes.delete_remote_branch(
                     p.path, p.remote, item.name, item.session.pr_head_sha or ""):
                 item.keep.append("the remote refused, or it moved meanwhile")
         elif item.kind == "session" and item.session is not None and p is not None:

@@ -18,7 +18,7 @@ from ao.record.store import Session
 from ao.services import hostwork
 from ao.services.starting import Starting
 from ao.services.teardown import teardown
-from ao.world import agents, tmux, workspace
+from ao.world import agents, remotes, tmux, workspace
 from ao.world import hosts as hostsmod
 from ao.world.agents import LaunchContext, Profile
 from ao.world.hosts import LOCAL
@@ -194,11 +194,11 @@ class Ending(Starting):
         if ctx.worktree.exists():
             return
         if not (workspace.local_branch_exists(project.path, branch)
-                or workspace.remote_branch_exists(project.path, project.remote, branch)):
+                or remotes.remote_branch_exists(project.path, project.remote, branch)):
             raise BadInput(f"{s.id}'s worktree and branch {branch} are gone",
                            f"start over with `ao spawn {s.project} {s.task}`")
         with workspace.locked(project.path):
-            base = workspace.fresh_base(project.path, project.remote, project.default_branch)
+            base = remotes.fresh_base(project.path, project.remote, project.default_branch)
             workspace.add_worktree(project.path, ctx.worktree, branch, base, reuse=True)
         profile.prepare(ctx)  # with the agent's own environment, as at its spawn
 

@@ -25,7 +25,7 @@ from ao.sanitize import clean
 from ao.services import interrupts, pushes
 from ao.services.ending import Ending
 from ao.services.starting import _Launch, _Ready
-from ao.world import agents
+from ao.world import agent_ready, agents
 from ao.world import hosts as hostsmod
 from ao.world.agents import Profile
 from ao.world.hosts import LOCAL
@@ -351,7 +351,7 @@ class Fleet(Ending):
         s, ctx, profile = launch.session, launch.ctx, launch.profile
         try:
             if profile.pastes_prompt(ctx):
-                self._await_ready(self.store.session(s.id), profile, ctx)
+                agent_ready.await_ready(self.server(s), s.id, profile, ctx)
                 from ao.services.messaging import Messenger
 
                 m = Messenger(self)
@@ -361,7 +361,7 @@ class Fleet(Ending):
                     raise ExternalError(f"the first prompt was not delivered: {result.detail}",
                                         f"see {paths.display(ctx.session_dir / 'pane.log')}")
             else:
-                self._await_alive(self.store.session(s.id), profile)
+                agent_ready.await_alive(self.server(s), s.id)
             emit(Event("session.spawned", s.project, s.id, launch.task.key,
                        {"agent": profile.name, "branch": launch.branch}), self.store)
         except BaseException as e:

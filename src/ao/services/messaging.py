@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from ao import paths
@@ -18,14 +17,12 @@ from ao.record.events import Event, emit
 from ao.record.state import LIVE, Activity
 from ao.record.store import Session
 from ao.sanitize import clean
-from ao.services import hostwork
+from ao.services import message_text
 from ao.world import agents, tmux
-from ao.world.hosts import LOCAL
 
 if TYPE_CHECKING:
     from ao.services.ending import Ending
 
-INLINE_LIMIT = 8000  # longer messages go to a file the agent is pointed to
 MESSAGE_TTL = 3600.0  # a queued message older than this is dropped (with an event), not sent
 CONFIRM_TIMEOUT = 5.0
 ENTER_RETRIES = 2
@@ -46,32 +43,14 @@ class Messenger:
 
     def prepare(self, s: Session, text: str) -> str:
         """Sanitize; put a long message in a file and send a pointer to it instead."""
-        text = clean(text).strip("\n")
-        if len(text) <= INLINE_LIMIT:
-            return text
-        # inside the worktree (under `.ao/`, excluded from git), so the agent can read it
-        # without a permission prompt; the session folder when there is no worktree yet
-        name = f"message-{int(time.time() * 1000)}.md"
-        if s.host != LOCAL and s.worktree:  # on the session's host, beside its worktree
-            f = Path(s.worktree) / ".ao" / "messages" / name
-            hostwork.write(self.fleet.host(s.host), PurePosixPath(f), text + "\n")
-        else:
-            wt = Path(s.worktree) if s.worktree else None
-            d = wt / ".ao" / "messages" if wt is not None and wt.is_dir() else \
-                paths.session_dir(s.project, s.id) / "messages"
-            d.mkdir(parents=True, exist_ok=True, mode=0o700)
-            f = d / name
-            f.write_text(text + "\n", encoding="utf-8")
-        head = text[:600].rsplit("\n", 1)[0]
-        return (f"The full message ({len(text)} characters) is in {f} - read it all before "
-                f"acting. It begins:\n\n{head}\n")
+        return message_text.prepare(self.fleet, s, text)
 
     def send(self, sid: str, text: str, now: bool = False, source: str = "user",
              raw: bool = False) -> SendResult:
         s = self.store.session(sid)
-        refused = _refusal(s, text, raw)
+        refused = message_text.refusal(s, text, raw)
         if refused is not None:
-            return refused
+            return SendResult("failed", refused)
         activity = self.fleet.observe(s)
         if activity is Activity.EXITED:
             return SendResult("failed", f"the agent has exited; `ao session restore {sid}`")
@@ -136,7 +115,7 @@ class Messenger:
                             Activity.UNREACHABLE):
                 break
             body = m["body"]
-            if m["source"] == "user" and len(body) > INLINE_LIMIT:
+            if m["source"] == "user" and len(body) > message_text.INLINE_LIMIT:
                 # queued whole while its host was away: its file is written now
                 body = self.prepare(s, body)
                 self.store.set_message_body(m["id"], body)
@@ -386,18 +365,3 @@ class Messenger:
 
 
 TYPING = "someone is typing in the agent's input"
-
-
-def _refusal(s: Session, text: str, raw: bool) -> SendResult | None:
-    """Why this message cannot go to this session at all, if it cannot."""
-    if s.state not in LIVE or s.state.value == "queued":
-        return SendResult("failed", f"{s.id} is {s.state}; nothing is running to read it")
-    # judged as it will be typed: control and escape bytes before a `!` are removed by
-    # `clean`, and the agent would then see the `!` first (a NUL or an ESC [0m in front passed)
-    if clean(text).strip("\n").lstrip().startswith("!") and not raw:
-        raise BadInput("a message starting with `!` runs a shell command in the agent, "
-                       "with no permission prompt", "pass --raw to send it anyway")
-    if not clean(text).strip():
-        return SendResult("failed", "the message is empty once control characters are "
-                          "removed")
-    return None

@@ -32,7 +32,7 @@ from ao.errors import AoError, ExternalError
 from ao.record.events import Event, emit
 from ao.record.forge import FAILING, Enqueued, FailureDetail
 from ao.sanitize import for_terminal
-from ao.world import workspace
+from ao.world import remotes, workspace
 
 if TYPE_CHECKING:
     from ao.config import ProjectConfig
@@ -139,7 +139,7 @@ def _open(store: Store, project: ProjectConfig, forge: Forge, w: dict[str, Any],
     branch = branch_for(culprit)
     what = f"PR #{w['culprit_pr']}" if w.get("culprit_pr") else culprit[:10]
     try:
-        if not workspace.remote_branch_exists(project.path, project.remote, branch):
+        if not remotes.remote_branch_exists(project.path, project.remote, branch):
             _push_revert(project, culprit, head, branch, what)
         forge.poll([branch])  # the forge reads the pushed branch before it opens its PR
         pr = forge.create_pr(branch, f"Revert {what}",
@@ -162,7 +162,7 @@ def _push_revert(project: ProjectConfig, culprit: str, head: str, branch: str,
                  what: str) -> None:
     """The revert commit on top of `head`, pushed as `branch`, from a throwaway worktree."""
     repo = project.path
-    workspace.fetch_retrying(repo, "-q", "--no-tags", project.remote,
+    remotes.fetch_retrying(repo, "-q", "--no-tags", project.remote,
                              project.default_branch, timeout=120)
     tmp = paths.home() / "forge" / project.name / f"revert-{culprit[:10]}"
     if tmp.exists():  # a try cut short

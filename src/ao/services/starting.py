@@ -3,14 +3,10 @@ of `Fleet` (fleet.py claims and queues; this makes one start happen)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import re
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,8 +21,8 @@ from ao.errors import AoError, BadInput, ExternalError
 from ao.record.events import Event, emit
 from ao.record.state import LIVE, State
 from ao.record.store import Session, Store
-from ao.services import hostwork, interrupts, pushes
-from ao.world import agents, tmux, worksafe, workspace
+from ao.services import hostwork, interrupts, post_create, pushes
+from ao.world import agents, remotes, tmux, worksafe, workspace
 from ao.world import hosts as hostsmod
 from ao.world.agents import LaunchContext, Profile
 from ao.world.hosts import LOCAL, Host
@@ -222,13 +218,13 @@ class Starting(Observing):
                                        (*worksafe.DISPOSABLE, *project.disposable), branch)
                     workspace.remove_worktree(project.path, old_wt)
                     self.store.update_session(old_sid, worktree=None)
-                launch.continued = "moved to " + workspace.archive_branch(
+                launch.continued = "moved to " + remotes.archive_branch(
                     project.path, project.remote, branch)
                 return False
             if exists:
                 base = self._base(project)
                 if not workspace.local_branch_exists(project.path, branch):
-                    workspace.fetch_branch(project.path, project.remote, branch)
+                    remotes.fetch_branch(project.path, project.remote, branch)
                 ahead = workspace.commits_ahead(project.path, project.remote, branch, base)
                 launch.continued = f"continues {branch} ({ahead} commit(s) ahead of " \
                     f"{project.default_branch}); --fresh starts over"
@@ -267,7 +263,7 @@ class Starting(Observing):
             workspace.link_into(project.path, ctx.worktree, rel)
         for cmd in project.post_create:
             interrupts.check()
-            _run_post_create(cmd, ctx.worktree, environment.for_command(project.env))
+            post_create.run(cmd, ctx.worktree, environment.for_command(project.env))
         # nothing ao writes into a worktree shows in its `git status`
         for pattern in (".ao/", *profile.excludes):
             workspace.exclude(project.path, pattern)
@@ -387,78 +383,13 @@ class Starting(Observing):
         key = str(project.path)
         if key not in self._bases or not self._caching:
             pushes.check_remote(project.path, project.remote)
-            self._bases[key] = workspace.fresh_base(project.path, project.remote,
+            self._bases[key] = remotes.fresh_base(project.path, project.remote,
                                                     project.default_branch)
         return self._bases[key]
 
     def _remote_has(self, project: ProjectConfig, branch: str) -> bool:
         key = str(project.path)
         if key not in self._remote_heads or not self._caching:
-            self._remote_heads[key] = workspace.remote_heads(project.path, project.remote,
+            self._remote_heads[key] = remotes.remote_heads(project.path, project.remote,
                                                              "ao/")
         return branch in self._remote_heads[key]
-
-    def _await_ready(self, s: Session, profile: Profile, ctx: LaunchContext) -> None:
-        srv, sid = self.server(s), s.id
-        if ctx.ready_pattern:
-            pattern = re.compile(ctx.ready_pattern, re.M)
-            screen = tmux.wait_screen(srv, sid, lambda sc: bool(pattern.search(sc)),
-                                      profile.ready_timeout)
-        elif profile.ready_when_alive_after:
-            # a plain command may draw nothing until it gets input: alive after a settle time
-            # is ready (one that dies at once is caught below)
-            tmux.wait_screen(srv, sid, lambda _s: False, profile.ready_when_alive_after)
-            p = tmux.pane(srv, sid)
-            screen = tmux.capture(srv, sid) if p is not None and not p.dead else None
-        else:
-            screen = tmux.wait_screen(srv, sid, profile.is_ready, profile.ready_timeout)
-        if screen is None:
-            p = tmux.pane(srv, sid)
-            last = tmux.capture(srv, sid).strip().splitlines()[-3:]
-            if p is None or p.dead:
-                raise ExternalError(
-                    f"agent {profile.name} exited (status {p.exit_status if p else '?'}) before "
-                    f"it was ready: {' | '.join(last) or 'no output'}",
-                    "check the agent's command and that it runs in this worktree")
-            raise ExternalError(f"agent {profile.name} was not ready after "
-                                f"{profile.ready_timeout:g}s: {' | '.join(last)}",
-                                "a first-run dialog may be waiting; attach to see it")
-
-    def _await_alive(self, s: Session, profile: Profile) -> None:
-        srv, sid = self.server(s), s.id
-        # a command that cannot start (not found, bad flags) dies within moments
-        tmux.wait_screen(srv, sid, lambda _s: False, 0.5)
-        p = tmux.pane(srv, sid)
-        if p is None or (p.dead and p.exit_status not in (0, None)):
-            last = tmux.capture(srv, sid).strip().splitlines()[-3:]
-            raise ExternalError(f"agent command exited at once (status "
-                                f"{p.exit_status if p else '?'}): {' | '.join(last)}",
-                                "check the command template in the project's config")
-
-
-def _run_post_create(cmd: str, cwd: Path, env: dict[str, str], timeout: float = 600) -> None:
-    """The command, in a process group of its own: a Ctrl-C (noted, see interrupts.py), any
-    other exception here, or its timeout ends all of it (an `npm install`'s children too),
-    and the start is undone."""
-    proc = subprocess.Popen(cmd, shell=True, cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                out, err = proc.communicate(timeout=0.1)
-                break
-            except subprocess.TimeoutExpired:
-                interrupts.check()
-                if time.monotonic() > deadline:
-                    raise ExternalError(f"post_create `{cmd}` timed out after {timeout:g}s",
-                                        "fix the command") from None
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    if proc.returncode != 0:
-        tail = (err or out).strip().splitlines()[-1:] or [""]
-        raise ExternalError(f"post_create `{cmd}` failed (exit {proc.returncode}): {tail[0]}",
-                            "fix the command in the project's config")

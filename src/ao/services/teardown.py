@@ -28,7 +28,7 @@ from ao.errors import AoError, BadInput, ExternalError
 from ao.record.state import ENDED, State
 from ao.record.store import Session, Store
 from ao.services import hostwork
-from ao.world import agents, hosts, tmux, worksafe, workspace
+from ao.world import agents, hosts, remotes, tmux, worksafe, workspace
 from ao.world.hosts import LOCAL, Host
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
                                                  "worktree there was left as it is"])
     merged = s.merged or s.state is State.MERGED or end is State.MERGED
     if delete_remote and merged and s.branch and \
-            workspace.remote_branch_exists(project.path, project.remote, s.branch):
+            remotes.remote_branch_exists(project.path, project.remote, s.branch):
         workspace.git(project.path, "push", "-q", project.remote, "--delete", s.branch,
                       check=False)
     current = store.session(s.id)

@@ -38,7 +38,7 @@ from ao.record.forge import (
 )
 from ao.record.store import Store
 from ao.sanitize import for_terminal
-from ao.world import workspace
+from ao.world import remotes, workspace
 from ao.world.forge import local_train
 from ao.world.forge.local_ci import NONE_CHECKS, LocalCI
 
@@ -95,7 +95,7 @@ class LocalForge(LocalCI):
         return heads
 
     def _fetch(self) -> None:
-        workspace.fetch_retrying(self.repo, "-q", "--no-tags", self.project.remote,
+        remotes.fetch_retrying(self.repo, "-q", "--no-tags", self.project.remote,
                       f"+refs/heads/{PREFIX}*:{self.ns}/{PREFIX}*",
                       f"+refs/heads/{self.project.default_branch}:"
                       f"{self.ns}/{self.project.default_branch}", timeout=120)
