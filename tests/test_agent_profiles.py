@@ -135,24 +135,24 @@ def test_claude_code_is_working_while_its_status_line_says_esc_to_interrupt() ->
     assert not cc.settled(working)
 
 
-A, I, W = Activity.ACTIVE, Activity.IDLE, Activity.WAITING_INPUT
+ACT, IDL, WAI = Activity.ACTIVE, Activity.IDLE, Activity.WAITING_INPUT
 
 
 @pytest.mark.parametrize(("seen", "hook", "hook_at", "hooks", "changed", "now", "settled",
                           "want"), [
-    (W, A, 10.0, True, 5.0, 20.0, False, W),    # a prompt on screen always waits
-    (None, A, 10.0, True, 12.0, 100.0, False, A),  # hooks speak first
-    (I, A, 10.0, True, 9.0, 100.0, False, A),   # a screen older than the hook: the hook
-    (I, A, 10.0, True, 12.0, 14.0, False, A),   # changed after it, still for 2 s: the hook
-    (I, A, 10.0, True, 12.0, 17.0, False, I),   # still for 5 s: the screen
-    (I, A, 10.0, True, 12.0, 12.5, True, I),    # the screen says the turn ended: at once
-    (I, W, 10.0, True, 12.0, 12.5, False, I),   # a prompt answered or dismissed: at once
-    (A, A, 10.0, True, 12.0, 100.0, False, A),  # the same state
-    (I, A, None, True, 12.0, 17.0, False, I),   # a hook with no time
-    (A, None, None, True, 12.0, 100.0, False, A),  # hooks, none yet: the screen
-    (A, I, 10.0, False, 12.0, 100.0, False, A),  # no hooks: the screen
-    (None, None, None, False, 12.0, 16.9, False, A),  # nothing known, changed 4.9 s ago
-    (None, None, None, False, 12.0, 17.0, False, I),  # still for 5 s: idle
+    (WAI, ACT, 10.0, True, 5.0, 20.0, False, WAI),    # a prompt on screen always waits
+    (None, ACT, 10.0, True, 12.0, 100.0, False, ACT),  # hooks speak first
+    (IDL, ACT, 10.0, True, 9.0, 100.0, False, ACT),   # a screen older than the hook: the hook
+    (IDL, ACT, 10.0, True, 12.0, 14.0, False, ACT),   # changed after it, still for 2 s: the hook
+    (IDL, ACT, 10.0, True, 12.0, 17.0, False, IDL),   # still for 5 s: the screen
+    (IDL, ACT, 10.0, True, 12.0, 12.5, True, IDL),    # the screen says the turn ended: at once
+    (IDL, WAI, 10.0, True, 12.0, 12.5, False, IDL),   # a prompt answered or dismissed: at once
+    (ACT, ACT, 10.0, True, 12.0, 100.0, False, ACT),  # the same state
+    (IDL, ACT, None, True, 12.0, 17.0, False, IDL),   # a hook with no time
+    (ACT, None, None, True, 12.0, 100.0, False, ACT),  # hooks, none yet: the screen
+    (ACT, IDL, 10.0, False, 12.0, 100.0, False, ACT),  # no hooks: the screen
+    (None, None, None, False, 12.0, 16.9, False, ACT),  # nothing known, changed 4.9 s ago
+    (None, None, None, False, 12.0, 17.0, False, IDL),  # still for 5 s: idle
 ])
 def test_activity_is_inferred_from_hooks_screen_and_time(
         seen: Activity | None, hook: Activity | None, hook_at: float | None, hooks: bool,

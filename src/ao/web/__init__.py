@@ -6,9 +6,12 @@ per browser tab and streams its terminal), so the browser has the same views and
   `/api/plan?project=`, `/api/stats`: the field names of the CLI's `--json` (views.py).
 - `GET /api/sessions/<ref>/diff`: what its agent changed (stat, diff, files not added).
 - `GET /api/events`: server-sent events from the store's event table, filtered by `project`,
-  `session` and `type` (a prefix), resumable with `Last-Event-ID`, with keep-alives.
+  `session` and `type` (a prefix), resumable with `Last-Event-ID`, with keep-alives; each
+  named by its type (`plain=1`: unnamed, for a page's `onmessage`).
 - `POST /api/sessions/<ref>/send|kill|restore|merge|resume`, `/api/projects/<name>/pause|resume`:
   what the CLI does, answering what it would print (400 with the message for bad input).
+- `GET /api/sessions/<ref>/screen`: its terminal as it is now (the live view of `/m`).
+- `GET /m`: the fleet on any screen, a phone's too (phone.py).
 - `GET /metrics`: the Prometheus text format.
 - `POST /webhooks/github`: GitHub's deliveries, which wake the daemon (webhooks.py); each is
   verified by its HMAC signature with AO_GITHUB_WEBHOOK_SECRET, the only way in without the
@@ -37,11 +40,11 @@ from textual_serve.server import Server as TextualServer
 from ao import config as cfgmod
 from ao.decide import plan as planmod
 from ao.errors import AoError, BadInput
-from ao.record.state import State
+from ao.record.state import LIVE, State
 from ao.record.store import Store
-from ao.sanitize import json_text, values_for_terminal
+from ao.sanitize import clean, json_text, values_for_terminal
 from ao.services import changes, views
-from ao.web import guard, webhooks
+from ao.web import guard, phone, webhooks
 from ao.web.guard import web_token as web_token
 
 KEEPALIVE = 15.0
@@ -80,6 +83,7 @@ class WebServer(TextualServer):
             web.get("/api/sessions", self.sessions),
             web.get("/api/sessions/{ref}", self.session),
             web.get("/api/sessions/{ref}/diff", self.diff),
+            web.get("/api/sessions/{ref}/screen", self.screen),
             web.post("/api/sessions/{ref}/{action}", self.session_action),
             web.post("/api/projects/{name}/{action}", self.project_action),
             web.get("/api/plan", self.plan),
@@ -87,6 +91,7 @@ class WebServer(TextualServer):
             web.get("/api/events", self.events),
             web.get("/metrics", self.metrics),
             web.post(webhooks.PATH, self.webhook),
+            *phone.ROUTES,
         ])
         return app
 
@@ -123,6 +128,23 @@ class WebServer(TextualServer):
             found = changes.of_session(self.cfg, s)
             return {"session": s.id, "stat": found.stat, "diff": found.diff,
                     "untracked": list(found.untracked), "cut": found.cut}
+
+        return await self._act(read)
+
+    async def screen(self, request: web.Request) -> web.Response:
+        """The session's terminal as it is now (its visible lines), wherever it runs: the
+        live view of the phone page, instead of an attach a browser cannot do."""
+        s = self.store.find_session(request.match_info["ref"])
+
+        def read() -> dict[str, Any]:
+            from ao.services.fleet import Fleet
+            from ao.world import tmux
+
+            if s.state not in LIVE or s.state is State.QUEUED:
+                return {"session": s.id, "screen": None, "why": f"{s.id} is {s.state}"}
+            with Fleet.own(self.cfg, self.store.path) as fleet:
+                return {"session": s.id, "why": None,
+                        "screen": clean(tmux.capture(fleet.server(s), s.id))}
 
         return await self._act(read)
 
@@ -199,8 +221,9 @@ class WebServer(TextualServer):
                            "task": r["task"], "data": json.loads(r["data"])}
                 text = json_text(json.dumps(values_for_terminal(payload), ensure_ascii=False,
                                             default=str))
-                await resp.write(f"id: {r['id']}\nevent: {r['type']}\ndata: {text}\n\n"
-                                 .encode())
+                # `?plain=1`: unnamed, so a page's EventSource.onmessage takes every type
+                named = "" if q.get("plain") else f"event: {r['type']}\n"
+                await resp.write(f"id: {r['id']}\n{named}data: {text}\n\n".encode())
                 sent += 1
                 quiet_since = time.monotonic()
                 if limit is not None and sent >= limit:

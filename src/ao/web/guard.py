@@ -21,6 +21,7 @@ from ao.web import webhooks
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+PAGES = ("/", "/m")  # the board, and the page for any screen (phone.py)
 
 
 def json_response(value: Any, status: int = 200) -> web.Response:
@@ -58,10 +59,10 @@ async def check(request: web.Request, handler: Handler, token: str, cookie: str,
         return await handler(request)
     # the token in the URL: kept as a cookie (the page's websocket and API calls carry it)
     # and, for a page, taken out of the address bar and the history
-    if request.method == "GET" and request.path == "/" and not upgrade:
+    if request.method == "GET" and request.path in PAGES and not upgrade:
         response: web.StreamResponse = web.Response(status=302, headers={
-            "Location": "/" + (f"?{q}" if (q := _without_token(request.query_string))
-                               else "")})
+            "Location": request.path + (f"?{q}" if (q := _without_token(request.query_string))
+                                        else "")})
     else:
         response = await handler(request)
     response.set_cookie(cookie, token, httponly=True, samesite="Strict",
