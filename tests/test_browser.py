@@ -37,6 +37,16 @@ def chromium(pw: Any) -> Any:
         "--disable-component-update", "--disable-sync", "--no-first-run"])
 
 
+def started_server() -> tuple[WebServer, str]:
+    """The dashboard on a free port of loopback, started; and its base address."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = WebServer(config.load(), "127.0.0.1", port)
+    server.start()
+    return server, f"http://127.0.0.1:{port}"
+
+
 def test_the_board_in_chromium_takes_keys(env: Env, tmp_path: Path) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     store = Store()
@@ -44,12 +54,7 @@ def test_the_board_in_chromium_takes_keys(env: Env, tmp_path: Path) -> None:
                              title="<img src=x onerror=alert(1)> [/bold] \x1b]52;c;aGk=\x07x")
     store.set_state(s.id, State.WORKING)
     tmux.new_session(env.server(), s.id, env.repo, "cat")  # a live terminal to attach to
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = WebServer(config.load(), "127.0.0.1", port)
-    server.start()
-    base = f"http://127.0.0.1:{port}"
+    server, base = started_server()
     dialogs: list[str] = []
     try:
         with playwright.sync_playwright() as pw:
@@ -110,13 +115,8 @@ def test_a_page_of_another_origin_cannot_drive_the_dashboard(env: Env) -> None:
     import threading
 
     playwright = pytest.importorskip("playwright.sync_api")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = WebServer(config.load(), "127.0.0.1", port)
-    server.start()
-    base = f"http://127.0.0.1:{port}"
-    page_html = (ATTACKER % {"base": base, "ws": f"ws://127.0.0.1:{port}"}).encode()
+    server, base = started_server()
+    page_html = (ATTACKER % {"base": base, "ws": base.replace("http://", "ws://")}).encode()
 
     class Evil(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -176,12 +176,7 @@ def test_the_fleet_on_a_phone_screen_live_view_send_and_notifications(
     b = store.create_session("shop", "sho", "B-1", state=State.SPAWNING, title="stuck one")
     store.set_state(b.id, State.WORKING)
     store.set_state(b.id, State.NEEDS_HUMAN)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = WebServer(config.load(), "127.0.0.1", port)
-    server.start()
-    base = f"http://127.0.0.1:{port}"
+    server, base = started_server()
     dialogs: list[str] = []
     try:
         with urllib.request.urlopen(f"{base}/api/sessions/{s.id}/screen", timeout=10):
