@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ from .helpers import run_ao
 pytestmark = pytest.mark.timeout(200)
 
 
-def test_demo_runs_the_whole_loop() -> None:
+def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     r = run_ao("demo", timeout=180)
     assert r.code == 0, r.out + r.err
     out = r.out
@@ -46,4 +47,20 @@ def test_demo_runs_the_whole_loop() -> None:
     assert lines["REL-1"].startswith(">") and "-> REL-1" in rep.out  # it merges last
     data = json.loads(run_ao("report", "-p", "demo", "--json").out)
     assert data["merged"] == 5 and data["critical_path"][-1] == "REL-1"
+    # the figures: the makespan against the critical path's own work, merges per hour
+    assert data["makespan_over_bound"] >= 1.0 and data["merges_per_hour"] > 0, data
+    assert data["fix_rounds"] == 1 and data["person_needed"] >= 1, data
     assert run_ao("report", "-p", "nope").code == 2
+    # the picture: a PNG, and a page that holds it with the figures
+    out = tmp_path / "run"
+    out.mkdir()
+    pic = run_ao("report", "-p", "demo", "--png", str(out / "run.png"), "--html",
+                 str(out / "run.html"))
+    assert pic.code == 0, pic.err
+    png = (out / "run.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000
+    page = (out / "run.html").read_text()
+    assert "5 of 5 tasks merged" in page and "data:image/png;base64," in page
+    assert "<script" not in page and "merges per hour" in page and "▶ REL-1" in page
+    bad = run_ao("report", "-p", "demo", "--png", str(out / "missing" / "x.png"))
+    assert bad.code == 2 and "is not a folder" in bad.err, bad.err

@@ -122,6 +122,25 @@ def test_metrics_are_prometheus_text(env: Env, web: str) -> None:
     assert 'ao_cost_per_merged_usd{project="shop"} 1.25' in text
 
 
+def test_the_run_report_is_served_as_a_page_and_a_picture(env: Env, web: str) -> None:
+    """`/api/report`: the page (the picture inside it, no script), the PNG, the figures; only
+    with the token."""
+    store = Store()
+    s = store.create_session("shop", "sho", "A-1", state=State.SPAWNING,
+                             title="<script>alert(1)</script>")
+    store.set_state(s.id, State.WORKING)
+    store.set_state(s.id, State.MERGED)
+    with urllib.request.urlopen(f"{web}/api/report?project=shop&format=png",
+                                timeout=60) as r:
+        assert r.headers["content-type"] == "image/png" and r.read().startswith(b"\x89PNG")
+    with urllib.request.urlopen(f"{web}/api/report?project=shop", timeout=60) as r:
+        page = r.read().decode()
+        assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
+    assert plain(f"{web}/api/report?project=shop") == 401
+    assert plain(f"{web}/api/report?project=shop&format=gif") == 401  # refused before reading
+
+
 def test_the_board_page_is_served(env: Env, web: str) -> None:
     with urllib.request.urlopen(f"{web}/", timeout=10) as r:
         page = r.read().decode()

@@ -21,6 +21,7 @@ class TaskRun:
     title: str
     deps: tuple[str, ...] = ()
     sessions: int = 0
+    queued_at: float | None = None  # its first session was made (queued, or started at once)
     started: float | None = None
     pr_at: float | None = None
     merged_at: float | None = None
@@ -45,13 +46,30 @@ class RunReport:
     def ended(self) -> float | None:
         return max((t.merged_at for t in self.tasks if t.merged_at), default=None)
 
-    def as_dict(self) -> dict[str, Any]:
+    def numbers(self) -> dict[str, Any]:
+        """The run in figures: its makespan against the critical path's own work (the bound
+        no scheduling beats: each task on the path from its start to its merge), merges per
+        hour, fix rounds, the times a person was needed, and the cost per merged task."""
         merged = [t for t in self.tasks if t.merged_at]
         usd = round(sum(t.usd for t in self.tasks), 6)
+        begun, ended = self.begun, self.ended
+        span = (ended - begun) if begun is not None and ended is not None else None
+        by = {t.task: t for t in self.tasks}
+        bound = sum((by[k].merged_at or 0.0) - (by[k].started or 0.0) for k in self.critical
+                    if k in by and by[k].started and by[k].merged_at) or None
+        return {"merged": len(merged), "total": len(self.tasks), "makespan_s": span,
+                "critical_path_s": bound,
+                "makespan_over_bound": round(span / bound, 3) if span and bound else None,
+                "merges_per_hour": round(len(merged) / (span / 3600), 2) if span else None,
+                "fix_rounds": sum(len(t.ci_failed) for t in self.tasks),
+                "person_needed": sum(t.escalated + len(t.waited) for t in self.tasks),
+                "usd": usd,
+                "usd_per_merged_task": round(usd / len(merged), 6) if merged else None}
+
+    def as_dict(self) -> dict[str, Any]:
         return {"project": self.project, "begun": self.begun, "ended": self.ended,
                 "tasks": [t.__dict__ for t in self.tasks], "critical_path": self.critical,
-                "merged": len(merged), "total": len(self.tasks), "usd": usd,
-                "usd_per_merged_task": round(usd / len(merged), 6) if merged else None}
+                **self.numbers()}
 
 
 def _epoch(ts: str) -> float:
@@ -68,6 +86,7 @@ def build(store: Store, project: str) -> RunReport:
         t = runs.setdefault(s.task, TaskRun(s.task, s.title or str(row.get("title") or ""),
                                             tuple(json.loads(row.get("deps") or "[]"))))
         t.sessions += 1
+        t.queued_at = t.queued_at or s.created_at
         t.usd = round(t.usd + usage.get(s.id, 0.0), 6)
         t.state = s.state.value
         _events(t, s, store.session_events(s.id))

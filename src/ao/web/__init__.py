@@ -11,6 +11,7 @@ per browser tab and streams its terminal), so the browser has the same views and
 - `POST /api/sessions/<ref>/send|kill|restore|merge|resume`, `/api/projects/<name>/pause|resume`:
   what the CLI does, answering what it would print (400 with the message for bad input).
 - `GET /api/sessions/<ref>/screen`: its terminal as it is now (the live view of `/m`).
+- `GET /api/report?project=&format=html|png|json`: the run seen whole (report_picture.py).
 - `GET /m`: the fleet on any screen, a phone's too (phone.py).
 - `GET /metrics`: the Prometheus text format.
 - `POST /webhooks/github`: GitHub's deliveries, which wake the daemon (webhooks.py); each is
@@ -88,6 +89,7 @@ class WebServer(TextualServer):
             web.post("/api/projects/{name}/{action}", self.project_action),
             web.get("/api/plan", self.plan),
             web.get("/api/stats", self.stats),
+            web.get("/api/report", self.report),
             web.get("/api/events", self.events),
             web.get("/metrics", self.metrics),
             web.post(webhooks.PATH, self.webhook),
@@ -159,6 +161,26 @@ class WebServer(TextualServer):
                 continue
             out.append(views.plan_status(self.store, p, project))
         return _json(out)
+
+    async def report(self, request: web.Request) -> web.Response:
+        """The run seen whole (runreport.py): `format=html` (the default), `png` or `json`."""
+        from ao.services import report_picture, runreport
+
+        project = request.query.get("project") or next(iter(self.cfg.projects), "")
+        kind = request.query.get("format", "html")
+        if kind not in ("html", "png", "json"):
+            raise BadInput(f"no format {kind!r}", "html, png or json")
+        r = runreport.build(self.store, project)
+        if kind == "json":
+            return _json(r.as_dict())
+        loop = asyncio.get_running_loop()
+        if kind == "png":
+            return web.Response(body=await loop.run_in_executor(None, report_picture.png, r),
+                                content_type="image/png")
+        body = await loop.run_in_executor(None, report_picture.page, r)
+        return web.Response(text=body, content_type="text/html", headers={
+            "Content-Security-Policy": "default-src 'none'; img-src data:; "
+                                       "style-src 'unsafe-inline'"})
 
     async def stats(self, request: web.Request) -> web.Response:
         return _json([views.stats(self.store, p.name, p.max_concurrent)
