@@ -229,21 +229,27 @@ def snapshot(name: str, svg: str, tmp_path: Path) -> None:
                              f"{tmp_path / (name + '.svg')} (AO_UPDATE_SNAPSHOTS=1 to accept)")
 
 
-@pytest.mark.parametrize("view", ["sessions", "plan"])
-def test_snapshots_of_the_main_screens(view: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("view", "size"), [("sessions", (80, 24)), ("sessions", (160, 48)),
+                                            ("plan", (100, 30))])
+def test_snapshots_of_the_main_screens(view: str, size: tuple[int, int],
+                                       tmp_path: Path) -> None:
+    """The lanes with their counts over the table; at 80x24 the columns that matter most
+    (what each waits for, PR and CI, review) and a footer that fits, at 160x48 all of them
+    beside the detail pane."""
     store = Store()
     seed(store)
 
     async def go() -> str:
         app = make_app(config.load(), store, None, refresh_every=3600,
                        plan_file=REPO / "plans" / "workflow.yaml", clock=lambda: T0 + 3600)
-        async with app.run_test(size=(100, 30)) as pilot:
+        async with app.run_test(size=size) as pilot:
             if view == "plan":
                 await pilot.press("tab")
             await pilot.pause()
             return app.export_screenshot()
 
-    snapshot(f"board-{view}", asyncio.run(go()), tmp_path)
+    name = f"board-{view}" + ("" if view == "plan" else f"-{size[0]}x{size[1]}")
+    snapshot(name, asyncio.run(go()), tmp_path)
 
 
 def test_at_80_columns_the_table_is_whole_and_escape_clears_the_filter(
@@ -291,7 +297,7 @@ def test_a_changed_row_is_drawn_again_and_only_it(tmp_path: Path) -> None:
 
     async def go() -> None:
         app = make_app(config.load(), store, None, refresh_every=3600)
-        async with app.run_test(size=(120, 36)) as pilot:
+        async with app.run_test(size=(160, 36)) as pilot:
             await pilot.pause()
             table = app.query_one(SessionTable)
             lines = {y: table.render_line(y).text for y in range(1, table.row_count + 1)}
@@ -404,3 +410,43 @@ def test_c_shows_what_the_agent_changed_and_escape_closes_it(env: Env) -> None:
             assert not isinstance(app.screen, DiffScreen)
 
     asyncio.run(go())
+
+
+def test_events_read_as_sentences_never_raw_json() -> None:
+    from ao.tui.views import sentence
+
+    assert sentence("ci.failed", {"sha": "a1b2c3d4e5", "round": 1,
+                                  "checks": ["test", "lint"]}) == \
+        "CI failed on a1b2c3d: 2 check(s); fix round 1 sent"
+    assert sentence("pr.opened", {"pr": 4}) == "PR #4 opened"
+    assert sentence("escalated", {"reason": "CI still failing\x1b[31m"}) == \
+        "a person is needed: CI still failing"  # text from outside, cleaned
+    other = sentence("post-create", {"worktree": "/tmp/" + "x" * 80, "ok": True})
+    assert "{" not in other and other.startswith("post-create ok True")
+
+
+def test_lanes_count_the_sessions_and_a_paused_project_shows_until_resumed(env: Env) -> None:
+    import json
+
+    from ao import paths
+
+    paths.config_file().write_text(json.dumps({"projects": {"workflow": {
+        "path": str(env.repo), "agent": "demo"}}}))
+    store = Store()
+    seed(store)
+
+    async def go() -> tuple[str, str, str]:
+        app = make_app(config.load(), store, None, refresh_every=3600)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            before = str(app.query_one("#lanes", Static).render())
+            await pilot.press("p")
+            await pilot.pause()
+            paused = str(app.query_one("#lanes", Static).render())
+            await pilot.press("p")
+            await pilot.pause()
+            return before, paused, str(app.query_one("#lanes", Static).render())
+
+    before, paused, after = asyncio.run(go())
+    assert before.startswith("needs you 1 · ready to merge 1 · fixing 1"), before
+    assert "paused: workflow" in paused and "paused" not in before + after, paused

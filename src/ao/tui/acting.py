@@ -35,6 +35,9 @@ class Acting(_Base):
     def selected(self) -> Session | None:
         raise NotImplementedError  # the board's own
 
+    def render_lanes(self) -> None:
+        raise NotImplementedError  # the board's own
+
     def say(self, text: str, severity: Literal["information", "warning", "error"] =
             "information") -> None:
         """A notification whose text is text: a check name or a forge's message can hold
@@ -193,9 +196,13 @@ class Acting(_Base):
         if project is None:
             self.say("no project to pause", severity="warning")
             return
+        if project not in self.cfg.projects:  # it said "paused" and paused nothing
+            self.say(f"{project} is not a configured project: nothing to pause",
+                     severity="warning")
+            return
         paused = not self.store.paused(project)
-        if project in self.cfg.projects:
-            p = self.cfg.projects[project]
-            self.store.ensure_project(p.name, str(p.path), p.repo)
+        p = self.cfg.projects[project]
+        self.store.ensure_project(p.name, str(p.path), p.repo)
         self.store.set_paused(project, paused)
         self.say(f"{project} {'paused' if paused else 'resumed'}")
+        self.render_lanes()  # the lasting sign of it

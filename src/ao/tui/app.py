@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, Tab
 from textual.widgets.data_table import CellDoesNotExist
 
 from ao.config import Config
-from ao.decide import attention
+from ao.decide import attention, waiting
 from ao.decide import plan as planmod
 from ao.errors import AoError
 from ao.record.state import Activity
@@ -28,12 +28,20 @@ from ao.services import views
 from ao.services.fleet import Fleet
 from ao.tui.acting import Acting
 from ao.tui.table import SessionTable, _show
-from ao.tui.views import detail_view, plan_view, progress_line, session_row
+from ao.tui.views import (
+    COLUMNS,
+    HOSTED,
+    detail_view,
+    fit,
+    lanes,
+    plan_view,
+    progress_line,
+    session_row,
+)
 from ao.world import tmux
 
-COLUMNS = ("zone", "id", "task", "title", "activity", "pr", "review", "round", "age", "last")
-HOSTED = (*COLUMNS[:5], "host", *COLUMNS[5:])  # with hosts configured: where each one runs
-NARROW = 100  # columns under which the detail pane is hidden (`d` shows it)
+NARROW = 180  # columns under which the detail pane is hidden (`d` shows it): the
+# table takes all of a narrower terminal, every column of it from 160
 AGE_EVERY = 5.0  # seconds between age refreshes when nothing else changed
 
 
@@ -61,7 +69,8 @@ class BoardApp(Acting, App[None]):
         super().__init__()
         self.clock = clock
         self.cfg = cfg
-        self.columns = HOSTED if len(cfg.hosts) > 1 else COLUMNS
+        self.all_columns: tuple[str, ...] = HOSTED if len(cfg.hosts) > 1 else COLUMNS
+        self.columns: tuple[str, ...] = self.all_columns  # those that fit (views.fit)
         self.store = store
         self.fleet = fleet
         self.project = project
@@ -70,7 +79,8 @@ class BoardApp(Acting, App[None]):
         self.filter_text = ""
         self.last_event = 0
         self.last_seen = 0.0
-        self.shown: dict[str, tuple[Any, ...]] = {}
+        self.shown: dict[str, dict[str, Text]] = {}
+        self.contexts: dict[str, waiting.Context] = {}  # each project's, read once a refresh
         self.screens: dict[str, str] = {}  # each session's last captured screen (a worker's)
         self.last_aged = 0.0
         self._detail_chosen = False  # `d` pressed: the person's choice, kept on resize
@@ -79,9 +89,11 @@ class BoardApp(Acting, App[None]):
 
     def compose(self) -> ComposeResult:
         with TabbedContent(id="views", initial="sessions-tab"):
-            with TabPane("Sessions", id="sessions-tab"), Horizontal():
-                yield SessionTable(id="sessions")
-                yield Static(id="detail")
+            with TabPane("Sessions", id="sessions-tab"):
+                yield Static(id="lanes")
+                with Horizontal():
+                    yield SessionTable(id="sessions")
+                    yield Static(id="detail")
             with TabPane("Plan", id="plan-tab"):
                 yield Static(id="plan")
         yield Input(placeholder="filter: id, task or title (Escape clears)", id="filter")
@@ -103,20 +115,64 @@ class BoardApp(Acting, App[None]):
                 or f in s.task.lower() or f in s.title.lower()]
 
     def rebuild(self) -> None:
-        """The whole table from scratch (start, filter change)."""
+        """The whole table from scratch (start, filter change, a width that fits other
+        columns)."""
         table = self.query_one(SessionTable)
-        table.clear()
         self.shown.clear()
+        self.contexts.clear()
         now = self.clock()
         last = self.store.last_event_types(None)
+        rows = []
         for s in sorted(self.sessions(), key=lambda s: (attention.rank(s, now), s.created_at)):
             cells = session_row(self.store, self.cfg, s, last.get(s.id, ""), now,
-                                self.columns is HOSTED)
-            table.add_row(*cells, key=s.id)
+                                self.context(s.project))
+            rows.append((s.id, cells))
             self.shown[s.id] = cells
+        self.columns = fit(self.all_columns, self.widths(), self.table_width())
+        table.clear(columns=True)
+        for c in self.columns:
+            table.add_column(c, key=c)
+        for sid, cells in rows:
+            table.add_row(*(cells[c] for c in self.columns), key=sid)
         self.last_event = self.store.last_event_id()
         self.last_seen = now
+        self.render_lanes()
         self.render_detail()
+
+    def table_width(self) -> int:
+        """The table's share of the width: all of it, or two thirds beside the detail."""
+        width = self.size.width or 80
+        detail = self.query_one("#detail", Static)
+        return max(20, width - max(30, width // 3)) if detail.display else width
+
+    def context(self, project: str) -> waiting.Context:
+        """What `waiting.why` needs of the session's project, read once a refresh."""
+        if project not in self.contexts:
+            self.contexts[project] = views.wait_context(self.store,
+                                                        self.cfg.projects.get(project))
+        return self.contexts[project]
+
+    def widths(self) -> dict[str, int]:
+        """Each column's widest cell, its header included."""
+        out = {c: len(c) for c in self.all_columns}
+        for cells in self.shown.values():
+            for c, v in cells.items():
+                out[c] = max(out.get(c, 0), v.cell_len)
+        return out
+
+    def render_lanes(self) -> None:
+        counts: dict[str, int] = {}
+        for cells in self.shown.values():
+            z = str(cells["zone"])
+            counts[z] = counts.get(z, 0) + 1
+        line = lanes(counts)
+        names = [self.project] if self.project else sorted({*self.cfg.projects,
+                                                            *self.contexts})
+        paused = [n for n in names if self.store.paused(n)]
+        if paused:  # a lasting sign, whatever the plan view says
+            line.append(f"  ⏸ paused: {', '.join(paused)} (`p` or `ao resume`)",
+                        style="bold red")
+        _show(self.query_one("#lanes", Static), line)
 
     def _poll_tick(self) -> None:
         with contextlib.suppress(NoMatches):  # a tick while the board closes: its widgets gone
@@ -135,6 +191,7 @@ class BoardApp(Acting, App[None]):
         changed = self.store.changed_since(self.last_event, self.last_seen)
         self.last_event = eid
         self.last_seen = now
+        self.contexts.clear()  # paused, main red, a budget: read again for this refresh
         self.apply(sorted(changed))
         self.render_plan()
         self.render_header()
@@ -147,10 +204,10 @@ class BoardApp(Acting, App[None]):
             except AoError:
                 continue
             age = Text(views.duration(now - created))
-            at = self.columns.index("age")
-            if str(cells[at]) != str(age):
-                table.set_cells(sid, {"age": age})
-                self.shown[sid] = (*cells[:at], age, *cells[at + 1:])
+            if str(cells["age"]) != str(age):
+                if "age" in self.columns:
+                    table.set_cells(sid, {"age": age})
+                cells["age"] = age
         self.last_aged = now
 
     def render_header(self) -> None:
@@ -183,18 +240,19 @@ class BoardApp(Acting, App[None]):
             if self.project and s.project != self.project:
                 continue
             cells = session_row(self.store, self.cfg, s, last.get(sid, ""), now,
-                                self.columns is HOSTED)
+                                self.context(s.project))
             old = self.shown.get(sid)
             if old is None:
-                table.add_row(*cells, key=sid)
+                table.add_row(*(cells[c] for c in self.columns), key=sid)
                 resort = True
             else:
-                table.set_cells(sid, {col: b for col, (a, b) in zip(
-                    self.columns, zip(old, cells, strict=True), strict=True) if str(a) != str(b)})
-                resort = resort or str(old[0]) != str(cells[0])
+                table.set_cells(sid, {c: cells[c] for c in self.columns
+                                      if str(old[c]) != str(cells[c])})
+                resort = resort or str(old["zone"]) != str(cells["zone"])
             self.shown[sid] = cells
         if resort:
             table.sort("zone", key=lambda z: attention.ZONES.index(str(z)))
+            self.render_lanes()
         current = self.selected()
         if current is not None and current.id in ids:
             self.render_detail()
@@ -275,11 +333,16 @@ class BoardApp(Acting, App[None]):
         PR and review columns were cut off); `d` shows or hides it."""
         if not self._detail_chosen:
             self.query_one("#detail", Static).display = self.size.width >= NARROW
+        # the footer's keys close up where they would not fit
+        self.query_one(Footer).compact = self.size.width < 120
+        if fit(self.all_columns, self.widths(), self.table_width()) != self.columns:
+            self.rebuild()  # the columns that fit this width
 
     def action_detail(self) -> None:
         detail = self.query_one("#detail", Static)
         detail.display = not detail.display
         self._detail_chosen = True
+        self.rebuild()  # the columns that fit beside it, or without it
 
     def on_key(self, event: Any) -> None:
         """Escape in the filter clears it (its placeholder says so) and closes it."""

@@ -16,9 +16,7 @@ class SessionTable(DataTable[Text | str]):
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
-        self.zebra_stripes = True
-        for c in self.app.columns:  # type: ignore[attr-defined]  # the board's
-            self.add_column(c, key=c)
+        self.zebra_stripes = True  # the board adds the columns that fit (BoardApp.rebuild)
 
     def set_cells(self, row: str, cells: dict[str, Text | str]) -> None:
         """One row's changed cells, and only that row drawn again. DataTable's update_cell
