@@ -1,6 +1,14 @@
 """A local server that speaks the Anthropic Messages API, for the real Claude Code CLI and the
 anthropic SDK. Replies are scripted: each request takes the next reply from the script (text or
-tool_use), streamed as the real event sequence when the request asks for a stream."""
+tool_use), streamed as the real event sequence when the request asks for a stream.
+
+A subscription's usage limit is answered as the API answers it (measured with Claude Code
+2.1.329): HTTP 429, a `rate_limit_error` body whose message the CLI never shows, and the
+headers `anthropic-ratelimit-unified-status: rejected`, `anthropic-ratelimit-unified-reset`
+(epoch seconds) and `anthropic-ratelimit-unified-representative-claim` (`five_hour`,
+`seven_day`): without the claim the CLI retries it as a plain 429. Claude Code shows its
+limit screen only when logged in with a subscription (an OAuth token); with an API key the
+same answer is an "API Error: Request rejected (429)" line."""
 
 from __future__ import annotations
 
@@ -23,6 +31,8 @@ class Reply:
     tool_input: dict[str, Any] = field(default_factory=dict)
     delay: float = 0.0  # seconds the "model" takes before finishing (keeps the agent busy)
     status: int = 200  # a non-200 answers with an API error of that status
+    limit: str | None = None  # a usage limit: its claim (five_hour, seven_day), a 429
+    reset_in: float = 3600.0  # seconds until that limit resets
     usage: dict[str, int] = field(default_factory=lambda: {"input_tokens": 12,
                                                            "output_tokens": 7})
 
@@ -105,6 +115,15 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 return
             reply = fake.next_reply(body)
             model = body.get("model", "claude-test")
+            if reply.limit is not None:
+                self._json(429, {"type": "error", "error": {
+                    "type": "rate_limit_error",
+                    "message": "This request would exceed your account's rate limit."}},
+                    (("anthropic-ratelimit-unified-status", "rejected"),
+                     ("anthropic-ratelimit-unified-reset", str(int(time.time() +
+                                                                   reply.reset_in))),
+                     ("anthropic-ratelimit-unified-representative-claim", reply.limit)))
+                return
             if reply.status != 200:
                 self._json(reply.status, {"type": "error", "error": {
                     "type": "api_error", "message": f"scripted error {reply.status}"}})

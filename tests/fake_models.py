@@ -12,6 +12,11 @@ real Codex, Gemini CLI and Aider offline (what each expects is in docs/agents.md
 
 Replies are scripted as in fake_anthropic: each *turn* request takes the next reply; side
 requests (codex's title request, gemini's router) are answered without taking one.
+
+A ChatGPT plan's usage limit is answered on the Responses API as it is (measured with Codex
+0.169.0): HTTP 429 with `{"error": {"type": "usage_limit_reached", "plan_type", "resets_at"}}`
+(epoch seconds; Codex reads no `resets_in_seconds`), the thread-title request refused too;
+Codex shows "You've hit your usage limit. ... try again at 10:54 PM." and does not retry.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class Reply:
     shell: str | None = None  # a shell tool call after the text: the command line
     delay: float = 0.0  # seconds the "model" streams before finishing (keeps the agent busy)
     stall: float = 0.0  # seconds the stream stops after its first half (a model pausing)
+    limit_reset_in: float | None = None  # a usage limit (Responses API): seconds to its reset
 
 
 @dataclass
@@ -43,6 +49,7 @@ class FakeModels:
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    limited: Reply | None = None  # the limit the account is at, once a reply raised it
 
     def next_reply(self, path: str, body: dict[str, Any]) -> Reply:
         with self.lock:
@@ -157,9 +164,16 @@ def _handler(fake: FakeModels) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             if path.endswith("/responses"):
                 if _is_title_request(body):  # codex names the thread with a side request
-                    reply = Reply(text="Fake thread title")
+                    reply = fake.limited or Reply(text="Fake thread title")
                 else:
                     reply = fake.next_reply(path, body)
+                if reply.limit_reset_in is not None:
+                    fake.limited = reply  # the account's: its other requests refused too
+                    self._json(429, {"error": {
+                        "type": "usage_limit_reached", "message": "usage limit reached",
+                        "plan_type": "plus",
+                        "resets_at": int(time.time() + reply.limit_reset_in)}})
+                    return
                 self._sse(list(_responses_events(reply, body)), reply.delay, named=True,
                           stall=reply.stall)
             elif path.endswith(":streamGenerateContent"):

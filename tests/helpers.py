@@ -61,14 +61,14 @@ class JsonHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _json(self, status: int, obj: Any) -> None:
+    def _json(self, status: int, obj: Any, headers: tuple[tuple[str, str], ...] = ()) -> None:
         import json
 
         data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
-        for k, v in self.extra_headers:
+        for k, v in (*self.extra_headers, *headers):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)

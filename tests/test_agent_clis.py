@@ -406,3 +406,29 @@ def test_each_clis_usage_is_read_from_its_own_record(cli: Cli, env: Env,
     r = run_ao("usage", "--json")
     assert any(x["session"] == sid and x["agent"] == cli.agent for x in
                json.loads(r.out)["sessions"]), r.out
+
+
+def test_codex_at_its_usage_limit_is_limited_until_the_reset(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Responses API refuses the turn as it does at a ChatGPT plan's limit (429,
+    `usage_limit_reached` with `resets_at`); the real Codex says "You've hit your usage
+    limit. ... try again at 10:54 PM." over two lines; ao reads the reset from it."""
+    import os
+
+    cli = CLIS[0]
+    if shutil.which(cli.binary) is None:
+        pytest.skip(f"`{cli.binary}` is not installed; `.ci/run` installs {cli.package}")
+    with serve() as f:
+        _configure(cli, f.url, Path(os.environ["HOME"]), monkeypatch)
+        env.write_config(agent={"name": "codex"})
+        f.script = [Reply(limit_reset_in=3600)]
+        sid = env.spawn()
+        reset = time.time() + 3600
+        try:
+            wait_activity(env, sid, Activity.LIMITED, timeout=40)
+        except AssertionError as e:
+            raise AssertionError(str(e)) from None
+        s = env.fleet().store.session(sid)
+        assert s.limited_until is not None and abs(s.limited_until - reset) < 75, \
+            (s.limited_until, reset)
+        assert "hit your usage limit" in tmux.capture(env.server(), sid)

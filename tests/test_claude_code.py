@@ -265,17 +265,97 @@ def test_new_spawns_get_the_current_api_endpoint(env: Env, fake: FakeAnthropic,
         assert "C-1" in second.user_texts()[0]
 
 
-def test_a_usage_limit_on_screen_marks_the_session_limited(env: Env,
-                                                           fake: FakeAnthropic) -> None:
-    fake.script = [Reply(text="You've hit your session limit · resets 11:58pm (UTC)")]
+def subscription(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claude Code logged in with a subscription's token instead of an API key: the login
+    under which it shows its usage-limit screen (with a key the same refusal is an API
+    error line)."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-fake-0123456789abcdefghij")
+
+
+def test_the_apis_limit_refusal_marks_the_session_limited_until_its_reset(
+        env: Env, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API refuses the first request as it does at a subscription's 5-hour limit (429,
+    the unified rate-limit headers); the real Claude Code shows "You've hit your 5-hour
+    limit · resets ..."; ao reads the reset from it, to the minute."""
+    subscription(monkeypatch)
+    fake.script = [Reply(limit="five_hour", reset_in=3600)]
     sid = spawn_claude(env)
+    reset = time.time() + 3600
     try:
-        retry_until(lambda: activity(env, sid) is Activity.LIMITED, timeout=30,
+        retry_until(lambda: activity(env, sid) is Activity.LIMITED, timeout=40,
                     message="the limit on screen")
     except AssertionError:
         raise AssertionError(tmux.capture(env.fleet().srv, sid)) from None
     s = env.fleet().store.session(sid)
-    assert s.limited_until is not None and s.limited_until > s.created_at
+    assert s.limited_until is not None and abs(s.limited_until - reset) < 75, \
+        (s.limited_until, reset)
+    assert "hit your 5-hour limit" in tmux.capture(env.fleet().srv, sid)
+
+
+def test_one_sessions_limit_parks_the_other_claude_and_the_reset_resumes_both(
+        env: Env, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two real Claude Codes on one subscription: A-1's request is refused at the limit
+    while C-1's turn is still streaming. The daemon's tick parks C-1 (Escape: its turn is
+    cut off, not run into the wall), and at the reset both are told to continue."""
+    from ao import config
+    from ao.loop.daemon import Daemon
+
+    subscription(monkeypatch)
+
+    def answer(body: dict[str, Any]) -> Reply:
+        if "A-1" in json.dumps(body.get("messages")):
+            return Reply(limit="five_hour", reset_in=3600)
+        return Reply(text="working on it", delay=60)  # C-1's turn: long
+
+    fake.script = [answer] * 20
+    env.write_config(agent={"name": "claude-code"}, max_concurrent=2)
+    b = env.spawn("C-1")  # its turn under way first: its request streams for a minute
+    retry_until(lambda: any("C-1" in x for x in fake.user_texts()), timeout=40,
+                message="C-1's request")
+    retry_until(lambda: activity(env, b) is Activity.ACTIVE, timeout=40, message="C-1 busy")
+    a = env.spawn("A-1")
+    store = env.fleet().store
+    now = [time.time()]
+    d = Daemon(config.load(), store, env.server(), clock=lambda: now[0])
+
+    def limited() -> bool:
+        d.tick()
+        return store.session(a).activity is Activity.LIMITED
+
+    try:
+        retry_until(limited, timeout=40, interval=0.5, message="A-1 at its limit")
+    except AssertionError:
+        raise AssertionError(tmux.capture(env.fleet().srv, a)) from None
+    until = store.session(a).limited_until
+    assert until and store.session(b).limited_until == until
+    parked = [e for e in map(json.loads, paths.events_log().read_text().splitlines())
+              if e["type"] == "session.parked"]
+    assert [(e["session"], e["data"]["interrupted"]) for e in parked] == [(b, True)]
+    # its turn cut off: Claude puts the prompt back in the box, the status line no longer
+    # says "esc to interrupt"; and it asks the model nothing more until the reset
+    asked = len(fake.requests)
+    try:
+        retry_until(lambda: "esc to interrupt" not in tmux.capture(env.fleet().srv, b),
+                    timeout=15, message="C-1's turn cut off")
+    except AssertionError:
+        raise AssertionError(tmux.capture(env.fleet().srv, b)) from None
+    time.sleep(3)
+    assert len(fake.requests) == asked
+    # the reset (the daemon's clock moved on: the test cannot wait an hour): both told to
+    # continue, and
+    # the cut-off prompt Claude put back in C-1's box is ao's own, not a person's draft, so
+    # the "continue" is typed over it and reaches the model
+    fake.script = [Reply(text="carrying on")] * 4
+    now[0] = until + 1  # the daemon's clock at the reset
+    d.tick()
+    said = {s: [m["body"] for m in store.messages(s) if m["source"] == "limit-reset"]
+            for s in (a, b)}
+    assert said == {a: ["continue"], b: ["continue"]}, said
+    store.update_session(b, limited_until=time.time() - 1)  # the world's clock too
+    drain(Messenger(env.fleet()), b)
+    retry_until(lambda: "continue" in fake.user_texts()[-1], timeout=30,
+                message="C-1's continue at the model")
 
 
 def test_a_question_menu_is_waiting_and_holds_messages(env: Env, fake: FakeAnthropic) -> None:

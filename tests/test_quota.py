@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC
+
+import pytest
 
 from ao import config, paths
 from ao.loop.daemon import Daemon
@@ -140,3 +143,37 @@ def test_usage_says_what_each_plan_merged_task_and_fix_round_cost(env: Env) -> N
     assert "agents spent: $4.00 (`ao usage`)" in status, status
     [row] = json.loads(run_ao("stats", "--json").out)
     assert (row["usd"], row["usd_per_merged"]) == (4.0, 2.0), row
+
+
+@pytest.mark.parametrize(("screen", "reset"), [
+    # Claude Code 2.1.329 on a subscription: the line, and its own wait under it
+    ("❯ say hello\n  ⎿  \xa0You've hit your 5-hour limit · resets 10:43pm (UTC)\n"
+     "● Usage limit reached · continuing automatically at 10:43pm · esc to cancel",
+     "2026-12-06 22:43"),
+    ("  ⎿  You've hit your weekly limit · resets Dec 8, 10pm (UTC)\n▔▔▔▔\n  What do you want "
+     "to do?", "2026-12-08 22:00"),
+    # Codex 0.169.0: wrapped over two lines, the time on the second; a date a day or more out
+    ("› say hello\n■ You’ve hit your usage limit. Upgrade to Pro (https://chatgpt.com/explore/"
+     "pro), visit https://chatgpt.com/settings/\nusage to purchase more credits or try again "
+     "at 10:54 PM.\n› Ask Codex to do anything", "2026-12-06 22:54"),
+    ("■ You’ve hit your usage limit. Visit https://chatgpt.com/settings/usage to purchase more "
+     "credits or try again at Dec 9th, 2026 10:54 PM.", "2026-12-09 22:54"),
+    ("Claude usage limit reached. Your limit will reset at 9am (America/Chicago).",
+     "2026-12-07 15:00"),
+])
+def test_the_real_limit_screens_give_their_reset(screen: str, reset: str) -> None:
+    from datetime import datetime
+
+    from ao.decide import limits
+
+    now = datetime(2026, 12, 6, 22, 20, tzinfo=UTC)
+    line = limits.limit_line(screen)
+    assert line is not None
+    at = datetime.fromtimestamp(limits.reset_at(line, now), UTC)
+    assert at.strftime("%Y-%m-%d %H:%M") == reset, line
+
+
+def test_no_limit_on_a_screen_that_only_mentions_limits() -> None:
+    from ao.decide import limits
+
+    assert limits.limit_line("● I raised the rate limit in config.py\n❯ ") is None

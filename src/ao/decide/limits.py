@@ -1,12 +1,14 @@
 """Usage limits as the agents print them, and when they reset. Pure: text and a clock in.
 
-Claude Code, on a subscription, ends the turn with a line such as
-  "You've hit your session limit · resets 12:50am (America/Los_Angeles)"
-  "You've hit your weekly limit · resets Nov 28, 9am (Europe/Berlin)"
-  "Claude usage limit reached. Your limit will reset at 9am (America/Chicago)."
-and its transcript logs the turn as an ordinary completion, so only the screen tells. Codex
-says "You've hit your usage limit. ... try again at 3:05 PM." A reset time without a date is
-the next such time after now, in the zone given (else the machine's own).
+Claude Code (2.1.329, logged in with a subscription) answers the API's refusal at once with
+  "⎿  You've hit your 5-hour limit · resets 10:43pm (UTC)"
+  "⎿  You've hit your weekly limit · resets Dec 8, 10pm (Europe/Berlin)"
+(and, older, "Claude usage limit reached. Your limit will reset at 9am (America/Chicago)."),
+then waits and continues by itself after the reset; its transcript logs nothing of it, so only
+the screen tells. Codex (0.169.0) says "■ You've hit your usage limit. Upgrade to Pro (...),
+visit ... or try again at 10:54 PM." or "... try again at Dec 9th, 2026 10:54 PM.", wrapped
+over two or three lines of the screen. A reset time without a date is the next such time after
+now, in the zone given (else the machine's own).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 _LIMIT = re.compile(
     r"(?:hit your (?:[\w-]+ )?(?:usage )?limit|usage limit reached|limit reached)"
     r"[^\n]*?(?:resets?|reset at|try again at)\s+(?:at\s+)?"
-    r"(?P<when>[A-Za-z]{3,9}\.? \d{1,2},? )?"
+    r"(?P<when>[A-Za-z]{3,9}\.? \d{1,2}(?:st|nd|rd|th)?,?(?: (?P<year>\d{4}))? )?"
     r"(?P<time>\d{1,2}(?::\d{2})?\s*[ap]\.?m\.?|\d{1,2}:\d{2})"
     r"(?:\s*\((?P<tz>[A-Za-z_]+(?:/[A-Za-z_+-]+)*)\))?", re.I)
 _MONTHS = {m: i for i, m in enumerate(
@@ -27,10 +29,20 @@ UNKNOWN_RESET = 3600.0  # a limit whose reset cannot be read is looked at again 
 
 
 def limit_line(screen: str) -> str | None:
-    """The limit message on the screen's last lines, if any."""
-    for line in reversed(screen.splitlines()[-40:]):
-        if re.search(r"hit your (?:[\w-]+ )?(?:usage )?limit|usage limit reached", line, re.I):
-            return line.strip()
+    """The limit message on the screen's last lines, if any, with the lines it wrapped onto
+    (Codex's runs over two or three, its reset time on the last)."""
+    lines = screen.splitlines()[-40:]
+    # "You've hit your ... limit" names the reset; Claude Code's "Usage limit reached ·
+    # continuing automatically at ..." under it does not: the first kind is read first
+    for pattern in (r"hit your (?:[\w-]+ )?(?:usage )?limit", r"usage limit reached"):
+        for i in range(len(lines) - 1, -1, -1):
+            if re.search(pattern, lines[i], re.I):
+                message = [lines[i].strip()]
+                for more in lines[i + 1:i + 3]:
+                    if not more.strip()[:1].isalnum():
+                        break  # the next item on the screen, not the message's own line
+                    message.append(more.strip())
+                return " ".join(message)
     return None
 
 
@@ -58,6 +70,8 @@ def reset_at(line: str, now: datetime) -> float:
         day = re.search(r"\d+", m.group("when"))
         if month and day:
             when = when.replace(month=month, day=int(day.group()))
+            if m.group("year"):
+                return when.replace(year=int(m.group("year"))).timestamp()
             if when < local - timedelta(days=1):
                 when = when.replace(year=when.year + 1)
             return when.timestamp()

@@ -72,6 +72,10 @@ class Spending:
                         emit(Event("session.park_failed", s.project, s.id, s.task,
                                    {"error": str(e)[:200]}), self.store)
                 self.store.update_session(s.id, limited_until=until)
+                if busy:  # the prompt it cut off may come back into the input: ao's own
+                    done = self.store.messages(s.id, "delivered")
+                    self.store.record_attempt(s.id, "interrupted", f"interrupted:{int(until)}",
+                                              {"message": done[-1]["id"] if done else None})
                 # its own notice is the fleet's one below; an idle agent has nothing to resume
                 self.store.record_attempt(s.id, "notify", f"limited:{int(until)}")
                 if not busy:

@@ -7,6 +7,7 @@ then would lose the text, or worse, answer the prompt); `failed` otherwise, with
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -167,9 +168,18 @@ class Messenger:
         return "hold", TYPING
 
     def _leftover(self, s: Session, profile: agents.Profile, screen: str) -> bool:
-        """The input holds ao's own paste of a message that was never delivered."""
-        typed = [m for m in self.store.messages(s.id)[-20:]
+        """The input holds ao's own paste of a message that was never delivered; or the
+        message whose turn ao itself cut off (a session parked at its agent's usage limit:
+        Claude Code puts the interrupted prompt back in the box), while it is still the last
+        one delivered."""
+        recent = self.store.messages(s.id)[-20:]
+        typed = [m for m in recent
                  if m["status"] != "delivered" and m.get("stage") in ("pasted", "entered")]
+        cut = self.store.attempts(s.id, "interrupted")
+        delivered = [m for m in recent if m["status"] == "delivered"]
+        if cut and delivered and delivered[-1]["id"] == json.loads(
+                cut[-1]["data"] or "{}").get("message"):
+            typed.append(delivered[-1])
         return any(profile.draft_is(screen, str(m["body"])) for m in typed)
 
     def _deliver(self, s: Session, body: str, source: str, mid: int,

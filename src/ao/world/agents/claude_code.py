@@ -54,6 +54,7 @@ class ClaudeCode(Profile):
     waiting_texts: ClassVar[tuple[str, ...]] = _PERMISSION
     passthrough: ClassVar[tuple[str, ...]] = (
         "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL",
+        "CLAUDE_CODE_OAUTH_TOKEN",  # a subscription's login (`claude setup-token`)
         "CLAUDE_CONFIG_DIR", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX",
         "DISABLE_AUTOUPDATER", "DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "NODE_EXTRA_CA_CERTS")
