@@ -228,7 +228,7 @@ def run(
 ) -> None:
     """Queue every task of a plan; the daemon starts each as soon as its deps are done."""
     from ao.cli import services
-    from ao.loop.daemon import read_state
+    from ao.paths import daemon_state as read_state
 
     p = planmod.load_valid(file)
     unknown = _agent_problems(p)

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ao.config import Config, ProjectConfig
 from ao.decide import compose
-from ao.decide.plan import Plan
 from ao.errors import AoError
 from ao.record.events import Event, emit
 from ao.record.state import Activity, State
-from ao.record.store import Session, Store
-from ao.services.fleet import Fleet
-from ao.services.notify import Notifier
 from ao.world import agent_usage, agents, hosts, tmux
+
+if TYPE_CHECKING:
+    from ao.config import Config, ProjectConfig
+    from ao.decide.plan import Plan
+    from ao.record.store import Session, Store
+    from ao.services.fleet import Fleet
+    from ao.services.notify import Notifier
 
 WORKING = frozenset({State.WORKING, State.PR_OPEN})  # states whose agents spend
 

@@ -16,12 +16,12 @@ from ao import paths
 from ao.errors import BadInput
 from ao.record.events import Event, emit
 from ao.record.state import LIVE, Activity
-from ao.record.store import Session
 from ao.sanitize import clean
 from ao.services import message_text
 from ao.world import agents, tmux
 
 if TYPE_CHECKING:
+    from ao.record.store import Session
     from ao.services.ending import Ending
 
 MESSAGE_TTL = 3600.0  # a queued message older than this is dropped (with an event), not sent

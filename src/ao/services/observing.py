@@ -9,21 +9,22 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ao.config import Config
 from ao.decide import activity, limits
 from ao.errors import AoError
 from ao.record.state import Activity
-from ao.record.store import Session, Store
 from ao.services import hostwork
 from ao.services.machines import Machines
 from ao.world import agent_hooks, agents, tmux
 from ao.world import hosts as hostsmod
-from ao.world.agents import Profile
 from ao.world.agents.base import HOOK_FILE
 from ao.world.hosts import LOCAL
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
+
+    from ao.config import Config
+    from ao.record.store import Session, Store
+    from ao.world.agents import Profile
 
 # how long a command's look (`ao session ls`) waits for a host: a live host answers a poll
 # in milliseconds; one the daemon has recorded down is not waited for at all

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ao.record.store import Session, Store
+if TYPE_CHECKING:
+    from ao.record.store import Session, Store
 
 
 @dataclass

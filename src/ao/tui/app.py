@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
@@ -18,14 +18,11 @@ from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 from textual.widgets.data_table import CellDoesNotExist
 
-from ao.config import Config
 from ao.decide import attention, waiting
 from ao.decide import plan as planmod
 from ao.errors import AoError
 from ao.record.state import Activity
-from ao.record.store import Session, Store
 from ao.services import views
-from ao.services.fleet import Fleet
 from ao.tui.acting import Acting
 from ao.tui.table import SessionTable, _show
 from ao.tui.views import (
@@ -39,6 +36,11 @@ from ao.tui.views import (
     session_row,
 )
 from ao.world import tmux
+
+if TYPE_CHECKING:
+    from ao.config import Config
+    from ao.record.store import Session, Store
+    from ao.services.fleet import Fleet
 
 NARROW = 180  # columns under which the detail pane is hidden (`d` shows it): the
 # table takes all of a narrower terminal, every column of it from 160
@@ -216,7 +218,7 @@ class BoardApp(Acting, App[None]):
             p = self.plan()
         except AoError:
             p = None
-        from ao.loop.daemon import read_state
+        from ao.paths import daemon_state as read_state
 
         # a board with no daemon behind it shows a still world: it says so
         down = "" if read_state() else "daemon not running (`ao start`)"

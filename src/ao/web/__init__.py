@@ -33,12 +33,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from textual_serve.server import Server as TextualServer
 
-from ao import config as cfgmod
 from ao.decide import plan as planmod
 from ao.errors import AoError, BadInput
 from ao.record.state import LIVE, State
@@ -47,6 +46,9 @@ from ao.sanitize import clean, json_text, values_for_terminal
 from ao.services import changes, views
 from ao.web import guard, phone, webhooks
 from ao.web.guard import web_token as web_token
+
+if TYPE_CHECKING:
+    from ao import config as cfgmod
 
 KEEPALIVE = 15.0
 STREAM_POLL = 0.1  # an indexed query per client, ten times a second

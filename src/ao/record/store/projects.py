@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
 from ao.decide import steps as steps_mod
-from ao.decide.steps import Step
 from ao.record.store.connection import Connection
+
+if TYPE_CHECKING:
+    from ao.decide.steps import Step
 
 
 class Projects(Connection):
