@@ -103,8 +103,8 @@ def test_the_import_chain_gets_no_deeper() -> None:
     assert len(deepest) <= DEEPEST, " -> ".join(deepest)
 
 
-def test_every_module_imports_on_its_own() -> None:
-    """Each module imports in a fresh interpreter (a name moved to the type checker's
+def test_every_module_imports() -> None:
+    """Every module imports, in a fresh interpreter (a name moved to the type checker's
     imports, or a circle, fails here before it fails a user)."""
     import subprocess
     import sys
