@@ -169,6 +169,8 @@ class WebServer(TextualServer):
         from ao.services import report_picture, runreport
 
         project = request.query.get("project") or next(iter(self.cfg.projects), "")
+        if project not in self.cfg.projects and not self.store.sessions(project):
+            self.cfg.project(project)  # 404, naming the projects there are
         kind = request.query.get("format", "html")
         if kind not in ("html", "png", "json"):
             raise BadInput(f"no format {kind!r}", "html, png or json")
@@ -246,7 +248,7 @@ class WebServer(TextualServer):
                 text = json_text(json.dumps(values_for_terminal(payload), ensure_ascii=False,
                                             default=str))
                 # `?plain=1`: unnamed, so a page's EventSource.onmessage takes every type
-                named = "" if q.get("plain") else f"event: {r['type']}\n"
+                named = "" if q.get("plain") in ("1", "true") else f"event: {r['type']}\n"
                 await resp.write(f"id: {r['id']}\n{named}data: {text}\n\n".encode())
                 sent += 1
                 quiet_since = time.monotonic()

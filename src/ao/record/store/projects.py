@@ -33,7 +33,7 @@ class Projects(Connection):
                 c.execute("DELETE FROM messages WHERE session = ?", (sid,))
                 c.execute("DELETE FROM attempts WHERE session = ?", (sid,))
             for table in ("sessions", "tasks", "plan_runs", "local_prs", "local_ci",
-                          "local_reviews", "counters"):
+                          "local_reviews", "counters", "events"):
                 c.execute(f"DELETE FROM {table} WHERE project = ?", (project,))
 
     def set_paused(self, project: str, paused: bool) -> None:
