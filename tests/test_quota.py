@@ -11,6 +11,7 @@ from datetime import UTC
 import pytest
 
 from ao import config, paths
+from ao.config import load as config_load
 from ao.loop.daemon import Daemon
 from ao.record.state import Activity, State
 from ao.record.store import Store
@@ -26,19 +27,27 @@ def events(kind: str) -> list[dict[str, object]]:
             if e["type"] == kind]
 
 
-def test_one_limit_parks_the_agents_others_and_the_reset_resumes_them(env: Env) -> None:
-    cont = "\n```demo-on continue\nsleep 1\n```"
-    plan = {"tasks": {
-        "A-1": {"title": "a", "body": demo("sleep 3\nlimit 30") + cont},  # hits the wall
-        "B-1": {"title": "b", "body": demo("sleep 30") + cont},  # a turn in flight
-        "C-1": {"title": "c", "body": demo("sh true")}}}  # its turn over: idle
-    env.plan_file.write_text(json.dumps(plan))
-    env.write_config(max_concurrent=3)
+def running(env: Env, tasks: dict[str, object], now: list[float] | None = None,
+            **config: object) -> tuple[Store, Daemon]:
+    """The plan of `tasks` run on the project with `config`, and a daemon over it (on the
+    clock `now[0]`, when given) that has ticked once: the sessions started."""
+    env.plan_file.write_text(json.dumps({"tasks": tasks}))
+    env.write_config(**config)
     store = Store()
     assert run_ao("plan", "run", str(env.plan_file), "-p", "shop").code == 0
-    now = [time.time()]
-    d = Daemon(config.load(), store, env.server(), clock=lambda: now[0])
+    d = Daemon(config_load(), store, env.server(),
+               **({"clock": lambda: now[0]} if now is not None else {}))
     d.tick()
+    return store, d
+
+
+def test_one_limit_parks_the_agents_others_and_the_reset_resumes_them(env: Env) -> None:
+    cont = "\n```demo-on continue\nsleep 1\n```"
+    now = [time.time()]
+    store, d = running(env, {
+        "A-1": {"title": "a", "body": demo("sleep 3\nlimit 30") + cont},  # hits the wall
+        "B-1": {"title": "b", "body": demo("sleep 30") + cont},  # a turn in flight
+        "C-1": {"title": "c", "body": demo("sh true")}}, now, max_concurrent=3)  # idle
     a, b, c = (store.sessions("shop", task=k)[0] for k in ("A-1", "B-1", "C-1"))
 
     def limited() -> bool:
@@ -207,14 +216,9 @@ def test_a_reset_beyond_a_week_or_one_already_waited_out_parks_nothing() -> None
 def test_sessions_at_their_own_limits_are_not_parked_by_each_other(env: Env) -> None:
     """Two sessions each at a limit of their own (different resets): each keeps its own,
     nothing is parked, and no notice repeats at every tick."""
-    plan = {"tasks": {"A-1": {"title": "a", "body": demo("limit 30")},
-                      "C-1": {"title": "c", "body": demo("limit 90")}}}
-    env.plan_file.write_text(json.dumps(plan))
-    env.write_config(max_concurrent=2)
-    store = Store()
-    assert run_ao("plan", "run", str(env.plan_file), "-p", "shop").code == 0
-    d = Daemon(config.load(), store, env.server())
-    d.tick()
+    store, d = running(env, {"A-1": {"title": "a", "body": demo("limit 30")},
+                             "C-1": {"title": "c", "body": demo("limit 90")}},
+                       max_concurrent=2)
     a, c = (store.sessions("shop", task=k)[0] for k in ("A-1", "C-1"))
 
     def both() -> bool:
@@ -238,15 +242,10 @@ def test_the_prompt_ao_cut_off_put_back_in_the_input_is_cleared_for_the_continue
     from ao.world.agents.profiles import DemoAgent
 
     monkeypatch.setattr(DemoAgent, "clear_only_drafts", True)
-    plan = {"tasks": {"A-1": {"title": "a", "body": demo("sleep 3\nlimit 30")},
-                      "B-1": {"title": "b", "body": demo("sleep 30")}}}
-    env.plan_file.write_text(json.dumps(plan))
-    env.write_config(max_concurrent=2)
-    store = Store()
-    assert run_ao("plan", "run", str(env.plan_file), "-p", "shop").code == 0
     now = [time.time()]
-    d = Daemon(config.load(), store, env.server(), clock=lambda: now[0])
-    d.tick()
+    store, d = running(env, {"A-1": {"title": "a", "body": demo("sleep 3\nlimit 30")},
+                             "B-1": {"title": "b", "body": demo("sleep 30")}}, now,
+                       max_concurrent=2)
     a, b = (store.sessions("shop", task=k)[0] for k in ("A-1", "B-1"))
 
     def limited() -> bool:
