@@ -270,12 +270,18 @@ def test_at_80_columns_the_table_is_whole_and_escape_clears_the_filter(
             await pilot.press("enter")
             await pilot.pause()
             assert zones(app) == [("merge", "M-1")]
+            await pilot.press("escape")  # from the table, the filter applied: cleared too
+            await pilot.pause()
+            assert app.filter_text == "" and len(zones(app)) == 6
             await pilot.press("slash")
             await pilot.pause()
+            await pilot.press(*"M-1")
             await pilot.press("escape")
             await pilot.pause()
             assert app.filter_text == "" and len(zones(app)) == 6
             assert "daemon not running (`ao start`)" in app.sub_title, app.sub_title
+            lanes_line = str(app.query_one("#lanes", Static).render())
+            assert "daemon not running" in lanes_line, lanes_line  # shown: no header bar
             await pilot.press("d")
             await pilot.pause()
             assert app.query_one("#detail").display
@@ -450,3 +456,29 @@ def test_lanes_count_the_sessions_and_a_paused_project_shows_until_resumed(env: 
     before, paused, after = asyncio.run(go())
     assert before.startswith("needs you 1 · ready to merge 1 · fixing 1"), before
     assert "paused: workflow" in paused and "paused" not in before + after, paused
+
+
+def test_the_selected_session_stays_selected_when_the_columns_refit(tmp_path: Path) -> None:
+    """`d` and a resize build the table again with the columns that fit: the session the
+    person chose stays the one a key acts on."""
+    store = Store()
+    seed(store)
+
+    async def go() -> tuple[str, str, str]:
+        app = make_app(config.load(), store, None, refresh_every=3600)
+        async with app.run_test(size=(200, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press("down", "down")
+            await pilot.pause()
+            before = app.selected()
+            await pilot.press("d")
+            await pilot.pause()
+            after_d = app.selected()
+            await pilot.resize_terminal(80, 24)
+            await pilot.pause()
+            after_resize = app.selected()
+            assert before and after_d and after_resize
+            return before.id, after_d.id, after_resize.id
+
+    before, after_d, after_resize = asyncio.run(go())
+    assert before == after_d == after_resize

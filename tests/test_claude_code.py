@@ -343,9 +343,8 @@ def test_one_sessions_limit_parks_the_other_claude_and_the_reset_resumes_both(
     time.sleep(3)
     assert len(fake.requests) == asked
     # the reset (the daemon's clock moved on: the test cannot wait an hour): both told to
-    # continue, and
-    # the cut-off prompt Claude put back in C-1's box is ao's own, not a person's draft, so
-    # the "continue" is typed over it and reaches the model
+    # continue, and C-1's continue reaches the model (whether Claude put the cut-off prompt
+    # back in its box depends on how far the turn got: test_quota.py covers that case)
     fake.script = [Reply(text="carrying on")] * 4
     now[0] = until + 1  # the daemon's clock at the reset
     d.tick()

@@ -64,3 +64,13 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert "<script" not in page and "merges per hour" in page and "▶ REL-1" in page
     bad = run_ao("report", "-p", "demo", "--png", str(out / "missing" / "x.png"))
     assert bad.code == 2 and "is not a folder" in bad.err, bad.err
+    # the demo's project is registered: every command sees it, from anywhere
+    for argv in (["stats", "-p", "demo", "--json"], ["status"]):
+        seen = run_ao(*argv, cwd=tmp_path)
+        assert seen.code == 0 and "demo" in seen.out, (argv, seen.out, seen.err)
+    # a second run starts from nothing: its report is its own run's, not both mixed
+    again = run_ao("demo", timeout=180)
+    assert again.code == 0, again.out + again.err
+    second = json.loads(run_ao("report", "-p", "demo", "--json").out)
+    assert (second["merged"], second["fix_rounds"]) == (5, 1), second
+    assert all(t["queued_at"] <= t["started"] for t in second["tasks"]), second["tasks"]

@@ -77,3 +77,44 @@ def test_the_import_graph_has_no_circle() -> None:
     circles = components(mods, lambda m: sorted(
         d for d in graph.find_modules_directly_imported_by(m) if d.startswith("ao")))
     assert circles == []
+
+
+DEEPEST = 17  # modules in the longest import chain (26 before the layers met at the top)
+
+
+def test_the_import_chain_gets_no_deeper() -> None:
+    """The longest chain of run-time imports (`ao.__main__ -> ao.cli.main -> ... ->
+    ao.errors`): a layer that imports the one below it at run time instead of meeting it in
+    the class that composes them (Store, GitHubForge, Fleet) makes it deeper."""
+    import functools
+
+    import pytest
+
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("ao", exclude_type_checking_imports=True)
+
+    @functools.cache
+    def chain(m: str) -> tuple[str, ...]:
+        below = [chain(d) for d in graph.find_modules_directly_imported_by(m)
+                 if d.startswith("ao") and d != m]
+        return (m, *max(below, key=len, default=()))
+
+    deepest = max((chain(m) for m in graph.modules if m.startswith("ao")), key=len)
+    assert len(deepest) <= DEEPEST, " -> ".join(deepest)
+
+
+def test_every_module_imports() -> None:
+    """Every module imports, in a fresh interpreter (a name moved to the type checker's
+    imports, or a circle, fails here before it fails a user)."""
+    import subprocess
+    import sys
+
+    names = [m.name for m in pkgutil.walk_packages(ao.__path__, "ao.")
+             if not m.name.endswith("demo_agent")]  # a program: it takes over the terminal
+    script = ("import importlib, sys\nbad = []\nfor n in sys.argv[1:]:\n"
+              "    try:\n        importlib.import_module(n)\n"
+              "    except Exception as e:\n        bad.append(f'{n}: {e!r}')\n"
+              "print('\\n'.join(bad))\n")
+    r = subprocess.run([sys.executable, "-c", script, *names], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and not r.stdout.strip(), r.stdout + r.stderr

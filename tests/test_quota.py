@@ -11,6 +11,7 @@ from datetime import UTC
 import pytest
 
 from ao import config, paths
+from ao.config import load as config_load
 from ao.loop.daemon import Daemon
 from ao.record.state import Activity, State
 from ao.record.store import Store
@@ -26,19 +27,27 @@ def events(kind: str) -> list[dict[str, object]]:
             if e["type"] == kind]
 
 
-def test_one_limit_parks_the_agents_others_and_the_reset_resumes_them(env: Env) -> None:
-    cont = "\n```demo-on continue\nsleep 1\n```"
-    plan = {"tasks": {
-        "A-1": {"title": "a", "body": demo("sleep 3\nlimit 30") + cont},  # hits the wall
-        "B-1": {"title": "b", "body": demo("sleep 30") + cont},  # a turn in flight
-        "C-1": {"title": "c", "body": demo("sh true")}}}  # its turn over: idle
-    env.plan_file.write_text(json.dumps(plan))
-    env.write_config(max_concurrent=3)
+def running(env: Env, tasks: dict[str, object], now: list[float] | None = None,
+            **config: object) -> tuple[Store, Daemon]:
+    """The plan of `tasks` run on the project with `config`, and a daemon over it (on the
+    clock `now[0]`, when given) that has ticked once: the sessions started."""
+    env.plan_file.write_text(json.dumps({"tasks": tasks}))
+    env.write_config(**config)
     store = Store()
     assert run_ao("plan", "run", str(env.plan_file), "-p", "shop").code == 0
-    now = [time.time()]
-    d = Daemon(config.load(), store, env.server(), clock=lambda: now[0])
+    d = Daemon(config_load(), store, env.server(),
+               **({"clock": lambda: now[0]} if now is not None else {}))
     d.tick()
+    return store, d
+
+
+def test_one_limit_parks_the_agents_others_and_the_reset_resumes_them(env: Env) -> None:
+    cont = "\n```demo-on continue\nsleep 1\n```"
+    now = [time.time()]
+    store, d = running(env, {
+        "A-1": {"title": "a", "body": demo("sleep 3\nlimit 30") + cont},  # hits the wall
+        "B-1": {"title": "b", "body": demo("sleep 30") + cont},  # a turn in flight
+        "C-1": {"title": "c", "body": demo("sh true")}}, now, max_concurrent=3)  # idle
     a, b, c = (store.sessions("shop", task=k)[0] for k in ("A-1", "B-1", "C-1"))
 
     def limited() -> bool:
@@ -107,6 +116,11 @@ def test_a_plans_budget_holds_its_tasks_and_not_the_projects_others(env: Env) ->
     env.plan_file.write_text(bad)
     r = run_ao("plan", "show", str(env.plan_file))
     assert r.code == 2 and "budget_usd must be a positive number" in r.err, (r.out, r.err)
+    env.plan_file.with_name("ok.yaml").write_text(json.dumps({**spent, "budget_usd": 5}))
+    shown = run_ao("plan", "show", str(env.plan_file.with_name("ok.yaml")))
+    assert shown.code == 0 and "budget: $5.00" in shown.out, shown.out
+    assert json.loads(run_ao("plan", "show", str(env.plan_file.with_name("ok.yaml")),
+                             "--json").out)["budget_usd"] == 5
     env.plan_file.write_text(json.dumps({**spent, "budget_usd": 5}))  # raised
     d.tick()
     assert store.sessions("shop", task="B-1")[0].state in (State.WORKING, State.SPAWNING)
@@ -177,3 +191,87 @@ def test_no_limit_on_a_screen_that_only_mentions_limits() -> None:
     from ao.decide import limits
 
     assert limits.limit_line("● I raised the rate limit in config.py\n❯ ") is None
+
+
+def test_a_reset_beyond_a_week_or_one_already_waited_out_parks_nothing() -> None:
+    """Text on the screen is not always the agent's: a "limit" that resets in 2099 is not
+    one; nor is the line a session already waited out, read again after its reset (a time
+    without a date would be the same time tomorrow)."""
+    from ao.record.store import Session
+    from ao.services.observing import _believable
+
+    now = 1_800_000_000.0
+    s = Session.from_row({**{f: None for f in Session.__dataclass_fields__},
+                          "id": "s-1", "project": "p", "task": "T-1", "title": "", "state":
+                          "working", "activity": "idle", "created_at": now, "updated_at": now,
+                          "host": "local", "hooks_read": 0})
+    assert _believable(s, now + 3600, now)
+    assert not _believable(s, now + 9 * 86400, now)
+    waited = Session.from_row({**s.__dict__, "state": "working", "activity": "idle",
+                               "limited_until": now - 30})
+    assert not _believable(waited, now - 30 + 86400, now)  # the same line, tomorrow
+    assert _believable(waited, now + 5 * 3600, now)  # a new limit
+
+
+def test_sessions_at_their_own_limits_are_not_parked_by_each_other(env: Env) -> None:
+    """Two sessions each at a limit of their own (different resets): each keeps its own,
+    nothing is parked, and no notice repeats at every tick."""
+    store, d = running(env, {"A-1": {"title": "a", "body": demo("limit 30")},
+                             "C-1": {"title": "c", "body": demo("limit 90")}},
+                       max_concurrent=2)
+    a, c = (store.sessions("shop", task=k)[0] for k in ("A-1", "C-1"))
+
+    def both() -> bool:
+        d.tick()
+        return all(store.session(x.id).activity is Activity.LIMITED for x in (a, c))
+
+    retry_until(both, timeout=40, interval=0.3, message="both at their limits")
+    for _ in range(3):
+        d.tick()
+    ua, uc = store.session(a.id).limited_until, store.session(c.id).limited_until
+    assert ua and uc and 50 * 60 < uc - ua < 70 * 60, (ua, uc)
+    assert events("session.parked") == [] and events("agent.limit_parked") == []
+
+
+def test_the_prompt_ao_cut_off_put_back_in_the_input_is_cleared_for_the_continue(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claude Code puts a turn's prompt back in its input when Escape cuts it off: when ao
+    itself cut it off (parking it at a usage limit), that text is ao's own; at the reset the
+    continue clears it and goes in, where a person's draft would be waited for (the demo
+    agent made to keep drafts as the real agents do: ao clears only its own)."""
+    from ao.world.agents.profiles import DemoAgent
+
+    monkeypatch.setattr(DemoAgent, "clear_only_drafts", True)
+    now = [time.time()]
+    store, d = running(env, {"A-1": {"title": "a", "body": demo("sleep 3\nlimit 30")},
+                             "B-1": {"title": "b", "body": demo("sleep 30")}}, now,
+                       max_concurrent=2)
+    a, b = (store.sessions("shop", task=k)[0] for k in ("A-1", "B-1"))
+
+    def limited() -> bool:
+        d.tick()
+        return store.session(a.id).activity is Activity.LIMITED
+
+    retry_until(limited, timeout=40, interval=0.3, message="A-1 at its limit")
+    until = store.session(b.id).limited_until
+    assert until and events("session.parked")[0]["data"]["interrupted"] is True
+    retry_until(lambda: "Interrupted" in tmux.capture(env.server(), b.id), timeout=10,
+                message="B-1 interrupted")
+    # as Claude Code does: the cut-off prompt back in the input (its first words)
+    prompt = store.messages(b.id, "delivered")[-1]["body"]
+    tmux.send_keys(env.server(), b.id, "-l", prompt.splitlines()[0])
+    # the reset, on the daemon's clock and (for the delivery) the world's
+    now[0] = until + 1
+    store.update_session(b.id, limited_until=time.time() - 1)
+    d.tick()  # B-1 told to continue, handed to the deliveries beside the tick
+    inbox = paths.session_dir("shop", b.id) / "demo-inbox.jsonl"
+
+    def continued() -> bool:
+        d.tick()
+        return json.loads(inbox.read_text().splitlines()[-1])["text"] == "continue"
+
+    try:
+        retry_until(continued, timeout=30, interval=0.5, message="B-1's continue delivered")
+    except AssertionError:
+        raise AssertionError((store.messages(b.id), tmux.capture(env.server(), b.id))) \
+            from None

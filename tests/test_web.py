@@ -138,6 +138,11 @@ def test_the_run_report_is_served_as_a_page_and_a_picture(env: Env, web: str) ->
         assert "default-src 'none'" in r.headers["Content-Security-Policy"]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
     assert plain(f"{web}/api/report?project=shop") == 401
+    try:
+        urllib.request.urlopen(f"{web}/api/report?project=nope", timeout=30)
+        raise AssertionError("a report of no project")
+    except urllib.error.HTTPError as e:
+        assert e.code == 404 and "no project 'nope'" in e.read().decode()
     assert plain(f"{web}/api/report?project=shop&format=gif") == 401  # refused before reading
 
 

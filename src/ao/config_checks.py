@@ -6,11 +6,13 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ao import paths
-from ao.config_files import Merged
 from ao.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ao.config_files import Merged
 
 
 def check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str, m: Merged) -> None:

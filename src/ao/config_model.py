@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ao import environment, paths
 from ao import host_config as hostsmod
 from ao.errors import NotFound
-from ao.host_config import Host
+
+if TYPE_CHECKING:
+    from ao.host_config import Host
 
 REACTION_NAMES = (
     "ci-failed",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ao.config_checks import (
     checked,
@@ -18,9 +18,11 @@ from ao.config_checks import (
     str_list,
     typed,
 )
-from ao.config_files import Merged
 from ao.config_model import COUNTED, MESSAGES, REACTION_NAMES, TIMED, AgentSpec, ReactionConfig
 from ao.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ao.config_files import Merged
 
 MERGE_METHODS = ("merge", "squash", "rebase", "auto")
 EXTRA_MERGE_STATES = ("has_hooks", "unstable")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import sys
 import threading
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -293,3 +295,16 @@ def wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proces
         pause = min(pause * 2, 0.05)
         alive = [p for p in alive if _running(p)]
     return alive
+
+def daemon_state() -> dict[str, Any] | None:
+    """The running daemon's state file, or None when no daemon runs (a stale file is ignored)."""
+    f = ao_home() / "daemon.pid"
+    try:
+        data: dict[str, Any] = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        alive = pid_alive(int(data["pid"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return data if alive else None

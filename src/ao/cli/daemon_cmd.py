@@ -15,7 +15,8 @@ from ao import paths
 from ao.cli import services
 from ao.cli.output import log_to, note
 from ao.errors import AoError, BadInput, ExternalError
-from ao.loop.daemon import Daemon, read_state
+from ao.loop.daemon import Daemon
+from ao.paths import daemon_state as read_state
 from ao.record import events
 from ao.record.events import Event
 from ao.sanitize import for_terminal

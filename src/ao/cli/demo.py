@@ -182,6 +182,8 @@ def forget(store: Store, srv: Any) -> None:
     for s in store.sessions(PROJECT):
         tmux.kill_session(srv, s.id)
     store.forget_project(PROJECT)
+    # its sessions' folders too: the ids start again at dem-1, and their logs would mix
+    shutil.rmtree(paths.ao_home() / "sessions" / PROJECT, ignore_errors=True)
 
 
 def run(root: Path, keep: bool = False, timeout: float = 240.0,
@@ -191,6 +193,9 @@ def run(root: Path, keep: bool = False, timeout: float = 240.0,
     out(f"ao demo: a small project in {paths.display(root)}, five tasks, the demo agent, "
         "the local forge")
     work = make_project(root)
+    # registered as `ao init` registers a repository: every `ao` command sees the demo's
+    # project from anywhere (`ao board -p demo`, `ao session diff dem-2`)
+    cfgmod.register_repo(work)
     cfg = cfgmod.load(cwd=work)
     if keep:
         cfg = replace(cfg, cleanup_grace=10.0**9)

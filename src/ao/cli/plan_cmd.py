@@ -89,6 +89,7 @@ def show(
         p = planmod.load(file)
     s = planmod.summary(p, max_concurrent)
     s["estimated_cost"] = _cost_estimate(len(p.tasks))
+    s["budget_usd"] = p.budget_usd
     if json_out:
         emit_json({**s, "held": {f"#{n}": why for n, why in held.items()}} if from_github
                   else s)
@@ -122,6 +123,10 @@ def show(
         typer.echo(f"estimated cost: ${est['usd']:.2f} ({s['tasks']} tasks at "
                    f"${est['per_task']:.2f}, what each of the last {est['from']} merged tasks' "
                    "agents spent on average; `ao usage` has the records)")
+    if p.budget_usd is not None:
+        over = est is not None and est["usd"] > p.budget_usd
+        typer.echo(f"budget: ${p.budget_usd:.2f}" + (" (below the estimate: the plan will stop "
+                                                     "short of it)" if over else ""))
     if s["overlaps"]:
         typer.echo(f"predicted overlaps ({len(s['overlaps'])}; from the tasks' `files:`):")
         for o in s["overlaps"]:
@@ -228,7 +233,7 @@ def run(
 ) -> None:
     """Queue every task of a plan; the daemon starts each as soon as its deps are done."""
     from ao.cli import services
-    from ao.loop.daemon import read_state
+    from ao.paths import daemon_state as read_state
 
     p = planmod.load_valid(file)
     unknown = _agent_problems(p)

@@ -11,7 +11,7 @@ import typer
 from ao.cli import services
 from ao.cli.services import SESSION_HELP
 from ao.errors import BadInput
-from ao.loop.daemon import read_state
+from ao.paths import daemon_state as read_state
 from ao.services.messaging import Messenger
 
 EXIT_QUEUED = 3

@@ -63,7 +63,7 @@ def ls(
 def _daemon_polled(poll_interval: float) -> float | None:
     """When the running daemon last observed every live session (its hosts' that did not
     answer are recorded `unreachable`), or None when no daemon polls."""
-    from ao.loop.daemon import read_state
+    from ao.paths import daemon_state as read_state
 
     state = read_state()
     last = (state or {}).get("last_poll")

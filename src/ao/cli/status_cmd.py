@@ -22,7 +22,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
     """Per project: sessions by state, queued tasks, and what runs next."""
     cfg = services.cfg()
     store = services.store()
-    from ao.loop.daemon import read_state
+    from ao.paths import daemon_state as read_state
 
     state = read_state()
     if state:

@@ -3,8 +3,12 @@ lines, review comments) is sanitized and capped here."""
 
 from __future__ import annotations
 
-from ao.record.forge import FailureDetail, ReviewComment
+from typing import TYPE_CHECKING
+
 from ao.sanitize import cap, clean
+
+if TYPE_CHECKING:
+    from ao.record.forge import FailureDetail, ReviewComment
 
 OUTPUT_CAP = 1500
 LOG_CAP = 3000

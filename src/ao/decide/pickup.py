@@ -11,12 +11,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ao.decide.plan import Plan, Task
-from ao.record.forge import PickedIssue
 from ao.record.state import State
 from ao.sanitize import clean
 
 if TYPE_CHECKING:  # the records only: a decision reads them, never the store
     from ao.decide.waiting import Wait
+    from ao.record.forge import PickedIssue
     from ao.record.store import Session
 
 MARKER = "<!-- ao-status -->"  # the one comment on the issue that ao keeps up to date

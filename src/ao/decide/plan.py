@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -31,8 +31,10 @@ from ao.decide.plan_graph import tails as tails
 from ao.decide.plan_graph import topo_order as topo_order
 from ao.decide.plan_graph import total_work as total_work
 from ao.decide.plan_graph import wave_problems as wave_problems
-from ao.decide.steps import Step
 from ao.errors import BadInput, PlanError
+
+if TYPE_CHECKING:
+    from ao.decide.steps import Step
 
 HOURS_PER_DAY = 8.0
 DEFAULT_DAYS = 1.0

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ao.config import ProjectConfig
-from ao.decide.plan import Plan, Task
 from ao.sanitize import cap, clean
+
+if TYPE_CHECKING:
+    from ao.config import ProjectConfig
+    from ao.decide.plan import Plan, Task
 
 CONTEXT_FILE_LIMIT = 20_000
 

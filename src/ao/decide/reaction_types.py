@@ -7,15 +7,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ao.config import ProjectConfig
 from ao.decide.gate import GatePolicy
 from ao.decide.steps import DEFAULT as DEFAULT_STEPS
 from ao.decide.steps import Step
 from ao.decide.steps import passed as steps_passed
-from ao.record.forge import PullRequest
-from ao.record.state import Activity, State
+
+if TYPE_CHECKING:
+    from ao.config import ProjectConfig
+    from ao.record.forge import PullRequest
+    from ao.record.state import Activity, State
 
 DEFAULT_CI_RETRIES = 3
 DEFAULT_REVIEW_ROUNDS = 3

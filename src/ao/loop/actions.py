@@ -6,9 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ao.config import Config, ProjectConfig
 from ao.decide import compose, steps
 from ao.decide.reactions import Action, ActionKind, History, Policy
 from ao.errors import AoError, ExternalError
@@ -16,12 +15,15 @@ from ao.loop import queueing
 from ao.record.events import Event, emit
 from ao.record.forge import Enqueued, Forge, PullRequest
 from ao.record.state import State
-from ao.record.store import Session, Store
-from ao.services.fleet import Fleet
 from ao.services.merging import record_merged
-from ao.services.notify import Notifier
-from ao.services.step_results import StepResults
-from ao.services.stepwork import StepWork
+
+if TYPE_CHECKING:
+    from ao.config import Config, ProjectConfig
+    from ao.record.store import Session, Store
+    from ao.services.fleet import Fleet
+    from ao.services.notify import Notifier
+    from ao.services.step_results import StepResults
+    from ao.services.stepwork import StepWork
 
 REVIEW_REREAD = 600.0  # seconds: comments re-read at least this often while changes stand
 

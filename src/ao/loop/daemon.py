@@ -54,18 +54,7 @@ class AlreadyRunning(AoError):
     pass
 
 
-def read_state() -> dict[str, Any] | None:
-    """The running daemon's state file, or None when no daemon runs (a stale file is ignored)."""
-    f = paths.ao_home() / "daemon.pid"
-    try:
-        data: dict[str, Any] = json.loads(f.read_text())
-    except (OSError, ValueError):
-        return None
-    try:
-        alive = paths.pid_alive(int(data["pid"]))
-    except (ValueError, KeyError, TypeError):
-        return None
-    return data if alive else None
+read_state = paths.daemon_state  # the running daemon's state (paths.py)
 
 
 class Daemon(Ticking):

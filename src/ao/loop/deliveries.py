@@ -13,7 +13,6 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
-from ao.config import Config
 from ao.errors import AoError
 from ao.record.store import Store
 from ao.services.fleet import Fleet
@@ -21,6 +20,8 @@ from ao.services.messaging import Messenger
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
+
+    from ao.config import Config
 
 log = logging.getLogger(__name__)
 WORKERS = 8  # sessions whose held messages are delivered side by side

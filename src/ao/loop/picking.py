@@ -9,19 +9,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ao.config import Config, ProjectConfig
 from ao.decide import pickup as pickupmod
 from ao.decide import waiting
-from ao.decide.plan import Plan
 from ao.decide.reactions import Policy
 from ao.errors import AoError, ExternalError
 from ao.record.events import Event, emit
-from ao.record.forge import Forge
 from ao.record.state import LIVE, State
-from ao.record.store import Session, Store
-from ao.services.fleet import Fleet
-from ao.services.notify import Notifier
+
+if TYPE_CHECKING:
+    from ao.config import Config, ProjectConfig
+    from ao.decide.plan import Plan
+    from ao.record.forge import Forge
+    from ao.record.store import Session, Store
+    from ao.services.fleet import Fleet
+    from ao.services.notify import Notifier
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 from ao.decide import compose
 from ao.decide.reactions import Action, escalation
 from ao.record.events import Event, emit
-from ao.record.forge import Enqueued
 from ao.services.merging import record_enqueued
 
 if TYPE_CHECKING:
     from ao.decide.reactions import History
     from ao.loop.actions import Act
+    from ao.record.forge import Enqueued
     from ao.record.store import Store
     from ao.services.notify import Notifier
 

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ao.config import Config, ProjectConfig
 from ao.decide import overlap, scheduler
 from ao.decide import plan as planmod
-from ao.decide.plan import Plan
 from ao.errors import AoError
 from ao.record.events import Event, emit
 from ao.record.state import LIVE, Outcome, State
-from ao.record.store import Session, Store
-from ao.services.fleet import Fleet
-from ao.services.notify import Notifier
 from ao.world import hosts, workspace
+
+if TYPE_CHECKING:
+    from ao.config import Config, ProjectConfig
+    from ao.decide.plan import Plan
+    from ao.record.store import Session, Store
+    from ao.services.fleet import Fleet
+    from ao.services.notify import Notifier
 
 
 class Scheduling:

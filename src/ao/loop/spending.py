@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ao.config import Config, ProjectConfig
 from ao.decide import compose
-from ao.decide.plan import Plan
 from ao.errors import AoError
 from ao.record.events import Event, emit
 from ao.record.state import Activity, State
-from ao.record.store import Session, Store
-from ao.services.fleet import Fleet
-from ao.services.notify import Notifier
 from ao.world import agent_usage, agents, hosts, tmux
+
+if TYPE_CHECKING:
+    from ao.config import Config, ProjectConfig
+    from ao.decide.plan import Plan
+    from ao.record.store import Session, Store
+    from ao.services.fleet import Fleet
+    from ao.services.notify import Notifier
 
 WORKING = frozenset({State.WORKING, State.PR_OPEN})  # states whose agents spend
 
@@ -53,16 +56,19 @@ class Spending:
         live = self.store.sessions(states=set(WORKING))  # every project: one account
         walls: dict[tuple[str, str], tuple[float, Session]] = {}
         for s in live:
-            if s.activity is Activity.LIMITED and (s.limited_until or 0) > now:
+            # a wall: a session limited by what its own screen said, not one parked beside it
+            if (s.limited_until or 0) > now and (s.activity is Activity.LIMITED or
+                                                 not self._parked(s)):
                 key = (s.agent or "command", s.host)
                 if key not in walls or walls[key][0] < (s.limited_until or 0):
                     walls[key] = (s.limited_until or 0, s)
+        self._unpark(live, set(walls), now)
         for (agent, host), (until, first) in walls.items():
             parked = []
             for s in live:
                 if (s.agent or "command", s.host) != (agent, host) or \
-                        (s.limited_until or 0) >= until:
-                    continue
+                        (s.limited_until or 0) >= until or s.activity is Activity.LIMITED:
+                    continue  # its own limit (a reset of its own) is not overruled
                 busy = s.activity is Activity.ACTIVE
                 if busy:
                     try:
@@ -71,19 +77,21 @@ class Spending:
                         busy = False
                         emit(Event("session.park_failed", s.project, s.id, s.task,
                                    {"error": str(e)[:200]}), self.store)
+                cut = busy or self._cut_pending(s)  # cut off now, or at an earlier wall
                 self.store.update_session(s.id, limited_until=until)
-                if busy:  # the prompt it cut off may come back into the input: ao's own
+                if cut:  # the prompt it cut off may come back into the input: ao's own
                     done = self.store.messages(s.id, "delivered")
                     self.store.record_attempt(s.id, "interrupted", f"interrupted:{int(until)}",
                                               {"message": done[-1]["id"] if done else None})
                 # its own notice is the fleet's one below; an idle agent has nothing to resume
                 self.store.record_attempt(s.id, "notify", f"limited:{int(until)}")
-                if not busy:
+                self.store.record_attempt(s.id, "parked", f"parked:{int(until)}")
+                if not cut:
                     self.store.record_attempt(s.id, "limit-continue",
                                               f"limit-continue:{int(until)}")
                 emit(Event("session.parked", s.project, s.id, s.task,
                            {"agent": agent, "until": until, "by": first.id,
-                            "interrupted": busy}), self.store)
+                            "interrupted": cut}), self.store)
                 parked.append(s.id)
             if parked:
                 event = emit(Event("agent.limit_parked", project.name, first.id, first.task,
@@ -93,6 +101,38 @@ class Spending:
                     event, f"{agent} usage limit",
                     f"{first.id} hit {agent}'s usage limit on {host}; {len(parked)} more "
                     f"session(s) parked until {time.strftime('%H:%M', time.localtime(until))}")
+
+    def _parked(self, s: Session) -> bool:
+        """Its `limited_until` is a wall's it was parked at, not its own limit's."""
+        return any(a["fingerprint"] == f"parked:{int(s.limited_until or 0)}"
+                   for a in self.store.attempts(s.id, "parked"))
+
+    def _cut_pending(self, s: Session) -> bool:
+        """ao cut the session's turn off at a wall and has not told it to continue since."""
+        cut = self.store.attempts(s.id, "interrupted")
+        if not cut:
+            return False
+        until = str(cut[-1]["fingerprint"]).split(":", 1)[1]
+        return not any(a["fingerprint"] == f"limit-continue:{until}"
+                       for a in self.store.attempts(s.id, "limit-continue"))
+
+    def _unpark(self, live: list[Session], walls: set[tuple[str, str]], now: float) -> None:
+        """Sessions parked for a wall that is gone before its reset (the session at the limit
+        works again, or ended): let go at once, and the ones ao cut off told to continue."""
+        for s in live:
+            if (s.limited_until or 0) <= now or s.activity is Activity.LIMITED or \
+                    (s.agent or "command", s.host) in walls or not self._parked(s):
+                continue
+            until = int(s.limited_until or 0)
+            self.store.update_session(s.id, limited_until=None)
+            cut = self.store.attempts(s.id, "interrupted")
+            if cut and cut[-1]["fingerprint"] == f"interrupted:{until}":
+                self.store.record_and_queue(s.id, [("limit-continue",
+                                                    f"limit-continue:{until}")],
+                                            "continue", "limit-reset")
+            emit(Event("session.unparked", s.project, s.id, s.task,
+                       {"reason": "the usage limit that parked it is no longer shown"}),
+                 self.store)
 
     def budget(self, project: ProjectConfig, plan: Plan | None = None) -> bool:
         """The project's budget (or the plan's `budget_usd`) spent: nothing new starts (in
@@ -112,8 +152,9 @@ class Spending:
             for s in self.store.sessions(project.name, states={State.QUEUED}):
                 if s.task in plan.tasks and s.note != why:
                     self.store.update_session(s.id, note=why)  # `ao status` says why
-        if self._budget_said.get(fp) != fp:
-            self._budget_said[fp] = fp  # said again when a raised budget runs out
+        said = f"{project.name}:{fp}"
+        if self._budget_said.get(said) != fp:
+            self._budget_said[said] = fp  # said again when a raised budget runs out
             data: dict[str, object] = {"why": why}
             if plan is not None:
                 data["plan"] = str(plan.source)

@@ -10,16 +10,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ao.config import Config, ProjectConfig
 from ao.decide import waiting
 from ao.record.events import Event, emit
 from ao.record.state import State
-from ao.record.store import Session, Store
 from ao.services import pushes
-from ao.services.fleet import Fleet
-from ao.services.notify import Notifier
 from ao.world import agents, hosts, remotes
+
+if TYPE_CHECKING:
+    from ao.config import Config, ProjectConfig
+    from ao.record.store import Session, Store
+    from ao.services.fleet import Fleet
+    from ao.services.notify import Notifier
 
 log = logging.getLogger(__name__)
 PUSH_GRACE = 30.0  # seconds idle before an agent's commits are expected on the remote

@@ -14,11 +14,9 @@ from typing import TYPE_CHECKING
 
 from ao import config as cfgmod
 from ao import paths
-from ao.config import Config, ProjectConfig
 from ao.decide import plan as planmod
 from ao.decide import redmain, steps
 from ao.decide.gate import approval, merge_gate
-from ao.decide.plan import Plan
 from ao.decide.reactions import Action, ActionKind, History, Observation, Policy, decide
 from ao.errors import AoError, BadInput, ExternalError, NothingToReview
 from ao.loop import mainwatch
@@ -29,9 +27,7 @@ from ao.loop.scheduling import Scheduling
 from ao.loop.spending import Spending
 from ao.loop.telling import Telling
 from ao.record.events import Event, emit
-from ao.record.forge import Forge, PullRequest
 from ao.record.state import LIVE, Activity, State
-from ao.record.store import Session, Store
 from ao.services import merging, redmain_act
 from ao.services.fleet import Fleet
 from ao.services.messaging import Messenger
@@ -44,6 +40,11 @@ from ao.world import hosts, memory, remotes
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
+
+    from ao.config import Config, ProjectConfig
+    from ao.decide.plan import Plan
+    from ao.record.forge import Forge, PullRequest
+    from ao.record.store import Session, Store
 
 LOCK_NAME = "daemon.lock"
 log = logging.getLogger(__name__)

@@ -17,20 +17,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ao import paths
-from ao.config import Config, ProjectConfig
 from ao.errors import AoError
 from ao.record import events as eventsmod
 from ao.record.events import Event, emit
 from ao.record.state import LIVE, RUNNING, State
-from ao.record.store import Session, Store
 from ao.services import hostwork
 from ao.services.stepwork import owner_of_step
 from ao.services.teardown import disposable, teardown, work_place
 from ao.world import hosts, remotes, tmux, worksafe, workspace
-from ao.world.hosts import Host
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
+
+    from ao.config import Config, ProjectConfig
+    from ao.record.store import Session, Store
+    from ao.world.hosts import Host
 
 RETENTION = 30 * 86400.0
 DEAD_RECHECK = 1.0  # seconds between a cleanup's two looks at an agent found dead

@@ -9,19 +9,24 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ao import paths
-from ao.config import ProjectConfig
 from ao.decide import compose
 from ao.errors import AoError, BadInput
 from ao.record.events import Event, emit
 from ao.record.state import KILLED_BY_HAND, LIVE, State
-from ao.record.store import Session
 from ao.services import hostwork
-from ao.services.starting import Starting
 from ao.services.teardown import teardown
 from ao.world import agents, remotes, tmux, workspace
 from ao.world import hosts as hostsmod
-from ao.world.agents import LaunchContext, Profile
 from ao.world.hosts import LOCAL
+
+if TYPE_CHECKING:  # the layer below, for the types of the methods it lends
+    from ao.config import ProjectConfig
+    from ao.record.store import Session
+    from ao.services.starting import Starting as _Below
+    from ao.world.agents import LaunchContext, Profile
+else:  # at run time the layers meet in Fleet (fleet.py), not in a chain
+    from ao.services.machines import Machines as _Below
+
 
 if TYPE_CHECKING:
     from ao.services.notify import Notifier
@@ -30,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Ending(Starting):
+class Ending(_Below):
     """Ending a session by hand, handing an escalated one back, or restoring a killed one in
     place; and escalating to a human, once per trouble. The fourth layer of `Fleet`."""
 

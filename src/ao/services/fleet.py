@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ao import paths
-from ao.config import Config, ProjectConfig
 from ao.decide import plan as planmod
 from ao.decide import scheduler, steps
 from ao.decide.plan import Plan, Task
@@ -24,14 +23,18 @@ from ao.record.store import AtCapacity, Session, Store, TaskBusy
 from ao.sanitize import clean
 from ao.services import interrupts, pushes
 from ao.services.ending import Ending
-from ao.services.starting import _Launch, _Ready
+from ao.services.machines import Machines
+from ao.services.observing import Observing
+from ao.services.starting import Starting, _Launch, _Ready
 from ao.world import agent_ready, agents
 from ao.world import hosts as hostsmod
-from ao.world.agents import Profile
 from ao.world.hosts import LOCAL
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
+
+    from ao.config import Config, ProjectConfig
+    from ao.world.agents import Profile
 
 
 SPAWN_WORKERS = 32  # at most this many starts of a batch under way at once
@@ -45,7 +48,7 @@ class SpawnResult:
     reason: str = ""
 
 
-class Fleet(Ending):
+class Fleet(Ending, Starting, Observing, Machines):
     """Spawn (batches, the queue, claims), recover, kill, resume and restore sessions: the
     face of the layers below it (machines, observing, starting)."""
 

@@ -14,11 +14,14 @@ import contextlib
 import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from ao import paths
 from ao.errors import ExternalError
 from ao.world import hosts
-from ao.world.hosts import Host
+
+if TYPE_CHECKING:
+    from ao.world.hosts import Host
 
 _ABS: dict[tuple[str, str], str] = {}
 

@@ -9,7 +9,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ao.config import Config, ProjectConfig
 from ao.decide import placement
 from ao.errors import ExternalError
 from ao.record.events import Event, emit
@@ -18,11 +17,13 @@ from ao.record.store import Session, Store
 from ao.services import hostwork
 from ao.world import hosts as hostsmod
 from ao.world import memory, tmux
-from ao.world.agents import Profile
 from ao.world.hosts import LOCAL, Host
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
+
+    from ao.config import Config, ProjectConfig
+    from ao.world.agents import Profile
 
 
 

@@ -11,7 +11,6 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 from ao import paths
-from ao.config import Config, ProjectConfig
 from ao.decide import steps
 from ao.decide.gate import Verdict, merge_gate
 from ao.decide.reactions import Policy
@@ -19,13 +18,15 @@ from ao.errors import AoError, BadInput
 from ao.record.events import Event, emit
 from ao.record.forge import Enqueued, Forge, PullRequest
 from ao.record.state import State
-from ao.record.store import Session, Store
 from ao.services.notify import Notifier
 from ao.services.teardown import stop_agent
 from ao.world import forge as forgemod
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
+
+    from ao.config import Config, ProjectConfig
+    from ao.record.store import Session, Store
 
 log = logging.getLogger(__name__)
 

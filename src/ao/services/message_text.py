@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 from ao import paths
 from ao.errors import BadInput
 from ao.record.state import LIVE
-from ao.record.store import Session
 from ao.sanitize import clean
 from ao.services import hostwork
 from ao.world.hosts import LOCAL
 
 if TYPE_CHECKING:
+    from ao.record.store import Session
     from ao.services.ending import Ending
 
 INLINE_LIMIT = 8000  # longer messages go to a file the agent is pointed to

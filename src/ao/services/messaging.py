@@ -16,12 +16,12 @@ from ao import paths
 from ao.errors import BadInput
 from ao.record.events import Event, emit
 from ao.record.state import LIVE, Activity
-from ao.record.store import Session
 from ao.sanitize import clean
 from ao.services import message_text
 from ao.world import agents, tmux
 
 if TYPE_CHECKING:
+    from ao.record.store import Session
     from ao.services.ending import Ending
 
 MESSAGE_TTL = 3600.0  # a queued message older than this is dropped (with an event), not sent
@@ -86,7 +86,8 @@ class Messenger:
         # a draft in the input means a human is typing there: never clear or glue it, wait
         if profile.clear_only_drafts:
             screen = tmux.capture(self.fleet.server(s), s.id)
-            if profile.draft_pending(screen, "") and not self._leftover(s, profile, screen):
+            if profile.draft_pending(screen, "") and not self._leftover(s, profile, screen) \
+                    and not self._put_back(s, profile, screen):
                 return TYPING
         # --now types into a working agent only where Enter queues there (not codex, aider)
         if activity is Activity.ACTIVE and not (now and profile.enter_while_busy):
@@ -152,6 +153,8 @@ class Messenger:
         hook fired); ("hold", why) for anything else: a person's draft is theirs."""
         if own and profile.draft_is(screen, body):
             return "clear", ""
+        if self._put_back(s, profile, screen):
+            return "clear", ""
         last = self.store.messages(s.id, "delivered")[-1:]
         if last and profile.draft_is(screen, str(last[0]["body"])):
             # never Escape on it: that interrupts the turn it just started
@@ -168,19 +171,19 @@ class Messenger:
         return "hold", TYPING
 
     def _leftover(self, s: Session, profile: agents.Profile, screen: str) -> bool:
-        """The input holds ao's own paste of a message that was never delivered; or the
-        message whose turn ao itself cut off (a session parked at its agent's usage limit:
-        Claude Code puts the interrupted prompt back in the box), while it is still the last
-        one delivered."""
-        recent = self.store.messages(s.id)[-20:]
-        typed = [m for m in recent
+        """The input holds ao's own paste of a message that was never delivered."""
+        typed = [m for m in self.store.messages(s.id)[-20:]
                  if m["status"] != "delivered" and m.get("stage") in ("pasted", "entered")]
-        cut = self.store.attempts(s.id, "interrupted")
-        delivered = [m for m in recent if m["status"] == "delivered"]
-        if cut and delivered and delivered[-1]["id"] == json.loads(
-                cut[-1]["data"] or "{}").get("message"):
-            typed.append(delivered[-1])
         return any(profile.draft_is(screen, str(m["body"])) for m in typed)
+
+    def _put_back(self, s: Session, profile: agents.Profile, screen: str) -> bool:
+        """The input holds the prompt whose turn ao itself cut off (spending.py records it
+        when it parks a busy session at a usage limit; Claude Code puts an interrupted
+        prompt back in its box): ao's own text, while it is the last message delivered."""
+        cut = self.store.attempts(s.id, "interrupted")
+        last = self.store.messages(s.id, "delivered")[-1:]
+        return bool(cut and last) and json.loads(cut[-1]["data"] or "{}").get("message") == \
+            last[0]["id"] and profile.draft_is(screen, str(last[0]["body"]))
 
     def _deliver(self, s: Session, body: str, source: str, mid: int,
                  own: bool = False) -> SendResult:

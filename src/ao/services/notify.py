@@ -11,11 +11,14 @@ import shutil
 import subprocess
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ao import environment, paths
-from ao.config import Config
 from ao.record.events import Event, emit
-from ao.record.store import Store
+
+if TYPE_CHECKING:
+    from ao.config import Config
+    from ao.record.store import Store
 
 HOOK_TIMEOUT = 30.0
 HOOK_EVENTS = ("ci-failed", "escalated", "merged", "wave-started", "all-complete",

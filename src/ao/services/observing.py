@@ -9,21 +9,22 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ao.config import Config
 from ao.decide import activity, limits
 from ao.errors import AoError
 from ao.record.state import Activity
-from ao.record.store import Session, Store
 from ao.services import hostwork
 from ao.services.machines import Machines
 from ao.world import agent_hooks, agents, tmux
 from ao.world import hosts as hostsmod
-from ao.world.agents import Profile
 from ao.world.agents.base import HOOK_FILE
 from ao.world.hosts import LOCAL
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
+
+    from ao.config import Config
+    from ao.record.store import Session, Store
+    from ao.world.agents import Profile
 
 # how long a command's look (`ao session ls`) waits for a host: a live host answers a poll
 # in milliseconds; one the daemon has recorded down is not waited for at all
@@ -194,10 +195,13 @@ class Observing(Machines):
         new: dict[str, object] = {"activity": doing.value, "screen_hash": digest,
                                   "screen_changed_at": changed_at, "pane_alive": 1,
                                   "exit_status": None}
-        if until is not None and until > now:
+        if until is not None and until > now and _believable(s, until, now):
             # the usage limit outranks everything: the agent can do nothing till then
             new.update(activity=Activity.LIMITED.value, limited_until=until)
             return Activity.LIMITED, new
+        if s.activity is Activity.LIMITED and (s.limited_until or 0) > now and \
+                doing is Activity.ACTIVE:
+            new["limited_until"] = None  # working again, its limit line gone: over early
         return doing, new
 
     def _poll_here(self, sessions: list[Session],
@@ -256,6 +260,20 @@ class Observing(Machines):
         settled = profile.settled(screen)
         self._screens[s.id] = (p.activity, taken, digest, seen, until, settled)
         return digest, seen, until, settled
+
+
+LONGEST_LIMIT = 8 * 86400.0  # a weekly limit resets within a week: a later "reset" is not one
+
+
+def _believable(s: Session, until: float, now: float) -> bool:
+    """A reset read from the screen that is one: within a week (text from outside on the
+    screen, "try again at Jan 1st, 2099", parks nothing), and not the line the session
+    already waited out (a reset without a date, read again after it passed, is the same
+    time tomorrow)."""
+    if until - now > LONGEST_LIMIT:
+        return False
+    done = s.limited_until
+    return not (done is not None and done <= now and abs(until - done - 86400) < 120)
 
 
 def _ids(sessions: list[Session]) -> frozenset[str]:

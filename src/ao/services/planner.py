@@ -9,16 +9,18 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ao.config import LlmConfig
 from ao.decide import plan as planmod
 from ao.decide.prices import DEFAULT_MODEL, PRICES, cost
 from ao.errors import AoError, BadInput, ExternalError
 from ao.record.events import Event, emit
-from ao.record.store import Store
 from ao.sanitize import cap, clean
 from ao.world import workspace
+
+if TYPE_CHECKING:
+    from ao.config import LlmConfig
+    from ao.record.store import Store
 
 TREE_LIMIT = 400
 FILE_LIMIT = 6000

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ao.record.store import Session, Store
+if TYPE_CHECKING:
+    from ao.record.store import Session, Store
 
 
 @dataclass
@@ -165,11 +166,15 @@ def draw(report: RunReport, width: int = 100) -> str:
     merged = len([t for t in report.tasks if t.merged_at])
     lines.append(f"agents ${usd:.2f}" + (f", ${usd / merged:.2f} per merged task"
                                          if merged else "") +
-                 f"; {sum(len(t.ci_failed) for t in report.tasks)} CI failures, "
-                 f"{sum(t.escalated for t in report.tasks)} escalations")
+                 f"; {_n(sum(len(t.ci_failed) for t in report.tasks), 'CI failure')}, "
+                 f"{_n(sum(t.escalated for t in report.tasks), 'escalation')}")
     lines.append("= working  # PR open  x CI failed  ! a person needed  * merged  "
                  "> on the critical path")
     return "\n".join(lines)
+
+
+def _n(count: int, what: str) -> str:
+    return f"{count} {what}" + ("" if count == 1 else "s")
 
 
 def _dur(seconds: float) -> str:

@@ -14,25 +14,30 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ao import environment, paths
-from ao.config import Config, ProjectConfig
 from ao.decide import prompts
-from ao.decide.plan import Plan, Task
 from ao.errors import AoError, BadInput, ExternalError
 from ao.record.events import Event, emit
 from ao.record.state import LIVE, State
-from ao.record.store import Session, Store
 from ao.services import hostwork, interrupts, post_create, pushes
 from ao.world import agents, remotes, tmux, worksafe, workspace
 from ao.world import hosts as hostsmod
 from ao.world.agents import LaunchContext, Profile
 from ao.world.hosts import LOCAL, Host
 
+if TYPE_CHECKING:  # the layer below, for the types of the methods it lends
+    from ao.config import Config, ProjectConfig
+    from ao.decide.plan import Plan, Task
+    from ao.record.store import Session, Store
+    from ao.services.observing import Observing as _Below
+else:  # at run time the layers meet in Fleet (fleet.py), not in a chain
+    from ao.services.machines import Machines as _Below
+
+
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
 
 
 
-from ao.services.observing import Observing
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +70,7 @@ class _Launch:
     undo: list[Callable[[], object]] = field(default_factory=list)
 
 
-class Starting(Observing):
+class Starting(_Below):
     """One start, step by step: the worktree (here or on a host), the agent's environment and
     prompt, its tmux session, and the undo of every step taken when one fails."""
 

@@ -7,22 +7,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ao import paths
-from ao.config import ProjectConfig
 from ao.decide import compose, steps
-from ao.decide.plan import Plan
-from ao.decide.reactions import History, Policy
 from ao.errors import AoError, BadInput
 from ao.record.events import Event, emit
-from ao.record.forge import Forge, PullRequest
-from ao.record.store import Session
 from ao.sanitize import clean
 from ao.services import stepwork
-from ao.services.fleet import Fleet
-from ao.services.notify import Notifier
-from ao.services.stepwork import StepWork
+
+if TYPE_CHECKING:
+    from ao.config import ProjectConfig
+    from ao.decide.plan import Plan
+    from ao.decide.reactions import History, Policy
+    from ao.record.forge import Forge, PullRequest
+    from ao.record.store import Session
+    from ao.services.fleet import Fleet
+    from ao.services.notify import Notifier
+    from ao.services.stepwork import StepWork
 
 
 class StepResults:

@@ -39,17 +39,17 @@ from typing import TYPE_CHECKING
 import psutil
 
 from ao import environment, paths
-from ao.config import ProjectConfig
-from ao.decide.plan import Task
 from ao.errors import ExternalError
 from ao.record.events import Event, emit
 from ao.record.forge import AgentReview, Forge, PullRequest
-from ao.record.store import Session
 from ao.sanitize import cap, clean
 from ao.world import agents, tmux, workspace
 from ao.world.agents import LaunchContext
 
 if TYPE_CHECKING:
+    from ao.config import ProjectConfig
+    from ao.decide.plan import Task
+    from ao.record.store import Session
     from ao.services.fleet import Fleet
 
 VERDICTS = ("approve", "request_changes")

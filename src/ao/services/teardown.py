@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ao import paths
-from ao.config import ProjectConfig
 from ao.errors import AoError, BadInput, ExternalError
 from ao.record.state import ENDED, State
-from ao.record.store import Session, Store
 from ao.services import hostwork
 from ao.world import agents, hosts, remotes, tmux, worksafe, workspace
 from ao.world.hosts import LOCAL, Host
@@ -36,6 +34,8 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
 
+    from ao.config import ProjectConfig
+    from ao.record.store import Session, Store
     from ao.world.agents.base import Machine
 
 

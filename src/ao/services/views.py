@@ -4,14 +4,16 @@ so a field has the same name everywhere."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ao.config_model import ProjectConfig
 from ao.decide import attention, redmain, scheduler, steps, waiting
 from ao.decide import plan as planmod
 from ao.record.state import ENDED, RUNNING, Outcome, State
-from ao.record.store import Session, Store
 from ao.world import agent_usage
+
+if TYPE_CHECKING:
+    from ao.config_model import ProjectConfig
+    from ao.record.store import Session, Store
 
 
 def duration(seconds: float) -> str:

@@ -10,9 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 from textual import work
 
-from ao.config import Config
 from ao.errors import AoError, BadInput
-from ao.record.store import Session, Store
 from ao.services.fleet import Fleet
 from ao.services.messaging import Messenger
 from ao.tui.screens import ConfirmScreen, DiffScreen, SendScreen
@@ -20,6 +18,9 @@ from ao.world import tmux
 
 if TYPE_CHECKING:
     from textual.app import App
+
+    from ao.config import Config
+    from ao.record.store import Session, Store
 
     _Base = App[None]
 else:

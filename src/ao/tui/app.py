@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
@@ -18,14 +18,11 @@ from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 from textual.widgets.data_table import CellDoesNotExist
 
-from ao.config import Config
 from ao.decide import attention, waiting
 from ao.decide import plan as planmod
 from ao.errors import AoError
 from ao.record.state import Activity
-from ao.record.store import Session, Store
 from ao.services import views
-from ao.services.fleet import Fleet
 from ao.tui.acting import Acting
 from ao.tui.table import SessionTable, _show
 from ao.tui.views import (
@@ -39,6 +36,11 @@ from ao.tui.views import (
     session_row,
 )
 from ao.world import tmux
+
+if TYPE_CHECKING:
+    from ao.config import Config
+    from ao.record.store import Session, Store
+    from ao.services.fleet import Fleet
 
 NARROW = 180  # columns under which the detail pane is hidden (`d` shows it): the
 # table takes all of a narrower terminal, every column of it from 160
@@ -129,11 +131,14 @@ class BoardApp(Acting, App[None]):
             rows.append((s.id, cells))
             self.shown[s.id] = cells
         self.columns = fit(self.all_columns, self.widths(), self.table_width())
+        chosen = self.selected()  # kept across the rebuild: `d` or a resize moves nothing
         table.clear(columns=True)
         for c in self.columns:
             table.add_column(c, key=c)
         for sid, cells in rows:
             table.add_row(*(cells[c] for c in self.columns), key=sid)
+        if chosen is not None and chosen.id in self.shown:
+            table.move_cursor(row=table.get_row_index(chosen.id), animate=False)
         self.last_event = self.store.last_event_id()
         self.last_seen = now
         self.render_lanes()
@@ -172,6 +177,8 @@ class BoardApp(Acting, App[None]):
         if paused:  # a lasting sign, whatever the plan view says
             line.append(f"  ⏸ paused: {', '.join(paused)} (`p` or `ao resume`)",
                         style="bold red")
+        if self.sub_title:  # the plan's progress; the daemon not running
+            line.append(f"\n{self.sub_title}", style="dim")
         _show(self.query_one("#lanes", Static), line)
 
     def _poll_tick(self) -> None:
@@ -216,15 +223,16 @@ class BoardApp(Acting, App[None]):
             p = self.plan()
         except AoError:
             p = None
-        from ao.loop.daemon import read_state
+        from ao.paths import daemon_state as read_state
 
         # a board with no daemon behind it shows a still world: it says so
         down = "" if read_state() else "daemon not running (`ao start`)"
         if p is None:
             self.sub_title = down
-            return
-        line = progress_line(self.store, p, self.project or p.project or "")
-        self.sub_title = f"{line} · {down}" if down else line
+        else:
+            line = progress_line(self.store, p, self.project or p.project or "")
+            self.sub_title = f"{line} · {down}" if down else line
+        self.render_lanes()  # where the board shows it (it has no header bar)
 
     def apply(self, ids: list[str]) -> None:
         """Update just these sessions' rows; re-sort only if a zone changed."""
@@ -333,8 +341,10 @@ class BoardApp(Acting, App[None]):
         PR and review columns were cut off); `d` shows or hides it."""
         if not self._detail_chosen:
             self.query_one("#detail", Static).display = self.size.width >= NARROW
-        # the footer's keys close up where they would not fit
-        self.query_one(Footer).compact = self.size.width < 120
+        # the footer's keys close up where they would not fit (the palette's hint goes first)
+        footer = self.query_one(Footer)
+        footer.compact = self.size.width < 120
+        footer.show_command_palette = self.size.width >= 100
         if fit(self.all_columns, self.widths(), self.table_width()) != self.columns:
             self.rebuild()  # the columns that fit this width
 
@@ -347,7 +357,7 @@ class BoardApp(Acting, App[None]):
     def on_key(self, event: Any) -> None:
         """Escape in the filter clears it (its placeholder says so) and closes it."""
         box = self.query_one("#filter", Input)
-        if event.key == "escape" and box.has_focus:
+        if event.key == "escape" and (box.has_focus or self.filter_text):
             box.value = ""
             box.display = False
             self.filter_text = ""

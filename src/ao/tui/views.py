@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 
 from ao import paths
-from ao.config import Config
 from ao.decide import attention, scheduler, waiting
 from ao.decide import plan as planmod
 from ao.decide.reactions import DEFAULT_CI_RETRIES, Policy
 from ao.record import events
-from ao.record.store import Session, Store
 from ao.sanitize import clean, for_terminal
 from ao.services import views
+
+if TYPE_CHECKING:
+    from ao.config import Config
+    from ao.record.store import Session, Store
 
 ENDED_NAMES = ("merged", "cleaned", "killed", "failed")
 ZONE_STYLE = {"respond": "bold red", "gate": "bold magenta", "merge": "bold green",

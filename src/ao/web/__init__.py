@@ -33,12 +33,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from textual_serve.server import Server as TextualServer
 
-from ao import config as cfgmod
 from ao.decide import plan as planmod
 from ao.errors import AoError, BadInput
 from ao.record.state import LIVE, State
@@ -47,6 +46,9 @@ from ao.sanitize import clean, json_text, values_for_terminal
 from ao.services import changes, views
 from ao.web import guard, phone, webhooks
 from ao.web.guard import web_token as web_token
+
+if TYPE_CHECKING:
+    from ao import config as cfgmod
 
 KEEPALIVE = 15.0
 STREAM_POLL = 0.1  # an indexed query per client, ten times a second
@@ -167,6 +169,8 @@ class WebServer(TextualServer):
         from ao.services import report_picture, runreport
 
         project = request.query.get("project") or next(iter(self.cfg.projects), "")
+        if project not in self.cfg.projects and not self.store.sessions(project):
+            self.cfg.project(project)  # 404, naming the projects there are
         kind = request.query.get("format", "html")
         if kind not in ("html", "png", "json"):
             raise BadInput(f"no format {kind!r}", "html, png or json")
@@ -244,7 +248,7 @@ class WebServer(TextualServer):
                 text = json_text(json.dumps(values_for_terminal(payload), ensure_ascii=False,
                                             default=str))
                 # `?plain=1`: unnamed, so a page's EventSource.onmessage takes every type
-                named = "" if q.get("plain") else f"event: {r['type']}\n"
+                named = "" if q.get("plain") in ("1", "true") else f"event: {r['type']}\n"
                 await resp.write(f"id: {r['id']}\n{named}data: {text}\n\n".encode())
                 sent += 1
                 quiet_since = time.monotonic()

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 from ao.errors import ExternalError
 from ao.world import tmux
-from ao.world.agents import LaunchContext, Profile
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
+
+    from ao.world.agents import LaunchContext, Profile
 
 
 def await_ready(srv: Server, sid: str, profile: Profile, ctx: LaunchContext) -> None:

@@ -308,8 +308,11 @@ def read_aider(store: Store, s: Session, row: dict[str, Any]) -> bool:
             else None
         if not isinstance(p, dict):
             continue
-        usage = {"input_tokens": int(p.get("prompt_tokens") or 0),
-                 "output_tokens": int(p.get("completion_tokens") or 0)}
+        try:
+            usage = {"input_tokens": int(p.get("prompt_tokens") or 0),
+                     "output_tokens": int(p.get("completion_tokens") or 0)}
+        except (TypeError, ValueError):
+            continue  # a line that is not aider's: passed over
         name = str(p.get("main_model") or "")
         model = name if name and "REDACTED" not in name else (model or "aider")
         aider_cost = p.get("cost")

@@ -17,11 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ao import paths
 from ao.errors import BadInput, ExternalError
 from ao.world import hosts
-from ao.world.hosts import Host
+
+if TYPE_CHECKING:
+    from ao.world.hosts import Host
 
 _GITHUB = re.compile(r"github\.com[:/]([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
 

@@ -11,9 +11,14 @@ from __future__ import annotations
 import errno
 from sqlite3 import OperationalError as StoreError
 
+from ao.record.store.connection import Connection
+from ao.record.store.local_forge import LocalForgeRecords
+from ao.record.store.projects import Projects
+from ao.record.store.queue import Queue
 from ao.record.store.reads import Reads
 from ao.record.store.records import AtCapacity, Session, TaskBusy
 from ao.record.store.schema import MIGRATIONS
+from ao.record.store.sessions import Sessions
 
 # what a store that cannot be written (a full disk, a read-only file, a lock held too long)
 # raises, for callers outside this package
@@ -38,5 +43,5 @@ def fault_kind(e: BaseException) -> str | None:
     return "locked" if "locked" in text else None
 
 
-class Store(Reads):
+class Store(Reads, LocalForgeRecords, Queue, Sessions, Projects, Connection):
     """Everything ao remembers, in one SQLite file; safe for several processes."""

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ao.record.store.queue import Queue
+if TYPE_CHECKING:  # the layer below, for the types of the methods it lends
+    from ao.record.store.queue import Queue as _Below
+else:  # at run time the layers meet in Store (__init__.py), not in a chain
+    from ao.record.store.connection import Connection as _Below
 
 
-class LocalForgeRecords(Queue):
+
+
+class LocalForgeRecords(_Below):
     """The local forge's pull requests, CI runs and reviews."""
 
     def local_pr(self, project: str, branch: str) -> dict[str, Any] | None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
 from ao.decide import steps as steps_mod
-from ao.decide.steps import Step
 from ao.record.store.connection import Connection
+
+if TYPE_CHECKING:
+    from ao.decide.steps import Step
 
 
 class Projects(Connection):
@@ -31,7 +33,7 @@ class Projects(Connection):
                 c.execute("DELETE FROM messages WHERE session = ?", (sid,))
                 c.execute("DELETE FROM attempts WHERE session = ?", (sid,))
             for table in ("sessions", "tasks", "plan_runs", "local_prs", "local_ci",
-                          "local_reviews", "counters"):
+                          "local_reviews", "counters", "events"):
                 c.execute(f"DELETE FROM {table} WHERE project = ?", (project,))
 
     def set_paused(self, project: str, paused: bool) -> None:

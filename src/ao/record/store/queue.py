@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ao.record.store.connection import equal_to
-from ao.record.store.sessions import Sessions
+
+if TYPE_CHECKING:  # the layer below, for the types of the methods it lends
+    from ao.record.store.sessions import Sessions as _Below
+else:  # at run time the layers meet in Store (__init__.py), not in a chain
+    from ao.record.store.connection import Connection as _Below
 
 
-class Queue(Sessions):
+
+class Queue(_Below):
     """Reaction attempts, the message queue, events and hook offsets."""
 
     def record_attempt(self, sid: str, reaction: str, fingerprint: str,

@@ -4,13 +4,18 @@ queries, so no SQL is written outside this package."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ao.record.store.connection import equal_to
-from ao.record.store.local_forge import LocalForgeRecords
+
+if TYPE_CHECKING:  # the layer below, for the types of the methods it lends
+    from ao.record.store.local_forge import LocalForgeRecords as _Below
+else:  # at run time the layers meet in Store (__init__.py), not in a chain
+    from ao.record.store.connection import Connection as _Below
 
 
-class Reads(LocalForgeRecords):
+
+class Reads(_Below):
     """Named reads over events and sessions, and the file's upkeep."""
 
     def last_event_types(self, ids: list[str] | None = None) -> dict[str, str]:

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ao.errors import BadInput, NotFound
 from ao.record.state import OUTCOME_OF, RUNNING, State, check_transition
 from ao.record.store.connection import equal_to
-from ao.record.store.projects import Projects
 from ao.record.store.records import AtCapacity, Session, TaskBusy
 from ao.record.store.schema import _LIVE
 
+if TYPE_CHECKING:  # the layer below, for the types of the methods it lends
+    from ao.record.store.projects import Projects as _Below
+else:  # at run time the layers meet in Store (__init__.py), not in a chain
+    from ao.record.store.connection import Connection as _Below
 
-class Sessions(Projects):
+
+
+class Sessions(_Below):
     """Sessions: one live session per task, allocated ids, the lifecycle, observations."""
 
     def create_session(self, project: str, prefix: str, task: str, *, title: str = "",

@@ -70,7 +70,13 @@ function render() {
   }
   if (open) {
     const s = sessions.find((x) => x.id === open);
-    if (s) $("#facts").textContent = s.task + " · " + s.title + " · " + facts(s);
+    if (s) {
+      $("#facts").textContent = s.task + " · " + s.title + " · " + facts(s);
+      // what can be done to it: nothing to merge, restore or kill once it ended
+      const ended = s.zone === "done";
+      for (const b of document.querySelectorAll("[data-act]")) b.hidden = ended;
+      $("#send").hidden = ended;
+    }
   }
 }
 
@@ -144,7 +150,9 @@ async function send(ev) {
   if (!text.trim()) return;
   try {
     const r = await api("/api/sessions/" + encodeURIComponent(open) + "/send", {message: text});
-    $("#sent").textContent = r.status + (r.detail ? ": " + r.detail : "");
+    // "delivered" is all a person needs; why it waits or failed is worth the words
+    $("#sent").textContent = r.status + (r.detail && r.status !== "delivered" ? ": " + r.detail
+      : "");
     if (r.status !== "failed") $("#message").value = "";
   } catch (e) {
     $("#sent").textContent = "failed: " + e.message;

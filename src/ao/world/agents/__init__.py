@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import functools
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
-from ao.config import AgentSpec
 from ao.errors import BadInput
 from ao.world.agents.base import LaunchContext, Profile
+
+if TYPE_CHECKING:
+    from ao.config import AgentSpec
 
 __all__ = ["LaunchContext", "Profile", "get", "names"]
 

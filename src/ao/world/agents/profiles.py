@@ -218,10 +218,9 @@ class AiderAgent(Profile):
 
     def env(self, ctx: LaunchContext) -> dict[str, str]:
         # its analytics log (written with analytics off) has each message's tokens and cost:
-        # where ao reads what it spent (agent_usage.py), unless the user keeps one elsewhere
+        # one a session, in its folder, where ao reads what it spent (agent_usage.py)
         return {**super().env(ctx), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                "AIDER_ANALYTICS_LOG": os.environ.get("AIDER_ANALYTICS_LOG") or
-                str(ctx.session_dir / AIDER_USAGE_FILE)}
+                "AIDER_ANALYTICS_LOG": str(ctx.session_dir / AIDER_USAGE_FILE)}
 
     @staticmethod
     def _last(screen: str) -> str:

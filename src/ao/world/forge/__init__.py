@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from ao.config import ProjectConfig
-from ao.decide.plan import Plan
-from ao.record.forge import Forge
-from ao.record.store import Store
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a store is handed in: its type only
+    from ao.config import ProjectConfig
+    from ao.decide.plan import Plan
+    from ao.record.forge import Forge
+    from ao.record.store import Store
+
 
 
 def for_project(project: ProjectConfig, store: Store, plan: Plan | None = None) -> Forge:

@@ -22,9 +22,12 @@ from ao.record.forge import (
     PullRequest,
     ReviewComment,
 )
+from ao.world.forge.github_checks import GitHubChecks
 from ao.world.forge.github_client import login_of
 from ao.world.forge.github_client import token_from_env as token_from_env
+from ao.world.forge.github_issues import GitHubIssues
 from ao.world.forge.github_issues import push_plan as push_plan
+from ao.world.forge.github_main import GitHubMain
 from ao.world.forge.github_queue import GitHubQueue
 
 POLL_QUERY = """query AoPoll($owner: String!, $name: String!, $main: String!, {params}) {{
@@ -74,7 +77,7 @@ THREADS_QUERY = """query AoThreads($owner: String!, $name: String!, $number: Int
 }"""
 
 
-class GitHubForge(GitHubQueue):
+class GitHubForge(GitHubQueue, GitHubMain, GitHubChecks, GitHubIssues):
     name = "github"
 
     # ---- calling GitHub -------------------------------------------------------------------

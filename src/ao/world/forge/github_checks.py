@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ao.errors import ExternalError
 from ao.record.forge import Annotation, FailureDetail, PullRequest
 from ao.sanitize import clean
-from ao.world.forge.github_issues import GitHubIssues
+from ao.world.forge.github_client import required_contexts
+
+if TYPE_CHECKING:  # the layer below, for the types of the methods it lends
+    from ao.world.forge.github_issues import GitHubIssues as _Below
+else:  # at run time the layers meet in GitHubForge (github.py), not in a chain
+    from ao.world.forge.github_client import GitHubClient as _Below
+
 
 LOG_TAIL_LINES = 80
 PAGES = 10  # 1,000 check runs or statuses at most
@@ -26,7 +32,7 @@ RULES_EVERY = 300.0
 _FAILED = ("failure", "timed_out", "cancelled", "action_required")
 
 
-class GitHubChecks(GitHubIssues):
+class GitHubChecks(_Below):
     """Failure details and branch rules."""
 
     _rules: dict[str, tuple[float, list[dict[str, Any]], list[str]]]
@@ -122,12 +128,6 @@ _RULES = {
 }
 
 
-def required_contexts(rules: list[dict[str, Any]], classic: list[str]) -> list[str]:
-    """The checks the branch requires: its classic protection's, then its rulesets'."""
-    return list(dict.fromkeys([*classic, *(
-        str(c.get("context")) for r in rules if r.get("type") == "required_status_checks"
-        for c in (r.get("parameters") or {}).get("required_status_checks") or []
-        if isinstance(c, dict))]))
 
 
 def block_reason(pr: PullRequest, rules: list[dict[str, Any]], required: list[str]) -> str:

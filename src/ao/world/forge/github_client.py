@@ -14,16 +14,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import github
 from github import Auth, Github, GithubException
 
-from ao.config import ProjectConfig
 from ao.errors import BadInput, ConfigError, ExternalError, ForgeError
-from ao.record.forge import Issue
-from ao.record.store import Store
 from ao.sanitize import clean
+
+if TYPE_CHECKING:  # a store is handed in: its type only
+    from ao.config import ProjectConfig
+    from ao.record.forge import Issue
+    from ao.record.store import Store
+
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +238,14 @@ def token_from_env() -> str:
 
 def login_of(node: dict[str, Any]) -> str:
     return str((node.get("author") or {}).get("login") or "someone")
+
+
+def required_contexts(rules: list[dict[str, Any]], classic: list[str]) -> list[str]:
+    """The checks the branch requires: its classic protection's, then its rulesets'."""
+    return list(dict.fromkeys([*classic, *(
+        str(c.get("context")) for r in rules if r.get("type") == "required_status_checks"
+        for c in (r.get("parameters") or {}).get("required_status_checks") or []
+        if isinstance(c, dict))]))
 
 
 class _Transient(Exception):

@@ -6,14 +6,16 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ao.errors import BadInput, ExternalError, ForgeError, NotFound
 from ao.record.forge import WRITERS, Issue, PickedIssue
-from ao.record.store import Store
 from ao.sanitize import for_terminal
 from ao.world.forge.github_client import GitHubClient
+
+if TYPE_CHECKING:
+    from ao.record.store import Store
 
 _KEY_IN_TITLE = re.compile(r"^\s*\[([A-Za-z0-9._-]+)\]")
 # `Depends on #12`, `Blocked by #3, #4`: the fallback for GitHub's own dependencies

@@ -12,19 +12,25 @@ or when no poll ran lately.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ao.decide.redmain import FAILING, PASSING
 from ao.errors import ExternalError
 from ao.record.forge import Check, CheckSummary
-from ao.world.forge.github_checks import GitHubChecks, required_contexts
+from ao.world.forge.github_client import required_contexts
+
+if TYPE_CHECKING:  # the layer below, for the types of the methods it lends
+    from ao.world.forge.github_checks import GitHubChecks as _Below
+else:  # at run time the layers meet in GitHubForge (github.py), not in a chain
+    from ao.world.forge.github_client import GitHubClient as _Below
+
 
 COMPARE_LIMIT = 250  # commits GitHub's compare lists at most
 FRESH = 5.0  # seconds main as the last poll read it stands (until ao merges)
 
 
-class GitHubMain(GitHubChecks):
+class GitHubMain(_Below):
     runs_ci_on_demand = False  # GitHub's checks run on its pushes, not when ao asks
     _main_seen: tuple[float, str, tuple[Check, ...]] | None = None
 

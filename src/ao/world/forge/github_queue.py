@@ -13,11 +13,16 @@ failed).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ao.errors import ExternalError
 from ao.record.forge import Enqueued, FailureDetail, PullRequest, QueueRemoval
-from ao.world.forge.github_main import GitHubMain
+
+if TYPE_CHECKING:  # the layer below, for the types of the methods it lends
+    from ao.world.forge.github_main import GitHubMain as _Below
+else:  # at run time the layers meet in GitHubForge (github.py), not in a chain
+    from ao.world.forge.github_client import GitHubClient as _Below
+
 
 ENQUEUE = """mutation AoEnqueue($pr: ID!, $sha: GitObjectID) {
   enqueuePullRequest(input: {pullRequestId: $pr, expectedHeadOid: $sha}) {
@@ -36,7 +41,7 @@ REMOVALS = """query AoQueueRemoval($owner: String!, $name: String!, $number: Int
 }"""
 
 
-class GitHubQueue(GitHubMain):
+class GitHubQueue(_Below):
     def queue_required(self, base: str) -> bool:
         """Whether the base branch's rules send merges through the merge queue."""
         try:

@@ -18,10 +18,8 @@ CI and main's own line live in local_ci.py (its second half).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ao.config import ProjectConfig
-from ao.decide.plan import Plan
 from ao.errors import BadInput, ExternalError, NothingToReview
 from ao.record.forge import (
     FAILING,
@@ -36,11 +34,15 @@ from ao.record.forge import (
     QueueRemoval,
     ReviewComment,
 )
-from ao.record.store import Store
 from ao.sanitize import for_terminal
 from ao.world import remotes, workspace
 from ao.world.forge import local_train
 from ao.world.forge.local_ci import NONE_CHECKS, LocalCI
+
+if TYPE_CHECKING:
+    from ao.config import ProjectConfig
+    from ao.decide.plan import Plan
+    from ao.record.store import Store
 
 PREFIX = "ao/"
 
