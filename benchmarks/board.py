@@ -60,7 +60,7 @@ async def measure(n: int, changed: int, repeat: int, moving: bool = False
             app.poll()
             await pilot.pause()
             incremental.append(time.perf_counter() - t0)
-            shown = {str(app.shown[sid][5]) for sid in batch}
+            shown = {str(app.shown[sid]["pr"]) for sid in batch}
             if not all(want in x for x in shown):
                 raise SystemExit(f"a row change with no event was not shown: {shown}")
     return statistics.median(incremental) * 1000, statistics.median(full) * 1000
