@@ -197,20 +197,13 @@ def test_a_reset_beyond_a_week_or_one_already_waited_out_parks_nothing() -> None
     """Text on the screen is not always the agent's: a "limit" that resets in 2099 is not
     one; nor is the line a session already waited out, read again after its reset (a time
     without a date would be the same time tomorrow)."""
-    from ao.record.store import Session
-    from ao.services.observing import _believable
+    from ao.decide.limits import believable
 
     now = 1_800_000_000.0
-    s = Session.from_row({**{f: None for f in Session.__dataclass_fields__},
-                          "id": "s-1", "project": "p", "task": "T-1", "title": "", "state":
-                          "working", "activity": "idle", "created_at": now, "updated_at": now,
-                          "host": "local", "hooks_read": 0})
-    assert _believable(s, now + 3600, now)
-    assert not _believable(s, now + 9 * 86400, now)
-    waited = Session.from_row({**s.__dict__, "state": "working", "activity": "idle",
-                               "limited_until": now - 30})
-    assert not _believable(waited, now - 30 + 86400, now)  # the same line, tomorrow
-    assert _believable(waited, now + 5 * 3600, now)  # a new limit
+    assert believable(now + 3600, now, None)
+    assert not believable(now + 9 * 86400, now, None)
+    assert not believable(now - 30 + 86400, now, now - 30)  # the same line, tomorrow
+    assert believable(now + 5 * 3600, now, now - 30)  # a new limit
 
 
 def test_sessions_at_their_own_limits_are_not_parked_by_each_other(env: Env) -> None:

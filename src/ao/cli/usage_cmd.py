@@ -23,7 +23,7 @@ def _rounds(store: Any, sid: str, usd: float) -> tuple[int, float]:
     at = []
     for reaction in ROUNDS:
         for a in store.attempts(sid, reaction):
-            data = json.loads(a["data"] or "{}") if isinstance(a["data"], str) else a["data"]
+            data = json.loads(a["data"] or "{}")
             if isinstance(data, dict) and isinstance(data.get("usd_at"), (int, float)):
                 at.append(float(data["usd_at"]))
     return len(at), round(max(0.0, usd - min(at)), 6) if at else 0.0

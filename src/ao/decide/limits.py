@@ -17,8 +17,11 @@ import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+HIT = r"hit your (?:[\w-]+ )?(?:usage )?limit"  # "You've hit your 5-hour limit", names the reset
+REACHED = r"usage limit reached"  # Claude Code's own wait under it; older wordings
+SAYS_LIMIT = re.compile(f"{HIT}|{REACHED}", re.I)  # a line that says the agent is at its limit
 _LIMIT = re.compile(
-    r"(?:hit your (?:[\w-]+ )?(?:usage )?limit|usage limit reached|limit reached)"
+    rf"(?:{HIT}|{REACHED}|limit reached)"
     r"[^\n]*?(?:resets?|reset at|try again at)\s+(?:at\s+)?"
     r"(?P<when>[A-Za-z]{3,9}\.? \d{1,2}(?:st|nd|rd|th)?,?(?: (?P<year>\d{4}))? )?"
     r"(?P<time>\d{1,2}(?::\d{2})?\s*[ap]\.?m\.?|\d{1,2}:\d{2})"
@@ -26,6 +29,7 @@ _LIMIT = re.compile(
 _MONTHS = {m: i for i, m in enumerate(
     ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
 UNKNOWN_RESET = 3600.0  # a limit whose reset cannot be read is looked at again in an hour
+LONGEST = 8 * 86400.0  # a weekly limit resets within a week: a later "reset" is not one
 
 
 def limit_line(screen: str) -> str | None:
@@ -34,7 +38,7 @@ def limit_line(screen: str) -> str | None:
     lines = screen.splitlines()[-40:]
     # "You've hit your ... limit" names the reset; Claude Code's "Usage limit reached ·
     # continuing automatically at ..." under it does not: the first kind is read first
-    for pattern in (r"hit your (?:[\w-]+ )?(?:usage )?limit", r"usage limit reached"):
+    for pattern in (HIT, REACHED):
         for i in range(len(lines) - 1, -1, -1):
             if re.search(pattern, lines[i], re.I):
                 message = [lines[i].strip()]
@@ -78,3 +82,14 @@ def reset_at(line: str, now: datetime) -> float:
     while when <= local:
         when += timedelta(days=1)
     return when.timestamp()
+
+
+def believable(until: float, now: float, waited_until: float | None) -> bool:
+    """A reset read from the screen that is one: within a week (text from outside on the
+    screen, "try again at Jan 1st, 2099", parks nothing), and not the line already waited
+    out (`waited_until`, passed: a reset without a date, read again after it, is the same
+    time tomorrow)."""
+    if until - now > LONGEST:
+        return False
+    return not (waited_until is not None and waited_until <= now and
+                abs(until - waited_until - 86400) < 120)

@@ -128,7 +128,7 @@ class Daemon(Ticking):
                     self.measure_memory()
                 interval = self.cfg.poll_interval * (4 if self._low_budget() else 1)
                 left = max(0.0, interval - (time.monotonic() - started))
-                reset = self._next_reset()
+                reset = self.store.earliest_reset(time.time())
                 if reset is not None:  # a usage limit resets first: the fleet goes on then
                     left = min(left, max(0.0, reset - time.time()) + 0.1)
                 self._until_next_tick(left)
@@ -159,13 +159,6 @@ class Daemon(Ticking):
         with contextlib.suppress(Exception):  # a notifier that writes a record may fail too
             self.notifier.notify(Event("daemon.store_fault", data={"error": why}),
                                  "ao's daemon cannot write its store", why)
-
-    def _next_reset(self) -> float | None:
-        """When the earliest usage limit of a working session resets, if one is ahead."""
-        now = time.time()
-        ahead = [s.limited_until for s in self.store.sessions(
-            states={State.WORKING, State.PR_OPEN}) if (s.limited_until or 0) > now]
-        return min(x for x in ahead if x is not None) if ahead else None
 
     def _until_next_tick(self, timeout: float) -> None:
         """Wait for the next tick: woken by a hook, a write, or the poll. An agent on a

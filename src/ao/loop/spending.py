@@ -53,7 +53,7 @@ class Spending:
         keys), its messages held, and at the reset told to continue as the limited one is
         (reactions.py); an idle one just waits. One event and one notification per wall."""
         now = self.clock()
-        if not self.store.any_limited(now):
+        if self.store.earliest_reset(now) is None:
             return  # no limit anywhere: nothing to park or let go
         live = self.store.sessions(states=set(WORKING))  # every project: one account
         walls: dict[tuple[str, str], tuple[float, Session]] = {}

@@ -195,7 +195,8 @@ class Observing(Machines):
         new: dict[str, object] = {"activity": doing.value, "screen_hash": digest,
                                   "screen_changed_at": changed_at, "pane_alive": 1,
                                   "exit_status": None}
-        if until is not None and until > now and _believable(s, until, now):
+        if until is not None and until > now and \
+                limits.believable(until, now, s.limited_until):
             # the usage limit outranks everything: the agent can do nothing till then
             new.update(activity=Activity.LIMITED.value, limited_until=until)
             return Activity.LIMITED, new
@@ -260,20 +261,6 @@ class Observing(Machines):
         settled = profile.settled(screen)
         self._screens[s.id] = (p.activity, taken, digest, seen, until, settled)
         return digest, seen, until, settled
-
-
-LONGEST_LIMIT = 8 * 86400.0  # a weekly limit resets within a week: a later "reset" is not one
-
-
-def _believable(s: Session, until: float, now: float) -> bool:
-    """A reset read from the screen that is one: within a week (text from outside on the
-    screen, "try again at Jan 1st, 2099", parks nothing), and not the line the session
-    already waited out (a reset without a date, read again after it passed, is the same
-    time tomorrow)."""
-    if until - now > LONGEST_LIMIT:
-        return False
-    done = s.limited_until
-    return not (done is not None and done <= now and abs(until - done - 86400) < 120)
 
 
 def _ids(sessions: list[Session]) -> frozenset[str]:

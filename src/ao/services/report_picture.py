@@ -54,7 +54,7 @@ def png(r: RunReport) -> bytes:
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    tasks = sorted(r.tasks, key=lambda t: (t.started or float("inf"), t.task))
+    tasks = r.in_order()
     t0 = min([x for t in tasks for x in (t.queued_at, t.started) if x] or [0.0])
     last = max([x for t in tasks for x in (t.merged_at, t.pr_at, t.started, *t.ci_failed)
                 if x] or [t0 + 60])
@@ -122,8 +122,7 @@ def page(r: RunReport) -> str:
         f"<tr><td>{'▶ ' if t.task in r.critical else ''}{e(t.task)}</td><td>{e(t.title)}</td>"
         f"<td>{e(t.state)}</td><td>{len(t.ci_failed)}</td><td>{t.escalated + len(t.waited)}"
         f"</td><td>{_dur(t.merged_at - t.started) if t.merged_at and t.started else '-'}</td>"
-        f"<td>${t.usd:.2f}</td></tr>" for t in sorted(
-            r.tasks, key=lambda t: (t.started or float("inf"), t.task)))
+        f"<td>${t.usd:.2f}</td></tr>" for t in r.in_order())
     nums = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in figures(r))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

@@ -39,6 +39,10 @@ class RunReport:
     tasks: list[TaskRun]
     critical: list[str]
 
+    def in_order(self) -> list[TaskRun]:
+        """The tasks as the run took them: by when each started (not started: last)."""
+        return sorted(self.tasks, key=lambda t: (t.started or float("inf"), t.task))
+
     @property
     def begun(self) -> float | None:
         return min((t.started for t in self.tasks if t.started), default=None)
@@ -147,7 +151,7 @@ def draw(report: RunReport, width: int = 100) -> str:
     lines = [f"{report.project}: {len([t for t in report.tasks if t.merged_at])} of "
              f"{len(report.tasks)} tasks merged in {_dur(span)}; "
              f"critical path {' -> '.join(report.critical) or '-'}"]
-    for t in sorted(report.tasks, key=lambda t: (t.started or float("inf"), t.task)):
+    for t in report.in_order():
         bar = [" "] * cols
         if t.started is not None:
             end = col(t.merged_at or last)

@@ -112,8 +112,7 @@ def stats(store: Store, project: str, max_concurrent: int) -> dict[str, Any]:
 
 def _spent(store: Store, sessions: list[Session], merged: int) -> dict[str, Any]:
     """What the project's agents spent (their own records), in all and per merged task."""
-    usd = round(sum(float(r["cost_usd"]) for r in store.agent_usage_of(
-        [s.id for s in sessions])), 6)
+    usd = agent_usage.cost_of(store, [s.id for s in sessions])
     return {"usd": usd, "usd_per_merged": round(usd / merged, 6) if merged else None}
 
 

@@ -327,7 +327,12 @@ def read_aider(store: Store, s: Session, row: dict[str, Any]) -> bool:
 def spent(store: Store, project: str, tasks: Collection[str] | None = None) -> float:
     """What the project's agents have spent so far, in dollars (every session's record);
     with `tasks`, those tasks' sessions only (a plan's)."""
-    ids = [s.id for s in store.sessions(project) if tasks is None or s.task in tasks]
+    return cost_of(store, [s.id for s in store.sessions(project)
+                           if tasks is None or s.task in tasks])
+
+
+def cost_of(store: Store, ids: list[str]) -> float:
+    """What these sessions' agents have spent, in dollars (their records, one read)."""
     return round(sum(float(r["cost_usd"]) for r in store.agent_usage_of(ids)), 6)
 
 

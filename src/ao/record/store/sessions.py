@@ -109,12 +109,14 @@ class Sessions(_Below):
         cols = [d[0] for d in cur.description]
         return [Session.from_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
 
-    def any_limited(self, now: float) -> bool:
-        """Whether a working session waits for its agent's usage limit to reset after `now`
-        (one query; the daemon looks at every tick, and almost always there is none)."""
-        return self.conn.execute(
-            "SELECT 1 FROM sessions WHERE limited_until > ? AND state IN ('working', "
-            "'pr_open') LIMIT 1", (now,)).fetchone() is not None
+    def earliest_reset(self, now: float) -> float | None:
+        """When the first usage limit of a working session resets after `now`; None when
+        none waits (one query: the daemon asks at every tick and almost always there is
+        none)."""
+        row = self.conn.execute(
+            "SELECT MIN(limited_until) FROM sessions WHERE limited_until > ? AND state IN "
+            "('working', 'pr_open')", (now,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     def update_session(self, sid: str, **values: Any) -> Session:
         """Partial update of observations and details; the state goes through `set_state`."""

@@ -32,11 +32,12 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
+from ao.decide.limits import SAYS_LIMIT
+
 PROMPT = "demo› "
 PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
 _REVIEW_ROUND = re.compile(r"^AO-REVIEW-ROUND (\d+)\s*$", re.M)
 _VERDICT_TO = re.compile(r"Write your verdict as JSON to (\S+) \(and nothing")
-_LIMIT_LINE = re.compile(r"hit your (?:[\w-]+ )?(?:usage )?limit|usage limit reached", re.I)
 _REVIEW_BLOCK = re.compile(r"```demo-review[ \t]*\n(.*?)```", re.S)
 _BLOCK = re.compile(r"```demo(?:-on[ \t]+(?P<on>[^\n`]+))?[ \t]*\n(?P<body>.*?)```", re.S)
 
@@ -250,7 +251,7 @@ class Agent:
             log.seek(0)
             output = log.read().decode("utf-8", "replace")
         out(f"  $ {arg} -> {proc.returncode}\r\n")
-        hit = next((ln for ln in output.splitlines() if _LIMIT_LINE.search(ln)), None)
+        hit = next((ln for ln in output.splitlines() if SAYS_LIMIT.search(ln)), None)
         if hit:
             out(f"{hit.strip()}\r\n")
             return STOP
