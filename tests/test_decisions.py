@@ -4,15 +4,35 @@
 from __future__ import annotations
 
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from ao.decide import compose, limits, placement, plan_import, prices, redmain, scheduler, steps
+from ao.decide import (
+    activity,
+    attention,
+    compose,
+    gate,
+    limits,
+    overlap,
+    pickup,
+    placement,
+    plan_graph,
+    plan_import,
+    prices,
+    reactions,
+    redmain,
+    scheduler,
+    steps,
+    waiting,
+)
 from ao.decide import plan as planmod
 from ao.errors import AoError
-from ao.record.forge import FailureDetail
+from ao.record.forge import PASSING, Annotation, CheckSummary, FailureDetail, PullRequest
+from ao.record.state import Activity, State
+from ao.record.store import Session
 
 SHA = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
 
@@ -118,3 +138,277 @@ def test_a_host_is_short_of_memory_only_below_its_floor() -> None:
     tight = placement.Room("h", 0, None, free_mb=2511, floor_mb=512, needs_mb=2000)
     assert tight.short_of_memory and not tight.free
     assert placement.Room("h", 0, None).free  # nothing measured: no floor of its own
+
+
+# ---- each answer exactly, at its edges (the survivors of docs/mutation.md) ------------------
+
+NOW = 1_800_000_000.0
+SESSION = Session(id="wor-3", project="workflow", task="A-1", title="t", state=State.PR_OPEN,
+                  agent="claude-code", branch="ao/a-1", worktree="/w", created_at=NOW - 600,
+                  updated_at=NOW, activity=Activity.IDLE, activity_at=NOW, screen_hash=None,
+                  screen_changed_at=NOW - 5, hook_activity=None, hook_at=None, pr_number=45,
+                  pr_url="u", pr_state="open", pr_head_sha="a" * 40, pr_checks="passing",
+                  pr_review="not_reviewed", pr_mergeable="mergeable", pr_seen_at=NOW,
+                  pane_alive=1, exit_status=None, runtime_seen_at=NOW, note=None)
+
+
+def _pr(**kw: object) -> PullRequest:
+    base: dict[str, object] = dict(number=7, url="u", state="open", head_branch="ao/a-1",
+                                   head_sha=SHA, mergeable="mergeable",
+                                   review_decision="approved",
+                                   checks=CheckSummary(PASSING, ()), merge_state="clean")
+    return PullRequest(**(base | kw))  # type: ignore[arg-type]
+
+
+def test_a_hook_is_overruled_only_by_a_screen_that_changed_after_it() -> None:
+    A, Idle = Activity.ACTIVE, Activity.IDLE
+    # the screen shows idle but has not changed since the hook said active: the hook holds
+    assert activity.infer(Idle, A, 100.0, True, changed_at=90.0, now=200.0) is A
+    # changed after the hook and still for IDLE_AFTER seconds: the screen wins
+    assert activity.infer(Idle, A, 100.0, True, changed_at=110.0, now=115.0) is Idle
+    assert activity.infer(Idle, A, 100.0, True, changed_at=110.0, now=114.9) is A
+    # the same state on both sides moves nothing; a screen the profile cannot read neither
+    assert activity.infer(A, A, 100.0, True, changed_at=110.0, now=200.0) is A
+    assert activity.infer(None, A, 100.0, True, changed_at=110.0, now=200.0) is A
+    # settled (an Escape that fires no hook): at once
+    assert activity.infer(Idle, A, 100.0, True, changed_at=110.0, now=110.0, settled=True) is Idle
+    # without hooks: the screen, else stillness
+    assert activity.infer(None, None, None, False, changed_at=100.0, now=105.0) is Idle
+    assert activity.infer(None, None, None, False, changed_at=100.0, now=104.9) is A
+
+
+def test_a_pr_that_is_not_open_is_working_whatever_its_gate_said() -> None:
+    s = replace(SESSION, pr_gate_ok=1)
+    assert attention.zone(s, NOW) == "merge"
+    assert attention.zone(replace(s, pr_state="closed"), NOW) == "working"
+    assert attention.zone(replace(s, pr_number=None), NOW) == "working"
+
+
+def test_only_a_green_pr_outside_its_review_step_waits_for_a_person_to_review() -> None:
+    assert attention.zone(SESSION, NOW) == "respond"
+    assert attention.zone(replace(SESSION, pr_checks="pending"), NOW) == "working"
+    assert attention.zone(replace(SESSION, step="review"), NOW) == "working"
+    assert attention.zone(replace(SESSION, pr_review="approved"), NOW) == "working"
+    assert attention.zone(replace(SESSION, step="approve"), NOW) == "gate"
+
+
+def test_what_the_agent_is_told_is_capped_at_each_limit_to_the_character() -> None:
+    def fix(**kw: object) -> str:
+        return compose.ci_fix(1, 3, SHA, [FailureDetail("tests", **kw)])  # type: ignore[arg-type]
+
+    assert "[... cut" not in fix(output="x" * compose.OUTPUT_CAP)
+    assert "[... cut: 1 more characters]" in fix(output="x" * (compose.OUTPUT_CAP + 1))
+    note = Annotation("src/a.py", 3, "m" * 301)
+    assert "- src/a.py:3: " + "m" * 300 + "\n[... cut: 1 more characters]" in fix(
+        annotations=(note,))
+    assert "- src/b.py: m" in fix(annotations=(Annotation("src/b.py", None, "m"),))
+    # a log's tail keeps its last LOG_CAP characters
+    tail = fix(log_tail="A" + "b" * compose.LOG_CAP)
+    assert "b" * compose.LOG_CAP in tail and "Ab" not in tail and "[... cut" not in tail
+    assert "Log tail" not in fix(output="o") and "o" in fix(output="o").split("\n")[-1]
+    check = compose.check_failed("lint", 1, "y" * 3001, 1, 3)
+    assert "y" * 3000 + "\n[... cut: 1 more characters]" in check
+    assert "[... cut" not in compose.check_failed("lint", 1, "y" * 3000, 1, 3)
+
+
+def test_a_draft_either_way_and_a_moved_head_are_named() -> None:
+    policy = gate.GatePolicy()
+    assert gate.merge_gate(_pr(draft=True), policy).reason == "the PR is a draft"
+    assert gate.merge_gate(_pr(merge_state="draft"), policy).reason == "the PR is a draft"
+    moved = gate.merge_gate(_pr(), policy, expected_sha="0" * 40)
+    assert moved.reason == "the head moved to a1b2c3d4e5 since it was checked"
+    assert gate.merge_gate(_pr(), policy, expected_sha=SHA).ok
+
+
+def test_without_a_merge_state_mergeability_decides() -> None:
+    policy = gate.GatePolicy()
+    assert gate.merge_gate(_pr(merge_state=None), policy).ok
+    unknown = gate.merge_gate(_pr(merge_state=None, mergeable="unknown"), policy)
+    assert (unknown.ok, unknown.reason) == (False, "mergeability is not known yet")
+
+
+def test_noon_and_midnight_and_the_morning_read_right() -> None:
+    now = datetime(2026, 12, 6, 1, 0, tzinfo=UTC)
+
+    def at(text: str) -> datetime:
+        line = f"You've hit your 5-hour limit · resets {text} (UTC)"
+        return datetime.fromtimestamp(limits.reset_at(line, now), UTC)
+
+    assert at("10am") == datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    assert at("12pm") == datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    assert at("12am") == datetime(2026, 12, 7, 0, 0, tzinfo=UTC)
+    assert at("1:30pm") == datetime(2026, 12, 6, 13, 30, tzinfo=UTC)
+
+
+def test_a_task_with_files_is_held_behind_the_running_one_that_shares_them() -> None:
+    running = {"A": ("wor-1", ["src/auth/login.py"])}
+    files = {"B": ["src/auth/*"], "C": [], "D": ["docs/*"]}
+    assert overlap.hold(["B", "C", "D"], files, running, set()) == {
+        "B": "shares src/auth/login.py with A (wor-1)"}
+    assert overlap.hold(["B"], files, running, {"B"}) == {}  # the critical path goes
+    # of two ready tasks sharing files, the first in start order goes
+    assert overlap.hold(["D", "E"], {"D": ["docs/*"], "E": ["docs/a.md"]}, {}, set()) == {
+        "E": "shares docs/a.md with D (starting now)"}
+
+
+def test_an_issue_waiting_outside_holds_the_whole_chain_behind_it() -> None:
+    from ao.record.forge import PickedIssue
+
+    picked = [PickedIssue(3, "c", "", (2,)), PickedIssue(2, "b", "", (99,)),
+              PickedIssue(1, "a", "")]
+    plan, held = pickup.plan_and_held(picked)
+    assert list(plan.tasks) == ["1"] and sorted(held) == [2, 3]
+    assert held[3] == ("#3 waits for #2, not ready for pickup here: it starts once that "
+                       "is closed")
+
+
+def test_a_plan_holds_at_most_max_tasks() -> None:
+    def plan_of(n: int) -> str:
+        return "tasks:\n" + "".join(f"  T-{i}: {{title: t}}\n" for i in range(n))
+
+    assert len(planmod.parse(plan_of(planmod.MAX_TASKS)).tasks) == planmod.MAX_TASKS
+    with pytest.raises(AoError, match="at most 1000"):
+        planmod.parse(plan_of(planmod.MAX_TASKS + 1))
+
+
+def test_waves_must_be_a_list_of_lists() -> None:
+    base = "tasks:\n  A-1: {title: a}\n  B-1: {title: b}\n"
+    assert planmod.parse(base + "waves: [[A-1], [B-1]]\n").waves == (("A-1",), ("B-1",))
+    for bad in ("waves: A-1\n", "waves: [[A-1], B-1]\n"):
+        with pytest.raises(AoError, match="`waves` must be a list of lists"):
+            planmod.parse(base + bad)
+
+
+def test_the_critical_path_and_its_length() -> None:
+    p = planmod.parse("tasks:\n  A: {title: a, estimate: 1d}\n  B: {title: b, estimate: 3d, "
+                      "deps: [A]}\n  C: {title: c, estimate: 1d, deps: [A]}\n"
+                      "  D: {title: d, estimate: 2d}\n")
+    assert plan_graph.critical_path(p) == (["A", "B"], 4.0)
+    assert plan_graph.critical_path(planmod.Plan(tasks={})) == ([], 0.0)
+
+
+def test_a_markdown_tables_rows_give_titles_and_estimates_and_its_header_is_no_task() -> None:
+    text = ("| Key | Title | Estimate |\n|---|---|---|\n| AUTH-1 | Add login | 2 days |\n"
+            "| DOC-2 | Docs | n/a |\n\n```mermaid\ngraph TD\n  AUTH-1 --> DOC-2\n```\n")
+    p = plan_import.import_markdown(text)
+    assert list(p.tasks) == ["AUTH-1", "DOC-2"]
+    assert (p.tasks["AUTH-1"].title, p.tasks["AUTH-1"].estimate) == ("Add login", "2d")
+    assert (p.tasks["DOC-2"].title, p.tasks["DOC-2"].estimate) == ("Docs", None)
+
+
+def test_every_published_price_and_nothing_costs_nothing() -> None:
+    million = {"input_tokens": 1_000_000, "output_tokens": 1_000_000,
+               "cache_creation_input_tokens": 1_000_000, "cache_read_input_tokens": 1_000_000}
+    published = {"claude-sonnet-5-5": 3 + 15 + 3.75 + 0.30, "claude-haiku-5-5": 1 + 5 + 1.25 + 0.10,
+                 "gpt-5-codex": 1.25 + 10 + 0.125, "gemini-2.5-pro": 1.25 + 10 + 0.31}
+    for model, usd in published.items():
+        assert prices.cost(model, million) == pytest.approx(usd), model
+    for model in prices.PRICES:
+        assert prices.cost(model, {}) == 0
+        assert prices.cost(model, {"output_tokens": 1_000_000}) == prices.PRICES[model][1]
+
+
+def test_the_first_prompt_for_each_forge_and_only_context_inside_the_project(
+        tmp_path: Path) -> None:
+    from ao import config
+    from ao.decide import prompts
+
+    (tmp_path / "outside.md").write_text("SECRET")
+    repo = tmp_path / "shop"
+    repo.mkdir()
+    (repo / "NOTES.md").write_text("the notes")
+    plan = planmod.Plan(tasks={"A-1": planmod.Task("A-1", "a")},
+                        context=("NOTES.md", "../outside.md"))
+    task = planmod.Task("B-1", "Add login")
+    local = prompts.first_prompt(config.ProjectConfig(name="shop", path=repo), task, plan, "b")
+    # no body: nothing between the title and the context
+    assert local.startswith("# B-1: Add login\n\nContext from NOTES.md:\n\nthe notes\n")
+    assert "SECRET" not in local and "outside.md" not in local
+    assert "Pushing the branch opens its pull request" in local and "gh pr create" not in local
+    gh = prompts.first_prompt(config.ProjectConfig(name="shop", path=repo, forge="github"),
+                              planmod.Task("12", "Fix it"), None, "b")
+    assert "`Closes #12`" in gh and "Pushing the branch opens" not in gh
+
+
+def test_an_exited_agent_that_runs_again_ends_its_escalation() -> None:
+    hist = reactions.History(escalated_for="exited")
+    policy = reactions.Policy()
+
+    def obs(a: Activity) -> reactions.Observation:
+        return reactions.Observation(State.NEEDS_HUMAN, a, 0.0, None)
+
+    assert reactions.resolved(obs(Activity.IDLE), hist, policy) == "the agent runs again"
+    assert reactions.resolved(obs(Activity.EXITED), hist, policy) is None
+    assert reactions.resolved(obs(Activity.UNKNOWN), hist, policy) is None
+
+
+def test_a_stuck_agent_is_nudged_then_escalated_at_twice_the_time() -> None:
+    policy = reactions.Policy(stuck_after=100.0)
+    nudged = reactions.History(done=frozenset({"nudge:nopr"}))
+
+    def idle(for_: float, hist: reactions.History) -> list[reactions.Action]:
+        return reactions.decide(reactions.Observation(State.WORKING, Activity.IDLE, for_, None),
+                                hist, policy)
+
+    assert [a.kind for a in idle(99.0, reactions.History())] == []
+    assert [a.kind for a in idle(100.0, reactions.History())] == [reactions.ActionKind.NUDGE]
+    assert [a.kind for a in idle(199.0, nudged)] == []
+    assert [a.kind for a in idle(200.0, nudged)] == [reactions.ActionKind.ESCALATE]
+
+
+def test_by_default_a_green_approved_pr_is_not_merged_but_its_steps_run() -> None:
+    policy = reactions.Policy()
+    assert policy.auto_merge is False and policy.run_steps and reactions.History().resumes == 0
+    check = steps.parse(["implement", {"check": {"run": "make lint"}}], "plan")
+    acts = reactions.decide(reactions.Observation(State.PR_OPEN, Activity.IDLE, 0.0, _pr(),
+                                                  steps=check), reactions.History(), policy)
+    assert [a.kind for a in acts] == [reactions.ActionKind.RUN_CHECK]
+    assert acts[0].fingerprint.endswith(f":{SHA}:0")
+    done = reactions.History(done=frozenset({acts[0].fingerprint}))
+    assert reactions.decide(reactions.Observation(State.PR_OPEN, Activity.IDLE, 0.0, _pr(),
+                                                  steps=check), done, policy) == []
+    plain = reactions.decide(reactions.Observation(State.PR_OPEN, Activity.IDLE, 0.0, _pr()),
+                             reactions.History(), policy)
+    assert [a.kind for a in plain] == [reactions.ActionKind.NOTIFY]  # ready: a person merges
+    auto = reactions.decide(reactions.Observation(State.PR_OPEN, Activity.IDLE, 0.0, _pr()),
+                            reactions.History(), replace(policy, auto_merge=True))
+    assert [a.kind for a in auto] == [reactions.ActionKind.MERGE]
+    assert reactions.Policy().auto == frozenset({"ci-failed", "changes-requested",
+                                                 "merge-conflict", "agent-stuck",
+                                                 "agent-exited"})
+
+
+def test_bisecting_a_red_main_uses_every_verdict_already_known() -> None:
+    merges = ["a", "b", "c", "d"]
+    assert redmain.bisect(merges, {}) == redmain.Step(run="b")
+    assert redmain.bisect(merges, {"c": redmain.FAILING}) == redmain.Step(run="a")
+    assert redmain.bisect(merges, {"b": redmain.PASSING}) == redmain.Step(run="c")
+    assert redmain.bisect(merges, {"b": redmain.PASSING, "c": redmain.FAILING}) == \
+        redmain.Step(culprit="c")
+    assert redmain.bisect(merges, {"a": "pending"}) == redmain.Step(run="b")
+    assert redmain.bisect(["a"], {}) == redmain.Step(culprit="a")
+
+
+def test_the_next_tasks_start_unless_paused_and_only_into_free_room() -> None:
+    p = planmod.parse("tasks:\n  A: {title: a}\n  B: {title: b}\n  C: {title: c}\n")
+    queued = {k: scheduler.TaskStatus(states=frozenset({State.QUEUED})) for k in "ABC"}
+    assert scheduler.next_to_start(p, queued, set(), 2) == ["A", "B"]
+    assert scheduler.next_to_start(p, queued, set(), 2, paused=True) == []
+    busy = queued | {"A": scheduler.TaskStatus(states=frozenset({State.WORKING}))}
+    assert scheduler.next_to_start(p, busy, set(), 2) == ["B"]
+
+
+def test_forge_trouble_a_gate_verdict_and_a_review_the_gate_no_longer_needs() -> None:
+    def why(s: Session, **ctx: object) -> waiting.Wait | None:
+        return waiting.why(s, waiting.Context(**ctx), NOW)  # type: ignore[arg-type]
+
+    w = why(SESSION, forge="github", forge_trouble=("rate limited until 14:05", "github"))
+    assert w == waiting.Wait("GitHub: rate limited until 14:05", "github", "forge")
+    w = why(SESSION, forge_trouble=("502 from the forge", "ao"))
+    assert w == waiting.Wait("the forge: 502 from the forge", "ao", "forge")
+    gated = replace(SESSION, pr_review="not_reviewed", pr_gate_ok=1)
+    assert (w := why(gated)) is not None and w.kind == "ready"
+    held = replace(SESSION, pr_review="approved", pr_gate="checks are settling")
+    assert why(held) == waiting.Wait("PR #45: checks are settling", waiting.AO, "gate")
+    assert why(held, forge="github") == waiting.Wait("PR #45: checks are settling",
+                                                     waiting.GITHUB, "gate")

@@ -351,6 +351,6 @@ def to_yaml(plan: Plan) -> str:
 
 
 def _dump(value: Any) -> str:
-    text: str = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000,
+    text: str = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=float("inf"),
                                allow_unicode=True)
     return text.strip().removesuffix("...").strip()

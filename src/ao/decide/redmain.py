@@ -34,8 +34,8 @@ def bisect(merges: Sequence[str], verdicts: Mapping[str, str]) -> Step:
     for i, sha in enumerate(merges[:-1]):
         if verdicts.get(sha) == PASSING:
             lo = max(lo, i)
-    for i in range(len(merges) - 1, lo, -1):
-        if verdicts.get(merges[i]) == FAILING and i < hi:
+    for i in range(hi - 1, lo, -1):  # downwards: the earliest red one known is the bound
+        if verdicts.get(merges[i]) == FAILING:
             hi = i
     while hi - lo > 1:
         mid = (lo + hi) // 2
