@@ -167,6 +167,7 @@ def poll(root: Path, args: argparse.Namespace) -> None:
 
     from tests.sshd import sshd
 
+    from ao import host_config
     from ao.services import hostwork
     from ao.world import channel, hosts, tmux
 
@@ -177,7 +178,7 @@ def poll(root: Path, args: argparse.Namespace) -> None:
             tmux_dir = Path(tempfile.mkdtemp(prefix=f"ao-bp{n}-"))
             server = stack.enter_context(sshd(root / f"sshd-poll-{n}", setenv={
                 "TMUX_TMPDIR": str(tmux_dir)}))
-            h = hosts.parse({f"bench-{n}": {**server.host_config(),
+            h = host_config.parse({f"bench-{n}": {**server.host_config(),
                                             "workdir": str(root / f"bench-wd-{n}")}})[
                 f"bench-{n}"]
             conf = hostwork.tmux_conf(h)

@@ -167,6 +167,9 @@ def _apply(node: ast.AST, what: str) -> None:
     elif kind == "if":
         assert isinstance(node, ast.If)
         node.test = ast.UnaryOp(op=ast.Not(), operand=node.test)
+    elif kind == "not":  # `not x` becomes `not not x`: x's own truth, the `not` gone
+        assert isinstance(node, ast.UnaryOp)
+        node.operand = ast.UnaryOp(op=ast.Not(), operand=node.operand)
     elif kind == "return":
         assert isinstance(node, ast.Return)
         node.value = ast.Constant(value=None)
@@ -191,6 +194,7 @@ def mutants(module: str) -> list[Mutant]:
     text = path.read_text()
     out = []
     base = ast.parse(text)
+    seen = {ast.unparse(base)}
     skip = _docstring_nodes(base)
     sites = [(i, what, getattr(n, "lineno", 0)) for i, (n, what) in enumerate(_sites(base))
              if id(n) not in skip]
@@ -199,9 +203,12 @@ def mutants(module: str) -> list[Mutant]:
         node = [n for n, _ in _sites(tree)][i]
         _apply(node, what)
         try:
-            out.append(Mutant(module, line, what, ast.unparse(ast.fix_missing_locations(tree))))
+            source = ast.unparse(ast.fix_missing_locations(tree))
         except (ValueError, TypeError, AssertionError):
             continue
+        if source not in seen:  # no change is no mutant; two ways to one change, one
+            seen.add(source)
+            out.append(Mutant(module, line, what, source))
     return out
 
 

@@ -215,7 +215,9 @@ def test_worktree_stays_clean_and_commands_are_honest(env: Env, fake: FakeAnthro
 
 
 def test_a_humans_draft_is_never_cleared_or_glued(env: Env, fake: FakeAnthropic) -> None:
-    fake.script = [Reply(text="thinking", delay=6)]
+    # a turn long enough to outlast the checks below on a loaded machine (at 6 s one ended
+    # under them once)
+    fake.script = [Reply(text="thinking", delay=12)]
     sid = spawn_claude(env)
     fleet = env.fleet()
     retry_until(lambda: activity(env, sid) is Activity.ACTIVE, message="busy")
@@ -234,7 +236,7 @@ def test_a_humans_draft_is_never_cleared_or_glued(env: Env, fake: FakeAnthropic)
     assert r.status == "queued" and "typing" in r.detail
     # the daemon, once the turn is over: the draft is the person's, never cleared (it used to
     # press Escape twice and send its own message, 4 of 4)
-    retry_until(lambda: fleet.hook_seen(fleet.store.session(sid), "Stop", 0), timeout=30,
+    retry_until(lambda: fleet.hook_seen(fleet.store.session(sid), "Stop", 0), timeout=40,
                 message="the turn ended")
     went: list[Any] = []
 

@@ -30,7 +30,14 @@ from ao.decide import (
 )
 from ao.decide import plan as planmod
 from ao.errors import AoError
-from ao.record.forge import PASSING, Annotation, CheckSummary, FailureDetail, PullRequest
+from ao.record.forge import (
+    PASSING,
+    Annotation,
+    CheckSummary,
+    FailureDetail,
+    PullRequest,
+    ReviewComment,
+)
 from ao.record.state import Activity, State
 from ao.record.store import Session
 
@@ -168,6 +175,8 @@ def test_a_hook_is_overruled_only_by_a_screen_that_changed_after_it() -> None:
     assert activity.infer(None, A, 100.0, True, changed_at=110.0, now=200.0) is A
     # settled (an Escape that fires no hook): at once
     assert activity.infer(Idle, A, 100.0, True, changed_at=110.0, now=110.0, settled=True) is Idle
+    # a profile without hooks: a hook state on record (from another profile) counts for nothing
+    assert activity.infer(None, A, 100.0, False, changed_at=100.0, now=200.0) is Idle
     # without hooks: the screen, else stillness
     assert activity.infer(None, None, None, False, changed_at=100.0, now=105.0) is Idle
     assert activity.infer(None, None, None, False, changed_at=100.0, now=104.9) is A
@@ -192,19 +201,67 @@ def test_what_the_agent_is_told_is_capped_at_each_limit_to_the_character() -> No
     def fix(**kw: object) -> str:
         return compose.ci_fix(1, 3, SHA, [FailureDetail("tests", **kw)])  # type: ignore[arg-type]
 
-    assert "[... cut" not in fix(output="x" * compose.OUTPUT_CAP)
-    assert "[... cut: 1 more characters]" in fix(output="x" * (compose.OUTPUT_CAP + 1))
+    assert "[... cut" not in fix(output="x" * 1500)
+    assert "x" * 1500 + "\n[... cut: 1 more characters]" in fix(output="x" * 1501)
     note = Annotation("src/a.py", 3, "m" * 301)
     assert "- src/a.py:3: " + "m" * 300 + "\n[... cut: 1 more characters]" in fix(
         annotations=(note,))
     assert "- src/b.py: m" in fix(annotations=(Annotation("src/b.py", None, "m"),))
-    # a log's tail keeps its last LOG_CAP characters
-    tail = fix(log_tail="A" + "b" * compose.LOG_CAP)
-    assert "b" * compose.LOG_CAP in tail and "Ab" not in tail and "[... cut" not in tail
-    assert "Log tail" not in fix(output="o") and "o" in fix(output="o").split("\n")[-1]
+    # a log's tail keeps its last 3000 characters
+    tail = fix(log_tail="A" + "b" * 3000)
+    assert "```\n" + "b" * 3000 + "\n```" in tail and "[... cut" not in tail
+    assert "Log tail" not in fix(output="o") and fix(output="o").split("\n")[-1] == "o"
     check = compose.check_failed("lint", 1, "y" * 3001, 1, 3)
     assert "y" * 3000 + "\n[... cut: 1 more characters]" in check
     assert "[... cut" not in compose.check_failed("lint", 1, "y" * 3000, 1, 3)
+    long = ReviewComment("r1", "ann", "z" * 1001, "src/a.py", 4, standing="MEMBER")
+    said = compose.review([long], 2)
+    assert "  > " + "z" * 1000 in said and "  > [... cut: 1 more characters]" in said
+    assert "review by @ann (organisation member) on src/a.py:4:" in said
+    assert "[... cut" not in compose.review([replace(long, body="z" * 1000)], 2)
+
+
+def test_each_message_to_an_agent_says_what_to_do() -> None:
+    assert compose.rebase("main", "origin") == (
+        "Your branch conflicts with main. Please rebase it on origin/main (git fetch origin && "
+        "git rebase origin/main), resolve the conflicts, run the tests, and push (git push "
+        "--force-with-lease).")
+    assert compose.rebase("main", "origin", "rebase {branch} from {remote}") == \
+        "rebase main from origin"
+    assert compose.budget_spent("the plan spent $5.00 of $5.00").startswith(
+        "ao here: the plan spent $5.00 of $5.00. Wrap up:")
+    assert compose.nudge("idle 10 min").startswith("ao here: you seem stuck (idle 10 min).")
+    assert "git pull --no-rebase origin ao/a-1" in compose.branch_updated("main", "origin",
+                                                                         "ao/a-1")
+    back = compose.restarted("ao/a-1", "  # A-1: Add login\n")
+    assert back.endswith("\n\nThe task, as first given:\n\n# A-1: Add login\n")
+    assert "The task" not in compose.restarted("ao/a-1", "  \n")
+    queued = compose.queue_failed(1, 3, SHA, [], "failed_checks")
+    assert queued.startswith("CI failed on a1b2c3d4e5 (fix round 1 of 3).")
+    assert "GitHub's merge queue removed this PR (failed_checks)" in queued
+    assert compose.review([ReviewComment("r2", "x", "ok", standing="NONE")], 1).endswith(
+        "- review by @x (no write access):\n  > ok")
+
+
+def test_a_limit_message_takes_the_lines_it_wrapped_onto_and_no_more() -> None:
+    screen = ("│ working\n■ You've hit your usage limit. Upgrade to Pro or\ntry again at Dec 9th, "
+              "2026 10:54 PM.\n› next prompt\n")
+    assert limits.limit_line(screen) == ("■ You've hit your usage limit. Upgrade to Pro or try "
+                                         "again at Dec 9th, 2026 10:54 PM.")
+    assert limits.limit_line("nothing here\n") is None
+
+
+def test_a_date_already_past_this_year_is_next_years() -> None:
+    now = datetime(2026, 12, 31, 20, 0, tzinfo=UTC)
+    at = limits.reset_at("You've hit your weekly limit · resets Jan 2, 10pm (UTC)", now)
+    assert datetime.fromtimestamp(at, UTC) == datetime(2027, 1, 2, 22, 0, tzinfo=UTC)
+
+
+def test_an_idle_session_without_a_pr_is_stuck_from_exactly_its_time() -> None:
+    idle = replace(SESSION, pr_number=None, pr_state=None, screen_changed_at=NOW - 600)
+    assert attention.zone(idle, NOW, stuck_after=600) == "respond"
+    assert attention.zone(idle, NOW - 1, stuck_after=600) == "working"
+    assert attention.zone(replace(idle, activity=Activity.ACTIVE), NOW, 600) == "working"
 
 
 def test_a_draft_either_way_and_a_moved_head_are_named() -> None:
@@ -265,6 +322,13 @@ def test_a_plan_holds_at_most_max_tasks() -> None:
     assert len(planmod.parse(plan_of(planmod.MAX_TASKS)).tasks) == planmod.MAX_TASKS
     with pytest.raises(AoError, match="at most 1000"):
         planmod.parse(plan_of(planmod.MAX_TASKS + 1))
+
+
+def test_a_plan_written_back_reads_back_the_same_long_lines_included() -> None:
+    body = "word " * 2500  # 12,500 characters, over any line width
+    p = planmod.Plan(tasks={"A-1": planmod.Task("A-1", "a", body=body.strip())})
+    again = planmod.parse(planmod.to_yaml(p))
+    assert again.tasks["A-1"].body == body.strip()
 
 
 def test_waves_must_be_a_list_of_lists() -> None:
@@ -350,6 +414,9 @@ def test_a_stuck_agent_is_nudged_then_escalated_at_twice_the_time() -> None:
     assert [a.kind for a in idle(100.0, reactions.History())] == [reactions.ActionKind.NUDGE]
     assert [a.kind for a in idle(199.0, nudged)] == []
     assert [a.kind for a in idle(200.0, nudged)] == [reactions.ActionKind.ESCALATE]
+    # a project that turned nudges off: nobody is nudged
+    policy = replace(policy, auto=policy.auto - {"agent-stuck"})
+    assert idle(100.0, reactions.History()) == []
 
 
 def test_by_default_a_green_approved_pr_is_not_merged_but_its_steps_run() -> None:

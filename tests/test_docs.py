@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ao import config, config_settings
-from ao.world import hosts
+from ao import config, config_settings, host_config
 
 from .helpers import REPO
 
@@ -15,7 +14,7 @@ def test_configuration_doc_names_every_key() -> None:
             *config.ENV_VARS, *(f"notify.{k}" for k in config._NOTIFY_KEYS),
             *(f"cleanup.{k}" for k in config._CLEANUP_KEYS),
             *(f"llm.{k}" for k in config._LLM_KEYS),
-            *(f"hosts.<name>.{k}" for k in hosts.HOST_KEYS)]
+            *(f"hosts.<name>.{k}" for k in host_config.HOST_KEYS)]
     missing = [k for k in keys if f"`{k}`" not in doc]
     assert missing == []
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ao import paths
+from ao import host_config, paths
 from ao.errors import BadInput, ExternalError
 from ao.services import hostwork
-from ao.world import channel, hosts, tmux
+from ao.world import agents, channel, hosts, tmux
 
 from .helpers import retry_until, run_ao
 from .sshd import SSHD, SshServer, sshd
@@ -58,8 +58,8 @@ def write_hosts(spec: dict[str, object]) -> None:
     f.write_text(json.dumps(data))
 
 
-def host_of(server: SshServer, name: str = "build-1") -> hosts.Host:
-    return hosts.parse({name: server.host_config()})[name]
+def host_of(server: SshServer, name: str = "build-1") -> host_config.Host:
+    return host_config.parse({name: server.host_config()})[name]
 
 
 @pytest.mark.parametrize(("spec", "says"), [
@@ -73,7 +73,7 @@ def host_of(server: SshServer, name: str = "build-1") -> hosts.Host:
 ])
 def test_bad_hosts_are_refused_with_the_way_out(spec: dict[str, object], says: str) -> None:
     with pytest.raises(BadInput, match=says):
-        hosts.parse(spec)
+        host_config.parse(spec)
 
 
 def test_bad_hosts_config_is_exit_2(isolated_home: Path) -> None:
@@ -100,7 +100,7 @@ def test_probe_runs_over_one_multiplexed_connection(server: SshServer) -> None:
 @needs_sshd
 def test_an_unreachable_host_says_so(server: SshServer, tmp_path: Path) -> None:
     spec = {**server.host_config(), "port": 1}
-    p = hosts.probe(hosts.parse({"gone": spec})["gone"])
+    p = hosts.probe(host_config.parse({"gone": spec})["gone"])
     assert not p.reachable and p.error
 
 
@@ -271,9 +271,9 @@ def test_a_worktree_on_a_host_is_judged_and_saved_by_the_same_rules(server: SshS
     saved_in = repo.parent / "saved"
     place = WorkPlace(repo, saved_in, "b")
     with workspace.on(h):
-        out: Teardown = _here(ProjectConfig(name="shop", path=repo), s, False, place)
+        out: Teardown = _here(ProjectConfig(name="shop", path=repo), s, False, agents.get, place)
         assert out.worktree == "kept" and wt.exists()
-        out = _here(ProjectConfig(name="shop", path=repo), s, True, place)
+        out = _here(ProjectConfig(name="shop", path=repo), s, True, agents.get, place)
     assert all(x.startswith(f"b:{saved_in}/") for x in out.saved), out.saved
     assert out.worktree == "removed" and not wt.exists(), out
     patch = next(saved_in.glob("uncommitted-*.patch")).read_text()
@@ -541,14 +541,14 @@ def test_two_installations_never_share_a_hosts_workdir(server: SshServer, tmp_pa
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A host's workdir is marked with the installation that first used it; another
     installation (another AO_HOME on the same account) is refused it, with the way out."""
-    h = hosts.parse({"b": {**server.host_config(), "workdir": str(tmp_path / "wd")}})["b"]
+    h = host_config.parse({"b": {**server.host_config(), "workdir": str(tmp_path / "wd")}})["b"]
     first = hostwork.workdir(h)
     monkeypatch.setenv("AO_HOME", str(tmp_path / "another-ao"))
     monkeypatch.setattr(hostwork, "_ABS", {})
     with pytest.raises(ExternalError, match="is another ao installation's") as e:
         hostwork.workdir(h)
     assert "give host b a `workdir:` of this installation's own" in str(e.value)
-    h2 = hosts.parse({"b": {**server.host_config(), "workdir": str(tmp_path / "wd2")}})["b"]
+    h2 = host_config.parse({"b": {**server.host_config(), "workdir": str(tmp_path / "wd2")}})["b"]
     assert hostwork.workdir(h2) != first
     # a workdir cached before the marks (two lines, no id) is asked again and marked then
     marker = Path(str(hostwork.workdir(h2))) / ".ao-installation"

@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ao import config, paths
+from ao import config, host_config, paths
 from ao.loop.daemon import Daemon
 from ao.record.state import Activity, State
 from ao.record.store import Session, Store
@@ -643,7 +643,7 @@ def test_codex_and_gemini_on_a_host_answer_their_dialogs_there(
 def test_the_default_workdir_is_under_the_hosts_home(pool: Pool) -> None:
     """`workdir` left out (`.agent-orchestrator`) or relative is under the login's $HOME
     there, not under the folder a login starts in."""
-    h = hosts.parse({"build-a": pool.servers["build-a"].host_config()})["build-a"]
+    h = host_config.parse({"build-a": pool.servers["build-a"].host_config()})["build-a"]
     home = (pool.root / "build-a-home").resolve()
     assert hostwork.workdir(h) == hostwork.PurePosixPath(str(home / ".agent-orchestrator"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 
@@ -10,7 +11,10 @@ import typer
 
 from ao import paths
 from ao.cli.output import emit_json, table
+from ao.errors import AoError
+from ao.record.store import Store
 from ao.world import agent_hooks, agents
+from ao.world.agent_hooks import HOOK_MAX_PAYLOAD
 
 
 def agents_(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -46,7 +50,7 @@ def hook(
     """Called by an agent's own hooks: records the event for its session."""
     try:
         raw = "" if sys.stdin.isatty() else sys.stdin.read()
-        agent_hooks.record(agent, event, raw)
+        _record(agent, event, raw)
     except Exception as e:  # a hook must never break the agent it runs in; it is kept, though
         sys.stderr.write(f"ao hook: {e}\n")
         import traceback
@@ -55,3 +59,25 @@ def hook(
                 "a", encoding="utf-8") as fh:
             fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {agent} {event}: "
                      f"{traceback.format_exc()}\n")
+
+
+def _record(agent: str, event: str, raw: str, store: Store | None = None) -> bool:
+    """`ao hook AGENT EVENT` (hooks installed by an earlier ao): the same line, written and
+    read at once. False (and nothing recorded) outside an ao session."""
+    sid = os.environ.get("AO_SESSION")
+    if not sid:
+        return False
+    store = store or Store()
+    try:
+        s = store.session(sid)
+    except AoError:
+        return False
+    body = raw.replace("\n", "").replace("\r", "")[:HOOK_MAX_PAYLOAD] or "{}"
+    line = f"{event}\t{time.time():.6f}\t{body}\n".encode()
+    fd = os.open(agent_hooks.local_file(s), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line)  # one write: lines of concurrent hooks never interleave
+    finally:
+        os.close(fd)
+    agent_hooks.ingest_local(store, s)
+    return True

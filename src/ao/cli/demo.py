@@ -19,6 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import typer
+
 from ao import config as cfgmod
 from ao import paths
 from ao.loop.daemon import Daemon
@@ -265,3 +267,15 @@ def _summary(store: Store, srv: Any, seconds: float) -> dict[str, Any]:
     return {"tasks": rows, "total": len(rows),
             "merged": sum(1 for r in rows if r["state"] in ("merged", "cleaned")),
             "seconds": seconds, "left_running": len(alive)}
+
+
+def command(
+    dir_: Path | None = typer.Option(None, "--dir", help="Where to make the demo project "
+                                     "(default: ~/.agent-orchestrator/demo)."),
+    keep: bool = typer.Option(False, "--keep", help="Leave the sessions' worktrees and records "
+                              "for inspection (their agents end at their merges)."),
+) -> None:
+    """Watch ao run a five-task plan end to end, offline, in about half a minute."""
+    summary = run((dir_ or paths.home() / "demo").resolve(), keep=keep)
+    if summary["merged"] != summary["total"]:
+        raise typer.Exit(1)

@@ -10,6 +10,7 @@ from ao.cli import services
 from ao.cli.output import emit_json, table
 from ao.config import AgentSpec
 from ao.errors import AoError
+from ao.host_config import Host
 from ao.record.state import RUNNING
 from ao.world import agents, hosts
 
@@ -35,7 +36,7 @@ def _agent_binaries() -> tuple[str, ...]:
     return tuple(out)
 
 
-def _probes(binaries: tuple[str, ...]) -> list[tuple[hosts.Host, hosts.Probe]]:
+def _probes(binaries: tuple[str, ...]) -> list[tuple[Host, hosts.Probe]]:
     pool = list(services.cfg().hosts.values())
     # one round trip per host, all hosts at once; what was learnt counts everywhere (a host
     # that answers ends its backoff: its sessions are observed, its messages delivered)

@@ -18,13 +18,13 @@ from ao.cli import services
 from ao.cli.output import note
 from ao.cli.services import SESSION_HELP
 from ao.errors import BadInput, ExternalError
+from ao.host_config import LOCAL
 from ao.record import events
 from ao.record.state import RUNNING
 from ao.record.store import Session
 from ao.sanitize import clean, transcript
 from ao.services import hostwork
 from ao.world import hosts, tmux
-from ao.world.hosts import LOCAL
 
 
 def logs(

@@ -21,7 +21,7 @@ from ao.cli import (
     cleanup_cmd,
     config_cmd,
     daemon_cmd,
-    demo_cmd,
+    demo,
     events_cmd,
     hosts_cmd,
     logs_cmd,
@@ -85,7 +85,7 @@ app.command("stop", help=daemon_cmd.stop.__doc__)(daemon_cmd.stop)
 app.add_typer(daemon_cmd.app, name="daemon")
 app.command("pause", help=daemon_cmd.pause.__doc__)(daemon_cmd.pause)
 app.command("resume", help=daemon_cmd.resume.__doc__)(daemon_cmd.resume)
-app.command("demo", help=demo_cmd.demo.__doc__)(demo_cmd.demo)
+app.command("demo", help=demo.command.__doc__)(demo.command)
 app.add_typer(cleanup_cmd.cron_app, name="cron")
 app.command("board", help=board_cmd.board.__doc__)(board_cmd.board)
 app.command("usage", help=usage_cmd.usage.__doc__)(usage_cmd.usage)

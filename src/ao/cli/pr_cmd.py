@@ -109,7 +109,8 @@ def merge(session: str = typer.Argument(..., help=SESSION_HELP)) -> None:
     from ao.services.merging import merge_now
 
     s = services.session(session)
-    number, sha = merge_now(services.cfg(), services.store(), services.fleet().server(s), s)
+    forge = forgemod.for_project(services.cfg().project(s.project), services.store())
+    number, sha = merge_now(services.cfg(), services.store(), services.fleet().server(s), s, forge)
     typer.echo(f"{s.id}: PR #{number} merged as {sha[:10]}" if sha else
                f"{s.id}: PR #{number} is in the merge queue: it merges once CI passes on it "
                "merged onto main (`ao logs` tells when)")

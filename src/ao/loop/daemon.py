@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 from ao import config as cfgmod
 from ao import paths
 from ao.errors import AoError
+from ao.host_config import LOCAL
 from ao.loop.ticking import Ticking
 from ao.record.events import Event, emit
 from ao.record.state import Activity, State
 from ao.record.store import Session, Store, StoreError, fault_kind
 from ao.world import agents, memory, tmux
-from ao.world.hosts import LOCAL
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     pass

@@ -10,26 +10,30 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 from ao.errors import AoError
 from ao.record.store import Store
-from ao.services.fleet import Fleet
 from ao.services.messaging import Messenger
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
 
     from ao.config import Config
+    from ao.services.fleet import Fleet
 
 log = logging.getLogger(__name__)
 WORKERS = 8  # sessions whose held messages are delivered side by side
 
 
 class Deliveries:
-    def __init__(self, cfg: Config, store: Store, srv: Server | None) -> None:
-        self.cfg, self.store, self.srv = cfg, store, srv
+    def __init__(self, cfg: Config, store: Store, srv: Server | None,
+                 fleet_of: Callable[[Config, Store, Server | None], Fleet]) -> None:
+        """`fleet_of`: a fleet for a worker thread (its own store connection), from the
+        daemon that composes the services."""
+        self.cfg, self.store, self.srv, self.fleet_of = cfg, store, srv, fleet_of
         self._pool: ThreadPoolExecutor | None = None
         self._going: dict[str, Future[None]] = {}
         self._local = threading.local()
@@ -68,7 +72,7 @@ class Deliveries:
     def _messenger(self) -> Messenger:
         """This worker's messenger, made again when the daemon reloaded its config."""
         if getattr(self._local, "cfg", None) is not self.cfg:
-            fleet = Fleet(self.cfg, Store(self.store.path), self.srv)
+            fleet = self.fleet_of(self.cfg, Store(self.store.path), self.srv)
             with self._lock:
                 self._stores.append(fleet.store)
             self._local.cfg, self._local.messenger = self.cfg, Messenger(fleet)

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 from ao.decide import overlap, scheduler
 from ao.decide import plan as planmod
 from ao.errors import AoError
+from ao.host_config import LOCAL
 from ao.record.events import Event, emit
 from ao.record.state import LIVE, Outcome, State
-from ao.world import hosts, workspace
+from ao.world import workspace
 
 if TYPE_CHECKING:
     from ao.config import Config, ProjectConfig
@@ -148,7 +149,7 @@ class Scheduling:
     def _changed_files(self, project: ProjectConfig, s: Session) -> list[str]:
         """The files a running session's branch has changed against the default branch,
         committed or not (read here at most every 30 s a session)."""
-        if s.host != hosts.LOCAL or not s.worktree:
+        if s.host != LOCAL or not s.worktree:
             return []
         cached = self._changed.get(s.id)
         now = self.clock()

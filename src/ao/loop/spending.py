@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 from ao.decide import compose
 from ao.errors import AoError
+from ao.host_config import LOCAL
 from ao.record.events import Event, emit
 from ao.record.state import Activity, State
-from ao.world import agent_usage, agents, hosts, tmux
+from ao.world import agent_usage, agents, tmux
 
 if TYPE_CHECKING:
     from ao.config import Config, ProjectConfig
@@ -39,7 +40,7 @@ class Spending:
     def read_usage(self, project: ProjectConfig, sessions: list[Session]) -> None:
         """What each agent spent since the last poll, from its own records (one read of the
         records for the sessions whose agents keep them)."""
-        keeping = [s for s in sessions if s.host == hosts.LOCAL and
+        keeping = [s for s in sessions if s.host == LOCAL and
                    (s.agent or project.agent.name) in agent_usage.KEEPS_RECORDS]
         if not keeping:
             return

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ao.decide import waiting
+from ao.host_config import LOCAL
 from ao.record.events import Event, emit
 from ao.record.state import State
 from ao.services import pushes
-from ao.world import agents, hosts, remotes
+from ao.world import agents, workspace
 
 if TYPE_CHECKING:
     from ao.config import Config, ProjectConfig
@@ -60,7 +61,7 @@ class Telling:
     def check_pushed(self, project: ProjectConfig, s: Session, idle_for: float) -> None:
         """Once per idle spell past PUSH_GRACE: are the agent's commits on the remote? (local
         refs only; a push that failed leaves the remote-tracking ref behind)."""
-        if s.host != hosts.LOCAL or not s.branch or s.state not in (State.WORKING,
+        if s.host != LOCAL or not s.branch or s.state not in (State.WORKING,
                                                                      State.PR_OPEN):
             return
         profile = agents.get(s.agent or project.agent.name)
@@ -71,7 +72,7 @@ class Telling:
             return
         self._push_checked[s.id] = spell
         n = pushes.unpushed(project.path, project.remote, s.branch, project.default_branch) \
-            if remotes.has_remote(project.path, project.remote) else 0
+            if workspace.has_remote(project.path, project.remote) else 0
         refused = None
         if n and not profile.pushes_itself and s.worktree:
             refused = pushes.push_for_agent(Path(s.worktree), project.remote, s.branch)

@@ -35,8 +35,8 @@ from ao.services.notify import Notifier
 from ao.services.step_results import StepResults
 from ao.services.stepwork import StepWork
 from ao.services.teardown import teardown
+from ao.world import agents, hosts, memory, remotes
 from ao.world import forge as forgemod
-from ao.world import hosts, memory, remotes
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
@@ -64,7 +64,7 @@ class Ticking(Scheduling, Picking, Spending, Telling):
         self.store = store
         self.fleet = Fleet(cfg, store, srv)
         self.messenger = Messenger(self.fleet)
-        self.deliveries = Deliveries(cfg, store, self.fleet.srv)
+        self.deliveries = Deliveries(cfg, store, self.fleet.srv, Fleet)
         self.stepwork = StepWork(self.fleet)
         self.notifier = Notifier(cfg, store)
         self.step_results = StepResults(self.fleet, self.stepwork, self.notifier,
@@ -380,7 +380,8 @@ class Ticking(Scheduling, Picking, Spending, Telling):
             if s.host != "local" and (not hosts.due(s.host, now) or self.fleet.slow(s.host)):
                 continue  # its host is away: torn down when it answers again
             try:
-                out = teardown(self.fleet.server(s), self.store, project, s, end=None)
+                out = teardown(self.fleet.server(s), self.store, project, s, end=None,
+                               profiles=agents.get)
             except (hosts.Unreachable, BadInput) as e:  # its host went away meanwhile
                 log.warning("%s: torn down later: %s", s.id, e)
                 continue

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ao.errors import BadInput
+from ao.host_config import LOCAL
 from ao.sanitize import for_terminal
 from ao.world import workspace
-from ao.world.hosts import LOCAL
 
 if TYPE_CHECKING:
     from ao.config import Config

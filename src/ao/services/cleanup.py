@@ -18,20 +18,21 @@ from typing import TYPE_CHECKING
 
 from ao import paths
 from ao.errors import AoError
+from ao.host_config import LOCAL
 from ao.record import events as eventsmod
 from ao.record.events import Event, emit
 from ao.record.state import LIVE, RUNNING, State
 from ao.services import hostwork
 from ao.services.stepwork import owner_of_step
 from ao.services.teardown import disposable, teardown, work_place
-from ao.world import hosts, remotes, tmux, worksafe, workspace
+from ao.world import agents, hosts, remotes, tmux, worksafe, workspace
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
 
     from ao.config import Config, ProjectConfig
+    from ao.host_config import Host
     from ao.record.store import Session, Store
-    from ao.world.hosts import Host
 
 RETENTION = 30 * 86400.0
 DEAD_RECHECK = 1.0  # seconds between a cleanup's two looks at an agent found dead
@@ -121,10 +122,10 @@ class Cleaner:
         """A session that should end, with what removing its worktree would lose (asked on
         its host when it runs on one)."""
         wt = Path(s.worktree) if s.worktree else None
-        if wt is not None and s.host == hosts.LOCAL and not wt.exists():
+        if wt is not None and s.host == LOCAL and not wt.exists():
             wt = None  # gone already: nothing to remove, nothing to count
         item = Item("session", s.id, p.name, why, wt, s.branch, session=s)
-        if wt is not None and s.host != hosts.LOCAL:
+        if wt is not None and s.host != LOCAL:
             item.keep, item.blind, item.bytes = self._on_host(p, s, wt)
         elif wt is not None:
             item.keep, item.bytes = self._look(p, s, wt)
@@ -138,7 +139,7 @@ class Cleaner:
 
     def _hosts_to_sweep(self, projects: list[ProjectConfig], report: Report) -> list[Host]:
         """The SSH hosts the projects use that are not in their unreachable backoff."""
-        names = sorted({n for p in projects for n in p.hosts if n != hosts.LOCAL}
+        names = sorted({n for p in projects for n in p.hosts if n != LOCAL}
                        & set(self.cfg.hosts))
         out = []
         for name in names:
@@ -182,7 +183,7 @@ class Cleaner:
             if pane is not None and not pane.dead:
                 return None
             if s.pane_alive != 0:
-                if s.host != hosts.LOCAL:
+                if s.host != LOCAL:
                     return None  # a host that does not answer shows no pane: not a death
                 # a death nobody recorded (no daemon runs: the nightly cron): this run looks
                 # again a moment later (and writes nothing: a dry run changes nothing)
@@ -221,7 +222,7 @@ class Cleaner:
         return out
 
     def _orphan_worktrees(self, p: ProjectConfig, owned: set[str], d: Path,
-                          host: str = hosts.LOCAL) -> list[Item]:
+                          host: str = LOCAL) -> list[Item]:
         """Worktrees in `d` (a project's folder of them, here or on a host inside
         `workspace.on`) that no live session owns, each with what removing it would lose."""
         out = []
@@ -237,7 +238,7 @@ class Cleaner:
             out.append(item)
         return out
 
-    def _orphan_tmux(self, srv: Server, host: str = hosts.LOCAL,
+    def _orphan_tmux(self, srv: Server, host: str = LOCAL,
                      under: str | None = None) -> list[Item]:
         # a session that is not cleaned yet owns its tmux (its own item ends it, if it ends)
         owners = {s.id for s in self.store.sessions() if s.state is not State.CLEANED}
@@ -273,7 +274,7 @@ class Cleaner:
         elif item.kind == "session" and item.session is not None and p is not None:
             s = item.session
             merged = s.state is State.MERGED or s.pr_state == "merged"
-            out = teardown(self.server_of(s), self.store, p, s, force=force,
+            out = teardown(self.server_of(s), self.store, p, s, profiles=agents.get, force=force,
                            delete_remote=delete_remote,
                            end=State.MERGED if merged and s.state in RUNNING - {State.SPAWNING}
                            else State.KILLED,
@@ -293,8 +294,8 @@ class Cleaner:
         """Remove an orphaned worktree (here, or on its host with the same code), its work
         saved first with `force`, else kept when anything is at risk."""
         assert item.worktree is not None
-        host = None if item.host == hosts.LOCAL else self.cfg.hosts.get(item.host)
-        if item.host != hosts.LOCAL and host is None:
+        host = None if item.host == LOCAL else self.cfg.hosts.get(item.host)
+        if item.host != LOCAL and host is None:
             item.keep.append(f"host {item.host} is not in the config")
             return
         place = work_place(p, item.name, host)

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 from ao import paths
 from ao.decide import compose
 from ao.errors import AoError, BadInput
+from ao.host_config import LOCAL
 from ao.record.events import Event, emit
 from ao.record.state import KILLED_BY_HAND, LIVE, State
-from ao.services import hostwork
+from ao.services import hostwork, message_text
 from ao.services.teardown import teardown
 from ao.world import agents, remotes, tmux, workspace
 from ao.world import hosts as hostsmod
-from ao.world.hosts import LOCAL
 
 if TYPE_CHECKING:  # the layer below, for the types of the methods it lends
     from ao.config import ProjectConfig
@@ -57,7 +57,8 @@ class Ending(_Below):
         try:
             # killed, not cleaned: `ao session restore` can bring it back from its branch
             outcome = teardown(self.server(s), self.store, project, s, end=State.KILLED,
-                               force=force, clean=False, note=KILLED_BY_HAND).as_dict()
+                               profiles=agents.get, force=force, clean=False,
+                               note=KILLED_BY_HAND).as_dict()
         except Exception:
             intent.unlink(missing_ok=True)  # refused, and said so: not a kill to finish later
             raise
@@ -168,15 +169,13 @@ class Ending(_Below):
         agent that resumes its conversation waits for input, one that cannot has lost it):
         restored agents sat idle with nothing said. Delivered once it is ready, as any
         message."""
-        from ao.services.messaging import Messenger
-
         if any(m["source"] == "prompt" for m in self.store.messages(s.id, "queued")):
             return  # its first prompt has not gone yet: that tells it the task
         prompt_file = paths.session_dir(s.project, s.id) / "prompt.md"
         task = prompt_file.read_text(encoding="utf-8") if prompt_file.exists() else ""
         body = compose.restarted(s.branch or workspace.branch_name(s.task), task)
         try:
-            body = Messenger(self).prepare(s, body)
+            body = message_text.prepare(self, s, body)
         except AoError as e:  # a host's file not written: the message goes inline, cut
             log.warning("%s: the restart message's file: %s", s.id, e)
             body = body[:4000]
@@ -244,7 +243,8 @@ class Ending(_Below):
         if s.branch is None:  # cut short before the record named it
             s = replace(s, branch=workspace.branch_name(s.task))
         try:
-            out = teardown(self.server(s), self.store, project, s, end=None, clean=False)
+            out = teardown(self.server(s), self.store, project, s, end=None,
+                           profiles=agents.get, clean=False)
         except hostsmod.Unreachable:
             return None
         if out.worktree == "kept":
@@ -265,9 +265,7 @@ class Ending(_Below):
         pasted = profile.pastes_prompt(self._context(
             project, s, profile, self._recorded_launch(s.project, s.id)))
         if pasted and not prompts_ and prompt_file.exists():
-            from ao.services.messaging import Messenger
-
-            body = Messenger(self).prepare(s, prompt_file.read_text(encoding="utf-8"))
+            body = message_text.prepare(self, s, prompt_file.read_text(encoding="utf-8"))
             self.store.queue_message(s.id, body, "prompt")
             return "prompt queued"
         if prompts_ and all(m["status"] == "failed" for m in prompts_):

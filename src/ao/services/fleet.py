@@ -17,6 +17,7 @@ from ao.decide import plan as planmod
 from ao.decide import scheduler, steps
 from ao.decide.plan import Plan, Task
 from ao.errors import AoError, BadInput, ExternalError, NotFound
+from ao.host_config import LOCAL
 from ao.record.events import Event, emit
 from ao.record.state import RUNNING, State
 from ao.record.store import AtCapacity, Session, Store, TaskBusy
@@ -28,7 +29,6 @@ from ao.services.observing import Observing
 from ao.services.starting import Starting, _Launch, _Ready
 from ao.world import agent_ready, agents
 from ao.world import hosts as hostsmod
-from ao.world.hosts import LOCAL
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server

@@ -21,7 +21,7 @@ from ao.errors import ExternalError
 from ao.world import hosts
 
 if TYPE_CHECKING:
-    from ao.world.hosts import Host
+    from ao.host_config import Host
 
 _ABS: dict[tuple[str, str], str] = {}
 
@@ -150,7 +150,7 @@ def make_worktree(host: Host, where: Place, url: str, remote: str, default_branc
     which of `local`, `remote`, `new` (or `exists`, for `mode` reuse) it was. `base` (the
     default branch's commit) and `on_remote` are what this machine just saw of the remote:
     the host then fetches only what it lacks and asks the remote nothing it was told."""
-    from ao.world.tmux import CONF
+    from ao.world.tmux_server import CONF
 
     seen = "" if on_remote is None else ("yes" if on_remote else "no")
     out = _sh(host, _MAKE, "make the worktree", url, remote, default_branch, branch,
@@ -280,7 +280,7 @@ def poll(host: Host, socket: str, reads: list[tuple[str, PurePosixPath, int]],
     import base64
     import secrets
 
-    from ao.world.tmux import PANES_FORMAT
+    from ao.world.tmux_server import PANES_FORMAT
 
     mark = f"@@ao-{secrets.token_hex(8)}"  # the panes' titles are the agents': unguessable
     args = [socket, PANES_FORMAT, mark]

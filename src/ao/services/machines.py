@@ -11,18 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 from ao.decide import placement
 from ao.errors import ExternalError
+from ao.host_config import LOCAL, Host
 from ao.record.events import Event, emit
+from ao.record.rows import Session
 from ao.record.state import RUNNING
-from ao.record.store import Session, Store
 from ao.services import hostwork
 from ao.world import hosts as hostsmod
 from ao.world import memory, tmux
-from ao.world.hosts import LOCAL, Host
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
 
     from ao.config import Config, ProjectConfig
+    from ao.record.store import Store
     from ao.world.agents import Profile
 
 

@@ -20,7 +20,6 @@ from ao.record.forge import Enqueued, Forge, PullRequest
 from ao.record.state import State
 from ao.services.notify import Notifier
 from ao.services.teardown import stop_agent
-from ao.world import forge as forgemod
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server
@@ -42,11 +41,11 @@ def session_gate(store: Store, project: ProjectConfig, s: Session,
 
 
 def merge_now(cfg: Config, store: Store, srv: Server, s: Session,
-              forge: Forge | None = None) -> tuple[int, str]:
-    """Merge the session's PR if the gate allows it now; (PR number, merge sha), the sha
-    empty when a merge queue took it (it merges later)."""
+              forge: Forge) -> tuple[int, str]:
+    """Merge the session's PR on its project's forge (`forge.for_project`, from the face
+    that asks) if the gate allows it now; (PR number, merge sha), the sha empty when a merge
+    queue took it (it merges later)."""
     project = cfg.project(s.project)
-    forge = forge or forgemod.for_project(project, store)
     pr = forge.find_pr(s.branch) if s.branch else None
     if pr is None:
         raise BadInput(f"{s.id} has no pull request yet", "its agent must push its branch")

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 from ao import paths
 from ao.errors import BadInput
+from ao.host_config import LOCAL
 from ao.record.state import LIVE
 from ao.sanitize import clean
 from ao.services import hostwork
-from ao.world.hosts import LOCAL
 
 if TYPE_CHECKING:
     from ao.record.store import Session

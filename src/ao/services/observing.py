@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 from ao.decide import activity, limits
 from ao.errors import AoError
+from ao.host_config import LOCAL
 from ao.record.state import Activity
 from ao.services import hostwork
 from ao.services.machines import Machines
 from ao.world import agent_hooks, agents, tmux
 from ao.world import hosts as hostsmod
-from ao.world.agents.base import HOOK_FILE
-from ao.world.hosts import LOCAL
+from ao.world.agent_hooks import HOOK_FILE
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
     from libtmux import Server

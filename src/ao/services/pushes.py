@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ao import paths, sanitize
 from ao.errors import BadInput
-from ao.world import remotes, workspace
+from ao.world import workspace
 
 # the lines git (and ssh under it) prints when a push fails
 _FAILED = re.compile(r"(fatal: .*|error: .*push.*|! \[(rejected|remote rejected)\].*|"
@@ -41,7 +41,7 @@ def check_remote(repo: Path, remote: str) -> None:
 
 def unreachable(repo: Path, remote: str, timeout: float = 10.0) -> str | None:
     """git's reason when the remote does not answer `ls-remote`, else None (no remote: None)."""
-    if not remotes.has_remote(repo, remote):
+    if not workspace.has_remote(repo, remote):
         return None
     try:
         proc = workspace.git(repo, "ls-remote", "-q", "--heads", remote, "HEAD", check=False,

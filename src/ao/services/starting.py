@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 from ao import environment, paths
 from ao.decide import prompts
 from ao.errors import AoError, BadInput, ExternalError
+from ao.host_config import LOCAL, Host
 from ao.record.events import Event, emit
 from ao.record.state import LIVE, State
 from ao.services import hostwork, interrupts, post_create, pushes
 from ao.world import agents, remotes, tmux, worksafe, workspace
 from ao.world import hosts as hostsmod
 from ao.world.agents import LaunchContext, Profile
-from ao.world.hosts import LOCAL, Host
 
 if TYPE_CHECKING:  # the layer below, for the types of the methods it lends
     from ao.config import Config, ProjectConfig

@@ -36,13 +36,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psutil
-
 from ao import environment, paths
 from ao.errors import ExternalError
 from ao.record.events import Event, emit
 from ao.record.forge import AgentReview, Forge, PullRequest
 from ao.sanitize import cap, clean
+from ao.services.teardown import end_checks, pid_file
 from ao.world import agents, tmux, workspace
 from ao.world.agents import LaunchContext
 
@@ -255,7 +254,7 @@ class StepWork:
         rc = Path(f"{base}.rc")
         out = Path(f"{base}.out")
         if not rc.exists():
-            pid, started = _pid_file(Path(f"{base}.pid"))
+            pid, started = pid_file(Path(f"{base}.pid"))
             if pid is None:
                 return NEVER_STARTED, ""  # cut short before it ran: the caller runs it again
             alive = paths.pid_alive(pid)
@@ -312,37 +311,6 @@ def _read_verdict(f: Path, started_at: float) -> str | None:
         return os.read(fd, 256_000).decode("utf-8", "replace")
     finally:
         os.close(fd)
-
-
-def _end_tree(pid: int, started: float) -> None:
-    """End a check's runner and everything under it, if the pid is still the process that
-    was started (not one the system gave the number to since)."""
-    procs = paths.process_tree([pid])
-    try:
-        if not procs or abs(procs[0].create_time() - started) > 5:
-            return
-    except psutil.Error:
-        return
-    paths.end_processes(procs, grace=0)
-
-
-def end_checks(project: str, sid: str, pattern: str = "*.pid") -> None:
-    """The check processes a session started whose pid files match `pattern` (all of them
-    when its session ends)."""
-    d = paths.session_dir(project, sid) / "steps"
-    if d.is_dir():
-        for f in d.glob(pattern):
-            pid, started = _pid_file(f)
-            if pid is not None:
-                _end_tree(pid, started)
-
-
-def _pid_file(f: Path) -> tuple[int | None, float]:
-    try:
-        pid, started = f.read_text(encoding="utf-8").split()
-        return int(pid), float(started)
-    except (OSError, ValueError):
-        return None, 0.0
 
 
 def as_data(v: Verdict) -> dict[str, object]:

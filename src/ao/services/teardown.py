@@ -22,12 +22,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
+
 from ao import paths
 from ao.errors import AoError, BadInput, ExternalError
+from ao.host_config import LOCAL, Host
 from ao.record.state import ENDED, State
 from ao.services import hostwork
-from ao.world import agents, hosts, remotes, tmux, worksafe, workspace
-from ao.world.hosts import LOCAL, Host
+from ao.world import hosts, remotes, tmux, worksafe, workspace
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
 
     from ao.config import ProjectConfig
     from ao.record.store import Session, Store
-    from ao.world.agents.base import Machine
+    from ao.world.agents.base import Machine, Profile
 
 
 @dataclass
@@ -59,8 +61,6 @@ def stop_agent(srv: Server, s: Session, repo: Path | None = None) -> None:
     """The agent ends, and with it its steps' work: a reviewer agent and, given the project's
     repository, the check and review worktrees (detached checkouts of pushed commits:
     nothing of anyone's is in them)."""
-    from ao.services.stepwork import end_checks
-
     h = tmux.host_of(srv)
     if h is not None:  # its processes waited for there, as kill_session does here
         try:
@@ -81,17 +81,19 @@ def stop_agent(srv: Server, s: Session, repo: Path | None = None) -> None:
 
 
 def teardown(srv: Server, store: Store, project: ProjectConfig, s: Session, *,
-             end: State | None, force: bool = False, clean: bool = True,
-             delete_remote: bool = False, note: str | None = None) -> Teardown:
+             end: State | None, profiles: Callable[[str], Profile], force: bool = False,
+             clean: bool = True, delete_remote: bool = False, note: str | None = None
+             ) -> Teardown:
     """Stop, keep or save work, remove the worktree and branch, record. `end` is the state a
     live session ends in (killed, failed, merged); `clean` marks it cleaned when nothing is
-    left. Returns what happened."""
+    left; `profiles` looks up an agent's profile (`agents.get`: the removed worktree's trust
+    entry is its agent's to forget). Returns what happened."""
     stop_agent(srv, s, project.path)
     if s.host == LOCAL:
-        out = _here(project, s, force)
+        out = _here(project, s, force, profiles)
     else:
         try:
-            out = _on_host(srv, project, s, force)
+            out = _on_host(srv, project, s, force, profiles)
         except hosts.Unreachable as e:
             if not force:
                 raise BadInput(f"{s.id}'s host {s.host} does not answer ({e.message})",
@@ -136,7 +138,8 @@ def work_place(project: ProjectConfig, sid: str, host: Host | None = None) -> Wo
     return WorkPlace(Path(str(where.repo)), Path(str(where.session_dir)) / "saved", host.name)
 
 
-def _on_host(srv: Server, project: ProjectConfig, s: Session, force: bool) -> Teardown:
+def _on_host(srv: Server, project: ProjectConfig, s: Session, force: bool,
+             profiles: Callable[[str], Profile]) -> Teardown:
     """The worktree and branch on the session's SSH host: the same steps and rules, with
     workspace's commands run there (its clone stands for the project's, its session folder
     holds what is saved)."""
@@ -146,20 +149,20 @@ def _on_host(srv: Server, project: ProjectConfig, s: Session, force: bool) -> Te
                             "a bug: report it")
     place = work_place(project, s.id, host)
     with workspace.on(host):
-        out = _here(replace(project, path=place.repo), s, force, place,
+        out = _here(replace(project, path=place.repo), s, force, profiles, place,
                     hostwork.HostMachine(host))
     return out
 
 
-def _here(project: ProjectConfig, s: Session, force: bool, place: WorkPlace | None = None,
-          machine: Machine | None = None) -> Teardown:
+def _here(project: ProjectConfig, s: Session, force: bool, profiles: Callable[[str], Profile],
+          place: WorkPlace | None = None, machine: Machine | None = None) -> Teardown:
     """The worktree, then the branch (workspace's commands run where `workspace.on` says);
     `place` says where saved work goes and how it is named (a host's, or here)."""
     out = Teardown()
     place = place or work_place(project, s.id)
     wt = Path(s.worktree) if s.worktree else paths.worktree_path(s.project, s.id)
     if workspace.exists(wt):
-        _worktree(project, s, wt, force, place.saved_in, place.show, out, machine)
+        _worktree(project, s, wt, force, place, out, machine, profiles)
     elif workspace.registered(place.repo, wt):
         # no folder, still registered: a `git worktree add` killed outright left it "locked
         # initializing", with a HEAD that makes every later fetch fail ("bad object")
@@ -169,8 +172,9 @@ def _here(project: ProjectConfig, s: Session, force: bool, place: WorkPlace | No
     return out
 
 
-def _worktree(project: ProjectConfig, s: Session, wt: Path, force: bool, saved_in: Path,
-              show: Callable[[Path], str], out: Teardown, machine: Machine | None) -> None:
+def _worktree(project: ProjectConfig, s: Session, wt: Path, force: bool, place: WorkPlace,
+              out: Teardown, machine: Machine | None, profiles: Callable[[str], Profile]
+              ) -> None:
     if workspace.half_made(project.path, wt):  # git never finished making it: no work
         workspace.remove_worktree(project.path, wt)
         out.worktree = "removed"
@@ -178,9 +182,9 @@ def _worktree(project: ProjectConfig, s: Session, wt: Path, force: bool, saved_i
     risk = worksafe.work_at_risk(wt, project.remote, project.default_branch,
                                   disposable(project), branch=s.branch)
     if risk and force and workspace.exists(wt / ".git"):
-        saved = worksafe.save_work(wt, saved_in, project.remote, project.default_branch,
+        saved = worksafe.save_work(wt, place.saved_in, project.remote, project.default_branch,
                                     disposable(project), branch=s.branch)
-        out.saved = [show(f) for f in saved]
+        out.saved = [place.show(f) for f in saved]
         risk = []
     if risk:
         out.worktree, out.why = "kept", risk
@@ -188,7 +192,7 @@ def _worktree(project: ProjectConfig, s: Session, wt: Path, force: bool, saved_i
     workspace.remove_worktree(project.path, wt)
     out.worktree = "removed"
     with contextlib.suppress(AoError):  # a trust entry `prepare` made, here or on its host
-        agents.get(s.agent or "command").forget(wt, machine)
+        profiles(s.agent or "command").forget(wt, machine)
 
 
 def _branch(project: ProjectConfig, branch: str, force: bool, saved_in: Path,
@@ -226,3 +230,36 @@ def _branch(project: ProjectConfig, branch: str, force: bool, saved_in: Path,
     except AoError as e:  # e.g. checked out by a worktree a human made
         out.branch = "kept"
         out.why.append(f"branch {branch} not deleted: {e.message}")
+
+
+# ---- the checks a session's steps started (stepwork.py writes their pid files) ----------
+
+def _end_tree(pid: int, started: float) -> None:
+    """End a check's runner and everything under it, if the pid is still the process that
+    was started (not one the system gave the number to since)."""
+    procs = paths.process_tree([pid])
+    try:
+        if not procs or abs(procs[0].create_time() - started) > 5:
+            return
+    except psutil.Error:
+        return
+    paths.end_processes(procs, grace=0)
+
+
+def end_checks(project: str, sid: str, pattern: str = "*.pid") -> None:
+    """The check processes a session started whose pid files match `pattern` (all of them
+    when its session ends)."""
+    d = paths.session_dir(project, sid) / "steps"
+    if d.is_dir():
+        for f in d.glob(pattern):
+            pid, started = pid_file(f)
+            if pid is not None:
+                _end_tree(pid, started)
+
+
+def pid_file(f: Path) -> tuple[int | None, float]:
+    try:
+        pid, started = f.read_text(encoding="utf-8").split()
+        return int(pid), float(started)
+    except (OSError, ValueError):
+        return None, 0.0

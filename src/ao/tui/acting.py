@@ -182,10 +182,13 @@ class Acting(_Base):
                 note = approve_gate(fleet, s, pr, getpass.getuser())
             else:
                 from ao.services.merging import merge_now
+                from ao.world import forge as forgemod
 
                 s = fleet.store.session(sid)
                 # the same gate as `ao pr merge` and the daemon, on the PR as it is now
-                number, sha = merge_now(self.cfg, fleet.store, fleet.server(s), s)
+                number, sha = merge_now(self.cfg, fleet.store, fleet.server(s), s,
+                                        forgemod.for_project(self.cfg.project(s.project),
+                                                             fleet.store))
                 note = f"{sid}: PR #{number} " + ("merged" if sha else "in the merge queue")
             self.call_from_thread(self.say, note)
         except AoError as e:

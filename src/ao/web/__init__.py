@@ -46,6 +46,7 @@ from ao.sanitize import clean, json_text, values_for_terminal
 from ao.services import changes, views
 from ao.web import guard, phone, webhooks
 from ao.web.guard import web_token as web_token
+from ao.world import forge as forgemod
 
 if TYPE_CHECKING:
     from ao import config as cfgmod
@@ -271,6 +272,7 @@ class WebServer(TextualServer):
         from ao.services.fleet import Fleet
         from ao.services.merging import merge_now
         from ao.services.messaging import Messenger
+        from ao.services.step_results import approve_gate
 
         with Fleet.own(self.cfg, self.store.path) as fleet:
             store = fleet.store
@@ -289,15 +291,13 @@ class WebServer(TextualServer):
                 return {"resumed": s.id, "state": fleet.resume(s.id, "resumed from the web")
                         .state.value}
             if action == "merge":
-                number, sha = merge_now(self.cfg, store, fleet.server(s), s)
+                number, sha = merge_now(self.cfg, store, fleet.server(s), s,
+                                        forgemod.for_project(self.cfg.project(s.project), store))
                 return {"merged": s.id, "pr": number, "sha": sha} if sha else \
                     {"queued": s.id, "pr": number}
             if action == "approve":
-                from ao.services.step_results import approve_gate
-                from ao.world import forge as forgemod
-
                 pr = forgemod.for_project(self.cfg.project(s.project), store).find_pr(
-                    s.branch or "") if s.branch else None
+                    s.branch) if s.branch else None
                 if pr is None:
                     raise BadInput(f"{s.id} has no pull request yet", "nothing to approve")
                 reject = body.get("reject")

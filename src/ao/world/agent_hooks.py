@@ -15,21 +15,24 @@ reader that dies halfway leaves them for the next; only whole lines are taken.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ao import paths
-from ao.errors import AoError
 from ao.record.events import Event, published
 from ao.record.state import Activity
-from ao.record.store import Session, Store
 from ao.world import agent_usage
-from ao.world.agents.base import HOOK_FILE as FILE
-from ao.world.agents.base import HOOK_MAX_PAYLOAD as MAX_PAYLOAD
+
+HOOK_FILE = "hooks.tsv"  # in the session's folder: one line a hook event (agents/base.py)
+# bytes of the payload kept on the line, so the line is one write of the shell's output
+# buffer; a longer payload (a tool's input) is cut, and its fields are read from its start
+HOOK_MAX_PAYLOAD = 3500
+
+if TYPE_CHECKING:
+    from ao.record.store import Session, Store
 
 ACTIVITY = {
     "SessionStart": Activity.IDLE,
@@ -66,7 +69,7 @@ def parse(chunk: bytes) -> tuple[list[Hook], int]:
             at = time.time()  # a `date` without %N: seconds are enough
         try:
             payload = json.loads(body) if body.strip() else {}
-        except ValueError:  # cut at MAX_PAYLOAD: the string fields we keep, from its start
+        except ValueError:  # cut at HOOK_MAX_PAYLOAD: the string fields we keep, from its start
             payload = {m[1]: json.loads(f'"{m[2]}"') for m in _FIELD.finditer(body)}
         if event:
             out.append(Hook(event.strip(), at, payload if isinstance(payload, dict) else {}))
@@ -119,7 +122,7 @@ def _newest(hooks: list[Hook], since: float) -> tuple[Activity, float] | None:
 
 
 def local_file(s: Session) -> Path:
-    return paths.session_dir(s.project, s.id) / FILE
+    return paths.session_dir(s.project, s.id) / HOOK_FILE
 
 
 def ingest_local(store: Store, s: Session) -> Session:
@@ -131,25 +134,3 @@ def ingest_local(store: Store, s: Session) -> Session:
     except OSError:
         return s
     return ingest(store, s, chunk, s.hooks_read) if chunk else s
-
-
-def record(agent: str, event: str, raw: str, store: Store | None = None) -> bool:
-    """`ao hook AGENT EVENT` (hooks installed by an earlier ao): the same line, written and
-    read at once. False (and nothing recorded) outside an ao session."""
-    sid = os.environ.get("AO_SESSION")
-    if not sid:
-        return False
-    store = store or Store()
-    try:
-        s = store.session(sid)
-    except AoError:
-        return False
-    body = raw.replace("\n", "").replace("\r", "")[:MAX_PAYLOAD] or "{}"
-    line = f"{event}\t{time.time():.6f}\t{body}\n".encode()
-    fd = os.open(local_file(s), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, line)  # one write: lines of concurrent hooks never interleave
-    finally:
-        os.close(fd)
-    ingest_local(store, s)
-    return True

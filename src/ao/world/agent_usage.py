@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from ao import paths
 from ao.decide.prices import DEFAULT_MODEL, PRICES, cost
-from ao.world.agents.profiles import AIDER_USAGE_FILE
+
+AIDER_USAGE_FILE = "aider-analytics.jsonl"  # in the session's folder (profiles.Aider sets it)
 
 if TYPE_CHECKING:
     from ao.record.store import Session, Store

@@ -23,18 +23,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ao import paths
 from ao.errors import ExternalError
-from ao.host_config import HOST_KEYS as HOST_KEYS
-from ao.host_config import LOCAL as LOCAL
-from ao.host_config import Host as Host
-from ao.host_config import parse as parse
 from ao.world import channel
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 if TYPE_CHECKING:  # only tmux.py uses libtmux at runtime
-
     from ao.config import Config
+    from ao.host_config import Host
 
 SSH_FAILED = 255  # what ssh exits with when the connection (not the command) failed
 

@@ -1,4 +1,4 @@
-"""git against a repository's remote: whether it has one, its branches, fetches that survive
+"""git against a repository's remote: its branches, fetches that survive
 a lost ref-lock race, the fresh base new work starts from, a branch moved aside or deleted
 under a lease. Run with workspace.py's `git` (here, or on a host inside `workspace.on`)."""
 
@@ -9,11 +9,7 @@ import time
 from pathlib import Path
 
 from ao.errors import BadInput, ExternalError
-from ao.world.workspace import git, local_branch_exists, remote_url
-
-
-def has_remote(repo: Path, remote: str) -> bool:
-    return remote_url(repo, remote) is not None
+from ao.world.workspace import git, has_remote, local_branch_exists
 
 
 def remote_branch_exists(repo: Path, remote: str, branch: str) -> bool:

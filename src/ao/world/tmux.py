@@ -28,6 +28,7 @@ from ao.world.hosts import SSH_FAILED, Unreachable, ssh_argv
 
 # the servers (tmux_server.py), re-exported: callers keep `tmux.server`
 from ao.world.tmux_server import CONF as CONF
+from ao.world.tmux_server import PANES_FORMAT
 from ao.world.tmux_server import AoServer as AoServer
 from ao.world.tmux_server import HostServer as HostServer
 from ao.world.tmux_server import SshCmd as SshCmd
@@ -194,10 +195,6 @@ class PaneState:
     exit_status: int | None
     activity: int  # the window's last output, epoch seconds
     title: str = ""  # the pane title (a CLI that sets its run state there)
-
-
-PANES_FORMAT = ("#{session_name}\t#{window_index}\t#{pane_index}\t#{pane_dead}\t#{pane_pid}\t"
-                "#{pane_dead_status}\t#{window_activity}\t#{pane_title}")
 
 
 def panes(srv: Server) -> dict[str, PaneState]:

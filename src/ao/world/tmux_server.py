@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from libtmux import Server
 from libtmux.common import tmux_cmd
@@ -15,7 +15,14 @@ from libtmux.common import tmux_cmd
 from ao import environment, paths
 from ao.errors import ExternalError
 from ao.world import channel
-from ao.world.hosts import SSH_FAILED, Host, ssh_argv
+from ao.world.hosts import SSH_FAILED, ssh_argv
+
+if TYPE_CHECKING:
+    from ao.host_config import Host
+
+# what `list-panes -a` prints of each pane (tmux.panes; hostwork.poll on a host)
+PANES_FORMAT = ("#{session_name}\t#{window_index}\t#{pane_index}\t#{pane_dead}\t#{pane_pid}\t"
+                "#{pane_dead_status}\t#{window_activity}\t#{pane_title}")
 
 CONF = """\
 # written by ao: the settings of ao's own tmux server

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ao.errors import ExternalError
-from ao.world import remotes, workspace
+from ao.world import workspace
 
 UNKNOWN_COMMITS = "(could not be checked)"
 
@@ -17,7 +17,7 @@ UNKNOWN_COMMITS = "(could not be checked)"
 def _elsewhere(repo: Path, remote: str, default_branch: str) -> list[str]:
     """`rev-list` arguments for what is safe elsewhere: every remote branch, and the default
     branch (local or remote-tracking, whichever exists)."""
-    refs = [f"--remotes={remote}"] if remotes.has_remote(repo, remote) else []
+    refs = [f"--remotes={remote}"] if workspace.has_remote(repo, remote) else []
     return refs + [b for b in (f"refs/heads/{default_branch}",
                                f"refs/remotes/{remote}/{default_branch}")
                    if workspace.ref_exists(repo, b)]

@@ -24,7 +24,7 @@ from ao.errors import BadInput, ExternalError
 from ao.world import hosts
 
 if TYPE_CHECKING:
-    from ao.world.hosts import Host
+    from ao.host_config import Host
 
 _GITHUB = re.compile(r"github\.com[:/]([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
 
@@ -167,6 +167,10 @@ def repo_root(start: Path) -> Path:
 def remote_url(repo: Path, remote: str = "origin") -> str | None:
     proc = git(repo, "remote", "get-url", remote, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def has_remote(repo: Path, remote: str) -> bool:
+    return remote_url(repo, remote) is not None
 
 
 def diff_from_base(worktree: Path, remote: str, default_branch: str, *args: str,

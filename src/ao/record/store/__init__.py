@@ -3,7 +3,8 @@
 `Store` is built in layers, each a module: the connection and its migrations
 (connection.py, schema.py), projects and tasks, sessions, the queue (attempts, messages,
 events), the local forge's records, and the named reads of the faces (reads.py). The
-records it hands out are in records.py.
+records it hands out are in ../rows.py (outside the package: a module that only reads them
+needs no SQL).
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import errno
 from sqlite3 import OperationalError as StoreError
 
+from ao.record.rows import AtCapacity, Session, TaskBusy
 from ao.record.store.connection import Connection
 from ao.record.store.local_forge import LocalForgeRecords
 from ao.record.store.projects import Projects
 from ao.record.store.queue import Queue
 from ao.record.store.reads import Reads
-from ao.record.store.records import AtCapacity, Session, TaskBusy
 from ao.record.store.schema import MIGRATIONS
 from ao.record.store.sessions import Sessions
 

@@ -8,9 +8,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ao.errors import BadInput, NotFound
+from ao.record.rows import AtCapacity, Session, TaskBusy
 from ao.record.state import OUTCOME_OF, RUNNING, State, check_transition
 from ao.record.store.connection import equal_to
-from ao.record.store.records import AtCapacity, Session, TaskBusy
 from ao.record.store.schema import _LIVE
 
 if TYPE_CHECKING:  # the layer below, for the types of the methods it lends

@@ -21,13 +21,9 @@ from ao import paths
 from ao.errors import AoError, BadInput
 from ao.record.state import Activity
 from ao.world import workspace
+from ao.world.agent_hooks import HOOK_FILE, HOOK_MAX_PAYLOAD
 
-HOOK_FILE = "hooks.tsv"
 HOOK_MARK = "ao-hook"  # in every hook command ao installs: a later install replaces only its own
-# bytes of the payload kept on the line, so the line is one write of the shell's output
-# buffer; a longer payload (a tool's input) is cut, and agent_hooks reads its fields from
-# its start
-HOOK_MAX_PAYLOAD = 3500
 # newlines out of the JSON (raw ones are only whitespace between its tokens), one line, and
 # nothing on stdout (Claude Code adds a UserPromptSubmit hook's output to the prompt); a
 # failure never fails the agent; ao's wake file is touched when ao runs on this machine;

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from ao.errors import BadInput
 from ao.record.state import Activity
+from ao.world.agent_usage import AIDER_USAGE_FILE
 from ao.world.agents.base import LaunchContext, Profile, update_json
 
 
@@ -178,9 +179,6 @@ class CodexAgent(Profile):
             return False
         return not text or body.startswith("[Pasted Content") or super().draft_pending(
             body, text)
-
-
-AIDER_USAGE_FILE = "aider-analytics.jsonl"  # in the session's folder
 
 
 @dataclass

@@ -8,7 +8,7 @@ refs), and CI runs on the last. Green: main fast-forwards to it, and every PR in
 at once. Red: the train is bisected (CI on the commit halfway), so the PR that breaks it is
 found in about log2(n) runs; green halves ahead of it merge as soon as they pass, and the PR
 that fails alone is removed from the queue with its train commit, whose failing CI reaches
-its agent as a fix round (queueing.py). A queued PR that conflicts with main is removed
+its agent as a fix round (loop/actions.py). A queued PR that conflicts with main is removed
 (its agent is asked to rebase, as for any conflict); one that conflicts only with a PR ahead
 waits for the next train. A head pushed after queueing leaves the queue (the new head is
 gated and queued again), in a train too. While main is red for a reason of its own the train
