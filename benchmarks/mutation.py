@@ -13,7 +13,9 @@ docs/agents.md) are reverted one at a time by hand-written patches (QUIRKS below
 the test meant to catch it: the report says whether it did.
 
 Run: python benchmarks/mutation.py [--modules activity,gate] [--per-module 8] [--seed 1]
-       [--quirks-only] [--report docs/mutation.md]
+       [--quirks-only] [--report docs/mutation.md] [--again LOG]
+(`--again LOG`: LOG is an earlier run's printed lines; its survivors run again, the rest of
+its outcomes are kept: the check that the tests written for the survivors kill them.)
 """
 
 from __future__ import annotations
@@ -176,9 +178,13 @@ def _apply(node: ast.AST, what: str) -> None:
 
 
 def _docstring_nodes(tree: ast.Module) -> set[int]:
-    """Docstrings and annotations are not behaviour: no mutant there."""
+    """Docstrings, annotations and the type checker's imports (`if TYPE_CHECKING:`) are
+    not behaviour: no mutant there."""
     skip: set[int] = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and \
+                node.test.id == "TYPE_CHECKING":
+            skip |= {id(n) for n in ast.walk(node)}
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and \
                 isinstance(body[0].value, ast.Constant):
@@ -291,6 +297,27 @@ def report(results: list[Mutant], quirks: list[tuple[Quirk, str]], path: Path,
     path.write_text("\n".join(lines) + "\n")
 
 
+def earlier(log: Path) -> tuple[list[Mutant], list[Mutant]]:
+    """An earlier run's outcomes from its printed lines, matched to the mutants the modules
+    make now (by line, kind and order among their like): those it killed, kept, and those
+    to run (it saw them survive or fail, or never made them)."""
+    seen: dict[tuple[str, int, str], list[str]] = {}
+    for line in log.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[0] in ("killed", "survived", "timeout", "error") and \
+                parts[3].startswith("decide/"):
+            mod, at = parts[3].removeprefix("decide/").split(".py:")
+            seen.setdefault((mod, int(at), parts[4]), []).append(parts[0])
+    kept: list[Mutant] = []
+    again: list[Mutant] = []
+    for mod in sorted({k[0] for k in seen}):
+        for m in mutants(mod):
+            outcomes = seen.get((mod, m.line, m.what), [])
+            m.outcome = outcomes.pop(0) if outcomes else ""
+            (kept if m.outcome in ("killed", "timeout") else again).append(m)
+    return kept, again
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--modules", default=",".join(TESTS))
@@ -300,11 +327,16 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--quirks-only", action="store_true")
     ap.add_argument("--report", default=str(REPO / "docs" / "mutation.md"))
+    ap.add_argument("--again", metavar="LOG", help="a run's printed lines: its outcomes kept, "
+                    "its survivors run again (after tests were written for them)")
     a = ap.parse_args()
     t0 = time.monotonic()
     rng = random.Random(a.seed)
     todo: list[Mutant] = []
-    if not a.quirks_only:
+    kept: list[Mutant] = []
+    if a.again:
+        kept, todo = earlier(Path(a.again))
+    elif not a.quirks_only:
         for mod in a.modules.split(","):
             ms = mutants(mod)
             if a.per_module and len(ms) > a.per_module:
@@ -312,7 +344,7 @@ def main() -> None:
             todo += ms
     with ThreadPoolExecutor(a.jobs) as pool:
         quirk_runs = [(q, pool.submit(try_quirk, q, a.timeout)) for q in QUIRKS]
-        done = []
+        done = list(kept)
         for m in pool.map(lambda m: try_mutant(m, a.timeout), todo):
             done.append(m)
             print(f"{m.outcome:9} {m.seconds:5.0f} s  decide/{m.module}.py:{m.line} {m.what}",
@@ -322,6 +354,9 @@ def main() -> None:
         print(f"quirk {o:9} {q.name}")
     sample = f"{a.per_module} mutants a module, seed {a.seed}" if a.per_module \
         else "every mutant"
+    if a.again:
+        sample = (f"the outcomes of an earlier run ({len(kept) + len(todo)} mutants), its "
+                  f"{len(todo)} survivors run again against the tests written for them")
     report(done, quirks, Path(a.report), time.monotonic() - t0, sample)
     killed = sum(m.outcome in ("killed", "timeout") for m in done)
     print(f"{killed} of {len(done)} mutants killed"

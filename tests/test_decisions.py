@@ -175,6 +175,10 @@ def test_a_hook_is_overruled_only_by_a_screen_that_changed_after_it() -> None:
     assert activity.infer(None, A, 100.0, True, changed_at=110.0, now=200.0) is A
     # settled (an Escape that fires no hook): at once
     assert activity.infer(Idle, A, 100.0, True, changed_at=110.0, now=110.0, settled=True) is Idle
+    # a screen that changed at the hook's own moment is not after it; a hook without a time
+    # is overruled by any change
+    assert activity.infer(Idle, A, 100.0, True, changed_at=100.0, now=200.0) is A
+    assert activity.infer(Idle, A, None, True, changed_at=1.0, now=10.0) is Idle
     # a profile without hooks: a hook state on record (from another profile) counts for nothing
     assert activity.infer(None, A, 100.0, False, changed_at=100.0, now=200.0) is Idle
     # without hooks: the screen, else stillness
@@ -241,6 +245,14 @@ def test_each_message_to_an_agent_says_what_to_do() -> None:
     assert "GitHub's merge queue removed this PR (failed_checks)" in queued
     assert compose.review([ReviewComment("r2", "x", "ok", standing="NONE")], 1).endswith(
         "- review by @x (no write access):\n  > ok")
+    # a line without a file names nothing; a file without a line names the file
+    assert compose.review([ReviewComment("r3", "x", "ok", line=5)], 1).endswith(
+        "- review by @x (owner):\n  > ok")
+    assert "review by @x (owner) on a.py:\n" in compose.review(
+        [ReviewComment("r4", "x", "ok", path="a.py")], 1)
+    # a reaction's own message gets the short sha, the rounds and the round
+    assert compose.ci_fix(2, 3, SHA, [], "CI red at {sha}, round {round} of {rounds}").startswith(
+        "CI red at a1b2c3d4e5, round 2 of 3")
 
 
 def test_a_limit_message_takes_the_lines_it_wrapped_onto_and_no_more() -> None:
@@ -262,6 +274,8 @@ def test_an_idle_session_without_a_pr_is_stuck_from_exactly_its_time() -> None:
     assert attention.zone(idle, NOW, stuck_after=600) == "respond"
     assert attention.zone(idle, NOW - 1, stuck_after=600) == "working"
     assert attention.zone(replace(idle, activity=Activity.ACTIVE), NOW, 600) == "working"
+    assert attention.zone(idle, NOW) == "respond"  # ten minutes by default
+    assert attention.zone(idle, NOW - 1) == "working"
 
 
 def test_a_draft_either_way_and_a_moved_head_are_named() -> None:
