@@ -31,6 +31,7 @@ from ao.decide import (
 from ao.decide import plan as planmod
 from ao.errors import AoError
 from ao.record.forge import (
+    FAILING,
     PASSING,
     Annotation,
     CheckSummary,
@@ -285,6 +286,21 @@ def test_a_draft_either_way_and_a_moved_head_are_named() -> None:
     moved = gate.merge_gate(_pr(), policy, expected_sha="0" * 40)
     assert moved.reason == "the head moved to a1b2c3d4e5 since it was checked"
     assert gate.merge_gate(_pr(), policy, expected_sha=SHA).ok
+
+
+def test_a_closed_or_merged_pr_never_passes_the_gate() -> None:
+    for state in ("closed", "merged"):
+        v = gate.merge_gate(_pr(state=state), gate.GatePolicy())
+        assert (v.ok, v.reason) == (False, f"the PR is {state}")
+
+
+def test_failing_checks_on_an_unstable_pr_pass_only_where_unstable_is_accepted() -> None:
+    red = _pr(checks=CheckSummary(FAILING, ()), merge_state="unstable")
+    accepting = gate.GatePolicy(accept_states=frozenset({"clean", "unstable"}))
+    assert gate.checks_state(red, accepting) == PASSING
+    assert gate.merge_gate(red, accepting).ok
+    assert gate.checks_state(red, gate.GatePolicy()) == FAILING
+    assert gate.merge_gate(red, gate.GatePolicy()).reason == "CI is failing"
 
 
 def test_without_a_merge_state_mergeability_decides() -> None:
