@@ -303,6 +303,22 @@ def test_failing_checks_on_an_unstable_pr_pass_only_where_unstable_is_accepted()
     assert gate.merge_gate(red, gate.GatePolicy()).reason == "CI is failing"
 
 
+def test_red_pending_or_conflicting_never_merges_and_the_verdicts_are_values() -> None:
+    policy = gate.GatePolicy()
+    for pr, why in ((_pr(checks=CheckSummary(FAILING, ())), "CI is failing"),
+                    (_pr(checks=CheckSummary("pending", ())), "CI is pending"),
+                    (_pr(mergeable="conflicting"), "conflicts with the base branch")):
+        v = gate.merge_gate(pr, policy)
+        assert (v.ok, v.reason, bool(v)) == (False, why, False)
+    # policies and verdicts are shared between threads and used as keys: never changed
+    import dataclasses
+
+    for value in (policy, gate.merge_gate(_pr(), policy)):
+        assert hash(value) == hash(dataclasses.replace(value))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            value.reason = "x"  # type: ignore[misc,union-attr]
+
+
 def test_without_a_merge_state_mergeability_decides() -> None:
     policy = gate.GatePolicy()
     assert gate.merge_gate(_pr(merge_state=None), policy).ok
