@@ -305,7 +305,7 @@ def report(results: list[Mutant], quirks: list[tuple[Quirk, str]], path: Path,
     path.write_text("\n".join(lines) + "\n")
 
 
-def earlier(log: Path) -> tuple[list[Mutant], list[Mutant]]:
+def earlier(log: Path, modules: list[str]) -> tuple[list[Mutant], list[Mutant]]:
     """An earlier run's outcomes from its printed lines, matched to the mutants the modules
     make now (by line, kind and order among their like): those it killed, kept, and those
     to run (it saw them survive or fail, or never made them)."""
@@ -318,7 +318,7 @@ def earlier(log: Path) -> tuple[list[Mutant], list[Mutant]]:
             seen.setdefault((mod, int(at), parts[4]), []).append(parts[0])
     kept: list[Mutant] = []
     again: list[Mutant] = []
-    for mod in sorted({k[0] for k in seen}):
+    for mod in modules:
         for m in mutants(mod):
             outcomes = seen.get((mod, m.line, m.what), [])
             m.outcome = outcomes.pop(0) if outcomes else ""
@@ -343,7 +343,7 @@ def main() -> None:
     todo: list[Mutant] = []
     kept: list[Mutant] = []
     if a.again:
-        kept, todo = earlier(Path(a.again))
+        kept, todo = earlier(Path(a.again), a.modules.split(","))
     elif not a.quirks_only:
         for mod in a.modules.split(","):
             ms = mutants(mod)
@@ -353,6 +353,8 @@ def main() -> None:
     with ThreadPoolExecutor(a.jobs) as pool:
         quirk_runs = [(q, pool.submit(try_quirk, q, a.timeout)) for q in QUIRKS]
         done = list(kept)
+        for m in kept:  # the printed lines stay a whole record, for the next `--again`
+            print(f"{m.outcome:9}     0 s  decide/{m.module}.py:{m.line} {m.what} (earlier)")
         for m in pool.map(lambda m: try_mutant(m, a.timeout), todo):
             done.append(m)
             print(f"{m.outcome:9} {m.seconds:5.0f} s  decide/{m.module}.py:{m.line} {m.what}",

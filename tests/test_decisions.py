@@ -319,6 +319,18 @@ def test_red_pending_or_conflicting_never_merges_and_the_verdicts_are_values() -
             value.reason = "x"  # type: ignore[misc,union-attr]
 
 
+def test_the_verdict_says_approved_only_for_an_approval_or_a_passed_review_step() -> None:
+    loose = gate.GatePolicy(require_review=False)
+    assert gate.merge_gate(_pr(), loose).reason == "approved and green"
+    unreviewed = _pr(review_decision=None)
+    assert gate.merge_gate(unreviewed, loose).reason == "not reviewed and green"
+    assert gate.merge_gate(unreviewed, loose, required=frozenset({"review"}),
+                           passed=frozenset({"review"})).reason == "approved and green"
+    none = _pr(checks=CheckSummary("none", ()))
+    assert gate.merge_gate(none, replace(loose, require_checks=False)).reason == \
+        "approved and no checks"
+
+
 def test_without_a_merge_state_mergeability_decides() -> None:
     policy = gate.GatePolicy()
     assert gate.merge_gate(_pr(merge_state=None), policy).ok
