@@ -264,6 +264,22 @@ def test_a_limit_message_takes_the_lines_it_wrapped_onto_and_no_more() -> None:
     assert limits.limit_line("nothing here\n") is None
 
 
+def test_a_reset_is_believed_up_to_eight_days_out_and_not_the_one_waited_out() -> None:
+    day = 86400.0
+    assert limits.believable(NOW + 8 * day, NOW, None) is True
+    assert limits.believable(NOW + 8 * day + 1, NOW, None) is False
+    # the same line read again after its reset: the same time tomorrow, not a new limit
+    assert limits.believable(NOW + day - 60, NOW, NOW - 60) is False
+    assert limits.believable(NOW + day - 60, NOW, NOW + 60) is True  # not yet waited out
+    assert limits.believable(NOW + 3600, NOW, NOW - 60) is True
+
+
+def test_a_word_that_is_no_month_leaves_the_time_alone() -> None:
+    now = datetime(2026, 12, 6, 1, 0, tzinfo=UTC)
+    at = limits.reset_at("You've hit your 5-hour limit · resets Xyz 5, 10pm (UTC)", now)
+    assert datetime.fromtimestamp(at, UTC) == datetime(2026, 12, 6, 22, 0, tzinfo=UTC)
+
+
 def test_a_date_already_past_this_year_is_next_years() -> None:
     now = datetime(2026, 12, 31, 20, 0, tzinfo=UTC)
     at = limits.reset_at("You've hit your weekly limit · resets Jan 2, 10pm (UTC)", now)
@@ -533,3 +549,103 @@ def test_forge_trouble_a_gate_verdict_and_a_review_the_gate_no_longer_needs() ->
     assert why(held) == waiting.Wait("PR #45: checks are settling", waiting.AO, "gate")
     assert why(held, forge="github") == waiting.Wait("PR #45: checks are settling",
                                                      waiting.GITHUB, "gate")
+
+
+def test_a_prompt_on_screen_is_waiting_whatever_the_hook_and_a_known_screen_wins_alone(
+) -> None:
+    W, A = Activity.WAITING_INPUT, Activity.ACTIVE
+    assert activity.infer(W, A, 100.0, True, changed_at=50.0, now=60.0) is W
+    assert activity.infer(A, None, None, False, changed_at=0.0, now=100.0) is A
+
+
+def test_each_zone_and_its_rank() -> None:
+    for state in (State.MERGED, State.CLEANED, State.KILLED, State.FAILED):
+        assert attention.zone(replace(SESSION, state=state), NOW) == "done"
+    assert attention.zone(replace(SESSION, state=State.QUEUED), NOW) == "queued"
+    for fixing in (dict(pr_checks="failing"), dict(pr_review="changes_requested"),
+                   dict(pr_mergeable="conflicting")):
+        assert attention.zone(replace(SESSION, **fixing), NOW) == "fixing", fixing  # type: ignore[arg-type]
+    assert attention.rank(SESSION, NOW) == 0  # respond: first
+    assert attention.rank(replace(SESSION, state=State.MERGED), NOW) == len(attention.ZONES) - 1
+    # never seen still (no screen change, no hook on record): not stuck however long
+    unseen = replace(SESSION, pr_number=None, pr_state=None, screen_changed_at=None)
+    assert attention.zone(unseen, NOW) == "working"
+    assert attention.zone(replace(unseen, hook_at=NOW - 900), NOW) == "respond"
+
+
+def test_approval_from_the_decision_and_from_the_reviews() -> None:
+    A = gate.Approval
+    assert gate.approval(_pr(review_decision="changes_requested")) is A.CHANGES_REQUESTED
+    # a standing request blocks whatever the decision says
+    assert gate.approval(_pr(reviews=(("ann", "changes_requested"),))) is A.CHANGES_REQUESTED
+    assert gate.approval(_pr(review_decision="review_required")) is A.REVIEW_REQUIRED
+    assert gate.approval(_pr(review_decision=None, reviews=(("ann", "approved"),))) \
+        is A.APPROVED
+    assert gate.approval(_pr(review_decision=None)) is A.NOT_REVIEWED
+
+
+def test_by_default_the_gate_wants_a_review_and_checks() -> None:
+    v = gate.merge_gate(_pr(review_decision=None), gate.GatePolicy())
+    assert not v.ok and v.reason.startswith("not reviewed: approve it on the forge")
+    v = gate.merge_gate(_pr(checks=CheckSummary("none", ())), gate.GatePolicy())
+    assert (v.ok, v.reason) == (False, "no checks have run (require_checks: false merges "
+                                       "without)")
+
+
+def test_every_reason_the_gate_gives() -> None:
+    policy = gate.GatePolicy(base="main")
+
+    def why(pr: PullRequest, p: gate.GatePolicy = policy, **kw: frozenset[str]) -> str:
+        v = gate.merge_gate(pr, p, **kw)  # type: ignore[arg-type]
+        assert not v.ok
+        return v.reason
+
+    assert why(_pr(base="dev")) == "the PR targets dev, not main"
+    assert gate.merge_gate(_pr(base="main"), policy).ok
+    assert why(_pr(review_decision="changes_requested")) == "changes are requested"
+    assert why(_pr(review_decision="review_required")) == "a review is required"
+    assert why(_pr(merge_state="blocked", blocked_by="2 approvals")) == \
+        "the PR is blocked by branch protection: 2 approvals"
+    assert why(_pr(merge_state="blocked")) == ("the PR is blocked by branch protection: a rule "
+                                               "ao cannot read (look at the PR on GitHub)")
+    assert why(_pr(merge_state="behind")) == ("the PR is behind the base branch (the "
+                                              "repository requires it up to date)")
+    assert why(_pr(merge_state="weird")) == "the PR is in merge state weird"
+    # a step still to pass: the human's approval comes last, whatever its name's order
+    both = frozenset({"review", "approve"})
+    v = gate.merge_gate(_pr(), policy, required=both)
+    assert (v.reason, v.waiting_for) == ("waiting for the reviewer agent's verdict", "review")
+    assert gate.merge_gate(_pr(), policy, required=both, passed=frozenset({"review"})) \
+        .waiting_for == "approve"
+    assert gate.merge_gate(_pr(), policy, required=frozenset({"check:lint"})).reason == \
+        "waiting for check:lint"
+
+
+def test_the_limit_is_read_from_the_last_forty_lines_wherever_it_is_among_them() -> None:
+    line = "You've hit your 5-hour limit · resets 10pm (UTC)"
+    assert limits.limit_line(line + "\n" + "│ x\n" * 39) == line
+    assert limits.limit_line(line + "\n" + "│ x\n" * 40) is None
+    assert limits.limit_line("x\n" * 5 + line) == line  # the last line
+    assert limits.limit_line("x\n" * 5 + line + "\n│ y") == line  # the one before it
+
+
+def test_a_reset_to_the_minute_its_year_and_the_edges_of_a_day() -> None:
+    def at(text: str, now: datetime) -> datetime:
+        line = f"You've hit your 5-hour limit · resets {text}"
+        return datetime.fromtimestamp(limits.reset_at(line, now), UTC)
+
+    now = datetime(2026, 12, 6, 1, 0, tzinfo=UTC)
+    assert at("24:00 (UTC)", now) == datetime(2026, 12, 7, 0, 0, tzinfo=UTC)
+    assert at("1am (UTC)", now) == datetime(2026, 12, 7, 1, 0, tzinfo=UTC)  # now is past
+    assert at("Dec 9th, 2027 10:54 PM (UTC)", now) == datetime(2027, 12, 9, 22, 54,
+                                                                 tzinfo=UTC)
+    late = datetime(2026, 12, 6, 22, 0, tzinfo=UTC)
+    assert at("Dec 5, 10pm (UTC)", late) == datetime(2026, 12, 5, 22, 0, tzinfo=UTC)
+    assert at("Dec 5, 9pm (UTC)", late) == datetime(2027, 12, 5, 21, 0, tzinfo=UTC)
+
+
+def test_the_line_waited_out_is_the_same_time_tomorrow_within_two_minutes() -> None:
+    day = 86400.0
+    assert limits.believable(NOW + day, NOW, NOW) is False  # its reset is now
+    assert limits.believable(NOW + day + 119, NOW, NOW) is False
+    assert limits.believable(NOW + day + 120, NOW, NOW) is True
