@@ -649,3 +649,58 @@ def test_the_line_waited_out_is_the_same_time_tomorrow_within_two_minutes() -> N
     assert limits.believable(NOW + day, NOW, NOW) is False  # its reset is now
     assert limits.believable(NOW + day + 119, NOW, NOW) is False
     assert limits.believable(NOW + day + 120, NOW, NOW) is True
+
+
+def test_a_limit_message_joins_at_most_two_wrapped_lines_that_start_with_a_word() -> None:
+    screen = "■ You've hit your usage limit.\ns. Try again\nat 10pm\nlater text\n"
+    assert limits.limit_line(screen) == "■ You've hit your usage limit. s. Try again at 10pm"
+
+
+def test_an_issues_status_line_in_each_state() -> None:
+    def line(s: Session | None, wait: waiting.Wait | None = None, **kw: int) -> str:
+        return pickup.status_line(s, wait, **kw)
+
+    assert line(None) == "Queued."
+    assert line(replace(SESSION, state=State.QUEUED, note="waits for #3")) == \
+        "Queued: waits for #3."
+    merged = replace(SESSION, state=State.MERGED, pr_state="merged")
+    assert line(merged) == "Merged in PR #45."
+    assert line(replace(merged, pr_number=None)) == "Merged."
+    # cleaned without a merge: stopped; killed with its PR merged elsewhere: stopped too
+    assert line(replace(SESSION, state=State.CLEANED, pr_state="open")) == \
+        "Stopped (cleaned); it starts again when asked (`ao spawn`)."
+    assert line(replace(SESSION, state=State.KILLED)) == \
+        "Stopped (killed); it starts again when asked (`ao spawn`)."
+    assert line(replace(SESSION, state=State.NEEDS_HUMAN, note="CI failed 3 times")) == \
+        "Needs a human: CI failed 3 times (session wor-3)."
+    assert line(replace(SESSION, state=State.NEEDS_HUMAN)) == \
+        "Needs a human: escalated (session wor-3)."
+    on_it = "An agent (claude-code) is on it in session wor-3"
+    assert line(replace(SESSION, pr_number=None)) == on_it + "."
+    assert line(SESSION) == on_it + "; PR #45."
+    assert line(SESSION, rounds=2, of=3) == on_it + "; PR #45; CI fix round 2 of 3."
+    assert line(SESSION, rounds=2) == on_it + "; PR #45; CI fix round 2."
+    assert line(SESSION, waiting.Wait("CI running on PR #45", "ci", "ci_pending")) == \
+        on_it + "; PR #45: CI running on PR #45."
+    assert line(SESSION, waiting.Wait("idle for 12 min", "person", "stuck")) == \
+        on_it + "; PR #45: the agent is idle with no pull request."
+
+
+def test_an_issues_status_comment_is_marked_and_quotes_nothing_live() -> None:
+    body = pickup.status_body("Needs a human: @ann said `rm -rf` <b>x</b>")
+    assert body.startswith(pickup.MARKER + "\n**ao**: Needs a human: @\u200bann said \\`rm")
+    assert "\\<b\\>x\\</b\\>" in body
+    assert body.endswith("\n\n<sub>This comment is kept up to date by ao.</sub>")
+
+
+def test_pickup_keys_and_numbers_and_a_cycle_waits_outside() -> None:
+    from ao.record.forge import PickedIssue
+
+    assert (pickup.key(12), pickup.number("12"), pickup.number("AUTH-1")) == ("12", 12, None)
+    picked = [PickedIssue(1, "a", "", (2,)), PickedIssue(2, "b", "", (1,)),
+              PickedIssue(3, "c", "", (99,)), PickedIssue(4, "d", "")]
+    plan, why = pickup.plan_of(picked)
+    assert list(plan.tasks) == ["4"]
+    assert why == ["a dependency cycle: #1 -> #2 -> #1 (none of them can start; remove one link on "
+                   "GitHub)", "#3 waits for #99, not ready for pickup here: it starts once "
+                   "that is closed"]
