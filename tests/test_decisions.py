@@ -698,9 +698,36 @@ def test_pickup_keys_and_numbers_and_a_cycle_waits_outside() -> None:
 
     assert (pickup.key(12), pickup.number("12"), pickup.number("AUTH-1")) == ("12", 12, None)
     picked = [PickedIssue(1, "a", "", (2,)), PickedIssue(2, "b", "", (1,)),
-              PickedIssue(3, "c", "", (99,)), PickedIssue(4, "d", "")]
+              PickedIssue(3, "c", "", (99,)), PickedIssue(4, "d", ""),
+              PickedIssue(5, "e", "", (4,))]
     plan, why = pickup.plan_of(picked)
-    assert list(plan.tasks) == ["4"]
+    assert list(plan.tasks) == ["4", "5"] and plan.tasks["5"].deps == ("4",)
     assert why == ["a dependency cycle: #1 -> #2 -> #1 (none of them can start; remove one link on "
                    "GitHub)", "#3 waits for #99, not ready for pickup here: it starts once "
                    "that is closed"]
+
+
+def test_a_host_has_room_by_its_sessions_its_answer_and_its_memory() -> None:
+    R = placement.Room
+    assert R("h", 1, 2).free and R("h", 2, 2).free is False and R("h", 9, None).free
+    assert R("h", 0, 2, reachable=False).free is False
+    assert hash(R("h", 0, 2)) == hash(R("h", 0, 2))  # a value: rooms are compared and kept
+    assert R("h", 0, 2).reachable and R("h", 0, 2).needs_mb == 0
+    assert not R("h", 0, None, free_mb=512, floor_mb=512).short_of_memory  # exactly the floor
+    assert R("h", 0, None, free_mb=511, floor_mb=512).short_of_memory
+    assert not R("h", 0, None, free_mb=100).short_of_memory  # no floor of its own
+    assert (R("h", 1, 4).load, R("h", 3, None).load) == (0.25, 0.0)
+
+
+def test_the_least_full_host_is_chosen_here_first_on_a_tie() -> None:
+    R = placement.Room
+    assert placement.choose([R("b", 1, 4), R("a", 1, 2)]) == "b"
+    assert placement.choose([R("b", 0, 2), R("local", 0, 2), R("a", 0, 2)]) == "local"
+    assert placement.choose([R("b", 0, 2), R("a", 0, 2)]) == "a"
+    assert placement.choose([R("a", 2, 2), R("b", 0, 2, reachable=False)]) is None
+    assert placement.why_full([R("a", 2, 2), R("b", 0, 2, reachable=False),
+                               R("c", 0, 2, free_mb=600, floor_mb=512, needs_mb=200),
+                               R("d", 0, 2, free_mb=500, floor_mb=512), R("e", 0, 2)]) == (
+        "no host has room: a full (2/2), b unreachable, c low on memory (600 MB free, the "
+        "agent takes about 200 MB, 512 MB kept free), d low on memory (500 MB free, 512 MB "
+        "kept free)")

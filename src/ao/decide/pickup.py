@@ -65,24 +65,23 @@ def plan_and_held(picked: Iterable[PickedIssue]) -> tuple[Plan, dict[int, str]]:
 def _cycles(graph: dict[int, tuple[int, ...]]) -> list[list[int]]:
     """The cycles among the graph's nodes (each once, as a path back to its start)."""
     found: list[list[int]] = []
-    state: dict[int, int] = {}  # 1: on the path, 2: done
-    path: list[int] = []
+    seen: set[int] = set()
+    path: list[int] = []  # the nodes under visit, in order
 
     def visit(n: int) -> None:
-        state[n] = 1
+        seen.add(n)
         path.append(n)
         for m in graph.get(n, ()):
             if m not in graph:
                 continue
-            if state.get(m) == 1:
+            if m in path:
                 found.append([*path[path.index(m):], m])
-            elif m not in state:
+            elif m not in seen:
                 visit(m)
         path.pop()
-        state[n] = 2
 
     for n in sorted(graph):
-        if n not in state:
+        if n not in seen:
             visit(n)
     return found
 
