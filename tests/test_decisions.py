@@ -731,3 +731,54 @@ def test_the_least_full_host_is_chosen_here_first_on_a_tie() -> None:
         "no host has room: a full (2/2), b unreachable, c low on memory (600 MB free, the "
         "agent takes about 200 MB, 512 MB kept free), d low on memory (500 MB free, 512 MB "
         "kept free)")
+
+
+def test_a_documents_tables_bracketed_lines_files_and_batches_become_the_plan() -> None:
+    text = """# Plan
+
+| Key | Title | Files | Estimate |
+|---|---|---|---|
+| DB-1 | Schema | `db/schema.sql`, db/migrations/* | 2d |
+| API-2 | Endpoints | - | 1 day |
+
+Not a table line: API-2 files: nothing here
+
+- [UI-3] Pages (3 days)
+  Files: ui/pages/*; ui/app.ts
+- [DB-1] A second title is ignored
+
+## Notes
+Files: docs/nobody.md
+
+```mermaid
+graph TD
+  DB-1 --> API-2 --> UI-3
+```
+
+Run `ao batch-spawn shop DB-1` then `ao batch-spawn shop API-2 UI-3`.
+"""
+    p = plan_import.import_markdown(text)
+    t = p.tasks
+    assert list(t) == ["DB-1", "API-2", "UI-3"]
+    assert (t["DB-1"].title, t["DB-1"].estimate, t["DB-1"].files) == (
+        "Schema", "2d", ("db/schema.sql", "db/migrations/*"))
+    assert (t["API-2"].title, t["API-2"].estimate, t["API-2"].files) == ("Endpoints", "1d", ())
+    assert (t["UI-3"].title, t["UI-3"].estimate, t["UI-3"].files) == (
+        "Pages", "3d", ("ui/pages/*", "ui/app.ts"))
+    assert (t["UI-3"].deps, t["API-2"].deps) == (("API-2",), ("DB-1",))
+    assert (p.waves, p.project) == ((("DB-1",), ("API-2", "UI-3")), "shop")
+
+
+def test_the_first_prompt_names_the_merged_work_it_builds_on_and_caps_each_file(
+        tmp_path: Path) -> None:
+    from ao import config
+    from ao.decide import prompts
+
+    (tmp_path / "BIG.md").write_text("b" * 20_001)
+    plan = planmod.Plan(tasks={"A-1": planmod.Task("A-1", "Schema")}, context=("BIG.md",))
+    task = planmod.Task("B-1", "Login", deps=("A-1", "Z-9"))
+    text = prompts.first_prompt(config.ProjectConfig(name="shop", path=tmp_path), task, plan,
+                                "b")
+    assert "This builds on work that is already merged:\n- A-1: Schema\n\n" in text
+    assert "Z-9" not in text
+    assert "b" * 20_000 + "\n[... cut: 1 more characters]" in text
