@@ -510,6 +510,18 @@ def test_by_default_a_green_approved_pr_is_not_merged_but_its_steps_run() -> Non
     auto = reactions.decide(reactions.Observation(State.PR_OPEN, Activity.IDLE, 0.0, _pr()),
                             reactions.History(), replace(policy, auto_merge=True))
     assert [a.kind for a in auto] == [reactions.ActionKind.MERGE]
+    # no checks at all: the steps start only where checks are not required
+    bare = _pr(checks=CheckSummary("none", ()))
+    loose = replace(policy, gate=replace(policy.gate, require_checks=False))
+    assert [a.kind for a in reactions.decide(reactions.Observation(
+        State.PR_OPEN, Activity.IDLE, 0.0, bare, steps=check), reactions.History(), loose)] == \
+        [reactions.ActionKind.RUN_CHECK]
+    assert reactions.decide(reactions.Observation(State.PR_OPEN, Activity.IDLE, 0.0, bare,
+                                                  steps=check), reactions.History(), policy) == []
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):  # shared by the daemon's threads
+        policy.auto_merge = True  # type: ignore[misc]
     assert reactions.Policy().auto == frozenset({"ci-failed", "changes-requested",
                                                  "merge-conflict", "agent-stuck",
                                                  "agent-exited"})
@@ -782,3 +794,27 @@ def test_the_first_prompt_names_the_merged_work_it_builds_on_and_caps_each_file(
     assert "This builds on work that is already merged:\n- A-1: Schema\n\n" in text
     assert "Z-9" not in text
     assert "b" * 20_000 + "\n[... cut: 1 more characters]" in text
+
+
+def test_a_budget_is_a_positive_number_of_dollars() -> None:
+    base = "tasks:\n  A-1: {title: a}\n"
+    assert planmod.parse(base + "budget_usd: 40\n").budget_usd == 40.0
+    for bad in ("0", "-1", "true", "'40'"):
+        with pytest.raises(AoError, match="budget_usd must be a positive number"):
+            planmod.parse(base + f"budget_usd: {bad}\n")
+
+
+def test_tasks_that_wait_for_each_other_never_overlap_and_the_summary_holds_them_apart() -> None:
+    p = planmod.parse("tasks:\n  A-1: {title: a, estimate: 1d, files: [src/x.py]}\n"
+                      "  B-1: {title: b, estimate: 1d, files: [src/x.py], deps: [A-1]}\n"
+                      "  C-1: {title: c, estimate: 1d, files: [src/*]}\n")
+    # B waits for A: only C shares files with either while they may run at once
+    assert plan_graph.overlaps(p) == [("A-1", "C-1", "src/x.py"), ("B-1", "C-1", "src/x.py")]
+    s = plan_graph.summary(p, 3)
+    assert s["makespan"]["dependency_driven"] == 2.0
+    assert s["makespan"]["with_overlap_holds"] == 3.0  # C is held while A, then B, run
+
+
+def test_a_two_column_table_gives_titles() -> None:
+    p = plan_import.import_markdown("| AUTH-1 | Login |\n\n```mermaid\ngraph TD\n  AUTH-1\n```\n")
+    assert p.tasks["AUTH-1"].title == "Login"
