@@ -818,3 +818,15 @@ def test_tasks_that_wait_for_each_other_never_overlap_and_the_summary_holds_them
 def test_a_two_column_table_gives_titles() -> None:
     p = plan_import.import_markdown("| AUTH-1 | Login |\n\n```mermaid\ngraph TD\n  AUTH-1\n```\n")
     assert p.tasks["AUTH-1"].title == "Login"
+
+
+def test_a_conflict_is_sent_back_three_times_by_default_then_a_person_is_called() -> None:
+    conflicting = _pr(mergeable="conflicting")
+    obs = reactions.Observation(State.PR_OPEN, Activity.IDLE, 0.0, conflicting)
+    twice = reactions.History(done=frozenset({"rebase:s1", "rebase:s2"}))
+    assert [a.kind for a in reactions.decide(obs, twice, reactions.Policy())] == \
+        [reactions.ActionKind.ASK_REBASE]
+    thrice = reactions.History(done=frozenset({"rebase:s1", "rebase:s2", "rebase:s3"}))
+    acts = reactions.decide(obs, thrice, reactions.Policy())
+    assert [(a.kind, a.reason) for a in acts] == [
+        (reactions.ActionKind.ESCALATE, "still conflicting after 3 rebase requests")]
