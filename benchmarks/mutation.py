@@ -308,7 +308,7 @@ def report(results: list[Mutant], quirks: list[tuple[Quirk, str]], path: Path,
 def earlier(log: Path, modules: list[str]) -> tuple[list[Mutant], list[Mutant]]:
     """An earlier run's outcomes from its printed lines, matched to the mutants the modules
     make now (by line, kind and order among their like): those it killed, kept, and those
-    to run (it saw them survive or fail, or never made them)."""
+    to run again (it saw them survive or fail). Its mutants only: a sample stays the sample."""
     seen: dict[tuple[str, int, str], list[str]] = {}
     for line in log.read_text().splitlines():
         parts = line.split()
@@ -321,7 +321,9 @@ def earlier(log: Path, modules: list[str]) -> tuple[list[Mutant], list[Mutant]]:
     for mod in modules:
         for m in mutants(mod):
             outcomes = seen.get((mod, m.line, m.what), [])
-            m.outcome = outcomes.pop(0) if outcomes else ""
+            if not outcomes:
+                continue  # not in that run (a sample): the same mutants, no others
+            m.outcome = outcomes.pop(0)
             (kept if m.outcome in ("killed", "timeout") else again).append(m)
     return kept, again
 
@@ -337,6 +339,7 @@ def main() -> None:
     ap.add_argument("--report", default=str(REPO / "docs" / "mutation.md"))
     ap.add_argument("--again", metavar="LOG", help="a run's printed lines: its outcomes kept, "
                     "its survivors run again (after tests were written for them)")
+    ap.add_argument("--again-what", default="a sample", help="what that run was, for the report")
     a = ap.parse_args()
     t0 = time.monotonic()
     rng = random.Random(a.seed)
@@ -365,8 +368,10 @@ def main() -> None:
     sample = f"{a.per_module} mutants a module, seed {a.seed}" if a.per_module \
         else "every mutant"
     if a.again:
-        sample = (f"the outcomes of an earlier run ({len(kept) + len(todo)} mutants), its "
-                  f"{len(todo)} survivors run again against the tests written for them")
+        sample = (f"an earlier run's {len(kept) + len(todo)} mutants ({a.again_what}): "
+                  f"{len(kept)} killed there ({100 * len(kept) / (len(kept) + len(todo)):.0f}%), "
+                  f"its {len(todo)} survivors run again here, after tests were written for "
+                  "them")
     report(done, quirks, Path(a.report), time.monotonic() - t0, sample)
     killed = sum(m.outcome in ("killed", "timeout") for m in done)
     print(f"{killed} of {len(done)} mutants killed"

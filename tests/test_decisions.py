@@ -830,3 +830,35 @@ def test_a_conflict_is_sent_back_three_times_by_default_then_a_person_is_called(
     acts = reactions.decide(obs, thrice, reactions.Policy())
     assert [(a.kind, a.reason) for a in acts] == [
         (reactions.ActionKind.ESCALATE, "still conflicting after 3 rebase requests")]
+
+
+def test_a_merge_the_forge_refuses_three_times_by_default_goes_to_a_person() -> None:
+    auto = reactions.Policy(auto_merge=True)
+    obs = reactions.Observation(State.PR_OPEN, Activity.IDLE, 0.0, _pr())
+    twice = reactions.History(done=frozenset({f"merge-failed:{SHA}:1", f"merge-failed:{SHA}:2"}))
+    assert [a.kind for a in reactions.decide(obs, twice, auto)] == [reactions.ActionKind.MERGE]
+    thrice = reactions.History(done=twice.done | {f"merge-failed:{SHA}:3"})
+    assert [(a.kind, a.reason) for a in reactions.decide(obs, thrice, auto)] == [
+        (reactions.ActionKind.ESCALATE, "the forge refused to merge PR #7 3 times")]
+
+
+def test_a_full_project_starts_nothing_and_a_checks_gate_is_its_commands_hash() -> None:
+    p = planmod.parse("tasks:\n  A: {title: a}\n  B: {title: b}\n  C: {title: c}\n")
+    working = frozenset({State.WORKING})
+    tasks = {"A": scheduler.TaskStatus(states=working), "B": scheduler.TaskStatus(
+        states=working), "C": scheduler.TaskStatus(states=frozenset({State.QUEUED}))}
+    assert scheduler.next_to_start(p, tasks, set(), 2) == []
+    # recorded with each pass (attempts): the same command is the same gate, ten hex digits
+    lint = next(s for s in steps.parse([{"check": {"run": "make lint"}}], "plan")
+                if s.kind == "check")
+    assert steps.gate_id(lint) == "check:a528e6e116"
+
+
+def test_only_a_merged_pr_is_cleaning_up() -> None:
+    def why(s: Session) -> waiting.Wait | None:
+        return waiting.why(s, waiting.Context(), NOW)
+
+    active = replace(SESSION, activity=Activity.ACTIVE)
+    assert why(replace(active, pr_state="merged")) == waiting.Wait("merged: cleaning up",
+                                                                   waiting.AO, "merged")
+    assert why(replace(active, pr_state="closed")) is None  # its agent works on
