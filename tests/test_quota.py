@@ -13,7 +13,7 @@ import pytest
 from ao import config, paths
 from ao.config import load as config_load
 from ao.loop.daemon import Daemon
-from ao.record.state import Activity, State
+from ao.record.state import RUNNING, Activity, State
 from ao.record.store import Store
 from ao.world import tmux
 
@@ -105,7 +105,8 @@ def test_a_plans_budget_holds_its_tasks_and_not_the_projects_others(env: Env) ->
     for _ in range(2):
         d.tick()
     assert [s.state for s in store.sessions("shop", task="B-1")] == [State.QUEUED]
-    assert store.sessions("shop", task="O-1")[0].state in (State.WORKING, State.SPAWNING)
+    # the other plan's task started (a quick demo agent may already have opened its PR)
+    assert store.sessions("shop", task="O-1")[0].state in RUNNING - {State.NEEDS_HUMAN}
     told = [m["body"] for m in store.messages(a.id) if m["source"] == "budget"]
     assert len(told) == 1 and "the plan's budget is spent ($0.75 of $0.50)" in told[0]
     reached = events("budget.reached")
