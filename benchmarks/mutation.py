@@ -255,9 +255,10 @@ def try_mutant(m: Mutant, timeout: float) -> Mutant:
         (src / "ao" / "decide" / f"{m.module}.py").write_text(m.source)
         tests = TESTS[m.module]
         m.outcome, m.seconds = run_tests(src, [FIRST], timeout) if FIRST in tests else ("", 0)
-        if m.outcome in ("", "survived"):  # the module's other tests, the slow ones too
+        rest = [t for t in tests if t != FIRST]
+        if m.outcome in ("", "survived") and rest:  # the module's other tests, the slow ones
             first = m.seconds
-            m.outcome, m.seconds = run_tests(src, tests, timeout)
+            m.outcome, m.seconds = run_tests(src, rest, timeout)
             m.seconds += first
     return m
 
@@ -303,6 +304,11 @@ def report(results: list[Mutant], quirks: list[tuple[Quirk, str]], path: Path,
               "|---|---|---|"]
     lines += [f"| {q.name} | {', '.join(q.tests)} | {o} |" for q, o in quirks]
     path.write_text("\n".join(lines) + "\n")
+
+
+def line_of(m: Mutant, note: str = "") -> str:
+    """A mutant's printed line: its outcome, time and place (what `earlier` reads back)."""
+    return f"{m.outcome:9} {m.seconds:5.0f} s  decide/{m.module}.py:{m.line} {m.what}{note}"
 
 
 def earlier(log: Path, modules: list[str]) -> tuple[list[Mutant], list[Mutant]]:
@@ -357,11 +363,10 @@ def main() -> None:
         quirk_runs = [(q, pool.submit(try_quirk, q, a.timeout)) for q in QUIRKS]
         done = list(kept)
         for m in kept:  # the printed lines stay a whole record, for the next `--again`
-            print(f"{m.outcome:9}     0 s  decide/{m.module}.py:{m.line} {m.what} (earlier)")
+            print(line_of(m, " (earlier)"))
         for m in pool.map(lambda m: try_mutant(m, a.timeout), todo):
             done.append(m)
-            print(f"{m.outcome:9} {m.seconds:5.0f} s  decide/{m.module}.py:{m.line} {m.what}",
-                  flush=True)
+            print(line_of(m), flush=True)
         quirks = [(q, f.result()) for q, f in quirk_runs]
     for q, o in quirks:
         print(f"quirk {o:9} {q.name}")

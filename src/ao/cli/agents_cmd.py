@@ -61,13 +61,13 @@ def hook(
                      f"{traceback.format_exc()}\n")
 
 
-def _record(agent: str, event: str, raw: str, store: Store | None = None) -> bool:
+def _record(agent: str, event: str, raw: str) -> bool:
     """`ao hook AGENT EVENT` (hooks installed by an earlier ao): the same line, written and
     read at once. False (and nothing recorded) outside an ao session."""
     sid = os.environ.get("AO_SESSION")
     if not sid:
         return False
-    store = store or Store()
+    store = Store()
     try:
         s = store.session(sid)
     except AoError:
